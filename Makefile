@@ -1,0 +1,37 @@
+# crm_gdpr — PGXS build.  `make test` and `make demo` are the two entry points
+# a newcomer needs (see README.md); the rest is the usual PGXS machinery.
+
+EXTENSION   = crm_gdpr
+EXTVERSION  = $(shell sed -n "s/^default_version *= *'\(.*\)'/\1/p" $(EXTENSION).control)
+MODULE_big  = crm_gdpr
+OBJS        = $(patsubst %.c,%.o,$(sort $(wildcard src/*.c)))
+PG_CPPFLAGS = -I$(srcdir)/src
+SHLIB_LINK  = -lsodium
+
+# The install script is assembled from one file per concern, in name order.
+SQL_PARTS   = $(sort $(wildcard src/sql/*.sql))
+DATA_built  = $(EXTENSION)--$(EXTVERSION).sql
+DATA        = $(filter-out $(DATA_built),$(wildcard $(EXTENSION)--*--*.sql))
+
+REGRESS      = $(patsubst sql/%.sql,%,$(sort $(wildcard sql/*.sql)))
+REGRESS_OPTS = --load-extension=plpgsql
+EXTRA_CLEAN  = tmp_check tmp_demo results regression.diffs regression.out
+
+PG_CONFIG ?= pg_config
+PGXS := $(shell $(PG_CONFIG) --pgxs)
+include $(PGXS)
+
+$(EXTENSION)--$(EXTVERSION).sql: $(SQL_PARTS) $(EXTENSION).control
+	{ echo '-- generated from src/sql/*.sql by make: edit those files'; \
+	  printf '%s\n' '\echo Use "CREATE EXTENSION $(EXTENSION)" to load this file. \quit'; \
+	  for f in $(SQL_PARTS); do echo; echo "-- ==== $$f"; cat $$f; done; } > $@
+
+.PHONY: test demo deps
+deps:
+	@bash test/deps.sh
+
+test: deps
+	@bash test/run.sh
+
+demo: deps
+	@bash test/demo.sh

@@ -1,0 +1,451 @@
+-- The personal-data registry: which tables hold data subjects, which tables
+-- refer to them, and which columns hold what, why and on which legal basis.
+-- Tables are stored as regclass (a rename keeps working; pg_dump writes the
+-- qualified name), columns by name (kept in step with renames by the event
+-- triggers in 20_schema_sync.sql).
+
+CREATE TABLE gdpr.subject_tables (
+  tbl            regclass PRIMARY KEY,
+  id_column      name NOT NULL,
+  registered_at  timestamptz NOT NULL DEFAULT now(),
+  registered_by  name NOT NULL DEFAULT session_user
+);
+COMMENT ON TABLE gdpr.subject_tables IS 'tables whose rows are data subjects';
+
+-- Every table holding personal data, subject tables included (their parent
+-- is themselves), so that one table answers "where is this person's data".
+CREATE TABLE gdpr.registered_tables (
+  tbl            regclass PRIMARY KEY,
+  subject_table  regclass NOT NULL REFERENCES gdpr.subject_tables ON DELETE CASCADE,
+  subject_column name NOT NULL,
+  parent_table   regclass NOT NULL,
+  parent_column  name NOT NULL,
+  registered_at  timestamptz NOT NULL DEFAULT now(),
+  registered_by  name NOT NULL DEFAULT session_user
+);
+COMMENT ON TABLE gdpr.registered_tables IS
+  'tables holding personal data; subject_column refers to parent_table.parent_column, up to subject_table';
+CREATE INDEX ON gdpr.registered_tables (parent_table);
+
+CREATE TABLE gdpr.purposes (
+  code         text PRIMARY KEY CHECK (code ~ '^[a-z][a-z0-9_]{0,62}$'),
+  description  text NOT NULL CHECK (btrim(description) <> ''),
+  legal_basis  text NOT NULL CHECK (legal_basis = ANY (gdpr.legal_bases())),
+  created_at   timestamptz NOT NULL DEFAULT now(),
+  updated_at   timestamptz NOT NULL DEFAULT now()
+);
+COMMENT ON TABLE gdpr.purposes IS 'processing purposes (Art. 5(1)(b), Art. 30(1)(b))';
+
+-- Every version of a purpose's information notice, with its digest: what a
+-- person was shown when he consented or was informed.
+CREATE TABLE gdpr.purpose_notices (
+  purpose       text NOT NULL REFERENCES gdpr.purposes ON UPDATE CASCADE,
+  version       int NOT NULL CHECK (version > 0),
+  notice        text NOT NULL,
+  digest        bytea NOT NULL,
+  published_at  timestamptz NOT NULL DEFAULT now(),
+  published_by  name NOT NULL DEFAULT session_user,
+  PRIMARY KEY (purpose, version)
+);
+COMMENT ON COLUMN gdpr.purpose_notices.digest IS 'SHA-256 of the notice text (UTF-8)';
+
+CREATE TABLE gdpr.personal_columns (
+  tbl            regclass NOT NULL REFERENCES gdpr.registered_tables ON DELETE CASCADE,
+  col            name NOT NULL,
+  purpose        text NOT NULL REFERENCES gdpr.purposes ON UPDATE CASCADE,
+  category       text NOT NULL CHECK (category = ANY (gdpr.data_categories())),
+  legal_basis    text NOT NULL CHECK (legal_basis = ANY (gdpr.legal_bases())),
+  justification  text,
+  classified_at  timestamptz NOT NULL DEFAULT now(),
+  classified_by  name NOT NULL DEFAULT session_user,
+  PRIMARY KEY (tbl, col, purpose)
+);
+COMMENT ON TABLE gdpr.personal_columns IS 'classification of personal-data columns, per purpose';
+CREATE INDEX ON gdpr.personal_columns (purpose);
+
+CREATE TABLE gdpr.retention_policies (
+  id            serial PRIMARY KEY,
+  tbl           regclass NOT NULL REFERENCES gdpr.registered_tables ON DELETE CASCADE,
+  col           name,
+  keep          interval NOT NULL CHECK (keep > interval '0'),
+  after_table   regclass NOT NULL,
+  after_column  name NOT NULL,
+  action        text NOT NULL CHECK (action = ANY (gdpr.retention_actions())),
+  created_at    timestamptz NOT NULL DEFAULT now(),
+  updated_at    timestamptz NOT NULL DEFAULT now(),
+  updated_by    name NOT NULL DEFAULT session_user,
+  UNIQUE NULLS NOT DISTINCT (tbl, col)
+);
+COMMENT ON TABLE gdpr.retention_policies IS
+  'how long data is kept: col NULL is the whole row; the period runs from after_table.after_column';
+
+CREATE TABLE gdpr.recipients (
+  id           serial PRIMARY KEY,
+  name         text NOT NULL CHECK (btrim(name) <> ''),
+  country      char(2) NOT NULL,
+  purpose      text NOT NULL REFERENCES gdpr.purposes ON UPDATE CASCADE,
+  safeguard    text,
+  outside_eea  boolean NOT NULL,
+  created_at   timestamptz NOT NULL DEFAULT now(),
+  updated_at   timestamptz NOT NULL DEFAULT now(),
+  UNIQUE (name, purpose),
+  CHECK (NOT outside_eea OR safeguard IS NOT NULL)
+);
+COMMENT ON TABLE gdpr.recipients IS 'recipients of personal data per purpose (Art. 30(1)(d), (e))';
+
+-- What the schema did to the registry: drops and renames seen by the event
+-- triggers, so that an auditor sees why a policy disappeared.
+CREATE TABLE gdpr.registry_changes (
+  id       bigserial PRIMARY KEY,
+  at       timestamptz NOT NULL DEFAULT now(),
+  by_role  name NOT NULL DEFAULT session_user,
+  event    text NOT NULL,
+  object   text NOT NULL,
+  detail   text
+);
+
+SELECT pg_catalog.pg_extension_config_dump('gdpr.subject_tables', '');
+SELECT pg_catalog.pg_extension_config_dump('gdpr.registered_tables', '');
+SELECT pg_catalog.pg_extension_config_dump('gdpr.purposes', '');
+SELECT pg_catalog.pg_extension_config_dump('gdpr.purpose_notices', '');
+SELECT pg_catalog.pg_extension_config_dump('gdpr.personal_columns', '');
+SELECT pg_catalog.pg_extension_config_dump('gdpr.retention_policies', '');
+SELECT pg_catalog.pg_extension_config_dump('gdpr.retention_policies_id_seq', '');
+SELECT pg_catalog.pg_extension_config_dump('gdpr.recipients', '');
+SELECT pg_catalog.pg_extension_config_dump('gdpr.recipients_id_seq', '');
+SELECT pg_catalog.pg_extension_config_dump('gdpr.registry_changes', '');
+SELECT pg_catalog.pg_extension_config_dump('gdpr.registry_changes_id_seq', '');
+
+-- 42704 with a hint when tbl is not in the registry.
+CREATE FUNCTION gdpr._registered(tbl regclass) RETURNS gdpr.registered_tables
+  LANGUAGE plpgsql STABLE SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+  r gdpr.registered_tables;
+BEGIN
+  PERFORM gdpr._not_null(tbl, 'table');
+  SELECT * INTO r FROM gdpr.registered_tables t WHERE t.tbl = _registered.tbl;
+  IF NOT FOUND THEN
+    RAISE EXCEPTION 'table % is not registered', tbl
+      USING ERRCODE = 'undefined_object',
+            HINT = 'Register it first with gdpr.register_subject_table() or gdpr.register_table().';
+  END IF;
+  RETURN r;
+END
+$$;
+
+-- The single-column key of tbl that children refer to: its one-column primary key.
+CREATE FUNCTION gdpr._key_column(tbl regclass) RETURNS name
+  LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp
+  RETURN (SELECT a.attname FROM pg_constraint c
+            JOIN pg_attribute a ON a.attrelid = c.conrelid AND a.attnum = c.conkey[1]
+           WHERE c.conrelid = tbl AND c.contype = 'p' AND cardinality(c.conkey) = 1);
+
+CREATE FUNCTION gdpr.register_subject_table(tbl regclass, id_column name) RETURNS void
+  LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+  old_id name;
+BEGIN
+  PERFORM gdpr._check_table(tbl);
+  PERFORM gdpr._column(tbl, id_column);
+  IF NOT EXISTS (SELECT FROM pg_constraint c
+                  WHERE c.conrelid = tbl AND c.contype IN ('p', 'u')
+                    AND c.conkey = ARRAY[(gdpr._column(tbl, id_column)).attnum]) THEN
+    RAISE EXCEPTION 'column "%" does not identify the rows of %', id_column, tbl
+      USING ERRCODE = 'invalid_table_definition',
+            DETAIL = 'A subject''s id must be the primary key or a single-column unique constraint.';
+  END IF;
+  IF EXISTS (SELECT FROM gdpr.registered_tables r WHERE r.tbl = register_subject_table.tbl
+               AND r.subject_table <> r.tbl) THEN
+    RAISE EXCEPTION 'table % is already registered as referring to a subject table', tbl
+      USING ERRCODE = 'duplicate_object',
+            HINT = 'Unregister it with gdpr.unregister_table() first.';
+  END IF;
+  SELECT s.id_column INTO old_id FROM gdpr.subject_tables s WHERE s.tbl = register_subject_table.tbl;
+  IF old_id IS NOT NULL AND old_id <> id_column
+     AND EXISTS (SELECT FROM gdpr.registered_tables r
+                  WHERE r.parent_table = register_subject_table.tbl AND r.tbl <> r.parent_table) THEN
+    RAISE EXCEPTION 'cannot change the id column of % while tables refer to it', tbl
+      USING ERRCODE = 'dependent_objects_still_exist',
+            HINT = 'Unregister the tables registered under it first.';
+  END IF;
+  -- Registering again updates the id column: the call is idempotent.
+  INSERT INTO gdpr.subject_tables AS s (tbl, id_column) VALUES (tbl, id_column)
+    ON CONFLICT ON CONSTRAINT subject_tables_pkey DO UPDATE SET id_column = excluded.id_column;
+  INSERT INTO gdpr.registered_tables AS r (tbl, subject_table, subject_column, parent_table, parent_column)
+    VALUES (tbl, tbl, id_column, tbl, id_column)
+    ON CONFLICT ON CONSTRAINT registered_tables_pkey DO UPDATE SET subject_column = excluded.subject_column,
+                                    parent_column = excluded.parent_column;
+  PERFORM gdpr._snapshot_columns(tbl);
+END
+$$;
+
+-- The single-column foreign keys of tbl that point at registered tables,
+-- optionally only those on column col or towards table target.
+CREATE FUNCTION gdpr._registered_fkeys(tbl regclass, col name, target regclass)
+  RETURNS TABLE (fk_column name, parent_table regclass, parent_column name)
+  LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
+  SELECT a.attname, c.confrelid::regclass, pa.attname
+    FROM pg_constraint c
+    JOIN pg_attribute a ON a.attrelid = c.conrelid AND a.attnum = c.conkey[1]
+    JOIN pg_attribute pa ON pa.attrelid = c.confrelid AND pa.attnum = c.confkey[1]
+    JOIN gdpr.registered_tables r ON r.tbl = c.confrelid
+   WHERE c.conrelid = _registered_fkeys.tbl AND c.contype = 'f' AND cardinality(c.conkey) = 1
+     AND c.confrelid <> _registered_fkeys.tbl
+     AND (_registered_fkeys.col IS NULL OR a.attname = _registered_fkeys.col)
+     AND (_registered_fkeys.target IS NULL OR c.confrelid = _registered_fkeys.target)
+   ORDER BY 1, 2
+$$;
+
+CREATE FUNCTION gdpr.register_table(tbl regclass, subject_column name DEFAULT NULL,
+                                    subject_table regclass DEFAULT NULL) RETURNS void
+  LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+  fks record;
+  n int;
+  parent gdpr.registered_tables;
+  p_table regclass;
+  p_column name;
+  s_column name := subject_column;
+  col_type regtype;
+  key_type regtype;
+BEGIN
+  PERFORM gdpr._check_table(tbl);
+  IF EXISTS (SELECT FROM gdpr.subject_tables s WHERE s.tbl = register_table.tbl) THEN
+    RAISE EXCEPTION 'table % is registered as a subject table', tbl
+      USING ERRCODE = 'duplicate_object',
+            HINT = 'A subject table is already registered; gdpr.register_table() is for the tables that refer to subjects.';
+  END IF;
+  IF subject_table IS NOT NULL THEN
+    parent := gdpr._registered(subject_table);
+  END IF;
+  IF s_column IS NOT NULL THEN
+    PERFORM gdpr._column(tbl, s_column);
+  END IF;
+
+  n := 0;
+  FOR fks IN SELECT * FROM gdpr._registered_fkeys(tbl, subject_column, subject_table) LOOP
+    n := n + 1;
+    s_column := fks.fk_column;
+    p_table := fks.parent_table;
+    p_column := fks.parent_column;
+  END LOOP;
+  IF n > 1 THEN
+    RAISE EXCEPTION 'table % has several foreign keys to registered tables', tbl
+      USING ERRCODE = 'ambiguous_parameter',
+            DETAIL = (SELECT string_agg(format('%I -> %s.%I', f.fk_column, f.parent_table, f.parent_column), ', ')
+                        FROM gdpr._registered_fkeys(tbl, subject_column, subject_table) f),
+            HINT = 'Name the column that refers to the data subject in subject_column, or the table in subject_table.';
+  ELSIF n = 0 AND subject_column IS NULL THEN
+    RAISE EXCEPTION 'table % has no foreign key to a registered table', tbl
+      USING ERRCODE = 'undefined_object',
+            HINT = 'Name the column that refers to the data subject in subject_column, or register the referenced table first.';
+  ELSIF n = 0 THEN
+    -- A column without a foreign key: it refers to the given table, or to
+    -- the only subject table when there is just one.
+    s_column := subject_column;
+    IF subject_table IS NULL THEN
+      IF (SELECT count(*) FROM gdpr.subject_tables) <> 1 THEN
+        RAISE EXCEPTION 'cannot tell which table column "%" of % refers to', subject_column, tbl
+          USING ERRCODE = 'undefined_object',
+                DETAIL = format('There is no foreign key on it and %s subject tables are registered.',
+                                (SELECT count(*) FROM gdpr.subject_tables)),
+                HINT = 'Pass subject_table.';
+      END IF;
+      parent := gdpr._registered((SELECT s.tbl FROM gdpr.subject_tables s));
+    END IF;
+    p_table := parent.tbl;
+    p_column := gdpr._key_column(p_table);
+    IF p_column IS NULL THEN
+      RAISE EXCEPTION 'table % has no single-column primary key to refer to', p_table
+        USING ERRCODE = 'invalid_table_definition';
+    END IF;
+    IF p_table = parent.subject_table THEN
+      p_column := (SELECT s.id_column FROM gdpr.subject_tables s WHERE s.tbl = p_table);
+    END IF;
+  END IF;
+
+  col_type := (gdpr._column(tbl, s_column)).typ;
+  key_type := (gdpr._column(p_table, p_column)).typ;
+  IF NOT gdpr._types_match(col_type, key_type) THEN
+    RAISE EXCEPTION 'column "%" of % is of type %, but %.% is of type %',
+                    s_column, tbl, col_type, p_table, p_column, key_type
+      USING ERRCODE = 'datatype_mismatch';
+  END IF;
+  parent := gdpr._registered(p_table);
+  IF EXISTS (WITH RECURSIVE up AS (
+               SELECT r.tbl, r.parent_table FROM gdpr.registered_tables r WHERE r.tbl = p_table
+               UNION
+               SELECT r.tbl, r.parent_table FROM gdpr.registered_tables r JOIN up ON r.tbl = up.parent_table
+              WHERE r.tbl <> r.parent_table)
+             SELECT FROM up WHERE up.tbl = register_table.tbl) THEN
+    RAISE EXCEPTION 'registering % under % would make a cycle', tbl, p_table
+      USING ERRCODE = 'invalid_parameter_value';
+  END IF;
+
+  -- Registering again moves the table under its new parent: idempotent.
+  INSERT INTO gdpr.registered_tables AS r (tbl, subject_table, subject_column, parent_table, parent_column)
+    VALUES (tbl, parent.subject_table, s_column, p_table, p_column)
+    ON CONFLICT ON CONSTRAINT registered_tables_pkey DO UPDATE
+      SET subject_table = excluded.subject_table, subject_column = excluded.subject_column,
+          parent_table = excluded.parent_table, parent_column = excluded.parent_column;
+  -- Tables under this one follow it to its subject table.
+  WITH RECURSIVE down AS (
+    SELECT r.tbl FROM gdpr.registered_tables r WHERE r.parent_table = register_table.tbl AND r.tbl <> r.parent_table
+    UNION
+    SELECT r.tbl FROM gdpr.registered_tables r JOIN down ON r.parent_table = down.tbl)
+  UPDATE gdpr.registered_tables r SET subject_table = parent.subject_table
+    FROM down WHERE r.tbl = down.tbl;
+  PERFORM gdpr._snapshot_columns(tbl);
+END
+$$;
+
+CREATE FUNCTION gdpr.unregister_table(tbl regclass) RETURNS void
+  LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+  children text;
+  n_cols int;
+  n_pol int;
+BEGIN
+  PERFORM gdpr._registered(tbl);
+  SELECT string_agg(r.tbl::text, ', ') INTO children
+    FROM gdpr.registered_tables r WHERE r.parent_table = unregister_table.tbl AND r.tbl <> r.parent_table;
+  IF children IS NOT NULL THEN
+    RAISE EXCEPTION 'cannot unregister % because other registered tables refer to it', tbl
+      USING ERRCODE = 'dependent_objects_still_exist',
+            DETAIL = format('Registered under it: %s.', children),
+            HINT = 'Unregister those tables first.';
+  END IF;
+  SELECT count(*) INTO n_cols FROM gdpr.personal_columns c WHERE c.tbl = unregister_table.tbl;
+  SELECT count(*) INTO n_pol FROM gdpr.retention_policies p WHERE p.tbl = unregister_table.tbl;
+  DELETE FROM gdpr.registered_tables r WHERE r.tbl = unregister_table.tbl;
+  DELETE FROM gdpr.subject_tables s WHERE s.tbl = unregister_table.tbl;
+  DELETE FROM gdpr.column_snapshot s WHERE s.tbl = unregister_table.tbl;
+  IF n_cols + n_pol > 0 THEN
+    RAISE NOTICE 'table % unregistered with % column classification(s) and % retention policy(ies)',
+                 tbl, n_cols, n_pol;
+  END IF;
+END
+$$;
+
+CREATE FUNCTION gdpr.classify(tbl regclass, col name, category text, purpose text,
+                              legal_basis text, justification text DEFAULT NULL) RETURNS void
+  LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+BEGIN
+  PERFORM gdpr._registered(tbl);
+  PERFORM gdpr._column(tbl, col);
+  PERFORM gdpr._one_of(category, gdpr.data_categories(), 'category');
+  PERFORM gdpr._one_of(legal_basis, gdpr.legal_bases(), 'legal basis');
+  PERFORM gdpr._purpose(purpose);
+  IF category = 'sensitive' AND coalesce(btrim(justification), '') = '' THEN
+    RAISE EXCEPTION 'a sensitive column needs a justification'
+      USING ERRCODE = 'invalid_parameter_value',
+            DETAIL = 'Special categories of data (Art. 9) may only be processed under one of its exceptions.',
+            HINT = 'Say which Art. 9(2) condition applies in the justification argument.';
+  END IF;
+  -- One column has one category, whatever the purposes it serves.
+  UPDATE gdpr.personal_columns c SET category = classify.category
+   WHERE c.tbl = classify.tbl AND c.col = classify.col AND c.category <> classify.category;
+  INSERT INTO gdpr.personal_columns AS c (tbl, col, purpose, category, legal_basis, justification)
+    VALUES (tbl, col, purpose, category, legal_basis, justification)
+    ON CONFLICT ON CONSTRAINT personal_columns_pkey DO UPDATE
+      SET category = excluded.category, legal_basis = excluded.legal_basis,
+          justification = excluded.justification, classified_at = now(), classified_by = session_user;
+END
+$$;
+
+CREATE FUNCTION gdpr.set_retention(tbl regclass, col name, keep interval, after_column name,
+                                   action text) RETURNS void
+  LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+  reg gdpr.registered_tables := gdpr._registered(tbl);
+  anchor regclass;
+  anchor_type regtype;
+  target record;
+BEGIN
+  PERFORM gdpr._not_null(keep, 'keep');
+  PERFORM gdpr._not_null(after_column, 'after_column');
+  PERFORM gdpr._one_of(action, gdpr.retention_actions(), 'retention action');
+  IF keep <= interval '0' THEN
+    RAISE EXCEPTION 'retention period must be positive'
+      USING ERRCODE = 'invalid_parameter_value', DETAIL = format('Got %s.', keep);
+  END IF;
+  -- The period runs from a column of the table itself, else of the subject
+  -- table (the subject's last activity then governs all his rows).
+  anchor := CASE WHEN EXISTS (SELECT FROM pg_attribute a WHERE a.attrelid = tbl AND a.attname = after_column
+                                AND a.attnum > 0 AND NOT a.attisdropped)
+                 THEN tbl ELSE reg.subject_table END;
+  anchor_type := (gdpr._column(anchor, after_column)).typ;
+  IF anchor_type NOT IN ('date', 'timestamp without time zone', 'timestamp with time zone') THEN
+    RAISE EXCEPTION 'column "%" of % is of type %, not a date or timestamp', after_column, anchor, anchor_type
+      USING ERRCODE = 'datatype_mismatch';
+  END IF;
+
+  IF col IS NULL THEN
+    IF action NOT IN ('delete', 'keep') THEN
+      RAISE EXCEPTION 'action "%" needs a column', action
+        USING ERRCODE = 'invalid_parameter_value',
+              HINT = 'A policy on the whole row (col NULL) can only delete or keep.';
+    END IF;
+  ELSE
+    target := gdpr._column(tbl, col);
+    IF NOT EXISTS (SELECT FROM gdpr.personal_columns c WHERE c.tbl = set_retention.tbl AND c.col = set_retention.col) THEN
+      RAISE EXCEPTION 'column "%" of % is not classified', col, tbl
+        USING ERRCODE = 'undefined_object',
+              HINT = 'Classify it with gdpr.classify() first: a retention period needs a purpose.';
+    END IF;
+    PERFORM gdpr._check_column_action(tbl, col, target.typ, target.not_null, action);
+  END IF;
+
+  INSERT INTO gdpr.retention_policies AS p (tbl, col, keep, after_table, after_column, action)
+    VALUES (tbl, col, keep, anchor, after_column, action)
+    ON CONFLICT ON CONSTRAINT retention_policies_tbl_col_key DO UPDATE
+      SET keep = excluded.keep, after_table = excluded.after_table, after_column = excluded.after_column,
+          action = excluded.action, updated_at = now(), updated_by = session_user;
+END
+$$;
+
+-- Whether action can apply to one column of this type.
+CREATE FUNCTION gdpr._check_column_action(tbl regclass, col name, typ regtype, not_null boolean, action text)
+  RETURNS void
+  LANGUAGE plpgsql STABLE SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+  reg gdpr.registered_tables := gdpr._registered(tbl);
+  is_key boolean;
+BEGIN
+  IF action = 'delete' THEN
+    RAISE EXCEPTION 'action "delete" removes whole rows'
+      USING ERRCODE = 'invalid_parameter_value',
+            HINT = 'Pass col => NULL to delete rows, or use "nullify" to clear one column.';
+  END IF;
+  is_key := col = reg.subject_column
+            OR EXISTS (SELECT FROM pg_constraint c JOIN pg_attribute a ON a.attrelid = c.conrelid
+                         AND a.attnum = ANY (c.conkey)
+                        WHERE c.conrelid = tbl AND c.contype IN ('p', 'f') AND a.attname = col);
+  IF action IN ('nullify', 'pseudonymise', 'generalise') AND is_key THEN
+    RAISE EXCEPTION 'column "%" of % is a key: action "%" cannot apply to it', col, tbl, action
+      USING ERRCODE = 'invalid_parameter_value',
+            HINT = 'Delete the rows instead (col NULL, action "delete").';
+  END IF;
+  IF action = 'nullify' AND not_null THEN
+    RAISE EXCEPTION 'column "%" of % is NOT NULL and cannot be nullified', col, tbl
+      USING ERRCODE = 'invalid_parameter_value',
+            HINT = 'Use "pseudonymise" or "generalise", or delete the rows.';
+  END IF;
+  IF action = 'pseudonymise' AND typ NOT IN ('text', 'character varying', 'character') THEN
+    RAISE EXCEPTION 'column "%" of % is of type %; only text columns can be pseudonymised', col, tbl, typ
+      USING ERRCODE = 'datatype_mismatch';
+  END IF;
+  IF action = 'generalise' AND typ NOT IN ('date', 'timestamp without time zone', 'timestamp with time zone',
+                                          'text', 'character varying', 'character') THEN
+    RAISE EXCEPTION 'column "%" of % is of type %; only dates, timestamps and postcodes can be generalised',
+                    col, tbl, typ
+      USING ERRCODE = 'datatype_mismatch';
+  END IF;
+  IF action = 'pseudonymise' AND to_regprocedure('gdpr.pseudonymise(text,text)') IS NULL
+     OR action = 'generalise' AND to_regprocedure('gdpr.generalise(timestamp with time zone,text)') IS NULL THEN
+    RAISE EXCEPTION 'retention action "%" is not available in this version', action
+      USING ERRCODE = 'feature_not_supported',
+            HINT = 'Use "nullify" or "delete" for now.';
+  END IF;
+END
+$$;

@@ -1,0 +1,163 @@
+-- The registry follows the schema.  Tables are stored by OID, so renaming a
+-- table needs nothing.  Columns are stored by name (names survive pg_dump,
+-- attribute numbers do not), so a snapshot of each registered table's columns
+-- lets the event triggers tell a rename from a drop.
+
+CREATE TABLE gdpr.column_snapshot (
+  tbl     regclass NOT NULL,
+  attnum  smallint NOT NULL,
+  attname name NOT NULL,
+  PRIMARY KEY (tbl, attnum)
+);
+COMMENT ON TABLE gdpr.column_snapshot IS
+  'internal: column names of registered tables as last seen; rebuilt after a restore';
+
+CREATE FUNCTION gdpr._snapshot_columns(tbl regclass) RETURNS void
+  LANGUAGE sql SET search_path = pg_catalog, pg_temp AS $$
+  DELETE FROM gdpr.column_snapshot s WHERE s.tbl = _snapshot_columns.tbl;
+  INSERT INTO gdpr.column_snapshot (tbl, attnum, attname)
+    SELECT a.attrelid, a.attnum, a.attname FROM pg_attribute a
+     WHERE a.attrelid = _snapshot_columns.tbl AND a.attnum > 0 AND NOT a.attisdropped;
+$$;
+
+CREATE FUNCTION gdpr._note_change(event text, object text, detail text) RETURNS void
+  LANGUAGE sql SET search_path = pg_catalog, pg_temp AS $$
+  INSERT INTO gdpr.registry_changes (event, object, detail) VALUES (event, object, detail);
+$$;
+
+-- Rename every registry reference to column old of tbl.
+CREATE FUNCTION gdpr._rename_column(tbl regclass, old name, new name) RETURNS void
+  LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
+BEGIN
+  UPDATE gdpr.subject_tables s SET id_column = new WHERE s.tbl = _rename_column.tbl AND s.id_column = old;
+  UPDATE gdpr.registered_tables r SET subject_column = new
+   WHERE r.tbl = _rename_column.tbl AND r.subject_column = old;
+  UPDATE gdpr.registered_tables r SET parent_column = new
+   WHERE r.parent_table = _rename_column.tbl AND r.parent_column = old;
+  UPDATE gdpr.personal_columns c SET col = new WHERE c.tbl = _rename_column.tbl AND c.col = old;
+  UPDATE gdpr.retention_policies p SET col = new WHERE p.tbl = _rename_column.tbl AND p.col = old;
+  UPDATE gdpr.retention_policies p SET after_column = new
+   WHERE p.after_table = _rename_column.tbl AND p.after_column = old;
+  PERFORM gdpr._note_change('column renamed', format('%s.%I', tbl, old), format('now %I', new));
+END
+$$;
+
+-- Forget column col of tbl: a registration that needs it goes with it.
+CREATE FUNCTION gdpr._forget_column(tbl regclass, col name) RETURNS void
+  LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+  r record;
+  what text := format('%s.%I', tbl, col);
+BEGIN
+  FOR r IN SELECT x.tbl FROM gdpr.registered_tables x
+            WHERE x.tbl = _forget_column.tbl AND x.subject_column = col
+               OR x.parent_table = _forget_column.tbl AND x.parent_column = col AND x.tbl <> x.parent_table
+  LOOP
+    PERFORM gdpr._forget_table(r.tbl, r.tbl::text, format('its subject column %s was dropped', what));
+  END LOOP;
+  DELETE FROM gdpr.personal_columns c WHERE c.tbl = _forget_column.tbl AND c.col = _forget_column.col;
+  IF FOUND THEN
+    PERFORM gdpr._note_change('column dropped', what, 'classification removed');
+  END IF;
+  DELETE FROM gdpr.retention_policies p
+   WHERE p.tbl = _forget_column.tbl AND p.col = _forget_column.col
+      OR p.after_table = _forget_column.tbl AND p.after_column = _forget_column.col;
+  IF FOUND THEN
+    PERFORM gdpr._note_change('column dropped', what, 'retention policy removed');
+    RAISE WARNING 'retention policies on or counted from % were removed', what
+      USING HINT = 'Set a new policy with gdpr.set_retention() if the data must still expire.';
+  END IF;
+END
+$$;
+
+-- Forget a registered table and every table registered under it.  A child's
+-- data does not stop being personal when its parent goes, so say so loudly.
+-- label names the table (a dropped table's OID no longer prints as a name).
+CREATE FUNCTION gdpr._forget_table(tbl regclass, label text, why text) RETURNS void
+  LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+  r record;
+BEGIN
+  FOR r IN SELECT x.tbl FROM gdpr.registered_tables x
+            WHERE x.parent_table = _forget_table.tbl AND x.tbl <> x.parent_table LOOP
+    PERFORM gdpr._forget_table(r.tbl, r.tbl::text, format('the table it referred to (%s) went away', label));
+    IF EXISTS (SELECT FROM pg_class c WHERE c.oid = r.tbl) THEN
+      RAISE WARNING 'table % is no longer registered: the table it referred to (%) went away', r.tbl, label
+        USING HINT = 'Register it again under another table if it still holds personal data.';
+    END IF;
+  END LOOP;
+  DELETE FROM gdpr.registered_tables x WHERE x.tbl = _forget_table.tbl;
+  DELETE FROM gdpr.subject_tables x WHERE x.tbl = _forget_table.tbl;
+  DELETE FROM gdpr.column_snapshot x WHERE x.tbl = _forget_table.tbl;
+  DELETE FROM gdpr.retention_policies p WHERE p.after_table = _forget_table.tbl;
+  PERFORM gdpr._note_change('table unregistered', label, why);
+END
+$$;
+
+-- Before ALTER or DROP: make sure every registered table has a snapshot (a
+-- restored database starts without one), while the columns are still there.
+CREATE FUNCTION gdpr._on_ddl_start() RETURNS event_trigger
+  LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+BEGIN
+  INSERT INTO gdpr.column_snapshot (tbl, attnum, attname)
+    SELECT a.attrelid, a.attnum, a.attname
+      FROM gdpr.registered_tables r JOIN pg_attribute a ON a.attrelid = r.tbl
+     WHERE a.attnum > 0 AND NOT a.attisdropped
+       AND NOT EXISTS (SELECT FROM gdpr.column_snapshot s WHERE s.tbl = r.tbl);
+END
+$$;
+
+-- After ALTER TABLE on a registered table: apply renames, refresh the snapshot.
+CREATE FUNCTION gdpr._on_ddl_end() RETURNS event_trigger
+  LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+  t regclass;
+  r record;
+BEGIN
+  FOR t IN SELECT DISTINCT c.objid::regclass FROM pg_event_trigger_ddl_commands() c
+             JOIN gdpr.registered_tables x ON x.tbl = c.objid
+            WHERE c.classid = 'pg_class'::regclass LOOP
+    -- An empty snapshot (after a restore) has nothing to compare with.
+    FOR r IN SELECT s.attname AS old, a.attname AS new
+               FROM gdpr.column_snapshot s
+               JOIN pg_attribute a ON a.attrelid = s.tbl AND a.attnum = s.attnum AND NOT a.attisdropped
+              WHERE s.tbl = t AND a.attname <> s.attname LOOP
+      PERFORM gdpr._rename_column(t, r.old, r.new);
+    END LOOP;
+    PERFORM gdpr._snapshot_columns(t);
+  END LOOP;
+END
+$$;
+
+-- After DROP: forget dropped tables and columns.
+CREATE FUNCTION gdpr._on_sql_drop() RETURNS event_trigger
+  LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+  d record;
+BEGIN
+  FOR d IN SELECT o.objid, o.objsubid, o.object_identity FROM pg_event_trigger_dropped_objects() o
+            WHERE o.classid = 'pg_class'::regclass AND o.object_type IN ('table', 'table column')
+              AND EXISTS (SELECT FROM gdpr.registered_tables x WHERE x.tbl = o.objid)
+            ORDER BY o.objsubid DESC LOOP
+    IF d.objsubid = 0 THEN
+      -- A dropped table may already be gone from the registry with its parent.
+      IF EXISTS (SELECT FROM gdpr.registered_tables x WHERE x.tbl = d.objid) THEN
+        PERFORM gdpr._forget_table(d.objid::regclass, d.object_identity, 'table dropped');
+      END IF;
+    ELSE
+      PERFORM gdpr._forget_column(d.objid::regclass,
+                                  (SELECT s.attname FROM gdpr.column_snapshot s
+                                    WHERE s.tbl = d.objid AND s.attnum = d.objsubid));
+      PERFORM gdpr._snapshot_columns(d.objid::regclass);
+    END IF;
+  END LOOP;
+END
+$$;
+
+CREATE EVENT TRIGGER crm_gdpr_ddl_end ON ddl_command_end
+  WHEN TAG IN ('ALTER TABLE') EXECUTE FUNCTION gdpr._on_ddl_end();
+CREATE EVENT TRIGGER crm_gdpr_ddl_start ON ddl_command_start
+  WHEN TAG IN ('ALTER TABLE', 'DROP TABLE', 'DROP SCHEMA', 'DROP OWNED')
+  EXECUTE FUNCTION gdpr._on_ddl_start();
+CREATE EVENT TRIGGER crm_gdpr_sql_drop ON sql_drop
+  EXECUTE FUNCTION gdpr._on_sql_drop();

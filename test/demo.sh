@@ -1,0 +1,28 @@
+#!/usr/bin/env bash
+# `make demo`: build, install into a private copy of the server, start a
+# throwaway cluster with crm_gdpr preloaded, load the sample CRM and walk
+# through test/demo/*.sql in order.  KEEP_CLUSTER=1 leaves the cluster
+# running and prints how to connect to it.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+source test/cluster.sh
+top=$(mktemp -d /tmp/crm_gdpr_demo.XXXXXX)
+keep=${KEEP_CLUSTER:-0}
+trap '[ "$keep" = 1 ] || { cluster_stop; rm -rf "$top"; }' EXIT
+
+make -s 2>&1 | grep -Ev '^(gcc|clang)' || true
+cluster_install "$top"
+cluster_start "$top"
+createdb crm
+export PGDATABASE=crm
+psql -X -q -v ON_ERROR_STOP=1 -c 'SET client_min_messages = warning' -f test/fixtures/crm.sql \
+     -c "SELECT * FROM crm.generate(${CONTACTS:-10000})" >/dev/null
+echo "A sample CRM with ${CONTACTS:-10000} contacts is loaded in database crm (schema crm)."
+for f in test/demo/*.sql; do
+  psql -X -v ON_ERROR_STOP=1 -P pager=off -f "$f"
+done
+if [ "$keep" = 1 ]; then
+  echo
+  echo "The cluster keeps running: psql -h $PGHOST -U postgres crm"
+  echo "Stop it with: $CLUSTER_BIN/pg_ctl -D $CLUSTER_DATA stop"
+fi

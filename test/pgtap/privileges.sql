@@ -1,0 +1,69 @@
+-- Who may do what in schema gdpr: PUBLIC nothing, the auditor reads, the admin manages.
+BEGIN;
+SELECT plan(16);
+
+CREATE ROLE crm_gdpr_t_app NOLOGIN;
+CREATE ROLE crm_gdpr_t_auditor NOLOGIN IN ROLE gdpr_auditor;
+CREATE ROLE crm_gdpr_t_admin NOLOGIN IN ROLE gdpr_admin;
+GRANT USAGE ON SCHEMA crm TO crm_gdpr_t_app, crm_gdpr_t_admin, crm_gdpr_t_auditor;
+
+SELECT ok(NOT has_schema_privilege('crm_gdpr_t_app', 'gdpr', 'USAGE'), 'PUBLIC cannot use schema gdpr');
+SELECT is((SELECT count(*) FROM pg_proc WHERE pronamespace = 'gdpr'::regnamespace
+            AND has_function_privilege('crm_gdpr_t_app', oid, 'EXECUTE')), 0::bigint,
+          'PUBLIC can execute no function of gdpr');
+SELECT is((SELECT count(*) FROM pg_class WHERE relnamespace = 'gdpr'::regnamespace AND relkind IN ('r', 'v', 'p', 'S')
+            AND (has_table_privilege('crm_gdpr_t_app', oid, 'SELECT')
+                 OR has_table_privilege('crm_gdpr_t_app', oid, 'INSERT'))), 0::bigint,
+          'PUBLIC can read or write no table or view of gdpr');
+SELECT is((SELECT count(*) FROM pg_class WHERE relnamespace = 'gdpr'::regnamespace AND relkind IN ('r', 'p')
+            AND (has_table_privilege('crm_gdpr_t_auditor', oid, 'INSERT')
+                 OR has_table_privilege('crm_gdpr_t_auditor', oid, 'UPDATE')
+                 OR has_table_privilege('crm_gdpr_t_auditor', oid, 'DELETE')
+                 OR has_table_privilege('crm_gdpr_t_auditor', oid, 'TRUNCATE'))), 0::bigint,
+          'the auditor can write no table of gdpr');
+SELECT ok(has_table_privilege('crm_gdpr_t_auditor', 'gdpr.personal_data', 'SELECT')
+          AND has_table_privilege('crm_gdpr_t_auditor', 'gdpr.processing_register', 'SELECT')
+          AND has_table_privilege('crm_gdpr_t_auditor', 'gdpr.registry_changes', 'SELECT'),
+          'the auditor reads the registry views');
+SELECT is((SELECT count(*) FROM pg_proc WHERE pronamespace = 'gdpr'::regnamespace AND prosecdef
+            AND has_function_privilege('crm_gdpr_t_auditor', oid, 'EXECUTE')
+            AND prorettype <> 'event_trigger'::regtype AND proname NOT LIKE 'verify%'
+            AND proname NOT IN ('access_history')), 0::bigint,
+          'the auditor can call no SECURITY DEFINER function that writes');
+SELECT is((SELECT array_agg(proname::text ORDER BY proname) FROM pg_proc
+            WHERE pronamespace = 'gdpr'::regnamespace AND prosecdef
+              AND NOT EXISTS (SELECT FROM unnest(proconfig) c WHERE c LIKE 'search_path=%')),
+          NULL, 'every SECURITY DEFINER function sets search_path');
+SELECT is((SELECT array_agg(proname::text ORDER BY proname) FROM pg_proc
+            WHERE pronamespace = 'gdpr'::regnamespace AND prosecdef
+              AND NOT EXISTS (SELECT FROM unnest(proconfig) c WHERE c = 'search_path=pg_catalog, pg_temp')),
+          NULL, 'the search_path of SECURITY DEFINER functions is pg_catalog, pg_temp');
+
+SET LOCAL ROLE crm_gdpr_t_app;
+SELECT throws_ok($$SELECT gdpr.register_subject_table('crm.contacts', 'id')$$, '42501', NULL,
+                 'an application role cannot register tables');
+SELECT throws_ok($$SELECT * FROM gdpr.personal_data$$, '42501', NULL,
+                 'an application role cannot read the registry');
+RESET ROLE;
+
+SET LOCAL ROLE crm_gdpr_t_auditor;
+SELECT throws_ok($$SELECT gdpr.define_purpose('x', 'x', 'consent')$$, '42501', NULL,
+                 'the auditor cannot define purposes');
+SELECT throws_ok($$INSERT INTO gdpr.purposes VALUES ('x', 'x', 'consent')$$, '42501', NULL,
+                 'the auditor cannot write the registry tables');
+SELECT lives_ok($$SELECT * FROM gdpr.processing_register$$, 'the auditor reads the Art. 30 register');
+RESET ROLE;
+
+SET LOCAL ROLE crm_gdpr_t_admin;
+SELECT lives_ok($$SELECT gdpr.register_subject_table('crm.contacts', 'id');
+                  SELECT gdpr.define_purpose('support', 'Customer support', 'contract');
+                  SELECT gdpr.classify('crm.contacts', 'email', 'contact', 'support', 'contract')$$,
+                'the admin registers and classifies without privileges on the CRM tables');
+SELECT throws_ok($$INSERT INTO gdpr.purposes VALUES ('y', 'y', 'consent')$$, '42501', NULL,
+                 'the admin writes the registry only through its functions');
+RESET ROLE;
+SELECT is((SELECT registered_by FROM gdpr.subject_tables WHERE tbl = 'crm.contacts'::regclass),
+          session_user::name, 'the registry records the session user');
+
+SELECT * FROM finish();
+ROLLBACK;

@@ -1,0 +1,66 @@
+#!/usr/bin/env bash
+# `make test`: build, install into a private copy of the server, start a
+# throwaway cluster with crm_gdpr preloaded, run every suite, and end with one
+# line "N passed, N failed" summing them.  Exit status is non-zero on failure.
+set -uo pipefail
+cd "$(dirname "$0")/.."
+source test/cluster.sh
+
+top=${CRM_GDPR_TEST_DIR:-$(mktemp -d /tmp/crm_gdpr_test.XXXXXX)}
+keep=${KEEP_CLUSTER:-0}
+passed=0
+failed=0
+failures=()
+
+finish() {
+  cluster_stop
+  [ "$keep" = 1 ] || [ "$failed" -gt 0 ] || rm -rf "$top"
+}
+trap finish EXIT
+
+record() {  # record SUITE PASSED FAILED
+  passed=$((passed + $2)); failed=$((failed + $3))
+  [ "$3" -gt 0 ] && failures+=("$1: $3 failed")
+  printf '%-10s %4d passed, %d failed\n' "$1:" "$2" "$3"
+}
+
+echo "== build"
+make -s 2>&1 | grep -Ev '^(gcc|clang)' || true
+[ -f crm_gdpr.so ] || { echo "build failed"; echo "0 passed, 1 failed"; exit 1; }
+echo "== private install and cluster in $top"
+cluster_install "$top" || { echo "0 passed, 1 failed"; exit 1; }
+cluster_start "$top" || { echo "0 passed, 1 failed"; exit 1; }
+
+echo "== pg_regress (sql/, expected/)"
+out=$(make -s installcheck 2>&1); echo "$out" | grep -E '^(test| )' || true
+# A test that did not even reach "ok" (no expected file, crash) counts as failed.
+ok=$(grep -cE '\.\.\. ok' <<<"$out"); planned=$(ls sql/*.sql 2>/dev/null | wc -l)
+record regress "$ok" "$((planned - ok))"
+[ -f regression.diffs ] && head -c 20000 regression.diffs
+
+echo "== pgTAP (test/pgtap/*.sql)"
+if ls test/pgtap/*.sql >/dev/null 2>&1; then
+  createdb crm_gdpr_tap
+  psql -q -X -d crm_gdpr_tap -v ON_ERROR_STOP=1 -c 'CREATE EXTENSION pgtap' -c 'CREATE EXTENSION crm_gdpr' \
+       -f test/fixtures/crm.sql -c 'SELECT crm.generate(2000)' >/dev/null
+  out=$(pg_prove -d crm_gdpr_tap test/pgtap/*.sql 2>&1); echo "$out" | tail -n 40
+  total=$(sed -n 's/^Files=[0-9]*, Tests=\([0-9]*\),.*/\1/p' <<<"$out")
+  bad=$(grep -oE 'Failed [0-9]+/[0-9]+ subtests' <<<"$out" | awk '{split($2,a,"/"); s+=a[1]} END{print s+0}')
+  dubious=$(grep -cE 'Dubious|Parse errors|Bad plan' <<<"$out")
+  total=${total:-0}; [ "$total" -eq 0 ] && dubious=$((dubious + 1))
+  record pgtap "$((total - bad))" "$((bad + dubious))"
+fi
+
+echo "== shell tests (test/shell/*.sh)"
+sp=0; sf=0
+for t in test/shell/*.sh; do
+  [ -e "$t" ] && [ "$(basename "$t")" != lib.sh ] || continue
+  if log=$(TEST_TOP="$top" bash "$t" 2>&1); then sp=$((sp + 1)); echo "ok   $t"
+  else sf=$((sf + 1)); echo "FAIL $t"; echo "$log" | tail -n 30 | sed 's/^/     /'; fi
+done
+record shell "$sp" "$sf"
+
+echo
+[ ${#failures[@]} -gt 0 ] && printf 'failures: %s\n' "${failures[*]}" && echo "cluster kept in $top (server log: $top/server.log)"
+echo "$passed passed, $failed failed"
+[ "$failed" -eq 0 ]

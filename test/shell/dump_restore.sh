@@ -1,0 +1,42 @@
+#!/usr/bin/env bash
+# pg_dump of a database with the extension and a filled registry, restored
+# into a new database, gives back the same registry, and the registry still
+# follows renames there.
+source "$(dirname "$0")/lib.sh"
+fresh_db dump_src 300
+q -d dump_src -f test/fixtures/registry.sql >/dev/null
+
+snapshot() {
+  q -d "$1" <<'SQL'
+SELECT 'pd', * FROM gdpr.personal_data ORDER BY tbl::text, column_name, purpose;
+SELECT 'pr', * FROM gdpr.processing_register ORDER BY purpose;
+SELECT 'st', * FROM gdpr.subject_tables ORDER BY tbl::text;
+SELECT 'rt', * FROM gdpr.registered_tables ORDER BY tbl::text;
+SELECT 'pn', * FROM gdpr.purpose_notices ORDER BY purpose, version;
+SELECT 'rp', * FROM gdpr.retention_policies ORDER BY id;
+SELECT 'rc', * FROM gdpr.recipients ORDER BY id;
+SELECT 'crm', count(*), sum(hashtext(c::text)) FROM crm.contacts c;
+SQL
+}
+before=$(snapshot dump_src)
+[ "$(grep -c '^pd' <<<"$before")" -ge 15 ] || fail "registry not filled: $before"
+
+dump=$(mktemp /tmp/crm_gdpr_dump.XXXXXX)
+pg_dump -Fc -d dump_src -f "$dump"
+dropdb --if-exists dump_dst
+createdb dump_dst
+pg_restore -d dump_dst --exit-on-error "$dump" || fail "pg_restore failed"
+rm -f "$dump"
+after=$(snapshot dump_dst)
+diff <(echo "$before") <(echo "$after") || fail "registry differs after restore"
+
+# New rows get new ids, not ones the dump already used.
+id=$(q -d dump_dst -c "SELECT gdpr.add_recipient('New recipient', 'DE', 'newsletter')")
+[ "$id" -gt "$(q -d dump_src -c 'SELECT max(id) FROM gdpr.recipients')" ] || fail "recipient id $id reused"
+
+# The restored registry still follows the schema.
+q -d dump_dst -c 'ALTER TABLE crm.contacts RENAME COLUMN email TO email_address' >/dev/null
+n=$(q -d dump_dst -c "SELECT count(*) FROM gdpr.personal_data WHERE column_name = 'email_address'")
+[ "$n" -eq 3 ] || fail "rename after restore not followed ($n rows)"
+dropdb dump_src; dropdb dump_dst
+echo "dump/restore ok"

@@ -1,0 +1,12 @@
+# Shared by test/shell/*.sh: they run against the cluster test/run.sh started
+# (PGHOST, PGPORT, PGUSER in the environment) and fail with a message.
+set -euo pipefail
+fail() { echo "FAIL: $*" >&2; exit 1; }
+q() { psql -X -q -At -v ON_ERROR_STOP=1 "$@"; }
+# A fresh database with the extension and the sample CRM of N contacts.
+fresh_db() {
+  local db=$1 n=${2:-200}
+  dropdb --if-exists "$db"
+  createdb "$db"
+  q -d "$db" -c 'CREATE EXTENSION crm_gdpr' -f test/fixtures/crm.sql -c "SELECT crm.generate($n)" >/dev/null
+}
