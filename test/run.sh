@@ -31,12 +31,13 @@ echo "== private install and cluster in $top"
 cluster_install "$top" || { echo "0 passed, 1 failed"; exit 1; }
 cluster_start "$top" || { echo "0 passed, 1 failed"; exit 1; }
 
-echo "== pg_regress (sql/, expected/)"
-out=$(make -s installcheck 2>&1); echo "$out" | grep -E '^(test| )' || true
+echo "== pg_regress (sql/, expected/) and isolation (test/isolation/specs/)"
+out=$(make -s installcheck 2>&1); echo "$out" | grep -E '^(test| |\+\+\+)' || true
 # A test that did not even reach "ok" (no expected file, crash) counts as failed.
-ok=$(grep -cE '\.\.\. ok' <<<"$out"); planned=$(ls sql/*.sql 2>/dev/null | wc -l)
+ok=$(grep -cE '\.\.\. ok' <<<"$out")
+planned=$(( $(ls sql/*.sql 2>/dev/null | wc -l) + $(ls test/isolation/specs/*.spec 2>/dev/null | wc -l) ))
 record regress "$ok" "$((planned - ok))"
-[ -f regression.diffs ] && head -c 20000 regression.diffs
+for d in regression.diffs output_iso/regression.diffs; do [ -f "$d" ] && head -c 20000 "$d"; done
 
 echo "== pgTAP (test/pgtap/*.sql)"
 if ls test/pgtap/*.sql >/dev/null 2>&1; then
