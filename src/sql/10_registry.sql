@@ -176,6 +176,7 @@ BEGIN
     ON CONFLICT ON CONSTRAINT registered_tables_pkey DO UPDATE SET subject_column = excluded.subject_column,
                                     parent_column = excluded.parent_column;
   PERFORM gdpr._snapshot_columns(tbl);
+  PERFORM gdpr._attach_triggers(tbl);
 END
 $$;
 
@@ -296,6 +297,7 @@ BEGIN
   UPDATE gdpr.registered_tables r SET subject_table = parent.subject_table
     FROM down WHERE r.tbl = down.tbl;
   PERFORM gdpr._snapshot_columns(tbl);
+  PERFORM gdpr._attach_triggers(tbl);
 END
 $$;
 
@@ -320,6 +322,7 @@ BEGIN
   DELETE FROM gdpr.registered_tables r WHERE r.tbl = unregister_table.tbl;
   DELETE FROM gdpr.subject_tables s WHERE s.tbl = unregister_table.tbl;
   DELETE FROM gdpr.column_snapshot s WHERE s.tbl = unregister_table.tbl;
+  PERFORM gdpr._detach_triggers(tbl);
   IF n_cols + n_pol > 0 THEN
     RAISE NOTICE 'table % unregistered with % column classification(s) and % retention policy(ies)',
                  tbl, n_cols, n_pol;

@@ -53,6 +53,8 @@ BEGIN
             WHERE x.tbl = _forget_column.tbl AND x.subject_column = col
                OR x.parent_table = _forget_column.tbl AND x.parent_column = col AND x.tbl <> x.parent_table
   LOOP
+    -- A child may already have gone with its parent in an earlier turn.
+    CONTINUE WHEN NOT EXISTS (SELECT FROM gdpr.registered_tables x WHERE x.tbl = r.tbl);
     PERFORM gdpr._forget_table(r.tbl, r.tbl::text, format('its subject column %s was dropped', what));
   END LOOP;
   DELETE FROM gdpr.personal_columns c WHERE c.tbl = _forget_column.tbl AND c.col = _forget_column.col;
@@ -86,6 +88,7 @@ BEGIN
         USING HINT = 'Register it again under another table if it still holds personal data.';
     END IF;
   END LOOP;
+  PERFORM gdpr._detach_triggers(tbl);
   DELETE FROM gdpr.registered_tables x WHERE x.tbl = _forget_table.tbl;
   DELETE FROM gdpr.subject_tables x WHERE x.tbl = _forget_table.tbl;
   DELETE FROM gdpr.column_snapshot x WHERE x.tbl = _forget_table.tbl;

@@ -27,3 +27,20 @@ GRANT SELECT ON gdpr.personal_data, gdpr.processing_register, gdpr.registry_chan
                 gdpr.subject_tables, gdpr.registered_tables, gdpr.purposes, gdpr.purpose_notices,
                 gdpr.recipients, gdpr.retention_policies
   TO gdpr_auditor, gdpr_admin;
+
+-- Data subject rights: requests, restriction, export, breaches.
+GRANT EXECUTE ON FUNCTION
+  gdpr.open_request(text, text, timestamptz, regclass),
+  gdpr.extend_request(bigint, int, text),
+  gdpr.close_request(bigint, text),
+  gdpr.restrict_subject(text, text, regclass),
+  gdpr.lift_restriction(text, text, regclass),
+  gdpr.is_restricted(text, regclass),
+  gdpr.export_subject(text, regclass, boolean, bigint),
+  gdpr.report_breach(text, timestamptz, bigint),
+  gdpr.notify_breach(bigint, timestamptz, text)
+  TO gdpr_admin;
+GRANT EXECUTE ON FUNCTION gdpr.request_kinds(), gdpr.request_outcomes(), gdpr._recipients_of(regclass)
+  TO gdpr_admin, gdpr_auditor;
+GRANT SELECT ON gdpr.requests_due, gdpr.breaches_due, gdpr.requests, gdpr.breaches, gdpr.restrictions
+  TO gdpr_auditor, gdpr_admin;

@@ -1,0 +1,96 @@
+/*
+ * restriction.c — enforce restriction of processing (GDPR Art. 18).
+ *
+ * An AFTER ... FOR EACH STATEMENT trigger on every registered table, with the
+ * changed rows as transition table "changed_rows".  While a subject is
+ * restricted, his rows may be updated or deleted only by members of
+ * gdpr_admin.  The registry lookups are SQL functions of the extension
+ * (70_rights.sql); this file decides who is writing and runs them as owner.
+ */
+#include "postgres.h"
+
+#include "commands/trigger.h"
+#include "executor/spi.h"
+#include "fmgr.h"
+#include "miscadmin.h"
+#include "utils/acl.h"
+#include "utils/builtins.h"
+#include "utils/lsyscache.h"
+#include "utils/rel.h"
+
+#include "crm_gdpr.h"
+
+static bool
+writer_is_admin(void)
+{
+	Oid			writer = GetUserId();
+	Oid			admin = get_role_oid("gdpr_admin", true);
+
+	return superuser_arg(writer) ||
+		(OidIsValid(admin) && has_privs_of_role(writer, admin));
+}
+
+/* The first restricted subject among the changed rows, or NULL. */
+static char *
+first_restricted_subject(TriggerData *td)
+{
+	Oid			argtypes[1] = {REGCLASSOID};
+	Datum		args[1] = {ObjectIdGetDatum(RelationGetRelid(td->tg_relation))};
+	MemoryContext caller_cxt = CurrentMemoryContext;
+	char	   *hit = NULL;
+
+	SPI_connect();
+	if (SPI_register_trigger_data(td) != SPI_OK_TD_REGISTER)
+		elog(ERROR, "could not register the transition table");
+	if (SPI_execute_with_args("SELECT gdpr._restriction_active($1) IS NOT NULL",
+							  1, argtypes, args, NULL, true, 1) != SPI_OK_SELECT)
+		elog(ERROR, "could not look up restrictions");
+	if (strcmp(SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1), "t") == 0)
+	{
+		char	   *ids_sql;
+
+		SPI_execute_with_args("SELECT gdpr._subject_ids_sql($1, 'changed_rows')",
+							  1, argtypes, args, NULL, true, 1);
+		ids_sql = SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1);
+		SPI_execute_with_args(psprintf("SELECT gdpr._first_restricted(gdpr._restriction_active($1), "
+									   "(SELECT array_agg(id) FROM (%s) ids(id)))", ids_sql),
+							  1, argtypes, args, NULL, true, 1);
+		hit = SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1);
+		if (hit)
+			hit = MemoryContextStrdup(caller_cxt, hit);
+	}
+	SPI_finish();
+	return hit;
+}
+
+PG_FUNCTION_INFO_V1(gdpr_enforce_restriction);
+Datum
+gdpr_enforce_restriction(PG_FUNCTION_ARGS)
+{
+	TriggerData *td = (TriggerData *) fcinfo->context;
+	OwnerContext ctx;
+	char	   *hit;
+
+	if (!CALLED_AS_TRIGGER(fcinfo) || !TRIGGER_FIRED_FOR_STATEMENT(td->tg_event) ||
+		!TRIGGER_FIRED_AFTER(td->tg_event) || td->tg_oldtable == NULL)
+		ereport(ERROR,
+				(errcode(ERRCODE_E_R_I_E_TRIGGER_PROTOCOL_VIOLATED),
+				 errmsg("gdpr._enforce_restriction() must be an AFTER statement trigger with an old transition table")));
+	if (writer_is_admin())
+		return PointerGetDatum(NULL);
+
+	crm_gdpr_enter_owner_context(fcinfo->flinfo->fn_oid, &ctx);
+	hit = first_restricted_subject(td);
+	crm_gdpr_leave_owner_context(&ctx);
+
+	if (hit)
+		ereport(ERROR,
+				(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
+				 errmsg("processing of subject \"%s\" is restricted", hit),
+				 errdetail("%s on %s touches his rows; while restricted (Art. 18) they may only be stored.",
+						   TRIGGER_FIRED_BY_UPDATE(td->tg_event) ? "UPDATE" : "DELETE",
+						   quote_qualified_identifier(get_namespace_name(RelationGetNamespace(td->tg_relation)),
+													  RelationGetRelationName(td->tg_relation))),
+				 errhint("Ask a gdpr_admin, or lift the restriction with gdpr.lift_restriction().")));
+	return PointerGetDatum(NULL);
+}

@@ -1,0 +1,472 @@
+-- Data subject rights (Art. 12-22): the requests register with its clocks,
+-- restriction of processing (Art. 18), the subject export (Art. 15, 20), and
+-- the breach register (Art. 33).
+
+-- SQL that lists the subject ids (as text) of the rows in relation src, rows
+-- of registered table tbl: joins up through the parents to the subject table.
+CREATE FUNCTION gdpr._subject_ids_sql(tbl regclass, src text) RETURNS text
+  LANGUAGE plpgsql STABLE SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+  r gdpr.registered_tables := gdpr._registered(tbl);
+  id_col name := (SELECT s.id_column FROM gdpr.subject_tables s WHERE s.tbl = r.subject_table);
+  joins text := '';
+  alias text := 't0';
+  depth int := 0;
+BEGIN
+  -- Walk up until the current table refers to the subject's own id column.
+  WHILE NOT (r.tbl = r.subject_table OR (r.parent_table = r.subject_table AND r.parent_column = id_col)) LOOP
+    depth := depth + 1;
+    joins := joins || format(' JOIN %s t%s ON t%s.%I = %s.%I', r.parent_table, depth, depth,
+                             r.parent_column, alias, r.subject_column);
+    alias := 't' || depth;
+    r := gdpr._registered(r.parent_table);
+  END LOOP;
+  RETURN format('SELECT DISTINCT %s.%I::text FROM %s t0%s', alias,
+                CASE WHEN r.tbl = r.subject_table THEN id_col ELSE r.subject_column END, src, joins);
+END
+$$;
+
+-- SQL condition selecting the rows of tbl that belong to one subject, by
+-- going down from the subject's key: each step uses the foreign key's index.
+CREATE FUNCTION gdpr._subject_rows_cond(tbl regclass, key_literal text) RETURNS text
+  LANGUAGE plpgsql STABLE SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+  r gdpr.registered_tables := gdpr._registered(tbl);
+BEGIN
+  IF r.tbl = r.subject_table THEN
+    RETURN format('%I = %s', (SELECT s.id_column FROM gdpr.subject_tables s WHERE s.tbl = r.tbl), key_literal);
+  END IF;
+  RETURN format('%I IN (SELECT %I FROM %s WHERE %s)', r.subject_column, r.parent_column, r.parent_table,
+                gdpr._subject_rows_cond(r.parent_table, key_literal));
+END
+$$;
+
+-- The registered tables of one subject table, parents before children.
+CREATE FUNCTION gdpr._subject_tree(subject_table regclass)
+  RETURNS TABLE (tbl regclass, depth int)
+  LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
+  WITH RECURSIVE tree AS (
+    SELECT r.tbl, 0 AS depth FROM gdpr.registered_tables r WHERE r.tbl = _subject_tree.subject_table
+    UNION ALL
+    SELECT r.tbl, tree.depth + 1 FROM gdpr.registered_tables r JOIN tree ON r.parent_table = tree.tbl
+     WHERE r.tbl <> r.parent_table)
+  SELECT tree.tbl, tree.depth FROM tree ORDER BY tree.depth, tree.tbl::text
+$$;
+
+---------------------------------------------------------------- requests
+
+CREATE FUNCTION gdpr.request_kinds() RETURNS text[]
+  LANGUAGE sql IMMUTABLE PARALLEL SAFE
+  RETURN ARRAY['access', 'rectification', 'erasure', 'restriction', 'portability', 'objection'];
+
+CREATE FUNCTION gdpr.request_outcomes() RETURNS text[]
+  LANGUAGE sql IMMUTABLE PARALLEL SAFE
+  RETURN ARRAY['fulfilled', 'partially_fulfilled', 'refused', 'withdrawn'];
+
+CREATE TABLE gdpr.requests (
+  id                bigserial PRIMARY KEY,
+  subject_table     regclass NOT NULL,
+  subject_id        text NOT NULL,
+  kind              text NOT NULL CHECK (kind = ANY (gdpr.request_kinds())),
+  received_at       timestamptz NOT NULL,
+  due_at            timestamptz NOT NULL,
+  extended_months   int NOT NULL DEFAULT 0 CHECK (extended_months BETWEEN 0 AND 2),
+  extension_reason  text,
+  subject_found     boolean NOT NULL,
+  opened_by         name NOT NULL DEFAULT session_user,
+  closed_at         timestamptz,
+  outcome           text CHECK (outcome = ANY (gdpr.request_outcomes())),
+  closed_by         name,
+  CHECK ((closed_at IS NULL) = (outcome IS NULL))
+);
+CREATE INDEX ON gdpr.requests (subject_table, subject_id);
+CREATE INDEX ON gdpr.requests (due_at) WHERE closed_at IS NULL;
+SELECT pg_catalog.pg_extension_config_dump('gdpr.requests', '');
+SELECT pg_catalog.pg_extension_config_dump('gdpr.requests_id_seq', '');
+COMMENT ON TABLE gdpr.requests IS 'requests of data subjects (Art. 15-22) and their one-month clock (Art. 12(3))';
+
+-- Reject a time in the future beyond a little clock skew between servers.
+CREATE FUNCTION gdpr._not_future(at timestamptz, what text) RETURNS void
+  LANGUAGE plpgsql STABLE SET search_path = pg_catalog, pg_temp AS $$
+BEGIN
+  IF at > now() + interval '5 minutes' THEN
+    RAISE EXCEPTION '% is in the future', what
+      USING ERRCODE = 'invalid_parameter_value', DETAIL = format('Got %s; now is %s.', at, now());
+  END IF;
+END
+$$;
+
+CREATE FUNCTION gdpr.open_request(subject_id text, kind text, received_at timestamptz DEFAULT now(),
+                                  subject_table regclass DEFAULT NULL) RETURNS bigint
+  LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+  st regclass := gdpr._subject_table(subject_table);
+  rid bigint;
+BEGIN
+  PERFORM gdpr._one_of(kind, gdpr.request_kinds(), 'request kind');
+  PERFORM gdpr._not_null(received_at, 'received_at');
+  PERFORM gdpr._not_future(received_at, 'received_at');
+  -- A person the CRM does not know may still ask (the answer is then "we hold
+  -- nothing"): the request is recorded with subject_found = false.
+  INSERT INTO gdpr.requests (subject_table, subject_id, kind, received_at, due_at, subject_found)
+    VALUES (st, subject_id, kind, received_at, received_at + interval '1 month',
+            gdpr._subject_exists(st, subject_id))
+    RETURNING id INTO rid;
+  RETURN rid;
+END
+$$;
+
+-- The open request, locked; 42704 / 55000 otherwise.
+CREATE FUNCTION gdpr._open_request(request_id bigint) RETURNS gdpr.requests
+  LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+  r gdpr.requests;
+BEGIN
+  PERFORM gdpr._not_null(request_id, 'request_id');
+  SELECT * INTO r FROM gdpr.requests x WHERE x.id = request_id FOR UPDATE;
+  IF NOT FOUND THEN
+    RAISE EXCEPTION 'request % does not exist', request_id USING ERRCODE = 'undefined_object';
+  END IF;
+  IF r.closed_at IS NOT NULL THEN
+    RAISE EXCEPTION 'request % is already closed', request_id
+      USING ERRCODE = 'object_not_in_prerequisite_state',
+            DETAIL = format('Closed at %s with outcome %s.', r.closed_at, r.outcome);
+  END IF;
+  RETURN r;
+END
+$$;
+
+CREATE FUNCTION gdpr.extend_request(request_id bigint, months int, reason text) RETURNS timestamptz
+  LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+  r gdpr.requests := gdpr._open_request(request_id);
+BEGIN
+  PERFORM gdpr._not_null(months, 'months');
+  IF coalesce(btrim(reason), '') = '' THEN
+    RAISE EXCEPTION 'an extension needs a reason'
+      USING ERRCODE = 'null_value_not_allowed',
+            HINT = 'Art. 12(3): the person must be told why, within the first month.';
+  END IF;
+  IF months < 1 OR r.extended_months + months > 2 THEN
+    RAISE EXCEPTION 'a request can be extended by two months at most'
+      USING ERRCODE = 'invalid_parameter_value',
+            DETAIL = format('Already extended by %s month(s); asked for %s more.', r.extended_months, months);
+  END IF;
+  IF now() > r.received_at + interval '1 month' THEN
+    RAISE EXCEPTION 'request % can no longer be extended', request_id
+      USING ERRCODE = 'object_not_in_prerequisite_state',
+            DETAIL = 'Art. 12(3): the extension must be decided within one month of receipt.';
+  END IF;
+  UPDATE gdpr.requests x
+     SET extended_months = x.extended_months + months,
+         due_at = x.received_at + make_interval(months => 1 + x.extended_months + months),
+         extension_reason = concat_ws('; ', x.extension_reason, reason)
+   WHERE x.id = request_id
+  RETURNING x.due_at INTO r.due_at;
+  RETURN r.due_at;
+END
+$$;
+
+CREATE FUNCTION gdpr.close_request(request_id bigint, outcome text) RETURNS void
+  LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+BEGIN
+  PERFORM gdpr._open_request(request_id);
+  PERFORM gdpr._one_of(outcome, gdpr.request_outcomes(), 'request outcome');
+  UPDATE gdpr.requests x SET closed_at = now(), outcome = close_request.outcome, closed_by = session_user
+   WHERE x.id = request_id;
+END
+$$;
+
+-- Close the request an export or erasure answers, after checking it is his.
+CREATE FUNCTION gdpr._answer_request(request_id bigint, st regclass, subject_id text, kinds text[]) RETURNS void
+  LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+  r gdpr.requests;
+BEGIN
+  IF request_id IS NULL THEN
+    RETURN;
+  END IF;
+  r := gdpr._open_request(request_id);
+  IF r.subject_table <> st OR r.subject_id <> subject_id THEN
+    RAISE EXCEPTION 'request % is not a request of subject "%"', request_id, subject_id
+      USING ERRCODE = 'invalid_parameter_value';
+  END IF;
+  IF NOT r.kind = ANY (kinds) THEN
+    RAISE EXCEPTION 'request % is a request of kind %', request_id, r.kind
+      USING ERRCODE = 'invalid_parameter_value',
+            HINT = format('This function answers requests of kind %s.', array_to_string(kinds, ' or '));
+  END IF;
+  UPDATE gdpr.requests x SET closed_at = now(), outcome = 'fulfilled', closed_by = session_user
+   WHERE x.id = request_id;
+END
+$$;
+
+-- Recipients to tell of a rectification, erasure or restriction (Art. 19):
+-- those of the purposes for which the subject's tables hold data.
+CREATE FUNCTION gdpr._recipients_of(subject_table regclass) RETURNS text[]
+  LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
+  SELECT coalesce(array_agg(DISTINCT format('%s (%s)', x.name, x.country)), '{}')
+    FROM gdpr.recipients x
+   WHERE EXISTS (SELECT FROM gdpr.personal_columns pc JOIN gdpr.registered_tables r ON r.tbl = pc.tbl
+                  WHERE pc.purpose = x.purpose AND r.subject_table = _recipients_of.subject_table)
+$$;
+
+CREATE VIEW gdpr.requests_due AS
+SELECT r.id, r.subject_table, r.subject_id, r.kind, r.received_at, r.due_at, r.extended_months,
+       r.extension_reason, r.subject_found,
+       CASE WHEN now() > r.due_at THEN 'overdue'
+            WHEN now() > r.due_at - interval '7 days' THEN 'due soon'
+            ELSE 'open' END AS state,
+       date_trunc('second', r.due_at - now()) AS time_left,
+       CASE WHEN r.kind IN ('rectification', 'erasure', 'restriction')
+            THEN gdpr._recipients_of(r.subject_table) ELSE '{}' END AS recipients_to_notify
+  FROM gdpr.requests r
+ WHERE r.closed_at IS NULL;
+COMMENT ON VIEW gdpr.requests_due IS 'open requests with their deadline: open, due soon (7 days), overdue';
+
+---------------------------------------------------------------- restriction
+
+CREATE TABLE gdpr.restrictions (
+  id             bigserial PRIMARY KEY,
+  subject_table  regclass NOT NULL,
+  subject_id     text NOT NULL,
+  reason         text NOT NULL,
+  restricted_at  timestamptz NOT NULL DEFAULT now(),
+  restricted_by  name NOT NULL DEFAULT session_user,
+  lifted_at      timestamptz,
+  lifted_by      name,
+  lift_reason    text
+);
+CREATE UNIQUE INDEX restrictions_active ON gdpr.restrictions (subject_table, subject_id) WHERE lifted_at IS NULL;
+SELECT pg_catalog.pg_extension_config_dump('gdpr.restrictions', '');
+SELECT pg_catalog.pg_extension_config_dump('gdpr.restrictions_id_seq', '');
+COMMENT ON TABLE gdpr.restrictions IS 'restrictions of processing (Art. 18), current and lifted';
+
+CREATE FUNCTION gdpr.is_restricted(subject_id text, subject_table regclass DEFAULT NULL) RETURNS boolean
+  LANGUAGE sql STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp
+  RETURN EXISTS (SELECT FROM gdpr.restrictions r
+                  WHERE r.subject_table = gdpr._subject_table(is_restricted.subject_table)
+                    AND r.subject_id = is_restricted.subject_id AND r.lifted_at IS NULL);
+
+CREATE FUNCTION gdpr.restrict_subject(subject_id text, reason text, subject_table regclass DEFAULT NULL)
+  RETURNS void
+  LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+  st regclass := gdpr._require_subject(subject_table, subject_id);
+BEGIN
+  IF coalesce(btrim(reason), '') = '' THEN
+    RAISE EXCEPTION 'a restriction needs a reason' USING ERRCODE = 'null_value_not_allowed',
+      HINT = 'Art. 18(1): accuracy contested, unlawful processing, needed for a legal claim, or objection pending.';
+  END IF;
+  IF gdpr.is_restricted(subject_id, st) THEN
+    RAISE EXCEPTION 'subject "%" is already restricted', subject_id USING ERRCODE = 'duplicate_object';
+  END IF;
+  INSERT INTO gdpr.restrictions (subject_table, subject_id, reason) VALUES (st, subject_id, reason);
+END
+$$;
+
+CREATE FUNCTION gdpr.lift_restriction(subject_id text, reason text DEFAULT NULL,
+                                      subject_table regclass DEFAULT NULL) RETURNS void
+  LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+  st regclass := gdpr._subject_table(subject_table);
+BEGIN
+  PERFORM gdpr._not_null(subject_id, 'subject_id');
+  UPDATE gdpr.restrictions r SET lifted_at = now(), lifted_by = session_user, lift_reason = lift_restriction.reason
+   WHERE r.subject_table = st AND r.subject_id = lift_restriction.subject_id AND r.lifted_at IS NULL;
+  IF NOT FOUND THEN
+    RAISE EXCEPTION 'subject "%" is not restricted', subject_id USING ERRCODE = 'undefined_object';
+  END IF;
+END
+$$;
+
+-- The subject table whose restrictions apply to tbl, when any is active.
+CREATE FUNCTION gdpr._restriction_active(tbl regclass) RETURNS regclass
+  LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
+  SELECT r.subject_table FROM gdpr.registered_tables r
+   WHERE r.tbl = _restriction_active.tbl
+     AND EXISTS (SELECT FROM gdpr.restrictions x WHERE x.subject_table = r.subject_table AND x.lifted_at IS NULL)
+$$;
+
+-- The first of ids that is restricted, or NULL.
+CREATE FUNCTION gdpr._first_restricted(subject_table regclass, ids text[]) RETURNS text
+  LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
+  SELECT min(x.subject_id) FROM gdpr.restrictions x
+   WHERE x.subject_table = _first_restricted.subject_table AND x.subject_id = ANY (ids) AND x.lifted_at IS NULL
+$$;
+
+-- Statement trigger on registered tables (src/restriction.c): while a subject
+-- is restricted, his rows may be changed or deleted only by gdpr_admin.
+CREATE FUNCTION gdpr._enforce_restriction() RETURNS trigger
+  LANGUAGE c AS 'MODULE_PATHNAME', 'gdpr_enforce_restriction';
+
+---------------------------------------------------------------- export
+
+-- What Art. 15(1) says the person must be told, for the purposes for which
+-- the tables of his subject table hold data.
+CREATE FUNCTION gdpr._subject_information(subject_table regclass, portability boolean) RETURNS jsonb
+  LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
+  SELECT coalesce(jsonb_agg(jsonb_build_object(
+           'purpose', pr.purpose,
+           'description', pr.description,
+           'legal_basis', pr.legal_basis,
+           'notice_version', pr.notice_version,
+           'data_categories', to_jsonb(pr.data_categories),
+           'personal_data', to_jsonb(pr.personal_data),
+           'recipients', to_jsonb(pr.recipients),
+           'transfers_outside_eea', to_jsonb(pr.transfers_outside_eea),
+           'retention', to_jsonb(pr.retention)) ORDER BY pr.purpose), '[]')
+    FROM gdpr.processing_register pr
+   WHERE EXISTS (SELECT FROM gdpr.personal_columns pc JOIN gdpr.registered_tables r ON r.tbl = pc.tbl
+                  WHERE pc.purpose = pr.purpose AND r.subject_table = _subject_information.subject_table)
+     AND (NOT portability OR pr.legal_basis IN ('consent', 'contract'))
+$$;
+
+-- The columns of tbl an export shows: all of them, or for portability
+-- (Art. 20) the keys and the columns classified under consent or contract.
+CREATE FUNCTION gdpr._export_columns(tbl regclass, portability boolean) RETURNS text
+  LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
+  SELECT string_agg(format('%L, t.%I', a.attname, a.attname), ', ' ORDER BY a.attnum)
+    FROM pg_attribute a
+   WHERE a.attrelid = tbl AND a.attnum > 0 AND NOT a.attisdropped
+     AND (NOT portability
+          OR EXISTS (SELECT FROM gdpr.personal_columns pc
+                      WHERE pc.tbl = _export_columns.tbl AND pc.col = a.attname
+                        AND pc.legal_basis IN ('consent', 'contract'))
+          OR EXISTS (SELECT FROM pg_constraint c
+                      WHERE c.conrelid = _export_columns.tbl AND c.contype IN ('p', 'f')
+                        AND a.attnum = ANY (c.conkey)))
+$$;
+
+-- Every row of every registered table that belongs to the subject.  Each
+-- table is reached from the subject's key through indexed foreign keys, so
+-- the cost follows the subject's rows, not the size of the tables.
+CREATE FUNCTION gdpr._subject_data(st regclass, subject_id text, portability boolean) RETURNS jsonb
+  LANGUAGE plpgsql STABLE SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+  t record;
+  rows jsonb;
+  data jsonb := '{}';
+  key text := gdpr._subject_key_literal(st, subject_id);
+BEGIN
+  FOR t IN SELECT tree.tbl FROM gdpr._subject_tree(st) tree LOOP
+    EXECUTE format('SELECT coalesce(jsonb_agg(jsonb_build_object(%s) ORDER BY t.ctid), ''[]'') FROM %s t WHERE %s',
+                   gdpr._export_columns(t.tbl, portability), t.tbl, gdpr._subject_rows_cond(t.tbl, key))
+      INTO rows;
+    data := data || jsonb_build_object(t.tbl::text, rows);
+  END LOOP;
+  RETURN data;
+END
+$$;
+
+CREATE FUNCTION gdpr.export_subject(subject_id text, subject_table regclass DEFAULT NULL,
+                                    portability boolean DEFAULT false, request_id bigint DEFAULT NULL)
+  RETURNS jsonb
+  LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+  st regclass := gdpr._require_subject(subject_table, subject_id);
+  doc jsonb;
+BEGIN
+  PERFORM gdpr._not_null(portability, 'portability');
+  doc := jsonb_build_object(
+    'format', 'crm_gdpr.subject_export',
+    'format_version', 1,
+    'generated_at', now(),
+    'kind', CASE WHEN portability THEN 'portability' ELSE 'access' END,
+    'controller_database', current_database(),
+    'subject', jsonb_build_object('table', st::text, 'id', subject_id),
+    'data', gdpr._subject_data(st, subject_id, portability),
+    'processing', gdpr._subject_information(st, portability),
+    'restricted', gdpr.is_restricted(subject_id, st),
+    'requests', (SELECT coalesce(jsonb_agg(jsonb_build_object('id', r.id, 'kind', r.kind,
+                          'received_at', r.received_at, 'due_at', r.due_at, 'closed_at', r.closed_at,
+                          'outcome', r.outcome) ORDER BY r.id), '[]')
+                   FROM gdpr.requests r WHERE r.subject_table = st AND r.subject_id = export_subject.subject_id));
+  PERFORM gdpr._answer_request(request_id, st, subject_id,
+                               CASE WHEN portability THEN ARRAY['portability'] ELSE ARRAY['access', 'portability'] END);
+  RETURN doc;
+END
+$$;
+
+---------------------------------------------------------------- breaches
+
+CREATE TABLE gdpr.breaches (
+  id           bigserial PRIMARY KEY,
+  description  text NOT NULL CHECK (btrim(description) <> ''),
+  detected_at  timestamptz NOT NULL,
+  subjects     bigint CHECK (subjects >= 0),
+  reported_at  timestamptz NOT NULL DEFAULT now(),
+  reported_by  name NOT NULL DEFAULT session_user,
+  notified_at  timestamptz,
+  reference    text,
+  notified_by  name,
+  CHECK ((notified_at IS NULL) = (reference IS NULL)),
+  CHECK (notified_at IS NULL OR notified_at >= detected_at)
+);
+SELECT pg_catalog.pg_extension_config_dump('gdpr.breaches', '');
+SELECT pg_catalog.pg_extension_config_dump('gdpr.breaches_id_seq', '');
+COMMENT ON TABLE gdpr.breaches IS 'personal data breaches and their notification to the authority (Art. 33)';
+
+CREATE FUNCTION gdpr.report_breach(description text, detected_at timestamptz DEFAULT now(),
+                                   subjects bigint DEFAULT NULL) RETURNS bigint
+  LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+  bid bigint;
+BEGIN
+  IF coalesce(btrim(description), '') = '' THEN
+    RAISE EXCEPTION 'a breach needs a description' USING ERRCODE = 'null_value_not_allowed';
+  END IF;
+  PERFORM gdpr._not_null(detected_at, 'detected_at');
+  PERFORM gdpr._not_future(detected_at, 'detected_at');
+  IF subjects < 0 THEN
+    RAISE EXCEPTION 'the number of subjects cannot be negative' USING ERRCODE = 'invalid_parameter_value';
+  END IF;
+  INSERT INTO gdpr.breaches (description, detected_at, subjects) VALUES (description, detected_at, subjects)
+    RETURNING id INTO bid;
+  RETURN bid;
+END
+$$;
+
+CREATE FUNCTION gdpr.notify_breach(breach_id bigint, notified_at timestamptz, reference text) RETURNS void
+  LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+  b gdpr.breaches;
+BEGIN
+  PERFORM gdpr._not_null(breach_id, 'breach_id');
+  PERFORM gdpr._not_null(notified_at, 'notified_at');
+  IF coalesce(btrim(reference), '') = '' THEN
+    RAISE EXCEPTION 'a notification needs the authority''s reference' USING ERRCODE = 'null_value_not_allowed';
+  END IF;
+  SELECT * INTO b FROM gdpr.breaches x WHERE x.id = breach_id FOR UPDATE;
+  IF NOT FOUND THEN
+    RAISE EXCEPTION 'breach % does not exist', breach_id USING ERRCODE = 'undefined_object';
+  END IF;
+  IF b.notified_at IS NOT NULL THEN
+    RAISE EXCEPTION 'breach % was already notified', breach_id
+      USING ERRCODE = 'object_not_in_prerequisite_state',
+            DETAIL = format('Notified at %s, reference %s.', b.notified_at, b.reference);
+  END IF;
+  PERFORM gdpr._not_future(notified_at, 'notified_at');
+  IF notified_at < b.detected_at THEN
+    RAISE EXCEPTION 'notified_at is before the breach was detected' USING ERRCODE = 'invalid_parameter_value';
+  END IF;
+  UPDATE gdpr.breaches x SET notified_at = notify_breach.notified_at, reference = btrim(notify_breach.reference),
+                             notified_by = session_user
+   WHERE x.id = breach_id;
+END
+$$;
+
+CREATE VIEW gdpr.breaches_due AS
+SELECT b.id, b.description, b.detected_at, b.subjects,
+       b.detected_at + interval '72 hours' AS notify_by,
+       b.notified_at, b.reference,
+       CASE WHEN b.notified_at IS NOT NULL AND b.notified_at <= b.detected_at + interval '72 hours' THEN 'notified'
+            WHEN b.notified_at IS NOT NULL THEN 'notified late'
+            WHEN now() > b.detected_at + interval '72 hours' THEN 'overdue'
+            ELSE 'open' END AS state,
+       CASE WHEN b.notified_at IS NULL THEN date_trunc('second', b.detected_at + interval '72 hours' - now()) END
+         AS time_left,
+       (b.notified_at IS NULL AND now() > b.detected_at + interval '72 hours')
+         OR b.notified_at > b.detected_at + interval '72 hours' AS late
+  FROM gdpr.breaches b;
+COMMENT ON VIEW gdpr.breaches_due IS 'breaches and their 72-hour notification clock (Art. 33(1))';
