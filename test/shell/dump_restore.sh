@@ -5,6 +5,14 @@
 source "$(dirname "$0")/lib.sh"
 fresh_db dump_src 300
 q -d dump_src -f test/fixtures/registry.sql >/dev/null
+q -d dump_src >/dev/null <<'SQL'
+SELECT gdpr.restrict_subject('3', 'accuracy contested');
+SELECT gdpr.open_request('4', 'access', now() - interval '2 days');
+SELECT gdpr.report_breach('test breach', now() - interval '1 hour', 10);
+CREATE ROLE crm_gdpr_dump_app;
+GRANT USAGE ON SCHEMA crm TO crm_gdpr_dump_app;
+GRANT UPDATE, SELECT ON ALL TABLES IN SCHEMA crm TO crm_gdpr_dump_app;
+SQL
 
 snapshot() {
   q -d "$1" <<'SQL'
@@ -15,6 +23,10 @@ SELECT 'rt', * FROM gdpr.registered_tables ORDER BY tbl::text;
 SELECT 'pn', * FROM gdpr.purpose_notices ORDER BY purpose, version;
 SELECT 'rp', * FROM gdpr.retention_policies ORDER BY id;
 SELECT 'rc', * FROM gdpr.recipients ORDER BY id;
+SELECT 'rq', id, subject_id, kind, received_at, due_at FROM gdpr.requests ORDER BY id;
+SELECT 'rs', id, subject_id, reason, lifted_at FROM gdpr.restrictions ORDER BY id;
+SELECT 'br', id, description, detected_at FROM gdpr.breaches ORDER BY id;
+SELECT 'tg', tgrelid::regclass, tgname FROM pg_trigger WHERE tgname LIKE 'gdpr%' ORDER BY tgrelid::regclass::text, tgname;
 SELECT 'crm', count(*), sum(hashtext(c::text)) FROM crm.contacts c;
 SQL
 }
@@ -38,5 +50,10 @@ id=$(q -d dump_dst -c "SELECT gdpr.add_recipient('New recipient', 'DE', 'newslet
 q -d dump_dst -c 'ALTER TABLE crm.contacts RENAME COLUMN email TO email_address' >/dev/null
 n=$(q -d dump_dst -c "SELECT count(*) FROM gdpr.personal_data WHERE column_name = 'email_address'")
 [ "$n" -eq 3 ] || fail "rename after restore not followed ($n rows)"
+# The restored restriction is still enforced by the restored triggers.
+err=$(psql -X -d dump_dst -c 'SET ROLE crm_gdpr_dump_app' -c "UPDATE crm.contacts SET notes = 'x' WHERE id = 3" 2>&1) \
+  && fail "restriction not enforced after restore"
+grep -q 'processing of subject "3" is restricted' <<<"$err" || fail "unexpected error: $err"
 dropdb dump_src; dropdb dump_dst
+q -c 'DROP OWNED BY crm_gdpr_dump_app' -c 'DROP ROLE crm_gdpr_dump_app' >/dev/null
 echo "dump/restore ok"
