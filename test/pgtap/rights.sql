@@ -49,6 +49,8 @@ SELECT throws_ok(format('SELECT gdpr.close_request(%s, %L)', :r8, 'done'), '2202
 SELECT throws_ok('SELECT gdpr.close_request(424242, ''fulfilled'')', '42704', NULL, 'unknown request');
 
 -------------------------------------------------------------- restriction
+INSERT INTO crm.marketing_events (contact_id, campaign, event, at) VALUES (12, 'test', 'sent', now());
+INSERT INTO crm.interactions (contact_id, kind, occurred_at) VALUES (12, 'call', now()), (11, 'call', now());
 SELECT lives_ok($$SELECT gdpr.restrict_subject('12', 'accuracy contested')$$, 'restrict a subject');
 SELECT ok(gdpr.is_restricted('12'), 'he is restricted');
 SELECT throws_ok($$SELECT gdpr.restrict_subject('12', 'again')$$, '42710', NULL, 'restricting twice');
