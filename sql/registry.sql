@@ -9,14 +9,9 @@ CREATE EXTENSION IF NOT EXISTS crm_gdpr;
 SELECT count(*) > 0 AS generated FROM crm.generate(100);
 RESET client_min_messages;
 
--- Run a statement; show "ok" or its SQLSTATE and message.
-CREATE FUNCTION pg_temp.try(stmt text) RETURNS text LANGUAGE plpgsql AS $$
-BEGIN
-  EXECUTE stmt;
-  RETURN 'ok';
-EXCEPTION WHEN OTHERS THEN
-  RETURN SQLSTATE || ': ' || SQLERRM;
-END $$;
+\set ECHO none
+\i test/fixtures/try.sql
+\set ECHO all
 
 -- Declare the CRM.
 SELECT gdpr.register_subject_table('crm.contacts', 'id');

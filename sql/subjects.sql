@@ -4,13 +4,9 @@
 SET client_min_messages = warning;
 CREATE EXTENSION IF NOT EXISTS crm_gdpr;
 RESET client_min_messages;
-CREATE FUNCTION pg_temp.try(stmt text) RETURNS text LANGUAGE plpgsql AS $$
-BEGIN
-  EXECUTE stmt;
-  RETURN 'ok';
-EXCEPTION WHEN OTHERS THEN
-  RETURN SQLSTATE || ': ' || SQLERRM;
-END $$;
+\set ECHO none
+\i test/fixtures/try.sql
+\set ECHO all
 CREATE TABLE people (id bigint PRIMARY KEY, name text);
 CREATE TABLE "Odd ""Firms""" ("Key" uuid PRIMARY KEY, name text);
 INSERT INTO people VALUES (1, 'Ada'), (2, 'Émile');

@@ -50,6 +50,16 @@ BEGIN
 END
 $$;
 
+-- Raise 22004 with message (and hint) when a required text is NULL or blank.
+CREATE FUNCTION gdpr._not_blank(value text, message text, hint text DEFAULT NULL) RETURNS void
+  LANGUAGE plpgsql IMMUTABLE SET search_path = pg_catalog, pg_temp AS $$
+BEGIN
+  IF coalesce(btrim(value), '') = '' THEN
+    RAISE EXCEPTION '%', message USING ERRCODE = 'null_value_not_allowed', HINT = coalesce(hint, '');
+  END IF;
+END
+$$;
+
 -- Check that value is one of allowed (22023 with the list in the hint).
 CREATE FUNCTION gdpr._one_of(value text, allowed text[], what text) RETURNS text
   LANGUAGE plpgsql IMMUTABLE SET search_path = pg_catalog, pg_temp AS $$

@@ -63,9 +63,7 @@ BEGIN
       USING ERRCODE = 'invalid_parameter_value',
             HINT = 'A purpose code is lower case letters, digits and underscores, starting with a letter (at most 63).';
   END IF;
-  IF coalesce(btrim(description), '') = '' THEN
-    RAISE EXCEPTION 'a purpose needs a description' USING ERRCODE = 'null_value_not_allowed';
-  END IF;
+  PERFORM gdpr._not_blank(description, 'a purpose needs a description');
   PERFORM gdpr._one_of(legal_basis, gdpr.legal_bases(), 'legal basis');
   IF notice IS NOT NULL AND btrim(notice) = '' THEN
     RAISE EXCEPTION 'an information notice must not be empty' USING ERRCODE = 'invalid_parameter_value';
@@ -109,9 +107,7 @@ DECLARE
   sg text := safeguard;
   rid int;
 BEGIN
-  IF coalesce(btrim(name), '') = '' THEN
-    RAISE EXCEPTION 'a recipient needs a name' USING ERRCODE = 'null_value_not_allowed';
-  END IF;
+  PERFORM gdpr._not_blank(name, 'a recipient needs a name');
   PERFORM gdpr._not_null(country, 'country');
   IF NOT cc = ANY (gdpr.iso_countries()) THEN
     RAISE EXCEPTION 'unknown country code "%"', country

@@ -31,18 +31,20 @@ BEGIN
 END
 $$;
 
+-- The type of the subject table's id column, as SQL text.
+CREATE FUNCTION gdpr._subject_key_type(subject_table regclass) RETURNS text
+  LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp
+  RETURN (SELECT format_type(a.atttypid, a.atttypmod)
+            FROM gdpr.subject_tables s JOIN pg_attribute a ON a.attrelid = s.tbl AND a.attname = s.id_column
+           WHERE s.tbl = subject_table);
+
 -- The subject's key value as text cast to the key's type, for dynamic SQL
 -- that must use the key's index: format('... WHERE %I = %s', id_column, this).
 CREATE FUNCTION gdpr._subject_key_literal(subject_table regclass, subject_id text) RETURNS text
   LANGUAGE plpgsql STABLE SET search_path = pg_catalog, pg_temp AS $$
-DECLARE
-  typ text;
 BEGIN
   PERFORM gdpr._not_null(subject_id, 'subject_id');
-  SELECT format_type(a.atttypid, a.atttypmod) INTO typ
-    FROM gdpr.subject_tables s JOIN pg_attribute a ON a.attrelid = s.tbl AND a.attname = s.id_column
-   WHERE s.tbl = subject_table;
-  RETURN format('%L::%s', subject_id, typ);
+  RETURN format('%L::%s', subject_id, gdpr._subject_key_type(subject_table));
 END
 $$;
 
@@ -62,11 +64,7 @@ EXCEPTION
   WHEN invalid_text_representation OR numeric_value_out_of_range OR invalid_datetime_format THEN
     RAISE EXCEPTION 'invalid subject id "%" for %', subject_id, subject_table
       USING ERRCODE = 'invalid_text_representation',
-            DETAIL = format('The id column of %s is of type %s.', subject_table,
-                            (SELECT format_type(a.atttypid, a.atttypmod)
-                               FROM gdpr.subject_tables s JOIN pg_attribute a
-                                 ON a.attrelid = s.tbl AND a.attname = s.id_column
-                              WHERE s.tbl = subject_table));
+            DETAIL = format('The id column of %s is of type %s.', subject_table, gdpr._subject_key_type(subject_table));
 END
 $$;
 

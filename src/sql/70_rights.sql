@@ -142,11 +142,8 @@ DECLARE
   r gdpr.requests := gdpr._open_request(request_id);
 BEGIN
   PERFORM gdpr._not_null(months, 'months');
-  IF coalesce(btrim(reason), '') = '' THEN
-    RAISE EXCEPTION 'an extension needs a reason'
-      USING ERRCODE = 'null_value_not_allowed',
-            HINT = 'Art. 12(3): the person must be told why, within the first month.';
-  END IF;
+  PERFORM gdpr._not_blank(reason, 'an extension needs a reason',
+                          'Art. 12(3): the person must be told why, within the first month.');
   IF months < 1 OR r.extended_months + months > 2 THEN
     RAISE EXCEPTION 'a request can be extended by two months at most'
       USING ERRCODE = 'invalid_parameter_value',
@@ -254,10 +251,8 @@ CREATE FUNCTION gdpr.restrict_subject(subject_id text, reason text, subject_tabl
 DECLARE
   st regclass := gdpr._require_subject(subject_table, subject_id);
 BEGIN
-  IF coalesce(btrim(reason), '') = '' THEN
-    RAISE EXCEPTION 'a restriction needs a reason' USING ERRCODE = 'null_value_not_allowed',
-      HINT = 'Art. 18(1): accuracy contested, unlawful processing, needed for a legal claim, or objection pending.';
-  END IF;
+  PERFORM gdpr._not_blank(reason, 'a restriction needs a reason',
+    'Art. 18(1): accuracy contested, unlawful processing, needed for a legal claim, or objection pending.');
   IF gdpr.is_restricted(subject_id, st) THEN
     RAISE EXCEPTION 'subject "%" is already restricted', subject_id USING ERRCODE = 'duplicate_object';
   END IF;
@@ -413,9 +408,7 @@ CREATE FUNCTION gdpr.report_breach(description text, detected_at timestamptz DEF
 DECLARE
   bid bigint;
 BEGIN
-  IF coalesce(btrim(description), '') = '' THEN
-    RAISE EXCEPTION 'a breach needs a description' USING ERRCODE = 'null_value_not_allowed';
-  END IF;
+  PERFORM gdpr._not_blank(description, 'a breach needs a description');
   PERFORM gdpr._not_null(detected_at, 'detected_at');
   PERFORM gdpr._not_future(detected_at, 'detected_at');
   IF subjects < 0 THEN
@@ -434,9 +427,7 @@ DECLARE
 BEGIN
   PERFORM gdpr._not_null(breach_id, 'breach_id');
   PERFORM gdpr._not_null(notified_at, 'notified_at');
-  IF coalesce(btrim(reference), '') = '' THEN
-    RAISE EXCEPTION 'a notification needs the authority''s reference' USING ERRCODE = 'null_value_not_allowed';
-  END IF;
+  PERFORM gdpr._not_blank(reference, 'a notification needs the authority''s reference');
   SELECT * INTO b FROM gdpr.breaches x WHERE x.id = breach_id FOR UPDATE;
   IF NOT FOUND THEN
     RAISE EXCEPTION 'breach % does not exist', breach_id USING ERRCODE = 'undefined_object';
