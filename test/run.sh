@@ -65,6 +65,23 @@ for t in test/shell/*.sh; do
 done
 record shell "$sp" "$sf"
 
+echo "== TAP (test/tap/*.pl, PostgreSQL::Test::Cluster)"
+if ls test/tap/*.pl >/dev/null 2>&1; then
+  # The TAP clusters run from the private install; initdb refuses root, so
+  # as root the tests run as the server's user from a copy of test/tap.
+  mkdir -p "$top/tap" && cp test/tap/*.pl "$top/tap/"
+  [ "$(id -u)" -eq 0 ] && chown -R postgres: "$top/tap"
+  out=$(cd "$top/tap" && cluster_as_owner env PATH="$CLUSTER_BIN:$PATH" TESTDIR="$top/tap" \
+          PG_REGRESS="$(pg_config --pkglibdir)/pgxs/src/test/regress/pg_regress" prove -I "$(pg_config --pkglibdir)/pgxs/src/test/perl" ./*.pl 2>&1)
+  echo "$out" | tail -n 25
+  total=$(sed -n 's/^Files=[0-9]*, Tests=\([0-9]*\),.*/\1/p' <<<"$out"); total=${total:-0}
+  failed_run=$(grep -oE 'Tests: [0-9]+ Failed: [0-9]+' <<<"$out" | awk '{s+=$4} END{print s+0}')
+  bad=$(grep -oE 'Failed [0-9]+/[0-9]+ subtests' <<<"$out" | awk '{split($2,a,"/"); s+=a[1]} END{print s+0}')
+  bad=$((bad + $(grep -c 'No subtests run' <<<"$out")))
+  [ "$total" -eq 0 ] && bad=$((bad + 1))
+  record tap "$((total - failed_run))" "$bad"
+fi
+
 echo
 [ ${#failures[@]} -gt 0 ] && printf 'failures: %s\n' "${failures[*]}" && echo "cluster kept in $top (server log: $top/server.log)"
 echo "$passed passed, $failed failed"

@@ -1,5 +1,12 @@
 -- What auditors read about the registry.
 
+-- A table's schema-qualified name whatever the reader's search_path, so that
+-- the register reads the same for everyone.
+CREATE FUNCTION gdpr._qualified(tbl regclass) RETURNS text
+  LANGUAGE sql STABLE PARALLEL SAFE SET search_path = pg_catalog, pg_temp
+  RETURN (SELECT format('%I.%I', n.nspname, c.relname)
+            FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace WHERE c.oid = tbl);
+
 CREATE VIEW gdpr.personal_data AS
 SELECT n.nspname AS schema_name,
        c.relname AS table_name,
@@ -70,9 +77,9 @@ SELECT p.code AS purpose,
   LEFT JOIN LATERAL (SELECT n.version, n.digest FROM gdpr.purpose_notices n
                       WHERE n.purpose = p.code ORDER BY n.version DESC LIMIT 1) nv ON true
   LEFT JOIN LATERAL (
-    SELECT array_agg(DISTINCT r.subject_table::text ORDER BY r.subject_table::text) AS subject_categories,
+    SELECT array_agg(DISTINCT gdpr._qualified(r.subject_table) ORDER BY gdpr._qualified(r.subject_table)) AS subject_categories,
            array_agg(DISTINCT pc.category ORDER BY pc.category) AS data_categories,
-           array_agg(DISTINCT format('%s.%I', pc.tbl, pc.col) ORDER BY format('%s.%I', pc.tbl, pc.col)) AS columns
+           array_agg(DISTINCT format('%s.%I', gdpr._qualified(pc.tbl), pc.col) ORDER BY format('%s.%I', gdpr._qualified(pc.tbl), pc.col)) AS columns
       FROM gdpr.personal_columns pc JOIN gdpr.registered_tables r ON r.tbl = pc.tbl
      WHERE pc.purpose = p.code) d ON true
   LEFT JOIN LATERAL (
@@ -82,9 +89,9 @@ SELECT p.code AS purpose,
       FROM gdpr.recipients x WHERE x.purpose = p.code) rc ON true
   LEFT JOIN LATERAL (
     SELECT array_agg(DISTINCT format('%s: %s after %s.%I, then %s',
-                                     CASE WHEN rp.col IS NULL THEN rp.tbl::text || ' (rows)'
-                                          ELSE format('%s.%I', rp.tbl, rp.col) END,
-                                     rp.keep, rp.after_table, rp.after_column, rp.action)) AS retention
+                                     CASE WHEN rp.col IS NULL THEN gdpr._qualified(rp.tbl) || ' (rows)'
+                                          ELSE format('%s.%I', gdpr._qualified(rp.tbl), rp.col) END,
+                                     rp.keep, gdpr._qualified(rp.after_table), rp.after_column, rp.action)) AS retention
       FROM gdpr.retention_policies rp
      WHERE EXISTS (SELECT FROM gdpr.personal_columns pc
                     WHERE pc.purpose = p.code AND pc.tbl = rp.tbl AND (rp.col IS NULL OR pc.col = rp.col))) rt ON true;

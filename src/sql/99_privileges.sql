@@ -18,7 +18,7 @@ GRANT EXECUTE ON FUNCTION
 -- What both roles may call: status, vocabularies, and what the views call
 -- (a function in a view runs with the privileges of the reader).
 GRANT EXECUTE ON FUNCTION
-  gdpr.preloaded(), gdpr._security_measures(text), gdpr.data_categories(), gdpr.legal_bases(), gdpr.retention_actions(),
+  gdpr.preloaded(), gdpr._security_measures(text), gdpr._qualified(regclass), gdpr.data_categories(), gdpr.legal_bases(), gdpr.retention_actions(),
   gdpr.iso_countries(), gdpr.eea_countries(), gdpr.adequate_countries(), gdpr.transfer_safeguards()
   TO gdpr_admin, gdpr_auditor;
 
