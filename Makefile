@@ -29,7 +29,14 @@ $(EXTENSION)--$(EXTVERSION).sql: $(SQL_PARTS) $(EXTENSION).control
 	  printf '%s\n' '\echo Use "CREATE EXTENSION $(EXTENSION)" to load this file. \quit'; \
 	  for f in $(SQL_PARTS); do echo; echo "-- ==== $$f"; cat $$f; done; } > $@
 
-.PHONY: test demo deps
+# A fresh master key: make keygen KEY_FILE=/etc/postgresql/15/main/crm_gdpr.key
+KEY_FILE ?= crm_gdpr.key
+.PHONY: test demo deps keygen
+keygen:
+	@test ! -e '$(KEY_FILE)' || { echo "$(KEY_FILE) exists: refusing to overwrite a key" >&2; exit 1; }
+	@(umask 077; od -An -tx1 -N32 /dev/urandom | tr -d ' \n' > '$(KEY_FILE)'; echo >> '$(KEY_FILE)')
+	@echo "wrote $(KEY_FILE) (mode 0600); chown it to the server's user and set crm_gdpr.key_file"
+
 deps:
 	@bash test/deps.sh
 

@@ -27,6 +27,7 @@ void
 _PG_init(void)
 {
 	loaded_at_startup = process_shared_preload_libraries_in_progress;
+	crm_gdpr_keys_init();
 
 	/*
 	 * Later features define their GUCs before this line; reserving the prefix

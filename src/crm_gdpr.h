@@ -22,4 +22,17 @@ typedef struct OwnerContext
 extern void crm_gdpr_enter_owner_context(Oid fn_oid, OwnerContext *ctx);
 extern void crm_gdpr_leave_owner_context(OwnerContext *ctx);
 
+/* Keys (keys.c).  Fingerprints name keys in ciphertexts. */
+#define KEY_FINGERPRINT_BYTES 8
+extern void crm_gdpr_keys_init(void);
+extern const unsigned char *crm_gdpr_current_key(const unsigned char **fingerprint);
+extern const unsigned char *crm_gdpr_key_by_fingerprint(const unsigned char *fingerprint);
+extern bool crm_gdpr_key_is_current(const unsigned char *fingerprint);
+extern void crm_gdpr_derive_subkey(unsigned char *subkey, uint64 subkey_id, const char *context,
+								   const unsigned char *master);
+extern int	crm_gdpr_key_fingerprints(const unsigned char **fps, int max);
+
+/* Crypto (crypto.c): drop keys derived from a master key that changed. */
+extern void crm_gdpr_crypto_forget_derived(void);
+
 #endif							/* CRM_GDPR_H */

@@ -33,7 +33,10 @@ cluster_start() {
   local top=$1; shift
   CLUSTER_DATA="$top/data"
   CLUSTER_SOCK="$top/sock"
-  mkdir -p "$CLUSTER_SOCK"
+  mkdir -p "$CLUSTER_SOCK" "$top/keys"
+  # The committed TEST keys (never use them for real data): the key files must
+  # belong to the server's user with mode 0600, which git cannot keep.
+  install -m 0600 test/fixtures/test_master.key test/fixtures/test_old.key "$top/keys/"
   [ "$(id -u)" -eq 0 ] && chown -R postgres: "$top"
   cluster_as_owner "$CLUSTER_BIN/initdb" -D "$CLUSTER_DATA" -U postgres -A trust \
       --locale=C.UTF-8 -E UTF8 >"$top/initdb.log" 2>&1 \
@@ -44,7 +47,7 @@ cluster_start() {
     echo "shared_preload_libraries = 'crm_gdpr'"
     echo "max_prepared_transactions = 10"
     echo "log_line_prefix = '%m [%p] %q%u@%d '"
-    echo "crm_gdpr.database = 'postgres'"
+    echo "crm_gdpr.key_file = '$top/keys/test_master.key'"
     for line in "$@"; do echo "$line"; done
   } | cluster_as_owner tee -a "$CLUSTER_DATA/postgresql.conf" >/dev/null
   cluster_as_owner "$CLUSTER_BIN/pg_ctl" -D "$CLUSTER_DATA" -l "$top/server.log" -w start >/dev/null \

@@ -60,7 +60,7 @@ echo "== shell tests (test/shell/*.sh)"
 sp=0; sf=0
 for t in test/shell/*.sh; do
   [ -e "$t" ] && [ "$(basename "$t")" != lib.sh ] || continue
-  if log=$(TEST_TOP="$top" bash "$t" 2>&1); then sp=$((sp + 1)); echo "ok   $t"
+  if log=$(TEST_TOP="$top" CLUSTER_LOG_FILE="$CLUSTER_LOG" bash "$t" 2>&1); then sp=$((sp + 1)); echo "ok   $t"
   else sf=$((sf + 1)); echo "FAIL $t"; echo "$log" | tail -n 30 | sed 's/^/     /'; fi
 done
 record shell "$sp" "$sf"

@@ -44,3 +44,16 @@ GRANT EXECUTE ON FUNCTION gdpr.request_kinds(), gdpr.request_outcomes(), gdpr._r
   TO gdpr_admin, gdpr_auditor;
 GRANT SELECT ON gdpr.requests_due, gdpr.breaches_due, gdpr.requests, gdpr.breaches, gdpr.restrictions
   TO gdpr_auditor, gdpr_admin;
+
+-- Crypto and masking.  Pseudonymising and masking are for everyone who may
+-- process personal data; decrypting and managing keys is for gdpr_admin.
+GRANT EXECUTE ON FUNCTION
+  gdpr.pseudonymise(text, text), gdpr.encrypt(text, text), gdpr.mask(text, int, int), gdpr.mask_email(text),
+  gdpr.mask_phone(text), gdpr.generalise(timestamptz, text), gdpr.age_band(date, int),
+  gdpr.generalise_postcode(text), gdpr.ciphertext_key(bytea)
+  TO gdpr_admin, gdpr_auditor;
+GRANT EXECUTE ON FUNCTION
+  gdpr.decrypt(bytea, text), gdpr.encrypt_for_subject(text, text, regclass),
+  gdpr.shred_subject(text, regclass), gdpr.rotate_key(regclass, name, text, int),
+  gdpr.rotate_subject_keys(int), gdpr.key_status()
+  TO gdpr_admin;

@@ -1,0 +1,230 @@
+/*
+ * keys.c — the master key and the keys derived from it.
+ *
+ * GDPR Art. 4(5): pseudonymised data stays pseudonymous only while the
+ * information that re-identifies (the key) is kept apart.  The master key
+ * therefore lives in a file outside the database (crm_gdpr.key_file), is read
+ * by each backend when first needed, held in guarded, locked memory
+ * (sodium_malloc), and never reaches SQL, a table, a log line or an error.
+ * Older keys named in crm_gdpr.retired_key_files still decrypt, so that keys
+ * can rotate; ciphertexts name their key by a fingerprint.
+ */
+#include "postgres.h"
+
+#include <sodium.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "miscadmin.h"
+#include "utils/guc.h"
+#include "utils/varlena.h"
+
+#include "crm_gdpr.h"
+
+#define MASTER_KEY_BYTES crypto_kdf_KEYBYTES	/* 32 */
+#define MAX_KEYS 8				/* the current key and up to 7 retired ones */
+
+typedef struct LoadedKey
+{
+	unsigned char *key;			/* sodium_malloc'd, read-only once loaded */
+	unsigned char fingerprint[KEY_FINGERPRINT_BYTES];
+} LoadedKey;
+
+static char *key_file_setting = NULL;
+static char *retired_key_files_setting = NULL;
+
+static LoadedKey keys[MAX_KEYS];
+static int	n_keys = 0;
+static bool keys_stale = true;
+
+static void
+mark_keys_stale(const char *newval, void *extra)
+{
+	keys_stale = true;
+}
+
+void
+crm_gdpr_keys_init(void)
+{
+	if (sodium_init() < 0)
+		ereport(ERROR, (errmsg("could not initialise libsodium")));
+
+	DefineCustomStringVariable("crm_gdpr.key_file",
+							   "File holding the 32-byte master key as 64 hexadecimal characters.",
+							   "Owned by the server's user, mode 0600 or 0400. Empty: no key.",
+							   &key_file_setting, "", PGC_SIGHUP,
+							   GUC_SUPERUSER_ONLY, NULL, mark_keys_stale, NULL);
+	DefineCustomStringVariable("crm_gdpr.retired_key_files",
+							   "Comma-separated key files of former master keys, still used to decrypt.",
+							   NULL, &retired_key_files_setting, "", PGC_SIGHUP,
+							   GUC_SUPERUSER_ONLY | GUC_LIST_INPUT, NULL, mark_keys_stale, NULL);
+}
+
+static void
+forget_keys(void)
+{
+	for (int i = 0; i < n_keys; i++)
+		sodium_free(keys[i].key);	/* sodium_free wipes before freeing */
+	n_keys = 0;
+	crm_gdpr_crypto_forget_derived();
+}
+
+static void
+refuse_key_file(const char *path, const char *why)
+{
+	ereport(ERROR,
+			(errcode(ERRCODE_CONFIG_FILE_ERROR),
+			 errmsg("crm_gdpr key file \"%s\" is refused: %s", path, why),
+			 errhint("The file must hold 64 hexadecimal characters, be owned by the server's user and have mode 0600 or 0400 (make keygen writes one).")));
+}
+
+/* Read and check one key file into guarded memory. */
+static void
+load_key_file(const char *path, LoadedKey *out)
+{
+	struct stat st;
+	char		hex[2 * MASTER_KEY_BYTES + 2];
+	ssize_t		len;
+	int			fd;
+	size_t		bin_len = 0;
+
+	fd = open(path, O_RDONLY | O_NOFOLLOW);
+	if (fd < 0)
+		refuse_key_file(path, errno == ENOENT ? "it does not exist" : "it cannot be opened");
+	if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode))
+	{
+		close(fd);
+		refuse_key_file(path, "it is not a regular file");
+	}
+	if (st.st_uid != geteuid())
+	{
+		close(fd);
+		refuse_key_file(path, "it is not owned by the server's user");
+	}
+	if (st.st_mode & (S_IRWXG | S_IRWXO))
+	{
+		close(fd);
+		refuse_key_file(path, "it is readable or writable by group or others");
+	}
+	len = read(fd, hex, sizeof(hex));
+	close(fd);
+	if (len == 2 * MASTER_KEY_BYTES + 1 && hex[len - 1] == '\n')
+		len--;
+	if (len != 2 * MASTER_KEY_BYTES)
+	{
+		sodium_memzero(hex, sizeof(hex));
+		refuse_key_file(path, "it does not hold exactly 64 hexadecimal characters");
+	}
+
+	out->key = sodium_malloc(MASTER_KEY_BYTES);
+	if (out->key == NULL)
+		ereport(ERROR, (errcode(ERRCODE_OUT_OF_MEMORY), errmsg("could not allocate locked memory for a key")));
+	if (sodium_hex2bin(out->key, MASTER_KEY_BYTES, hex, len, NULL, &bin_len, NULL) != 0 ||
+		bin_len != MASTER_KEY_BYTES)
+	{
+		sodium_memzero(hex, sizeof(hex));
+		sodium_free(out->key);
+		refuse_key_file(path, "it does not hold exactly 64 hexadecimal characters");
+	}
+	sodium_memzero(hex, sizeof(hex));
+	/* The fingerprint names the key in ciphertexts without revealing it. */
+	crypto_generichash(out->fingerprint, KEY_FINGERPRINT_BYTES,
+					   (const unsigned char *) "crm_gdpr key fingerprint", 24,
+					   out->key, MASTER_KEY_BYTES);
+	sodium_mprotect_readonly(out->key);
+}
+
+static void
+load_keys(void)
+{
+	forget_keys();
+	if (key_file_setting == NULL || key_file_setting[0] == '\0')
+		return;
+	load_key_file(key_file_setting, &keys[0]);
+	n_keys = 1;
+	if (retired_key_files_setting && retired_key_files_setting[0] != '\0')
+	{
+		char	   *list = pstrdup(retired_key_files_setting);
+		List	   *paths;
+		ListCell   *lc;
+
+		if (!SplitDirectoriesString(list, ',', &paths))
+			ereport(ERROR,
+					(errcode(ERRCODE_CONFIG_FILE_ERROR),
+					 errmsg("crm_gdpr.retired_key_files is not a valid list of files")));
+		foreach(lc, paths)
+		{
+			if (n_keys == MAX_KEYS)
+				ereport(ERROR,
+						(errcode(ERRCODE_CONFIG_FILE_ERROR),
+						 errmsg("crm_gdpr.retired_key_files names more than %d files", MAX_KEYS - 1)));
+			load_key_file((char *) lfirst(lc), &keys[n_keys]);
+			n_keys++;
+		}
+	}
+}
+
+static void
+ensure_keys(void)
+{
+	/* A failed load stays stale, so that every call reports the problem. */
+	if (keys_stale)
+	{
+		load_keys();
+		keys_stale = false;
+	}
+}
+
+const unsigned char *
+crm_gdpr_current_key(const unsigned char **fingerprint)
+{
+	ensure_keys();
+	if (n_keys == 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+				 errmsg("no crm_gdpr master key is configured"),
+				 errhint("Set crm_gdpr.key_file to a key file (make keygen writes one) and reload the configuration.")));
+	if (fingerprint)
+		*fingerprint = keys[0].fingerprint;
+	return keys[0].key;
+}
+
+const unsigned char *
+crm_gdpr_key_by_fingerprint(const unsigned char *fingerprint)
+{
+	ensure_keys();
+	for (int i = 0; i < n_keys; i++)
+		if (sodium_memcmp(keys[i].fingerprint, fingerprint, KEY_FINGERPRINT_BYTES) == 0)
+			return keys[i].key;
+	return NULL;
+}
+
+bool
+crm_gdpr_key_is_current(const unsigned char *fingerprint)
+{
+	const unsigned char *current_fp;
+
+	(void) crm_gdpr_current_key(&current_fp);
+	return sodium_memcmp(current_fp, fingerprint, KEY_FINGERPRINT_BYTES) == 0;
+}
+
+/* Derive a 32-byte subkey of the current master key for one use. */
+void
+crm_gdpr_derive_subkey(unsigned char *subkey, uint64 subkey_id, const char *context,
+					   const unsigned char *master)
+{
+	crypto_kdf_derive_from_key(subkey, 32, subkey_id, context, master);
+}
+
+/* The fingerprints of the loaded keys, current first (for gdpr.key_status). */
+int
+crm_gdpr_key_fingerprints(const unsigned char **fps, int max)
+{
+	int			n;
+
+	ensure_keys();
+	n = Min(n_keys, max);
+	for (int i = 0; i < n; i++)
+		fps[i] = keys[i].fingerprint;
+	return n;
+}
