@@ -359,10 +359,24 @@ CREATE FUNCTION gdpr.export_subject(subject_id text, subject_table regclass DEFA
   RETURNS jsonb
   LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
-  st regclass := gdpr._require_subject(subject_table, subject_id);
+  st regclass := gdpr._subject_table(subject_table);
   doc jsonb;
+  erased gdpr.erasures;
 BEGIN
   PERFORM gdpr._not_null(portability, 'portability');
+  IF NOT gdpr._subject_exists(st, subject_id) THEN
+    -- An erased person gets the one thing still held about him: that he was
+    -- erased and is on the suppression list (under a pseudonym).
+    SELECT * INTO erased FROM gdpr.erasures e WHERE e.subject_table = st AND e.subject_ref = gdpr._subject_ref(st, subject_id);
+    IF NOT FOUND THEN
+      RAISE EXCEPTION 'subject "%" does not exist in %', subject_id, st USING ERRCODE = 'no_data_found';
+    END IF;
+    PERFORM gdpr._answer_request(request_id, st, subject_id, ARRAY['access', 'portability']);
+    RETURN jsonb_build_object('format', 'crm_gdpr.subject_export', 'format_version', 1, 'generated_at', now(),
+                              'kind', 'erased', 'subject', jsonb_build_object('table', st::text, 'id', subject_id),
+                              'erasure', jsonb_build_object('erased_at', erased.erased_at, 'certificate', erased.id,
+                                                            'suppressed', true));
+  END IF;
   doc := jsonb_build_object(
     'format', 'crm_gdpr.subject_export',
     'format_version', 1,

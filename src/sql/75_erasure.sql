@@ -1,0 +1,290 @@
+-- Erasure (Art. 17): one transaction, all or nothing, per-field actions from
+-- the registry, a certificate, a suppression list so that an erased person is
+-- never re-imported or re-mailed, and a ledger of keyed pseudonyms that can be
+-- replayed after a backup is restored.
+
+-- The subject's reference in the ledger: a keyed pseudonym, so that the
+-- ledger never re-identifies him without the key kept outside the database.
+CREATE FUNCTION gdpr._subject_ref(st regclass, subject_id text) RETURNS text
+  LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp
+  RETURN gdpr.pseudonymise(subject_id, 'erasure-ledger');  -- scoped by the subject_table column
+
+-- How a contact value is compared on the suppression list: e-mail addresses
+-- in lower case, phone numbers as their digits (a leading 0 read as +33).
+CREATE FUNCTION gdpr._normalise_contact(value text) RETURNS text
+  LANGUAGE sql IMMUTABLE STRICT SET search_path = pg_catalog, pg_temp
+  RETURN CASE WHEN value LIKE '%@%' THEN lower(btrim(value))
+              ELSE regexp_replace(regexp_replace(value, '[^0-9]', '', 'g'), '^0', '33') END;
+
+CREATE TABLE gdpr.erasures (
+  id             bigserial PRIMARY KEY,
+  subject_table  regclass NOT NULL,
+  subject_ref    text NOT NULL,
+  request_id     bigint,
+  erased_at      timestamptz NOT NULL DEFAULT now(),
+  erased_by      name NOT NULL DEFAULT session_user,
+  report         jsonb NOT NULL,
+  report_sha256  bytea NOT NULL,
+  UNIQUE (subject_table, subject_ref)
+);
+COMMENT ON TABLE gdpr.erasures IS
+  'erasure certificates and ledger: keyed pseudonym of the subject, what was done, digest of the report';
+
+CREATE TABLE gdpr.suppressions (
+  ref         text PRIMARY KEY,
+  kind        text NOT NULL CHECK (kind IN ('email', 'phone')),
+  erasure_id  bigint REFERENCES gdpr.erasures ON DELETE SET NULL,
+  created_at  timestamptz NOT NULL DEFAULT now()
+);
+COMMENT ON TABLE gdpr.suppressions IS 'keyed pseudonyms of the e-mail addresses and phones of erased subjects';
+
+SELECT pg_catalog.pg_extension_config_dump('gdpr.erasures', '');
+SELECT pg_catalog.pg_extension_config_dump('gdpr.erasures_id_seq', '');
+SELECT pg_catalog.pg_extension_config_dump('gdpr.suppressions', '');
+
+CREATE FUNCTION gdpr.is_suppressed(email text) RETURNS boolean
+  LANGUAGE sql STABLE STRICT SECURITY DEFINER SET search_path = pg_catalog, pg_temp
+  RETURN EXISTS (SELECT FROM gdpr.suppressions s
+                  WHERE s.ref = gdpr.pseudonymise(gdpr._normalise_contact(email), 'suppression'));
+
+-- The value of col after action, as an SQL expression for UPDATE ... SET.
+CREATE FUNCTION gdpr._action_expr(tbl regclass, col name, action text) RETURNS text
+  LANGUAGE plpgsql STABLE SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+  typ regtype := (gdpr._column(tbl, col)).typ;
+BEGIN
+  RETURN CASE
+    WHEN action = 'nullify' THEN 'NULL'
+    WHEN action = 'pseudonymise' THEN format('gdpr.pseudonymise(%I::text, %L)::%s', col, 'erasure', typ)
+    WHEN action = 'generalise' AND typ IN ('date', 'timestamp without time zone', 'timestamp with time zone')
+      THEN format('gdpr.generalise(%I::timestamptz, %L)::%s', col, 'year', typ)
+    WHEN action = 'generalise' THEN format('gdpr.generalise_postcode(%I::text)::%s', col, typ)
+  END;
+END
+$$;
+
+-- For a kept row: what happens to each personal column.  A column's own
+-- policy (nullify, pseudonymise, generalise) applies; other identifying
+-- columns are pseudonymised when they hold text, else nullified when they can
+-- be; keys and the rest stay (the legal obligation needs them).
+CREATE FUNCTION gdpr._erasure_column_actions(tbl regclass) RETURNS TABLE (col name, action text)
+  LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
+  SELECT DISTINCT ON (pc.col) pc.col,
+         CASE WHEN p.action IN ('nullify', 'pseudonymise', 'generalise') THEN p.action
+              WHEN a.atttypid IN ('text'::regtype, 'varchar'::regtype, 'bpchar'::regtype) THEN 'pseudonymise'
+              WHEN NOT a.attnotnull THEN 'nullify' END
+    FROM gdpr.personal_columns pc
+    JOIN pg_attribute a ON a.attrelid = pc.tbl AND a.attname = pc.col
+    LEFT JOIN gdpr.retention_policies p ON p.tbl = pc.tbl AND p.col = pc.col
+   WHERE pc.tbl = _erasure_column_actions.tbl
+     AND (p.action IN ('nullify', 'pseudonymise', 'generalise')
+          OR pc.category IN ('identification', 'contact', 'free_text', 'sensitive', 'financial'))
+     AND NOT EXISTS (SELECT FROM pg_constraint c WHERE c.conrelid = pc.tbl AND c.contype IN ('p', 'f', 'u')
+                      AND a.attnum = ANY (c.conkey))
+   ORDER BY pc.col
+$$;
+
+-- Anonymise the rows of tbl matching cond; the column actions for the report.
+CREATE FUNCTION gdpr._anonymise_rows(tbl regclass, cond text) RETURNS jsonb
+  LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+  sets text;
+  actions jsonb;
+BEGIN
+  SELECT string_agg(format('%I = %s', x.col, gdpr._action_expr(tbl, x.col, x.action)), ', '),
+         coalesce(jsonb_object_agg(x.col, x.action), '{}')
+    INTO sets, actions
+    FROM gdpr._erasure_column_actions(tbl) x WHERE x.action IS NOT NULL;
+  IF sets IS NOT NULL THEN
+    EXECUTE format('UPDATE %s SET %s WHERE %s', tbl, sets, cond);
+  END IF;
+  RETURN actions;
+END
+$$;
+
+-- Condition on tbl's rows that other registered tables' remaining rows of
+-- this subject still refer to (kept invoices pin their customer row).
+CREATE FUNCTION gdpr._pinned_cond(tbl regclass, key_literal text) RETURNS text
+  LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
+  SELECT coalesce(string_agg(format('%I IN (SELECT %I FROM %s WHERE %s)', c.parent_column, c.subject_column,
+                                    c.tbl, gdpr._subject_rows_cond(c.tbl, key_literal)), ' OR '), 'false')
+    FROM gdpr.registered_tables c
+   WHERE c.parent_table = _pinned_cond.tbl AND c.tbl <> c.parent_table
+$$;
+
+-- Erase one registered table's rows of the subject; one report entry.
+CREATE FUNCTION gdpr._erase_table(tbl regclass, key_literal text) RETURNS jsonb
+  LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+  cond text := gdpr._subject_rows_cond(tbl, key_literal);
+  pinned text := gdpr._pinned_cond(tbl, key_literal);
+  keep boolean := EXISTS (SELECT FROM gdpr.retention_policies p
+                           WHERE p.tbl = _erase_table.tbl AND p.col IS NULL AND p.action = 'keep');
+  n_deleted bigint := 0;
+  n_kept bigint;
+  actions jsonb := '{}';
+BEGIN
+  IF NOT keep THEN
+    EXECUTE format('DELETE FROM %s WHERE (%s) AND NOT (%s)', tbl, cond, pinned);
+    GET DIAGNOSTICS n_deleted = ROW_COUNT;
+  END IF;
+  EXECUTE format('SELECT count(*) FROM %s WHERE %s', tbl, cond) INTO n_kept;
+  IF n_kept > 0 THEN
+    actions := gdpr._anonymise_rows(tbl, cond);
+  END IF;
+  RETURN jsonb_build_object('table', gdpr._qualified(tbl), 'deleted', n_deleted, 'kept', n_kept,
+                            'kept_because', CASE WHEN n_kept = 0 THEN NULL WHEN keep THEN 'legal retention'
+                                                 ELSE 'referred to by kept rows' END,
+                            'columns', actions);
+END
+$$;
+
+-- The subject's contact values (classified "contact" columns of his row) on
+-- the suppression list.
+CREATE FUNCTION gdpr._suppress_contacts(st regclass, key_literal text, erasure_id bigint) RETURNS int
+  LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+  c name;
+  v text;
+  n int := 0;
+BEGIN
+  FOR c IN SELECT DISTINCT pc.col FROM gdpr.personal_columns pc WHERE pc.tbl = st AND pc.category = 'contact' LOOP
+    EXECUTE format('SELECT %I::text FROM %s WHERE %s', c, st, gdpr._subject_rows_cond(st, key_literal)) INTO v;
+    CONTINUE WHEN v IS NULL OR (v NOT LIKE '%@%' AND length(regexp_replace(v, '[^0-9]', '', 'g')) < 6);
+    INSERT INTO gdpr.suppressions (ref, kind, erasure_id)
+      VALUES (gdpr.pseudonymise(gdpr._normalise_contact(v), 'suppression'),
+              CASE WHEN v LIKE '%@%' THEN 'email' ELSE 'phone' END, erasure_id)
+      ON CONFLICT ON CONSTRAINT suppressions_pkey DO NOTHING;
+    n := n + 1;
+  END LOOP;
+  RETURN n;
+END
+$$;
+
+CREATE FUNCTION gdpr.erase_subject(subject_id text, request_id bigint DEFAULT NULL,
+                                   subject_table regclass DEFAULT NULL) RETURNS jsonb
+  LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+  st regclass := gdpr._subject_table(subject_table);
+  key text := gdpr._subject_key_literal(st, subject_id);
+  ref text := gdpr._subject_ref(st, subject_id);
+  done gdpr.erasures;
+  t record;
+  tables jsonb := '[]';
+  rep jsonb;
+  eid bigint;
+BEGIN
+  -- Lock his row: a concurrent insert of a child row waits for the erasure
+  -- and then fails its foreign key check, so it cannot escape.
+  IF NOT gdpr._subject_exists(st, subject_id) THEN
+    SELECT * INTO done FROM gdpr.erasures e WHERE e.subject_table = st AND e.subject_ref = ref;
+    IF FOUND THEN
+      RETURN jsonb_build_object('status', 'already erased', 'erasure_id', done.id, 'erased_at', done.erased_at);
+    END IF;
+    RAISE EXCEPTION 'subject "%" does not exist in %', subject_id, st USING ERRCODE = 'no_data_found';
+  END IF;
+  EXECUTE format('SELECT 1 FROM %s WHERE %s FOR UPDATE', st, gdpr._subject_rows_cond(st, key));
+  IF gdpr.is_restricted(subject_id, st) THEN
+    RAISE EXCEPTION 'subject "%" is restricted', subject_id
+      USING ERRCODE = 'object_not_in_prerequisite_state',
+            DETAIL = (SELECT format('Restricted since %s: %s', r.restricted_at, r.reason) FROM gdpr.restrictions r
+                       WHERE r.subject_table = st AND r.subject_id = erase_subject.subject_id AND r.lifted_at IS NULL),
+            HINT = 'Lift the restriction with gdpr.lift_restriction() once its reason is settled.';
+  END IF;
+  PERFORM gdpr._answer_request(request_id, st, subject_id, ARRAY['erasure']);
+
+  INSERT INTO gdpr.erasures (subject_table, subject_ref, request_id, report, report_sha256)
+    VALUES (st, ref, request_id, '{}', '\x') RETURNING id INTO eid;
+  PERFORM gdpr._suppress_contacts(st, key, eid);
+  FOR t IN SELECT tree.tbl FROM gdpr._subject_tree(st) tree ORDER BY tree.depth DESC, tree.tbl::text LOOP
+    tables := tables || gdpr._erase_table(t.tbl, key);
+  END LOOP;
+
+  rep := jsonb_build_object('status', 'erased', 'erasure_id', eid, 'subject_table', gdpr._qualified(st),
+                               'request_id', request_id, 'erased_at', now(), 'tables', tables);
+  UPDATE gdpr.erasures e SET report = rep, report_sha256 = sha256(convert_to(rep::text, 'UTF8'))
+   WHERE e.id = eid;
+  RETURN rep;
+EXCEPTION
+  WHEN foreign_key_violation THEN
+    -- All or nothing: a table outside the registry still refers to him.
+    RAISE EXCEPTION 'cannot erase subject "%": %', subject_id, SQLERRM
+      USING ERRCODE = 'foreign_key_violation',
+            HINT = 'Register the table that refers to him (gdpr.register_table) so that its rows are erased too.';
+END
+$$;
+
+-- The ledger as a document to keep outside the database (with the backups):
+-- erasures and shredded keys, by keyed pseudonyms only, never an id in clear.
+CREATE FUNCTION gdpr.export_erasure_ledger() RETURNS jsonb
+  LANGUAGE sql STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp
+  RETURN (SELECT coalesce(jsonb_agg(x ORDER BY x ->> 'at'), '[]') FROM (
+            SELECT jsonb_build_object('kind', 'erasure', 'subject_table', gdpr._qualified(e.subject_table),
+                                      'subject_ref', e.subject_ref, 'at', e.erased_at,
+                                      'report_sha256', encode(e.report_sha256, 'hex')) AS x
+              FROM gdpr.erasures e
+            UNION ALL
+            SELECT jsonb_build_object('kind', 'shred', 'subject_table', gdpr._qualified(k.subject_table),
+                                      'subject_ref', k.subject_ref, 'key_id', k.key_id, 'at', k.shredded_at)
+              FROM gdpr.shredded_keys k) entries);
+
+-- Merge a ledger exported from another copy of the database (the live one,
+-- into a restored backup); returns the number of entries that were new.
+CREATE FUNCTION gdpr.import_erasure_ledger(ledger jsonb) RETURNS bigint
+  LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+  n bigint;
+  m bigint;
+BEGIN
+  PERFORM gdpr._not_null(ledger, 'ledger');
+  IF jsonb_typeof(ledger) <> 'array' OR EXISTS (SELECT FROM jsonb_array_elements(ledger) x
+                                                WHERE NOT (x ?& ARRAY['kind', 'subject_table', 'subject_ref', 'at'])) THEN
+    RAISE EXCEPTION 'not an erasure ledger' USING ERRCODE = 'invalid_parameter_value',
+      HINT = 'Pass the output of gdpr.export_erasure_ledger().';
+  END IF;
+  INSERT INTO gdpr.erasures (subject_table, subject_ref, erased_at, report, report_sha256)
+    SELECT (x ->> 'subject_table')::regclass, x ->> 'subject_ref', (x ->> 'at')::timestamptz,
+           jsonb_build_object('status', 'imported from a ledger'), decode(x ->> 'report_sha256', 'hex')
+      FROM jsonb_array_elements(ledger) x WHERE x ->> 'kind' = 'erasure'
+    ON CONFLICT ON CONSTRAINT erasures_subject_table_subject_ref_key DO NOTHING;
+  GET DIAGNOSTICS n = ROW_COUNT;
+  INSERT INTO gdpr.shredded_keys (key_id, subject_table, subject_ref, shredded_at)
+    SELECT (x ->> 'key_id')::bigint, (x ->> 'subject_table')::regclass, x ->> 'subject_ref', (x ->> 'at')::timestamptz
+      FROM jsonb_array_elements(ledger) x WHERE x ->> 'kind' = 'shred'
+    ON CONFLICT ON CONSTRAINT shredded_keys_pkey DO NOTHING;
+  GET DIAGNOSTICS m = ROW_COUNT;
+  RETURN n + m;
+END
+$$;
+
+-- Erase again every subject of the ledger who is present (after a restore):
+-- each subject table is scanned once, its ids pseudonymised and matched.
+CREATE FUNCTION gdpr.replay_erasures() RETURNS bigint
+  LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+  s record;
+  sid text;
+  n bigint := 0;
+BEGIN
+  -- Keys shredded since the backup was taken are shredded again.
+  DELETE FROM gdpr.subject_keys k WHERE k.id IN (SELECT x.key_id FROM gdpr.shredded_keys x);
+  GET DIAGNOSTICS n = ROW_COUNT;
+  FOR s IN SELECT st.tbl, st.id_column FROM gdpr.subject_tables st
+            WHERE EXISTS (SELECT FROM gdpr.erasures e WHERE e.subject_table = st.tbl) LOOP
+    FOR sid IN EXECUTE format('SELECT t.%I::text FROM %s t WHERE gdpr._subject_ref(%L, t.%I::text) IN
+                                (SELECT e.subject_ref FROM gdpr.erasures e WHERE e.subject_table = %L::regclass)',
+                             s.id_column, s.tbl, s.tbl, s.id_column, s.tbl) LOOP
+      -- The ledger entry already exists: erase without a new certificate row.
+      DELETE FROM gdpr.erasures e WHERE e.subject_table = s.tbl AND e.subject_ref = gdpr._subject_ref(s.tbl, sid);
+      PERFORM gdpr.erase_subject(sid, NULL, s.tbl);
+      n := n + 1;
+    END LOOP;
+  END LOOP;
+  RETURN n;
+END
+$$;
+
+GRANT EXECUTE ON FUNCTION gdpr.erase_subject(text, bigint, regclass), gdpr.replay_erasures(),
+  gdpr.export_erasure_ledger(), gdpr.import_erasure_ledger(jsonb) TO gdpr_admin;
+GRANT EXECUTE ON FUNCTION gdpr.is_suppressed(text) TO gdpr_admin;
+GRANT SELECT ON gdpr.erasures, gdpr.suppressions TO gdpr_auditor, gdpr_admin;
