@@ -100,8 +100,7 @@ BEGIN
     IF FOUND THEN
       RAISE EXCEPTION 'the data key of this subject was shredded'
         USING ERRCODE = 'GD001',
-              DETAIL = format('Shredded at %s: the value can no longer be decrypted, here or in any backup.',
-                              s.shredded_at);
+              DETAIL = format('Shredded at %s: the value can no longer be decrypted.', s.shredded_at);
     END IF;
     RAISE EXCEPTION 'the data key of this ciphertext does not exist' USING ERRCODE = 'undefined_object';
   END IF;

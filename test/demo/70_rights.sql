@@ -41,6 +41,27 @@ DROP OWNED BY demo_app;
 DROP ROLE demo_app;
 
 \echo
+\echo 'A customer asks to be forgotten (Art. 17). His invoices must be kept 10 years: they stay,'
+\echo 'anonymised, with his anonymised contact row; everything else of his is deleted.'
+SELECT id AS forgotten, email AS forgotten_email FROM crm.contacts c
+ WHERE EXISTS (SELECT FROM crm.orders o WHERE o.contact_id = c.id)
+   AND EXISTS (SELECT FROM crm.interactions i WHERE i.contact_id = c.id) ORDER BY id LIMIT 1 \gset
+SELECT gdpr.open_request(:'forgotten', 'erasure') AS erasure_request \gset
+\pset format unaligned
+\pset tuples_only on
+SELECT jsonb_pretty(gdpr.erase_subject(:'forgotten', :erasure_request));
+\pset format aligned
+\pset tuples_only off
+\echo 'What is left of him: the invoices, with a pseudonymised identity.'
+SELECT c.id, c.first_name, c.last_name, c.email, c.birth_date, o.invoice_number, o.amount, o.iban
+  FROM crm.contacts c JOIN crm.orders o ON o.contact_id = c.id WHERE c.id = :forgotten;
+\echo 'The certificate (no personal data: a keyed pseudonym and a digest of the report):'
+SELECT id, subject_ref, request_id, erased_at, encode(report_sha256, 'hex') AS report_sha256
+  FROM gdpr.erasures WHERE request_id = :erasure_request;
+\echo 'His e-mail is suppressed: an import or a mailing checks it.'
+SELECT :'forgotten_email' AS email, gdpr.is_suppressed(:'forgotten_email') AS suppressed;
+
+\echo
 \echo 'Requests late or due soon, with the recipients to tell (Art. 19):'
 SELECT gdpr.open_request('44', 'rectification', now() - interval '40 days') \g /dev/null
 SELECT gdpr.open_request('45', 'erasure', now() - interval '25 days') \g /dev/null
