@@ -28,6 +28,7 @@ extern void crm_gdpr_keys_init(void);
 extern const unsigned char *crm_gdpr_current_key(const unsigned char **fingerprint);
 extern const unsigned char *crm_gdpr_key_by_fingerprint(const unsigned char *fingerprint);
 extern bool crm_gdpr_key_is_current(const unsigned char *fingerprint);
+extern uint64 crm_gdpr_key_generation(void);
 extern void crm_gdpr_derive_subkey(unsigned char *subkey, uint64 subkey_id, const char *context,
 								   const unsigned char *master);
 extern int	crm_gdpr_key_fingerprints(const unsigned char **fps, int max);

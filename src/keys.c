@@ -36,6 +36,7 @@ static char *retired_key_files_setting = NULL;
 static LoadedKey keys[MAX_KEYS];
 static int	n_keys = 0;
 static bool keys_stale = true;
+static uint64 key_generation = 0;	/* bumped at each load: caches compare it */
 
 static void
 mark_keys_stale(const char *newval, void *extra)
@@ -138,6 +139,7 @@ static void
 load_keys(void)
 {
 	forget_keys();
+	key_generation++;
 	if (key_file_setting == NULL || key_file_setting[0] == '\0')
 		return;
 	load_key_file(key_file_setting, &keys[0]);
@@ -187,6 +189,13 @@ crm_gdpr_current_key(const unsigned char **fingerprint)
 	if (fingerprint)
 		*fingerprint = keys[0].fingerprint;
 	return keys[0].key;
+}
+
+uint64
+crm_gdpr_key_generation(void)
+{
+	ensure_keys();
+	return key_generation;
 }
 
 const unsigned char *

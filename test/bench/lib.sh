@@ -1,0 +1,34 @@
+# Shared by the benchmarks (test/bench/*.sh): a throwaway cluster from the
+# private install, a timing helper, and one table format for the results.
+set -euo pipefail
+cd "$(dirname "${BASH_SOURCE[0]}")/../.."
+source test/cluster.sh
+bench_top=$(mktemp -d /tmp/crm_gdpr_bench.XXXXXX)
+trap 'cluster_stop; rm -rf "$bench_top"' EXIT
+bench_start() {
+  make -s 2>&1 | grep -Ev '^(gcc|clang)' || true
+  cluster_install "$bench_top"
+  cluster_start "$bench_top" "shared_buffers = '1GB'" "max_parallel_workers_per_gather = 0" \
+    "work_mem = '64MB'" "max_wal_size = '4GB'" "checkpoint_timeout = '30min'" "$@"
+  psql -X -q -c "CREATE FUNCTION public.bench_ms(q text, runs int DEFAULT 3) RETURNS numeric
+    LANGUAGE plpgsql AS \$\$
+    DECLARE t0 timestamptz; best numeric := 'Infinity';
+    BEGIN
+      FOR i IN 1..runs LOOP
+        t0 := clock_timestamp();
+        EXECUTE q;
+        best := least(best, extract(epoch FROM clock_timestamp() - t0) * 1000);
+      END LOOP;
+      RETURN round(best, 1);
+    END \$\$"
+}
+# bench_ms SQL [RUNS]: best wall time of SQL in milliseconds.
+bench_ms() { psql -X -At -c "SELECT public.bench_ms(\$q\$$1\$q\$, ${2:-3})"; }
+bench_header() {
+  printf '\n%-44s %14s %14s %9s  %s\n' "workload" "crm_gdpr" "baseline" "ratio" "goal"
+  printf '%s\n' "--------------------------------------------------------------------------------------------------------"
+}
+# bench_row WORKLOAD OURS BASELINE RATIO GOAL [VERDICT]
+bench_row() { printf '%-44s %14s %14s %9s  %s\n' "$1" "$2" "$3" "$4" "$5"; }
+ratio() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.2f", (b == 0 ? 0 : a / b) }'; }
+verdict() { awk -v r="$1" -v g="$2" -v d="${3:-le}" 'BEGIN { ok = (d == "le" ? r <= g : r >= g); print (ok ? "met" : "MISSED") }'; }
