@@ -321,7 +321,10 @@ $$;
 -- (Art. 20) the keys and the columns classified under consent or contract.
 CREATE FUNCTION gdpr._export_columns(tbl regclass, portability boolean) RETURNS text
   LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
-  SELECT string_agg(format('%L, t.%I', a.attname, a.attname), ', ' ORDER BY a.attnum)
+  SELECT string_agg(CASE WHEN a.atttypid = 'bytea'::regtype
+                         THEN format('%L, gdpr._export_bytea(t.%I, %L)', a.attname, a.attname,
+                                     gdpr._qualified(tbl) || '.' || a.attname)
+                         ELSE format('%L, t.%I', a.attname, a.attname) END, ', ' ORDER BY a.attnum)
     FROM pg_attribute a
    WHERE a.attrelid = tbl AND a.attnum > 0 AND NOT a.attisdropped
      AND (NOT portability
@@ -331,6 +334,26 @@ CREATE FUNCTION gdpr._export_columns(tbl regclass, portability boolean) RETURNS 
           OR EXISTS (SELECT FROM pg_constraint c
                       WHERE c.conrelid = _export_columns.tbl AND c.contype IN ('p', 'f')
                         AND a.attnum = ANY (c.conkey)))
+$$;
+
+-- A bytea value in an export: decrypted when it is a crm_gdpr ciphertext of
+-- the subject's own key, or of the master key with the column's name as
+-- context (the documented convention); otherwise as it is, in hex.
+CREATE FUNCTION gdpr._export_bytea(value bytea, context text) RETURNS jsonb
+  LANGUAGE plpgsql STABLE SET search_path = pg_catalog, pg_temp AS $$
+BEGIN
+  IF value IS NULL THEN
+    RETURN 'null';
+  END IF;
+  IF substr(value, 1, 2) = '\x4744'::bytea THEN
+    BEGIN
+      RETURN to_jsonb(gdpr.decrypt(value, CASE WHEN gdpr._ciphertext_subject_key(value) IS NULL THEN context ELSE '' END));
+    EXCEPTION WHEN OTHERS THEN
+      RETURN jsonb_build_object('encrypted', true, 'readable', false, 'reason', SQLERRM);
+    END;
+  END IF;
+  RETURN to_jsonb(encode(value, 'hex'));
+END
 $$;
 
 -- Every row of every registered table that belongs to the subject.  Each

@@ -1,6 +1,6 @@
 -- Who may do what in schema gdpr: PUBLIC nothing, the auditor reads, the admin manages.
 BEGIN;
-SELECT plan(16);
+SELECT plan(18);
 
 CREATE ROLE crm_gdpr_t_app NOLOGIN;
 CREATE ROLE crm_gdpr_t_auditor NOLOGIN IN ROLE gdpr_auditor;
@@ -52,6 +52,10 @@ SELECT throws_ok($$SELECT gdpr.define_purpose('x', 'x', 'consent')$$, '42501', N
 SELECT throws_ok($$INSERT INTO gdpr.purposes VALUES ('x', 'x', 'consent')$$, '42501', NULL,
                  'the auditor cannot write the registry tables');
 SELECT lives_ok($$SELECT * FROM gdpr.processing_register$$, 'the auditor reads the Art. 30 register');
+SELECT throws_ok($$SELECT gdpr.decrypt(gdpr.encrypt('secret'))$$, '42501', NULL, 'the auditor cannot decrypt');
+RESET ROLE;
+SET LOCAL ROLE crm_gdpr_t_app;
+SELECT throws_ok($$SELECT gdpr.decrypt('\x00'::bytea)$$, '42501', NULL, 'an application role cannot decrypt');
 RESET ROLE;
 
 SET LOCAL ROLE crm_gdpr_t_admin;

@@ -1,6 +1,6 @@
 -- Data subject rights: requests and their clocks, restriction, export, breaches.
 BEGIN;
-SELECT plan(48);
+SELECT plan(51);
 
 \set QUIET on
 SET client_min_messages = warning;
@@ -76,6 +76,11 @@ SELECT lives_ok($$UPDATE crm.contacts SET notes = 'x' WHERE id = 12$$, 'after li
 RESET ROLE;
 
 -------------------------------------------------------------- export
+CREATE TABLE crm.vault (id int PRIMARY KEY, contact_id bigint REFERENCES crm.contacts, secret bytea, note bytea,
+                        other bytea);
+SELECT gdpr.register_table('crm.vault');
+INSERT INTO crm.vault VALUES (1, 20, gdpr.encrypt_for_subject('his diary', '20'),
+                              gdpr.encrypt('a note', 'crm.vault.note'), gdpr.encrypt('elsewhere', 'another context'));
 SELECT gdpr.open_request('20', 'access') AS r20 \gset
 SELECT gdpr.export_subject('20', request_id => :r20) AS doc \gset
 SELECT is((:'doc'::jsonb) -> 'subject', '{"table": "crm.contacts", "id": "20"}', 'the export names the subject');
@@ -89,6 +94,9 @@ SELECT is((:'doc'::jsonb) #>> '{data,crm.contacts,0,email}', (SELECT email FROM 
 SELECT is((SELECT array_agg(p ->> 'purpose' ORDER BY p ->> 'purpose') FROM jsonb_array_elements((:'doc'::jsonb) -> 'processing') p),
           ARRAY['accounting', 'customer_management', 'newsletter', 'prospecting'], 'Art. 15(1): every purpose');
 SELECT is((SELECT outcome FROM gdpr.requests WHERE id = :r20), 'fulfilled', 'the export answers the request');
+SELECT is((:'doc'::jsonb) #>> '{data,crm.vault,0,secret}', 'his diary', 'values under his own key are decrypted');
+SELECT is((:'doc'::jsonb) #>> '{data,crm.vault,0,note}', 'a note', 'values with the column as context are decrypted');
+SELECT is((:'doc'::jsonb) #>> '{data,crm.vault,0,other,encrypted}', 'true', 'others are marked as encrypted');
 SELECT is(gdpr.export_subject('20', portability => true) #> '{data,crm.contacts,0}' ? 'notes', false,
           'portability leaves out what he did not provide on consent or contract');
 SELECT throws_ok($$SELECT gdpr.export_subject('999999')$$, 'P0002', NULL, 'export of an unknown subject');
