@@ -410,6 +410,7 @@ BEGIN
     'data', gdpr._subject_data(st, subject_id, portability),
     'processing', gdpr._subject_information(st, portability),
     'restricted', gdpr.is_restricted(subject_id, st),
+    'consent', (gdpr.consent_proof(subject_id, st) -> 'events'),
     'requests', (SELECT coalesce(jsonb_agg(jsonb_build_object('id', r.id, 'kind', r.kind,
                           'received_at', r.received_at, 'due_at', r.due_at, 'closed_at', r.closed_at,
                           'outcome', r.outcome) ORDER BY r.id), '[]')

@@ -172,6 +172,8 @@ DECLARE
   t record;
   tables jsonb := '[]';
   rep jsonb;
+  n_consent bigint;
+  shredded bigint;
   eid bigint;
 BEGIN
   -- Lock his row: a concurrent insert of a child row waits for the erasure
@@ -196,12 +198,26 @@ BEGIN
   INSERT INTO gdpr.erasures (subject_table, subject_ref, request_id, report, report_sha256)
     VALUES (st, ref, request_id, '{}', '\x') RETURNING id INTO eid;
   PERFORM gdpr._suppress_contacts(st, key, eid);
+  -- His consent events go (the ledger opens for this transaction only); the
+  -- suppression list now says what they said: never contact him again.
+  PERFORM gdpr._allow_ledger_erasure();
+  DELETE FROM gdpr.consent_ledger l WHERE l.subject_table = st AND l.subject_id = erase_subject.subject_id;
+  GET DIAGNOSTICS n_consent = ROW_COUNT;
+  DELETE FROM gdpr.consent_state s WHERE s.subject_table = st AND s.subject_id = erase_subject.subject_id;
+  -- His own data key goes: what was encrypted for him is unreadable everywhere.
+  DELETE FROM gdpr.subject_keys k WHERE k.subject_table = st AND k.subject_ref = gdpr._subject_key_ref(st, subject_id)
+    RETURNING k.id INTO shredded;
+  IF shredded IS NOT NULL THEN
+    INSERT INTO gdpr.shredded_keys (key_id, subject_table, subject_ref)
+      VALUES (shredded, st, gdpr._subject_key_ref(st, subject_id));
+  END IF;
   FOR t IN SELECT tree.tbl FROM gdpr._subject_tree(st) tree ORDER BY tree.depth DESC, tree.tbl::text LOOP
     tables := tables || gdpr._erase_table(t.tbl, key);
   END LOOP;
 
   rep := jsonb_build_object('status', 'erased', 'erasure_id', eid, 'subject_table', gdpr._qualified(st),
-                               'request_id', request_id, 'erased_at', now(), 'tables', tables);
+                               'request_id', request_id, 'erased_at', now(), 'tables', tables,
+                               'consent_events_removed', n_consent, 'subject_key_shredded', shredded IS NOT NULL);
   UPDATE gdpr.erasures e SET report = rep, report_sha256 = sha256(convert_to(rep::text, 'UTF8'))
    WHERE e.id = eid;
   RETURN rep;

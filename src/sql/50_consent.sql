@@ -1,0 +1,461 @@
+-- Consent and objection: an append-only ledger of events with their proof,
+-- a current-state table maintained with it (what may_process and
+-- contactable read), and the prospecting rules of the CNIL for e-mail.
+
+-- Applications record consent and ask what they may do; they get this role.
+DO $$
+BEGIN
+  IF NOT EXISTS (SELECT FROM pg_catalog.pg_roles WHERE rolname = 'gdpr_app') THEN
+    CREATE ROLE gdpr_app NOLOGIN;
+  END IF;
+END
+$$;
+GRANT USAGE ON SCHEMA gdpr TO gdpr_app;
+
+ALTER TABLE gdpr.purposes
+  ADD COLUMN consent_valid_for interval CHECK (consent_valid_for > interval '0'),
+  ADD COLUMN requires_double_opt_in boolean NOT NULL DEFAULT false,
+  ADD COLUMN renewal_required boolean NOT NULL DEFAULT false,
+  ADD COLUMN electronic_marketing boolean NOT NULL DEFAULT false;
+COMMENT ON COLUMN gdpr.purposes.renewal_required IS
+  'a consent given under an older notice no longer counts: the person must consent again';
+COMMENT ON COLUMN gdpr.purposes.electronic_marketing IS
+  'prospecting by e-mail or SMS: the B2B/B2C rules of doc/consent.md apply';
+
+-- Which columns of a subject table say B2B or B2C, customer or prospect.
+ALTER TABLE gdpr.subject_tables
+  ADD COLUMN segment_column name,
+  ADD COLUMN status_column name;
+
+CREATE FUNCTION gdpr.consent_events() RETURNS text[]
+  LANGUAGE sql IMMUTABLE PARALLEL SAFE
+  RETURN ARRAY['grant', 'withdraw', 'confirm', 'informed', 'object'];
+CREATE FUNCTION gdpr.consent_channels() RETURNS text[]
+  LANGUAGE sql IMMUTABLE PARALLEL SAFE
+  RETURN ARRAY['web', 'email', 'phone', 'paper', 'import', 'api'];
+
+-- The proof a grant, a confirmation or an information must carry, per channel.
+CREATE FUNCTION gdpr.proof_keys(channel text) RETURNS text[]
+  LANGUAGE sql IMMUTABLE PARALLEL SAFE
+  RETURN CASE channel
+    WHEN 'web' THEN ARRAY['ip', 'user_agent', 'form']
+    WHEN 'email' THEN ARRAY['message_id']
+    WHEN 'phone' THEN ARRAY['agent', 'recording']
+    WHEN 'paper' THEN ARRAY['document']
+    WHEN 'import' THEN ARRAY['source', 'partner']
+    WHEN 'api' THEN ARRAY['client'] END;
+
+CREATE TABLE gdpr.consent_ledger (
+  id              bigserial PRIMARY KEY,
+  subject_table   regclass NOT NULL,
+  subject_id      text NOT NULL,
+  purpose         text NOT NULL REFERENCES gdpr.purposes ON UPDATE CASCADE,
+  event           text NOT NULL CHECK (event = ANY (gdpr.consent_events())),
+  channel         text NOT NULL CHECK (channel = ANY (gdpr.consent_channels())),
+  at              timestamptz NOT NULL,
+  recorded_at     timestamptz NOT NULL DEFAULT clock_timestamp(),
+  proof           jsonb NOT NULL CHECK (jsonb_typeof(proof) = 'object'),
+  notice_version  int,
+  notice_digest   bytea,
+  recorded_by     name NOT NULL DEFAULT session_user
+);
+CREATE INDEX ON gdpr.consent_ledger (subject_table, subject_id);
+COMMENT ON TABLE gdpr.consent_ledger IS 'every consent event with its proof; append-only';
+
+CREATE FUNCTION gdpr._append_only() RETURNS trigger
+  LANGUAGE c AS 'MODULE_PATHNAME', 'gdpr_append_only';
+CREATE FUNCTION gdpr._allow_ledger_erasure() RETURNS void
+  LANGUAGE c AS 'MODULE_PATHNAME', 'gdpr_allow_ledger_erasure';
+CREATE TRIGGER append_only BEFORE UPDATE OR DELETE ON gdpr.consent_ledger
+  FOR EACH ROW EXECUTE FUNCTION gdpr._append_only();
+CREATE TRIGGER append_only_truncate BEFORE TRUNCATE ON gdpr.consent_ledger
+  FOR EACH STATEMENT EXECUTE FUNCTION gdpr._append_only();
+
+-- The current state per subject and purpose, kept with each event, so that
+-- may_process and contactable never read the history.
+CREATE TABLE gdpr.consent_state (
+  subject_table   regclass NOT NULL,
+  subject_id      text NOT NULL,
+  purpose         text NOT NULL REFERENCES gdpr.purposes ON UPDATE CASCADE,
+  granted_at      timestamptz,
+  confirmed_at    timestamptz,
+  withdrawn_at    timestamptz,
+  informed_at     timestamptz,
+  objected_at     timestamptz,
+  notice_version  int,
+  last_event      text NOT NULL,
+  last_event_id   bigint NOT NULL,
+  last_event_at   timestamptz NOT NULL,
+  PRIMARY KEY (subject_table, purpose, subject_id)
+);
+COMMENT ON TABLE gdpr.consent_state IS 'current consent state per subject and purpose, maintained with the ledger';
+
+SELECT pg_catalog.pg_extension_config_dump('gdpr.consent_ledger', '');
+SELECT pg_catalog.pg_extension_config_dump('gdpr.consent_ledger_id_seq', '');
+SELECT pg_catalog.pg_extension_config_dump('gdpr.consent_state', '');
+
+CREATE FUNCTION gdpr.set_purpose_options(code text, consent_valid_for interval DEFAULT NULL,
+                                         requires_double_opt_in boolean DEFAULT false,
+                                         renewal_required boolean DEFAULT false,
+                                         electronic_marketing boolean DEFAULT false) RETURNS void
+  LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+  p gdpr.purposes := gdpr._purpose(code);
+BEGIN
+  IF consent_valid_for <= interval '0' THEN
+    RAISE EXCEPTION 'consent_valid_for must be positive' USING ERRCODE = 'invalid_parameter_value';
+  END IF;
+  IF p.legal_basis <> 'consent' AND (consent_valid_for IS NOT NULL OR requires_double_opt_in OR renewal_required) THEN
+    RAISE EXCEPTION 'purpose "%" is not based on consent', code
+      USING ERRCODE = 'invalid_parameter_value',
+            HINT = 'Consent options apply to purposes whose legal basis is consent.';
+  END IF;
+  UPDATE gdpr.purposes x
+     SET consent_valid_for = set_purpose_options.consent_valid_for,
+         requires_double_opt_in = coalesce(set_purpose_options.requires_double_opt_in, false),
+         renewal_required = coalesce(set_purpose_options.renewal_required, false),
+         electronic_marketing = coalesce(set_purpose_options.electronic_marketing, false),
+         updated_at = now()
+   WHERE x.code = set_purpose_options.code;
+END
+$$;
+
+CREATE FUNCTION gdpr.set_subject_profile(tbl regclass, segment_column name, status_column name) RETURNS void
+  LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+BEGIN
+  PERFORM gdpr._subject_table(tbl);
+  IF segment_column IS NOT NULL THEN
+    PERFORM gdpr._column(tbl, segment_column);
+  END IF;
+  IF status_column IS NOT NULL THEN
+    PERFORM gdpr._column(tbl, status_column);
+  END IF;
+  UPDATE gdpr.subject_tables s SET segment_column = set_subject_profile.segment_column,
+                                   status_column = set_subject_profile.status_column
+   WHERE s.tbl = set_subject_profile.tbl;
+END
+$$;
+
+-- Check a proof document; the keys a channel requires when required is true.
+CREATE FUNCTION gdpr._check_proof(channel text, proof jsonb, required boolean) RETURNS timestamptz
+  LANGUAGE plpgsql STABLE SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+  missing text[];
+  at timestamptz;
+BEGIN
+  PERFORM gdpr._one_of(channel, gdpr.consent_channels(), 'channel');
+  PERFORM gdpr._not_null(proof, 'proof');
+  IF jsonb_typeof(proof) <> 'object' THEN
+    RAISE EXCEPTION 'proof must be a JSON object, not %', jsonb_typeof(proof)
+      USING ERRCODE = 'invalid_parameter_value';
+  END IF;
+  IF required THEN
+    SELECT array_agg(k) INTO missing FROM unnest(gdpr.proof_keys(channel)) k
+     WHERE coalesce(btrim(proof ->> k), '') = '';
+    IF missing IS NOT NULL THEN
+      RAISE EXCEPTION 'proof of a % event lacks %', channel, array_to_string(missing, ', ')
+        USING ERRCODE = 'invalid_parameter_value',
+              HINT = format('Channel %s requires: %s.', channel, array_to_string(gdpr.proof_keys(channel), ', '));
+    END IF;
+  END IF;
+  IF proof ? 'ip' THEN
+    BEGIN
+      PERFORM (proof ->> 'ip')::inet;
+    EXCEPTION WHEN invalid_text_representation THEN
+      RAISE EXCEPTION 'proof ip "%" is not an IP address', proof ->> 'ip' USING ERRCODE = 'invalid_parameter_value';
+    END;
+  END IF;
+  -- The time of the event, when the proof states it (a form submitted
+  -- earlier), else now; never in the future beyond clock skew.
+  BEGIN
+    at := coalesce((proof ->> 'at')::timestamptz, clock_timestamp());
+  EXCEPTION WHEN invalid_datetime_format OR datetime_field_overflow THEN
+    RAISE EXCEPTION 'proof at "%" is not a timestamp', proof ->> 'at' USING ERRCODE = 'invalid_parameter_value';
+  END;
+  PERFORM gdpr._not_future(at, 'the time in the proof');
+  RETURN at;
+END
+$$;
+
+-- Record one event and bring the current state up to it.  The state row is
+-- locked by the upsert, so two events for the same subject and purpose are
+-- applied in commit order: the state is that of the last one committed.
+CREATE FUNCTION gdpr._record_consent(subject_id text, purpose text, event text, channel text, proof jsonb,
+                                     subject_table regclass) RETURNS bigint
+  LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+  st regclass := gdpr._require_subject(subject_table, subject_id);
+  p gdpr.purposes := gdpr._purpose(purpose);
+  needs_proof boolean := event IN ('grant', 'confirm', 'informed');
+  at timestamptz := gdpr._check_proof(channel, proof, needs_proof);
+  notice gdpr.purpose_notices;
+  eid bigint;
+BEGIN
+  IF event IN ('grant', 'confirm') AND p.legal_basis NOT IN ('consent', 'legitimate_interest') THEN
+    RAISE EXCEPTION 'purpose "%" is based on %, not on consent', p.code, p.legal_basis
+      USING ERRCODE = 'invalid_parameter_value',
+            HINT = 'Consent is asked for purposes based on consent (or for e-mail prospecting of B2C prospects).';
+  END IF;
+  IF event = 'object' AND p.legal_basis NOT IN ('legitimate_interest', 'public_task') THEN
+    RAISE EXCEPTION 'purpose "%" is based on %: there is no right to object to it', p.code, p.legal_basis
+      USING ERRCODE = 'invalid_parameter_value',
+            HINT = 'Art. 21 applies to legitimate interest and public task; for consent, withdraw it (gdpr.withdraw_consent).';
+  END IF;
+  SELECT * INTO notice FROM gdpr.purpose_notices n WHERE n.purpose = p.code ORDER BY n.version DESC LIMIT 1;
+  IF needs_proof AND notice.version IS NULL THEN
+    RAISE EXCEPTION 'purpose "%" has no information notice', p.code
+      USING ERRCODE = 'object_not_in_prerequisite_state',
+            HINT = 'A person must know what he consents to: give the purpose a notice with gdpr.define_purpose().';
+  END IF;
+  INSERT INTO gdpr.consent_ledger (subject_table, subject_id, purpose, event, channel, at, proof,
+                                   notice_version, notice_digest)
+    VALUES (st, subject_id, p.code, event, channel, at, proof, notice.version, notice.digest)
+    RETURNING id INTO eid;
+  INSERT INTO gdpr.consent_state AS s (subject_table, subject_id, purpose, granted_at, confirmed_at, withdrawn_at,
+                                       informed_at, objected_at, notice_version, last_event, last_event_id, last_event_at)
+    VALUES (st, subject_id, p.code,
+            CASE WHEN event = 'grant' THEN at END, CASE WHEN event = 'confirm' THEN at END,
+            CASE WHEN event = 'withdraw' THEN at END, CASE WHEN event IN ('informed', 'grant') THEN at END,
+            CASE WHEN event = 'object' THEN at END,
+            CASE WHEN event IN ('grant', 'confirm', 'informed') THEN notice.version END, event, eid, at)
+    ON CONFLICT ON CONSTRAINT consent_state_pkey DO UPDATE SET
+      -- A new grant starts a new consent: its confirmation and withdrawal are those that follow it.
+      granted_at = CASE WHEN event = 'grant' THEN at ELSE s.granted_at END,
+      confirmed_at = CASE WHEN event = 'confirm' THEN at WHEN event = 'grant' THEN NULL ELSE s.confirmed_at END,
+      withdrawn_at = CASE WHEN event = 'withdraw' THEN at WHEN event = 'grant' THEN NULL ELSE s.withdrawn_at END,
+      informed_at = CASE WHEN event IN ('informed', 'grant') THEN at ELSE s.informed_at END,
+      objected_at = CASE WHEN event = 'object' THEN at WHEN event = 'grant' THEN NULL ELSE s.objected_at END,
+      notice_version = CASE WHEN event IN ('grant', 'confirm', 'informed') THEN notice.version ELSE s.notice_version END,
+      last_event = event, last_event_id = eid, last_event_at = at;
+  RETURN eid;
+END
+$$;
+
+CREATE FUNCTION gdpr.grant_consent(subject_id text, purpose text, channel text, proof jsonb DEFAULT '{}',
+                                   subject_table regclass DEFAULT NULL) RETURNS bigint
+  LANGUAGE sql SECURITY DEFINER SET search_path = pg_catalog, pg_temp
+  RETURN gdpr._record_consent(subject_id, purpose, 'grant', channel, proof, subject_table);
+
+CREATE FUNCTION gdpr.confirm_consent(subject_id text, purpose text, channel text, proof jsonb DEFAULT '{}',
+                                     subject_table regclass DEFAULT NULL) RETURNS bigint
+  LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+BEGIN
+  IF NOT EXISTS (SELECT FROM gdpr.consent_state s
+                  WHERE s.subject_table = gdpr._subject_table(confirm_consent.subject_table)
+                    AND s.subject_id = confirm_consent.subject_id AND s.purpose = confirm_consent.purpose
+                    AND s.granted_at IS NOT NULL AND s.withdrawn_at IS NULL) THEN
+    RAISE EXCEPTION 'subject "%" has no consent to confirm for purpose "%"', subject_id, purpose
+      USING ERRCODE = 'object_not_in_prerequisite_state',
+            HINT = 'Double opt-in confirms a consent granted before: record the grant first.';
+  END IF;
+  RETURN gdpr._record_consent(subject_id, purpose, 'confirm', channel, proof, subject_table);
+END
+$$;
+
+-- Withdrawing must be as easy as granting (Art. 7(3)): any proof object is
+-- accepted, and a withdrawal without a prior grant is recorded all the same.
+CREATE FUNCTION gdpr.withdraw_consent(subject_id text, purpose text, channel text, proof jsonb DEFAULT '{}',
+                                      subject_table regclass DEFAULT NULL) RETURNS bigint
+  LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+  had_consent boolean := gdpr.has_consent(subject_id, purpose, subject_table);
+  eid bigint := gdpr._record_consent(subject_id, purpose, 'withdraw', channel, proof, subject_table);
+BEGIN
+  IF NOT had_consent THEN
+    RAISE NOTICE 'subject "%" had no consent to withdraw for purpose "%"; the withdrawal is recorded', subject_id, purpose;
+  END IF;
+  RETURN eid;
+END
+$$;
+
+CREATE FUNCTION gdpr.object(subject_id text, purpose text, channel text, proof jsonb DEFAULT '{}',
+                            subject_table regclass DEFAULT NULL) RETURNS bigint
+  LANGUAGE sql SECURITY DEFINER SET search_path = pg_catalog, pg_temp
+  RETURN gdpr._record_consent(subject_id, purpose, 'object', channel, proof, subject_table);
+
+CREATE FUNCTION gdpr.record_information(subject_id text, purpose text, channel text, proof jsonb DEFAULT '{}',
+                                        subject_table regclass DEFAULT NULL) RETURNS bigint
+  LANGUAGE sql SECURITY DEFINER SET search_path = pg_catalog, pg_temp
+  RETURN gdpr._record_consent(subject_id, purpose, 'informed', channel, proof, subject_table);
+
+-- A state row's consent in force: granted, confirmed when required, not
+-- withdrawn or objected to since, not expired, not stale when renewal is required.
+CREATE FUNCTION gdpr._consent_valid(s gdpr.consent_state, p gdpr.purposes, current_notice int) RETURNS boolean
+  LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp
+  RETURN s.granted_at IS NOT NULL AND s.withdrawn_at IS NULL AND s.objected_at IS NULL
+     AND (NOT p.requires_double_opt_in OR s.confirmed_at IS NOT NULL)
+     AND (p.consent_valid_for IS NULL OR s.granted_at + p.consent_valid_for > now())
+     AND (NOT p.renewal_required OR s.notice_version >= current_notice);
+
+CREATE FUNCTION gdpr._current_notice(purpose text) RETURNS int
+  LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp
+  RETURN (SELECT max(n.version) FROM gdpr.purpose_notices n WHERE n.purpose = _current_notice.purpose);
+
+CREATE FUNCTION gdpr.has_consent(subject_id text, purpose text, subject_table regclass DEFAULT NULL) RETURNS boolean
+  LANGUAGE plpgsql STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+  st regclass := gdpr._require_subject(subject_table, subject_id);
+  p gdpr.purposes := gdpr._purpose(purpose);
+  s gdpr.consent_state;
+BEGIN
+  SELECT * INTO s FROM gdpr.consent_state x
+   WHERE x.subject_table = st AND x.purpose = p.code AND x.subject_id = has_consent.subject_id;
+  RETURN FOUND AND gdpr._consent_valid(s, p, gdpr._current_notice(p.code));
+END
+$$;
+
+-- The subject's segment and status ('b2b'/'b2c', 'customer'/'prospect')
+-- from the columns set_subject_profile declared; NULL when not declared.
+CREATE FUNCTION gdpr._subject_profile(st regclass, subject_id text, OUT segment text, OUT status text)
+  LANGUAGE plpgsql STABLE SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+  s gdpr.subject_tables;
+BEGIN
+  SELECT * INTO s FROM gdpr.subject_tables x WHERE x.tbl = st;
+  IF s.segment_column IS NULL AND s.status_column IS NULL THEN
+    RETURN;
+  END IF;
+  EXECUTE format('SELECT %s::text, %s::text FROM %s WHERE %I = %s',
+                 coalesce(quote_ident(s.segment_column), 'NULL'), coalesce(quote_ident(s.status_column), 'NULL'),
+                 st, s.id_column, gdpr._subject_key_literal(st, subject_id))
+    INTO segment, status;
+END
+$$;
+
+-- What may be done with his data for a purpose now; see doc/consent.md.
+CREATE FUNCTION gdpr.may_process(subject_id text, purpose text, subject_table regclass DEFAULT NULL) RETURNS boolean
+  LANGUAGE plpgsql STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+  st regclass := gdpr._require_subject(subject_table, subject_id);
+  p gdpr.purposes := gdpr._purpose(purpose);
+  s gdpr.consent_state;
+  prof record;
+BEGIN
+  -- Restricted (Art. 18): only what a legal obligation requires.
+  IF gdpr.is_restricted(subject_id, st) THEN
+    RETURN p.legal_basis = 'legal_obligation';
+  END IF;
+  SELECT * INTO s FROM gdpr.consent_state x
+   WHERE x.subject_table = st AND x.purpose = p.code AND x.subject_id = may_process.subject_id;
+  IF p.legal_basis = 'consent' THEN
+    RETURN FOUND AND gdpr._consent_valid(s, p, gdpr._current_notice(p.code));
+  ELSIF p.legal_basis = 'legitimate_interest' THEN
+    IF FOUND AND (s.objected_at IS NOT NULL OR s.withdrawn_at IS NOT NULL) THEN
+      RETURN false;              -- objection (Art. 21); an unsubscription counts as one
+    END IF;
+    IF p.electronic_marketing THEN
+      prof := gdpr._subject_profile(st, subject_id);
+      IF prof.segment = 'b2c' AND prof.status IS DISTINCT FROM 'customer' THEN
+        -- A B2C prospect receives e-mail marketing only with his consent.
+        RETURN FOUND AND gdpr._consent_valid(s, p, gdpr._current_notice(p.code));
+      END IF;
+    END IF;
+    RETURN FOUND AND s.informed_at IS NOT NULL;
+  END IF;
+  RETURN true;                   -- contract, legal obligation, vital interest, public task
+END
+$$;
+
+-- The subject ids that may be processed for a purpose now: what a marketing
+-- export must use.  Reads the current-state table through its primary key's
+-- leading columns (subject_table, purpose), never the ledger.
+CREATE FUNCTION gdpr.contactable(purpose text, subject_table regclass DEFAULT NULL) RETURNS SETOF text
+  LANGUAGE plpgsql STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+  st regclass := gdpr._subject_table(subject_table);
+  p gdpr.purposes := gdpr._purpose(purpose);
+  sub gdpr.subject_tables;
+  cur int := gdpr._current_notice(p.code);
+  restricted text := format('NOT EXISTS (SELECT FROM gdpr.restrictions r WHERE r.subject_table = %L::regclass
+                               AND r.subject_id = s.subject_id AND r.lifted_at IS NULL)', st);
+BEGIN
+  SELECT * INTO sub FROM gdpr.subject_tables x WHERE x.tbl = st;
+  IF p.legal_basis = 'consent' THEN
+    RETURN QUERY EXECUTE format(
+      'SELECT s.subject_id FROM gdpr.consent_state s
+        WHERE s.subject_table = %L::regclass AND s.purpose = %L
+          AND s.granted_at IS NOT NULL AND s.withdrawn_at IS NULL AND s.objected_at IS NULL
+          AND (%L OR s.confirmed_at IS NOT NULL)
+          AND (%L::interval IS NULL OR s.granted_at + %L::interval > now())
+          AND (%L OR s.notice_version >= %s) AND %s',
+      st, p.code, NOT p.requires_double_opt_in, p.consent_valid_for, p.consent_valid_for,
+      NOT p.renewal_required, coalesce(cur, 0), restricted);
+  ELSIF p.legal_basis = 'legitimate_interest' THEN
+    RETURN QUERY EXECUTE format(
+      'SELECT s.subject_id FROM gdpr.consent_state s %s
+        WHERE s.subject_table = %L::regclass AND s.purpose = %L
+          AND s.objected_at IS NULL AND s.withdrawn_at IS NULL AND s.informed_at IS NOT NULL
+          AND (%s OR s.granted_at IS NOT NULL) AND %s',
+      CASE WHEN p.electronic_marketing AND sub.segment_column IS NOT NULL
+           THEN format('JOIN %s t ON t.%I = s.subject_id::%s', st, sub.id_column, gdpr._subject_key_type(st)) END,
+      st, p.code,
+      CASE WHEN p.electronic_marketing AND sub.segment_column IS NOT NULL
+           THEN format('NOT (t.%I::text = %L AND t.%s IS DISTINCT FROM %L)', sub.segment_column, 'b2c',
+                       coalesce(quote_ident(sub.status_column) || '::text', 'NULL'), 'customer')
+           ELSE 'true' END,
+      restricted);
+  ELSE
+    RETURN QUERY EXECUTE format('SELECT s.%I::text FROM %s s WHERE %s', sub.id_column, st,
+                                replace(restricted, 's.subject_id', format('s.%I::text', sub.id_column)));
+  END IF;
+END
+$$;
+
+-- All proof of one subject, ready to hand to an authority.
+CREATE FUNCTION gdpr.consent_proof(subject_id text, subject_table regclass DEFAULT NULL) RETURNS jsonb
+  LANGUAGE plpgsql STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+  st regclass := gdpr._require_subject(subject_table, subject_id);
+BEGIN
+  RETURN jsonb_build_object(
+    'subject', jsonb_build_object('table', st::text, 'id', subject_id),
+    'generated_at', now(),
+    'events', (SELECT coalesce(jsonb_agg(jsonb_build_object(
+                 'id', l.id, 'purpose', l.purpose, 'event', l.event, 'channel', l.channel, 'at', l.at,
+                 'recorded_at', l.recorded_at, 'recorded_by', l.recorded_by, 'proof', l.proof,
+                 'notice_version', l.notice_version, 'notice_sha256', encode(l.notice_digest, 'hex'),
+                 'notice', n.notice) ORDER BY l.id), '[]')
+                 FROM gdpr.consent_ledger l
+                 LEFT JOIN gdpr.purpose_notices n ON n.purpose = l.purpose AND n.version = l.notice_version
+                WHERE l.subject_table = st AND l.subject_id = consent_proof.subject_id));
+END
+$$;
+
+CREATE VIEW gdpr.consent_log AS
+SELECT l.id, l.subject_table, l.subject_id, l.purpose, l.event, l.channel, l.at, l.proof, l.notice_version,
+       encode(l.notice_digest, 'hex') AS notice_sha256, l.recorded_by, l.recorded_at
+  FROM gdpr.consent_ledger l;
+COMMENT ON VIEW gdpr.consent_log IS 'every consent event, with its proof and the notice version shown';
+
+CREATE VIEW gdpr.consent_status AS
+SELECT s.subject_table, s.subject_id, s.purpose, p.legal_basis,
+       CASE WHEN s.objected_at IS NOT NULL THEN 'objected'
+            WHEN s.withdrawn_at IS NOT NULL THEN 'withdrawn'
+            WHEN s.granted_at IS NOT NULL AND p.requires_double_opt_in AND s.confirmed_at IS NULL THEN 'unconfirmed'
+            WHEN s.granted_at IS NOT NULL AND p.consent_valid_for IS NOT NULL
+                 AND s.granted_at + p.consent_valid_for <= now() THEN 'expired'
+            WHEN s.granted_at IS NOT NULL THEN 'granted'
+            WHEN s.informed_at IS NOT NULL THEN 'informed'
+            ELSE s.last_event END AS state,
+       s.granted_at, s.confirmed_at, s.withdrawn_at, s.objected_at, s.informed_at,
+       s.granted_at + p.consent_valid_for AS expires_at,
+       s.notice_version, n.version AS current_notice_version,
+       (s.notice_version < n.version) AS stale,
+       s.last_event, s.last_event_at
+  FROM gdpr.consent_state s
+  JOIN gdpr.purposes p ON p.code = s.purpose
+  LEFT JOIN LATERAL (SELECT max(x.version) AS version FROM gdpr.purpose_notices x WHERE x.purpose = s.purpose) n ON true;
+COMMENT ON VIEW gdpr.consent_status IS
+  'current consent state per subject and purpose, with stale (older notice) and expires_at';
+
+GRANT EXECUTE ON FUNCTION
+  gdpr.grant_consent(text, text, text, jsonb, regclass), gdpr.confirm_consent(text, text, text, jsonb, regclass),
+  gdpr.withdraw_consent(text, text, text, jsonb, regclass), gdpr.object(text, text, text, jsonb, regclass),
+  gdpr.record_information(text, text, text, jsonb, regclass), gdpr.has_consent(text, text, regclass),
+  gdpr.may_process(text, text, regclass), gdpr.contactable(text, regclass),
+  gdpr.consent_events(), gdpr.consent_channels(), gdpr.proof_keys(text)
+  TO gdpr_app, gdpr_admin;
+GRANT EXECUTE ON FUNCTION gdpr.consent_proof(text, regclass), gdpr.set_purpose_options(text, interval, boolean, boolean, boolean),
+  gdpr.set_subject_profile(regclass, name, name)
+  TO gdpr_admin;
+GRANT SELECT ON gdpr.consent_log, gdpr.consent_status TO gdpr_auditor, gdpr_admin;
