@@ -28,6 +28,7 @@ _PG_init(void)
 {
 	loaded_at_startup = process_shared_preload_libraries_in_progress;
 	crm_gdpr_keys_init();
+	crm_gdpr_worker_init(loaded_at_startup);
 
 	/*
 	 * Later features define their GUCs before this line; reserving the prefix

@@ -33,6 +33,9 @@ extern void crm_gdpr_derive_subkey(unsigned char *subkey, uint64 subkey_id, cons
 								   const unsigned char *master);
 extern int	crm_gdpr_key_fingerprints(const unsigned char **fps, int max);
 
+/* The purge worker (worker.c): GUCs, and the worker itself when preloading. */
+extern void crm_gdpr_worker_init(bool preloading);
+
 /* Crypto (crypto.c): drop keys derived from a master key that changed. */
 extern void crm_gdpr_crypto_forget_derived(void);
 

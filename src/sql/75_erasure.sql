@@ -186,6 +186,12 @@ BEGIN
     RAISE EXCEPTION 'subject "%" does not exist in %', subject_id, st USING ERRCODE = 'no_data_found';
   END IF;
   EXECUTE format('SELECT 1 FROM %s WHERE %s FOR UPDATE', st, gdpr._subject_rows_cond(st, key));
+  IF (gdpr._active_hold(st, subject_id)).id IS NOT NULL THEN
+    RAISE EXCEPTION 'subject "%" is under a legal hold', subject_id
+      USING ERRCODE = 'object_not_in_prerequisite_state',
+            DETAIL = format('Hold %s: %s', (gdpr._active_hold(st, subject_id)).id, (gdpr._active_hold(st, subject_id)).reason),
+            HINT = 'Release the hold (gdpr.release_hold) when the obligation it serves has ended.';
+  END IF;
   IF gdpr.is_restricted(subject_id, st) THEN
     RAISE EXCEPTION 'subject "%" is restricted', subject_id
       USING ERRCODE = 'object_not_in_prerequisite_state',

@@ -25,7 +25,7 @@ SELECT ok(has_table_privilege('crm_gdpr_t_auditor', 'gdpr.personal_data', 'SELEC
           AND has_table_privilege('crm_gdpr_t_auditor', 'gdpr.processing_register', 'SELECT')
           AND has_table_privilege('crm_gdpr_t_auditor', 'gdpr.registry_changes', 'SELECT'),
           'the auditor reads the registry views');
-SELECT is((SELECT count(*) FROM pg_proc WHERE pronamespace = 'gdpr'::regnamespace AND prosecdef
+SELECT is((SELECT count(*) FROM pg_proc WHERE pronamespace = 'gdpr'::regnamespace AND prosecdef AND provolatile = 'v'
             AND has_function_privilege('crm_gdpr_t_auditor', oid, 'EXECUTE')
             AND prorettype <> 'event_trigger'::regtype AND proname NOT LIKE 'verify%'
             AND proname NOT IN ('access_history')), 0::bigint,

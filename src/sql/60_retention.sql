@@ -1,0 +1,317 @@
+-- Retention: legal holds, the purge of what is past its period, and its
+-- history.  The purge applies gdpr.retention_policies (10_registry.sql); the
+-- background worker (src/worker.c) runs it on its own, one batch per
+-- transaction; gdpr.purge() runs it by hand, in the caller's transaction.
+
+CREATE TABLE gdpr.holds (
+  id             bigserial PRIMARY KEY,
+  subject_table  regclass NOT NULL,
+  subject_id     text NOT NULL,
+  reason         text NOT NULL,
+  until          timestamptz,
+  placed_at      timestamptz NOT NULL DEFAULT now(),
+  placed_by      name NOT NULL DEFAULT session_user,
+  released_at    timestamptz,
+  released_by    name
+);
+CREATE INDEX holds_active ON gdpr.holds (subject_table, subject_id) WHERE released_at IS NULL;
+COMMENT ON TABLE gdpr.holds IS 'legal holds: a held subject''s rows are never purged nor erased';
+
+CREATE TABLE gdpr.purge_runs (
+  id            bigserial PRIMARY KEY,
+  started_at    timestamptz NOT NULL DEFAULT clock_timestamp(),
+  finished_at   timestamptz,
+  started_by    text NOT NULL,
+  dry_run       boolean NOT NULL,
+  status        text NOT NULL DEFAULT 'running' CHECK (status IN ('running', 'done', 'failed', 'interrupted'))
+);
+CREATE TABLE gdpr.purge_results (
+  run_id     bigint NOT NULL REFERENCES gdpr.purge_runs ON DELETE CASCADE,
+  policy_id  int NOT NULL,
+  tbl        regclass NOT NULL,
+  col        name,
+  action     text NOT NULL,
+  rows       bigint NOT NULL DEFAULT 0,
+  error      text,
+  PRIMARY KEY (run_id, policy_id)
+);
+SELECT pg_catalog.pg_extension_config_dump('gdpr.holds', '');
+SELECT pg_catalog.pg_extension_config_dump('gdpr.holds_id_seq', '');
+SELECT pg_catalog.pg_extension_config_dump('gdpr.purge_runs', '');
+SELECT pg_catalog.pg_extension_config_dump('gdpr.purge_runs_id_seq', '');
+SELECT pg_catalog.pg_extension_config_dump('gdpr.purge_results', '');
+
+CREATE FUNCTION gdpr.place_hold(subject_id text, reason text, until timestamptz DEFAULT NULL,
+                                subject_table regclass DEFAULT NULL) RETURNS bigint
+  LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+  st regclass := gdpr._require_subject(subject_table, subject_id);
+  hid bigint;
+BEGIN
+  PERFORM gdpr._not_blank(reason, 'a legal hold needs a reason', 'Say which litigation, audit or request it serves.');
+  IF until <= now() THEN
+    RAISE EXCEPTION 'a hold until % would already be over', until USING ERRCODE = 'invalid_parameter_value';
+  END IF;
+  INSERT INTO gdpr.holds (subject_table, subject_id, reason, until) VALUES (st, subject_id, reason, until)
+    RETURNING id INTO hid;
+  RETURN hid;
+END
+$$;
+
+CREATE FUNCTION gdpr.release_hold(hold_id bigint) RETURNS void
+  LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+BEGIN
+  PERFORM gdpr._not_null(hold_id, 'hold_id');
+  UPDATE gdpr.holds h SET released_at = now(), released_by = session_user
+   WHERE h.id = hold_id AND h.released_at IS NULL;
+  IF NOT FOUND THEN
+    RAISE EXCEPTION 'hold % does not exist or was already released', hold_id USING ERRCODE = 'undefined_object';
+  END IF;
+END
+$$;
+
+-- The hold in force on a subject, if any.
+CREATE FUNCTION gdpr._active_hold(st regclass, subject_id text) RETURNS gdpr.holds
+  LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp
+  RETURN (SELECT h FROM gdpr.holds h
+           WHERE h.subject_table = st AND h.subject_id = _active_hold.subject_id AND h.released_at IS NULL
+             AND (h.until IS NULL OR h.until > now())
+           ORDER BY h.id LIMIT 1);
+
+-- An SQL expression giving the subject id (text) of row alias of tbl.
+CREATE FUNCTION gdpr._subject_id_expr(tbl regclass, alias text) RETURNS text
+  LANGUAGE plpgsql STABLE SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+  r gdpr.registered_tables := gdpr._registered(tbl);
+  id_col name := (SELECT s.id_column FROM gdpr.subject_tables s WHERE s.tbl = r.subject_table);
+  p gdpr.registered_tables;
+BEGIN
+  IF r.tbl = r.subject_table THEN
+    RETURN format('%s.%I::text', alias, id_col);
+  END IF;
+  IF r.parent_table = r.subject_table AND r.parent_column = id_col THEN
+    RETURN format('%s.%I::text', alias, r.subject_column);
+  END IF;
+  p := gdpr._registered(r.parent_table);
+  RETURN format('(SELECT %s FROM %s p%s WHERE p%s.%I = %s.%I)',
+                gdpr._subject_id_expr(p.tbl, 'p' || length(alias)), p.tbl, length(alias), length(alias),
+                r.parent_column, alias, r.subject_column);
+END
+$$;
+
+-- The condition selecting the rows of policy pol that are past their period,
+-- not held, and not referred to by rows that a foreign key without cascade
+-- protects (a contact whose invoices are kept stays until they go).
+CREATE FUNCTION gdpr._due_cond(pol gdpr.retention_policies) RETURNS text
+  LANGUAGE plpgsql STABLE SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+  r gdpr.registered_tables := gdpr._registered(pol.tbl);
+  due text;
+  held text;
+  blocked text;
+BEGIN
+  IF pol.after_table = pol.tbl THEN
+    due := format('t.%I < now() - %L::interval', pol.after_column, pol.keep);
+  ELSE
+    due := format('EXISTS (SELECT FROM %s s WHERE s.%I::text = %s AND s.%I < now() - %L::interval)',
+                  pol.after_table, (SELECT x.id_column FROM gdpr.subject_tables x WHERE x.tbl = pol.after_table),
+                  gdpr._subject_id_expr(pol.tbl, 't'), pol.after_column, pol.keep);
+  END IF;
+  held := format('NOT EXISTS (SELECT FROM gdpr.holds h WHERE h.subject_table = %L::regclass AND h.subject_id = %s
+                   AND h.released_at IS NULL AND (h.until IS NULL OR h.until > now()))',
+                 r.subject_table, gdpr._subject_id_expr(pol.tbl, 't'));
+  IF pol.col IS NULL AND pol.action = 'delete' THEN
+    SELECT string_agg(format('NOT EXISTS (SELECT FROM %s c WHERE c.%I = t.%I)', c.conrelid::regclass,
+                             (SELECT a.attname FROM pg_attribute a WHERE a.attrelid = c.conrelid AND a.attnum = c.conkey[1]),
+                             (SELECT a.attname FROM pg_attribute a WHERE a.attrelid = c.confrelid AND a.attnum = c.confkey[1])),
+                      ' AND ')
+      INTO blocked
+      FROM pg_constraint c
+     WHERE c.confrelid = pol.tbl AND c.contype = 'f' AND c.confdeltype IN ('a', 'r') AND cardinality(c.conkey) = 1;
+  END IF;
+  RETURN concat_ws(' AND ', due, held, blocked);
+END
+$$;
+
+CREATE FUNCTION gdpr._is_date_column(tbl regclass, col name) RETURNS boolean
+  LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp
+  RETURN (SELECT a.atttypid IN ('date'::regtype, 'timestamp'::regtype, 'timestamptz'::regtype)
+            FROM pg_attribute a WHERE a.attrelid = tbl AND a.attname = col);
+
+-- The rows a policy's action still has to change: each action is
+-- idempotent, so a row already done no longer matches.
+CREATE FUNCTION gdpr._todo_cond(pol gdpr.retention_policies) RETURNS text
+  LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp
+  RETURN CASE pol.action
+    WHEN 'nullify' THEN format('t.%I IS NOT NULL', pol.col)
+    WHEN 'pseudonymise' THEN format('t.%I IS NOT NULL AND t.%I::text !~ %L', pol.col, pol.col, '^[A-Za-z0-9_-]{22}$')
+    WHEN 'generalise' THEN CASE WHEN gdpr._is_date_column(pol.tbl, pol.col)
+                                THEN format('t.%I <> gdpr.generalise(t.%I::timestamptz, %L)', pol.col, pol.col, 'year')
+                                ELSE format('t.%I::text <> gdpr.generalise_postcode(t.%I::text)', pol.col, pol.col) END
+    ELSE 'true' END;
+
+-- What one batch of a policy does, as SQL returning the number of rows.
+CREATE FUNCTION gdpr._policy_sql(pol gdpr.retention_policies, batch_size int, dry_run boolean) RETURNS text
+  LANGUAGE plpgsql STABLE SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+  cond text := gdpr._due_cond(pol) || ' AND ' || gdpr._todo_cond(pol);
+  typ text;
+  expr text;
+BEGIN
+  IF dry_run OR pol.action = 'keep' THEN
+    RETURN format('SELECT count(*) FROM %s t WHERE %s', pol.tbl, cond);
+  END IF;
+  IF pol.action = 'delete' THEN
+    RETURN format('WITH d AS (DELETE FROM %s WHERE ctid = ANY (ARRAY(SELECT t.ctid FROM %s t WHERE %s LIMIT %s))
+                   RETURNING 1) SELECT count(*) FROM d', pol.tbl, pol.tbl, cond, batch_size);
+  END IF;
+  typ := (SELECT format_type(a.atttypid, a.atttypmod) FROM pg_attribute a
+           WHERE a.attrelid = pol.tbl AND a.attname = pol.col);
+  expr := CASE pol.action
+    WHEN 'nullify' THEN 'NULL'
+    WHEN 'pseudonymise' THEN format('gdpr.pseudonymise(%I::text, %L)::%s', pol.col, 'retention', typ)
+    WHEN 'generalise' THEN CASE WHEN gdpr._is_date_column(pol.tbl, pol.col)
+                                THEN format('gdpr.generalise(%I::timestamptz, %L)::%s', pol.col, 'year', typ)
+                                ELSE format('gdpr.generalise_postcode(%I::text)::%s', pol.col, typ) END END;
+  RETURN format('WITH u AS (UPDATE %s SET %I = %s WHERE ctid = ANY (ARRAY(SELECT t.ctid FROM %s t WHERE %s LIMIT %s))
+                 RETURNING 1) SELECT count(*) FROM u', pol.tbl, pol.col, expr, pol.tbl, cond, batch_size);
+END
+$$;
+
+CREATE FUNCTION gdpr._purge_batch_size() RETURNS int
+  LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp
+  RETURN coalesce(nullif(current_setting('crm_gdpr.purge_batch_size', true), '')::int, 10000);
+
+-- Start a run: NULL when another purge holds the purge lock (it is running).
+CREATE FUNCTION gdpr._purge_begin(started_by text, dry_run boolean) RETURNS bigint
+  LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+  rid bigint;
+BEGIN
+  IF NOT dry_run AND NOT pg_try_advisory_xact_lock(hashtext('crm_gdpr purge')) THEN
+    RETURN NULL;
+  END IF;
+  INSERT INTO gdpr.purge_runs (started_by, dry_run) VALUES (started_by, dry_run) RETURNING id INTO rid;
+  INSERT INTO gdpr.purge_results (run_id, policy_id, tbl, col, action)
+    SELECT rid, p.id, p.tbl, p.col, p.action FROM gdpr.retention_policies p;
+  RETURN rid;
+END
+$$;
+
+-- The policies of a run, children before parents.
+CREATE FUNCTION gdpr._purge_order(run_id bigint) RETURNS SETOF int
+  LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
+  SELECT r.policy_id FROM gdpr.purge_results r
+    LEFT JOIN LATERAL (SELECT max(t.depth) AS depth FROM gdpr.registered_tables x, gdpr._subject_tree(x.subject_table) t
+                        WHERE x.tbl = r.tbl AND t.tbl = r.tbl) d ON true
+   WHERE r.run_id = _purge_order.run_id
+   ORDER BY d.depth DESC NULLS LAST, (r.col IS NULL), r.policy_id
+$$;
+
+-- One batch of one policy in a subtransaction: a broken policy is recorded
+-- as failed and the others run.  Returns rows done, 0 when the policy is
+-- finished, -1 when it failed.
+CREATE FUNCTION gdpr._purge_batch(run_id bigint, policy_id int, batch_size int, dry_run boolean) RETURNS bigint
+  LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+  pol gdpr.retention_policies;
+  n bigint;
+BEGIN
+  SELECT * INTO pol FROM gdpr.retention_policies p WHERE p.id = _purge_batch.policy_id;
+  IF NOT FOUND THEN
+    RETURN 0;                    -- the policy was removed meanwhile
+  END IF;
+  BEGIN
+    PERFORM set_config('lock_timeout', coalesce(nullif(current_setting('crm_gdpr.purge_lock_timeout', true), ''), '1s'), true);
+    EXECUTE gdpr._policy_sql(pol, batch_size, dry_run) INTO n;
+  EXCEPTION WHEN OTHERS THEN
+    UPDATE gdpr.purge_results r SET error = SQLSTATE || ': ' || SQLERRM
+     WHERE r.run_id = _purge_batch.run_id AND r.policy_id = _purge_batch.policy_id;
+    RETURN -1;
+  END;
+  UPDATE gdpr.purge_results r SET rows = r.rows + n
+   WHERE r.run_id = _purge_batch.run_id AND r.policy_id = _purge_batch.policy_id;
+  RETURN CASE WHEN dry_run OR pol.action = 'keep' THEN 0 ELSE n END;
+END
+$$;
+
+CREATE FUNCTION gdpr._purge_finish(run_id bigint) RETURNS void
+  LANGUAGE sql SET search_path = pg_catalog, pg_temp AS $$
+  UPDATE gdpr.purge_runs x SET finished_at = clock_timestamp(),
+         status = CASE WHEN EXISTS (SELECT FROM gdpr.purge_results r WHERE r.run_id = x.id AND r.error IS NOT NULL)
+                       THEN 'failed' ELSE 'done' END
+   WHERE x.id = _purge_finish.run_id;
+  -- The history has a retention of its own.
+  DELETE FROM gdpr.purge_runs x
+   WHERE x.started_at < now() - coalesce(nullif(current_setting('crm_gdpr.purge_history_keep', true), ''), '2 years')::interval;
+$$;
+
+-- Runs left 'running' by a crash: the worker marks them at start.
+CREATE FUNCTION gdpr._purge_mark_interrupted() RETURNS bigint
+  LANGUAGE sql SET search_path = pg_catalog, pg_temp AS $$
+  WITH u AS (UPDATE gdpr.purge_runs x SET status = 'interrupted', finished_at = clock_timestamp()
+              WHERE x.status = 'running' RETURNING 1)
+  SELECT count(*) FROM u;
+$$;
+
+CREATE FUNCTION gdpr.purge(dry_run boolean DEFAULT false)
+  RETURNS TABLE (tbl regclass, col name, action text, rows bigint)
+  LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+  rid bigint;
+  pid int;
+  n bigint;
+BEGIN
+  PERFORM gdpr._not_null(dry_run, 'dry_run');
+  rid := gdpr._purge_begin('manual: ' || session_user, dry_run);
+  IF rid IS NULL THEN
+    RAISE NOTICE 'another purge is running; this one does nothing';
+    RETURN;
+  END IF;
+  FOR pid IN SELECT * FROM gdpr._purge_order(rid) LOOP
+    LOOP
+      n := gdpr._purge_batch(rid, pid, gdpr._purge_batch_size(), dry_run);
+      EXIT WHEN n <= 0;
+    END LOOP;
+  END LOOP;
+  PERFORM gdpr._purge_finish(rid);
+  RETURN QUERY SELECT r.tbl, r.col, r.action, r.rows FROM gdpr.purge_results r
+                WHERE r.run_id = rid ORDER BY r.policy_id;
+END
+$$;
+
+CREATE VIEW gdpr.purge_history AS
+SELECT x.id AS run_id, x.started_at, x.finished_at, x.started_by, x.dry_run, x.status,
+       r.policy_id, r.tbl, r.col, r.action, r.rows, r.error
+  FROM gdpr.purge_runs x JOIN gdpr.purge_results r ON r.run_id = x.id;
+COMMENT ON VIEW gdpr.purge_history IS 'every purge run, per policy: rows acted on, errors; no personal data';
+
+-- Per policy: rows past due now, and since when (counts only: the auditor
+-- who reads the view needs no privilege on the CRM's tables).
+CREATE FUNCTION gdpr._retention_due(pol gdpr.retention_policies, OUT rows_due bigint, OUT oldest_due timestamptz)
+  LANGUAGE plpgsql STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+BEGIN
+  EXECUTE format('SELECT count(*), min(%s) FROM %s t WHERE %s AND %s',
+                 CASE WHEN pol.after_table = pol.tbl THEN format('t.%I + %L::interval', pol.after_column, pol.keep)
+                      ELSE 'NULL::timestamptz' END,
+                 pol.tbl, gdpr._due_cond(pol), gdpr._todo_cond(pol))
+    INTO rows_due, oldest_due;
+END
+$$;
+
+CREATE VIEW gdpr.retention_status AS
+SELECT p.id AS policy_id, p.tbl, p.col, p.action, p.keep, p.after_table, p.after_column,
+       d.rows_due, d.oldest_due,
+       (SELECT max(x.finished_at) FROM gdpr.purge_runs x JOIN gdpr.purge_results r ON r.run_id = x.id
+         WHERE r.policy_id = p.id AND NOT x.dry_run AND r.error IS NULL) AS last_purged_at
+  FROM gdpr.retention_policies p, LATERAL gdpr._retention_due(p) d;
+COMMENT ON VIEW gdpr.retention_status IS 'per policy: rows past due now (held rows excluded) and the oldest due date';
+
+CREATE VIEW gdpr.holds_in_force AS
+SELECT h.id, h.subject_table, h.subject_id, h.reason, h.until, h.placed_at, h.placed_by
+  FROM gdpr.holds h WHERE h.released_at IS NULL AND (h.until IS NULL OR h.until > now());
+
+GRANT EXECUTE ON FUNCTION gdpr.place_hold(text, text, timestamptz, regclass), gdpr.release_hold(bigint),
+  gdpr.purge(boolean) TO gdpr_admin;
+GRANT EXECUTE ON FUNCTION gdpr._retention_due(gdpr.retention_policies) TO gdpr_auditor, gdpr_admin;
+GRANT SELECT ON gdpr.purge_history, gdpr.retention_status, gdpr.holds_in_force, gdpr.holds TO gdpr_auditor, gdpr_admin;

@@ -1,0 +1,224 @@
+/*
+ * worker.c — the background worker that purges what is past its retention.
+ *
+ * Registered from _PG_init when the library is preloaded.  It connects to
+ * crm_gdpr.database, wakes every crm_gdpr.purge_naptime, and runs the purge
+ * of 60_retention.sql one batch per transaction, so that it never holds
+ * locks for long.  Lessons of pg_cron and worker_spi: it starts once recovery
+ * is finished and still checks RecoveryInProgress() each cycle (a promoted
+ * standby starts purging, a standby never does); SIGTERM is PostgreSQL's own
+ * die(); every batch runs in a SQL subtransaction so that one broken policy
+ * is recorded as failed without putting the worker in a restart loop; runs
+ * left 'running' by a crash are marked interrupted when it starts.
+ */
+#include "postgres.h"
+
+#include "access/xact.h"
+#include "access/xlog.h"
+#include "executor/spi.h"
+#include "fmgr.h"
+#include "miscadmin.h"
+#include "pgstat.h"
+#include "postmaster/bgworker.h"
+#include "postmaster/interrupt.h"
+#include "storage/ipc.h"
+#include "storage/latch.h"
+#include "tcop/tcopprot.h"
+#include "utils/builtins.h"
+#include "utils/guc.h"
+#include "utils/memutils.h"
+#include "utils/snapmgr.h"
+
+#include "crm_gdpr.h"
+
+static char *worker_database = NULL;
+static int	purge_naptime = 3600;	/* seconds */
+static int	purge_batch_size = 10000;
+static bool enable_worker = true;
+
+PGDLLEXPORT void crm_gdpr_worker_main(Datum arg);
+
+void
+crm_gdpr_worker_init(bool preloading)
+{
+	DefineCustomIntVariable("crm_gdpr.purge_naptime", "Time between two purges of the worker.",
+							NULL, &purge_naptime, 3600, 1, INT_MAX / 1000, PGC_SIGHUP, GUC_UNIT_S,
+							NULL, NULL, NULL);
+	DefineCustomIntVariable("crm_gdpr.purge_batch_size", "Rows a purge changes per batch (one transaction each in the worker).",
+							NULL, &purge_batch_size, 10000, 1, INT_MAX, PGC_SUSET, 0, NULL, NULL, NULL);
+	DefineCustomBoolVariable("crm_gdpr.enable_worker", "Whether the purge worker purges.",
+							 NULL, &enable_worker, true, PGC_SIGHUP, 0, NULL, NULL, NULL);
+
+	if (preloading)
+	{
+		BackgroundWorker worker;
+
+		/* A postmaster setting can only be defined while the server starts. */
+		DefineCustomStringVariable("crm_gdpr.database", "Database in which the purge worker runs.",
+								   NULL, &worker_database, "postgres", PGC_POSTMASTER, 0, NULL, NULL, NULL);
+
+		memset(&worker, 0, sizeof(worker));
+		worker.bgw_flags = BGWORKER_SHMEM_ACCESS | BGWORKER_BACKEND_DATABASE_CONNECTION;
+		worker.bgw_start_time = BgWorkerStart_RecoveryFinished;
+		worker.bgw_restart_time = 10;
+		snprintf(worker.bgw_library_name, BGW_MAXLEN, "crm_gdpr");
+		snprintf(worker.bgw_function_name, BGW_MAXLEN, "crm_gdpr_worker_main");
+		snprintf(worker.bgw_name, BGW_MAXLEN, "crm_gdpr purge worker");
+		snprintf(worker.bgw_type, BGW_MAXLEN, "crm_gdpr purge worker");
+		RegisterBackgroundWorker(&worker);
+	}
+}
+
+/* Run one SQL statement returning a single int8 (or NULL -> -2). */
+static int64
+run_int8(const char *sql, int nargs, Oid *types, Datum *values)
+{
+	bool		isnull;
+	int64		result;
+
+	if (SPI_execute_with_args(sql, nargs, types, values, NULL, false, 1) != SPI_OK_SELECT || SPI_processed != 1)
+		elog(ERROR, "crm_gdpr worker: unexpected result from \"%s\"", sql);
+	result = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
+	return isnull ? -2 : result;
+}
+
+static void
+begin_step(const char *activity)
+{
+	SetCurrentStatementStartTimestamp();
+	StartTransactionCommand();
+	SPI_connect();
+	PushActiveSnapshot(GetTransactionSnapshot());
+	pgstat_report_activity(STATE_RUNNING, activity);
+}
+
+static void
+end_step(void)
+{
+	SPI_finish();
+	PopActiveSnapshot();
+	CommitTransactionCommand();
+	pgstat_report_stat(false);
+	pgstat_report_activity(STATE_IDLE, NULL);
+}
+
+/* Whether the extension is installed here; logged once when it is not. */
+static bool
+extension_ready(bool *warned)
+{
+	bool		ready;
+
+	begin_step("crm_gdpr: checking the extension");
+	ready = run_int8("SELECT count(*) FROM pg_catalog.pg_extension WHERE extname = 'crm_gdpr'", 0, NULL, NULL) > 0;
+	end_step();
+	if (!ready && !*warned)
+		ereport(LOG,
+				(errmsg("crm_gdpr purge worker: extension crm_gdpr is not installed in database \"%s\"; waiting",
+						worker_database)));
+	*warned = !ready;
+	return ready;
+}
+
+/* One purge: every policy, children first, one batch per transaction. */
+static void
+purge_once(void)
+{
+	Oid			types[4] = {INT8OID, INT4OID, INT4OID, BOOLOID};
+	Datum		values[4];
+	int64		run_id;
+	List	   *policies = NIL;
+	ListCell   *lc;
+
+	begin_step("crm_gdpr: starting a purge");
+	run_id = run_int8("SELECT gdpr._purge_begin('worker', false)", 0, NULL, NULL);
+	if (run_id >= 0)
+	{
+		MemoryContext oldcxt;
+
+		values[0] = Int64GetDatum(run_id);
+		/* Not read-only: it must see the rows _purge_begin just inserted. */
+		SPI_execute_with_args("SELECT gdpr._purge_order($1)", 1, types, values, NULL, false, 0);
+		/* The list outlives this transaction. */
+		oldcxt = MemoryContextSwitchTo(TopMemoryContext);
+		for (uint64 i = 0; i < SPI_processed; i++)
+		{
+			bool		isnull;
+
+			policies = lappend_int(policies,
+								   DatumGetInt32(SPI_getbinval(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, 1, &isnull)));
+		}
+		MemoryContextSwitchTo(oldcxt);
+	}
+	end_step();
+	if (run_id < 0)
+		return;					/* another purge holds the lock */
+
+	foreach(lc, policies)
+	{
+		int64		done;
+
+		do
+		{
+			CHECK_FOR_INTERRUPTS();
+			if (RecoveryInProgress())
+				return;
+			begin_step("crm_gdpr: purging");
+			values[0] = Int64GetDatum(run_id);
+			values[1] = Int32GetDatum(lfirst_int(lc));
+			values[2] = Int32GetDatum(purge_batch_size);
+			values[3] = BoolGetDatum(false);
+			done = run_int8("SELECT gdpr._purge_batch($1, $2, $3, $4)", 4, types, values);
+			end_step();
+		} while (done > 0);
+	}
+	list_free(policies);
+	begin_step("crm_gdpr: finishing a purge");
+	values[0] = Int64GetDatum(run_id);
+	SPI_execute_with_args("SELECT gdpr._purge_finish($1)", 1, types, values, NULL, false, 0);
+	end_step();
+}
+
+static void
+mark_interrupted_runs(void)
+{
+	begin_step("crm_gdpr: marking interrupted purges");
+	if (run_int8("SELECT gdpr._purge_mark_interrupted()", 0, NULL, NULL) > 0)
+		ereport(LOG, (errmsg("crm_gdpr purge worker: purges left running by a crash are marked interrupted")));
+	end_step();
+}
+
+void
+crm_gdpr_worker_main(Datum arg)
+{
+	bool		warned = false;
+	bool		started = false;
+
+	pqsignal(SIGHUP, SignalHandlerForConfigReload);
+	pqsignal(SIGTERM, die);
+	BackgroundWorkerUnblockSignals();
+	BackgroundWorkerInitializeConnection(worker_database, NULL, 0);
+	pgstat_report_appname("crm_gdpr purge worker");
+	ereport(LOG, (errmsg("crm_gdpr purge worker started in database \"%s\"", worker_database)));
+
+	for (;;)
+	{
+		CHECK_FOR_INTERRUPTS();
+		if (ConfigReloadPending)
+		{
+			ConfigReloadPending = false;
+			ProcessConfigFile(PGC_SIGHUP);
+		}
+		if (enable_worker && !RecoveryInProgress() && extension_ready(&warned))
+		{
+			if (!started)
+			{
+				mark_interrupted_runs();
+				started = true;
+			}
+			purge_once();
+		}
+		(void) WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
+						 purge_naptime * 1000L, PG_WAIT_EXTENSION);
+		ResetLatch(MyLatch);
+	}
+}

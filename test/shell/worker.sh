@@ -1,0 +1,46 @@
+#!/usr/bin/env bash
+# The purge worker purges on its own, skips a held subject, survives a reload,
+# comes back after SIGKILL, and waits (logging once) where the extension is
+# not installed.
+source "$(dirname "$0")/lib.sh"
+source test/cluster.sh
+top=$(mktemp -d /tmp/crm_gdpr_worker.XXXXXX)
+CLUSTER_BIN=$TEST_TOP/install$(pg_config --bindir)
+trap 'cluster_stop; [ -n "${KEEP:-}" ] || rm -rf "$top"' EXIT
+cluster_start "$top" "crm_gdpr.database = 'crm'" "crm_gdpr.purge_naptime = '1s'" "crm_gdpr.purge_batch_size = 500"
+wait_for() {  # wait_for SECONDS SQL: until SQL returns t
+  for _ in $(seq 1 $(($1 * 5))); do [ "$(q -d crm -c "$2" 2>/dev/null)" = t ] && return 0; sleep 0.2; done
+  return 1
+}
+worker_pid() { q -d postgres -c "SELECT pid FROM pg_stat_activity WHERE backend_type = 'crm_gdpr purge worker'"; }
+
+createdb crm
+wait_for 10 "SELECT true FROM pg_stat_activity WHERE application_name = 'crm_gdpr purge worker'" \
+  || fail "the worker does not show in pg_stat_activity"
+sleep 1.5
+grep -q 'extension crm_gdpr is not installed in database "crm"; waiting' "$top/server.log" || fail "no log line while waiting"
+[ "$(grep -c 'is not installed in database' "$top/server.log")" = 1 ] || fail "the waiting line is logged more than once"
+
+q -d crm -c 'SET client_min_messages = warning' -c 'CREATE EXTENSION crm_gdpr' -f test/fixtures/crm.sql \
+  -c "SELECT crm.generate(1000)" -f test/fixtures/registry.sql >/dev/null
+held=$(q -d crm -c "SELECT id FROM crm.contacts c WHERE last_contact_at < now() - interval '3 years'
+                      AND NOT EXISTS (SELECT FROM crm.orders o WHERE o.contact_id = c.id) ORDER BY id LIMIT 1")
+q -d crm -c "SELECT gdpr.place_hold('$held', 'litigation')" >/dev/null
+wait_for 20 "SELECT count(*) = 0 FROM gdpr.retention_status WHERE rows_due > 0" || fail "the worker did not purge"
+[ "$(q -d crm -c "SELECT count(*) FROM crm.contacts WHERE id = $held")" = 1 ] || fail "a held subject was purged"
+[ "$(q -d crm -c "SELECT count(*) > 0 FROM gdpr.purge_history WHERE started_by = 'worker' AND rows > 0")" = t ] \
+  || fail "no worker run in the history"
+
+pid=$(worker_pid)
+cluster_as_owner "$CLUSTER_BIN/pg_ctl" -D "$CLUSTER_DATA" reload >/dev/null
+sleep 1.5
+[ "$(worker_pid)" = "$pid" ] || fail "the worker did not survive a reload"
+
+kill -9 "$pid"
+wait_for 30 "SELECT count(*) = 1 FROM pg_stat_activity WHERE backend_type = 'crm_gdpr purge worker' AND pid <> $pid" \
+  || fail "the worker did not come back after SIGKILL"
+q -d crm -c "UPDATE crm.contacts SET last_contact_at = now() - interval '5 years' WHERE id IN (SELECT id FROM crm.contacts
+               c WHERE NOT EXISTS (SELECT FROM crm.orders o WHERE o.contact_id = c.id) AND id <> $held ORDER BY id LIMIT 3)" >/dev/null
+wait_for 20 "SELECT count(*) = 0 FROM gdpr.retention_status WHERE policy_id = 1 AND rows_due > 0" \
+  || fail "the restarted worker does not purge"
+echo "worker ok"
