@@ -1,0 +1,70 @@
+-- Retention: every action, holds, dry run, children first, bad input.
+BEGIN;
+SELECT plan(24);
+
+\set QUIET on
+SET client_min_messages = warning;
+\i test/fixtures/registry.sql
+RESET client_min_messages;
+SELECT gdpr.classify('crm.contacts', 'created_at', 'behavioural', 'customer_management', 'contract');
+SELECT gdpr.set_retention('crm.contacts', 'city', '2 years', 'last_contact_at', 'pseudonymise');
+SELECT gdpr.set_retention('crm.contacts', 'postcode', '2 years', 'last_contact_at', 'generalise');
+SELECT gdpr.set_retention('crm.contacts', 'created_at', '2 years', 'last_contact_at', 'generalise');
+UPDATE crm.contacts SET last_contact_at = now() - interval '5 years' WHERE id IN (1, 2, 3);
+DELETE FROM crm.orders WHERE contact_id IN (1, 3);
+UPDATE crm.contacts SET last_contact_at = now() - interval '18 months' WHERE id = 4;
+UPDATE crm.contacts SET last_contact_at = now() WHERE id = 5;
+INSERT INTO crm.orders (contact_id, ordered_at, amount, iban) VALUES (2, now() - interval '4 years', 10, 'FR7630006000011234567890189');
+SELECT city AS city3, postcode AS postcode3 FROM crm.contacts WHERE id = 3 \gset
+SELECT gdpr.place_hold('3', 'litigation 2026-17') AS hold3 \gset
+
+SELECT count(*) AS due_contacts FROM crm.contacts c WHERE last_contact_at < now() - interval '3 years'
+   AND id <> 3 AND NOT EXISTS (SELECT FROM crm.orders o WHERE o.contact_id = c.id) \gset
+SELECT is((SELECT rows FROM gdpr.purge(true) WHERE tbl = 'crm.contacts'::regclass AND col IS NULL), :due_contacts::bigint,
+          'dry run: the contacts that would go (held and invoiced ones excluded)');
+SELECT is((SELECT count(*) FROM crm.contacts WHERE id IN (1, 2, 3)), 3::bigint, 'a dry run changes nothing');
+SELECT is((SELECT dry_run FROM gdpr.purge_history ORDER BY run_id DESC LIMIT 1), true, 'and is recorded as such');
+
+SELECT count(*) AS n_interactions_due FROM crm.interactions WHERE occurred_at < now() - interval '3 years' \gset
+CREATE TEMP TABLE result AS SELECT * FROM gdpr.purge();
+SELECT is((SELECT rows FROM result WHERE tbl = 'crm.contacts'::regclass AND col IS NULL), :due_contacts::bigint,
+          'delete: expired contacts are deleted');
+SELECT is((SELECT count(*) FROM crm.contacts WHERE id = 1), 0::bigint, 'contact 1 (5 years) is gone');
+SELECT is((SELECT count(*) FROM crm.contacts WHERE id = 2), 1::bigint, 'contact 2 stays: his invoice is kept 10 years');
+SELECT is((SELECT count(*) FROM crm.contacts WHERE id = 3), 1::bigint, 'contact 3 stays: he is held');
+SELECT is((SELECT row(city, postcode)::text FROM crm.contacts WHERE id = 3), row(:'city3', :'postcode3')::text,
+          'and nothing of his is changed');
+SELECT is((SELECT count(*) FROM crm.contacts WHERE id = 4 AND notes IS NULL), 1::bigint,
+          'nullify: notes of contact 4 (18 months, 1-year policy) are cleared');
+SELECT ok((SELECT city ~ '^[A-Za-z0-9_-]{22}$' FROM crm.contacts WHERE id = 2), 'pseudonymise: his city is a pseudonym');
+SELECT ok((SELECT length(postcode) <= 3 FROM crm.contacts WHERE id = 2), 'generalise: his postcode is a department');
+SELECT is((SELECT created_at FROM crm.contacts WHERE id = 2), (SELECT date_trunc('year', created_at) FROM crm.contacts WHERE id = 2),
+          'generalise: a timestamp is rounded to the year');
+SELECT is((SELECT count(*) FROM crm.interactions WHERE occurred_at < now() - interval '3 years' AND contact_id <> 3), 0::bigint,
+          'delete: old interactions are gone (but the held contact''s)');
+SELECT is((SELECT count(*) FROM crm.orders WHERE contact_id = 2 AND iban IS NULL), 1::bigint, 'nullify: the old IBAN is gone');
+SELECT is((SELECT count(*) FROM crm.contacts WHERE id = 5), 1::bigint, 'a recent contact is untouched');
+SELECT is((SELECT sum(rows) FROM gdpr.purge()), 0::numeric, 'a second purge has nothing left to do (idempotent)');
+SELECT is((SELECT count(*) FROM gdpr.retention_status WHERE rows_due > 0), 0::bigint, 'retention_status: nothing due');
+SELECT is((SELECT array_agg(DISTINCT status) FROM gdpr.purge_runs), ARRAY['done'], 'every run is done');
+SELECT ok((SELECT bool_and(r.tbl::text LIKE 'crm.%') FROM gdpr.purge_history r), 'the history holds table names, not data');
+
+-- Releasing the hold lets the purge take him.
+SELECT gdpr.release_hold(:hold3);
+SELECT ok((SELECT rows FROM gdpr.purge() WHERE tbl = 'crm.contacts'::regclass AND col IS NULL) = 1, 'released, he is purged');
+
+-- A broken policy fails alone.
+SELECT gdpr.set_retention('crm.marketing_events', NULL, '1 day', 'at', 'delete');
+CREATE FUNCTION pg_temp.refuse() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN RAISE EXCEPTION 'no deleting today'; END $$;
+CREATE TRIGGER refuse BEFORE DELETE ON crm.marketing_events FOR EACH ROW EXECUTE FUNCTION pg_temp.refuse();
+CREATE TEMP TABLE result2 AS SELECT * FROM gdpr.purge();
+SELECT is((SELECT error FROM gdpr.purge_history WHERE tbl = 'crm.marketing_events'::regclass ORDER BY run_id DESC LIMIT 1),
+          'P0001: no deleting today', 'the failing policy records its error');
+SELECT is((SELECT status FROM gdpr.purge_runs ORDER BY id DESC LIMIT 1), 'failed', 'the run is marked failed');
+
+-- Bad input.
+SELECT throws_ok($$SELECT gdpr.place_hold('999999', 'x')$$, 'P0002', NULL, 'a hold on an unknown subject');
+SELECT throws_ok($$SELECT gdpr.release_hold(424242)$$, '42704', NULL, 'releasing an unknown hold');
+
+SELECT * FROM finish();
+ROLLBACK;
