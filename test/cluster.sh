@@ -48,6 +48,7 @@ cluster_start() {
     echo "max_prepared_transactions = 10"
     echo "log_line_prefix = '%m [%p] %q%u@%d '"
     echo "crm_gdpr.key_file = '$top/keys/test_master.key'"
+    echo "crm_gdpr.database = '${CLUSTER_WORKER_DB:-postgres}'"
     for line in "$@"; do echo "$line"; done
   } | cluster_as_owner tee -a "$CLUSTER_DATA/postgresql.conf" >/dev/null
   cluster_as_owner "$CLUSTER_BIN/pg_ctl" -D "$CLUSTER_DATA" -l "$top/server.log" -w start >/dev/null \

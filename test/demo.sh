@@ -12,9 +12,12 @@ trap '[ "$keep" = 1 ] || { cluster_stop; rm -rf "$top"; }' EXIT
 
 make -s 2>&1 | grep -Ev '^(gcc|clang)' || true
 cluster_install "$top"
-cluster_start "$top"
+# The purge worker runs in the demo's database, and wakes every 2 seconds.
+CLUSTER_WORKER_DB=crm cluster_start "$top" "crm_gdpr.purge_naptime = '2s'"
 createdb crm
 export PGDATABASE=crm
+# Paused while the sample CRM loads; test/demo/40_retention.sql starts it.
+psql -X -q -c 'ALTER SYSTEM SET crm_gdpr.enable_worker = off' -c 'SELECT pg_reload_conf()' >/dev/null
 psql -X -q -v ON_ERROR_STOP=1 -c 'SET client_min_messages = warning' -f test/fixtures/crm.sql \
      -c "SELECT * FROM crm.generate(${CONTACTS:-10000})" >/dev/null
 echo "A sample CRM with ${CONTACTS:-10000} contacts is loaded in database crm (schema crm)."

@@ -23,9 +23,10 @@ SELECT gdpr.decrypt(:'ciphertext', 'crm.orders.iban');
 \set ON_ERROR_STOP on
 \echo
 \echo 'Crypto-shredding: a value encrypted under the subject''s own key dies with the key.'
-SELECT gdpr.encrypt_for_subject('diagnostic: allergie aux arachides', '12') AS medical \gset
+SELECT min(id) AS patient FROM crm.contacts \gset
+SELECT gdpr.encrypt_for_subject('diagnostic: allergie aux arachides', :'patient') AS medical \gset
 SELECT gdpr.decrypt(:'medical') AS before_shredding;
-SELECT gdpr.shred_subject('12') \g /dev/null
+SELECT gdpr.shred_subject(:'patient') \g /dev/null
 \set ON_ERROR_STOP off
 SELECT gdpr.decrypt(:'medical') AS after_shredding;
 \set ON_ERROR_STOP on

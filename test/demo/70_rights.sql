@@ -6,8 +6,11 @@
 \set SHOW_CONTEXT never
 \echo
 \echo '=== Rights of the data subject ==============================================='
-\echo 'Contact 42 asks for a copy of his data (Art. 15): the request starts a one-month clock.'
-SELECT gdpr.open_request('42', 'access', now() - interval '3 days') AS access_request \gset
+SELECT (array_agg(id ORDER BY id))[10] AS c1, (array_agg(id ORDER BY id))[11] AS c2,
+       (array_agg(id ORDER BY id))[12] AS c3, (array_agg(id ORDER BY id))[13] AS c4
+  FROM crm.contacts \gset
+\echo 'A contact asks for a copy of his data (Art. 15): the request starts a one-month clock.'
+SELECT gdpr.open_request(:'c1', 'access', now() - interval '3 days') AS access_request \gset
 SELECT id, kind, received_at::date, due_at::date, state FROM gdpr.requests_due WHERE id = :access_request;
 \echo
 \echo 'gdpr.export_subject answers it: his rows in every registered table, and what Art. 15 says he must be told.'
@@ -19,24 +22,24 @@ SELECT jsonb_pretty(doc || jsonb_build_object('data', (SELECT jsonb_object_agg(k
               ELSE v END) FROM jsonb_each(doc -> 'data') e(k, v)))
                         || jsonb_build_object('processing', (SELECT jsonb_agg(p - 'retention' - 'personal_data')
                                                                FROM jsonb_array_elements(doc -> 'processing') p)))
-  FROM gdpr.export_subject('42', request_id => :access_request) doc;
+  FROM gdpr.export_subject(:'c1', request_id => :access_request) doc;
 \pset format aligned
 \pset tuples_only off
 SELECT id, kind, outcome FROM gdpr.requests WHERE id = :access_request;
 
 \echo
-\echo 'Contact 43 contests the accuracy of his data: processing is restricted (Art. 18).'
-SELECT gdpr.restrict_subject('43', 'accuracy contested by the person') \g /dev/null
+\echo 'Another contests the accuracy of his data: processing is restricted (Art. 18).'
+SELECT gdpr.restrict_subject(:'c2', 'accuracy contested by the person') \g /dev/null
 CREATE ROLE demo_app NOLOGIN;
 GRANT USAGE ON SCHEMA crm TO demo_app;
 GRANT SELECT, UPDATE, DELETE ON ALL TABLES IN SCHEMA crm TO demo_app;
 SET ROLE demo_app;
 \echo 'The application (role demo_app) tries to update his row:'
 \set ON_ERROR_STOP off
-UPDATE crm.contacts SET phone = '+33 7 00 00 00 00' WHERE id = 43;
+UPDATE crm.contacts SET phone = '+33 7 00 00 00 00' WHERE id = :c2;
 \set ON_ERROR_STOP on
 RESET ROLE;
-SELECT gdpr.lift_restriction('43', 'accuracy verified') \g /dev/null
+SELECT gdpr.lift_restriction(:'c2', 'accuracy verified') \g /dev/null
 DROP OWNED BY demo_app;
 DROP ROLE demo_app;
 
@@ -63,8 +66,8 @@ SELECT :'forgotten_email' AS email, gdpr.is_suppressed(:'forgotten_email') AS su
 
 \echo
 \echo 'Requests late or due soon, with the recipients to tell (Art. 19):'
-SELECT gdpr.open_request('44', 'rectification', now() - interval '40 days') \g /dev/null
-SELECT gdpr.open_request('45', 'erasure', now() - interval '25 days') \g /dev/null
+SELECT gdpr.open_request(:'c3', 'rectification', now() - interval '40 days') \g /dev/null
+SELECT gdpr.open_request(:'c4', 'erasure', now() - interval '25 days') \g /dev/null
 SELECT id, kind, subject_id, due_at::date, state, recipients_to_notify FROM gdpr.requests_due ORDER BY due_at;
 \echo
 \echo 'A breach must be notified to the authority within 72 hours (Art. 33):'
