@@ -117,9 +117,12 @@ BEGIN
                   pol.after_table, (SELECT x.id_column FROM gdpr.subject_tables x WHERE x.tbl = pol.after_table),
                   gdpr._subject_id_expr(pol.tbl, 't'), pol.after_column, pol.keep);
   END IF;
-  held := format('NOT EXISTS (SELECT FROM gdpr.holds h WHERE h.subject_table = %L::regclass AND h.subject_id = %s
-                   AND h.released_at IS NULL AND (h.until IS NULL OR h.until > now()))',
-                 r.subject_table, gdpr._subject_id_expr(pol.tbl, 't'));
+  -- The holds in force are read once per statement (an InitPlan), so that
+  -- the check costs a comparison per row, not a probe.
+  held := format('NOT coalesce(%s = ANY (ARRAY(SELECT h.subject_id FROM gdpr.holds h
+                   WHERE h.subject_table = %L::regclass AND h.released_at IS NULL
+                     AND (h.until IS NULL OR h.until > now()))), false)',
+                 gdpr._subject_id_expr(pol.tbl, 't'), r.subject_table);
   IF pol.col IS NULL AND pol.action = 'delete' THEN
     SELECT string_agg(format('NOT EXISTS (SELECT FROM %s c WHERE c.%I = t.%I)', c.conrelid::regclass,
                              (SELECT a.attname FROM pg_attribute a WHERE a.attrelid = c.conrelid AND a.attnum = c.conkey[1]),
@@ -211,7 +214,8 @@ $$;
 -- One batch of one policy in a subtransaction: a broken policy is recorded
 -- as failed and the others run.  Returns rows done, 0 when the policy is
 -- finished, -1 when it failed.
-CREATE FUNCTION gdpr._purge_batch(run_id bigint, policy_id int, batch_size int, dry_run boolean) RETURNS bigint
+CREATE FUNCTION gdpr._purge_batch(run_id bigint, policy_id int, batch_size int, dry_run boolean,
+                                   prepared text DEFAULT NULL) RETURNS bigint
   LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
   pol gdpr.retention_policies;
@@ -223,7 +227,7 @@ BEGIN
   END IF;
   BEGIN
     PERFORM set_config('lock_timeout', coalesce(nullif(current_setting('crm_gdpr.purge_lock_timeout', true), ''), '1s'), true);
-    EXECUTE gdpr._policy_sql(pol, batch_size, dry_run) INTO n;
+    EXECUTE coalesce(prepared, gdpr._policy_sql(pol, batch_size, dry_run)) INTO n;
   EXCEPTION WHEN OTHERS THEN
     UPDATE gdpr.purge_results r SET error = SQLSTATE || ': ' || SQLERRM
      WHERE r.run_id = _purge_batch.run_id AND r.policy_id = _purge_batch.policy_id;
@@ -261,6 +265,7 @@ DECLARE
   rid bigint;
   pid int;
   n bigint;
+  sql text;
 BEGIN
   PERFORM gdpr._not_null(dry_run, 'dry_run');
   rid := gdpr._purge_begin('manual: ' || session_user, dry_run);
@@ -269,8 +274,10 @@ BEGIN
     RETURN;
   END IF;
   FOR pid IN SELECT * FROM gdpr._purge_order(rid) LOOP
+    -- The statement of a policy is built once for all its batches.
+    sql := (SELECT gdpr._policy_sql(p, gdpr._purge_batch_size(), dry_run) FROM gdpr.retention_policies p WHERE p.id = pid);
     LOOP
-      n := gdpr._purge_batch(rid, pid, gdpr._purge_batch_size(), dry_run);
+      n := gdpr._purge_batch(rid, pid, gdpr._purge_batch_size(), dry_run, sql);
       EXIT WHEN n <= 0;
     END LOOP;
   END LOOP;
