@@ -31,13 +31,15 @@ $(EXTENSION)--$(EXTVERSION).sql: $(SQL_PARTS) $(EXTENSION).control
 
 # A fresh master key: make keygen KEY_FILE=/etc/postgresql/15/main/crm_gdpr.key
 KEY_FILE ?= crm_gdpr.key
-.PHONY: test demo deps keygen bench bench-crypto bench-purge
+.PHONY: test demo deps keygen bench bench-crypto bench-purge bench-rights
 # Benchmarks print ratios against baselines measured in the same run.
 bench-crypto: deps
 	@bash test/bench/crypto.sh
 bench-purge: deps
 	@bash test/bench/purge.sh
-bench: bench-crypto bench-purge
+bench-rights: deps
+	@bash test/bench/rights.sh
+bench: bench-crypto bench-purge bench-rights
 keygen:
 	@test ! -e '$(KEY_FILE)' || { echo "$(KEY_FILE) exists: refusing to overwrite a key" >&2; exit 1; }
 	@(umask 077; od -An -tx1 -N32 /dev/urandom | tr -d ' \n' > '$(KEY_FILE)'; echo >> '$(KEY_FILE)')

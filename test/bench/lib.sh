@@ -30,5 +30,9 @@ bench_header() {
 }
 # bench_row WORKLOAD OURS BASELINE RATIO GOAL [VERDICT]
 bench_row() { printf '%-44s %14s %14s %9s  %s\n' "$1" "$2" "$3" "$4" "$5"; }
-ratio() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.2f", (b == 0 ? 0 : a / b) }'; }
-verdict() { awk -v r="$1" -v g="$2" -v d="${3:-le}" 'BEGIN { ok = (d == "le" ? r <= g : r >= g); print (ok ? "met" : "MISSED") }'; }
+ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (a !~ /^[0-9.]+$/ || b !~ /^[0-9.]+$/ || b == 0) print "-"; else printf "%.2f", a / b }'; }
+verdict() {  # verdict VALUE GOAL [le|ge]; a missing figure is never a success
+  awk -v r="$1" -v g="$2" -v d="${3:-le}" 'BEGIN {
+    if (r !~ /^[0-9.]+$/) { print "MISSED: no figure"; exit }
+    ok = (d == "le" ? r + 0 <= g + 0 : r + 0 >= g + 0); print (ok ? "met" : "MISSED") }'
+}
