@@ -32,6 +32,7 @@ CREATE TABLE gdpr.purge_results (
   col        name,
   action     text NOT NULL,
   rows       bigint NOT NULL DEFAULT 0,
+  cascaded   bigint NOT NULL DEFAULT 0,
   error      text,
   PRIMARY KEY (run_id, policy_id)
 );
@@ -153,20 +154,42 @@ CREATE FUNCTION gdpr._todo_cond(pol gdpr.retention_policies) RETURNS text
                                 ELSE format('t.%I::text <> gdpr.generalise_postcode(t.%I::text)', pol.col, pol.col) END
     ELSE 'true' END;
 
--- What one batch of a policy does, as SQL returning the number of rows.
+-- The rows that ON DELETE CASCADE takes with the rows of relation victims
+-- (a column k holding tbl's referenced key): one level of children.
+CREATE FUNCTION gdpr._cascade_count_sql(tbl regclass, victims text) RETURNS text
+  LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp
+  RETURN coalesce((SELECT string_agg(format('(SELECT count(*) FROM %s x WHERE x.%I IN (SELECT k FROM %s))',
+                                            c.conrelid::regclass,
+                                            (SELECT a.attname FROM pg_attribute a WHERE a.attrelid = c.conrelid AND a.attnum = c.conkey[1]),
+                                            victims), ' + ')
+                     FROM pg_constraint c
+                    WHERE c.confrelid = tbl AND c.contype = 'f' AND c.confdeltype = 'c' AND cardinality(c.conkey) = 1
+                      AND c.confkey[1] = (SELECT p.conkey[1] FROM pg_constraint p
+                                           WHERE p.conrelid = tbl AND p.contype = 'p' AND cardinality(p.conkey) = 1)),
+                  '0');
+
+-- What one batch of a policy does, as SQL returning (rows, cascaded).
 CREATE FUNCTION gdpr._policy_sql(pol gdpr.retention_policies, batch_size int, dry_run boolean) RETURNS text
   LANGUAGE plpgsql STABLE SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
   cond text := gdpr._due_cond(pol) || ' AND ' || gdpr._todo_cond(pol);
+  key name := coalesce(gdpr._key_column(pol.tbl), 'ctid');  -- no single-column key: nothing cascades by it
   typ text;
   expr text;
 BEGIN
-  IF dry_run OR pol.action = 'keep' THEN
-    RETURN format('SELECT count(*) FROM %s t WHERE %s', pol.tbl, cond);
+  IF pol.action = 'keep' OR (dry_run AND pol.action <> 'delete') THEN
+    RETURN format('SELECT count(*), 0::bigint FROM %s t WHERE %s', pol.tbl, cond);
+  END IF;
+  IF dry_run THEN
+    RETURN format('WITH v AS (SELECT t.%I AS k FROM %s t WHERE %s) SELECT (SELECT count(*) FROM v), %s',
+                  key, pol.tbl, cond, gdpr._cascade_count_sql(pol.tbl, 'v'));
   END IF;
   IF pol.action = 'delete' THEN
-    RETURN format('WITH d AS (DELETE FROM %s WHERE ctid = ANY (ARRAY(SELECT t.ctid FROM %s t WHERE %s LIMIT %s))
-                   RETURNING 1) SELECT count(*) FROM d', pol.tbl, pol.tbl, cond, batch_size);
+    -- The cascade is counted in the same snapshot as the delete, before it.
+    RETURN format('WITH v AS (SELECT t.ctid AS c, t.%I AS k FROM %s t WHERE %s LIMIT %s),
+                        d AS (DELETE FROM %s WHERE ctid = ANY (ARRAY(SELECT c FROM v)) RETURNING 1)
+                   SELECT (SELECT count(*) FROM d), %s',
+                  key, pol.tbl, cond, batch_size, pol.tbl, gdpr._cascade_count_sql(pol.tbl, 'v'));
   END IF;
   typ := (SELECT format_type(a.atttypid, a.atttypmod) FROM pg_attribute a
            WHERE a.attrelid = pol.tbl AND a.attname = pol.col);
@@ -177,7 +200,7 @@ BEGIN
                                 THEN format('gdpr.generalise(%I::timestamptz, %L)::%s', pol.col, 'year', typ)
                                 ELSE format('gdpr.generalise_postcode(%I::text)::%s', pol.col, typ) END END;
   RETURN format('WITH u AS (UPDATE %s SET %I = %s WHERE ctid = ANY (ARRAY(SELECT t.ctid FROM %s t WHERE %s LIMIT %s))
-                 RETURNING 1) SELECT count(*) FROM u', pol.tbl, pol.col, expr, pol.tbl, cond, batch_size);
+                 RETURNING 1) SELECT count(*), 0::bigint FROM u', pol.tbl, pol.col, expr, pol.tbl, cond, batch_size);
 END
 $$;
 
@@ -220,6 +243,7 @@ CREATE FUNCTION gdpr._purge_batch(run_id bigint, policy_id int, batch_size int, 
 DECLARE
   pol gdpr.retention_policies;
   n bigint;
+  n_cascaded bigint;
 BEGIN
   SELECT * INTO pol FROM gdpr.retention_policies p WHERE p.id = _purge_batch.policy_id;
   IF NOT FOUND THEN
@@ -227,13 +251,13 @@ BEGIN
   END IF;
   BEGIN
     PERFORM set_config('lock_timeout', coalesce(nullif(current_setting('crm_gdpr.purge_lock_timeout', true), ''), '1s'), true);
-    EXECUTE coalesce(prepared, gdpr._policy_sql(pol, batch_size, dry_run)) INTO n;
+    EXECUTE coalesce(prepared, gdpr._policy_sql(pol, batch_size, dry_run)) INTO n, n_cascaded;
   EXCEPTION WHEN OTHERS THEN
     UPDATE gdpr.purge_results r SET error = SQLSTATE || ': ' || SQLERRM
      WHERE r.run_id = _purge_batch.run_id AND r.policy_id = _purge_batch.policy_id;
     RETURN -1;
   END;
-  UPDATE gdpr.purge_results r SET rows = r.rows + n
+  UPDATE gdpr.purge_results r SET rows = r.rows + n, cascaded = r.cascaded + n_cascaded
    WHERE r.run_id = _purge_batch.run_id AND r.policy_id = _purge_batch.policy_id;
   RETURN CASE WHEN dry_run OR pol.action = 'keep' THEN 0 ELSE n END;
 END
@@ -289,7 +313,7 @@ $$;
 
 CREATE VIEW gdpr.purge_history AS
 SELECT x.id AS run_id, x.started_at, x.finished_at, x.started_by, x.dry_run, x.status,
-       r.policy_id, r.tbl, r.col, r.action, r.rows, r.error
+       r.policy_id, r.tbl, r.col, r.action, r.rows, r.cascaded, r.error
   FROM gdpr.purge_runs x JOIN gdpr.purge_results r ON r.run_id = x.id;
 COMMENT ON VIEW gdpr.purge_history IS 'every purge run, per policy: rows acted on, errors; no personal data';
 

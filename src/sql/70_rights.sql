@@ -377,6 +377,19 @@ BEGIN
 END
 $$;
 
+-- Where his data came from (Art. 15(1)(g)): the channels of his consent
+-- events, with the source and partner of imports.
+CREATE FUNCTION gdpr._subject_sources(st regclass, subject_id text) RETURNS jsonb
+  LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
+  SELECT coalesce(jsonb_agg(jsonb_strip_nulls(jsonb_build_object(
+           'channel', x.channel, 'source', x.source, 'partner', x.partner, 'first_at', x.first_at))
+           ORDER BY x.first_at), '[]')
+    FROM (SELECT l.channel, l.proof ->> 'source' AS source, l.proof ->> 'partner' AS partner, min(l.at) AS first_at
+            FROM gdpr.consent_ledger l
+           WHERE l.subject_table = st AND l.subject_id = _subject_sources.subject_id
+           GROUP BY 1, 2, 3) x
+$$;
+
 CREATE FUNCTION gdpr.export_subject(subject_id text, subject_table regclass DEFAULT NULL,
                                     portability boolean DEFAULT false, request_id bigint DEFAULT NULL)
   RETURNS jsonb
@@ -411,6 +424,7 @@ BEGIN
     'processing', gdpr._subject_information(st, portability),
     'restricted', gdpr.is_restricted(subject_id, st),
     'consent', (gdpr.consent_proof(subject_id, st) -> 'events'),
+    'sources', gdpr._subject_sources(st, subject_id),
     'requests', (SELECT coalesce(jsonb_agg(jsonb_build_object('id', r.id, 'kind', r.kind,
                           'received_at', r.received_at, 'due_at', r.due_at, 'closed_at', r.closed_at,
                           'outcome', r.outcome) ORDER BY r.id), '[]')

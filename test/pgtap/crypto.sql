@@ -31,13 +31,13 @@ SELECT is(gdpr.ciphertext_key(gdpr.encrypt('x')), (SELECT fingerprint FROM gdpr.
 -- Bad ciphertexts: each a clear error.
 SELECT throws_ok($$SELECT gdpr.decrypt(gdpr.encrypt('secret', 'crm.contacts.notes'), 'crm.orders.iban')$$,
                  'XX001', 'ciphertext could not be authenticated', 'wrong context (moved to another column)');
-SELECT throws_ok($$SELECT gdpr.decrypt(overlay(gdpr.encrypt('secret') placing '\xff'::bytea from 40 for 1))$$,
-                 'XX001', NULL, 'tampered ciphertext');
+SELECT throws_ok($$SELECT gdpr.decrypt(set_byte(c, 39, get_byte(c, 39) # 1)) FROM gdpr.encrypt('secret') c$$,
+                 'XX001', NULL, 'tampered ciphertext (one bit flipped)');
 SELECT throws_ok($$SELECT gdpr.decrypt(substr(gdpr.encrypt('a longer secret value'), 1, 60))$$,
                  'XX001', NULL, 'truncated ciphertext');
 SELECT throws_ok($$SELECT gdpr.decrypt('\x0102'::bytea)$$, '22P03', 'value is not a crm_gdpr ciphertext',
                  'not a ciphertext');
-SELECT throws_ok($$SELECT gdpr.decrypt(overlay(gdpr.encrypt('x') placing '\x00'::bytea from 5 for 1))$$,
+SELECT throws_ok($$SELECT gdpr.decrypt(set_byte(c, 4, get_byte(c, 4) # 1)) FROM gdpr.encrypt('x') c$$,
                  '55000', 'ciphertext was encrypted with a master key that is not loaded', 'unknown key version');
 SELECT throws_ok($$SELECT gdpr.decrypt(overlay(gdpr.encrypt('x') placing '\x09'::bytea from 3 for 1))$$,
                  '22P03', NULL, 'unknown format version');

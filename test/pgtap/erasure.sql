@@ -1,7 +1,7 @@
 -- Erasure (Art. 17): all or nothing, per-field actions, kept invoices,
 -- certificate, suppression list, idempotence, ledger replay.
 BEGIN;
-SELECT plan(29);
+SELECT plan(34);
 
 \set QUIET on
 SET client_min_messages = warning;
@@ -72,6 +72,31 @@ SELECT throws_ok(format('SELECT gdpr.erase_subject(%L)', :'victim'), '23503', NU
 SELECT is((SELECT count(*) FROM gdpr.erasures), :n_erasures::bigint, 'no certificate for a failed erasure');
 SELECT is((SELECT count(*) FROM crm.interactions WHERE contact_id = :victim), :c33::bigint,
           'all or nothing: his interactions are still there');
+
+-- A held subject cannot be erased.
+SELECT min(id) AS held FROM crm.contacts WHERE id > :victim \gset
+SELECT gdpr.place_hold(:'held', 'tax audit 2026') AS hold \gset
+SELECT throws_ok(format('SELECT gdpr.erase_subject(%L)', :'held'), '55000', NULL, 'a subject under a legal hold');
+SELECT gdpr.release_hold(:hold);
+
+-- A subject with no child rows exports and erases.
+INSERT INTO crm.contacts (id, first_name, email, segment, status) VALUES (900001, 'Solo', 'solo@example.fr', 'b2c', 'prospect');
+SELECT is(jsonb_array_length(gdpr.export_subject('900001') #> '{data,crm.interactions}'), 0,
+          'export of a subject without child rows');
+SELECT is(gdpr.erase_subject('900001') ->> 'status', 'erased', 'and his erasure');
+
+-- Hostile names in the registry are names like any other.
+CREATE SCHEMA "crm ""odd"";";
+CREATE TABLE "crm ""odd"";"."Notes; DROP TABLE crm.contacts;--" (
+  "Id" int PRIMARY KEY, "Contact'Id" bigint REFERENCES crm.contacts, "Text; --" text);
+SELECT gdpr.register_table('"crm ""odd"";"."Notes; DROP TABLE crm.contacts;--"');
+SELECT gdpr.classify('"crm ""odd"";"."Notes; DROP TABLE crm.contacts;--"', 'Text; --', 'free_text',
+                     'customer_management', 'legitimate_interest');
+INSERT INTO crm.contacts (id, first_name, email) VALUES (900002, 'Odd', 'odd@example.fr');
+INSERT INTO "crm ""odd"";"."Notes; DROP TABLE crm.contacts;--" VALUES (1, 900002, 'a note');
+SELECT is(gdpr.export_subject('900002') #>> ARRAY['data', '"crm ""odd"";"."Notes; DROP TABLE crm.contacts;--"', '0', 'Text; --'],
+          'a note', 'export through hostile identifiers');
+SELECT is((gdpr.erase_subject('900002') -> 'tables' -> 0 ->> 'deleted')::int, 1, 'erasure through hostile identifiers');
 
 SELECT * FROM finish();
 ROLLBACK;

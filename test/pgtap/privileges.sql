@@ -1,6 +1,6 @@
 -- Who may do what in schema gdpr: PUBLIC nothing, the auditor reads, the admin manages.
 BEGIN;
-SELECT plan(18);
+SELECT plan(21);
 
 CREATE ROLE crm_gdpr_t_app NOLOGIN;
 CREATE ROLE crm_gdpr_t_auditor NOLOGIN IN ROLE gdpr_auditor;
@@ -56,6 +56,19 @@ SELECT throws_ok($$SELECT gdpr.decrypt(gdpr.encrypt('secret'))$$, '42501', NULL,
 RESET ROLE;
 SET LOCAL ROLE crm_gdpr_t_app;
 SELECT throws_ok($$SELECT gdpr.decrypt('\x00'::bytea)$$, '42501', NULL, 'an application role cannot decrypt');
+RESET ROLE;
+
+CREATE ROLE crm_gdpr_t_appuser NOLOGIN IN ROLE gdpr_app;
+SELECT gdpr.register_subject_table('crm.contacts', 'id');
+SELECT gdpr.define_purpose('letters', 'Letters', 'consent', 'I want the letters.');
+SET LOCAL ROLE crm_gdpr_t_appuser;
+SELECT lives_ok($$SELECT gdpr.grant_consent('3', 'letters', 'api', '{"client": "crm"}'); SELECT gdpr.may_process('3', 'letters')$$,
+                'gdpr_app records consent and asks may_process');
+SELECT throws_ok($$SELECT gdpr.erase_subject('3')$$, '42501', NULL, 'gdpr_app cannot erase');
+RESET ROLE;
+SET LOCAL ROLE crm_gdpr_t_auditor;
+SELECT throws_ok($$SELECT gdpr.grant_consent('3', 'letters', 'api', '{"client": "crm"}')$$, '42501', NULL,
+                 'the auditor cannot record consent');
 RESET ROLE;
 
 SET LOCAL ROLE crm_gdpr_t_admin;

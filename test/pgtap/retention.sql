@@ -1,6 +1,6 @@
 -- Retention: every action, holds, dry run, children first, bad input.
 BEGIN;
-SELECT plan(24);
+SELECT plan(25);
 
 \set QUIET on
 SET client_min_messages = warning;
@@ -18,18 +18,27 @@ INSERT INTO crm.orders (contact_id, ordered_at, amount, iban) VALUES (2, now() -
 SELECT city AS city3, postcode AS postcode3 FROM crm.contacts WHERE id = 3 \gset
 SELECT gdpr.place_hold('3', 'litigation 2026-17') AS hold3 \gset
 
-SELECT count(*) AS due_contacts FROM crm.contacts c WHERE last_contact_at < now() - interval '3 years'
-   AND id <> 3 AND NOT EXISTS (SELECT FROM crm.orders o WHERE o.contact_id = c.id) \gset
+CREATE TEMP TABLE doomed AS SELECT id FROM crm.contacts c WHERE last_contact_at < now() - interval '3 years'
+   AND id <> 3 AND NOT EXISTS (SELECT FROM crm.orders o WHERE o.contact_id = c.id);
+SELECT count(*) AS due_contacts FROM doomed \gset
 SELECT is((SELECT rows FROM gdpr.purge(true) WHERE tbl = 'crm.contacts'::regclass AND col IS NULL), :due_contacts::bigint,
           'dry run: the contacts that would go (held and invoiced ones excluded)');
 SELECT is((SELECT count(*) FROM crm.contacts WHERE id IN (1, 2, 3)), 3::bigint, 'a dry run changes nothing');
 SELECT is((SELECT dry_run FROM gdpr.purge_history ORDER BY run_id DESC LIMIT 1), true, 'and is recorded as such');
 
 SELECT count(*) AS n_interactions_due FROM crm.interactions WHERE occurred_at < now() - interval '3 years' \gset
+-- Rows that go with the deleted contacts by ON DELETE CASCADE: their interactions and events
+-- that their own policies keep.
+SELECT (SELECT count(*) FROM crm.interactions i WHERE i.occurred_at >= now() - interval '3 years' AND i.contact_id IN (SELECT id FROM doomed))
+     + (SELECT count(*) FROM crm.marketing_events e WHERE e.at >= now() - interval '13 months' AND e.contact_id IN (SELECT id FROM doomed))
+       AS expected_cascade
+  FROM (SELECT 1) x, LATERAL (SELECT NULL) y \gset
 CREATE TEMP TABLE result AS SELECT * FROM gdpr.purge();
 SELECT is((SELECT rows FROM result WHERE tbl = 'crm.contacts'::regclass AND col IS NULL), :due_contacts::bigint,
           'delete: expired contacts are deleted');
 SELECT is((SELECT count(*) FROM crm.contacts WHERE id = 1), 0::bigint, 'contact 1 (5 years) is gone');
+SELECT is((SELECT cascaded FROM gdpr.purge_history WHERE NOT dry_run AND tbl = 'crm.contacts'::regclass AND col IS NULL
+            ORDER BY run_id DESC LIMIT 1), :expected_cascade::bigint, 'rows removed by ON DELETE CASCADE are counted');
 SELECT is((SELECT count(*) FROM crm.contacts WHERE id = 2), 1::bigint, 'contact 2 stays: his invoice is kept 10 years');
 SELECT is((SELECT count(*) FROM crm.contacts WHERE id = 3), 1::bigint, 'contact 3 stays: he is held');
 SELECT is((SELECT row(city, postcode)::text FROM crm.contacts WHERE id = 3), row(:'city3', :'postcode3')::text,
