@@ -43,4 +43,9 @@ q -d crm -c "UPDATE crm.contacts SET last_contact_at = now() - interval '5 years
                c WHERE NOT EXISTS (SELECT FROM crm.orders o WHERE o.contact_id = c.id) AND id <> $held ORDER BY id LIMIT 3)" >/dev/null
 wait_for 20 "SELECT count(*) = 0 FROM gdpr.retention_status WHERE policy_id = 1 AND rows_due > 0" \
   || fail "the restarted worker does not purge"
+# A run left 'running' by a crash is marked interrupted when the worker starts again.
+q -d crm -c "INSERT INTO gdpr.purge_runs (started_by, dry_run, started_at) VALUES ('before the crash', false, now() - interval '1 hour')" >/dev/null
+cluster_as_owner "$CLUSTER_BIN/pg_ctl" -D "$CLUSTER_DATA" -l "$top/server.log" -m immediate -w restart >/dev/null 2>&1
+wait_for 30 "SELECT status = 'interrupted' FROM gdpr.purge_runs WHERE started_by = 'before the crash'" \
+  || fail "a run left running by a crash is not marked interrupted"
 echo "worker ok"
