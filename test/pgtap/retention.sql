@@ -1,6 +1,6 @@
 -- Retention: every action, holds, dry run, children first, bad input.
 BEGIN;
-SELECT plan(25);
+SELECT plan(30);
 
 \set QUIET on
 SET client_min_messages = warning;
@@ -74,6 +74,15 @@ SELECT is((SELECT status FROM gdpr.purge_runs ORDER BY id DESC LIMIT 1), 'failed
 -- Bad input.
 SELECT throws_ok($$SELECT gdpr.place_hold('999999', 'x')$$, 'P0002', NULL, 'a hold on an unknown subject');
 SELECT throws_ok($$SELECT gdpr.release_hold(424242)$$, '42704', NULL, 'releasing an unknown hold');
+SELECT throws_ok($$SELECT gdpr.set_retention('crm.contacts', 'nosuch', '1 year', 'last_contact_at', 'nullify')$$,
+                 '42703', NULL, 'a policy on an unknown column');
+SELECT throws_ok($$SELECT gdpr.set_retention('crm.contacts', 'birth_date', '1 year', 'last_contact_at', 'pseudonymise')$$,
+                 '42804', NULL, 'pseudonymise a date column');
+SELECT throws_ok($$SELECT gdpr.set_retention('crm.orders', 'amount', '1 year', 'ordered_at', 'generalise')$$,
+                 '42804', NULL, 'generalise an amount');
+SELECT throws_ok($$SELECT gdpr.set_retention('crm.interactions', 'occurred_at', '1 year', 'occurred_at', 'nullify')$$,
+                 '22023', NULL, 'nullify a NOT NULL column');
+SELECT throws_ok($$SELECT gdpr.place_hold('4', 'x', now() - interval '1 day')$$, '22023', NULL, 'a hold already over');
 
 SELECT * FROM finish();
 ROLLBACK;
