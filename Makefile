@@ -31,7 +31,10 @@ $(EXTENSION)--$(EXTVERSION).sql: $(SQL_PARTS) $(EXTENSION).control
 
 # A fresh master key: make keygen KEY_FILE=/etc/postgresql/15/main/crm_gdpr.key
 KEY_FILE ?= crm_gdpr.key
-.PHONY: test demo deps keygen bench bench-crypto bench-purge bench-rights
+.PHONY: test demo deps keygen bench bench-crypto bench-purge bench-rights crash-loop
+# The crash test of make test (3 cycles), 20 times over.
+crash-loop: deps
+	@CYCLES=20 bash test/run.sh
 # Benchmarks print ratios against baselines measured in the same run.
 bench-crypto: deps
 	@bash test/bench/crypto.sh

@@ -23,6 +23,7 @@
 #include "postmaster/interrupt.h"
 #include "storage/ipc.h"
 #include "storage/latch.h"
+#include "storage/pmsignal.h"
 #include "tcop/tcopprot.h"
 #include "utils/builtins.h"
 #include "utils/guc.h"
@@ -160,6 +161,9 @@ purge_once(void)
 		do
 		{
 			CHECK_FOR_INTERRUPTS();
+			/* A purge can be long: do not outlive the postmaster (it could not restart). */
+			if (!PostmasterIsAlive())
+				proc_exit(1);
 			if (RecoveryInProgress())
 				return;
 			begin_step("crm_gdpr: purging");

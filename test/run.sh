@@ -44,7 +44,7 @@ if ls test/pgtap/*.sql >/dev/null 2>&1; then
   createdb crm_gdpr_tap
   psql -q -X -d crm_gdpr_tap -v ON_ERROR_STOP=1 -c 'CREATE EXTENSION pgtap' -c 'CREATE EXTENSION crm_gdpr' \
        -f test/fixtures/crm.sql -c 'SELECT crm.generate(2000)' >/dev/null
-  out=$(pg_prove -d crm_gdpr_tap test/pgtap/*.sql 2>&1); echo "$out" | tail -n 40
+  out=$(pg_prove -d crm_gdpr_tap test/pgtap/*.sql 2>&1); prove_rc=$?; echo "$out" | tail -n 40
   # Tests run, less those that failed, passed; failures count planned tests
   # that never ran; a file that died before its plan counts as one failure.
   total=$(sed -n 's/^Files=[0-9]*, Tests=\([0-9]*\),.*/\1/p' <<<"$out"); total=${total:-0}
@@ -53,6 +53,8 @@ if ls test/pgtap/*.sql >/dev/null 2>&1; then
   bad=$((bad + $(grep -c 'No subtests run' <<<"$out")))
   [ "$total" -eq 0 ] && bad=$((bad + 1))
   total=$((total - failed_run)); dubious=0
+  # A file that died without a countable failure still fails the suite.
+  [ "$prove_rc" -ne 0 ] && [ "$bad" -eq 0 ] && bad=1
   record pgtap "$total" "$bad"
 fi
 
@@ -69,16 +71,19 @@ echo "== TAP (test/tap/*.pl, PostgreSQL::Test::Cluster)"
 if ls test/tap/*.pl >/dev/null 2>&1; then
   # The TAP clusters run from the private install; initdb refuses root, so
   # as root the tests run as the server's user from a copy of test/tap.
-  mkdir -p "$top/tap" && cp test/tap/*.pl "$top/tap/"
+  mkdir -p "$top/tap/fixtures" && cp test/tap/*.pl "$top/tap/" && cp test/fixtures/crm.sql test/fixtures/registry.sql "$top/tap/fixtures/"
   [ "$(id -u)" -eq 0 ] && chown -R postgres: "$top/tap"
   out=$(cd "$top/tap" && cluster_as_owner env PATH="$CLUSTER_BIN:$PATH" TESTDIR="$top/tap" \
+          CRM_GDPR_FIXTURES="$top/tap/fixtures" CRM_GDPR_KEY_FILE="$top/keys/test_master.key" CYCLES="${CYCLES:-3}" \
           PG_REGRESS="$(pg_config --pkglibdir)/pgxs/src/test/regress/pg_regress" prove -I "$(pg_config --pkglibdir)/pgxs/src/test/perl" ./*.pl 2>&1)
+  prove_rc=$?
   echo "$out" | tail -n 25
   total=$(sed -n 's/^Files=[0-9]*, Tests=\([0-9]*\),.*/\1/p' <<<"$out"); total=${total:-0}
   failed_run=$(grep -oE 'Tests: [0-9]+ Failed: [0-9]+' <<<"$out" | awk '{s+=$4} END{print s+0}')
   bad=$(grep -oE 'Failed [0-9]+/[0-9]+ subtests' <<<"$out" | awk '{split($2,a,"/"); s+=a[1]} END{print s+0}')
   bad=$((bad + $(grep -c 'No subtests run' <<<"$out")))
   [ "$total" -eq 0 ] && bad=$((bad + 1))
+  [ "$prove_rc" -ne 0 ] && [ "$bad" -eq 0 ] && bad=1
   record tap "$((total - failed_run))" "$bad"
 fi
 

@@ -178,11 +178,12 @@ DECLARE
 BEGIN
   -- Lock his row: a concurrent insert of a child row waits for the erasure
   -- and then fails its foreign key check, so it cannot escape.
+  -- Erased already (his row gone, or kept anonymised for invoices): say so.
+  SELECT * INTO done FROM gdpr.erasures e WHERE e.subject_table = st AND e.subject_ref = ref;
+  IF FOUND THEN
+    RETURN jsonb_build_object('status', 'already erased', 'erasure_id', done.id, 'erased_at', done.erased_at);
+  END IF;
   IF NOT gdpr._subject_exists(st, subject_id) THEN
-    SELECT * INTO done FROM gdpr.erasures e WHERE e.subject_table = st AND e.subject_ref = ref;
-    IF FOUND THEN
-      RETURN jsonb_build_object('status', 'already erased', 'erasure_id', done.id, 'erased_at', done.erased_at);
-    END IF;
     RAISE EXCEPTION 'subject "%" does not exist in %', subject_id, st USING ERRCODE = 'no_data_found';
   END IF;
   EXECUTE format('SELECT 1 FROM %s WHERE %s FOR UPDATE', st, gdpr._subject_rows_cond(st, key));

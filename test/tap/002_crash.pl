@@ -1,0 +1,77 @@
+# Crash safety: the postmaster is killed with SIGKILL in the middle of an
+# erasure and in the middle of a purge, CYCLES times (3 in make test; make
+# crash-loop runs 20).  After each restart: no half-erased subject, committed
+# erasures are whole, the purge resumes and finishes, the interrupted run is
+# marked as such.
+use strict;
+use warnings;
+use PostgreSQL::Test::Cluster;
+use PostgreSQL::Test::Utils;
+use Test::More;
+
+my $cycles = $ENV{CYCLES} || 3;
+my $fixtures = $ENV{CRM_GDPR_FIXTURES} or die 'CRM_GDPR_FIXTURES is not set';
+my $node = PostgreSQL::Test::Cluster->new('crash');
+$node->init;
+$node->append_conf('postgresql.conf', qq{
+shared_preload_libraries = 'crm_gdpr'
+crm_gdpr.key_file = '$ENV{CRM_GDPR_KEY_FILE}'
+crm_gdpr.purge_naptime = '1s'
+crm_gdpr.purge_batch_size = 5
+crm_gdpr.enable_worker = off
+});
+$node->start;
+$node->safe_psql('postgres', "SET client_min_messages = warning; CREATE EXTENSION crm_gdpr;
+  \\i $fixtures/crm.sql
+  SELECT crm.generate(3000);
+  \\i $fixtures/registry.sql");
+
+# SIGKILL the postmaster and wait until it is gone before starting again:
+# the lock file check refuses while the old PID still exists.
+sub crash_and_restart
+{
+	my $pid = $node->{_pid};
+	$node->kill9;
+	for (1 .. 100) { last unless kill(0, $pid); select(undef, undef, undef, 0.1); }
+	# Its backends notice the postmaster's death and exit on their own.
+	sleep 1;
+	$node->start;
+}
+
+for my $cycle (1 .. $cycles)
+{
+	# An erasure in flight: all of his rows or none.
+	my $id = $node->safe_psql('postgres', "SELECT min(id) FROM crm.contacts c
+	  WHERE EXISTS (SELECT FROM crm.interactions i WHERE i.contact_id = c.id)
+	    AND NOT EXISTS (SELECT FROM crm.orders o WHERE o.contact_id = c.id)");
+	my $before = $node->safe_psql('postgres', "SELECT count(*) FROM crm.interactions WHERE contact_id = $id");
+	my $done = $node->safe_psql('postgres', "SELECT min(id) FROM crm.contacts WHERE id > $id");
+	$node->safe_psql('postgres', "SELECT gdpr.erase_subject('$done')");
+	my $session = $node->background_psql('postgres', on_error_stop => 0);
+	$session->query_until(qr/erased/, "BEGIN;\nSELECT gdpr.erase_subject('$id') ->> 'status';\n");
+	crash_and_restart();
+	eval { $session->quit; };
+	is($node->safe_psql('postgres', "SELECT count(*) FROM crm.interactions WHERE contact_id = $id"), $before,
+	   "cycle $cycle: an erasure cut by a crash left all of his rows");
+	is($node->safe_psql('postgres', "SELECT count(*) FROM crm.contacts WHERE id = $id"), '1',
+	   "cycle $cycle: and his contact row");
+	is($node->safe_psql('postgres', "SELECT gdpr.erase_subject('$done') ->> 'status'"), 'already erased',
+	   "cycle $cycle: a committed erasure stays whole");
+
+	# A purge in flight: make rows due, let the worker start, kill everything.
+	$node->safe_psql('postgres', "UPDATE crm.interactions SET occurred_at = now() - interval '5 years'
+	  WHERE id IN (SELECT id FROM crm.interactions ORDER BY id DESC LIMIT 3000)");
+	$node->safe_psql('postgres', "ALTER SYSTEM SET crm_gdpr.enable_worker = on; SELECT pg_reload_conf();");
+	$node->poll_query_until('postgres', "SELECT EXISTS (SELECT FROM gdpr.purge_runs WHERE status = 'running'
+	  AND started_by = 'worker')") or die 'the worker did not start a purge';
+	crash_and_restart();
+	ok($node->poll_query_until('postgres', "SELECT count(*) = 0 FROM gdpr.retention_status WHERE rows_due > 0"),
+	   "cycle $cycle: after the crash the worker resumes and finishes the purge");
+	ok($node->poll_query_until('postgres', "SELECT EXISTS (SELECT FROM gdpr.purge_runs WHERE status = 'interrupted')"),
+	   "cycle $cycle: the run cut by the crash is marked interrupted");
+	$node->safe_psql('postgres', "ALTER SYSTEM SET crm_gdpr.enable_worker = off; SELECT pg_reload_conf();");
+	sleep 1;
+}
+
+$node->stop;
+done_testing();
