@@ -42,6 +42,16 @@ BEGIN
   PERFORM gdpr.restrict_subject('6', 'contested');
   PERFORM gdpr.export_subject('5');
   PERFORM gdpr.report_breach('test', pg_catalog.now(), 1);
+  PERFORM gdpr.define_purpose('letters', 'Letters', 'consent', 'I want letters');
+  PERFORM gdpr.grant_consent('5', 'letters', 'web', '{"ip": "203.0.113.1", "user_agent": "x", "form": "f"}');
+  PERFORM gdpr.may_process('5', 'letters');
+  PERFORM * FROM gdpr.contactable('letters');
+  PERFORM gdpr.place_hold('7', 'audit');
+  PERFORM * FROM gdpr.purge(true);
+  PERFORM * FROM gdpr.retention_status;
+  PERFORM gdpr.decrypt(gdpr.encrypt('x', 'c'), 'c');
+  PERFORM gdpr.pseudonymise('x');
+  PERFORM gdpr.erase_subject('9');
   PERFORM * FROM gdpr.processing_register;
   PERFORM * FROM gdpr.requests_due;
   ALTER TABLE crm.contacts RENAME COLUMN notes TO remarks;

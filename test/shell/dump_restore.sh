@@ -9,6 +9,14 @@ q -d dump_src >/dev/null <<'SQL'
 SELECT gdpr.restrict_subject('3', 'accuracy contested');
 SELECT gdpr.open_request('4', 'access', now() - interval '2 days');
 SELECT gdpr.report_breach('test breach', now() - interval '1 hour', 10);
+SELECT gdpr.grant_consent('5', 'newsletter', 'web', '{"ip": "203.0.113.9", "user_agent": "UA", "form": "f1"}');
+SELECT gdpr.withdraw_consent('6', 'newsletter', 'email', '{}');
+SELECT gdpr.place_hold('7', 'litigation');
+SELECT gdpr.erase_subject(min(id)::text) FROM crm.contacts c WHERE NOT EXISTS (SELECT FROM crm.orders o WHERE o.contact_id = c.id) AND id > 10;
+SELECT gdpr.purge(true);
+CREATE TABLE crm.vault (id int PRIMARY KEY, contact_id bigint REFERENCES crm.contacts, secret bytea);
+SELECT gdpr.register_table('crm.vault');
+INSERT INTO crm.vault VALUES (1, 8, gdpr.encrypt_for_subject('his diary', '8'));
 CREATE ROLE crm_gdpr_dump_app;
 GRANT USAGE ON SCHEMA crm TO crm_gdpr_dump_app;
 GRANT UPDATE, SELECT ON ALL TABLES IN SCHEMA crm TO crm_gdpr_dump_app;
@@ -27,6 +35,13 @@ SELECT 'rq', id, subject_id, kind, received_at, due_at FROM gdpr.requests ORDER 
 SELECT 'rs', id, subject_id, reason, lifted_at FROM gdpr.restrictions ORDER BY id;
 SELECT 'br', id, description, detected_at FROM gdpr.breaches ORDER BY id;
 SELECT 'tg', tgrelid::regclass, tgname FROM pg_trigger WHERE tgname LIKE 'gdpr%' ORDER BY tgrelid::regclass::text, tgname;
+SELECT 'cl', id, subject_id, purpose, event, channel, at, proof, notice_version FROM gdpr.consent_log ORDER BY id;
+SELECT 'cs', * FROM gdpr.consent_status ORDER BY subject_id, purpose;
+SELECT 'ho', id, subject_id, reason FROM gdpr.holds ORDER BY id;
+SELECT 'er', id, subject_ref, report, encode(report_sha256, 'hex') FROM gdpr.erasures ORDER BY id;
+SELECT 'su', ref, kind FROM gdpr.suppressions ORDER BY ref;
+SELECT 'pr', run_id, status, tbl, rows FROM gdpr.purge_history ORDER BY run_id, policy_id;
+SELECT 'vk', gdpr.decrypt(secret) FROM crm.vault;
 SELECT 'crm', count(*), sum(hashtext(c::text)) FROM crm.contacts c;
 SQL
 }
@@ -50,6 +65,8 @@ id=$(q -d dump_dst -c "SELECT gdpr.add_recipient('New recipient', 'DE', 'newslet
 q -d dump_dst -c 'ALTER TABLE crm.contacts RENAME COLUMN email TO email_address' >/dev/null
 n=$(q -d dump_dst -c "SELECT count(*) FROM gdpr.personal_data WHERE column_name = 'email_address'")
 [ "$n" -eq 3 ] || fail "rename after restore not followed ($n rows)"
+# The restored consent ledger is still append-only.
+out=$(psql -X -d dump_dst -c "DELETE FROM gdpr.consent_ledger" 2>&1) && fail "a DELETE on the restored ledger worked"; grep -q "append-only" <<<"$out" || fail "restored ledger is not append-only: $out $(q -d dump_dst -c "SELECT count(*) FROM gdpr.consent_ledger")"
 # The restored restriction is still enforced by the restored triggers.
 err=$(psql -X -d dump_dst -c 'SET ROLE crm_gdpr_dump_app' -c "UPDATE crm.contacts SET notes = 'x' WHERE id = 3" 2>&1) \
   && fail "restriction not enforced after restore"
