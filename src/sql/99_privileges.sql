@@ -23,7 +23,7 @@ GRANT EXECUTE ON FUNCTION
   TO gdpr_admin, gdpr_auditor;
 
 -- Auditors read; they never write.
-GRANT SELECT ON gdpr.personal_data, gdpr.processing_register, gdpr.registry_changes,
+GRANT SELECT ON gdpr.personal_data, gdpr.processing_register, gdpr.registry_changes, gdpr.personal_columns,
                 gdpr.subject_tables, gdpr.registered_tables, gdpr.purposes, gdpr.purpose_notices,
                 gdpr.recipients, gdpr.retention_policies
   TO gdpr_auditor, gdpr_admin;
