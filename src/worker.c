@@ -36,6 +36,8 @@ static char *worker_database = NULL;
 static int	purge_naptime = 3600;	/* seconds */
 static int	purge_batch_size = 10000;
 static bool enable_worker = true;
+static int	purge_lock_timeout = 1000;	/* ms, read by the purge's SQL */
+static char *purge_history_keep = NULL; /* an interval, read by the purge's SQL */
 
 PGDLLEXPORT void crm_gdpr_worker_main(Datum arg);
 
@@ -49,6 +51,11 @@ crm_gdpr_worker_init(bool preloading)
 							NULL, &purge_batch_size, 10000, 1, INT_MAX, PGC_SUSET, 0, NULL, NULL, NULL);
 	DefineCustomBoolVariable("crm_gdpr.enable_worker", "Whether the purge worker purges.",
 							 NULL, &enable_worker, true, PGC_SIGHUP, 0, NULL, NULL, NULL);
+	DefineCustomIntVariable("crm_gdpr.purge_lock_timeout", "lock_timeout of each purge batch.",
+							"A batch that cannot get its locks in time fails alone and is retried at the next purge.",
+							&purge_lock_timeout, 1000, 1, INT_MAX, PGC_SUSET, GUC_UNIT_MS, NULL, NULL, NULL);
+	DefineCustomStringVariable("crm_gdpr.purge_history_keep", "How long gdpr.purge_history keeps its runs (an interval).",
+							   NULL, &purge_history_keep, "2 years", PGC_SUSET, 0, NULL, NULL, NULL);
 
 	if (preloading)
 	{

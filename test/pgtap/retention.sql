@@ -1,6 +1,6 @@
 -- Retention: every action, holds, dry run, children first, bad input.
 BEGIN;
-SELECT plan(30);
+SELECT plan(32);
 
 \set QUIET on
 SET client_min_messages = warning;
@@ -70,6 +70,14 @@ CREATE TEMP TABLE result2 AS SELECT * FROM gdpr.purge();
 SELECT is((SELECT error FROM gdpr.purge_history WHERE tbl = 'crm.marketing_events'::regclass ORDER BY run_id DESC LIMIT 1),
           'P0001: no deleting today', 'the failing policy records its error');
 SELECT is((SELECT status FROM gdpr.purge_runs ORDER BY id DESC LIMIT 1), 'failed', 'the run is marked failed');
+
+-- The settings the purge reads are real settings.
+SELECT is(current_setting('crm_gdpr.purge_lock_timeout'), '1s', 'crm_gdpr.purge_lock_timeout defaults to 1s');
+SET LOCAL crm_gdpr.purge_history_keep = '1 day';
+UPDATE gdpr.purge_runs SET started_at = now() - interval '2 days' WHERE id = (SELECT min(id) FROM gdpr.purge_runs);
+SELECT count(*) AS runs_before FROM gdpr.purge_runs \gset
+CREATE TEMP TABLE result3 AS SELECT * FROM gdpr.purge();
+SELECT is((SELECT count(*) FROM gdpr.purge_runs), :runs_before::bigint, 'the history drops runs older than purge_history_keep');
 
 -- Bad input.
 SELECT throws_ok($$SELECT gdpr.place_hold('999999', 'x')$$, 'P0002', NULL, 'a hold on an unknown subject');
