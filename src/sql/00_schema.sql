@@ -1,20 +1,22 @@
 -- Roles, module status and the validation helpers every other part uses.
 
 -- Roles are cluster-wide: created when missing, never dropped by the extension
--- (another database of the cluster may use them).
+-- (another database of the cluster may use them).  gdpr_app is for the
+-- applications that record consent and ask what they may do.
 DO $$
+DECLARE
+  r text;
 BEGIN
-  IF NOT EXISTS (SELECT FROM pg_catalog.pg_roles WHERE rolname = 'gdpr_admin') THEN
-    CREATE ROLE gdpr_admin NOLOGIN;
-  END IF;
-  IF NOT EXISTS (SELECT FROM pg_catalog.pg_roles WHERE rolname = 'gdpr_auditor') THEN
-    CREATE ROLE gdpr_auditor NOLOGIN;
-  END IF;
+  FOREACH r IN ARRAY ARRAY['gdpr_admin', 'gdpr_auditor', 'gdpr_app'] LOOP
+    IF NOT EXISTS (SELECT FROM pg_catalog.pg_roles WHERE rolname = r) THEN
+      EXECUTE format('CREATE ROLE %I NOLOGIN', r);
+    END IF;
+  END LOOP;
 END
 $$;
 
 REVOKE ALL ON SCHEMA gdpr FROM PUBLIC;
-GRANT USAGE ON SCHEMA gdpr TO gdpr_admin, gdpr_auditor;
+GRANT USAGE ON SCHEMA gdpr TO gdpr_admin, gdpr_auditor, gdpr_app;
 
 CREATE FUNCTION gdpr.preloaded() RETURNS boolean
   LANGUAGE c STABLE PARALLEL SAFE AS 'MODULE_PATHNAME', 'gdpr_preloaded';

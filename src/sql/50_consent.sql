@@ -2,16 +2,6 @@
 -- a current-state table maintained with it (what may_process and
 -- contactable read), and the prospecting rules of the CNIL for e-mail.
 
--- Applications record consent and ask what they may do; they get this role.
-DO $$
-BEGIN
-  IF NOT EXISTS (SELECT FROM pg_catalog.pg_roles WHERE rolname = 'gdpr_app') THEN
-    CREATE ROLE gdpr_app NOLOGIN;
-  END IF;
-END
-$$;
-GRANT USAGE ON SCHEMA gdpr TO gdpr_app;
-
 ALTER TABLE gdpr.purposes
   ADD COLUMN consent_valid_for interval CHECK (consent_valid_for > interval '0'),
   ADD COLUMN requires_double_opt_in boolean NOT NULL DEFAULT false,
