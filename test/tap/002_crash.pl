@@ -40,12 +40,17 @@ sub crash_and_restart
 
 for my $cycle (1 .. $cycles)
 {
-	# An erasure in flight: all of his rows or none.
+	# An erasure in flight: all of his rows or none.  Each cycle brings its
+	# own rows, so that 20 cycles never run out of data.
 	my $id = $node->safe_psql('postgres', "SELECT min(id) FROM crm.contacts c
-	  WHERE EXISTS (SELECT FROM crm.interactions i WHERE i.contact_id = c.id)
-	    AND NOT EXISTS (SELECT FROM crm.orders o WHERE o.contact_id = c.id)");
+	  WHERE NOT EXISTS (SELECT FROM crm.orders o WHERE o.contact_id = c.id)");
+	# Explicit ids, in a range of their own per cycle.
+	my $base = 1000000 * $cycle;
+	$node->safe_psql('postgres', "INSERT INTO crm.interactions (id, contact_id, kind, occurred_at)
+	  SELECT $base + 900000 + g, $id, 'call', now() FROM generate_series(1, 5) g");
 	my $before = $node->safe_psql('postgres', "SELECT count(*) FROM crm.interactions WHERE contact_id = $id");
-	my $done = $node->safe_psql('postgres', "SELECT min(id) FROM crm.contacts WHERE id > $id");
+	my $done = $node->safe_psql('postgres', "SELECT min(id) FROM crm.contacts c WHERE id > $id
+	  AND NOT EXISTS (SELECT FROM crm.orders o WHERE o.contact_id = c.id)");
 	$node->safe_psql('postgres', "SELECT gdpr.erase_subject('$done')");
 	my $session = $node->background_psql('postgres', on_error_stop => 0);
 	$session->query_until(qr/erased/, "BEGIN;\nSELECT gdpr.erase_subject('$id') ->> 'status';\n");
@@ -59,8 +64,9 @@ for my $cycle (1 .. $cycles)
 	   "cycle $cycle: a committed erasure stays whole");
 
 	# A purge in flight: make rows due, let the worker start, kill everything.
-	$node->safe_psql('postgres', "UPDATE crm.interactions SET occurred_at = now() - interval '5 years'
-	  WHERE id IN (SELECT id FROM crm.interactions ORDER BY id DESC LIMIT 3000)");
+	$node->safe_psql('postgres', "INSERT INTO crm.interactions (id, contact_id, kind, occurred_at)
+	  SELECT $base + row_number() OVER (), c.id, 'call', now() - interval '5 years'
+	    FROM crm.contacts c, generate_series(1, 2) ORDER BY c.id LIMIT 2000");
 	$node->safe_psql('postgres', "ALTER SYSTEM SET crm_gdpr.enable_worker = on; SELECT pg_reload_conf();");
 	$node->poll_query_until('postgres', "SELECT EXISTS (SELECT FROM gdpr.purge_runs WHERE status = 'running'
 	  AND started_by = 'worker')") or die 'the worker did not start a purge';
