@@ -29,6 +29,10 @@ _PG_init(void)
 	loaded_at_startup = process_shared_preload_libraries_in_progress;
 	crm_gdpr_keys_init();
 	crm_gdpr_worker_init(loaded_at_startup);
+	crm_gdpr_log_queue_init(loaded_at_startup);
+	crm_gdpr_read_hook_init(loaded_at_startup);
+	crm_gdpr_log_write_init();
+	crm_gdpr_log_worker_init(loaded_at_startup);
 
 	/*
 	 * Later features define their GUCs before this line; reserving the prefix

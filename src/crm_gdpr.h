@@ -4,6 +4,8 @@
 #ifndef CRM_GDPR_H
 #define CRM_GDPR_H
 
+#include "datatype/timestamp.h"
+
 /* Whether the library was loaded through shared_preload_libraries. */
 extern bool crm_gdpr_preloaded(void);
 
@@ -38,5 +40,61 @@ extern void crm_gdpr_worker_init(bool preloading);
 
 /* Crypto (crypto.c): drop keys derived from a master key that changed. */
 extern void crm_gdpr_crypto_forget_derived(void);
+
+/* The access log's MAC (fingerprint || 32 bytes) and subject references. */
+#define LOG_MAC_BYTES (KEY_FINGERPRINT_BYTES + 32)
+extern bool crm_gdpr_log_mac(const unsigned char *msg, size_t len, const unsigned char *fingerprint,
+							 unsigned char *out);
+extern text *crm_gdpr_log_subject_ref(const char *id, size_t len);
+
+/* The read queue (log_queue.c) and the hooks that fill it (read_hook.c). */
+#define LOG_RECORD_COLUMNS 512
+#define LOG_RECORD_SUBJECTS 8
+#define LOG_RECORD_SUBJECT_LEN 40
+typedef struct LogRecord
+{
+	TimestampTz at;
+	Oid			dbid;
+	Oid			relid;
+	int			pid;
+	int			nsubjects;
+	int64		rows;
+	int64		query_id;
+	char		operation[12];
+	char		role[NAMEDATALEN];
+	char		session_role[NAMEDATALEN];
+	char		appname[NAMEDATALEN];
+	char		client[48];
+	char		purpose[NAMEDATALEN];
+	char		refused[96];		/* why it was refused, or "" */
+	char		columns[LOG_RECORD_COLUMNS];
+	char		subjects[LOG_RECORD_SUBJECTS][LOG_RECORD_SUBJECT_LEN];
+} LogRecord;
+
+extern void crm_gdpr_log_queue_init(bool preloading);
+extern bool crm_gdpr_log_queue_ready(void);
+extern void crm_gdpr_log_enqueue(const LogRecord *rec);
+extern void crm_gdpr_log_queue_count_server_log(void);
+extern void crm_gdpr_log_queue_set_writer(void);
+extern void crm_gdpr_read_hook_init(bool preloading);
+extern void crm_gdpr_fill_log_record(LogRecord *rec, const char *operation, Oid relid);
+extern char *crm_gdpr_log_purpose(void);
+extern bool crm_gdpr_is_admin(Oid roleid);
+
+/* The log writer (log_worker.c), and what it shares with the purge worker. */
+extern void crm_gdpr_log_worker_init(bool preloading);
+extern const char *crm_gdpr_worker_database(void);
+extern int64 crm_gdpr_run_int8(const char *sql, int nargs, Oid *types, Datum *values);
+extern void crm_gdpr_begin_step(const char *activity);
+extern void crm_gdpr_end_step(void);
+extern bool crm_gdpr_extension_ready(bool *warned, const char *who);
+
+/* Set in the extension's own workers: their reads are not logged. */
+extern bool crm_gdpr_in_own_worker;
+
+/* The write trigger names its triggers with this prefix (log_write.c). */
+#define LOG_TRIGGER_PREFIX "gdpr_log_"
+extern bool crm_gdpr_log_maintenance_open(void);
+extern void crm_gdpr_log_write_init(void);
 
 #endif							/* CRM_GDPR_H */

@@ -43,6 +43,7 @@
 #define SUBKEY_ENCRYPT 1
 #define SUBKEY_PSEUDONYM 2
 #define SUBKEY_WRAP 3
+#define SUBKEY_LOG_MAC 4
 
 /* --- derived keys, cached per backend in guarded memory ---------------- */
 
@@ -523,4 +524,61 @@ gdpr_key_fingerprints(PG_FUNCTION_ARGS)
 		items[i] = CStringGetTextDatum(hex);
 	}
 	PG_RETURN_ARRAYTYPE_P(construct_array(items, n, TEXTOID, -1, false, TYPALIGN_INT));
+}
+
+/* --- the access log ---------------------------------------------------- */
+
+/*
+ * MAC of msg under the access log's subkey of the master key named by
+ * fingerprint (NULL: the current key), written as fingerprint || MAC into out
+ * (LOG_MAC_BYTES).  False when that key is not loaded.
+ */
+bool
+crm_gdpr_log_mac(const unsigned char *msg, size_t len, const unsigned char *fingerprint,
+				 unsigned char *out)
+{
+	const unsigned char *fps[1];
+	const unsigned char *master;
+
+	if (fingerprint == NULL)
+	{
+		if (crm_gdpr_key_fingerprints(fps, 1) == 0)
+			return false;
+		fingerprint = fps[0];
+	}
+	master = crm_gdpr_key_by_fingerprint(fingerprint);
+	if (master == NULL)
+		return false;
+	memcpy(out, fingerprint, KEY_FINGERPRINT_BYTES);
+	crypto_generichash(out + KEY_FINGERPRINT_BYTES, LOG_MAC_BYTES - KEY_FINGERPRINT_BYTES, msg, len,
+					   derived_key(master, fingerprint, SUBKEY_LOG_MAC, NULL), 32);
+	return true;
+}
+
+/*
+ * A subject's reference in the access log: gdpr.pseudonymise(id,
+ * 'access-log') under the current key.  Without a key, an unkeyed BLAKE2b
+ * hash marked "h:": it keeps identifiers out of the log's text but anyone can
+ * recompute it from a guessed identifier, which doc/access-log.md says.
+ */
+text *
+crm_gdpr_log_subject_ref(const char *id, size_t len)
+{
+	const unsigned char *fps[1];
+	unsigned char hash[PSEUDONYM_BYTES];
+	text	   *token;
+	bool		keyed = crm_gdpr_key_fingerprints(fps, 1) > 0;
+	int			prefix = keyed ? 0 : 2;
+
+	if (keyed)
+		crypto_generichash(hash, sizeof(hash), (const unsigned char *) id, len,
+						   derived_key(crm_gdpr_key_by_fingerprint(fps[0]), fps[0], SUBKEY_PSEUDONYM,
+									   "access-log"), 32);
+	else
+		crypto_generichash(hash, sizeof(hash), (const unsigned char *) id, len, NULL, 0);
+	token = (text *) palloc(VARHDRSZ + prefix + PSEUDONYM_CHARS);
+	memcpy(VARDATA(token), "h:", prefix);
+	encode_token(hash, VARDATA(token) + prefix);
+	SET_VARSIZE(token, VARHDRSZ + prefix + PSEUDONYM_CHARS);
+	return token;
 }

@@ -77,9 +77,15 @@ crm_gdpr_worker_init(bool preloading)
 	}
 }
 
+const char *
+crm_gdpr_worker_database(void)
+{
+	return worker_database;
+}
+
 /* Run one SQL statement returning a single int8 (or NULL -> -2). */
-static int64
-run_int8(const char *sql, int nargs, Oid *types, Datum *values)
+int64
+crm_gdpr_run_int8(const char *sql, int nargs, Oid *types, Datum *values)
 {
 	bool		isnull;
 	int64		result;
@@ -90,8 +96,8 @@ run_int8(const char *sql, int nargs, Oid *types, Datum *values)
 	return isnull ? -2 : result;
 }
 
-static void
-begin_step(const char *activity)
+void
+crm_gdpr_begin_step(const char *activity)
 {
 	SetCurrentStatementStartTimestamp();
 	StartTransactionCommand();
@@ -100,8 +106,8 @@ begin_step(const char *activity)
 	pgstat_report_activity(STATE_RUNNING, activity);
 }
 
-static void
-end_step(void)
+void
+crm_gdpr_end_step(void)
 {
 	SPI_finish();
 	PopActiveSnapshot();
@@ -111,18 +117,18 @@ end_step(void)
 }
 
 /* Whether the extension is installed here; logged once when it is not. */
-static bool
-extension_ready(bool *warned)
+bool
+crm_gdpr_extension_ready(bool *warned, const char *who)
 {
 	bool		ready;
 
-	begin_step("crm_gdpr: checking the extension");
-	ready = run_int8("SELECT count(*) FROM pg_catalog.pg_extension WHERE extname = 'crm_gdpr'", 0, NULL, NULL) > 0;
-	end_step();
+	crm_gdpr_begin_step("crm_gdpr: checking the extension");
+	ready = crm_gdpr_run_int8("SELECT count(*) FROM pg_catalog.pg_extension WHERE extname = 'crm_gdpr'", 0, NULL, NULL) > 0;
+	crm_gdpr_end_step();
 	if (!ready && !*warned)
 		ereport(LOG,
-				(errmsg("crm_gdpr purge worker: extension crm_gdpr is not installed in database \"%s\"; waiting",
-						worker_database)));
+				(errmsg("%s: extension crm_gdpr is not installed in database \"%s\"; waiting",
+						who, worker_database)));
 	*warned = !ready;
 	return ready;
 }
@@ -137,8 +143,8 @@ purge_once(void)
 	List	   *policies = NIL;
 	ListCell   *lc;
 
-	begin_step("crm_gdpr: starting a purge");
-	run_id = run_int8("SELECT gdpr._purge_begin('worker', false)", 0, NULL, NULL);
+	crm_gdpr_begin_step("crm_gdpr: starting a purge");
+	run_id = crm_gdpr_run_int8("SELECT gdpr._purge_begin('worker', false)", 0, NULL, NULL);
 	if (run_id >= 0)
 	{
 		MemoryContext oldcxt;
@@ -157,7 +163,7 @@ purge_once(void)
 		}
 		MemoryContextSwitchTo(oldcxt);
 	}
-	end_step();
+	crm_gdpr_end_step();
 	if (run_id < 0)
 		return;					/* another purge holds the lock */
 
@@ -173,29 +179,29 @@ purge_once(void)
 				proc_exit(1);
 			if (RecoveryInProgress())
 				return;
-			begin_step("crm_gdpr: purging");
+			crm_gdpr_begin_step("crm_gdpr: purging");
 			values[0] = Int64GetDatum(run_id);
 			values[1] = Int32GetDatum(lfirst_int(lc));
 			values[2] = Int32GetDatum(purge_batch_size);
 			values[3] = BoolGetDatum(false);
-			done = run_int8("SELECT gdpr._purge_batch($1, $2, $3, $4)", 4, types, values);
-			end_step();
+			done = crm_gdpr_run_int8("SELECT gdpr._purge_batch($1, $2, $3, $4)", 4, types, values);
+			crm_gdpr_end_step();
 		} while (done > 0);
 	}
 	list_free(policies);
-	begin_step("crm_gdpr: finishing a purge");
+	crm_gdpr_begin_step("crm_gdpr: finishing a purge");
 	values[0] = Int64GetDatum(run_id);
 	SPI_execute_with_args("SELECT gdpr._purge_finish($1)", 1, types, values, NULL, false, 0);
-	end_step();
+	crm_gdpr_end_step();
 }
 
 static void
 mark_interrupted_runs(void)
 {
-	begin_step("crm_gdpr: marking interrupted purges");
-	if (run_int8("SELECT gdpr._purge_mark_interrupted()", 0, NULL, NULL) > 0)
+	crm_gdpr_begin_step("crm_gdpr: marking interrupted purges");
+	if (crm_gdpr_run_int8("SELECT gdpr._purge_mark_interrupted()", 0, NULL, NULL) > 0)
 		ereport(LOG, (errmsg("crm_gdpr purge worker: purges left running by a crash are marked interrupted")));
-	end_step();
+	crm_gdpr_end_step();
 }
 
 void
@@ -208,6 +214,7 @@ crm_gdpr_worker_main(Datum arg)
 	pqsignal(SIGTERM, die);
 	BackgroundWorkerUnblockSignals();
 	BackgroundWorkerInitializeConnection(worker_database, NULL, 0);
+	crm_gdpr_in_own_worker = true;
 	pgstat_report_appname("crm_gdpr purge worker");
 	ereport(LOG, (errmsg("crm_gdpr purge worker started in database \"%s\"", worker_database)));
 
@@ -219,7 +226,7 @@ crm_gdpr_worker_main(Datum arg)
 			ConfigReloadPending = false;
 			ProcessConfigFile(PGC_SIGHUP);
 		}
-		if (enable_worker && !RecoveryInProgress() && extension_ready(&warned))
+		if (enable_worker && !RecoveryInProgress() && crm_gdpr_extension_ready(&warned, "crm_gdpr purge worker"))
 		{
 			if (!started)
 			{

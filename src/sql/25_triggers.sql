@@ -4,6 +4,8 @@
 
 CREATE FUNCTION gdpr._attach_triggers(tbl regclass) RETURNS void
   LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+  col text;
 BEGIN
   -- Restriction of processing (Art. 18): see 70_rights.sql.
   EXECUTE format('CREATE OR REPLACE TRIGGER gdpr_restrict_update AFTER UPDATE ON %s
@@ -12,6 +14,23 @@ BEGIN
   EXECUTE format('CREATE OR REPLACE TRIGGER gdpr_restrict_delete AFTER DELETE ON %s
                     REFERENCING OLD TABLE AS changed_rows
                     FOR EACH STATEMENT EXECUTE FUNCTION gdpr._enforce_restriction()', tbl);
+  -- The access log (80_access_log.sql, log_write.c): one row per statement.
+  -- The argument is the subject key column, found here once rather than per
+  -- statement ('' when the subject is reached through other tables).
+  col := gdpr._log_subject_column(tbl);
+  EXECUTE format('CREATE OR REPLACE TRIGGER gdpr_log_insert AFTER INSERT ON %s REFERENCING NEW TABLE AS gdpr_new
+                    FOR EACH STATEMENT EXECUTE FUNCTION gdpr._log_write(%L)', tbl, col);
+  EXECUTE format('CREATE OR REPLACE TRIGGER gdpr_log_update AFTER UPDATE ON %s
+                    REFERENCING OLD TABLE AS gdpr_old NEW TABLE AS gdpr_new
+                    FOR EACH STATEMENT EXECUTE FUNCTION gdpr._log_write(%L)', tbl, col);
+  EXECUTE format('CREATE OR REPLACE TRIGGER gdpr_log_delete AFTER DELETE ON %s REFERENCING OLD TABLE AS gdpr_old
+                    FOR EACH STATEMENT EXECUTE FUNCTION gdpr._log_write(%L)', tbl, col);
+  EXECUTE format('CREATE OR REPLACE TRIGGER gdpr_log_truncate AFTER TRUNCATE ON %s
+                    FOR EACH STATEMENT EXECUTE FUNCTION gdpr._log_write(%L)', tbl, col);
+  -- The month partitions exist before anything is logged.
+  IF to_regclass(format('gdpr.%I', gdpr._log_month_name(date_trunc('month', now() AT TIME ZONE 'UTC')))) IS NULL THEN
+    PERFORM gdpr._log_maintain();
+  END IF;
 END
 $$;
 
@@ -21,7 +40,9 @@ DECLARE
   t name;
 BEGIN
   FOR t IN SELECT g.tgname FROM pg_trigger g
-             WHERE g.tgrelid = tbl AND g.tgname IN ('gdpr_restrict_update', 'gdpr_restrict_delete') LOOP
+             WHERE g.tgrelid = tbl AND NOT g.tgisinternal
+              AND g.tgname IN ('gdpr_restrict_update', 'gdpr_restrict_delete', 'gdpr_log_insert',
+                               'gdpr_log_update', 'gdpr_log_delete', 'gdpr_log_truncate') LOOP
     EXECUTE format('DROP TRIGGER %I ON %s', t, tbl);
   END LOOP;
 END

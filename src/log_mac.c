@@ -1,0 +1,187 @@
+/*
+ * log_mac.c — the keyed MAC of every access log row.
+ *
+ * A BEFORE INSERT row trigger gives each row a MAC (BLAKE2b keyed with a
+ * subkey of the master key, prefixed with the key's fingerprint) over its
+ * fields in a canonical form; gdpr.verify_access_log() recomputes it with
+ * gdpr._log_row_mac().  The canonical form names each field and gives its
+ * length, so that no two rows share it, and writes timestamps as
+ * microseconds: no session setting (time zone, date style) changes it, nor a
+ * dump and restore.  tbl (an OID) is left out for that reason: table_name, the
+ * name it had, is covered instead.  A row that arrives with a MAC keeps it:
+ * that is a restore (a forged one fails verification).
+ */
+#include "postgres.h"
+
+#include "access/htup_details.h"
+#include "catalog/pg_type.h"
+#include "commands/trigger.h"
+#include "fmgr.h"
+#include "lib/stringinfo.h"
+#include "utils/builtins.h"
+#include "utils/lsyscache.h"
+#include "utils/rel.h"
+#include "utils/timestamp.h"
+#include "utils/typcache.h"
+
+#include "crm_gdpr.h"
+
+static const char *const mac_fields[] = {
+	"id", "at", "last_at", "role_name", "session_user_name", "application_name", "client_addr",
+	"backend_pid", "operation", "table_name", "columns", "subject_refs", "subjects", "row_count",
+	"times", "query_id", "purpose", "detail"
+};
+
+static int
+attnum_of(TupleDesc desc, const char *name)
+{
+	for (int i = 0; i < desc->natts; i++)
+	{
+		Form_pg_attribute att = TupleDescAttr(desc, i);
+
+		if (!att->attisdropped && strcmp(NameStr(att->attname), name) == 0)
+			return i + 1;
+	}
+	elog(ERROR, "gdpr.access_log has no column \"%s\"", name);
+	return 0;
+}
+
+static void
+canonical_row(HeapTuple tuple, TupleDesc desc, StringInfo out)
+{
+	for (int i = 0; i < lengthof(mac_fields); i++)
+	{
+		int			attnum = attnum_of(desc, mac_fields[i]);
+		Oid			type = TupleDescAttr(desc, attnum - 1)->atttypid;
+		bool		isnull;
+		Datum		value = heap_getattr(tuple, attnum, desc, &isnull);
+		char	   *text;
+
+		appendStringInfo(out, "%s=", mac_fields[i]);
+		if (isnull)
+		{
+			appendStringInfoString(out, "N;");
+			continue;
+		}
+		if (type == TIMESTAMPTZOID)
+			text = psprintf(INT64_FORMAT, DatumGetTimestampTz(value));
+		else
+		{
+			Oid			output;
+			bool		varlena;
+
+			getTypeOutputInfo(type, &output, &varlena);
+			text = OidOutputFunctionCall(output, value);
+		}
+		appendStringInfo(out, "V%zu:%s;", strlen(text), text);
+	}
+}
+
+/* The MAC of a row under the key named by fingerprint (NULL: current), or NULL. */
+static bytea *
+row_mac(HeapTuple tuple, TupleDesc desc, const unsigned char *fingerprint)
+{
+	StringInfoData buf;
+	bytea	   *mac = palloc(VARHDRSZ + LOG_MAC_BYTES);
+	bool		made;
+
+	initStringInfo(&buf);
+	canonical_row(tuple, desc, &buf);
+	made = crm_gdpr_log_mac((unsigned char *) buf.data, buf.len, fingerprint, (unsigned char *) VARDATA(mac));
+	pfree(buf.data);
+	if (!made)
+		return NULL;
+	SET_VARSIZE(mac, VARHDRSZ + LOG_MAC_BYTES);
+	return mac;
+}
+
+PG_FUNCTION_INFO_V1(gdpr_log_mac_row);
+Datum
+gdpr_log_mac_row(PG_FUNCTION_ARGS)
+{
+	TriggerData *td = (TriggerData *) fcinfo->context;
+	TupleDesc	desc;
+	int			mac_attnum;
+	bool		isnull;
+	bytea	   *mac;
+	Datum		value;
+	bool		null = false;
+
+	if (!CALLED_AS_TRIGGER(fcinfo) || !TRIGGER_FIRED_BEFORE(td->tg_event) ||
+		!TRIGGER_FIRED_FOR_ROW(td->tg_event) || !TRIGGER_FIRED_BY_INSERT(td->tg_event))
+		ereport(ERROR,
+				(errcode(ERRCODE_E_R_I_E_TRIGGER_PROTOCOL_VIOLATED),
+				 errmsg("gdpr._log_mac_row() must be a BEFORE INSERT row trigger")));
+	desc = RelationGetDescr(td->tg_relation);
+	mac_attnum = attnum_of(desc, "mac");
+	(void) heap_getattr(td->tg_trigtuple, mac_attnum, desc, &isnull);
+	if (!isnull)
+		return PointerGetDatum(td->tg_trigtuple);
+	mac = row_mac(td->tg_trigtuple, desc, NULL);
+	if (mac == NULL)
+		return PointerGetDatum(td->tg_trigtuple);	/* no key: verify reports the row */
+	value = PointerGetDatum(mac);
+	return PointerGetDatum(heap_modify_tuple_by_cols(td->tg_trigtuple, desc, 1, &mac_attnum, &value, &null));
+}
+
+PG_FUNCTION_INFO_V1(gdpr_log_row_mac);
+Datum
+gdpr_log_row_mac(PG_FUNCTION_ARGS)
+{
+	HeapTupleHeader row = PG_GETARG_HEAPTUPLEHEADER(0);
+	TupleDesc	desc = lookup_rowtype_tupdesc(HeapTupleHeaderGetTypeId(row), HeapTupleHeaderGetTypMod(row));
+	HeapTupleData tuple;
+	bool		isnull;
+	Datum		stored;
+	const unsigned char *fingerprint = NULL;
+	bytea	   *mac;
+
+	tuple.t_len = HeapTupleHeaderGetDatumLength(row);
+	ItemPointerSetInvalid(&tuple.t_self);
+	tuple.t_tableOid = InvalidOid;
+	tuple.t_data = row;
+	stored = heap_getattr(&tuple, attnum_of(desc, "mac"), desc, &isnull);
+	if (!isnull && VARSIZE_ANY_EXHDR(DatumGetByteaPP(stored)) == LOG_MAC_BYTES)
+		fingerprint = (unsigned char *) VARDATA_ANY(DatumGetByteaPP(stored));
+	mac = row_mac(&tuple, desc, fingerprint);
+	ReleaseTupleDesc(desc);
+	if (mac == NULL)
+		PG_RETURN_NULL();
+	PG_RETURN_BYTEA_P(mac);
+}
+
+/* For seals: fingerprint || MAC of data; NULL when the key is not loaded. */
+PG_FUNCTION_INFO_V1(gdpr_log_keyed_hash);
+Datum
+gdpr_log_keyed_hash(PG_FUNCTION_ARGS)
+{
+	bytea	   *data;
+	const unsigned char *fingerprint = NULL;
+	bytea	   *mac = palloc(VARHDRSZ + LOG_MAC_BYTES);
+
+	if (PG_ARGISNULL(0))
+		PG_RETURN_NULL();
+	data = PG_GETARG_BYTEA_PP(0);
+	if (!PG_ARGISNULL(1))
+	{
+		bytea	   *fp = PG_GETARG_BYTEA_PP(1);
+
+		if (VARSIZE_ANY_EXHDR(fp) != KEY_FINGERPRINT_BYTES)
+			PG_RETURN_NULL();
+		fingerprint = (unsigned char *) VARDATA_ANY(fp);
+	}
+	if (!crm_gdpr_log_mac((unsigned char *) VARDATA_ANY(data), VARSIZE_ANY_EXHDR(data), fingerprint,
+						  (unsigned char *) VARDATA(mac)))
+		PG_RETURN_NULL();
+	SET_VARSIZE(mac, VARHDRSZ + LOG_MAC_BYTES);
+	PG_RETURN_BYTEA_P(mac);
+}
+
+PG_FUNCTION_INFO_V1(gdpr_log_subject_ref);
+Datum
+gdpr_log_subject_ref(PG_FUNCTION_ARGS)
+{
+	text	   *id = PG_GETARG_TEXT_PP(0);
+
+	PG_RETURN_TEXT_P(crm_gdpr_log_subject_ref(VARDATA_ANY(id), VARSIZE_ANY_EXHDR(id)));
+}

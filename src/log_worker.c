@@ -1,0 +1,118 @@
+/*
+ * log_worker.c — the log writer: a second background worker.
+ *
+ * Separate from the purge worker because a purge can run for a long time and
+ * the read queue must not wait for it.  In crm_gdpr.database, every
+ * crm_gdpr.log_flush_interval (or sooner, when the queue is half full) it
+ * writes the queued reads; every crm_gdpr.log_seal_interval it seals the
+ * settled rows into the next block; every hour it creates the coming month
+ * partitions and applies the log's retention.  Each step is a transaction of
+ * its own.  Only this process seals, so the chain has one writer (the SQL
+ * takes an advisory lock as well, for manual calls).
+ */
+#include "postgres.h"
+
+#include "access/xlog.h"
+#include "fmgr.h"
+#include "miscadmin.h"
+#include "pgstat.h"
+#include "postmaster/bgworker.h"
+#include "postmaster/interrupt.h"
+#include "storage/ipc.h"
+#include "storage/latch.h"
+#include "tcop/tcopprot.h"
+#include "utils/guc.h"
+#include "utils/timestamp.h"
+
+#include "crm_gdpr.h"
+
+static int	log_flush_interval = 1000;	/* ms */
+static int	log_seal_interval = 10;		/* s */
+static bool enable_log_writer = true;
+
+#define MAINTAIN_INTERVAL_MS (3600 * 1000L)
+
+PGDLLEXPORT void crm_gdpr_log_worker_main(Datum arg);
+
+void
+crm_gdpr_log_worker_init(bool preloading)
+{
+	BackgroundWorker worker;
+
+	DefineCustomIntVariable("crm_gdpr.log_flush_interval", "Time between two writes of the queued reads.",
+							NULL, &log_flush_interval, 1000, 10, 3600 * 1000, PGC_SIGHUP, GUC_UNIT_MS,
+							NULL, NULL, NULL);
+	DefineCustomIntVariable("crm_gdpr.log_seal_interval", "Time between two seals of the access log.",
+							NULL, &log_seal_interval, 10, 1, 86400, PGC_SIGHUP, GUC_UNIT_S, NULL, NULL, NULL);
+	DefineCustomBoolVariable("crm_gdpr.enable_log_writer", "Whether the log writer writes, seals and maintains the access log.",
+							 NULL, &enable_log_writer, true, PGC_SIGHUP, 0, NULL, NULL, NULL);
+	if (!preloading)
+		return;
+	memset(&worker, 0, sizeof(worker));
+	worker.bgw_flags = BGWORKER_SHMEM_ACCESS | BGWORKER_BACKEND_DATABASE_CONNECTION;
+	worker.bgw_start_time = BgWorkerStart_RecoveryFinished;
+	worker.bgw_restart_time = 10;
+	snprintf(worker.bgw_library_name, BGW_MAXLEN, "crm_gdpr");
+	snprintf(worker.bgw_function_name, BGW_MAXLEN, "crm_gdpr_log_worker_main");
+	snprintf(worker.bgw_name, BGW_MAXLEN, "crm_gdpr log writer");
+	snprintf(worker.bgw_type, BGW_MAXLEN, "crm_gdpr log writer");
+	RegisterBackgroundWorker(&worker);
+}
+
+static void
+step(const char *activity, const char *sql)
+{
+	crm_gdpr_begin_step(activity);
+	(void) crm_gdpr_run_int8(sql, 0, NULL, NULL);
+	crm_gdpr_end_step();
+}
+
+static bool
+due(TimestampTz *last, long interval_ms)
+{
+	TimestampTz now = GetCurrentTimestamp();
+
+	if (*last != 0 && !TimestampDifferenceExceeds(*last, now, interval_ms))
+		return false;
+	*last = now;
+	return true;
+}
+
+void
+crm_gdpr_log_worker_main(Datum arg)
+{
+	bool		warned = false;
+	TimestampTz last_seal = 0;
+	TimestampTz last_maintain = 0;
+
+	pqsignal(SIGHUP, SignalHandlerForConfigReload);
+	pqsignal(SIGTERM, die);
+	BackgroundWorkerUnblockSignals();
+	BackgroundWorkerInitializeConnection(crm_gdpr_worker_database(), NULL, 0);
+	crm_gdpr_in_own_worker = true;
+	pgstat_report_appname("crm_gdpr log writer");
+	crm_gdpr_log_queue_set_writer();
+
+	for (;;)
+	{
+		CHECK_FOR_INTERRUPTS();
+		if (ConfigReloadPending)
+		{
+			ConfigReloadPending = false;
+			ProcessConfigFile(PGC_SIGHUP);
+		}
+		if (enable_log_writer && !RecoveryInProgress() &&
+			crm_gdpr_extension_ready(&warned, "crm_gdpr log writer"))
+		{
+			if (due(&last_maintain, MAINTAIN_INTERVAL_MS))
+				step("crm_gdpr: access log partitions and retention", "SELECT gdpr._log_maintain()");
+			step("crm_gdpr: writing queued reads", "SELECT gdpr.flush_access_log()");
+			if (due(&last_seal, log_seal_interval * 1000L))
+				step("crm_gdpr: sealing the access log",
+					 "SELECT CASE WHEN gdpr._log_keyed_hash('\\x') IS NULL THEN 0 ELSE gdpr.seal_access_log() END");
+		}
+		(void) WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
+						 log_flush_interval, PG_WAIT_EXTENSION);
+		ResetLatch(MyLatch);
+	}
+}

@@ -1,0 +1,662 @@
+/*
+ * read_hook.c — see every read of a registered table.
+ *
+ * Executor hooks (as pgaudit does) find, in each query's range table, the
+ * relations read (SELECT privilege checked) that carry the extension's log
+ * triggers, i.e. the registered tables, with the columns read.  At
+ * ExecutorEnd the rows returned are known and one record per table goes to
+ * the shared-memory queue (log_queue.c): no write, no lock wait, nothing that
+ * fails the reader.  COPY table TO is seen in the utility hook.  The hot path
+ * for a query that reads no registered table is a relcache lookup and a scan
+ * of its triggers per relation.
+ *
+ * The records carry, when the query returns it, the subject key column of
+ * the table read (at most LOG_RECORD_SUBJECTS values per query): that is how
+ * gdpr.access_history() finds who read one person's row.  A destination
+ * wrapper collects them; the same wrapper enforces crm_gdpr.max_rows_per_query.
+ *
+ * Left out, as pgaudit learned: parallel workers (the leader logs the query),
+ * the extension's own queries (inside its SECURITY DEFINER functions and
+ * triggers, which log EXPORT, ERASE... themselves) and its workers, and range
+ * table entries that are not relations.  On a hot standby nothing can be
+ * written: each record goes to the server log instead, as one line
+ * "crm_gdpr read: {json}".
+ */
+#include "postgres.h"
+
+#include "access/genam.h"
+#include "access/htup_details.h"
+#include "access/parallel.h"
+#include "access/table.h"
+#include "access/xact.h"
+#include "access/xlog.h"
+#include "catalog/indexing.h"
+#include "catalog/namespace.h"
+#include "catalog/pg_extension.h"
+#include "commands/copy.h"
+#include "executor/executor.h"
+#include "fmgr.h"
+#include "miscadmin.h"
+#include "nodes/parsenodes.h"
+#include "parser/parse_relation.h"
+#include "parser/parsetree.h"
+#include "storage/proc.h"
+#include "tcop/utility.h"
+#include "utils/queryjumble.h"
+#include "utils/acl.h"
+#include "utils/backend_status.h"
+#include "utils/builtins.h"
+#include "utils/fmgroids.h"
+#include "utils/guc.h"
+#include "utils/json.h"
+#include "utils/lsyscache.h"
+#include "utils/memutils.h"
+#include "utils/rel.h"
+#include "utils/timestamp.h"
+
+#include "crm_gdpr.h"
+
+static bool log_reads = true;
+static char *purpose = NULL;
+static int	max_rows_per_query = 0;
+static int	mass_read_rows = 10000;
+static char *mass_read_window = NULL;
+static char *access_log_keep = NULL;
+
+bool		crm_gdpr_in_own_worker = false;
+
+static ExecutorStart_hook_type prev_ExecutorStart = NULL;
+static ExecutorRun_hook_type prev_ExecutorRun = NULL;
+static ExecutorEnd_hook_type prev_ExecutorEnd = NULL;
+static ProcessUtility_hook_type prev_ProcessUtility = NULL;
+
+/* One registered table a query reads. */
+typedef struct ReadRel
+{
+	Oid			relid;
+	AttrNumber	subject_resno;	/* result column with its subject key, or 0 */
+	int			nsubjects;
+	char		columns[LOG_RECORD_COLUMNS];
+	char		subjects[LOG_RECORD_SUBJECTS][LOG_RECORD_SUBJECT_LEN];
+} ReadRel;
+
+/* What one running query reads; lives in its executor memory. */
+typedef struct QueryReads
+{
+	DestReceiver wrapper;		/* first: the executor calls it as a DestReceiver */
+	DestReceiver *inner;
+	QueryDesc  *query;
+	struct QueryReads *next;
+	bool		linked;
+	int64		limit;			/* crm_gdpr.max_rows_per_query for this reader, or 0 */
+	int64		sent;
+	int			nrels;
+	ReadRel		rels[FLEXIBLE_ARRAY_MEMBER];
+} QueryReads;
+
+static QueryReads *running = NULL;
+static bool in_copy = false;
+
+/* --- settings --------------------------------------------------------- */
+
+static void
+define_settings(void)
+{
+	DefineCustomBoolVariable("crm_gdpr.log_reads", "Whether reads of registered tables are logged.",
+							 "Needs crm_gdpr in shared_preload_libraries.",
+							 &log_reads, true, PGC_SUSET, 0, NULL, NULL, NULL);
+	DefineCustomStringVariable("crm_gdpr.purpose", "The purpose the application declares for what it does now.",
+							   "Recorded with each access in gdpr.access_log.",
+							   &purpose, "", PGC_USERSET, 0, NULL, NULL, NULL);
+	DefineCustomIntVariable("crm_gdpr.max_rows_per_query",
+							"Rows of a registered table one query may return to a role that is not gdpr_admin (0: no limit).",
+							NULL, &max_rows_per_query, 0, 0, INT_MAX, PGC_SUSET, 0, NULL, NULL, NULL);
+	DefineCustomIntVariable("crm_gdpr.mass_read_rows",
+							"Rows of personal data a role may read within crm_gdpr.mass_read_window before gdpr.mass_read_alarms lists it.",
+							NULL, &mass_read_rows, 10000, 1, INT_MAX, PGC_SUSET, 0, NULL, NULL, NULL);
+	DefineCustomStringVariable("crm_gdpr.mass_read_window", "The window of gdpr.mass_read_alarms (an interval).",
+							   NULL, &mass_read_window, "1 hour", PGC_SUSET, 0, NULL, NULL, NULL);
+	DefineCustomStringVariable("crm_gdpr.access_log_keep", "How long the access log keeps its rows (an interval).",
+							   "Whole months older than that are dropped by the log writer.",
+							   &access_log_keep, "5 years", PGC_SUSET, 0, NULL, NULL, NULL);
+}
+
+/* The value of a crm_gdpr.* setting, for SQL that runs without preloading. */
+PG_FUNCTION_INFO_V1(gdpr_setting);
+Datum
+gdpr_setting(PG_FUNCTION_ARGS)
+{
+	char	   *name = psprintf("crm_gdpr.%s", text_to_cstring(PG_GETARG_TEXT_PP(0)));
+
+	PG_RETURN_TEXT_P(cstring_to_text(GetConfigOptionByName(name, NULL, false)));
+}
+
+char *
+crm_gdpr_log_purpose(void)
+{
+	return purpose ? purpose : "";
+}
+
+bool
+crm_gdpr_is_admin(Oid roleid)
+{
+	Oid			admin = get_role_oid("gdpr_admin", true);
+
+	return superuser_arg(roleid) || (OidIsValid(admin) && has_privs_of_role(roleid, admin));
+}
+
+/* --- which queries, which tables --------------------------------------- */
+
+static Oid
+extension_owner(void)
+{
+	static LocalTransactionId cached_lxid = InvalidLocalTransactionId;
+	static Oid	owner = InvalidOid;
+	Relation	rel;
+	ScanKeyData key;
+	SysScanDesc scan;
+	HeapTuple	tup;
+
+	if (cached_lxid == MyProc->lxid)
+		return owner;
+	owner = InvalidOid;
+	rel = table_open(ExtensionRelationId, AccessShareLock);
+	ScanKeyInit(&key, Anum_pg_extension_extname, BTEqualStrategyNumber, F_NAMEEQ, CStringGetDatum("crm_gdpr"));
+	scan = systable_beginscan(rel, ExtensionNameIndexId, true, NULL, 1, &key);
+	if (HeapTupleIsValid(tup = systable_getnext(scan)))
+		owner = ((Form_pg_extension) GETSTRUCT(tup))->extowner;
+	systable_endscan(scan);
+	table_close(rel, AccessShareLock);
+	cached_lxid = MyProc->lxid;
+	return owner;
+}
+
+static bool
+reads_are_logged(void)
+{
+	Oid			userid;
+	int			sec_context;
+
+	if (!log_reads || !crm_gdpr_log_queue_ready() || IsParallelWorker() || crm_gdpr_in_own_worker ||
+		!IsTransactionState())
+		return false;
+	GetUserIdAndSecContext(&userid, &sec_context);
+	/* The extension's own functions and triggers run as its owner. */
+	if ((sec_context & SECURITY_LOCAL_USERID_CHANGE) && userid == extension_owner())
+		return false;
+	return true;
+}
+
+/*
+ * Whether rel is registered (it has the extension's log triggers), and if so
+ * its subject key column ("" when unknown).
+ */
+static const char *
+registered_subject_column(Relation rel)
+{
+	TriggerDesc *trigdesc = rel->trigdesc;
+
+	if (trigdesc == NULL)
+		return NULL;
+	for (int i = 0; i < trigdesc->numtriggers; i++)
+	{
+		Trigger    *t = &trigdesc->triggers[i];
+
+		if (strcmp(t->tgname, LOG_TRIGGER_PREFIX "insert") == 0)
+			return t->tgnargs > 0 ? t->tgargs[0] : "";
+	}
+	return NULL;
+}
+
+static void
+column_list(Relation rel, Bitmapset *selected, char *out)
+{
+	TupleDesc	desc = RelationGetDescr(rel);
+	bool		whole_row = bms_is_member(0 - FirstLowInvalidHeapAttributeNumber, selected);
+	size_t		used = 0;
+
+	out[0] = '\0';
+	for (int i = 0; i < desc->natts; i++)
+	{
+		Form_pg_attribute att = TupleDescAttr(desc, i);
+		const char *name = NameStr(att->attname);
+
+		if (att->attisdropped ||
+			!(whole_row || bms_is_member(att->attnum - FirstLowInvalidHeapAttributeNumber, selected)))
+			continue;
+		if (used + strlen(name) + 5 >= LOG_RECORD_COLUMNS)
+		{
+			strcpy(out + used, used ? ",..." : "...");
+			return;
+		}
+		used += sprintf(out + used, "%s%s", used ? "," : "", name);
+	}
+}
+
+static AttrNumber
+subject_result_column(PlannedStmt *stmt, Oid relid, Relation rel, const char *subject_column)
+{
+	AttrNumber	attnum;
+	ListCell   *lc;
+
+	if (subject_column == NULL || subject_column[0] == '\0' || stmt->planTree == NULL)
+		return 0;
+	attnum = attnameAttNum(rel, subject_column, false);
+	foreach(lc, stmt->planTree->targetlist)
+	{
+		TargetEntry *tle = lfirst_node(TargetEntry, lc);
+
+		if (!tle->resjunk && tle->resorigtbl == relid && tle->resorigcol == attnum)
+			return tle->resno;
+	}
+	return 0;
+}
+
+/* The registered tables a query reads, or NULL. */
+static QueryReads *
+find_reads(QueryDesc *query)
+{
+	PlannedStmt *stmt = query->plannedstmt;
+	QueryReads *reads = NULL;
+	int			rti = 0;
+	ListCell   *lc;
+
+	foreach(lc, stmt->rtable)
+	{
+		RangeTblEntry *rte = lfirst_node(RangeTblEntry, lc);
+		Relation	rel;
+		const char *subject_column;
+		ReadRel    *r;
+
+		rti++;
+		if (rte->rtekind != RTE_RELATION || !(rte->requiredPerms & ACL_SELECT))
+			continue;
+		if (query->operation != CMD_SELECT && list_member_int(stmt->resultRelations, rti))
+			continue;			/* the write is logged by the write trigger */
+		rel = RelationIdGetRelation(rte->relid);
+		if (!RelationIsValid(rel))
+			continue;
+		subject_column = registered_subject_column(rel);
+		if (subject_column != NULL)
+		{
+			if (reads == NULL)
+				reads = MemoryContextAllocZero(query->estate->es_query_cxt,
+											   offsetof(QueryReads, rels) + sizeof(ReadRel) * list_length(stmt->rtable));
+			r = &reads->rels[reads->nrels++];
+			r->relid = rte->relid;
+			column_list(rel, rte->selectedCols, r->columns);
+			r->subject_resno = subject_result_column(stmt, rte->relid, rel, subject_column);
+		}
+		RelationClose(rel);
+	}
+	return reads;
+}
+
+/* --- records ------------------------------------------------------------ */
+
+/* inet_client_addr(), once per backend ("" for a Unix socket). */
+static const char *
+client_address(void)
+{
+	static char addr[48] = "";
+	static bool known = false;
+
+	if (!known)
+	{
+		LOCAL_FCINFO(fcinfo, 0);
+		Datum		inet;
+
+		InitFunctionCallInfoData(*fcinfo, NULL, 0, InvalidOid, NULL, NULL);
+		inet = inet_client_addr(fcinfo);
+		if (!fcinfo->isnull)
+			strlcpy(addr, DatumGetCString(DirectFunctionCall1(inet_out, inet)), sizeof(addr));
+		known = true;
+	}
+	return addr;
+}
+
+void
+crm_gdpr_fill_log_record(LogRecord *rec, const char *operation, Oid relid)
+{
+	memset(rec, 0, offsetof(LogRecord, columns) + 1);
+	rec->at = GetCurrentTimestamp();
+	rec->dbid = MyDatabaseId;
+	rec->relid = relid;
+	rec->pid = MyProcPid;
+	rec->query_id = pgstat_get_my_query_id();
+	strlcpy(rec->operation, operation, sizeof(rec->operation));
+	strlcpy(rec->role, GetUserNameFromId(GetUserId(), false), NAMEDATALEN);
+	strlcpy(rec->session_role, GetUserNameFromId(GetSessionUserId(), false), NAMEDATALEN);
+	strlcpy(rec->appname, application_name ? application_name : "", NAMEDATALEN);
+	strlcpy(rec->client, client_address(), sizeof(rec->client));
+	strlcpy(rec->purpose, crm_gdpr_log_purpose(), NAMEDATALEN);
+}
+
+/* On a standby nothing is written: the server log keeps the record. */
+static void
+log_to_server_log(const LogRecord *rec)
+{
+	StringInfoData buf;
+
+	initStringInfo(&buf);
+	appendStringInfo(&buf, "{\"at\": \"%s\", \"operation\": ", timestamptz_to_str(rec->at));
+	escape_json(&buf, rec->operation);
+	appendStringInfoString(&buf, ", \"role\": ");
+	escape_json(&buf, rec->role);
+	appendStringInfoString(&buf, ", \"session_user\": ");
+	escape_json(&buf, rec->session_role);
+	appendStringInfoString(&buf, ", \"application_name\": ");
+	escape_json(&buf, rec->appname);
+	appendStringInfoString(&buf, ", \"table\": ");
+	escape_json(&buf, get_rel_name(rec->relid) ?
+				quote_qualified_identifier(get_namespace_name(get_rel_namespace(rec->relid)), get_rel_name(rec->relid)) : "");
+	appendStringInfoString(&buf, ", \"columns\": ");
+	escape_json(&buf, rec->columns);
+	appendStringInfo(&buf, ", \"rows\": " INT64_FORMAT ", \"subjects\": %d, \"purpose\": ", rec->rows, rec->nsubjects);
+	escape_json(&buf, rec->purpose);
+	appendStringInfoChar(&buf, '}');
+	ereport(LOG, (errmsg("crm_gdpr read: %s", buf.data), errhidestmt(true)));
+	crm_gdpr_log_queue_count_server_log();
+	pfree(buf.data);
+}
+
+static void
+record_read(const char *operation, Oid relid, const char *columns, int64 rows,
+			int nsubjects, char subjects[][LOG_RECORD_SUBJECT_LEN], const char *refused)
+{
+	LogRecord	rec;
+
+	crm_gdpr_fill_log_record(&rec, operation, relid);
+	rec.rows = rows;
+	strlcpy(rec.columns, columns, LOG_RECORD_COLUMNS);
+	rec.nsubjects = nsubjects;
+	for (int i = 0; i < nsubjects; i++)
+		strlcpy(rec.subjects[i], subjects[i], LOG_RECORD_SUBJECT_LEN);
+	if (refused)
+		strlcpy(rec.refused, refused, sizeof(rec.refused));
+	if (RecoveryInProgress())
+		log_to_server_log(&rec);
+	else
+		crm_gdpr_log_enqueue(&rec);
+}
+
+static void
+record_query(QueryReads *reads, int64 rows, const char *refused)
+{
+	for (int i = 0; i < reads->nrels; i++)
+		record_read("SELECT", reads->rels[i].relid, reads->rels[i].columns, rows,
+					reads->rels[i].nsubjects, reads->rels[i].subjects, refused);
+}
+
+/* --- the destination wrapper: subjects returned, row limit -------------- */
+
+static void
+note_subject(ReadRel *r, TupleTableSlot *slot)
+{
+	bool		isnull;
+	Datum		value;
+	Oid			typoutput;
+	bool		varlena;
+	char	   *id;
+
+	if (r->subject_resno == 0 || r->nsubjects >= LOG_RECORD_SUBJECTS)
+		return;
+	value = slot_getattr(slot, r->subject_resno, &isnull);
+	if (isnull)
+		return;
+	getTypeOutputInfo(TupleDescAttr(slot->tts_tupleDescriptor, r->subject_resno - 1)->atttypid, &typoutput, &varlena);
+	id = OidOutputFunctionCall(typoutput, value);
+	for (int i = 0; i < r->nsubjects; i++)
+		if (strncmp(r->subjects[i], id, LOG_RECORD_SUBJECT_LEN - 1) == 0)
+			return;
+	strlcpy(r->subjects[r->nsubjects++], id, LOG_RECORD_SUBJECT_LEN);
+}
+
+static bool
+wrapper_receive(TupleTableSlot *slot, DestReceiver *self)
+{
+	QueryReads *reads = (QueryReads *) self;
+
+	if (reads->limit > 0 && ++reads->sent > reads->limit)
+	{
+		char		why[96];
+
+		snprintf(why, sizeof(why), "crm_gdpr.max_rows_per_query = " INT64_FORMAT, reads->limit);
+		record_query(reads, reads->sent, why);
+		ereport(ERROR,
+				(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
+				 errmsg("query returns more than " INT64_FORMAT " rows of personal data", reads->limit),
+				 errdetail("crm_gdpr.max_rows_per_query limits what a role that is not gdpr_admin reads at once; the attempt is logged."),
+				 errhint("Narrow the query, or ask a gdpr_admin for the export.")));
+	}
+	for (int i = 0; i < reads->nrels; i++)
+		note_subject(&reads->rels[i], slot);
+	return reads->inner->receiveSlot(slot, reads->inner);
+}
+
+static void
+wrapper_startup(DestReceiver *self, int operation, TupleDesc typeinfo)
+{
+	QueryReads *reads = (QueryReads *) self;
+
+	reads->inner->rStartup(reads->inner, operation, typeinfo);
+}
+
+static void
+wrapper_shutdown(DestReceiver *self)
+{
+	QueryReads *reads = (QueryReads *) self;
+
+	reads->inner->rShutdown(reads->inner);
+}
+
+static void
+wrapper_destroy(DestReceiver *self)
+{
+}
+
+static bool
+needs_wrapper(QueryReads *reads)
+{
+	if (reads->limit > 0)
+		return true;
+	for (int i = 0; i < reads->nrels; i++)
+		if (reads->rels[i].subject_resno > 0)
+			return true;
+	return false;
+}
+
+/* --- hooks --------------------------------------------------------------- */
+
+static void
+unlink_reads(void *arg)
+{
+	QueryReads *reads = (QueryReads *) arg;
+	QueryReads **p;
+
+	if (!reads->linked)
+		return;
+	for (p = &running; *p; p = &(*p)->next)
+		if (*p == reads)
+		{
+			*p = reads->next;
+			break;
+		}
+	reads->linked = false;
+}
+
+static QueryReads *
+reads_of(QueryDesc *query)
+{
+	for (QueryReads *r = running; r; r = r->next)
+		if (r->query == query)
+			return r;
+	return NULL;
+}
+
+static void
+crm_gdpr_ExecutorStart(QueryDesc *query, int eflags)
+{
+	QueryReads *reads;
+	MemoryContextCallback *cb;
+
+	if (prev_ExecutorStart)
+		prev_ExecutorStart(query, eflags);
+	else
+		standard_ExecutorStart(query, eflags);
+	if ((eflags & EXEC_FLAG_EXPLAIN_ONLY) || in_copy || !reads_are_logged())
+		return;
+	reads = find_reads(query);
+	if (reads == NULL)
+		return;
+	reads->query = query;
+	reads->wrapper.receiveSlot = wrapper_receive;
+	reads->wrapper.rStartup = wrapper_startup;
+	reads->wrapper.rShutdown = wrapper_shutdown;
+	reads->wrapper.rDestroy = wrapper_destroy;
+	reads->wrapper.mydest = DestNone;
+	if (max_rows_per_query > 0 && !crm_gdpr_is_admin(GetUserId()))
+		reads->limit = max_rows_per_query;
+	reads->next = running;
+	reads->linked = true;
+	running = reads;
+	/* An error frees the executor's memory: the entry goes with it. */
+	cb = MemoryContextAlloc(query->estate->es_query_cxt, sizeof(MemoryContextCallback));
+	cb->func = unlink_reads;
+	cb->arg = reads;
+	MemoryContextRegisterResetCallback(query->estate->es_query_cxt, cb);
+}
+
+static void
+crm_gdpr_ExecutorRun(QueryDesc *query, ScanDirection direction, uint64 count, bool execute_once)
+{
+	QueryReads *reads = reads_of(query);
+
+	if (reads && needs_wrapper(reads) && query->dest != &reads->wrapper)
+	{
+		/* Portals set the destination before each run: wrap it for this run. */
+		reads->inner = query->dest;
+		query->dest = &reads->wrapper;
+		PG_TRY();
+		{
+			if (prev_ExecutorRun)
+				prev_ExecutorRun(query, direction, count, execute_once);
+			else
+				standard_ExecutorRun(query, direction, count, execute_once);
+		}
+		PG_FINALLY();
+		{
+			query->dest = reads->inner;
+		}
+		PG_END_TRY();
+		return;
+	}
+	if (prev_ExecutorRun)
+		prev_ExecutorRun(query, direction, count, execute_once);
+	else
+		standard_ExecutorRun(query, direction, count, execute_once);
+}
+
+static void
+crm_gdpr_ExecutorEnd(QueryDesc *query)
+{
+	QueryReads *reads = reads_of(query);
+
+	if (reads)
+	{
+		record_query(reads, (int64) query->estate->es_processed, NULL);
+		unlink_reads(reads);
+	}
+	if (prev_ExecutorEnd)
+		prev_ExecutorEnd(query);
+	else
+		standard_ExecutorEnd(query);
+}
+
+/* COPY table TO does not go through the executor. */
+static void
+copy_to(CopyStmt *stmt, PlannedStmt *pstmt, const char *queryString, bool readOnlyTree,
+		ProcessUtilityContext context, ParamListInfo params, QueryEnvironment *queryEnv,
+		DestReceiver *dest, QueryCompletion *qc)
+{
+	Oid			relid = RangeVarGetRelid(stmt->relation, AccessShareLock, true);
+	Relation	rel = OidIsValid(relid) ? RelationIdGetRelation(relid) : NULL;
+	char		columns[LOG_RECORD_COLUMNS] = "";
+	bool		registered = false;
+
+	if (RelationIsValid(rel))
+	{
+		registered = registered_subject_column(rel) != NULL;
+		if (registered)
+		{
+			Bitmapset  *cols = NULL;
+			ListCell   *lc;
+
+			foreach(lc, stmt->attlist)
+				cols = bms_add_member(cols, attnameAttNum(rel, strVal(lfirst(lc)), false) -
+									  FirstLowInvalidHeapAttributeNumber);
+			column_list(rel, cols ? cols : bms_make_singleton(0 - FirstLowInvalidHeapAttributeNumber), columns);
+		}
+		RelationClose(rel);
+	}
+	if (registered && max_rows_per_query > 0 && !crm_gdpr_is_admin(GetUserId()))
+	{
+		record_read("COPY", relid, columns, 0, 0, NULL, "crm_gdpr.max_rows_per_query: COPY TO");
+		ereport(ERROR,
+				(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
+				 errmsg("COPY TO of a table of personal data is not allowed while crm_gdpr.max_rows_per_query is set"),
+				 errdetail("A role that is not gdpr_admin may not export a registered table wholesale; the attempt is logged."),
+				 errhint("Ask a gdpr_admin for the export.")));
+	}
+	in_copy = registered;
+	PG_TRY();
+	{
+		if (prev_ProcessUtility)
+			prev_ProcessUtility(pstmt, queryString, readOnlyTree, context, params, queryEnv, dest, qc);
+		else
+			standard_ProcessUtility(pstmt, queryString, readOnlyTree, context, params, queryEnv, dest, qc);
+	}
+	PG_FINALLY();
+	{
+		in_copy = false;
+	}
+	PG_END_TRY();
+	if (registered)
+		record_read("COPY", relid, columns, qc ? (int64) qc->nprocessed : 0, 0, NULL, NULL);
+}
+
+static void
+crm_gdpr_ProcessUtility(PlannedStmt *pstmt, const char *queryString, bool readOnlyTree,
+						ProcessUtilityContext context, ParamListInfo params, QueryEnvironment *queryEnv,
+						DestReceiver *dest, QueryCompletion *qc)
+{
+	Node	   *tree = pstmt->utilityStmt;
+
+	if (IsA(tree, CopyStmt) && !((CopyStmt *) tree)->is_from && ((CopyStmt *) tree)->relation &&
+		reads_are_logged())
+	{
+		copy_to((CopyStmt *) tree, pstmt, queryString, readOnlyTree, context, params, queryEnv, dest, qc);
+		return;
+	}
+	if (prev_ProcessUtility)
+		prev_ProcessUtility(pstmt, queryString, readOnlyTree, context, params, queryEnv, dest, qc);
+	else
+		standard_ProcessUtility(pstmt, queryString, readOnlyTree, context, params, queryEnv, dest, qc);
+}
+
+void
+crm_gdpr_read_hook_init(bool preloading)
+{
+	define_settings();
+	if (!preloading)
+		return;
+	EnableQueryId();
+	prev_ExecutorStart = ExecutorStart_hook;
+	ExecutorStart_hook = crm_gdpr_ExecutorStart;
+	prev_ExecutorRun = ExecutorRun_hook;
+	ExecutorRun_hook = crm_gdpr_ExecutorRun;
+	prev_ExecutorEnd = ExecutorEnd_hook;
+	ExecutorEnd_hook = crm_gdpr_ExecutorEnd;
+	prev_ProcessUtility = ProcessUtility_hook;
+	ProcessUtility_hook = crm_gdpr_ProcessUtility;
+}

@@ -1,0 +1,433 @@
+-- The access log: who read or changed personal data, when, why.  Append-only
+-- and tamper-evident.  Writes are logged by C statement triggers in the
+-- writing transaction (log_write.c); reads are seen by an executor hook and
+-- queued in shared memory (read_hook.c, log_queue.c), then written by the log
+-- writer (log_worker.c) or by gdpr.flush_access_log().  Every row gets a keyed
+-- MAC at insert (log_mac.c); the log writer seals settled rows into
+-- hash-chained blocks; gdpr.verify_access_log() checks both.
+
+-- The role a row names: the caller of the extension's SECURITY DEFINER
+-- functions (the role set by SET ROLE or the session), not their owner.
+CREATE FUNCTION gdpr._caller() RETURNS name
+  LANGUAGE c STABLE AS 'MODULE_PATHNAME', 'gdpr_caller';
+
+-- A crm_gdpr.* setting, also in sessions that have not loaded the module yet.
+CREATE FUNCTION gdpr._setting(name text) RETURNS text
+  LANGUAGE c STABLE STRICT AS 'MODULE_PATHNAME', 'gdpr_setting';
+
+CREATE SEQUENCE gdpr.access_log_id_seq;
+
+-- Partitioned by month (UTC) so that it can hold years of activity and old
+-- months go with a DROP: monthly partitions are created ahead by
+-- gdpr._log_maintain() (outside the extension, so that pg_dump copies them);
+-- the default partition only catches rows no month was ready for.
+CREATE TABLE gdpr.access_log (
+  id                 bigint NOT NULL DEFAULT nextval('gdpr.access_log_id_seq'),
+  at                 timestamptz NOT NULL DEFAULT clock_timestamp(),
+  last_at            timestamptz,          -- folded reads: the last of them
+  role_name          name NOT NULL DEFAULT gdpr._caller(),
+  session_user_name  name NOT NULL DEFAULT session_user,
+  application_name   text DEFAULT nullif(current_setting('application_name'), ''),
+  client_addr        inet DEFAULT inet_client_addr(),
+  backend_pid        int DEFAULT pg_backend_pid(),
+  operation          text NOT NULL,
+  tbl                regclass,
+  table_name         text,                 -- tbl as it was named: what the MAC covers
+  columns            name[],
+  subject_refs       text[],               -- keyed pseudonyms of the subjects touched
+  subjects           bigint,               -- how many; NULL when more than the refs kept
+  row_count          bigint,
+  times              int NOT NULL DEFAULT 1,   -- identical reads folded into this row
+  query_id           bigint,
+  purpose            text DEFAULT nullif(current_setting('crm_gdpr.purpose', true), ''),
+  detail             jsonb,
+  mac                bytea
+) PARTITION BY RANGE (at);
+ALTER SEQUENCE gdpr.access_log_id_seq OWNED BY gdpr.access_log.id;
+CREATE INDEX access_log_id ON gdpr.access_log (id);
+CREATE INDEX access_log_at ON gdpr.access_log (at);
+CREATE INDEX access_log_subjects ON gdpr.access_log USING gin (subject_refs);
+CREATE TABLE gdpr.access_log_default PARTITION OF gdpr.access_log DEFAULT;
+COMMENT ON TABLE gdpr.access_log IS
+  'every read and write of personal data: append-only, each row with a keyed MAC, sealed in hash-chained blocks';
+
+-- Seals: blocks of settled rows (by time), each chained to the previous one.
+CREATE TABLE gdpr.access_log_seals (
+  seal_id      bigint PRIMARY KEY,
+  sealed_at    timestamptz NOT NULL DEFAULT clock_timestamp(),
+  from_at      timestamptz NOT NULL,     -- the block holds the rows with from_at <= at < upto_at
+  upto_at      timestamptz NOT NULL,
+  row_count    bigint NOT NULL,
+  ids          int8multirange NOT NULL,
+  rows_hash    bytea NOT NULL,           -- SHA-256 of (id, mac) of its rows in id order
+  prev_hash    bytea,
+  hash         bytea NOT NULL            -- keyed MAC of all of the above
+);
+COMMENT ON TABLE gdpr.access_log_seals IS 'hash-chained blocks of the access log; written by one writer, append-only';
+
+-- What the log's own retention removed: verify does not look for those rows.
+CREATE TABLE gdpr.access_log_retention (
+  id              bigserial PRIMARY KEY,
+  at              timestamptz NOT NULL DEFAULT clock_timestamp(),
+  dropped_before  timestamptz NOT NULL,
+  what            text NOT NULL,
+  row_count       bigint
+);
+COMMENT ON TABLE gdpr.access_log_retention IS 'what the access log''s retention removed, and when';
+
+SELECT pg_catalog.pg_extension_config_dump('gdpr.access_log_default', '');
+SELECT pg_catalog.pg_extension_config_dump('gdpr.access_log_id_seq', '');
+SELECT pg_catalog.pg_extension_config_dump('gdpr.access_log_seals', '');
+SELECT pg_catalog.pg_extension_config_dump('gdpr.access_log_retention', '');
+SELECT pg_catalog.pg_extension_config_dump('gdpr.access_log_retention_id_seq', '');
+
+-- C parts: the MAC, the keyed hash of seals, the write trigger, the queue.
+CREATE FUNCTION gdpr._log_mac_row() RETURNS trigger
+  LANGUAGE c AS 'MODULE_PATHNAME', 'gdpr_log_mac_row';
+CREATE FUNCTION gdpr._log_row_mac(r gdpr.access_log) RETURNS bytea
+  LANGUAGE c STABLE STRICT AS 'MODULE_PATHNAME', 'gdpr_log_row_mac';
+CREATE FUNCTION gdpr._log_keyed_hash(data bytea, fingerprint bytea DEFAULT NULL) RETURNS bytea
+  LANGUAGE c STABLE AS 'MODULE_PATHNAME', 'gdpr_log_keyed_hash';
+CREATE FUNCTION gdpr._log_subject_ref(subject_id text) RETURNS text
+  LANGUAGE c STABLE STRICT AS 'MODULE_PATHNAME', 'gdpr_log_subject_ref';
+CREATE FUNCTION gdpr._log_write() RETURNS trigger
+  LANGUAGE c AS 'MODULE_PATHNAME', 'gdpr_log_write';
+CREATE FUNCTION gdpr._log_queue_take() RETURNS TABLE (
+    at timestamptz, role_name name, session_user_name name, application_name text, client_addr inet,
+    backend_pid int, operation text, tbl oid, columns name[], subject_ids text[], row_count bigint,
+    query_id bigint, purpose text, detail jsonb)
+  LANGUAGE c AS 'MODULE_PATHNAME', 'gdpr_log_queue_take';
+CREATE FUNCTION gdpr.access_log_queue() RETURNS TABLE (
+    capacity int, queued int, enqueued bigint, written bigint, dropped bigint, logged_to_server_log bigint)
+  LANGUAGE c AS 'MODULE_PATHNAME', 'gdpr_log_queue_stats';
+COMMENT ON FUNCTION gdpr.access_log_queue() IS
+  'the shared-memory queue of reads: capacity, waiting, and since the server started: queued, written, dropped';
+CREATE FUNCTION gdpr._allow_log_maintenance() RETURNS void
+  LANGUAGE c AS 'MODULE_PATHNAME', 'gdpr_allow_log_maintenance';
+CREATE FUNCTION gdpr._protect_access_log() RETURNS event_trigger
+  LANGUAGE c AS 'MODULE_PATHNAME', 'gdpr_protect_access_log';
+
+CREATE TRIGGER mac BEFORE INSERT ON gdpr.access_log
+  FOR EACH ROW EXECUTE FUNCTION gdpr._log_mac_row();
+CREATE TRIGGER append_only BEFORE UPDATE OR DELETE ON gdpr.access_log
+  FOR EACH ROW EXECUTE FUNCTION gdpr._append_only('access log');
+-- Statement triggers are not inherited: each partition gets its own.
+CREATE TRIGGER append_only_truncate BEFORE TRUNCATE ON gdpr.access_log_default
+  FOR EACH STATEMENT EXECUTE FUNCTION gdpr._append_only('access log');
+CREATE TRIGGER append_only BEFORE UPDATE OR DELETE ON gdpr.access_log_seals
+  FOR EACH ROW EXECUTE FUNCTION gdpr._append_only('access log');
+CREATE TRIGGER append_only_truncate BEFORE TRUNCATE ON gdpr.access_log_seals
+  FOR EACH STATEMENT EXECUTE FUNCTION gdpr._append_only('access log');
+CREATE TRIGGER append_only BEFORE UPDATE OR DELETE ON gdpr.access_log_retention
+  FOR EACH ROW EXECUTE FUNCTION gdpr._append_only('access log');
+CREATE TRIGGER append_only_truncate BEFORE TRUNCATE ON gdpr.access_log_retention
+  FOR EACH STATEMENT EXECUTE FUNCTION gdpr._append_only('access log');
+
+CREATE EVENT TRIGGER crm_gdpr_protect_access_log ON ddl_command_start
+  WHEN TAG IN ('ALTER TABLE', 'DROP TABLE')
+  EXECUTE FUNCTION gdpr._protect_access_log();
+
+-- Log one event of the extension's own functions (EXPORT, ERASE, PURGE,
+-- DECRYPT, CONSENT, ...).  The role is the caller of the SECURITY DEFINER
+-- function, not its owner.
+CREATE FUNCTION gdpr._log_event(operation text, tbl regclass, subject_ids text[], row_count bigint,
+                                detail jsonb DEFAULT NULL, columns name[] DEFAULT NULL) RETURNS void
+  LANGUAGE sql SET search_path = pg_catalog, pg_temp
+BEGIN ATOMIC
+  INSERT INTO gdpr.access_log (operation, tbl, table_name, columns, subject_refs, subjects, row_count, detail)
+    VALUES (operation, tbl, gdpr._qualified(tbl), columns,
+            (SELECT array_agg(gdpr._log_subject_ref(s)) FROM unnest(subject_ids) s),
+            cardinality(subject_ids), row_count, detail);
+END;
+
+-- Write the queued reads of this database, folding identical ones (same
+-- roles, client, table, columns, subjects, purpose and query) into one row
+-- with the number of reads in times and the sum of their rows.  The seal
+-- lock keeps it from running while a block is being sealed.
+CREATE FUNCTION gdpr.flush_access_log() RETURNS bigint
+  LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+  n bigint;
+BEGIN
+  PERFORM pg_advisory_xact_lock(hashtext('crm_gdpr.access_log_seal'));
+  INSERT INTO gdpr.access_log (at, last_at, role_name, session_user_name, application_name, client_addr,
+                               backend_pid, operation, tbl, table_name, columns, subject_refs, subjects,
+                               row_count, times, query_id, purpose, detail)
+    SELECT min(q.at), CASE WHEN count(*) > 1 THEN max(q.at) END, q.role_name, q.session_user_name,
+           q.application_name, q.client_addr, q.backend_pid, q.operation, q.tbl::regclass,
+           gdpr._qualified(q.tbl::regclass), q.columns,
+           (SELECT array_agg(gdpr._log_subject_ref(s)) FROM unnest(q.subject_ids) s),
+           cardinality(q.subject_ids), sum(q.row_count), count(*), q.query_id, q.purpose, q.detail
+      FROM gdpr._log_queue_take() q
+     WHERE EXISTS (SELECT FROM pg_class c WHERE c.oid = q.tbl)   -- a table dropped meanwhile
+     GROUP BY q.role_name, q.session_user_name, q.application_name, q.client_addr, q.backend_pid,
+              q.operation, q.tbl, q.columns, q.subject_ids, q.query_id, q.purpose, q.detail::text, q.detail
+     ORDER BY min(q.at);
+  GET DIAGNOSTICS n = ROW_COUNT;
+  RETURN n;
+END
+$$;
+COMMENT ON FUNCTION gdpr.flush_access_log() IS
+  'write the queued reads of this database now (the log writer does it every crm_gdpr.log_flush_interval)';
+
+-- Month partitions: this one and the next two; the log's retention.
+CREATE FUNCTION gdpr._log_month_name(m timestamp) RETURNS name
+  LANGUAGE sql IMMUTABLE RETURN ('access_log_' || to_char(m, 'YYYY_MM'))::name;
+
+CREATE FUNCTION gdpr._log_maintain() RETURNS bigint
+  LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+  this_month timestamp := date_trunc('month', now() AT TIME ZONE 'UTC');
+  lo timestamptz;
+  hi timestamptz;
+  part name;
+  cutoff timestamptz;
+  n bigint;
+  removed bigint := 0;
+  p record;
+BEGIN
+  PERFORM gdpr._allow_log_maintenance();
+  FOR i IN 0..2 LOOP
+    part := gdpr._log_month_name(this_month + make_interval(months => i));
+    lo := (this_month + make_interval(months => i)) AT TIME ZONE 'UTC';
+    hi := (this_month + make_interval(months => i + 1)) AT TIME ZONE 'UTC';
+    CONTINUE WHEN to_regclass(format('gdpr.%I', part)) IS NOT NULL;
+    -- Rows that went to the default partition stay there: the month starts after them.
+    lo := greatest(lo, (SELECT max(d.at) + interval '1 microsecond' FROM gdpr.access_log_default d
+                         WHERE d.at >= lo AND d.at < hi));
+    EXECUTE format('CREATE TABLE gdpr.%I PARTITION OF gdpr.access_log FOR VALUES FROM (%L) TO (%L)', part, lo, hi);
+    EXECUTE format('CREATE TRIGGER append_only_truncate BEFORE TRUNCATE ON gdpr.%I
+                      FOR EACH STATEMENT EXECUTE FUNCTION gdpr._append_only(%L)', part, 'access log');
+  END LOOP;
+
+  cutoff := date_trunc('month', (now() - gdpr._setting('access_log_keep')::interval) AT TIME ZONE 'UTC')
+            AT TIME ZONE 'UTC';
+  FOR p IN SELECT c.oid::regclass AS part, c.relname FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid
+            WHERE i.inhparent = 'gdpr.access_log'::regclass AND c.relname ~ '^access_log_[0-9]{4}_[0-9]{2}$'
+              AND (to_timestamp(substr(c.relname, 12), 'YYYY_MM') AT TIME ZONE 'UTC') + interval '1 month'
+                  <= cutoff AT TIME ZONE 'UTC'
+            ORDER BY c.relname LOOP
+    EXECUTE format('SELECT count(*) FROM %s', p.part) INTO n;
+    EXECUTE format('DROP TABLE %s', p.part);
+    INSERT INTO gdpr.access_log_retention (dropped_before, what, row_count)
+      VALUES (cutoff, 'partition ' || p.relname || ' dropped', n);
+    removed := removed + n;
+  END LOOP;
+  DELETE FROM gdpr.access_log_default d WHERE d.at < cutoff;
+  GET DIAGNOSTICS n = ROW_COUNT;
+  IF n > 0 THEN
+    INSERT INTO gdpr.access_log_retention (dropped_before, what, row_count)
+      VALUES (cutoff, 'rows of the default partition deleted', n);
+  END IF;
+  RETURN removed + n;
+END
+$$;
+
+-- The text a seal's MAC covers: every field, in a form independent of the
+-- session's settings (time zone, date style).
+CREATE FUNCTION gdpr._seal_text(s gdpr.access_log_seals) RETURNS bytea
+  LANGUAGE sql IMMUTABLE
+  RETURN convert_to(concat_ws('|', s.seal_id, (extract(epoch FROM s.from_at) * 1000000)::bigint,
+                              (extract(epoch FROM s.upto_at) * 1000000)::bigint, s.row_count, s.ids::text,
+                              encode(s.rows_hash, 'hex'), coalesce(encode(s.prev_hash, 'hex'), '-')), 'UTF8');
+
+-- The digest of the rows of one block, as a seal records it.
+CREATE FUNCTION gdpr._block_digest(from_at timestamptz, upto_at timestamptz,
+                                   OUT row_count bigint, OUT ids int8multirange, OUT rows_hash bytea)
+  LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp
+BEGIN ATOMIC
+  SELECT count(*), coalesce(range_agg(int8range(l.id, l.id, '[]')), '{}'),
+         sha256(convert_to(coalesce(string_agg(l.id || ':' || coalesce(encode(l.mac, 'hex'), '-'), ','
+                                                ORDER BY l.id), ''), 'UTF8'))
+    FROM gdpr.access_log l WHERE l.at >= _block_digest.from_at AND l.at < _block_digest.upto_at;
+END;
+
+-- Seal the settled rows into the next block.  Settled: older than one second
+-- and than the start of every transaction still running, so that no row can
+-- still appear in the block's time range.  A block never spans two months, so
+-- that the log's retention removes whole blocks.  One writer at a time.
+CREATE FUNCTION gdpr.seal_access_log() RETURNS bigint
+  LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+  prev gdpr.access_log_seals;
+  s gdpr.access_log_seals;
+  horizon timestamptz;
+  sealed bigint := 0;
+BEGIN
+  IF gdpr._log_keyed_hash('\x') IS NULL THEN
+    RAISE EXCEPTION 'the access log cannot be sealed without a key'
+      USING ERRCODE = 'object_not_in_prerequisite_state',
+            HINT = 'Set crm_gdpr.key_file (see doc/crypto.md).';
+  END IF;
+  PERFORM gdpr.flush_access_log();     -- takes the seal lock: queued reads are in before the horizon
+  horizon := least(clock_timestamp() - interval '1 second',
+                   (SELECT min(a.xact_start) FROM pg_stat_activity a
+                     WHERE a.pid <> pg_backend_pid() AND a.xact_start IS NOT NULL));
+  LOOP
+    SELECT * INTO prev FROM gdpr.access_log_seals x ORDER BY x.seal_id DESC LIMIT 1;
+    s.from_at := coalesce(prev.upto_at, (SELECT min(l.at) FROM gdpr.access_log l));
+    EXIT WHEN s.from_at IS NULL OR s.from_at >= horizon;
+    s.upto_at := least(horizon, (date_trunc('month', s.from_at AT TIME ZONE 'UTC') + interval '1 month') AT TIME ZONE 'UTC');
+    s.seal_id := coalesce(prev.seal_id, 0) + 1;
+    SELECT d.row_count, d.ids, d.rows_hash INTO s.row_count, s.ids, s.rows_hash
+      FROM gdpr._block_digest(s.from_at, s.upto_at) d;
+    s.prev_hash := prev.hash;
+    s.sealed_at := clock_timestamp();
+    s.hash := gdpr._log_keyed_hash(gdpr._seal_text(s));
+    INSERT INTO gdpr.access_log_seals VALUES (s.*);
+    sealed := sealed + s.row_count;
+  END LOOP;
+  RETURN sealed;
+END
+$$;
+COMMENT ON FUNCTION gdpr.seal_access_log() IS
+  'seal the settled rows of the access log into the next hash-chained block (the log writer does it)';
+
+-- Recompute every row's MAC and every seal: the chain, the rows each block
+-- holds.  Reports the first problem by row id.  Blocks older than what the
+-- log's retention removed are checked in the chain only.
+CREATE FUNCTION gdpr.verify_access_log()
+  RETURNS TABLE (ok boolean, checked bigint, first_bad_id bigint, detail text)
+  LANGUAGE plpgsql STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+  horizon timestamptz := (SELECT max(r.dropped_before) FROM gdpr.access_log_retention r);
+  s gdpr.access_log_seals;
+  prev gdpr.access_log_seals;
+  d record;
+  bad_id bigint;
+  bad_why text;
+  n bigint;
+  id_missing bigint;
+  id_added bigint;
+  bad_mac bigint;
+BEGIN
+  -- The chain.
+  FOR s IN SELECT * FROM gdpr.access_log_seals x ORDER BY x.seal_id LOOP
+    IF s.seal_id <> coalesce(prev.seal_id, 0) + 1 THEN
+      bad_why := format('seal %s is missing', coalesce(prev.seal_id, 0) + 1);
+    ELSIF s.prev_hash IS DISTINCT FROM prev.hash OR s.from_at IS DISTINCT FROM coalesce(prev.upto_at, s.from_at) THEN
+      bad_why := format('seal %s does not follow seal %s', s.seal_id, prev.seal_id);
+    ELSIF gdpr._log_keyed_hash(gdpr._seal_text(s), substr(s.hash, 1, 8)) IS DISTINCT FROM s.hash THEN
+      bad_why := format('seal %s was altered (its MAC does not match)', s.seal_id);
+    END IF;
+    IF bad_why IS NOT NULL THEN
+      RETURN QUERY SELECT false, 0::bigint, lower(s.ids), bad_why;
+      RETURN;
+    END IF;
+    prev := s;
+  END LOOP;
+
+  -- Each block against its rows.
+  FOR s IN SELECT * FROM gdpr.access_log_seals x
+            WHERE horizon IS NULL OR x.upto_at > horizon ORDER BY x.seal_id LOOP
+    SELECT * INTO d FROM gdpr._block_digest(s.from_at, s.upto_at);
+    CONTINUE WHEN d.row_count = s.row_count AND d.ids = s.ids AND d.rows_hash = s.rows_hash;
+    SELECT min(x.i) INTO id_missing
+      FROM (SELECT generate_series(lower(r), upper(r) - 1) i FROM unnest(s.ids) r) x
+     WHERE NOT EXISTS (SELECT FROM gdpr.access_log l WHERE l.id = x.i AND l.at >= s.from_at AND l.at < s.upto_at);
+    SELECT min(l.id) INTO id_added FROM gdpr.access_log l
+     WHERE l.at >= s.from_at AND l.at < s.upto_at AND NOT (l.id <@ s.ids);
+    IF id_missing IS NOT NULL AND (id_added IS NULL OR id_missing < id_added) THEN
+      bad_id := id_missing;
+      bad_why := format('row %s is missing: seal %s holds it', id_missing, s.seal_id);
+    ELSIF id_added IS NOT NULL THEN
+      bad_id := id_added;
+      bad_why := format('row %s was added after seal %s was made', id_added, s.seal_id);
+    ELSE
+      bad_id := lower(s.ids);
+      bad_why := format('the rows of seal %s were altered', s.seal_id);
+    END IF;
+    EXIT;
+  END LOOP;
+
+  -- Each row's MAC (a block whose rows were altered in place ends up here).
+  SELECT count(*), min(l.id) FILTER (WHERE l.mac IS NULL OR gdpr._log_row_mac(l) IS DISTINCT FROM l.mac)
+    INTO n, bad_mac FROM gdpr.access_log l;
+  IF bad_mac IS NOT NULL AND (bad_id IS NULL OR bad_mac <= bad_id) THEN
+    bad_id := bad_mac;
+    bad_why := format('row %s was altered or forged: its MAC does not match', bad_id);
+  END IF;
+  RETURN QUERY SELECT bad_id IS NULL, n, bad_id, coalesce(bad_why, format('%s rows, %s seals: intact', n,
+                                                                     coalesce(prev.seal_id, 0)));
+END
+$$;
+
+-- Who read or changed this person's data: rows naming his pseudonym in the
+-- tables of his subject table, and the extension's events about him.
+CREATE FUNCTION gdpr.access_history(subject_id text, subject_table regclass DEFAULT NULL)
+  RETURNS SETOF gdpr.access_log
+  LANGUAGE plpgsql STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+  st regclass := gdpr._subject_table(subject_table);
+BEGIN
+  PERFORM gdpr._not_blank(access_history.subject_id, 'subject_id must not be null or blank');
+  RETURN QUERY
+    SELECT l.* FROM gdpr.access_log l
+     WHERE l.subject_refs @> ARRAY[gdpr._log_subject_ref(access_history.subject_id)]
+       AND l.tbl IN (SELECT t.tbl FROM gdpr._subject_tree(st) t)
+     ORDER BY l.at, l.id;
+END
+$$;
+
+-- Per role and hour: how much personal data each role read.
+CREATE VIEW gdpr.read_volume AS
+  SELECT date_trunc('hour', l.at) AS hour, l.role_name, sum(l.times)::bigint AS reads,
+         sum(l.row_count)::bigint AS rows_read, array_agg(DISTINCT l.table_name ORDER BY l.table_name) AS tables
+    FROM gdpr.access_log l
+   WHERE l.operation IN ('SELECT', 'COPY', 'EXPORT', 'DECRYPT')
+   GROUP BY 1, 2;
+COMMENT ON VIEW gdpr.read_volume IS 'per hour and role: reads and rows of personal data read';
+
+-- Mass reads: roles that read more than crm_gdpr.mass_read_rows rows of
+-- personal data within the last crm_gdpr.mass_read_window.
+CREATE VIEW gdpr.mass_read_alarms AS
+  SELECT l.role_name, sum(l.row_count)::bigint AS rows_read, sum(l.times)::bigint AS reads,
+         min(l.at) AS first_at, max(coalesce(l.last_at, l.at)) AS last_at,
+         array_agg(DISTINCT l.table_name ORDER BY l.table_name) AS tables,
+         array_agg(DISTINCT l.application_name ORDER BY l.application_name) AS applications,
+         gdpr._setting('mass_read_rows')::bigint AS threshold,
+         gdpr._setting('mass_read_window')::interval AS window_length
+    FROM gdpr.access_log l
+   WHERE l.operation IN ('SELECT', 'COPY', 'EXPORT')
+     AND l.at >= now() - gdpr._setting('mass_read_window')::interval
+   GROUP BY l.role_name
+  HAVING sum(l.row_count) > gdpr._setting('mass_read_rows')::bigint;
+COMMENT ON VIEW gdpr.mass_read_alarms IS
+  'roles that read more than crm_gdpr.mass_read_rows rows of personal data in the last crm_gdpr.mass_read_window';
+
+-- Access violations: what the extension refused (the queue keeps them even
+-- though the refused statement's transaction aborts).
+CREATE VIEW gdpr.access_violations AS
+  SELECT l.id, l.at, l.role_name, l.session_user_name, l.application_name, l.client_addr, l.operation,
+         l.table_name, l.columns, l.row_count, l.purpose, l.detail ->> 'refused' AS refused
+    FROM gdpr.access_log l
+   WHERE l.detail ? 'refused';
+COMMENT ON VIEW gdpr.access_violations IS 'reads and writes the extension refused, with who tried and why';
+
+-- State of the log: queue, unsealed rows, partitions.
+CREATE VIEW gdpr.access_log_status AS
+  SELECT q.capacity, q.queued, q.enqueued, q.written, q.dropped, q.logged_to_server_log,
+         (SELECT max(s.seal_id) FROM gdpr.access_log_seals s) AS last_seal,
+         (SELECT max(s.upto_at) FROM gdpr.access_log_seals s) AS sealed_upto,
+         (SELECT count(*) FROM gdpr.access_log l
+           WHERE l.at >= coalesce((SELECT max(s.upto_at) FROM gdpr.access_log_seals s), '-infinity')) AS unsealed_rows,
+         (SELECT count(*) FROM pg_inherits i WHERE i.inhparent = 'gdpr.access_log'::regclass) AS partitions
+    FROM gdpr.access_log_queue() q;
+COMMENT ON VIEW gdpr.access_log_status IS 'the read queue, the last seal, rows waiting for a seal, partitions';
+
+-- The column of tbl holding its subject's key, for the log triggers' argument:
+-- '' when the subject is reached through other tables.
+CREATE FUNCTION gdpr._log_subject_column(tbl regclass) RETURNS text
+  LANGUAGE plpgsql STABLE SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+  r gdpr.registered_tables := gdpr._registered(tbl);
+  id_col name := (SELECT s.id_column FROM gdpr.subject_tables s WHERE s.tbl = r.subject_table);
+BEGIN
+  IF r.tbl = r.subject_table THEN
+    RETURN id_col;
+  ELSIF r.parent_table = r.subject_table AND r.parent_column = id_col THEN
+    RETURN r.subject_column;
+  END IF;
+  RETURN '';
+END
+$$;
