@@ -14,7 +14,7 @@
  * erasure never opens them (subjects appear there only as keyed pseudonyms);
  * only the log's own retention, gdpr._log_maintain(), may delete from the
  * default partition and drop old partitions, after calling
- * gdpr._allow_log_maintenance().  gdpr._protect_access_log(), an event
+ * gdpr._allow_log_maintenance(true), and closing after itself.  gdpr._protect_access_log(), an event
  * trigger, refuses ALTER TABLE and DROP TABLE on them except in that
  * maintenance, in the extension's own scripts, and the forms pg_restore needs
  * (attaching a partition, setting its owner and defaults).
@@ -67,11 +67,15 @@ gdpr_allow_ledger_erasure(PG_FUNCTION_ARGS)
 	PG_RETURN_VOID();
 }
 
+/* Opened by gdpr._log_maintain() for its own statements, closed after them. */
 PG_FUNCTION_INFO_V1(gdpr_allow_log_maintenance);
 Datum
 gdpr_allow_log_maintenance(PG_FUNCTION_ARGS)
 {
-	open_until_end_of_xact(&maintenance_open);
+	if (PG_GETARG_BOOL(0))
+		open_until_end_of_xact(&maintenance_open);
+	else
+		maintenance_open = false;
 	PG_RETURN_VOID();
 }
 

@@ -46,6 +46,7 @@ extern void crm_gdpr_crypto_forget_derived(void);
 extern bool crm_gdpr_log_mac(const unsigned char *msg, size_t len, const unsigned char *fingerprint,
 							 unsigned char *out);
 extern text *crm_gdpr_log_subject_ref(const char *id, size_t len);
+extern text *crm_gdpr_log_subject_ref_under(const char *id, size_t len, const unsigned char *fingerprint);
 
 /* The read queue (log_queue.c) and the hooks that fill it (read_hook.c). */
 #define LOG_RECORD_COLUMNS 512
@@ -66,7 +67,7 @@ typedef struct LogRecord
 	char		appname[NAMEDATALEN];
 	char		client[48];
 	char		purpose[NAMEDATALEN];
-	char		refused[96];		/* why it was refused, or "" */
+	char		detail[256];		/* a JSON object, or "" */
 	char		columns[LOG_RECORD_COLUMNS];
 	char		subjects[LOG_RECORD_SUBJECTS][LOG_RECORD_SUBJECT_LEN];
 } LogRecord;

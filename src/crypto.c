@@ -565,14 +565,22 @@ text *
 crm_gdpr_log_subject_ref(const char *id, size_t len)
 {
 	const unsigned char *fps[1];
+
+	return crm_gdpr_log_subject_ref_under(id, len, crm_gdpr_key_fingerprints(fps, 1) > 0 ? fps[0] : NULL);
+}
+
+/* The same under the key named by fingerprint (NULL: the unkeyed form). */
+text *
+crm_gdpr_log_subject_ref_under(const char *id, size_t len, const unsigned char *fingerprint)
+{
 	unsigned char hash[PSEUDONYM_BYTES];
 	text	   *token;
-	bool		keyed = crm_gdpr_key_fingerprints(fps, 1) > 0;
+	bool		keyed = fingerprint != NULL;
 	int			prefix = keyed ? 0 : 2;
 
 	if (keyed)
 		crypto_generichash(hash, sizeof(hash), (const unsigned char *) id, len,
-						   derived_key(crm_gdpr_key_by_fingerprint(fps[0]), fps[0], SUBKEY_PSEUDONYM,
+						   derived_key(crm_gdpr_key_by_fingerprint(fingerprint), fingerprint, SUBKEY_PSEUDONYM,
 									   "access-log"), 32);
 	else
 		crypto_generichash(hash, sizeof(hash), (const unsigned char *) id, len, NULL, 0);

@@ -18,6 +18,7 @@
 #include "commands/trigger.h"
 #include "fmgr.h"
 #include "lib/stringinfo.h"
+#include "utils/array.h"
 #include "utils/builtins.h"
 #include "utils/lsyscache.h"
 #include "utils/rel.h"
@@ -175,6 +176,22 @@ gdpr_log_keyed_hash(PG_FUNCTION_ARGS)
 		PG_RETURN_NULL();
 	SET_VARSIZE(mac, VARHDRSZ + LOG_MAC_BYTES);
 	PG_RETURN_BYTEA_P(mac);
+}
+
+/* A subject's references under every loaded key (current and retired). */
+PG_FUNCTION_INFO_V1(gdpr_log_subject_refs);
+Datum
+gdpr_log_subject_refs(PG_FUNCTION_ARGS)
+{
+	text	   *id = PG_GETARG_TEXT_PP(0);
+	const unsigned char *fps[16];
+	int			n = crm_gdpr_key_fingerprints(fps, lengthof(fps));
+	Datum	   *refs = palloc(sizeof(Datum) * (n + 1));
+
+	for (int i = 0; i < n; i++)
+		refs[i] = PointerGetDatum(crm_gdpr_log_subject_ref_under(VARDATA_ANY(id), VARSIZE_ANY_EXHDR(id), fps[i]));
+	refs[n] = PointerGetDatum(crm_gdpr_log_subject_ref_under(VARDATA_ANY(id), VARSIZE_ANY_EXHDR(id), NULL));
+	PG_RETURN_ARRAYTYPE_P(construct_array(refs, n + 1, TEXTOID, -1, false, TYPALIGN_INT));
 }
 
 PG_FUNCTION_INFO_V1(gdpr_log_subject_ref);

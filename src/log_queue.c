@@ -232,9 +232,8 @@ emit(Tuplestorestate *store, TupleDesc desc, LogRecord *r)
 	n[11] = r->query_id == 0;
 	v[12] = CStringGetTextDatum(r->purpose);
 	n[12] = r->purpose[0] == '\0';
-	n[13] = r->refused[0] == '\0';
-	v[13] = n[13] ? (Datum) 0 :
-		DirectFunctionCall1(jsonb_in, CStringGetDatum(psprintf("{\"refused\": \"%s\"}", r->refused)));
+	n[13] = r->detail[0] == '\0';
+	v[13] = n[13] ? (Datum) 0 : DirectFunctionCall1(jsonb_in, CStringGetDatum(r->detail));
 	tuplestore_putvalues(store, desc, v, n);
 }
 

@@ -265,6 +265,23 @@ insert_log_row(Relation rel, const char *operation, WriteSummary *sum, const cha
 		elog(ERROR, "could not write to the access log");
 }
 
+/*
+ * Who writes: the current user, or inside a SECURITY DEFINER function (the
+ * extension's erasure, an application's own) the role that called it; the
+ * session user is recorded as well.
+ */
+static char *
+writer_name(void)
+{
+	Oid			userid;
+	int			sec_context;
+
+	GetUserIdAndSecContext(&userid, &sec_context);
+	if (sec_context & SECURITY_LOCAL_USERID_CHANGE)
+		userid = GetOuterUserId();
+	return GetUserNameFromId(userid, false);
+}
+
 PG_FUNCTION_INFO_V1(gdpr_log_write);
 Datum
 gdpr_log_write(PG_FUNCTION_ARGS)
@@ -308,8 +325,7 @@ gdpr_log_write(PG_FUNCTION_ARGS)
 			return PointerGetDatum(NULL);	/* nothing was written */
 	}
 
-	/* Who writes, before becoming the owner to write the log. */
-	role = GetUserNameFromId(GetUserId(), false);
+	role = writer_name();
 	crm_gdpr_enter_owner_context(fcinfo->flinfo->fn_oid, &ctx);
 	SPI_connect();
 	if (!truncate && subject_column[0] == '\0' && log_subjects_max > 0)

@@ -44,6 +44,7 @@
 #include "tcop/utility.h"
 #include "utils/queryjumble.h"
 #include "utils/acl.h"
+#include "utils/array.h"
 #include "utils/backend_status.h"
 #include "utils/builtins.h"
 #include "utils/fmgroids.h"
@@ -74,6 +75,8 @@ static ProcessUtility_hook_type prev_ProcessUtility = NULL;
 typedef struct ReadRel
 {
 	Oid			relid;
+	Index		rti;			/* its range table index */
+	AttrNumber	subject_attnum; /* its subject key column, or 0 */
 	AttrNumber	subject_resno;	/* result column with its subject key, or 0 */
 	int			nsubjects;
 	char		columns[LOG_RECORD_COLUMNS];
@@ -96,6 +99,9 @@ typedef struct QueryReads
 
 static QueryReads *running = NULL;
 static bool in_copy = false;
+static int	exec_nesting = 0;
+static int64 pending_decrypts = 0;	/* gdpr.decrypt() calls of the running statement */
+static char decrypt_role[NAMEDATALEN];
 
 /* --- settings --------------------------------------------------------- */
 
@@ -284,12 +290,164 @@ find_reads(QueryDesc *query)
 											   offsetof(QueryReads, rels) + sizeof(ReadRel) * list_length(stmt->rtable));
 			r = &reads->rels[reads->nrels++];
 			r->relid = rte->relid;
+			r->rti = rti;
+			if (subject_column[0] != '\0')
+				r->subject_attnum = attnameAttNum(rel, subject_column, false);
 			column_list(rel, rte->selectedCols, r->columns);
 			r->subject_resno = subject_result_column(stmt, rte->relid, rel, subject_column);
 		}
 		RelationClose(rel);
 	}
 	return reads;
+}
+
+/*
+ * Subjects named in the conditions of the scans: "WHERE id = 42" (or a
+ * parameter, or "= ANY('{...}')") reads subject 42 even when it does not
+ * return the key.
+ */
+static void
+add_subject(ReadRel *r, const char *id)
+{
+	if (r->nsubjects >= LOG_RECORD_SUBJECTS)
+		return;
+	for (int i = 0; i < r->nsubjects; i++)
+		if (strncmp(r->subjects[i], id, LOG_RECORD_SUBJECT_LEN - 1) == 0)
+			return;
+	strlcpy(r->subjects[r->nsubjects++], id, LOG_RECORD_SUBJECT_LEN);
+}
+
+static void
+add_subject_datum(ReadRel *r, Datum value, Oid type)
+{
+	Oid			typoutput;
+	bool		varlena;
+
+	getTypeOutputInfo(type, &typoutput, &varlena);
+	add_subject(r, OidOutputFunctionCall(typoutput, value));
+}
+
+/* The constant or parameter compared with the subject column, if any. */
+static void
+subjects_from_value(ReadRel *r, Node *value, bool is_array, ParamListInfo params)
+{
+	Datum		datum;
+	Oid			type;
+
+	if (IsA(value, RelabelType))
+		value = (Node *) ((RelabelType *) value)->arg;
+	if (IsA(value, Const) && !((Const *) value)->constisnull)
+	{
+		datum = ((Const *) value)->constvalue;
+		type = ((Const *) value)->consttype;
+	}
+	else if (IsA(value, Param) && ((Param *) value)->paramkind == PARAM_EXTERN && params &&
+			 ((Param *) value)->paramid > 0 && ((Param *) value)->paramid <= params->numParams &&
+			 params->paramFetch == NULL)
+	{
+		ParamExternData *p = &params->params[((Param *) value)->paramid - 1];
+
+		if (p->isnull)
+			return;
+		datum = p->value;
+		type = p->ptype;
+	}
+	else
+		return;
+	if (is_array)
+	{
+		ArrayType  *array = DatumGetArrayTypeP(datum);
+		int16		typlen;
+		bool		typbyval;
+		char		typalign;
+		Datum	   *items;
+		bool	   *nulls;
+		int			n;
+
+		get_typlenbyvalalign(ARR_ELEMTYPE(array), &typlen, &typbyval, &typalign);
+		deconstruct_array(array, ARR_ELEMTYPE(array), typlen, typbyval, typalign, &items, &nulls, &n);
+		for (int i = 0; i < n; i++)
+			if (!nulls[i])
+				add_subject_datum(r, items[i], ARR_ELEMTYPE(array));
+	}
+	else
+		add_subject_datum(r, datum, type);
+}
+
+static bool
+is_subject_var(Node *node, ReadRel *r)
+{
+	if (node && IsA(node, RelabelType))
+		node = (Node *) ((RelabelType *) node)->arg;
+	return node && IsA(node, Var) && ((Var *) node)->varno == r->rti &&
+		((Var *) node)->varattno == r->subject_attnum;
+}
+
+static void
+subjects_from_quals(ReadRel *r, List *quals, ParamListInfo params)
+{
+	ListCell   *lc;
+
+	foreach(lc, quals)
+	{
+		Node	   *qual = lfirst(lc);
+		List	   *args;
+		Oid			opno;
+		bool		is_array = IsA(qual, ScalarArrayOpExpr);
+		char	   *opname;
+
+		if (IsA(qual, OpExpr))
+		{
+			args = ((OpExpr *) qual)->args;
+			opno = ((OpExpr *) qual)->opno;
+		}
+		else if (is_array && ((ScalarArrayOpExpr *) qual)->useOr)
+		{
+			args = ((ScalarArrayOpExpr *) qual)->args;
+			opno = ((ScalarArrayOpExpr *) qual)->opno;
+		}
+		else
+			continue;
+		opname = get_opname(opno);
+		if (list_length(args) != 2 || opname == NULL || strcmp(opname, "=") != 0)
+			continue;
+		if (is_subject_var(linitial(args), r))
+			subjects_from_value(r, lsecond(args), is_array, params);
+		else if (!is_array && is_subject_var(lsecond(args), r))
+			subjects_from_value(r, linitial(args), false, params);
+	}
+}
+
+static void
+subjects_from_plan(Plan *plan, QueryReads *reads, ParamListInfo params)
+{
+	ListCell   *lc;
+
+	if (plan == NULL)
+		return;
+	for (int i = 0; i < reads->nrels; i++)
+	{
+		ReadRel    *r = &reads->rels[i];
+
+		if (r->subject_attnum == 0)
+			continue;
+		if ((IsA(plan, SeqScan) || IsA(plan, IndexScan) || IsA(plan, BitmapHeapScan)) &&
+			((Scan *) plan)->scanrelid == r->rti)
+		{
+			subjects_from_quals(r, plan->qual, params);
+			if (IsA(plan, IndexScan))
+				subjects_from_quals(r, ((IndexScan *) plan)->indexqualorig, params);
+			if (IsA(plan, BitmapHeapScan))
+				subjects_from_quals(r, ((BitmapHeapScan *) plan)->bitmapqualorig, params);
+		}
+	}
+	subjects_from_plan(plan->lefttree, reads, params);
+	subjects_from_plan(plan->righttree, reads, params);
+	if (IsA(plan, Append))
+		foreach(lc, ((Append *) plan)->appendplans)
+			subjects_from_plan(lfirst(lc), reads, params);
+	if (IsA(plan, SubqueryScan))
+		subjects_from_plan(((SubqueryScan *) plan)->subplan, reads, params);
 }
 
 /* --- records ------------------------------------------------------------ */
@@ -354,6 +512,8 @@ log_to_server_log(const LogRecord *rec)
 	escape_json(&buf, rec->columns);
 	appendStringInfo(&buf, ", \"rows\": " INT64_FORMAT ", \"subjects\": %d, \"purpose\": ", rec->rows, rec->nsubjects);
 	escape_json(&buf, rec->purpose);
+	if (rec->detail[0])
+		appendStringInfo(&buf, ", \"detail\": %s", rec->detail);
 	appendStringInfoChar(&buf, '}');
 	ereport(LOG, (errmsg("crm_gdpr read: %s", buf.data), errhidestmt(true)));
 	crm_gdpr_log_queue_count_server_log();
@@ -373,7 +533,15 @@ record_read(const char *operation, Oid relid, const char *columns, int64 rows,
 	for (int i = 0; i < nsubjects; i++)
 		strlcpy(rec.subjects[i], subjects[i], LOG_RECORD_SUBJECT_LEN);
 	if (refused)
-		strlcpy(rec.refused, refused, sizeof(rec.refused));
+	{
+		StringInfoData buf;
+
+		initStringInfo(&buf);
+		appendStringInfoString(&buf, "{\"refused\": ");
+		escape_json(&buf, refused);
+		appendStringInfoChar(&buf, '}');
+		strlcpy(rec.detail, buf.data, sizeof(rec.detail));
+	}
 	if (RecoveryInProgress())
 		log_to_server_log(&rec);
 	else
@@ -386,6 +554,43 @@ record_query(QueryReads *reads, int64 rows, const char *refused)
 	for (int i = 0; i < reads->nrels; i++)
 		record_read("SELECT", reads->rels[i].relid, reads->rels[i].columns, rows,
 					reads->rels[i].nsubjects, reads->rels[i].subjects, refused);
+}
+
+/*
+ * gdpr._log_event() where nothing can be written (a standby, a read-only
+ * transaction): the event takes the readers' way, through the queue (or the
+ * server log on a standby).  The role is the caller of the extension's
+ * function.  A detail too long for the record is left out.
+ */
+PG_FUNCTION_INFO_V1(gdpr_log_enqueue);
+Datum
+gdpr_log_enqueue(PG_FUNCTION_ARGS)
+{
+	LogRecord	rec;
+
+	crm_gdpr_fill_log_record(&rec, text_to_cstring(PG_GETARG_TEXT_PP(0)),
+							 PG_ARGISNULL(1) ? InvalidOid : PG_GETARG_OID(1));
+	strlcpy(rec.role, GetUserNameFromId(GetOuterUserId(), false), NAMEDATALEN);
+	if (!PG_ARGISNULL(2))
+	{
+		ArrayType  *ids = PG_GETARG_ARRAYTYPE_P(2);
+		Datum	   *items;
+		bool	   *nulls;
+		int			n;
+
+		deconstruct_array(ids, TEXTOID, -1, false, TYPALIGN_INT, &items, &nulls, &n);
+		for (int i = 0; i < n && rec.nsubjects < LOG_RECORD_SUBJECTS; i++)
+			if (!nulls[i])
+				strlcpy(rec.subjects[rec.nsubjects++], TextDatumGetCString(items[i]), LOG_RECORD_SUBJECT_LEN);
+	}
+	rec.rows = PG_ARGISNULL(3) ? 0 : PG_GETARG_INT64(3);
+	if (!PG_ARGISNULL(4) && VARSIZE_ANY_EXHDR(PG_GETARG_TEXT_PP(4)) < sizeof(rec.detail))
+		strlcpy(rec.detail, text_to_cstring(PG_GETARG_TEXT_PP(4)), sizeof(rec.detail));
+	if (RecoveryInProgress())
+		log_to_server_log(&rec);
+	else
+		crm_gdpr_log_enqueue(&rec);
+	PG_RETURN_VOID();
 }
 
 /* --- the destination wrapper: subjects returned, row limit -------------- */
@@ -406,10 +611,7 @@ note_subject(ReadRel *r, TupleTableSlot *slot)
 		return;
 	getTypeOutputInfo(TupleDescAttr(slot->tts_tupleDescriptor, r->subject_resno - 1)->atttypid, &typoutput, &varlena);
 	id = OidOutputFunctionCall(typoutput, value);
-	for (int i = 0; i < r->nsubjects; i++)
-		if (strncmp(r->subjects[i], id, LOG_RECORD_SUBJECT_LEN - 1) == 0)
-			return;
-	strlcpy(r->subjects[r->nsubjects++], id, LOG_RECORD_SUBJECT_LEN);
+	add_subject(r, id);
 }
 
 static bool
@@ -509,6 +711,13 @@ crm_gdpr_ExecutorStart(QueryDesc *query, int eflags)
 	reads = find_reads(query);
 	if (reads == NULL)
 		return;
+	subjects_from_plan(query->plannedstmt->planTree, reads, query->params);
+	{
+		ListCell   *lc;
+
+		foreach(lc, query->plannedstmt->subplans)
+			subjects_from_plan(lfirst(lc), reads, query->params);
+	}
 	reads->query = query;
 	reads->wrapper.receiveSlot = wrapper_receive;
 	reads->wrapper.rStartup = wrapper_startup;
@@ -531,30 +740,61 @@ static void
 crm_gdpr_ExecutorRun(QueryDesc *query, ScanDirection direction, uint64 count, bool execute_once)
 {
 	QueryReads *reads = reads_of(query);
+	bool		wrap = reads && needs_wrapper(reads) && query->dest != &reads->wrapper;
 
-	if (reads && needs_wrapper(reads) && query->dest != &reads->wrapper)
+	/* Portals set the destination before each run: wrap it for this run. */
+	if (wrap)
 	{
-		/* Portals set the destination before each run: wrap it for this run. */
 		reads->inner = query->dest;
 		query->dest = &reads->wrapper;
-		PG_TRY();
-		{
-			if (prev_ExecutorRun)
-				prev_ExecutorRun(query, direction, count, execute_once);
-			else
-				standard_ExecutorRun(query, direction, count, execute_once);
-		}
-		PG_FINALLY();
-		{
-			query->dest = reads->inner;
-		}
-		PG_END_TRY();
-		return;
 	}
-	if (prev_ExecutorRun)
-		prev_ExecutorRun(query, direction, count, execute_once);
+	exec_nesting++;
+	PG_TRY();
+	{
+		if (prev_ExecutorRun)
+			prev_ExecutorRun(query, direction, count, execute_once);
+		else
+			standard_ExecutorRun(query, direction, count, execute_once);
+	}
+	PG_FINALLY();
+	{
+		exec_nesting--;
+		if (wrap)
+			query->dest = reads->inner;
+	}
+	PG_END_TRY();
+}
+
+/*
+ * gdpr.decrypt() calls this for each value: the calls of one top-level
+ * statement become one DECRYPT record (rows = values decrypted), written at
+ * its end, rather than one log row per value.
+ */
+PG_FUNCTION_INFO_V1(gdpr_note_decrypt);
+Datum
+gdpr_note_decrypt(PG_FUNCTION_ARGS)
+{
+	if (crm_gdpr_log_queue_ready() && !IsParallelWorker() && !crm_gdpr_in_own_worker)
+	{
+		if (pending_decrypts++ == 0)
+			strlcpy(decrypt_role, GetUserNameFromId(GetOuterUserId(), false), NAMEDATALEN);
+	}
+	PG_RETURN_VOID();
+}
+
+static void
+record_decrypts(void)
+{
+	LogRecord	rec;
+
+	crm_gdpr_fill_log_record(&rec, "DECRYPT", InvalidOid);
+	strlcpy(rec.role, decrypt_role, NAMEDATALEN);
+	rec.rows = pending_decrypts;
+	pending_decrypts = 0;
+	if (RecoveryInProgress())
+		log_to_server_log(&rec);
 	else
-		standard_ExecutorRun(query, direction, count, execute_once);
+		crm_gdpr_log_enqueue(&rec);
 }
 
 static void
@@ -571,6 +811,8 @@ crm_gdpr_ExecutorEnd(QueryDesc *query)
 		prev_ExecutorEnd(query);
 	else
 		standard_ExecutorEnd(query);
+	if (exec_nesting == 0 && pending_decrypts > 0)
+		record_decrypts();
 }
 
 /* COPY table TO does not go through the executor. */

@@ -91,6 +91,7 @@ DECLARE
   k gdpr.subject_keys;
   s gdpr.shredded_keys;
 BEGIN
+  PERFORM gdpr._note_decrypt();   -- one DECRYPT row per statement (read_hook.c)
   IF kid IS NULL THEN
     RETURN gdpr._decrypt_raw(ciphertext, context, NULL, NULL);
   END IF;
@@ -125,6 +126,7 @@ BEGIN
             HINT = 'Only values written with gdpr.encrypt_for_subject() have a key to shred.';
   END IF;
   INSERT INTO gdpr.shredded_keys (key_id, subject_table, subject_ref) VALUES (k.id, st, ref);
+  PERFORM gdpr._log_event('SHRED', st, ARRAY[subject_id], 1, jsonb_build_object('key_id', k.id));
 END
 $$;
 

@@ -217,6 +217,8 @@ BEGIN
       objected_at = CASE WHEN event = 'object' THEN at WHEN event = 'grant' THEN NULL ELSE s.objected_at END,
       notice_version = CASE WHEN event IN ('grant', 'confirm', 'informed') THEN notice.version ELSE s.notice_version END,
       last_event = event, last_event_id = eid, last_event_at = at;
+  PERFORM gdpr._log_event('CONSENT', st, ARRAY[subject_id], 1,
+                          jsonb_build_object('purpose', p.code, 'event', event, 'channel', channel, 'ledger_id', eid));
   RETURN eid;
 END
 $$;

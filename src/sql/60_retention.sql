@@ -259,6 +259,12 @@ BEGIN
   END;
   UPDATE gdpr.purge_results r SET rows = r.rows + n, cascaded = r.cascaded + n_cascaded
    WHERE r.run_id = _purge_batch.run_id AND r.policy_id = _purge_batch.policy_id;
+  IF n > 0 AND NOT dry_run AND pol.action <> 'keep' THEN
+    PERFORM gdpr._log_event('PURGE', pol.tbl, NULL, n,
+                            jsonb_build_object('run_id', run_id, 'policy_id', pol.id, 'action', pol.action,
+                                               'column', pol.col, 'cascaded', n_cascaded),
+                            CASE WHEN pol.col IS NOT NULL THEN ARRAY[pol.col] END);
+  END IF;
   RETURN CASE WHEN dry_run OR pol.action = 'keep' THEN 0 ELSE n END;
 END
 $$;

@@ -257,6 +257,7 @@ BEGIN
     RAISE EXCEPTION 'subject "%" is already restricted', subject_id USING ERRCODE = 'duplicate_object';
   END IF;
   INSERT INTO gdpr.restrictions (subject_table, subject_id, reason) VALUES (st, subject_id, reason);
+  PERFORM gdpr._log_event('RESTRICT', st, ARRAY[subject_id], 1, jsonb_build_object('reason', reason));
 END
 $$;
 
@@ -272,6 +273,7 @@ BEGIN
   IF NOT FOUND THEN
     RAISE EXCEPTION 'subject "%" is not restricted', subject_id USING ERRCODE = 'undefined_object';
   END IF;
+  PERFORM gdpr._log_event('LIFT RESTRICTION', st, ARRAY[subject_id], 1, jsonb_build_object('reason', reason));
 END
 $$;
 
@@ -431,6 +433,8 @@ BEGIN
                    FROM gdpr.requests r WHERE r.subject_table = st AND r.subject_id = export_subject.subject_id));
   PERFORM gdpr._answer_request(request_id, st, subject_id,
                                CASE WHEN portability THEN ARRAY['portability'] ELSE ARRAY['access', 'portability'] END);
+  PERFORM gdpr._log_event('EXPORT', st, ARRAY[subject_id], 1,
+                          jsonb_build_object('kind', doc ->> 'kind', 'request_id', request_id));
   RETURN doc;
 END
 $$;

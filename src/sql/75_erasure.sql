@@ -227,6 +227,8 @@ BEGIN
                                'consent_events_removed', n_consent, 'subject_key_shredded', shredded IS NOT NULL);
   UPDATE gdpr.erasures e SET report = rep, report_sha256 = sha256(convert_to(rep::text, 'UTF8'))
    WHERE e.id = eid;
+  PERFORM gdpr._log_event('ERASE', st, ARRAY[subject_id], 1,
+                          jsonb_build_object('erasure_id', eid, 'request_id', request_id));
   RETURN rep;
 EXCEPTION
   WHEN foreign_key_violation THEN

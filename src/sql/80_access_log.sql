@@ -44,10 +44,20 @@ CREATE TABLE gdpr.access_log (
   mac                bytea
 ) PARTITION BY RANGE (at);
 ALTER SEQUENCE gdpr.access_log_id_seq OWNED BY gdpr.access_log.id;
-CREATE INDEX access_log_id ON gdpr.access_log (id);
-CREATE INDEX access_log_at ON gdpr.access_log (at);
-CREATE INDEX access_log_subjects ON gdpr.access_log USING gin (subject_refs);
 CREATE TABLE gdpr.access_log_default PARTITION OF gdpr.access_log DEFAULT;
+-- Indexes per partition, not on the parent: a restored month partition
+-- brings its own (an index on the parent would make a second set).
+CREATE FUNCTION gdpr._log_index_partition(part regclass) RETURNS void
+  LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+  n name := (SELECT c.relname FROM pg_class c WHERE c.oid = part);
+BEGIN
+  EXECUTE format('CREATE INDEX %I ON %s (id)', n || '_id', part);
+  EXECUTE format('CREATE INDEX %I ON %s (at)', n || '_at', part);
+  EXECUTE format('CREATE INDEX %I ON %s USING gin (subject_refs)', n || '_subjects', part);
+END
+$$;
+SELECT gdpr._log_index_partition('gdpr.access_log_default');
 COMMENT ON TABLE gdpr.access_log IS
   'every read and write of personal data: append-only, each row with a keyed MAC, sealed in hash-chained blocks';
 
@@ -90,6 +100,8 @@ CREATE FUNCTION gdpr._log_keyed_hash(data bytea, fingerprint bytea DEFAULT NULL)
   LANGUAGE c STABLE AS 'MODULE_PATHNAME', 'gdpr_log_keyed_hash';
 CREATE FUNCTION gdpr._log_subject_ref(subject_id text) RETURNS text
   LANGUAGE c STABLE STRICT AS 'MODULE_PATHNAME', 'gdpr_log_subject_ref';
+CREATE FUNCTION gdpr._log_subject_refs(subject_id text) RETURNS text[]
+  LANGUAGE c STABLE STRICT AS 'MODULE_PATHNAME', 'gdpr_log_subject_refs';
 CREATE FUNCTION gdpr._log_write() RETURNS trigger
   LANGUAGE c AS 'MODULE_PATHNAME', 'gdpr_log_write';
 CREATE FUNCTION gdpr._log_queue_take() RETURNS TABLE (
@@ -102,7 +114,9 @@ CREATE FUNCTION gdpr.access_log_queue() RETURNS TABLE (
   LANGUAGE c AS 'MODULE_PATHNAME', 'gdpr_log_queue_stats';
 COMMENT ON FUNCTION gdpr.access_log_queue() IS
   'the shared-memory queue of reads: capacity, waiting, and since the server started: queued, written, dropped';
-CREATE FUNCTION gdpr._allow_log_maintenance() RETURNS void
+CREATE FUNCTION gdpr._note_decrypt() RETURNS void
+  LANGUAGE c AS 'MODULE_PATHNAME', 'gdpr_note_decrypt';
+CREATE FUNCTION gdpr._allow_log_maintenance(allow boolean) RETURNS void
   LANGUAGE c AS 'MODULE_PATHNAME', 'gdpr_allow_log_maintenance';
 CREATE FUNCTION gdpr._protect_access_log() RETURNS event_trigger
   LANGUAGE c AS 'MODULE_PATHNAME', 'gdpr_protect_access_log';
@@ -127,18 +141,28 @@ CREATE EVENT TRIGGER crm_gdpr_protect_access_log ON ddl_command_start
   WHEN TAG IN ('ALTER TABLE', 'DROP TABLE')
   EXECUTE FUNCTION gdpr._protect_access_log();
 
+CREATE FUNCTION gdpr._log_enqueue(operation text, tbl regclass, subject_ids text[], row_count bigint,
+                                  detail text) RETURNS void
+  LANGUAGE c AS 'MODULE_PATHNAME', 'gdpr_log_enqueue';
+
 -- Log one event of the extension's own functions (EXPORT, ERASE, PURGE,
--- DECRYPT, CONSENT, ...).  The role is the caller of the SECURITY DEFINER
--- function, not its owner.
+-- CONSENT, ...).  The role is the caller of the SECURITY DEFINER function,
+-- not its owner.  Where nothing can be written (an export on a standby or
+-- in a read-only transaction) the event is queued like a read.
 CREATE FUNCTION gdpr._log_event(operation text, tbl regclass, subject_ids text[], row_count bigint,
                                 detail jsonb DEFAULT NULL, columns name[] DEFAULT NULL) RETURNS void
-  LANGUAGE sql SET search_path = pg_catalog, pg_temp
-BEGIN ATOMIC
+  LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
+BEGIN
+  IF pg_is_in_recovery() OR current_setting('transaction_read_only')::boolean THEN
+    PERFORM gdpr._log_enqueue(operation, tbl, subject_ids, row_count, detail::text);
+    RETURN;
+  END IF;
   INSERT INTO gdpr.access_log (operation, tbl, table_name, columns, subject_refs, subjects, row_count, detail)
     VALUES (operation, tbl, gdpr._qualified(tbl), columns,
             (SELECT array_agg(gdpr._log_subject_ref(s)) FROM unnest(subject_ids) s),
             cardinality(subject_ids), row_count, detail);
-END;
+END
+$$;
 
 -- Write the queued reads of this database, folding identical ones (same
 -- roles, client, table, columns, subjects, purpose and query) into one row
@@ -154,12 +178,12 @@ BEGIN
                                backend_pid, operation, tbl, table_name, columns, subject_refs, subjects,
                                row_count, times, query_id, purpose, detail)
     SELECT min(q.at), CASE WHEN count(*) > 1 THEN max(q.at) END, q.role_name, q.session_user_name,
-           q.application_name, q.client_addr, q.backend_pid, q.operation, q.tbl::regclass,
-           gdpr._qualified(q.tbl::regclass), q.columns,
+           q.application_name, q.client_addr, q.backend_pid, q.operation, nullif(q.tbl, 0)::regclass,
+           gdpr._qualified(nullif(q.tbl, 0)::regclass), q.columns,
            (SELECT array_agg(gdpr._log_subject_ref(s)) FROM unnest(q.subject_ids) s),
            cardinality(q.subject_ids), sum(q.row_count), count(*), q.query_id, q.purpose, q.detail
       FROM gdpr._log_queue_take() q
-     WHERE EXISTS (SELECT FROM pg_class c WHERE c.oid = q.tbl)   -- a table dropped meanwhile
+     WHERE q.tbl = 0 OR EXISTS (SELECT FROM pg_class c WHERE c.oid = q.tbl)   -- a table dropped meanwhile
      GROUP BY q.role_name, q.session_user_name, q.application_name, q.client_addr, q.backend_pid,
               q.operation, q.tbl, q.columns, q.subject_ids, q.query_id, q.purpose, q.detail::text, q.detail
      ORDER BY min(q.at);
@@ -186,7 +210,8 @@ DECLARE
   removed bigint := 0;
   p record;
 BEGIN
-  PERFORM gdpr._allow_log_maintenance();
+  PERFORM pg_advisory_xact_lock(hashtext('crm_gdpr.access_log_maintain'));
+  PERFORM gdpr._allow_log_maintenance(true);
   FOR i IN 0..2 LOOP
     part := gdpr._log_month_name(this_month + make_interval(months => i));
     lo := (this_month + make_interval(months => i)) AT TIME ZONE 'UTC';
@@ -195,9 +220,14 @@ BEGIN
     -- Rows that went to the default partition stay there: the month starts after them.
     lo := greatest(lo, (SELECT max(d.at) + interval '1 microsecond' FROM gdpr.access_log_default d
                          WHERE d.at >= lo AND d.at < hi));
-    EXECUTE format('CREATE TABLE gdpr.%I PARTITION OF gdpr.access_log FOR VALUES FROM (%L) TO (%L)', part, lo, hi);
-    EXECUTE format('CREATE TRIGGER append_only_truncate BEFORE TRUNCATE ON gdpr.%I
-                      FOR EACH STATEMENT EXECUTE FUNCTION gdpr._append_only(%L)', part, 'access log');
+    BEGIN
+      EXECUTE format('CREATE TABLE gdpr.%I PARTITION OF gdpr.access_log FOR VALUES FROM (%L) TO (%L)', part, lo, hi);
+      EXECUTE format('CREATE TRIGGER append_only_truncate BEFORE TRUNCATE ON gdpr.%I
+                        FOR EACH STATEMENT EXECUTE FUNCTION gdpr._append_only(%L)', part, 'access log');
+      PERFORM gdpr._log_index_partition(format('gdpr.%I', part)::regclass);
+    EXCEPTION WHEN duplicate_table THEN
+      NULL;   -- made meanwhile by the log writer or a registration
+    END;
   END LOOP;
 
   cutoff := date_trunc('month', (now() - gdpr._setting('access_log_keep')::interval) AT TIME ZONE 'UTC')
@@ -219,6 +249,7 @@ BEGIN
     INSERT INTO gdpr.access_log_retention (dropped_before, what, row_count)
       VALUES (cutoff, 'rows of the default partition deleted', n);
   END IF;
+  PERFORM gdpr._allow_log_maintenance(false);   -- the door closes with the maintenance
   RETURN removed + n;
 END
 $$;
@@ -363,7 +394,7 @@ BEGIN
   PERFORM gdpr._not_blank(access_history.subject_id, 'subject_id must not be null or blank');
   RETURN QUERY
     SELECT l.* FROM gdpr.access_log l
-     WHERE l.subject_refs @> ARRAY[gdpr._log_subject_ref(access_history.subject_id)]
+     WHERE l.subject_refs && gdpr._log_subject_refs(access_history.subject_id)   -- under every key loaded
        AND l.tbl IN (SELECT t.tbl FROM gdpr._subject_tree(st) t)
      ORDER BY l.at, l.id;
 END

@@ -57,3 +57,13 @@ GRANT EXECUTE ON FUNCTION
   gdpr.shred_subject(text, regclass), gdpr.rotate_key(regclass, name, text, int),
   gdpr.rotate_subject_keys(int), gdpr.key_status()
   TO gdpr_admin;
+
+-- The access log: auditors and administrators read it and verify it; the
+-- administrator may also write the queued reads and seal now.
+GRANT SELECT ON gdpr.access_log, gdpr.access_log_seals, gdpr.access_log_retention, gdpr.read_volume,
+                gdpr.mass_read_alarms, gdpr.access_violations, gdpr.access_log_status
+  TO gdpr_auditor, gdpr_admin;
+GRANT EXECUTE ON FUNCTION
+  gdpr.verify_access_log(), gdpr.access_history(text, regclass), gdpr.access_log_queue(), gdpr._setting(text)
+  TO gdpr_auditor, gdpr_admin;
+GRANT EXECUTE ON FUNCTION gdpr.flush_access_log(), gdpr.seal_access_log() TO gdpr_admin;

@@ -20,6 +20,11 @@ INSERT INTO crm.vault VALUES (1, 8, gdpr.encrypt_for_subject('his diary', '8'));
 CREATE ROLE crm_gdpr_dump_app;
 GRANT USAGE ON SCHEMA crm TO crm_gdpr_dump_app;
 GRANT UPDATE, SELECT ON ALL TABLES IN SCHEMA crm TO crm_gdpr_dump_app;
+SELECT email FROM crm.contacts WHERE id = 9;
+SELECT gdpr.flush_access_log();
+SELECT pg_sleep(1.1);
+SELECT gdpr.seal_access_log();
+UPDATE crm.contacts SET city = 'Lille' WHERE id = 9;   -- one row left unsealed
 SQL
 
 snapshot() {
@@ -42,6 +47,9 @@ SELECT 'er', id, subject_ref, report, encode(report_sha256, 'hex') FROM gdpr.era
 SELECT 'su', ref, kind FROM gdpr.suppressions ORDER BY ref;
 SELECT 'pr', run_id, status, tbl, rows FROM gdpr.purge_history ORDER BY run_id, policy_id;
 SELECT 'vk', gdpr.decrypt(secret) FROM crm.vault;
+SELECT 'al', id, at, role_name, operation, table_name, columns, subject_refs, row_count, encode(mac, 'hex')
+  FROM gdpr.access_log ORDER BY id;
+SELECT 'se', * FROM gdpr.access_log_seals ORDER BY seal_id;
 SELECT 'crm', count(*), sum(hashtext(c::text)) FROM crm.contacts c;
 SQL
 }
@@ -56,6 +64,16 @@ pg_restore -d dump_dst --exit-on-error "$dump" || fail "pg_restore failed"
 rm -f "$dump"
 after=$(snapshot dump_dst)
 diff <(echo "$before") <(echo "$after") || fail "registry differs after restore"
+[ "$(grep -c '^al' <<<"$before")" -ge 10 ] || fail "the access log was not filled: $(grep '^al' <<<"$before")"
+[ "$(grep -c '^se' <<<"$before")" -ge 1 ] || fail "the access log was not sealed"
+# Same log rows, no more (the restore fired nothing), and still verified.
+[ "$(q -d dump_dst -c 'SELECT ok FROM gdpr.verify_access_log()')" = t ] ||
+  fail "verify_access_log after restore: $(q -d dump_dst -c 'SELECT * FROM gdpr.verify_access_log()')"
+q -d dump_dst -c "UPDATE crm.contacts SET city = 'Metz' WHERE id = 9" >/dev/null
+[ "$(q -d dump_dst -c "SELECT count(*) FROM gdpr.access_log WHERE operation = 'UPDATE' AND row_count = 1 AND columns = '{city}'")" = 2 ] ||
+  fail "the restored triggers do not log writes"
+q -d dump_dst -c "SELECT pg_sleep(1.1)" -c "SELECT gdpr.seal_access_log()" >/dev/null
+[ "$(q -d dump_dst -c 'SELECT ok FROM gdpr.verify_access_log()')" = t ] || fail "the restored log cannot be sealed on"
 
 # New rows get new ids, not ones the dump already used.
 id=$(q -d dump_dst -c "SELECT gdpr.add_recipient('New recipient', 'DE', 'newsletter')")

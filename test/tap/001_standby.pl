@@ -1,5 +1,7 @@
 # Hot standby: the registry is readable on a streaming standby, functions that
 # write fail there with SQLSTATE 25006, and they work again after promotion.
+# Reads on the standby reach the server log as "crm_gdpr read: {json}" lines;
+# after promotion the log writer writes them to gdpr.access_log.
 use strict;
 use warnings;
 use PostgreSQL::Test::Cluster;
@@ -44,6 +46,15 @@ like($err, qr/25006/, 'with SQLSTATE 25006 (read_only_sql_transaction)');
 SELECT gdpr.open_request('3', 'access')});
 like($err, qr/25006/, 'opening a request fails there too, with 25006');
 
+$standby->safe_psql('postgres', q{SET application_name = 'standby_reader'; SELECT email FROM contacts WHERE id = 4});
+my $log = slurp_file($standby->logfile);
+like($log, qr/crm_gdpr read: \{"at": "[^"]+", "operation": "SELECT", "role": "[^"]+", "session_user": "[^"]+", "application_name": "standby_reader", "table": "public.contacts", "columns": "id,email", "rows": 1, "subjects": 1/,
+     'a read on the standby is written to its server log, with who, what and how much');
+like($log, qr/crm_gdpr read: \{.*"operation": "EXPORT".*"table": "public.contacts"/,
+     'so is an export made on the standby');
+is($standby->safe_psql('postgres', 'SELECT logged_to_server_log > 0 FROM gdpr.access_log_queue()'), 't',
+   'and gdpr.access_log_queue() counts them');
+
 sleep 2;
 is($standby->safe_psql('postgres', 'SELECT count(*) FROM contacts'), '10', 'the worker purges nothing on the standby');
 is($standby->safe_psql('postgres', 'SELECT count(*) FROM gdpr.purge_runs'), '0', 'and records no run there');
@@ -55,6 +66,12 @@ ok($standby->poll_query_until('postgres', 'SELECT count(*) = 5 FROM contacts'),
    'after promotion the worker purges the expired rows');
 is($standby->safe_psql('postgres', q{SELECT gdpr.define_purpose('newsletter', 'Newsletter', 'consent', 'v1')}),
    '1', 'after promotion the registry can be changed');
+$standby->safe_psql('postgres', q{SET application_name = 'promoted_reader'; SELECT email FROM contacts WHERE id = 2});
+ok($standby->poll_query_until('postgres',
+     q{SELECT count(*) = 1 FROM gdpr.access_log WHERE application_name = 'promoted_reader' AND operation = 'SELECT'}),
+   'after promotion the log writer writes reads to gdpr.access_log');
+ok($standby->poll_query_until('postgres', q{SELECT count(*) > 0 FROM gdpr.access_log WHERE operation = 'PURGE'}),
+   'and the worker\'s purges are logged');
 
 $standby->stop;
 $primary->stop;

@@ -1,0 +1,268 @@
+-- The access log: writes, reads, events, append-only, tamper evidence, views.
+-- Reads are queued in shared memory; gdpr.flush_access_log() writes them here
+-- (the log writer only serves crm_gdpr.database).
+BEGIN;
+SELECT plan(84);
+
+\set QUIET on
+SET client_min_messages = warning;
+\i test/fixtures/registry.sql
+RESET client_min_messages;
+SET application_name = 'tap_access_log';
+-- Reads queued by other suites in this database are written too: keep to ours.
+SELECT gdpr.flush_access_log() >= 0 AS flushed \gset
+CREATE TEMP VIEW mine AS SELECT * FROM gdpr.access_log WHERE application_name = 'tap_access_log';
+GRANT SELECT ON mine TO PUBLIC;
+CREATE ROLE crm_gdpr_t_clerk NOLOGIN;
+GRANT USAGE ON SCHEMA crm TO crm_gdpr_t_clerk;
+GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA crm TO crm_gdpr_t_clerk;
+GRANT USAGE ON ALL SEQUENCES IN SCHEMA crm TO crm_gdpr_t_clerk;
+CREATE ROLE crm_gdpr_t_auditor NOLOGIN IN ROLE gdpr_auditor;
+SELECT min(id) AS c1, min(id) + 1 AS c2, min(id) + 2 AS c3, min(id) + 3 AS c4 FROM crm.contacts \gset
+CREATE FUNCTION pg_temp.last(op text) RETURNS mine LANGUAGE sql AS
+  $$SELECT * FROM mine WHERE operation = op ORDER BY id DESC LIMIT 1$$;
+
+----------------------------------------------------------------- triggers
+SELECT set_eq($$SELECT tgname::text FROM pg_trigger WHERE tgrelid = 'crm.interactions'::regclass AND tgname LIKE 'gdpr_log_%'$$,
+              ARRAY['gdpr_log_insert', 'gdpr_log_update', 'gdpr_log_delete', 'gdpr_log_truncate'],
+              'registering a table attaches the four log triggers');
+SELECT is((SELECT tgargs FROM pg_trigger WHERE tgrelid = 'crm.interactions'::regclass AND tgname = 'gdpr_log_insert'),
+          '\x636f6e746163745f696400'::bytea, 'their argument is the subject key column (contact_id)');
+
+------------------------------------------------------------------- writes
+SET crm_gdpr.purpose = 'customer_management';
+INSERT INTO crm.interactions (contact_id, kind, summary, occurred_at)
+  VALUES (:c1, 'call', 'first call', now()), (:c2, 'email', NULL, now());
+SELECT is((pg_temp.last('INSERT')).table_name, 'crm.interactions', 'INSERT: one row for the statement');
+SELECT is((pg_temp.last('INSERT')).row_count, 2::bigint, 'INSERT: rows counted');
+SELECT ok((pg_temp.last('INSERT')).columns @> ARRAY['contact_id', 'kind', 'summary']::name[]
+          AND NOT (pg_temp.last('INSERT')).columns @> ARRAY['agent']::name[],
+          'INSERT: the columns given a value, not the others');
+SELECT set_eq($$SELECT unnest((pg_temp.last('INSERT')).subject_refs)$$,
+              format($$VALUES (gdpr.pseudonymise('%s', 'access-log')), (gdpr.pseudonymise('%s', 'access-log'))$$, :c1, :c2),
+              'INSERT: the subjects touched, as keyed pseudonyms');
+SELECT is((pg_temp.last('INSERT')).subjects, 2::bigint, 'INSERT: how many subjects');
+SELECT is((pg_temp.last('INSERT')).purpose, 'customer_management', 'the declared purpose is recorded');
+SELECT is((pg_temp.last('INSERT')).role_name, 'postgres'::name, 'the role is recorded');
+SELECT ok((pg_temp.last('INSERT')).query_id IS NOT NULL AND (pg_temp.last('INSERT')).backend_pid = pg_backend_pid(),
+          'query id and backend pid are recorded');
+SELECT ok(NOT EXISTS (SELECT FROM mine m, unnest(m.subject_refs) r WHERE r IN (:'c1', :'c2')),
+          'identifiers never appear in the log in clear');
+
+SET ROLE crm_gdpr_t_clerk;
+UPDATE crm.contacts SET city = 'Lyon', phone = phone WHERE id IN (:c1, :c2, :c3);
+RESET ROLE;
+SELECT is((pg_temp.last('UPDATE')).columns, ARRAY['city']::name[], 'UPDATE: only the columns whose value changed');
+SELECT is((pg_temp.last('UPDATE')).row_count, 3::bigint, 'UPDATE: one row for three changed rows');
+SELECT is((pg_temp.last('UPDATE')).role_name, 'crm_gdpr_t_clerk'::name, 'UPDATE: the role that wrote');
+SELECT is((pg_temp.last('UPDATE')).session_user_name, 'postgres'::name, 'UPDATE: the session user');
+UPDATE crm.contacts SET city = city WHERE id = :c1;
+SELECT is((pg_temp.last('UPDATE')).columns, NULL, 'an UPDATE that changes nothing names no column');
+UPDATE crm.contacts SET city = 'Nowhere' WHERE id = -1;
+SELECT is((SELECT count(*) FROM mine WHERE operation = 'UPDATE'), 2::bigint, 'a statement that touches no row is not logged');
+
+DELETE FROM crm.interactions WHERE contact_id = :c2 AND summary IS NULL;
+SELECT ok((pg_temp.last('DELETE')).columns @> ARRAY['id', 'contact_id', 'kind', 'summary', 'agent']::name[],
+          'DELETE: every column');
+SELECT is((pg_temp.last('DELETE')).subject_refs, ARRAY[gdpr.pseudonymise(:'c2', 'access-log')], 'DELETE: the subject');
+
+SAVEPOINT t;
+TRUNCATE crm.marketing_events;
+SELECT is((pg_temp.last('TRUNCATE')).table_name, 'crm.marketing_events', 'TRUNCATE is logged');
+SELECT is((pg_temp.last('TRUNCATE')).row_count, NULL, 'TRUNCATE: rows unknown');
+ROLLBACK TO SAVEPOINT t;
+
+CREATE TABLE public.t_unregistered (id int, email text);
+INSERT INTO public.t_unregistered VALUES (1, 'a@b.c');
+SELECT * FROM public.t_unregistered;
+SELECT gdpr.flush_access_log() >= 0 AS flushed \gset
+SELECT is((SELECT count(*) FROM mine WHERE table_name = 'public.t_unregistered'), 0::bigint,
+          'an unregistered table is not logged');
+
+-------------------------------------------------------------------- reads
+SET crm_gdpr.purpose = 'prospecting';
+SELECT id, email FROM crm.contacts WHERE id = :c4 \g /dev/null
+SELECT gdpr.flush_access_log() > 0 AS flushed \gset
+SELECT is((pg_temp.last('SELECT')).columns, ARRAY['id', 'email']::name[], 'SELECT: the columns read');
+SELECT is((pg_temp.last('SELECT')).row_count, 1::bigint, 'SELECT: the rows returned');
+SELECT is((pg_temp.last('SELECT')).subject_refs, ARRAY[gdpr.pseudonymise(:'c4', 'access-log')],
+          'SELECT: the subject whose key it returned');
+SELECT is((pg_temp.last('SELECT')).purpose, 'prospecting', 'SELECT: the purpose');
+
+SELECT phone FROM crm.contacts WHERE id = :c2 \g /dev/null
+PREPARE by_key(bigint) AS SELECT address FROM crm.contacts WHERE id = $1;
+EXECUTE by_key(:c3) \g /dev/null
+SELECT summary FROM crm.interactions WHERE contact_id = ANY (ARRAY[:c1, :c2]::bigint[]) \g /dev/null
+SELECT gdpr.flush_access_log() > 0 AS flushed \gset
+SELECT is((SELECT subject_refs FROM mine WHERE columns = ARRAY['id', 'phone']::name[]),
+          ARRAY[gdpr.pseudonymise(:'c2', 'access-log')], 'SELECT: the subject named in its condition');
+SELECT is((SELECT subject_refs FROM mine WHERE columns = ARRAY['id', 'address']::name[]),
+          ARRAY[gdpr.pseudonymise(:'c3', 'access-log')], 'SELECT: the subject given as a parameter');
+SELECT set_eq($$SELECT unnest(subject_refs) FROM mine WHERE columns = ARRAY['contact_id', 'summary']::name[]$$,
+              format($$VALUES (gdpr.pseudonymise('%s', 'access-log')), (gdpr.pseudonymise('%s', 'access-log'))$$, :c1, :c2),
+              'SELECT: the subjects of "= ANY" on a child table');
+
+SAVEPOINT t;
+SELECT birth_date FROM crm.contacts WHERE id = :c3 \g /dev/null
+ROLLBACK TO SAVEPOINT t;
+SELECT gdpr.flush_access_log() > 0 AS flushed \gset
+SELECT ok(EXISTS (SELECT FROM mine WHERE operation = 'SELECT' AND columns @> ARRAY['birth_date']::name[]),
+          'a read in a rolled back subtransaction is logged');
+
+CREATE FUNCTION pg_temp.reads_inside() RETURNS bigint LANGUAGE plpgsql AS
+  $$BEGIN RETURN (SELECT count(notes) FROM crm.contacts); END$$;
+SELECT pg_temp.reads_inside() \g /dev/null
+SELECT gdpr.flush_access_log() > 0 AS flushed \gset
+SELECT ok(EXISTS (SELECT FROM mine WHERE operation = 'SELECT' AND columns = ARRAY['notes']::name[]),
+          'a read inside a function is logged');
+
+COPY crm.contacts (id, phone) TO '/dev/null';
+SELECT gdpr.flush_access_log() > 0 AS flushed \gset
+SELECT is((pg_temp.last('COPY')).columns, ARRAY['id', 'phone']::name[], 'COPY TO: the columns');
+SELECT is((pg_temp.last('COPY')).row_count, (SELECT count(*) FROM crm.contacts), 'COPY TO: the rows');
+
+SELECT count(*) FROM crm.contacts WHERE segment = 'b2b' \g /dev/null
+SELECT count(*) FROM crm.contacts WHERE segment = 'b2b' \g /dev/null
+SELECT count(*) FROM crm.contacts WHERE segment = 'b2b' \g /dev/null
+SELECT gdpr.flush_access_log() > 0 AS flushed \gset
+SELECT is((SELECT times FROM mine WHERE operation = 'SELECT' AND columns = ARRAY['segment']::name[]), 3,
+          'identical reads are folded into one row with their number');
+SELECT ok((SELECT last_at > at FROM mine WHERE operation = 'SELECT' AND columns = ARRAY['segment']::name[]),
+          'the folded row keeps the first and the last time');
+
+SET crm_gdpr.log_reads = off;
+SELECT postcode FROM crm.contacts WHERE id = :c1 \g /dev/null
+RESET crm_gdpr.log_reads;
+SELECT gdpr.flush_access_log() >= 0 AS flushed \gset
+SELECT ok(NOT EXISTS (SELECT FROM mine WHERE columns = ARRAY['id', 'postcode']::name[]),
+          'crm_gdpr.log_reads = off stops logging reads');
+
+------------------------------------------------------------------- events
+SELECT gdpr.grant_consent(:'c3', 'newsletter', 'web', '{"ip": "203.0.113.7", "user_agent": "Mozilla/5.0", "form": "f"}') \g /dev/null
+SELECT is((pg_temp.last('CONSENT')).detail ->> 'event', 'grant', 'CONSENT: the event');
+SELECT is((pg_temp.last('CONSENT')).subject_refs, ARRAY[gdpr.pseudonymise(:'c3', 'access-log')], 'CONSENT: the subject');
+SELECT gdpr.export_subject(:'c3') \g /dev/null
+SELECT is((pg_temp.last('EXPORT')).table_name, 'crm.contacts', 'EXPORT is logged');
+SELECT gdpr.flush_access_log() >= 0 AS flushed \gset
+SELECT is((SELECT count(*) FROM mine WHERE operation = 'SELECT' AND at >= (pg_temp.last('EXPORT')).at), 0::bigint,
+          'the export''s own queries are not logged as reads');
+SELECT gdpr.restrict_subject(:'c3', 'accuracy contested') \g /dev/null
+SELECT gdpr.lift_restriction(:'c3', 'checked') \g /dev/null
+SELECT ok((pg_temp.last('RESTRICT')).id IS NOT NULL AND (pg_temp.last('LIFT RESTRICTION')).id IS NOT NULL,
+          'RESTRICT and LIFT RESTRICTION are logged');
+SELECT gdpr.decrypt(gdpr.encrypt('secret ' || i)) FROM generate_series(1, 4) i \g /dev/null
+SELECT gdpr.flush_access_log() > 0 AS flushed \gset
+SELECT is((pg_temp.last('DECRYPT')).row_count, 4::bigint, 'DECRYPT: one row per statement with the values decrypted');
+SELECT gdpr.erase_subject(:'c4') \g /dev/null
+SELECT is((pg_temp.last('ERASE')).detail ->> 'erasure_id', (SELECT max(id)::text FROM gdpr.erasures), 'ERASE is logged');
+SELECT ok((SELECT count(*) FROM mine WHERE operation = 'DELETE' AND subject_refs @> ARRAY[gdpr.pseudonymise(:'c4', 'access-log')]) > 0,
+          'the erasure''s deletions are logged under the pseudonym, which outlives him');
+
+------------------------------------------------------------------ history
+SELECT set_eq($$SELECT operation FROM gdpr.access_history('$$ || :'c4' || $$') WHERE application_name = 'tap_access_log'$$,
+              ARRAY['SELECT', 'ERASE', 'DELETE'], 'access_history: who read and changed his data');
+SELECT ok(NOT EXISTS (SELECT FROM gdpr.access_history(:'c4') h
+                       WHERE NOT h.subject_refs @> ARRAY[gdpr.pseudonymise(:'c4', 'access-log')]),
+          'access_history: only rows naming him');
+SELECT throws_ok($$SELECT * FROM gdpr.access_history(NULL)$$, '22004', NULL, 'access_history: NULL subject');
+
+------------------------------------------------------------- append-only
+SELECT throws_ok($$UPDATE gdpr.access_log SET row_count = 0$$, '42501', NULL, 'UPDATE of the log is refused, even to its owner');
+SELECT throws_ok($$DELETE FROM gdpr.access_log$$, '42501', NULL, 'DELETE is refused');
+SELECT throws_ok($$TRUNCATE gdpr.access_log$$, '42501', NULL, 'TRUNCATE is refused');
+SELECT throws_ok($$ALTER TABLE gdpr.access_log DISABLE TRIGGER append_only$$, '42501', NULL, 'DISABLE TRIGGER is refused');
+SELECT throws_ok(format('DROP TABLE gdpr.%I', gdpr._log_month_name(date_trunc('month', now() AT TIME ZONE 'UTC'))),
+                 '42501', NULL, 'DROP TABLE of a month is refused');
+SELECT throws_ok(format('ALTER TABLE gdpr.access_log DETACH PARTITION gdpr.%I',
+                        gdpr._log_month_name(date_trunc('month', now() AT TIME ZONE 'UTC'))),
+                 '42501', NULL, 'DETACH PARTITION is refused');
+SELECT throws_ok($$ALTER TABLE gdpr.access_log_seals RENAME TO old_seals$$, '42501', NULL, 'RENAME is refused');
+SELECT throws_ok($$DROP TABLE gdpr.access_log_seals$$, '42501', NULL, 'DROP TABLE of the seals is refused');
+
+------------------------------------------------------------ tamper evidence
+SELECT is((SELECT count(*) FROM mine WHERE mac IS NULL OR length(mac) <> 40), 0::bigint, 'every row has a keyed MAC');
+SELECT pg_sleep(1.1);
+SELECT ok(gdpr.seal_access_log() > 0, 'settled rows are sealed');
+SELECT throws_ok($$UPDATE gdpr.access_log_seals SET row_count = 0$$, '42501', NULL, 'the seals are append-only');
+SELECT throws_ok($$DELETE FROM gdpr.access_log_seals$$, '42501', NULL, 'seals are never deleted');
+SELECT is((SELECT ok FROM gdpr.verify_access_log()), true, 'verify: the untouched log is intact');
+SELECT (SELECT min(id) FROM mine WHERE operation = 'UPDATE') AS upd_id,
+       (SELECT min(id) FROM mine WHERE operation = 'INSERT') AS ins_id \gset
+SAVEPOINT t;
+SET LOCAL session_replication_role = replica;
+UPDATE gdpr.access_log SET row_count = 1 WHERE id = :upd_id;
+SELECT is((SELECT first_bad_id FROM gdpr.verify_access_log()), :'upd_id'::bigint, 'verify finds a modified row');
+ROLLBACK TO SAVEPOINT t;
+SAVEPOINT t;
+SET LOCAL session_replication_role = replica;
+DELETE FROM gdpr.access_log WHERE id = :ins_id;
+SELECT is((SELECT (first_bad_id, detail ~ 'missing') FROM gdpr.verify_access_log()), (:'ins_id'::bigint, true),
+          'verify finds a deleted row');
+ROLLBACK TO SAVEPOINT t;
+SAVEPOINT t;
+SET LOCAL session_replication_role = replica;
+INSERT INTO gdpr.access_log (id, at, operation, role_name, mac)
+  SELECT 9000000001, at, 'SELECT', 'nobody', mac FROM gdpr.access_log WHERE id = :ins_id;
+SELECT is((SELECT first_bad_id FROM gdpr.verify_access_log()), 9000000001::bigint, 'verify finds an inserted row');
+ROLLBACK TO SAVEPOINT t;
+SAVEPOINT t;
+SET LOCAL session_replication_role = replica;
+UPDATE gdpr.access_log_seals SET row_count = row_count - 1 WHERE seal_id = (SELECT max(seal_id) FROM gdpr.access_log_seals);
+SELECT is((SELECT ok FROM gdpr.verify_access_log()), false, 'verify finds an altered seal');
+ROLLBACK TO SAVEPOINT t;
+SELECT is((SELECT ok FROM gdpr.verify_access_log()), true, 'intact again once the tampering is undone');
+
+------------------------------------------------------------- alarms, guard
+SET crm_gdpr.mass_read_rows = 500;
+SET ROLE crm_gdpr_t_clerk;
+SELECT email FROM crm.contacts \g /dev/null
+RESET ROLE;
+SELECT gdpr.flush_access_log() > 0 AS flushed \gset
+SELECT is((SELECT rows_read >= (SELECT count(*) FROM crm.contacts) FROM gdpr.mass_read_alarms
+            WHERE role_name = 'crm_gdpr_t_clerk'), true, 'a mass read raises the alarm');
+SET crm_gdpr.mass_read_rows = 100000000;
+SELECT is((SELECT count(*) FROM gdpr.mass_read_alarms WHERE role_name = 'crm_gdpr_t_clerk'), 0::bigint,
+          'no alarm under the threshold');
+SELECT ok((SELECT rows_read FROM gdpr.read_volume WHERE role_name = 'crm_gdpr_t_clerk' ORDER BY hour DESC LIMIT 1) > 0,
+          'read_volume: rows read per role and hour');
+
+SET crm_gdpr.max_rows_per_query = 10;
+SET ROLE crm_gdpr_t_clerk;
+SELECT throws_ok($$SELECT email FROM crm.contacts$$, '42501', 'query returns more than 10 rows of personal data',
+                 'max_rows_per_query stops a mass read by a role that is not gdpr_admin');
+SELECT lives_ok($$SELECT email FROM crm.contacts LIMIT 10$$, 'ten rows are allowed');
+SELECT throws_ok($$COPY crm.contacts TO '/dev/null'$$, '42501', NULL, 'and so is a COPY TO of the table');
+RESET ROLE;
+SELECT lives_ok($$SELECT email FROM crm.contacts$$, 'an administrator is not limited');
+RESET crm_gdpr.max_rows_per_query;
+SELECT gdpr.flush_access_log() > 0 AS flushed \gset
+SELECT is((SELECT refused FROM gdpr.access_violations WHERE application_name = 'tap_access_log' AND operation = 'SELECT'),
+          'crm_gdpr.max_rows_per_query = 10', 'the refused read is in access_violations');
+
+--------------------------------------------------------------- retention
+INSERT INTO gdpr.access_log (at, operation, application_name) VALUES (now() - interval '7 years', 'SELECT', 'tap_access_log');
+SET crm_gdpr.access_log_keep = '5 years';
+SELECT is(gdpr._log_maintain(), 1::bigint, 'the log''s retention removes what is older than crm_gdpr.access_log_keep');
+SELECT is((SELECT count(*) FROM mine WHERE at < now() - interval '5 years'), 0::bigint, 'the old row is gone');
+SELECT ok(EXISTS (SELECT FROM gdpr.access_log_retention WHERE row_count = 1), 'and the removal is recorded');
+SELECT ok((SELECT count(*) FROM pg_inherits WHERE inhparent = 'gdpr.access_log'::regclass) >= 4,
+          'month partitions exist ahead, with the default one');
+
+---------------------------------------------------------------- privileges
+SET ROLE crm_gdpr_t_auditor;
+SELECT lives_ok($$SELECT count(*) FROM gdpr.access_log$$, 'an auditor reads the log');
+SELECT lives_ok($$SELECT * FROM gdpr.verify_access_log()$$, 'an auditor verifies it');
+SELECT lives_ok($$SELECT * FROM gdpr.access_log_status$$, 'an auditor sees its status');
+SELECT throws_ok($$SELECT gdpr.flush_access_log()$$, '42501', NULL, 'an auditor does not write it');
+RESET ROLE;
+SET ROLE crm_gdpr_t_clerk;
+SELECT throws_ok($$SELECT count(*) FROM gdpr.access_log$$, '42501', NULL, 'an application role cannot read the log');
+SELECT throws_ok($$INSERT INTO gdpr.access_log (operation) VALUES ('SELECT')$$, '42501', NULL, 'nor write to it');
+RESET ROLE;
+
+SELECT gdpr.unregister_table('crm.marketing_events');
+SELECT is((SELECT count(*) FROM pg_trigger WHERE tgrelid = 'crm.marketing_events'::regclass AND tgname LIKE 'gdpr_log_%'),
+          0::bigint, 'unregistering removes the log triggers');
+
+SELECT * FROM finish();
+ROLLBACK;

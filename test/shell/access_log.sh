@@ -1,0 +1,51 @@
+#!/usr/bin/env bash
+# Reads reach the access log through the shared-memory queue and the log
+# writer: in a read-only transaction, in one that aborts, by a superuser.
+# The writer seals them; a full queue drops and counts, never blocks.
+source "$(dirname "$0")/lib.sh"
+source test/cluster.sh
+top=$(mktemp -d /tmp/crm_gdpr_alog.XXXXXX)
+CLUSTER_BIN=$TEST_TOP/install$(pg_config --bindir)
+trap 'cluster_stop; [ -n "${KEEP:-}" ] || rm -rf "$top"' EXIT
+cluster_start "$top" "crm_gdpr.database = 'crm'" "crm_gdpr.log_flush_interval = '200ms'" \
+  "crm_gdpr.log_seal_interval = '1s'" "crm_gdpr.log_queue_size = 32" "crm_gdpr.enable_worker = off"
+wait_for() {  # wait_for SECONDS SQL: until SQL returns t
+  for _ in $(seq 1 $(($1 * 5))); do [ "$(q -d crm -c "$2" 2>/dev/null)" = t ] && return 0; sleep 0.2; done
+  return 1
+}
+createdb crm
+q -d crm -c 'SET client_min_messages = warning' -c 'CREATE EXTENSION crm_gdpr' -f test/fixtures/crm.sql \
+  -c "SELECT crm.generate(300)" -f test/fixtures/registry.sql >/dev/null
+
+# A read-only transaction, and one that aborts after its read.
+PGAPPNAME=ro_reader psql -X -q -d crm -c 'BEGIN READ ONLY' -c 'SELECT email FROM crm.contacts WHERE id = 21' \
+  -c 'COMMIT' >/dev/null
+PGAPPNAME=aborted_reader psql -X -q -d crm -c 'BEGIN' -c 'SELECT phone FROM crm.contacts WHERE id = 22' \
+  -c 'SELECT 1/0' -c 'COMMIT' >/dev/null 2>&1 || true
+wait_for 10 "SELECT count(*) = 2 FROM gdpr.access_log WHERE application_name IN ('ro_reader', 'aborted_reader')" \
+  || fail "reads not written by the log writer: $(q -d crm -c 'SELECT * FROM gdpr.access_log_status')"
+[ "$(q -d crm -c "SELECT columns FROM gdpr.access_log WHERE application_name = 'ro_reader'")" = '{id,email}' ] ||
+  fail "read-only read: wrong columns"
+[ "$(q -d crm -c "SELECT role_name FROM gdpr.access_log WHERE application_name = 'aborted_reader'")" = postgres ] ||
+  fail "a superuser's read in an aborted transaction is not logged"
+[ "$(q -d crm -c "SELECT subject_refs = ARRAY[gdpr.pseudonymise('22', 'access-log')] FROM gdpr.access_log WHERE application_name = 'aborted_reader'")" = t ] ||
+  fail "the aborted read does not name its subject"
+
+# The writer seals them, and the chain verifies.
+wait_for 10 "SELECT sealed_upto > (SELECT max(at) FROM gdpr.access_log WHERE application_name = 'aborted_reader') FROM gdpr.access_log_status" ||
+  fail "the log writer does not seal: $(q -d crm -c 'SELECT * FROM gdpr.access_log_status')"
+[ "$(q -d crm -c 'SELECT ok FROM gdpr.verify_access_log()')" = t ] || fail "verify: $(q -d crm -c 'SELECT * FROM gdpr.verify_access_log()')"
+
+# Writer stopped: the queue fills, then drops and counts; no reader fails.
+q -d crm -c "ALTER SYSTEM SET crm_gdpr.enable_log_writer = off" -c "SELECT pg_reload_conf()" >/dev/null
+sleep 0.5
+before=$(q -d crm -c "SELECT dropped FROM gdpr.access_log_queue()")
+for i in $(seq 1 50); do echo "SELECT city FROM crm.contacts WHERE id = $i;"; done |
+  PGAPPNAME=burst psql -X -q -d crm -v ON_ERROR_STOP=1 >/dev/null || fail "a reader failed while the queue was full"
+[ "$(q -d crm -c "SELECT queued FROM gdpr.access_log_queue()")" = 32 ] || fail "the queue does not hold its capacity"
+[ "$(q -d crm -c "SELECT dropped - $before FROM gdpr.access_log_queue()")" = 18 ] ||
+  fail "drops not counted: $(q -d crm -c 'SELECT * FROM gdpr.access_log_queue()')"
+q -d crm -c "ALTER SYSTEM RESET crm_gdpr.enable_log_writer" -c "SELECT pg_reload_conf()" >/dev/null
+wait_for 10 "SELECT count(*) = 32 FROM gdpr.access_log WHERE application_name = 'burst'" ||
+  fail "the queue is not drained once the writer is back"
+echo "access log reads ok"
