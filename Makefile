@@ -31,7 +31,7 @@ $(EXTENSION)--$(EXTVERSION).sql: $(SQL_PARTS) $(EXTENSION).control
 
 # A fresh master key: make keygen KEY_FILE=/etc/postgresql/15/main/crm_gdpr.key
 KEY_FILE ?= crm_gdpr.key
-.PHONY: test demo deps keygen bench bench-crypto bench-purge bench-rights crash-loop
+.PHONY: test demo deps keygen bench bench-crypto bench-purge bench-rights bench-log crash-loop
 # The crash test of make test (3 cycles), 20 times over.
 crash-loop: deps
 	@CYCLES=20 bash test/run.sh
@@ -42,7 +42,9 @@ bench-purge: deps
 	@bash test/bench/purge.sh
 bench-rights: deps
 	@bash test/bench/rights.sh
-bench: bench-crypto bench-purge bench-rights
+bench-log: deps
+	@bash test/bench/log.sh
+bench: bench-crypto bench-purge bench-rights bench-log
 keygen:
 	@test ! -e '$(KEY_FILE)' || { echo "$(KEY_FILE) exists: refusing to overwrite a key" >&2; exit 1; }
 	@(umask 077; od -An -tx1 -N32 /dev/urandom | tr -d ' \n' > '$(KEY_FILE)'; echo >> '$(KEY_FILE)')

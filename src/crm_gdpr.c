@@ -32,6 +32,7 @@ _PG_init(void)
 	crm_gdpr_log_queue_init(loaded_at_startup);
 	crm_gdpr_read_hook_init(loaded_at_startup);
 	crm_gdpr_log_write_init();
+	crm_gdpr_restriction_init();
 	crm_gdpr_log_worker_init(loaded_at_startup);
 
 	/*

@@ -49,7 +49,7 @@ extern text *crm_gdpr_log_subject_ref(const char *id, size_t len);
 extern text *crm_gdpr_log_subject_ref_under(const char *id, size_t len, const unsigned char *fingerprint);
 
 /* The read queue (log_queue.c) and the hooks that fill it (read_hook.c). */
-#define LOG_RECORD_COLUMNS 512
+#define LOG_RECORD_COLUMNS 256
 #define LOG_RECORD_SUBJECTS 8
 #define LOG_RECORD_SUBJECT_LEN 40
 typedef struct LogRecord
@@ -67,7 +67,7 @@ typedef struct LogRecord
 	char		appname[NAMEDATALEN];
 	char		client[48];
 	char		purpose[NAMEDATALEN];
-	char		detail[256];		/* a JSON object, or "" */
+	char		detail[128];		/* a JSON object, or "" */
 	char		columns[LOG_RECORD_COLUMNS];
 	char		subjects[LOG_RECORD_SUBJECTS][LOG_RECORD_SUBJECT_LEN];
 } LogRecord;
@@ -76,6 +76,7 @@ extern void crm_gdpr_log_queue_init(bool preloading);
 extern bool crm_gdpr_log_queue_ready(void);
 extern void crm_gdpr_log_enqueue(const LogRecord *rec);
 extern void crm_gdpr_log_queue_count_server_log(void);
+extern bool crm_gdpr_log_queue_busy(void);
 extern void crm_gdpr_log_queue_set_writer(void);
 extern void crm_gdpr_read_hook_init(bool preloading);
 extern void crm_gdpr_fill_log_record(LogRecord *rec, const char *operation, Oid relid);
@@ -97,5 +98,6 @@ extern bool crm_gdpr_in_own_worker;
 #define LOG_TRIGGER_PREFIX "gdpr_log_"
 extern bool crm_gdpr_log_maintenance_open(void);
 extern void crm_gdpr_log_write_init(void);
+extern void crm_gdpr_restriction_init(void);
 
 #endif							/* CRM_GDPR_H */

@@ -3,8 +3,11 @@
  *
  * A reader never writes the log itself: it may be in a read-only or aborting
  * transaction, or on a standby, and a synchronous write per statement is what
- * makes pgaudit-like logging slow.  It copies a fixed-size record into a slot
- * of this queue under a lightweight lock and goes on.  The log writer
+ * makes pgaudit-like logging slow.  It claims a slot with one atomic
+ * increment, copies a fixed-size record into it and marks it ready: no lock,
+ * so readers never wait for each other nor for the writer.  One taker at a
+ * time (a lightweight lock among takers) frees the ready slots of its
+ * database.  The log writer
  * (log_worker.c), or gdpr.flush_access_log() in a database without it, takes
  * the records of its database and inserts them.  When the queue is full the
  * record is dropped and counted: the reader is never blocked or failed.
@@ -29,20 +32,22 @@
 
 #include "crm_gdpr.h"
 
+#define SLOT_FREE 0
+#define SLOT_WRITING 1
+#define SLOT_READY 2
+
 typedef struct QueueSlot
 {
-	bool		used;
-	uint64		seq;
+	pg_atomic_uint32 state;
 	LogRecord	rec;
 } QueueSlot;
 
 typedef struct LogQueue
 {
-	LWLock	   *lock;
+	LWLock	   *lock;			/* among takers only */
 	int			capacity;
-	int			queued;
-	int			next;			/* where to look for a free slot first */
-	uint64		seq;
+	pg_atomic_uint64 head;		/* next slot to claim, modulo capacity */
+	pg_atomic_uint32 queued;
 	Latch	   *writer_latch;	/* the log writer's, when it runs */
 	pg_atomic_uint64 enqueued;
 	pg_atomic_uint64 written;
@@ -51,7 +56,7 @@ typedef struct LogQueue
 	QueueSlot	slots[FLEXIBLE_ARRAY_MEMBER];
 } LogQueue;
 
-static int	queue_size = 4096;
+static int	queue_size = 16384;
 static LogQueue *queue = NULL;
 static shmem_request_hook_type prev_shmem_request_hook = NULL;
 static shmem_startup_hook_type prev_shmem_startup_hook = NULL;
@@ -85,6 +90,10 @@ queue_shmem_startup(void)
 		memset(queue, 0, queue_bytes());
 		queue->lock = &(GetNamedLWLockTranche("crm_gdpr"))->lock;
 		queue->capacity = queue_size;
+		pg_atomic_init_u64(&queue->head, 0);
+		pg_atomic_init_u32(&queue->queued, 0);
+		for (int i = 0; i < queue_size; i++)
+			pg_atomic_init_u32(&queue->slots[i].state, SLOT_FREE);
 		pg_atomic_init_u64(&queue->enqueued, 0);
 		pg_atomic_init_u64(&queue->written, 0);
 		pg_atomic_init_u64(&queue->dropped, 0);
@@ -99,8 +108,8 @@ crm_gdpr_log_queue_init(bool preloading)
 	if (!preloading)
 		return;
 	DefineCustomIntVariable("crm_gdpr.log_queue_size", "Reads the shared-memory queue holds before it drops them.",
-							"Each takes about 1.3 kB of shared memory.",
-							&queue_size, 4096, 16, 1024 * 1024, PGC_POSTMASTER, 0, NULL, NULL, NULL);
+							"Each takes about 1 kB of shared memory.",
+							&queue_size, 16384, 16, 1024 * 1024, PGC_POSTMASTER, 0, NULL, NULL, NULL);
 	prev_shmem_request_hook = shmem_request_hook;
 	shmem_request_hook = queue_shmem_request;
 	prev_shmem_startup_hook = shmem_startup_hook;
@@ -116,32 +125,34 @@ crm_gdpr_log_queue_ready(void)
 void
 crm_gdpr_log_enqueue(const LogRecord *rec)
 {
-	bool		wake;
+	QueueSlot  *slot;
+	uint32		expected = SLOT_FREE;
 	Latch	   *latch;
 
 	if (queue == NULL)
 		return;
-	LWLockAcquire(queue->lock, LW_EXCLUSIVE);
-	if (queue->queued >= queue->capacity)
+	/* Slots are claimed in turn; one still taken means the queue is full. */
+	slot = &queue->slots[pg_atomic_fetch_add_u64(&queue->head, 1) % queue->capacity];
+	if (!pg_atomic_compare_exchange_u32(&slot->state, &expected, SLOT_WRITING))
 	{
-		LWLockRelease(queue->lock);
 		pg_atomic_fetch_add_u64(&queue->dropped, 1);
 		return;
 	}
-	while (queue->slots[queue->next].used)
-		queue->next = (queue->next + 1) % queue->capacity;
-	queue->slots[queue->next].used = true;
-	queue->slots[queue->next].seq = ++queue->seq;
-	memcpy(&queue->slots[queue->next].rec, rec, sizeof(LogRecord));
-	queue->next = (queue->next + 1) % queue->capacity;
-	queue->queued++;
-	/* Past half full, the writer should not wait for its next round. */
-	wake = queue->queued == queue->capacity / 2;
-	latch = queue->writer_latch;
-	LWLockRelease(queue->lock);
+	memcpy(&slot->rec, rec, sizeof(LogRecord));
+	pg_write_barrier();
+	pg_atomic_write_u32(&slot->state, SLOT_READY);
 	pg_atomic_fetch_add_u64(&queue->enqueued, 1);
-	if (wake && latch)
+	/* A quarter full: the writer should not wait for its next round. */
+	if (pg_atomic_fetch_add_u32(&queue->queued, 1) + 1 == (uint32) queue->capacity / 4 &&
+		(latch = queue->writer_latch) != NULL)
 		SetLatch(latch);
+}
+
+/* Whether the queue is a quarter full or more (the writer then goes on). */
+bool
+crm_gdpr_log_queue_busy(void)
+{
+	return queue != NULL && pg_atomic_read_u32(&queue->queued) >= (uint32) queue->capacity / 4;
 }
 
 void
@@ -170,22 +181,15 @@ crm_gdpr_log_queue_set_writer(void)
 	on_shmem_exit(forget_writer, (Datum) 0);
 }
 
-static int
-by_seq(const void *a, const void *b)
-{
-	uint64		x = ((const QueueSlot *) a)->seq;
-	uint64		y = ((const QueueSlot *) b)->seq;
 
-	return x < y ? -1 : x > y;
-}
-
+/* The subjects' keyed pseudonyms (the log never holds their identifiers). */
 static Datum
-text_array(char values[][LOG_RECORD_SUBJECT_LEN], int n)
+subject_refs(char values[][LOG_RECORD_SUBJECT_LEN], int n)
 {
 	Datum	   *items = palloc(sizeof(Datum) * Max(n, 1));
 
 	for (int i = 0; i < n; i++)
-		items[i] = CStringGetTextDatum(values[i]);
+		items[i] = PointerGetDatum(crm_gdpr_log_subject_ref(values[i], strlen(values[i])));
 	return PointerGetDatum(construct_array(items, n, TEXTOID, -1, false, TYPALIGN_INT));
 }
 
@@ -206,11 +210,103 @@ name_array(const char *csv)
 	return PointerGetDatum(construct_array(items, n, NAMEOID, NAMEDATALEN, false, TYPALIGN_CHAR));
 }
 
-static void
-emit(Tuplestorestate *store, TupleDesc desc, LogRecord *r)
+/*
+ * Identical reads (same backend, roles, application, table, columns, query,
+ * purpose) taken together are folded into one row, up to FOLD_MAX of them,
+ * with the union of their subjects: at thousands of reads a second the log
+ * grows by a few rows per writer round, and every person read is still named.
+ */
+#define FOLD_MAX 100
+#define FOLD_SUBJECTS 200
+#define FOLD_LOOKBACK 64
+
+typedef struct Fold
 {
-	Datum		v[14];
-	bool		n[14];
+	LogRecord  *first;
+	TimestampTz last_at;
+	int			times;
+	int64		rows;
+	int			nsubjects;
+	int			capacity;
+	char		(*subjects)[LOG_RECORD_SUBJECT_LEN];	/* grows as needed */
+} Fold;
+
+static bool
+same_read(const LogRecord *a, const LogRecord *b)
+{
+	return a->dbid == b->dbid && a->relid == b->relid && a->pid == b->pid && a->query_id == b->query_id &&
+		strcmp(a->operation, b->operation) == 0 && strcmp(a->role, b->role) == 0 &&
+		strcmp(a->session_role, b->session_role) == 0 && strcmp(a->appname, b->appname) == 0 &&
+		strcmp(a->client, b->client) == 0 && strcmp(a->purpose, b->purpose) == 0 &&
+		strcmp(a->detail, b->detail) == 0 && strcmp(a->columns, b->columns) == 0;
+}
+
+static void
+fold_subjects(Fold *f, const LogRecord *r)
+{
+	for (int i = 0; i < r->nsubjects; i++)
+	{
+		bool		known = false;
+
+		for (int k = 0; k < f->nsubjects && !known; k++)
+			known = strcmp(f->subjects[k], r->subjects[i]) == 0;
+		if (known)
+			continue;
+		if (f->nsubjects == f->capacity)
+		{
+			f->capacity = Max(8, f->capacity * 2);
+			f->subjects = f->subjects ? repalloc(f->subjects, f->capacity * LOG_RECORD_SUBJECT_LEN) :
+				palloc(f->capacity * LOG_RECORD_SUBJECT_LEN);
+		}
+		strlcpy(f->subjects[f->nsubjects++], r->subjects[i], LOG_RECORD_SUBJECT_LEN);
+	}
+}
+
+/* Fold the records (oldest first) into folds; returns how many. */
+static int
+fold_records(LogRecord *taken, int n, Fold *folds)
+{
+	int			nfolds = 0;
+
+	for (int i = 0; i < n; i++)
+	{
+		LogRecord  *r = &taken[i];
+		Fold	   *f = NULL;
+
+		for (int k = nfolds - 1; k >= 0 && k >= nfolds - FOLD_LOOKBACK; k--)
+			if (folds[k].times < FOLD_MAX && folds[k].nsubjects + r->nsubjects <= FOLD_SUBJECTS &&
+				same_read(folds[k].first, r))
+			{
+				f = &folds[k];
+				break;
+			}
+		if (f == NULL)
+		{
+			f = &folds[nfolds++];
+			f->first = r;
+			f->last_at = r->at;
+			f->times = 0;
+			f->rows = 0;
+			f->nsubjects = 0;
+			f->capacity = 0;
+			f->subjects = NULL;
+		}
+		f->times++;
+		f->rows += r->rows;
+		f->last_at = Max(f->last_at, r->at);
+		if (r->at < f->first->at)
+			f->first->at = r->at;
+		fold_subjects(f, r);
+	}
+	return nfolds;
+}
+
+static void
+emit(Tuplestorestate *store, TupleDesc desc, Fold *f)
+{
+	LogRecord  *r = f->first;
+	Datum		v[16];
+	bool		n[16];
 
 	memset(n, 0, sizeof(n));
 	v[0] = TimestampTzGetDatum(r->at);
@@ -225,45 +321,60 @@ emit(Tuplestorestate *store, TupleDesc desc, LogRecord *r)
 	v[7] = ObjectIdGetDatum(r->relid);
 	n[8] = r->columns[0] == '\0';
 	v[8] = n[8] ? (Datum) 0 : name_array(r->columns);
-	n[9] = r->nsubjects == 0;
-	v[9] = n[9] ? (Datum) 0 : text_array(r->subjects, r->nsubjects);
-	v[10] = Int64GetDatum(r->rows);
+	n[9] = f->nsubjects == 0;
+	v[9] = n[9] ? (Datum) 0 : subject_refs(f->subjects, f->nsubjects);
+	v[10] = Int64GetDatum(f->rows);
 	v[11] = Int64GetDatum(r->query_id);
 	n[11] = r->query_id == 0;
 	v[12] = CStringGetTextDatum(r->purpose);
 	n[12] = r->purpose[0] == '\0';
 	n[13] = r->detail[0] == '\0';
 	v[13] = n[13] ? (Datum) 0 : DirectFunctionCall1(jsonb_in, CStringGetDatum(r->detail));
+	v[14] = TimestampTzGetDatum(f->last_at);
+	n[14] = f->times == 1;
+	v[15] = Int32GetDatum(f->times);
 	tuplestore_putvalues(store, desc, v, n);
 }
 
-/* Take (and remove) the queued records of this database, oldest first. */
+/* Take (and remove) the queued records of this database, folded, oldest first. */
 PG_FUNCTION_INFO_V1(gdpr_log_queue_take);
 Datum
 gdpr_log_queue_take(PG_FUNCTION_ARGS)
 {
 	ReturnSetInfo *rsinfo = (ReturnSetInfo *) fcinfo->resultinfo;
-	QueueSlot  *taken;
+	LogRecord  *taken;
+	Fold	   *folds;
+	uint64		start;
 	int			n = 0;
+	int			nfolds;
 
 	InitMaterializedSRF(fcinfo, 0);
 	if (queue == NULL)
 		return (Datum) 0;
-	taken = palloc(sizeof(QueueSlot) * queue->capacity);
+	taken = palloc(sizeof(LogRecord) * queue->capacity);
+	/* From the oldest claimed slot on, so that records come out in order. */
 	LWLockAcquire(queue->lock, LW_EXCLUSIVE);
-	for (int i = 0; i < queue->capacity && queue->queued > 0; i++)
+	start = pg_atomic_read_u64(&queue->head);
+	for (int k = 0; k < queue->capacity; k++)
 	{
-		if (!queue->slots[i].used || queue->slots[i].rec.dbid != MyDatabaseId)
+		QueueSlot  *slot = &queue->slots[(start + k) % queue->capacity];
+
+		if (pg_atomic_read_u32(&slot->state) != SLOT_READY)
 			continue;
-		memcpy(&taken[n++], &queue->slots[i], sizeof(QueueSlot));
-		queue->slots[i].used = false;
-		queue->queued--;
+		pg_read_barrier();
+		if (slot->rec.dbid != MyDatabaseId)
+			continue;
+		memcpy(&taken[n++], &slot->rec, sizeof(LogRecord));
+		pg_memory_barrier();
+		pg_atomic_write_u32(&slot->state, SLOT_FREE);
+		pg_atomic_fetch_sub_u32(&queue->queued, 1);
 	}
 	LWLockRelease(queue->lock);
 	pg_atomic_fetch_add_u64(&queue->written, n);
-	qsort(taken, n, sizeof(QueueSlot), by_seq);
-	for (int i = 0; i < n; i++)
-		emit(rsinfo->setResult, rsinfo->setDesc, &taken[i].rec);
+	folds = palloc(sizeof(Fold) * Max(n, 1));
+	nfolds = fold_records(taken, n, folds);
+	for (int i = 0; i < nfolds; i++)
+		emit(rsinfo->setResult, rsinfo->setDesc, &folds[i]);
 	return (Datum) 0;
 }
 
@@ -286,9 +397,7 @@ gdpr_log_queue_stats(PG_FUNCTION_ARGS)
 	}
 	else
 	{
-		LWLockAcquire(queue->lock, LW_SHARED);
-		queued = queue->queued;
-		LWLockRelease(queue->lock);
+		queued = pg_atomic_read_u32(&queue->queued);
 		v[0] = Int32GetDatum(queue->capacity);
 		v[1] = Int32GetDatum(queued);
 		v[2] = Int64GetDatum(pg_atomic_read_u64(&queue->enqueued));

@@ -3,8 +3,9 @@
  *
  * Separate from the purge worker because a purge can run for a long time and
  * the read queue must not wait for it.  In crm_gdpr.database, every
- * crm_gdpr.log_flush_interval (or sooner, when the queue is half full) it
- * writes the queued reads; every crm_gdpr.log_seal_interval it seals the
+ * crm_gdpr.log_flush_interval (or sooner, when the queue is a quarter full) it
+ * writes the journal's writes and the queued reads (at once again while the
+ * queue stays a quarter full); every crm_gdpr.log_seal_interval it seals the
  * settled rows into the next block; every hour it creates the coming month
  * partitions and applies the log's retention.  Each step is a transaction of
  * its own.  Only this process seals, so the chain has one writer (the SQL
@@ -111,6 +112,9 @@ crm_gdpr_log_worker_main(Datum arg)
 				step("crm_gdpr: sealing the access log",
 					 "SELECT CASE WHEN gdpr._log_keyed_hash('\\x') IS NULL THEN 0 ELSE gdpr.seal_access_log() END");
 		}
+		/* Under a burst of reads, write again at once rather than drop. */
+		if (enable_log_writer && crm_gdpr_log_queue_busy())
+			continue;
 		(void) WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
 						 log_flush_interval, PG_WAIT_EXTENSION);
 		ResetLatch(MyLatch);

@@ -8,8 +8,8 @@
  * never one per changed row: the transition tables are read once to count the
  * rows, collect the columns written (for UPDATE, only those whose value
  * changed in some row) and the subjects touched, up to
- * crm_gdpr.log_subjects_max of them; the row is inserted through one saved
- * plan, as the extension's owner.
+ * crm_gdpr.log_subjects_max of them.  The records of a transaction go to the
+ * journal in one row just before it commits (below).
  *
  * Trigger arguments: the subject column of the table ('' when the subject is
  * reached through several tables: the registry's SQL then finds it).  The
@@ -17,7 +17,11 @@
  */
 #include "postgres.h"
 
+#include "access/heapam.h"
 #include "access/htup_details.h"
+#include "access/table.h"
+#include "catalog/namespace.h"
+#include "access/xact.h"
 #include "catalog/pg_type.h"
 #include "commands/trigger.h"
 #include "executor/executor.h"
@@ -31,18 +35,25 @@
 #include "utils/datum.h"
 #include "utils/guc.h"
 #include "utils/hsearch.h"
+#include "utils/timestamp.h"
 #include "utils/lsyscache.h"
 #include "utils/rel.h"
+#include "utils/snapmgr.h"
 #include "utils/tuplestore.h"
 
 #include "crm_gdpr.h"
 
 static int	log_subjects_max = 100;
-static SPIPlanPtr insert_plan = NULL;
+
+static void log_write_xact_callback(XactEvent event, void *arg);
+static void log_write_subxact_callback(SubXactEvent event, SubTransactionId mySubid,
+									   SubTransactionId parentSubid, void *arg);
 
 void
 crm_gdpr_log_write_init(void)
 {
+	RegisterXactCallback(log_write_xact_callback, NULL);
+	RegisterSubXactCallback(log_write_subxact_callback, NULL);
 	DefineCustomIntVariable("crm_gdpr.log_subjects_max",
 							"Subjects a log row names at most (the rest are counted as rows only).",
 							NULL, &log_subjects_max, 100, 0, 10000, PGC_SUSET, 0, NULL, NULL, NULL);
@@ -187,82 +198,179 @@ summarise_far_subjects(TriggerData *td, WriteSummary *sum)
 	}
 }
 
-static Datum
-column_names(Relation rel, Bitmapset *columns, bool *isnull)
-{
-	TupleDesc	desc = RelationGetDescr(rel);
-	int			n = bms_num_members(columns);
-	Datum	   *names = palloc(sizeof(Datum) * Max(n, 1));
-	int			k = 0;
-	int			attnum = -1;
+/* --- the journal: heap inserts at commit --------------------------------- */
 
-	*isnull = (n == 0);
-	if (n == 0)
-		return (Datum) 0;
-	while ((attnum = bms_next_member(columns, attnum)) >= 0)
-		names[k++] = NameGetDatum(&TupleDescAttr(desc, attnum - 1)->attname);
-	return PointerGetDatum(construct_array(names, k, NAMEOID, NAMEDATALEN, false, TYPALIGN_CHAR));
+/*
+ * A statement's record waits in the transaction's memory; just before commit
+ * the records go into gdpr.access_log_journal, inserted directly into its
+ * heap (no executor, no index, no trigger).  They are part of the writing
+ * transaction: a committed write has its record, a rolled back one (or one in
+ * a rolled back subtransaction) has none, and a crash loses neither.  The log
+ * writer (gdpr.flush_access_log) moves them into gdpr.access_log, where they
+ * get their MAC and their seal.  Inserting into the indexed, partitioned log
+ * in every transaction would cost more than the CRM's own statements
+ * (doc/benchmarks.md).
+ */
+#define JOURNAL_COLUMNS 15
+
+typedef struct PendingWrite
+{
+	SubTransactionId subid;
+	Datum		values[JOURNAL_COLUMNS];
+	bool		nulls[JOURNAL_COLUMNS];
+} PendingWrite;
+
+static List *pending = NIL;		/* in TopTransactionContext */
+#define LOG_SEPARATOR '\x1f'
+
+static Datum
+text_or_null(const char *value, bool *isnull)
+{
+	*isnull = (value == NULL || value[0] == '\0');
+	return *isnull ? (Datum) 0 : CStringGetTextDatum(value);
 }
 
-static Datum
-subject_refs(WriteSummary *sum, bool *isnull)
+static char *
+joined_columns(Relation rel, Bitmapset *columns)
 {
-	long		n = sum->subjects ? hash_get_num_entries(sum->subjects) : 0;
-	Datum	   *refs = palloc(sizeof(Datum) * Max(n, 1));
+	StringInfoData buf;
+	int			attnum = -1;
+
+	if (bms_is_empty(columns))
+		return NULL;
+	initStringInfo(&buf);
+	while ((attnum = bms_next_member(columns, attnum)) >= 0)
+	{
+		if (buf.len > 0)
+			appendStringInfoChar(&buf, LOG_SEPARATOR);
+		appendStringInfoString(&buf, NameStr(TupleDescAttr(RelationGetDescr(rel), attnum - 1)->attname));
+	}
+	return buf.data;
+}
+
+static char *
+joined_refs(WriteSummary *sum)
+{
+	StringInfoData buf;
 	HASH_SEQ_STATUS seq;
 	SubjectEntry *e;
-	int			k = 0;
 
-	*isnull = (n == 0);
-	if (n == 0)
-		return (Datum) 0;
+	if (sum->subjects == NULL || hash_get_num_entries(sum->subjects) == 0)
+		return NULL;
+	initStringInfo(&buf);
 	hash_seq_init(&seq, sum->subjects);
 	while ((e = hash_seq_search(&seq)) != NULL)
-		refs[k++] = PointerGetDatum(crm_gdpr_log_subject_ref(e->id, strlen(e->id)));
-	return PointerGetDatum(construct_array(refs, k, TEXTOID, -1, false, TYPALIGN_INT));
+	{
+		text	   *ref = crm_gdpr_log_subject_ref(e->id, strlen(e->id));
+
+		if (buf.len > 0)
+			appendStringInfoChar(&buf, LOG_SEPARATOR);
+		appendBinaryStringInfo(&buf, VARDATA(ref), VARSIZE(ref) - VARHDRSZ);
+	}
+	return buf.data;
+}
+
+/* The journal's columns, in the order of 80_access_log.sql. */
+static void
+buffer_log_row(Relation rel, const char *operation, WriteSummary *sum, const char *role, bool truncate)
+{
+	LogRecord	session;		/* who, from where, why: as the read hook sees them */
+	MemoryContext old;
+	PendingWrite *w;
+	int64		query_id = pgstat_get_my_query_id();
+
+	crm_gdpr_fill_log_record(&session, operation, RelationGetRelid(rel));
+	old = MemoryContextSwitchTo(TopTransactionContext);
+	w = palloc0(sizeof(PendingWrite));
+	w->subid = GetCurrentSubTransactionId();
+	w->values[0] = TimestampTzGetDatum(GetCurrentTimestamp());
+	w->values[1] = text_or_null(role, &w->nulls[1]);
+	w->values[2] = text_or_null(session.session_role, &w->nulls[2]);
+	w->values[3] = text_or_null(session.appname, &w->nulls[3]);
+	w->values[4] = text_or_null(session.client, &w->nulls[4]);
+	w->values[5] = Int32GetDatum(MyProcPid);
+	w->values[6] = text_or_null(operation, &w->nulls[6]);
+	w->values[7] = ObjectIdGetDatum(RelationGetRelid(rel));
+	w->values[8] = text_or_null(quote_qualified_identifier(get_namespace_name(RelationGetNamespace(rel)),
+														   RelationGetRelationName(rel)), &w->nulls[8]);
+	w->values[9] = text_or_null(joined_columns(rel, sum->columns), &w->nulls[9]);
+	w->values[10] = text_or_null(joined_refs(sum), &w->nulls[10]);
+	w->values[11] = Int64GetDatum(sum->subjects ? hash_get_num_entries(sum->subjects) : 0);
+	w->nulls[11] = truncate || sum->overflow;
+	w->values[12] = Int64GetDatum(sum->rows);
+	w->nulls[12] = truncate;
+	w->values[13] = Int64GetDatum(query_id);
+	w->nulls[13] = query_id == 0;
+	w->values[14] = text_or_null(session.purpose, &w->nulls[14]);
+	pending = lappend(pending, w);
+	MemoryContextSwitchTo(old);
 }
 
 static void
-insert_log_row(Relation rel, const char *operation, WriteSummary *sum, const char *role, bool truncate)
+flush_pending(void)
 {
-	Oid			types[9] = {NAMEOID, TEXTOID, REGCLASSOID, TEXTOID, NAMEARRAYOID, TEXTARRAYOID,
-	INT8OID, INT8OID, INT8OID};
-	Datum		values[9];
-	char		nulls[9];
-	bool		isnull;
-	int64		query_id = pgstat_get_my_query_id();
-	NameData	role_name;
+	Oid			gdpr = get_namespace_oid("gdpr", true);
+	Oid			relid = OidIsValid(gdpr) ? get_relname_relid("access_log_journal", gdpr) : InvalidOid;
+	Relation	rel;
+	ListCell   *lc;
 
-	memset(nulls, ' ', sizeof(nulls));
-	namestrcpy(&role_name, role);
-	values[0] = NameGetDatum(&role_name);
-	values[1] = CStringGetTextDatum(operation);
-	values[2] = ObjectIdGetDatum(RelationGetRelid(rel));
-	values[3] = CStringGetTextDatum(quote_qualified_identifier(get_namespace_name(RelationGetNamespace(rel)),
-															   RelationGetRelationName(rel)));
-	values[4] = column_names(rel, sum->columns, &isnull);
-	nulls[4] = isnull ? 'n' : ' ';
-	values[5] = subject_refs(sum, &isnull);
-	nulls[5] = isnull ? 'n' : ' ';
-	values[6] = Int64GetDatum(sum->subjects ? hash_get_num_entries(sum->subjects) : 0);
-	nulls[6] = (truncate || sum->overflow) ? 'n' : ' ';
-	values[7] = Int64GetDatum(sum->rows);
-	nulls[7] = truncate ? 'n' : ' ';
-	values[8] = Int64GetDatum(query_id);
-	nulls[8] = query_id == 0 ? 'n' : ' ';
-
-	if (insert_plan == NULL)
+	if (!OidIsValid(relid))
+		ereport(ERROR,
+				(errcode(ERRCODE_UNDEFINED_TABLE),
+				 errmsg("gdpr.access_log_journal does not exist: the writes of this transaction cannot be logged"),
+				 errhint("Was the extension crm_gdpr dropped in this transaction?")));
+	rel = table_open(relid, RowExclusiveLock);
+	if (RelationGetDescr(rel)->natts != JOURNAL_COLUMNS)
+		elog(ERROR, "gdpr.access_log_journal has %d columns, not %d", RelationGetDescr(rel)->natts, JOURNAL_COLUMNS);
+	foreach(lc, pending)
 	{
-		SPIPlanPtr	plan = SPI_prepare("INSERT INTO gdpr.access_log (role_name, operation, tbl, table_name, "
-									   "columns, subject_refs, subjects, row_count, query_id) "
-									   "VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)", 9, types);
+		PendingWrite *w = lfirst(lc);
 
-		if (plan == NULL || SPI_keepplan(plan) != 0)
-			elog(ERROR, "could not prepare the access log's insert: %s", SPI_result_code_string(SPI_result));
-		insert_plan = plan;
+		simple_heap_insert(rel, heap_form_tuple(RelationGetDescr(rel), w->values, w->nulls));
 	}
-	if (SPI_execute_plan(insert_plan, values, nulls, false, 0) != SPI_OK_INSERT)
-		elog(ERROR, "could not write to the access log");
+	table_close(rel, RowExclusiveLock);
+	pending = NIL;
+}
+
+/* gdpr.flush_access_log(): this transaction's own writes go to the journal now. */
+PG_FUNCTION_INFO_V1(gdpr_log_journal_pending);
+Datum
+gdpr_log_journal_pending(PG_FUNCTION_ARGS)
+{
+	if (pending != NIL)
+		flush_pending();
+	PG_RETURN_VOID();
+}
+
+static void
+log_write_xact_callback(XactEvent event, void *arg)
+{
+	if ((event == XACT_EVENT_PRE_COMMIT || event == XACT_EVENT_PRE_PREPARE) && pending != NIL)
+		flush_pending();
+	else if (event == XACT_EVENT_ABORT || event == XACT_EVENT_COMMIT || event == XACT_EVENT_PREPARE ||
+			 event == XACT_EVENT_PARALLEL_ABORT || event == XACT_EVENT_PARALLEL_COMMIT)
+		pending = NIL;			/* its memory goes with the transaction */
+}
+
+/* Rows of a rolled back subtransaction go; those of a committed one move up. */
+static void
+log_write_subxact_callback(SubXactEvent event, SubTransactionId mySubid, SubTransactionId parentSubid, void *arg)
+{
+	ListCell   *lc;
+
+	if (event != SUBXACT_EVENT_ABORT_SUB && event != SUBXACT_EVENT_COMMIT_SUB)
+		return;
+	foreach(lc, pending)
+	{
+		PendingWrite *w = lfirst(lc);
+
+		if (w->subid != mySubid)
+			continue;
+		if (event == SUBXACT_EVENT_COMMIT_SUB)
+			w->subid = parentSubid;
+		else
+			pending = foreach_delete_current(pending, lc);
+	}
 }
 
 /*
@@ -326,13 +434,15 @@ gdpr_log_write(PG_FUNCTION_ARGS)
 	}
 
 	role = writer_name();
-	crm_gdpr_enter_owner_context(fcinfo->flinfo->fn_oid, &ctx);
-	SPI_connect();
 	if (!truncate && subject_column[0] == '\0' && log_subjects_max > 0)
+	{
+		crm_gdpr_enter_owner_context(fcinfo->flinfo->fn_oid, &ctx);
+		SPI_connect();
 		summarise_far_subjects(td, &sum);
-	insert_log_row(td->tg_relation, operation, &sum, role, truncate);
-	SPI_finish();
-	crm_gdpr_leave_owner_context(&ctx);
+		SPI_finish();
+		crm_gdpr_leave_owner_context(&ctx);
+	}
+	buffer_log_row(td->tg_relation, operation, &sum, role, truncate);
 	return PointerGetDatum(NULL);
 }
 

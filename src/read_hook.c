@@ -49,6 +49,8 @@
 #include "utils/builtins.h"
 #include "utils/fmgroids.h"
 #include "utils/guc.h"
+#include "utils/inval.h"
+#include "utils/syscache.h"
 #include "utils/json.h"
 #include "utils/lsyscache.h"
 #include "utils/memutils.h"
@@ -258,6 +260,58 @@ subject_result_column(PlannedStmt *stmt, Oid relid, Relation rel, const char *su
 	return 0;
 }
 
+/*
+ * The column list of the last few (table, selected columns) pairs: a CRM runs
+ * the same queries again and again.  Any relcache invalidation (a rename)
+ * empties it.
+ */
+#define COLUMN_CACHE 16
+typedef struct ColumnListEntry
+{
+	Oid			relid;
+	Bitmapset  *selected;		/* in TopMemoryContext */
+	char		columns[LOG_RECORD_COLUMNS];
+} ColumnListEntry;
+
+static ColumnListEntry column_cache[COLUMN_CACHE];
+static int	column_cache_next = 0;
+static bool column_cache_callback = false;
+
+static void
+forget_column_lists(Datum arg, Oid relid)
+{
+	for (int i = 0; i < COLUMN_CACHE; i++)
+		column_cache[i].relid = InvalidOid;
+}
+
+static void
+cached_column_list(Relation rel, Bitmapset *selected, char *out)
+{
+	ColumnListEntry *e;
+	MemoryContext old;
+
+	if (!column_cache_callback)
+	{
+		CacheRegisterRelcacheCallback(forget_column_lists, (Datum) 0);
+		column_cache_callback = true;
+	}
+	for (int i = 0; i < COLUMN_CACHE; i++)
+		if (column_cache[i].relid == RelationGetRelid(rel) && bms_equal(column_cache[i].selected, selected))
+		{
+			strlcpy(out, column_cache[i].columns, LOG_RECORD_COLUMNS);
+			return;
+		}
+	column_list(rel, selected, out);
+	e = &column_cache[column_cache_next];
+	column_cache_next = (column_cache_next + 1) % COLUMN_CACHE;
+	bms_free(e->selected);
+	old = MemoryContextSwitchTo(TopMemoryContext);
+	e->selected = bms_copy(selected);
+	MemoryContextSwitchTo(old);
+	e->relid = RelationGetRelid(rel);
+	strlcpy(e->columns, out, LOG_RECORD_COLUMNS);
+}
+
 /* The registered tables a query reads, or NULL. */
 static QueryReads *
 find_reads(QueryDesc *query)
@@ -293,7 +347,7 @@ find_reads(QueryDesc *query)
 			r->rti = rti;
 			if (subject_column[0] != '\0')
 				r->subject_attnum = attnameAttNum(rel, subject_column, false);
-			column_list(rel, rte->selectedCols, r->columns);
+			cached_column_list(rel, rte->selectedCols, r->columns);
 			r->subject_resno = subject_result_column(stmt, rte->relid, rel, subject_column);
 		}
 		RelationClose(rel);
@@ -473,6 +527,36 @@ client_address(void)
 	return addr;
 }
 
+/*
+ * Role names, cached: a read costs a copy, not two catalog lookups.  Any
+ * change to pg_authid (a rename) empties the cache.
+ */
+static Oid	cached_role[2] = {InvalidOid, InvalidOid};
+static NameData cached_role_name[2];
+static bool role_callback_registered = false;
+
+static void
+forget_role_names(Datum arg, int cacheid, uint32 hashvalue)
+{
+	cached_role[0] = cached_role[1] = InvalidOid;
+}
+
+static const char *
+role_name(Oid roleid, int slot)
+{
+	if (!role_callback_registered)
+	{
+		CacheRegisterSyscacheCallback(AUTHOID, forget_role_names, (Datum) 0);
+		role_callback_registered = true;
+	}
+	if (cached_role[slot] != roleid)
+	{
+		namestrcpy(&cached_role_name[slot], GetUserNameFromId(roleid, false));
+		cached_role[slot] = roleid;
+	}
+	return NameStr(cached_role_name[slot]);
+}
+
 void
 crm_gdpr_fill_log_record(LogRecord *rec, const char *operation, Oid relid)
 {
@@ -483,8 +567,8 @@ crm_gdpr_fill_log_record(LogRecord *rec, const char *operation, Oid relid)
 	rec->pid = MyProcPid;
 	rec->query_id = pgstat_get_my_query_id();
 	strlcpy(rec->operation, operation, sizeof(rec->operation));
-	strlcpy(rec->role, GetUserNameFromId(GetUserId(), false), NAMEDATALEN);
-	strlcpy(rec->session_role, GetUserNameFromId(GetSessionUserId(), false), NAMEDATALEN);
+	strlcpy(rec->role, role_name(GetUserId(), 0), NAMEDATALEN);
+	strlcpy(rec->session_role, role_name(GetSessionUserId(), 1), NAMEDATALEN);
 	strlcpy(rec->appname, application_name ? application_name : "", NAMEDATALEN);
 	strlcpy(rec->client, client_address(), sizeof(rec->client));
 	strlcpy(rec->purpose, crm_gdpr_log_purpose(), NAMEDATALEN);

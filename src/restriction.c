@@ -15,10 +15,68 @@
 #include "miscadmin.h"
 #include "utils/acl.h"
 #include "utils/builtins.h"
+#include "utils/inval.h"
 #include "utils/lsyscache.h"
 #include "utils/rel.h"
 
 #include "crm_gdpr.h"
+
+/*
+ * Whether any restriction is in force, cached per backend: most of the time
+ * none is, and then a write pays no query at all.  A trigger on
+ * gdpr.restrictions sends a relcache invalidation of that table with every
+ * change; the callback forgets the cached answer in every backend.
+ */
+static bool restrictions_known = false;
+static bool any_restriction = false;
+static uint64 restrictions_generation = 0;
+
+static void
+forget_restrictions(Datum arg, Oid relid)
+{
+	restrictions_known = false;
+	restrictions_generation++;
+}
+
+void
+crm_gdpr_restriction_init(void)
+{
+	CacheRegisterRelcacheCallback(forget_restrictions, (Datum) 0);
+}
+
+static bool
+restrictions_in_force(void)
+{
+	uint64		generation = restrictions_generation;
+	bool		any;
+
+	if (restrictions_known)
+		return any_restriction;
+	SPI_connect();
+	if (SPI_execute("SELECT EXISTS (SELECT FROM gdpr.restrictions WHERE lifted_at IS NULL)", true, 1) != SPI_OK_SELECT)
+		elog(ERROR, "could not look up restrictions");
+	any = strcmp(SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1), "t") == 0;
+	SPI_finish();
+	/* An invalidation that came in meanwhile may concern what was just read. */
+	if (generation == restrictions_generation)
+	{
+		any_restriction = any;
+		restrictions_known = true;
+	}
+	return any;
+}
+
+PG_FUNCTION_INFO_V1(gdpr_restrictions_changed);
+Datum
+gdpr_restrictions_changed(PG_FUNCTION_ARGS)
+{
+	TriggerData *td = (TriggerData *) fcinfo->context;
+
+	if (!CALLED_AS_TRIGGER(fcinfo))
+		elog(ERROR, "gdpr._restrictions_changed() must be a trigger");
+	CacheInvalidateRelcache(td->tg_relation);
+	return PointerGetDatum(NULL);
+}
 
 static bool
 writer_is_admin(void)
@@ -76,11 +134,11 @@ gdpr_enforce_restriction(PG_FUNCTION_ARGS)
 		ereport(ERROR,
 				(errcode(ERRCODE_E_R_I_E_TRIGGER_PROTOCOL_VIOLATED),
 				 errmsg("gdpr._enforce_restriction() must be an AFTER statement trigger with an old transition table")));
-	if (writer_is_admin())
+	if (writer_is_admin() || (restrictions_known && !any_restriction))
 		return PointerGetDatum(NULL);
 
 	crm_gdpr_enter_owner_context(fcinfo->flinfo->fn_oid, &ctx);
-	hit = first_restricted_subject(td);
+	hit = restrictions_in_force() ? first_restricted_subject(td) : NULL;
 	crm_gdpr_leave_owner_context(&ctx);
 
 	if (hit)

@@ -238,6 +238,12 @@ CREATE UNIQUE INDEX restrictions_active ON gdpr.restrictions (subject_table, sub
 SELECT pg_catalog.pg_extension_config_dump('gdpr.restrictions', '');
 SELECT pg_catalog.pg_extension_config_dump('gdpr.restrictions_id_seq', '');
 COMMENT ON TABLE gdpr.restrictions IS 'restrictions of processing (Art. 18), current and lifted';
+-- Each backend caches whether any restriction is in force (restriction.c):
+-- every change tells them to look again.
+CREATE FUNCTION gdpr._restrictions_changed() RETURNS trigger
+  LANGUAGE c AS 'MODULE_PATHNAME', 'gdpr_restrictions_changed';
+CREATE TRIGGER restrictions_changed AFTER INSERT OR UPDATE OR DELETE OR TRUNCATE ON gdpr.restrictions
+  FOR EACH STATEMENT EXECUTE FUNCTION gdpr._restrictions_changed();
 
 CREATE FUNCTION gdpr.is_restricted(subject_id text, subject_table regclass DEFAULT NULL) RETURNS boolean
   LANGUAGE sql STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp

@@ -34,7 +34,7 @@ CREATE TABLE gdpr.access_log (
   tbl                regclass,
   table_name         text,                 -- tbl as it was named: what the MAC covers
   columns            name[],
-  subject_refs       text[],               -- keyed pseudonyms of the subjects touched
+  subject_refs       text[] COLLATE "C",    -- keyed pseudonyms of the subjects touched
   subjects           bigint,               -- how many; NULL when more than the refs kept
   row_count          bigint,
   times              int NOT NULL DEFAULT 1,   -- identical reads folded into this row
@@ -46,14 +46,16 @@ CREATE TABLE gdpr.access_log (
 ALTER SEQUENCE gdpr.access_log_id_seq OWNED BY gdpr.access_log.id;
 CREATE TABLE gdpr.access_log_default PARTITION OF gdpr.access_log DEFAULT;
 -- Indexes per partition, not on the parent: a restored month partition
--- brings its own (an index on the parent would make a second set).
+-- brings its own (an index on the parent would make a second set).  id and
+-- at grow with time: BRIN indexes find a range at almost no cost per insert;
+-- the GIN index finds a person's rows for access_history.
 CREATE FUNCTION gdpr._log_index_partition(part regclass) RETURNS void
   LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
   n name := (SELECT c.relname FROM pg_class c WHERE c.oid = part);
 BEGIN
-  EXECUTE format('CREATE INDEX %I ON %s (id)', n || '_id', part);
-  EXECUTE format('CREATE INDEX %I ON %s (at)', n || '_at', part);
+  EXECUTE format('CREATE INDEX %I ON %s USING brin (id)', n || '_id', part);
+  EXECUTE format('CREATE INDEX %I ON %s USING brin (at)', n || '_at', part);
   EXECUTE format('CREATE INDEX %I ON %s USING gin (subject_refs)', n || '_subjects', part);
 END
 $$;
@@ -75,6 +77,29 @@ CREATE TABLE gdpr.access_log_seals (
 );
 COMMENT ON TABLE gdpr.access_log_seals IS 'hash-chained blocks of the access log; written by one writer, append-only';
 
+-- The writes of committed transactions on their way to the log: a writing
+-- transaction adds its statements' records just before it commits, straight
+-- into the heap (log_write.c: keep the columns in step);
+-- gdpr.flush_access_log() moves them.  Lists are joined with chr(31).
+CREATE TABLE gdpr.access_log_journal (
+  at                 timestamptz NOT NULL,
+  role_name          text,
+  session_user_name  text,
+  application_name   text,
+  client_addr        text,
+  backend_pid        int,
+  operation          text,
+  tbl                oid,
+  table_name         text,
+  columns            text,
+  subject_refs       text,
+  subjects           bigint,
+  row_count          bigint,
+  query_id           bigint,
+  purpose            text
+);
+COMMENT ON TABLE gdpr.access_log_journal IS 'logged writes of committed transactions, until the log writer moves them into gdpr.access_log';
+
 -- What the log's own retention removed: verify does not look for those rows.
 CREATE TABLE gdpr.access_log_retention (
   id              bigserial PRIMARY KEY,
@@ -86,6 +111,7 @@ CREATE TABLE gdpr.access_log_retention (
 COMMENT ON TABLE gdpr.access_log_retention IS 'what the access log''s retention removed, and when';
 
 SELECT pg_catalog.pg_extension_config_dump('gdpr.access_log_default', '');
+SELECT pg_catalog.pg_extension_config_dump('gdpr.access_log_journal', '');
 SELECT pg_catalog.pg_extension_config_dump('gdpr.access_log_id_seq', '');
 SELECT pg_catalog.pg_extension_config_dump('gdpr.access_log_seals', '');
 SELECT pg_catalog.pg_extension_config_dump('gdpr.access_log_retention', '');
@@ -106,14 +132,16 @@ CREATE FUNCTION gdpr._log_write() RETURNS trigger
   LANGUAGE c AS 'MODULE_PATHNAME', 'gdpr_log_write';
 CREATE FUNCTION gdpr._log_queue_take() RETURNS TABLE (
     at timestamptz, role_name name, session_user_name name, application_name text, client_addr inet,
-    backend_pid int, operation text, tbl oid, columns name[], subject_ids text[], row_count bigint,
-    query_id bigint, purpose text, detail jsonb)
+    backend_pid int, operation text, tbl oid, columns name[], subject_refs text[], row_count bigint,
+    query_id bigint, purpose text, detail jsonb, last_at timestamptz, times int)
   LANGUAGE c AS 'MODULE_PATHNAME', 'gdpr_log_queue_take';
 CREATE FUNCTION gdpr.access_log_queue() RETURNS TABLE (
     capacity int, queued int, enqueued bigint, written bigint, dropped bigint, logged_to_server_log bigint)
   LANGUAGE c AS 'MODULE_PATHNAME', 'gdpr_log_queue_stats';
 COMMENT ON FUNCTION gdpr.access_log_queue() IS
   'the shared-memory queue of reads: capacity, waiting, and since the server started: queued, written, dropped';
+CREATE FUNCTION gdpr._log_journal_pending() RETURNS void
+  LANGUAGE c AS 'MODULE_PATHNAME', 'gdpr_log_journal_pending';
 CREATE FUNCTION gdpr._note_decrypt() RETURNS void
   LANGUAGE c AS 'MODULE_PATHNAME', 'gdpr_note_decrypt';
 CREATE FUNCTION gdpr._allow_log_maintenance(allow boolean) RETURNS void
@@ -164,35 +192,58 @@ BEGIN
 END
 $$;
 
--- Write the queued reads of this database, folding identical ones (same
--- roles, client, table, columns, subjects, purpose and query) into one row
--- with the number of reads in times and the sum of their rows.  The seal
--- lock keeps it from running while a block is being sealed.
+-- Move the journal's writes into the log, then write the queued reads of
+-- this database (folded in C: log_queue.c).  The seal lock keeps it from
+-- running while a block is being sealed.
 CREATE FUNCTION gdpr.flush_access_log() RETURNS bigint
   LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
   n bigint;
+  w bigint;
 BEGIN
   PERFORM pg_advisory_xact_lock(hashtext('crm_gdpr.access_log_seal'));
+  PERFORM gdpr._log_journal_pending();
+  -- Identical statements (same backend, roles, query, table, columns, purpose)
+  -- are folded, up to 100 a row, with the union of their subjects.
+  WITH moved AS (DELETE FROM gdpr.access_log_journal j RETURNING j.*),
+  chunked AS (
+    SELECT m.*, (row_number() OVER (PARTITION BY m.role_name, m.session_user_name, m.application_name,
+                 m.client_addr, m.backend_pid, m.operation, m.tbl, m.columns, m.query_id, m.purpose
+                 ORDER BY m.at) - 1) / 100 AS chunk
+      FROM moved m)
+  INSERT INTO gdpr.access_log (at, last_at, role_name, session_user_name, application_name, client_addr,
+                               backend_pid, operation, tbl, table_name, columns, subject_refs, subjects,
+                               row_count, times, query_id, purpose)
+    SELECT g.at, g.last_at, g.role_name, g.session_user_name, g.application_name, g.client_addr::inet,
+           g.backend_pid, g.operation, g.tbl::regclass, g.table_name, string_to_array(g.columns, chr(31))::name[],
+           g.refs, CASE WHEN g.counted THEN coalesce(cardinality(g.refs), 0) END, g.row_count, g.times,
+           g.query_id, g.purpose
+      FROM (SELECT min(c.at) AS at, CASE WHEN count(*) > 1 THEN max(c.at) END AS last_at, c.role_name,
+                   c.session_user_name, c.application_name, c.client_addr, c.backend_pid, c.operation, c.tbl,
+                   min(c.table_name) AS table_name, c.columns,
+                   (SELECT array_agg(DISTINCT r ORDER BY r)
+                      FROM unnest(string_to_array(string_agg(c.subject_refs, chr(31)), chr(31))) r) AS refs,
+                   bool_and(c.subjects IS NOT NULL) AS counted, sum(c.row_count) AS row_count,
+                   count(*) AS times, c.query_id, c.purpose
+              FROM chunked c
+             GROUP BY c.role_name, c.session_user_name, c.application_name, c.client_addr, c.backend_pid,
+                      c.operation, c.tbl, c.columns, c.query_id, c.purpose, c.chunk) g
+     ORDER BY g.at;
+  GET DIAGNOSTICS w = ROW_COUNT;
   INSERT INTO gdpr.access_log (at, last_at, role_name, session_user_name, application_name, client_addr,
                                backend_pid, operation, tbl, table_name, columns, subject_refs, subjects,
                                row_count, times, query_id, purpose, detail)
-    SELECT min(q.at), CASE WHEN count(*) > 1 THEN max(q.at) END, q.role_name, q.session_user_name,
-           q.application_name, q.client_addr, q.backend_pid, q.operation, nullif(q.tbl, 0)::regclass,
-           gdpr._qualified(nullif(q.tbl, 0)::regclass), q.columns,
-           (SELECT array_agg(gdpr._log_subject_ref(s)) FROM unnest(q.subject_ids) s),
-           cardinality(q.subject_ids), sum(q.row_count), count(*), q.query_id, q.purpose, q.detail
+    SELECT q.at, q.last_at, q.role_name, q.session_user_name, q.application_name, q.client_addr, q.backend_pid,
+           q.operation, nullif(q.tbl, 0)::regclass, gdpr._qualified(nullif(q.tbl, 0)::regclass), q.columns,
+           q.subject_refs, cardinality(q.subject_refs), q.row_count, q.times, q.query_id, q.purpose, q.detail
       FROM gdpr._log_queue_take() q
-     WHERE q.tbl = 0 OR EXISTS (SELECT FROM pg_class c WHERE c.oid = q.tbl)   -- a table dropped meanwhile
-     GROUP BY q.role_name, q.session_user_name, q.application_name, q.client_addr, q.backend_pid,
-              q.operation, q.tbl, q.columns, q.subject_ids, q.query_id, q.purpose, q.detail::text, q.detail
-     ORDER BY min(q.at);
+     WHERE q.tbl = 0 OR EXISTS (SELECT FROM pg_class c WHERE c.oid = q.tbl);   -- a table dropped meanwhile
   GET DIAGNOSTICS n = ROW_COUNT;
-  RETURN n;
+  RETURN w + n;
 END
 $$;
 COMMENT ON FUNCTION gdpr.flush_access_log() IS
-  'write the queued reads of this database now (the log writer does it every crm_gdpr.log_flush_interval)';
+  'move the journal''s writes and the queued reads of this database into the log now (the log writer does it every crm_gdpr.log_flush_interval)';
 
 -- Month partitions: this one and the next two; the log's retention.
 CREATE FUNCTION gdpr._log_month_name(m timestamp) RETURNS name
@@ -442,9 +493,10 @@ CREATE VIEW gdpr.access_log_status AS
          (SELECT max(s.upto_at) FROM gdpr.access_log_seals s) AS sealed_upto,
          (SELECT count(*) FROM gdpr.access_log l
            WHERE l.at >= coalesce((SELECT max(s.upto_at) FROM gdpr.access_log_seals s), '-infinity')) AS unsealed_rows,
+         (SELECT count(*) FROM gdpr.access_log_journal j) AS journal_rows,
          (SELECT count(*) FROM pg_inherits i WHERE i.inhparent = 'gdpr.access_log'::regclass) AS partitions
     FROM gdpr.access_log_queue() q;
-COMMENT ON VIEW gdpr.access_log_status IS 'the read queue, the last seal, rows waiting for a seal, partitions';
+COMMENT ON VIEW gdpr.access_log_status IS 'the read queue, the last seal, rows waiting for a seal, writes waiting in the journal, partitions';
 
 -- The column of tbl holding its subject's key, for the log triggers' argument:
 -- '' when the subject is reached through other tables.

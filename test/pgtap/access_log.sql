@@ -19,8 +19,9 @@ GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA crm TO crm_gdpr_t_c
 GRANT USAGE ON ALL SEQUENCES IN SCHEMA crm TO crm_gdpr_t_clerk;
 CREATE ROLE crm_gdpr_t_auditor NOLOGIN IN ROLE gdpr_auditor;
 SELECT min(id) AS c1, min(id) + 1 AS c2, min(id) + 2 AS c3, min(id) + 3 AS c4 FROM crm.contacts \gset
+-- Writes reach the log through the journal: flush first.
 CREATE FUNCTION pg_temp.last(op text) RETURNS mine LANGUAGE sql AS
-  $$SELECT * FROM mine WHERE operation = op ORDER BY id DESC LIMIT 1$$;
+  $$SELECT gdpr.flush_access_log(); SELECT * FROM mine WHERE operation = op ORDER BY id DESC LIMIT 1$$;
 
 ----------------------------------------------------------------- triggers
 SELECT set_eq($$SELECT tgname::text FROM pg_trigger WHERE tgrelid = 'crm.interactions'::regclass AND tgname LIKE 'gdpr_log_%'$$,

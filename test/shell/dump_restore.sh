@@ -69,7 +69,7 @@ diff <(echo "$before") <(echo "$after") || fail "registry differs after restore"
 # Same log rows, no more (the restore fired nothing), and still verified.
 [ "$(q -d dump_dst -c 'SELECT ok FROM gdpr.verify_access_log()')" = t ] ||
   fail "verify_access_log after restore: $(q -d dump_dst -c 'SELECT * FROM gdpr.verify_access_log()')"
-q -d dump_dst -c "UPDATE crm.contacts SET city = 'Metz' WHERE id = 9" >/dev/null
+q -d dump_dst -c "UPDATE crm.contacts SET city = 'Metz' WHERE id = 9" -c "SELECT gdpr.flush_access_log()" >/dev/null
 [ "$(q -d dump_dst -c "SELECT count(*) FROM gdpr.access_log WHERE operation = 'UPDATE' AND row_count = 1 AND columns = '{city}'")" = 2 ] ||
   fail "the restored triggers do not log writes"
 q -d dump_dst -c "SELECT pg_sleep(1.1)" -c "SELECT gdpr.seal_access_log()" >/dev/null

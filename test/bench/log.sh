@@ -1,0 +1,67 @@
+#!/usr/bin/env bash
+# make bench-log: the cost of the access log on a CRM's hot paths, with
+# pgbench on the sample CRM, in one cluster and one invocation:
+#   plain   - the sample CRM, extension installed, no table registered (no logging)
+#   logged  - the same with the registry: reads and writes logged, and the log
+#             writer running in it (crm_gdpr.database), so that writing the
+#             log is measured too
+#   pgaudit - no registry, pgaudit.log = 'read, write' (one log line per statement)
+# Workloads: (a) select by key on contacts; (b) update a contact and insert an
+# interaction in one transaction.  synchronous_commit = off everywhere, so that
+# the commit's fsync does not hide what logging costs.  Each configuration runs
+# ROUNDS times, alternating, and the median TPS is kept.
+source "$(dirname "$0")/lib.sh"
+SCALE=${SCALE:-100000}
+T=${T:-10}
+ROUNDS=${ROUNDS:-3}
+CLIENTS=${CLIENTS:-2}
+bench_start "shared_preload_libraries = 'crm_gdpr,pgaudit'" "synchronous_commit = off" "crm_gdpr.database = 'logged'" \
+  "crm_gdpr.enable_worker = off" "logging_collector = off"
+
+load() {  # load DB [registry]
+  createdb "$1"
+  psql -X -q -d "$1" -v ON_ERROR_STOP=1 -c 'SET client_min_messages = warning' -c 'CREATE EXTENSION crm_gdpr' \
+    -f test/fixtures/crm.sql -c "SELECT crm.generate($SCALE)" ${2:+-f test/fixtures/registry.sql} \
+    -c 'VACUUM ANALYZE' >/dev/null
+}
+load plain
+load logged registry
+load pgaudit
+psql -X -q -d pgaudit -c 'CREATE EXTENSION pgaudit' -c "ALTER DATABASE pgaudit SET pgaudit.log = 'read, write'" >/dev/null
+n=$(psql -X -At -d plain -c "SELECT max(id) FROM crm.contacts")
+
+printf '%s\n' '\set id random(1, :n)' \
+  'SELECT first_name, last_name, email, phone FROM crm.contacts WHERE id = :id;' > "$bench_top/select.sql"
+printf '%s\n' '\set id random(1, :n)' 'BEGIN;' \
+  "UPDATE crm.contacts SET phone = '+33 6 ' || lpad((:id % 100000000)::text, 8, '0') WHERE id = :id;" \
+  "INSERT INTO crm.interactions (contact_id, kind, summary, occurred_at) VALUES (:id, 'call', 'bench', now());" \
+  'END;' > "$bench_top/write.sql"
+
+tps() {  # tps DB SCRIPT
+  pgbench -n -M prepared -c "$CLIENTS" -j "$CLIENTS" -T "$T" -D n="$n" -f "$bench_top/$2.sql" "$1" 2>&1 |
+    sed -n 's/^tps = \([0-9.]*\) .*/\1/p'
+}
+median() { tr ' ' '\n' | grep -v '^$' | sort -n | awk '{ a[NR] = $1 } END { print a[int((NR + 1) / 2)] }'; }
+declare -A runs
+for w in select write; do
+  for _ in $(seq 1 "$ROUNDS"); do
+    for db in plain logged pgaudit; do runs[$db.$w]="${runs[$db.$w]:-} $(tps "$db" "$w")"; done
+  done
+done
+for k in "${!runs[@]}"; do runs[$k]=$(median <<<"${runs[$k]}"); done
+
+# What the logged runs wrote, and that nothing was lost.
+psql -X -q -d logged -c "SELECT gdpr.flush_access_log()" >/dev/null
+logged_rows=$(psql -X -At -d logged -c "SELECT count(*) || ' log rows for ' || sum(times) || ' statements, reads dropped: ' || (SELECT dropped FROM gdpr.access_log_queue()) || ', verify: ' || (SELECT ok FROM gdpr.verify_access_log()) FROM gdpr.access_log")
+
+echo "access log benchmark: $SCALE contacts, pgbench -M prepared -c $CLIENTS -T $T x $ROUNDS rounds (median), $(nproc) cores, $(date -u +%Y-%m-%d)"
+bench_header
+r=$(ratio "${runs[logged.select]}" "${runs[plain.select]}")
+bench_row "(a) select by key: logged vs plain (TPS)" "${runs[logged.select]}" "${runs[plain.select]}" "$r" ">= 0.90 x ($(verdict "$r" 0.90 ge))"
+r=$(ratio "${runs[pgaudit.select]}" "${runs[plain.select]}")
+bench_row "(c) select by key: pgaudit vs plain (TPS)" "${runs[pgaudit.select]}" "${runs[plain.select]}" "$r" "for comparison"
+r=$(ratio "${runs[logged.write]}" "${runs[plain.write]}")
+bench_row "(b) update + insert: logged vs plain (TPS)" "${runs[logged.write]}" "${runs[plain.write]}" "$r" ">= 0.90 x ($(verdict "$r" 0.90 ge))"
+r=$(ratio "${runs[pgaudit.write]}" "${runs[plain.write]}")
+bench_row "(c) update + insert: pgaudit vs plain (TPS)" "${runs[pgaudit.write]}" "${runs[plain.write]}" "$r" "for comparison"
+echo "logged database: $logged_rows"
