@@ -2,7 +2,7 @@
 -- Reads are queued in shared memory; gdpr.flush_access_log() writes them here
 -- (the log writer only serves crm_gdpr.database).
 BEGIN;
-SELECT plan(84);
+SELECT plan(86);
 
 \set QUIET on
 SET client_min_messages = warning;
@@ -154,6 +154,16 @@ SELECT ok((pg_temp.last('RESTRICT')).id IS NOT NULL AND (pg_temp.last('LIFT REST
 SELECT gdpr.decrypt(gdpr.encrypt('secret ' || i)) FROM generate_series(1, 4) i \g /dev/null
 SELECT gdpr.flush_access_log() > 0 AS flushed \gset
 SELECT is((pg_temp.last('DECRYPT')).row_count, 4::bigint, 'DECRYPT: one row per statement with the values decrypted');
+SELECT gdpr.encrypt_for_subject('his diary', :'c2') \g /dev/null
+SELECT gdpr.shred_subject(:'c2') \g /dev/null
+SELECT is((pg_temp.last('SHRED')).subject_refs, ARRAY[gdpr.pseudonymise(:'c2', 'access-log')], 'SHRED is logged');
+SAVEPOINT p;
+UPDATE crm.marketing_events SET at = now() - interval '5 years' WHERE id IN (SELECT id FROM crm.marketing_events ORDER BY id LIMIT 3);
+SELECT count(*) FROM gdpr.purge() \g /dev/null
+SELECT ok((pg_temp.last('PURGE')).id IS NOT NULL AND
+          (SELECT sum(row_count) >= 3 AND bool_and(detail ? 'run_id') FROM mine WHERE operation = 'PURGE'
+            AND table_name = 'crm.marketing_events'), 'PURGE is logged, with its run and rows');
+ROLLBACK TO SAVEPOINT p;
 SELECT gdpr.erase_subject(:'c4') \g /dev/null
 SELECT is((pg_temp.last('ERASE')).detail ->> 'erasure_id', (SELECT max(id)::text FROM gdpr.erasures), 'ERASE is logged');
 SELECT ok((SELECT count(*) FROM mine WHERE operation = 'DELETE' AND subject_refs @> ARRAY[gdpr.pseudonymise(:'c4', 'access-log')]) > 0,
