@@ -59,41 +59,78 @@ crm_gdpr_log_write_init(void)
 							NULL, &log_subjects_max, 100, 0, 10000, PGC_SUSET, 0, NULL, NULL, NULL);
 }
 
-/* What one statement did, gathered from its transition tables. */
-typedef struct WriteSummary
-{
-	int64		rows;
-	Bitmapset  *columns;		/* attribute numbers */
-	HTAB	   *subjects;		/* distinct subject ids, up to the maximum */
-	bool		overflow;		/* more subjects than that */
-} WriteSummary;
+/*
+ * What one statement did, gathered from its transition tables.  Most CRM
+ * statements touch one subject: the first few are kept inline, a hash table
+ * is made only past them.
+ */
+#define INLINE_SUBJECTS 8
 
 typedef struct SubjectEntry
 {
 	char		id[NAMEDATALEN];
 } SubjectEntry;
 
+typedef struct WriteSummary
+{
+	int64		rows;
+	Bitmapset  *columns;		/* attribute numbers */
+	int			ninline;
+	SubjectEntry inline_ids[INLINE_SUBJECTS];
+	HTAB	   *subjects;		/* the rest, up to the maximum, or NULL */
+	bool		overflow;		/* more subjects than that */
+} WriteSummary;
+
+static long
+subject_count(WriteSummary *sum)
+{
+	return sum->ninline + (sum->subjects ? hash_get_num_entries(sum->subjects) : 0);
+}
+
+static void
+add_subject(WriteSummary *sum, char *id)
+{
+	bool		found;
+
+	if (strlen(id) >= NAMEDATALEN)
+		id[NAMEDATALEN - 1] = '\0';
+	for (int i = 0; i < sum->ninline; i++)
+		if (strcmp(sum->inline_ids[i].id, id) == 0)
+			return;
+	if (sum->subjects && hash_search(sum->subjects, id, HASH_FIND, NULL) != NULL)
+		return;
+	if (subject_count(sum) >= log_subjects_max)
+	{
+		sum->overflow = true;
+		return;
+	}
+	if (sum->ninline < INLINE_SUBJECTS)
+	{
+		strlcpy(sum->inline_ids[sum->ninline++].id, id, NAMEDATALEN);
+		return;
+	}
+	if (sum->subjects == NULL)
+	{
+		HASHCTL		hctl;
+
+		memset(&hctl, 0, sizeof(hctl));
+		hctl.keysize = NAMEDATALEN;
+		hctl.entrysize = sizeof(SubjectEntry);
+		hctl.hcxt = CurrentMemoryContext;
+		sum->subjects = hash_create("crm_gdpr subjects", 64, &hctl, HASH_ELEM | HASH_STRINGS | HASH_CONTEXT);
+	}
+	(void) hash_search(sum->subjects, id, HASH_ENTER, &found);
+}
+
 static void
 note_subject(WriteSummary *sum, TupleTableSlot *slot, int attnum, Oid typoutput)
 {
 	bool		isnull;
 	Datum		value = slot_getattr(slot, attnum, &isnull);
-	char	   *id;
-	bool		found;
 
 	if (isnull || sum->overflow)
 		return;
-	id = OidOutputFunctionCall(typoutput, value);
-	if (strlen(id) >= NAMEDATALEN)
-		id[NAMEDATALEN - 1] = '\0';
-	if (hash_get_num_entries(sum->subjects) >= log_subjects_max &&
-		hash_search(sum->subjects, id, HASH_FIND, NULL) == NULL)
-	{
-		sum->overflow = true;
-		return;
-	}
-	(void) hash_search(sum->subjects, id, HASH_ENTER, &found);
-	pfree(id);
+	add_subject(sum, OidOutputFunctionCall(typoutput, value));
 }
 
 static bool
@@ -183,18 +220,9 @@ summarise_far_subjects(TriggerData *td, WriteSummary *sum)
 	for (uint64 i = 0; i < SPI_processed; i++)
 	{
 		char	   *id = SPI_getvalue(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, 1);
-		bool		found;
 
-		if (id == NULL)
-			continue;
-		if (i >= (uint64) log_subjects_max)
-		{
-			sum->overflow = true;
-			break;
-		}
-		if (strlen(id) >= NAMEDATALEN)
-			id[NAMEDATALEN - 1] = '\0';
-		(void) hash_search(sum->subjects, id, HASH_ENTER, &found);
+		if (id != NULL)
+			add_subject(sum, id);
 	}
 }
 
@@ -248,6 +276,16 @@ joined_columns(Relation rel, Bitmapset *columns)
 	return buf.data;
 }
 
+static void
+append_ref(StringInfo buf, const char *id)
+{
+	text	   *ref = crm_gdpr_log_subject_ref(id, strlen(id));
+
+	if (buf->len > 0)
+		appendStringInfoChar(buf, LOG_SEPARATOR);
+	appendBinaryStringInfo(buf, VARDATA(ref), VARSIZE(ref) - VARHDRSZ);
+}
+
 static char *
 joined_refs(WriteSummary *sum)
 {
@@ -255,17 +293,16 @@ joined_refs(WriteSummary *sum)
 	HASH_SEQ_STATUS seq;
 	SubjectEntry *e;
 
-	if (sum->subjects == NULL || hash_get_num_entries(sum->subjects) == 0)
+	if (subject_count(sum) == 0)
 		return NULL;
 	initStringInfo(&buf);
-	hash_seq_init(&seq, sum->subjects);
-	while ((e = hash_seq_search(&seq)) != NULL)
+	for (int i = 0; i < sum->ninline; i++)
+		append_ref(&buf, sum->inline_ids[i].id);
+	if (sum->subjects)
 	{
-		text	   *ref = crm_gdpr_log_subject_ref(e->id, strlen(e->id));
-
-		if (buf.len > 0)
-			appendStringInfoChar(&buf, LOG_SEPARATOR);
-		appendBinaryStringInfo(&buf, VARDATA(ref), VARSIZE(ref) - VARHDRSZ);
+		hash_seq_init(&seq, sum->subjects);
+		while ((e = hash_seq_search(&seq)) != NULL)
+			append_ref(&buf, e->id);
 	}
 	return buf.data;
 }
@@ -295,7 +332,7 @@ buffer_log_row(Relation rel, const char *operation, WriteSummary *sum, const cha
 														   RelationGetRelationName(rel)), &w->nulls[8]);
 	w->values[9] = text_or_null(joined_columns(rel, sum->columns), &w->nulls[9]);
 	w->values[10] = text_or_null(joined_refs(sum), &w->nulls[10]);
-	w->values[11] = Int64GetDatum(sum->subjects ? hash_get_num_entries(sum->subjects) : 0);
+	w->values[11] = Int64GetDatum(subject_count(sum));
 	w->nulls[11] = truncate || sum->overflow;
 	w->values[12] = Int64GetDatum(sum->rows);
 	w->nulls[12] = truncate;
@@ -402,7 +439,6 @@ gdpr_log_write(PG_FUNCTION_ARGS)
 	bool		truncate;
 	char	   *role;
 	OwnerContext ctx;
-	HASHCTL		hctl;
 
 	if (!CALLED_AS_TRIGGER(fcinfo) || !TRIGGER_FIRED_FOR_STATEMENT(td->tg_event) ||
 		!TRIGGER_FIRED_AFTER(td->tg_event))
@@ -420,11 +456,6 @@ gdpr_log_write(PG_FUNCTION_ARGS)
 				(errcode(ERRCODE_E_R_I_E_TRIGGER_PROTOCOL_VIOLATED),
 				 errmsg("gdpr._log_write() needs the transition tables of %s", operation)));
 
-	memset(&hctl, 0, sizeof(hctl));
-	hctl.keysize = NAMEDATALEN;
-	hctl.entrysize = sizeof(SubjectEntry);
-	hctl.hcxt = CurrentMemoryContext;
-	sum.subjects = hash_create("crm_gdpr subjects", 64, &hctl, HASH_ELEM | HASH_STRINGS | HASH_CONTEXT);
 	if (!truncate)
 	{
 		summarise(td, subject_column[0] ? SPI_fnumber(RelationGetDescr(td->tg_relation), subject_column) : 0,
