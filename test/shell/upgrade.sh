@@ -1,0 +1,55 @@
+#!/usr/bin/env bash
+# ALTER EXTENSION crm_gdpr UPDATE from 0.1 (the released base script, frozen
+# in src/upgrade) to the current version, on a filled database: afterwards it
+# holds the same objects, definitions and privileges as a fresh install, its
+# data is intact, and the new behaviour (the access log) works.
+source "$(dirname "$0")/lib.sh"
+dropdb --if-exists upg_old; dropdb --if-exists upg_new
+createdb upg_old; createdb upg_new
+fill() {
+  q -d "$1" -c 'SET client_min_messages = warning' -c "CREATE EXTENSION crm_gdpr${2:+ VERSION '$2'}" \
+    -f test/fixtures/crm.sql -c 'SELECT crm.generate(300)' -f test/fixtures/registry.sql \
+    -c "SELECT gdpr.grant_consent('5', 'newsletter', 'web', '{\"ip\": \"203.0.113.9\", \"user_agent\": \"UA\", \"form\": \"f1\"}')" \
+    -c "SELECT gdpr.restrict_subject('3', 'accuracy contested')" >/dev/null
+}
+fill upg_old 0.1
+[ "$(q -d upg_old -c "SELECT extversion FROM pg_extension WHERE extname = 'crm_gdpr'")" = 0.1 ] || fail "0.1 not installed"
+before=$(q -d upg_old -c "SELECT count(*) FROM gdpr.personal_data" -c "SELECT count(*) FROM gdpr.consent_ledger" \
+           -c "SELECT count(*) FROM gdpr.restrictions" -c "SELECT count(*) FROM crm.contacts")
+q -d upg_old -c 'ALTER EXTENSION crm_gdpr UPDATE' >/dev/null || fail "ALTER EXTENSION UPDATE failed"
+[ "$(q -d upg_old -c "SELECT extversion FROM pg_extension WHERE extname = 'crm_gdpr'")" = \
+  "$(sed -n "s/^default_version *= *'\(.*\)'/\1/p" crm_gdpr.control)" ] || fail "not at the current version"
+after=$(q -d upg_old -c "SELECT count(*) FROM gdpr.personal_data" -c "SELECT count(*) FROM gdpr.consent_ledger" \
+          -c "SELECT count(*) FROM gdpr.restrictions" -c "SELECT count(*) FROM crm.contacts")
+[ "$before" = "$after" ] || fail "data changed by the update: $before / $after"
+
+fill upg_new
+# The same objects, definitions, privileges and triggers as a fresh install.
+shape() {
+  q -d "$1" <<'SQL'
+SELECT 'member', pg_describe_object(classid, objid, objsubid) FROM pg_depend
+ WHERE refobjid = (SELECT oid FROM pg_extension WHERE extname = 'crm_gdpr') AND deptype = 'e' ORDER BY 2;
+SELECT 'function', p.oid::regprocedure, md5(pg_get_functiondef(p.oid)), p.proacl FROM pg_proc p
+ WHERE p.pronamespace = 'gdpr'::regnamespace AND p.prokind <> 'a' ORDER BY 2::text;
+SELECT 'relation', c.relname, c.relkind, c.relacl FROM pg_class c WHERE c.relnamespace = 'gdpr'::regnamespace ORDER BY 2;
+SELECT 'view', c.relname, md5(pg_get_viewdef(c.oid)) FROM pg_class c
+ WHERE c.relnamespace = 'gdpr'::regnamespace AND c.relkind = 'v' ORDER BY 2;
+SELECT 'trigger', t.tgrelid::regclass, t.tgname, t.tgenabled FROM pg_trigger t
+ WHERE NOT t.tgisinternal AND t.tgname LIKE ANY (ARRAY['gdpr%', 'append_only%', 'mac', 'restrictions_changed']) ORDER BY 2::text, 3;
+SELECT 'event trigger', evtname, evtevent, evttags FROM pg_event_trigger ORDER BY 2;
+SQL
+}
+diff <(shape upg_old) <(shape upg_new) || fail "the updated extension differs from a fresh install"
+
+# The access log works in the updated database; the restriction still holds.
+q -d upg_old -c "UPDATE crm.contacts SET city = 'Nancy' WHERE id = 9" -c "SELECT gdpr.flush_access_log()" >/dev/null
+[ "$(q -d upg_old -c "SELECT count(*) FROM gdpr.access_log WHERE operation = 'UPDATE' AND columns = '{city}'")" = 1 ] ||
+  fail "writes are not logged after the update"
+psql -X -d upg_old -c "CREATE ROLE upg_app" -c "GRANT USAGE ON SCHEMA crm TO upg_app" \
+  -c "GRANT UPDATE, SELECT ON crm.contacts TO upg_app" >/dev/null 2>&1
+err=$(psql -X -d upg_old -c 'SET ROLE upg_app' -c "UPDATE crm.contacts SET notes = 'x' WHERE id = 3" 2>&1) &&
+  fail "the restriction is not enforced after the update"
+grep -q 'is restricted' <<<"$err" || fail "unexpected error: $err"
+q -d upg_old -c 'DROP OWNED BY upg_app' -c 'DROP ROLE upg_app' >/dev/null
+dropdb upg_old; dropdb upg_new
+echo "upgrade ok"
