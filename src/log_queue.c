@@ -49,7 +49,6 @@ typedef struct LogQueue
 	pg_atomic_uint64 head;		/* next slot to claim, modulo capacity */
 	pg_atomic_uint32 queued;
 	Latch	   *writer_latch;	/* the log writer's, when it runs */
-	pg_atomic_uint64 enqueued;
 	pg_atomic_uint64 written;
 	pg_atomic_uint64 dropped;
 	pg_atomic_uint64 server_logged;
@@ -94,7 +93,6 @@ queue_shmem_startup(void)
 		pg_atomic_init_u32(&queue->queued, 0);
 		for (int i = 0; i < queue_size; i++)
 			pg_atomic_init_u32(&queue->slots[i].state, SLOT_FREE);
-		pg_atomic_init_u64(&queue->enqueued, 0);
 		pg_atomic_init_u64(&queue->written, 0);
 		pg_atomic_init_u64(&queue->dropped, 0);
 		pg_atomic_init_u64(&queue->server_logged, 0);
@@ -141,9 +139,12 @@ crm_gdpr_log_enqueue(const LogRecord *rec)
 	memcpy(&slot->rec, rec, sizeof(LogRecord));
 	pg_write_barrier();
 	pg_atomic_write_u32(&slot->state, SLOT_READY);
-	pg_atomic_fetch_add_u64(&queue->enqueued, 1);
-	/* A quarter full: the writer should not wait for its next round. */
-	if (pg_atomic_fetch_add_u32(&queue->queued, 1) + 1 == (uint32) queue->capacity / 4 &&
+	/*
+	 * A quarter full: the writer should not wait for its next round.  Setting
+	 * a latch that is already set costs a read, so every record past that
+	 * mark sets it: none can be missed while the writer is busy.
+	 */
+	if (pg_atomic_fetch_add_u32(&queue->queued, 1) + 1 >= (uint32) queue->capacity / 4 &&
 		(latch = queue->writer_latch) != NULL)
 		SetLatch(latch);
 }
@@ -400,7 +401,8 @@ gdpr_log_queue_stats(PG_FUNCTION_ARGS)
 		queued = pg_atomic_read_u32(&queue->queued);
 		v[0] = Int32GetDatum(queue->capacity);
 		v[1] = Int32GetDatum(queued);
-		v[2] = Int64GetDatum(pg_atomic_read_u64(&queue->enqueued));
+		/* Queued since start: what was written, what waits (one counter less per read). */
+		v[2] = Int64GetDatum(pg_atomic_read_u64(&queue->written) + queued);
 		v[3] = Int64GetDatum(pg_atomic_read_u64(&queue->written));
 		v[4] = Int64GetDatum(pg_atomic_read_u64(&queue->dropped));
 		v[5] = Int64GetDatum(pg_atomic_read_u64(&queue->server_logged));

@@ -320,7 +320,7 @@ buffer_log_row(Relation rel, const char *operation, WriteSummary *sum, const cha
 	old = MemoryContextSwitchTo(TopTransactionContext);
 	w = palloc0(sizeof(PendingWrite));
 	w->subid = GetCurrentSubTransactionId();
-	w->values[0] = TimestampTzGetDatum(GetCurrentTimestamp());
+	w->values[0] = TimestampTzGetDatum(GetCurrentStatementStartTimestamp());
 	w->values[1] = text_or_null(role, &w->nulls[1]);
 	w->values[2] = text_or_null(session.session_role, &w->nulls[2]);
 	w->values[3] = text_or_null(session.appname, &w->nulls[3]);

@@ -437,6 +437,25 @@ is_subject_var(Node *node, ReadRel *r)
 		((Var *) node)->varattno == r->subject_attnum;
 }
 
+/* Whether an operator is "=", for the last few operators asked about. */
+static bool
+is_equality(Oid opno)
+{
+	static Oid	known[8];
+	static bool equality[8];
+	static int	next = 0;
+	char	   *name;
+
+	for (int i = 0; i < 8; i++)
+		if (known[i] == opno)
+			return equality[i];
+	name = get_opname(opno);
+	known[next] = opno;
+	equality[next] = name != NULL && strcmp(name, "=") == 0;
+	next = (next + 1) % 8;
+	return name != NULL && strcmp(name, "=") == 0;
+}
+
 static void
 subjects_from_quals(ReadRel *r, List *quals, ParamListInfo params)
 {
@@ -448,7 +467,6 @@ subjects_from_quals(ReadRel *r, List *quals, ParamListInfo params)
 		List	   *args;
 		Oid			opno;
 		bool		is_array = IsA(qual, ScalarArrayOpExpr);
-		char	   *opname;
 
 		if (IsA(qual, OpExpr))
 		{
@@ -462,8 +480,7 @@ subjects_from_quals(ReadRel *r, List *quals, ParamListInfo params)
 		}
 		else
 			continue;
-		opname = get_opname(opno);
-		if (list_length(args) != 2 || opname == NULL || strcmp(opname, "=") != 0)
+		if (list_length(args) != 2 || !is_equality(opno))
 			continue;
 		if (is_subject_var(linitial(args), r))
 			subjects_from_value(r, lsecond(args), is_array, params);
@@ -561,7 +578,12 @@ void
 crm_gdpr_fill_log_record(LogRecord *rec, const char *operation, Oid relid)
 {
 	memset(rec, 0, offsetof(LogRecord, columns) + 1);
-	rec->at = GetCurrentTimestamp();
+	/*
+	 * The statement's start: no clock read per query.  It is never older than
+	 * the start of the (still running) transaction, which is what the seal's
+	 * horizon relies on.
+	 */
+	rec->at = GetCurrentStatementStartTimestamp();
 	rec->dbid = MyDatabaseId;
 	rec->relid = relid;
 	rec->pid = MyProcPid;

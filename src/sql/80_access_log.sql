@@ -47,8 +47,10 @@ ALTER SEQUENCE gdpr.access_log_id_seq OWNED BY gdpr.access_log.id;
 CREATE TABLE gdpr.access_log_default PARTITION OF gdpr.access_log DEFAULT;
 -- Indexes per partition, not on the parent: a restored month partition
 -- brings its own (an index on the parent would make a second set).  id and
--- at grow with time: BRIN indexes find a range at almost no cost per insert;
--- the GIN index finds a person's rows for access_history.
+-- at grow with time: BRIN indexes find a range at almost no cost per insert.
+-- The GIN index that finds a person's rows for access_history is built once
+-- a month is over (_log_index_month): kept up to date row by row, it cost
+-- the log writer more than everything else; the current month is scanned.
 CREATE FUNCTION gdpr._log_index_partition(part regclass) RETURNS void
   LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
@@ -56,10 +58,18 @@ DECLARE
 BEGIN
   EXECUTE format('CREATE INDEX %I ON %s USING brin (id)', n || '_id', part);
   EXECUTE format('CREATE INDEX %I ON %s USING brin (at)', n || '_at', part);
-  EXECUTE format('CREATE INDEX %I ON %s USING gin (subject_refs)', n || '_subjects', part);
 END
 $$;
 SELECT gdpr._log_index_partition('gdpr.access_log_default');
+
+CREATE FUNCTION gdpr._log_index_month(part regclass) RETURNS void
+  LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+  n name := (SELECT c.relname FROM pg_class c WHERE c.oid = part);
+BEGIN
+  EXECUTE format('CREATE INDEX IF NOT EXISTS %I ON %s USING gin (subject_refs)', n || '_subjects', part);
+END
+$$;
 COMMENT ON TABLE gdpr.access_log IS
   'every read and write of personal data: append-only, each row with a keyed MAC, sealed in hash-chained blocks';
 
@@ -279,6 +289,16 @@ BEGIN
     EXCEPTION WHEN duplicate_table THEN
       NULL;   -- made meanwhile by the log writer or a registration
     END;
+  END LOOP;
+
+  -- Months that are over get their subject index.
+  FOR p IN SELECT c.oid::regclass AS part FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid
+            WHERE i.inhparent = 'gdpr.access_log'::regclass AND c.relname ~ '^access_log_[0-9]{4}_[0-9]{2}$'
+              AND (to_timestamp(substr(c.relname, 12), 'YYYY_MM') AT TIME ZONE 'UTC') + interval '1 month'
+                  <= now() AT TIME ZONE 'UTC'
+              AND NOT EXISTS (SELECT FROM pg_index x JOIN pg_class xc ON xc.oid = x.indexrelid
+                               WHERE x.indrelid = c.oid AND xc.relname = c.relname || '_subjects') LOOP
+    PERFORM gdpr._log_index_month(p.part);
   END LOOP;
 
   cutoff := date_trunc('month', (now() - gdpr._setting('access_log_keep')::interval) AT TIME ZONE 'UTC')

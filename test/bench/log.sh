@@ -41,11 +41,19 @@ tps() {  # tps DB SCRIPT
   pgbench -n -M prepared -c "$CLIENTS" -j "$CLIENTS" -T "$T" -D n="$n" -f "$bench_top/$2.sql" "$1" 2>&1 |
     sed -n 's/^tps = \([0-9.]*\) .*/\1/p'
 }
+# After a logged run, wait until the log writer has written what is queued
+# and journaled, so that it does not run during the next configuration.
+drained() {
+  for _ in $(seq 1 300); do
+    [ "$(psql -X -At -d logged -c "SELECT queued = 0 AND journal_rows = 0 FROM gdpr.access_log_status")" = t ] && return
+    sleep 0.1
+  done
+}
 median() { tr ' ' '\n' | grep -v '^$' | sort -n | awk '{ a[NR] = $1 } END { print a[int((NR + 1) / 2)] }'; }
 declare -A runs
 for w in select write; do
   for _ in $(seq 1 "$ROUNDS"); do
-    for db in plain logged pgaudit; do runs[$db.$w]="${runs[$db.$w]:-} $(tps "$db" "$w")"; done
+    for db in plain logged pgaudit; do runs[$db.$w]="${runs[$db.$w]:-} $(tps "$db" "$w")"; drained; done
   done
 done
 for k in "${!runs[@]}"; do runs[$k]=$(median <<<"${runs[$k]}"); done

@@ -2,7 +2,7 @@
 -- Reads are queued in shared memory; gdpr.flush_access_log() writes them here
 -- (the log writer only serves crm_gdpr.database).
 BEGIN;
-SELECT plan(86);
+SELECT plan(88);
 
 \set QUIET on
 SET client_min_messages = warning;
@@ -258,6 +258,17 @@ SELECT is((SELECT count(*) FROM mine WHERE at < now() - interval '5 years'), 0::
 SELECT ok(EXISTS (SELECT FROM gdpr.access_log_retention WHERE row_count = 1), 'and the removal is recorded');
 SELECT ok((SELECT count(*) FROM pg_inherits WHERE inhparent = 'gdpr.access_log'::regclass) >= 4,
           'month partitions exist ahead, with the default one');
+SELECT date_trunc('month', now() AT TIME ZONE 'UTC') - interval '3 months' AS old_month \gset
+SELECT format('CREATE TABLE gdpr.%I PARTITION OF gdpr.access_log FOR VALUES FROM (%L) TO (%L)',
+              gdpr._log_month_name(:'old_month'), :'old_month'::timestamp AT TIME ZONE 'UTC',
+              (:'old_month'::timestamp + interval '1 month') AT TIME ZONE 'UTC') \gexec
+SELECT gdpr._log_maintain() \g /dev/null
+SELECT ok(EXISTS (SELECT FROM pg_indexes WHERE schemaname = 'gdpr'
+                   AND indexname = gdpr._log_month_name(:'old_month') || '_subjects'),
+          'a month that is over gets its subject index');
+SELECT ok(NOT EXISTS (SELECT FROM pg_indexes WHERE schemaname = 'gdpr'
+                   AND indexname = gdpr._log_month_name(date_trunc('month', now() AT TIME ZONE 'UTC')) || '_subjects'),
+          'the current month has none (it is scanned)');
 
 ---------------------------------------------------------------- privileges
 SET ROLE crm_gdpr_t_auditor;
