@@ -86,6 +86,7 @@ extern bool crm_gdpr_is_admin(Oid roleid);
 /* The log writer (log_worker.c), and what it shares with the purge worker. */
 extern void crm_gdpr_log_worker_init(bool preloading);
 extern const char *crm_gdpr_worker_database(void);
+extern void crm_gdpr_register_worker(const char *name, const char *function);
 extern int64 crm_gdpr_run_int8(const char *sql, int nargs, Oid *types, Datum *values);
 extern void crm_gdpr_begin_step(const char *activity);
 extern void crm_gdpr_end_step(void);

@@ -38,8 +38,6 @@ PGDLLEXPORT void crm_gdpr_log_worker_main(Datum arg);
 void
 crm_gdpr_log_worker_init(bool preloading)
 {
-	BackgroundWorker worker;
-
 	DefineCustomIntVariable("crm_gdpr.log_flush_interval", "Time between two writes of the queued reads.",
 							NULL, &log_flush_interval, 1000, 10, 3600 * 1000, PGC_SIGHUP, GUC_UNIT_MS,
 							NULL, NULL, NULL);
@@ -47,17 +45,8 @@ crm_gdpr_log_worker_init(bool preloading)
 							NULL, &log_seal_interval, 10, 1, 86400, PGC_SIGHUP, GUC_UNIT_S, NULL, NULL, NULL);
 	DefineCustomBoolVariable("crm_gdpr.enable_log_writer", "Whether the log writer writes, seals and maintains the access log.",
 							 NULL, &enable_log_writer, true, PGC_SIGHUP, 0, NULL, NULL, NULL);
-	if (!preloading)
-		return;
-	memset(&worker, 0, sizeof(worker));
-	worker.bgw_flags = BGWORKER_SHMEM_ACCESS | BGWORKER_BACKEND_DATABASE_CONNECTION;
-	worker.bgw_start_time = BgWorkerStart_RecoveryFinished;
-	worker.bgw_restart_time = 10;
-	snprintf(worker.bgw_library_name, BGW_MAXLEN, "crm_gdpr");
-	snprintf(worker.bgw_function_name, BGW_MAXLEN, "crm_gdpr_log_worker_main");
-	snprintf(worker.bgw_name, BGW_MAXLEN, "crm_gdpr log writer");
-	snprintf(worker.bgw_type, BGW_MAXLEN, "crm_gdpr log writer");
-	RegisterBackgroundWorker(&worker);
+	if (preloading)
+		crm_gdpr_register_worker("crm_gdpr log writer", "crm_gdpr_log_worker_main");
 }
 
 static void

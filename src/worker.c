@@ -59,22 +59,32 @@ crm_gdpr_worker_init(bool preloading)
 
 	if (preloading)
 	{
-		BackgroundWorker worker;
-
 		/* A postmaster setting can only be defined while the server starts. */
-		DefineCustomStringVariable("crm_gdpr.database", "Database in which the purge worker runs.",
+		DefineCustomStringVariable("crm_gdpr.database", "Database in which the purge worker and the log writer run.",
 								   NULL, &worker_database, "postgres", PGC_POSTMASTER, 0, NULL, NULL, NULL);
-
-		memset(&worker, 0, sizeof(worker));
-		worker.bgw_flags = BGWORKER_SHMEM_ACCESS | BGWORKER_BACKEND_DATABASE_CONNECTION;
-		worker.bgw_start_time = BgWorkerStart_RecoveryFinished;
-		worker.bgw_restart_time = 10;
-		snprintf(worker.bgw_library_name, BGW_MAXLEN, "crm_gdpr");
-		snprintf(worker.bgw_function_name, BGW_MAXLEN, "crm_gdpr_worker_main");
-		snprintf(worker.bgw_name, BGW_MAXLEN, "crm_gdpr purge worker");
-		snprintf(worker.bgw_type, BGW_MAXLEN, "crm_gdpr purge worker");
-		RegisterBackgroundWorker(&worker);
+		crm_gdpr_register_worker("crm_gdpr purge worker", "crm_gdpr_worker_main");
 	}
+}
+
+/*
+ * Register one of the extension's workers: connected to crm_gdpr.database,
+ * started once recovery is over (never on a standby), restarted 10 s after
+ * a failure.
+ */
+void
+crm_gdpr_register_worker(const char *name, const char *function)
+{
+	BackgroundWorker worker;
+
+	memset(&worker, 0, sizeof(worker));
+	worker.bgw_flags = BGWORKER_SHMEM_ACCESS | BGWORKER_BACKEND_DATABASE_CONNECTION;
+	worker.bgw_start_time = BgWorkerStart_RecoveryFinished;
+	worker.bgw_restart_time = 10;
+	snprintf(worker.bgw_library_name, BGW_MAXLEN, "crm_gdpr");
+	snprintf(worker.bgw_function_name, BGW_MAXLEN, "%s", function);
+	snprintf(worker.bgw_name, BGW_MAXLEN, "%s", name);
+	snprintf(worker.bgw_type, BGW_MAXLEN, "%s", name);
+	RegisterBackgroundWorker(&worker);
 }
 
 const char *
