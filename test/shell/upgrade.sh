@@ -30,12 +30,13 @@ shape() {
 SELECT 'member', pg_describe_object(classid, objid, objsubid) FROM pg_depend
  WHERE refobjid = (SELECT oid FROM pg_extension WHERE extname = 'crm_gdpr') AND deptype = 'e' ORDER BY 2;
 SELECT 'function', p.oid::regprocedure, md5(pg_get_functiondef(p.oid)), p.proacl FROM pg_proc p
- WHERE p.pronamespace = 'gdpr'::regnamespace AND p.prokind <> 'a' ORDER BY 2::text;
+ WHERE p.pronamespace = 'gdpr'::regnamespace AND p.prokind <> 'a' ORDER BY p.oid::regprocedure::text;
 SELECT 'relation', c.relname, c.relkind, c.relacl FROM pg_class c WHERE c.relnamespace = 'gdpr'::regnamespace ORDER BY 2;
 SELECT 'view', c.relname, md5(pg_get_viewdef(c.oid)) FROM pg_class c
  WHERE c.relnamespace = 'gdpr'::regnamespace AND c.relkind = 'v' ORDER BY 2;
 SELECT 'trigger', t.tgrelid::regclass, t.tgname, t.tgenabled FROM pg_trigger t
- WHERE NOT t.tgisinternal AND t.tgname LIKE ANY (ARRAY['gdpr%', 'append_only%', 'mac', 'restrictions_changed']) ORDER BY 2::text, 3;
+ WHERE NOT t.tgisinternal AND t.tgname LIKE ANY (ARRAY['gdpr%', 'append_only%', 'mac', 'restrictions_changed'])
+ ORDER BY t.tgrelid::regclass::text, t.tgname;
 SELECT 'event trigger', evtname, evtevent, evttags FROM pg_event_trigger ORDER BY 2;
 SQL
 }
