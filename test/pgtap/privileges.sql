@@ -1,6 +1,6 @@
 -- Who may do what in schema gdpr: PUBLIC nothing, the auditor reads, the admin manages.
 BEGIN;
-SELECT plan(21);
+SELECT plan(23);
 
 CREATE ROLE crm_gdpr_t_app NOLOGIN;
 CREATE ROLE crm_gdpr_t_auditor NOLOGIN IN ROLE gdpr_auditor;
@@ -38,6 +38,23 @@ SELECT is((SELECT array_agg(proname::text ORDER BY proname) FROM pg_proc
             WHERE pronamespace = 'gdpr'::regnamespace AND prosecdef
               AND NOT EXISTS (SELECT FROM unnest(proconfig) c WHERE c = 'search_path=pg_catalog, pg_temp')),
           NULL, 'the search_path of SECURITY DEFINER functions is pg_catalog, pg_temp');
+
+-- What each role may do, exactly (doc/applications.md, doc/auditors.md).
+CREATE ROLE crm_gdpr_t_app_only NOLOGIN IN ROLE gdpr_app;
+SELECT is((SELECT array_agg(DISTINCT proname::text ORDER BY proname::text) FROM pg_proc
+            WHERE pronamespace = 'gdpr'::regnamespace AND has_function_privilege('crm_gdpr_t_app_only', oid, 'EXECUTE')),
+          ARRAY['confirm_consent', 'consent_channels', 'consent_events', 'contactable', 'grant_consent', 'has_consent',
+                'may_process', 'object', 'proof_keys', 'record_information', 'withdraw_consent'],
+          'gdpr_app executes the consent functions and nothing else');
+SELECT is((SELECT array_agg(relname::text ORDER BY relname::text) FROM pg_class
+            WHERE relnamespace = 'gdpr'::regnamespace AND has_table_privilege('crm_gdpr_t_auditor', oid, 'SELECT')),
+          ARRAY['access_log', 'access_log_retention', 'access_log_seals', 'access_log_status', 'access_violations',
+                'breaches', 'breaches_due', 'consent_log', 'consent_status', 'erasures', 'holds', 'holds_in_force',
+                'mass_read_alarms', 'personal_columns', 'personal_data', 'processing_register', 'purge_history',
+                'purpose_notices', 'purposes', 'read_volume', 'recipients', 'registered_tables', 'registry_changes',
+                'requests', 'requests_due', 'restrictions', 'retention_policies', 'retention_status',
+                'subject_tables', 'suppressions'],
+          'gdpr_auditor reads the registry, the ledgers, the access log and the views, and nothing else (no keys, no journal)');
 
 SET LOCAL ROLE crm_gdpr_t_app;
 SELECT throws_ok($$SELECT gdpr.register_subject_table('crm.contacts', 'id')$$, '42501', NULL,

@@ -54,6 +54,12 @@ BEGIN
   PERFORM gdpr.erase_subject('9');
   PERFORM * FROM gdpr.processing_register;
   PERFORM * FROM gdpr.requests_due;
+  PERFORM gdpr.flush_access_log();
+  PERFORM gdpr.seal_access_log();
+  PERFORM * FROM gdpr.verify_access_log();
+  PERFORM * FROM gdpr.access_history('5');
+  PERFORM * FROM gdpr.mass_read_alarms;
+  PERFORM gdpr._log_maintain();
   ALTER TABLE crm.contacts RENAME COLUMN notes TO remarks;
   INSERT INTO pg_temp.outcome VALUES ('calls', 'ok');
 END
