@@ -4,12 +4,14 @@
 -- digest of every table of schemas gdpr and crm is the same before and after
 -- (crm.orders is still there, no row moved).
 BEGIN;
-SELECT plan(181);
+SELECT plan(211);
 
 \set QUIET on
 SET client_min_messages = warning;
 \i test/fixtures/registry.sql
 RESET client_min_messages;
+SELECT gdpr.open_request('7', 'access') \g /dev/null
+SELECT gdpr.report_breach('lost laptop', now() - interval '1 hour', 3) \g /dev/null
 
 CREATE FUNCTION pg_temp.digest() RETURNS text LANGUAGE plpgsql AS $$
 DECLARE
@@ -126,6 +128,21 @@ SELECT pg_temp.refused($q$SELECT gdpr.import_erasure_ledger('[1, 2, 3]')$q$, '22
 SELECT pg_temp.refused($q$SELECT * FROM gdpr.access_history('1', 'crm.orders')$q$, '42704', 'gdpr.access_history(''1'', ''crm.orders'')');
 SELECT pg_temp.refused($q$SELECT * FROM gdpr.access_history('')$q$, '22004', 'gdpr.access_history('''')');
 SELECT pg_temp.refused($q$SELECT * FROM gdpr.purge(NULL)$q$, '22004', 'gdpr.purge(NULL)');
+SELECT pg_temp.refused($q$SELECT gdpr.extend_request((SELECT max(id) FROM gdpr.requests), -1, 'complex')$q$, '22023', 'gdpr.extend_request((max(id) FROM gdpr.requests), -1, ''complex'')');
+SELECT pg_temp.refused($q$SELECT gdpr.extend_request((SELECT max(id) FROM gdpr.requests), 2, '')$q$, '22004', 'gdpr.extend_request((max(id) FROM gdpr.requests), 2, '''')');
+SELECT pg_temp.refused($q$SELECT gdpr.close_request((SELECT max(id) FROM gdpr.requests), 'made up''); DROP TABLE crm.orders; --')$q$, '22023', 'gdpr.close_request((max(id) FROM gdpr.requests), ''made up''''); DROP TABLE crm.orders; --'')');
+SELECT pg_temp.refused($q$SELECT gdpr.set_purpose_options(NULL, '1 year')$q$, '22004', 'gdpr.set_purpose_options(NULL, ''1 year'')');
+SELECT pg_temp.refused($q$SELECT gdpr.set_subject_profile('crm.orders', 'amount', 'iban')$q$, '42704', 'gdpr.set_subject_profile(''crm.orders'', ''amount'', ''iban'')');
+SELECT pg_temp.refused($q$SELECT gdpr.confirm_consent('1', 'newsletter', 'email', '[]')$q$, '55000', 'gdpr.confirm_consent(''1'', ''newsletter'', ''email'', ''[]'')');
+SELECT pg_temp.refused($q$SELECT gdpr.record_information('1', 'newsletter', 'carrier pigeon', '{}')$q$, '22023', 'gdpr.record_information(''1'', ''newsletter'', ''carrier pigeon'', ''{}'')');
+SELECT pg_temp.refused($q$SELECT gdpr.withdraw_consent('1', NULL, 'email', '{}')$q$, '22004', 'gdpr.withdraw_consent(''1'', NULL, ''email'', ''{}'')');
+SELECT pg_temp.refused($q$SELECT gdpr.unregister_table(NULL)$q$, '22004', 'gdpr.unregister_table(NULL)');
+SELECT pg_temp.refused($q$SELECT gdpr.register_table('crm.orders', NULL, 'crm.companies')$q$, '42704', 'gdpr.register_table(''crm.orders'', NULL, ''crm.companies'')');
+SELECT pg_temp.refused($q$SELECT gdpr.set_retention('crm.contacts', NULL, '1 year', 'last_contact_at', 'generalise')$q$, '22023', 'gdpr.set_retention(''crm.contacts'', NULL, ''1 year'', ''last_contact_at'', ''generalise'')');
+SELECT pg_temp.refused($q$SELECT gdpr.encrypt_for_subject('x', '99999999')$q$, 'P0002', 'gdpr.encrypt_for_subject(''x'', ''99999999'')');
+SELECT pg_temp.refused($q$SELECT gdpr.add_recipient('Acme', 'FR', 'newsletter', 'made up safeguard')$q$, '22023', 'gdpr.add_recipient(''Acme'', ''FR'', ''newsletter'', ''made up safeguard'')');
+SELECT pg_temp.refused($q$SELECT gdpr.notify_breach((SELECT max(id) FROM gdpr.breaches), now() - interval '10 years', 'ref')$q$, '22023', 'gdpr.notify_breach((max(id) FROM gdpr.breaches), now() - interval ''10 years'', ''ref'')');
+SELECT pg_temp.refused($q$SELECT gdpr.place_hold('99999999', 'litigation')$q$, 'P0002', 'gdpr.place_hold(''99999999'', ''litigation'')');
 
 SELECT has_table('crm', 'orders', 'after all that, crm.orders is still there');
 SELECT * FROM finish();
