@@ -57,7 +57,13 @@ bench-rights: deps
 	@bash test/bench/rights.sh
 bench-log: deps
 	@bash test/bench/log.sh
-bench: bench-crypto bench-purge bench-rights bench-log
+# Every benchmark in one invocation, then all their rows as one table.
+bench: deps
+	@rm -f /tmp/crm_gdpr_bench_summary.$$$$; export BENCH_SUMMARY=/tmp/crm_gdpr_bench_summary.$$$$; \
+	  bash test/bench/crypto.sh && bash test/bench/purge.sh && bash test/bench/rights.sh && bash test/bench/log.sh; \
+	  rc=$$?; echo; echo "== all benchmarks, $$(nproc) cores, $$(date -u +%Y-%m-%d), SCALE=$${SCALE:-default}"; \
+	  printf '%-44s %14s %14s %9s  %s\n' workload crm_gdpr baseline ratio goal; cat $$BENCH_SUMMARY; \
+	  rm -f $$BENCH_SUMMARY; exit $$rc
 keygen:
 	@test ! -e '$(KEY_FILE)' || { echo "$(KEY_FILE) exists: refusing to overwrite a key" >&2; exit 1; }
 	@(umask 077; od -An -tx1 -N32 /dev/urandom | tr -d ' \n' > '$(KEY_FILE)'; echo >> '$(KEY_FILE)')

@@ -28,8 +28,12 @@ bench_header() {
   printf '\n%-44s %14s %14s %9s  %s\n' "workload" "crm_gdpr" "baseline" "ratio" "goal"
   printf '%s\n' "--------------------------------------------------------------------------------------------------------"
 }
-# bench_row WORKLOAD OURS BASELINE RATIO GOAL [VERDICT]
-bench_row() { printf '%-44s %14s %14s %9s  %s\n' "$1" "$2" "$3" "$4" "$5"; }
+# bench_row WORKLOAD OURS BASELINE RATIO GOAL [VERDICT]; make bench also
+# collects every row in BENCH_SUMMARY, to print them as one table at the end.
+bench_row() {
+  printf '%-44s %14s %14s %9s  %s\n' "$1" "$2" "$3" "$4" "$5"
+  [ -z "${BENCH_SUMMARY:-}" ] || printf '%-44s %14s %14s %9s  %s\n' "$1" "$2" "$3" "$4" "$5" >> "$BENCH_SUMMARY"
+}
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (a !~ /^[0-9.]+$/ || b !~ /^[0-9.]+$/ || b == 0) print "-"; else printf "%.2f", a / b }'; }
 verdict() {  # verdict VALUE GOAL [le|ge]; a missing figure is never a success
   awk -v r="$1" -v g="$2" -v d="${3:-le}" 'BEGIN {
