@@ -79,12 +79,6 @@ gdpr_allow_log_maintenance(PG_FUNCTION_ARGS)
 	PG_RETURN_VOID();
 }
 
-bool
-crm_gdpr_log_maintenance_open(void)
-{
-	return maintenance_open;
-}
-
 PG_FUNCTION_INFO_V1(gdpr_append_only);
 Datum
 gdpr_append_only(PG_FUNCTION_ARGS)

@@ -97,7 +97,6 @@ extern bool crm_gdpr_in_own_worker;
 
 /* The write trigger names its triggers with this prefix (log_write.c). */
 #define LOG_TRIGGER_PREFIX "gdpr_log_"
-extern bool crm_gdpr_log_maintenance_open(void);
 extern void crm_gdpr_log_write_init(void);
 extern void crm_gdpr_restriction_init(void);
 

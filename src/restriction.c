@@ -78,15 +78,6 @@ gdpr_restrictions_changed(PG_FUNCTION_ARGS)
 	return PointerGetDatum(NULL);
 }
 
-static bool
-writer_is_admin(void)
-{
-	Oid			writer = GetUserId();
-	Oid			admin = get_role_oid("gdpr_admin", true);
-
-	return superuser_arg(writer) ||
-		(OidIsValid(admin) && has_privs_of_role(writer, admin));
-}
 
 /* The first restricted subject among the changed rows, or NULL. */
 static char *
@@ -134,7 +125,7 @@ gdpr_enforce_restriction(PG_FUNCTION_ARGS)
 		ereport(ERROR,
 				(errcode(ERRCODE_E_R_I_E_TRIGGER_PROTOCOL_VIOLATED),
 				 errmsg("gdpr._enforce_restriction() must be an AFTER statement trigger with an old transition table")));
-	if (writer_is_admin() || (restrictions_known && !any_restriction))
+	if (crm_gdpr_is_admin(GetUserId()) || (restrictions_known && !any_restriction))
 		return PointerGetDatum(NULL);
 
 	crm_gdpr_enter_owner_context(fcinfo->flinfo->fn_oid, &ctx);
