@@ -259,6 +259,18 @@ COMMENT ON FUNCTION gdpr.flush_access_log() IS
 CREATE FUNCTION gdpr._log_month_name(m timestamp) RETURNS name
   LANGUAGE sql IMMUTABLE RETURN ('access_log_' || to_char(m, 'YYYY_MM'))::name;
 
+-- The month partitions of the log and the end of their month (UTC).
+CREATE FUNCTION gdpr._log_months(OUT part regclass, OUT relname name, OUT month_end timestamptz)
+  RETURNS SETOF record
+  LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp
+BEGIN ATOMIC
+  SELECT c.oid::regclass, c.relname,
+         ((to_timestamp(substr(c.relname, 12), 'YYYY_MM') AT TIME ZONE 'UTC') + interval '1 month') AT TIME ZONE 'UTC'
+    FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid
+   WHERE i.inhparent = 'gdpr.access_log'::regclass AND c.relname ~ '^access_log_[0-9]{4}_[0-9]{2}$'
+   ORDER BY c.relname;
+END;
+
 CREATE FUNCTION gdpr._log_maintain() RETURNS bigint
   LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
@@ -292,22 +304,16 @@ BEGIN
   END LOOP;
 
   -- Months that are over get their subject index.
-  FOR p IN SELECT c.oid::regclass AS part FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid
-            WHERE i.inhparent = 'gdpr.access_log'::regclass AND c.relname ~ '^access_log_[0-9]{4}_[0-9]{2}$'
-              AND (to_timestamp(substr(c.relname, 12), 'YYYY_MM') AT TIME ZONE 'UTC') + interval '1 month'
-                  <= now() AT TIME ZONE 'UTC'
+  FOR p IN SELECT m.part FROM gdpr._log_months() m
+            WHERE m.month_end <= now()
               AND NOT EXISTS (SELECT FROM pg_index x JOIN pg_class xc ON xc.oid = x.indexrelid
-                               WHERE x.indrelid = c.oid AND xc.relname = c.relname || '_subjects') LOOP
+                               WHERE x.indrelid = m.part AND xc.relname = m.relname || '_subjects') LOOP
     PERFORM gdpr._log_index_month(p.part);
   END LOOP;
 
   cutoff := date_trunc('month', (now() - gdpr._setting('access_log_keep')::interval) AT TIME ZONE 'UTC')
             AT TIME ZONE 'UTC';
-  FOR p IN SELECT c.oid::regclass AS part, c.relname FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid
-            WHERE i.inhparent = 'gdpr.access_log'::regclass AND c.relname ~ '^access_log_[0-9]{4}_[0-9]{2}$'
-              AND (to_timestamp(substr(c.relname, 12), 'YYYY_MM') AT TIME ZONE 'UTC') + interval '1 month'
-                  <= cutoff AT TIME ZONE 'UTC'
-            ORDER BY c.relname LOOP
+  FOR p IN SELECT m.part, m.relname FROM gdpr._log_months() m WHERE m.month_end <= cutoff LOOP
     EXECUTE format('SELECT count(*) FROM %s', p.part) INTO n;
     EXECUTE format('DROP TABLE %s', p.part);
     INSERT INTO gdpr.access_log_retention (dropped_before, what, row_count)
