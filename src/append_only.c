@@ -124,7 +124,10 @@ is_log_relation(RangeVar *rv)
 	return name != NULL && strncmp(name, "access_log", strlen("access_log")) == 0;
 }
 
-/* What pg_restore does to the log's partitions, and nothing else. */
+/*
+ * What pg_restore does to the log's partitions, and nothing else (the
+ * compression of subject_refs is a storage setting: the data stays).
+ */
 static bool
 restore_step(AlterTableStmt *stmt)
 {
@@ -135,7 +138,7 @@ restore_step(AlterTableStmt *stmt)
 		AlterTableCmd *cmd = lfirst_node(AlterTableCmd, lc);
 
 		if (cmd->subtype != AT_AttachPartition && cmd->subtype != AT_ChangeOwner &&
-			cmd->subtype != AT_ColumnDefault)
+			cmd->subtype != AT_ColumnDefault && cmd->subtype != AT_SetCompression)
 			return false;
 	}
 	return true;

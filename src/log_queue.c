@@ -16,6 +16,7 @@
 #include "postgres.h"
 
 #include "access/htup_details.h"
+#include "common/hashfn.h"
 #include "fmgr.h"
 #include "funcapi.h"
 #include "miscadmin.h"
@@ -28,6 +29,7 @@
 #include "utils/guc.h"
 #include "utils/inet.h"
 #include "utils/jsonb.h"
+#include "utils/lsyscache.h"
 #include "utils/timestamp.h"
 
 #include "crm_gdpr.h"
@@ -36,23 +38,44 @@
 #define SLOT_WRITING 1
 #define SLOT_READY 2
 
-typedef struct QueueSlot
+/*
+ * A record as it waits in the queue: its numbers, then its strings one after
+ * the other.  A read by key fills 150 bytes of it, not the 1 kB of a
+ * LogRecord: the cache lines that go from the reader's core to the writer's
+ * are what a read costs the two of them.
+ */
+typedef struct PackedRecord
 {
-	pg_atomic_uint32 state;
-	LogRecord	rec;
-} QueueSlot;
+	TimestampTz at;
+	Oid			dbid;
+	Oid			relid;
+	int			pid;
+	int			nsubjects;
+	int64		rows;
+	int64		query_id;
+	char		strings[sizeof(LogRecord)];
+} PackedRecord;
 
 typedef struct LogQueue
 {
 	LWLock	   *lock;			/* among takers only */
 	int			capacity;
+	/*
+	 * Readers touch only head (and their slot): what waits is head - written
+	 * - dropped, so that a read costs one shared counter, not two.
+	 */
 	pg_atomic_uint64 head;		/* next slot to claim, modulo capacity */
-	pg_atomic_uint32 queued;
+	char		pad[PG_CACHE_LINE_SIZE];
 	Latch	   *writer_latch;	/* the log writer's, when it runs */
 	pg_atomic_uint64 written;
 	pg_atomic_uint64 dropped;
 	pg_atomic_uint64 server_logged;
-	QueueSlot	slots[FLEXIBLE_ARRAY_MEMBER];
+	/*
+	 * The slots' states apart from their records: a taker scans 64 kB of
+	 * states, not every record.
+	 */
+	pg_atomic_uint32 *states;
+	PackedRecord *records;
 } LogQueue;
 
 static int	queue_size = 16384;
@@ -61,9 +84,21 @@ static shmem_request_hook_type prev_shmem_request_hook = NULL;
 static shmem_startup_hook_type prev_shmem_startup_hook = NULL;
 
 static Size
+states_offset(void)
+{
+	return MAXALIGN(sizeof(LogQueue));
+}
+
+static Size
+records_offset(void)
+{
+	return add_size(states_offset(), CACHELINEALIGN(mul_size(queue_size, sizeof(pg_atomic_uint32))));
+}
+
+static Size
 queue_bytes(void)
 {
-	return add_size(offsetof(LogQueue, slots), mul_size(queue_size, sizeof(QueueSlot)));
+	return add_size(add_size(records_offset(), mul_size(queue_size, sizeof(PackedRecord))), PG_CACHE_LINE_SIZE);
 }
 
 static void
@@ -87,12 +122,13 @@ queue_shmem_startup(void)
 	if (!found)
 	{
 		memset(queue, 0, queue_bytes());
+		queue->states = (pg_atomic_uint32 *) ((char *) queue + states_offset());
+		queue->records = (PackedRecord *) CACHELINEALIGN((char *) queue + records_offset());
 		queue->lock = &(GetNamedLWLockTranche("crm_gdpr"))->lock;
 		queue->capacity = queue_size;
 		pg_atomic_init_u64(&queue->head, 0);
-		pg_atomic_init_u32(&queue->queued, 0);
 		for (int i = 0; i < queue_size; i++)
-			pg_atomic_init_u32(&queue->slots[i].state, SLOT_FREE);
+			pg_atomic_init_u32(&queue->states[i], SLOT_FREE);
 		pg_atomic_init_u64(&queue->written, 0);
 		pg_atomic_init_u64(&queue->dropped, 0);
 		pg_atomic_init_u64(&queue->server_logged, 0);
@@ -120,40 +156,119 @@ crm_gdpr_log_queue_ready(void)
 	return queue != NULL;
 }
 
+static char *
+put_string(char *to, const char *s)
+{
+	size_t		n = strlen(s) + 1;
+
+	memcpy(to, s, n);
+	return to + n;
+}
+
+static const char *
+get_string(const char *from, char *to, size_t size)
+{
+	size_t		n = strlen(from) + 1;
+
+	memcpy(to, from, Min(n, size));
+	return from + n;
+}
+
+static void
+pack_record(PackedRecord *to, const LogRecord *from)
+{
+	char	   *p = to->strings;
+
+	to->at = from->at;
+	to->dbid = from->dbid;
+	to->relid = from->relid;
+	to->pid = from->pid;
+	to->nsubjects = from->nsubjects;
+	to->rows = from->rows;
+	to->query_id = from->query_id;
+	p = put_string(p, from->operation);
+	p = put_string(p, from->role);
+	p = put_string(p, from->session_role);
+	p = put_string(p, from->appname);
+	p = put_string(p, from->client);
+	p = put_string(p, from->purpose);
+	p = put_string(p, from->detail);
+	p = put_string(p, from->columns);
+	for (int i = 0; i < from->nsubjects; i++)
+		p = put_string(p, from->subjects[i]);
+}
+
+static void
+unpack_record(LogRecord *to, const PackedRecord *from)
+{
+	const char *p = from->strings;
+
+	to->at = from->at;
+	to->dbid = from->dbid;
+	to->relid = from->relid;
+	to->pid = from->pid;
+	to->nsubjects = from->nsubjects;
+	to->rows = from->rows;
+	to->query_id = from->query_id;
+	p = get_string(p, to->operation, sizeof(to->operation));
+	p = get_string(p, to->role, sizeof(to->role));
+	p = get_string(p, to->session_role, sizeof(to->session_role));
+	p = get_string(p, to->appname, sizeof(to->appname));
+	p = get_string(p, to->client, sizeof(to->client));
+	p = get_string(p, to->purpose, sizeof(to->purpose));
+	p = get_string(p, to->detail, sizeof(to->detail));
+	p = get_string(p, to->columns, sizeof(to->columns));
+	for (int i = 0; i < from->nsubjects; i++)
+		p = get_string(p, to->subjects[i], sizeof(to->subjects[i]));
+}
+
 void
 crm_gdpr_log_enqueue(const LogRecord *rec)
 {
-	QueueSlot  *slot;
+	uint64		claimed;
+	uint64		k;
 	uint32		expected = SLOT_FREE;
 	Latch	   *latch;
 
 	if (queue == NULL)
 		return;
 	/* Slots are claimed in turn; one still taken means the queue is full. */
-	slot = &queue->slots[pg_atomic_fetch_add_u64(&queue->head, 1) % queue->capacity];
-	if (!pg_atomic_compare_exchange_u32(&slot->state, &expected, SLOT_WRITING))
+	claimed = pg_atomic_fetch_add_u64(&queue->head, 1);
+	k = claimed % queue->capacity;
+	if (!pg_atomic_compare_exchange_u32(&queue->states[k], &expected, SLOT_WRITING))
 	{
 		pg_atomic_fetch_add_u64(&queue->dropped, 1);
 		return;
 	}
-	memcpy(&slot->rec, rec, sizeof(LogRecord));
+	pack_record(&queue->records[k], rec);
 	pg_write_barrier();
-	pg_atomic_write_u32(&slot->state, SLOT_READY);
+	pg_atomic_write_u32(&queue->states[k], SLOT_READY);
 	/*
 	 * A quarter full: the writer should not wait for its next round.  Setting
 	 * a latch that is already set costs a read, so every record past that
 	 * mark sets it: none can be missed while the writer is busy.
 	 */
-	if (pg_atomic_fetch_add_u32(&queue->queued, 1) + 1 >= (uint32) queue->capacity / 4 &&
+	if ((int64) (claimed + 1 - pg_atomic_read_u64(&queue->written) - pg_atomic_read_u64(&queue->dropped)) >=
+		queue->capacity / 4 &&
 		(latch = queue->writer_latch) != NULL)
 		SetLatch(latch);
+}
+
+/* Records claimed and not yet written nor dropped. */
+static int64
+waiting(void)
+{
+	uint64		written = pg_atomic_read_u64(&queue->written);
+	uint64		dropped = pg_atomic_read_u64(&queue->dropped);
+
+	return Max((int64) (pg_atomic_read_u64(&queue->head) - written - dropped), 0);
 }
 
 /* Whether the queue is a quarter full or more (the writer then goes on). */
 bool
 crm_gdpr_log_queue_busy(void)
 {
-	return queue != NULL && pg_atomic_read_u32(&queue->queued) >= (uint32) queue->capacity / 4;
+	return queue != NULL && waiting() >= queue->capacity / 4;
 }
 
 void
@@ -230,6 +345,7 @@ typedef struct Fold
 	int			nsubjects;
 	int			capacity;
 	char		(*subjects)[LOG_RECORD_SUBJECT_LEN];	/* grows as needed */
+	uint32	   *hashes;			/* of the subjects */
 } Fold;
 
 static bool
@@ -247,10 +363,12 @@ fold_subjects(Fold *f, const LogRecord *r)
 {
 	for (int i = 0; i < r->nsubjects; i++)
 	{
+		uint32		h = hash_bytes((const unsigned char *) r->subjects[i], strlen(r->subjects[i]));
 		bool		known = false;
 
+		/* A read by key names one person: compare hashes, not strings. */
 		for (int k = 0; k < f->nsubjects && !known; k++)
-			known = strcmp(f->subjects[k], r->subjects[i]) == 0;
+			known = f->hashes[k] == h && strcmp(f->subjects[k], r->subjects[i]) == 0;
 		if (known)
 			continue;
 		if (f->nsubjects == f->capacity)
@@ -258,7 +376,10 @@ fold_subjects(Fold *f, const LogRecord *r)
 			f->capacity = Max(8, f->capacity * 2);
 			f->subjects = f->subjects ? repalloc(f->subjects, f->capacity * LOG_RECORD_SUBJECT_LEN) :
 				palloc(f->capacity * LOG_RECORD_SUBJECT_LEN);
+			f->hashes = f->hashes ? repalloc(f->hashes, f->capacity * sizeof(uint32)) :
+				palloc(f->capacity * sizeof(uint32));
 		}
+		f->hashes[f->nsubjects] = h;
 		strlcpy(f->subjects[f->nsubjects++], r->subjects[i], LOG_RECORD_SUBJECT_LEN);
 	}
 }
@@ -291,6 +412,7 @@ fold_records(LogRecord *taken, int n, Fold *folds)
 			f->nsubjects = 0;
 			f->capacity = 0;
 			f->subjects = NULL;
+			f->hashes = NULL;
 		}
 		f->times++;
 		f->rows += r->rows;
@@ -306,10 +428,21 @@ static void
 emit(Tuplestorestate *store, TupleDesc desc, Fold *f)
 {
 	LogRecord  *r = f->first;
-	Datum		v[16];
-	bool		n[16];
+	Datum		v[17];
+	bool		n[17];
+	char	   *relname = NULL;
 
 	memset(n, 0, sizeof(n));
+	if (OidIsValid(r->relid))
+	{
+		/* A table dropped since it was read: nothing left to name. */
+		relname = get_rel_name(r->relid);
+		if (relname == NULL)
+			return;
+		v[16] = CStringGetTextDatum(quote_qualified_identifier(get_namespace_name(get_rel_namespace(r->relid)),
+															   relname));
+	}
+	n[16] = relname == NULL;
 	v[0] = TimestampTzGetDatum(r->at);
 	v[1] = DirectFunctionCall1(namein, CStringGetDatum(r->role));
 	v[2] = DirectFunctionCall1(namein, CStringGetDatum(r->session_role));
@@ -347,31 +480,44 @@ gdpr_log_queue_take(PG_FUNCTION_ARGS)
 	Fold	   *folds;
 	uint64		start;
 	int			n = 0;
+	int			room;
+	int		   *slots;
 	int			nfolds;
 
 	InitMaterializedSRF(fcinfo, 0);
 	if (queue == NULL)
 		return (Datum) 0;
-	taken = palloc(sizeof(LogRecord) * queue->capacity);
+	/* Room for what is queued now; more may come while we take. */
+	room = Min(queue->capacity, waiting() + 64);
+	taken = palloc(sizeof(LogRecord) * room);
 	/* From the oldest claimed slot on, so that records come out in order. */
+	slots = palloc(sizeof(int) * room);
 	LWLockAcquire(queue->lock, LW_EXCLUSIVE);
 	start = pg_atomic_read_u64(&queue->head);
-	for (int k = 0; k < queue->capacity; k++)
+	for (int i = 0; i < queue->capacity; i++)
 	{
-		QueueSlot  *slot = &queue->slots[(start + k) % queue->capacity];
+		int			k = (start + i) % queue->capacity;
 
-		if (pg_atomic_read_u32(&slot->state) != SLOT_READY)
+		if (pg_atomic_read_u32(&queue->states[k]) != SLOT_READY)
 			continue;
 		pg_read_barrier();
-		if (slot->rec.dbid != MyDatabaseId)
+		if (queue->records[k].dbid != MyDatabaseId)
 			continue;
-		memcpy(&taken[n++], &slot->rec, sizeof(LogRecord));
-		pg_memory_barrier();
-		pg_atomic_write_u32(&slot->state, SLOT_FREE);
-		pg_atomic_fetch_sub_u32(&queue->queued, 1);
+		if (n == room)
+		{
+			room = Min(queue->capacity, room * 2);
+			taken = repalloc(taken, sizeof(LogRecord) * room);
+			slots = repalloc(slots, sizeof(int) * room);
+		}
+		unpack_record(&taken[n], &queue->records[k]);
+		slots[n++] = k;
 	}
-	LWLockRelease(queue->lock);
+	/* The copies are done before any slot is handed back: one barrier for all. */
+	pg_memory_barrier();
+	for (int i = 0; i < n; i++)
+		pg_atomic_write_u32(&queue->states[slots[i]], SLOT_FREE);
 	pg_atomic_fetch_add_u64(&queue->written, n);
+	LWLockRelease(queue->lock);
 	folds = palloc(sizeof(Fold) * Max(n, 1));
 	nfolds = fold_records(taken, n, folds);
 	for (int i = 0; i < nfolds; i++)
@@ -398,7 +544,7 @@ gdpr_log_queue_stats(PG_FUNCTION_ARGS)
 	}
 	else
 	{
-		queued = pg_atomic_read_u32(&queue->queued);
+		queued = (int) Min(waiting(), queue->capacity);
 		v[0] = Int32GetDatum(queue->capacity);
 		v[1] = Int32GetDatum(queued);
 		/* Queued since start: what was written, what waits (one counter less per read). */

@@ -242,14 +242,12 @@ column_list(Relation rel, Bitmapset *selected, char *out)
 }
 
 static AttrNumber
-subject_result_column(PlannedStmt *stmt, Oid relid, Relation rel, const char *subject_column)
+subject_result_column(PlannedStmt *stmt, Oid relid, AttrNumber attnum)
 {
-	AttrNumber	attnum;
 	ListCell   *lc;
 
-	if (subject_column == NULL || subject_column[0] == '\0' || stmt->planTree == NULL)
+	if (attnum == 0 || stmt->planTree == NULL)
 		return 0;
-	attnum = attnameAttNum(rel, subject_column, false);
 	foreach(lc, stmt->planTree->targetlist)
 	{
 		TargetEntry *tle = lfirst_node(TargetEntry, lc);
@@ -273,6 +271,23 @@ typedef struct ColumnListEntry
 	char		columns[LOG_RECORD_COLUMNS];
 } ColumnListEntry;
 
+/*
+ * Whether a relation is registered, and its subject key column, for the last
+ * few relations queried: the hot path of a read then opens nothing.
+ * register_table and unregister_table add and drop triggers, which
+ * invalidate the relation: the same callback as the column lists empties it.
+ */
+#define REL_CACHE 64
+typedef struct RelInfo
+{
+	Oid			relid;
+	bool		registered;
+	AttrNumber	subject_attnum; /* 0 when unknown */
+} RelInfo;
+
+static RelInfo rel_cache[REL_CACHE];
+static int	rel_cache_next = 0;
+
 static ColumnListEntry column_cache[COLUMN_CACHE];
 static int	column_cache_next = 0;
 static bool column_cache_callback = false;
@@ -282,34 +297,67 @@ forget_column_lists(Datum arg, Oid relid)
 {
 	for (int i = 0; i < COLUMN_CACHE; i++)
 		column_cache[i].relid = InvalidOid;
+	for (int i = 0; i < REL_CACHE; i++)
+		rel_cache[i].relid = InvalidOid;
 }
 
 static void
-cached_column_list(Relation rel, Bitmapset *selected, char *out)
+column_cache_init(void)
 {
-	ColumnListEntry *e;
-	MemoryContext old;
-
 	if (!column_cache_callback)
 	{
 		CacheRegisterRelcacheCallback(forget_column_lists, (Datum) 0);
 		column_cache_callback = true;
 	}
+}
+
+static void
+cached_column_list(Oid relid, Bitmapset *selected, char *out)
+{
+	ColumnListEntry *e;
+	MemoryContext old;
+	Relation	rel;
+
 	for (int i = 0; i < COLUMN_CACHE; i++)
-		if (column_cache[i].relid == RelationGetRelid(rel) && bms_equal(column_cache[i].selected, selected))
+		if (column_cache[i].relid == relid && bms_equal(column_cache[i].selected, selected))
 		{
 			strlcpy(out, column_cache[i].columns, LOG_RECORD_COLUMNS);
 			return;
 		}
+	rel = RelationIdGetRelation(relid);
 	column_list(rel, selected, out);
+	RelationClose(rel);
 	e = &column_cache[column_cache_next];
 	column_cache_next = (column_cache_next + 1) % COLUMN_CACHE;
 	bms_free(e->selected);
 	old = MemoryContextSwitchTo(TopMemoryContext);
 	e->selected = bms_copy(selected);
 	MemoryContextSwitchTo(old);
-	e->relid = RelationGetRelid(rel);
+	e->relid = relid;
 	strlcpy(e->columns, out, LOG_RECORD_COLUMNS);
+}
+
+static const RelInfo *
+rel_info(Oid relid)
+{
+	RelInfo    *e;
+	Relation	rel;
+	const char *subject_column;
+
+	for (int i = 0; i < REL_CACHE; i++)
+		if (rel_cache[i].relid == relid)
+			return &rel_cache[i];
+	rel = RelationIdGetRelation(relid);
+	if (!RelationIsValid(rel))
+		return NULL;
+	e = &rel_cache[rel_cache_next];
+	rel_cache_next = (rel_cache_next + 1) % REL_CACHE;
+	subject_column = registered_subject_column(rel);
+	e->relid = relid;
+	e->registered = subject_column != NULL;
+	e->subject_attnum = subject_column && subject_column[0] ? attnameAttNum(rel, subject_column, false) : 0;
+	RelationClose(rel);
+	return e;
 }
 
 /* The registered tables a query reads, or NULL. */
@@ -321,11 +369,11 @@ find_reads(QueryDesc *query)
 	int			rti = 0;
 	ListCell   *lc;
 
+	column_cache_init();
 	foreach(lc, stmt->rtable)
 	{
 		RangeTblEntry *rte = lfirst_node(RangeTblEntry, lc);
-		Relation	rel;
-		const char *subject_column;
+		const RelInfo *info;
 		ReadRel    *r;
 
 		rti++;
@@ -333,24 +381,23 @@ find_reads(QueryDesc *query)
 			continue;
 		if (query->operation != CMD_SELECT && list_member_int(stmt->resultRelations, rti))
 			continue;			/* the write is logged by the write trigger */
-		rel = RelationIdGetRelation(rte->relid);
-		if (!RelationIsValid(rel))
+		info = rel_info(rte->relid);
+		if (info == NULL || !info->registered)
 			continue;
-		subject_column = registered_subject_column(rel);
-		if (subject_column != NULL)
+		if (reads == NULL)
 		{
-			if (reads == NULL)
-				reads = MemoryContextAllocZero(query->estate->es_query_cxt,
-											   offsetof(QueryReads, rels) + sizeof(ReadRel) * list_length(stmt->rtable));
-			r = &reads->rels[reads->nrels++];
-			r->relid = rte->relid;
-			r->rti = rti;
-			if (subject_column[0] != '\0')
-				r->subject_attnum = attnameAttNum(rel, subject_column, false);
-			cached_column_list(rel, rte->selectedCols, r->columns);
-			r->subject_resno = subject_result_column(stmt, rte->relid, rel, subject_column);
+			/* Not zeroed: a ReadRel is 600 bytes, most of them for strings. */
+			reads = MemoryContextAlloc(query->estate->es_query_cxt,
+									   offsetof(QueryReads, rels) + sizeof(ReadRel) * list_length(stmt->rtable));
+			memset(reads, 0, offsetof(QueryReads, rels));
 		}
-		RelationClose(rel);
+		r = &reads->rels[reads->nrels++];
+		r->relid = rte->relid;
+		r->rti = rti;
+		r->subject_attnum = info->subject_attnum;
+		r->nsubjects = 0;
+		cached_column_list(rte->relid, rte->selectedCols, r->columns);
+		r->subject_resno = subject_result_column(stmt, rte->relid, info->subject_attnum);
 	}
 	return reads;
 }
@@ -371,14 +418,28 @@ add_subject(ReadRel *r, const char *id)
 	strlcpy(r->subjects[r->nsubjects++], id, LOG_RECORD_SUBJECT_LEN);
 }
 
-static void
-add_subject_datum(ReadRel *r, Datum value, Oid type)
+/* A subject key as text; the output function of the last key type is kept. */
+static char *
+key_text(Datum value, Oid type)
 {
+	static Oid	known_type = InvalidOid;
+	static FmgrInfo output;
 	Oid			typoutput;
 	bool		varlena;
 
-	getTypeOutputInfo(type, &typoutput, &varlena);
-	add_subject(r, OidOutputFunctionCall(typoutput, value));
+	if (type != known_type)
+	{
+		getTypeOutputInfo(type, &typoutput, &varlena);
+		fmgr_info_cxt(typoutput, &output, TopMemoryContext);
+		known_type = type;
+	}
+	return OutputFunctionCall(&output, value);
+}
+
+static void
+add_subject_datum(ReadRel *r, Datum value, Oid type)
+{
+	add_subject(r, key_text(value, type));
 }
 
 /* The constant or parameter compared with the subject column, if any. */
@@ -706,18 +767,13 @@ note_subject(ReadRel *r, TupleTableSlot *slot)
 {
 	bool		isnull;
 	Datum		value;
-	Oid			typoutput;
-	bool		varlena;
-	char	   *id;
 
 	if (r->subject_resno == 0 || r->nsubjects >= LOG_RECORD_SUBJECTS)
 		return;
 	value = slot_getattr(slot, r->subject_resno, &isnull);
 	if (isnull)
 		return;
-	getTypeOutputInfo(TupleDescAttr(slot->tts_tupleDescriptor, r->subject_resno - 1)->atttypid, &typoutput, &varlena);
-	id = OidOutputFunctionCall(typoutput, value);
-	add_subject(r, id);
+	add_subject_datum(r, value, TupleDescAttr(slot->tts_tupleDescriptor, r->subject_resno - 1)->atttypid);
 }
 
 static bool
