@@ -189,7 +189,13 @@ reads_are_logged(void)
 		!IsTransactionState())
 		return false;
 	GetUserIdAndSecContext(&userid, &sec_context);
-	/* The extension's own functions and triggers run as its owner. */
+	/*
+	 * A foreign key check (the only code that sets SECURITY_NOFORCE_RLS)
+	 * returns nothing to anyone: the write that made it is logged.  The
+	 * extension's own functions and triggers run as its owner.
+	 */
+	if (sec_context & SECURITY_NOFORCE_RLS)
+		return false;
 	if ((sec_context & SECURITY_LOCAL_USERID_CHANGE) && userid == extension_owner())
 		return false;
 	return true;

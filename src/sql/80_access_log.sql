@@ -118,7 +118,9 @@ CREATE TABLE gdpr.access_log_journal (
   row_count          bigint,
   query_id           bigint,
   purpose            text
-);
+) WITH (autovacuum_vacuum_scale_factor = 0, autovacuum_vacuum_threshold = 10000);
+-- Every row is deleted within a second: vacuumed early, its pages are reused
+-- instead of the table growing by a page at a time under the writers.
 COMMENT ON TABLE gdpr.access_log_journal IS 'logged writes of committed transactions, until the log writer moves them into gdpr.access_log';
 
 -- What the log's own retention removed: verify does not look for those rows.
@@ -156,6 +158,12 @@ CREATE FUNCTION gdpr._log_queue_take() RETURNS TABLE (
     backend_pid int, operation text, tbl oid, columns name[], subject_refs text[], row_count bigint,
     query_id bigint, purpose text, detail jsonb, last_at timestamptz, times int, table_name text)
   LANGUAGE c AS 'MODULE_PATHNAME', 'gdpr_log_queue_take';
+-- The journal's rows, deleted and folded (log_journal.c), oldest first.
+CREATE FUNCTION gdpr._log_journal_take() RETURNS TABLE (
+    at timestamptz, last_at timestamptz, role_name text, session_user_name text, application_name text,
+    client_addr text, backend_pid int, operation text, tbl oid, table_name text, columns name[],
+    subject_refs text[], subjects bigint, row_count bigint, query_id bigint, purpose text, times int)
+  LANGUAGE c AS 'MODULE_PATHNAME', 'gdpr_log_journal_take';
 CREATE FUNCTION gdpr.access_log_queue() RETURNS TABLE (
     capacity int, queued int, enqueued bigint, written bigint, dropped bigint, logged_to_server_log bigint)
   LANGUAGE c AS 'MODULE_PATHNAME', 'gdpr_log_queue_stats';
@@ -225,31 +233,14 @@ BEGIN
   PERFORM pg_advisory_xact_lock(hashtext('crm_gdpr.access_log_seal'));
   PERFORM gdpr._log_journal_pending();
   -- Identical statements (same backend, roles, query, table, columns, purpose)
-  -- are folded, up to 100 a row, with the union of their subjects.
-  WITH moved AS (DELETE FROM gdpr.access_log_journal j RETURNING j.*),
-  chunked AS (
-    SELECT m.*, (row_number() OVER (PARTITION BY m.role_name, m.session_user_name, m.application_name,
-                 m.client_addr, m.backend_pid, m.operation, m.tbl, m.columns, m.query_id, m.purpose
-                 ORDER BY m.at) - 1) / 100 AS chunk
-      FROM moved m)
+  -- are folded, up to 100 a row, with the union of their subjects (log_journal.c).
   INSERT INTO gdpr.access_log (at, last_at, role_name, session_user_name, application_name, client_addr,
                                backend_pid, operation, tbl, table_name, columns, subject_refs, subjects,
                                row_count, times, query_id, purpose)
-    SELECT g.at, g.last_at, g.role_name, g.session_user_name, g.application_name, g.client_addr::inet,
-           g.backend_pid, g.operation, g.tbl::regclass, g.table_name, string_to_array(g.columns, chr(31))::name[],
-           g.refs, CASE WHEN g.counted THEN coalesce(cardinality(g.refs), 0) END, g.row_count, g.times,
-           g.query_id, g.purpose
-      FROM (SELECT min(c.at) AS at, CASE WHEN count(*) > 1 THEN max(c.at) END AS last_at, c.role_name,
-                   c.session_user_name, c.application_name, c.client_addr, c.backend_pid, c.operation, c.tbl,
-                   min(c.table_name) AS table_name, c.columns,
-                   (SELECT array_agg(DISTINCT r ORDER BY r)
-                      FROM unnest(string_to_array(string_agg(c.subject_refs, chr(31)), chr(31))) r) AS refs,
-                   bool_and(c.subjects IS NOT NULL) AS counted, sum(c.row_count) AS row_count,
-                   count(*) AS times, c.query_id, c.purpose
-              FROM chunked c
-             GROUP BY c.role_name, c.session_user_name, c.application_name, c.client_addr, c.backend_pid,
-                      c.operation, c.tbl, c.columns, c.query_id, c.purpose, c.chunk) g
-     ORDER BY g.at;
+    SELECT j.at, j.last_at, j.role_name, j.session_user_name, j.application_name, j.client_addr::inet,
+           j.backend_pid, j.operation, j.tbl::regclass, j.table_name, j.columns, j.subject_refs, j.subjects,
+           j.row_count, j.times, j.query_id, j.purpose
+      FROM gdpr._log_journal_take() j;
   GET DIAGNOSTICS w = ROW_COUNT;
   INSERT INTO gdpr.access_log (at, last_at, role_name, session_user_name, application_name, client_addr,
                                backend_pid, operation, tbl, table_name, columns, subject_refs, subjects,

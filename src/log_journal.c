@@ -1,0 +1,359 @@
+/*
+ * log_journal.c — the log writer's side of the journal of writes.
+ *
+ * Committed writes wait in gdpr.access_log_journal, one row per statement
+ * (log_write.c).  gdpr._log_journal_take() deletes them all and returns them
+ * folded: identical statements (same backend, roles, application, client,
+ * operation, table, columns, query and purpose) become one row for up to
+ * FOLD_MAX of them, with the union of their subject references, oldest
+ * first.  Done in SQL, the sorts and array functions this takes cost the log
+ * writer more than the CRM's own statements cost the CRM (doc/benchmarks.md).
+ */
+#include "postgres.h"
+
+#include "catalog/pg_type.h"
+#include "common/hashfn.h"
+#include "executor/spi.h"
+#include "fmgr.h"
+#include "funcapi.h"
+#include "lib/stringinfo.h"
+#include "utils/array.h"
+#include "utils/builtins.h"
+#include "utils/hsearch.h"
+#include "utils/timestamp.h"
+
+#include "crm_gdpr.h"
+
+#define FOLD_MAX 100
+#define SEPARATOR '\x1f'
+
+/* The journal's columns, in the order of the query below. */
+enum
+{
+	J_AT, J_ROLE, J_SESSION_ROLE, J_APPNAME, J_CLIENT, J_PID, J_OPERATION, J_TBL, J_TABLE_NAME,
+	J_COLUMNS, J_REFS, J_SUBJECTS, J_ROWS, J_QUERY_ID, J_PURPOSE, J_COUNT
+};
+
+#define TAKE_SQL \
+	"DELETE FROM gdpr.access_log_journal " \
+	"RETURNING at, role_name, session_user_name, application_name, client_addr, backend_pid, operation, " \
+	"tbl, table_name, columns, subject_refs, subjects, row_count, query_id, purpose"
+
+/* The identity of a statement: what two folded statements share. */
+static const int identity[] = {J_ROLE, J_SESSION_ROLE, J_APPNAME, J_CLIENT, J_PID, J_OPERATION, J_TBL,
+J_COLUMNS, J_QUERY_ID, J_PURPOSE};
+
+typedef struct JournalFold
+{
+	uint64		key;			/* hash of the identity; the dynahash key */
+	StringInfoData identity;	/* the identity itself, to tell collisions */
+	HeapTuple	first;			/* the first statement's journal row */
+	TimestampTz at;
+	TimestampTz last_at;
+	int			times;
+	int64		rows;
+	bool		rows_known;		/* some statement counted its rows (TRUNCATE does not) */
+	bool		counted;		/* every statement counted its subjects */
+	List	   *refs;			/* distinct subject references (char *) */
+	HTAB	   *seen;			/* the same, to find them */
+} JournalFold;
+
+/*
+ * Rows come to a DestReceiver and are folded as they come: the journal of a
+ * busy second is never held in memory, only one row per fold.
+ */
+typedef struct JournalReceiver
+{
+	DestReceiver pub;
+	HTAB	   *open;			/* folds still taking statements, by key */
+	List	   *done;			/* folds closed */
+	StringInfoData identity;	/* scratch */
+	TupleDesc	desc;			/* of the journal's rows */
+	MemoryContext cxt;			/* the caller's: SPI frees its own */
+} JournalReceiver;
+
+static text *
+text_at(TupleTableSlot *slot, int column)
+{
+	return slot->tts_isnull[column] ? NULL : DatumGetTextPP(slot->tts_values[column]);
+}
+
+/* The identity's bytes: a null mark or the value, column after column. */
+static void
+identity_of(TupleTableSlot *slot, StringInfo buf)
+{
+	resetStringInfo(buf);
+	for (int i = 0; i < lengthof(identity); i++)
+	{
+		int			c = identity[i];
+		Form_pg_attribute att = TupleDescAttr(slot->tts_tupleDescriptor, c);
+
+		appendStringInfoChar(buf, slot->tts_isnull[c] ? 'n' : 'v');
+		if (slot->tts_isnull[c])
+			continue;
+		if (att->attbyval)
+			appendBinaryStringInfo(buf, (char *) &slot->tts_values[c], sizeof(Datum));
+		else
+		{
+			text	   *t = text_at(slot, c);
+			int32		len = VARSIZE_ANY_EXHDR(t);
+
+			appendBinaryStringInfo(buf, (char *) &len, sizeof(len));
+			appendBinaryStringInfo(buf, VARDATA_ANY(t), len);
+		}
+	}
+}
+
+static void
+add_refs(JournalFold *f, text *joined)
+{
+	const char *p = VARDATA_ANY(joined);
+	const char *end = p + VARSIZE_ANY_EXHDR(joined);
+
+	while (p < end)
+	{
+		const char *sep = memchr(p, SEPARATOR, end - p);
+		size_t		len = (sep ? sep : end) - p;
+		char		key[NAMEDATALEN];
+		bool		found;
+
+		if (len > 0)
+		{
+			memcpy(key, p, Min(len, NAMEDATALEN - 1));
+			key[Min(len, NAMEDATALEN - 1)] = '\0';
+			(void) hash_search(f->seen, key, HASH_ENTER, &found);
+			if (!found)
+				f->refs = lappend(f->refs, pstrdup(key));
+		}
+		p += len + 1;
+	}
+}
+
+static JournalFold *
+new_fold(JournalReceiver *r, uint64 key, TupleTableSlot *slot)
+{
+	JournalFold *f;
+	bool		found;
+	HASHCTL		ctl;
+
+	f = hash_search(r->open, &key, HASH_ENTER, &found);
+	f->key = key;
+	initStringInfo(&f->identity);
+	appendBinaryStringInfo(&f->identity, r->identity.data, r->identity.len);
+	f->first = ExecCopySlotHeapTuple(slot);
+	f->at = f->last_at = DatumGetTimestampTz(slot->tts_values[J_AT]);
+	f->times = 0;
+	f->rows = 0;
+	f->rows_known = false;
+	f->counted = true;
+	f->refs = NIL;
+	memset(&ctl, 0, sizeof(ctl));
+	ctl.keysize = NAMEDATALEN;
+	ctl.entrysize = NAMEDATALEN;
+	ctl.hcxt = r->cxt;
+	f->seen = hash_create("crm_gdpr journal refs", 16, &ctl, HASH_ELEM | HASH_STRINGS | HASH_CONTEXT);
+	return f;
+}
+
+static void
+fold_row(JournalFold *f, TupleTableSlot *slot)
+{
+	TimestampTz at = DatumGetTimestampTz(slot->tts_values[J_AT]);
+
+	f->times++;
+	f->at = Min(f->at, at);
+	f->last_at = Max(f->last_at, at);
+	if (!slot->tts_isnull[J_ROWS])
+	{
+		f->rows += DatumGetInt64(slot->tts_values[J_ROWS]);
+		f->rows_known = true;
+	}
+	f->counted = f->counted && !slot->tts_isnull[J_SUBJECTS];
+	if (!slot->tts_isnull[J_REFS])
+		add_refs(f, text_at(slot, J_REFS));
+}
+
+static void
+close_fold(JournalReceiver *r, JournalFold *f)
+{
+	JournalFold *closed = palloc(sizeof(JournalFold));
+
+	memcpy(closed, f, sizeof(JournalFold));
+	r->done = lappend(r->done, closed);
+	(void) hash_search(r->open, &f->key, HASH_REMOVE, NULL);
+}
+
+static bool
+receive_row(TupleTableSlot *slot, DestReceiver *self)
+{
+	JournalReceiver *r = (JournalReceiver *) self;
+	uint64		key;
+	JournalFold *f;
+	MemoryContext old = MemoryContextSwitchTo(r->cxt);
+
+	slot_getallattrs(slot);
+	identity_of(slot, &r->identity);
+	key = hash_bytes_extended((const unsigned char *) r->identity.data, r->identity.len, 0);
+	f = hash_search(r->open, &key, HASH_FIND, NULL);
+	/* A full fold (or a hash collision) closes: the next one starts. */
+	if (f != NULL && (f->times >= FOLD_MAX || f->identity.len != r->identity.len ||
+					  memcmp(f->identity.data, r->identity.data, r->identity.len) != 0))
+	{
+		close_fold(r, f);
+		f = NULL;
+	}
+	if (f == NULL)
+		f = new_fold(r, key, slot);
+	fold_row(f, slot);
+	MemoryContextSwitchTo(old);
+	return true;
+}
+
+static void
+receiver_startup(DestReceiver *self, int operation, TupleDesc desc)
+{
+	JournalReceiver *r = (JournalReceiver *) self;
+	MemoryContext old;
+
+	if (desc->natts != J_COUNT)
+		elog(ERROR, "the journal of writes has %d columns, not %d", desc->natts, J_COUNT);
+	old = MemoryContextSwitchTo(r->cxt);
+	r->desc = CreateTupleDescCopy(desc);
+	MemoryContextSwitchTo(old);
+}
+
+static void
+receiver_nothing(DestReceiver *self)
+{
+}
+
+static int
+by_time(const ListCell *a, const ListCell *b)
+{
+	const JournalFold *x = lfirst(a);
+	const JournalFold *y = lfirst(b);
+
+	return x->at < y->at ? -1 : x->at > y->at ? 1 : 0;
+}
+
+static Datum
+name_array(char *joined)
+{
+	List	   *names = NIL;
+	Datum	   *items;
+	ListCell   *lc;
+	int			n = 0;
+	char	   *next;
+
+	for (char *name = joined; name != NULL && *name; name = next)
+	{
+		next = strchr(name, SEPARATOR);
+		if (next)
+			*next++ = '\0';
+		names = lappend(names, name);
+	}
+	items = palloc(sizeof(Datum) * Max(list_length(names), 1));
+	foreach(lc, names)
+		items[n++] = DirectFunctionCall1(namein, CStringGetDatum(lfirst(lc)));
+	return PointerGetDatum(construct_array(items, n, NAMEOID, NAMEDATALEN, false, TYPALIGN_CHAR));
+}
+
+static int
+by_text(const ListCell *a, const ListCell *b)
+{
+	return strcmp(lfirst(a), lfirst(b));
+}
+
+static Datum
+ref_array(List *refs)
+{
+	Datum	   *items = palloc(sizeof(Datum) * Max(list_length(refs), 1));
+	ListCell   *lc;
+	int			n = 0;
+
+	/* Sorted: a row's references do not depend on the order its statements came in. */
+	list_sort(refs, by_text);
+	foreach(lc, refs)
+		items[n++] = CStringGetTextDatum(lfirst(lc));
+	return PointerGetDatum(construct_array(items, n, TEXTOID, -1, false, TYPALIGN_INT));
+}
+
+/* Output: the columns of gdpr.access_log the journal fills. */
+static void
+emit(Tuplestorestate *store, TupleDesc out, JournalFold *f, TupleDesc desc)
+{
+	Datum		v[17];
+	bool		n[17];
+	Datum		row[J_COUNT];
+	bool		rownull[J_COUNT];
+	const int	copied[][2] = {{2, J_ROLE}, {3, J_SESSION_ROLE}, {4, J_APPNAME}, {5, J_CLIENT}, {6, J_PID},
+	{7, J_OPERATION}, {8, J_TBL}, {9, J_TABLE_NAME}, {14, J_QUERY_ID}, {15, J_PURPOSE}};
+
+	heap_deform_tuple(f->first, desc, row, rownull);
+	memset(n, 0, sizeof(n));
+	v[0] = TimestampTzGetDatum(f->at);
+	v[1] = TimestampTzGetDatum(f->last_at);
+	n[1] = f->times == 1;
+	for (int i = 0; i < lengthof(copied); i++)
+	{
+		v[copied[i][0]] = row[copied[i][1]];
+		n[copied[i][0]] = rownull[copied[i][1]];
+	}
+	n[10] = rownull[J_COLUMNS];
+	v[10] = n[10] ? (Datum) 0 : name_array(TextDatumGetCString(row[J_COLUMNS]));
+	n[11] = f->refs == NIL;
+	v[11] = n[11] ? (Datum) 0 : ref_array(f->refs);
+	v[12] = Int64GetDatum(list_length(f->refs));
+	n[12] = !f->counted;
+	v[13] = Int64GetDatum(f->rows);
+	n[13] = !f->rows_known;
+	v[16] = Int32GetDatum(f->times);
+	tuplestore_putvalues(store, out, v, n);
+}
+
+PG_FUNCTION_INFO_V1(gdpr_log_journal_take);
+Datum
+gdpr_log_journal_take(PG_FUNCTION_ARGS)
+{
+	ReturnSetInfo *rsinfo = (ReturnSetInfo *) fcinfo->resultinfo;
+	JournalReceiver r;
+	SPIExecuteOptions options;
+	HASHCTL		ctl;
+	HASH_SEQ_STATUS seq;
+	JournalFold *f;
+	ListCell   *lc;
+
+	InitMaterializedSRF(fcinfo, 0);
+	memset(&r, 0, sizeof(r));
+	r.pub.receiveSlot = receive_row;
+	r.pub.rStartup = receiver_startup;
+	r.pub.rShutdown = receiver_nothing;
+	r.pub.rDestroy = receiver_nothing;
+	r.pub.mydest = DestNone;
+	r.cxt = CurrentMemoryContext;
+	initStringInfo(&r.identity);
+	memset(&ctl, 0, sizeof(ctl));
+	ctl.keysize = sizeof(uint64);
+	ctl.entrysize = sizeof(JournalFold);
+	ctl.hcxt = CurrentMemoryContext;
+	r.open = hash_create("crm_gdpr journal folds", 256, &ctl, HASH_ELEM | HASH_BLOBS | HASH_CONTEXT);
+	memset(&options, 0, sizeof(options));
+	options.dest = (DestReceiver *) &r;
+	if (SPI_connect() != SPI_OK_CONNECT)
+		elog(ERROR, "SPI_connect failed");
+	if (SPI_execute_extended(TAKE_SQL, &options) != SPI_OK_DELETE_RETURNING)
+		elog(ERROR, "could not take the journal of writes");
+	SPI_finish();
+	hash_seq_init(&seq, r.open);
+	while ((f = hash_seq_search(&seq)) != NULL)
+	{
+		JournalFold *closed = palloc(sizeof(JournalFold));
+
+		memcpy(closed, f, sizeof(JournalFold));
+		r.done = lappend(r.done, closed);
+	}
+	list_sort(r.done, by_time);
+	foreach(lc, r.done)
+		emit(rsinfo->setResult, rsinfo->setDesc, lfirst(lc), r.desc);
+	return (Datum) 0;
+}
