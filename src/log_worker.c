@@ -21,6 +21,7 @@
 #include "postmaster/interrupt.h"
 #include "storage/ipc.h"
 #include "storage/latch.h"
+#include "storage/pmsignal.h"
 #include "tcop/tcopprot.h"
 #include "utils/guc.h"
 #include "utils/timestamp.h"
@@ -49,12 +50,15 @@ crm_gdpr_log_worker_init(bool preloading)
 		crm_gdpr_register_worker("crm_gdpr log writer", "crm_gdpr_log_worker_main");
 }
 
-static void
+static int64
 step(const char *activity, const char *sql)
 {
+	int64		result;
+
 	crm_gdpr_begin_step(activity);
-	(void) crm_gdpr_run_int8(sql, 0, NULL, NULL);
+	result = crm_gdpr_run_int8(sql, 0, NULL, NULL);
 	crm_gdpr_end_step();
+	return result;
 }
 
 static bool
@@ -74,6 +78,8 @@ crm_gdpr_log_worker_main(Datum arg)
 	bool		warned = false;
 	TimestampTz last_seal = 0;
 	TimestampTz last_maintain = 0;
+	TimestampTz last_journal = 0;
+	int64		written = 0;
 
 	pqsignal(SIGHUP, SignalHandlerForConfigReload);
 	pqsignal(SIGTERM, die);
@@ -86,6 +92,7 @@ crm_gdpr_log_worker_main(Datum arg)
 	for (;;)
 	{
 		CHECK_FOR_INTERRUPTS();
+		written = 0;
 		if (ConfigReloadPending)
 		{
 			ConfigReloadPending = false;
@@ -96,13 +103,20 @@ crm_gdpr_log_worker_main(Datum arg)
 		{
 			if (due(&last_maintain, MAINTAIN_INTERVAL_MS))
 				step("crm_gdpr: access log partitions and retention", "SELECT gdpr._log_maintain()");
-			step("crm_gdpr: writing queued reads", "SELECT gdpr.flush_access_log()");
+			written = step("crm_gdpr: writing queued reads",
+						   due(&last_journal, log_flush_interval) ? "SELECT gdpr._log_flush(true)" :
+						   "SELECT gdpr._log_flush(false)");
 			if (due(&last_seal, log_seal_interval * 1000L))
 				step("crm_gdpr: sealing the access log",
 					 "SELECT CASE WHEN gdpr._log_keyed_hash('\\x') IS NULL THEN 0 ELSE gdpr.seal_access_log() END");
 		}
-		/* Under a burst of reads, write again at once rather than drop. */
-		if (enable_log_writer && crm_gdpr_log_queue_busy())
+		/*
+		 * Under a burst of reads, write again at once rather than drop; but
+		 * not when nothing was written (the waiting reads are another
+		 * database's): a loop that never waits would not see the postmaster
+		 * die.
+		 */
+		if (enable_log_writer && written > 0 && crm_gdpr_log_queue_busy() && PostmasterIsAlive())
 			continue;
 		(void) WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
 						 log_flush_interval, PG_WAIT_EXTENSION);

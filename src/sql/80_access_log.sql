@@ -224,24 +224,29 @@ $$;
 -- Move the journal's writes into the log, then write the queued reads of
 -- this database (folded in C: log_queue.c).  The seal lock keeps it from
 -- running while a block is being sealed.
-CREATE FUNCTION gdpr.flush_access_log() RETURNS bigint
+-- The log writer moves the journal once per crm_gdpr.log_flush_interval but
+-- the queued reads as often as they come (a burst of reads wakes it many
+-- times a second; the journal's heap is scanned only when it is due).
+CREATE FUNCTION gdpr._log_flush(journal boolean) RETURNS bigint
   LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
   n bigint;
-  w bigint;
+  w bigint := 0;
 BEGIN
   PERFORM pg_advisory_xact_lock(hashtext('crm_gdpr.access_log_seal'));
   PERFORM gdpr._log_journal_pending();
-  -- Identical statements (same backend, roles, query, table, columns, purpose)
-  -- are folded, up to 100 a row, with the union of their subjects (log_journal.c).
-  INSERT INTO gdpr.access_log (at, last_at, role_name, session_user_name, application_name, client_addr,
-                               backend_pid, operation, tbl, table_name, columns, subject_refs, subjects,
-                               row_count, times, query_id, purpose)
-    SELECT j.at, j.last_at, j.role_name, j.session_user_name, j.application_name, j.client_addr::inet,
-           j.backend_pid, j.operation, j.tbl::regclass, j.table_name, j.columns, j.subject_refs, j.subjects,
-           j.row_count, j.times, j.query_id, j.purpose
-      FROM gdpr._log_journal_take() j;
-  GET DIAGNOSTICS w = ROW_COUNT;
+  IF journal THEN
+    -- Identical statements (same backend, roles, query, table, columns, purpose)
+    -- are folded, up to 100 a row, with the union of their subjects (log_journal.c).
+    INSERT INTO gdpr.access_log (at, last_at, role_name, session_user_name, application_name, client_addr,
+                                 backend_pid, operation, tbl, table_name, columns, subject_refs, subjects,
+                                 row_count, times, query_id, purpose)
+      SELECT j.at, j.last_at, j.role_name, j.session_user_name, j.application_name, j.client_addr::inet,
+             j.backend_pid, j.operation, j.tbl::regclass, j.table_name, j.columns, j.subject_refs, j.subjects,
+             j.row_count, j.times, j.query_id, j.purpose
+        FROM gdpr._log_journal_take() j;
+    GET DIAGNOSTICS w = ROW_COUNT;
+  END IF;
   INSERT INTO gdpr.access_log (at, last_at, role_name, session_user_name, application_name, client_addr,
                                backend_pid, operation, tbl, table_name, columns, subject_refs, subjects,
                                row_count, times, query_id, purpose, detail)
@@ -253,6 +258,9 @@ BEGIN
   RETURN w + n;
 END
 $$;
+CREATE FUNCTION gdpr.flush_access_log() RETURNS bigint
+  LANGUAGE sql SECURITY DEFINER SET search_path = pg_catalog, pg_temp
+  RETURN gdpr._log_flush(true);
 COMMENT ON FUNCTION gdpr.flush_access_log() IS
   'move the journal''s writes and the queued reads of this database into the log now (the log writer does it every crm_gdpr.log_flush_interval)';
 

@@ -44,15 +44,31 @@ $node->safe_psql('postgres', "SET client_min_messages = warning; CREATE EXTENSIO
 # the lock file check refuses while the old PID still exists.
 # A backend in a loop that never waits would outlive the postmaster: the
 # pids given are killed with it (the whole server dies, as in a power cut).
+sub children_of
+{
+	my ($parent) = @_;
+	my @pids;
+	for my $stat (glob '/proc/[0-9]*/stat')
+	{
+		open my $fh, '<', $stat or next;
+		my $line = <$fh>;
+		close $fh;
+		push @pids, $1 if $line && $line =~ /^(\d+) \(.*\) \S (\d+) / && $2 == $parent;
+	}
+	return @pids;
+}
+
 sub crash_and_restart
 {
 	my @backends = @_;
 	my $pid = $node->{_pid};
+	# Every process of the server dies at once, as in a power cut: a backend
+	# or a vacuum that has not yet looked for its postmaster would otherwise
+	# keep the shared memory and the restart would be refused.
+	my @children = children_of($pid);
 	$node->kill9;
-	kill 'KILL', @backends if @backends;
-	for (1 .. 100) { last unless kill(0, $pid); select(undef, undef, undef, 0.1); }
-	# Its backends notice the postmaster's death and exit on their own.
-	sleep 1;
+	kill 'KILL', @backends, @children;
+	for (1 .. 100) { last unless kill(0, $pid, @children); select(undef, undef, undef, 0.1); }
 	$node->start;
 }
 
