@@ -126,7 +126,7 @@ is_log_relation(RangeVar *rv)
 
 /*
  * What pg_restore does to the log's partitions, and nothing else (the
- * compression of subject_refs is a storage setting: the data stays).
+ * storage and compression of subject_refs are settings: the data stays).
  */
 static bool
 restore_step(AlterTableStmt *stmt)
@@ -138,7 +138,8 @@ restore_step(AlterTableStmt *stmt)
 		AlterTableCmd *cmd = lfirst_node(AlterTableCmd, lc);
 
 		if (cmd->subtype != AT_AttachPartition && cmd->subtype != AT_ChangeOwner &&
-			cmd->subtype != AT_ColumnDefault && cmd->subtype != AT_SetCompression)
+			cmd->subtype != AT_ColumnDefault && cmd->subtype != AT_SetCompression &&
+			cmd->subtype != AT_SetStorage)
 			return false;
 	}
 	return true;

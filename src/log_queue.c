@@ -218,6 +218,10 @@ unpack_record(LogRecord *to, const PackedRecord *from)
 	p = get_string(p, to->purpose, sizeof(to->purpose));
 	p = get_string(p, to->detail, sizeof(to->detail));
 	p = get_string(p, to->columns, sizeof(to->columns));
+	/* Everything folding compares, but the subjects, lies before p. */
+	to->identity = hash_bytes((const unsigned char *) from->strings, p - from->strings) ^
+		hash_bytes((const unsigned char *) &from->dbid, sizeof(Oid) * 2 + sizeof(int)) ^
+		hash_bytes((const unsigned char *) &from->query_id, sizeof(int64));
 	for (int i = 0; i < from->nsubjects; i++)
 		p = get_string(p, to->subjects[i], sizeof(to->subjects[i]));
 }
@@ -351,7 +355,7 @@ typedef struct Fold
 static bool
 same_read(const LogRecord *a, const LogRecord *b)
 {
-	return a->dbid == b->dbid && a->relid == b->relid && a->pid == b->pid && a->query_id == b->query_id &&
+	return a->identity == b->identity && a->dbid == b->dbid && a->relid == b->relid && a->pid == b->pid && a->query_id == b->query_id &&
 		strcmp(a->operation, b->operation) == 0 && strcmp(a->role, b->role) == 0 &&
 		strcmp(a->session_role, b->session_role) == 0 && strcmp(a->appname, b->appname) == 0 &&
 		strcmp(a->client, b->client) == 0 && strcmp(a->purpose, b->purpose) == 0 &&
