@@ -118,11 +118,15 @@ BEGIN
                   pol.after_table, (SELECT x.id_column FROM gdpr.subject_tables x WHERE x.tbl = pol.after_table),
                   gdpr._subject_id_expr(pol.tbl, 't'), pol.after_column, pol.keep);
   END IF;
-  -- The holds in force are read once per statement (an InitPlan), so that
-  -- the check costs a comparison per row, not a probe.
-  held := format('NOT coalesce(%s = ANY (ARRAY(SELECT h.subject_id FROM gdpr.holds h
-                   WHERE h.subject_table = %L::regclass AND h.released_at IS NULL
-                     AND (h.until IS NULL OR h.until > now()))), false)',
+  -- The holds in force are read once per statement (InitPlans), so that the
+  -- check costs a comparison per row, not a probe; with no hold in force (the
+  -- usual case) not even the row's subject key is computed.
+  held := format('(NOT EXISTS (SELECT FROM gdpr.holds h
+                     WHERE h.subject_table = %2$L::regclass AND h.released_at IS NULL
+                       AND (h.until IS NULL OR h.until > now()))
+                   OR NOT coalesce(%1$s = ANY (ARRAY(SELECT h.subject_id FROM gdpr.holds h
+                     WHERE h.subject_table = %2$L::regclass AND h.released_at IS NULL
+                       AND (h.until IS NULL OR h.until > now()))), false))',
                  gdpr._subject_id_expr(pol.tbl, 't'), r.subject_table);
   IF pol.col IS NULL AND pol.action = 'delete' THEN
     SELECT string_agg(format('NOT EXISTS (SELECT FROM %s c WHERE c.%I = t.%I)', c.conrelid::regclass,
