@@ -236,28 +236,6 @@ by_time(const ListCell *a, const ListCell *b)
 	return x->at < y->at ? -1 : x->at > y->at ? 1 : 0;
 }
 
-static Datum
-name_array(char *joined)
-{
-	List	   *names = NIL;
-	Datum	   *items;
-	ListCell   *lc;
-	int			n = 0;
-	char	   *next;
-
-	for (char *name = joined; name != NULL && *name; name = next)
-	{
-		next = strchr(name, SEPARATOR);
-		if (next)
-			*next++ = '\0';
-		names = lappend(names, name);
-	}
-	items = palloc(sizeof(Datum) * Max(list_length(names), 1));
-	foreach(lc, names)
-		items[n++] = DirectFunctionCall1(namein, CStringGetDatum(lfirst(lc)));
-	return PointerGetDatum(construct_array(items, n, NAMEOID, NAMEDATALEN, false, TYPALIGN_CHAR));
-}
-
 static int
 by_text(const ListCell *a, const ListCell *b)
 {
@@ -300,7 +278,7 @@ emit(Tuplestorestate *store, TupleDesc out, JournalFold *f, TupleDesc desc)
 		n[copied[i][0]] = rownull[copied[i][1]];
 	}
 	n[10] = rownull[J_COLUMNS];
-	v[10] = n[10] ? (Datum) 0 : name_array(TextDatumGetCString(row[J_COLUMNS]));
+	v[10] = n[10] ? (Datum) 0 : crm_gdpr_name_array(TextDatumGetCString(row[J_COLUMNS]), SEPARATOR);
 	n[11] = f->refs == NIL;
 	v[11] = n[11] ? (Datum) 0 : ref_array(f->refs);
 	v[12] = Int64GetDatum(list_length(f->refs));

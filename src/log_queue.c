@@ -44,17 +44,14 @@
  * LogRecord: the cache lines that go from the reader's core to the writer's
  * are what a read costs the two of them.
  */
+#define PACKED_HEAD offsetof(LogRecord, identity)	/* LogRecord's numbers, as they are */
 typedef struct PackedRecord
 {
-	TimestampTz at;
-	Oid			dbid;
-	Oid			relid;
-	int			pid;
-	int			nsubjects;
-	int64		rows;
-	int64		query_id;
+	char		head[MAXALIGN(PACKED_HEAD)];
 	char		strings[sizeof(LogRecord)];
 } PackedRecord;
+
+#define PACKED_FIELDS(packed) ((const LogRecord *) (packed)->head)
 
 typedef struct LogQueue
 {
@@ -179,13 +176,7 @@ pack_record(PackedRecord *to, const LogRecord *from)
 {
 	char	   *p = to->strings;
 
-	to->at = from->at;
-	to->dbid = from->dbid;
-	to->relid = from->relid;
-	to->pid = from->pid;
-	to->nsubjects = from->nsubjects;
-	to->rows = from->rows;
-	to->query_id = from->query_id;
+	memcpy(to->head, from, PACKED_HEAD);
 	p = put_string(p, from->operation);
 	p = put_string(p, from->role);
 	p = put_string(p, from->session_role);
@@ -203,13 +194,7 @@ unpack_record(LogRecord *to, const PackedRecord *from)
 {
 	const char *p = from->strings;
 
-	to->at = from->at;
-	to->dbid = from->dbid;
-	to->relid = from->relid;
-	to->pid = from->pid;
-	to->nsubjects = from->nsubjects;
-	to->rows = from->rows;
-	to->query_id = from->query_id;
+	memcpy(to, from->head, PACKED_HEAD);
 	p = get_string(p, to->operation, sizeof(to->operation));
 	p = get_string(p, to->role, sizeof(to->role));
 	p = get_string(p, to->session_role, sizeof(to->session_role));
@@ -220,9 +205,9 @@ unpack_record(LogRecord *to, const PackedRecord *from)
 	p = get_string(p, to->columns, sizeof(to->columns));
 	/* Everything folding compares, but the subjects, lies before p. */
 	to->identity = hash_bytes((const unsigned char *) from->strings, p - from->strings) ^
-		hash_bytes((const unsigned char *) &from->dbid, sizeof(Oid) * 2 + sizeof(int)) ^
-		hash_bytes((const unsigned char *) &from->query_id, sizeof(int64));
-	for (int i = 0; i < from->nsubjects; i++)
+		hash_bytes((const unsigned char *) &to->dbid, sizeof(Oid) * 2 + sizeof(int)) ^
+		hash_bytes((const unsigned char *) &to->query_id, sizeof(int64));
+	for (int i = 0; i < to->nsubjects; i++)
 		p = get_string(p, to->subjects[i], sizeof(to->subjects[i]));
 }
 
@@ -313,17 +298,23 @@ subject_refs(char values[][LOG_RECORD_SUBJECT_LEN], int n)
 	return PointerGetDatum(construct_array(items, n, TEXTOID, -1, false, TYPALIGN_INT));
 }
 
-static Datum
-name_array(const char *csv)
+/* A list of column names joined by separator (changed in place) as name[]. */
+Datum
+crm_gdpr_name_array(char *joined, char separator)
 {
-	char	   *copy = pstrdup(csv);
 	List	   *names = NIL;
 	Datum	   *items;
 	ListCell   *lc;
 	int			n = 0;
+	char	   *next;
 
-	for (char *tok = strtok(copy, ","); tok; tok = strtok(NULL, ","))
-		names = lappend(names, tok);
+	for (char *name = joined; name != NULL && *name; name = next)
+	{
+		next = strchr(name, separator);
+		if (next)
+			*next++ = '\0';
+		names = lappend(names, name);
+	}
 	items = palloc(sizeof(Datum) * Max(list_length(names), 1));
 	foreach(lc, names)
 		items[n++] = DirectFunctionCall1(namein, CStringGetDatum(lfirst(lc)));
@@ -458,7 +449,7 @@ emit(Tuplestorestate *store, TupleDesc desc, Fold *f)
 	v[6] = CStringGetTextDatum(r->operation);
 	v[7] = ObjectIdGetDatum(r->relid);
 	n[8] = r->columns[0] == '\0';
-	v[8] = n[8] ? (Datum) 0 : name_array(r->columns);
+	v[8] = n[8] ? (Datum) 0 : crm_gdpr_name_array(pstrdup(r->columns), ',');
 	n[9] = f->nsubjects == 0;
 	v[9] = n[9] ? (Datum) 0 : subject_refs(f->subjects, f->nsubjects);
 	v[10] = Int64GetDatum(f->rows);
@@ -505,7 +496,7 @@ gdpr_log_queue_take(PG_FUNCTION_ARGS)
 		if (pg_atomic_read_u32(&queue->states[k]) != SLOT_READY)
 			continue;
 		pg_read_barrier();
-		if (queue->records[k].dbid != MyDatabaseId)
+		if (PACKED_FIELDS(&queue->records[k])->dbid != MyDatabaseId)
 			continue;
 		if (n == room)
 		{

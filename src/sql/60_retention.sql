@@ -188,6 +188,12 @@ BEGIN
     RETURN format('WITH v AS (SELECT t.%I AS k FROM %s t WHERE %s) SELECT (SELECT count(*) FROM v), %s',
                   key, pol.tbl, cond, gdpr._cascade_count_sql(pol.tbl, 'v'));
   END IF;
+  -- A plain DELETE or UPDATE is counted by its ROW_COUNT (_purge_batch): a
+  -- RETURNING list to count would materialise every row of the batch.
+  IF pol.action = 'delete' AND gdpr._cascade_count_sql(pol.tbl, 'v') = '0' THEN
+    RETURN format('DELETE FROM %s WHERE ctid = ANY (ARRAY(SELECT t.ctid FROM %s t WHERE %s LIMIT %s))',
+                  pol.tbl, pol.tbl, cond, batch_size);
+  END IF;
   IF pol.action = 'delete' THEN
     -- The cascade is counted in the same snapshot as the delete, before it.
     RETURN format('WITH v AS (SELECT t.ctid AS c, t.%I AS k FROM %s t WHERE %s LIMIT %s),
@@ -203,8 +209,8 @@ BEGIN
     WHEN 'generalise' THEN CASE WHEN gdpr._is_date_column(pol.tbl, pol.col)
                                 THEN format('gdpr.generalise(%I::timestamptz, %L)::%s', pol.col, 'year', typ)
                                 ELSE format('gdpr.generalise_postcode(%I::text)::%s', pol.col, typ) END END;
-  RETURN format('WITH u AS (UPDATE %s SET %I = %s WHERE ctid = ANY (ARRAY(SELECT t.ctid FROM %s t WHERE %s LIMIT %s))
-                 RETURNING 1) SELECT count(*), 0::bigint FROM u', pol.tbl, pol.col, expr, pol.tbl, cond, batch_size);
+  RETURN format('UPDATE %s SET %I = %s WHERE ctid = ANY (ARRAY(SELECT t.ctid FROM %s t WHERE %s LIMIT %s))',
+                pol.tbl, pol.col, expr, pol.tbl, cond, batch_size);
 END
 $$;
 
@@ -246,6 +252,7 @@ CREATE FUNCTION gdpr._purge_batch(run_id bigint, policy_id int, batch_size int, 
   LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
   pol gdpr.retention_policies;
+  sql text;
   n bigint;
   n_cascaded bigint;
 BEGIN
@@ -255,7 +262,14 @@ BEGIN
   END IF;
   BEGIN
     PERFORM set_config('lock_timeout', coalesce(nullif(current_setting('crm_gdpr.purge_lock_timeout', true), ''), '1s'), true);
-    EXECUTE coalesce(prepared, gdpr._policy_sql(pol, batch_size, dry_run)) INTO n, n_cascaded;
+    sql := coalesce(prepared, gdpr._policy_sql(pol, batch_size, dry_run));
+    IF sql ~ '^(DELETE|UPDATE) ' THEN
+      EXECUTE sql;
+      GET DIAGNOSTICS n = ROW_COUNT;
+      n_cascaded := 0;
+    ELSE
+      EXECUTE sql INTO n, n_cascaded;
+    END IF;
   EXCEPTION WHEN OTHERS THEN
     UPDATE gdpr.purge_results r SET error = SQLSTATE || ': ' || SQLERRM
      WHERE r.run_id = _purge_batch.run_id AND r.policy_id = _purge_batch.policy_id;
