@@ -172,7 +172,18 @@ CREATE FUNCTION gdpr._cascade_count_sql(tbl regclass, victims text) RETURNS text
                                            WHERE p.conrelid = tbl AND p.contype = 'p' AND cardinality(p.conkey) = 1)),
                   '0');
 
--- What one batch of a policy does, as SQL returning (rows, cascaded).
+-- Rows deleted so far by this transaction in the tables that ON DELETE
+-- CASCADE from tbl (one level, as _cascade_count_sql): around one statement,
+-- what its cascade took.
+CREATE FUNCTION gdpr._cascade_deleted(tbl regclass) RETURNS bigint
+  LANGUAGE sql VOLATILE SET search_path = pg_catalog, pg_temp AS $$
+  SELECT coalesce(sum(pg_stat_get_xact_tuples_deleted(c.conrelid)), 0)::bigint
+    FROM pg_constraint c
+   WHERE c.confrelid = tbl AND c.contype = 'f' AND c.confdeltype = 'c' AND cardinality(c.conkey) = 1;
+$$;
+
+-- What one batch of a policy does, as SQL returning (rows, cascaded), or as
+-- a plain DELETE or UPDATE.
 CREATE FUNCTION gdpr._policy_sql(pol gdpr.retention_policies, batch_size int, dry_run boolean) RETURNS text
   LANGUAGE plpgsql STABLE SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
@@ -188,18 +199,13 @@ BEGIN
     RETURN format('WITH v AS (SELECT t.%I AS k FROM %s t WHERE %s) SELECT (SELECT count(*) FROM v), %s',
                   key, pol.tbl, cond, gdpr._cascade_count_sql(pol.tbl, 'v'));
   END IF;
-  -- A plain DELETE or UPDATE is counted by its ROW_COUNT (_purge_batch): a
-  -- RETURNING list to count would materialise every row of the batch.
-  IF pol.action = 'delete' AND gdpr._cascade_count_sql(pol.tbl, 'v') = '0' THEN
+  -- A plain DELETE or UPDATE, counted by its ROW_COUNT and the cascade by the
+  -- transaction's statistics (_purge_batch): a RETURNING list would
+  -- materialise every row of the batch, and counting the children before the
+  -- delete probed their indexes twice.
+  IF pol.action = 'delete' THEN
     RETURN format('DELETE FROM %s WHERE ctid = ANY (ARRAY(SELECT t.ctid FROM %s t WHERE %s LIMIT %s))',
                   pol.tbl, pol.tbl, cond, batch_size);
-  END IF;
-  IF pol.action = 'delete' THEN
-    -- The cascade is counted in the same snapshot as the delete, before it.
-    RETURN format('WITH v AS (SELECT t.ctid AS c, t.%I AS k FROM %s t WHERE %s LIMIT %s),
-                        d AS (DELETE FROM %s WHERE ctid = ANY (ARRAY(SELECT c FROM v)) RETURNING 1)
-                   SELECT (SELECT count(*) FROM d), %s',
-                  key, pol.tbl, cond, batch_size, pol.tbl, gdpr._cascade_count_sql(pol.tbl, 'v'));
   END IF;
   typ := (SELECT format_type(a.atttypid, a.atttypmod) FROM pg_attribute a
            WHERE a.attrelid = pol.tbl AND a.attname = pol.col);
@@ -264,9 +270,10 @@ BEGIN
     PERFORM set_config('lock_timeout', coalesce(nullif(current_setting('crm_gdpr.purge_lock_timeout', true), ''), '1s'), true);
     sql := coalesce(prepared, gdpr._policy_sql(pol, batch_size, dry_run));
     IF sql ~ '^(DELETE|UPDATE) ' THEN
+      n_cascaded := CASE WHEN sql ~ '^DELETE ' THEN gdpr._cascade_deleted(pol.tbl) ELSE 0 END;
       EXECUTE sql;
       GET DIAGNOSTICS n = ROW_COUNT;
-      n_cascaded := 0;
+      n_cascaded := CASE WHEN sql ~ '^DELETE ' THEN gdpr._cascade_deleted(pol.tbl) - n_cascaded ELSE 0 END;
     ELSE
       EXECUTE sql INTO n, n_cascaded;
     END IF;
