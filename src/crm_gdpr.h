@@ -52,6 +52,8 @@ extern text *crm_gdpr_log_subject_ref_under(const char *id, size_t len, const un
 #define LOG_RECORD_COLUMNS 256
 #define LOG_RECORD_SUBJECTS 8
 #define LOG_RECORD_SUBJECT_LEN 40
+/* Identical reads, and identical write statements, folded into one log row at most. */
+#define LOG_FOLD_MAX 100
 typedef struct LogRecord
 {
 	TimestampTz at;

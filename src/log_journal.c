@@ -5,7 +5,7 @@
  * (log_write.c).  gdpr._log_journal_take() deletes them all and returns them
  * folded: identical statements (same backend, roles, application, client,
  * operation, table, columns, query and purpose) become one row for up to
- * FOLD_MAX of them, with the union of their subject references, oldest
+ * LOG_FOLD_MAX of them, with the union of their subject references, oldest
  * first.  Done in SQL, the sorts and array functions this takes cost the log
  * writer more than the CRM's own statements cost the CRM (doc/benchmarks.md).
  */
@@ -24,7 +24,6 @@
 
 #include "crm_gdpr.h"
 
-#define FOLD_MAX 100
 #define SEPARATOR '\x1f'
 
 /* The journal's columns, in the order of the query below. */
@@ -173,13 +172,20 @@ fold_row(JournalFold *f, TupleTableSlot *slot)
 		add_refs(f, text_at(slot, J_REFS));
 }
 
+/* A fold taken out of the hash table (which reuses its entry) to be emitted. */
+static void
+keep_fold(JournalReceiver *r, JournalFold *f)
+{
+	JournalFold *kept = palloc(sizeof(JournalFold));
+
+	memcpy(kept, f, sizeof(JournalFold));
+	r->done = lappend(r->done, kept);
+}
+
 static void
 close_fold(JournalReceiver *r, JournalFold *f)
 {
-	JournalFold *closed = palloc(sizeof(JournalFold));
-
-	memcpy(closed, f, sizeof(JournalFold));
-	r->done = lappend(r->done, closed);
+	keep_fold(r, f);
 	(void) hash_search(r->open, &f->key, HASH_REMOVE, NULL);
 }
 
@@ -196,7 +202,7 @@ receive_row(TupleTableSlot *slot, DestReceiver *self)
 	key = hash_bytes_extended((const unsigned char *) r->identity.data, r->identity.len, 0);
 	f = hash_search(r->open, &key, HASH_FIND, NULL);
 	/* A full fold (or a hash collision) closes: the next one starts. */
-	if (f != NULL && (f->times >= FOLD_MAX || f->identity.len != r->identity.len ||
+	if (f != NULL && (f->times >= LOG_FOLD_MAX || f->identity.len != r->identity.len ||
 					  memcmp(f->identity.data, r->identity.data, r->identity.len) != 0))
 	{
 		close_fold(r, f);
@@ -324,12 +330,7 @@ gdpr_log_journal_take(PG_FUNCTION_ARGS)
 	SPI_finish();
 	hash_seq_init(&seq, r.open);
 	while ((f = hash_seq_search(&seq)) != NULL)
-	{
-		JournalFold *closed = palloc(sizeof(JournalFold));
-
-		memcpy(closed, f, sizeof(JournalFold));
-		r.done = lappend(r.done, closed);
-	}
+		keep_fold(&r, f);
 	list_sort(r.done, by_time);
 	foreach(lc, r.done)
 		emit(rsinfo->setResult, rsinfo->setDesc, lfirst(lc), r.desc);

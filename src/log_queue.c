@@ -323,11 +323,10 @@ crm_gdpr_name_array(char *joined, char separator)
 
 /*
  * Identical reads (same backend, roles, application, table, columns, query,
- * purpose) taken together are folded into one row, up to FOLD_MAX of them,
+ * purpose) taken together are folded into one row, up to LOG_FOLD_MAX of them,
  * with the union of their subjects: at thousands of reads a second the log
  * grows by a few rows per writer round, and every person read is still named.
  */
-#define FOLD_MAX 100
 #define FOLD_SUBJECTS 200
 #define FOLD_LOOKBACK 64
 
@@ -391,7 +390,7 @@ fold_records(LogRecord *taken, int n, Fold *folds)
 		Fold	   *f = NULL;
 
 		for (int k = nfolds - 1; k >= 0 && k >= nfolds - FOLD_LOOKBACK; k--)
-			if (folds[k].times < FOLD_MAX && folds[k].nsubjects + r->nsubjects <= FOLD_SUBJECTS &&
+			if (folds[k].times < LOG_FOLD_MAX && folds[k].nsubjects + r->nsubjects <= FOLD_SUBJECTS &&
 				same_read(folds[k].first, r))
 			{
 				f = &folds[k];
