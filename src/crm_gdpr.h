@@ -79,6 +79,7 @@ extern void crm_gdpr_log_queue_init(bool preloading);
 extern bool crm_gdpr_log_queue_ready(void);
 extern void crm_gdpr_log_enqueue(const LogRecord *rec);
 extern Datum crm_gdpr_name_array(char *joined, char separator);
+extern char *crm_gdpr_qualified_relname(Oid relid);
 extern void crm_gdpr_log_queue_count_server_log(void);
 extern bool crm_gdpr_log_queue_busy(void);
 extern void crm_gdpr_log_queue_set_writer(void);

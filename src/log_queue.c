@@ -298,6 +298,15 @@ subject_refs(char values[][LOG_RECORD_SUBJECT_LEN], int n)
 	return PointerGetDatum(construct_array(items, n, TEXTOID, -1, false, TYPALIGN_INT));
 }
 
+/* schema.table of relid, quoted as needed, or NULL when it no longer exists. */
+char *
+crm_gdpr_qualified_relname(Oid relid)
+{
+	char	   *relname = get_rel_name(relid);
+
+	return relname ? quote_qualified_identifier(get_namespace_name(get_rel_namespace(relid)), relname) : NULL;
+}
+
 /* A list of column names joined by separator (changed in place) as name[]. */
 Datum
 crm_gdpr_name_array(char *joined, char separator)
@@ -345,7 +354,8 @@ typedef struct Fold
 static bool
 same_read(const LogRecord *a, const LogRecord *b)
 {
-	return a->identity == b->identity && a->dbid == b->dbid && a->relid == b->relid && a->pid == b->pid && a->query_id == b->query_id &&
+	return a->identity == b->identity &&
+		a->dbid == b->dbid && a->relid == b->relid && a->pid == b->pid && a->query_id == b->query_id &&
 		strcmp(a->operation, b->operation) == 0 && strcmp(a->role, b->role) == 0 &&
 		strcmp(a->session_role, b->session_role) == 0 && strcmp(a->appname, b->appname) == 0 &&
 		strcmp(a->client, b->client) == 0 && strcmp(a->purpose, b->purpose) == 0 &&
@@ -424,19 +434,18 @@ emit(Tuplestorestate *store, TupleDesc desc, Fold *f)
 	LogRecord  *r = f->first;
 	Datum		v[17];
 	bool		n[17];
-	char	   *relname = NULL;
+	char	   *table_name = NULL;
 
 	memset(n, 0, sizeof(n));
 	if (OidIsValid(r->relid))
 	{
 		/* A table dropped since it was read: nothing left to name. */
-		relname = get_rel_name(r->relid);
-		if (relname == NULL)
+		table_name = crm_gdpr_qualified_relname(r->relid);
+		if (table_name == NULL)
 			return;
-		v[16] = CStringGetTextDatum(quote_qualified_identifier(get_namespace_name(get_rel_namespace(r->relid)),
-															   relname));
+		v[16] = CStringGetTextDatum(table_name);
 	}
-	n[16] = relname == NULL;
+	n[16] = table_name == NULL;
 	v[0] = TimestampTzGetDatum(r->at);
 	v[1] = DirectFunctionCall1(namein, CStringGetDatum(r->role));
 	v[2] = DirectFunctionCall1(namein, CStringGetDatum(r->session_role));

@@ -668,6 +668,7 @@ static void
 log_to_server_log(const LogRecord *rec)
 {
 	StringInfoData buf;
+	char	   *table_name;
 
 	initStringInfo(&buf);
 	appendStringInfo(&buf, "{\"at\": \"%s\", \"operation\": ", timestamptz_to_str(rec->at));
@@ -679,8 +680,8 @@ log_to_server_log(const LogRecord *rec)
 	appendStringInfoString(&buf, ", \"application_name\": ");
 	escape_json(&buf, rec->appname);
 	appendStringInfoString(&buf, ", \"table\": ");
-	escape_json(&buf, get_rel_name(rec->relid) ?
-				quote_qualified_identifier(get_namespace_name(get_rel_namespace(rec->relid)), get_rel_name(rec->relid)) : "");
+	table_name = crm_gdpr_qualified_relname(rec->relid);
+	escape_json(&buf, table_name ? table_name : "");
 	appendStringInfoString(&buf, ", \"columns\": ");
 	escape_json(&buf, rec->columns);
 	appendStringInfo(&buf, ", \"rows\": " INT64_FORMAT ", \"subjects\": %d, \"purpose\": ", rec->rows, rec->nsubjects);
