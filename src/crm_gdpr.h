@@ -63,7 +63,6 @@ typedef struct LogRecord
 	int			nsubjects;
 	int64		rows;
 	int64		query_id;
-	uint32		identity;		/* the log writer's hash of what folding compares */
 	char		operation[12];
 	char		role[NAMEDATALEN];
 	char		session_role[NAMEDATALEN];

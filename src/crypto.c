@@ -60,9 +60,12 @@ static DerivedKey derived[MAX_DERIVED];
 static int	n_derived = 0;
 static int	next_evict = 0;
 
+static void forget_log_ref(void);
+
 void
 crm_gdpr_crypto_forget_derived(void)
 {
+	forget_log_ref();
 	for (int i = 0; i < n_derived; i++)
 	{
 		sodium_free(derived[i].key);
@@ -569,6 +572,48 @@ crm_gdpr_log_subject_ref(const char *id, size_t len)
 	return crm_gdpr_log_subject_ref_under(id, len, crm_gdpr_key_fingerprints(fps, 1) > 0 ? fps[0] : NULL);
 }
 
+/*
+ * The BLAKE2b state keyed for the access log's pseudonyms under one master
+ * key, in guarded memory: the log writer hashes one subject per read, and
+ * starting from the keyed state saves the key lookup and the compression of
+ * the key block on each.  One entry: the log names subjects under the current
+ * key; other keys (access_history after a rotation) re-key it.
+ */
+static crypto_generichash_state *log_ref_state = NULL;
+static unsigned char log_ref_fingerprint[KEY_FINGERPRINT_BYTES];
+static uint64 log_ref_generation = 0;
+
+static const crypto_generichash_state *
+log_ref_keyed(const unsigned char *fingerprint)
+{
+	uint64		generation = crm_gdpr_key_generation();
+
+	if (log_ref_state != NULL && log_ref_generation == generation &&
+		memcmp(log_ref_fingerprint, fingerprint, KEY_FINGERPRINT_BYTES) == 0)
+		return log_ref_state;
+	if (log_ref_state == NULL)
+	{
+		log_ref_state = sodium_malloc(sizeof(crypto_generichash_state));
+		if (log_ref_state == NULL)
+			ereport(ERROR, (errcode(ERRCODE_OUT_OF_MEMORY), errmsg("could not allocate locked memory for a key")));
+	}
+	log_ref_generation = 0;		/* invalid until keyed below */
+	crypto_generichash_init(log_ref_state,
+							derived_key(crm_gdpr_key_by_fingerprint(fingerprint), fingerprint, SUBKEY_PSEUDONYM,
+										"access-log"), 32, PSEUDONYM_BYTES);
+	memcpy(log_ref_fingerprint, fingerprint, KEY_FINGERPRINT_BYTES);
+	log_ref_generation = generation;
+	return log_ref_state;
+}
+
+static void
+forget_log_ref(void)
+{
+	if (log_ref_state != NULL)
+		sodium_memzero(log_ref_state, sizeof(crypto_generichash_state));
+	log_ref_generation = 0;
+}
+
 /* The same under the key named by fingerprint (NULL: the unkeyed form). */
 text *
 crm_gdpr_log_subject_ref_under(const char *id, size_t len, const unsigned char *fingerprint)
@@ -579,9 +624,14 @@ crm_gdpr_log_subject_ref_under(const char *id, size_t len, const unsigned char *
 	int			prefix = keyed ? 0 : 2;
 
 	if (keyed)
-		crypto_generichash(hash, sizeof(hash), (const unsigned char *) id, len,
-						   derived_key(crm_gdpr_key_by_fingerprint(fingerprint), fingerprint, SUBKEY_PSEUDONYM,
-									   "access-log"), 32);
+	{
+		crypto_generichash_state state;
+
+		memcpy(&state, log_ref_keyed(fingerprint), sizeof(state));
+		crypto_generichash_update(&state, (const unsigned char *) id, len);
+		crypto_generichash_final(&state, hash, sizeof(hash));
+		sodium_memzero(&state, sizeof(state));
+	}
 	else
 		crypto_generichash(hash, sizeof(hash), (const unsigned char *) id, len, NULL, 0);
 	token = (text *) palloc(VARHDRSZ + prefix + PSEUDONYM_CHARS);

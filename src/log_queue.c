@@ -42,15 +42,20 @@
  * A record as it waits in the queue: its numbers, then its strings one after
  * the other.  A read by key fills 150 bytes of it, not the 1 kB of a
  * LogRecord: the cache lines that go from the reader's core to the writer's
- * are what a read costs the two of them.
+ * are what a read costs the two of them.  The taker copies length bytes of
+ * strings and folds records as they are: what folding compares is the
+ * numbers and the strings before subjects_at.
  */
-#define PACKED_HEAD offsetof(LogRecord, identity)	/* LogRecord's numbers, as they are */
+#define PACKED_HEAD offsetof(LogRecord, operation)	/* LogRecord's numbers, as they are */
 typedef struct PackedRecord
 {
 	char		head[MAXALIGN(PACKED_HEAD)];
+	uint16		subjects_at;	/* where in strings the subjects start */
+	uint16		length;			/* of strings, all of them */
 	char		strings[sizeof(LogRecord)];
 } PackedRecord;
 
+#define PACKED_SIZE(packed) MAXALIGN(offsetof(PackedRecord, strings) + (packed)->length)
 #define PACKED_FIELDS(packed) ((const LogRecord *) (packed)->head)
 
 typedef struct LogQueue
@@ -185,10 +190,13 @@ pack_record(PackedRecord *to, const LogRecord *from)
 	p = put_string(p, from->purpose);
 	p = put_string(p, from->detail);
 	p = put_string(p, from->columns);
+	to->subjects_at = p - to->strings;
 	for (int i = 0; i < from->nsubjects; i++)
 		p = put_string(p, from->subjects[i]);
+	to->length = p - to->strings;
 }
 
+/* Everything but the subjects, which folding keeps apart. */
 static void
 unpack_record(LogRecord *to, const PackedRecord *from)
 {
@@ -203,12 +211,7 @@ unpack_record(LogRecord *to, const PackedRecord *from)
 	p = get_string(p, to->purpose, sizeof(to->purpose));
 	p = get_string(p, to->detail, sizeof(to->detail));
 	p = get_string(p, to->columns, sizeof(to->columns));
-	/* Everything folding compares, but the subjects, lies before p. */
-	to->identity = hash_bytes((const unsigned char *) from->strings, p - from->strings) ^
-		hash_bytes((const unsigned char *) &to->dbid, sizeof(Oid) * 2 + sizeof(int)) ^
-		hash_bytes((const unsigned char *) &to->query_id, sizeof(int64));
-	for (int i = 0; i < to->nsubjects; i++)
-		p = get_string(p, to->subjects[i], sizeof(to->subjects[i]));
+	to->nsubjects = 0;
 }
 
 void
@@ -289,7 +292,7 @@ crm_gdpr_log_queue_set_writer(void)
 
 /* The subjects' keyed pseudonyms (the log never holds their identifiers). */
 static Datum
-subject_refs(char values[][LOG_RECORD_SUBJECT_LEN], int n)
+subject_refs(const char **values, int n)
 {
 	Datum	   *items = palloc(sizeof(Datum) * Max(n, 1));
 
@@ -341,67 +344,87 @@ crm_gdpr_name_array(char *joined, char separator)
 
 typedef struct Fold
 {
-	LogRecord  *first;
+	const PackedRecord *first;	/* in the taken copy */
+	uint32		identity;		/* hash of what same_read compares */
+	TimestampTz first_at;
 	TimestampTz last_at;
 	int			times;
 	int64		rows;
 	int			nsubjects;
 	int			capacity;
-	char		(*subjects)[LOG_RECORD_SUBJECT_LEN];	/* grows as needed */
+	const char **subjects;		/* into the taken copy; grows as needed */
 	uint32	   *hashes;			/* of the subjects */
 } Fold;
 
-static bool
-same_read(const LogRecord *a, const LogRecord *b)
+static uint32
+identity_of(const PackedRecord *r)
 {
-	return a->identity == b->identity &&
-		a->dbid == b->dbid && a->relid == b->relid && a->pid == b->pid && a->query_id == b->query_id &&
-		strcmp(a->operation, b->operation) == 0 && strcmp(a->role, b->role) == 0 &&
-		strcmp(a->session_role, b->session_role) == 0 && strcmp(a->appname, b->appname) == 0 &&
-		strcmp(a->client, b->client) == 0 && strcmp(a->purpose, b->purpose) == 0 &&
-		strcmp(a->detail, b->detail) == 0 && strcmp(a->columns, b->columns) == 0;
+	const LogRecord *n = PACKED_FIELDS(r);
+
+	return hash_bytes((const unsigned char *) r->strings, r->subjects_at) ^
+		hash_bytes((const unsigned char *) &n->dbid, sizeof(Oid) * 2 + sizeof(int)) ^
+		hash_bytes((const unsigned char *) &n->query_id, sizeof(int64));
+}
+
+/* Same database, table, backend, query, and strings but the subjects. */
+static bool
+same_read(const Fold *f, const PackedRecord *r, uint32 identity)
+{
+	const LogRecord *a = PACKED_FIELDS(f->first);
+	const LogRecord *b = PACKED_FIELDS(r);
+
+	return f->identity == identity && a->dbid == b->dbid && a->relid == b->relid && a->pid == b->pid &&
+		a->query_id == b->query_id && f->first->subjects_at == r->subjects_at &&
+		memcmp(f->first->strings, r->strings, r->subjects_at) == 0;
 }
 
 static void
-fold_subjects(Fold *f, const LogRecord *r)
+fold_subjects(Fold *f, const PackedRecord *r)
 {
-	for (int i = 0; i < r->nsubjects; i++)
+	const char *s = r->strings + r->subjects_at;
+
+	for (int i = 0; i < PACKED_FIELDS(r)->nsubjects; i++)
 	{
-		uint32		h = hash_bytes((const unsigned char *) r->subjects[i], strlen(r->subjects[i]));
+		size_t		len = strlen(s);
+		uint32		h = hash_bytes((const unsigned char *) s, len);
 		bool		known = false;
 
 		/* A read by key names one person: compare hashes, not strings. */
 		for (int k = 0; k < f->nsubjects && !known; k++)
-			known = f->hashes[k] == h && strcmp(f->subjects[k], r->subjects[i]) == 0;
-		if (known)
-			continue;
-		if (f->nsubjects == f->capacity)
+			known = f->hashes[k] == h && strcmp(f->subjects[k], s) == 0;
+		if (!known)
 		{
-			f->capacity = Max(8, f->capacity * 2);
-			f->subjects = f->subjects ? repalloc(f->subjects, f->capacity * LOG_RECORD_SUBJECT_LEN) :
-				palloc(f->capacity * LOG_RECORD_SUBJECT_LEN);
-			f->hashes = f->hashes ? repalloc(f->hashes, f->capacity * sizeof(uint32)) :
-				palloc(f->capacity * sizeof(uint32));
+			if (f->nsubjects == f->capacity)
+			{
+				f->capacity = Max(8, f->capacity * 2);
+				f->subjects = f->subjects ? repalloc(f->subjects, f->capacity * sizeof(char *)) :
+					palloc(f->capacity * sizeof(char *));
+				f->hashes = f->hashes ? repalloc(f->hashes, f->capacity * sizeof(uint32)) :
+					palloc(f->capacity * sizeof(uint32));
+			}
+			f->hashes[f->nsubjects] = h;
+			f->subjects[f->nsubjects++] = s;
 		}
-		f->hashes[f->nsubjects] = h;
-		strlcpy(f->subjects[f->nsubjects++], r->subjects[i], LOG_RECORD_SUBJECT_LEN);
+		s += len + 1;
 	}
 }
 
 /* Fold the records (oldest first) into folds; returns how many. */
 static int
-fold_records(LogRecord *taken, int n, Fold *folds)
+fold_records(const PackedRecord **taken, int n, Fold *folds)
 {
 	int			nfolds = 0;
 
 	for (int i = 0; i < n; i++)
 	{
-		LogRecord  *r = &taken[i];
+		const PackedRecord *r = taken[i];
+		const LogRecord *nums = PACKED_FIELDS(r);
+		uint32		identity = identity_of(r);
 		Fold	   *f = NULL;
 
 		for (int k = nfolds - 1; k >= 0 && k >= nfolds - FOLD_LOOKBACK; k--)
-			if (folds[k].times < LOG_FOLD_MAX && folds[k].nsubjects + r->nsubjects <= FOLD_SUBJECTS &&
-				same_read(folds[k].first, r))
+			if (folds[k].times < LOG_FOLD_MAX && folds[k].nsubjects + nums->nsubjects <= FOLD_SUBJECTS &&
+				same_read(&folds[k], r, identity))
 			{
 				f = &folds[k];
 				break;
@@ -409,33 +432,29 @@ fold_records(LogRecord *taken, int n, Fold *folds)
 		if (f == NULL)
 		{
 			f = &folds[nfolds++];
+			memset(f, 0, sizeof(Fold));
 			f->first = r;
-			f->last_at = r->at;
-			f->times = 0;
-			f->rows = 0;
-			f->nsubjects = 0;
-			f->capacity = 0;
-			f->subjects = NULL;
-			f->hashes = NULL;
+			f->identity = identity;
+			f->first_at = f->last_at = nums->at;
 		}
 		f->times++;
-		f->rows += r->rows;
-		f->last_at = Max(f->last_at, r->at);
-		if (r->at < f->first->at)
-			f->first->at = r->at;
+		f->rows += nums->rows;
+		f->last_at = Max(f->last_at, nums->at);
+		f->first_at = Min(f->first_at, nums->at);
 		fold_subjects(f, r);
 	}
 	return nfolds;
 }
 
 static void
-emit(Tuplestorestate *store, TupleDesc desc, Fold *f)
+emit(Tuplestorestate *store, TupleDesc desc, Fold *f, LogRecord *r)
 {
-	LogRecord  *r = f->first;
 	Datum		v[17];
 	bool		n[17];
 	char	   *table_name = NULL;
 
+	unpack_record(r, f->first);
+	r->at = f->first_at;
 	memset(n, 0, sizeof(n));
 	if (OidIsValid(r->relid))
 	{
@@ -473,46 +492,39 @@ emit(Tuplestorestate *store, TupleDesc desc, Fold *f)
 	tuplestore_putvalues(store, desc, v, n);
 }
 
-/* Take (and remove) the queued records of this database, folded, oldest first. */
-PG_FUNCTION_INFO_V1(gdpr_log_queue_take);
-Datum
-gdpr_log_queue_take(PG_FUNCTION_ARGS)
+/*
+ * Copy the ready records of this database, from the oldest claimed slot on,
+ * end to end into *copy; their offsets in it go to offsets.  Returns how many.
+ */
+static int
+copy_ready(char **copy, int **offsets)
 {
-	ReturnSetInfo *rsinfo = (ReturnSetInfo *) fcinfo->resultinfo;
-	LogRecord  *taken;
-	Fold	   *folds;
-	uint64		start;
+	Size		size = (Size) (waiting() + 64) * 256;
+	Size		used = 0;
+	int			room = Min(queue->capacity, waiting() + 64);
+	int		   *slots = palloc(sizeof(int) * queue->capacity);
+	uint64		start = pg_atomic_read_u64(&queue->head);
 	int			n = 0;
-	int			room;
-	int		   *slots;
-	int			nfolds;
 
-	InitMaterializedSRF(fcinfo, 0);
-	if (queue == NULL)
-		return (Datum) 0;
-	/* Room for what is queued now; more may come while we take. */
-	room = Min(queue->capacity, waiting() + 64);
-	taken = palloc(sizeof(LogRecord) * room);
-	/* From the oldest claimed slot on, so that records come out in order. */
-	slots = palloc(sizeof(int) * room);
-	LWLockAcquire(queue->lock, LW_EXCLUSIVE);
-	start = pg_atomic_read_u64(&queue->head);
+	*copy = palloc(size);
+	*offsets = palloc(sizeof(int) * room);
 	for (int i = 0; i < queue->capacity; i++)
 	{
 		int			k = (start + i) % queue->capacity;
+		const PackedRecord *r = &queue->records[k];
 
 		if (pg_atomic_read_u32(&queue->states[k]) != SLOT_READY)
 			continue;
 		pg_read_barrier();
-		if (PACKED_FIELDS(&queue->records[k])->dbid != MyDatabaseId)
+		if (PACKED_FIELDS(r)->dbid != MyDatabaseId)
 			continue;
+		if (used + sizeof(PackedRecord) > size)
+			*copy = repalloc(*copy, size *= 2);
 		if (n == room)
-		{
-			room = Min(queue->capacity, room * 2);
-			taken = repalloc(taken, sizeof(LogRecord) * room);
-			slots = repalloc(slots, sizeof(int) * room);
-		}
-		unpack_record(&taken[n], &queue->records[k]);
+			*offsets = repalloc(*offsets, sizeof(int) * (room *= 2));
+		memcpy(*copy + used, r, PACKED_SIZE(r));
+		(*offsets)[n] = used;
+		used += PACKED_SIZE(r);
 		slots[n++] = k;
 	}
 	/* The copies are done before any slot is handed back: one barrier for all. */
@@ -520,11 +532,38 @@ gdpr_log_queue_take(PG_FUNCTION_ARGS)
 	for (int i = 0; i < n; i++)
 		pg_atomic_write_u32(&queue->states[slots[i]], SLOT_FREE);
 	pg_atomic_fetch_add_u64(&queue->written, n);
+	pfree(slots);
+	return n;
+}
+
+/* Take (and remove) the queued records of this database, folded, oldest first. */
+PG_FUNCTION_INFO_V1(gdpr_log_queue_take);
+Datum
+gdpr_log_queue_take(PG_FUNCTION_ARGS)
+{
+	ReturnSetInfo *rsinfo = (ReturnSetInfo *) fcinfo->resultinfo;
+	char	   *copy;
+	int		   *offsets;
+	const PackedRecord **taken;
+	Fold	   *folds;
+	LogRecord  *scratch;
+	int			n;
+	int			nfolds;
+
+	InitMaterializedSRF(fcinfo, 0);
+	if (queue == NULL)
+		return (Datum) 0;
+	LWLockAcquire(queue->lock, LW_EXCLUSIVE);
+	n = copy_ready(&copy, &offsets);
 	LWLockRelease(queue->lock);
+	taken = palloc(sizeof(PackedRecord *) * Max(n, 1));
+	for (int i = 0; i < n; i++)
+		taken[i] = (const PackedRecord *) (copy + offsets[i]);
 	folds = palloc(sizeof(Fold) * Max(n, 1));
 	nfolds = fold_records(taken, n, folds);
+	scratch = palloc(sizeof(LogRecord));
 	for (int i = 0; i < nfolds; i++)
-		emit(rsinfo->setResult, rsinfo->setDesc, &folds[i]);
+		emit(rsinfo->setResult, rsinfo->setDesc, &folds[i], scratch);
 	return (Datum) 0;
 }
 

@@ -463,12 +463,22 @@ subjects_from_value(ReadRel *r, Node *value, bool is_array, ParamListInfo params
 		type = ((Const *) value)->consttype;
 	}
 	else if (IsA(value, Param) && ((Param *) value)->paramkind == PARAM_EXTERN && params &&
-			 ((Param *) value)->paramid > 0 && ((Param *) value)->paramid <= params->numParams &&
-			 params->paramFetch == NULL)
+			 ((Param *) value)->paramid > 0 && ((Param *) value)->paramid <= params->numParams)
 	{
-		ParamExternData *p = &params->params[((Param *) value)->paramid - 1];
+		ParamExternData workspace;
+		ParamExternData *p;
 
-		if (p->isnull)
+		/*
+		 * PL/pgSQL hands its variables over on request (paramFetch); once it
+		 * runs a statement with a generic plan, that is where "WHERE id = i"
+		 * finds i.  Speculative: a value it cannot give safely is skipped,
+		 * never an error in the reader.
+		 */
+		if (params->paramFetch != NULL)
+			p = params->paramFetch(params, ((Param *) value)->paramid, true, &workspace);
+		else
+			p = &params->params[((Param *) value)->paramid - 1];
+		if (p == NULL || p->isnull || !OidIsValid(p->ptype))
 			return;
 		datum = p->value;
 		type = p->ptype;

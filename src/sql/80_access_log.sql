@@ -44,11 +44,15 @@ CREATE TABLE gdpr.access_log (
   mac                bytea
 ) PARTITION BY RANGE (at);
 ALTER SEQUENCE gdpr.access_log_id_seq OWNED BY gdpr.access_log.id;
--- A folded read names up to 200 people: its subject_refs pass the TOAST
--- threshold.  Kept in the row (STORAGE MAIN), not in a TOAST table with its
--- index, and compressed by lz4 where the server has it: pglz spent more of
--- the log writer's time failing to compress random pseudonyms.  Partitions
--- inherit both.
+-- A folded read names up to 100 people (LOG_FOLD_MAX): some 2.9 kB, past the
+-- 2 kB at which PostgreSQL starts toasting a row.  Toasting would compress
+-- the random pseudonyms for little gain and then move every other
+-- variable-length column (columns, detail, mac) to the TOAST table, one
+-- TOAST row and index entry each: that was a fifth of the log writer's time.
+-- So the partitions toast only rows that do not fit in a page
+-- (toast_tuple_target at its maximum, set by _log_partition_sql), and
+-- subject_refs stays in the row (STORAGE MAIN, lz4 where the server has it)
+-- even then.  Partitions inherit the storage and compression.
 ALTER TABLE gdpr.access_log ALTER COLUMN subject_refs SET STORAGE MAIN;
 DO $$
 BEGIN
@@ -58,7 +62,17 @@ BEGIN
   END IF;
 END
 $$;
-CREATE TABLE gdpr.access_log_default PARTITION OF gdpr.access_log DEFAULT;
+
+-- CREATE TABLE of a partition of the log; bounds NULL: the default one.
+-- toast_tuple_target's maximum is the page less its header and one item
+-- pointer (8160 for 8 kB pages).
+CREATE FUNCTION gdpr._log_partition_sql(part name, lo timestamptz, hi timestamptz) RETURNS text
+  LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
+  SELECT format('CREATE TABLE gdpr.%I PARTITION OF gdpr.access_log %s WITH (toast_tuple_target = %s)', part,
+                CASE WHEN lo IS NULL THEN 'DEFAULT' ELSE format('FOR VALUES FROM (%L) TO (%L)', lo, hi) END,
+                current_setting('block_size')::int - 32)
+$$;
+DO $$ BEGIN EXECUTE gdpr._log_partition_sql('access_log_default', NULL, NULL); END $$;
 -- Indexes per partition, not on the parent: a restored month partition
 -- brings its own (an index on the parent would make a second set).  id and
 -- at grow with time: BRIN indexes find a range at almost no cost per insert.
@@ -306,7 +320,7 @@ BEGIN
     lo := greatest(lo, (SELECT max(d.at) + interval '1 microsecond' FROM gdpr.access_log_default d
                          WHERE d.at >= lo AND d.at < hi));
     BEGIN
-      EXECUTE format('CREATE TABLE gdpr.%I PARTITION OF gdpr.access_log FOR VALUES FROM (%L) TO (%L)', part, lo, hi);
+      EXECUTE gdpr._log_partition_sql(part, lo, hi);
       EXECUTE format('CREATE TRIGGER append_only_truncate BEFORE TRUNCATE ON gdpr.%I
                         FOR EACH STATEMENT EXECUTE FUNCTION gdpr._append_only(%L)', part, 'access log');
       PERFORM gdpr._log_index_partition(format('gdpr.%I', part)::regclass);
