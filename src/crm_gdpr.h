@@ -85,6 +85,7 @@ extern void crm_gdpr_log_queue_set_writer(void);
 extern void crm_gdpr_read_hook_init(bool preloading);
 extern void crm_gdpr_fill_log_record(LogRecord *rec, const char *operation, Oid relid);
 extern char *crm_gdpr_log_purpose(void);
+extern const char *crm_gdpr_role_name(Oid roleid, int slot);
 extern bool crm_gdpr_is_admin(Oid roleid);
 
 /* The log writer (log_worker.c), and what it shares with the purge worker. */

@@ -35,6 +35,7 @@
 #include "utils/datum.h"
 #include "utils/guc.h"
 #include "utils/hsearch.h"
+#include "utils/inval.h"
 #include "utils/timestamp.h"
 #include "utils/lsyscache.h"
 #include "utils/rel.h"
@@ -46,6 +47,7 @@
 static int	log_subjects_max = 100;
 
 static void log_write_xact_callback(XactEvent event, void *arg);
+static void forget_tables(Datum arg, Oid relid);
 static void log_write_subxact_callback(SubXactEvent event, SubTransactionId mySubid,
 									   SubTransactionId parentSubid, void *arg);
 
@@ -53,6 +55,7 @@ void
 crm_gdpr_log_write_init(void)
 {
 	RegisterXactCallback(log_write_xact_callback, NULL);
+	CacheRegisterRelcacheCallback(forget_tables, (Datum) 0);
 	RegisterSubXactCallback(log_write_subxact_callback, NULL);
 	DefineCustomIntVariable("crm_gdpr.log_subjects_max",
 							"Subjects a log row names at most (the rest are counted as rows only).",
@@ -80,6 +83,69 @@ typedef struct WriteSummary
 	HTAB	   *subjects;		/* the rest, up to the maximum, or NULL */
 	bool		overflow;		/* more subjects than that */
 } WriteSummary;
+
+/*
+ * What a log trigger needs of its table, statement after statement: the
+ * table's quoted name, its subject column and that column's output function.
+ * Per trigger (the subject column is its argument), forgotten at any change
+ * of a table, as is the journal's oid.
+ */
+#define TABLE_CACHE_SIZE 32
+
+typedef struct LoggedTable
+{
+	Oid			trigger;
+	char	   *name;			/* schema.table, quoted; in TopMemoryContext */
+	int			subject_attnum; /* 0: reached through other tables; -1: none */
+	Oid			typoutput;
+} LoggedTable;
+
+static LoggedTable tables[TABLE_CACHE_SIZE];
+static int	n_tables = 0;
+static bool tables_stale = false;
+static Oid	journal_relid = InvalidOid;
+
+/* Freed at the next lookup, not here: a trigger may be using an entry. */
+static void
+forget_tables(Datum arg, Oid relid)
+{
+	tables_stale = true;
+	journal_relid = InvalidOid;
+}
+
+static LoggedTable *
+logged_table(TriggerData *td)
+{
+	Relation	rel = td->tg_relation;
+	const char *subject_column = td->tg_trigger->tgnargs > 0 ? td->tg_trigger->tgargs[0] : "";
+	LoggedTable *t;
+	bool		varlena;
+
+	if (tables_stale || n_tables == TABLE_CACHE_SIZE)
+	{
+		for (int i = 0; i < n_tables; i++)
+			pfree(tables[i].name);
+		n_tables = 0;
+		tables_stale = false;
+	}
+	for (int i = 0; i < n_tables; i++)
+		if (tables[i].trigger == td->tg_trigger->tgoid)
+			return &tables[i];
+	t = &tables[n_tables];
+	t->name = MemoryContextStrdup(TopMemoryContext,
+								  quote_qualified_identifier(get_namespace_name(RelationGetNamespace(rel)),
+															 RelationGetRelationName(rel)));
+	t->subject_attnum = subject_column[0] ? SPI_fnumber(RelationGetDescr(rel), subject_column) : 0;
+	if (subject_column[0] && t->subject_attnum <= 0)
+		t->subject_attnum = -1; /* gone: the rows are counted, no one is named */
+	t->typoutput = InvalidOid;
+	if (t->subject_attnum > 0)
+		getTypeOutputInfo(TupleDescAttr(RelationGetDescr(rel), t->subject_attnum - 1)->atttypid,
+						  &t->typoutput, &varlena);
+	t->trigger = td->tg_trigger->tgoid;
+	n_tables++;
+	return t;
+}
 
 static long
 subject_count(WriteSummary *sum)
@@ -148,20 +214,18 @@ same_value(TupleTableSlot *a, TupleTableSlot *b, Form_pg_attribute att)
 
 /* Read the transition tables of one statement into sum. */
 static void
-summarise(TriggerData *td, int subject_attnum, WriteSummary *sum)
+summarise(TriggerData *td, LoggedTable *table, WriteSummary *sum)
 {
+	int			subject_attnum = table->subject_attnum;
+	Oid			typoutput = table->typoutput;
 	TupleDesc	desc = RelationGetDescr(td->tg_relation);
 	bool		is_update = TRIGGER_FIRED_BY_UPDATE(td->tg_event);
 	Tuplestorestate *main_store = td->tg_newtable ? td->tg_newtable : td->tg_oldtable;
 	TupleTableSlot *slot = MakeSingleTupleTableSlot(desc, &TTSOpsMinimalTuple);
 	TupleTableSlot *old_slot = is_update ? MakeSingleTupleTableSlot(desc, &TTSOpsMinimalTuple) : NULL;
-	Oid			typoutput = InvalidOid;
-	bool		varlena;
 	int			main_ptr;
 	int			old_ptr = 0;
 
-	if (subject_attnum > 0)
-		getTypeOutputInfo(TupleDescAttr(desc, subject_attnum - 1)->atttypid, &typoutput, &varlena);
 	/* Other triggers read the same tuplestores: use read pointers of our own. */
 	main_ptr = tuplestore_alloc_read_pointer(main_store, 0);
 	tuplestore_select_read_pointer(main_store, main_ptr);
@@ -309,7 +373,8 @@ joined_refs(WriteSummary *sum)
 
 /* The journal's columns, in the order of 80_access_log.sql. */
 static void
-buffer_log_row(Relation rel, const char *operation, WriteSummary *sum, const char *role, bool truncate)
+buffer_log_row(Relation rel, const char *table_name, const char *operation, WriteSummary *sum, const char *role,
+			   bool truncate)
 {
 	LogRecord	session;		/* who, from where, why: as the read hook sees them */
 	MemoryContext old;
@@ -328,8 +393,7 @@ buffer_log_row(Relation rel, const char *operation, WriteSummary *sum, const cha
 	w->values[5] = Int32GetDatum(MyProcPid);
 	w->values[6] = text_or_null(operation, &w->nulls[6]);
 	w->values[7] = ObjectIdGetDatum(RelationGetRelid(rel));
-	w->values[8] = text_or_null(quote_qualified_identifier(get_namespace_name(RelationGetNamespace(rel)),
-														   RelationGetRelationName(rel)), &w->nulls[8]);
+	w->values[8] = text_or_null(table_name, &w->nulls[8]);
 	w->values[9] = text_or_null(joined_columns(rel, sum->columns), &w->nulls[9]);
 	w->values[10] = text_or_null(joined_refs(sum), &w->nulls[10]);
 	w->values[11] = Int64GetDatum(subject_count(sum));
@@ -346,17 +410,21 @@ buffer_log_row(Relation rel, const char *operation, WriteSummary *sum, const cha
 static void
 flush_pending(void)
 {
-	Oid			gdpr = get_namespace_oid("gdpr", true);
-	Oid			relid = OidIsValid(gdpr) ? get_relname_relid("access_log_journal", gdpr) : InvalidOid;
 	Relation	rel;
 	ListCell   *lc;
 
-	if (!OidIsValid(relid))
+	if (!OidIsValid(journal_relid))
+	{
+		Oid			gdpr = get_namespace_oid("gdpr", true);
+
+		journal_relid = OidIsValid(gdpr) ? get_relname_relid("access_log_journal", gdpr) : InvalidOid;
+	}
+	if (!OidIsValid(journal_relid))
 		ereport(ERROR,
 				(errcode(ERRCODE_UNDEFINED_TABLE),
 				 errmsg("gdpr.access_log_journal does not exist: the writes of this transaction cannot be logged"),
 				 errhint("Was the extension crm_gdpr dropped in this transaction?")));
-	rel = table_open(relid, RowExclusiveLock);
+	rel = table_open(journal_relid, RowExclusiveLock);
 	if (RelationGetDescr(rel)->natts != JOURNAL_COLUMNS)
 		elog(ERROR, "gdpr.access_log_journal has %d columns, not %d", RelationGetDescr(rel)->natts, JOURNAL_COLUMNS);
 	foreach(lc, pending)
@@ -415,7 +483,7 @@ log_write_subxact_callback(SubXactEvent event, SubTransactionId mySubid, SubTran
  * extension's erasure, an application's own) the role that called it; the
  * session user is recorded as well.
  */
-static char *
+static const char *
 writer_name(void)
 {
 	Oid			userid;
@@ -424,7 +492,7 @@ writer_name(void)
 	GetUserIdAndSecContext(&userid, &sec_context);
 	if (sec_context & SECURITY_LOCAL_USERID_CHANGE)
 		userid = GetOuterUserId();
-	return GetUserNameFromId(userid, false);
+	return crm_gdpr_role_name(userid, 2);
 }
 
 PG_FUNCTION_INFO_V1(gdpr_log_write);
@@ -432,12 +500,11 @@ Datum
 gdpr_log_write(PG_FUNCTION_ARGS)
 {
 	TriggerData *td = (TriggerData *) fcinfo->context;
-	Trigger    *trigger;
+	LoggedTable *table;
 	WriteSummary sum = {0};
 	const char *operation;
-	const char *subject_column;
 	bool		truncate;
-	char	   *role;
+	const char *role;
 	OwnerContext ctx;
 
 	if (!CALLED_AS_TRIGGER(fcinfo) || !TRIGGER_FIRED_FOR_STATEMENT(td->tg_event) ||
@@ -445,8 +512,7 @@ gdpr_log_write(PG_FUNCTION_ARGS)
 		ereport(ERROR,
 				(errcode(ERRCODE_E_R_I_E_TRIGGER_PROTOCOL_VIOLATED),
 				 errmsg("gdpr._log_write() must be an AFTER statement trigger")));
-	trigger = td->tg_trigger;
-	subject_column = trigger->tgnargs > 0 ? trigger->tgargs[0] : "";
+	table = logged_table(td);
 	truncate = TRIGGER_FIRED_BY_TRUNCATE(td->tg_event);
 	operation = TRIGGER_FIRED_BY_INSERT(td->tg_event) ? "INSERT" :
 		TRIGGER_FIRED_BY_UPDATE(td->tg_event) ? "UPDATE" :
@@ -458,14 +524,13 @@ gdpr_log_write(PG_FUNCTION_ARGS)
 
 	if (!truncate)
 	{
-		summarise(td, subject_column[0] ? SPI_fnumber(RelationGetDescr(td->tg_relation), subject_column) : 0,
-				  &sum);
+		summarise(td, table, &sum);
 		if (sum.rows == 0)
 			return PointerGetDatum(NULL);	/* nothing was written */
 	}
 
 	role = writer_name();
-	if (!truncate && subject_column[0] == '\0' && log_subjects_max > 0)
+	if (!truncate && table->subject_attnum == 0 && log_subjects_max > 0)
 	{
 		crm_gdpr_enter_owner_context(fcinfo->flinfo->fn_oid, &ctx);
 		SPI_connect();
@@ -473,7 +538,7 @@ gdpr_log_write(PG_FUNCTION_ARGS)
 		SPI_finish();
 		crm_gdpr_leave_owner_context(&ctx);
 	}
-	buffer_log_row(td->tg_relation, operation, &sum, role, truncate);
+	buffer_log_row(td->tg_relation, table->name, operation, &sum, role, truncate);
 	return PointerGetDatum(NULL);
 }
 

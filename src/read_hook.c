@@ -625,18 +625,25 @@ client_address(void)
  * Role names, cached: a read costs a copy, not two catalog lookups.  Any
  * change to pg_authid (a rename) empties the cache.
  */
-static Oid	cached_role[2] = {InvalidOid, InvalidOid};
-static NameData cached_role_name[2];
+#define ROLE_SLOTS 3
+static Oid	cached_role[ROLE_SLOTS] = {InvalidOid, InvalidOid, InvalidOid};
+static NameData cached_role_name[ROLE_SLOTS];
 static bool role_callback_registered = false;
 
 static void
 forget_role_names(Datum arg, int cacheid, uint32 hashvalue)
 {
-	cached_role[0] = cached_role[1] = InvalidOid;
+	for (int i = 0; i < ROLE_SLOTS; i++)
+		cached_role[i] = InvalidOid;
 }
 
-static const char *
-role_name(Oid roleid, int slot)
+/*
+ * A role's name, remembered per slot (the current user, the session user,
+ * the writer of a logged write): the log names the same roles statement
+ * after statement.
+ */
+const char *
+crm_gdpr_role_name(Oid roleid, int slot)
 {
 	if (!role_callback_registered)
 	{
@@ -666,8 +673,8 @@ crm_gdpr_fill_log_record(LogRecord *rec, const char *operation, Oid relid)
 	rec->pid = MyProcPid;
 	rec->query_id = pgstat_get_my_query_id();
 	strlcpy(rec->operation, operation, sizeof(rec->operation));
-	strlcpy(rec->role, role_name(GetUserId(), 0), NAMEDATALEN);
-	strlcpy(rec->session_role, role_name(GetSessionUserId(), 1), NAMEDATALEN);
+	strlcpy(rec->role, crm_gdpr_role_name(GetUserId(), 0), NAMEDATALEN);
+	strlcpy(rec->session_role, crm_gdpr_role_name(GetSessionUserId(), 1), NAMEDATALEN);
 	strlcpy(rec->appname, application_name ? application_name : "", NAMEDATALEN);
 	strlcpy(rec->client, client_address(), sizeof(rec->client));
 	strlcpy(rec->purpose, crm_gdpr_log_purpose(), NAMEDATALEN);

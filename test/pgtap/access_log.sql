@@ -2,7 +2,7 @@
 -- Reads are queued in shared memory; gdpr.flush_access_log() writes them here
 -- (the log writer only serves crm_gdpr.database).
 BEGIN;
-SELECT plan(90);
+SELECT plan(91);
 
 \set QUIET on
 SET client_min_messages = warning;
@@ -49,6 +49,12 @@ SELECT ok((pg_temp.last('INSERT')).query_id IS NOT NULL AND (pg_temp.last('INSER
           'query id and backend pid are recorded');
 SELECT ok(NOT EXISTS (SELECT FROM mine m, unnest(m.subject_refs) r WHERE r IN (:'c1', :'c2')),
           'identifiers never appear in the log in clear');
+
+-- The trigger remembers its table's name between statements: a rename is seen.
+ALTER TABLE crm.interactions RENAME TO interactions_renamed;
+INSERT INTO crm.interactions_renamed (contact_id, kind, summary, occurred_at) VALUES (:c1, 'call', 'renamed', now());
+SELECT is((pg_temp.last('INSERT')).table_name, 'crm.interactions_renamed', 'a renamed table is logged under its new name');
+ALTER TABLE crm.interactions_renamed RENAME TO interactions;
 
 SET ROLE crm_gdpr_t_clerk;
 UPDATE crm.contacts SET city = 'Lyon', phone = phone WHERE id IN (:c1, :c2, :c3);

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The purge worker purges on its own, skips a held subject, survives a reload,
 # comes back after SIGKILL, and waits (logging once) where the extension is
-# not installed.
+# not installed; the log writer vacuums the journal it empties.
 source "$(dirname "$0")/lib.sh"
 source test/cluster.sh
 top=$(mktemp -d /tmp/crm_gdpr_worker.XXXXXX)
@@ -34,6 +34,11 @@ wait_for 20 "SELECT count(*) = 0 FROM gdpr.retention_status WHERE rows_due > 0" 
 [ "$(q -d crm -c "SELECT count(*) > 0 FROM gdpr.purge_history WHERE started_by = 'worker' AND rows > 0")" = t ] \
   || fail "no worker run in the history"
 
+# The log writer vacuums the journal after moving its rows (log_worker.c).
+q -d crm -c "UPDATE crm.contacts SET city = city WHERE id IN (SELECT id FROM crm.contacts ORDER BY id LIMIT 20)" >/dev/null
+wait_for 20 "SELECT count(*) = 0 FROM gdpr.access_log_journal" || fail "the log writer did not move the journal"
+wait_for 20 "SELECT vacuum_count > 0 FROM pg_stat_all_tables WHERE relid = 'gdpr.access_log_journal'::regclass" \
+  || fail "the log writer did not vacuum the journal"
 pid=$(worker_pid)
 cluster_as_owner "$CLUSTER_BIN/pg_ctl" -D "$CLUSTER_DATA" reload >/dev/null
 sleep 1.5
