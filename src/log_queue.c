@@ -493,21 +493,79 @@ emit(Tuplestorestate *store, TupleDesc desc, Fold *f, LogRecord *r)
 }
 
 /*
+ * The taker's buffers, kept from one take to the next: allocated anew in
+ * every call, they were fresh pages for the kernel to fault in and zero,
+ * several a take (glibc maps large blocks and unmaps them when freed).
+ */
+typedef struct TakeBuffers
+{
+	char	   *copy;			/* the records taken, end to end */
+	Size		copy_size;
+	int		   *slots;			/* their slots, to free them */
+	const PackedRecord **taken; /* where each one starts in copy */
+	Fold	   *folds;
+	int			room;			/* of slots, taken and folds */
+} TakeBuffers;
+
+static TakeBuffers bufs;
+
+/* A backend that flushes the log now and then does not keep them. */
+static void
+release_buffers(void)
+{
+	if (bufs.copy)
+		pfree(bufs.copy);
+	if (bufs.room > 0)
+	{
+		pfree(bufs.slots);
+		pfree(bufs.taken);
+		pfree(bufs.folds);
+	}
+	memset(&bufs, 0, sizeof(bufs));
+}
+
+static void
+reserve_records(int n)
+{
+	if (n <= bufs.room)
+		return;
+	n = Max(n, Max(bufs.room * 2, 256));
+	if (bufs.room == 0)
+	{
+		bufs.slots = MemoryContextAlloc(TopMemoryContext, sizeof(int) * n);
+		bufs.taken = MemoryContextAlloc(TopMemoryContext, sizeof(PackedRecord *) * n);
+		bufs.folds = MemoryContextAlloc(TopMemoryContext, sizeof(Fold) * n);
+	}
+	else
+	{
+		bufs.slots = repalloc(bufs.slots, sizeof(int) * n);
+		bufs.taken = repalloc(bufs.taken, sizeof(PackedRecord *) * n);
+		bufs.folds = repalloc(bufs.folds, sizeof(Fold) * n);
+	}
+	bufs.room = n;
+}
+
+static void
+reserve_bytes(Size size)
+{
+	if (size <= bufs.copy_size)
+		return;
+	size = Max(size, Max(bufs.copy_size * 2, 256 * 1024));
+	bufs.copy = bufs.copy ? repalloc(bufs.copy, size) : MemoryContextAlloc(TopMemoryContext, size);
+	bufs.copy_size = size;
+}
+
+/*
  * Copy the ready records of this database, from the oldest claimed slot on,
- * end to end into *copy; their offsets in it go to offsets.  Returns how many.
+ * end to end into bufs.copy.  Returns how many; bufs.taken points to them.
  */
 static int
-copy_ready(char **copy, int **offsets)
+copy_ready(void)
 {
-	Size		size = (Size) (waiting() + 64) * 256;
 	Size		used = 0;
-	int			room = Min(queue->capacity, waiting() + 64);
-	int		   *slots = palloc(sizeof(int) * queue->capacity);
 	uint64		start = pg_atomic_read_u64(&queue->head);
 	int			n = 0;
 
-	*copy = palloc(size);
-	*offsets = palloc(sizeof(int) * room);
 	for (int i = 0; i < queue->capacity; i++)
 	{
 		int			k = (start + i) % queue->capacity;
@@ -518,21 +576,21 @@ copy_ready(char **copy, int **offsets)
 		pg_read_barrier();
 		if (PACKED_FIELDS(r)->dbid != MyDatabaseId)
 			continue;
-		if (used + sizeof(PackedRecord) > size)
-			*copy = repalloc(*copy, size *= 2);
-		if (n == room)
-			*offsets = repalloc(*offsets, sizeof(int) * (room *= 2));
-		memcpy(*copy + used, r, PACKED_SIZE(r));
-		(*offsets)[n] = used;
+		reserve_records(n + 1);
+		reserve_bytes(used + sizeof(PackedRecord));
+		memcpy(bufs.copy + used, r, PACKED_SIZE(r));
+		bufs.slots[n++] = k;
+		/* An offset for now: copy may still move. */
+		bufs.taken[n - 1] = (const PackedRecord *) used;
 		used += PACKED_SIZE(r);
-		slots[n++] = k;
 	}
 	/* The copies are done before any slot is handed back: one barrier for all. */
 	pg_memory_barrier();
 	for (int i = 0; i < n; i++)
-		pg_atomic_write_u32(&queue->states[slots[i]], SLOT_FREE);
+		pg_atomic_write_u32(&queue->states[bufs.slots[i]], SLOT_FREE);
 	pg_atomic_fetch_add_u64(&queue->written, n);
-	pfree(slots);
+	for (int i = 0; i < n; i++)
+		bufs.taken[i] = (const PackedRecord *) (bufs.copy + (Size) bufs.taken[i]);
 	return n;
 }
 
@@ -542,10 +600,6 @@ Datum
 gdpr_log_queue_take(PG_FUNCTION_ARGS)
 {
 	ReturnSetInfo *rsinfo = (ReturnSetInfo *) fcinfo->resultinfo;
-	char	   *copy;
-	int		   *offsets;
-	const PackedRecord **taken;
-	Fold	   *folds;
 	LogRecord  *scratch;
 	int			n;
 	int			nfolds;
@@ -554,16 +608,14 @@ gdpr_log_queue_take(PG_FUNCTION_ARGS)
 	if (queue == NULL)
 		return (Datum) 0;
 	LWLockAcquire(queue->lock, LW_EXCLUSIVE);
-	n = copy_ready(&copy, &offsets);
+	n = copy_ready();
 	LWLockRelease(queue->lock);
-	taken = palloc(sizeof(PackedRecord *) * Max(n, 1));
-	for (int i = 0; i < n; i++)
-		taken[i] = (const PackedRecord *) (copy + offsets[i]);
-	folds = palloc(sizeof(Fold) * Max(n, 1));
-	nfolds = fold_records(taken, n, folds);
+	nfolds = fold_records(bufs.taken, n, bufs.folds);
 	scratch = palloc(sizeof(LogRecord));
 	for (int i = 0; i < nfolds; i++)
-		emit(rsinfo->setResult, rsinfo->setDesc, &folds[i], scratch);
+		emit(rsinfo->setResult, rsinfo->setDesc, &bufs.folds[i], scratch);
+	if (!crm_gdpr_in_own_worker)
+		release_buffers();
 	return (Datum) 0;
 }
 
