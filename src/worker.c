@@ -145,12 +145,37 @@ crm_gdpr_extension_ready(bool *warned, const char *who)
 	return ready;
 }
 
+/*
+ * A policy's statement, built once for all its batches (catalog look-ups
+ * that would otherwise be made again in every batch's transaction).  False
+ * when the policy was removed meanwhile; *statement NULL when it cannot be
+ * built: the batch then tries again and records why it fails.
+ */
+static bool
+policy_statement(int policy_id, char **statement)
+{
+	Oid			types[2] = {INT4OID, INT4OID};
+	Datum		values[2] = {Int32GetDatum(policy_id), Int32GetDatum(purge_batch_size)};
+	bool		found;
+
+	*statement = NULL;
+	crm_gdpr_begin_step("crm_gdpr: preparing a purge");
+	SPI_execute_with_args("SELECT gdpr._purge_statement(p, $2) FROM gdpr.retention_policies p WHERE p.id = $1",
+						  2, types, values, NULL, true, 1);
+	found = SPI_processed == 1;
+	if (found && SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1) != NULL)
+		*statement = MemoryContextStrdup(TopMemoryContext,
+										 SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1));
+	crm_gdpr_end_step();
+	return found;
+}
+
 /* One purge: every policy, children first, one batch per transaction. */
 static void
 purge_once(void)
 {
-	Oid			types[4] = {INT8OID, INT4OID, INT4OID, BOOLOID};
-	Datum		values[4];
+	Oid			types[5] = {INT8OID, INT4OID, INT4OID, BOOLOID, TEXTOID};
+	Datum		values[5];
 	int64		run_id;
 	List	   *policies = NIL;
 	ListCell   *lc;
@@ -181,10 +206,13 @@ purge_once(void)
 
 	foreach(lc, policies)
 	{
-		int64		done;
+		char	   *statement;
+		bool		found = policy_statement(lfirst_int(lc), &statement);
 
-		do
+		while (found)
 		{
+			int64		done;
+
 			CHECK_FOR_INTERRUPTS();
 			/* A purge can be long: do not outlive the postmaster (it could not restart). */
 			if (!PostmasterIsAlive())
@@ -196,9 +224,15 @@ purge_once(void)
 			values[1] = Int32GetDatum(lfirst_int(lc));
 			values[2] = Int32GetDatum(purge_batch_size);
 			values[3] = BoolGetDatum(false);
-			done = crm_gdpr_run_int8("SELECT gdpr._purge_batch($1, $2, $3, $4)", 4, types, values);
+			values[4] = statement ? CStringGetTextDatum(statement) : (Datum) 0;
+			done = crm_gdpr_run_int8(statement ? "SELECT gdpr._purge_batch($1, $2, $3, $4, $5)" :
+									 "SELECT gdpr._purge_batch($1, $2, $3, $4)", statement ? 5 : 4, types, values);
 			crm_gdpr_end_step();
-		} while (done > 0);
+			if (done <= 0)
+				break;
+		}
+		if (statement)
+			pfree(statement);
 	}
 	list_free(policies);
 	crm_gdpr_begin_step("crm_gdpr: finishing a purge");

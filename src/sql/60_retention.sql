@@ -250,17 +250,65 @@ CREATE FUNCTION gdpr._purge_order(run_id bigint) RETURNS SETOF int
    ORDER BY d.depth DESC NULLS LAST, (r.col IS NULL), r.policy_id
 $$;
 
--- One batch of one policy in a subtransaction: a broken policy is recorded
--- as failed and the others run.  Returns rows done, 0 when the policy is
--- finished, -1 when it failed.
+-- One batch of a policy (the statement of _policy_sql): the rows it did and
+-- those ON DELETE CASCADE took with them.
+CREATE FUNCTION gdpr._purge_step(pol gdpr.retention_policies, sql text, OUT n bigint, OUT cascaded bigint)
+  LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
+BEGIN
+  IF sql ~ '^DELETE ' THEN
+    cascaded := gdpr._cascade_deleted(pol.tbl);
+    EXECUTE sql;
+    GET DIAGNOSTICS n = ROW_COUNT;
+    cascaded := gdpr._cascade_deleted(pol.tbl) - cascaded;
+  ELSIF sql ~ '^UPDATE ' THEN
+    EXECUTE sql;
+    GET DIAGNOSTICS n = ROW_COUNT;
+    cascaded := 0;
+  ELSE
+    EXECUTE sql INTO n, cascaded;
+  END IF;
+END
+$$;
+
+-- What a policy did in a run: added to its results, and one PURGE row in
+-- the access log (no personal data: the table, the action, the counts).
+CREATE FUNCTION gdpr._purge_record(run_id bigint, pol gdpr.retention_policies, n bigint, cascaded bigint,
+                                    batches int, dry_run boolean) RETURNS void
+  LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
+BEGIN
+  UPDATE gdpr.purge_results r SET rows = r.rows + n, cascaded = r.cascaded + _purge_record.cascaded
+   WHERE r.run_id = _purge_record.run_id AND r.policy_id = pol.id;
+  IF n > 0 AND NOT dry_run AND pol.action <> 'keep' THEN
+    PERFORM gdpr._log_event('PURGE', pol.tbl, NULL, n,
+                            jsonb_build_object('run_id', run_id, 'policy_id', pol.id, 'action', pol.action,
+                                               'column', pol.col, 'cascaded', cascaded, 'batches', batches),
+                            CASE WHEN pol.col IS NOT NULL THEN ARRAY[pol.col] END);
+  END IF;
+END
+$$;
+
+-- The purge worker's statement for a policy, NULL when it cannot be built
+-- (the batch then fails and records why).
+CREATE FUNCTION gdpr._purge_statement(pol gdpr.retention_policies, batch_size int) RETURNS text
+  LANGUAGE plpgsql STABLE SET search_path = pg_catalog, pg_temp AS $$
+BEGIN
+  RETURN gdpr._policy_sql(pol, batch_size, false);
+EXCEPTION WHEN OTHERS THEN
+  RETURN NULL;
+END
+$$;
+
+-- One batch of one policy in a transaction of its own (the purge worker
+-- commits each): in a subtransaction, so that a broken policy is recorded as
+-- failed and the others run.  prepared: the policy's statement, built once
+-- for all its batches.  Returns rows done, 0 when the policy is finished, -1
+-- when it failed.
 CREATE FUNCTION gdpr._purge_batch(run_id bigint, policy_id int, batch_size int, dry_run boolean,
                                    prepared text DEFAULT NULL) RETURNS bigint
   LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
   pol gdpr.retention_policies;
-  sql text;
-  n bigint;
-  n_cascaded bigint;
+  r record;
 BEGIN
   SELECT * INTO pol FROM gdpr.retention_policies p WHERE p.id = _purge_batch.policy_id;
   IF NOT FOUND THEN
@@ -268,29 +316,55 @@ BEGIN
   END IF;
   BEGIN
     PERFORM set_config('lock_timeout', coalesce(nullif(current_setting('crm_gdpr.purge_lock_timeout', true), ''), '1s'), true);
-    sql := coalesce(prepared, gdpr._policy_sql(pol, batch_size, dry_run));
-    IF sql ~ '^(DELETE|UPDATE) ' THEN
-      n_cascaded := CASE WHEN sql ~ '^DELETE ' THEN gdpr._cascade_deleted(pol.tbl) ELSE 0 END;
-      EXECUTE sql;
-      GET DIAGNOSTICS n = ROW_COUNT;
-      n_cascaded := CASE WHEN sql ~ '^DELETE ' THEN gdpr._cascade_deleted(pol.tbl) - n_cascaded ELSE 0 END;
-    ELSE
-      EXECUTE sql INTO n, n_cascaded;
-    END IF;
+    r := gdpr._purge_step(pol, coalesce(prepared, gdpr._policy_sql(pol, batch_size, dry_run)));
   EXCEPTION WHEN OTHERS THEN
-    UPDATE gdpr.purge_results r SET error = SQLSTATE || ': ' || SQLERRM
-     WHERE r.run_id = _purge_batch.run_id AND r.policy_id = _purge_batch.policy_id;
+    UPDATE gdpr.purge_results x SET error = SQLSTATE || ': ' || SQLERRM
+     WHERE x.run_id = _purge_batch.run_id AND x.policy_id = _purge_batch.policy_id;
     RETURN -1;
   END;
-  UPDATE gdpr.purge_results r SET rows = r.rows + n, cascaded = r.cascaded + n_cascaded
-   WHERE r.run_id = _purge_batch.run_id AND r.policy_id = _purge_batch.policy_id;
-  IF n > 0 AND NOT dry_run AND pol.action <> 'keep' THEN
-    PERFORM gdpr._log_event('PURGE', pol.tbl, NULL, n,
-                            jsonb_build_object('run_id', run_id, 'policy_id', pol.id, 'action', pol.action,
-                                               'column', pol.col, 'cascaded', n_cascaded),
-                            CASE WHEN pol.col IS NOT NULL THEN ARRAY[pol.col] END);
+  PERFORM gdpr._purge_record(run_id, pol, r.n, r.cascaded, 1, dry_run);
+  RETURN CASE WHEN dry_run OR pol.action = 'keep' THEN 0 ELSE r.n END;
+END
+$$;
+
+-- All the batches of one policy in the caller's transaction (gdpr.purge()),
+-- in one subtransaction: a broken policy is rolled back and recorded as
+-- failed, and the others run.  One subtransaction per batch would pass the 64
+-- that PostgreSQL tracks per session in shared memory: every snapshot of
+-- every session would then look up pg_subtrans for the purge's rows, and the
+-- CRM's own transactions slowed down with the purge (doc/benchmarks.md).
+-- Returns rows done, -1 when the policy failed.
+CREATE FUNCTION gdpr._purge_policy(run_id bigint, policy_id int, batch_size int, dry_run boolean) RETURNS bigint
+  LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+  pol gdpr.retention_policies;
+  sql text;
+  r record;
+  n bigint := 0;
+  cascaded bigint := 0;
+  batches int := 0;
+BEGIN
+  SELECT * INTO pol FROM gdpr.retention_policies p WHERE p.id = _purge_policy.policy_id;
+  IF NOT FOUND THEN
+    RETURN 0;
   END IF;
-  RETURN CASE WHEN dry_run OR pol.action = 'keep' THEN 0 ELSE n END;
+  BEGIN
+    PERFORM set_config('lock_timeout', coalesce(nullif(current_setting('crm_gdpr.purge_lock_timeout', true), ''), '1s'), true);
+    sql := gdpr._policy_sql(pol, batch_size, dry_run);
+    LOOP
+      r := gdpr._purge_step(pol, sql);
+      n := n + r.n;
+      cascaded := cascaded + r.cascaded;
+      batches := batches + 1;
+      EXIT WHEN r.n = 0 OR dry_run OR pol.action = 'keep';
+    END LOOP;
+  EXCEPTION WHEN OTHERS THEN
+    UPDATE gdpr.purge_results x SET error = SQLSTATE || ': ' || SQLERRM
+     WHERE x.run_id = _purge_policy.run_id AND x.policy_id = _purge_policy.policy_id;
+    RETURN -1;
+  END;
+  PERFORM gdpr._purge_record(run_id, pol, n, cascaded, batches, dry_run);
+  RETURN n;
 END
 $$;
 
@@ -319,8 +393,6 @@ CREATE FUNCTION gdpr.purge(dry_run boolean DEFAULT false)
 DECLARE
   rid bigint;
   pid int;
-  n bigint;
-  sql text;
 BEGIN
   PERFORM gdpr._not_null(dry_run, 'dry_run');
   rid := gdpr._purge_begin('manual: ' || session_user, dry_run);
@@ -329,12 +401,7 @@ BEGIN
     RETURN;
   END IF;
   FOR pid IN SELECT * FROM gdpr._purge_order(rid) LOOP
-    -- The statement of a policy is built once for all its batches.
-    sql := (SELECT gdpr._policy_sql(p, gdpr._purge_batch_size(), dry_run) FROM gdpr.retention_policies p WHERE p.id = pid);
-    LOOP
-      n := gdpr._purge_batch(rid, pid, gdpr._purge_batch_size(), dry_run, sql);
-      EXIT WHEN n <= 0;
-    END LOOP;
+    PERFORM gdpr._purge_policy(rid, pid, gdpr._purge_batch_size(), dry_run);
   END LOOP;
   PERFORM gdpr._purge_finish(rid);
   RETURN QUERY SELECT r.tbl, r.col, r.action, r.rows FROM gdpr.purge_results r

@@ -29,6 +29,8 @@ SQL
 # run_with_writer DB SQL: time SQL while pgbench writes to DB; prints "ms tps max_latency_ms"
 run_with_writer() {
   local db=$1 sql=$2 log="$bench_top/pgbench_$1"
+  # Neither run writes back what the one before it left dirty.
+  psql -X -q -d "$db" -c CHECKPOINT
   pgbench -n -c 2 -j 2 -T 600 -D scale="$SCALE" -f "$bench_top/writer.sql" -l --log-prefix="$log" "$db" \
     >"$bench_top/$1.pgbench_out" 2>&1 &
   local pid=$!

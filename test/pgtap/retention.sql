@@ -1,6 +1,6 @@
 -- Retention: every action, holds, dry run, children first, bad input.
 BEGIN;
-SELECT plan(32);
+SELECT plan(33);
 
 \set QUIET on
 SET client_min_messages = warning;
@@ -61,6 +61,20 @@ SELECT ok((SELECT bool_and(r.tbl::text LIKE 'crm.%') FROM gdpr.purge_history r),
 -- Releasing the hold lets the purge take him.
 SELECT gdpr.release_hold(:hold3);
 SELECT ok((SELECT rows FROM gdpr.purge() WHERE tbl = 'crm.contacts'::regclass AND col IS NULL) = 1, 'released, he is purged');
+
+-- A manual purge in many batches: all of a policy's batches in one
+-- subtransaction, and one PURGE row for them in the access log.
+SAVEPOINT batches;
+SET LOCAL crm_gdpr.purge_batch_size = 2;
+UPDATE crm.interactions SET occurred_at = now() - interval '4 years'
+ WHERE id IN (SELECT id FROM crm.interactions ORDER BY id LIMIT 5);
+CREATE TEMP TABLE result_b AS SELECT * FROM gdpr.purge();
+SELECT gdpr.flush_access_log() >= 0 AS flushed \gset
+SELECT is((SELECT array_agg(row_count || ' rows in ' || (detail->>'batches') || ' batches') FROM gdpr.access_log
+            WHERE operation = 'PURGE' AND table_name = 'crm.interactions'
+              AND (detail->>'run_id')::bigint = (SELECT max(id) FROM gdpr.purge_runs)),
+          ARRAY['5 rows in 4 batches'], 'a manual purge logs one PURGE row per policy, with its batches');
+ROLLBACK TO SAVEPOINT batches;
 
 -- A broken policy fails alone.
 SELECT gdpr.set_retention('crm.marketing_events', NULL, '1 day', 'at', 'delete');
