@@ -148,7 +148,8 @@ next_nonce(unsigned char *nonce)
 /*
  * Per call site (fn_extra): the BLAKE2b state already keyed with the domain's
  * key, so that a row costs one copy of the state and the hash of its value
- * rather than a key lookup and an extra compression for the key block.
+ * rather than a key lookup and the keyed initialisation.  (libsodium keeps
+ * the key block buffered until the final: both ways hash two blocks.)
  */
 typedef struct PseudonymCache
 {
@@ -575,9 +576,10 @@ crm_gdpr_log_subject_ref(const char *id, size_t len)
 /*
  * The BLAKE2b state keyed for the access log's pseudonyms under one master
  * key, in guarded memory: the log writer hashes one subject per read, and
- * starting from the keyed state saves the key lookup and the compression of
- * the key block on each.  One entry: the log names subjects under the current
- * key; other keys (access_history after a rotation) re-key it.
+ * starting from the keyed state saves the key lookups (a string compare per
+ * derived key) and the keyed initialisation on each.  One entry: the log
+ * names subjects under the current key; other keys (access_history after a
+ * rotation) re-key it.
  */
 static crypto_generichash_state *log_ref_state = NULL;
 static unsigned char log_ref_fingerprint[KEY_FINGERPRINT_BYTES];
