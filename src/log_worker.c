@@ -83,15 +83,17 @@ due(TimestampTz *last, long interval_ms)
  * writes a second, 130 MB a minute, most of the writer's time).  Vacuumed
  * after each move, the journal stays a few pages long and inserts reuse
  * them.  Not truncated: that would take a lock the writing transactions
- * wait for.  VACUUM must be a top-level command: it runs here outside any
- * step, as autovacuum would.
+ * wait for; skipped when the journal is locked (an extension upgrade): the
+ * writer does not wait.  VACUUM must be a top-level command: it runs here
+ * outside any step, as autovacuum would.
  */
 static void
 vacuum_journal(void)
 {
 	VacuumStmt *stmt = makeNode(VacuumStmt);
 
-	stmt->options = list_make1(makeDefElem("truncate", (Node *) makeString("false"), -1));
+	stmt->options = list_make2(makeDefElem("truncate", (Node *) makeString("false"), -1),
+							   makeDefElem("skip_locked", (Node *) makeString("true"), -1));
 	stmt->rels = list_make1(makeVacuumRelation(makeRangeVar("gdpr", "access_log_journal", -1), InvalidOid, NIL));
 	stmt->is_vacuumcmd = true;
 	SetCurrentStatementStartTimestamp();
