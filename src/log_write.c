@@ -132,9 +132,7 @@ logged_table(TriggerData *td)
 		if (tables[i].trigger == td->tg_trigger->tgoid)
 			return &tables[i];
 	t = &tables[n_tables];
-	t->name = MemoryContextStrdup(TopMemoryContext,
-								  quote_qualified_identifier(get_namespace_name(RelationGetNamespace(rel)),
-															 RelationGetRelationName(rel)));
+	t->name = MemoryContextStrdup(TopMemoryContext, crm_gdpr_qualified_relname(RelationGetRelid(rel)));
 	t->subject_attnum = subject_column[0] ? SPI_fnumber(RelationGetDescr(rel), subject_column) : 0;
 	if (subject_column[0] && t->subject_attnum <= 0)
 		t->subject_attnum = -1; /* gone: the rows are counted, no one is named */

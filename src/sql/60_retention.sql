@@ -250,11 +250,13 @@ CREATE FUNCTION gdpr._purge_order(run_id bigint) RETURNS SETOF int
    ORDER BY d.depth DESC NULLS LAST, (r.col IS NULL), r.policy_id
 $$;
 
--- One batch of a policy (the statement of _policy_sql): the rows it did and
--- those ON DELETE CASCADE took with them.
+-- One batch of a policy (the statement of _policy_sql), under
+-- crm_gdpr.purge_lock_timeout: the rows it did and those ON DELETE CASCADE
+-- took with them.
 CREATE FUNCTION gdpr._purge_step(pol gdpr.retention_policies, sql text, OUT n bigint, OUT cascaded bigint)
   LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
 BEGIN
+  PERFORM set_config('lock_timeout', coalesce(nullif(current_setting('crm_gdpr.purge_lock_timeout', true), ''), '1s'), true);
   IF sql ~ '^DELETE ' THEN
     cascaded := gdpr._cascade_deleted(pol.tbl);
     EXECUTE sql;
@@ -315,7 +317,6 @@ BEGIN
     RETURN 0;                    -- the policy was removed meanwhile
   END IF;
   BEGIN
-    PERFORM set_config('lock_timeout', coalesce(nullif(current_setting('crm_gdpr.purge_lock_timeout', true), ''), '1s'), true);
     r := gdpr._purge_step(pol, coalesce(prepared, gdpr._policy_sql(pol, batch_size, dry_run)));
   EXCEPTION WHEN OTHERS THEN
     UPDATE gdpr.purge_results x SET error = SQLSTATE || ': ' || SQLERRM
@@ -349,7 +350,6 @@ BEGIN
     RETURN 0;
   END IF;
   BEGIN
-    PERFORM set_config('lock_timeout', coalesce(nullif(current_setting('crm_gdpr.purge_lock_timeout', true), ''), '1s'), true);
     sql := gdpr._policy_sql(pol, batch_size, dry_run);
     LOOP
       r := gdpr._purge_step(pol, sql);
