@@ -126,7 +126,8 @@ is_log_relation(RangeVar *rv)
 
 /*
  * What pg_restore does to the log's partitions, and nothing else (the
- * storage and compression of subject_refs are settings: the data stays).
+ * storage, compression and statistics target of subject_refs are settings:
+ * the data stays).
  */
 static bool
 restore_step(AlterTableStmt *stmt)
@@ -139,7 +140,7 @@ restore_step(AlterTableStmt *stmt)
 
 		if (cmd->subtype != AT_AttachPartition && cmd->subtype != AT_ChangeOwner &&
 			cmd->subtype != AT_ColumnDefault && cmd->subtype != AT_SetCompression &&
-			cmd->subtype != AT_SetStorage)
+			cmd->subtype != AT_SetStorage && cmd->subtype != AT_SetStatistics)
 			return false;
 	}
 	return true;

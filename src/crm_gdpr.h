@@ -54,6 +54,11 @@ extern text *crm_gdpr_log_subject_ref_under(const char *id, size_t len, const un
 #define LOG_RECORD_SUBJECT_LEN 40
 /* Identical reads, and identical write statements, folded into one log row at most. */
 #define LOG_FOLD_MAX 100
+/*
+ * A record on its way to the queue: its numbers, and strings borrowed from
+ * the caller (never NULL, "" for none) until the queue copies them, cut to
+ * the lengths below (LOG_RECORD_STRINGS in all).
+ */
 typedef struct LogRecord
 {
 	TimestampTz at;
@@ -63,16 +68,19 @@ typedef struct LogRecord
 	int			nsubjects;
 	int64		rows;
 	int64		query_id;
-	char		operation[12];
-	char		role[NAMEDATALEN];
-	char		session_role[NAMEDATALEN];
-	char		appname[NAMEDATALEN];
-	char		client[48];
-	char		purpose[NAMEDATALEN];
-	char		detail[128];		/* a JSON object, or "" */
-	char		columns[LOG_RECORD_COLUMNS];
-	char		subjects[LOG_RECORD_SUBJECTS][LOG_RECORD_SUBJECT_LEN];
+	const char *operation;		/* up to 11 bytes */
+	const char *role;			/* names: NAMEDATALEN - 1 */
+	const char *session_role;
+	const char *appname;
+	const char *client;			/* 47 */
+	const char *purpose;		/* NAMEDATALEN - 1 */
+	const char *detail;			/* a JSON object of 127 bytes at most, or "" */
+	const char *columns;		/* LOG_RECORD_COLUMNS - 1 */
+	const char *subjects[LOG_RECORD_SUBJECTS];	/* LOG_RECORD_SUBJECT_LEN - 1 each */
 } LogRecord;
+
+#define LOG_RECORD_STRINGS (12 + 4 * NAMEDATALEN + 48 + 128 + LOG_RECORD_COLUMNS + \
+							LOG_RECORD_SUBJECTS * LOG_RECORD_SUBJECT_LEN)
 
 extern void crm_gdpr_log_queue_init(bool preloading);
 extern bool crm_gdpr_log_queue_ready(void);

@@ -19,6 +19,7 @@
 #include "common/hashfn.h"
 #include "fmgr.h"
 #include "funcapi.h"
+#include "mb/pg_wchar.h"
 #include "miscadmin.h"
 #include "port/atomics.h"
 #include "storage/ipc.h"
@@ -40,9 +41,10 @@
 
 /*
  * A record as it waits in the queue: its numbers, then its strings one after
- * the other.  A read by key fills 150 bytes of it, not the 1 kB of a
- * LogRecord: the cache lines that go from the reader's core to the writer's
- * are what a read costs the two of them.  The taker copies length bytes of
+ * the other.  A read by key fills 150 bytes of it, not the 1 kB its longest
+ * strings may take: the cache lines that go from the reader's core to the
+ * writer's are what a read costs the two of them.  The reader copies its
+ * strings straight from where they are (LogRecord only points to them).  The taker copies length bytes of
  * strings and folds records as they are: what folding compares is the
  * numbers and the strings before subjects_at.
  */
@@ -52,7 +54,7 @@ typedef struct PackedRecord
 	char		head[MAXALIGN(PACKED_HEAD)];
 	uint16		subjects_at;	/* where in strings the subjects start */
 	uint16		length;			/* of strings, all of them */
-	char		strings[sizeof(LogRecord)];
+	char		strings[LOG_RECORD_STRINGS];
 } PackedRecord;
 
 #define PACKED_SIZE(packed) MAXALIGN(offsetof(PackedRecord, strings) + (packed)->length)
@@ -172,22 +174,23 @@ crm_gdpr_log_queue_ready(void)
 	return queue != NULL;
 }
 
+/* s, cut to size - 1 bytes (on a character boundary), and its terminator. */
 static char *
-put_string(char *to, const char *s)
+put_string(char *to, const char *s, int size)
 {
-	size_t		n = strlen(s) + 1;
+	int			n = strnlen(s, size - 1);
 
+	if (n == size - 1 && s[n] != '\0')
+		n = pg_mbcliplen(s, n, n);
 	memcpy(to, s, n);
-	return to + n;
+	to[n] = '\0';
+	return to + n + 1;
 }
 
 static const char *
-get_string(const char *from, char *to, size_t size)
+next_string(const char *from)
 {
-	size_t		n = strlen(from) + 1;
-
-	memcpy(to, from, Min(n, size));
-	return from + n;
+	return from + strlen(from) + 1;
 }
 
 static void
@@ -196,35 +199,35 @@ pack_record(PackedRecord *to, const LogRecord *from)
 	char	   *p = to->strings;
 
 	memcpy(to->head, from, PACKED_HEAD);
-	p = put_string(p, from->operation);
-	p = put_string(p, from->role);
-	p = put_string(p, from->session_role);
-	p = put_string(p, from->appname);
-	p = put_string(p, from->client);
-	p = put_string(p, from->purpose);
-	p = put_string(p, from->detail);
-	p = put_string(p, from->columns);
+	p = put_string(p, from->operation, 12);
+	p = put_string(p, from->role, NAMEDATALEN);
+	p = put_string(p, from->session_role, NAMEDATALEN);
+	p = put_string(p, from->appname, NAMEDATALEN);
+	p = put_string(p, from->client, 48);
+	p = put_string(p, from->purpose, NAMEDATALEN);
+	p = put_string(p, strlen(from->detail) < 128 ? from->detail : "", 128);	/* JSON: whole or not at all */
+	p = put_string(p, from->columns, LOG_RECORD_COLUMNS);
 	to->subjects_at = p - to->strings;
 	for (int i = 0; i < from->nsubjects; i++)
-		p = put_string(p, from->subjects[i]);
+		p = put_string(p, from->subjects[i], LOG_RECORD_SUBJECT_LEN);
 	to->length = p - to->strings;
 }
 
-/* Everything but the subjects, which folding keeps apart. */
+/* Everything but the subjects, which folding keeps apart: the strings stay in from. */
 static void
 unpack_record(LogRecord *to, const PackedRecord *from)
 {
 	const char *p = from->strings;
 
 	memcpy(to, from->head, PACKED_HEAD);
-	p = get_string(p, to->operation, sizeof(to->operation));
-	p = get_string(p, to->role, sizeof(to->role));
-	p = get_string(p, to->session_role, sizeof(to->session_role));
-	p = get_string(p, to->appname, sizeof(to->appname));
-	p = get_string(p, to->client, sizeof(to->client));
-	p = get_string(p, to->purpose, sizeof(to->purpose));
-	p = get_string(p, to->detail, sizeof(to->detail));
-	p = get_string(p, to->columns, sizeof(to->columns));
+	to->operation = p;
+	to->role = p = next_string(p);
+	to->session_role = p = next_string(p);
+	to->appname = p = next_string(p);
+	to->client = p = next_string(p);
+	to->purpose = p = next_string(p);
+	to->detail = p = next_string(p);
+	to->columns = next_string(p);
 	to->nsubjects = 0;
 }
 

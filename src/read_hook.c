@@ -661,7 +661,6 @@ crm_gdpr_role_name(Oid roleid, int slot)
 void
 crm_gdpr_fill_log_record(LogRecord *rec, const char *operation, Oid relid)
 {
-	memset(rec, 0, offsetof(LogRecord, columns) + 1);
 	/*
 	 * The statement's start: no clock read per query.  It is never older than
 	 * the start of the (still running) transaction, which is what the seal's
@@ -671,13 +670,17 @@ crm_gdpr_fill_log_record(LogRecord *rec, const char *operation, Oid relid)
 	rec->dbid = MyDatabaseId;
 	rec->relid = relid;
 	rec->pid = MyProcPid;
+	rec->nsubjects = 0;
+	rec->rows = 0;
 	rec->query_id = pgstat_get_my_query_id();
-	strlcpy(rec->operation, operation, sizeof(rec->operation));
-	strlcpy(rec->role, crm_gdpr_role_name(GetUserId(), 0), NAMEDATALEN);
-	strlcpy(rec->session_role, crm_gdpr_role_name(GetSessionUserId(), 1), NAMEDATALEN);
-	strlcpy(rec->appname, application_name ? application_name : "", NAMEDATALEN);
-	strlcpy(rec->client, client_address(), sizeof(rec->client));
-	strlcpy(rec->purpose, crm_gdpr_log_purpose(), NAMEDATALEN);
+	rec->operation = operation;
+	rec->role = crm_gdpr_role_name(GetUserId(), 0);
+	rec->session_role = crm_gdpr_role_name(GetSessionUserId(), 1);
+	rec->appname = application_name ? application_name : "";
+	rec->client = client_address();
+	rec->purpose = crm_gdpr_log_purpose();
+	rec->detail = "";
+	rec->columns = "";
 }
 
 /* On a standby nothing is written: the server log keeps the record. */
@@ -719,10 +722,10 @@ record_read(const char *operation, Oid relid, const char *columns, int64 rows,
 
 	crm_gdpr_fill_log_record(&rec, operation, relid);
 	rec.rows = rows;
-	strlcpy(rec.columns, columns, LOG_RECORD_COLUMNS);
+	rec.columns = columns;
 	rec.nsubjects = nsubjects;
 	for (int i = 0; i < nsubjects; i++)
-		strlcpy(rec.subjects[i], subjects[i], LOG_RECORD_SUBJECT_LEN);
+		rec.subjects[i] = subjects[i];
 	if (refused)
 	{
 		StringInfoData buf;
@@ -731,7 +734,7 @@ record_read(const char *operation, Oid relid, const char *columns, int64 rows,
 		appendStringInfoString(&buf, "{\"refused\": ");
 		escape_json(&buf, refused);
 		appendStringInfoChar(&buf, '}');
-		strlcpy(rec.detail, buf.data, sizeof(rec.detail));
+		rec.detail = buf.data;
 	}
 	if (RecoveryInProgress())
 		log_to_server_log(&rec);
@@ -761,7 +764,7 @@ gdpr_log_enqueue(PG_FUNCTION_ARGS)
 
 	crm_gdpr_fill_log_record(&rec, text_to_cstring(PG_GETARG_TEXT_PP(0)),
 							 PG_ARGISNULL(1) ? InvalidOid : PG_GETARG_OID(1));
-	strlcpy(rec.role, GetUserNameFromId(GetOuterUserId(), false), NAMEDATALEN);
+	rec.role = GetUserNameFromId(GetOuterUserId(), false);
 	if (!PG_ARGISNULL(2))
 	{
 		ArrayType  *ids = PG_GETARG_ARRAYTYPE_P(2);
@@ -772,11 +775,11 @@ gdpr_log_enqueue(PG_FUNCTION_ARGS)
 		deconstruct_array(ids, TEXTOID, -1, false, TYPALIGN_INT, &items, &nulls, &n);
 		for (int i = 0; i < n && rec.nsubjects < LOG_RECORD_SUBJECTS; i++)
 			if (!nulls[i])
-				strlcpy(rec.subjects[rec.nsubjects++], TextDatumGetCString(items[i]), LOG_RECORD_SUBJECT_LEN);
+				rec.subjects[rec.nsubjects++] = TextDatumGetCString(items[i]);
 	}
 	rec.rows = PG_ARGISNULL(3) ? 0 : PG_GETARG_INT64(3);
-	if (!PG_ARGISNULL(4) && VARSIZE_ANY_EXHDR(PG_GETARG_TEXT_PP(4)) < sizeof(rec.detail))
-		strlcpy(rec.detail, text_to_cstring(PG_GETARG_TEXT_PP(4)), sizeof(rec.detail));
+	if (!PG_ARGISNULL(4))
+		rec.detail = text_to_cstring(PG_GETARG_TEXT_PP(4));	/* left out by the queue if too long */
 	if (RecoveryInProgress())
 		log_to_server_log(&rec);
 	else
@@ -974,7 +977,7 @@ record_decrypts(void)
 	LogRecord	rec;
 
 	crm_gdpr_fill_log_record(&rec, "DECRYPT", InvalidOid);
-	strlcpy(rec.role, decrypt_role, NAMEDATALEN);
+	rec.role = decrypt_role;
 	rec.rows = pending_decrypts;
 	pending_decrypts = 0;
 	if (RecoveryInProgress())

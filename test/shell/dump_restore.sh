@@ -6,6 +6,7 @@ source "$(dirname "$0")/lib.sh"
 fresh_db dump_src 300
 q -d dump_src -f test/fixtures/registry.sql >/dev/null
 q -d dump_src >/dev/null <<'SQL'
+SELECT gdpr._log_maintain();    -- month partitions, as the log writer makes them
 SELECT gdpr.restrict_subject('3', 'accuracy contested');
 SELECT gdpr.open_request('4', 'access', now() - interval '2 days');
 SELECT gdpr.report_breach('test breach', now() - interval '1 hour', 10);
@@ -50,6 +51,9 @@ SELECT 'vk', gdpr.decrypt(secret) FROM crm.vault;
 SELECT 'al', id, at, role_name, operation, table_name, columns, subject_refs, row_count, encode(mac, 'hex')
   FROM gdpr.access_log ORDER BY id;
 SELECT 'se', * FROM gdpr.access_log_seals ORDER BY seal_id;
+SELECT 'lp', c.relname, c.reloptions, a.attstattarget, (SELECT count(*) FROM gdpr.access_log l WHERE l.tableoid = c.oid)
+  FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid JOIN pg_attribute a ON a.attrelid = c.oid AND a.attname = 'subject_refs'
+ WHERE i.inhparent = 'gdpr.access_log'::regclass ORDER BY c.relname;
 SELECT 'crm', count(*), sum(hashtext(c::text)) FROM crm.contacts c;
 SQL
 }
@@ -66,6 +70,8 @@ after=$(snapshot dump_dst)
 diff <(echo "$before") <(echo "$after") || fail "registry differs after restore"
 [ "$(grep -c '^al' <<<"$before")" -ge 10 ] || fail "the access log was not filled: $(grep '^al' <<<"$before")"
 [ "$(grep -c '^se' <<<"$before")" -ge 1 ] || fail "the access log was not sealed"
+grep -q "^lp|access_log_$(date -u +%Y_%m)|{toast_tuple_target=8160}|0|[1-9]" <<<"$before" ||
+  fail "the log's rows are not in this month's partition: $(grep '^lp' <<<"$before")"
 # Same log rows, no more (the restore fired nothing), and still verified.
 [ "$(q -d dump_dst -c 'SELECT ok FROM gdpr.verify_access_log()')" = t ] ||
   fail "verify_access_log after restore: $(q -d dump_dst -c 'SELECT * FROM gdpr.verify_access_log()')"
