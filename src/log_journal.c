@@ -53,8 +53,7 @@ typedef struct JournalFold
 	int64		rows;
 	bool		rows_known;		/* some statement counted its rows (TRUNCATE does not) */
 	bool		counted;		/* every statement counted its subjects */
-	List	   *refs;			/* distinct subject references (char *) */
-	HTAB	   *seen;			/* the same, to find them */
+	List	   *refs;			/* subject references (char *), repeats included */
 } JournalFold;
 
 /*
@@ -103,6 +102,11 @@ identity_of(TupleTableSlot *slot, StringInfo buf)
 	}
 }
 
+/*
+ * The references as they come; repeats go when the fold is emitted (sorted
+ * there anyway): a hash table per fold, created and searched per reference,
+ * cost more than the sort.
+ */
 static void
 add_refs(JournalFold *f, text *joined)
 {
@@ -113,17 +117,9 @@ add_refs(JournalFold *f, text *joined)
 	{
 		const char *sep = memchr(p, SEPARATOR, end - p);
 		size_t		len = (sep ? sep : end) - p;
-		char		key[NAMEDATALEN];
-		bool		found;
 
 		if (len > 0)
-		{
-			memcpy(key, p, Min(len, NAMEDATALEN - 1));
-			key[Min(len, NAMEDATALEN - 1)] = '\0';
-			(void) hash_search(f->seen, key, HASH_ENTER, &found);
-			if (!found)
-				f->refs = lappend(f->refs, pstrdup(key));
-		}
+			f->refs = lappend(f->refs, pnstrdup(p, Min(len, NAMEDATALEN - 1)));
 		p += len + 1;
 	}
 }
@@ -133,7 +129,6 @@ new_fold(JournalReceiver *r, uint64 key, TupleTableSlot *slot)
 {
 	JournalFold *f;
 	bool		found;
-	HASHCTL		ctl;
 
 	f = hash_search(r->open, &key, HASH_ENTER, &found);
 	f->key = key;
@@ -146,11 +141,6 @@ new_fold(JournalReceiver *r, uint64 key, TupleTableSlot *slot)
 	f->rows_known = false;
 	f->counted = true;
 	f->refs = NIL;
-	memset(&ctl, 0, sizeof(ctl));
-	ctl.keysize = NAMEDATALEN;
-	ctl.entrysize = NAMEDATALEN;
-	ctl.hcxt = r->cxt;
-	f->seen = hash_create("crm_gdpr journal refs", 16, &ctl, HASH_ELEM | HASH_STRINGS | HASH_CONTEXT);
 	return f;
 }
 
@@ -248,17 +238,23 @@ by_text(const ListCell *a, const ListCell *b)
 	return strcmp(lfirst(a), lfirst(b));
 }
 
+/* The distinct references, sorted: a row's do not depend on the order its statements came in. */
 static Datum
-ref_array(List *refs)
+ref_array(List *refs, int *distinct)
 {
 	Datum	   *items = palloc(sizeof(Datum) * Max(list_length(refs), 1));
+	const char *last = NULL;
 	ListCell   *lc;
 	int			n = 0;
 
-	/* Sorted: a row's references do not depend on the order its statements came in. */
 	list_sort(refs, by_text);
 	foreach(lc, refs)
-		items[n++] = CStringGetTextDatum(lfirst(lc));
+	{
+		if (last == NULL || strcmp(last, lfirst(lc)) != 0)
+			items[n++] = CStringGetTextDatum(lfirst(lc));
+		last = lfirst(lc);
+	}
+	*distinct = n;
 	return PointerGetDatum(construct_array(items, n, TEXTOID, -1, false, TYPALIGN_INT));
 }
 
@@ -270,6 +266,7 @@ emit(Tuplestorestate *store, TupleDesc out, JournalFold *f, TupleDesc desc)
 	bool		n[17];
 	Datum		row[J_COUNT];
 	bool		rownull[J_COUNT];
+	int			distinct = 0;
 	const int	copied[][2] = {{2, J_ROLE}, {3, J_SESSION_ROLE}, {4, J_APPNAME}, {5, J_CLIENT}, {6, J_PID},
 	{7, J_OPERATION}, {8, J_TBL}, {9, J_TABLE_NAME}, {14, J_QUERY_ID}, {15, J_PURPOSE}};
 
@@ -286,8 +283,8 @@ emit(Tuplestorestate *store, TupleDesc out, JournalFold *f, TupleDesc desc)
 	n[10] = rownull[J_COLUMNS];
 	v[10] = n[10] ? (Datum) 0 : crm_gdpr_name_array(TextDatumGetCString(row[J_COLUMNS]), SEPARATOR);
 	n[11] = f->refs == NIL;
-	v[11] = n[11] ? (Datum) 0 : ref_array(f->refs);
-	v[12] = Int64GetDatum(list_length(f->refs));
+	v[11] = n[11] ? (Datum) 0 : ref_array(f->refs, &distinct);
+	v[12] = Int64GetDatum(distinct);
 	n[12] = !f->counted;
 	v[13] = Int64GetDatum(f->rows);
 	n[13] = !f->rows_known;

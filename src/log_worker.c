@@ -13,6 +13,10 @@
  */
 #include "postgres.h"
 
+#ifdef __GLIBC__
+#include <malloc.h>
+#endif
+
 #include "access/xact.h"
 #include "access/xlog.h"
 #include "commands/vacuum.h"
@@ -105,6 +109,22 @@ vacuum_journal(void)
 	pgstat_report_activity(STATE_IDLE, NULL);
 }
 
+/*
+ * Each round allocates tens of megabytes (the journal's folds, the rows,
+ * the executor's memory) and frees them at its end; glibc gives large blocks
+ * back to the kernel at once, and the next round faults every page in again
+ * and has it zeroed: an eighth of the writer's time under writes.  The
+ * writer keeps what it freed instead (its peak stays resident).
+ */
+static void
+keep_freed_memory(void)
+{
+#ifdef __GLIBC__
+	mallopt(M_MMAP_THRESHOLD, 64 * 1024 * 1024);
+	mallopt(M_TRIM_THRESHOLD, 256 * 1024 * 1024);
+#endif
+}
+
 void
 crm_gdpr_log_worker_main(Datum arg)
 {
@@ -117,6 +137,7 @@ crm_gdpr_log_worker_main(Datum arg)
 	pqsignal(SIGHUP, SignalHandlerForConfigReload);
 	pqsignal(SIGTERM, die);
 	BackgroundWorkerUnblockSignals();
+	keep_freed_memory();
 	BackgroundWorkerInitializeConnection(crm_gdpr_worker_database(), NULL, 0);
 	crm_gdpr_in_own_worker = true;
 	pgstat_report_appname("crm_gdpr log writer");

@@ -2,7 +2,7 @@
 -- Reads are queued in shared memory; gdpr.flush_access_log() writes them here
 -- (the log writer only serves crm_gdpr.database).
 BEGIN;
-SELECT plan(96);
+SELECT plan(98);
 
 \set QUIET on
 SET client_min_messages = warning;
@@ -67,6 +67,14 @@ UPDATE crm.contacts SET city = city WHERE id = :c1;
 SELECT is((pg_temp.last('UPDATE')).columns, NULL, 'an UPDATE that changes nothing names no column');
 UPDATE crm.contacts SET city = 'Nowhere' WHERE id = -1;
 SELECT is((SELECT count(*) FROM mine WHERE operation = 'UPDATE'), 2::bigint, 'a statement that touches no row is not logged');
+-- Three identical statements on the same two people: one row, each person once.
+DO $$ BEGIN FOR i IN 1..3 LOOP UPDATE crm.contacts SET phone = phone || i WHERE id IN (11, 12); END LOOP; END $$;
+SELECT is((SELECT ARRAY[times, row_count, subjects, cardinality(subject_refs)] FROM pg_temp.last('UPDATE')),
+          ARRAY[3, 6, 2, 2]::bigint[], 'identical writes fold into one row that names each person once');
+SELECT is((pg_temp.last('UPDATE')).subject_refs,
+          (SELECT array_agg(r ORDER BY r COLLATE "C") FROM unnest(ARRAY[gdpr.pseudonymise('11', 'access-log'),
+                                                                       gdpr.pseudonymise('12', 'access-log')]) r),
+          'their references, sorted');
 
 DELETE FROM crm.interactions WHERE contact_id = :c2 AND summary IS NULL;
 SELECT ok((pg_temp.last('DELETE')).columns @> ARRAY['id', 'contact_id', 'kind', 'summary', 'agent']::name[],
