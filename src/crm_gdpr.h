@@ -46,6 +46,8 @@ extern void crm_gdpr_crypto_forget_derived(void);
 extern bool crm_gdpr_log_mac(const unsigned char *msg, size_t len, const unsigned char *fingerprint,
 							 unsigned char *out);
 extern text *crm_gdpr_log_subject_ref(const char *id, size_t len);
+extern void crm_gdpr_cache_log_refs(void);
+extern void crm_gdpr_log_subject_refs(const char **ids, int n, Datum *refs);
 extern text *crm_gdpr_log_subject_ref_under(const char *id, size_t len, const unsigned char *fingerprint);
 
 /* The read queue (log_queue.c) and the hooks that fill it (read_hook.c). */

@@ -18,6 +18,7 @@
 #include <sodium.h>
 
 #include "fmgr.h"
+#include "common/hashfn.h"
 #include "utils/builtins.h"
 #include "utils/memutils.h"
 #include "utils/array.h"
@@ -557,6 +558,119 @@ crm_gdpr_log_mac(const unsigned char *msg, size_t len, const unsigned char *fing
 	crypto_generichash(out + KEY_FINGERPRINT_BYTES, LOG_MAC_BYTES - KEY_FINGERPRINT_BYTES, msg, len,
 					   derived_key(master, fingerprint, SUBKEY_LOG_MAC, NULL), 32);
 	return true;
+}
+
+/*
+ * The log writer's cache of subjects' references under the current key:
+ * the keyed BLAKE2b of a reference is a third of what a read costs the
+ * writer, and a CRM reads its busy customers again and again.  Direct-mapped
+ * (a slot per hash of the identifier, the last one in wins), 8 MB, emptied
+ * when the keys change; only the log writer has one (it sees the
+ * identifiers anyway, in the read queue).  A hit is checked against the
+ * whole identifier: a reference is never another person's.
+ */
+#define REF_CACHE_SLOTS (1 << 17)
+#define REF_CACHE_ID 39
+typedef struct RefCacheEntry
+{
+	uint8		len;			/* of id; 0: empty */
+	char		id[REF_CACHE_ID];
+	char		token[PSEUDONYM_CHARS];
+	char		pad[64 - 1 - REF_CACHE_ID - PSEUDONYM_CHARS];	/* one cache line each */
+} RefCacheEntry;
+
+static RefCacheEntry *ref_cache = NULL;
+static bool ref_cache_enabled = false;
+static unsigned char ref_cache_fingerprint[KEY_FINGERPRINT_BYTES];
+static uint64 ref_cache_generation = 0;
+
+void
+crm_gdpr_cache_log_refs(void)
+{
+	ref_cache_enabled = true;
+}
+
+static text *
+token_text(const char *token)
+{
+	text	   *t = (text *) palloc(VARHDRSZ + PSEUDONYM_CHARS);
+
+	memcpy(VARDATA(t), token, PSEUDONYM_CHARS);
+	SET_VARSIZE(t, VARHDRSZ + PSEUDONYM_CHARS);
+	return t;
+}
+
+/* The cache, emptied if the current key is not the one it was filled under. */
+static RefCacheEntry *
+ref_cache_for(const unsigned char *current)
+{
+	uint64		generation = crm_gdpr_key_generation();
+
+	if (ref_cache == NULL)
+		ref_cache = (RefCacheEntry *) TYPEALIGN(64, MemoryContextAllocHuge(TopMemoryContext,
+																		   sizeof(RefCacheEntry) * REF_CACHE_SLOTS + 64));
+	if (ref_cache_generation != generation ||
+		memcmp(ref_cache_fingerprint, current, KEY_FINGERPRINT_BYTES) != 0)
+	{
+		memset(ref_cache, 0, sizeof(RefCacheEntry) * REF_CACHE_SLOTS);
+		memcpy(ref_cache_fingerprint, current, KEY_FINGERPRINT_BYTES);
+		ref_cache_generation = generation;
+	}
+	return ref_cache;
+}
+
+static text *
+cached_ref(RefCacheEntry *e, const char *id, size_t len, const unsigned char *current)
+{
+	text	   *ref;
+
+	if (e->len == len && memcmp(e->id, id, len) == 0)
+		return token_text(e->token);
+	ref = crm_gdpr_log_subject_ref_under(id, len, current);
+	Assert(VARSIZE(ref) == VARHDRSZ + PSEUDONYM_CHARS);
+	e->len = len;
+	memcpy(e->id, id, len);
+	memcpy(e->token, VARDATA(ref), PSEUDONYM_CHARS);
+	return ref;
+}
+
+/*
+ * The references of n subjects, into refs.  The cache is far larger than the
+ * processor's caches: each look-up is a trip to memory, so all of them are
+ * started (prefetched) before the first is read, and they overlap.
+ */
+void
+crm_gdpr_log_subject_refs(const char **ids, int n, Datum *refs)
+{
+	const unsigned char *fps[1];
+	const unsigned char *current = crm_gdpr_key_fingerprints(fps, 1) > 0 ? fps[0] : NULL;
+	RefCacheEntry *cache;
+	RefCacheEntry **entries;
+
+	if (current == NULL || !ref_cache_enabled)
+	{
+		for (int i = 0; i < n; i++)
+			refs[i] = PointerGetDatum(crm_gdpr_log_subject_ref_under(ids[i], strlen(ids[i]), current));
+		return;
+	}
+	cache = ref_cache_for(current);
+	entries = palloc(sizeof(RefCacheEntry *) * Max(n, 1));
+	for (int i = 0; i < n; i++)
+	{
+		entries[i] = &cache[hash_bytes((const unsigned char *) ids[i], strlen(ids[i])) & (REF_CACHE_SLOTS - 1)];
+#ifdef __GNUC__
+		__builtin_prefetch(entries[i], 1);
+#endif
+	}
+	for (int i = 0; i < n; i++)
+	{
+		size_t		len = strlen(ids[i]);
+
+		refs[i] = PointerGetDatum(len == 0 || len > REF_CACHE_ID ?
+								  crm_gdpr_log_subject_ref_under(ids[i], len, current) :
+								  cached_ref(entries[i], ids[i], len, current));
+	}
+	pfree(entries);
 }
 
 /*

@@ -375,8 +375,7 @@ subject_refs(const char **values, int n)
 {
 	Datum	   *items = palloc(sizeof(Datum) * Max(n, 1));
 
-	for (int i = 0; i < n; i++)
-		items[i] = PointerGetDatum(crm_gdpr_log_subject_ref(values[i], strlen(values[i])));
+	crm_gdpr_log_subject_refs(values, n, items);
 	return PointerGetDatum(construct_array(items, n, TEXTOID, -1, false, TYPALIGN_INT));
 }
 

@@ -140,6 +140,7 @@ crm_gdpr_log_worker_main(Datum arg)
 	keep_freed_memory();
 	BackgroundWorkerInitializeConnection(crm_gdpr_worker_database(), NULL, 0);
 	crm_gdpr_in_own_worker = true;
+	crm_gdpr_cache_log_refs();
 	pgstat_report_appname("crm_gdpr log writer");
 	crm_gdpr_log_queue_set_writer();
 
