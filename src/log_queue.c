@@ -5,9 +5,9 @@
  * transaction, or on a standby, and a synchronous write per statement is what
  * makes pgaudit-like logging slow.  It claims slots sixteen at a time with one
  * atomic increment, copies its record into the next one and marks it ready:
- * no lock, so readers never wait for each other nor for the writer.  One taker at a
- * time (a lightweight lock among takers) frees the ready slots of its
- * database.  The log writer
+ * no lock, so readers never wait for each other nor for the writer.  One
+ * taker at a time (a lightweight lock among takers) frees the ready slots of
+ * its database.  The log writer
  * (log_worker.c), or gdpr.flush_access_log() in a database without it, takes
  * the records of its database and inserts them.  When the queue is full the
  * record is dropped and counted: the reader is never blocked or failed.
@@ -44,9 +44,9 @@
  * the other.  A read by key fills 150 bytes of it, not the 1 kB its longest
  * strings may take: the cache lines that go from the reader's core to the
  * writer's are what a read costs the two of them.  The reader copies its
- * strings straight from where they are (LogRecord only points to them).  The taker copies length bytes of
- * strings and folds records as they are: what folding compares is the
- * numbers and the strings before subjects_at.
+ * strings straight from where they are (LogRecord only points to them).  The
+ * taker copies length bytes of strings and folds records as they are: what
+ * folding compares is the numbers and the strings before subjects_at.
  */
 #define PACKED_HEAD offsetof(LogRecord, operation)	/* LogRecord's numbers, as they are */
 typedef struct PackedRecord
