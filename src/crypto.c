@@ -624,6 +624,8 @@ cached_ref(RefCacheEntry *e, const char *id, size_t len, const unsigned char *cu
 {
 	text	   *ref;
 
+	if (len == 0 || len > REF_CACHE_ID)
+		return crm_gdpr_log_subject_ref_under(id, len, current);
 	if (e->len == len && memcmp(e->id, id, len) == 0)
 		return token_text(e->token);
 	ref = crm_gdpr_log_subject_ref_under(id, len, current);
@@ -646,6 +648,7 @@ crm_gdpr_log_subject_refs(const char **ids, int n, Datum *refs)
 	const unsigned char *current = crm_gdpr_key_fingerprints(fps, 1) > 0 ? fps[0] : NULL;
 	RefCacheEntry *cache;
 	RefCacheEntry **entries;
+	size_t	   *lens;
 
 	if (current == NULL || !ref_cache_enabled)
 	{
@@ -655,22 +658,19 @@ crm_gdpr_log_subject_refs(const char **ids, int n, Datum *refs)
 	}
 	cache = ref_cache_for(current);
 	entries = palloc(sizeof(RefCacheEntry *) * Max(n, 1));
+	lens = palloc(sizeof(size_t) * Max(n, 1));
 	for (int i = 0; i < n; i++)
 	{
-		entries[i] = &cache[hash_bytes((const unsigned char *) ids[i], strlen(ids[i])) & (REF_CACHE_SLOTS - 1)];
+		lens[i] = strlen(ids[i]);
+		entries[i] = &cache[hash_bytes((const unsigned char *) ids[i], lens[i]) & (REF_CACHE_SLOTS - 1)];
 #ifdef __GNUC__
 		__builtin_prefetch(entries[i], 1);
 #endif
 	}
 	for (int i = 0; i < n; i++)
-	{
-		size_t		len = strlen(ids[i]);
-
-		refs[i] = PointerGetDatum(len == 0 || len > REF_CACHE_ID ?
-								  crm_gdpr_log_subject_ref_under(ids[i], len, current) :
-								  cached_ref(entries[i], ids[i], len, current));
-	}
+		refs[i] = PointerGetDatum(cached_ref(entries[i], ids[i], lens[i], current));
 	pfree(entries);
+	pfree(lens);
 }
 
 /*

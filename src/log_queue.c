@@ -444,9 +444,25 @@ typedef struct SeenSubject
 	int			fold;
 } SeenSubject;
 
-static SeenSubject *seen = NULL;
-static int	seen_room = 0;
-static uint32 seen_mask;
+/*
+ * The taker's buffers, kept from one take to the next: allocated anew in
+ * every call, they were fresh pages for the kernel to fault in and zero,
+ * several a take (glibc maps large blocks and unmaps them when freed).
+ */
+typedef struct TakeBuffers
+{
+	char	   *copy;			/* the records taken, end to end */
+	Size		copy_size;
+	int		   *slots;			/* their slots, to free them */
+	const PackedRecord **taken; /* where each one starts in copy */
+	Fold	   *folds;
+	int			room;			/* of slots, taken and folds */
+	SeenSubject *seen;			/* the set of subjects per fold */
+	int			seen_room;
+	uint32		seen_mask;
+} TakeBuffers;
+
+static TakeBuffers bufs;
 
 static void
 reset_seen(int subjects)
@@ -455,25 +471,26 @@ reset_seen(int subjects)
 
 	while (size < 2 * subjects)
 		size *= 2;
-	if (size > seen_room)
+	if (size > bufs.seen_room)
 	{
-		if (seen)
-			pfree(seen);
-		seen = MemoryContextAlloc(TopMemoryContext, sizeof(SeenSubject) * size);
-		seen_room = size;
+		if (bufs.seen)
+			pfree(bufs.seen);
+		bufs.seen = MemoryContextAlloc(TopMemoryContext, sizeof(SeenSubject) * size);
+		bufs.seen_room = size;
 	}
-	memset(seen, 0, sizeof(SeenSubject) * size);
-	seen_mask = size - 1;
+	memset(bufs.seen, 0, sizeof(SeenSubject) * size);
+	bufs.seen_mask = size - 1;
 }
 
 /* Whether fold already has subject s; adds it otherwise. */
 static bool
 seen_before(int fold, const char *s, size_t len)
 {
+	SeenSubject *seen = bufs.seen;
 	uint32		hash = hash_bytes((const unsigned char *) s, len);
-	uint32		i = (hash ^ ((uint32) fold * 0x9E3779B9)) & seen_mask;
+	uint32		i = (hash ^ ((uint32) fold * 0x9E3779B9)) & bufs.seen_mask;
 
-	for (; seen[i].subject != NULL; i = (i + 1) & seen_mask)
+	for (; seen[i].subject != NULL; i = (i + 1) & bufs.seen_mask)
 		if (seen[i].hash == hash && seen[i].fold == fold && strcmp(seen[i].subject, s) == 0)
 			return true;
 	seen[i].subject = s;
@@ -607,22 +624,6 @@ emit(Tuplestorestate *store, TupleDesc desc, Fold *f, LogRecord *r)
 	tuplestore_putvalues(store, desc, v, n);
 }
 
-/*
- * The taker's buffers, kept from one take to the next: allocated anew in
- * every call, they were fresh pages for the kernel to fault in and zero,
- * several a take (glibc maps large blocks and unmaps them when freed).
- */
-typedef struct TakeBuffers
-{
-	char	   *copy;			/* the records taken, end to end */
-	Size		copy_size;
-	int		   *slots;			/* their slots, to free them */
-	const PackedRecord **taken; /* where each one starts in copy */
-	Fold	   *folds;
-	int			room;			/* of slots, taken and folds */
-} TakeBuffers;
-
-static TakeBuffers bufs;
 
 /* A backend that flushes the log now and then does not keep them. */
 static void
@@ -636,11 +637,9 @@ release_buffers(void)
 		pfree(bufs.taken);
 		pfree(bufs.folds);
 	}
+	if (bufs.seen)
+		pfree(bufs.seen);
 	memset(&bufs, 0, sizeof(bufs));
-	if (seen)
-		pfree(seen);
-	seen = NULL;
-	seen_room = 0;
 }
 
 static void
