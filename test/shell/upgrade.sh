@@ -1,29 +1,15 @@
 #!/usr/bin/env bash
-# ALTER EXTENSION crm_gdpr UPDATE from 0.1 (the released base script, frozen
-# in src/upgrade) to the current version, on a filled database: afterwards it
-# holds the same objects, definitions and privileges as a fresh install, its
-# data is intact, and the new behaviour (the access log) works.
+# ALTER EXTENSION crm_gdpr UPDATE from every released version (releases/,
+# frozen) to the current one, on a filled database: afterwards it holds the
+# same objects, definitions and privileges as a fresh install, its data is
+# intact, and the access log and restrictions work.
 source "$(dirname "$0")/lib.sh"
-dropdb --if-exists upg_old; dropdb --if-exists upg_new
-createdb upg_old; createdb upg_new
 fill() {
   q -d "$1" -c 'SET client_min_messages = warning' -c "CREATE EXTENSION crm_gdpr${2:+ VERSION '$2'}" \
     -f test/fixtures/crm.sql -c 'SELECT crm.generate(300)' -f test/fixtures/registry.sql \
     -c "SELECT gdpr.grant_consent('5', 'newsletter', 'web', '{\"ip\": \"203.0.113.9\", \"user_agent\": \"UA\", \"form\": \"f1\"}')" \
     -c "SELECT gdpr.restrict_subject('3', 'accuracy contested')" >/dev/null
 }
-fill upg_old 0.1
-[ "$(q -d upg_old -c "SELECT extversion FROM pg_extension WHERE extname = 'crm_gdpr'")" = 0.1 ] || fail "0.1 not installed"
-before=$(q -d upg_old -c "SELECT count(*) FROM gdpr.personal_data" -c "SELECT count(*) FROM gdpr.consent_ledger" \
-           -c "SELECT count(*) FROM gdpr.restrictions" -c "SELECT count(*) FROM crm.contacts")
-q -d upg_old -c 'ALTER EXTENSION crm_gdpr UPDATE' >/dev/null || fail "ALTER EXTENSION UPDATE failed"
-[ "$(q -d upg_old -c "SELECT extversion FROM pg_extension WHERE extname = 'crm_gdpr'")" = \
-  "$(sed -n "s/^default_version *= *'\(.*\)'/\1/p" crm_gdpr.control)" ] || fail "not at the current version"
-after=$(q -d upg_old -c "SELECT count(*) FROM gdpr.personal_data" -c "SELECT count(*) FROM gdpr.consent_ledger" \
-          -c "SELECT count(*) FROM gdpr.restrictions" -c "SELECT count(*) FROM crm.contacts")
-[ "$before" = "$after" ] || fail "data changed by the update: $before / $after"
-
-fill upg_new
 # The same objects, definitions, privileges and triggers as a fresh install.
 shape() {
   q -d "$1" <<'SQL'
@@ -40,17 +26,33 @@ SELECT 'trigger', t.tgrelid::regclass, t.tgname, t.tgenabled FROM pg_trigger t
 SELECT 'event trigger', evtname, evtevent, evttags FROM pg_event_trigger ORDER BY 2;
 SQL
 }
-diff <(shape upg_old) <(shape upg_new) || fail "the updated extension differs from a fresh install"
+for from in $(ls releases | sed -n "s/^crm_gdpr--\([0-9.]*\)\.sql$/\1/p" | sort -V); do
+  dropdb --if-exists upg_old; dropdb --if-exists upg_new
+  createdb upg_old; createdb upg_new
+  fill upg_old "$from"
+  [ "$(q -d upg_old -c "SELECT extversion FROM pg_extension WHERE extname = 'crm_gdpr'")" = "$from" ] || fail "$from not installed"
+  before=$(q -d upg_old -c "SELECT count(*) FROM gdpr.personal_data" -c "SELECT count(*) FROM gdpr.consent_ledger" \
+             -c "SELECT count(*) FROM gdpr.restrictions" -c "SELECT count(*) FROM crm.contacts")
+  q -d upg_old -c 'ALTER EXTENSION crm_gdpr UPDATE' >/dev/null || fail "ALTER EXTENSION UPDATE from $from failed"
+  [ "$(q -d upg_old -c "SELECT extversion FROM pg_extension WHERE extname = 'crm_gdpr'")" = \
+    "$(sed -n "s/^default_version *= *'\(.*\)'/\1/p" crm_gdpr.control)" ] || fail "not at the current version"
+  after=$(q -d upg_old -c "SELECT count(*) FROM gdpr.personal_data" -c "SELECT count(*) FROM gdpr.consent_ledger" \
+            -c "SELECT count(*) FROM gdpr.restrictions" -c "SELECT count(*) FROM crm.contacts")
+  [ "$before" = "$after" ] || fail "data changed by the update: $before / $after"
 
-# The access log works in the updated database; the restriction still holds.
-q -d upg_old -c "UPDATE crm.contacts SET city = 'Nancy' WHERE id = 9" -c "SELECT gdpr.flush_access_log()" >/dev/null
-[ "$(q -d upg_old -c "SELECT count(*) FROM gdpr.access_log WHERE operation = 'UPDATE' AND columns = '{city}'")" = 1 ] ||
-  fail "writes are not logged after the update"
-psql -X -d upg_old -c "CREATE ROLE upg_app" -c "GRANT USAGE ON SCHEMA crm TO upg_app" \
-  -c "GRANT UPDATE, SELECT ON crm.contacts TO upg_app" >/dev/null 2>&1
-err=$(psql -X -d upg_old -c 'SET ROLE upg_app' -c "UPDATE crm.contacts SET notes = 'x' WHERE id = 3" 2>&1) &&
-  fail "the restriction is not enforced after the update"
-grep -q 'is restricted' <<<"$err" || fail "unexpected error: $err"
-q -d upg_old -c 'DROP OWNED BY upg_app' -c 'DROP ROLE upg_app' >/dev/null
-dropdb upg_old; dropdb upg_new
+  fill upg_new
+  diff <(shape upg_old) <(shape upg_new) || fail "the extension updated from $from differs from a fresh install"
+
+  # The access log works in the updated database; the restriction still holds.
+  q -d upg_old -c "UPDATE crm.contacts SET city = 'Nancy' WHERE id = 9" -c "SELECT gdpr.flush_access_log()" >/dev/null
+  [ "$(q -d upg_old -c "SELECT count(*) FROM gdpr.access_log WHERE operation = 'UPDATE' AND columns = '{city}'")" = 1 ] ||
+    fail "writes are not logged after the update from $from"
+  psql -X -d upg_old -c "CREATE ROLE upg_app" -c "GRANT USAGE ON SCHEMA crm TO upg_app" \
+    -c "GRANT UPDATE, SELECT ON crm.contacts TO upg_app" >/dev/null 2>&1
+  err=$(psql -X -d upg_old -c 'SET ROLE upg_app' -c "UPDATE crm.contacts SET notes = 'x' WHERE id = 3" 2>&1) &&
+    fail "the restriction is not enforced after the update"
+  grep -q 'is restricted' <<<"$err" || fail "unexpected error: $err"
+  q -d upg_old -c 'DROP OWNED BY upg_app' -c 'DROP ROLE upg_app' >/dev/null
+  dropdb upg_old; dropdb upg_new
+done
 echo "upgrade ok"

@@ -1,0 +1,4 @@
+-- crm_gdpr 0.2 -> 0.3, written by hand, one part per concern (src/upgrade/0.3/*.sql,
+-- concatenated in name order by make).  Each part brings a 0.2 database to
+-- what src/sql/*.sql installs fresh; test/shell/upgrade.sh compares the two.
+-- When 0.3 is released, the assembled script is frozen into releases/.
