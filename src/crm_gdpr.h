@@ -23,6 +23,8 @@ typedef struct OwnerContext
 
 extern void crm_gdpr_enter_owner_context(Oid fn_oid, OwnerContext *ctx);
 extern void crm_gdpr_leave_owner_context(OwnerContext *ctx);
+/* > 0 while gdpr._owner_exec/_owner_query run a statement as a table's owner. */
+extern int	crm_gdpr_owner_exec_depth;
 
 /* Keys (keys.c).  Fingerprints name keys in ciphertexts. */
 #define KEY_FINGERPRINT_BYTES 8

@@ -1,21 +1,43 @@
 /*
- * owner_context.c — run SPI as the extension's owner from a trigger.
+ * owner_context.c — run SQL as someone else, in a security-restricted context.
  *
- * Triggers on registered tables fire for whoever writes to the CRM, and that
- * role has no privilege in schema gdpr (PUBLIC gets nothing there).  Like a
- * SECURITY DEFINER function, the trigger switches to the owner of its own
- * function, with a safe search_path, for the queries it makes; unlike one, it
- * can first read GetUserId() to learn who is writing.  On error, transaction
- * abort restores the user and the GUC nest level.
+ * Two uses, one mechanism (that of VACUUM, ANALYZE and REFRESH MATERIALIZED
+ * VIEW): switch the current user, forbid what a restricted operation forbids
+ * (SET ROLE, temporary objects, ...), and pin a safe search_path.
+ *
+ * - Triggers on registered tables fire for whoever writes to the CRM, and
+ *   that role has no privilege in schema gdpr.  Like a SECURITY DEFINER
+ *   function, the trigger switches to the owner of its own function for the
+ *   queries it makes; unlike one, it can first read GetUserId().
+ * - Every statement the extension runs on a CRM table (purge, erasure,
+ *   export, key rotation, subject look-ups) goes through gdpr._owner_exec()
+ *   or gdpr._owner_query(): it runs as the table's owner, never as the
+ *   superuser who owns the extension, so that the owner's triggers, index
+ *   expressions, defaults, RLS policies, rules and CHECK functions never run
+ *   with rights the owner does not have.  Those statements call nothing of
+ *   schema gdpr: what the extension computes (pseudonyms, decryption) is done
+ *   before or after, and passed in as parameters.
+ *
+ * On error, (sub)transaction abort restores the user and the GUC nest level.
  */
 #include "postgres.h"
 
+#include "catalog/pg_class.h"
 #include "catalog/pg_proc.h"
+#include "catalog/pg_type.h"
+#include "executor/spi.h"
+#include "fmgr.h"
 #include "miscadmin.h"
+#include "utils/array.h"
+#include "utils/builtins.h"
 #include "utils/guc.h"
+#include "utils/lsyscache.h"
 #include "utils/syscache.h"
 
 #include "crm_gdpr.h"
+
+/* > 0 while a statement of the extension runs as a table's owner. */
+int			crm_gdpr_owner_exec_depth = 0;
 
 static Oid
 function_owner(Oid fn_oid)
@@ -30,12 +52,28 @@ function_owner(Oid fn_oid)
 	return owner;
 }
 
-void
-crm_gdpr_enter_owner_context(Oid fn_oid, OwnerContext *ctx)
+/* The owner of a CRM table; 42P01 when it no longer exists. */
+static Oid
+table_owner(Oid relid)
+{
+	HeapTuple	tp = SearchSysCache1(RELOID, ObjectIdGetDatum(relid));
+	Oid			owner;
+
+	if (!HeapTupleIsValid(tp))
+		ereport(ERROR,
+				(errcode(ERRCODE_UNDEFINED_TABLE),
+				 errmsg("relation with OID %u does not exist", relid)));
+	owner = ((Form_pg_class) GETSTRUCT(tp))->relowner;
+	ReleaseSysCache(tp);
+	return owner;
+}
+
+static void
+enter_user_context(Oid userid, OwnerContext *ctx)
 {
 	GetUserIdAndSecContext(&ctx->saved_userid, &ctx->saved_sec_context);
 	ctx->guc_nest_level = NewGUCNestLevel();
-	SetUserIdAndSecContext(function_owner(fn_oid),
+	SetUserIdAndSecContext(userid,
 						   ctx->saved_sec_context | SECURITY_LOCAL_USERID_CHANGE |
 						   SECURITY_RESTRICTED_OPERATION);
 	(void) set_config_option("search_path", "pg_catalog, pg_temp",
@@ -43,8 +81,123 @@ crm_gdpr_enter_owner_context(Oid fn_oid, OwnerContext *ctx)
 }
 
 void
+crm_gdpr_enter_owner_context(Oid fn_oid, OwnerContext *ctx)
+{
+	enter_user_context(function_owner(fn_oid), ctx);
+}
+
+void
 crm_gdpr_leave_owner_context(OwnerContext *ctx)
 {
 	AtEOXact_GUC(true, ctx->guc_nest_level);
 	SetUserIdAndSecContext(ctx->saved_userid, ctx->saved_sec_context);
+}
+
+/* The parameters of a statement: a text[] whose elements are $1, $2, ... */
+static int
+statement_params(ArrayType *params, Oid **types, Datum **values, char **nulls)
+{
+	Datum	   *elems;
+	bool	   *isnull;
+	int			n;
+
+	if (params == NULL)
+		return 0;
+	if (ARR_NDIM(params) > 1)
+		ereport(ERROR,
+				(errcode(ERRCODE_ARRAY_SUBSCRIPT_ERROR),
+				 errmsg("statement parameters must be a one-dimensional text array")));
+	deconstruct_array(params, TEXTOID, -1, false, TYPALIGN_INT, &elems, &isnull, &n);
+	*types = palloc(sizeof(Oid) * Max(n, 1));
+	*values = elems;
+	*nulls = palloc(Max(n, 1));
+	for (int i = 0; i < n; i++)
+	{
+		(*types)[i] = TEXTOID;
+		(*nulls)[i] = isnull[i] ? 'n' : ' ';
+	}
+	return n;
+}
+
+/*
+ * Run sql as the owner of relid: the rows it processed, and in *result the
+ * first column of its first row when want_result (copied out of SPI).
+ */
+static uint64
+run_as_owner(Oid relid, text *sql, ArrayType *params, bool want_result, Datum *result, bool *result_null)
+{
+	Oid			owner = table_owner(relid);
+	Oid		   *types = NULL;
+	Datum	   *values = NULL;
+	char	   *nulls = NULL;
+	int			nparams = statement_params(params, &types, &values, &nulls);
+	char	   *query = text_to_cstring(sql);
+	OwnerContext ctx;
+	volatile uint64 processed = 0;
+	int			rc;
+
+	*result_null = true;
+	enter_user_context(owner, &ctx);
+	crm_gdpr_owner_exec_depth++;
+	PG_TRY();
+	{
+		if (SPI_connect() != SPI_OK_CONNECT)
+			elog(ERROR, "crm_gdpr: SPI_connect failed");
+		rc = SPI_execute_with_args(query, nparams, types, values, nulls, false, 0);
+		if (rc < 0)
+			elog(ERROR, "crm_gdpr: statement on %u failed: %s", relid, SPI_result_code_string(rc));
+		processed = SPI_processed;
+		if (want_result && SPI_tuptable != NULL && SPI_processed > 0)
+		{
+			TupleDesc	desc = SPI_tuptable->tupdesc;
+			Datum		d;
+
+			if (desc->natts != 1 || TupleDescAttr(desc, 0)->atttypid != JSONBOID)
+				elog(ERROR, "crm_gdpr: a statement run as owner must return one jsonb column");
+			d = SPI_getbinval(SPI_tuptable->vals[0], desc, 1, result_null);
+			if (!*result_null)
+				*result = SPI_datumTransfer(d, false, -1);
+		}
+		SPI_finish();
+	}
+	PG_FINALLY();
+	{
+		crm_gdpr_owner_exec_depth--;
+	}
+	PG_END_TRY();
+	crm_gdpr_leave_owner_context(&ctx);
+	pfree(query);
+	return processed;
+}
+
+/* gdpr._owner_exec(tbl regclass, sql text, VARIADIC params text[]): rows processed. */
+PG_FUNCTION_INFO_V1(gdpr_owner_exec);
+Datum
+gdpr_owner_exec(PG_FUNCTION_ARGS)
+{
+	Datum		unused;
+	bool		isnull;
+
+	if (PG_ARGISNULL(0) || PG_ARGISNULL(1))
+		ereport(ERROR, (errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED), errmsg("table and statement must not be NULL")));
+	PG_RETURN_INT64((int64) run_as_owner(PG_GETARG_OID(0), PG_GETARG_TEXT_PP(1),
+										 PG_ARGISNULL(2) ? NULL : PG_GETARG_ARRAYTYPE_P(2),
+										 false, &unused, &isnull));
+}
+
+/* gdpr._owner_query(tbl regclass, sql text, VARIADIC params text[]): the jsonb it returns. */
+PG_FUNCTION_INFO_V1(gdpr_owner_query);
+Datum
+gdpr_owner_query(PG_FUNCTION_ARGS)
+{
+	Datum		result = (Datum) 0;
+	bool		isnull;
+
+	if (PG_ARGISNULL(0) || PG_ARGISNULL(1))
+		ereport(ERROR, (errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED), errmsg("table and statement must not be NULL")));
+	(void) run_as_owner(PG_GETARG_OID(0), PG_GETARG_TEXT_PP(1),
+						PG_ARGISNULL(2) ? NULL : PG_GETARG_ARRAYTYPE_P(2), true, &result, &isnull);
+	if (isnull)
+		PG_RETURN_NULL();
+	PG_RETURN_DATUM(result);
 }

@@ -13,7 +13,8 @@ def objects(path):
     marks = [(m.start(), re.sub(r'\s+', ' ', m.group(1).replace('OR REPLACE ', ''))) for m in heads.finditer(text)]
     for i, (pos, name) in enumerate(marks):
         end = marks[i + 1][0] if i + 1 < len(marks) else len(text)
-        found[name] = re.sub(r'\s+', ' ', text[pos:end]).strip()
+        body = '\n'.join(l for l in text[pos:end].splitlines() if not l.lstrip().startswith('--'))
+        found[name] = re.sub(r'\s+', ' ', body).strip()
     grants = set(re.sub(r'\s+', ' ', g) for g in re.findall(r'^(?:GRANT|REVOKE)[^;]*;', text, re.M))
     return found, grants
 old, old_g = objects(sys.argv[1])

@@ -44,7 +44,7 @@ CREATE FUNCTION gdpr.retention_actions() RETURNS text[]
 
 -- Raise 22004 when a required argument is NULL: PostgreSQL's own code for it.
 CREATE FUNCTION gdpr._not_null(value anyelement, argname text) RETURNS void
-  LANGUAGE plpgsql IMMUTABLE SET search_path = pg_catalog, pg_temp AS $$
+  LANGUAGE plpgsql IMMUTABLE PARALLEL SAFE SET search_path = pg_catalog, pg_temp AS $$
 BEGIN
   IF value IS NULL THEN
     RAISE EXCEPTION '% must not be null', argname USING ERRCODE = 'null_value_not_allowed';
@@ -54,7 +54,7 @@ $$;
 
 -- Raise 22004 with message (and hint) when a required text is NULL or blank.
 CREATE FUNCTION gdpr._not_blank(value text, message text, hint text DEFAULT NULL) RETURNS void
-  LANGUAGE plpgsql IMMUTABLE SET search_path = pg_catalog, pg_temp AS $$
+  LANGUAGE plpgsql IMMUTABLE PARALLEL SAFE SET search_path = pg_catalog, pg_temp AS $$
 BEGIN
   IF coalesce(btrim(value), '') = '' THEN
     RAISE EXCEPTION '%', message USING ERRCODE = 'null_value_not_allowed', HINT = coalesce(hint, '');
@@ -64,7 +64,7 @@ $$;
 
 -- Check that value is one of allowed (22023 with the list in the hint).
 CREATE FUNCTION gdpr._one_of(value text, allowed text[], what text) RETURNS text
-  LANGUAGE plpgsql IMMUTABLE SET search_path = pg_catalog, pg_temp AS $$
+  LANGUAGE plpgsql IMMUTABLE PARALLEL SAFE SET search_path = pg_catalog, pg_temp AS $$
 BEGIN
   PERFORM gdpr._not_null(value, what);
   IF NOT value = ANY (allowed) THEN
@@ -122,5 +122,5 @@ $$;
 
 -- Types whose values join with each other: the integer family, else equality.
 CREATE FUNCTION gdpr._types_match(a regtype, b regtype) RETURNS boolean
-  LANGUAGE sql IMMUTABLE
+  LANGUAGE sql IMMUTABLE PARALLEL SAFE
   RETURN a = b OR (a IN ('smallint', 'integer', 'bigint') AND b IN ('smallint', 'integer', 'bigint'));

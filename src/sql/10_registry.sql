@@ -74,8 +74,11 @@ CREATE TABLE gdpr.retention_policies (
   created_at    timestamptz NOT NULL DEFAULT now(),
   updated_at    timestamptz NOT NULL DEFAULT now(),
   updated_by    name NOT NULL DEFAULT session_user,
+  set_by        regrole,
   UNIQUE NULLS NOT DISTINCT (tbl, col)
 );
+COMMENT ON COLUMN gdpr.retention_policies.set_by IS
+  'the role that set the policy: the purge worker carries it out only while this role holds the privileges it needs';
 COMMENT ON TABLE gdpr.retention_policies IS
   'how long data is kept: col NULL is the whole row; the period runs from after_table.after_column';
 
@@ -145,6 +148,7 @@ CREATE FUNCTION gdpr.register_subject_table(tbl regclass, id_column name) RETURN
 DECLARE
   old_id name;
 BEGIN
+  PERFORM gdpr._require_table_owner(tbl, 'gdpr.register_subject_table()');
   PERFORM gdpr._check_table(tbl);
   PERFORM gdpr._column(tbl, id_column);
   IF NOT EXISTS (SELECT FROM pg_constraint c
@@ -210,6 +214,7 @@ DECLARE
   col_type regtype;
   key_type regtype;
 BEGIN
+  PERFORM gdpr._require_table_owner(tbl, 'gdpr.register_table()');
   PERFORM gdpr._check_table(tbl);
   IF EXISTS (SELECT FROM gdpr.subject_tables s WHERE s.tbl = register_table.tbl) THEN
     RAISE EXCEPTION 'table % is registered as a subject table', tbl
@@ -309,6 +314,7 @@ DECLARE
   n_pol int;
 BEGIN
   PERFORM gdpr._registered(tbl);
+  PERFORM gdpr._require_table_owner(tbl, 'gdpr.unregister_table()');
   SELECT string_agg(r.tbl::text, ', ') INTO children
     FROM gdpr.registered_tables r WHERE r.parent_table = unregister_table.tbl AND r.tbl <> r.parent_table;
   IF children IS NOT NULL THEN
@@ -335,6 +341,7 @@ CREATE FUNCTION gdpr.classify(tbl regclass, col name, category text, purpose tex
   LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
 BEGIN
   PERFORM gdpr._registered(tbl);
+  PERFORM gdpr._require_table_owner(tbl, 'gdpr.classify()');
   PERFORM gdpr._column(tbl, col);
   PERFORM gdpr._one_of(category, gdpr.data_categories(), 'category');
   PERFORM gdpr._one_of(legal_basis, gdpr.legal_bases(), 'legal basis');
@@ -399,11 +406,14 @@ BEGIN
     PERFORM gdpr._check_column_action(tbl, col, target.typ, target.not_null, action);
   END IF;
 
-  INSERT INTO gdpr.retention_policies AS p (tbl, col, keep, after_table, after_column, action)
-    VALUES (tbl, col, keep, anchor, after_column, action)
+  -- Whoever sets a policy must hold what carrying it out needs: the worker
+  -- acts on the table only while the role that set it still does.
+  PERFORM gdpr._require_privilege(tbl, gdpr._action_privileges(action), 'gdpr.set_retention()');
+  INSERT INTO gdpr.retention_policies AS p (tbl, col, keep, after_table, after_column, action, set_by)
+    VALUES (tbl, col, keep, anchor, after_column, action, gdpr._caller()::regrole)
     ON CONFLICT ON CONSTRAINT retention_policies_tbl_col_key DO UPDATE
       SET keep = excluded.keep, after_table = excluded.after_table, after_column = excluded.after_column,
-          action = excluded.action, updated_at = now(), updated_by = session_user;
+          action = excluded.action, updated_at = now(), updated_by = session_user, set_by = excluded.set_by;
 END
 $$;
 

@@ -2,10 +2,11 @@
 
 -- A table's schema-qualified name whatever the reader's search_path, so that
 -- the register reads the same for everyone.
-CREATE FUNCTION gdpr._qualified(tbl regclass) RETURNS text
+CREATE FUNCTION gdpr.qualified_name(tbl regclass) RETURNS text
   LANGUAGE sql STABLE PARALLEL SAFE SET search_path = pg_catalog, pg_temp
   RETURN (SELECT format('%I.%I', n.nspname, c.relname)
             FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace WHERE c.oid = tbl);
+COMMENT ON FUNCTION gdpr.qualified_name(regclass) IS 'schema-qualified name of a table, whatever the search_path';
 
 CREATE VIEW gdpr.personal_data AS
 SELECT n.nspname AS schema_name,
@@ -37,24 +38,25 @@ COMMENT ON VIEW gdpr.personal_data IS
 
 -- The technical measures (Art. 30(1)(g), Art. 32) that are in force for a
 -- purpose, read from the configuration rather than declared.
-CREATE FUNCTION gdpr._security_measures(purpose text) RETURNS text[]
+CREATE FUNCTION gdpr.security_measures(purpose text) RETURNS text[]
   LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
   SELECT array_remove(ARRAY[
     'access to the registry restricted to role gdpr_admin; audit views to gdpr_auditor',
     CASE WHEN EXISTS (SELECT FROM gdpr.retention_policies rp JOIN gdpr.personal_columns pc
                         ON pc.tbl = rp.tbl AND (rp.col IS NULL OR pc.col = rp.col)
-                       WHERE pc.purpose = _security_measures.purpose AND rp.action <> 'keep')
+                       WHERE pc.purpose = security_measures.purpose AND rp.action <> 'keep')
          THEN 'retention periods enforced by automatic purge' END,
     CASE WHEN EXISTS (SELECT FROM gdpr.retention_policies rp JOIN gdpr.personal_columns pc
                         ON pc.tbl = rp.tbl AND pc.col = rp.col
-                       WHERE pc.purpose = _security_measures.purpose AND rp.action = 'pseudonymise')
+                       WHERE pc.purpose = security_measures.purpose AND rp.action = 'pseudonymise')
          THEN 'pseudonymisation at the end of the retention period' END,
     CASE WHEN EXISTS (SELECT FROM gdpr.retention_policies rp JOIN gdpr.personal_columns pc
                         ON pc.tbl = rp.tbl AND pc.col = rp.col
-                       WHERE pc.purpose = _security_measures.purpose AND rp.action = 'generalise')
+                       WHERE pc.purpose = security_measures.purpose AND rp.action = 'generalise')
          THEN 'generalisation at the end of the retention period' END
   ], NULL)
 $$;
+COMMENT ON FUNCTION gdpr.security_measures(text) IS 'the technical measures in force for a purpose (Art. 30(1)(g), Art. 32), read from the configuration';
 
 
 -- The record of processing activities (Art. 30(1)): one row per purpose.
@@ -70,16 +72,16 @@ SELECT p.code AS purpose,
        coalesce(rc.recipients, '{}') AS recipients,
        coalesce(rc.transfers, '{}') AS transfers_outside_eea,
        coalesce(rt.retention, '{}') AS retention,
-       gdpr._security_measures(p.code) AS security_measures,
+       gdpr.security_measures(p.code) AS security_measures,
        p.created_at,
        p.updated_at
   FROM gdpr.purposes p
   LEFT JOIN LATERAL (SELECT n.version, n.digest FROM gdpr.purpose_notices n
                       WHERE n.purpose = p.code ORDER BY n.version DESC LIMIT 1) nv ON true
   LEFT JOIN LATERAL (
-    SELECT array_agg(DISTINCT gdpr._qualified(r.subject_table) ORDER BY gdpr._qualified(r.subject_table)) AS subject_categories,
+    SELECT array_agg(DISTINCT gdpr.qualified_name(r.subject_table) ORDER BY gdpr.qualified_name(r.subject_table)) AS subject_categories,
            array_agg(DISTINCT pc.category ORDER BY pc.category) AS data_categories,
-           array_agg(DISTINCT format('%s.%I', gdpr._qualified(pc.tbl), pc.col) ORDER BY format('%s.%I', gdpr._qualified(pc.tbl), pc.col)) AS columns
+           array_agg(DISTINCT format('%s.%I', gdpr.qualified_name(pc.tbl), pc.col) ORDER BY format('%s.%I', gdpr.qualified_name(pc.tbl), pc.col)) AS columns
       FROM gdpr.personal_columns pc JOIN gdpr.registered_tables r ON r.tbl = pc.tbl
      WHERE pc.purpose = p.code) d ON true
   LEFT JOIN LATERAL (
@@ -89,9 +91,9 @@ SELECT p.code AS purpose,
       FROM gdpr.recipients x WHERE x.purpose = p.code) rc ON true
   LEFT JOIN LATERAL (
     SELECT array_agg(DISTINCT format('%s: %s after %s.%I, then %s',
-                                     CASE WHEN rp.col IS NULL THEN gdpr._qualified(rp.tbl) || ' (rows)'
-                                          ELSE format('%s.%I', gdpr._qualified(rp.tbl), rp.col) END,
-                                     rp.keep, gdpr._qualified(rp.after_table), rp.after_column, rp.action)) AS retention
+                                     CASE WHEN rp.col IS NULL THEN gdpr.qualified_name(rp.tbl) || ' (rows)'
+                                          ELSE format('%s.%I', gdpr.qualified_name(rp.tbl), rp.col) END,
+                                     rp.keep, gdpr.qualified_name(rp.after_table), rp.after_column, rp.action)) AS retention
       FROM gdpr.retention_policies rp
      WHERE EXISTS (SELECT FROM gdpr.personal_columns pc
                     WHERE pc.purpose = p.code AND pc.tbl = rp.tbl AND (rp.col IS NULL OR pc.col = rp.col))) rt ON true;

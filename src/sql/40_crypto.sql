@@ -2,9 +2,10 @@
 -- The master key is in the file named by crm_gdpr.key_file, never in a table.
 
 CREATE FUNCTION gdpr.pseudonymise(value text, domain text DEFAULT 'default') RETURNS text
-  LANGUAGE c STABLE STRICT PARALLEL SAFE AS 'MODULE_PATHNAME', 'gdpr_pseudonymise';
+  LANGUAGE c STABLE STRICT PARALLEL SAFE AS 'MODULE_PATHNAME', 'gdpr_pseudonymise_checked';
 COMMENT ON FUNCTION gdpr.pseudonymise(text, text) IS
-  'keyed BLAKE2b pseudonym (22 characters, base64url): deterministic per domain, one-way without the key';
+  'keyed BLAKE2b pseudonym (22 characters, base64url): deterministic per domain, one-way without the key; '
+  'the extension''s own domains are reserved (doc/crypto.md)';
 
 CREATE FUNCTION gdpr.encrypt(value text, context text DEFAULT '') RETURNS bytea
   LANGUAGE c VOLATILE STRICT PARALLEL SAFE AS 'MODULE_PATHNAME', 'gdpr_encrypt';
@@ -59,7 +60,7 @@ SELECT pg_catalog.pg_extension_config_dump('gdpr.shredded_keys', '');
 
 CREATE FUNCTION gdpr._subject_key_ref(st regclass, subject_id text) RETURNS text
   LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp
-  RETURN gdpr.pseudonymise(subject_id, 'subject-key');  -- scoped by the subject_table column
+  RETURN gdpr._pseudonym(subject_id, 'subject-key');  -- scoped by the subject_table column
 
 CREATE FUNCTION gdpr.encrypt_for_subject(value text, subject_id text, subject_table regclass DEFAULT NULL)
   RETURNS bytea
@@ -133,13 +134,19 @@ $$;
 -- Re-encrypt under the current key the values of one column made with an
 -- older key, batch_size rows per call; returns the number of rows changed
 -- (0: done).  Call it until it returns 0, each call in its own transaction.
+-- The caller needs SELECT and UPDATE on the table; the rows are read and
+-- written as the table's owner, the decryption done outside that statement.
 CREATE FUNCTION gdpr.rotate_key(tbl regclass, col name, context text DEFAULT '', batch_size int DEFAULT 10000)
   RETURNS bigint
   LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
-  typ regtype := (gdpr._column(tbl, col)).typ;
-  n bigint;
+  typ regtype;
+  rows jsonb;
+  fresh text[];
 BEGIN
+  PERFORM gdpr._not_null(tbl, 'table');
+  PERFORM gdpr._require_privilege(tbl, 'SELECT, UPDATE', 'gdpr.rotate_key()');
+  typ := (gdpr._column(tbl, col)).typ;
   PERFORM gdpr._not_null(context, 'context');
   IF typ <> 'bytea'::regtype THEN
     RAISE EXCEPTION 'column "%" of % is of type %, not bytea', col, tbl, typ USING ERRCODE = 'datatype_mismatch';
@@ -147,14 +154,24 @@ BEGIN
   IF batch_size IS NULL OR batch_size < 1 THEN
     RAISE EXCEPTION 'batch_size must be positive' USING ERRCODE = 'invalid_parameter_value';
   END IF;
-  EXECUTE format('UPDATE %s SET %I = gdpr.encrypt(gdpr._decrypt_raw(%I, $1, NULL, NULL), $1)
-                   WHERE ctid = ANY (ARRAY(SELECT ctid FROM %s
-                                           WHERE gdpr.ciphertext_key(%I) <> (gdpr._key_fingerprints())[1]
-                                           LIMIT $2))',
-                 tbl, col, col, tbl, col)
-    USING context, batch_size;
-  GET DIAGNOSTICS n = ROW_COUNT;
-  RETURN n;
+  -- Ciphertexts of the master key ('GD', version, 'M', fingerprint) under
+  -- another key than the current one, locked until the update below.
+  rows := gdpr._owner_query(tbl, format(
+    'SELECT jsonb_build_object(''c'', coalesce(jsonb_agg(x.ctid::text), ''[]''), ''v'', coalesce(jsonb_agg(encode(x.v, ''hex'')), ''[]''))
+       FROM (SELECT t.ctid, t.%1$I AS v FROM %2$s t
+              WHERE substr(t.%1$I, 1, 2) = ''\x4744''::bytea AND substr(t.%1$I, 4, 1) = ''\x4d''::bytea
+                AND substr(t.%1$I, 5, 8) <> decode($1, ''hex'')
+              LIMIT %3$s FOR UPDATE) x', col, tbl, batch_size),
+    (gdpr._key_fingerprints())[1]);
+  IF jsonb_array_length(rows -> 'c') = 0 THEN
+    RETURN 0;
+  END IF;
+  SELECT array_agg(encode(gdpr.encrypt(gdpr._decrypt_raw(decode(v, 'hex'), context, NULL, NULL), context), 'hex') ORDER BY i)
+    INTO fresh FROM jsonb_array_elements_text(rows -> 'v') WITH ORDINALITY AS x(v, i);
+  RETURN gdpr._owner_exec(tbl, format(
+    'UPDATE %s t SET %I = decode(v.n, ''hex'') FROM unnest($1::tid[], $2::text[]) v(c, n) WHERE t.ctid = v.c',
+    tbl, col), (SELECT array_agg(c ORDER BY i) FROM jsonb_array_elements_text(rows -> 'c') WITH ORDINALITY AS x(c, i))::text,
+    fresh::text);
 END
 $$;
 

@@ -49,17 +49,18 @@ END
 $$;
 
 -- Whether the subject exists; 22P02 with a clear message when subject_id is
--- not a valid value of the key's type.
+-- not a valid value of the key's type.  Asking is reading the subject table:
+-- the caller needs SELECT on it (else the answer is an oracle), and the look-up
+-- runs as the table's owner.
 CREATE FUNCTION gdpr._subject_exists(subject_table regclass, subject_id text) RETURNS boolean
   LANGUAGE plpgsql STABLE SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
-  found boolean;
+  key text := gdpr._subject_key_literal(subject_table, subject_id);
 BEGIN
-  EXECUTE format('SELECT EXISTS (SELECT FROM %s WHERE %I = %s)', subject_table,
-                 (SELECT s.id_column FROM gdpr.subject_tables s WHERE s.tbl = subject_table),
-                 gdpr._subject_key_literal(subject_table, subject_id))
-    INTO found;
-  RETURN found;
+  PERFORM gdpr._require_privilege(subject_table, 'SELECT', 'looking up a data subject');
+  RETURN gdpr._owner_query(subject_table, format('SELECT to_jsonb(EXISTS (SELECT FROM %s WHERE %I = %s))', subject_table,
+                                                 (SELECT s.id_column FROM gdpr.subject_tables s WHERE s.tbl = subject_table),
+                                                 key))::boolean;
 EXCEPTION
   WHEN invalid_text_representation OR numeric_value_out_of_range OR invalid_datetime_format THEN
     RAISE EXCEPTION 'invalid subject id "%" for %', subject_id, subject_table

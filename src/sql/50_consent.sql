@@ -307,10 +307,11 @@ BEGIN
   IF s.segment_column IS NULL AND s.status_column IS NULL THEN
     RETURN;
   END IF;
-  EXECUTE format('SELECT %s::text, %s::text FROM %s WHERE %I = %s',
-                 coalesce(quote_ident(s.segment_column), 'NULL'), coalesce(quote_ident(s.status_column), 'NULL'),
-                 st, s.id_column, gdpr._subject_key_literal(st, subject_id))
-    INTO segment, status;
+  SELECT x ->> 0, x ->> 1 INTO segment, status
+    FROM gdpr._owner_query(st, format('SELECT jsonb_build_array(%s::text, %s::text) FROM %s WHERE %I = %s',
+                                      coalesce(quote_ident(s.segment_column), 'NULL'),
+                                      coalesce(quote_ident(s.status_column), 'NULL'),
+                                      st, s.id_column, gdpr._subject_key_literal(st, subject_id))) x;
 END
 $$;
 
@@ -350,7 +351,10 @@ $$;
 
 -- The subject ids that may be processed for a purpose now: what a marketing
 -- export must use.  Reads the current-state table through its primary key's
--- leading columns (subject_table, purpose), never the ledger.
+-- leading columns (subject_table, purpose), never the ledger.  Where the
+-- answer needs the subject table (the B2C prospect rule, purposes without
+-- consent), the caller needs SELECT on it and it is read as its owner, the
+-- restricted subjects passed in as a parameter.
 CREATE FUNCTION gdpr.contactable(purpose text, subject_table regclass DEFAULT NULL) RETURNS SETOF text
   LANGUAGE plpgsql STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
@@ -358,37 +362,55 @@ DECLARE
   p gdpr.purposes := gdpr._purpose(purpose);
   sub gdpr.subject_tables;
   cur int := gdpr._current_notice(p.code);
-  restricted text := format('NOT EXISTS (SELECT FROM gdpr.restrictions r WHERE r.subject_table = %L::regclass
-                               AND r.subject_id = s.subject_id AND r.lifted_at IS NULL)', st);
+  restricted text[] := ARRAY(SELECT r.subject_id FROM gdpr.restrictions r
+                              WHERE r.subject_table = st AND r.lifted_at IS NULL);
+  ids text[];
 BEGIN
   SELECT * INTO sub FROM gdpr.subject_tables x WHERE x.tbl = st;
   IF p.legal_basis = 'consent' THEN
-    RETURN QUERY EXECUTE format(
-      'SELECT s.subject_id FROM gdpr.consent_state s
-        WHERE s.subject_table = %L::regclass AND s.purpose = %L
-          AND s.granted_at IS NOT NULL AND s.withdrawn_at IS NULL AND s.objected_at IS NULL
-          AND (%L OR s.confirmed_at IS NOT NULL)
-          AND (%L::interval IS NULL OR s.granted_at + %L::interval > now())
-          AND (%L OR s.notice_version >= %s) AND %s',
-      st, p.code, NOT p.requires_double_opt_in, p.consent_valid_for, p.consent_valid_for,
-      NOT p.renewal_required, coalesce(cur, 0), restricted);
+    RETURN QUERY
+      SELECT s.subject_id FROM gdpr.consent_state s
+       WHERE s.subject_table = st AND s.purpose = p.code
+         AND s.granted_at IS NOT NULL AND s.withdrawn_at IS NULL AND s.objected_at IS NULL
+         AND (NOT p.requires_double_opt_in OR s.confirmed_at IS NOT NULL)
+         AND (p.consent_valid_for IS NULL OR s.granted_at + p.consent_valid_for > now())
+         AND (NOT p.renewal_required OR s.notice_version >= coalesce(cur, 0))
+         AND NOT s.subject_id = ANY (restricted);
   ELSIF p.legal_basis = 'legitimate_interest' THEN
-    RETURN QUERY EXECUTE format(
-      'SELECT s.subject_id FROM gdpr.consent_state s %s
-        WHERE s.subject_table = %L::regclass AND s.purpose = %L
-          AND s.objected_at IS NULL AND s.withdrawn_at IS NULL AND s.informed_at IS NOT NULL
-          AND (%s OR s.granted_at IS NOT NULL) AND %s',
-      CASE WHEN p.electronic_marketing AND sub.segment_column IS NOT NULL
-           THEN format('JOIN %s t ON t.%I = s.subject_id::%s', st, sub.id_column, gdpr._subject_key_type(st)) END,
-      st, p.code,
-      CASE WHEN p.electronic_marketing AND sub.segment_column IS NOT NULL
-           THEN format('NOT (t.%I::text = %L AND t.%s IS DISTINCT FROM %L)', sub.segment_column, 'b2c',
-                       coalesce(quote_ident(sub.status_column) || '::text', 'NULL'), 'customer')
-           ELSE 'true' END,
-      restricted);
+    IF NOT (p.electronic_marketing AND sub.segment_column IS NOT NULL) THEN
+      RETURN QUERY
+        SELECT s.subject_id FROM gdpr.consent_state s
+         WHERE s.subject_table = st AND s.purpose = p.code
+           AND s.objected_at IS NULL AND s.withdrawn_at IS NULL AND s.informed_at IS NOT NULL
+           AND NOT s.subject_id = ANY (restricted);
+      RETURN;
+    END IF;
+    -- Informed, not objecting: those who consented are contactable; the
+    -- others unless they are B2C prospects (e-mail to them needs consent).
+    RETURN QUERY
+      SELECT s.subject_id FROM gdpr.consent_state s
+       WHERE s.subject_table = st AND s.purpose = p.code
+         AND s.objected_at IS NULL AND s.withdrawn_at IS NULL AND s.informed_at IS NOT NULL
+         AND s.granted_at IS NOT NULL AND NOT s.subject_id = ANY (restricted);
+    ids := ARRAY(SELECT s.subject_id FROM gdpr.consent_state s
+                  WHERE s.subject_table = st AND s.purpose = p.code
+                    AND s.objected_at IS NULL AND s.withdrawn_at IS NULL AND s.informed_at IS NOT NULL
+                    AND s.granted_at IS NULL AND NOT s.subject_id = ANY (restricted));
+    IF cardinality(ids) > 0 THEN
+      PERFORM gdpr._require_privilege(st, 'SELECT', 'gdpr.contactable()');
+      RETURN QUERY
+        SELECT x FROM jsonb_array_elements_text(gdpr._owner_query(st, format(
+          'SELECT coalesce(jsonb_agg(t.%1$I::text), ''[]'') FROM %2$s t
+            WHERE t.%1$I = ANY ($1::%3$s[]) AND NOT (t.%4$I::text = ''b2c'' AND %5$s IS DISTINCT FROM ''customer'')',
+          sub.id_column, st, gdpr._subject_key_type(st), sub.segment_column,
+          coalesce('t.' || quote_ident(sub.status_column) || '::text', 'NULL')), ids::text)) x;
+    END IF;
   ELSE
-    RETURN QUERY EXECUTE format('SELECT s.%I::text FROM %s s WHERE %s', sub.id_column, st,
-                                replace(restricted, 's.subject_id', format('s.%I::text', sub.id_column)));
+    PERFORM gdpr._require_privilege(st, 'SELECT', 'gdpr.contactable()');
+    RETURN QUERY
+      SELECT x FROM jsonb_array_elements_text(gdpr._owner_query(st, format(
+        'SELECT coalesce(jsonb_agg(t.%I::text), ''[]'') FROM %s t WHERE NOT t.%I::text = ANY ($1::text[])',
+        sub.id_column, st, sub.id_column), restricted::text)) x;
   END IF;
 END
 $$;

@@ -100,15 +100,14 @@ BEGIN
 END
 $$;
 
--- The condition selecting the rows of policy pol that are past their period,
--- not held, and not referred to by rows that a foreign key without cascade
--- protects (a contact whose invoices are kept stays until they go).
+-- The condition selecting the rows of policy pol that are past their period
+-- and not referred to by rows that a foreign key without cascade protects (a
+-- contact whose invoices are kept stays until they go).  Held and restricted
+-- subjects are left out by the statement's parameter $1 (_excluded_cond).
 CREATE FUNCTION gdpr._due_cond(pol gdpr.retention_policies) RETURNS text
   LANGUAGE plpgsql STABLE SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
-  r gdpr.registered_tables := gdpr._registered(pol.tbl);
   due text;
-  held text;
   blocked text;
 BEGIN
   IF pol.after_table = pol.tbl THEN
@@ -118,16 +117,6 @@ BEGIN
                   pol.after_table, (SELECT x.id_column FROM gdpr.subject_tables x WHERE x.tbl = pol.after_table),
                   gdpr._subject_id_expr(pol.tbl, 't'), pol.after_column, pol.keep);
   END IF;
-  -- The holds in force are read once per statement (InitPlans), so that the
-  -- check costs a comparison per row, not a probe; with no hold in force (the
-  -- usual case) not even the row's subject key is computed.
-  held := format('(NOT EXISTS (SELECT FROM gdpr.holds h
-                     WHERE h.subject_table = %2$L::regclass AND h.released_at IS NULL
-                       AND (h.until IS NULL OR h.until > now()))
-                   OR NOT coalesce(%1$s = ANY (ARRAY(SELECT h.subject_id FROM gdpr.holds h
-                     WHERE h.subject_table = %2$L::regclass AND h.released_at IS NULL
-                       AND (h.until IS NULL OR h.until > now()))), false))',
-                 gdpr._subject_id_expr(pol.tbl, 't'), r.subject_table);
   IF pol.col IS NULL AND pol.action = 'delete' THEN
     SELECT string_agg(format('NOT EXISTS (SELECT FROM %s c WHERE c.%I = t.%I)', c.conrelid::regclass,
                              (SELECT a.attname FROM pg_attribute a WHERE a.attrelid = c.conrelid AND a.attnum = c.conkey[1]),
@@ -137,14 +126,49 @@ BEGIN
       FROM pg_constraint c
      WHERE c.confrelid = pol.tbl AND c.contype = 'f' AND c.confdeltype IN ('a', 'r') AND cardinality(c.conkey) = 1;
   END IF;
-  RETURN concat_ws(' AND ', due, held, blocked);
+  RETURN concat_ws(' AND ', due, blocked);
 END
 $$;
+
+-- Whether row t belongs to one of the subject ids of parameter $n (text[]).
+-- With none (the usual case: no hold, no restriction) the statement, planned
+-- with its parameters' values, does not even compute the row's subject key.
+CREATE FUNCTION gdpr._excluded_cond(tbl regclass, n int) RETURNS text
+  LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp
+  RETURN format('(cardinality($%2$s::text[]) > 0 AND coalesce(%1$s = ANY ($%2$s::text[]), false))',
+                gdpr._subject_id_expr(tbl, 't'), n);
+
+-- The subjects of subject table st that no purge may touch: under a legal
+-- hold in force, or restricted (Art. 18: his data is only stored).
+CREATE FUNCTION gdpr._held_ids(st regclass) RETURNS text[]
+  LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp
+  RETURN ARRAY(SELECT h.subject_id FROM gdpr.holds h
+                WHERE h.subject_table = st AND h.released_at IS NULL AND (h.until IS NULL OR h.until > now()));
+CREATE FUNCTION gdpr._restricted_ids(st regclass) RETURNS text[]
+  LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
+  SELECT ARRAY(SELECT r.subject_id FROM gdpr.restrictions r WHERE r.subject_table = st AND r.lifted_at IS NULL)
+$$;
+CREATE FUNCTION gdpr._purge_excluded(tbl regclass) RETURNS text
+  LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp
+  RETURN (SELECT (gdpr._held_ids(r.subject_table) || gdpr._restricted_ids(r.subject_table))::text
+            FROM gdpr.registered_tables r WHERE r.tbl = _purge_excluded.tbl);
 
 CREATE FUNCTION gdpr._is_date_column(tbl regclass, col name) RETURNS boolean
   LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp
   RETURN (SELECT a.atttypid IN ('date'::regtype, 'timestamp'::regtype, 'timestamptz'::regtype)
             FROM pg_attribute a WHERE a.attrelid = tbl AND a.attname = col);
+
+-- The value of a column after a generalisation, as an SQL expression on
+-- ref built from PostgreSQL's own functions only (the statement runs as the
+-- table's owner and calls nothing of schema gdpr): gdpr.generalise(v,
+-- 'year') for dates, gdpr.generalise_postcode(v) for the rest.
+CREATE FUNCTION gdpr._generalise_sql(tbl regclass, col name, ref text) RETURNS text
+  LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp
+  RETURN CASE WHEN gdpr._is_date_column(tbl, col) THEN format('date_trunc(''year'', (%s)::timestamptz)', ref)
+              ELSE format('(CASE WHEN btrim(%1$s::text) !~ ''^[0-9]{5}$'' THEN NULL
+                                 WHEN btrim(%1$s::text) LIKE ''97%%'' OR btrim(%1$s::text) LIKE ''98%%'' THEN left(btrim(%1$s::text), 3)
+                                 WHEN btrim(%1$s::text) LIKE ''20%%'' THEN CASE WHEN btrim(%1$s::text) < ''20200'' THEN ''2A'' ELSE ''2B'' END
+                                 ELSE left(btrim(%1$s::text), 2) END)', ref) END;
 
 -- The rows a policy's action still has to change: each action is
 -- idempotent, so a row already done no longer matches.
@@ -153,9 +177,8 @@ CREATE FUNCTION gdpr._todo_cond(pol gdpr.retention_policies) RETURNS text
   RETURN CASE pol.action
     WHEN 'nullify' THEN format('t.%I IS NOT NULL', pol.col)
     WHEN 'pseudonymise' THEN format('t.%I IS NOT NULL AND t.%I::text !~ %L', pol.col, pol.col, '^[A-Za-z0-9_-]{22}$')
-    WHEN 'generalise' THEN CASE WHEN gdpr._is_date_column(pol.tbl, pol.col)
-                                THEN format('t.%I <> gdpr.generalise(t.%I::timestamptz, %L)', pol.col, pol.col, 'year')
-                                ELSE format('t.%I::text <> gdpr.generalise_postcode(t.%I::text)', pol.col, pol.col) END
+    WHEN 'generalise' THEN format('t.%I::text <> (%s)::text', pol.col,
+                                  gdpr._generalise_sql(pol.tbl, pol.col, format('t.%I', pol.col)))
     ELSE 'true' END;
 
 -- The rows that ON DELETE CASCADE takes with the rows of relation victims
@@ -182,41 +205,65 @@ CREATE FUNCTION gdpr._cascade_deleted(tbl regclass) RETURNS bigint
    WHERE c.confrelid = tbl AND c.contype = 'f' AND c.confdeltype = 'c' AND cardinality(c.conkey) = 1;
 $$;
 
--- What one batch of a policy does, as SQL returning (rows, cascaded), or as
--- a plain DELETE or UPDATE.
+-- What one batch of a policy does, as one statement run as the table's
+-- owner with $1 = the subjects left out (_purge_excluded): a plain DELETE or
+-- UPDATE (counted by its row count, the cascade by the transaction's
+-- statistics: a RETURNING list would materialise every row of the batch);
+-- for dry runs and 'keep', a SELECT of jsonb [rows, cascaded]; for
+-- 'pseudonymise', a SELECT of the batch's rows, locked, whose pseudonyms the
+-- extension computes before it writes them (_purge_step).
 CREATE FUNCTION gdpr._policy_sql(pol gdpr.retention_policies, batch_size int, dry_run boolean) RETURNS text
   LANGUAGE plpgsql STABLE SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
-  cond text := gdpr._due_cond(pol) || ' AND ' || gdpr._todo_cond(pol);
+  cond text := gdpr._due_cond(pol) || ' AND NOT ' || gdpr._excluded_cond(pol.tbl, 1) || ' AND ' || gdpr._todo_cond(pol);
   key name := coalesce(gdpr._key_column(pol.tbl), 'ctid');  -- no single-column key: nothing cascades by it
   typ text;
-  expr text;
 BEGIN
   IF pol.action = 'keep' OR (dry_run AND pol.action <> 'delete') THEN
-    RETURN format('SELECT count(*), 0::bigint FROM %s t WHERE %s', pol.tbl, cond);
+    RETURN format('SELECT jsonb_build_array(count(*), 0) FROM %s t WHERE %s', pol.tbl, cond);
   END IF;
   IF dry_run THEN
-    RETURN format('WITH v AS (SELECT t.%I AS k FROM %s t WHERE %s) SELECT (SELECT count(*) FROM v), %s',
+    RETURN format('WITH v AS (SELECT t.%I AS k FROM %s t WHERE %s) SELECT jsonb_build_array((SELECT count(*) FROM v), %s)',
                   key, pol.tbl, cond, gdpr._cascade_count_sql(pol.tbl, 'v'));
   END IF;
-  -- A plain DELETE or UPDATE, counted by its ROW_COUNT and the cascade by the
-  -- transaction's statistics (_purge_batch): a RETURNING list would
-  -- materialise every row of the batch, and counting the children before the
-  -- delete probed their indexes twice.
   IF pol.action = 'delete' THEN
     RETURN format('DELETE FROM %s WHERE ctid = ANY (ARRAY(SELECT t.ctid FROM %s t WHERE %s LIMIT %s))',
                   pol.tbl, pol.tbl, cond, batch_size);
   END IF;
+  IF pol.action = 'pseudonymise' THEN
+    RETURN format('SELECT jsonb_build_object(''c'', coalesce(jsonb_agg(x.ctid::text), ''[]''), ''v'', coalesce(jsonb_agg(x.v), ''[]''))
+                     FROM (SELECT t.ctid, t.%I::text AS v FROM %s t WHERE %s LIMIT %s FOR UPDATE) x',
+                  pol.col, pol.tbl, cond, batch_size);
+  END IF;
   typ := (SELECT format_type(a.atttypid, a.atttypmod) FROM pg_attribute a
            WHERE a.attrelid = pol.tbl AND a.attname = pol.col);
-  expr := CASE pol.action
-    WHEN 'nullify' THEN 'NULL'
-    WHEN 'pseudonymise' THEN format('gdpr.pseudonymise(%I::text, %L)::%s', pol.col, 'retention', typ)
-    WHEN 'generalise' THEN CASE WHEN gdpr._is_date_column(pol.tbl, pol.col)
-                                THEN format('gdpr.generalise(%I::timestamptz, %L)::%s', pol.col, 'year', typ)
-                                ELSE format('gdpr.generalise_postcode(%I::text)::%s', pol.col, typ) END END;
   RETURN format('UPDATE %s SET %I = %s WHERE ctid = ANY (ARRAY(SELECT t.ctid FROM %s t WHERE %s LIMIT %s))',
-                pol.tbl, pol.col, expr, pol.tbl, cond, batch_size);
+                pol.tbl, pol.col,
+                CASE pol.action WHEN 'nullify' THEN 'NULL'
+                                ELSE format('(%s)::%s', gdpr._generalise_sql(pol.tbl, pol.col, quote_ident(pol.col)), typ) END,
+                pol.tbl, cond, batch_size);
+END
+$$;
+
+-- Write pseudonyms (domain) of the values of rows (jsonb {c: ctids, v:
+-- values as text}) into column col of tbl, as the table's owner: the rows
+-- updated.  The pseudonyms are computed here, outside the owner's statement.
+CREATE FUNCTION gdpr._write_pseudonyms(tbl regclass, col name, rows jsonb, domain text) RETURNS bigint
+  LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+  ctids text;
+  vals text;
+BEGIN
+  IF jsonb_array_length(rows -> 'c') = 0 THEN
+    RETURN 0;
+  END IF;
+  SELECT array_agg(c ORDER BY i)::text INTO ctids FROM jsonb_array_elements_text(rows -> 'c') WITH ORDINALITY x(c, i);
+  SELECT array_agg(gdpr._pseudonym(v, domain) ORDER BY i)::text INTO vals
+    FROM jsonb_array_elements_text(rows -> 'v') WITH ORDINALITY x(v, i);
+  RETURN gdpr._owner_exec(tbl, format('UPDATE %1$s t SET %2$I = v.p::%3$s FROM unnest($1::tid[], $2::text[]) v(c, p) WHERE t.ctid = v.c',
+                                      tbl, col, (SELECT format_type(a.atttypid, a.atttypmod) FROM pg_attribute a
+                                                  WHERE a.attrelid = tbl AND a.attname = col)),
+                          ctids, vals);
 END
 $$;
 
@@ -251,26 +298,42 @@ CREATE FUNCTION gdpr._purge_order(run_id bigint) RETURNS SETOF int
 $$;
 
 -- One batch of a policy (the statement of _policy_sql), under
--- crm_gdpr.purge_lock_timeout: the rows it did and those ON DELETE CASCADE
--- took with them.
+-- crm_gdpr.purge_lock_timeout, as the table's owner: the rows it did and
+-- those ON DELETE CASCADE took with them.
 CREATE FUNCTION gdpr._purge_step(pol gdpr.retention_policies, sql text, OUT n bigint, OUT cascaded bigint)
   LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+  excluded text := gdpr._purge_excluded(pol.tbl);
+  res jsonb;
 BEGIN
   PERFORM set_config('lock_timeout', coalesce(nullif(current_setting('crm_gdpr.purge_lock_timeout', true), ''), '1s'), true);
+  cascaded := 0;
   IF sql ~ '^DELETE ' THEN
     cascaded := gdpr._cascade_deleted(pol.tbl);
-    EXECUTE sql;
-    GET DIAGNOSTICS n = ROW_COUNT;
+    n := gdpr._owner_exec(pol.tbl, sql, excluded);
     cascaded := gdpr._cascade_deleted(pol.tbl) - cascaded;
   ELSIF sql ~ '^UPDATE ' THEN
-    EXECUTE sql;
-    GET DIAGNOSTICS n = ROW_COUNT;
-    cascaded := 0;
+    n := gdpr._owner_exec(pol.tbl, sql, excluded);
   ELSE
-    EXECUTE sql INTO n, cascaded;
+    res := gdpr._owner_query(pol.tbl, sql, excluded);
+    IF jsonb_typeof(res) = 'object' THEN
+      n := gdpr._write_pseudonyms(pol.tbl, pol.col, res, 'retention');
+    ELSE
+      n := (res ->> 0)::bigint;
+      cascaded := (res ->> 1)::bigint;
+    END IF;
   END IF;
 END
 $$;
+
+-- NULL when role may carry out pol, else why not (recorded as the policy's
+-- error).  A manual purge asks this of its caller, the worker of the role
+-- that set the policy.
+CREATE FUNCTION gdpr._policy_refusal(pol gdpr.retention_policies, role name, whose text) RETURNS text
+  LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp
+  RETURN CASE WHEN coalesce(gdpr._holds_privileges(role, pol.tbl, gdpr._action_privileges(pol.action)), false) THEN NULL
+              ELSE format('42501: %s "%s" lacks %s on %s: the policy is not carried out', whose,
+                          coalesce(role, '(unknown)'), gdpr._action_privileges(pol.action), pol.tbl) END;
 
 -- What a policy did in a run: added to its results, and one PURGE row in
 -- the access log (no personal data: the table, the action, the counts).
@@ -311,10 +374,17 @@ CREATE FUNCTION gdpr._purge_batch(run_id bigint, policy_id int, batch_size int, 
 DECLARE
   pol gdpr.retention_policies;
   r record;
+  refusal text;
 BEGIN
   SELECT * INTO pol FROM gdpr.retention_policies p WHERE p.id = _purge_batch.policy_id;
   IF NOT FOUND THEN
     RETURN 0;                    -- the policy was removed meanwhile
+  END IF;
+  refusal := gdpr._policy_refusal(pol, pol.set_by::name, 'the role that set it,');
+  IF refusal IS NOT NULL THEN
+    UPDATE gdpr.purge_results x SET error = refusal
+     WHERE x.run_id = _purge_batch.run_id AND x.policy_id = _purge_batch.policy_id;
+    RETURN -1;
   END IF;
   BEGIN
     r := gdpr._purge_step(pol, coalesce(prepared, gdpr._policy_sql(pol, batch_size, dry_run)));
@@ -344,10 +414,19 @@ DECLARE
   n bigint := 0;
   cascaded bigint := 0;
   batches int := 0;
+  refusal text;
 BEGIN
   SELECT * INTO pol FROM gdpr.retention_policies p WHERE p.id = _purge_policy.policy_id;
   IF NOT FOUND THEN
     RETURN 0;
+  END IF;
+  refusal := gdpr._policy_refusal(pol, gdpr._caller(), 'the caller');
+  IF refusal IS NOT NULL THEN
+    UPDATE gdpr.purge_results x SET error = refusal
+     WHERE x.run_id = _purge_policy.run_id AND x.policy_id = _purge_policy.policy_id;
+    RAISE WARNING 'retention policy % on % is not carried out', pol.id, pol.tbl
+      USING DETAIL = refusal, HINT = 'Ask the table''s owner for the privilege, or let a role that holds it purge.';
+    RETURN -1;
   END IF;
   BEGIN
     sql := gdpr._policy_sql(pol, batch_size, dry_run);
@@ -415,26 +494,51 @@ SELECT x.id AS run_id, x.started_at, x.finished_at, x.started_by, x.dry_run, x.s
   FROM gdpr.purge_runs x JOIN gdpr.purge_results r ON r.run_id = x.id;
 COMMENT ON VIEW gdpr.purge_history IS 'every purge run, per policy: rows acted on, errors; no personal data';
 
--- Per policy: rows past due now, and since when (counts only: the auditor
--- who reads the view needs no privilege on the CRM's tables).
-CREATE FUNCTION gdpr._retention_due(pol gdpr.retention_policies, OUT rows_due bigint, OUT oldest_due timestamptz)
+-- Per policy: rows past due now and since when, and the rows past due that
+-- are kept because their subject is held or restricted (counts only: the
+-- auditor who reads the view needs no privilege on the CRM's tables; each
+-- count runs as the table's owner).  Takes no argument, so that it answers
+-- for the registry's policies only.
+CREATE FUNCTION gdpr.retention_counts()
+  RETURNS TABLE (policy_id int, rows_due bigint, oldest_due timestamptz, rows_held bigint, rows_restricted bigint)
   LANGUAGE plpgsql STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+  pol gdpr.retention_policies;
+  st regclass;
+  res jsonb;
 BEGIN
-  EXECUTE format('SELECT count(*), min(%s) FROM %s t WHERE %s AND %s',
-                 CASE WHEN pol.after_table = pol.tbl THEN format('t.%I + %L::interval', pol.after_column, pol.keep)
-                      ELSE 'NULL::timestamptz' END,
-                 pol.tbl, gdpr._due_cond(pol), gdpr._todo_cond(pol))
-    INTO rows_due, oldest_due;
+  FOR pol IN SELECT * FROM gdpr.retention_policies p ORDER BY p.id LOOP
+    st := (SELECT r.subject_table FROM gdpr.registered_tables r WHERE r.tbl = pol.tbl);
+    res := gdpr._owner_query(pol.tbl, format(
+      'SELECT jsonb_build_array(count(*) FILTER (WHERE NOT %1$s AND NOT %2$s), min(%3$s) FILTER (WHERE NOT %1$s AND NOT %2$s),
+                                count(*) FILTER (WHERE %1$s), count(*) FILTER (WHERE %2$s AND NOT %1$s))
+         FROM %4$s t WHERE %5$s AND %6$s',
+      gdpr._excluded_cond(pol.tbl, 1), gdpr._excluded_cond(pol.tbl, 2),
+      CASE WHEN pol.after_table = pol.tbl THEN format('t.%I + %L::interval', pol.after_column, pol.keep)
+           ELSE 'NULL::timestamptz' END,
+      pol.tbl, gdpr._due_cond(pol), gdpr._todo_cond(pol)),
+      gdpr._held_ids(st)::text, gdpr._restricted_ids(st)::text);
+    policy_id := pol.id;
+    rows_due := (res ->> 0)::bigint;
+    oldest_due := (res ->> 1)::timestamptz;
+    rows_held := (res ->> 2)::bigint;
+    rows_restricted := (res ->> 3)::bigint;
+    RETURN NEXT;
+  END LOOP;
 END
 $$;
+COMMENT ON FUNCTION gdpr.retention_counts() IS
+  'per retention policy: rows past due, the oldest due date, and the rows past due kept for a hold or a restriction';
 
 CREATE VIEW gdpr.retention_status AS
 SELECT p.id AS policy_id, p.tbl, p.col, p.action, p.keep, p.after_table, p.after_column,
        d.rows_due, d.oldest_due,
        (SELECT max(x.finished_at) FROM gdpr.purge_runs x JOIN gdpr.purge_results r ON r.run_id = x.id
-         WHERE r.policy_id = p.id AND NOT x.dry_run AND r.error IS NULL) AS last_purged_at
-  FROM gdpr.retention_policies p, LATERAL gdpr._retention_due(p) d;
-COMMENT ON VIEW gdpr.retention_status IS 'per policy: rows past due now (held rows excluded) and the oldest due date';
+         WHERE r.policy_id = p.id AND NOT x.dry_run AND r.error IS NULL) AS last_purged_at,
+       d.rows_held, d.rows_restricted
+  FROM gdpr.retention_policies p JOIN gdpr.retention_counts() d ON d.policy_id = p.id;
+COMMENT ON VIEW gdpr.retention_status IS
+  'per policy: rows past due now, the oldest due date; rows past due kept because their subject is held or restricted';
 
 CREATE VIEW gdpr.holds_in_force AS
 SELECT h.id, h.subject_table, h.subject_id, h.reason, h.until, h.placed_at, h.placed_by
@@ -442,5 +546,5 @@ SELECT h.id, h.subject_table, h.subject_id, h.reason, h.until, h.placed_at, h.pl
 
 GRANT EXECUTE ON FUNCTION gdpr.place_hold(text, text, timestamptz, regclass), gdpr.release_hold(bigint),
   gdpr.purge(boolean) TO gdpr_admin;
-GRANT EXECUTE ON FUNCTION gdpr._retention_due(gdpr.retention_policies) TO gdpr_auditor, gdpr_admin;
+GRANT EXECUTE ON FUNCTION gdpr.retention_counts() TO gdpr_auditor, gdpr_admin;
 GRANT SELECT ON gdpr.purge_history, gdpr.retention_status, gdpr.holds_in_force, gdpr.holds TO gdpr_auditor, gdpr_admin;

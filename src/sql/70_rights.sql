@@ -198,16 +198,6 @@ BEGIN
 END
 $$;
 
--- Recipients to tell of a rectification, erasure or restriction (Art. 19):
--- those of the purposes for which the subject's tables hold data.
-CREATE FUNCTION gdpr._recipients_of(subject_table regclass) RETURNS text[]
-  LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
-  SELECT coalesce(array_agg(DISTINCT format('%s (%s)', x.name, x.country)), '{}')
-    FROM gdpr.recipients x
-   WHERE EXISTS (SELECT FROM gdpr.personal_columns pc JOIN gdpr.registered_tables r ON r.tbl = pc.tbl
-                  WHERE pc.purpose = x.purpose AND r.subject_table = _recipients_of.subject_table)
-$$;
-
 CREATE VIEW gdpr.requests_due AS
 SELECT r.id, r.subject_table, r.subject_id, r.kind, r.received_at, r.due_at, r.extended_months,
        r.extension_reason, r.subject_found,
@@ -215,8 +205,14 @@ SELECT r.id, r.subject_table, r.subject_id, r.kind, r.received_at, r.due_at, r.e
             WHEN now() > r.due_at - interval '7 days' THEN 'due soon'
             ELSE 'open' END AS state,
        date_trunc('second', r.due_at - now()) AS time_left,
+       -- Recipients to tell of a rectification, erasure or restriction (Art.
+       -- 19): those of the purposes for which the subject's tables hold data.
        CASE WHEN r.kind IN ('rectification', 'erasure', 'restriction')
-            THEN gdpr._recipients_of(r.subject_table) ELSE '{}' END AS recipients_to_notify
+            THEN (SELECT coalesce(array_agg(DISTINCT format('%s (%s)', x.name, x.country)), '{}')
+                    FROM gdpr.recipients x
+                   WHERE EXISTS (SELECT FROM gdpr.personal_columns pc JOIN gdpr.registered_tables t ON t.tbl = pc.tbl
+                                  WHERE pc.purpose = x.purpose AND t.subject_table = r.subject_table))
+            ELSE '{}' END AS recipients_to_notify
   FROM gdpr.requests r
  WHERE r.closed_at IS NULL;
 COMMENT ON VIEW gdpr.requests_due IS 'open requests with their deadline: open, due soon (7 days), overdue';
@@ -256,14 +252,20 @@ CREATE FUNCTION gdpr.restrict_subject(subject_id text, reason text, subject_tabl
   LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
   st regclass := gdpr._require_subject(subject_table, subject_id);
+  rid bigint;
 BEGIN
+  -- Restricting decides who may change his rows: it needs UPDATE on them.
+  PERFORM gdpr._require_privilege(st, 'UPDATE', 'gdpr.restrict_subject()');
   PERFORM gdpr._not_blank(reason, 'a restriction needs a reason',
     'Art. 18(1): accuracy contested, unlawful processing, needed for a legal claim, or objection pending.');
   IF gdpr.is_restricted(subject_id, st) THEN
     RAISE EXCEPTION 'subject "%" is already restricted', subject_id USING ERRCODE = 'duplicate_object';
   END IF;
-  INSERT INTO gdpr.restrictions (subject_table, subject_id, reason) VALUES (st, subject_id, reason);
-  PERFORM gdpr._log_event('RESTRICT', st, ARRAY[subject_id], 1, jsonb_build_object('reason', reason));
+  INSERT INTO gdpr.restrictions (subject_table, subject_id, reason) VALUES (st, subject_id, reason)
+    RETURNING id INTO rid;
+  -- The append-only log names the restriction, never its free-text reason
+  -- (which goes with the subject if he is erased).
+  PERFORM gdpr._log_event('RESTRICT', st, ARRAY[subject_id], 1, jsonb_build_object('restriction_id', rid));
 END
 $$;
 
@@ -272,14 +274,17 @@ CREATE FUNCTION gdpr.lift_restriction(subject_id text, reason text DEFAULT NULL,
   LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
   st regclass := gdpr._subject_table(subject_table);
+  rid bigint;
 BEGIN
   PERFORM gdpr._not_null(subject_id, 'subject_id');
+  PERFORM gdpr._require_privilege(st, 'UPDATE', 'gdpr.lift_restriction()');
   UPDATE gdpr.restrictions r SET lifted_at = now(), lifted_by = session_user, lift_reason = lift_restriction.reason
-   WHERE r.subject_table = st AND r.subject_id = lift_restriction.subject_id AND r.lifted_at IS NULL;
+   WHERE r.subject_table = st AND r.subject_id = lift_restriction.subject_id AND r.lifted_at IS NULL
+  RETURNING r.id INTO rid;
   IF NOT FOUND THEN
     RAISE EXCEPTION 'subject "%" is not restricted', subject_id USING ERRCODE = 'undefined_object';
   END IF;
-  PERFORM gdpr._log_event('LIFT RESTRICTION', st, ARRAY[subject_id], 1, jsonb_build_object('reason', reason));
+  PERFORM gdpr._log_event('LIFT RESTRICTION', st, ARRAY[subject_id], 1, jsonb_build_object('restriction_id', rid));
 END
 $$;
 
@@ -327,12 +332,9 @@ $$;
 
 -- The columns of tbl an export shows: all of them, or for portability
 -- (Art. 20) the keys and the columns classified under consent or contract.
-CREATE FUNCTION gdpr._export_columns(tbl regclass, portability boolean) RETURNS text
+CREATE FUNCTION gdpr._export_columns(tbl regclass, portability boolean) RETURNS name[]
   LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
-  SELECT string_agg(CASE WHEN a.atttypid = 'bytea'::regtype
-                         THEN format('%L, gdpr._export_bytea(t.%I, %L)', a.attname, a.attname,
-                                     gdpr._qualified(tbl) || '.' || a.attname)
-                         ELSE format('%L, t.%I', a.attname, a.attname) END, ', ' ORDER BY a.attnum)
+  SELECT coalesce(array_agg(a.attname ORDER BY a.attnum), '{}')
     FROM pg_attribute a
    WHERE a.attrelid = tbl AND a.attnum > 0 AND NOT a.attisdropped
      AND (NOT portability
@@ -364,6 +366,32 @@ BEGIN
 END
 $$;
 
+-- The subject's rows of one registered table, as a JSON array of objects
+-- (column name: value).  Read as the table's owner with to_jsonb (any width:
+-- no function-argument limit); bytea values come out as hex and are decrypted
+-- here, outside the owner's statement.
+CREATE FUNCTION gdpr._export_rows(tbl regclass, key_literal text, portability boolean) RETURNS jsonb
+  LANGUAGE plpgsql STABLE SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+  cols name[] := gdpr._export_columns(tbl, portability);
+  bin_cols name[] := ARRAY(SELECT a.attname FROM pg_attribute a
+                          WHERE a.attrelid = tbl AND a.attname = ANY (cols) AND a.atttypid = 'bytea'::regtype);
+  rows jsonb;
+BEGIN
+  rows := gdpr._owner_query(tbl, format(
+    'SELECT coalesce(jsonb_agg((SELECT to_jsonb(c) FROM (SELECT %s) c) ORDER BY t.ctid), ''[]'') FROM %s t WHERE %s',
+    (SELECT string_agg(format('t.%I', c), ', ') FROM unnest(cols) c), tbl, gdpr._subject_rows_cond(tbl, key_literal)));
+  IF cardinality(bin_cols) = 0 OR jsonb_array_length(rows) = 0 THEN
+    RETURN rows;
+  END IF;
+  SELECT jsonb_agg(r || (SELECT jsonb_object_agg(b, gdpr._export_bytea(decode(substr(r ->> b, 3), 'hex'),
+                                                                       gdpr.qualified_name(tbl) || '.' || b))
+                           FROM unnest(bin_cols) b) ORDER BY i)
+    INTO rows FROM jsonb_array_elements(rows) WITH ORDINALITY x(r, i);
+  RETURN rows;
+END
+$$;
+
 -- Every row of every registered table that belongs to the subject.  Each
 -- table is reached from the subject's key through indexed foreign keys, so
 -- the cost follows the subject's rows, not the size of the tables.
@@ -371,17 +399,26 @@ CREATE FUNCTION gdpr._subject_data(st regclass, subject_id text, portability boo
   LANGUAGE plpgsql STABLE SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
   t record;
-  rows jsonb;
   data jsonb := '{}';
   key text := gdpr._subject_key_literal(st, subject_id);
 BEGIN
   FOR t IN SELECT tree.tbl FROM gdpr._subject_tree(st) tree LOOP
-    EXECUTE format('SELECT coalesce(jsonb_agg(jsonb_build_object(%s) ORDER BY t.ctid), ''[]'') FROM %s t WHERE %s',
-                   gdpr._export_columns(t.tbl, portability), t.tbl, gdpr._subject_rows_cond(t.tbl, key))
-      INTO rows;
-    data := data || jsonb_build_object(t.tbl::text, rows);
+    data := data || jsonb_build_object(t.tbl::text, gdpr._export_rows(t.tbl, key, portability));
   END LOOP;
   RETURN data;
+END
+$$;
+
+-- 42501 unless the caller holds privilege on every table of the subject's
+-- tree: an export or an erasure is whole or not at all.
+CREATE FUNCTION gdpr._require_subject_privilege(st regclass, privilege text, action text) RETURNS void
+  LANGUAGE plpgsql STABLE SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+  t regclass;
+BEGIN
+  FOR t IN SELECT tree.tbl FROM gdpr._subject_tree(st) tree LOOP
+    PERFORM gdpr._require_privilege(t, privilege, action);
+  END LOOP;
 END
 $$;
 
@@ -408,6 +445,7 @@ DECLARE
   erased gdpr.erasures;
 BEGIN
   PERFORM gdpr._not_null(portability, 'portability');
+  PERFORM gdpr._require_subject_privilege(st, 'SELECT', 'gdpr.export_subject()');
   IF NOT gdpr._subject_exists(st, subject_id) THEN
     -- An erased person gets the one thing still held about him: that he was
     -- erased and is on the suppression list (under a pseudonym).

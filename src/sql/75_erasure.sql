@@ -7,12 +7,12 @@
 -- ledger never re-identifies him without the key kept outside the database.
 CREATE FUNCTION gdpr._subject_ref(st regclass, subject_id text) RETURNS text
   LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp
-  RETURN gdpr.pseudonymise(subject_id, 'erasure-ledger');  -- scoped by the subject_table column
+  RETURN gdpr._pseudonym(subject_id, 'erasure-ledger');  -- scoped by the subject_table column
 
 -- How a contact value is compared on the suppression list: e-mail addresses
 -- in lower case, phone numbers as their digits (a leading 0 read as +33).
 CREATE FUNCTION gdpr._normalise_contact(value text) RETURNS text
-  LANGUAGE sql IMMUTABLE STRICT SET search_path = pg_catalog, pg_temp
+  LANGUAGE sql IMMUTABLE STRICT PARALLEL SAFE SET search_path = pg_catalog, pg_temp
   RETURN CASE WHEN value LIKE '%@%' THEN lower(btrim(value))
               ELSE regexp_replace(regexp_replace(value, '[^0-9]', '', 'g'), '^0', '33') END;
 
@@ -45,9 +45,11 @@ SELECT pg_catalog.pg_extension_config_dump('gdpr.suppressions', '');
 CREATE FUNCTION gdpr.is_suppressed(email text) RETURNS boolean
   LANGUAGE sql STABLE STRICT SECURITY DEFINER SET search_path = pg_catalog, pg_temp
   RETURN EXISTS (SELECT FROM gdpr.suppressions s
-                  WHERE s.ref = gdpr.pseudonymise(gdpr._normalise_contact(email), 'suppression'));
+                  WHERE s.ref = gdpr._pseudonym(gdpr._normalise_contact(email), 'suppression'));
 
--- The value of col after action, as an SQL expression for UPDATE ... SET.
+-- The value of col after action, as an SQL expression for UPDATE ... SET
+-- made of PostgreSQL's own functions (the statement runs as the table's
+-- owner); NULL for 'pseudonymise', which the extension computes itself.
 CREATE FUNCTION gdpr._action_expr(tbl regclass, col name, action text) RETURNS text
   LANGUAGE plpgsql STABLE SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
@@ -55,10 +57,7 @@ DECLARE
 BEGIN
   RETURN CASE
     WHEN action = 'nullify' THEN 'NULL'
-    WHEN action = 'pseudonymise' THEN format('gdpr.pseudonymise(%I::text, %L)::%s', col, 'erasure', typ)
-    WHEN action = 'generalise' AND typ IN ('date', 'timestamp without time zone', 'timestamp with time zone')
-      THEN format('gdpr.generalise(%I::timestamptz, %L)::%s', col, 'year', typ)
-    WHEN action = 'generalise' THEN format('gdpr.generalise_postcode(%I::text)::%s', col, typ)
+    WHEN action = 'generalise' THEN format('(%s)::%s', gdpr._generalise_sql(tbl, col, quote_ident(col)), typ)
   END;
 END
 $$;
@@ -84,20 +83,30 @@ CREATE FUNCTION gdpr._erasure_column_actions(tbl regclass) RETURNS TABLE (col na
    ORDER BY pc.col
 $$;
 
--- Anonymise the rows of tbl matching cond; the column actions for the report.
+-- Anonymise the rows of tbl matching cond, as the table's owner; the column
+-- actions for the report.  Pseudonyms are computed outside the owner's
+-- statement, for the rows it selected and locked.
 CREATE FUNCTION gdpr._anonymise_rows(tbl regclass, cond text) RETURNS jsonb
   LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
   sets text;
   actions jsonb;
+  c name;
 BEGIN
-  SELECT string_agg(format('%I = %s', x.col, gdpr._action_expr(tbl, x.col, x.action)), ', '),
+  SELECT string_agg(format('%I = %s', x.col, gdpr._action_expr(tbl, x.col, x.action)), ', ')
+           FILTER (WHERE x.action <> 'pseudonymise'),
          coalesce(jsonb_object_agg(x.col, x.action), '{}')
     INTO sets, actions
     FROM gdpr._erasure_column_actions(tbl) x WHERE x.action IS NOT NULL;
   IF sets IS NOT NULL THEN
-    EXECUTE format('UPDATE %s SET %s WHERE %s', tbl, sets, cond);
+    PERFORM gdpr._owner_exec(tbl, format('UPDATE %s SET %s WHERE %s', tbl, sets, cond));
   END IF;
+  FOR c IN SELECT x.col FROM gdpr._erasure_column_actions(tbl) x WHERE x.action = 'pseudonymise' LOOP
+    PERFORM gdpr._write_pseudonyms(tbl, c, gdpr._owner_query(tbl, format(
+      'SELECT jsonb_build_object(''c'', coalesce(jsonb_agg(x.ctid::text), ''[]''), ''v'', coalesce(jsonb_agg(x.v), ''[]''))
+         FROM (SELECT t.ctid, t.%I::text AS v FROM %s t WHERE (%s) AND t.%I IS NOT NULL FOR UPDATE) x',
+      c, tbl, cond, c)), 'erasure');
+  END LOOP;
   RETURN actions;
 END
 $$;
@@ -125,14 +134,13 @@ DECLARE
   actions jsonb := '{}';
 BEGIN
   IF NOT keep THEN
-    EXECUTE format('DELETE FROM %s WHERE (%s) AND NOT (%s)', tbl, cond, pinned);
-    GET DIAGNOSTICS n_deleted = ROW_COUNT;
+    n_deleted := gdpr._owner_exec(tbl, format('DELETE FROM %s WHERE (%s) AND NOT (%s)', tbl, cond, pinned));
   END IF;
-  EXECUTE format('SELECT count(*) FROM %s WHERE %s', tbl, cond) INTO n_kept;
+  n_kept := gdpr._owner_query(tbl, format('SELECT to_jsonb(count(*)) FROM %s WHERE %s', tbl, cond))::bigint;
   IF n_kept > 0 THEN
     actions := gdpr._anonymise_rows(tbl, cond);
   END IF;
-  RETURN jsonb_build_object('table', gdpr._qualified(tbl), 'deleted', n_deleted, 'kept', n_kept,
+  RETURN jsonb_build_object('table', gdpr.qualified_name(tbl), 'deleted', n_deleted, 'kept', n_kept,
                             'kept_because', CASE WHEN n_kept = 0 THEN NULL WHEN keep THEN 'legal retention'
                                                  ELSE 'referred to by kept rows' END,
                             'columns', actions);
@@ -149,15 +157,51 @@ DECLARE
   n int := 0;
 BEGIN
   FOR c IN SELECT DISTINCT pc.col FROM gdpr.personal_columns pc WHERE pc.tbl = st AND pc.category = 'contact' LOOP
-    EXECUTE format('SELECT %I::text FROM %s WHERE %s', c, st, gdpr._subject_rows_cond(st, key_literal)) INTO v;
+    v := gdpr._owner_query(st, format('SELECT to_jsonb(%I::text) FROM %s WHERE %s', c, st,
+                                      gdpr._subject_rows_cond(st, key_literal))) #>> '{}';
     CONTINUE WHEN v IS NULL OR (v NOT LIKE '%@%' AND length(regexp_replace(v, '[^0-9]', '', 'g')) < 6);
     INSERT INTO gdpr.suppressions (ref, kind, erasure_id)
-      VALUES (gdpr.pseudonymise(gdpr._normalise_contact(v), 'suppression'),
+      VALUES (gdpr._pseudonym(gdpr._normalise_contact(v), 'suppression'),
               CASE WHEN v LIKE '%@%' THEN 'email' ELSE 'phone' END, erasure_id)
       ON CONFLICT ON CONSTRAINT suppressions_pkey DO NOTHING;
     n := n + 1;
   END LOOP;
   RETURN n;
+END
+$$;
+
+-- 42501 unless the caller may do to every table of the subject's tree what
+-- the erasure will: read it, delete its rows (unless the table is kept by a
+-- 'keep' policy), update them (where kept rows have columns to anonymise).
+CREATE FUNCTION gdpr._require_erasure_privileges(st regclass) RETURNS void
+  LANGUAGE plpgsql STABLE SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+  t regclass;
+BEGIN
+  FOR t IN SELECT tree.tbl FROM gdpr._subject_tree(st) tree LOOP
+    PERFORM gdpr._require_privilege(t, concat_ws(', ', 'SELECT',
+      CASE WHEN NOT EXISTS (SELECT FROM gdpr.retention_policies p WHERE p.tbl = t AND p.col IS NULL AND p.action = 'keep')
+           THEN 'DELETE' END,
+      CASE WHEN EXISTS (SELECT FROM gdpr._erasure_column_actions(t) x WHERE x.action IS NOT NULL) THEN 'UPDATE' END),
+      'gdpr.erase_subject()');
+  END LOOP;
+END
+$$;
+
+-- After an erasure, no table of schema gdpr keeps his id or free text about
+-- him: his requests name him by the ledger's pseudonym, and the reasons of
+-- his holds and restrictions (free text, "Mr Martin, 12 rue de la Paix...")
+-- are removed with his id.  The dates stay: they are the controller's proof.
+CREATE FUNCTION gdpr._forget_subject(st regclass, subject_id text, ref text) RETURNS void
+  LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
+BEGIN
+  UPDATE gdpr.requests r SET subject_id = ref
+   WHERE r.subject_table = st AND r.subject_id = _forget_subject.subject_id;
+  UPDATE gdpr.holds h SET subject_id = ref, reason = '(removed with the erasure of the subject)'
+   WHERE h.subject_table = st AND h.subject_id = _forget_subject.subject_id;
+  UPDATE gdpr.restrictions r SET subject_id = ref, reason = '(removed with the erasure of the subject)',
+         lift_reason = CASE WHEN r.lift_reason IS NOT NULL THEN '(removed with the erasure of the subject)' END
+   WHERE r.subject_table = st AND r.subject_id = _forget_subject.subject_id;
 END
 $$;
 
@@ -186,7 +230,8 @@ BEGIN
   IF NOT gdpr._subject_exists(st, subject_id) THEN
     RAISE EXCEPTION 'subject "%" does not exist in %', subject_id, st USING ERRCODE = 'no_data_found';
   END IF;
-  EXECUTE format('SELECT 1 FROM %s WHERE %s FOR UPDATE', st, gdpr._subject_rows_cond(st, key));
+  PERFORM gdpr._require_erasure_privileges(st);
+  PERFORM gdpr._owner_exec(st, format('SELECT 1 FROM %s WHERE %s FOR UPDATE', st, gdpr._subject_rows_cond(st, key)));
   IF (gdpr._active_hold(st, subject_id)).id IS NOT NULL THEN
     RAISE EXCEPTION 'subject "%" is under a legal hold', subject_id
       USING ERRCODE = 'object_not_in_prerequisite_state',
@@ -222,13 +267,14 @@ BEGIN
     tables := tables || gdpr._erase_table(t.tbl, key);
   END LOOP;
 
-  rep := jsonb_build_object('status', 'erased', 'erasure_id', eid, 'subject_table', gdpr._qualified(st),
+  rep := jsonb_build_object('status', 'erased', 'erasure_id', eid, 'subject_table', gdpr.qualified_name(st),
                                'request_id', request_id, 'erased_at', now(), 'tables', tables,
                                'consent_events_removed', n_consent, 'subject_key_shredded', shredded IS NOT NULL);
   UPDATE gdpr.erasures e SET report = rep, report_sha256 = sha256(convert_to(rep::text, 'UTF8'))
    WHERE e.id = eid;
   PERFORM gdpr._log_event('ERASE', st, ARRAY[subject_id], 1,
                           jsonb_build_object('erasure_id', eid, 'request_id', request_id));
+  PERFORM gdpr._forget_subject(st, subject_id, ref);
   RETURN rep;
 EXCEPTION
   WHEN foreign_key_violation THEN
@@ -244,12 +290,12 @@ $$;
 CREATE FUNCTION gdpr.export_erasure_ledger() RETURNS jsonb
   LANGUAGE sql STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp
   RETURN (SELECT coalesce(jsonb_agg(x ORDER BY x ->> 'at'), '[]') FROM (
-            SELECT jsonb_build_object('kind', 'erasure', 'subject_table', gdpr._qualified(e.subject_table),
+            SELECT jsonb_build_object('kind', 'erasure', 'subject_table', gdpr.qualified_name(e.subject_table),
                                       'subject_ref', e.subject_ref, 'at', e.erased_at,
                                       'report_sha256', encode(e.report_sha256, 'hex')) AS x
               FROM gdpr.erasures e
             UNION ALL
-            SELECT jsonb_build_object('kind', 'shred', 'subject_table', gdpr._qualified(k.subject_table),
+            SELECT jsonb_build_object('kind', 'shred', 'subject_table', gdpr.qualified_name(k.subject_table),
                                       'subject_ref', k.subject_ref, 'key_id', k.key_id, 'at', k.shredded_at)
               FROM gdpr.shredded_keys k) entries);
 
@@ -296,9 +342,11 @@ BEGIN
   GET DIAGNOSTICS n = ROW_COUNT;
   FOR s IN SELECT st.tbl, st.id_column FROM gdpr.subject_tables st
             WHERE EXISTS (SELECT FROM gdpr.erasures e WHERE e.subject_table = st.tbl) LOOP
-    FOR sid IN EXECUTE format('SELECT t.%I::text FROM %s t WHERE gdpr._subject_ref(%L, t.%I::text) IN
-                                (SELECT e.subject_ref FROM gdpr.erasures e WHERE e.subject_table = %L::regclass)',
-                             s.id_column, s.tbl, s.tbl, s.id_column, s.tbl) LOOP
+    -- Every id of the table, read as its owner, pseudonymised here.
+    FOR sid IN SELECT x.id FROM jsonb_array_elements_text(gdpr._owner_query(s.tbl,
+                 format('SELECT coalesce(jsonb_agg(t.%I::text), ''[]'') FROM %s t', s.id_column, s.tbl))) x(id)
+                WHERE gdpr._subject_ref(s.tbl, x.id) IN (SELECT e.subject_ref FROM gdpr.erasures e
+                                                          WHERE e.subject_table = s.tbl) LOOP
       -- The ledger entry already exists: erase without a new certificate row.
       DELETE FROM gdpr.erasures e WHERE e.subject_table = s.tbl AND e.subject_ref = gdpr._subject_ref(s.tbl, sid);
       PERFORM gdpr.erase_subject(sid, NULL, s.tbl);

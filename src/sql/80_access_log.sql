@@ -6,14 +6,10 @@
 -- MAC at insert (log_mac.c); the log writer seals settled rows into
 -- hash-chained blocks; gdpr.verify_access_log() checks both.
 
--- The role a row names: the caller of the extension's SECURITY DEFINER
--- functions (the role set by SET ROLE or the session), not their owner.
-CREATE FUNCTION gdpr._caller() RETURNS name
-  LANGUAGE c STABLE AS 'MODULE_PATHNAME', 'gdpr_caller';
-
 -- A crm_gdpr.* setting, also in sessions that have not loaded the module yet.
-CREATE FUNCTION gdpr._setting(name text) RETURNS text
+CREATE FUNCTION gdpr.setting(name text) RETURNS text
   LANGUAGE c STABLE STRICT AS 'MODULE_PATHNAME', 'gdpr_setting';
+COMMENT ON FUNCTION gdpr.setting(text) IS 'the value of setting crm_gdpr.<name>, or its default where the module is not loaded';
 
 CREATE SEQUENCE gdpr.access_log_id_seq;
 
@@ -237,7 +233,7 @@ BEGIN
     RETURN;
   END IF;
   INSERT INTO gdpr.access_log (operation, tbl, table_name, columns, subject_refs, subjects, row_count, detail)
-    VALUES (operation, tbl, gdpr._qualified(tbl), columns,
+    VALUES (operation, tbl, gdpr.qualified_name(tbl), columns,
             (SELECT array_agg(gdpr._log_subject_ref(s)) FROM unnest(subject_ids) s),
             cardinality(subject_ids), row_count, detail);
 END
@@ -288,7 +284,7 @@ COMMENT ON FUNCTION gdpr.flush_access_log() IS
 
 -- Month partitions: this one and the next two; the log's retention.
 CREATE FUNCTION gdpr._log_month_name(m timestamp) RETURNS name
-  LANGUAGE sql IMMUTABLE RETURN ('access_log_' || to_char(m, 'YYYY_MM'))::name;
+  LANGUAGE sql IMMUTABLE PARALLEL SAFE RETURN ('access_log_' || to_char(m, 'YYYY_MM'))::name;
 
 -- The month partitions of the log and the end of their month (UTC).
 CREATE FUNCTION gdpr._log_months(OUT part regclass, OUT relname name, OUT month_end timestamptz)
@@ -342,7 +338,7 @@ BEGIN
     PERFORM gdpr._log_index_month(p.part);
   END LOOP;
 
-  cutoff := date_trunc('month', (now() - gdpr._setting('access_log_keep')::interval) AT TIME ZONE 'UTC')
+  cutoff := date_trunc('month', (now() - gdpr.setting('access_log_keep')::interval) AT TIME ZONE 'UTC')
             AT TIME ZONE 'UTC';
   FOR p IN SELECT m.part, m.relname FROM gdpr._log_months() m WHERE m.month_end <= cutoff LOOP
     EXECUTE format('SELECT count(*) FROM %s', p.part) INTO n;
@@ -365,7 +361,7 @@ $$;
 -- The text a seal's MAC covers: every field, in a form independent of the
 -- session's settings (time zone, date style).
 CREATE FUNCTION gdpr._seal_text(s gdpr.access_log_seals) RETURNS bytea
-  LANGUAGE sql IMMUTABLE
+  LANGUAGE sql IMMUTABLE PARALLEL SAFE
   RETURN convert_to(concat_ws('|', s.seal_id, (extract(epoch FROM s.from_at) * 1000000)::bigint,
                               (extract(epoch FROM s.upto_at) * 1000000)::bigint, s.row_count, s.ids::text,
                               encode(s.rows_hash, 'hex'), coalesce(encode(s.prev_hash, 'hex'), '-')), 'UTF8');
@@ -524,13 +520,13 @@ CREATE VIEW gdpr.mass_read_alarms AS
          min(l.at) AS first_at, max(coalesce(l.last_at, l.at)) AS last_at,
          array_agg(DISTINCT l.table_name ORDER BY l.table_name) AS tables,
          array_agg(DISTINCT l.application_name ORDER BY l.application_name) AS applications,
-         gdpr._setting('mass_read_rows')::bigint AS threshold,
-         gdpr._setting('mass_read_window')::interval AS window_length
+         gdpr.setting('mass_read_rows')::bigint AS threshold,
+         gdpr.setting('mass_read_window')::interval AS window_length
     FROM gdpr.access_log l
    WHERE l.operation IN ('SELECT', 'COPY', 'EXPORT')
-     AND l.at >= now() - gdpr._setting('mass_read_window')::interval
+     AND l.at >= now() - gdpr.setting('mass_read_window')::interval
    GROUP BY l.role_name
-  HAVING sum(l.row_count) > gdpr._setting('mass_read_rows')::bigint;
+  HAVING sum(l.row_count) > gdpr.setting('mass_read_rows')::bigint;
 COMMENT ON VIEW gdpr.mass_read_alarms IS
   'roles that read more than crm_gdpr.mass_read_rows rows of personal data in the last crm_gdpr.mass_read_window';
 

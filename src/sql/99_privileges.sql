@@ -18,7 +18,7 @@ GRANT EXECUTE ON FUNCTION
 -- What both roles may call: status, vocabularies, and what the views call
 -- (a function in a view runs with the privileges of the reader).
 GRANT EXECUTE ON FUNCTION
-  gdpr.preloaded(), gdpr._security_measures(text), gdpr._qualified(regclass), gdpr.data_categories(), gdpr.legal_bases(), gdpr.retention_actions(),
+  gdpr.preloaded(), gdpr.security_measures(text), gdpr.qualified_name(regclass), gdpr.data_categories(), gdpr.legal_bases(), gdpr.retention_actions(),
   gdpr.iso_countries(), gdpr.eea_countries(), gdpr.adequate_countries(), gdpr.transfer_safeguards()
   TO gdpr_admin, gdpr_auditor;
 
@@ -40,7 +40,7 @@ GRANT EXECUTE ON FUNCTION
   gdpr.report_breach(text, timestamptz, bigint),
   gdpr.notify_breach(bigint, timestamptz, text)
   TO gdpr_admin;
-GRANT EXECUTE ON FUNCTION gdpr.request_kinds(), gdpr.request_outcomes(), gdpr._recipients_of(regclass)
+GRANT EXECUTE ON FUNCTION gdpr.request_kinds(), gdpr.request_outcomes()
   TO gdpr_admin, gdpr_auditor;
 GRANT SELECT ON gdpr.requests_due, gdpr.breaches_due, gdpr.requests, gdpr.breaches, gdpr.restrictions
   TO gdpr_auditor, gdpr_admin;
@@ -64,6 +64,6 @@ GRANT SELECT ON gdpr.access_log, gdpr.access_log_seals, gdpr.access_log_retentio
                 gdpr.mass_read_alarms, gdpr.access_violations, gdpr.access_log_status
   TO gdpr_auditor, gdpr_admin;
 GRANT EXECUTE ON FUNCTION
-  gdpr.verify_access_log(), gdpr.access_history(text, regclass), gdpr.access_log_queue(), gdpr._setting(text)
+  gdpr.verify_access_log(), gdpr.access_history(text, regclass), gdpr.access_log_queue(), gdpr.setting(text)
   TO gdpr_auditor, gdpr_admin;
 GRANT EXECUTE ON FUNCTION gdpr.flush_access_log(), gdpr.seal_access_log() TO gdpr_admin;

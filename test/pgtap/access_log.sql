@@ -40,7 +40,7 @@ SELECT ok((pg_temp.last('INSERT')).columns @> ARRAY['contact_id', 'kind', 'summa
           AND NOT (pg_temp.last('INSERT')).columns @> ARRAY['agent']::name[],
           'INSERT: the columns given a value, not the others');
 SELECT set_eq($$SELECT unnest((pg_temp.last('INSERT')).subject_refs)$$,
-              format($$VALUES (gdpr.pseudonymise('%s', 'access-log')), (gdpr.pseudonymise('%s', 'access-log'))$$, :c1, :c2),
+              format($$VALUES (gdpr._pseudonym('%s', 'access-log')), (gdpr._pseudonym('%s', 'access-log'))$$, :c1, :c2),
               'INSERT: the subjects touched, as keyed pseudonyms');
 SELECT is((pg_temp.last('INSERT')).subjects, 2::bigint, 'INSERT: how many subjects');
 SELECT is((pg_temp.last('INSERT')).purpose, 'customer_management', 'the declared purpose is recorded');
@@ -72,14 +72,14 @@ DO $$ BEGIN FOR i IN 1..3 LOOP UPDATE crm.contacts SET phone = phone || i WHERE 
 SELECT is((SELECT ARRAY[times, row_count, subjects, cardinality(subject_refs)] FROM pg_temp.last('UPDATE')),
           ARRAY[3, 6, 2, 2]::bigint[], 'identical writes fold into one row that names each person once');
 SELECT is((pg_temp.last('UPDATE')).subject_refs,
-          (SELECT array_agg(r ORDER BY r COLLATE "C") FROM unnest(ARRAY[gdpr.pseudonymise('11', 'access-log'),
-                                                                       gdpr.pseudonymise('12', 'access-log')]) r),
+          (SELECT array_agg(r ORDER BY r COLLATE "C") FROM unnest(ARRAY[gdpr._pseudonym('11', 'access-log'),
+                                                                       gdpr._pseudonym('12', 'access-log')]) r),
           'their references, sorted');
 
 DELETE FROM crm.interactions WHERE contact_id = :c2 AND summary IS NULL;
 SELECT ok((pg_temp.last('DELETE')).columns @> ARRAY['id', 'contact_id', 'kind', 'summary', 'agent']::name[],
           'DELETE: every column');
-SELECT is((pg_temp.last('DELETE')).subject_refs, ARRAY[gdpr.pseudonymise(:'c2', 'access-log')], 'DELETE: the subject');
+SELECT is((pg_temp.last('DELETE')).subject_refs, ARRAY[gdpr._pseudonym(:'c2', 'access-log')], 'DELETE: the subject');
 
 SAVEPOINT t;
 TRUNCATE crm.marketing_events;
@@ -100,7 +100,7 @@ SELECT id, email FROM crm.contacts WHERE id = :c4 \g /dev/null
 SELECT gdpr.flush_access_log() > 0 AS flushed \gset
 SELECT is((pg_temp.last('SELECT')).columns, ARRAY['id', 'email']::name[], 'SELECT: the columns read');
 SELECT is((pg_temp.last('SELECT')).row_count, 1::bigint, 'SELECT: the rows returned');
-SELECT is((pg_temp.last('SELECT')).subject_refs, ARRAY[gdpr.pseudonymise(:'c4', 'access-log')],
+SELECT is((pg_temp.last('SELECT')).subject_refs, ARRAY[gdpr._pseudonym(:'c4', 'access-log')],
           'SELECT: the subject whose key it returned');
 SELECT is((pg_temp.last('SELECT')).purpose, 'prospecting', 'SELECT: the purpose');
 -- A queued record keeps 63 bytes of a purpose, cut between two characters.
@@ -116,11 +116,11 @@ EXECUTE by_key(:c3) \g /dev/null
 SELECT summary FROM crm.interactions WHERE contact_id = ANY (ARRAY[:c1, :c2]::bigint[]) \g /dev/null
 SELECT gdpr.flush_access_log() > 0 AS flushed \gset
 SELECT is((SELECT subject_refs FROM mine WHERE columns = ARRAY['id', 'phone']::name[]),
-          ARRAY[gdpr.pseudonymise(:'c2', 'access-log')], 'SELECT: the subject named in its condition');
+          ARRAY[gdpr._pseudonym(:'c2', 'access-log')], 'SELECT: the subject named in its condition');
 SELECT is((SELECT subject_refs FROM mine WHERE columns = ARRAY['id', 'address']::name[]),
-          ARRAY[gdpr.pseudonymise(:'c3', 'access-log')], 'SELECT: the subject given as a parameter');
+          ARRAY[gdpr._pseudonym(:'c3', 'access-log')], 'SELECT: the subject given as a parameter');
 SELECT set_eq($$SELECT unnest(subject_refs) FROM mine WHERE columns = ARRAY['contact_id', 'summary']::name[]$$,
-              format($$VALUES (gdpr.pseudonymise('%s', 'access-log')), (gdpr.pseudonymise('%s', 'access-log'))$$, :c1, :c2),
+              format($$VALUES (gdpr._pseudonym('%s', 'access-log')), (gdpr._pseudonym('%s', 'access-log'))$$, :c1, :c2),
               'SELECT: the subjects of "= ANY" on a child table');
 
 SAVEPOINT t;
@@ -179,7 +179,7 @@ SELECT ok(NOT EXISTS (SELECT FROM mine WHERE columns = ARRAY['id', 'postcode']::
 ------------------------------------------------------------------- events
 SELECT gdpr.grant_consent(:'c3', 'newsletter', 'web', '{"ip": "203.0.113.7", "user_agent": "Mozilla/5.0", "form": "f"}') \g /dev/null
 SELECT is((pg_temp.last('CONSENT')).detail ->> 'event', 'grant', 'CONSENT: the event');
-SELECT is((pg_temp.last('CONSENT')).subject_refs, ARRAY[gdpr.pseudonymise(:'c3', 'access-log')], 'CONSENT: the subject');
+SELECT is((pg_temp.last('CONSENT')).subject_refs, ARRAY[gdpr._pseudonym(:'c3', 'access-log')], 'CONSENT: the subject');
 SELECT gdpr.export_subject(:'c3') \g /dev/null
 SELECT is((pg_temp.last('EXPORT')).table_name, 'crm.contacts', 'EXPORT is logged');
 SELECT gdpr.flush_access_log() >= 0 AS flushed \gset
@@ -194,7 +194,7 @@ SELECT gdpr.flush_access_log() > 0 AS flushed \gset
 SELECT is((pg_temp.last('DECRYPT')).row_count, 4::bigint, 'DECRYPT: one row per statement with the values decrypted');
 SELECT gdpr.encrypt_for_subject('his diary', :'c2') \g /dev/null
 SELECT gdpr.shred_subject(:'c2') \g /dev/null
-SELECT is((pg_temp.last('SHRED')).subject_refs, ARRAY[gdpr.pseudonymise(:'c2', 'access-log')], 'SHRED is logged');
+SELECT is((pg_temp.last('SHRED')).subject_refs, ARRAY[gdpr._pseudonym(:'c2', 'access-log')], 'SHRED is logged');
 SAVEPOINT p;
 UPDATE crm.marketing_events SET at = now() - interval '5 years' WHERE id IN (SELECT id FROM crm.marketing_events ORDER BY id LIMIT 3);
 SELECT count(*) FROM gdpr.purge() \g /dev/null
@@ -204,14 +204,14 @@ SELECT ok((pg_temp.last('PURGE')).id IS NOT NULL AND
 ROLLBACK TO SAVEPOINT p;
 SELECT gdpr.erase_subject(:'c4') \g /dev/null
 SELECT is((pg_temp.last('ERASE')).detail ->> 'erasure_id', (SELECT max(id)::text FROM gdpr.erasures), 'ERASE is logged');
-SELECT ok((SELECT count(*) FROM mine WHERE operation = 'DELETE' AND subject_refs @> ARRAY[gdpr.pseudonymise(:'c4', 'access-log')]) > 0,
+SELECT ok((SELECT count(*) FROM mine WHERE operation = 'DELETE' AND subject_refs @> ARRAY[gdpr._pseudonym(:'c4', 'access-log')]) > 0,
           'the erasure''s deletions are logged under the pseudonym, which outlives him');
 
 ------------------------------------------------------------------ history
 SELECT set_eq($$SELECT operation FROM gdpr.access_history('$$ || :'c4' || $$') WHERE application_name = 'tap_access_log'$$,
               ARRAY['SELECT', 'ERASE', 'DELETE'], 'access_history: who read and changed his data');
 SELECT ok(NOT EXISTS (SELECT FROM gdpr.access_history(:'c4') h
-                       WHERE NOT h.subject_refs @> ARRAY[gdpr.pseudonymise(:'c4', 'access-log')]),
+                       WHERE NOT h.subject_refs @> ARRAY[gdpr._pseudonym(:'c4', 'access-log')]),
           'access_history: only rows naming him');
 SELECT throws_ok($$SELECT * FROM gdpr.access_history(NULL)$$, '22004', NULL, 'access_history: NULL subject');
 

@@ -1,6 +1,6 @@
 -- Who may do what in schema gdpr: PUBLIC nothing, the auditor reads, the admin manages.
 BEGIN;
-SELECT plan(23);
+SELECT plan(25);
 
 CREATE ROLE crm_gdpr_t_app NOLOGIN;
 CREATE ROLE crm_gdpr_t_auditor NOLOGIN IN ROLE gdpr_auditor;
@@ -79,6 +79,12 @@ CREATE ROLE crm_gdpr_t_appuser NOLOGIN IN ROLE gdpr_app;
 SELECT gdpr.register_subject_table('crm.contacts', 'id');
 SELECT gdpr.define_purpose('letters', 'Letters', 'consent', 'I want the letters.');
 SET LOCAL ROLE crm_gdpr_t_appuser;
+SELECT throws_ok($$SELECT gdpr.may_process('3', 'letters')$$, '42501', NULL,
+                 'gdpr_app without SELECT on the subject table cannot even ask whether he exists');
+RESET ROLE;
+GRANT USAGE ON SCHEMA crm TO crm_gdpr_t_appuser;
+GRANT SELECT ON crm.contacts TO crm_gdpr_t_appuser;
+SET LOCAL ROLE crm_gdpr_t_appuser;
 SELECT lives_ok($$SELECT gdpr.grant_consent('3', 'letters', 'api', '{"client": "crm"}'); SELECT gdpr.may_process('3', 'letters')$$,
                 'gdpr_app records consent and asks may_process');
 SELECT throws_ok($$SELECT gdpr.erase_subject('3')$$, '42501', NULL, 'gdpr_app cannot erase');
@@ -89,10 +95,18 @@ SELECT throws_ok($$SELECT gdpr.grant_consent('3', 'letters', 'api', '{"client": 
 RESET ROLE;
 
 SET LOCAL ROLE crm_gdpr_t_admin;
+SELECT throws_ok($$SELECT gdpr.register_subject_table('crm.contacts', 'id')$$, '42501', NULL,
+                 'the admin cannot register a table it does not own');
+RESET ROLE;
+CREATE ROLE crm_gdpr_t_owner NOLOGIN;
+ALTER TABLE crm.contacts OWNER TO crm_gdpr_t_owner;
+GRANT USAGE ON SCHEMA crm TO crm_gdpr_t_owner;
+GRANT crm_gdpr_t_owner TO crm_gdpr_t_admin;
+SET LOCAL ROLE crm_gdpr_t_admin;
 SELECT lives_ok($$SELECT gdpr.register_subject_table('crm.contacts', 'id');
                   SELECT gdpr.define_purpose('support', 'Customer support', 'contract');
                   SELECT gdpr.classify('crm.contacts', 'email', 'contact', 'support', 'contract')$$,
-                'the admin registers and classifies without privileges on the CRM tables');
+                'the admin registers and classifies a table whose owner''s rights it has');
 SELECT throws_ok($$INSERT INTO gdpr.purposes VALUES ('y', 'y', 'consent')$$, '42501', NULL,
                  'the admin writes the registry only through its functions');
 RESET ROLE;

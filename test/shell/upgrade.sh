@@ -15,9 +15,10 @@ shape() {
   q -d "$1" <<'SQL'
 SELECT 'member', pg_describe_object(classid, objid, objsubid) FROM pg_depend
  WHERE refobjid = (SELECT oid FROM pg_extension WHERE extname = 'crm_gdpr') AND deptype = 'e' ORDER BY 2;
-SELECT 'function', p.oid::regprocedure, md5(pg_get_functiondef(p.oid)), p.proacl FROM pg_proc p
+SELECT 'function', p.oid::regprocedure, md5(pg_get_functiondef(p.oid)),
+       (SELECT array_agg(a::text ORDER BY a::text) FROM unnest(p.proacl) a) FROM pg_proc p
  WHERE p.pronamespace = 'gdpr'::regnamespace AND p.prokind <> 'a' ORDER BY p.oid::regprocedure::text;
-SELECT 'relation', c.relname, c.relkind, c.relacl FROM pg_class c WHERE c.relnamespace = 'gdpr'::regnamespace ORDER BY 2;
+SELECT 'relation', c.relname, c.relkind, (SELECT array_agg(a::text ORDER BY a::text) FROM unnest(c.relacl) a) FROM pg_class c WHERE c.relnamespace = 'gdpr'::regnamespace ORDER BY 2;
 SELECT 'view', c.relname, md5(pg_get_viewdef(c.oid)) FROM pg_class c
  WHERE c.relnamespace = 'gdpr'::regnamespace AND c.relkind = 'v' ORDER BY 2;
 SELECT 'trigger', t.tgrelid::regclass, t.tgname, t.tgenabled FROM pg_trigger t

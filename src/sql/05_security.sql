@@ -1,0 +1,92 @@
+-- Who calls, what he may do, and how the extension touches CRM tables
+-- (doc/crypto.md, "Threat model").  Three rules:
+-- 1. The caller is the role that called the extension's SECURITY DEFINER
+--    functions (the session's current user, as set by SET ROLE), never their
+--    owner: every table a function names, by name or by OID, is checked
+--    against the caller's own privileges (gdpr._require_privilege).
+-- 2. Every statement on a CRM table runs as that table's owner in a
+--    security-restricted context (gdpr._owner_exec, gdpr._owner_query,
+--    src/owner_context.c), so that what the owner controls (triggers, index
+--    expressions, defaults, RLS policies, rules, CHECK functions) never runs
+--    with more rights than the owner's.  Those statements call nothing of
+--    schema gdpr: values the extension computes are passed as parameters.
+-- 3. Pseudonym domains used by the extension's registers are reserved
+--    (src/pseudonym_domains.c): only its own code computes them.
+
+-- The role a row names and privileges are checked for: the caller of the
+-- extension's SECURITY DEFINER functions (the role set by SET ROLE or the
+-- session), not their owner.
+CREATE FUNCTION gdpr._caller() RETURNS name
+  LANGUAGE c STABLE AS 'MODULE_PATHNAME', 'gdpr_caller';
+
+-- Run one statement on CRM table tbl as its owner; $1, $2, ... are params
+-- (text: the statement casts them).  Rows processed / the one jsonb value
+-- of its one row.
+CREATE FUNCTION gdpr._owner_exec(tbl regclass, sql text, VARIADIC params text[] DEFAULT '{}') RETURNS bigint
+  LANGUAGE c VOLATILE AS 'MODULE_PATHNAME', 'gdpr_owner_exec';
+CREATE FUNCTION gdpr._owner_query(tbl regclass, sql text, VARIADIC params text[] DEFAULT '{}') RETURNS jsonb
+  LANGUAGE c VOLATILE AS 'MODULE_PATHNAME', 'gdpr_owner_query';
+
+-- The extension's own pseudonyms (reserved domains included).
+CREATE FUNCTION gdpr._pseudonym(value text, domain text) RETURNS text
+  LANGUAGE c STABLE STRICT PARALLEL SAFE AS 'MODULE_PATHNAME', 'gdpr_pseudonymise';
+
+-- Whether role holds every privilege of the list on tbl, and USAGE on its schema.
+CREATE FUNCTION gdpr._holds_privileges(role name, tbl regclass, privilege text) RETURNS boolean
+  LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp
+  -- (has_table_privilege(..., 'A, B') is true when ANY is held: each is asked.)
+  RETURN role IS NOT NULL
+         AND has_schema_privilege(role, (SELECT c.relnamespace FROM pg_class c WHERE c.oid = tbl), 'USAGE')
+         AND NOT EXISTS (SELECT FROM regexp_split_to_table(privilege, '\s*,\s*') p
+                          WHERE NOT has_table_privilege(role, tbl, p));
+
+-- 42501 unless the caller holds privilege (a has_table_privilege list, e.g.
+-- 'DELETE') on tbl and USAGE on its schema; action says what needed it.
+CREATE FUNCTION gdpr._require_privilege(tbl regclass, privilege text, action text) RETURNS void
+  LANGUAGE plpgsql STABLE SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+  who name := gdpr._caller();
+  ns oid := (SELECT c.relnamespace FROM pg_class c WHERE c.oid = tbl);
+BEGIN
+  PERFORM gdpr._not_null(tbl, 'table');
+  IF ns IS NULL THEN
+    RAISE EXCEPTION 'relation with OID % does not exist', tbl::oid USING ERRCODE = 'undefined_table';
+  END IF;
+  IF NOT coalesce(gdpr._holds_privileges(who, tbl, privilege), false) THEN
+    RAISE EXCEPTION 'permission denied for table %', tbl
+      USING ERRCODE = 'insufficient_privilege',
+            DETAIL = format('%s needs %s on %s (and USAGE on its schema); role "%s" does not hold it.',
+                            action, privilege, tbl, who),
+            HINT = 'The extension never acts on a table with rights its caller does not have: '
+                   'ask the table''s owner for the privilege.';
+  END IF;
+END
+$$;
+
+-- 42501 unless the caller has the rights of tbl's owner (what ALTER TABLE
+-- needs): registering a table decides what the extension will do to it.
+CREATE FUNCTION gdpr._require_table_owner(tbl regclass, action text) RETURNS void
+  LANGUAGE plpgsql STABLE SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+  who name := gdpr._caller();
+  owner oid := (SELECT c.relowner FROM pg_class c WHERE c.oid = tbl);
+BEGIN
+  PERFORM gdpr._not_null(tbl, 'table');
+  IF owner IS NULL THEN
+    RAISE EXCEPTION 'relation with OID % does not exist', tbl::oid USING ERRCODE = 'undefined_table';
+  END IF;
+  PERFORM gdpr._require_privilege(tbl, 'SELECT', action);
+  IF NOT pg_has_role(who, owner, 'USAGE') THEN
+    RAISE EXCEPTION 'must be owner of table %', tbl
+      USING ERRCODE = 'insufficient_privilege',
+            DETAIL = format('%s needs the rights of the table''s owner "%s"; role "%s" does not have them.',
+                            action, pg_get_userbyid(owner), who),
+            HINT = format('Run it as "%s", or GRANT "%s" TO "%s".', pg_get_userbyid(owner), pg_get_userbyid(owner), who);
+  END IF;
+END
+$$;
+
+-- The privileges a retention or erasure action needs on its table.
+CREATE FUNCTION gdpr._action_privileges(action text) RETURNS text
+  LANGUAGE sql IMMUTABLE PARALLEL SAFE
+  RETURN CASE action WHEN 'delete' THEN 'SELECT, DELETE' WHEN 'keep' THEN 'SELECT' ELSE 'SELECT, UPDATE' END;
