@@ -28,6 +28,8 @@
 #include "executor/spi.h"
 #include "fmgr.h"
 #include "miscadmin.h"
+#include "parser/analyze.h"
+#include "parser/parser.h"
 #include "utils/array.h"
 #include "utils/builtins.h"
 #include "utils/guc.h"
@@ -93,30 +95,67 @@ crm_gdpr_leave_owner_context(OwnerContext *ctx)
 	SetUserIdAndSecContext(ctx->saved_userid, ctx->saved_sec_context);
 }
 
-/* The parameters of a statement: a text[] whose elements are $1, $2, ... */
-static int
-statement_params(ArrayType *params, Oid **types, Datum **values, char **nulls)
+/*
+ * Parameters: the caller passes text ($1, $2, ... as the elements of a
+ * text[]), the statement says their types by how it uses them ($1::text[],
+ * $2::tid[], decode($1, 'hex')), as PREPARE without types does.  Each value
+ * is then converted by its type's input function and given to the planner as
+ * a constant: "cardinality($1::text[]) = 0" is folded once, not cast again
+ * for every row (array_in is only STABLE).
+ */
+typedef struct VariableParams
 {
-	Datum	   *elems;
-	bool	   *isnull;
-	int			n;
+	Oid		   *types;
+	int			ntypes;
+} VariableParams;
 
-	if (params == NULL)
-		return 0;
-	if (ARR_NDIM(params) > 1)
-		ereport(ERROR,
-				(errcode(ERRCODE_ARRAY_SUBSCRIPT_ERROR),
-				 errmsg("statement parameters must be a one-dimensional text array")));
-	deconstruct_array(params, TEXTOID, -1, false, TYPALIGN_INT, &elems, &isnull, &n);
-	*types = palloc(sizeof(Oid) * Max(n, 1));
-	*values = elems;
-	*nulls = palloc(Max(n, 1));
-	for (int i = 0; i < n; i++)
+/* The types of the parameters of query, as its text implies them. */
+static void
+infer_param_types(const char *query, VariableParams *vp)
+{
+	List	   *raw = raw_parser(query, RAW_PARSE_DEFAULT);
+
+	if (list_length(raw) != 1)
+		elog(ERROR, "crm_gdpr: a statement run as owner must be one statement");
+	(void) parse_analyze_varparams(linitial_node(RawStmt, raw), query, &vp->types, &vp->ntypes, NULL);
+}
+
+/* The values of params, converted to the types the statement gives them. */
+static void
+typed_params(ArrayType *params, VariableParams *vp, Datum **values, char **nulls)
+{
+	Datum	   *elems = NULL;
+	bool	   *isnull = NULL;
+	int			n = 0;
+
+	if (params != NULL)
 	{
-		(*types)[i] = TEXTOID;
-		(*nulls)[i] = isnull[i] ? 'n' : ' ';
+		if (ARR_NDIM(params) > 1)
+			ereport(ERROR,
+					(errcode(ERRCODE_ARRAY_SUBSCRIPT_ERROR),
+					 errmsg("statement parameters must be a one-dimensional text array")));
+		deconstruct_array(params, TEXTOID, -1, false, TYPALIGN_INT, &elems, &isnull, &n);
 	}
-	return n;
+	if (vp->ntypes > n)
+		ereport(ERROR,
+				(errcode(ERRCODE_UNDEFINED_PARAMETER),
+				 errmsg("statement uses $%d but %d parameter(s) were given", vp->ntypes, n)));
+	*values = palloc0(sizeof(Datum) * Max(vp->ntypes, 1));
+	*nulls = palloc0(Max(vp->ntypes, 1));
+	for (int i = 0; i < vp->ntypes; i++)
+	{
+		Oid			input;
+		Oid			ioparam;
+
+		if (vp->types[i] == InvalidOid || vp->types[i] == UNKNOWNOID)
+			vp->types[i] = TEXTOID;
+		(*nulls)[i] = isnull[i] ? 'n' : ' ';
+		if (!isnull[i])
+		{
+			getTypeInputInfo(vp->types[i], &input, &ioparam);
+			(*values)[i] = OidInputFunctionCall(input, TextDatumGetCString(elems[i]), ioparam, -1);
+		}
+	}
 }
 
 /*
@@ -127,10 +166,9 @@ static uint64
 run_as_owner(Oid relid, text *sql, ArrayType *params, bool want_result, Datum *result, bool *result_null)
 {
 	Oid			owner = table_owner(relid);
-	Oid		   *types = NULL;
-	Datum	   *values = NULL;
-	char	   *nulls = NULL;
-	int			nparams = statement_params(params, &types, &values, &nulls);
+	VariableParams vp = {NULL, 0};
+	Datum	   *values;
+	char	   *nulls;
 	char	   *query = text_to_cstring(sql);
 	OwnerContext ctx;
 	volatile uint64 processed = 0;
@@ -143,7 +181,11 @@ run_as_owner(Oid relid, text *sql, ArrayType *params, bool want_result, Datum *r
 	{
 		if (SPI_connect() != SPI_OK_CONNECT)
 			elog(ERROR, "crm_gdpr: SPI_connect failed");
-		rc = SPI_execute_with_args(query, nparams, types, values, nulls, false, 0);
+		/* Only a statement given parameters is parsed once more for their types. */
+		if (params != NULL && ArrayGetNItems(ARR_NDIM(params), ARR_DIMS(params)) > 0)
+			infer_param_types(query, &vp);
+		typed_params(params, &vp, &values, &nulls);
+		rc = SPI_execute_with_args(query, vp.ntypes, vp.types, values, nulls, false, 0);
 		if (rc < 0)
 			elog(ERROR, "crm_gdpr: statement on %u failed: %s", relid, SPI_result_code_string(rc));
 		processed = SPI_processed;

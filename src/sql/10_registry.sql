@@ -75,8 +75,11 @@ CREATE TABLE gdpr.retention_policies (
   updated_at    timestamptz NOT NULL DEFAULT now(),
   updated_by    name NOT NULL DEFAULT session_user,
   set_by        regrole,
+  fallback_column name,
   UNIQUE NULLS NOT DISTINCT (tbl, col)
 );
+COMMENT ON COLUMN gdpr.retention_policies.fallback_column IS
+  'the date the period runs from where after_column is NULL (gdpr.set_retention_fallback)';
 COMMENT ON COLUMN gdpr.retention_policies.set_by IS
   'the role that set the policy: the purge worker carries it out only while this role holds the privileges it needs';
 COMMENT ON TABLE gdpr.retention_policies IS

@@ -33,6 +33,7 @@ CREATE TABLE gdpr.purge_results (
   action     text NOT NULL,
   rows       bigint NOT NULL DEFAULT 0,
   cascaded   bigint NOT NULL DEFAULT 0,
+  anonymised bigint NOT NULL DEFAULT 0,
   error      text,
   PRIMARY KEY (run_id, policy_id)
 );
@@ -71,6 +72,36 @@ BEGIN
 END
 $$;
 
+-- A second anchor for a policy: rows whose after_column is NULL (a contact
+-- never contacted) count their period from fallback_column (his creation
+-- date) instead of never being due.  NULL removes it.
+CREATE FUNCTION gdpr.set_retention_fallback(tbl regclass, col name, fallback_column name) RETURNS void
+  LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+  pol gdpr.retention_policies;
+  typ regtype;
+BEGIN
+  PERFORM gdpr._not_null(tbl, 'table');
+  SELECT * INTO pol FROM gdpr.retention_policies p WHERE p.tbl = set_retention_fallback.tbl
+     AND p.col IS NOT DISTINCT FROM set_retention_fallback.col;
+  IF NOT FOUND THEN
+    RAISE EXCEPTION 'no retention policy on %', CASE WHEN col IS NULL THEN tbl::text || ' (rows)' ELSE tbl::text || '.' || col END
+      USING ERRCODE = 'undefined_object', HINT = 'Set one first with gdpr.set_retention().';
+  END IF;
+  PERFORM gdpr._require_privilege(tbl, gdpr._action_privileges(pol.action), 'gdpr.set_retention_fallback()');
+  IF fallback_column IS NOT NULL THEN
+    typ := (gdpr._column(pol.after_table, fallback_column)).typ;
+    IF typ NOT IN ('date', 'timestamp without time zone', 'timestamp with time zone') THEN
+      RAISE EXCEPTION 'column "%" of % is of type %, not a date or timestamp', fallback_column, pol.after_table, typ
+        USING ERRCODE = 'datatype_mismatch';
+    END IF;
+  END IF;
+  UPDATE gdpr.retention_policies p SET fallback_column = set_retention_fallback.fallback_column,
+         updated_at = now(), updated_by = session_user
+   WHERE p.id = pol.id;
+END
+$$;
+
 -- The hold in force on a subject, if any.
 CREATE FUNCTION gdpr._active_hold(st regclass, subject_id text) RETURNS gdpr.holds
   LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp
@@ -101,34 +132,53 @@ END
 $$;
 
 -- The condition selecting the rows of policy pol that are past their period
--- and not referred to by rows that a foreign key without cascade protects (a
--- contact whose invoices are kept stays until they go).  Held and restricted
--- subjects are left out by the statement's parameter $1 (_excluded_cond).
-CREATE FUNCTION gdpr._due_cond(pol gdpr.retention_policies) RETURNS text
+-- (counted from after_column, else from the policy's fallback column).
+CREATE FUNCTION gdpr._past_due_cond(pol gdpr.retention_policies) RETURNS text
   LANGUAGE plpgsql STABLE SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
-  due text;
-  blocked text;
+  alias text := CASE WHEN pol.after_table = pol.tbl THEN 't' ELSE 's' END;
+  anchor text := CASE WHEN pol.fallback_column IS NULL THEN format('%s.%I', alias, pol.after_column)
+                      ELSE format('coalesce(%s.%I, %s.%I)', alias, pol.after_column, alias, pol.fallback_column) END;
 BEGIN
   IF pol.after_table = pol.tbl THEN
-    due := format('t.%I < now() - %L::interval', pol.after_column, pol.keep);
-  ELSE
-    due := format('EXISTS (SELECT FROM %s s WHERE s.%I::text = %s AND s.%I < now() - %L::interval)',
-                  pol.after_table, (SELECT x.id_column FROM gdpr.subject_tables x WHERE x.tbl = pol.after_table),
-                  gdpr._subject_id_expr(pol.tbl, 't'), pol.after_column, pol.keep);
+    RETURN format('%s < now() - %L::interval', anchor, pol.keep);
   END IF;
-  IF pol.col IS NULL AND pol.action = 'delete' THEN
-    SELECT string_agg(format('NOT EXISTS (SELECT FROM %s c WHERE c.%I = t.%I)', c.conrelid::regclass,
-                             (SELECT a.attname FROM pg_attribute a WHERE a.attrelid = c.conrelid AND a.attnum = c.conkey[1]),
-                             (SELECT a.attname FROM pg_attribute a WHERE a.attrelid = c.confrelid AND a.attnum = c.confkey[1])),
-                      ' AND ')
-      INTO blocked
-      FROM pg_constraint c
-     WHERE c.confrelid = pol.tbl AND c.contype = 'f' AND c.confdeltype IN ('a', 'r') AND cardinality(c.conkey) = 1;
-  END IF;
-  RETURN concat_ws(' AND ', due, blocked);
+  RETURN format('EXISTS (SELECT FROM %s s WHERE s.%I::text = %s AND %s < now() - %L::interval)',
+                pol.after_table, (SELECT x.id_column FROM gdpr.subject_tables x WHERE x.tbl = pol.after_table),
+                gdpr._subject_id_expr(pol.tbl, 't'), anchor, pol.keep);
 END
 $$;
+
+-- Rows whose period cannot even start: no anchor date (nor fallback).
+CREATE FUNCTION gdpr._no_anchor_cond(pol gdpr.retention_policies) RETURNS text
+  LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp
+  RETURN CASE WHEN pol.after_table = pol.tbl
+              THEN format('coalesce(t.%I, t.%I) IS NULL', pol.after_column, coalesce(pol.fallback_column, pol.after_column))
+              ELSE format('EXISTS (SELECT FROM %s s WHERE s.%I::text = %s AND coalesce(s.%I, s.%I) IS NULL)',
+                          pol.after_table, (SELECT x.id_column FROM gdpr.subject_tables x WHERE x.tbl = pol.after_table),
+                          gdpr._subject_id_expr(pol.tbl, 't'), pol.after_column,
+                          coalesce(pol.fallback_column, pol.after_column)) END;
+
+-- For a policy deleting whole rows: the rows that no row of a table whose
+-- foreign key has no cascade refers to (a contact whose invoices are kept
+-- stays until they go); NULL when no such table refers to pol.tbl.
+CREATE FUNCTION gdpr._unreferenced_cond(pol gdpr.retention_policies) RETURNS text
+  LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp
+  RETURN CASE WHEN pol.col IS NULL AND pol.action = 'delete' THEN
+    (SELECT string_agg(format('NOT EXISTS (SELECT FROM %s c WHERE c.%I = t.%I)', c.conrelid::regclass,
+                              (SELECT a.attname FROM pg_attribute a WHERE a.attrelid = c.conrelid AND a.attnum = c.conkey[1]),
+                              (SELECT a.attname FROM pg_attribute a WHERE a.attrelid = c.confrelid AND a.attnum = c.confkey[1])),
+                       ' AND ')
+       FROM pg_constraint c
+      WHERE c.confrelid = pol.tbl AND c.contype = 'f' AND c.confdeltype IN ('a', 'r') AND cardinality(c.conkey) = 1)
+  END;
+
+-- The rows policy pol may act on now: past due and, for a delete, not
+-- referred to by kept rows.  Held and restricted subjects are left out by
+-- the statement's parameter $1 (_excluded_cond).
+CREATE FUNCTION gdpr._due_cond(pol gdpr.retention_policies) RETURNS text
+  LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp
+  RETURN concat_ws(' AND ', gdpr._past_due_cond(pol), gdpr._unreferenced_cond(pol));
 
 -- Whether row t belongs to one of the subject ids of parameter $n (text[]).
 -- With none (the usual case: no hold, no restriction) the statement, planned
@@ -161,11 +211,14 @@ CREATE FUNCTION gdpr._is_date_column(tbl regclass, col name) RETURNS boolean
 -- The value of a column after a generalisation, as an SQL expression on
 -- ref built from PostgreSQL's own functions only (the statement runs as the
 -- table's owner and calls nothing of schema gdpr): gdpr.generalise(v,
--- 'year') for dates, gdpr.generalise_postcode(v) for the rest.
+-- 'year') for dates, gdpr.generalise_postcode(v) for the rest.  Idempotent
+-- (a department stays a department), so that a row anonymised again for
+-- another column keeps what it became.
 CREATE FUNCTION gdpr._generalise_sql(tbl regclass, col name, ref text) RETURNS text
   LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp
   RETURN CASE WHEN gdpr._is_date_column(tbl, col) THEN format('date_trunc(''year'', (%s)::timestamptz)', ref)
-              ELSE format('(CASE WHEN btrim(%1$s::text) !~ ''^[0-9]{5}$'' THEN NULL
+              ELSE format('(CASE WHEN btrim(%1$s::text) ~ ''^([0-9]{2}|2[AB]|9[78][0-9])$'' THEN btrim(%1$s::text)
+                                 WHEN btrim(%1$s::text) !~ ''^[0-9]{5}$'' THEN NULL
                                  WHEN btrim(%1$s::text) LIKE ''97%%'' OR btrim(%1$s::text) LIKE ''98%%'' THEN left(btrim(%1$s::text), 3)
                                  WHEN btrim(%1$s::text) LIKE ''20%%'' THEN CASE WHEN btrim(%1$s::text) < ''20200'' THEN ''2A'' ELSE ''2B'' END
                                  ELSE left(btrim(%1$s::text), 2) END)', ref) END;
@@ -335,6 +388,57 @@ CREATE FUNCTION gdpr._policy_refusal(pol gdpr.retention_policies, role name, who
               ELSE format('42501: %s "%s" lacks %s on %s: the policy is not carried out', whose,
                           coalesce(role, '(unknown)'), gdpr._action_privileges(pol.action), pol.tbl) END;
 
+-- Whether a kept row of tbl still identifies its subject: one of the
+-- columns an erasure would anonymise (_erasure_column_actions) is not yet;
+-- NULL when tbl has no such column.
+CREATE FUNCTION gdpr._identified_cond(tbl regclass) RETURNS text
+  LANGUAGE plpgsql STABLE SET search_path = pg_catalog, pg_temp AS $$
+BEGIN
+  RETURN (SELECT '(' || string_agg(CASE x.action
+                    WHEN 'nullify' THEN format('t.%I IS NOT NULL', x.col)
+                    WHEN 'pseudonymise' THEN format('(t.%I IS NOT NULL AND t.%I::text !~ %L)', x.col, x.col,
+                                                    '^[A-Za-z0-9_-]{22}$')
+                    ELSE format('t.%I::text <> (%s)::text', x.col, gdpr._generalise_sql(tbl, x.col, format('t.%I', x.col)))
+                  END, ' OR ') || ')'
+            FROM gdpr._erasure_column_actions(tbl) x WHERE x.action IS NOT NULL);
+END
+$$;
+
+-- A row past its period that cannot be deleted because kept rows refer to
+-- it (a customer whose invoices are kept ten years) must still lose its
+-- identity: its identifying columns are anonymised as an erasure would
+-- (pseudonymised, nullified or generalised), and it is counted as "kept,
+-- anonymised".  Returns the rows anonymised (0: none left).
+CREATE FUNCTION gdpr._purge_anonymise(run_id bigint, pol gdpr.retention_policies) RETURNS bigint
+  LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+  unreferenced text := gdpr._unreferenced_cond(pol);
+  identified text := gdpr._identified_cond(pol.tbl);
+  cond text;
+  excluded text[];
+  n bigint;
+BEGIN
+  IF unreferenced IS NULL OR identified IS NULL THEN
+    RETURN 0;
+  END IF;
+  cond := format('%s AND NOT %s AND NOT (%s) AND %s', gdpr._past_due_cond(pol), gdpr._excluded_cond(pol.tbl, 1),
+                 unreferenced, identified);
+  excluded := ARRAY[gdpr._purge_excluded(pol.tbl)];
+  n := gdpr._owner_query(pol.tbl, format('SELECT to_jsonb(count(*)) FROM %s t WHERE %s', pol.tbl, cond),
+                         VARIADIC excluded)::bigint;
+  IF n = 0 THEN
+    RETURN 0;
+  END IF;
+  PERFORM gdpr._anonymise_rows(pol.tbl, cond, excluded);
+  UPDATE gdpr.purge_results r SET anonymised = r.anonymised + n
+   WHERE r.run_id = _purge_anonymise.run_id AND r.policy_id = pol.id;
+  PERFORM gdpr._log_event('PURGE', pol.tbl, NULL, n,
+                          jsonb_build_object('run_id', run_id, 'policy_id', pol.id, 'action', 'anonymise',
+                                             'kept_because', 'referred to by kept rows'));
+  RETURN n;
+END
+$$;
+
 -- What a policy did in a run: added to its results, and one PURGE row in
 -- the access log (no personal data: the table, the action, the counts).
 CREATE FUNCTION gdpr._purge_record(run_id bigint, pol gdpr.retention_policies, n bigint, cascaded bigint,
@@ -394,6 +498,16 @@ BEGIN
     RETURN -1;
   END;
   PERFORM gdpr._purge_record(run_id, pol, r.n, r.cascaded, 1, dry_run);
+  IF r.n = 0 AND NOT dry_run AND pol.action = 'delete' THEN
+    -- Deleting is done: what kept rows still refer to loses its identity.
+    BEGIN
+      RETURN gdpr._purge_anonymise(run_id, pol);
+    EXCEPTION WHEN OTHERS THEN
+      UPDATE gdpr.purge_results x SET error = SQLSTATE || ': ' || SQLERRM
+       WHERE x.run_id = _purge_batch.run_id AND x.policy_id = _purge_batch.policy_id;
+      RETURN -1;
+    END;
+  END IF;
   RETURN CASE WHEN dry_run OR pol.action = 'keep' THEN 0 ELSE r.n END;
 END
 $$;
@@ -437,6 +551,9 @@ BEGIN
       batches := batches + 1;
       EXIT WHEN r.n = 0 OR dry_run OR pol.action = 'keep';
     END LOOP;
+    IF NOT dry_run AND pol.action = 'delete' THEN
+      PERFORM gdpr._purge_anonymise(run_id, pol);
+    END IF;
   EXCEPTION WHEN OTHERS THEN
     UPDATE gdpr.purge_results x SET error = SQLSTATE || ': ' || SQLERRM
      WHERE x.run_id = _purge_policy.run_id AND x.policy_id = _purge_policy.policy_id;
@@ -490,7 +607,7 @@ $$;
 
 CREATE VIEW gdpr.purge_history AS
 SELECT x.id AS run_id, x.started_at, x.finished_at, x.started_by, x.dry_run, x.status,
-       r.policy_id, r.tbl, r.col, r.action, r.rows, r.cascaded, r.error
+       r.policy_id, r.tbl, r.col, r.action, r.rows, r.cascaded, r.error, r.anonymised
   FROM gdpr.purge_runs x JOIN gdpr.purge_results r ON r.run_id = x.id;
 COMMENT ON VIEW gdpr.purge_history IS 'every purge run, per policy: rows acted on, errors; no personal data';
 
@@ -500,51 +617,73 @@ COMMENT ON VIEW gdpr.purge_history IS 'every purge run, per policy: rows acted o
 -- count runs as the table's owner).  Takes no argument, so that it answers
 -- for the registry's policies only.
 CREATE FUNCTION gdpr.retention_counts()
-  RETURNS TABLE (policy_id int, rows_due bigint, oldest_due timestamptz, rows_held bigint, rows_restricted bigint)
+  RETURNS TABLE (policy_id int, rows_due bigint, oldest_due timestamptz, rows_held bigint, rows_restricted bigint,
+                 rows_referenced bigint, rows_no_anchor bigint)
   LANGUAGE plpgsql STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
   pol gdpr.retention_policies;
   st regclass;
   res jsonb;
+  held text;
+  restricted text;
+  referenced text;
 BEGIN
   FOR pol IN SELECT * FROM gdpr.retention_policies p ORDER BY p.id LOOP
     st := (SELECT r.subject_table FROM gdpr.registered_tables r WHERE r.tbl = pol.tbl);
+    held := gdpr._excluded_cond(pol.tbl, 1);
+    restricted := gdpr._excluded_cond(pol.tbl, 2);
+    -- Past due, referred to by kept rows, and still identifying.
+    referenced := CASE WHEN gdpr._unreferenced_cond(pol) IS NOT NULL AND gdpr._identified_cond(pol.tbl) IS NOT NULL
+                       THEN format('NOT (%s) AND %s', gdpr._unreferenced_cond(pol), gdpr._identified_cond(pol.tbl))
+                       ELSE 'false' END;
     res := gdpr._owner_query(pol.tbl, format(
-      'SELECT jsonb_build_array(count(*) FILTER (WHERE NOT %1$s AND NOT %2$s), min(%3$s) FILTER (WHERE NOT %1$s AND NOT %2$s),
-                                count(*) FILTER (WHERE %1$s), count(*) FILTER (WHERE %2$s AND NOT %1$s))
-         FROM %4$s t WHERE %5$s AND %6$s',
-      gdpr._excluded_cond(pol.tbl, 1), gdpr._excluded_cond(pol.tbl, 2),
-      CASE WHEN pol.after_table = pol.tbl THEN format('t.%I + %L::interval', pol.after_column, pol.keep)
+      'SELECT jsonb_build_array(count(*) FILTER (WHERE %5$s AND NOT %1$s AND NOT %2$s AND %7$s),
+                                min(%3$s) FILTER (WHERE %5$s AND NOT %1$s AND NOT %2$s AND %7$s),
+                                count(*) FILTER (WHERE %5$s AND %7$s AND %1$s),
+                                count(*) FILTER (WHERE %5$s AND %7$s AND %2$s AND NOT %1$s),
+                                count(*) FILTER (WHERE %6$s AND NOT %1$s AND NOT %2$s AND %8$s),
+                                count(*) FILTER (WHERE %9$s))
+         FROM %4$s t',
+      held, restricted,
+      CASE WHEN pol.after_table = pol.tbl
+           THEN format('coalesce(t.%I, t.%I) + %L::interval', pol.after_column,
+                       coalesce(pol.fallback_column, pol.after_column), pol.keep)
            ELSE 'NULL::timestamptz' END,
-      pol.tbl, gdpr._due_cond(pol), gdpr._todo_cond(pol)),
+      pol.tbl, gdpr._due_cond(pol), gdpr._past_due_cond(pol), gdpr._todo_cond(pol), referenced,
+      gdpr._no_anchor_cond(pol)),
       gdpr._held_ids(st)::text, gdpr._restricted_ids(st)::text);
     policy_id := pol.id;
     rows_due := (res ->> 0)::bigint;
     oldest_due := (res ->> 1)::timestamptz;
     rows_held := (res ->> 2)::bigint;
     rows_restricted := (res ->> 3)::bigint;
+    rows_referenced := (res ->> 4)::bigint;
+    rows_no_anchor := (res ->> 5)::bigint;
     RETURN NEXT;
   END LOOP;
 END
 $$;
 COMMENT ON FUNCTION gdpr.retention_counts() IS
-  'per retention policy: rows past due, the oldest due date, and the rows past due kept for a hold or a restriction';
+  'per retention policy: rows past due, the oldest due date, and the rows past due kept (held, restricted, '
+  'referred to by kept rows and still identifying) or never due (no anchor date)';
 
 CREATE VIEW gdpr.retention_status AS
 SELECT p.id AS policy_id, p.tbl, p.col, p.action, p.keep, p.after_table, p.after_column,
        d.rows_due, d.oldest_due,
        (SELECT max(x.finished_at) FROM gdpr.purge_runs x JOIN gdpr.purge_results r ON r.run_id = x.id
          WHERE r.policy_id = p.id AND NOT x.dry_run AND r.error IS NULL) AS last_purged_at,
-       d.rows_held, d.rows_restricted
+       d.rows_held, d.rows_restricted, d.rows_referenced, d.rows_no_anchor
   FROM gdpr.retention_policies p JOIN gdpr.retention_counts() d ON d.policy_id = p.id;
 COMMENT ON VIEW gdpr.retention_status IS
-  'per policy: rows past due now, the oldest due date; rows past due kept because their subject is held or restricted';
+  'per policy: rows past due now and the oldest due date; rows past due but kept (subject held, restricted, '
+  'or referred to by kept rows and not yet anonymised); rows with no anchor date';
 
 CREATE VIEW gdpr.holds_in_force AS
 SELECT h.id, h.subject_table, h.subject_id, h.reason, h.until, h.placed_at, h.placed_by
   FROM gdpr.holds h WHERE h.released_at IS NULL AND (h.until IS NULL OR h.until > now());
 
 GRANT EXECUTE ON FUNCTION gdpr.place_hold(text, text, timestamptz, regclass), gdpr.release_hold(bigint),
+  gdpr.set_retention_fallback(regclass, name, name),
   gdpr.purge(boolean) TO gdpr_admin;
 GRANT EXECUTE ON FUNCTION gdpr.retention_counts() TO gdpr_auditor, gdpr_admin;
 GRANT SELECT ON gdpr.purge_history, gdpr.retention_status, gdpr.holds_in_force, gdpr.holds TO gdpr_auditor, gdpr_admin;

@@ -44,13 +44,18 @@ $$;
 -- The registered tables of one subject table, parents before children.
 CREATE FUNCTION gdpr._subject_tree(subject_table regclass)
   RETURNS TABLE (tbl regclass, depth int)
-  LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
-  WITH RECURSIVE tree AS (
-    SELECT r.tbl, 0 AS depth FROM gdpr.registered_tables r WHERE r.tbl = _subject_tree.subject_table
-    UNION ALL
-    SELECT r.tbl, tree.depth + 1 FROM gdpr.registered_tables r JOIN tree ON r.parent_table = tree.tbl
-     WHERE r.tbl <> r.parent_table)
-  SELECT tree.tbl, tree.depth FROM tree ORDER BY tree.depth, tree.tbl::text
+  LANGUAGE plpgsql STABLE SET search_path = pg_catalog, pg_temp AS $$
+BEGIN
+  -- PL/pgSQL, not SQL: its plan is kept for the session (a SQL function with
+  -- SET is planned again at every call, and export and erasure call this).
+  RETURN QUERY
+    WITH RECURSIVE tree AS (
+      SELECT r.tbl, 0 AS depth FROM gdpr.registered_tables r WHERE r.tbl = _subject_tree.subject_table
+      UNION ALL
+      SELECT r.tbl, tree.depth + 1 FROM gdpr.registered_tables r JOIN tree ON r.parent_table = tree.tbl
+       WHERE r.tbl <> r.parent_table)
+    SELECT tree.tbl, tree.depth FROM tree ORDER BY tree.depth, tree.tbl::text;
+END
 $$;
 
 ---------------------------------------------------------------- requests
@@ -330,22 +335,6 @@ CREATE FUNCTION gdpr._subject_information(subject_table regclass, portability bo
      AND (NOT portability OR pr.legal_basis IN ('consent', 'contract'))
 $$;
 
--- The columns of tbl an export shows: all of them, or for portability
--- (Art. 20) the keys and the columns classified under consent or contract.
-CREATE FUNCTION gdpr._export_columns(tbl regclass, portability boolean) RETURNS name[]
-  LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
-  SELECT coalesce(array_agg(a.attname ORDER BY a.attnum), '{}')
-    FROM pg_attribute a
-   WHERE a.attrelid = tbl AND a.attnum > 0 AND NOT a.attisdropped
-     AND (NOT portability
-          OR EXISTS (SELECT FROM gdpr.personal_columns pc
-                      WHERE pc.tbl = _export_columns.tbl AND pc.col = a.attname
-                        AND pc.legal_basis IN ('consent', 'contract'))
-          OR EXISTS (SELECT FROM pg_constraint c
-                      WHERE c.conrelid = _export_columns.tbl AND c.contype IN ('p', 'f')
-                        AND a.attnum = ANY (c.conkey)))
-$$;
-
 -- A bytea value in an export: decrypted when it is a crm_gdpr ciphertext of
 -- the subject's own key, or of the master key with the column's name as
 -- context (the documented convention); otherwise as it is, in hex.
@@ -373,11 +362,21 @@ $$;
 CREATE FUNCTION gdpr._export_rows(tbl regclass, key_literal text, portability boolean) RETURNS jsonb
   LANGUAGE plpgsql STABLE SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
-  cols name[] := gdpr._export_columns(tbl, portability);
-  bin_cols name[] := ARRAY(SELECT a.attname FROM pg_attribute a
-                          WHERE a.attrelid = tbl AND a.attname = ANY (cols) AND a.atttypid = 'bytea'::regtype);
+  cols name[];
+  bin_cols name[];
   rows jsonb;
 BEGIN
+  -- The columns shown: all of them, or for portability (Art. 20) the keys
+  -- and the columns classified under consent or contract.
+  SELECT array_agg(a.attname ORDER BY a.attnum), coalesce(array_agg(a.attname) FILTER (WHERE a.atttypid = 'bytea'::regtype), '{}')
+    INTO cols, bin_cols
+    FROM pg_attribute a
+   WHERE a.attrelid = tbl AND a.attnum > 0 AND NOT a.attisdropped
+     AND (NOT portability
+          OR EXISTS (SELECT FROM gdpr.personal_columns pc
+                      WHERE pc.tbl = _export_rows.tbl AND pc.col = a.attname AND pc.legal_basis IN ('consent', 'contract'))
+          OR EXISTS (SELECT FROM pg_constraint c
+                      WHERE c.conrelid = _export_rows.tbl AND c.contype IN ('p', 'f') AND a.attnum = ANY (c.conkey)));
   rows := gdpr._owner_query(tbl, format(
     'SELECT coalesce(jsonb_agg((SELECT to_jsonb(c) FROM (SELECT %s) c) ORDER BY t.ctid), ''[]'') FROM %s t WHERE %s',
     (SELECT string_agg(format('t.%I', c), ', ') FROM unnest(cols) c), tbl, gdpr._subject_rows_cond(tbl, key_literal)));
@@ -403,22 +402,12 @@ DECLARE
   key text := gdpr._subject_key_literal(st, subject_id);
 BEGIN
   FOR t IN SELECT tree.tbl FROM gdpr._subject_tree(st) tree LOOP
+    -- Read-only: a table the caller may not read stops the export before
+    -- anything is returned (all or nothing).
+    PERFORM gdpr._require_privilege(t.tbl, 'SELECT', 'gdpr.export_subject()');
     data := data || jsonb_build_object(t.tbl::text, gdpr._export_rows(t.tbl, key, portability));
   END LOOP;
   RETURN data;
-END
-$$;
-
--- 42501 unless the caller holds privilege on every table of the subject's
--- tree: an export or an erasure is whole or not at all.
-CREATE FUNCTION gdpr._require_subject_privilege(st regclass, privilege text, action text) RETURNS void
-  LANGUAGE plpgsql STABLE SET search_path = pg_catalog, pg_temp AS $$
-DECLARE
-  t regclass;
-BEGIN
-  FOR t IN SELECT tree.tbl FROM gdpr._subject_tree(st) tree LOOP
-    PERFORM gdpr._require_privilege(t, privilege, action);
-  END LOOP;
 END
 $$;
 
@@ -445,7 +434,6 @@ DECLARE
   erased gdpr.erasures;
 BEGIN
   PERFORM gdpr._not_null(portability, 'portability');
-  PERFORM gdpr._require_subject_privilege(st, 'SELECT', 'gdpr.export_subject()');
   IF NOT gdpr._subject_exists(st, subject_id) THEN
     -- An erased person gets the one thing still held about him: that he was
     -- erased and is on the suppression list (under a pseudonym).

@@ -67,26 +67,29 @@ $$;
 -- columns are pseudonymised when they hold text, else nullified when they can
 -- be; keys and the rest stay (the legal obligation needs them).
 CREATE FUNCTION gdpr._erasure_column_actions(tbl regclass) RETURNS TABLE (col name, action text)
-  LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
+  LANGUAGE plpgsql STABLE SET search_path = pg_catalog, pg_temp AS $$
+BEGIN
+  RETURN QUERY
   SELECT DISTINCT ON (pc.col) pc.col,
-         CASE WHEN p.action IN ('nullify', 'pseudonymise', 'generalise') THEN p.action
-              WHEN a.atttypid IN ('text'::regtype, 'varchar'::regtype, 'bpchar'::regtype) THEN 'pseudonymise'
-              WHEN NOT a.attnotnull THEN 'nullify' END
-    FROM gdpr.personal_columns pc
-    JOIN pg_attribute a ON a.attrelid = pc.tbl AND a.attname = pc.col
-    LEFT JOIN gdpr.retention_policies p ON p.tbl = pc.tbl AND p.col = pc.col
-   WHERE pc.tbl = _erasure_column_actions.tbl
-     AND (p.action IN ('nullify', 'pseudonymise', 'generalise')
-          OR pc.category IN ('identification', 'contact', 'free_text', 'sensitive', 'financial'))
-     AND NOT EXISTS (SELECT FROM pg_constraint c WHERE c.conrelid = pc.tbl AND c.contype IN ('p', 'f', 'u')
-                      AND a.attnum = ANY (c.conkey))
-   ORDER BY pc.col
+           CASE WHEN p.action IN ('nullify', 'pseudonymise', 'generalise') THEN p.action
+                WHEN a.atttypid IN ('text'::regtype, 'varchar'::regtype, 'bpchar'::regtype) THEN 'pseudonymise'
+                WHEN NOT a.attnotnull THEN 'nullify' END
+      FROM gdpr.personal_columns pc
+      JOIN pg_attribute a ON a.attrelid = pc.tbl AND a.attname = pc.col
+      LEFT JOIN gdpr.retention_policies p ON p.tbl = pc.tbl AND p.col = pc.col
+     WHERE pc.tbl = _erasure_column_actions.tbl
+       AND (p.action IN ('nullify', 'pseudonymise', 'generalise')
+            OR pc.category IN ('identification', 'contact', 'free_text', 'sensitive', 'financial'))
+       AND NOT EXISTS (SELECT FROM pg_constraint c WHERE c.conrelid = pc.tbl AND c.contype IN ('p', 'f', 'u')
+                        AND a.attnum = ANY (c.conkey))
+     ORDER BY pc.col;
+END
 $$;
 
--- Anonymise the rows of tbl matching cond, as the table's owner; the column
+-- Anonymise the rows t of tbl matching cond (with params $1...), as the table's owner; the column
 -- actions for the report.  Pseudonyms are computed outside the owner's
 -- statement, for the rows it selected and locked.
-CREATE FUNCTION gdpr._anonymise_rows(tbl regclass, cond text) RETURNS jsonb
+CREATE FUNCTION gdpr._anonymise_rows(tbl regclass, cond text, params text[] DEFAULT '{}') RETURNS jsonb
   LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
   sets text;
@@ -99,13 +102,13 @@ BEGIN
     INTO sets, actions
     FROM gdpr._erasure_column_actions(tbl) x WHERE x.action IS NOT NULL;
   IF sets IS NOT NULL THEN
-    PERFORM gdpr._owner_exec(tbl, format('UPDATE %s SET %s WHERE %s', tbl, sets, cond));
+    PERFORM gdpr._owner_exec(tbl, format('UPDATE %s t SET %s WHERE %s', tbl, sets, cond), VARIADIC params);
   END IF;
   FOR c IN SELECT x.col FROM gdpr._erasure_column_actions(tbl) x WHERE x.action = 'pseudonymise' LOOP
     PERFORM gdpr._write_pseudonyms(tbl, c, gdpr._owner_query(tbl, format(
       'SELECT jsonb_build_object(''c'', coalesce(jsonb_agg(x.ctid::text), ''[]''), ''v'', coalesce(jsonb_agg(x.v), ''[]''))
          FROM (SELECT t.ctid, t.%I::text AS v FROM %s t WHERE (%s) AND t.%I IS NOT NULL FOR UPDATE) x',
-      c, tbl, cond, c)), 'erasure');
+      c, tbl, cond, c), VARIADIC params), 'erasure');
   END LOOP;
   RETURN actions;
 END

@@ -1,6 +1,6 @@
 -- Retention: every action, holds, dry run, children first, bad input.
 BEGIN;
-SELECT plan(33);
+SELECT plan(45);
 
 \set QUIET on
 SET client_min_messages = warning;
@@ -17,9 +17,15 @@ UPDATE crm.contacts SET last_contact_at = now() WHERE id = 5;
 INSERT INTO crm.orders (contact_id, ordered_at, amount, iban) VALUES (2, now() - interval '4 years', 10, 'FR7630006000011234567890189');
 SELECT city AS city3, postcode AS postcode3 FROM crm.contacts WHERE id = 3 \gset
 SELECT gdpr.place_hold('3', 'litigation 2026-17') AS hold3 \gset
+-- Contact 6: past due, no invoice, but restricted (Art. 18: only stored).
+UPDATE crm.contacts SET last_contact_at = now() - interval '5 years' WHERE id = 6;
+DELETE FROM crm.orders WHERE contact_id = 6;
+SELECT gdpr.restrict_subject('6', 'he contests the accuracy of his data');
+SELECT rows_restricted AS restricted_before, rows_referenced AS referenced_before, rows_held AS held_before
+  FROM gdpr.retention_status WHERE tbl = 'crm.contacts'::regclass AND col IS NULL \gset
 
 CREATE TEMP TABLE doomed AS SELECT id FROM crm.contacts c WHERE last_contact_at < now() - interval '3 years'
-   AND id <> 3 AND NOT EXISTS (SELECT FROM crm.orders o WHERE o.contact_id = c.id);
+   AND id NOT IN (3, 6) AND NOT EXISTS (SELECT FROM crm.orders o WHERE o.contact_id = c.id);
 SELECT count(*) AS due_contacts FROM doomed \gset
 SELECT is((SELECT rows FROM gdpr.purge(true) WHERE tbl = 'crm.contacts'::regclass AND col IS NULL), :due_contacts::bigint,
           'dry run: the contacts that would go (held and invoiced ones excluded)');
@@ -41,6 +47,18 @@ SELECT is((SELECT cascaded FROM gdpr.purge_history WHERE NOT dry_run AND tbl = '
             ORDER BY run_id DESC LIMIT 1), :expected_cascade::bigint, 'rows removed by ON DELETE CASCADE are counted');
 SELECT is((SELECT count(*) FROM crm.contacts WHERE id = 2), 1::bigint, 'contact 2 stays: his invoice is kept 10 years');
 SELECT is((SELECT count(*) FROM crm.contacts WHERE id = 3), 1::bigint, 'contact 3 stays: he is held');
+SELECT is((SELECT count(*) FROM crm.contacts WHERE id = 6), 1::bigint, 'contact 6 stays: he is restricted');
+SELECT ok(:restricted_before >= 1 AND :held_before >= 1,
+          'retention_status counted the restricted and the held contacts as kept, not due');
+-- Contact 2 stays for his invoice, but loses his identity (issue 23.1).
+SELECT ok((SELECT email ~ '^[A-Za-z0-9_-]{22}$' AND last_name ~ '^[A-Za-z0-9_-]{22}$' AND birth_date IS NULL
+             FROM crm.contacts WHERE id = 2),
+          'kept for his invoice, contact 2 is anonymised: e-mail and name pseudonymised, birth date cleared');
+SELECT ok(:referenced_before >= 1, 'before the purge, retention_status showed him past due and still identified');
+SELECT ok((SELECT anonymised FROM gdpr.purge_history WHERE NOT dry_run AND tbl = 'crm.contacts'::regclass AND col IS NULL
+            ORDER BY run_id DESC LIMIT 1) >= 1, 'the purge counts him as kept, anonymised');
+SELECT is((SELECT rows_referenced FROM gdpr.retention_status WHERE tbl = 'crm.contacts'::regclass AND col IS NULL),
+          0::bigint, 'after it, no row past due is still identified');
 SELECT is((SELECT row(city, postcode)::text FROM crm.contacts WHERE id = 3), row(:'city3', :'postcode3')::text,
           'and nothing of his is changed');
 SELECT is((SELECT count(*) FROM crm.contacts WHERE id = 4 AND notes IS NULL), 1::bigint,
@@ -49,14 +67,29 @@ SELECT ok((SELECT city ~ '^[A-Za-z0-9_-]{22}$' FROM crm.contacts WHERE id = 2), 
 SELECT ok((SELECT length(postcode) <= 3 FROM crm.contacts WHERE id = 2), 'generalise: his postcode is a department');
 SELECT is((SELECT created_at FROM crm.contacts WHERE id = 2), (SELECT date_trunc('year', created_at) FROM crm.contacts WHERE id = 2),
           'generalise: a timestamp is rounded to the year');
-SELECT is((SELECT count(*) FROM crm.interactions WHERE occurred_at < now() - interval '3 years' AND contact_id <> 3), 0::bigint,
-          'delete: old interactions are gone (but the held contact''s)');
+SELECT is((SELECT count(*) FROM crm.interactions WHERE occurred_at < now() - interval '3 years' AND contact_id NOT IN (3, 6)), 0::bigint,
+          'delete: old interactions are gone (but the held and the restricted contacts'' ones)');
 SELECT is((SELECT count(*) FROM crm.orders WHERE contact_id = 2 AND iban IS NULL), 1::bigint, 'nullify: the old IBAN is gone');
 SELECT is((SELECT count(*) FROM crm.contacts WHERE id = 5), 1::bigint, 'a recent contact is untouched');
 SELECT is((SELECT sum(rows) FROM gdpr.purge()), 0::numeric, 'a second purge has nothing left to do (idempotent)');
 SELECT is((SELECT count(*) FROM gdpr.retention_status WHERE rows_due > 0), 0::bigint, 'retention_status: nothing due');
 SELECT is((SELECT array_agg(DISTINCT status) FROM gdpr.purge_runs), ARRAY['done'], 'every run is done');
 SELECT ok((SELECT bool_and(r.tbl::text LIKE 'crm.%') FROM gdpr.purge_history r), 'the history holds table names, not data');
+
+-- No anchor date: never due, and said so, until a fallback anchor counts.
+UPDATE crm.contacts SET last_contact_at = NULL, created_at = now() - interval '6 years' WHERE id = 7;
+DELETE FROM crm.orders WHERE contact_id = 7;
+SELECT ok((SELECT rows_no_anchor FROM gdpr.retention_status WHERE tbl = 'crm.contacts'::regclass AND col IS NULL) >= 1,
+          'retention_status lists the rows with no anchor date');
+SELECT lives_ok($$SELECT gdpr.set_retention_fallback('crm.contacts', NULL, 'created_at')$$, 'a fallback anchor for the rows policy');
+SELECT is((SELECT count(*) FROM crm.contacts WHERE id = 7 AND last_contact_at IS NULL AND created_at < now() - interval '3 years'),
+          1::bigint, 'contact 7 never contacted, created six years ago');
+CREATE TEMP TABLE result_f AS SELECT * FROM gdpr.purge();
+SELECT is((SELECT count(*) FROM crm.contacts WHERE id = 7), 0::bigint, 'with the fallback, he is purged');
+SELECT throws_ok($$SELECT gdpr.set_retention_fallback('crm.contacts', NULL, 'email')$$, '42804', NULL,
+                 'a fallback anchor must be a date');
+SELECT throws_ok($$SELECT gdpr.set_retention_fallback('crm.contacts', 'phone', 'created_at')$$, '42704', NULL,
+                 'a fallback needs the policy');
 
 -- Releasing the hold lets the purge take him.
 SELECT gdpr.release_hold(:hold3);

@@ -1,16 +1,8 @@
 -- Security (issue 16): statements on CRM tables run as the table's owner in a
 -- security-restricted context, every table a caller names is checked against
 -- his own privileges, reserved pseudonym domains, no internal helper for the
--- auditor, nothing identifying left after an erasure, restricted subjects
--- left alone by the purge.
-
--- A policy remembers who set it: the worker carries it out only while that
--- role holds the privileges it needs.  Policies set before 0.3 are
--- attributed to the session user who last set them, when that role exists.
-ALTER TABLE gdpr.retention_policies ADD COLUMN set_by regrole;
-COMMENT ON COLUMN gdpr.retention_policies.set_by IS
-  'the role that set the policy: the purge worker carries it out only while this role holds the privileges it needs';
-UPDATE gdpr.retention_policies p SET set_by = r.oid::regrole FROM pg_roles r WHERE r.rolname = p.updated_by;
+-- auditor, nothing identifying left after an erasure.  The retention side
+-- (restricted subjects left alone, the policy's author) is in 20_retention.sql.
 
 -- Run one statement on CRM table tbl as its owner; $1, $2, ... are params
 -- (text: the statement casts them).  Rows processed / the one jsonb value
@@ -539,375 +531,23 @@ BEGIN
 END
 $$;
 
-CREATE OR REPLACE FUNCTION gdpr.set_retention(tbl regclass, col name, keep interval, after_column name,
-                                   action text) RETURNS void
-  LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
-DECLARE
-  reg gdpr.registered_tables := gdpr._registered(tbl);
-  anchor regclass;
-  anchor_type regtype;
-  target record;
-BEGIN
-  PERFORM gdpr._not_null(keep, 'keep');
-  PERFORM gdpr._not_null(after_column, 'after_column');
-  PERFORM gdpr._one_of(action, gdpr.retention_actions(), 'retention action');
-  IF keep <= interval '0' THEN
-    RAISE EXCEPTION 'retention period must be positive'
-      USING ERRCODE = 'invalid_parameter_value', DETAIL = format('Got %s.', keep);
-  END IF;
-  -- The period runs from a column of the table itself, else of the subject
-  -- table (the subject's last activity then governs all his rows).
-  anchor := CASE WHEN EXISTS (SELECT FROM pg_attribute a WHERE a.attrelid = tbl AND a.attname = after_column
-                                AND a.attnum > 0 AND NOT a.attisdropped)
-                 THEN tbl ELSE reg.subject_table END;
-  anchor_type := (gdpr._column(anchor, after_column)).typ;
-  IF anchor_type NOT IN ('date', 'timestamp without time zone', 'timestamp with time zone') THEN
-    RAISE EXCEPTION 'column "%" of % is of type %, not a date or timestamp', after_column, anchor, anchor_type
-      USING ERRCODE = 'datatype_mismatch';
-  END IF;
-
-  IF col IS NULL THEN
-    IF action NOT IN ('delete', 'keep') THEN
-      RAISE EXCEPTION 'action "%" needs a column', action
-        USING ERRCODE = 'invalid_parameter_value',
-              HINT = 'A policy on the whole row (col NULL) can only delete or keep.';
-    END IF;
-  ELSE
-    target := gdpr._column(tbl, col);
-    IF NOT EXISTS (SELECT FROM gdpr.personal_columns c WHERE c.tbl = set_retention.tbl AND c.col = set_retention.col) THEN
-      RAISE EXCEPTION 'column "%" of % is not classified', col, tbl
-        USING ERRCODE = 'undefined_object',
-              HINT = 'Classify it with gdpr.classify() first: a retention period needs a purpose.';
-    END IF;
-    PERFORM gdpr._check_column_action(tbl, col, target.typ, target.not_null, action);
-  END IF;
-
-  -- Whoever sets a policy must hold what carrying it out needs: the worker
-  -- acts on the table only while the role that set it still does.
-  PERFORM gdpr._require_privilege(tbl, gdpr._action_privileges(action), 'gdpr.set_retention()');
-  INSERT INTO gdpr.retention_policies AS p (tbl, col, keep, after_table, after_column, action, set_by)
-    VALUES (tbl, col, keep, anchor, after_column, action, gdpr._caller()::regrole)
-    ON CONFLICT ON CONSTRAINT retention_policies_tbl_col_key DO UPDATE
-      SET keep = excluded.keep, after_table = excluded.after_table, after_column = excluded.after_column,
-          action = excluded.action, updated_at = now(), updated_by = session_user, set_by = excluded.set_by;
-END
-$$;
-
--- Retention: held and restricted subjects left out, privileges of the caller or of the policy's author.
--- The condition selecting the rows of policy pol that are past their period
--- and not referred to by rows that a foreign key without cascade protects (a
--- contact whose invoices are kept stays until they go).  Held and restricted
--- subjects are left out by the statement's parameter $1 (_excluded_cond).
-CREATE OR REPLACE FUNCTION gdpr._due_cond(pol gdpr.retention_policies) RETURNS text
-  LANGUAGE plpgsql STABLE SET search_path = pg_catalog, pg_temp AS $$
-DECLARE
-  due text;
-  blocked text;
-BEGIN
-  IF pol.after_table = pol.tbl THEN
-    due := format('t.%I < now() - %L::interval', pol.after_column, pol.keep);
-  ELSE
-    due := format('EXISTS (SELECT FROM %s s WHERE s.%I::text = %s AND s.%I < now() - %L::interval)',
-                  pol.after_table, (SELECT x.id_column FROM gdpr.subject_tables x WHERE x.tbl = pol.after_table),
-                  gdpr._subject_id_expr(pol.tbl, 't'), pol.after_column, pol.keep);
-  END IF;
-  IF pol.col IS NULL AND pol.action = 'delete' THEN
-    SELECT string_agg(format('NOT EXISTS (SELECT FROM %s c WHERE c.%I = t.%I)', c.conrelid::regclass,
-                             (SELECT a.attname FROM pg_attribute a WHERE a.attrelid = c.conrelid AND a.attnum = c.conkey[1]),
-                             (SELECT a.attname FROM pg_attribute a WHERE a.attrelid = c.confrelid AND a.attnum = c.confkey[1])),
-                      ' AND ')
-      INTO blocked
-      FROM pg_constraint c
-     WHERE c.confrelid = pol.tbl AND c.contype = 'f' AND c.confdeltype IN ('a', 'r') AND cardinality(c.conkey) = 1;
-  END IF;
-  RETURN concat_ws(' AND ', due, blocked);
-END
-$$;
-
--- Whether row t belongs to one of the subject ids of parameter $n (text[]).
--- With none (the usual case: no hold, no restriction) the statement, planned
--- with its parameters' values, does not even compute the row's subject key.
-CREATE OR REPLACE FUNCTION gdpr._excluded_cond(tbl regclass, n int) RETURNS text
-  LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp
-  RETURN format('(cardinality($%2$s::text[]) > 0 AND coalesce(%1$s = ANY ($%2$s::text[]), false))',
-                gdpr._subject_id_expr(tbl, 't'), n);
-
--- The subjects of subject table st that no purge may touch: under a legal
--- hold in force, or restricted (Art. 18: his data is only stored).
-CREATE OR REPLACE FUNCTION gdpr._held_ids(st regclass) RETURNS text[]
-  LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp
-  RETURN ARRAY(SELECT h.subject_id FROM gdpr.holds h
-                WHERE h.subject_table = st AND h.released_at IS NULL AND (h.until IS NULL OR h.until > now()));
-
-CREATE OR REPLACE FUNCTION gdpr._restricted_ids(st regclass) RETURNS text[]
-  LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
-  SELECT ARRAY(SELECT r.subject_id FROM gdpr.restrictions r WHERE r.subject_table = st AND r.lifted_at IS NULL)
-$$;
-
-CREATE OR REPLACE FUNCTION gdpr._purge_excluded(tbl regclass) RETURNS text
-  LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp
-  RETURN (SELECT (gdpr._held_ids(r.subject_table) || gdpr._restricted_ids(r.subject_table))::text
-            FROM gdpr.registered_tables r WHERE r.tbl = _purge_excluded.tbl);
-
--- The value of a column after a generalisation, as an SQL expression on
--- ref built from PostgreSQL's own functions only (the statement runs as the
--- table's owner and calls nothing of schema gdpr): gdpr.generalise(v,
--- 'year') for dates, gdpr.generalise_postcode(v) for the rest.
-CREATE OR REPLACE FUNCTION gdpr._generalise_sql(tbl regclass, col name, ref text) RETURNS text
-  LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp
-  RETURN CASE WHEN gdpr._is_date_column(tbl, col) THEN format('date_trunc(''year'', (%s)::timestamptz)', ref)
-              ELSE format('(CASE WHEN btrim(%1$s::text) !~ ''^[0-9]{5}$'' THEN NULL
-                                 WHEN btrim(%1$s::text) LIKE ''97%%'' OR btrim(%1$s::text) LIKE ''98%%'' THEN left(btrim(%1$s::text), 3)
-                                 WHEN btrim(%1$s::text) LIKE ''20%%'' THEN CASE WHEN btrim(%1$s::text) < ''20200'' THEN ''2A'' ELSE ''2B'' END
-                                 ELSE left(btrim(%1$s::text), 2) END)', ref) END;
-
--- The rows a policy's action still has to change: each action is
--- idempotent, so a row already done no longer matches.
-CREATE OR REPLACE FUNCTION gdpr._todo_cond(pol gdpr.retention_policies) RETURNS text
-  LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp
-  RETURN CASE pol.action
-    WHEN 'nullify' THEN format('t.%I IS NOT NULL', pol.col)
-    WHEN 'pseudonymise' THEN format('t.%I IS NOT NULL AND t.%I::text !~ %L', pol.col, pol.col, '^[A-Za-z0-9_-]{22}$')
-    WHEN 'generalise' THEN format('t.%I::text <> (%s)::text', pol.col,
-                                  gdpr._generalise_sql(pol.tbl, pol.col, format('t.%I', pol.col)))
-    ELSE 'true' END;
-
--- What one batch of a policy does, as one statement run as the table's
--- owner with $1 = the subjects left out (_purge_excluded): a plain DELETE or
--- UPDATE (counted by its row count, the cascade by the transaction's
--- statistics: a RETURNING list would materialise every row of the batch);
--- for dry runs and 'keep', a SELECT of jsonb [rows, cascaded]; for
--- 'pseudonymise', a SELECT of the batch's rows, locked, whose pseudonyms the
--- extension computes before it writes them (_purge_step).
-CREATE OR REPLACE FUNCTION gdpr._policy_sql(pol gdpr.retention_policies, batch_size int, dry_run boolean) RETURNS text
-  LANGUAGE plpgsql STABLE SET search_path = pg_catalog, pg_temp AS $$
-DECLARE
-  cond text := gdpr._due_cond(pol) || ' AND NOT ' || gdpr._excluded_cond(pol.tbl, 1) || ' AND ' || gdpr._todo_cond(pol);
-  key name := coalesce(gdpr._key_column(pol.tbl), 'ctid');  -- no single-column key: nothing cascades by it
-  typ text;
-BEGIN
-  IF pol.action = 'keep' OR (dry_run AND pol.action <> 'delete') THEN
-    RETURN format('SELECT jsonb_build_array(count(*), 0) FROM %s t WHERE %s', pol.tbl, cond);
-  END IF;
-  IF dry_run THEN
-    RETURN format('WITH v AS (SELECT t.%I AS k FROM %s t WHERE %s) SELECT jsonb_build_array((SELECT count(*) FROM v), %s)',
-                  key, pol.tbl, cond, gdpr._cascade_count_sql(pol.tbl, 'v'));
-  END IF;
-  IF pol.action = 'delete' THEN
-    RETURN format('DELETE FROM %s WHERE ctid = ANY (ARRAY(SELECT t.ctid FROM %s t WHERE %s LIMIT %s))',
-                  pol.tbl, pol.tbl, cond, batch_size);
-  END IF;
-  IF pol.action = 'pseudonymise' THEN
-    RETURN format('SELECT jsonb_build_object(''c'', coalesce(jsonb_agg(x.ctid::text), ''[]''), ''v'', coalesce(jsonb_agg(x.v), ''[]''))
-                     FROM (SELECT t.ctid, t.%I::text AS v FROM %s t WHERE %s LIMIT %s FOR UPDATE) x',
-                  pol.col, pol.tbl, cond, batch_size);
-  END IF;
-  typ := (SELECT format_type(a.atttypid, a.atttypmod) FROM pg_attribute a
-           WHERE a.attrelid = pol.tbl AND a.attname = pol.col);
-  RETURN format('UPDATE %s SET %I = %s WHERE ctid = ANY (ARRAY(SELECT t.ctid FROM %s t WHERE %s LIMIT %s))',
-                pol.tbl, pol.col,
-                CASE pol.action WHEN 'nullify' THEN 'NULL'
-                                ELSE format('(%s)::%s', gdpr._generalise_sql(pol.tbl, pol.col, quote_ident(pol.col)), typ) END,
-                pol.tbl, cond, batch_size);
-END
-$$;
-
--- Write pseudonyms (domain) of the values of rows (jsonb {c: ctids, v:
--- values as text}) into column col of tbl, as the table's owner: the rows
--- updated.  The pseudonyms are computed here, outside the owner's statement.
-CREATE OR REPLACE FUNCTION gdpr._write_pseudonyms(tbl regclass, col name, rows jsonb, domain text) RETURNS bigint
-  LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
-DECLARE
-  ctids text;
-  vals text;
-BEGIN
-  IF jsonb_array_length(rows -> 'c') = 0 THEN
-    RETURN 0;
-  END IF;
-  SELECT array_agg(c ORDER BY i)::text INTO ctids FROM jsonb_array_elements_text(rows -> 'c') WITH ORDINALITY x(c, i);
-  SELECT array_agg(gdpr._pseudonym(v, domain) ORDER BY i)::text INTO vals
-    FROM jsonb_array_elements_text(rows -> 'v') WITH ORDINALITY x(v, i);
-  RETURN gdpr._owner_exec(tbl, format('UPDATE %1$s t SET %2$I = v.p::%3$s FROM unnest($1::tid[], $2::text[]) v(c, p) WHERE t.ctid = v.c',
-                                      tbl, col, (SELECT format_type(a.atttypid, a.atttypmod) FROM pg_attribute a
-                                                  WHERE a.attrelid = tbl AND a.attname = col)),
-                          ctids, vals);
-END
-$$;
-
--- One batch of a policy (the statement of _policy_sql), under
--- crm_gdpr.purge_lock_timeout, as the table's owner: the rows it did and
--- those ON DELETE CASCADE took with them.
-CREATE OR REPLACE FUNCTION gdpr._purge_step(pol gdpr.retention_policies, sql text, OUT n bigint, OUT cascaded bigint)
-  LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
-DECLARE
-  excluded text := gdpr._purge_excluded(pol.tbl);
-  res jsonb;
-BEGIN
-  PERFORM set_config('lock_timeout', coalesce(nullif(current_setting('crm_gdpr.purge_lock_timeout', true), ''), '1s'), true);
-  cascaded := 0;
-  IF sql ~ '^DELETE ' THEN
-    cascaded := gdpr._cascade_deleted(pol.tbl);
-    n := gdpr._owner_exec(pol.tbl, sql, excluded);
-    cascaded := gdpr._cascade_deleted(pol.tbl) - cascaded;
-  ELSIF sql ~ '^UPDATE ' THEN
-    n := gdpr._owner_exec(pol.tbl, sql, excluded);
-  ELSE
-    res := gdpr._owner_query(pol.tbl, sql, excluded);
-    IF jsonb_typeof(res) = 'object' THEN
-      n := gdpr._write_pseudonyms(pol.tbl, pol.col, res, 'retention');
-    ELSE
-      n := (res ->> 0)::bigint;
-      cascaded := (res ->> 1)::bigint;
-    END IF;
-  END IF;
-END
-$$;
-
--- NULL when role may carry out pol, else why not (recorded as the policy's
--- error).  A manual purge asks this of its caller, the worker of the role
--- that set the policy.
-CREATE OR REPLACE FUNCTION gdpr._policy_refusal(pol gdpr.retention_policies, role name, whose text) RETURNS text
-  LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp
-  RETURN CASE WHEN coalesce(gdpr._holds_privileges(role, pol.tbl, gdpr._action_privileges(pol.action)), false) THEN NULL
-              ELSE format('42501: %s "%s" lacks %s on %s: the policy is not carried out', whose,
-                          coalesce(role, '(unknown)'), gdpr._action_privileges(pol.action), pol.tbl) END;
-
--- One batch of one policy in a transaction of its own (the purge worker
--- commits each): in a subtransaction, so that a broken policy is recorded as
--- failed and the others run.  prepared: the policy's statement, built once
--- for all its batches.  Returns rows done, 0 when the policy is finished, -1
--- when it failed.
-CREATE OR REPLACE FUNCTION gdpr._purge_batch(run_id bigint, policy_id int, batch_size int, dry_run boolean,
-                                   prepared text DEFAULT NULL) RETURNS bigint
-  LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
-DECLARE
-  pol gdpr.retention_policies;
-  r record;
-  refusal text;
-BEGIN
-  SELECT * INTO pol FROM gdpr.retention_policies p WHERE p.id = _purge_batch.policy_id;
-  IF NOT FOUND THEN
-    RETURN 0;                    -- the policy was removed meanwhile
-  END IF;
-  refusal := gdpr._policy_refusal(pol, pol.set_by::name, 'the role that set it,');
-  IF refusal IS NOT NULL THEN
-    UPDATE gdpr.purge_results x SET error = refusal
-     WHERE x.run_id = _purge_batch.run_id AND x.policy_id = _purge_batch.policy_id;
-    RETURN -1;
-  END IF;
-  BEGIN
-    r := gdpr._purge_step(pol, coalesce(prepared, gdpr._policy_sql(pol, batch_size, dry_run)));
-  EXCEPTION WHEN OTHERS THEN
-    UPDATE gdpr.purge_results x SET error = SQLSTATE || ': ' || SQLERRM
-     WHERE x.run_id = _purge_batch.run_id AND x.policy_id = _purge_batch.policy_id;
-    RETURN -1;
-  END;
-  PERFORM gdpr._purge_record(run_id, pol, r.n, r.cascaded, 1, dry_run);
-  RETURN CASE WHEN dry_run OR pol.action = 'keep' THEN 0 ELSE r.n END;
-END
-$$;
-
--- All the batches of one policy in the caller's transaction (gdpr.purge()),
--- in one subtransaction: a broken policy is rolled back and recorded as
--- failed, and the others run.  One subtransaction per batch would pass the 64
--- that PostgreSQL tracks per session in shared memory: every snapshot of
--- every session would then look up pg_subtrans for the purge's rows, and the
--- CRM's own transactions slowed down with the purge (doc/benchmarks.md).
--- Returns rows done, -1 when the policy failed.
-CREATE OR REPLACE FUNCTION gdpr._purge_policy(run_id bigint, policy_id int, batch_size int, dry_run boolean) RETURNS bigint
-  LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
-DECLARE
-  pol gdpr.retention_policies;
-  sql text;
-  r record;
-  n bigint := 0;
-  cascaded bigint := 0;
-  batches int := 0;
-  refusal text;
-BEGIN
-  SELECT * INTO pol FROM gdpr.retention_policies p WHERE p.id = _purge_policy.policy_id;
-  IF NOT FOUND THEN
-    RETURN 0;
-  END IF;
-  refusal := gdpr._policy_refusal(pol, gdpr._caller(), 'the caller');
-  IF refusal IS NOT NULL THEN
-    UPDATE gdpr.purge_results x SET error = refusal
-     WHERE x.run_id = _purge_policy.run_id AND x.policy_id = _purge_policy.policy_id;
-    RAISE WARNING 'retention policy % on % is not carried out', pol.id, pol.tbl
-      USING DETAIL = refusal, HINT = 'Ask the table''s owner for the privilege, or let a role that holds it purge.';
-    RETURN -1;
-  END IF;
-  BEGIN
-    sql := gdpr._policy_sql(pol, batch_size, dry_run);
-    LOOP
-      r := gdpr._purge_step(pol, sql);
-      n := n + r.n;
-      cascaded := cascaded + r.cascaded;
-      batches := batches + 1;
-      EXIT WHEN r.n = 0 OR dry_run OR pol.action = 'keep';
-    END LOOP;
-  EXCEPTION WHEN OTHERS THEN
-    UPDATE gdpr.purge_results x SET error = SQLSTATE || ': ' || SQLERRM
-     WHERE x.run_id = _purge_policy.run_id AND x.policy_id = _purge_policy.policy_id;
-    RETURN -1;
-  END;
-  PERFORM gdpr._purge_record(run_id, pol, n, cascaded, batches, dry_run);
-  RETURN n;
-END
-$$;
-
--- Per policy: rows past due now and since when, and the rows past due that
--- are kept because their subject is held or restricted (counts only: the
--- auditor who reads the view needs no privilege on the CRM's tables; each
--- count runs as the table's owner).  Takes no argument, so that it answers
--- for the registry's policies only.
-CREATE OR REPLACE FUNCTION gdpr.retention_counts()
-  RETURNS TABLE (policy_id int, rows_due bigint, oldest_due timestamptz, rows_held bigint, rows_restricted bigint)
-  LANGUAGE plpgsql STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
-DECLARE
-  pol gdpr.retention_policies;
-  st regclass;
-  res jsonb;
-BEGIN
-  FOR pol IN SELECT * FROM gdpr.retention_policies p ORDER BY p.id LOOP
-    st := (SELECT r.subject_table FROM gdpr.registered_tables r WHERE r.tbl = pol.tbl);
-    res := gdpr._owner_query(pol.tbl, format(
-      'SELECT jsonb_build_array(count(*) FILTER (WHERE NOT %1$s AND NOT %2$s), min(%3$s) FILTER (WHERE NOT %1$s AND NOT %2$s),
-                                count(*) FILTER (WHERE %1$s), count(*) FILTER (WHERE %2$s AND NOT %1$s))
-         FROM %4$s t WHERE %5$s AND %6$s',
-      gdpr._excluded_cond(pol.tbl, 1), gdpr._excluded_cond(pol.tbl, 2),
-      CASE WHEN pol.after_table = pol.tbl THEN format('t.%I + %L::interval', pol.after_column, pol.keep)
-           ELSE 'NULL::timestamptz' END,
-      pol.tbl, gdpr._due_cond(pol), gdpr._todo_cond(pol)),
-      gdpr._held_ids(st)::text, gdpr._restricted_ids(st)::text);
-    policy_id := pol.id;
-    rows_due := (res ->> 0)::bigint;
-    oldest_due := (res ->> 1)::timestamptz;
-    rows_held := (res ->> 2)::bigint;
-    rows_restricted := (res ->> 3)::bigint;
-    RETURN NEXT;
-  END LOOP;
-END
-$$;
-COMMENT ON FUNCTION gdpr.retention_counts() IS
-  'per retention policy: rows past due, the oldest due date, and the rows past due kept for a hold or a restriction';
-
 -- Export: read as the owner, any width, the caller's SELECT on every table.
 DROP FUNCTION gdpr._export_columns(regclass, boolean);
--- The columns of tbl an export shows: all of them, or for portability
--- (Art. 20) the keys and the columns classified under consent or contract.
-CREATE OR REPLACE FUNCTION gdpr._export_columns(tbl regclass, portability boolean) RETURNS name[]
-  LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
-  SELECT coalesce(array_agg(a.attname ORDER BY a.attnum), '{}')
-    FROM pg_attribute a
-   WHERE a.attrelid = tbl AND a.attnum > 0 AND NOT a.attisdropped
-     AND (NOT portability
-          OR EXISTS (SELECT FROM gdpr.personal_columns pc
-                      WHERE pc.tbl = _export_columns.tbl AND pc.col = a.attname
-                        AND pc.legal_basis IN ('consent', 'contract'))
-          OR EXISTS (SELECT FROM pg_constraint c
-                      WHERE c.conrelid = _export_columns.tbl AND c.contype IN ('p', 'f')
-                        AND a.attnum = ANY (c.conkey)))
+-- The registered tables of one subject table, parents before children.
+CREATE OR REPLACE FUNCTION gdpr._subject_tree(subject_table regclass)
+  RETURNS TABLE (tbl regclass, depth int)
+  LANGUAGE plpgsql STABLE SET search_path = pg_catalog, pg_temp AS $$
+BEGIN
+  -- PL/pgSQL, not SQL: its plan is kept for the session (a SQL function with
+  -- SET is planned again at every call, and export and erasure call this).
+  RETURN QUERY
+    WITH RECURSIVE tree AS (
+      SELECT r.tbl, 0 AS depth FROM gdpr.registered_tables r WHERE r.tbl = _subject_tree.subject_table
+      UNION ALL
+      SELECT r.tbl, tree.depth + 1 FROM gdpr.registered_tables r JOIN tree ON r.parent_table = tree.tbl
+       WHERE r.tbl <> r.parent_table)
+    SELECT tree.tbl, tree.depth FROM tree ORDER BY tree.depth, tree.tbl::text;
+END
 $$;
 
 -- The subject's rows of one registered table, as a JSON array of objects
@@ -917,11 +557,21 @@ $$;
 CREATE OR REPLACE FUNCTION gdpr._export_rows(tbl regclass, key_literal text, portability boolean) RETURNS jsonb
   LANGUAGE plpgsql STABLE SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
-  cols name[] := gdpr._export_columns(tbl, portability);
-  bin_cols name[] := ARRAY(SELECT a.attname FROM pg_attribute a
-                          WHERE a.attrelid = tbl AND a.attname = ANY (cols) AND a.atttypid = 'bytea'::regtype);
+  cols name[];
+  bin_cols name[];
   rows jsonb;
 BEGIN
+  -- The columns shown: all of them, or for portability (Art. 20) the keys
+  -- and the columns classified under consent or contract.
+  SELECT array_agg(a.attname ORDER BY a.attnum), coalesce(array_agg(a.attname) FILTER (WHERE a.atttypid = 'bytea'::regtype), '{}')
+    INTO cols, bin_cols
+    FROM pg_attribute a
+   WHERE a.attrelid = tbl AND a.attnum > 0 AND NOT a.attisdropped
+     AND (NOT portability
+          OR EXISTS (SELECT FROM gdpr.personal_columns pc
+                      WHERE pc.tbl = _export_rows.tbl AND pc.col = a.attname AND pc.legal_basis IN ('consent', 'contract'))
+          OR EXISTS (SELECT FROM pg_constraint c
+                      WHERE c.conrelid = _export_rows.tbl AND c.contype IN ('p', 'f') AND a.attnum = ANY (c.conkey)));
   rows := gdpr._owner_query(tbl, format(
     'SELECT coalesce(jsonb_agg((SELECT to_jsonb(c) FROM (SELECT %s) c) ORDER BY t.ctid), ''[]'') FROM %s t WHERE %s',
     (SELECT string_agg(format('t.%I', c), ', ') FROM unnest(cols) c), tbl, gdpr._subject_rows_cond(tbl, key_literal)));
@@ -947,22 +597,12 @@ DECLARE
   key text := gdpr._subject_key_literal(st, subject_id);
 BEGIN
   FOR t IN SELECT tree.tbl FROM gdpr._subject_tree(st) tree LOOP
+    -- Read-only: a table the caller may not read stops the export before
+    -- anything is returned (all or nothing).
+    PERFORM gdpr._require_privilege(t.tbl, 'SELECT', 'gdpr.export_subject()');
     data := data || jsonb_build_object(t.tbl::text, gdpr._export_rows(t.tbl, key, portability));
   END LOOP;
   RETURN data;
-END
-$$;
-
--- 42501 unless the caller holds privilege on every table of the subject's
--- tree: an export or an erasure is whole or not at all.
-CREATE OR REPLACE FUNCTION gdpr._require_subject_privilege(st regclass, privilege text, action text) RETURNS void
-  LANGUAGE plpgsql STABLE SET search_path = pg_catalog, pg_temp AS $$
-DECLARE
-  t regclass;
-BEGIN
-  FOR t IN SELECT tree.tbl FROM gdpr._subject_tree(st) tree LOOP
-    PERFORM gdpr._require_privilege(t, privilege, action);
-  END LOOP;
 END
 $$;
 
@@ -976,7 +616,6 @@ DECLARE
   erased gdpr.erasures;
 BEGIN
   PERFORM gdpr._not_null(portability, 'portability');
-  PERFORM gdpr._require_subject_privilege(st, 'SELECT', 'gdpr.export_subject()');
   IF NOT gdpr._subject_exists(st, subject_id) THEN
     -- An erased person gets the one thing still held about him: that he was
     -- erased and is on the suppression list (under a pseudonym).
@@ -1056,6 +695,7 @@ END
 $$;
 
 -- Erasure: as the owner; nothing identifying left in schema gdpr.
+DROP FUNCTION gdpr._anonymise_rows(regclass, text);
 -- The subject's reference in the ledger: a keyed pseudonym, so that the
 -- ledger never re-identifies him without the key kept outside the database.
 CREATE OR REPLACE FUNCTION gdpr._subject_ref(st regclass, subject_id text) RETURNS text
@@ -1082,10 +722,34 @@ BEGIN
 END
 $$;
 
--- Anonymise the rows of tbl matching cond, as the table's owner; the column
+-- For a kept row: what happens to each personal column.  A column's own
+-- policy (nullify, pseudonymise, generalise) applies; other identifying
+-- columns are pseudonymised when they hold text, else nullified when they can
+-- be; keys and the rest stay (the legal obligation needs them).
+CREATE OR REPLACE FUNCTION gdpr._erasure_column_actions(tbl regclass) RETURNS TABLE (col name, action text)
+  LANGUAGE plpgsql STABLE SET search_path = pg_catalog, pg_temp AS $$
+BEGIN
+  RETURN QUERY
+  SELECT DISTINCT ON (pc.col) pc.col,
+           CASE WHEN p.action IN ('nullify', 'pseudonymise', 'generalise') THEN p.action
+                WHEN a.atttypid IN ('text'::regtype, 'varchar'::regtype, 'bpchar'::regtype) THEN 'pseudonymise'
+                WHEN NOT a.attnotnull THEN 'nullify' END
+      FROM gdpr.personal_columns pc
+      JOIN pg_attribute a ON a.attrelid = pc.tbl AND a.attname = pc.col
+      LEFT JOIN gdpr.retention_policies p ON p.tbl = pc.tbl AND p.col = pc.col
+     WHERE pc.tbl = _erasure_column_actions.tbl
+       AND (p.action IN ('nullify', 'pseudonymise', 'generalise')
+            OR pc.category IN ('identification', 'contact', 'free_text', 'sensitive', 'financial'))
+       AND NOT EXISTS (SELECT FROM pg_constraint c WHERE c.conrelid = pc.tbl AND c.contype IN ('p', 'f', 'u')
+                        AND a.attnum = ANY (c.conkey))
+     ORDER BY pc.col;
+END
+$$;
+
+-- Anonymise the rows t of tbl matching cond (with params $1...), as the table's owner; the column
 -- actions for the report.  Pseudonyms are computed outside the owner's
 -- statement, for the rows it selected and locked.
-CREATE OR REPLACE FUNCTION gdpr._anonymise_rows(tbl regclass, cond text) RETURNS jsonb
+CREATE OR REPLACE FUNCTION gdpr._anonymise_rows(tbl regclass, cond text, params text[] DEFAULT '{}') RETURNS jsonb
   LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
   sets text;
@@ -1098,13 +762,13 @@ BEGIN
     INTO sets, actions
     FROM gdpr._erasure_column_actions(tbl) x WHERE x.action IS NOT NULL;
   IF sets IS NOT NULL THEN
-    PERFORM gdpr._owner_exec(tbl, format('UPDATE %s SET %s WHERE %s', tbl, sets, cond));
+    PERFORM gdpr._owner_exec(tbl, format('UPDATE %s t SET %s WHERE %s', tbl, sets, cond), VARIADIC params);
   END IF;
   FOR c IN SELECT x.col FROM gdpr._erasure_column_actions(tbl) x WHERE x.action = 'pseudonymise' LOOP
     PERFORM gdpr._write_pseudonyms(tbl, c, gdpr._owner_query(tbl, format(
       'SELECT jsonb_build_object(''c'', coalesce(jsonb_agg(x.ctid::text), ''[]''), ''v'', coalesce(jsonb_agg(x.v), ''[]''))
          FROM (SELECT t.ctid, t.%I::text AS v FROM %s t WHERE (%s) AND t.%I IS NOT NULL FOR UPDATE) x',
-      c, tbl, cond, c)), 'erasure');
+      c, tbl, cond, c), VARIADIC params), 'erasure');
   END LOOP;
   RETURN actions;
 END
@@ -1491,23 +1155,13 @@ CREATE OR REPLACE VIEW gdpr.mass_read_alarms AS
 COMMENT ON VIEW gdpr.mass_read_alarms IS
   'roles that read more than crm_gdpr.mass_read_rows rows of personal data in the last crm_gdpr.mass_read_window';
 
-CREATE OR REPLACE VIEW gdpr.retention_status AS
-SELECT p.id AS policy_id, p.tbl, p.col, p.action, p.keep, p.after_table, p.after_column,
-       d.rows_due, d.oldest_due,
-       (SELECT max(x.finished_at) FROM gdpr.purge_runs x JOIN gdpr.purge_results r ON r.run_id = x.id
-         WHERE r.policy_id = p.id AND NOT x.dry_run AND r.error IS NULL) AS last_purged_at,
-       d.rows_held, d.rows_restricted
-  FROM gdpr.retention_policies p JOIN gdpr.retention_counts() d ON d.policy_id = p.id;
 
-COMMENT ON VIEW gdpr.retention_status IS
-  'per policy: rows past due now, the oldest due date; rows past due kept because their subject is held or restricted';
-
--- Internal helpers the auditor could call with crafted input, gone.
-DROP FUNCTION gdpr._retention_due(gdpr.retention_policies);
+-- Internal helpers the auditor could call with crafted input, gone (the
+-- view retention_status, which used _retention_due, is redefined in
+-- 20_retention.sql before _retention_due goes there).
 DROP FUNCTION gdpr._recipients_of(regclass);
 DROP FUNCTION gdpr._security_measures(text);
-DROP FUNCTION gdpr._qualified(regclass);
 DROP FUNCTION gdpr._setting(text);
 
-GRANT EXECUTE ON FUNCTION gdpr.security_measures(text), gdpr.qualified_name(regclass), gdpr.setting(text),
-  gdpr.retention_counts() TO gdpr_admin, gdpr_auditor;
+GRANT EXECUTE ON FUNCTION gdpr.security_measures(text), gdpr.qualified_name(regclass), gdpr.setting(text)
+  TO gdpr_admin, gdpr_auditor;

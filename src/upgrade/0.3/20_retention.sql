@@ -1,0 +1,527 @@
+-- Retention (issues 16 and 23): held and restricted subjects left out of the
+-- purge, a policy carried out only with the privileges of its author (the
+-- caller of a manual purge, the role that set it for the worker), rows that
+-- kept rows refer to anonymised instead of left identified, a fallback anchor
+-- date, and retention_status saying why rows past due are kept.
+
+-- A policy remembers who set it.  Policies set before 0.3 are attributed to
+-- the session user who last set them, when that role exists.
+ALTER TABLE gdpr.retention_policies ADD COLUMN set_by regrole;
+ALTER TABLE gdpr.retention_policies ADD COLUMN fallback_column name;
+COMMENT ON COLUMN gdpr.retention_policies.fallback_column IS
+  'the date the period runs from where after_column is NULL (gdpr.set_retention_fallback)';
+COMMENT ON COLUMN gdpr.retention_policies.set_by IS
+  'the role that set the policy: the purge worker carries it out only while this role holds the privileges it needs';
+UPDATE gdpr.retention_policies p SET set_by = r.oid::regrole FROM pg_roles r WHERE r.rolname = p.updated_by;
+ALTER TABLE gdpr.purge_results ADD COLUMN anonymised bigint NOT NULL DEFAULT 0;
+
+CREATE OR REPLACE FUNCTION gdpr.set_retention(tbl regclass, col name, keep interval, after_column name,
+                                   action text) RETURNS void
+  LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+  reg gdpr.registered_tables := gdpr._registered(tbl);
+  anchor regclass;
+  anchor_type regtype;
+  target record;
+BEGIN
+  PERFORM gdpr._not_null(keep, 'keep');
+  PERFORM gdpr._not_null(after_column, 'after_column');
+  PERFORM gdpr._one_of(action, gdpr.retention_actions(), 'retention action');
+  IF keep <= interval '0' THEN
+    RAISE EXCEPTION 'retention period must be positive'
+      USING ERRCODE = 'invalid_parameter_value', DETAIL = format('Got %s.', keep);
+  END IF;
+  -- The period runs from a column of the table itself, else of the subject
+  -- table (the subject's last activity then governs all his rows).
+  anchor := CASE WHEN EXISTS (SELECT FROM pg_attribute a WHERE a.attrelid = tbl AND a.attname = after_column
+                                AND a.attnum > 0 AND NOT a.attisdropped)
+                 THEN tbl ELSE reg.subject_table END;
+  anchor_type := (gdpr._column(anchor, after_column)).typ;
+  IF anchor_type NOT IN ('date', 'timestamp without time zone', 'timestamp with time zone') THEN
+    RAISE EXCEPTION 'column "%" of % is of type %, not a date or timestamp', after_column, anchor, anchor_type
+      USING ERRCODE = 'datatype_mismatch';
+  END IF;
+
+  IF col IS NULL THEN
+    IF action NOT IN ('delete', 'keep') THEN
+      RAISE EXCEPTION 'action "%" needs a column', action
+        USING ERRCODE = 'invalid_parameter_value',
+              HINT = 'A policy on the whole row (col NULL) can only delete or keep.';
+    END IF;
+  ELSE
+    target := gdpr._column(tbl, col);
+    IF NOT EXISTS (SELECT FROM gdpr.personal_columns c WHERE c.tbl = set_retention.tbl AND c.col = set_retention.col) THEN
+      RAISE EXCEPTION 'column "%" of % is not classified', col, tbl
+        USING ERRCODE = 'undefined_object',
+              HINT = 'Classify it with gdpr.classify() first: a retention period needs a purpose.';
+    END IF;
+    PERFORM gdpr._check_column_action(tbl, col, target.typ, target.not_null, action);
+  END IF;
+
+  -- Whoever sets a policy must hold what carrying it out needs: the worker
+  -- acts on the table only while the role that set it still does.
+  PERFORM gdpr._require_privilege(tbl, gdpr._action_privileges(action), 'gdpr.set_retention()');
+  INSERT INTO gdpr.retention_policies AS p (tbl, col, keep, after_table, after_column, action, set_by)
+    VALUES (tbl, col, keep, anchor, after_column, action, gdpr._caller()::regrole)
+    ON CONFLICT ON CONSTRAINT retention_policies_tbl_col_key DO UPDATE
+      SET keep = excluded.keep, after_table = excluded.after_table, after_column = excluded.after_column,
+          action = excluded.action, updated_at = now(), updated_by = session_user, set_by = excluded.set_by;
+END
+$$;
+
+-- A second anchor for a policy: rows whose after_column is NULL (a contact
+-- never contacted) count their period from fallback_column (his creation
+-- date) instead of never being due.  NULL removes it.
+CREATE OR REPLACE FUNCTION gdpr.set_retention_fallback(tbl regclass, col name, fallback_column name) RETURNS void
+  LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+  pol gdpr.retention_policies;
+  typ regtype;
+BEGIN
+  PERFORM gdpr._not_null(tbl, 'table');
+  SELECT * INTO pol FROM gdpr.retention_policies p WHERE p.tbl = set_retention_fallback.tbl
+     AND p.col IS NOT DISTINCT FROM set_retention_fallback.col;
+  IF NOT FOUND THEN
+    RAISE EXCEPTION 'no retention policy on %', CASE WHEN col IS NULL THEN tbl::text || ' (rows)' ELSE tbl::text || '.' || col END
+      USING ERRCODE = 'undefined_object', HINT = 'Set one first with gdpr.set_retention().';
+  END IF;
+  PERFORM gdpr._require_privilege(tbl, gdpr._action_privileges(pol.action), 'gdpr.set_retention_fallback()');
+  IF fallback_column IS NOT NULL THEN
+    typ := (gdpr._column(pol.after_table, fallback_column)).typ;
+    IF typ NOT IN ('date', 'timestamp without time zone', 'timestamp with time zone') THEN
+      RAISE EXCEPTION 'column "%" of % is of type %, not a date or timestamp', fallback_column, pol.after_table, typ
+        USING ERRCODE = 'datatype_mismatch';
+    END IF;
+  END IF;
+  UPDATE gdpr.retention_policies p SET fallback_column = set_retention_fallback.fallback_column,
+         updated_at = now(), updated_by = session_user
+   WHERE p.id = pol.id;
+END
+$$;
+
+-- The condition selecting the rows of policy pol that are past their period
+-- (counted from after_column, else from the policy's fallback column).
+CREATE OR REPLACE FUNCTION gdpr._past_due_cond(pol gdpr.retention_policies) RETURNS text
+  LANGUAGE plpgsql STABLE SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+  alias text := CASE WHEN pol.after_table = pol.tbl THEN 't' ELSE 's' END;
+  anchor text := CASE WHEN pol.fallback_column IS NULL THEN format('%s.%I', alias, pol.after_column)
+                      ELSE format('coalesce(%s.%I, %s.%I)', alias, pol.after_column, alias, pol.fallback_column) END;
+BEGIN
+  IF pol.after_table = pol.tbl THEN
+    RETURN format('%s < now() - %L::interval', anchor, pol.keep);
+  END IF;
+  RETURN format('EXISTS (SELECT FROM %s s WHERE s.%I::text = %s AND %s < now() - %L::interval)',
+                pol.after_table, (SELECT x.id_column FROM gdpr.subject_tables x WHERE x.tbl = pol.after_table),
+                gdpr._subject_id_expr(pol.tbl, 't'), anchor, pol.keep);
+END
+$$;
+
+-- Rows whose period cannot even start: no anchor date (nor fallback).
+CREATE OR REPLACE FUNCTION gdpr._no_anchor_cond(pol gdpr.retention_policies) RETURNS text
+  LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp
+  RETURN CASE WHEN pol.after_table = pol.tbl
+              THEN format('coalesce(t.%I, t.%I) IS NULL', pol.after_column, coalesce(pol.fallback_column, pol.after_column))
+              ELSE format('EXISTS (SELECT FROM %s s WHERE s.%I::text = %s AND coalesce(s.%I, s.%I) IS NULL)',
+                          pol.after_table, (SELECT x.id_column FROM gdpr.subject_tables x WHERE x.tbl = pol.after_table),
+                          gdpr._subject_id_expr(pol.tbl, 't'), pol.after_column,
+                          coalesce(pol.fallback_column, pol.after_column)) END;
+
+-- For a policy deleting whole rows: the rows that no row of a table whose
+-- foreign key has no cascade refers to (a contact whose invoices are kept
+-- stays until they go); NULL when no such table refers to pol.tbl.
+CREATE OR REPLACE FUNCTION gdpr._unreferenced_cond(pol gdpr.retention_policies) RETURNS text
+  LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp
+  RETURN CASE WHEN pol.col IS NULL AND pol.action = 'delete' THEN
+    (SELECT string_agg(format('NOT EXISTS (SELECT FROM %s c WHERE c.%I = t.%I)', c.conrelid::regclass,
+                              (SELECT a.attname FROM pg_attribute a WHERE a.attrelid = c.conrelid AND a.attnum = c.conkey[1]),
+                              (SELECT a.attname FROM pg_attribute a WHERE a.attrelid = c.confrelid AND a.attnum = c.confkey[1])),
+                       ' AND ')
+       FROM pg_constraint c
+      WHERE c.confrelid = pol.tbl AND c.contype = 'f' AND c.confdeltype IN ('a', 'r') AND cardinality(c.conkey) = 1)
+  END;
+
+-- The rows policy pol may act on now: past due and, for a delete, not
+-- referred to by kept rows.  Held and restricted subjects are left out by
+-- the statement's parameter $1 (_excluded_cond).
+CREATE OR REPLACE FUNCTION gdpr._due_cond(pol gdpr.retention_policies) RETURNS text
+  LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp
+  RETURN concat_ws(' AND ', gdpr._past_due_cond(pol), gdpr._unreferenced_cond(pol));
+
+-- Whether row t belongs to one of the subject ids of parameter $n (text[]).
+-- With none (the usual case: no hold, no restriction) the statement, planned
+-- with its parameters' values, does not even compute the row's subject key.
+CREATE OR REPLACE FUNCTION gdpr._excluded_cond(tbl regclass, n int) RETURNS text
+  LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp
+  RETURN format('(cardinality($%2$s::text[]) > 0 AND coalesce(%1$s = ANY ($%2$s::text[]), false))',
+                gdpr._subject_id_expr(tbl, 't'), n);
+
+-- The subjects of subject table st that no purge may touch: under a legal
+-- hold in force, or restricted (Art. 18: his data is only stored).
+CREATE OR REPLACE FUNCTION gdpr._held_ids(st regclass) RETURNS text[]
+  LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp
+  RETURN ARRAY(SELECT h.subject_id FROM gdpr.holds h
+                WHERE h.subject_table = st AND h.released_at IS NULL AND (h.until IS NULL OR h.until > now()));
+
+CREATE OR REPLACE FUNCTION gdpr._restricted_ids(st regclass) RETURNS text[]
+  LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
+  SELECT ARRAY(SELECT r.subject_id FROM gdpr.restrictions r WHERE r.subject_table = st AND r.lifted_at IS NULL)
+$$;
+
+CREATE OR REPLACE FUNCTION gdpr._purge_excluded(tbl regclass) RETURNS text
+  LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp
+  RETURN (SELECT (gdpr._held_ids(r.subject_table) || gdpr._restricted_ids(r.subject_table))::text
+            FROM gdpr.registered_tables r WHERE r.tbl = _purge_excluded.tbl);
+
+-- The value of a column after a generalisation, as an SQL expression on
+-- ref built from PostgreSQL's own functions only (the statement runs as the
+-- table's owner and calls nothing of schema gdpr): gdpr.generalise(v,
+-- 'year') for dates, gdpr.generalise_postcode(v) for the rest.  Idempotent
+-- (a department stays a department), so that a row anonymised again for
+-- another column keeps what it became.
+CREATE OR REPLACE FUNCTION gdpr._generalise_sql(tbl regclass, col name, ref text) RETURNS text
+  LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp
+  RETURN CASE WHEN gdpr._is_date_column(tbl, col) THEN format('date_trunc(''year'', (%s)::timestamptz)', ref)
+              ELSE format('(CASE WHEN btrim(%1$s::text) ~ ''^([0-9]{2}|2[AB]|9[78][0-9])$'' THEN btrim(%1$s::text)
+                                 WHEN btrim(%1$s::text) !~ ''^[0-9]{5}$'' THEN NULL
+                                 WHEN btrim(%1$s::text) LIKE ''97%%'' OR btrim(%1$s::text) LIKE ''98%%'' THEN left(btrim(%1$s::text), 3)
+                                 WHEN btrim(%1$s::text) LIKE ''20%%'' THEN CASE WHEN btrim(%1$s::text) < ''20200'' THEN ''2A'' ELSE ''2B'' END
+                                 ELSE left(btrim(%1$s::text), 2) END)', ref) END;
+
+-- The rows a policy's action still has to change: each action is
+-- idempotent, so a row already done no longer matches.
+CREATE OR REPLACE FUNCTION gdpr._todo_cond(pol gdpr.retention_policies) RETURNS text
+  LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp
+  RETURN CASE pol.action
+    WHEN 'nullify' THEN format('t.%I IS NOT NULL', pol.col)
+    WHEN 'pseudonymise' THEN format('t.%I IS NOT NULL AND t.%I::text !~ %L', pol.col, pol.col, '^[A-Za-z0-9_-]{22}$')
+    WHEN 'generalise' THEN format('t.%I::text <> (%s)::text', pol.col,
+                                  gdpr._generalise_sql(pol.tbl, pol.col, format('t.%I', pol.col)))
+    ELSE 'true' END;
+
+-- What one batch of a policy does, as one statement run as the table's
+-- owner with $1 = the subjects left out (_purge_excluded): a plain DELETE or
+-- UPDATE (counted by its row count, the cascade by the transaction's
+-- statistics: a RETURNING list would materialise every row of the batch);
+-- for dry runs and 'keep', a SELECT of jsonb [rows, cascaded]; for
+-- 'pseudonymise', a SELECT of the batch's rows, locked, whose pseudonyms the
+-- extension computes before it writes them (_purge_step).
+CREATE OR REPLACE FUNCTION gdpr._policy_sql(pol gdpr.retention_policies, batch_size int, dry_run boolean) RETURNS text
+  LANGUAGE plpgsql STABLE SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+  cond text := gdpr._due_cond(pol) || ' AND NOT ' || gdpr._excluded_cond(pol.tbl, 1) || ' AND ' || gdpr._todo_cond(pol);
+  key name := coalesce(gdpr._key_column(pol.tbl), 'ctid');  -- no single-column key: nothing cascades by it
+  typ text;
+BEGIN
+  IF pol.action = 'keep' OR (dry_run AND pol.action <> 'delete') THEN
+    RETURN format('SELECT jsonb_build_array(count(*), 0) FROM %s t WHERE %s', pol.tbl, cond);
+  END IF;
+  IF dry_run THEN
+    RETURN format('WITH v AS (SELECT t.%I AS k FROM %s t WHERE %s) SELECT jsonb_build_array((SELECT count(*) FROM v), %s)',
+                  key, pol.tbl, cond, gdpr._cascade_count_sql(pol.tbl, 'v'));
+  END IF;
+  IF pol.action = 'delete' THEN
+    RETURN format('DELETE FROM %s WHERE ctid = ANY (ARRAY(SELECT t.ctid FROM %s t WHERE %s LIMIT %s))',
+                  pol.tbl, pol.tbl, cond, batch_size);
+  END IF;
+  IF pol.action = 'pseudonymise' THEN
+    RETURN format('SELECT jsonb_build_object(''c'', coalesce(jsonb_agg(x.ctid::text), ''[]''), ''v'', coalesce(jsonb_agg(x.v), ''[]''))
+                     FROM (SELECT t.ctid, t.%I::text AS v FROM %s t WHERE %s LIMIT %s FOR UPDATE) x',
+                  pol.col, pol.tbl, cond, batch_size);
+  END IF;
+  typ := (SELECT format_type(a.atttypid, a.atttypmod) FROM pg_attribute a
+           WHERE a.attrelid = pol.tbl AND a.attname = pol.col);
+  RETURN format('UPDATE %s SET %I = %s WHERE ctid = ANY (ARRAY(SELECT t.ctid FROM %s t WHERE %s LIMIT %s))',
+                pol.tbl, pol.col,
+                CASE pol.action WHEN 'nullify' THEN 'NULL'
+                                ELSE format('(%s)::%s', gdpr._generalise_sql(pol.tbl, pol.col, quote_ident(pol.col)), typ) END,
+                pol.tbl, cond, batch_size);
+END
+$$;
+
+-- Write pseudonyms (domain) of the values of rows (jsonb {c: ctids, v:
+-- values as text}) into column col of tbl, as the table's owner: the rows
+-- updated.  The pseudonyms are computed here, outside the owner's statement.
+CREATE OR REPLACE FUNCTION gdpr._write_pseudonyms(tbl regclass, col name, rows jsonb, domain text) RETURNS bigint
+  LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+  ctids text;
+  vals text;
+BEGIN
+  IF jsonb_array_length(rows -> 'c') = 0 THEN
+    RETURN 0;
+  END IF;
+  SELECT array_agg(c ORDER BY i)::text INTO ctids FROM jsonb_array_elements_text(rows -> 'c') WITH ORDINALITY x(c, i);
+  SELECT array_agg(gdpr._pseudonym(v, domain) ORDER BY i)::text INTO vals
+    FROM jsonb_array_elements_text(rows -> 'v') WITH ORDINALITY x(v, i);
+  RETURN gdpr._owner_exec(tbl, format('UPDATE %1$s t SET %2$I = v.p::%3$s FROM unnest($1::tid[], $2::text[]) v(c, p) WHERE t.ctid = v.c',
+                                      tbl, col, (SELECT format_type(a.atttypid, a.atttypmod) FROM pg_attribute a
+                                                  WHERE a.attrelid = tbl AND a.attname = col)),
+                          ctids, vals);
+END
+$$;
+
+-- One batch of a policy (the statement of _policy_sql), under
+-- crm_gdpr.purge_lock_timeout, as the table's owner: the rows it did and
+-- those ON DELETE CASCADE took with them.
+CREATE OR REPLACE FUNCTION gdpr._purge_step(pol gdpr.retention_policies, sql text, OUT n bigint, OUT cascaded bigint)
+  LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+  excluded text := gdpr._purge_excluded(pol.tbl);
+  res jsonb;
+BEGIN
+  PERFORM set_config('lock_timeout', coalesce(nullif(current_setting('crm_gdpr.purge_lock_timeout', true), ''), '1s'), true);
+  cascaded := 0;
+  IF sql ~ '^DELETE ' THEN
+    cascaded := gdpr._cascade_deleted(pol.tbl);
+    n := gdpr._owner_exec(pol.tbl, sql, excluded);
+    cascaded := gdpr._cascade_deleted(pol.tbl) - cascaded;
+  ELSIF sql ~ '^UPDATE ' THEN
+    n := gdpr._owner_exec(pol.tbl, sql, excluded);
+  ELSE
+    res := gdpr._owner_query(pol.tbl, sql, excluded);
+    IF jsonb_typeof(res) = 'object' THEN
+      n := gdpr._write_pseudonyms(pol.tbl, pol.col, res, 'retention');
+    ELSE
+      n := (res ->> 0)::bigint;
+      cascaded := (res ->> 1)::bigint;
+    END IF;
+  END IF;
+END
+$$;
+
+-- NULL when role may carry out pol, else why not (recorded as the policy's
+-- error).  A manual purge asks this of its caller, the worker of the role
+-- that set the policy.
+CREATE OR REPLACE FUNCTION gdpr._policy_refusal(pol gdpr.retention_policies, role name, whose text) RETURNS text
+  LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp
+  RETURN CASE WHEN coalesce(gdpr._holds_privileges(role, pol.tbl, gdpr._action_privileges(pol.action)), false) THEN NULL
+              ELSE format('42501: %s "%s" lacks %s on %s: the policy is not carried out', whose,
+                          coalesce(role, '(unknown)'), gdpr._action_privileges(pol.action), pol.tbl) END;
+
+-- Whether a kept row of tbl still identifies its subject: one of the
+-- columns an erasure would anonymise (_erasure_column_actions) is not yet;
+-- NULL when tbl has no such column.
+CREATE OR REPLACE FUNCTION gdpr._identified_cond(tbl regclass) RETURNS text
+  LANGUAGE plpgsql STABLE SET search_path = pg_catalog, pg_temp AS $$
+BEGIN
+  RETURN (SELECT '(' || string_agg(CASE x.action
+                    WHEN 'nullify' THEN format('t.%I IS NOT NULL', x.col)
+                    WHEN 'pseudonymise' THEN format('(t.%I IS NOT NULL AND t.%I::text !~ %L)', x.col, x.col,
+                                                    '^[A-Za-z0-9_-]{22}$')
+                    ELSE format('t.%I::text <> (%s)::text', x.col, gdpr._generalise_sql(tbl, x.col, format('t.%I', x.col)))
+                  END, ' OR ') || ')'
+            FROM gdpr._erasure_column_actions(tbl) x WHERE x.action IS NOT NULL);
+END
+$$;
+
+-- A row past its period that cannot be deleted because kept rows refer to
+-- it (a customer whose invoices are kept ten years) must still lose its
+-- identity: its identifying columns are anonymised as an erasure would
+-- (pseudonymised, nullified or generalised), and it is counted as "kept,
+-- anonymised".  Returns the rows anonymised (0: none left).
+CREATE OR REPLACE FUNCTION gdpr._purge_anonymise(run_id bigint, pol gdpr.retention_policies) RETURNS bigint
+  LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+  unreferenced text := gdpr._unreferenced_cond(pol);
+  identified text := gdpr._identified_cond(pol.tbl);
+  cond text;
+  excluded text[];
+  n bigint;
+BEGIN
+  IF unreferenced IS NULL OR identified IS NULL THEN
+    RETURN 0;
+  END IF;
+  cond := format('%s AND NOT %s AND NOT (%s) AND %s', gdpr._past_due_cond(pol), gdpr._excluded_cond(pol.tbl, 1),
+                 unreferenced, identified);
+  excluded := ARRAY[gdpr._purge_excluded(pol.tbl)];
+  n := gdpr._owner_query(pol.tbl, format('SELECT to_jsonb(count(*)) FROM %s t WHERE %s', pol.tbl, cond),
+                         VARIADIC excluded)::bigint;
+  IF n = 0 THEN
+    RETURN 0;
+  END IF;
+  PERFORM gdpr._anonymise_rows(pol.tbl, cond, excluded);
+  UPDATE gdpr.purge_results r SET anonymised = r.anonymised + n
+   WHERE r.run_id = _purge_anonymise.run_id AND r.policy_id = pol.id;
+  PERFORM gdpr._log_event('PURGE', pol.tbl, NULL, n,
+                          jsonb_build_object('run_id', run_id, 'policy_id', pol.id, 'action', 'anonymise',
+                                             'kept_because', 'referred to by kept rows'));
+  RETURN n;
+END
+$$;
+
+-- One batch of one policy in a transaction of its own (the purge worker
+-- commits each): in a subtransaction, so that a broken policy is recorded as
+-- failed and the others run.  prepared: the policy's statement, built once
+-- for all its batches.  Returns rows done, 0 when the policy is finished, -1
+-- when it failed.
+CREATE OR REPLACE FUNCTION gdpr._purge_batch(run_id bigint, policy_id int, batch_size int, dry_run boolean,
+                                   prepared text DEFAULT NULL) RETURNS bigint
+  LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+  pol gdpr.retention_policies;
+  r record;
+  refusal text;
+BEGIN
+  SELECT * INTO pol FROM gdpr.retention_policies p WHERE p.id = _purge_batch.policy_id;
+  IF NOT FOUND THEN
+    RETURN 0;                    -- the policy was removed meanwhile
+  END IF;
+  refusal := gdpr._policy_refusal(pol, pol.set_by::name, 'the role that set it,');
+  IF refusal IS NOT NULL THEN
+    UPDATE gdpr.purge_results x SET error = refusal
+     WHERE x.run_id = _purge_batch.run_id AND x.policy_id = _purge_batch.policy_id;
+    RETURN -1;
+  END IF;
+  BEGIN
+    r := gdpr._purge_step(pol, coalesce(prepared, gdpr._policy_sql(pol, batch_size, dry_run)));
+  EXCEPTION WHEN OTHERS THEN
+    UPDATE gdpr.purge_results x SET error = SQLSTATE || ': ' || SQLERRM
+     WHERE x.run_id = _purge_batch.run_id AND x.policy_id = _purge_batch.policy_id;
+    RETURN -1;
+  END;
+  PERFORM gdpr._purge_record(run_id, pol, r.n, r.cascaded, 1, dry_run);
+  IF r.n = 0 AND NOT dry_run AND pol.action = 'delete' THEN
+    -- Deleting is done: what kept rows still refer to loses its identity.
+    BEGIN
+      RETURN gdpr._purge_anonymise(run_id, pol);
+    EXCEPTION WHEN OTHERS THEN
+      UPDATE gdpr.purge_results x SET error = SQLSTATE || ': ' || SQLERRM
+       WHERE x.run_id = _purge_batch.run_id AND x.policy_id = _purge_batch.policy_id;
+      RETURN -1;
+    END;
+  END IF;
+  RETURN CASE WHEN dry_run OR pol.action = 'keep' THEN 0 ELSE r.n END;
+END
+$$;
+
+-- All the batches of one policy in the caller's transaction (gdpr.purge()),
+-- in one subtransaction: a broken policy is rolled back and recorded as
+-- failed, and the others run.  One subtransaction per batch would pass the 64
+-- that PostgreSQL tracks per session in shared memory: every snapshot of
+-- every session would then look up pg_subtrans for the purge's rows, and the
+-- CRM's own transactions slowed down with the purge (doc/benchmarks.md).
+-- Returns rows done, -1 when the policy failed.
+CREATE OR REPLACE FUNCTION gdpr._purge_policy(run_id bigint, policy_id int, batch_size int, dry_run boolean) RETURNS bigint
+  LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+  pol gdpr.retention_policies;
+  sql text;
+  r record;
+  n bigint := 0;
+  cascaded bigint := 0;
+  batches int := 0;
+  refusal text;
+BEGIN
+  SELECT * INTO pol FROM gdpr.retention_policies p WHERE p.id = _purge_policy.policy_id;
+  IF NOT FOUND THEN
+    RETURN 0;
+  END IF;
+  refusal := gdpr._policy_refusal(pol, gdpr._caller(), 'the caller');
+  IF refusal IS NOT NULL THEN
+    UPDATE gdpr.purge_results x SET error = refusal
+     WHERE x.run_id = _purge_policy.run_id AND x.policy_id = _purge_policy.policy_id;
+    RAISE WARNING 'retention policy % on % is not carried out', pol.id, pol.tbl
+      USING DETAIL = refusal, HINT = 'Ask the table''s owner for the privilege, or let a role that holds it purge.';
+    RETURN -1;
+  END IF;
+  BEGIN
+    sql := gdpr._policy_sql(pol, batch_size, dry_run);
+    LOOP
+      r := gdpr._purge_step(pol, sql);
+      n := n + r.n;
+      cascaded := cascaded + r.cascaded;
+      batches := batches + 1;
+      EXIT WHEN r.n = 0 OR dry_run OR pol.action = 'keep';
+    END LOOP;
+    IF NOT dry_run AND pol.action = 'delete' THEN
+      PERFORM gdpr._purge_anonymise(run_id, pol);
+    END IF;
+  EXCEPTION WHEN OTHERS THEN
+    UPDATE gdpr.purge_results x SET error = SQLSTATE || ': ' || SQLERRM
+     WHERE x.run_id = _purge_policy.run_id AND x.policy_id = _purge_policy.policy_id;
+    RETURN -1;
+  END;
+  PERFORM gdpr._purge_record(run_id, pol, n, cascaded, batches, dry_run);
+  RETURN n;
+END
+$$;
+
+-- Per policy: rows past due now and since when, and the rows past due that
+-- are kept because their subject is held or restricted (counts only: the
+-- auditor who reads the view needs no privilege on the CRM's tables; each
+-- count runs as the table's owner).  Takes no argument, so that it answers
+-- for the registry's policies only.
+CREATE OR REPLACE FUNCTION gdpr.retention_counts()
+  RETURNS TABLE (policy_id int, rows_due bigint, oldest_due timestamptz, rows_held bigint, rows_restricted bigint,
+                 rows_referenced bigint, rows_no_anchor bigint)
+  LANGUAGE plpgsql STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+  pol gdpr.retention_policies;
+  st regclass;
+  res jsonb;
+  held text;
+  restricted text;
+  referenced text;
+BEGIN
+  FOR pol IN SELECT * FROM gdpr.retention_policies p ORDER BY p.id LOOP
+    st := (SELECT r.subject_table FROM gdpr.registered_tables r WHERE r.tbl = pol.tbl);
+    held := gdpr._excluded_cond(pol.tbl, 1);
+    restricted := gdpr._excluded_cond(pol.tbl, 2);
+    -- Past due, referred to by kept rows, and still identifying.
+    referenced := CASE WHEN gdpr._unreferenced_cond(pol) IS NOT NULL AND gdpr._identified_cond(pol.tbl) IS NOT NULL
+                       THEN format('NOT (%s) AND %s', gdpr._unreferenced_cond(pol), gdpr._identified_cond(pol.tbl))
+                       ELSE 'false' END;
+    res := gdpr._owner_query(pol.tbl, format(
+      'SELECT jsonb_build_array(count(*) FILTER (WHERE %5$s AND NOT %1$s AND NOT %2$s AND %7$s),
+                                min(%3$s) FILTER (WHERE %5$s AND NOT %1$s AND NOT %2$s AND %7$s),
+                                count(*) FILTER (WHERE %5$s AND %7$s AND %1$s),
+                                count(*) FILTER (WHERE %5$s AND %7$s AND %2$s AND NOT %1$s),
+                                count(*) FILTER (WHERE %6$s AND NOT %1$s AND NOT %2$s AND %8$s),
+                                count(*) FILTER (WHERE %9$s))
+         FROM %4$s t',
+      held, restricted,
+      CASE WHEN pol.after_table = pol.tbl
+           THEN format('coalesce(t.%I, t.%I) + %L::interval', pol.after_column,
+                       coalesce(pol.fallback_column, pol.after_column), pol.keep)
+           ELSE 'NULL::timestamptz' END,
+      pol.tbl, gdpr._due_cond(pol), gdpr._past_due_cond(pol), gdpr._todo_cond(pol), referenced,
+      gdpr._no_anchor_cond(pol)),
+      gdpr._held_ids(st)::text, gdpr._restricted_ids(st)::text);
+    policy_id := pol.id;
+    rows_due := (res ->> 0)::bigint;
+    oldest_due := (res ->> 1)::timestamptz;
+    rows_held := (res ->> 2)::bigint;
+    rows_restricted := (res ->> 3)::bigint;
+    rows_referenced := (res ->> 4)::bigint;
+    rows_no_anchor := (res ->> 5)::bigint;
+    RETURN NEXT;
+  END LOOP;
+END
+$$;
+COMMENT ON FUNCTION gdpr.retention_counts() IS
+  'per retention policy: rows past due, the oldest due date, and the rows past due kept (held, restricted, '
+  'referred to by kept rows and still identifying) or never due (no anchor date)';
+
+CREATE OR REPLACE VIEW gdpr.purge_history AS
+SELECT x.id AS run_id, x.started_at, x.finished_at, x.started_by, x.dry_run, x.status,
+       r.policy_id, r.tbl, r.col, r.action, r.rows, r.cascaded, r.error, r.anonymised
+  FROM gdpr.purge_runs x JOIN gdpr.purge_results r ON r.run_id = x.id;
+
+CREATE OR REPLACE VIEW gdpr.retention_status AS
+SELECT p.id AS policy_id, p.tbl, p.col, p.action, p.keep, p.after_table, p.after_column,
+       d.rows_due, d.oldest_due,
+       (SELECT max(x.finished_at) FROM gdpr.purge_runs x JOIN gdpr.purge_results r ON r.run_id = x.id
+         WHERE r.policy_id = p.id AND NOT x.dry_run AND r.error IS NULL) AS last_purged_at,
+       d.rows_held, d.rows_restricted, d.rows_referenced, d.rows_no_anchor
+  FROM gdpr.retention_policies p JOIN gdpr.retention_counts() d ON d.policy_id = p.id;
+
+COMMENT ON VIEW gdpr.retention_status IS
+  'per policy: rows past due now and the oldest due date; rows past due but kept (subject held, restricted, '
+  'or referred to by kept rows and not yet anonymised); rows with no anchor date';
+
+DROP FUNCTION gdpr._retention_due(gdpr.retention_policies);
+DROP FUNCTION gdpr._qualified(regclass);
+
+GRANT EXECUTE ON FUNCTION gdpr.retention_counts() TO gdpr_auditor, gdpr_admin;
+GRANT EXECUTE ON FUNCTION gdpr.set_retention_fallback(regclass, name, name) TO gdpr_admin;
