@@ -401,11 +401,18 @@ DECLARE
   data jsonb := '{}';
   key text := gdpr._subject_key_literal(st, subject_id);
 BEGIN
-  FOR t IN SELECT tree.tbl FROM gdpr._subject_tree(st) tree LOOP
+  -- A partition registered beside its parent is read through the parent
+  -- only; keys are "schema.table" as documented, never quoted identifiers.
+  FOR t IN SELECT tree.tbl, format('%s.%s', n.nspname, c.relname) AS label
+             FROM gdpr._subject_tree(st) tree
+             JOIN pg_class c ON c.oid = tree.tbl JOIN pg_namespace n ON n.oid = c.relnamespace
+            WHERE NOT EXISTS (SELECT FROM pg_partition_ancestors(tree.tbl) up
+                               JOIN gdpr.registered_tables r ON r.tbl = up.relid
+                              WHERE up.relid <> tree.tbl AND r.subject_table = st) LOOP
     -- Read-only: a table the caller may not read stops the export before
     -- anything is returned (all or nothing).
     PERFORM gdpr._require_privilege(t.tbl, 'SELECT', 'gdpr.export_subject()');
-    data := data || jsonb_build_object(t.tbl::text, gdpr._export_rows(t.tbl, key, portability));
+    data := data || jsonb_build_object(t.label, gdpr._export_rows(t.tbl, key, portability));
   END LOOP;
   RETURN data;
 END

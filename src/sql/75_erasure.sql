@@ -56,6 +56,9 @@ DECLARE
   typ regtype := (gdpr._column(tbl, col)).typ;
 BEGIN
   RETURN CASE
+    -- A generated column can only be set to DEFAULT: it is recomputed.
+    WHEN EXISTS (SELECT FROM pg_attribute a WHERE a.attrelid = tbl AND a.attname = col AND a.attgenerated <> '')
+      THEN 'DEFAULT'
     WHEN action = 'nullify' THEN 'NULL'
     WHEN action = 'generalise' THEN format('(%s)::%s', gdpr._generalise_sql(tbl, col, quote_ident(col)), typ)
   END;
@@ -82,6 +85,7 @@ BEGIN
             OR pc.category IN ('identification', 'contact', 'free_text', 'sensitive', 'financial'))
        AND NOT EXISTS (SELECT FROM pg_constraint c WHERE c.conrelid = pc.tbl AND c.contype IN ('p', 'f', 'u')
                         AND a.attnum = ANY (c.conkey))
+       AND a.attgenerated = ''  -- a generated column follows the columns it is computed from
      ORDER BY pc.col;
 END
 $$;

@@ -53,7 +53,7 @@ SELECT is((SELECT array_agg(relname::text ORDER BY relname::text) FROM pg_class
                 'mass_read_alarms', 'personal_columns', 'personal_data', 'processing_register', 'purge_history',
                 'purpose_notices', 'purposes', 'read_volume', 'recipients', 'registered_tables', 'registry_changes',
                 'requests', 'requests_due', 'restrictions', 'retention_policies', 'retention_status',
-                'subject_tables', 'suppressions'],
+                'subject_tables', 'suppressions', 'unclassified_columns'],
           'gdpr_auditor reads the registry, the ledgers, the access log and the views, and nothing else (no keys, no journal)');
 
 SET LOCAL ROLE crm_gdpr_t_app;
