@@ -22,9 +22,8 @@
 #include "utils/hsearch.h"
 #include "utils/timestamp.h"
 
+#include "access_log.h"
 #include "crm_gdpr.h"
-
-#define SEPARATOR '\x1f'
 
 /* The journal's columns, in the order of the query below. */
 enum
@@ -115,7 +114,7 @@ add_refs(JournalFold *f, text *joined)
 
 	while (p < end)
 	{
-		const char *sep = memchr(p, SEPARATOR, end - p);
+		const char *sep = memchr(p, LOG_LIST_SEPARATOR, end - p);
 		size_t		len = (sep ? sep : end) - p;
 
 		if (len > 0)
@@ -260,7 +259,7 @@ ref_array(List *refs, int *distinct)
 
 /* Output: the columns of gdpr.access_log the journal fills. */
 static void
-emit(Tuplestorestate *store, TupleDesc out, JournalFold *f, TupleDesc desc)
+emit_write_fold(Tuplestorestate *store, TupleDesc out, JournalFold *f, TupleDesc desc)
 {
 	Datum		v[17];
 	bool		n[17];
@@ -281,7 +280,7 @@ emit(Tuplestorestate *store, TupleDesc out, JournalFold *f, TupleDesc desc)
 		n[copied[i][0]] = rownull[copied[i][1]];
 	}
 	n[10] = rownull[J_COLUMNS];
-	v[10] = n[10] ? (Datum) 0 : crm_gdpr_name_array(TextDatumGetCString(row[J_COLUMNS]), SEPARATOR);
+	v[10] = n[10] ? (Datum) 0 : crm_gdpr_name_array(TextDatumGetCString(row[J_COLUMNS]), LOG_LIST_SEPARATOR);
 	n[11] = f->refs == NIL;
 	v[11] = n[11] ? (Datum) 0 : ref_array(f->refs, &distinct);
 	v[12] = Int64GetDatum(distinct);
@@ -330,6 +329,6 @@ gdpr_log_journal_take(PG_FUNCTION_ARGS)
 		keep_fold(&r, f);
 	list_sort(r.done, by_time);
 	foreach(lc, r.done)
-		emit(rsinfo->setResult, rsinfo->setDesc, lfirst(lc), r.desc);
+		emit_write_fold(rsinfo->setResult, rsinfo->setDesc, lfirst(lc), r.desc);
 	return (Datum) 0;
 }

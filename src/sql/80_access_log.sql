@@ -2,14 +2,9 @@
 -- and tamper-evident.  Writes are logged by C statement triggers in the
 -- writing transaction (log_write.c); reads are seen by an executor hook and
 -- queued in shared memory (read_hook.c, log_queue.c), then written by the log
--- writer (log_worker.c) or by gdpr.flush_access_log().  Every row gets a keyed
+-- writer (log_writer.c) or by gdpr.flush_access_log().  Every row gets a keyed
 -- MAC at insert (log_mac.c); the log writer seals settled rows into
 -- hash-chained blocks; gdpr.verify_access_log() checks both.
-
--- A crm_gdpr.* setting, also in sessions that have not loaded the module yet.
-CREATE FUNCTION gdpr.setting(name text) RETURNS text
-  LANGUAGE c STABLE STRICT AS 'MODULE_PATHNAME', 'gdpr_setting';
-COMMENT ON FUNCTION gdpr.setting(text) IS 'the value of setting crm_gdpr.<name>, or its default where the module is not loaded';
 
 CREATE SEQUENCE gdpr.access_log_id_seq;
 
@@ -35,7 +30,7 @@ CREATE TABLE gdpr.access_log (
   row_count          bigint,
   times              int NOT NULL DEFAULT 1,   -- identical reads folded into this row
   query_id           bigint,
-  purpose            text DEFAULT nullif(current_setting('crm_gdpr.purpose', true), ''),
+  purpose            text DEFAULT nullif(gdpr.setting('purpose'), ''),
   detail             jsonb,
   mac                bytea
 ) PARTITION BY RANGE (at);
