@@ -160,15 +160,27 @@ load_keys(void)
  * seal under a key that nobody else has).
  */
 static bool
+same_file(const struct stat *a, const struct stat *b)
+{
+	if (a->st_dev != b->st_dev || a->st_ino != b->st_ino || a->st_size != b->st_size ||
+		a->st_mtime != b->st_mtime || a->st_ctime != b->st_ctime)
+		return false;
+#if defined(__linux__)
+	/* A file rewritten within the same second: the nanoseconds differ. */
+	if (a->st_mtim.tv_nsec != b->st_mtim.tv_nsec || a->st_ctim.tv_nsec != b->st_ctim.tv_nsec)
+		return false;
+#endif
+	return true;
+}
+
+static bool
 key_files_unchanged(void)
 {
 	for (int i = 0; i < n_keys; i++)
 	{
 		struct stat st;
 
-		if (stat(keys[i].path, &st) != 0 || st.st_dev != keys[i].file.st_dev || st.st_ino != keys[i].file.st_ino ||
-			st.st_size != keys[i].file.st_size || st.st_mtime != keys[i].file.st_mtime ||
-			st.st_ctime != keys[i].file.st_ctime)
+		if (stat(keys[i].path, &st) != 0 || !same_file(&st, &keys[i].file))
 			return false;
 	}
 	return true;
