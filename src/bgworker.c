@@ -12,12 +12,30 @@
 #include "executor/spi.h"
 #include "pgstat.h"
 #include "postmaster/bgworker.h"
+#include "postmaster/interrupt.h"
+#include "tcop/tcopprot.h"
 #include "utils/builtins.h"
 #include "utils/snapmgr.h"
 
 #include "crm_gdpr.h"
 #include "settings.h"
 #include "workers.h"
+
+/*
+ * A worker's start: PostgreSQL's signal handlers (SIGTERM is die(), SIGHUP
+ * sets ConfigReloadPending), connected to crm_gdpr.database, named in
+ * pg_stat_activity, its own reads not logged.
+ */
+void
+crm_gdpr_worker_connect(const char *name)
+{
+	pqsignal(SIGHUP, SignalHandlerForConfigReload);
+	pqsignal(SIGTERM, die);
+	BackgroundWorkerUnblockSignals();
+	BackgroundWorkerInitializeConnection(crm_gdpr_database, NULL, 0);
+	crm_gdpr_in_own_worker = true;
+	pgstat_report_appname(name);
+}
 
 /*
  * Register one of the extension's workers: connected to crm_gdpr.database,

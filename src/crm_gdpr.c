@@ -35,12 +35,16 @@ _PG_init(void)
 	if (sodium_init() < 0)
 		ereport(ERROR, (errmsg("could not initialise libsodium")));
 	crm_gdpr_define_settings(loaded_at_startup);
-	crm_gdpr_purge_worker_init(loaded_at_startup);
 	crm_gdpr_log_queue_init(loaded_at_startup);
 	crm_gdpr_read_hook_init(loaded_at_startup);
 	crm_gdpr_log_write_init();
 	crm_gdpr_restriction_init();
-	crm_gdpr_log_writer_init(loaded_at_startup);
+	/* The workers: purge_worker.c and log_writer.c (only the postmaster can register them). */
+	if (loaded_at_startup)
+	{
+		crm_gdpr_register_worker("crm_gdpr purge worker", "crm_gdpr_purge_worker_main");
+		crm_gdpr_register_worker("crm_gdpr log writer", "crm_gdpr_log_writer_main");
+	}
 }
 
 bool

@@ -404,12 +404,7 @@ unwrap_key(bytea *wrapped, text *ad, unsigned char *dek)
 
 	if (len != KEY_FINGERPRINT_BYTES + CT_NONCE_BYTES + DATA_KEY_BYTES + CT_TAG_BYTES)
 		ereport(ERROR, (errcode(ERRCODE_DATA_CORRUPTED), errmsg("a wrapped subject key is damaged")));
-	master = crm_gdpr_key_by_fingerprint(p);
-	if (master == NULL)
-		ereport(ERROR,
-				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
-				 errmsg("a subject key is wrapped by a master key that is not loaded"),
-				 errhint("Name the former key file in crm_gdpr.retired_key_files.")));
+	master = crm_gdpr_loaded_key(p, "a subject key is wrapped by a master key that is not loaded");
 	if (crypto_aead_xchacha20poly1305_ietf_decrypt(dek, &dlen, NULL,
 												   p + KEY_FINGERPRINT_BYTES + CT_NONCE_BYTES,
 												   len - KEY_FINGERPRINT_BYTES - CT_NONCE_BYTES,
@@ -571,13 +566,8 @@ gdpr_decrypt_raw(PG_FUNCTION_ARGS)
 
 	if (p[3] == CT_KIND_MASTER)
 	{
-		const unsigned char *master = crm_gdpr_key_by_fingerprint(p + 4);
+		const unsigned char *master = crm_gdpr_loaded_key(p + 4, "ciphertext was encrypted with a master key that is not loaded");
 
-		if (master == NULL)
-			ereport(ERROR,
-					(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
-					 errmsg("ciphertext was encrypted with a master key that is not loaded"),
-					 errhint("Name the former key file in crm_gdpr.retired_key_files.")));
 		out = open_sealed(p, len, crm_gdpr_derived_key(master, p + 4, SUBKEY_ENCRYPT, NULL), context);
 	}
 	else

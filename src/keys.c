@@ -265,6 +265,20 @@ crm_gdpr_key_by_fingerprint(const unsigned char *fingerprint)
 	return NULL;
 }
 
+/* The key named by fingerprint; 55000 with why (what needs it) when it is not loaded. */
+const unsigned char *
+crm_gdpr_loaded_key(const unsigned char *fingerprint, const char *why)
+{
+	const unsigned char *key = crm_gdpr_key_by_fingerprint(fingerprint);
+
+	if (key == NULL)
+		ereport(ERROR,
+				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+				 errmsg("%s", why),
+				 errhint("Name the former key file in crm_gdpr.retired_key_files.")));
+	return key;
+}
+
 /* Derive a 32-byte subkey of the current master key for one use. */
 void
 crm_gdpr_derive_subkey(unsigned char *subkey, uint64 subkey_id, const char *context,

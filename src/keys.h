@@ -11,6 +11,7 @@
 extern void crm_gdpr_keys_changed(void);
 extern const unsigned char *crm_gdpr_current_key(const unsigned char **fingerprint);
 extern const unsigned char *crm_gdpr_key_by_fingerprint(const unsigned char *fingerprint);
+extern const unsigned char *crm_gdpr_loaded_key(const unsigned char *fingerprint, const char *why);
 extern uint64 crm_gdpr_key_generation(void);
 extern void crm_gdpr_derive_subkey(unsigned char *subkey, uint64 subkey_id, const char *context,
 								   const unsigned char *master);

@@ -166,12 +166,7 @@ log_ref_keyed(const unsigned char *fingerprint)
 	if (log_ref_state != NULL && log_ref_generation == generation &&
 		memcmp(log_ref_fingerprint, fingerprint, KEY_FINGERPRINT_BYTES) == 0)
 		return log_ref_state;
-	master = crm_gdpr_key_by_fingerprint(fingerprint);
-	if (master == NULL)
-		ereport(ERROR,
-				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
-				 errmsg("the access log's references are asked for under a master key that is not loaded"),
-				 errhint("Name the former key file in crm_gdpr.retired_key_files.")));
+	master = crm_gdpr_loaded_key(fingerprint, "the access log's references are asked for under a master key that is not loaded");
 	if (log_ref_state == NULL)
 		log_ref_state = crm_gdpr_locked_alloc(sizeof(crypto_generichash_state));
 	log_ref_generation = 0;		/* invalid until keyed below */

@@ -41,14 +41,6 @@
 
 #define MAINTAIN_INTERVAL_MS (3600 * 1000L)
 
-PGDLLEXPORT void crm_gdpr_log_writer_main(Datum arg);
-
-void
-crm_gdpr_log_writer_init(bool preloading)
-{
-	if (preloading)
-		crm_gdpr_register_worker("crm_gdpr log writer", "crm_gdpr_log_writer_main");
-}
 
 static int64
 step(const char *activity, const char *sql)
@@ -126,14 +118,9 @@ crm_gdpr_log_writer_main(Datum arg)
 	TimestampTz last_journal = 0;
 	int64		written = 0;
 
-	pqsignal(SIGHUP, SignalHandlerForConfigReload);
-	pqsignal(SIGTERM, die);
-	BackgroundWorkerUnblockSignals();
 	keep_freed_memory();
-	BackgroundWorkerInitializeConnection(crm_gdpr_database, NULL, 0);
-	crm_gdpr_in_own_worker = true;
+	crm_gdpr_worker_connect("crm_gdpr log writer");
 	crm_gdpr_cache_log_refs();
-	pgstat_report_appname("crm_gdpr log writer");
 	crm_gdpr_log_queue_set_writer();
 
 	for (;;)

@@ -35,14 +35,6 @@
 #include "settings.h"
 #include "workers.h"
 
-PGDLLEXPORT void crm_gdpr_purge_worker_main(Datum arg);
-
-void
-crm_gdpr_purge_worker_init(bool preloading)
-{
-	if (preloading)
-		crm_gdpr_register_worker("crm_gdpr purge worker", "crm_gdpr_purge_worker_main");
-}
 
 /*
  * A policy's statement, built once for all its batches (catalog look-ups
@@ -158,12 +150,7 @@ crm_gdpr_purge_worker_main(Datum arg)
 	bool		warned = false;
 	bool		started = false;
 
-	pqsignal(SIGHUP, SignalHandlerForConfigReload);
-	pqsignal(SIGTERM, die);
-	BackgroundWorkerUnblockSignals();
-	BackgroundWorkerInitializeConnection(crm_gdpr_database, NULL, 0);
-	crm_gdpr_in_own_worker = true;
-	pgstat_report_appname("crm_gdpr purge worker");
+	crm_gdpr_worker_connect("crm_gdpr purge worker");
 	ereport(LOG, (errmsg("crm_gdpr purge worker started in database \"%s\"", crm_gdpr_database)));
 
 	for (;;)

@@ -9,10 +9,6 @@ CLUSTER_BIN=$TEST_TOP/install$(pg_config --bindir)
 trap 'cluster_stop; [ -n "${KEEP:-}" ] || rm -rf "$top"' EXIT
 cluster_start "$top" "crm_gdpr.database = 'crm'" "crm_gdpr.log_flush_interval = '200ms'" \
   "crm_gdpr.log_seal_interval = '1s'" "crm_gdpr.log_queue_size = 32" "crm_gdpr.enable_worker = off"
-wait_for() {  # wait_for SECONDS SQL: until SQL returns t
-  for _ in $(seq 1 $(($1 * 5))); do [ "$(q -d crm -c "$2" 2>/dev/null)" = t ] && return 0; sleep 0.2; done
-  return 1
-}
 createdb crm
 q -d crm -c 'SET client_min_messages = warning' -c 'CREATE EXTENSION crm_gdpr' -f test/fixtures/crm.sql \
   -c "SELECT crm.generate(300)" -f test/fixtures/registry.sql >/dev/null

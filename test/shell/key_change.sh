@@ -15,10 +15,6 @@ cluster_start "$top" "crm_gdpr.database = 'crm'" "crm_gdpr.log_flush_interval = 
   "crm_gdpr.key_file = '$top/keys/current.key'"
 keys="$top/keys"
 cluster_as_owner cp -p "$keys/test_old.key" "$keys/current.key"   # key A
-wait_for() {  # wait_for SECONDS SQL: until SQL returns t
-  for _ in $(seq 1 $(($1 * 5))); do [ "$(q -d crm -c "$2" 2>/dev/null)" = t ] && return 0; sleep 0.2; done
-  return 1
-}
 createdb crm
 q -d crm -c 'SET client_min_messages = warning' -c 'CREATE EXTENSION crm_gdpr' -f test/fixtures/crm.sql \
   -c "SELECT crm.generate(100)" -f test/fixtures/registry.sql >/dev/null

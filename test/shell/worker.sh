@@ -8,10 +8,6 @@ top=$(mktemp -d /tmp/crm_gdpr_worker.XXXXXX)
 CLUSTER_BIN=$TEST_TOP/install$(pg_config --bindir)
 trap 'cluster_stop; [ -n "${KEEP:-}" ] || rm -rf "$top"' EXIT
 cluster_start "$top" "crm_gdpr.database = 'crm'" "crm_gdpr.purge_naptime = '1s'" "crm_gdpr.purge_batch_size = 500"
-wait_for() {  # wait_for SECONDS SQL: until SQL returns t
-  for _ in $(seq 1 $(($1 * 5))); do [ "$(q -d crm -c "$2" 2>/dev/null)" = t ] && return 0; sleep 0.2; done
-  return 1
-}
 worker_pid() { q -d postgres -c "SELECT pid FROM pg_stat_activity WHERE backend_type = 'crm_gdpr purge worker'"; }
 
 createdb crm
