@@ -8,7 +8,7 @@
  * never one per changed row: the transition tables are read once to count the
  * rows, collect the columns written (for UPDATE, only those whose value
  * changed in some row) and the subjects touched, up to
- * crm_gdpr.crm_gdpr_log_subjects_max of them.  The records of a transaction go to the
+ * crm_gdpr.log_subjects_max of them.  The records of a transaction go to the
  * journal in one row just before it commits (below).
  *
  * Trigger arguments: the subject column of the table ('' when the subject is
