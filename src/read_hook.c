@@ -252,11 +252,24 @@ record_decrypts(void)
 	crm_gdpr_send_log_record(&rec);
 }
 
-/* An aborted statement's count must not be added to the next statement's record. */
+/*
+ * A statement that fails never reaches its end, nor its DECRYPT record: its
+ * count must not go into the next statement's.  It fails with the
+ * transaction, or with a savepoint's subtransaction while nothing runs (a
+ * statement inside a PL/pgSQL exception block is nested: the statement
+ * around it goes on and records them).
+ */
 static void
 forget_decrypts(XactEvent event, void *arg)
 {
 	if (event == XACT_EVENT_ABORT || event == XACT_EVENT_PARALLEL_ABORT)
+		pending_decrypts = 0;
+}
+
+static void
+forget_subxact_decrypts(SubXactEvent event, SubTransactionId mySubid, SubTransactionId parentSubid, void *arg)
+{
+	if (event == SUBXACT_EVENT_ABORT_SUB && exec_nesting == 0)
 		pending_decrypts = 0;
 }
 
@@ -365,6 +378,7 @@ crm_gdpr_read_hook_init(bool preloading)
 		return;
 	EnableQueryId();
 	RegisterXactCallback(forget_decrypts, NULL);
+	RegisterSubXactCallback(forget_subxact_decrypts, NULL);
 	prev_ExecutorStart = ExecutorStart_hook;
 	ExecutorStart_hook = crm_gdpr_ExecutorStart;
 	prev_ExecutorRun = ExecutorRun_hook;
