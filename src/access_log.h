@@ -8,6 +8,7 @@
 #define CRM_GDPR_ACCESS_LOG_H
 
 #include "datatype/timestamp.h"
+#include "utils/tuplestore.h"
 
 #include "keys.h"
 
@@ -61,8 +62,6 @@ typedef struct LogRecord
 extern void crm_gdpr_log_queue_init(bool preloading);
 extern bool crm_gdpr_log_queue_ready(void);
 extern void crm_gdpr_log_enqueue(const LogRecord *rec);
-extern Datum crm_gdpr_name_array(char *joined, char separator);
-extern char *crm_gdpr_qualified_relname(Oid relid);
 extern void crm_gdpr_log_queue_count_server_log(void);
 extern bool crm_gdpr_log_queue_busy(void);
 extern void crm_gdpr_log_queue_set_writer(void);
@@ -73,6 +72,40 @@ extern void crm_gdpr_send_log_record(const LogRecord *rec);
 extern char *crm_gdpr_log_purpose(void);
 extern const char *crm_gdpr_role_name(Oid roleid, int slot);
 extern bool crm_gdpr_is_admin(Oid roleid);
+
+/*
+ * The columns of a log row, named once for both take functions
+ * (gdpr._log_queue_take in log_queue_take.c, gdpr._log_journal_take in
+ * log_journal.c): each fills a LogRow by name and returns the 17 columns its
+ * SQL declaration lists, in that order (released declarations: the order
+ * never changes).  log_row.c puts a row out.
+ */
+typedef enum LogColumn
+{
+	LOG_AT, LOG_LAST_AT, LOG_ROLE, LOG_SESSION_ROLE, LOG_APPNAME, LOG_CLIENT, LOG_PID, LOG_OPERATION,
+	LOG_TBL, LOG_TABLE_NAME, LOG_COLUMNS, LOG_SUBJECT_REFS, LOG_SUBJECTS, LOG_ROW_COUNT, LOG_QUERY_ID,
+	LOG_PURPOSE, LOG_DETAIL, LOG_TIMES,
+	LOG_COLUMN_COUNT
+} LogColumn;
+
+typedef struct LogRow
+{
+	Datum		value[LOG_COLUMN_COUNT];
+	bool		null[LOG_COLUMN_COUNT];
+} LogRow;
+
+/* A column's value; NULL when isnull (value is then ignored). */
+static inline void
+log_row_set(LogRow *row, LogColumn column, Datum value, bool isnull)
+{
+	row->value[column] = isnull ? (Datum) 0 : value;
+	row->null[column] = isnull;
+}
+
+extern void crm_gdpr_put_log_row(Tuplestorestate *store, TupleDesc desc, const LogRow *row,
+								 const LogColumn *order, int ncolumns);
+extern Datum crm_gdpr_name_array(char *joined, char separator);
+extern char *crm_gdpr_qualified_relname(Oid relid);
 
 /*
  * Lists (columns, subject references) in a journal row are joined with this

@@ -35,38 +35,6 @@ subject_refs(const char **values, int n)
 	return PointerGetDatum(construct_array(items, n, TEXTOID, -1, false, TYPALIGN_INT));
 }
 
-/* schema.table of relid, quoted as needed, or NULL when it no longer exists. */
-char *
-crm_gdpr_qualified_relname(Oid relid)
-{
-	char	   *relname = get_rel_name(relid);
-
-	return relname ? quote_qualified_identifier(get_namespace_name(get_rel_namespace(relid)), relname) : NULL;
-}
-
-/* A list of column names joined by separator (changed in place) as name[]. */
-Datum
-crm_gdpr_name_array(char *joined, char separator)
-{
-	List	   *names = NIL;
-	Datum	   *items;
-	ListCell   *lc;
-	int			n = 0;
-	char	   *next;
-
-	for (char *name = joined; name != NULL && *name; name = next)
-	{
-		next = strchr(name, separator);
-		if (next)
-			*next++ = '\0';
-		names = lappend(names, name);
-	}
-	items = palloc(sizeof(Datum) * Max(list_length(names), 1));
-	foreach(lc, names)
-		items[n++] = DirectFunctionCall1(namein, CStringGetDatum(lfirst(lc)));
-	return PointerGetDatum(construct_array(items, n, NAMEOID, NAMEDATALEN, false, TYPALIGN_CHAR));
-}
-
 /*
  * Identical reads (same backend, roles, application, table, columns, query,
  * purpose) taken together are folded into one row, up to LOG_FOLD_MAX of them,
@@ -234,52 +202,50 @@ fold_records(const PackedRecord **taken, int n, Fold *folds)
 	return nfolds;
 }
 
+/* What gdpr._log_queue_take() returns (80_access_log.sql), in this order. */
+static const LogColumn queue_take_columns[] = {
+	LOG_AT, LOG_ROLE, LOG_SESSION_ROLE, LOG_APPNAME, LOG_CLIENT, LOG_PID, LOG_OPERATION, LOG_TBL, LOG_COLUMNS,
+	LOG_SUBJECT_REFS, LOG_ROW_COUNT, LOG_QUERY_ID, LOG_PURPOSE, LOG_DETAIL, LOG_LAST_AT, LOG_TIMES, LOG_TABLE_NAME
+};
+
 static void
 emit_read_fold(Tuplestorestate *store, TupleDesc desc, Fold *f, LogRecord *r)
 {
-	Datum		v[17];
-	bool		n[17];
+	LogRow		row;
 	char	   *table_name = NULL;
 
 	crm_gdpr_unpack_record(r, f->first);
 	r->at = f->first_at;
-	memset(n, 0, sizeof(n));
 	if (OidIsValid(r->relid))
 	{
 		/* A table dropped since it was read: nothing left to name. */
 		table_name = crm_gdpr_qualified_relname(r->relid);
 		if (table_name == NULL)
 			return;
-		v[16] = CStringGetTextDatum(table_name);
 	}
-	n[16] = table_name == NULL;
-	v[0] = TimestampTzGetDatum(r->at);
-	v[1] = DirectFunctionCall1(namein, CStringGetDatum(r->role));
-	v[2] = DirectFunctionCall1(namein, CStringGetDatum(r->session_role));
-	v[3] = CStringGetTextDatum(r->appname);
-	n[3] = r->appname[0] == '\0';
-	n[4] = r->client[0] == '\0';
-	v[4] = n[4] ? (Datum) 0 : DirectFunctionCall1(inet_in, CStringGetDatum(r->client));
-	v[5] = Int32GetDatum(r->pid);
-	v[6] = CStringGetTextDatum(r->operation);
-	v[7] = ObjectIdGetDatum(r->relid);
-	n[8] = r->columns[0] == '\0';
-	v[8] = n[8] ? (Datum) 0 : crm_gdpr_name_array(pstrdup(r->columns), ',');
-	n[9] = f->nsubjects == 0;
-	v[9] = n[9] ? (Datum) 0 : subject_refs(f->subjects, f->nsubjects);
-	v[10] = Int64GetDatum(f->rows);
-	v[11] = Int64GetDatum(r->query_id);
-	n[11] = r->query_id == 0;
-	v[12] = CStringGetTextDatum(r->purpose);
-	n[12] = r->purpose[0] == '\0';
-	n[13] = r->detail[0] == '\0';
-	v[13] = n[13] ? (Datum) 0 : DirectFunctionCall1(jsonb_in, CStringGetDatum(r->detail));
-	v[14] = TimestampTzGetDatum(f->last_at);
-	n[14] = f->times == 1;
-	v[15] = Int32GetDatum(f->times);
-	tuplestore_putvalues(store, desc, v, n);
+	log_row_set(&row, LOG_TABLE_NAME, table_name ? CStringGetTextDatum(table_name) : (Datum) 0, table_name == NULL);
+	log_row_set(&row, LOG_AT, TimestampTzGetDatum(r->at), false);
+	log_row_set(&row, LOG_ROLE, DirectFunctionCall1(namein, CStringGetDatum(r->role)), false);
+	log_row_set(&row, LOG_SESSION_ROLE, DirectFunctionCall1(namein, CStringGetDatum(r->session_role)), false);
+	log_row_set(&row, LOG_APPNAME, CStringGetTextDatum(r->appname), r->appname[0] == '\0');
+	log_row_set(&row, LOG_CLIENT, r->client[0] ? DirectFunctionCall1(inet_in, CStringGetDatum(r->client)) : (Datum) 0,
+				r->client[0] == '\0');
+	log_row_set(&row, LOG_PID, Int32GetDatum(r->pid), false);
+	log_row_set(&row, LOG_OPERATION, CStringGetTextDatum(r->operation), false);
+	log_row_set(&row, LOG_TBL, ObjectIdGetDatum(r->relid), false);
+	log_row_set(&row, LOG_COLUMNS, r->columns[0] ? crm_gdpr_name_array(pstrdup(r->columns), ',') : (Datum) 0,
+				r->columns[0] == '\0');
+	log_row_set(&row, LOG_SUBJECT_REFS, f->nsubjects ? subject_refs(f->subjects, f->nsubjects) : (Datum) 0,
+				f->nsubjects == 0);
+	log_row_set(&row, LOG_ROW_COUNT, Int64GetDatum(f->rows), false);
+	log_row_set(&row, LOG_QUERY_ID, Int64GetDatum(r->query_id), r->query_id == 0);
+	log_row_set(&row, LOG_PURPOSE, CStringGetTextDatum(r->purpose), r->purpose[0] == '\0');
+	log_row_set(&row, LOG_DETAIL, r->detail[0] ? DirectFunctionCall1(jsonb_in, CStringGetDatum(r->detail)) : (Datum) 0,
+				r->detail[0] == '\0');
+	log_row_set(&row, LOG_LAST_AT, TimestampTzGetDatum(f->last_at), f->times == 1);
+	log_row_set(&row, LOG_TIMES, Int32GetDatum(f->times), false);
+	crm_gdpr_put_log_row(store, desc, &row, queue_take_columns, lengthof(queue_take_columns));
 }
-
 
 /* A backend that flushes the log now and then does not keep them. */
 static void
