@@ -1,6 +1,6 @@
 -- Settings (src/sql/05_settings.sql, issue 17.3): the extension's SQL reads
 -- every crm_gdpr.* setting through gdpr.setting() (10_security.sql makes it);
--- defaults live in C only.
+-- defaults live in C only.  After 20_retention.sql, which these bodies follow.
 CREATE OR REPLACE FUNCTION gdpr._purge_batch_size() RETURNS int
   LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp
   RETURN gdpr.setting('purge_batch_size')::int;
