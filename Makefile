@@ -6,6 +6,11 @@ EXTVERSION  = $(shell sed -n "s/^default_version *= *'\(.*\)'/\1/p" $(EXTENSION)
 MODULE_big  = crm_gdpr
 OBJS        = $(patsubst %.c,%.o,$(sort $(wildcard src/*.c)))
 PG_CPPFLAGS = -I$(srcdir)/src
+# `make test` builds with WERROR=1: every warning of -Wall -Wextra is an
+# error, less those that PostgreSQL's own headers and idioms raise.  Other
+# builds keep the server's flags, so that another compiler does not fail.
+STRICT_CFLAGS = -Wall -Wextra -Werror -Wno-unused-parameter -Wno-missing-field-initializers -Wno-sign-compare
+PG_CFLAGS   = $(if $(WERROR),$(STRICT_CFLAGS))
 SHLIB_LINK  = -lsodium
 
 # Released versions are frozen files in releases/ that never change (a test
@@ -31,9 +36,9 @@ PG_CONFIG ?= pg_config
 PGXS := $(shell $(PG_CONFIG) --pgxs)
 include $(PGXS)
 
-# PGXS does not track headers: every object depends on the shared one (a
+# PGXS does not track headers: every object depends on every header (a
 # stale object with an old LogRecord layout corrupts what it queues).
-$(OBJS): src/crm_gdpr.h
+$(OBJS): $(wildcard src/*.h)
 
 $(EXTENSION)--$(EXTVERSION).sql: $(SQL_PARTS) $(EXTENSION).control
 	{ echo '-- generated from src/sql/*.sql by make: edit those files'; \

@@ -32,6 +32,7 @@
 #include "utils/lsyscache.h"
 #include "utils/rel.h"
 
+#include "access_log.h"
 #include "crm_gdpr.h"
 
 static bool erasure_open = false;

@@ -9,12 +9,17 @@
  */
 #include "postgres.h"
 
+#include <sodium.h>
+
+#include "executor/spi.h"
 #include "fmgr.h"
 #include "miscadmin.h"
 #include "utils/builtins.h"
-#include "utils/guc.h"
 
+#include "access_log.h"
 #include "crm_gdpr.h"
+#include "settings.h"
+#include "workers.h"
 
 PG_MODULE_MAGIC;
 
@@ -27,19 +32,19 @@ void
 _PG_init(void)
 {
 	loaded_at_startup = process_shared_preload_libraries_in_progress;
-	crm_gdpr_keys_init();
-	crm_gdpr_worker_init(loaded_at_startup);
+	if (sodium_init() < 0)
+		ereport(ERROR, (errmsg("could not initialise libsodium")));
+	crm_gdpr_define_settings(loaded_at_startup);
 	crm_gdpr_log_queue_init(loaded_at_startup);
 	crm_gdpr_read_hook_init(loaded_at_startup);
 	crm_gdpr_log_write_init();
 	crm_gdpr_restriction_init();
-	crm_gdpr_log_worker_init(loaded_at_startup);
-
-	/*
-	 * Later features define their GUCs before this line; reserving the prefix
-	 * turns a mistyped crm_gdpr.* setting into a warning instead of silence.
-	 */
-	MarkGUCPrefixReserved("crm_gdpr");
+	/* The workers: purge_worker.c and log_writer.c (only the postmaster can register them). */
+	if (loaded_at_startup)
+	{
+		crm_gdpr_register_worker("crm_gdpr purge worker", "crm_gdpr_purge_worker_main");
+		crm_gdpr_register_worker("crm_gdpr log writer", "crm_gdpr_log_writer_main");
+	}
 }
 
 bool
@@ -71,4 +76,15 @@ gdpr_require_preload(PG_FUNCTION_ARGS)
 {
 	crm_gdpr_require_preload(text_to_cstring(PG_GETARG_TEXT_PP(0)));
 	PG_RETURN_VOID();
+}
+
+void
+crm_gdpr_spi_check(int result, int expected, const char *what)
+{
+	if (result != expected)
+		ereport(ERROR,
+				(errcode(ERRCODE_INTERNAL_ERROR),
+				 errmsg("crm_gdpr: %s failed", what),
+				 errdetail("SPI returned %s where %s was expected.", SPI_result_code_string(result),
+						   SPI_result_code_string(expected))));
 }

@@ -24,7 +24,8 @@
 #include "utils/array.h"
 #include "catalog/pg_type.h"
 
-#include "crm_gdpr.h"
+#include "access_log.h"
+#include "keys.h"
 
 #define CT_MAGIC0 'G'
 #define CT_MAGIC1 'D'
@@ -37,14 +38,8 @@
 #define CT_TAG_BYTES crypto_aead_xchacha20poly1305_ietf_ABYTES
 #define DATA_KEY_BYTES crypto_aead_xchacha20poly1305_ietf_KEYBYTES
 
-#define PSEUDONYM_BYTES 16		/* 128 bits: 22 base64url characters */
-
-/* Subkey ids and contexts of crypto_kdf_derive_from_key, one per use. */
+/* The context of crypto_kdf_derive_from_key; subkey ids (one per use) in keys.h. */
 #define KDF_CONTEXT "crmgdpr1"
-#define SUBKEY_ENCRYPT 1
-#define SUBKEY_PSEUDONYM 2
-#define SUBKEY_WRAP 3
-#define SUBKEY_LOG_MAC 4
 
 /* --- derived keys, cached per backend in guarded memory ---------------- */
 
@@ -61,29 +56,53 @@ static DerivedKey derived[MAX_DERIVED];
 static int	n_derived = 0;
 static int	next_evict = 0;
 
-static void forget_log_ref(void);
+/* Locked memory (sodium_malloc: guarded, never swapped, wiped when freed). */
+void *
+crm_gdpr_locked_alloc(size_t size)
+{
+	void	   *p = sodium_malloc(size);
+
+	if (p == NULL)
+		ereport(ERROR,
+				(errcode(ERRCODE_OUT_OF_MEMORY),
+				 errmsg("could not allocate locked memory for a key"),
+				 errhint("The server's user may lock too little memory (ulimit -l).")));
+	return p;
+}
+
+static void
+free_derived(DerivedKey *d)
+{
+	sodium_free(d->key);
+	d->key = NULL;
+	if (d->domain)
+		pfree(d->domain);
+	d->domain = NULL;
+}
 
 void
 crm_gdpr_crypto_forget_derived(void)
 {
-	forget_log_ref();
+	crm_gdpr_log_refs_forget();
 	for (int i = 0; i < n_derived; i++)
-	{
-		sodium_free(derived[i].key);
-		if (derived[i].domain)
-			pfree(derived[i].domain);
-	}
+		free_derived(&derived[i]);
 	n_derived = 0;
 	next_evict = 0;
 }
 
-/* The subkey of one master key for subkey_id (and pseudonym domain). */
-static const unsigned char *
-derived_key(const unsigned char *master, const unsigned char *fingerprint, uint64 subkey_id,
-			const char *domain)
+/*
+ * The subkey of one master key for subkey_id (and pseudonym domain).  What
+ * can fail (the allocations) comes before a slot is touched: an error never
+ * leaves a slot naming freed memory.
+ */
+const unsigned char *
+crm_gdpr_derived_key(const unsigned char *master, const unsigned char *fingerprint, uint64 subkey_id,
+					 const char *domain)
 {
 	DerivedKey *d;
 	unsigned char base[32];
+	unsigned char *key;
+	char	   *domain_copy;
 
 	for (int i = 0; i < n_derived; i++)
 	{
@@ -93,22 +112,24 @@ derived_key(const unsigned char *master, const unsigned char *fingerprint, uint6
 			 (domain && d->domain && strcmp(domain, d->domain) == 0)))
 			return d->key;
 	}
+	if (master == NULL)
+		ereport(ERROR,
+				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+				 errmsg("a key is derived from a master key that is not loaded")));
+	key = crm_gdpr_locked_alloc(32);
+	domain_copy = domain ? MemoryContextStrdup(TopMemoryContext, domain) : NULL;
 	if (n_derived < MAX_DERIVED)
 		d = &derived[n_derived++];
 	else
 	{
 		d = &derived[next_evict];
 		next_evict = (next_evict + 1) % MAX_DERIVED;
-		sodium_free(d->key);
-		if (d->domain)
-			pfree(d->domain);
+		free_derived(d);
 	}
-	d->key = sodium_malloc(32);
-	if (d->key == NULL)
-		ereport(ERROR, (errcode(ERRCODE_OUT_OF_MEMORY), errmsg("could not allocate locked memory for a key")));
+	d->key = key;
+	d->domain = domain_copy;
 	memcpy(d->fingerprint, fingerprint, KEY_FINGERPRINT_BYTES);
 	d->subkey_id = subkey_id;
-	d->domain = domain ? MemoryContextStrdup(TopMemoryContext, domain) : NULL;
 	crm_gdpr_derive_subkey(base, subkey_id, KDF_CONTEXT, master);
 	if (domain)
 		crypto_generichash(d->key, 32, (const unsigned char *) domain, strlen(domain), base, sizeof(base));
@@ -123,7 +144,7 @@ current_subkey(uint64 subkey_id, const char *domain, const unsigned char **finge
 {
 	const unsigned char *master = crm_gdpr_current_key(fingerprint);
 
-	return derived_key(master, *fingerprint, subkey_id, domain);
+	return crm_gdpr_derived_key(master, *fingerprint, subkey_id, domain);
 }
 
 /* --- nonces ------------------------------------------------------------ */
@@ -150,22 +171,47 @@ next_nonce(unsigned char *nonce)
  * Per call site (fn_extra): the BLAKE2b state already keyed with the domain's
  * key, so that a row costs one copy of the state and the hash of its value
  * rather than a key lookup and the keyed initialisation.  (libsodium keeps
- * the key block buffered until the final: both ways hash two blocks.)
+ * the key block buffered until the final: both ways hash two blocks.)  The
+ * keyed state is key material: it lives in locked memory, freed (and so
+ * wiped) when the call site's memory goes, error or not.
  */
 typedef struct PseudonymCache
 {
 	uint64		key_generation;
-	crypto_generichash_state keyed;
+	crypto_generichash_state *keyed;	/* locked memory, or NULL */
 	int			domain_len;
 	char		domain[FLEXIBLE_ARRAY_MEMBER];
 } PseudonymCache;
 
 static void
-wipe_pseudonym_cache(void *arg)
+free_pseudonym_cache(void *arg)
 {
 	PseudonymCache *cache = (PseudonymCache *) arg;
 
-	sodium_memzero(&cache->keyed, sizeof(cache->keyed));
+	if (cache->keyed)
+		sodium_free(cache->keyed);
+	cache->keyed = NULL;
+}
+
+/* A cache for domains of up to len bytes, its locked state taken over from old if any. */
+static PseudonymCache *
+new_pseudonym_cache(FmgrInfo *flinfo, PseudonymCache *old, int len)
+{
+	MemoryContextCallback *cb = MemoryContextAlloc(flinfo->fn_mcxt, sizeof(MemoryContextCallback));
+	PseudonymCache *cache = MemoryContextAllocZero(flinfo->fn_mcxt, offsetof(PseudonymCache, domain) + len + 1);
+
+	cb->func = free_pseudonym_cache;
+	cb->arg = cache;
+	MemoryContextRegisterResetCallback(flinfo->fn_mcxt, cb);
+	if (old)
+	{
+		cache->keyed = old->keyed;
+		old->keyed = NULL;
+	}
+	flinfo->fn_extra = cache;
+	if (cache->keyed == NULL)
+		cache->keyed = crm_gdpr_locked_alloc(sizeof(crypto_generichash_state));
+	return cache;
 }
 
 static PseudonymCache *
@@ -182,17 +228,10 @@ pseudonym_cache(FmgrInfo *flinfo, text *domain)
 		const unsigned char *fp;
 		const unsigned char *key = current_subkey(SUBKEY_PSEUDONYM, name, &fp);
 
-		if (cache == NULL || cache->domain_len < len)
-		{
-			MemoryContextCallback *cb = MemoryContextAlloc(flinfo->fn_mcxt, sizeof(MemoryContextCallback));
-
-			cache = MemoryContextAllocZero(flinfo->fn_mcxt, offsetof(PseudonymCache, domain) + len + 1);
-			cb->func = wipe_pseudonym_cache;
-			cb->arg = cache;
-			MemoryContextRegisterResetCallback(flinfo->fn_mcxt, cb);
-			flinfo->fn_extra = cache;
-		}
-		crypto_generichash_init(&cache->keyed, key, 32, PSEUDONYM_BYTES);
+		if (cache == NULL || cache->domain_len < len || cache->keyed == NULL)
+			cache = new_pseudonym_cache(flinfo, cache, len);
+		cache->key_generation = 0;	/* invalid until keyed below */
+		crypto_generichash_init(cache->keyed, key, 32, PSEUDONYM_BYTES);
 		memcpy(cache->domain, name, len);
 		cache->domain_len = len;
 		cache->key_generation = generation;
@@ -206,9 +245,8 @@ pseudonym_cache(FmgrInfo *flinfo, text *domain)
  * lookup table rather than sodium_bin2base64: the token is public, so it
  * needs no constant-time encoding, and this runs once per row.
  */
-#define PSEUDONYM_CHARS 22
-static void
-encode_token(const unsigned char *hash, char *out)
+void
+crm_gdpr_encode_token(const unsigned char *hash, char *out)
 {
 	static const char alphabet[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
 	int			o = 0;
@@ -236,11 +274,11 @@ gdpr_pseudonymise(PG_FUNCTION_ARGS)
 	unsigned char hash[PSEUDONYM_BYTES];
 	text	   *token = (text *) palloc(VARHDRSZ + PSEUDONYM_CHARS);
 
-	memcpy(&state, &cache->keyed, sizeof(state));
+	memcpy(&state, cache->keyed, sizeof(state));
 	crypto_generichash_update(&state, (const unsigned char *) VARDATA_ANY(value), VARSIZE_ANY_EXHDR(value));
 	crypto_generichash_final(&state, hash, sizeof(hash));
 	sodium_memzero(&state, sizeof(state));
-	encode_token(hash, VARDATA(token));
+	crm_gdpr_encode_token(hash, VARDATA(token));
 	SET_VARSIZE(token, VARHDRSZ + PSEUDONYM_CHARS);
 	PG_RETURN_TEXT_P(token);
 }
@@ -366,18 +404,13 @@ unwrap_key(bytea *wrapped, text *ad, unsigned char *dek)
 
 	if (len != KEY_FINGERPRINT_BYTES + CT_NONCE_BYTES + DATA_KEY_BYTES + CT_TAG_BYTES)
 		ereport(ERROR, (errcode(ERRCODE_DATA_CORRUPTED), errmsg("a wrapped subject key is damaged")));
-	master = crm_gdpr_key_by_fingerprint(p);
-	if (master == NULL)
-		ereport(ERROR,
-				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
-				 errmsg("a subject key is wrapped by a master key that is not loaded"),
-				 errhint("Name the former key file in crm_gdpr.retired_key_files.")));
+	master = crm_gdpr_loaded_key(p, "a subject key is wrapped by a master key that is not loaded");
 	if (crypto_aead_xchacha20poly1305_ietf_decrypt(dek, &dlen, NULL,
 												   p + KEY_FINGERPRINT_BYTES + CT_NONCE_BYTES,
 												   len - KEY_FINGERPRINT_BYTES - CT_NONCE_BYTES,
 												   (const unsigned char *) VARDATA_ANY(ad), VARSIZE_ANY_EXHDR(ad),
 												   p + KEY_FINGERPRINT_BYTES,
-												   derived_key(master, p, SUBKEY_WRAP, NULL)) != 0)
+												   crm_gdpr_derived_key(master, p, SUBKEY_WRAP, NULL)) != 0)
 		ereport(ERROR, (errcode(ERRCODE_DATA_CORRUPTED), errmsg("a wrapped subject key could not be authenticated")));
 }
 
@@ -400,17 +433,54 @@ wrap_key(const unsigned char *dek, text *ad)
 	return out;
 }
 
+/*
+ * A subject's data key lives in locked memory for one use: made anew
+ * (wrapped NULL) or unwrapped, handed to use(), then freed (and so wiped) on
+ * every path, an error in unwrap_key() or use() included.
+ */
+typedef void *(*DataKeyUse) (const unsigned char *dek, FunctionCallInfo fcinfo);
+
+static void *
+with_data_key(bytea *wrapped, text *ad, DataKeyUse use, FunctionCallInfo fcinfo)
+{
+	unsigned char *volatile dek = crm_gdpr_locked_alloc(DATA_KEY_BYTES);
+	void	   *volatile result = NULL;
+
+	PG_TRY();
+	{
+		if (wrapped)
+			unwrap_key(wrapped, ad, dek);
+		else
+			crypto_aead_xchacha20poly1305_ietf_keygen(dek);
+		result = use(dek, fcinfo);
+	}
+	PG_FINALLY();
+	{
+		sodium_free(dek);
+	}
+	PG_END_TRY();
+	return result;
+}
+
+/* (ad): a new data key, wrapped. */
+static void *
+wrap_new_key(const unsigned char *dek, FunctionCallInfo fcinfo)
+{
+	return wrap_key(dek, PG_GETARG_TEXT_PP(0));
+}
+
 PG_FUNCTION_INFO_V1(gdpr_new_wrapped_key);
 Datum
 gdpr_new_wrapped_key(PG_FUNCTION_ARGS)
 {
-	unsigned char *dek = sodium_malloc(DATA_KEY_BYTES);
-	bytea	   *wrapped;
+	PG_RETURN_BYTEA_P(with_data_key(NULL, NULL, wrap_new_key, fcinfo));
+}
 
-	crypto_aead_xchacha20poly1305_ietf_keygen(dek);
-	wrapped = wrap_key(dek, PG_GETARG_TEXT_PP(0));
-	sodium_free(dek);
-	PG_RETURN_BYTEA_P(wrapped);
+/* (wrapped, ad): the same data key wrapped under the current master key. */
+static void *
+wrap_again(const unsigned char *dek, FunctionCallInfo fcinfo)
+{
+	return wrap_key(dek, PG_GETARG_TEXT_PP(1));
 }
 
 /* Wrap again under the current master key (rotation). */
@@ -418,13 +488,21 @@ PG_FUNCTION_INFO_V1(gdpr_rewrap_key);
 Datum
 gdpr_rewrap_key(PG_FUNCTION_ARGS)
 {
-	unsigned char *dek = sodium_malloc(DATA_KEY_BYTES);
-	bytea	   *wrapped;
+	PG_RETURN_BYTEA_P(with_data_key(PG_GETARG_BYTEA_PP(0), PG_GETARG_TEXT_PP(1), wrap_again, fcinfo));
+}
 
-	unwrap_key(PG_GETARG_BYTEA_PP(0), PG_GETARG_TEXT_PP(1), dek);
-	wrapped = wrap_key(dek, PG_GETARG_TEXT_PP(1));
-	sodium_free(dek);
-	PG_RETURN_BYTEA_P(wrapped);
+/* (value, context, key_id, ...): value sealed under the data key. */
+static void *
+seal_under_subject_key(const unsigned char *dek, FunctionCallInfo fcinfo)
+{
+	int64		key_id = PG_GETARG_INT64(2);
+	unsigned char prefix[CT_PREFIX_BYTES];
+	unsigned char ref[KEY_FINGERPRINT_BYTES];
+
+	for (int i = 0; i < KEY_FINGERPRINT_BYTES; i++)
+		ref[i] = (unsigned char) (key_id >> (8 * (KEY_FINGERPRINT_BYTES - 1 - i)));
+	fill_prefix(prefix, CT_KIND_SUBJECT, ref);
+	return seal(prefix, dek, PG_GETARG_TEXT_PP(0), PG_GETARG_TEXT_PP(1));
 }
 
 /* (value, context, key_id, wrapped, ad): encrypt under a subject's data key. */
@@ -432,19 +510,7 @@ PG_FUNCTION_INFO_V1(gdpr_encrypt_with_subject_key);
 Datum
 gdpr_encrypt_with_subject_key(PG_FUNCTION_ARGS)
 {
-	int64		key_id = PG_GETARG_INT64(2);
-	unsigned char *dek = sodium_malloc(DATA_KEY_BYTES);
-	unsigned char prefix[CT_PREFIX_BYTES];
-	unsigned char ref[KEY_FINGERPRINT_BYTES];
-	bytea	   *out;
-
-	for (int i = 0; i < KEY_FINGERPRINT_BYTES; i++)
-		ref[i] = (unsigned char) (key_id >> (8 * (KEY_FINGERPRINT_BYTES - 1 - i)));
-	unwrap_key(PG_GETARG_BYTEA_PP(3), PG_GETARG_TEXT_PP(4), dek);
-	fill_prefix(prefix, CT_KIND_SUBJECT, ref);
-	out = seal(prefix, dek, PG_GETARG_TEXT_PP(0), PG_GETARG_TEXT_PP(1));
-	sodium_free(dek);
-	PG_RETURN_BYTEA_P(out);
+	PG_RETURN_BYTEA_P(with_data_key(PG_GETARG_BYTEA_PP(3), PG_GETARG_TEXT_PP(4), seal_under_subject_key, fcinfo));
 }
 
 /* The subject key id of a ciphertext, or NULL for a master-key one. */
@@ -478,6 +544,16 @@ gdpr_ciphertext_key(PG_FUNCTION_ARGS)
 	PG_RETURN_TEXT_P(cstring_to_text(hex));
 }
 
+/* (ciphertext, context, ...): the value a ciphertext under the data key seals. */
+static void *
+open_under_subject_key(const unsigned char *dek, FunctionCallInfo fcinfo)
+{
+	size_t		len;
+	const unsigned char *p = ciphertext_bytes(PG_GETARG_BYTEA_PP(0), &len);
+
+	return open_sealed(p, len, dek, PG_GETARG_TEXT_PP(1));
+}
+
 /* (ciphertext, context, wrapped, ad): decrypt; wrapped and ad for subject keys. */
 PG_FUNCTION_INFO_V1(gdpr_decrypt_raw);
 Datum
@@ -490,25 +566,15 @@ gdpr_decrypt_raw(PG_FUNCTION_ARGS)
 
 	if (p[3] == CT_KIND_MASTER)
 	{
-		const unsigned char *master = crm_gdpr_key_by_fingerprint(p + 4);
+		const unsigned char *master = crm_gdpr_loaded_key(p + 4, "ciphertext was encrypted with a master key that is not loaded");
 
-		if (master == NULL)
-			ereport(ERROR,
-					(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
-					 errmsg("ciphertext was encrypted with a master key that is not loaded"),
-					 errhint("Name the former key file in crm_gdpr.retired_key_files.")));
-		out = open_sealed(p, len, derived_key(master, p + 4, SUBKEY_ENCRYPT, NULL), context);
+		out = open_sealed(p, len, crm_gdpr_derived_key(master, p + 4, SUBKEY_ENCRYPT, NULL), context);
 	}
 	else
 	{
-		unsigned char *dek;
-
 		if (PG_ARGISNULL(2))
 			ereport(ERROR, (errcode(ERRCODE_INTERNAL_ERROR), errmsg("subject key not supplied")));
-		dek = sodium_malloc(DATA_KEY_BYTES);
-		unwrap_key(PG_GETARG_BYTEA_PP(2), PG_GETARG_TEXT_PP(3), dek);
-		out = open_sealed(p, len, dek, context);
-		sodium_free(dek);
+		out = with_data_key(PG_GETARG_BYTEA_PP(2), PG_GETARG_TEXT_PP(3), open_under_subject_key, fcinfo);
 	}
 	PG_RETURN_TEXT_P(out);
 }
@@ -529,230 +595,4 @@ gdpr_key_fingerprints(PG_FUNCTION_ARGS)
 		items[i] = CStringGetTextDatum(hex);
 	}
 	PG_RETURN_ARRAYTYPE_P(construct_array(items, n, TEXTOID, -1, false, TYPALIGN_INT));
-}
-
-/* --- the access log ---------------------------------------------------- */
-
-/*
- * MAC of msg under the access log's subkey of the master key named by
- * fingerprint (NULL: the current key), written as fingerprint || MAC into out
- * (LOG_MAC_BYTES).  False when that key is not loaded.
- */
-bool
-crm_gdpr_log_mac(const unsigned char *msg, size_t len, const unsigned char *fingerprint,
-				 unsigned char *out)
-{
-	const unsigned char *fps[1];
-	const unsigned char *master;
-
-	if (fingerprint == NULL)
-	{
-		if (crm_gdpr_key_fingerprints(fps, 1) == 0)
-			return false;
-		fingerprint = fps[0];
-	}
-	master = crm_gdpr_key_by_fingerprint(fingerprint);
-	if (master == NULL)
-		return false;
-	memcpy(out, fingerprint, KEY_FINGERPRINT_BYTES);
-	crypto_generichash(out + KEY_FINGERPRINT_BYTES, LOG_MAC_BYTES - KEY_FINGERPRINT_BYTES, msg, len,
-					   derived_key(master, fingerprint, SUBKEY_LOG_MAC, NULL), 32);
-	return true;
-}
-
-/*
- * The log writer's cache of subjects' references under the current key:
- * the keyed BLAKE2b of a reference is a third of what a read costs the
- * writer, and a CRM reads its busy customers again and again.  Direct-mapped
- * (a slot per hash of the identifier, the last one in wins), 8 MB, emptied
- * when the keys change; only the log writer has one (it sees the
- * identifiers anyway, in the read queue).  A hit is checked against the
- * whole identifier: a reference is never another person's.
- */
-#define REF_CACHE_SLOTS (1 << 17)
-#define REF_CACHE_ID 39
-typedef struct RefCacheEntry
-{
-	uint8		len;			/* of id; 0: empty */
-	char		id[REF_CACHE_ID];
-	char		token[PSEUDONYM_CHARS];
-	char		pad[64 - 1 - REF_CACHE_ID - PSEUDONYM_CHARS];	/* one cache line each */
-} RefCacheEntry;
-
-static RefCacheEntry *ref_cache = NULL;
-static bool ref_cache_enabled = false;
-static unsigned char ref_cache_fingerprint[KEY_FINGERPRINT_BYTES];
-static uint64 ref_cache_generation = 0;
-
-void
-crm_gdpr_cache_log_refs(void)
-{
-	ref_cache_enabled = true;
-}
-
-static text *
-token_text(const char *token)
-{
-	text	   *t = (text *) palloc(VARHDRSZ + PSEUDONYM_CHARS);
-
-	memcpy(VARDATA(t), token, PSEUDONYM_CHARS);
-	SET_VARSIZE(t, VARHDRSZ + PSEUDONYM_CHARS);
-	return t;
-}
-
-/* The cache, emptied if the current key is not the one it was filled under. */
-static RefCacheEntry *
-ref_cache_for(const unsigned char *current)
-{
-	uint64		generation = crm_gdpr_key_generation();
-
-	if (ref_cache == NULL)
-		ref_cache = (RefCacheEntry *) TYPEALIGN(64, MemoryContextAllocHuge(TopMemoryContext,
-																		   sizeof(RefCacheEntry) * REF_CACHE_SLOTS + 64));
-	if (ref_cache_generation != generation ||
-		memcmp(ref_cache_fingerprint, current, KEY_FINGERPRINT_BYTES) != 0)
-	{
-		memset(ref_cache, 0, sizeof(RefCacheEntry) * REF_CACHE_SLOTS);
-		memcpy(ref_cache_fingerprint, current, KEY_FINGERPRINT_BYTES);
-		ref_cache_generation = generation;
-	}
-	return ref_cache;
-}
-
-static text *
-cached_ref(RefCacheEntry *e, const char *id, size_t len, const unsigned char *current)
-{
-	text	   *ref;
-
-	if (len == 0 || len > REF_CACHE_ID)
-		return crm_gdpr_log_subject_ref_under(id, len, current);
-	if (e->len == len && memcmp(e->id, id, len) == 0)
-		return token_text(e->token);
-	ref = crm_gdpr_log_subject_ref_under(id, len, current);
-	Assert(VARSIZE(ref) == VARHDRSZ + PSEUDONYM_CHARS);
-	e->len = len;
-	memcpy(e->id, id, len);
-	memcpy(e->token, VARDATA(ref), PSEUDONYM_CHARS);
-	return ref;
-}
-
-/*
- * The references of n subjects, into refs.  The cache is far larger than the
- * processor's caches: each look-up is a trip to memory, so all of them are
- * started (prefetched) before the first is read, and they overlap.
- */
-void
-crm_gdpr_log_subject_refs(const char **ids, int n, Datum *refs)
-{
-	const unsigned char *fps[1];
-	const unsigned char *current = crm_gdpr_key_fingerprints(fps, 1) > 0 ? fps[0] : NULL;
-	RefCacheEntry *cache;
-	RefCacheEntry **entries;
-	size_t	   *lens;
-
-	if (current == NULL || !ref_cache_enabled)
-	{
-		for (int i = 0; i < n; i++)
-			refs[i] = PointerGetDatum(crm_gdpr_log_subject_ref_under(ids[i], strlen(ids[i]), current));
-		return;
-	}
-	cache = ref_cache_for(current);
-	entries = palloc(sizeof(RefCacheEntry *) * Max(n, 1));
-	lens = palloc(sizeof(size_t) * Max(n, 1));
-	for (int i = 0; i < n; i++)
-	{
-		lens[i] = strlen(ids[i]);
-		entries[i] = &cache[hash_bytes((const unsigned char *) ids[i], lens[i]) & (REF_CACHE_SLOTS - 1)];
-#ifdef __GNUC__
-		__builtin_prefetch(entries[i], 1);
-#endif
-	}
-	for (int i = 0; i < n; i++)
-		refs[i] = PointerGetDatum(cached_ref(entries[i], ids[i], lens[i], current));
-	pfree(entries);
-	pfree(lens);
-}
-
-/*
- * A subject's reference in the access log: gdpr.pseudonymise(id,
- * 'access-log') under the current key.  Without a key, an unkeyed BLAKE2b
- * hash marked "h:": it keeps identifiers out of the log's text but anyone can
- * recompute it from a guessed identifier, which doc/access-log.md says.
- */
-text *
-crm_gdpr_log_subject_ref(const char *id, size_t len)
-{
-	const unsigned char *fps[1];
-
-	return crm_gdpr_log_subject_ref_under(id, len, crm_gdpr_key_fingerprints(fps, 1) > 0 ? fps[0] : NULL);
-}
-
-/*
- * The BLAKE2b state keyed for the access log's pseudonyms under one master
- * key, in guarded memory: the log writer hashes one subject per read, and
- * starting from the keyed state saves the key lookups (a string compare per
- * derived key) and the keyed initialisation on each.  One entry: the log
- * names subjects under the current key; other keys (access_history after a
- * rotation) re-key it.
- */
-static crypto_generichash_state *log_ref_state = NULL;
-static unsigned char log_ref_fingerprint[KEY_FINGERPRINT_BYTES];
-static uint64 log_ref_generation = 0;
-
-static const crypto_generichash_state *
-log_ref_keyed(const unsigned char *fingerprint)
-{
-	uint64		generation = crm_gdpr_key_generation();
-
-	if (log_ref_state != NULL && log_ref_generation == generation &&
-		memcmp(log_ref_fingerprint, fingerprint, KEY_FINGERPRINT_BYTES) == 0)
-		return log_ref_state;
-	if (log_ref_state == NULL)
-	{
-		log_ref_state = sodium_malloc(sizeof(crypto_generichash_state));
-		if (log_ref_state == NULL)
-			ereport(ERROR, (errcode(ERRCODE_OUT_OF_MEMORY), errmsg("could not allocate locked memory for a key")));
-	}
-	log_ref_generation = 0;		/* invalid until keyed below */
-	crypto_generichash_init(log_ref_state,
-							derived_key(crm_gdpr_key_by_fingerprint(fingerprint), fingerprint, SUBKEY_PSEUDONYM,
-										"access-log"), 32, PSEUDONYM_BYTES);
-	memcpy(log_ref_fingerprint, fingerprint, KEY_FINGERPRINT_BYTES);
-	log_ref_generation = generation;
-	return log_ref_state;
-}
-
-static void
-forget_log_ref(void)
-{
-	if (log_ref_state != NULL)
-		sodium_memzero(log_ref_state, sizeof(crypto_generichash_state));
-	log_ref_generation = 0;
-}
-
-/* The same under the key named by fingerprint (NULL: the unkeyed form). */
-text *
-crm_gdpr_log_subject_ref_under(const char *id, size_t len, const unsigned char *fingerprint)
-{
-	unsigned char hash[PSEUDONYM_BYTES];
-	text	   *token;
-	bool		keyed = fingerprint != NULL;
-	int			prefix = keyed ? 0 : 2;
-
-	if (keyed)
-	{
-		crypto_generichash_state state;
-
-		memcpy(&state, log_ref_keyed(fingerprint), sizeof(state));
-		crypto_generichash_update(&state, (const unsigned char *) id, len);
-		crypto_generichash_final(&state, hash, sizeof(hash));
-		sodium_memzero(&state, sizeof(state));
-	}
-	else
-		crypto_generichash(hash, sizeof(hash), (const unsigned char *) id, len, NULL, 0);
-	token = (text *) palloc(VARHDRSZ + prefix + PSEUDONYM_CHARS);
-	memcpy(VARDATA(token), "h:", prefix);
-	encode_token(hash, VARDATA(token) + prefix);
-	SET_VARSIZE(token, VARHDRSZ + prefix + PSEUDONYM_CHARS);
-	return token;
 }

@@ -15,11 +15,13 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "access/xact.h"
 #include "miscadmin.h"
-#include "utils/guc.h"
+#include "storage/proc.h"
 #include "utils/varlena.h"
 
-#include "crm_gdpr.h"
+#include "keys.h"
+#include "settings.h"
 
 #define MASTER_KEY_BYTES crypto_kdf_KEYBYTES	/* 32 */
 #define MAX_KEYS 8				/* the current key and up to 7 retired ones */
@@ -28,37 +30,20 @@ typedef struct LoadedKey
 {
 	unsigned char *key;			/* sodium_malloc'd, read-only once loaded */
 	unsigned char fingerprint[KEY_FINGERPRINT_BYTES];
+	char		path[MAXPGPATH];
+	struct stat file;			/* the file as it was read */
 } LoadedKey;
-
-static char *key_file_setting = NULL;
-static char *retired_key_files_setting = NULL;
 
 static LoadedKey keys[MAX_KEYS];
 static int	n_keys = 0;
 static bool keys_stale = true;
 static uint64 key_generation = 0;	/* bumped at each load: caches compare it */
 
-static void
-mark_keys_stale(const char *newval, void *extra)
+/* crm_gdpr.key_file or crm_gdpr.retired_key_files changed (guc.c). */
+void
+crm_gdpr_keys_changed(void)
 {
 	keys_stale = true;
-}
-
-void
-crm_gdpr_keys_init(void)
-{
-	if (sodium_init() < 0)
-		ereport(ERROR, (errmsg("could not initialise libsodium")));
-
-	DefineCustomStringVariable("crm_gdpr.key_file",
-							   "File holding the 32-byte master key as 64 hexadecimal characters.",
-							   "Owned by the server's user, mode 0600 or 0400. Empty: no key.",
-							   &key_file_setting, "", PGC_SIGHUP,
-							   GUC_SUPERUSER_ONLY, NULL, mark_keys_stale, NULL);
-	DefineCustomStringVariable("crm_gdpr.retired_key_files",
-							   "Comma-separated key files of former master keys, still used to decrypt.",
-							   NULL, &retired_key_files_setting, "", PGC_SIGHUP,
-							   GUC_SUPERUSER_ONLY | GUC_LIST_INPUT, NULL, mark_keys_stale, NULL);
 }
 
 static void
@@ -133,6 +118,8 @@ load_key_file(const char *path, LoadedKey *out)
 					   (const unsigned char *) "crm_gdpr key fingerprint", 24,
 					   out->key, MASTER_KEY_BYTES);
 	sodium_mprotect_readonly(out->key);
+	strlcpy(out->path, path, sizeof(out->path));
+	out->file = st;
 }
 
 static void
@@ -140,13 +127,13 @@ load_keys(void)
 {
 	forget_keys();
 	key_generation++;
-	if (key_file_setting == NULL || key_file_setting[0] == '\0')
+	if (crm_gdpr_key_file == NULL || crm_gdpr_key_file[0] == '\0')
 		return;
-	load_key_file(key_file_setting, &keys[0]);
+	load_key_file(crm_gdpr_key_file, &keys[0]);
 	n_keys = 1;
-	if (retired_key_files_setting && retired_key_files_setting[0] != '\0')
+	if (crm_gdpr_retired_key_files && crm_gdpr_retired_key_files[0] != '\0')
 	{
-		char	   *list = pstrdup(retired_key_files_setting);
+		char	   *list = pstrdup(crm_gdpr_retired_key_files);
 		List	   *paths;
 		ListCell   *lc;
 
@@ -166,6 +153,74 @@ load_keys(void)
 	}
 }
 
+/*
+ * Whether a loaded key's file is still the file that was read: a key file
+ * replaced without a reload must not leave this process on the former key
+ * while new processes load the new one (the log writer would then MAC and
+ * seal under a key that nobody else has).
+ */
+static bool
+same_file(const struct stat *a, const struct stat *b)
+{
+	if (a->st_dev != b->st_dev || a->st_ino != b->st_ino || a->st_size != b->st_size ||
+		a->st_mtime != b->st_mtime || a->st_ctime != b->st_ctime)
+		return false;
+#if defined(__linux__)
+	/* A file rewritten within the same second: the nanoseconds differ. */
+	if (a->st_mtim.tv_nsec != b->st_mtim.tv_nsec || a->st_ctim.tv_nsec != b->st_ctim.tv_nsec)
+		return false;
+#endif
+	return true;
+}
+
+static bool
+key_files_unchanged(void)
+{
+	for (int i = 0; i < n_keys; i++)
+	{
+		struct stat st;
+
+		if (stat(keys[i].path, &st) != 0 || !same_file(&st, &keys[i].file))
+			return false;
+	}
+	return true;
+}
+
+/*
+ * Once per statement (a transaction's statement start, or a worker's step)
+ * the key files are looked at again; a changed file is read again, and if
+ * the current key's fingerprint changed, the server log says so.
+ */
+static void
+check_key_files(void)
+{
+	static LocalTransactionId checked_lxid = InvalidLocalTransactionId;
+	static TimestampTz checked_at = 0;
+	unsigned char former[KEY_FINGERPRINT_BYTES];
+	bool		had_key = n_keys > 0;
+
+	if (MyProc == NULL || (checked_lxid == MyProc->lxid && checked_at == GetCurrentStatementStartTimestamp()))
+		return;
+	checked_lxid = MyProc->lxid;
+	checked_at = GetCurrentStatementStartTimestamp();
+	if (key_files_unchanged())
+		return;
+	if (had_key)
+		memcpy(former, keys[0].fingerprint, KEY_FINGERPRINT_BYTES);
+	keys_stale = true;
+	load_keys();
+	keys_stale = false;
+	if (had_key && n_keys > 0 && memcmp(former, keys[0].fingerprint, KEY_FINGERPRINT_BYTES) != 0)
+	{
+		char		hex[2 * KEY_FINGERPRINT_BYTES + 1];
+
+		sodium_bin2hex(hex, sizeof(hex), keys[0].fingerprint, KEY_FINGERPRINT_BYTES);
+		ereport(LOG,
+				(errmsg("crm_gdpr: key file \"%s\" changed: the current master key is now %s", keys[0].path, hex),
+				 errhint("Keep the former key file and name it in crm_gdpr.retired_key_files, then reload: what it encrypted, MACed and sealed needs it.")));
+	}
+}
+
 static void
 ensure_keys(void)
 {
@@ -175,6 +230,8 @@ ensure_keys(void)
 		load_keys();
 		keys_stale = false;
 	}
+	else
+		check_key_files();
 }
 
 const unsigned char *
@@ -208,13 +265,18 @@ crm_gdpr_key_by_fingerprint(const unsigned char *fingerprint)
 	return NULL;
 }
 
-bool
-crm_gdpr_key_is_current(const unsigned char *fingerprint)
+/* The key named by fingerprint; 55000 with why (what needs it) when it is not loaded. */
+const unsigned char *
+crm_gdpr_loaded_key(const unsigned char *fingerprint, const char *why)
 {
-	const unsigned char *current_fp;
+	const unsigned char *key = crm_gdpr_key_by_fingerprint(fingerprint);
 
-	(void) crm_gdpr_current_key(&current_fp);
-	return sodium_memcmp(current_fp, fingerprint, KEY_FINGERPRINT_BYTES) == 0;
+	if (key == NULL)
+		ereport(ERROR,
+				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+				 errmsg("%s", why),
+				 errhint("Name the former key file in crm_gdpr.retired_key_files.")));
+	return key;
 }
 
 /* Derive a 32-byte subkey of the current master key for one use. */

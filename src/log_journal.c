@@ -22,9 +22,8 @@
 #include "utils/hsearch.h"
 #include "utils/timestamp.h"
 
+#include "access_log.h"
 #include "crm_gdpr.h"
-
-#define SEPARATOR '\x1f'
 
 /* The journal's columns, in the order of the query below. */
 enum
@@ -115,7 +114,7 @@ add_refs(JournalFold *f, text *joined)
 
 	while (p < end)
 	{
-		const char *sep = memchr(p, SEPARATOR, end - p);
+		const char *sep = memchr(p, LOG_LIST_SEPARATOR, end - p);
 		size_t		len = (sep ? sep : end) - p;
 
 		if (len > 0)
@@ -258,38 +257,45 @@ ref_array(List *refs, int *distinct)
 	return PointerGetDatum(construct_array(items, n, TEXTOID, -1, false, TYPALIGN_INT));
 }
 
-/* Output: the columns of gdpr.access_log the journal fills. */
-static void
-emit(Tuplestorestate *store, TupleDesc out, JournalFold *f, TupleDesc desc)
-{
-	Datum		v[17];
-	bool		n[17];
-	Datum		row[J_COUNT];
-	bool		rownull[J_COUNT];
-	int			distinct = 0;
-	const int	copied[][2] = {{2, J_ROLE}, {3, J_SESSION_ROLE}, {4, J_APPNAME}, {5, J_CLIENT}, {6, J_PID},
-	{7, J_OPERATION}, {8, J_TBL}, {9, J_TABLE_NAME}, {14, J_QUERY_ID}, {15, J_PURPOSE}};
+/* What gdpr._log_journal_take() returns (80_access_log.sql), in this order. */
+static const LogColumn journal_take_columns[] = {
+	LOG_AT, LOG_LAST_AT, LOG_ROLE, LOG_SESSION_ROLE, LOG_APPNAME, LOG_CLIENT, LOG_PID, LOG_OPERATION, LOG_TBL,
+	LOG_TABLE_NAME, LOG_COLUMNS, LOG_SUBJECT_REFS, LOG_SUBJECTS, LOG_ROW_COUNT, LOG_QUERY_ID, LOG_PURPOSE, LOG_TIMES
+};
 
-	heap_deform_tuple(f->first, desc, row, rownull);
-	memset(n, 0, sizeof(n));
-	v[0] = TimestampTzGetDatum(f->at);
-	v[1] = TimestampTzGetDatum(f->last_at);
-	n[1] = f->times == 1;
+/* The journal's columns a folded row takes from its first statement as they are. */
+static const struct
+{
+	LogColumn	to;
+	int			from;
+}			copied[] = {
+	{LOG_ROLE, J_ROLE}, {LOG_SESSION_ROLE, J_SESSION_ROLE}, {LOG_APPNAME, J_APPNAME}, {LOG_CLIENT, J_CLIENT},
+	{LOG_PID, J_PID}, {LOG_OPERATION, J_OPERATION}, {LOG_TBL, J_TBL}, {LOG_TABLE_NAME, J_TABLE_NAME},
+	{LOG_QUERY_ID, J_QUERY_ID}, {LOG_PURPOSE, J_PURPOSE}
+};
+
+static void
+emit_write_fold(Tuplestorestate *store, TupleDesc out, JournalFold *f, TupleDesc desc)
+{
+	LogRow		row;
+	Datum		first[J_COUNT];
+	bool		firstnull[J_COUNT];
+	int			distinct = 0;
+
+	heap_deform_tuple(f->first, desc, first, firstnull);
+	log_row_set(&row, LOG_AT, TimestampTzGetDatum(f->at), false);
+	log_row_set(&row, LOG_LAST_AT, TimestampTzGetDatum(f->last_at), f->times == 1);
 	for (int i = 0; i < lengthof(copied); i++)
-	{
-		v[copied[i][0]] = row[copied[i][1]];
-		n[copied[i][0]] = rownull[copied[i][1]];
-	}
-	n[10] = rownull[J_COLUMNS];
-	v[10] = n[10] ? (Datum) 0 : crm_gdpr_name_array(TextDatumGetCString(row[J_COLUMNS]), SEPARATOR);
-	n[11] = f->refs == NIL;
-	v[11] = n[11] ? (Datum) 0 : ref_array(f->refs, &distinct);
-	v[12] = Int64GetDatum(distinct);
-	n[12] = !f->counted;
-	v[13] = Int64GetDatum(f->rows);
-	n[13] = !f->rows_known;
-	v[16] = Int32GetDatum(f->times);
-	tuplestore_putvalues(store, out, v, n);
+		log_row_set(&row, copied[i].to, first[copied[i].from], firstnull[copied[i].from]);
+	log_row_set(&row, LOG_COLUMNS,
+				firstnull[J_COLUMNS] ? (Datum) 0 :
+				crm_gdpr_name_array(TextDatumGetCString(first[J_COLUMNS]), LOG_LIST_SEPARATOR),
+				firstnull[J_COLUMNS]);
+	log_row_set(&row, LOG_SUBJECT_REFS, f->refs ? ref_array(f->refs, &distinct) : (Datum) 0, f->refs == NIL);
+	log_row_set(&row, LOG_SUBJECTS, Int64GetDatum(distinct), !f->counted);
+	log_row_set(&row, LOG_ROW_COUNT, Int64GetDatum(f->rows), !f->rows_known);
+	log_row_set(&row, LOG_TIMES, Int32GetDatum(f->times), false);
+	crm_gdpr_put_log_row(store, out, &row, journal_take_columns, lengthof(journal_take_columns));
 }
 
 PG_FUNCTION_INFO_V1(gdpr_log_journal_take);
@@ -330,6 +336,6 @@ gdpr_log_journal_take(PG_FUNCTION_ARGS)
 		keep_fold(&r, f);
 	list_sort(r.done, by_time);
 	foreach(lc, r.done)
-		emit(rsinfo->setResult, rsinfo->setDesc, lfirst(lc), r.desc);
+		emit_write_fold(rsinfo->setResult, rsinfo->setDesc, lfirst(lc), r.desc);
 	return (Datum) 0;
 }

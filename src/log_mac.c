@@ -13,6 +13,8 @@
  */
 #include "postgres.h"
 
+#include <sodium.h>
+
 #include "access/htup_details.h"
 #include "catalog/pg_type.h"
 #include "commands/trigger.h"
@@ -26,7 +28,34 @@
 #include "utils/timestamp.h"
 #include "utils/typcache.h"
 
-#include "crm_gdpr.h"
+#include "access_log.h"
+
+/*
+ * MAC of msg under the access log's subkey of the master key named by
+ * fingerprint (NULL: the current key), written as fingerprint || MAC into out
+ * (LOG_MAC_BYTES).  False when that key is not loaded.
+ */
+bool
+crm_gdpr_log_mac(const unsigned char *msg, size_t len, const unsigned char *fingerprint,
+				 unsigned char *out)
+{
+	const unsigned char *fps[1];
+	const unsigned char *master;
+
+	if (fingerprint == NULL)
+	{
+		if (crm_gdpr_key_fingerprints(fps, 1) == 0)
+			return false;
+		fingerprint = fps[0];
+	}
+	master = crm_gdpr_key_by_fingerprint(fingerprint);
+	if (master == NULL)
+		return false;
+	memcpy(out, fingerprint, KEY_FINGERPRINT_BYTES);
+	crypto_generichash(out + KEY_FINGERPRINT_BYTES, LOG_MAC_BYTES - KEY_FINGERPRINT_BYTES, msg, len,
+					   crm_gdpr_derived_key(master, fingerprint, SUBKEY_LOG_MAC, NULL), 32);
+	return true;
+}
 
 static const char *const mac_fields[] = {
 	"id", "at", "last_at", "role_name", "session_user_name", "application_name", "client_addr",

@@ -42,9 +42,9 @@
 #include "utils/snapmgr.h"
 #include "utils/tuplestore.h"
 
+#include "access_log.h"
 #include "crm_gdpr.h"
-
-static int	log_subjects_max = 100;
+#include "settings.h"
 
 static void log_write_xact_callback(XactEvent event, void *arg);
 static void forget_tables(Datum arg, Oid relid);
@@ -57,9 +57,6 @@ crm_gdpr_log_write_init(void)
 	RegisterXactCallback(log_write_xact_callback, NULL);
 	CacheRegisterRelcacheCallback(forget_tables, (Datum) 0);
 	RegisterSubXactCallback(log_write_subxact_callback, NULL);
-	DefineCustomIntVariable("crm_gdpr.log_subjects_max",
-							"Subjects a log row names at most (the rest are counted as rows only).",
-							NULL, &log_subjects_max, 100, 0, 10000, PGC_SUSET, 0, NULL, NULL, NULL);
 }
 
 /*
@@ -95,6 +92,7 @@ typedef struct WriteSummary
 typedef struct LoggedTable
 {
 	Oid			trigger;
+	Oid			relid;
 	char	   *name;			/* schema.table, quoted; in TopMemoryContext */
 	int			subject_attnum; /* 0: reached through other tables; -1: none */
 	Oid			typoutput;
@@ -105,12 +103,19 @@ static int	n_tables = 0;
 static bool tables_stale = false;
 static Oid	journal_relid = InvalidOid;
 
-/* Freed at the next lookup, not here: a trigger may be using an entry. */
+/*
+ * A change of one table (a rename) forgets what is cached when that table
+ * is cached (or is the journal); a reset of every relation forgets all.
+ * Freed at the next lookup, not here: a trigger may be using an entry.
+ */
 static void
 forget_tables(Datum arg, Oid relid)
 {
-	tables_stale = true;
-	journal_relid = InvalidOid;
+	if (!OidIsValid(relid) || relid == journal_relid)
+		journal_relid = InvalidOid;
+	for (int i = 0; i < n_tables && !tables_stale; i++)
+		if (!OidIsValid(relid) || tables[i].relid == relid)
+			tables_stale = true;
 }
 
 static LoggedTable *
@@ -141,6 +146,7 @@ logged_table(TriggerData *td)
 		getTypeOutputInfo(TupleDescAttr(RelationGetDescr(rel), t->subject_attnum - 1)->atttypid,
 						  &t->typoutput, &varlena);
 	t->trigger = td->tg_trigger->tgoid;
+	t->relid = RelationGetRelid(rel);
 	n_tables++;
 	return t;
 }
@@ -152,7 +158,7 @@ subject_count(WriteSummary *sum)
 }
 
 static void
-add_subject(WriteSummary *sum, char *id)
+add_written_subject(WriteSummary *sum, char *id)
 {
 	bool		found;
 
@@ -163,7 +169,7 @@ add_subject(WriteSummary *sum, char *id)
 			return;
 	if (sum->subjects && hash_search(sum->subjects, id, HASH_FIND, NULL) != NULL)
 		return;
-	if (subject_count(sum) >= log_subjects_max)
+	if (subject_count(sum) >= crm_gdpr_log_subjects_max)
 	{
 		sum->overflow = true;
 		return;
@@ -187,14 +193,14 @@ add_subject(WriteSummary *sum, char *id)
 }
 
 static void
-note_subject(WriteSummary *sum, TupleTableSlot *slot, int attnum, Oid typoutput)
+note_written_subject(WriteSummary *sum, TupleTableSlot *slot, int attnum, Oid typoutput)
 {
 	bool		isnull;
 	Datum		value = slot_getattr(slot, attnum, &isnull);
 
 	if (isnull || sum->overflow)
 		return;
-	add_subject(sum, OidOutputFunctionCall(typoutput, value));
+	add_written_subject(sum, OidOutputFunctionCall(typoutput, value));
 }
 
 static bool
@@ -251,9 +257,9 @@ summarise(TriggerData *td, LoggedTable *table, WriteSummary *sum)
 		}
 		if (subject_attnum > 0)
 		{
-			note_subject(sum, slot, subject_attnum, typoutput);
+			note_written_subject(sum, slot, subject_attnum, typoutput);
 			if (is_update)
-				note_subject(sum, old_slot, subject_attnum, typoutput);
+				note_written_subject(sum, old_slot, subject_attnum, typoutput);
 		}
 	}
 	tuplestore_select_read_pointer(main_store, 0);
@@ -273,18 +279,21 @@ summarise_far_subjects(TriggerData *td, WriteSummary *sum)
 	const char *source = td->tg_newtable ? "gdpr_new" : "gdpr_old";
 	char	   *ids_sql;
 
-	if (SPI_register_trigger_data(td) != SPI_OK_TD_REGISTER)
-		elog(ERROR, "could not register the transition tables");
-	SPI_execute_with_args(psprintf("SELECT gdpr._subject_ids_sql($1, '%s')", source),
-						  1, argtypes, args, NULL, true, 1);
-	ids_sql = SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1);
-	SPI_execute(psprintf("%s LIMIT %d", ids_sql, log_subjects_max + 1), true, 0);
+	crm_gdpr_spi_check(SPI_register_trigger_data(td), SPI_OK_TD_REGISTER, "registering the transition tables");
+	crm_gdpr_spi_check(SPI_execute_with_args(psprintf("SELECT gdpr._subject_ids_sql($1, '%s')", source),
+											 1, argtypes, args, NULL, true, 1),
+					   SPI_OK_SELECT, "building the query of a write's subjects");
+	ids_sql = SPI_processed == 1 ? SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1) : NULL;
+	if (ids_sql == NULL)
+		return;					/* the registry names no way to the subjects */
+	crm_gdpr_spi_check(SPI_execute(psprintf("%s LIMIT %d", ids_sql, crm_gdpr_log_subjects_max + 1), true, 0),
+					   SPI_OK_SELECT, "finding a write's subjects");
 	for (uint64 i = 0; i < SPI_processed; i++)
 	{
 		char	   *id = SPI_getvalue(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, 1);
 
 		if (id != NULL)
-			add_subject(sum, id);
+			add_written_subject(sum, id);
 	}
 }
 
@@ -311,7 +320,6 @@ typedef struct PendingWrite
 } PendingWrite;
 
 static List *pending = NIL;		/* in TopTransactionContext */
-#define LOG_SEPARATOR '\x1f'
 
 static Datum
 text_or_null(const char *value, bool *isnull)
@@ -332,7 +340,7 @@ joined_columns(Relation rel, Bitmapset *columns)
 	while ((attnum = bms_next_member(columns, attnum)) >= 0)
 	{
 		if (buf.len > 0)
-			appendStringInfoChar(&buf, LOG_SEPARATOR);
+			appendStringInfoChar(&buf, LOG_LIST_SEPARATOR);
 		appendStringInfoString(&buf, NameStr(TupleDescAttr(RelationGetDescr(rel), attnum - 1)->attname));
 	}
 	return buf.data;
@@ -344,7 +352,7 @@ append_ref(StringInfo buf, const char *id)
 	text	   *ref = crm_gdpr_log_subject_ref(id, strlen(id));
 
 	if (buf->len > 0)
-		appendStringInfoChar(buf, LOG_SEPARATOR);
+		appendStringInfoChar(buf, LOG_LIST_SEPARATOR);
 	appendBinaryStringInfo(buf, VARDATA(ref), VARSIZE(ref) - VARHDRSZ);
 }
 
@@ -540,12 +548,12 @@ gdpr_log_write(PG_FUNCTION_ARGS)
 	}
 
 	role = writer_name();
-	if (!truncate && table->subject_attnum == 0 && log_subjects_max > 0)
+	if (!truncate && table->subject_attnum == 0 && crm_gdpr_log_subjects_max > 0)
 	{
 		crm_gdpr_enter_owner_context(fcinfo->flinfo->fn_oid, &ctx);
-		SPI_connect();
+		crm_gdpr_spi_check(SPI_connect(), SPI_OK_CONNECT, "connecting to SPI");
 		summarise_far_subjects(td, &sum);
-		SPI_finish();
+		crm_gdpr_spi_check(SPI_finish(), SPI_OK_FINISH, "finishing with SPI");
 		crm_gdpr_leave_owner_context(&ctx);
 	}
 	buffer_log_row(td->tg_relation, table->name, operation, &sum, role, truncate);

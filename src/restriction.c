@@ -13,12 +13,14 @@
 #include "executor/spi.h"
 #include "fmgr.h"
 #include "miscadmin.h"
+#include "catalog/namespace.h"
 #include "utils/acl.h"
 #include "utils/builtins.h"
 #include "utils/inval.h"
 #include "utils/lsyscache.h"
 #include "utils/rel.h"
 
+#include "access_log.h"
 #include "crm_gdpr.h"
 
 /*
@@ -30,11 +32,16 @@
 static bool restrictions_known = false;
 static bool any_restriction = false;
 static uint64 restrictions_generation = 0;
+static Oid	restrictions_relid = InvalidOid;	/* gdpr.restrictions, once known */
 
+/* Only a change of gdpr.restrictions (or of every relation) matters here. */
 static void
 forget_restrictions(Datum arg, Oid relid)
 {
+	if (OidIsValid(relid) && OidIsValid(restrictions_relid) && relid != restrictions_relid)
+		return;
 	restrictions_known = false;
+	restrictions_relid = InvalidOid;
 	restrictions_generation++;
 }
 
@@ -50,17 +57,21 @@ restrictions_in_force(void)
 	uint64		generation = restrictions_generation;
 	bool		any;
 
+	Oid			relid;
+
 	if (restrictions_known)
 		return any_restriction;
-	SPI_connect();
-	if (SPI_execute("SELECT EXISTS (SELECT FROM gdpr.restrictions WHERE lifted_at IS NULL)", true, 1) != SPI_OK_SELECT)
-		elog(ERROR, "could not look up restrictions");
+	relid = get_relname_relid("restrictions", get_namespace_oid("gdpr", false));
+	crm_gdpr_spi_check(SPI_connect(), SPI_OK_CONNECT, "connecting to SPI");
+	crm_gdpr_spi_check(SPI_execute("SELECT EXISTS (SELECT FROM gdpr.restrictions WHERE lifted_at IS NULL)", true, 1),
+					   SPI_OK_SELECT, "looking up restrictions");
 	any = strcmp(SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1), "t") == 0;
-	SPI_finish();
+	crm_gdpr_spi_check(SPI_finish(), SPI_OK_FINISH, "finishing with SPI");
 	/* An invalidation that came in meanwhile may concern what was just read. */
 	if (generation == restrictions_generation)
 	{
 		any_restriction = any;
+		restrictions_relid = relid;
 		restrictions_known = true;
 	}
 	return any;
@@ -88,27 +99,33 @@ first_restricted_subject(TriggerData *td)
 	MemoryContext caller_cxt = CurrentMemoryContext;
 	char	   *hit = NULL;
 
-	SPI_connect();
-	if (SPI_register_trigger_data(td) != SPI_OK_TD_REGISTER)
-		elog(ERROR, "could not register the transition table");
-	if (SPI_execute_with_args("SELECT gdpr._restriction_active($1) IS NOT NULL",
-							  1, argtypes, args, NULL, true, 1) != SPI_OK_SELECT)
-		elog(ERROR, "could not look up restrictions");
+	crm_gdpr_spi_check(SPI_connect(), SPI_OK_CONNECT, "connecting to SPI");
+	crm_gdpr_spi_check(SPI_register_trigger_data(td), SPI_OK_TD_REGISTER, "registering the transition table");
+	crm_gdpr_spi_check(SPI_execute_with_args("SELECT gdpr._restriction_active($1) IS NOT NULL",
+											 1, argtypes, args, NULL, true, 1),
+					   SPI_OK_SELECT, "looking up restrictions");
 	if (strcmp(SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1), "t") == 0)
 	{
 		char	   *ids_sql;
 
-		SPI_execute_with_args("SELECT gdpr._subject_ids_sql($1, 'changed_rows')",
-							  1, argtypes, args, NULL, true, 1);
-		ids_sql = SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1);
-		SPI_execute_with_args(psprintf("SELECT gdpr._first_restricted(gdpr._restriction_active($1), "
-									   "(SELECT array_agg(id) FROM (%s) ids(id)))", ids_sql),
-							  1, argtypes, args, NULL, true, 1);
+		crm_gdpr_spi_check(SPI_execute_with_args("SELECT gdpr._subject_ids_sql($1, 'changed_rows')",
+												 1, argtypes, args, NULL, true, 1),
+						   SPI_OK_SELECT, "building the query of the changed rows' subjects");
+		ids_sql = SPI_processed == 1 ? SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1) : NULL;
+		if (ids_sql == NULL)
+			ereport(ERROR,
+					(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+					 errmsg("the subjects of the rows changed in %s cannot be found", get_rel_name(RelationGetRelid(td->tg_relation))),
+					 errdetail("The registry names no way from this table to its subject table.")));
+		crm_gdpr_spi_check(SPI_execute_with_args(psprintf("SELECT gdpr._first_restricted(gdpr._restriction_active($1), "
+														  "(SELECT array_agg(id) FROM (%s) ids(id)))", ids_sql),
+												 1, argtypes, args, NULL, true, 1),
+						   SPI_OK_SELECT, "looking up the restricted subjects");
 		hit = SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1);
 		if (hit)
 			hit = MemoryContextStrdup(caller_cxt, hit);
 	}
-	SPI_finish();
+	crm_gdpr_spi_check(SPI_finish(), SPI_OK_FINISH, "finishing with SPI");
 	return hit;
 }
 

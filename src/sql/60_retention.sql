@@ -322,7 +322,7 @@ $$;
 
 CREATE FUNCTION gdpr._purge_batch_size() RETURNS int
   LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp
-  RETURN coalesce(nullif(current_setting('crm_gdpr.purge_batch_size', true), '')::int, 10000);
+  RETURN gdpr.setting('purge_batch_size')::int;
 
 -- Start a run: NULL when another purge holds the purge lock (it is running).
 CREATE FUNCTION gdpr._purge_begin(started_by text, dry_run boolean) RETURNS bigint
@@ -359,7 +359,7 @@ DECLARE
   excluded text := gdpr._purge_excluded(pol.tbl);
   res jsonb;
 BEGIN
-  PERFORM set_config('lock_timeout', coalesce(nullif(current_setting('crm_gdpr.purge_lock_timeout', true), ''), '1s'), true);
+  PERFORM set_config('lock_timeout', gdpr.setting('purge_lock_timeout'), true);
   cascaded := 0;
   IF sql ~ '^DELETE ' THEN
     cascaded := gdpr._cascade_deleted(pol.tbl);
@@ -572,7 +572,7 @@ CREATE FUNCTION gdpr._purge_finish(run_id bigint) RETURNS void
    WHERE x.id = _purge_finish.run_id;
   -- The history has a retention of its own.
   DELETE FROM gdpr.purge_runs x
-   WHERE x.started_at < now() - coalesce(nullif(current_setting('crm_gdpr.purge_history_keep', true), ''), '2 years')::interval;
+   WHERE x.started_at < now() - gdpr.setting('purge_history_keep')::interval;
 $$;
 
 -- Runs left 'running' by a crash: the worker marks them at start.

@@ -9,10 +9,6 @@ CLUSTER_BIN=$TEST_TOP/install$(pg_config --bindir)
 trap 'cluster_stop; [ -n "${KEEP:-}" ] || rm -rf "$top"' EXIT
 cluster_start "$top" "crm_gdpr.database = 'crm'" "crm_gdpr.log_flush_interval = '200ms'" \
   "crm_gdpr.log_seal_interval = '1s'" "crm_gdpr.log_queue_size = 32" "crm_gdpr.enable_worker = off"
-wait_for() {  # wait_for SECONDS SQL: until SQL returns t
-  for _ in $(seq 1 $(($1 * 5))); do [ "$(q -d crm -c "$2" 2>/dev/null)" = t ] && return 0; sleep 0.2; done
-  return 1
-}
 createdb crm
 q -d crm -c 'SET client_min_messages = warning' -c 'CREATE EXTENSION crm_gdpr' -f test/fixtures/crm.sql \
   -c "SELECT crm.generate(300)" -f test/fixtures/registry.sql >/dev/null
@@ -58,4 +54,29 @@ for i in $(seq 1 50); do echo "SELECT city FROM crm.contacts WHERE id = $i;"; do
 q -d crm -c "ALTER SYSTEM RESET crm_gdpr.enable_log_writer" -c "SELECT pg_reload_conf()" >/dev/null
 wait_for 10 "SELECT sum(times) = 32 FROM gdpr.access_log WHERE application_name = 'burst'" ||
   fail "the queue is not drained once the writer is back"
+# DECRYPT: one row per top-level statement.  A failed statement's decrypts
+# do not go into the next statement's row (in a savepoint or not); what AFTER
+# triggers run is part of their statement, not statements of their own.
+PGAPPNAME=decrypt_failed psql -X -q -d crm \
+  -c "SELECT gdpr.decrypt(gdpr.encrypt('a' || i)) || (1 / (i - 3))::text FROM generate_series(1, 5) i" \
+  -c "SELECT gdpr.decrypt(gdpr.encrypt('b'))" \
+  -c 'BEGIN' -c 'SAVEPOINT s' -c "SELECT gdpr.decrypt(gdpr.encrypt('c' || i)) || (1 / (i - 2))::text FROM generate_series(1, 5) i" \
+  -c 'ROLLBACK TO SAVEPOINT s' -c "SELECT gdpr.decrypt(gdpr.encrypt('d'))" -c 'COMMIT' >/dev/null 2>&1 || true
+# (The two statements that succeed are alike: their rows may be folded.)
+decrypts="SELECT sum(times) || ' statements, ' || sum(row_count) || ' values' FROM gdpr.access_log
+           WHERE application_name = 'decrypt_failed' AND operation = 'DECRYPT'"
+wait_for 10 "SELECT sum(times) = 2 FROM gdpr.access_log WHERE application_name = 'decrypt_failed' AND operation = 'DECRYPT'" ||
+  fail "the statements after failed ones are not logged: $(q -d crm -c "$decrypts")"
+[ "$(q -d crm -c "$decrypts")" = "2 statements, 2 values" ] ||
+  fail "a failed statement's decrypts are counted in the next one: $(q -d crm -c "$decrypts")"
+q -d crm -c "CREATE TABLE decrypted (v text)" \
+  -c "CREATE FUNCTION after_decrypted() RETURNS trigger LANGUAGE plpgsql AS \$\$
+      BEGIN PERFORM 1; PERFORM gdpr.decrypt(gdpr.encrypt('z')); RETURN NULL; END \$\$" \
+  -c "CREATE TRIGGER after_decrypted AFTER INSERT ON decrypted FOR EACH STATEMENT EXECUTE FUNCTION after_decrypted()" >/dev/null
+PGAPPNAME=decrypt_trigger psql -X -q -d crm -c "INSERT INTO decrypted SELECT gdpr.decrypt(gdpr.encrypt('a' || i)) FROM generate_series(1, 3) i" >/dev/null
+wait_for 10 "SELECT count(*) > 0 FROM gdpr.access_log WHERE application_name = 'decrypt_trigger' AND operation = 'DECRYPT'" ||
+  fail "the INSERT's decrypts are not logged"
+sleep 0.5
+[ "$(q -d crm -c "SELECT sum(times) || ',' || sum(row_count) FROM gdpr.access_log WHERE application_name = 'decrypt_trigger' AND operation = 'DECRYPT'")" = 1,4 ] ||
+  fail "an AFTER trigger's statements are taken for top-level ones: $(q -d crm -c "SELECT row_count FROM gdpr.access_log WHERE application_name = 'decrypt_trigger' AND operation = 'DECRYPT'")"
 echo "access log reads ok"

@@ -3,6 +3,11 @@
 set -euo pipefail
 fail() { echo "FAIL: $*" >&2; exit 1; }
 q() { psql -X -q -At -v ON_ERROR_STOP=1 "$@"; }
+# wait_for SECONDS SQL: until SQL, in database crm (or $WAIT_DB), returns t.
+wait_for() {
+  for _ in $(seq 1 $(($1 * 5))); do [ "$(q -d "${WAIT_DB:-crm}" -c "$2" 2>/dev/null)" = t ] && return 0; sleep 0.2; done
+  return 1
+}
 # A fresh database with the extension and the sample CRM of N contacts.
 fresh_db() {
   local db=$1 n=${2:-200}

@@ -8,10 +8,6 @@ top=$(mktemp -d /tmp/crm_gdpr_worker.XXXXXX)
 CLUSTER_BIN=$TEST_TOP/install$(pg_config --bindir)
 trap 'cluster_stop; [ -n "${KEEP:-}" ] || rm -rf "$top"' EXIT
 cluster_start "$top" "crm_gdpr.database = 'crm'" "crm_gdpr.purge_naptime = '1s'" "crm_gdpr.purge_batch_size = 500"
-wait_for() {  # wait_for SECONDS SQL: until SQL returns t
-  for _ in $(seq 1 $(($1 * 5))); do [ "$(q -d crm -c "$2" 2>/dev/null)" = t ] && return 0; sleep 0.2; done
-  return 1
-}
 worker_pid() { q -d postgres -c "SELECT pid FROM pg_stat_activity WHERE backend_type = 'crm_gdpr purge worker'"; }
 
 createdb crm
@@ -24,17 +20,21 @@ for who in 'purge worker' 'log writer'; do
     fail "the $who's waiting line is not logged exactly once"
 done
 
-q -d crm -c 'SET client_min_messages = warning' -c 'CREATE EXTENSION crm_gdpr' -f test/fixtures/crm.sql \
-  -c "SELECT crm.generate(1000)" -f test/fixtures/registry.sql >/dev/null
-held=$(q -d crm -c "SELECT id FROM crm.contacts c WHERE last_contact_at < now() - interval '3 years'
-                      AND NOT EXISTS (SELECT FROM crm.orders o WHERE o.contact_id = c.id) ORDER BY id LIMIT 1")
-q -d crm -c "SELECT gdpr.place_hold('$held', 'litigation')" >/dev/null
+# One transaction: the worker (every second) never sees the policies before
+# the hold is placed (it once purged the contact first).
+# (The held contact is the first due; the others only go: it stays the first.)
+first_due="SELECT min(id) FROM crm.contacts c WHERE last_contact_at < now() - interval '3 years'
+             AND NOT EXISTS (SELECT FROM crm.orders o WHERE o.contact_id = c.id)"
+q -d crm -c 'BEGIN' -c 'SET client_min_messages = warning' -c 'CREATE EXTENSION crm_gdpr' -f test/fixtures/crm.sql \
+  -c "SELECT crm.generate(1000)" -f test/fixtures/registry.sql \
+  -c "SELECT gdpr.place_hold(($first_due)::text, 'litigation')" -c 'COMMIT' >/dev/null
+held=$(q -d crm -c "$first_due")
 wait_for 20 "SELECT count(*) = 0 FROM gdpr.retention_status WHERE rows_due > 0" || fail "the worker did not purge"
 [ "$(q -d crm -c "SELECT count(*) FROM crm.contacts WHERE id = $held")" = 1 ] || fail "a held subject was purged"
 [ "$(q -d crm -c "SELECT count(*) > 0 FROM gdpr.purge_history WHERE started_by = 'worker' AND rows > 0")" = t ] \
   || fail "no worker run in the history"
 
-# The log writer vacuums the journal after moving its rows (log_worker.c).
+# The log writer vacuums the journal after moving its rows (log_writer.c).
 q -d crm -c "UPDATE crm.contacts SET city = city WHERE id IN (SELECT id FROM crm.contacts ORDER BY id LIMIT 20)" >/dev/null
 wait_for 20 "SELECT count(*) = 0 FROM gdpr.access_log_journal" || fail "the log writer did not move the journal"
 wait_for 20 "SELECT vacuum_count > 0 FROM pg_stat_all_tables WHERE relid = 'gdpr.access_log_journal'::regclass" \

@@ -1,5 +1,5 @@
 /*
- * log_worker.c — the log writer: a second background worker.
+ * log_writer.c — the log writer: a second background worker.
  *
  * Separate from the purge worker because a purge can run for a long time and
  * the read queue must not wait for it.  In crm_gdpr.database, every
@@ -34,29 +34,13 @@
 #include "utils/guc.h"
 #include "utils/timestamp.h"
 
+#include "access_log.h"
 #include "crm_gdpr.h"
-
-static int	log_flush_interval = 1000;	/* ms */
-static int	log_seal_interval = 10;		/* s */
-static bool enable_log_writer = true;
+#include "settings.h"
+#include "workers.h"
 
 #define MAINTAIN_INTERVAL_MS (3600 * 1000L)
 
-PGDLLEXPORT void crm_gdpr_log_worker_main(Datum arg);
-
-void
-crm_gdpr_log_worker_init(bool preloading)
-{
-	DefineCustomIntVariable("crm_gdpr.log_flush_interval", "Time between two writes of the queued reads.",
-							NULL, &log_flush_interval, 1000, 10, 3600 * 1000, PGC_SIGHUP, GUC_UNIT_MS,
-							NULL, NULL, NULL);
-	DefineCustomIntVariable("crm_gdpr.log_seal_interval", "Time between two seals of the access log.",
-							NULL, &log_seal_interval, 10, 1, 86400, PGC_SIGHUP, GUC_UNIT_S, NULL, NULL, NULL);
-	DefineCustomBoolVariable("crm_gdpr.enable_log_writer", "Whether the log writer writes, seals and maintains the access log.",
-							 NULL, &enable_log_writer, true, PGC_SIGHUP, 0, NULL, NULL, NULL);
-	if (preloading)
-		crm_gdpr_register_worker("crm_gdpr log writer", "crm_gdpr_log_worker_main");
-}
 
 static int64
 step(const char *activity, const char *sql)
@@ -126,7 +110,7 @@ keep_freed_memory(void)
 }
 
 void
-crm_gdpr_log_worker_main(Datum arg)
+crm_gdpr_log_writer_main(Datum arg)
 {
 	bool		warned = false;
 	TimestampTz last_seal = 0;
@@ -134,14 +118,9 @@ crm_gdpr_log_worker_main(Datum arg)
 	TimestampTz last_journal = 0;
 	int64		written = 0;
 
-	pqsignal(SIGHUP, SignalHandlerForConfigReload);
-	pqsignal(SIGTERM, die);
-	BackgroundWorkerUnblockSignals();
 	keep_freed_memory();
-	BackgroundWorkerInitializeConnection(crm_gdpr_worker_database(), NULL, 0);
-	crm_gdpr_in_own_worker = true;
+	crm_gdpr_worker_connect("crm_gdpr log writer");
 	crm_gdpr_cache_log_refs();
-	pgstat_report_appname("crm_gdpr log writer");
 	crm_gdpr_log_queue_set_writer();
 
 	for (;;)
@@ -153,12 +132,12 @@ crm_gdpr_log_worker_main(Datum arg)
 			ConfigReloadPending = false;
 			ProcessConfigFile(PGC_SIGHUP);
 		}
-		if (enable_log_writer && !RecoveryInProgress() &&
+		if (crm_gdpr_enable_log_writer && !RecoveryInProgress() &&
 			crm_gdpr_extension_ready(&warned, "crm_gdpr log writer"))
 		{
 			if (due(&last_maintain, MAINTAIN_INTERVAL_MS))
 				step("crm_gdpr: access log partitions and retention", "SELECT gdpr._log_maintain()");
-			if (due(&last_journal, log_flush_interval))
+			if (due(&last_journal, crm_gdpr_log_flush_interval))
 			{
 				written = step("crm_gdpr: writing the journal and queued reads", "SELECT gdpr._log_flush(true)");
 				if (written > 0)
@@ -166,7 +145,7 @@ crm_gdpr_log_worker_main(Datum arg)
 			}
 			else
 				written = step("crm_gdpr: writing queued reads", "SELECT gdpr._log_flush(false)");
-			if (due(&last_seal, log_seal_interval * 1000L))
+			if (due(&last_seal, crm_gdpr_log_seal_interval * 1000L))
 				step("crm_gdpr: sealing the access log",
 					 "SELECT CASE WHEN gdpr._log_keyed_hash('\\x') IS NULL THEN 0 ELSE gdpr.seal_access_log() END");
 		}
@@ -176,10 +155,10 @@ crm_gdpr_log_worker_main(Datum arg)
 		 * database's): a loop that never waits would not see the postmaster
 		 * die.
 		 */
-		if (enable_log_writer && written > 0 && crm_gdpr_log_queue_busy() && PostmasterIsAlive())
+		if (crm_gdpr_enable_log_writer && written > 0 && crm_gdpr_log_queue_busy() && PostmasterIsAlive())
 			continue;
 		(void) WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
-						 log_flush_interval, PG_WAIT_EXTENSION);
+						 crm_gdpr_log_flush_interval, PG_WAIT_EXTENSION);
 		ResetLatch(MyLatch);
 	}
 }

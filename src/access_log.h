@@ -1,0 +1,121 @@
+/*
+ * access_log.h — what the access log's C files share: the record of a read
+ * or a logged event on its way to the queue (log_record.c fills it,
+ * log_queue.c carries it), the log row's columns (log_fold.c), the
+ * subjects' references and the rows' MAC (log_refs.c, log_mac.c).
+ */
+#ifndef CRM_GDPR_ACCESS_LOG_H
+#define CRM_GDPR_ACCESS_LOG_H
+
+#include "datatype/timestamp.h"
+#include "utils/tuplestore.h"
+
+#include "keys.h"
+
+/* The access log's MAC: fingerprint || 32 bytes (log_mac.c). */
+#define LOG_MAC_BYTES (KEY_FINGERPRINT_BYTES + 32)
+extern bool crm_gdpr_log_mac(const unsigned char *msg, size_t len, const unsigned char *fingerprint,
+							 unsigned char *out);
+
+/* Subjects' references in the log: keyed pseudonyms (log_refs.c). */
+extern text *crm_gdpr_log_subject_ref(const char *id, size_t len);
+extern text *crm_gdpr_log_subject_ref_under(const char *id, size_t len, const unsigned char *fingerprint);
+extern void crm_gdpr_cache_log_refs(void);
+extern void crm_gdpr_log_subject_refs(const char **ids, int n, Datum *refs);
+extern void crm_gdpr_log_refs_forget(void);
+
+/* The read queue's records (log_queue.c) and their limits. */
+#define LOG_RECORD_COLUMNS 256
+#define LOG_RECORD_SUBJECTS 8
+#define LOG_RECORD_SUBJECT_LEN 40
+/* Identical reads, and identical write statements, folded into one log row at most. */
+#define LOG_FOLD_MAX 100
+/*
+ * A record on its way to the queue: its numbers, and strings borrowed from
+ * the caller (never NULL, "" for none) until the queue copies them, cut to
+ * the lengths below (LOG_RECORD_STRINGS in all).
+ */
+typedef struct LogRecord
+{
+	TimestampTz at;
+	Oid			dbid;
+	Oid			relid;
+	int			pid;
+	int			nsubjects;
+	int64		rows;
+	int64		query_id;
+	const char *operation;		/* up to 11 bytes */
+	const char *role;			/* names: NAMEDATALEN - 1 */
+	const char *session_role;
+	const char *appname;
+	const char *client;			/* 47 */
+	const char *purpose;		/* NAMEDATALEN - 1 */
+	const char *detail;			/* a JSON object of 127 bytes at most, or "" */
+	const char *columns;		/* LOG_RECORD_COLUMNS - 1 */
+	const char *subjects[LOG_RECORD_SUBJECTS];	/* LOG_RECORD_SUBJECT_LEN - 1 each */
+} LogRecord;
+
+#define LOG_RECORD_STRINGS (12 + 4 * NAMEDATALEN + 48 + 128 + LOG_RECORD_COLUMNS + \
+							LOG_RECORD_SUBJECTS * LOG_RECORD_SUBJECT_LEN)
+
+/* log_queue.c: the shared-memory queue of reads */
+extern void crm_gdpr_log_queue_init(bool preloading);
+extern bool crm_gdpr_log_queue_ready(void);
+extern void crm_gdpr_log_enqueue(const LogRecord *rec);
+extern void crm_gdpr_log_queue_count_server_log(void);
+extern bool crm_gdpr_log_queue_busy(void);
+extern void crm_gdpr_log_queue_set_writer(void);
+
+/* log_record.c: a record's common fields, and where it goes */
+extern void crm_gdpr_fill_log_record(LogRecord *rec, const char *operation, Oid relid);
+extern void crm_gdpr_send_log_record(const LogRecord *rec);
+extern char *crm_gdpr_log_purpose(void);
+extern const char *crm_gdpr_role_name(Oid roleid, int slot);
+extern bool crm_gdpr_is_admin(Oid roleid);
+
+/*
+ * The columns of a log row, named once for both take functions
+ * (gdpr._log_queue_take in log_queue_take.c, gdpr._log_journal_take in
+ * log_journal.c): each fills a LogRow by name and returns the 17 columns its
+ * SQL declaration lists, in that order (released declarations: the order
+ * never changes).  log_row.c puts a row out.
+ */
+typedef enum LogColumn
+{
+	LOG_AT, LOG_LAST_AT, LOG_ROLE, LOG_SESSION_ROLE, LOG_APPNAME, LOG_CLIENT, LOG_PID, LOG_OPERATION,
+	LOG_TBL, LOG_TABLE_NAME, LOG_COLUMNS, LOG_SUBJECT_REFS, LOG_SUBJECTS, LOG_ROW_COUNT, LOG_QUERY_ID,
+	LOG_PURPOSE, LOG_DETAIL, LOG_TIMES,
+	LOG_COLUMN_COUNT
+} LogColumn;
+
+typedef struct LogRow
+{
+	Datum		value[LOG_COLUMN_COUNT];
+	bool		null[LOG_COLUMN_COUNT];
+} LogRow;
+
+/* A column's value; NULL when isnull (value is then ignored). */
+static inline void
+log_row_set(LogRow *row, LogColumn column, Datum value, bool isnull)
+{
+	row->value[column] = isnull ? (Datum) 0 : value;
+	row->null[column] = isnull;
+}
+
+extern void crm_gdpr_put_log_row(Tuplestorestate *store, TupleDesc desc, const LogRow *row,
+								 const LogColumn *order, int ncolumns);
+extern Datum crm_gdpr_name_array(char *joined, char separator);
+extern char *crm_gdpr_qualified_relname(Oid relid);
+
+/*
+ * Lists (columns, subject references) in a journal row are joined with this
+ * byte, which no name or reference holds (log_write.c writes them,
+ * log_journal.c reads them).
+ */
+#define LOG_LIST_SEPARATOR '\x1f'
+
+/* The write trigger names its triggers with this prefix (log_write.c). */
+#define LOG_TRIGGER_PREFIX "gdpr_log_"
+extern void crm_gdpr_log_write_init(void);
+
+#endif							/* CRM_GDPR_ACCESS_LOG_H */

@@ -1,0 +1,228 @@
+/*
+ * log_record.c — the record of a read or of an event, and where it goes.
+ *
+ * A record's common fields (when, who, from where, for what purpose) are
+ * filled here for every reader, with the role names and the client's address
+ * cached per backend: a read costs a copy, not catalog lookups.  A record
+ * goes to the shared-memory queue (log_queue.c); on a hot standby nothing
+ * can be written, and it goes to the server log instead, as one line
+ * "crm_gdpr read: {json}".
+ */
+#include "postgres.h"
+
+#include "access/xact.h"
+#include "access/xlog.h"
+#include "catalog/pg_type.h"
+#include "fmgr.h"
+#include "miscadmin.h"
+#include "utils/acl.h"
+#include "utils/array.h"
+#include "utils/backend_status.h"
+#include "utils/builtins.h"
+#include "utils/guc.h"
+#include "utils/inval.h"
+#include "utils/json.h"
+#include "utils/syscache.h"
+#include "utils/timestamp.h"
+
+#include "read_hook.h"
+#include "settings.h"
+
+
+char *
+crm_gdpr_log_purpose(void)
+{
+	return crm_gdpr_purpose ? crm_gdpr_purpose : "";
+}
+
+bool
+crm_gdpr_is_admin(Oid roleid)
+{
+	Oid			admin = get_role_oid("gdpr_admin", true);
+
+	return superuser_arg(roleid) || (OidIsValid(admin) && has_privs_of_role(roleid, admin));
+}
+
+
+/* inet_client_addr(), once per backend ("" for a Unix socket). */
+static const char *
+client_address(void)
+{
+	static char addr[48] = "";
+	static bool known = false;
+
+	if (!known)
+	{
+		LOCAL_FCINFO(fcinfo, 0);
+		Datum		inet;
+
+		InitFunctionCallInfoData(*fcinfo, NULL, 0, InvalidOid, NULL, NULL);
+		inet = inet_client_addr(fcinfo);
+		if (!fcinfo->isnull)
+			strlcpy(addr, DatumGetCString(DirectFunctionCall1(inet_out, inet)), sizeof(addr));
+		known = true;
+	}
+	return addr;
+}
+
+/*
+ * Role names, cached: a read costs a copy, not two catalog lookups.  Any
+ * change to pg_authid (a rename) empties the cache.
+ */
+#define ROLE_SLOTS 3
+static Oid	cached_role[ROLE_SLOTS] = {InvalidOid, InvalidOid, InvalidOid};
+static NameData cached_role_name[ROLE_SLOTS];
+static bool role_callback_registered = false;
+
+static void
+forget_role_names(Datum arg, int cacheid, uint32 hashvalue)
+{
+	for (int i = 0; i < ROLE_SLOTS; i++)
+		cached_role[i] = InvalidOid;
+}
+
+/*
+ * A role's name, remembered per slot (the current user, the session user,
+ * the writer of a logged write): the log names the same roles statement
+ * after statement.
+ */
+const char *
+crm_gdpr_role_name(Oid roleid, int slot)
+{
+	if (!role_callback_registered)
+	{
+		CacheRegisterSyscacheCallback(AUTHOID, forget_role_names, (Datum) 0);
+		role_callback_registered = true;
+	}
+	if (cached_role[slot] != roleid)
+	{
+		namestrcpy(&cached_role_name[slot], GetUserNameFromId(roleid, false));
+		cached_role[slot] = roleid;
+	}
+	return NameStr(cached_role_name[slot]);
+}
+
+void
+crm_gdpr_fill_log_record(LogRecord *rec, const char *operation, Oid relid)
+{
+	/*
+	 * The statement's start: no clock read per query.  It is never older than
+	 * the start of the (still running) transaction, which is what the seal's
+	 * horizon relies on.
+	 */
+	rec->at = GetCurrentStatementStartTimestamp();
+	rec->dbid = MyDatabaseId;
+	rec->relid = relid;
+	rec->pid = MyProcPid;
+	rec->nsubjects = 0;
+	rec->rows = 0;
+	rec->query_id = pgstat_get_my_query_id();
+	rec->operation = operation;
+	rec->role = crm_gdpr_role_name(GetUserId(), 0);
+	rec->session_role = crm_gdpr_role_name(GetSessionUserId(), 1);
+	rec->appname = application_name ? application_name : "";
+	rec->client = client_address();
+	rec->purpose = crm_gdpr_log_purpose();
+	rec->detail = "";
+	rec->columns = "";
+}
+
+/* On a standby nothing is written: the server log keeps the record. */
+static void
+log_to_server_log(const LogRecord *rec)
+{
+	StringInfoData buf;
+	char	   *table_name;
+
+	initStringInfo(&buf);
+	appendStringInfo(&buf, "{\"at\": \"%s\", \"operation\": ", timestamptz_to_str(rec->at));
+	escape_json(&buf, rec->operation);
+	appendStringInfoString(&buf, ", \"role\": ");
+	escape_json(&buf, rec->role);
+	appendStringInfoString(&buf, ", \"session_user\": ");
+	escape_json(&buf, rec->session_role);
+	appendStringInfoString(&buf, ", \"application_name\": ");
+	escape_json(&buf, rec->appname);
+	appendStringInfoString(&buf, ", \"table\": ");
+	table_name = crm_gdpr_qualified_relname(rec->relid);
+	escape_json(&buf, table_name ? table_name : "");
+	appendStringInfoString(&buf, ", \"columns\": ");
+	escape_json(&buf, rec->columns);
+	appendStringInfo(&buf, ", \"rows\": " INT64_FORMAT ", \"subjects\": %d, \"purpose\": ", rec->rows, rec->nsubjects);
+	escape_json(&buf, rec->purpose);
+	if (rec->detail[0])
+		appendStringInfo(&buf, ", \"detail\": %s", rec->detail);
+	appendStringInfoChar(&buf, '}');
+	ereport(LOG, (errmsg("crm_gdpr read: %s", buf.data), errhidestmt(true)));
+	crm_gdpr_log_queue_count_server_log();
+	pfree(buf.data);
+}
+
+/* To the queue, or on a standby to the server log. */
+void
+crm_gdpr_send_log_record(const LogRecord *rec)
+{
+	if (RecoveryInProgress())
+		log_to_server_log(rec);
+	else
+		crm_gdpr_log_enqueue(rec);
+}
+
+void
+crm_gdpr_record_read(const char *operation, Oid relid, const char *columns, int64 rows,
+					 int nsubjects, char subjects[][LOG_RECORD_SUBJECT_LEN], const char *refused)
+{
+	LogRecord	rec;
+
+	crm_gdpr_fill_log_record(&rec, operation, relid);
+	rec.rows = rows;
+	rec.columns = columns;
+	rec.nsubjects = nsubjects;
+	for (int i = 0; i < nsubjects; i++)
+		rec.subjects[i] = subjects[i];
+	if (refused)
+	{
+		StringInfoData buf;
+
+		initStringInfo(&buf);
+		appendStringInfoString(&buf, "{\"refused\": ");
+		escape_json(&buf, refused);
+		appendStringInfoChar(&buf, '}');
+		rec.detail = buf.data;
+	}
+	crm_gdpr_send_log_record(&rec);
+}
+
+/*
+ * gdpr._log_event() where nothing can be written (a standby, a read-only
+ * transaction): the event takes the readers' way, through the queue (or the
+ * server log on a standby).  The role is the caller of the extension's
+ * function.  A detail too long for the record is left out.
+ */
+PG_FUNCTION_INFO_V1(gdpr_log_enqueue);
+Datum
+gdpr_log_enqueue(PG_FUNCTION_ARGS)
+{
+	LogRecord	rec;
+
+	crm_gdpr_fill_log_record(&rec, text_to_cstring(PG_GETARG_TEXT_PP(0)),
+							 PG_ARGISNULL(1) ? InvalidOid : PG_GETARG_OID(1));
+	rec.role = GetUserNameFromId(GetOuterUserId(), false);
+	if (!PG_ARGISNULL(2))
+	{
+		ArrayType  *ids = PG_GETARG_ARRAYTYPE_P(2);
+		Datum	   *items;
+		bool	   *nulls;
+		int			n;
+
+		deconstruct_array(ids, TEXTOID, -1, false, TYPALIGN_INT, &items, &nulls, &n);
+		for (int i = 0; i < n && rec.nsubjects < LOG_RECORD_SUBJECTS; i++)
+			if (!nulls[i])
+				rec.subjects[rec.nsubjects++] = TextDatumGetCString(items[i]);
+	}
+	rec.rows = PG_ARGISNULL(3) ? 0 : PG_GETARG_INT64(3);
+	if (!PG_ARGISNULL(4))
+		rec.detail = text_to_cstring(PG_GETARG_TEXT_PP(4));	/* left out by the queue if too long */
+	crm_gdpr_send_log_record(&rec);
+	PG_RETURN_VOID();
+}

@@ -1,0 +1,62 @@
+/*
+ * read_hook.h — what the read hooks' files share: the registered tables a
+ * query reads (read_subjects.c finds them and their subjects), the relation
+ * cache (rel_cache.c), and the hooks themselves (read_hook.c).
+ */
+#ifndef CRM_GDPR_READ_HOOK_H
+#define CRM_GDPR_READ_HOOK_H
+
+#include "executor/execdesc.h"
+#include "utils/relcache.h"
+
+#include "access_log.h"
+
+/* One registered table a query reads. */
+typedef struct ReadRel
+{
+	Oid			relid;
+	Index		rti;			/* its range table index */
+	AttrNumber	subject_attnum; /* its subject key column, or 0 */
+	AttrNumber	subject_resno;	/* result column with its subject key, or 0 */
+	int			nsubjects;
+	char		columns[LOG_RECORD_COLUMNS];
+	char		subjects[LOG_RECORD_SUBJECTS][LOG_RECORD_SUBJECT_LEN];
+} ReadRel;
+
+/* What one running query reads; lives in its executor memory. */
+typedef struct QueryReads
+{
+	DestReceiver wrapper;		/* first: the executor calls it as a DestReceiver */
+	DestReceiver *inner;
+	QueryDesc  *query;
+	struct QueryReads *next;
+	bool		linked;
+	int64		limit;			/* crm_gdpr.max_rows_per_query for this reader, or 0 */
+	int64		sent;
+	int			nrels;
+	ReadRel		rels[FLEXIBLE_ARRAY_MEMBER];
+} QueryReads;
+
+/* rel_cache.c: whether a relation is registered, its subject key, column lists */
+typedef struct RelInfo
+{
+	Oid			relid;
+	bool		registered;
+	AttrNumber	subject_attnum; /* 0 when unknown */
+} RelInfo;
+
+extern const RelInfo *crm_gdpr_rel_info(Oid relid);
+extern const char *crm_gdpr_registered_subject_column(Relation rel);
+extern void crm_gdpr_column_list(Relation rel, Bitmapset *selected, char *out);
+extern void crm_gdpr_cached_column_list(Oid relid, Bitmapset *selected, char *out);
+
+/* read_subjects.c: the registered tables and subjects of a query, the result wrapper */
+extern QueryReads *crm_gdpr_find_reads(QueryDesc *query);
+extern bool crm_gdpr_needs_wrapper(QueryReads *reads);
+extern void crm_gdpr_record_query(QueryReads *reads, int64 rows, const char *refused);
+
+/* log_record.c: one read's record, to the queue or (on a standby) the server log */
+extern void crm_gdpr_record_read(const char *operation, Oid relid, const char *columns, int64 rows,
+								 int nsubjects, char subjects[][LOG_RECORD_SUBJECT_LEN], const char *refused);
+
+#endif							/* CRM_GDPR_READ_HOOK_H */
