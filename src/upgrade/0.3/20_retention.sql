@@ -270,7 +270,7 @@ DECLARE
   excluded text := gdpr._purge_excluded(pol.tbl);
   res jsonb;
 BEGIN
-  PERFORM set_config('lock_timeout', coalesce(nullif(current_setting('crm_gdpr.purge_lock_timeout', true), ''), '1s'), true);
+  PERFORM set_config('lock_timeout', gdpr.setting('purge_lock_timeout'), true);
   cascaded := 0;
   IF sql ~ '^DELETE ' THEN
     cascaded := gdpr._cascade_deleted(pol.tbl);
