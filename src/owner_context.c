@@ -22,6 +22,7 @@
  */
 #include "postgres.h"
 
+#include "catalog/namespace.h"
 #include "catalog/pg_class.h"
 #include "catalog/pg_proc.h"
 #include "catalog/pg_type.h"
@@ -37,6 +38,8 @@
 #include "utils/syscache.h"
 
 #include "crm_gdpr.h"
+
+#define SAFE_SEARCH_PATH "pg_catalog, pg_temp"
 
 /* > 0 while a statement of the extension runs as a table's owner. */
 int			crm_gdpr_owner_exec_depth = 0;
@@ -78,8 +81,15 @@ enter_user_context(Oid userid, OwnerContext *ctx)
 	SetUserIdAndSecContext(userid,
 						   ctx->saved_sec_context | SECURITY_LOCAL_USERID_CHANGE |
 						   SECURITY_RESTRICTED_OPERATION);
-	(void) set_config_option("search_path", "pg_catalog, pg_temp",
-							 PGC_USERSET, PGC_S_SESSION, GUC_ACTION_SAVE, true, 0, false);
+	/*
+	 * The extension's functions already run with this search_path (their SET
+	 * clause): setting it again would only make every later name look-up
+	 * recompute the path.  The nest level above still undoes whatever the
+	 * owner's code sets during the statement.
+	 */
+	if (namespace_search_path == NULL || strcmp(namespace_search_path, SAFE_SEARCH_PATH) != 0)
+		(void) set_config_option("search_path", SAFE_SEARCH_PATH,
+								 PGC_USERSET, PGC_S_SESSION, GUC_ACTION_SAVE, true, 0, false);
 }
 
 void

@@ -1,6 +1,6 @@
 -- Retention: legal holds, the purge of what is past its period, and its
 -- history.  The purge applies gdpr.retention_policies (10_registry.sql); the
--- background worker (src/worker.c) runs it on its own, one batch per
+-- background worker (src/purge_worker.c) runs it on its own, one batch per
 -- transaction; gdpr.purge() runs it by hand, in the caller's transaction.
 
 CREATE TABLE gdpr.holds (

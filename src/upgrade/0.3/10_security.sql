@@ -757,30 +757,57 @@ BEGIN
 END
 $$;
 
--- Anonymise the rows t of tbl matching cond (with params $1...), as the table's owner; the column
--- actions for the report.  Pseudonyms are computed outside the owner's
--- statement, for the rows it selected and locked.
+-- Anonymise the rows t of tbl matching cond (with params $1...), as the
+-- table's owner, in one UPDATE; the column actions for the report.  The
+-- rows are first selected and locked with the text of the columns to
+-- pseudonymise, whose pseudonyms are computed here, outside the owner's
+-- statement, and passed back with the rows' ctids.
 CREATE OR REPLACE FUNCTION gdpr._anonymise_rows(tbl regclass, cond text, params text[] DEFAULT '{}') RETURNS jsonb
   LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
   sets text;
+  pcols name[];
   actions jsonb;
-  c name;
+  rows jsonb;
+  args text[] := params;
+  n int := cardinality(params);
 BEGIN
   SELECT string_agg(format('%I = %s', x.col, gdpr._action_expr(tbl, x.col, x.action)), ', ')
            FILTER (WHERE x.action <> 'pseudonymise'),
+         array_agg(x.col ORDER BY x.col) FILTER (WHERE x.action = 'pseudonymise'),
          coalesce(jsonb_object_agg(x.col, x.action), '{}')
-    INTO sets, actions
+    INTO sets, pcols, actions
     FROM gdpr._erasure_column_actions(tbl) x WHERE x.action IS NOT NULL;
-  IF sets IS NOT NULL THEN
-    PERFORM gdpr._owner_exec(tbl, format('UPDATE %s t SET %s WHERE %s', tbl, sets, cond), VARIADIC params);
+  IF pcols IS NULL THEN
+    IF sets IS NOT NULL THEN
+      PERFORM gdpr._owner_exec(tbl, format('UPDATE %s t SET %s WHERE %s', tbl, sets, cond), VARIADIC params);
+    END IF;
+    RETURN actions;
   END IF;
-  FOR c IN SELECT x.col FROM gdpr._erasure_column_actions(tbl) x WHERE x.action = 'pseudonymise' LOOP
-    PERFORM gdpr._write_pseudonyms(tbl, c, gdpr._owner_query(tbl, format(
-      'SELECT jsonb_build_object(''c'', coalesce(jsonb_agg(x.ctid::text), ''[]''), ''v'', coalesce(jsonb_agg(x.v), ''[]''))
-         FROM (SELECT t.ctid, t.%I::text AS v FROM %s t WHERE (%s) AND t.%I IS NOT NULL FOR UPDATE) x',
-      c, tbl, cond, c), VARIADIC params), 'erasure');
+  rows := gdpr._owner_query(tbl, format(
+    'SELECT jsonb_build_object(''c'', coalesce(jsonb_agg(x.gdpr_ctid::text), ''[]''),
+                               ''v'', coalesce(jsonb_agg(jsonb_build_array(%s)), ''[]''))
+       FROM (SELECT t.ctid AS gdpr_ctid, %s FROM %s t WHERE %s FOR UPDATE) x',
+    (SELECT string_agg(format('x.gdpr_v%s', i), ', ' ORDER BY i) FROM generate_subscripts(pcols, 1) i),
+    (SELECT string_agg(format('t.%I::text AS gdpr_v%s', pcols[i], i), ', ' ORDER BY i) FROM generate_subscripts(pcols, 1) i),
+    tbl, cond), VARIADIC params);
+  IF jsonb_array_length(rows -> 'c') = 0 THEN
+    RETURN actions;
+  END IF;
+  args := args || (SELECT array_agg(c ORDER BY o) FROM jsonb_array_elements_text(rows -> 'c') WITH ORDINALITY x(c, o))::text;
+  FOR i IN 1 .. cardinality(pcols) LOOP
+    args := args || (SELECT array_agg(gdpr._pseudonym(r ->> (i - 1), 'erasure') ORDER BY o)
+                       FROM jsonb_array_elements(rows -> 'v') WITH ORDINALITY x(r, o))::text;
   END LOOP;
+  PERFORM gdpr._owner_exec(tbl, format(
+    'UPDATE %s t SET %s FROM unnest($%s::tid[], %s) v(gdpr_ctid, %s) WHERE t.ctid = v.gdpr_ctid',
+    tbl,
+    concat_ws(', ', sets, (SELECT string_agg(format('%I = v.gdpr_p%s::%s', pcols[i], i, (gdpr._column(tbl, pcols[i])).typ),
+                                             ', ' ORDER BY i) FROM generate_subscripts(pcols, 1) i)),
+    n + 1,
+    (SELECT string_agg(format('$%s::text[]', n + 1 + i), ', ' ORDER BY i) FROM generate_subscripts(pcols, 1) i),
+    (SELECT string_agg(format('gdpr_p%s', i), ', ' ORDER BY i) FROM generate_subscripts(pcols, 1) i)),
+    VARIADIC args);
   RETURN actions;
 END
 $$;
