@@ -12,6 +12,8 @@ SELECT (array_agg(id ORDER BY id))[10] AS c1, (array_agg(id ORDER BY id))[11] AS
 \echo 'A contact asks for a copy of his data (Art. 15): the request starts a one-month clock.'
 SELECT gdpr.open_request(:'c1', 'access', now() - interval '3 days') AS access_request \gset
 SELECT id, kind, received_at::date, due_at::date, state FROM gdpr.requests_due WHERE id = :access_request;
+\echo 'His identity is checked first (Art. 12(6)): without it, no export or erasure runs for the request.'
+SELECT gdpr.verify_identity(:access_request, 'authenticated_account') \g /dev/null
 \echo
 \echo 'gdpr.export_subject answers it: his rows in every registered table, and what Art. 15 says he must be told.'
 \pset format unaligned
@@ -50,6 +52,7 @@ SELECT id AS forgotten, email AS forgotten_email FROM crm.contacts c
  WHERE EXISTS (SELECT FROM crm.orders o WHERE o.contact_id = c.id)
    AND EXISTS (SELECT FROM crm.interactions i WHERE i.contact_id = c.id) ORDER BY id LIMIT 1 \gset
 SELECT gdpr.open_request(:'forgotten', 'erasure') AS erasure_request \gset
+SELECT gdpr.verify_identity(:erasure_request, 'identity_document') \g /dev/null
 \pset format unaligned
 \pset tuples_only on
 SELECT jsonb_pretty(gdpr.erase_subject(:'forgotten', :erasure_request));

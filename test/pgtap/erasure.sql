@@ -18,6 +18,7 @@ SELECT count(*) AS orders_before FROM crm.orders WHERE contact_id = :customer \g
 SELECT first_name AS customer_first_name FROM crm.contacts WHERE id = :customer \gset
 
 SELECT gdpr.open_request(:'prospect', 'erasure') AS req \gset
+SELECT gdpr.verify_identity(:req, 'identity_document');
 SELECT gdpr.erase_subject(:'prospect', :req) AS report \gset
 SELECT is((:'report'::jsonb) ->> 'status', 'erased', 'the prospect is erased');
 SELECT is((SELECT count(*) FROM crm.contacts WHERE id = :prospect), 0::bigint, 'his row is deleted');

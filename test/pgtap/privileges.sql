@@ -49,11 +49,12 @@ SELECT is((SELECT array_agg(DISTINCT proname::text ORDER BY proname::text) FROM 
 SELECT is((SELECT array_agg(relname::text ORDER BY relname::text) FROM pg_class
             WHERE relnamespace = 'gdpr'::regnamespace AND has_table_privilege('crm_gdpr_t_auditor', oid, 'SELECT')),
           ARRAY['access_log', 'access_log_retention', 'access_log_seals', 'access_log_status', 'access_violations',
-                'breaches', 'breaches_due', 'consent_log', 'consent_status', 'erasures', 'holds', 'holds_in_force',
+                'breach_register', 'breaches', 'breaches_due', 'consent_log', 'consent_status', 'controller',
+                'dpia_register', 'dpias', 'erasures', 'holds', 'holds_in_force',
                 'mass_read_alarms', 'personal_columns', 'personal_data', 'processing_register', 'purge_history',
                 'purpose_notices', 'purposes', 'read_volume', 'recipients', 'registered_tables', 'registry_changes',
-                'requests', 'requests_due', 'restrictions', 'retention_policies', 'retention_status',
-                'subject_tables', 'suppressions', 'unclassified_columns'],
+                'requests', 'requests_due', 'requests_due_soon', 'restrictions', 'retention_policies', 'retention_status',
+                'subject_categories', 'subject_tables', 'suppressions', 'unclassified_columns', 'validations'],
           'gdpr_auditor reads the registry, the ledgers, the access log and the views, and nothing else (no keys, no journal)');
 
 SET LOCAL ROLE crm_gdpr_t_app;

@@ -82,6 +82,7 @@ SELECT gdpr.register_table('crm.vault');
 INSERT INTO crm.vault VALUES (1, 20, gdpr.encrypt_for_subject('his diary', '20'),
                               gdpr.encrypt('a note', 'crm.vault.note'), gdpr.encrypt('elsewhere', 'another context'));
 SELECT gdpr.open_request('20', 'access') AS r20 \gset
+SELECT gdpr.verify_identity(:r20, 'authenticated_account');
 SELECT gdpr.export_subject('20', request_id => :r20) AS doc \gset
 SELECT is((:'doc'::jsonb) -> 'subject', '{"table": "crm.contacts", "id": "20"}', 'the export names the subject');
 SELECT is(jsonb_array_length((:'doc'::jsonb) #> '{data,crm.contacts}'), 1, 'his row');

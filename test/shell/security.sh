@@ -349,6 +349,10 @@ reason='Mr Martin, 12 rue de la Paix'
 q -U crm_owner -d sec -c "INSERT INTO crm.contacts (id, first_name, last_name, email, phone, address, city, last_contact_at)
   VALUES ($id, 'Zacharie', 'Quillard', '$email', '$phone', '12 rue de la Paix', 'Paris', now())" >/dev/null
 request=$(as adm sec "SELECT gdpr.open_request('$id', 'erasure')" | head -n 1)
+# The registers of issue 21 name him too: the request's contact, a breach's list of people.
+as adm sec "SELECT gdpr.verify_identity($request, 'identity_document')" \
+  "SELECT gdpr.set_requester_contact($request, '$email')" \
+  "SELECT gdpr.link_breach_subject_ids(gdpr.report_breach('laptop lost'), ARRAY['$id'])" >/dev/null
 hold=$(as adm sec "SELECT gdpr.place_hold('$id', '$reason: litigation')" | head -n 1)
 [[ "$request" =~ ^[0-9]+$ && "$hold" =~ ^[0-9]+$ ]] || bad "finding 4" "setup: open_request or place_hold failed: $request $hold"
 steps=(
