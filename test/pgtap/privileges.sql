@@ -54,6 +54,7 @@ SELECT is((SELECT array_agg(relname::text ORDER BY relname::text) FROM pg_class
                 'mass_read_alarms', 'personal_columns', 'personal_data', 'processing_register', 'purge_history',
                 'purpose_notices', 'purposes', 'read_volume', 'recipients', 'registered_tables', 'registry_changes',
                 'requests', 'requests_due', 'requests_due_soon', 'restrictions', 'retention_policies', 'retention_status',
+                'schema_template_drift', 'schema_templates',
                 'subject_categories', 'subject_tables', 'suppressions', 'unclassified_columns', 'validations'],
           'gdpr_auditor reads the registry, the ledgers, the access log and the views, and nothing else (no keys, no journal)');
 
