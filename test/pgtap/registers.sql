@@ -2,7 +2,7 @@
 -- categories, measures in force), breaches (Art. 33, 34), requests with the
 -- identity check and reminders, DPIA, data quality, the compliance report.
 BEGIN;
-SELECT plan(112);
+SELECT plan(113);
 
 \set QUIET on
 SET client_min_messages = warning;
@@ -171,6 +171,8 @@ SELECT throws_ok(format('SELECT gdpr.close_breach(%s, %L)', :b2, 'not notifiable
 SELECT gdpr.close_breach(:b2, 'not notifiable', 'Attachment encrypted, key not disclosed');
 SELECT is((SELECT state FROM gdpr.breach_register WHERE id = :b2), 'not notifiable',
           'a minor incident is closed, not overdue forever');
+SELECT is((SELECT state || '/' || late FROM gdpr.breaches_due WHERE id = :b2), 'not notifiable/false',
+          'and breaches_due no longer calls it overdue');
 
 -------------------------------------------------------------- requests
 SELECT gdpr.open_request('40', 'access', now() - interval '25 days') AS r40 \gset

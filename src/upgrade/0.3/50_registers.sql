@@ -846,6 +846,24 @@ GRANT EXECUTE ON FUNCTION gdpr.breach_natures(), gdpr.breach_risk_levels(), gdpr
   gdpr.breach_notification(bigint, text, text) TO gdpr_admin, gdpr_auditor;
 GRANT SELECT ON gdpr.breach_register TO gdpr_admin, gdpr_auditor;
 
+-- The 72-hour clock of Art. 33(1), now that a breach has an outcome: one
+-- assessed "not notifiable" (with its reason) is closed, not overdue for
+-- ever; one closed "notified late" says so.
+CREATE OR REPLACE VIEW gdpr.breaches_due AS
+SELECT b.id, b.description, b.detected_at, b.subjects,
+       b.detected_at + interval '72 hours' AS notify_by,
+       b.notified_at, b.reference,
+       CASE WHEN b.outcome = 'not notifiable' THEN 'not notifiable'
+            WHEN b.notified_at IS NOT NULL AND b.notified_at <= b.detected_at + interval '72 hours' THEN 'notified'
+            WHEN b.notified_at IS NOT NULL THEN 'notified late'
+            WHEN now() > b.detected_at + interval '72 hours' THEN 'overdue'
+            ELSE 'open' END AS state,
+       CASE WHEN b.notified_at IS NULL AND b.outcome IS DISTINCT FROM 'not notifiable'
+            THEN date_trunc('second', b.detected_at + interval '72 hours' - now()) END AS time_left,
+       (b.notified_at IS NULL AND b.outcome IS DISTINCT FROM 'not notifiable' AND now() > b.detected_at + interval '72 hours')
+         OR coalesce(b.notified_at > b.detected_at + interval '72 hours', false) AS late
+  FROM gdpr.breaches b;
+
 -- ==== from src/sql/86_requests.sql
 -- Requests, completed: the requester's identity is verified (method, by
 -- whom, when) before an access, portability or erasure request may be
