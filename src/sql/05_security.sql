@@ -33,12 +33,17 @@ CREATE FUNCTION gdpr._pseudonym(value text, domain text) RETURNS text
 
 -- Whether role holds every privilege of the list on tbl, and USAGE on its schema.
 CREATE FUNCTION gdpr._holds_privileges(role name, tbl regclass, privilege text) RETURNS boolean
-  LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp
-  -- (has_table_privilege(..., 'A, B') is true when ANY is held: each is asked.)
+  LANGUAGE plpgsql STABLE SET search_path = pg_catalog, pg_temp AS $$
+BEGIN
+  -- has_table_privilege(..., 'A, B') is true when ANY is held: each is asked.
+  -- (PL/pgSQL: its plan is kept; a SQL function with SET is planned at every
+  -- call, and export and erasure ask this for every table.)
   RETURN role IS NOT NULL
          AND has_schema_privilege(role, (SELECT c.relnamespace FROM pg_class c WHERE c.oid = tbl), 'USAGE')
-         AND NOT EXISTS (SELECT FROM regexp_split_to_table(privilege, '\s*,\s*') p
+         AND NOT EXISTS (SELECT FROM unnest(string_to_array(replace(privilege, ' ', ''), ',')) p
                           WHERE NOT has_table_privilege(role, tbl, p));
+END
+$$;
 
 -- 42501 unless the caller holds privilege (a has_table_privilege list, e.g.
 -- 'DELETE') on tbl and USAGE on its schema; action says what needed it.
