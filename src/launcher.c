@@ -357,6 +357,12 @@ launcher_round(void)
 	for (int k = 0; k < nknown; k++)
 		if (known[k].seen && known[k].wanted && crm_gdpr_db_slot(known[k].dboid, false) == NULL)
 			probe(&known[k]);
+	/* Forget the databases dropped. */
+	for (int k = 0; k < nknown;)
+		if (known[k].seen)
+			k++;
+		else
+			known[k] = known[--nknown];
 }
 
 void

@@ -205,7 +205,7 @@ queue_full_error(void)
 			(errcode(ERRCODE_INSUFFICIENT_RESOURCES),
 			 errmsg("crm_gdpr: this database's share of the read queue is full; the read cannot be logged"),
 			 errdetail("crm_gdpr.log_queue_full is \"%s\".", crm_gdpr_log_queue_full == LOG_QUEUE_FULL_WAIT ?
-					   "wait, and no log writer runs in this database" : "error"),
+					   "wait, and no log writer takes this database's reads now" : "error"),
 			 errhint("See gdpr.access_log_queue_drops(); raise crm_gdpr.log_queue_size, or check the log writer.")));
 }
 

@@ -139,6 +139,19 @@ is($node->safe_psql('crm1', q{SELECT role = current_user FROM gdpr.access_log_qu
 ok(wait_for('crm2', q{SELECT count(*) > 0 FROM gdpr.access_log WHERE application_name <> 'reader_crm2'}),
    'crm2 logs what its share held');
 
+# crm_gdpr.log_queue_full = wait: a flood waits for the log writer, loses nothing.
+$node->safe_psql('crm1', q{
+  SET crm_gdpr.log_queue_full = wait; SET application_name = 'waiter';
+  DO $$ BEGIN FOR i IN 1..3000 LOOP
+    PERFORM set_config('crm_gdpr.purpose', 'w' || i, false);
+    PERFORM email FROM contacts WHERE id = 1 + i % 10;
+  END LOOP; END $$;
+});
+ok(wait_for('crm1', q{SELECT sum(times) = 3000 FROM gdpr.access_log WHERE application_name = 'waiter'}),
+   'log_queue_full = wait: 3000 unfoldable reads in one statement, all logged');
+is($node->safe_psql('crm1', q{SELECT count(*) FROM gdpr.access_log_queue_drops() WHERE database = 'crm1'}), '0',
+   'none dropped');
+
 # crm_gdpr.log_queue_full = error: when its share is full, the read fails.
 $node->safe_psql('postgres', q{ALTER SYSTEM SET crm_gdpr.enable_log_writer = off; SELECT pg_reload_conf()});
 sleep 1;
