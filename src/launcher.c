@@ -319,13 +319,14 @@ probe(Known *db)
 		return;
 	if ((slot = crm_gdpr_db_slot(db->dboid, true)) == NULL)
 	{
+		/* Said once; tried again at every round (a slot may be freed any time). */
 		if (!db->over_logged)
 			ereport(LOG,
-					(errmsg("crm_gdpr launcher: database \"%s\" is not served: crm_gdpr.max_databases (%d) databases are served already",
+					(errmsg("crm_gdpr launcher: database \"%s\" is not served: all crm_gdpr.max_databases (%d) slots are taken",
 							db->name, crm_gdpr_db_slot_count()),
+					 errdetail("Whether crm_gdpr is installed there cannot be checked either."),
 					 errhint("Raise crm_gdpr.max_databases (and max_worker_processes: 1 + 2 per database), or list the databases to serve in crm_gdpr.database.")));
 		db->over_logged = true;
-		db->probed = GetCurrentTimestamp();
 		return;
 	}
 	db->over_logged = false;

@@ -185,5 +185,18 @@ ok(wait_for('postgres', q{SELECT count(*) = 0 FROM pg_stat_activity WHERE datnam
 is($node->safe_psql('postgres', q{SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'crm_gdpr launcher'}), '1',
    'the launcher runs on');
 
+# Budget: crm_gdpr.max_databases = 1 with two databases with the extension:
+# one is served, the server log says which is not and why.
+$node->safe_psql('crm1', 'CREATE EXTENSION crm_gdpr');
+$node->safe_psql('postgres', 'CREATE DATABASE crm3');
+$node->safe_psql('crm3', 'CREATE EXTENSION crm_gdpr');
+$node->append_conf('postgresql.conf', 'crm_gdpr.max_databases = 1');
+my $log_offset = -s $node->logfile;
+$node->restart;
+ok(wait_for('postgres', q{SELECT count(*) = 2 FROM pg_stat_activity WHERE backend_type IN ('crm_gdpr log writer', 'crm_gdpr purge worker')
+  AND datname IN ('crm1', 'crm3')}, 20), 'max_databases = 1: one database is served');
+like(slurp_file($node->logfile, $log_offset), qr/is not served: all crm_gdpr.max_databases \(1\) slots are taken/,
+     'the server log says another is not, and why');
+
 $node->stop;
 done_testing();
