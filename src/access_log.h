@@ -65,6 +65,8 @@ extern void crm_gdpr_log_enqueue(const LogRecord *rec);
 extern void crm_gdpr_log_queue_count_server_log(void);
 extern bool crm_gdpr_log_queue_busy(void);
 extern void crm_gdpr_log_queue_set_writer(void);
+extern void crm_gdpr_log_queue_reserve(void);
+extern void crm_gdpr_log_queue_discard(Oid dboid);
 
 /* log_record.c: a record's common fields, and where it goes */
 extern void crm_gdpr_fill_log_record(LogRecord *rec, const char *operation, Oid relid);

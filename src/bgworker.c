@@ -1,7 +1,8 @@
 /*
- * bgworker.c — what the purge worker and the log writer share.
+ * bgworker.c — what the launcher, the purge worker and the log writer share.
  *
- * Both are registered the same way, connect to crm_gdpr.database, and do
+ * The purge worker and the log writer are started by the launcher for one
+ * database each (launcher.c), and do
  * their work in steps: one transaction each, with SPI connected and a
  * snapshot pushed, and their activity shown in pg_stat_activity.
  */
@@ -14,36 +15,65 @@
 #include "postmaster/bgworker.h"
 #include "postmaster/interrupt.h"
 #include "tcop/tcopprot.h"
+#include "storage/ipc.h"
 #include "utils/builtins.h"
+#include "utils/lsyscache.h"
+#include "utils/memutils.h"
+#include "commands/dbcommands.h"
 #include "utils/snapmgr.h"
 
 #include "crm_gdpr.h"
 #include "settings.h"
 #include "workers.h"
 
+static DbSlot *my_slot = NULL;
+static bool my_slot_writer = false;
+static char *my_dbname = NULL;
+
+const char *
+crm_gdpr_worker_database(void)
+{
+	return my_dbname ? my_dbname : "?";
+}
+
+static void
+forget_pid(int code, Datum arg)
+{
+	if (my_slot && my_slot->dboid == MyDatabaseId)
+		crm_gdpr_db_slot_set_pid(my_slot, my_slot_writer, 0);
+}
+
 /*
  * A worker's start: PostgreSQL's signal handlers (SIGTERM is die(), SIGHUP
- * sets ConfigReloadPending), connected to crm_gdpr.database, named in
- * pg_stat_activity, its own reads not logged.
+ * sets ConfigReloadPending), connected to the database the launcher gave it
+ * (arg), its pid in that database's slot, named in pg_stat_activity, its own
+ * reads not logged.
  */
 void
-crm_gdpr_worker_connect(const char *name)
+crm_gdpr_worker_connect(const char *name, Datum arg, bool writer)
 {
 	pqsignal(SIGHUP, SignalHandlerForConfigReload);
 	pqsignal(SIGTERM, die);
 	BackgroundWorkerUnblockSignals();
-	BackgroundWorkerInitializeConnection(crm_gdpr_database, NULL, 0);
+	BackgroundWorkerInitializeConnectionByOid(DatumGetObjectId(arg), InvalidOid, 0);
 	crm_gdpr_in_own_worker = true;
 	pgstat_report_appname(name);
+	my_slot = crm_gdpr_db_slot(MyDatabaseId, false);
+	my_slot_writer = writer;
+	if (my_slot)
+	{
+		crm_gdpr_db_slot_set_pid(my_slot, writer, MyProcPid);
+		on_shmem_exit(forget_pid, (Datum) 0);
+	}
 }
 
 /*
- * Register one of the extension's workers: connected to crm_gdpr.database,
- * started once recovery is over (never on a standby), restarted 10 s after
- * a failure.
+ * The launcher (launcher.c), the one worker the postmaster starts: once
+ * recovery is over (never on a standby), again 10 s after a failure.  It
+ * starts the others.
  */
 void
-crm_gdpr_register_worker(const char *name, const char *function)
+crm_gdpr_register_launcher(void)
 {
 	BackgroundWorker worker;
 
@@ -52,9 +82,9 @@ crm_gdpr_register_worker(const char *name, const char *function)
 	worker.bgw_start_time = BgWorkerStart_RecoveryFinished;
 	worker.bgw_restart_time = 10;
 	snprintf(worker.bgw_library_name, BGW_MAXLEN, "crm_gdpr");
-	snprintf(worker.bgw_function_name, BGW_MAXLEN, "%s", function);
-	snprintf(worker.bgw_name, BGW_MAXLEN, "%s", name);
-	snprintf(worker.bgw_type, BGW_MAXLEN, "%s", name);
+	snprintf(worker.bgw_function_name, BGW_MAXLEN, "crm_gdpr_launcher_main");
+	snprintf(worker.bgw_name, BGW_MAXLEN, "crm_gdpr launcher");
+	snprintf(worker.bgw_type, BGW_MAXLEN, "crm_gdpr launcher");
 	RegisterBackgroundWorker(&worker);
 }
 
@@ -91,20 +121,45 @@ crm_gdpr_end_step(void)
 	pgstat_report_activity(STATE_IDLE, NULL);
 }
 
-/* Whether the extension is installed here; logged once when it is not. */
+/*
+ * Whether the extension is installed here, told to the launcher through
+ * this database's slot.  A catalog lookup, not a query: the log writer asks
+ * many times a second.
+ */
 bool
-crm_gdpr_extension_ready(bool *warned, const char *who)
+crm_gdpr_extension_ready(void)
 {
 	bool		ready;
 
 	crm_gdpr_begin_step("crm_gdpr: checking the extension");
-	/* A catalog lookup, not a query: the log writer asks many times a second. */
 	ready = OidIsValid(get_extension_oid("crm_gdpr", true));
+	if (my_dbname == NULL)
+		my_dbname = MemoryContextStrdup(TopMemoryContext, get_database_name(MyDatabaseId));
 	crm_gdpr_end_step();
-	if (!ready && !*warned)
-		ereport(LOG,
-				(errmsg("%s: extension crm_gdpr is not installed in database \"%s\"; waiting",
-						who, crm_gdpr_database)));
-	*warned = !ready;
+	if (my_slot && my_slot->dboid == MyDatabaseId)
+		pg_atomic_write_u32(&my_slot->installed, ready ? 1 : 0);
 	return ready;
+}
+
+/*
+ * A worker has nothing to do where the extension is not installed: it
+ * exits (the launcher starts it again after CREATE EXTENSION).  Exit code 0:
+ * a dynamic worker that is never restarted.  The launcher's first start in
+ * a database is also how it learns whether the extension is there: that
+ * case is not worth a line in the server log.
+ */
+void
+crm_gdpr_worker_stop_unless_installed(const char *who)
+{
+	static bool was_ready = false;
+
+	if (crm_gdpr_extension_ready())
+	{
+		was_ready = true;
+		return;
+	}
+	ereport(was_ready ? LOG : DEBUG1,
+			(errmsg("%s: extension crm_gdpr is not installed in database \"%s\"; stopping",
+					who, my_dbname)));
+	proc_exit(0);
 }

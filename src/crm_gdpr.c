@@ -36,15 +36,13 @@ _PG_init(void)
 		ereport(ERROR, (errmsg("could not initialise libsodium")));
 	crm_gdpr_define_settings(loaded_at_startup);
 	crm_gdpr_log_queue_init(loaded_at_startup);
+	crm_gdpr_db_workers_init(loaded_at_startup);
 	crm_gdpr_read_hook_init(loaded_at_startup);
 	crm_gdpr_log_write_init();
 	crm_gdpr_restriction_init();
-	/* The workers: purge_worker.c and log_writer.c (only the postmaster can register them). */
+	/* The launcher (launcher.c), which starts the other workers (only the postmaster can register it). */
 	if (loaded_at_startup)
-	{
-		crm_gdpr_register_worker("crm_gdpr purge worker", "crm_gdpr_purge_worker_main");
-		crm_gdpr_register_worker("crm_gdpr log writer", "crm_gdpr_log_writer_main");
-	}
+		crm_gdpr_register_launcher();
 }
 
 bool

@@ -40,6 +40,16 @@ char	   *crm_gdpr_purge_history_keep = NULL;
 bool		crm_gdpr_enable_log_writer = true;
 int			crm_gdpr_log_flush_interval = 1000; /* ms */
 int			crm_gdpr_log_seal_interval = 10;	/* s */
+int			crm_gdpr_max_databases = 8;
+int			crm_gdpr_launcher_naptime = 60;	/* s */
+int			crm_gdpr_log_queue_full = LOG_QUEUE_FULL_DROP;
+
+static const struct config_enum_entry queue_full_options[] = {
+	{"wait", LOG_QUEUE_FULL_WAIT, false},
+	{"drop", LOG_QUEUE_FULL_DROP, false},
+	{"error", LOG_QUEUE_FULL_ERROR, false},
+	{NULL, 0, false}
+};
 
 /*
  * Whether a string is an interval as interval_in reads it.  The datetime
@@ -145,11 +155,24 @@ define_worker_settings(bool preloading)
 							NULL, &crm_gdpr_log_seal_interval, 10, 1, 86400, PGC_SIGHUP, GUC_UNIT_S, NULL, NULL, NULL);
 	DefineCustomBoolVariable("crm_gdpr.enable_log_writer", "Whether the log writer writes, seals and maintains the access log.",
 							 NULL, &crm_gdpr_enable_log_writer, true, PGC_SIGHUP, 0, NULL, NULL, NULL);
+	DefineCustomStringVariable("crm_gdpr.database",
+							   "The databases the launcher serves, as a comma-separated list of names (empty: every database where crm_gdpr is installed).",
+							   NULL, &crm_gdpr_database, "", PGC_SIGHUP, GUC_LIST_INPUT, NULL, NULL, NULL);
+	DefineCustomIntVariable("crm_gdpr.launcher_naptime",
+							"Time between two looks of the launcher for databases where crm_gdpr was installed.",
+							"CREATE EXTENSION crm_gdpr wakes it at once.",
+							&crm_gdpr_launcher_naptime, 60, 1, 86400, PGC_SIGHUP, GUC_UNIT_S, NULL, NULL, NULL);
+	DefineCustomEnumVariable("crm_gdpr.log_queue_full",
+							 "What a read does when its database's share of the read queue is full: wait, drop (counted) or error.",
+							 NULL, &crm_gdpr_log_queue_full, LOG_QUEUE_FULL_DROP, queue_full_options,
+							 PGC_SUSET, 0, NULL, NULL, NULL);
 	if (!preloading)
 		return;
 	/* A postmaster setting can only be defined while the server starts. */
-	DefineCustomStringVariable("crm_gdpr.database", "Database in which the purge worker and the log writer run.",
-							   NULL, &crm_gdpr_database, "postgres", PGC_POSTMASTER, 0, NULL, NULL, NULL);
+	DefineCustomIntVariable("crm_gdpr.max_databases",
+							"Databases the launcher serves at most (each with a purge worker and a log writer).",
+							"max_worker_processes must hold 1 + 2 per database.",
+							&crm_gdpr_max_databases, 8, 1, 1024, PGC_POSTMASTER, 0, NULL, NULL, NULL);
 	DefineCustomIntVariable("crm_gdpr.log_queue_size", "Reads the shared-memory queue holds before it drops them.",
 							"Each takes about 1 kB of shared memory.",
 							&crm_gdpr_log_queue_size, 16384, 16, 1024 * 1024, PGC_POSTMASTER, 0, NULL, NULL, NULL);

@@ -9,8 +9,9 @@
  * taker at a time (a lightweight lock among takers) frees the ready slots of
  * its database.  The log writer
  * (log_writer.c), or gdpr.flush_access_log() in a database without it, takes
- * the records of its database and inserts them.  When the queue is full the
- * record is dropped and counted: the reader is never blocked or failed.
+ * the records of its database and inserts them.  Who may fill how much of
+ * the queue, and what a read does when its share is full, is
+ * log_queue_share.c.
  * What the queue holds is lost on a crash (doc/access-log.md).
  */
 #include "postgres.h"
@@ -63,9 +64,15 @@ records_offset(void)
 }
 
 static Size
-queue_bytes(void)
+share_offset(void)
 {
 	return add_size(add_size(records_offset(), mul_size(crm_gdpr_log_queue_size, sizeof(PackedRecord))), PG_CACHE_LINE_SIZE);
+}
+
+static Size
+queue_bytes(void)
+{
+	return add_size(share_offset(), crm_gdpr_log_share_bytes());
 }
 
 static void
@@ -102,6 +109,7 @@ queue_shmem_startup(void)
 		pg_atomic_init_u64(&crm_gdpr_queue->abandoned, 0);
 		pg_atomic_init_u64(&crm_gdpr_queue->server_logged, 0);
 	}
+	crm_gdpr_log_share_init((char *) crm_gdpr_queue + share_offset(), !found);
 	LWLockRelease(AddinShmemInitLock);
 }
 
@@ -191,16 +199,11 @@ abandon_chunk(int code, Datum arg)
 	chunk_next = chunk_end = 0;
 }
 
-/*
- * Claim the next chunk of slots.  A quarter full (unused claimed slots
- * included): the writer should not wait for its next round.  Setting a latch
- * that is already set costs a read, so every claim past that mark sets it.
- */
+/* Claim the next chunk of slots (the log writer is woken by log_queue_share.c). */
 static void
 claim_chunk(void)
 {
 	static bool exit_registered = false;
-	Latch	   *latch;
 
 	if (!exit_registered)
 	{
@@ -210,43 +213,30 @@ claim_chunk(void)
 	abandon_chunk(0, (Datum) 0);
 	chunk_next = pg_atomic_fetch_add_u64(&crm_gdpr_queue->head, crm_gdpr_queue->chunk);
 	chunk_end = chunk_next + crm_gdpr_queue->chunk;
-	if ((int64) (chunk_end - pg_atomic_read_u64(&crm_gdpr_queue->written) - pg_atomic_read_u64(&crm_gdpr_queue->dropped) -
-				 pg_atomic_read_u64(&crm_gdpr_queue->abandoned)) >= crm_gdpr_queue->capacity / 4 &&
-		(latch = crm_gdpr_queue->writer_latch) != NULL)
-		SetLatch(latch);
 }
 
-/* A free slot of this backend's chunk, marked as being written, or -1. */
+/*
+ * A free slot, marked as being written, or -1.  A slot still taken (by a
+ * record of another database, or a stale chunk claimed long ago) is skipped
+ * and counted as abandoned: the shares (log_queue_share.c) keep the ring from
+ * filling, so a free slot is near; after a whole ring of taken ones, -1.
+ */
 static int
 claim_slot(void)
 {
-	bool		fresh = false;
-
-	for (;;)
+	for (int tried = 0; tried < crm_gdpr_queue->capacity; tried++)
 	{
 		uint32		expected = SLOT_FREE;
 		int			k;
 
 		if (chunk_next == chunk_end)
-		{
 			claim_chunk();
-			fresh = true;
-		}
 		k = (chunk_next++) % crm_gdpr_queue->capacity;
 		if (pg_atomic_compare_exchange_u32(&crm_gdpr_queue->states[k], &expected, SLOT_WRITING))
 			return k;
-		/*
-		 * Taken: the queue is full, or the chunk is stale (claimed long ago,
-		 * the ring has come round since).  A fresh one tells which.
-		 */
-		if (fresh)
-		{
-			pg_atomic_fetch_add_u64(&crm_gdpr_queue->dropped, 1);
-			return -1;
-		}
 		pg_atomic_fetch_add_u64(&crm_gdpr_queue->abandoned, 1);
-		abandon_chunk(0, (Datum) 0);
 	}
+	return -1;
 }
 
 void
@@ -254,22 +244,16 @@ crm_gdpr_log_enqueue(const LogRecord *rec)
 {
 	int			k;
 
-	if (crm_gdpr_queue == NULL || (k = claim_slot()) < 0)
+	if (crm_gdpr_queue == NULL || !crm_gdpr_log_share_take())
 		return;
+	if ((k = claim_slot()) < 0)
+	{
+		crm_gdpr_log_share_lost();
+		return;
+	}
 	pack_record(&crm_gdpr_queue->records[k], rec);
 	pg_write_barrier();
 	pg_atomic_write_u32(&crm_gdpr_queue->states[k], SLOT_READY);
-}
-
-/* Slots claimed and not yet written, dropped nor abandoned (an upper bound). */
-static int64
-waiting(void)
-{
-	uint64		written = pg_atomic_read_u64(&crm_gdpr_queue->written);
-	uint64		dropped = pg_atomic_read_u64(&crm_gdpr_queue->dropped);
-	uint64		abandoned = pg_atomic_read_u64(&crm_gdpr_queue->abandoned);
-
-	return Max((int64) (pg_atomic_read_u64(&crm_gdpr_queue->head) - written - dropped - abandoned), 0);
 }
 
 /* Records in the queue now: written or being written, not yet taken. */
@@ -283,11 +267,34 @@ queued_now(void)
 	return n;
 }
 
-/* Whether the queue is about a quarter full or more (the writer then goes on). */
+/* Whether this database's share is a quarter full or more (its log writer then goes on). */
 bool
 crm_gdpr_log_queue_busy(void)
 {
-	return crm_gdpr_queue != NULL && waiting() >= crm_gdpr_queue->capacity / 4;
+	return crm_gdpr_log_share_busy();
+}
+
+/*
+ * A dropped database's records, freed by the launcher: nobody would ever
+ * take them, and they would hold ring slots.  Counted as dropped.
+ */
+void
+crm_gdpr_log_queue_discard(Oid dboid)
+{
+	int			n = 0;
+
+	if (crm_gdpr_queue == NULL)
+		return;
+	LWLockAcquire(crm_gdpr_queue->lock, LW_EXCLUSIVE);
+	for (int k = 0; k < crm_gdpr_queue->capacity; k++)
+		if (pg_atomic_read_u32(&crm_gdpr_queue->states[k]) == SLOT_READY &&
+			PACKED_FIELDS(&crm_gdpr_queue->records[k])->dbid == dboid)
+		{
+			pg_atomic_write_u32(&crm_gdpr_queue->states[k], SLOT_FREE);
+			n++;
+		}
+	pg_atomic_fetch_add_u64(&crm_gdpr_queue->dropped, n);
+	LWLockRelease(crm_gdpr_queue->lock);
 }
 
 void
@@ -303,6 +310,7 @@ forget_writer(int code, Datum arg)
 	LWLockAcquire(crm_gdpr_queue->lock, LW_EXCLUSIVE);
 	crm_gdpr_queue->writer_latch = NULL;
 	LWLockRelease(crm_gdpr_queue->lock);
+	crm_gdpr_log_share_set_writer(NULL);
 }
 
 void
@@ -313,6 +321,7 @@ crm_gdpr_log_queue_set_writer(void)
 	LWLockAcquire(crm_gdpr_queue->lock, LW_EXCLUSIVE);
 	crm_gdpr_queue->writer_latch = MyLatch;
 	LWLockRelease(crm_gdpr_queue->lock);
+	crm_gdpr_log_share_set_writer(MyLatch);
 	on_shmem_exit(forget_writer, (Datum) 0);
 }
 

@@ -67,4 +67,13 @@ extern LogQueue *crm_gdpr_queue;
 
 extern void crm_gdpr_unpack_record(LogRecord *to, const PackedRecord *from);
 
+/* log_queue_share.c: each database's share, the per-backend bound, the full-queue policy, drops */
+extern Size crm_gdpr_log_share_bytes(void);
+extern void crm_gdpr_log_share_init(void *at, bool fresh);
+extern bool crm_gdpr_log_share_take(void);
+extern void crm_gdpr_log_share_lost(void);
+extern void crm_gdpr_log_share_taken(int n);
+extern void crm_gdpr_log_share_set_writer(Latch *latch);
+extern bool crm_gdpr_log_share_busy(void);
+
 #endif							/* CRM_GDPR_LOG_QUEUE_H */

@@ -350,6 +350,7 @@ gdpr_log_queue_take(PG_FUNCTION_ARGS)
 	LWLockAcquire(crm_gdpr_queue->lock, LW_EXCLUSIVE);
 	n = copy_ready();
 	LWLockRelease(crm_gdpr_queue->lock);
+	crm_gdpr_log_share_taken(n);
 	nfolds = fold_records(bufs.taken, n, bufs.folds);
 	scratch = palloc(sizeof(LogRecord));
 	for (int i = 0; i < nfolds; i++)

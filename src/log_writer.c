@@ -2,7 +2,9 @@
  * log_writer.c — the log writer: a second background worker.
  *
  * Separate from the purge worker because a purge can run for a long time and
- * the read queue must not wait for it.  In crm_gdpr.database, every
+ * the read queue must not wait for it.  Started by the launcher (launcher.c)
+ * in each database where crm_gdpr is installed; it stops when the extension
+ * is dropped (it looks every round).  Every
  * crm_gdpr.log_flush_interval (or sooner, when the queue is a quarter full) it
  * writes the journal's writes and the queued reads (at once again while the
  * queue stays a quarter full); every crm_gdpr.log_seal_interval it seals the
@@ -112,14 +114,15 @@ keep_freed_memory(void)
 void
 crm_gdpr_log_writer_main(Datum arg)
 {
-	bool		warned = false;
 	TimestampTz last_seal = 0;
 	TimestampTz last_maintain = 0;
 	TimestampTz last_journal = 0;
 	int64		written = 0;
 
 	keep_freed_memory();
-	crm_gdpr_worker_connect("crm_gdpr log writer");
+	crm_gdpr_worker_connect("crm_gdpr log writer", arg, true);
+	crm_gdpr_worker_stop_unless_installed("crm_gdpr log writer");
+	ereport(LOG, (errmsg("crm_gdpr log writer started in database \"%s\"", crm_gdpr_worker_database())));
 	crm_gdpr_cache_log_refs();
 	crm_gdpr_log_queue_set_writer();
 
@@ -132,8 +135,8 @@ crm_gdpr_log_writer_main(Datum arg)
 			ConfigReloadPending = false;
 			ProcessConfigFile(PGC_SIGHUP);
 		}
-		if (crm_gdpr_enable_log_writer && !RecoveryInProgress() &&
-			crm_gdpr_extension_ready(&warned, "crm_gdpr log writer"))
+		crm_gdpr_worker_stop_unless_installed("crm_gdpr log writer");
+		if (crm_gdpr_enable_log_writer && !RecoveryInProgress())
 		{
 			if (due(&last_maintain, MAINTAIN_INTERVAL_MS))
 				step("crm_gdpr: access log partitions and retention", "SELECT gdpr._log_maintain()");

@@ -1,8 +1,8 @@
 /*
  * purge_worker.c — the background worker that purges what is past its retention.
  *
- * Registered from _PG_init when the library is preloaded.  It connects to
- * crm_gdpr.database, wakes every crm_gdpr.purge_naptime, and runs the purge
+ * Started by the launcher (launcher.c) in each database where crm_gdpr is
+ * installed.  It wakes every crm_gdpr.purge_naptime, and runs the purge
  * of 60_retention.sql one batch per transaction, so that it never holds
  * locks for long.  Lessons of pg_cron and worker_spi: it starts once recovery
  * is finished and still checks RecoveryInProgress() each cycle (a promoted
@@ -147,11 +147,11 @@ mark_interrupted_runs(void)
 void
 crm_gdpr_purge_worker_main(Datum arg)
 {
-	bool		warned = false;
 	bool		started = false;
 
-	crm_gdpr_worker_connect("crm_gdpr purge worker");
-	ereport(LOG, (errmsg("crm_gdpr purge worker started in database \"%s\"", crm_gdpr_database)));
+	crm_gdpr_worker_connect("crm_gdpr purge worker", arg, false);
+	crm_gdpr_worker_stop_unless_installed("crm_gdpr purge worker");
+	ereport(LOG, (errmsg("crm_gdpr purge worker started in database \"%s\"", crm_gdpr_worker_database())));
 
 	for (;;)
 	{
@@ -161,7 +161,8 @@ crm_gdpr_purge_worker_main(Datum arg)
 			ConfigReloadPending = false;
 			ProcessConfigFile(PGC_SIGHUP);
 		}
-		if (crm_gdpr_enable_worker && !RecoveryInProgress() && crm_gdpr_extension_ready(&warned, "crm_gdpr purge worker"))
+		crm_gdpr_worker_stop_unless_installed("crm_gdpr purge worker");
+		if (crm_gdpr_enable_worker && !RecoveryInProgress())
 		{
 			if (!started)
 			{

@@ -164,6 +164,7 @@ crm_gdpr_ExecutorStart(QueryDesc *query, int eflags)
 	reads = crm_gdpr_find_reads(query);
 	if (reads == NULL)
 		return;
+	crm_gdpr_log_queue_reserve();	/* crm_gdpr.log_queue_full applies before any row is read */
 	reads->next = running;
 	reads->linked = true;
 	running = reads;

@@ -36,5 +36,13 @@ extern char *crm_gdpr_purge_history_keep;
 extern bool crm_gdpr_enable_log_writer;
 extern int	crm_gdpr_log_flush_interval;
 extern int	crm_gdpr_log_seal_interval;
+extern int	crm_gdpr_max_databases;
+extern int	crm_gdpr_launcher_naptime;
+
+/* crm_gdpr.log_queue_full: what a read does when its database's share of the queue is full */
+#define LOG_QUEUE_FULL_WAIT 0
+#define LOG_QUEUE_FULL_DROP 1
+#define LOG_QUEUE_FULL_ERROR 2
+extern int	crm_gdpr_log_queue_full;
 
 #endif							/* CRM_GDPR_SETTINGS_H */

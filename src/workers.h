@@ -1,20 +1,53 @@
 /*
- * workers.h — the extension's background workers: the purge worker
- * (purge_worker.c), the log writer (log_writer.c) and what they share
+ * workers.h — the extension's background workers: the launcher
+ * (launcher.c), which starts for each database where crm_gdpr is installed
+ * its purge worker (purge_worker.c) and its log writer (log_writer.c); the
+ * table of databases they serve (db_workers.c); what they share
  * (bgworker.c).
  */
 #ifndef CRM_GDPR_WORKERS_H
 #define CRM_GDPR_WORKERS_H
 
+#include "port/atomics.h"
+#include "storage/latch.h"
+
+/* A database served by the workers (db_workers.c), in shared memory. */
+typedef struct DbSlot
+{
+	Oid			dboid;			/* InvalidOid: a free slot */
+	pg_atomic_uint32 installed; /* crm_gdpr is installed there */
+	int			writer_pid;		/* 0: not running */
+	int			purge_pid;
+	TimestampTz paused_until;	/* a DROP/RENAME DATABASE holds the launcher off */
+	pg_atomic_uint64 queued;	/* read-queue room its backends hold (log_queue_share.c) */
+	pg_atomic_uint64 takes;		/* how many times its records were taken */
+	Latch	   *writer_latch;	/* its log writer's, woken when its share fills */
+} DbSlot;
+
+/* db_workers.c */
+extern void crm_gdpr_db_workers_init(bool preloading);
+extern DbSlot *crm_gdpr_db_slot(Oid dboid, bool create);
+extern int	crm_gdpr_db_slot_count(void);
+extern DbSlot *crm_gdpr_db_slot_at(int i);
+extern void crm_gdpr_db_slot_free(DbSlot *slot);
+extern int	crm_gdpr_db_slots_installed(void);
+extern void crm_gdpr_db_slot_set_pid(DbSlot *slot, bool writer, int pid);
+extern bool crm_gdpr_db_slot_paused(DbSlot *slot);
+extern void crm_gdpr_launcher_set_latch(Latch *latch);
+extern void crm_gdpr_wake_launcher(void);
+
 /* bgworker.c */
-extern void crm_gdpr_worker_connect(const char *name);
-extern void crm_gdpr_register_worker(const char *name, const char *function);
+extern void crm_gdpr_worker_connect(const char *name, Datum arg, bool writer);
+extern void crm_gdpr_register_launcher(void);
 extern int64 crm_gdpr_run_int8(const char *sql, int nargs, Oid *types, Datum *values);
 extern void crm_gdpr_begin_step(const char *activity);
 extern void crm_gdpr_end_step(void);
-extern bool crm_gdpr_extension_ready(bool *warned, const char *who);
+extern bool crm_gdpr_extension_ready(void);
+extern void crm_gdpr_worker_stop_unless_installed(const char *who);
+extern const char *crm_gdpr_worker_database(void);
 
-/* purge_worker.c and log_writer.c: their entry points, registered by _PG_init when preloading */
+/* the entry points: the launcher registered by _PG_init, the others started by it */
+PGDLLEXPORT extern void crm_gdpr_launcher_main(Datum arg);
 PGDLLEXPORT extern void crm_gdpr_purge_worker_main(Datum arg);
 PGDLLEXPORT extern void crm_gdpr_log_writer_main(Datum arg);
 
