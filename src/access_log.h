@@ -113,6 +113,7 @@ extern char *crm_gdpr_qualified_relname(Oid relid);
  * log_journal.c reads them).
  */
 #define LOG_LIST_SEPARATOR '\x1f'
+#define LOG_LIST_SEPARATOR_STR "\x1f"
 
 /* The write trigger names its triggers with this prefix (log_write.c). */
 #define LOG_TRIGGER_PREFIX "gdpr_log_"

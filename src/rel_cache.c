@@ -60,10 +60,11 @@ crm_gdpr_column_list(Relation rel, Bitmapset *selected, char *out)
 			continue;
 		if (used + strlen(name) + 5 >= LOG_RECORD_COLUMNS)
 		{
-			strcpy(out + used, used ? ",..." : "...");
+			strcpy(out + used, used ? LOG_LIST_SEPARATOR_STR "..." : "...");
 			return;
 		}
-		used += sprintf(out + used, "%s%s", used ? "," : "", name);
+		/* Not a comma: a column may be named "Note, email" (issue 18.10). */
+		used += sprintf(out + used, "%s%s", used ? LOG_LIST_SEPARATOR_STR : "", name);
 	}
 }
 
