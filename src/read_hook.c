@@ -46,7 +46,6 @@
 #include "utils/builtins.h"
 #include "utils/fmgroids.h"
 #include "utils/memutils.h"
-#include "utils/queryjumble.h"
 #include "utils/rel.h"
 
 #include "crm_gdpr.h"
@@ -376,7 +375,12 @@ crm_gdpr_read_hook_init(bool preloading)
 {
 	if (!preloading)
 		return;
-	EnableQueryId();
+	/*
+	 * No EnableQueryId(): the module does not switch compute_query_id on
+	 * (it would add "Query Identifier" to every EXPLAIN VERBOSE).  The log's
+	 * query_id is recorded when the server computes one (compute_query_id =
+	 * on, or auto with pg_stat_statements loaded), NULL otherwise.
+	 */
 	RegisterXactCallback(forget_decrypts, NULL);
 	RegisterSubXactCallback(forget_subxact_decrypts, NULL);
 	prev_ExecutorStart = ExecutorStart_hook;
