@@ -310,7 +310,7 @@ SELECT ok((SELECT rows_read FROM gdpr.read_volume WHERE role_name = 'crm_gdpr_t_
 
 SET crm_gdpr.max_rows_per_query = 10;
 SET ROLE crm_gdpr_t_clerk;
-SELECT throws_ok($$SELECT email FROM crm.contacts$$, '42501', 'query returns more than 10 rows of personal data',
+SELECT throws_ok($$SELECT email FROM crm.contacts$$, '42501', 'query reads more than 10 rows of personal data',
                  'max_rows_per_query stops a mass read by a role that is not gdpr_admin');
 SELECT lives_ok($$SELECT email FROM crm.contacts LIMIT 10$$, 'ten rows are allowed');
 SELECT throws_ok($$COPY crm.contacts TO '/dev/null'$$, '42501', NULL, 'and so is a COPY TO of the table');

@@ -1,0 +1,106 @@
+-- Reads of registered tables whatever the query shape (issue 18): a read that
+-- fails after reading rows, UPDATE/DELETE ... RETURNING, rows read (not rows
+-- returned) for the row guard and the count, SECURITY DEFINER functions of
+-- the extension's owner, column names with commas, and no query identifier
+-- switched on by the module.
+BEGIN;
+SELECT plan(19);
+
+\set QUIET on
+SET client_min_messages = warning;
+\i test/fixtures/registry.sql
+RESET client_min_messages;
+SET application_name = 'tap_read_log';
+SELECT gdpr.flush_access_log() >= 0 AS flushed \gset
+CREATE TEMP VIEW mine AS SELECT * FROM gdpr.access_log WHERE application_name = 'tap_read_log';
+CREATE ROLE crm_gdpr_t_reader NOLOGIN;
+GRANT USAGE ON SCHEMA crm TO crm_gdpr_t_reader;
+GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA crm TO crm_gdpr_t_reader;
+GRANT USAGE ON ALL SEQUENCES IN SCHEMA crm TO crm_gdpr_t_reader;
+-- The last read of a table, once the queue is written.
+CREATE FUNCTION pg_temp.last_read(tbl regclass) RETURNS mine LANGUAGE sql AS
+  $$SELECT gdpr.flush_access_log(); SELECT * FROM mine WHERE operation = 'SELECT' AND tbl = $1 ORDER BY id DESC LIMIT 1$$;
+CREATE FUNCTION pg_temp.reads(tbl regclass) RETURNS bigint LANGUAGE sql AS
+  $$SELECT gdpr.flush_access_log(); SELECT coalesce(sum(times), 0) FROM mine WHERE operation = 'SELECT' AND tbl = $1$$;
+SELECT count(*) AS contacts, min(id) AS c1 FROM crm.contacts \gset
+
+---------------------------------------------- 18.1: a read that fails midway
+SELECT pg_temp.reads('crm.contacts') AS before \gset
+SELECT throws_ok($$SELECT id, email, phone, 1/(ctid <> (SELECT max(ctid) FROM crm.contacts))::int FROM crm.contacts$$,
+                 '22012', NULL, 'a read that fails after reading rows fails');
+SELECT is(pg_temp.reads('crm.contacts') - :before, 2::bigint, 'it is logged all the same (the table, and its subquery)');
+SELECT is((SELECT count(*) FROM mine WHERE tbl = 'crm.contacts'::regclass AND detail ->> 'failed' = 'true'
+             AND columns = '{id,email,phone}' AND row_count >= :contacts - 1), 1::bigint,
+          'with the rows it read before failing, marked failed');
+
+---------------------------------------------- 18.2: RETURNING is a read
+SAVEPOINT ret;
+DELETE FROM crm.marketing_events WHERE contact_id IN (SELECT min(id) FROM crm.contacts) RETURNING contact_id, campaign, event;
+SELECT is((pg_temp.last_read('crm.marketing_events')).columns, '{contact_id,campaign,event}'::name[],
+          'DELETE ... RETURNING is logged as a read of the columns returned');
+UPDATE crm.contacts SET city = city WHERE id = :c1 RETURNING id, email, phone;
+SELECT is((pg_temp.last_read('crm.contacts')).columns, '{id,email,phone}'::name[], 'so is UPDATE ... RETURNING');
+SELECT is((pg_temp.last_read('crm.contacts')).row_count, 1::bigint, 'with the rows returned');
+SET crm_gdpr.max_rows_per_query = 10;
+SET ROLE crm_gdpr_t_reader;
+SELECT throws_ok($$DELETE FROM crm.marketing_events RETURNING contact_id, campaign, event$$, '42501', NULL,
+                 'max_rows_per_query limits what RETURNING reads');
+SELECT lives_ok($$DELETE FROM crm.marketing_events WHERE contact_id > 0$$, 'a DELETE that returns nothing is not limited');
+RESET ROLE;
+RESET crm_gdpr.max_rows_per_query;
+ROLLBACK TO SAVEPOINT ret;
+
+------------------------------ 18.5: the row guard counts the rows read
+SELECT string_agg(email || ';' || phone, '|') IS NOT NULL AS agg FROM crm.contacts \gset
+SELECT is((pg_temp.last_read('crm.contacts')).row_count, :contacts::bigint,
+          'an aggregate is logged with the rows it read, not the one it returned');
+CREATE TABLE loot AS SELECT * FROM crm.contacts WHERE false;
+GRANT ALL ON loot TO crm_gdpr_t_reader;
+SET crm_gdpr.max_rows_per_query = 10;
+SET ROLE crm_gdpr_t_reader;
+SELECT throws_ok($$SELECT string_agg(email || ';' || phone, '|') FROM crm.contacts$$, '42501', NULL,
+                 'the row guard refuses an aggregate over the table');
+SELECT throws_ok($$INSERT INTO loot SELECT * FROM crm.contacts$$, '42501', NULL,
+                 'and INSERT ... SELECT of the table');
+DECLARE c CURSOR FOR SELECT email FROM crm.contacts;
+FETCH 6 FROM c;
+SELECT throws_ok($$FETCH 6 FROM c$$, '42501', NULL, 'and a cursor fetched in several FETCHes');
+RESET ROLE;
+RESET crm_gdpr.max_rows_per_query;
+SELECT is((SELECT count(*) FROM loot), 0::bigint, 'nothing was copied');
+DECLARE d CURSOR FOR SELECT email FROM crm.contacts;
+FETCH 7 FROM d;
+FETCH 8 FROM d;
+CLOSE d;
+SELECT is((pg_temp.last_read('crm.contacts')).row_count, 15::bigint, 'a cursor is logged with every row it fetched');
+
+------------------ 18.6: SECURITY DEFINER functions of the extension's owner
+CREATE FUNCTION crm.f_definer(i bigint) RETURNS text LANGUAGE sql SECURITY DEFINER
+  SET search_path = pg_catalog, pg_temp
+  AS $$SELECT email || ' ' || phone FROM crm.contacts WHERE id = i$$;
+SELECT pg_temp.reads('crm.contacts') AS before \gset
+SET ROLE crm_gdpr_t_reader;
+SELECT crm.f_definer(19) IS NOT NULL AS got \gset
+RESET ROLE;
+SELECT is(pg_temp.reads('crm.contacts') - :before, 1::bigint,
+          'a read inside a SECURITY DEFINER function owned by the extension''s owner is logged');
+SELECT ok((pg_temp.last_read('crm.contacts')).columns @> '{email,phone}'::name[], 'with its columns');
+
+---------------------------------------- 18.10: column names with commas
+CREATE TABLE crm.notes (id bigserial PRIMARY KEY, contact_id bigint REFERENCES crm.contacts (id), "Note, email" text);
+SET client_min_messages = warning;
+SELECT gdpr.register_table('crm.notes') IS NOT NULL AS registered \gset
+RESET client_min_messages;
+SELECT "Note, email" FROM crm.notes;
+SELECT is((pg_temp.last_read('crm.notes')).columns, ARRAY['Note, email']::name[], 'a column name with a comma is one name');
+
+----------------------------------- 18.11: no query identifier switched on
+CREATE FUNCTION pg_temp.explained() RETURNS SETOF text LANGUAGE plpgsql AS
+  $$BEGIN RETURN QUERY EXECUTE 'EXPLAIN (VERBOSE, COSTS OFF) SELECT 1'; END$$;
+SET compute_query_id = auto;
+SELECT is((SELECT count(*) FROM pg_temp.explained() e WHERE e LIKE '%Query Identifier%'), 0::bigint,
+          'EXPLAIN VERBOSE shows no query identifier because of the module');
+SELECT is(current_setting('compute_query_id'), 'auto', 'compute_query_id is left as set');
+
+SELECT * FROM finish();
+ROLLBACK;
