@@ -20,6 +20,8 @@
 
 #include "nodes/nodeFuncs.h"
 #include "nodes/plannodes.h"
+#include "parser/parsetree.h"
+#include "executor/executor.h"
 
 #include "read_hook.h"
 #include "settings.h"
@@ -95,26 +97,52 @@ is_relation_scan(Plan *plan)
 		((Scan *) plan)->scanrelid > 0;
 }
 
+/*
+ * The read table whose rows a scan reads: the one it scans, or for a
+ * partition or inheritance child that the query reads through its parent
+ * (the child has a range table entry of its own, without privileges to
+ * check), the parent's; -1 for none.
+ */
+static int
+scanned_read(QueryReads *reads, Scan *scan, EState *estate)
+{
+	const RelInfo *info;
+	RangeTblEntry *rte;
+
+	for (int i = 0; i < reads->nrels; i++)
+		if (!reads->rels[i].returning && reads->rels[i].rti == scan->scanrelid)
+			return i;
+	if (list_member_int(estate->es_plannedstmt->resultRelations, scan->scanrelid))
+		return -1;				/* a write's own scan: the write trigger logs it */
+	rte = exec_rt_fetch(scan->scanrelid, estate);
+	if (rte->rtekind != RTE_RELATION || (info = crm_gdpr_rel_info(rte->relid)) == NULL || !info->registered)
+		return -1;
+	for (int i = 0; i < reads->nrels; i++)
+		if (!reads->rels[i].returning && reads->rels[i].registered_as == info->registered_as)
+			return i;
+	return -1;
+}
+
 static bool
 find_counted_nodes(PlanState *node, void *context)
 {
 	QueryReads *reads = (QueryReads *) context;
 	Plan	   *plan;
+	int			rel = -1;
 
 	if (node == NULL)
 		return false;
 	plan = node->plan;
-	for (int i = 0; i < reads->nrels; i++)
+	if (IsA(plan, ModifyTable))
 	{
-		ReadRel    *r = &reads->rels[i];
-
-		if (r->returning ? IsA(plan, ModifyTable) :
-			(is_relation_scan(plan) && ((Scan *) plan)->scanrelid == r->rti))
-		{
-			count_node(reads, node, i);
-			break;
-		}
+		for (int i = 0; i < reads->nrels && rel < 0; i++)
+			if (reads->rels[i].returning)
+				rel = i;
 	}
+	else if (is_relation_scan(plan))
+		rel = scanned_read(reads, (Scan *) plan, node->state);
+	if (rel >= 0)
+		count_node(reads, node, rel);
 	return planstate_tree_walker(node, find_counted_nodes, context);
 }
 

@@ -16,6 +16,7 @@
 typedef struct ReadRel
 {
 	Oid			relid;
+	Oid			registered_as;	/* RelInfo.registered_as */
 	Index		rti;			/* its range table index */
 	AttrNumber	subject_attnum; /* its subject key column, or 0 */
 	AttrNumber	subject_resno;	/* result column with its subject key, or 0 */
@@ -58,6 +59,7 @@ typedef struct RelInfo
 {
 	Oid			relid;
 	bool		registered;
+	Oid			registered_as;	/* the registered table it is, or is a partition or child of */
 	AttrNumber	subject_attnum; /* 0 when unknown */
 } RelInfo;
 

@@ -100,6 +100,7 @@ registered_tables_read(QueryDesc *query)
 		}
 		r = &reads->rels[reads->nrels++];
 		r->relid = rte->relid;
+		r->registered_as = info->registered_as;
 		r->rti = rti;
 		r->subject_attnum = info->subject_attnum;
 		r->nsubjects = 0;

@@ -4,7 +4,7 @@
 -- the extension's owner, column names with commas, and no query identifier
 -- switched on by the module.
 BEGIN;
-SELECT plan(19);
+SELECT plan(25);
 
 \set QUIET on
 SET client_min_messages = warning;
@@ -93,6 +93,42 @@ SELECT gdpr.register_table('crm.notes') IS NOT NULL AS registered \gset
 RESET client_min_messages;
 SELECT "Note, email" FROM crm.notes;
 SELECT is((pg_temp.last_read('crm.notes')).columns, ARRAY['Note, email']::name[], 'a column name with a comma is one name');
+
+------------------------------- 18.3: partitions and inheritance children
+CREATE TABLE crm.visits (id bigserial, contact_id bigint NOT NULL REFERENCES crm.contacts (id), at date NOT NULL, page text,
+  PRIMARY KEY (id, at))
+  PARTITION BY RANGE (at);
+CREATE TABLE crm.visits_2025 PARTITION OF crm.visits FOR VALUES FROM ('2025-01-01') TO ('2026-01-01');
+SET client_min_messages = warning;
+SELECT gdpr.register_table('crm.visits') IS NOT NULL AS registered \gset
+RESET client_min_messages;
+CREATE TABLE crm.visits_2026 PARTITION OF crm.visits FOR VALUES FROM ('2026-01-01') TO ('2027-01-01');
+INSERT INTO crm.visits (contact_id, at, page) SELECT id, d, 'home' FROM crm.contacts, (VALUES (date '2025-06-01'), (date '2026-06-01')) v(d)
+  WHERE id < (SELECT min(id) + 12 FROM crm.contacts);
+CREATE TABLE crm.old_notes (id bigserial PRIMARY KEY, contact_id bigint REFERENCES crm.contacts (id), note text);
+SET client_min_messages = warning;
+SELECT gdpr.register_table('crm.old_notes') IS NOT NULL AS registered \gset
+RESET client_min_messages;
+CREATE TABLE crm.older_notes () INHERITS (crm.old_notes);
+INSERT INTO crm.older_notes (contact_id, note) SELECT id, 'x' FROM crm.contacts LIMIT 12;
+GRANT SELECT ON crm.visits, crm.visits_2025, crm.visits_2026, crm.old_notes, crm.older_notes TO crm_gdpr_t_reader;
+SELECT page FROM crm.visits_2025;
+SELECT is((pg_temp.last_read('crm.visits_2025')).row_count, 12::bigint, 'a partition present at registration is read as registered');
+SELECT page FROM crm.visits;
+SELECT is((pg_temp.last_read('crm.visits')).row_count, 24::bigint, 'a read of the parent counts the rows of its partitions');
+SET crm_gdpr.max_rows_per_query = 10;
+SET ROLE crm_gdpr_t_reader;
+SELECT throws_ok($$SELECT page FROM crm.visits_2026$$, '42501', NULL, 'the row guard covers a partition created after registration');
+SELECT throws_ok($$SELECT page FROM crm.visits$$, '42501', NULL, 'and the parent''s partitions');
+SELECT throws_ok($$SELECT note FROM crm.older_notes$$, '42501', NULL, 'and an inheritance child');
+RESET ROLE;
+RESET crm_gdpr.max_rows_per_query;
+-- A trigger's name does not register a table.
+CREATE TEMP TABLE fake (contact_id bigint, email text);
+CREATE FUNCTION pg_temp.nothing() RETURNS trigger LANGUAGE plpgsql AS $$BEGIN RETURN NULL; END$$;
+CREATE TRIGGER gdpr_log_insert AFTER INSERT ON fake FOR EACH STATEMENT EXECUTE FUNCTION pg_temp.nothing();
+SELECT email FROM fake;
+SELECT is(pg_temp.reads('fake'), 0::bigint, 'a table with a trigger named gdpr_log_insert is not registered by it');
 
 ----------------------------------- 18.11: no query identifier switched on
 CREATE FUNCTION pg_temp.explained() RETURNS SETOF text LANGUAGE plpgsql AS
