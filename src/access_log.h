@@ -68,6 +68,8 @@ extern void crm_gdpr_log_queue_set_writer(void);
 
 /* log_record.c: a record's common fields, and where it goes */
 extern void crm_gdpr_fill_log_record(LogRecord *rec, const char *operation, Oid relid);
+/* rel_cache.c: the registered table a partition or inheritance child belongs to (or relid) */
+extern Oid	crm_gdpr_registered_as(Oid relid);
 extern void crm_gdpr_fill_log_record_as(LogRecord *rec, const char *operation, Oid relid, const char *role,
 										const char *session_role);
 extern void crm_gdpr_send_log_record(const LogRecord *rec);

@@ -272,3 +272,16 @@ crm_gdpr_rel_info(Oid relid)
 	RelationClose(rel);
 	return e;
 }
+
+/*
+ * The registered table whose registry entry applies to relid: itself, or
+ * the registered table it is a partition or inheritance child of; relid
+ * when none (the caller's registry lookup then finds nothing, as before).
+ */
+Oid
+crm_gdpr_registered_as(Oid relid)
+{
+	const RelInfo *info = crm_gdpr_rel_info(relid);
+
+	return info && info->registered ? info->registered_as : relid;
+}

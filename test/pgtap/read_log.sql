@@ -4,7 +4,7 @@
 -- the extension's owner, column names with commas, and no query identifier
 -- switched on by the module.
 BEGIN;
-SELECT plan(25);
+SELECT plan(28);
 
 \set QUIET on
 SET client_min_messages = warning;
@@ -123,6 +123,25 @@ SELECT throws_ok($$SELECT page FROM crm.visits$$, '42501', NULL, 'and the parent
 SELECT throws_ok($$SELECT note FROM crm.older_notes$$, '42501', NULL, 'and an inheritance child');
 RESET ROLE;
 RESET crm_gdpr.max_rows_per_query;
+-- Writes on a partition or child are logged, and restricted, as on the parent.
+INSERT INTO crm.visits_2026 (contact_id, at, page) VALUES (:c1, '2026-02-01', 'direct');
+UPDATE crm.older_notes SET note = 'y' WHERE contact_id = :c1;
+SELECT gdpr.flush_access_log() >= 0 AS flushed \gset
+SELECT is((SELECT count(*) FROM mine WHERE (operation, tbl) IN (('INSERT', 'crm.visits_2026'::regclass),
+                                                                  ('UPDATE', 'crm.older_notes'::regclass))
+             AND subject_refs = ARRAY[gdpr._pseudonym(:'c1', 'access-log')]), 2::bigint,
+          'writes on a partition created after registration and on an inheritance child are logged with their subject');
+CREATE TABLE crm.visits_2027 (LIKE crm.visits);
+ALTER TABLE crm.visits ATTACH PARTITION crm.visits_2027 FOR VALUES FROM ('2027-01-01') TO ('2028-01-01');
+SELECT is((SELECT count(*) FROM pg_trigger WHERE tgrelid = 'crm.visits_2027'::regclass AND tgname = ANY (gdpr._trigger_names())),
+          cardinality(gdpr._trigger_names())::bigint, 'an attached partition gets the extension''s triggers');
+SELECT gdpr.restrict_subject(:'c1', 'accuracy contested') IS NULL AS restricted \gset
+GRANT UPDATE ON crm.visits_2025 TO crm_gdpr_t_reader;
+SET ROLE crm_gdpr_t_reader;
+SELECT throws_ok(format($$UPDATE crm.visits_2025 SET page = 'x' WHERE contact_id = %s$$, :c1), '42501',
+                 format('processing of subject "%s" is restricted', :c1),
+                 'a restricted subject''s rows cannot be updated through a partition');
+RESET ROLE;
 -- A trigger's name does not register a table.
 CREATE TEMP TABLE fake (contact_id bigint, email text);
 CREATE FUNCTION pg_temp.nothing() RETURNS trigger LANGUAGE plpgsql AS $$BEGIN RETURN NULL; END$$;
