@@ -140,6 +140,29 @@ crm_gdpr_fill_log_record_as(LogRecord *rec, const char *operation, Oid relid, co
 	rec->columns = "";
 }
 
+/* A list of names joined by LOG_LIST_SEPARATOR as a JSON array (a name may hold a comma). */
+static void
+append_json_names(StringInfo buf, const char *joined)
+{
+	char	   *names = pstrdup(joined);
+	char	   *next;
+
+	appendStringInfoChar(buf, '[');
+	for (char *name = names; *name; name = next)
+	{
+		next = strchr(name, LOG_LIST_SEPARATOR);
+		if (next)
+			*next++ = '\0';
+		else
+			next = name + strlen(name);
+		if (name != names)
+			appendStringInfoString(buf, ", ");
+		escape_json(buf, name);
+	}
+	appendStringInfoChar(buf, ']');
+	pfree(names);
+}
+
 /* On a standby nothing is written: the server log keeps the record. */
 static void
 log_to_server_log(const LogRecord *rec)
@@ -160,7 +183,7 @@ log_to_server_log(const LogRecord *rec)
 	table_name = crm_gdpr_qualified_relname(rec->relid);
 	escape_json(&buf, table_name ? table_name : "");
 	appendStringInfoString(&buf, ", \"columns\": ");
-	escape_json(&buf, rec->columns);
+	append_json_names(&buf, rec->columns);
 	appendStringInfo(&buf, ", \"rows\": " INT64_FORMAT ", \"subjects\": %d, \"purpose\": ", rec->rows, rec->nsubjects);
 	escape_json(&buf, rec->purpose);
 	if (rec->detail[0])
