@@ -70,6 +70,10 @@ extern void crm_gdpr_log_queue_discard(Oid dboid);
 
 /* log_record.c: a record's common fields, and where it goes */
 extern void crm_gdpr_fill_log_record(LogRecord *rec, const char *operation, Oid relid);
+/* rel_cache.c: the registered table a partition or inheritance child belongs to (or relid) */
+extern Oid	crm_gdpr_registered_as(Oid relid);
+extern void crm_gdpr_fill_log_record_as(LogRecord *rec, const char *operation, Oid relid, const char *role,
+										const char *session_role);
 extern void crm_gdpr_send_log_record(const LogRecord *rec);
 extern char *crm_gdpr_log_purpose(void);
 extern const char *crm_gdpr_role_name(Oid roleid, int slot);
@@ -115,6 +119,7 @@ extern char *crm_gdpr_qualified_relname(Oid relid);
  * log_journal.c reads them).
  */
 #define LOG_LIST_SEPARATOR '\x1f'
+#define LOG_LIST_SEPARATOR_STR "\x1f"
 
 /* The write trigger names its triggers with this prefix (log_write.c). */
 #define LOG_TRIGGER_PREFIX "gdpr_log_"

@@ -233,7 +233,7 @@ emit_read_fold(Tuplestorestate *store, TupleDesc desc, Fold *f, LogRecord *r)
 	log_row_set(&row, LOG_PID, Int32GetDatum(r->pid), false);
 	log_row_set(&row, LOG_OPERATION, CStringGetTextDatum(r->operation), false);
 	log_row_set(&row, LOG_TBL, ObjectIdGetDatum(r->relid), false);
-	log_row_set(&row, LOG_COLUMNS, r->columns[0] ? crm_gdpr_name_array(pstrdup(r->columns), ',') : (Datum) 0,
+	log_row_set(&row, LOG_COLUMNS, r->columns[0] ? crm_gdpr_name_array(pstrdup(r->columns), LOG_LIST_SEPARATOR) : (Datum) 0,
 				r->columns[0] == '\0');
 	log_row_set(&row, LOG_SUBJECT_REFS, f->nsubjects ? subject_refs(f->subjects, f->nsubjects) : (Datum) 0,
 				f->nsubjects == 0);

@@ -105,6 +105,19 @@ crm_gdpr_role_name(Oid roleid, int slot)
 void
 crm_gdpr_fill_log_record(LogRecord *rec, const char *operation, Oid relid)
 {
+	crm_gdpr_fill_log_record_as(rec, operation, relid, crm_gdpr_role_name(GetUserId(), 0),
+								crm_gdpr_role_name(GetSessionUserId(), 1));
+}
+
+/*
+ * The same with the role names given: a read that fails is recorded while
+ * its transaction aborts, when no catalog can be read (the names were
+ * taken when it started).
+ */
+void
+crm_gdpr_fill_log_record_as(LogRecord *rec, const char *operation, Oid relid, const char *role,
+							const char *session_role)
+{
 	/*
 	 * The statement's start: no clock read per query.  It is never older than
 	 * the start of the (still running) transaction, which is what the seal's
@@ -118,13 +131,36 @@ crm_gdpr_fill_log_record(LogRecord *rec, const char *operation, Oid relid)
 	rec->rows = 0;
 	rec->query_id = pgstat_get_my_query_id();
 	rec->operation = operation;
-	rec->role = crm_gdpr_role_name(GetUserId(), 0);
-	rec->session_role = crm_gdpr_role_name(GetSessionUserId(), 1);
+	rec->role = role;
+	rec->session_role = session_role;
 	rec->appname = application_name ? application_name : "";
 	rec->client = client_address();
 	rec->purpose = crm_gdpr_log_purpose();
 	rec->detail = "";
 	rec->columns = "";
+}
+
+/* A list of names joined by LOG_LIST_SEPARATOR as a JSON array (a name may hold a comma). */
+static void
+append_json_names(StringInfo buf, const char *joined)
+{
+	char	   *names = pstrdup(joined);
+	char	   *next;
+
+	appendStringInfoChar(buf, '[');
+	for (char *name = names; *name; name = next)
+	{
+		next = strchr(name, LOG_LIST_SEPARATOR);
+		if (next)
+			*next++ = '\0';
+		else
+			next = name + strlen(name);
+		if (name != names)
+			appendStringInfoString(buf, ", ");
+		escape_json(buf, name);
+	}
+	appendStringInfoChar(buf, ']');
+	pfree(names);
 }
 
 /* On a standby nothing is written: the server log keeps the record. */
@@ -147,7 +183,7 @@ log_to_server_log(const LogRecord *rec)
 	table_name = crm_gdpr_qualified_relname(rec->relid);
 	escape_json(&buf, table_name ? table_name : "");
 	appendStringInfoString(&buf, ", \"columns\": ");
-	escape_json(&buf, rec->columns);
+	append_json_names(&buf, rec->columns);
 	appendStringInfo(&buf, ", \"rows\": " INT64_FORMAT ", \"subjects\": %d, \"purpose\": ", rec->rows, rec->nsubjects);
 	escape_json(&buf, rec->purpose);
 	if (rec->detail[0])
@@ -172,14 +208,8 @@ void
 crm_gdpr_record_read(const char *operation, Oid relid, const char *columns, int64 rows,
 					 int nsubjects, char subjects[][LOG_RECORD_SUBJECT_LEN], const char *refused)
 {
-	LogRecord	rec;
+	char	   *detail = NULL;
 
-	crm_gdpr_fill_log_record(&rec, operation, relid);
-	rec.rows = rows;
-	rec.columns = columns;
-	rec.nsubjects = nsubjects;
-	for (int i = 0; i < nsubjects; i++)
-		rec.subjects[i] = subjects[i];
 	if (refused)
 	{
 		StringInfoData buf;
@@ -188,8 +218,28 @@ crm_gdpr_record_read(const char *operation, Oid relid, const char *columns, int6
 		appendStringInfoString(&buf, "{\"refused\": ");
 		escape_json(&buf, refused);
 		appendStringInfoChar(&buf, '}');
-		rec.detail = buf.data;
+		detail = buf.data;
 	}
+	crm_gdpr_record_read_as(crm_gdpr_role_name(GetUserId(), 0), crm_gdpr_role_name(GetSessionUserId(), 1),
+							operation, relid, columns, rows, nsubjects, subjects, detail);
+}
+
+/* A read's record with its roles and detail (JSON, or NULL) given. */
+void
+crm_gdpr_record_read_as(const char *role, const char *session_role, const char *operation, Oid relid,
+						const char *columns, int64 rows, int nsubjects,
+						char subjects[][LOG_RECORD_SUBJECT_LEN], const char *detail)
+{
+	LogRecord	rec;
+
+	crm_gdpr_fill_log_record_as(&rec, operation, relid, role, session_role);
+	rec.rows = rows;
+	rec.columns = columns;
+	rec.nsubjects = nsubjects;
+	for (int i = 0; i < nsubjects; i++)
+		rec.subjects[i] = subjects[i];
+	if (detail)
+		rec.detail = detail;
 	crm_gdpr_send_log_record(&rec);
 }
 

@@ -275,7 +275,7 @@ static void
 summarise_far_subjects(TriggerData *td, WriteSummary *sum)
 {
 	Oid			argtypes[1] = {REGCLASSOID};
-	Datum		args[1] = {ObjectIdGetDatum(RelationGetRelid(td->tg_relation))};
+	Datum		args[1] = {ObjectIdGetDatum(crm_gdpr_registered_as(RelationGetRelid(td->tg_relation)))};
 	const char *source = td->tg_newtable ? "gdpr_new" : "gdpr_old";
 	char	   *ids_sql;
 

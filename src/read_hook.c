@@ -4,8 +4,9 @@
  * Executor hooks (as pgaudit does) find, in each query's range table, the
  * relations read (SELECT privilege checked) that carry the extension's log
  * triggers, i.e. the registered tables, with the columns read
- * (read_subjects.c, rel_cache.c).  At ExecutorEnd the rows returned are
- * known and one record per table goes to the shared-memory queue
+ * (read_subjects.c, rel_cache.c), and count the rows read from them
+ * (read_count.c).  At ExecutorEnd, or when the query fails after reading
+ * rows, one record per table goes to the shared-memory queue
  * (log_record.c, log_queue.c): no write, no lock wait, nothing that fails
  * the reader.  COPY table TO is seen in the utility hook.  The hot path for
  * a query that reads no registered table is a cache lookup per relation.
@@ -13,7 +14,7 @@
  * The records carry, when the query returns it, the subject key column of
  * the table read (at most LOG_RECORD_SUBJECTS values per query): that is how
  * gdpr.access_history() finds who read one person's row.  A destination
- * wrapper collects them; the same wrapper enforces crm_gdpr.max_rows_per_query.
+ * wrapper collects them; read_count.c enforces crm_gdpr.max_rows_per_query.
  *
  * Left out, as pgaudit learned: parallel workers (the leader logs the query),
  * the extension's own queries (inside its SECURITY DEFINER functions and
@@ -32,6 +33,7 @@
 #include "access/parallel.h"
 #include "access/table.h"
 #include "access/xact.h"
+#include "access/xlog.h"
 #include "catalog/indexing.h"
 #include "catalog/namespace.h"
 #include "catalog/pg_extension.h"
@@ -46,7 +48,6 @@
 #include "utils/builtins.h"
 #include "utils/fmgroids.h"
 #include "utils/memutils.h"
-#include "utils/queryjumble.h"
 #include "utils/rel.h"
 
 #include "crm_gdpr.h"
@@ -123,10 +124,15 @@ reads_are_logged(void)
 
 /* --- the running queries ------------------------------------------------ */
 
-static void
-unlink_reads(void *arg)
+QueryReads *
+crm_gdpr_running_reads(void)
 {
-	QueryReads *reads = (QueryReads *) arg;
+	return running;
+}
+
+static void
+unlink_reads(QueryReads *reads)
+{
 	QueryReads **p;
 
 	if (!reads->linked)
@@ -138,6 +144,31 @@ unlink_reads(void *arg)
 			break;
 		}
 	reads->linked = false;
+}
+
+/*
+ * The executor's memory goes: after ExecutorEnd, or when the query failed.
+ * Rows a failed query read may have left the server (streamed to the
+ * client, or to a function that caught the error): its records go now,
+ * during the abort, with the names taken at its start (no catalog can be
+ * read here).  On a standby the record would need a catalog lookup to go
+ * to the server log: there, a failed read is not recorded.
+ */
+static void
+query_memory_freed(void *arg)
+{
+	QueryReads *reads = (QueryReads *) arg;
+
+	if (reads->linked && !reads->recorded && !RecoveryInProgress())
+	{
+		for (int i = 0; i < reads->nrels; i++)
+			if (reads->rels[i].rows > 0)
+			{
+				crm_gdpr_record_query(reads, "{\"failed\": true}");
+				break;
+			}
+	}
+	unlink_reads(reads);
 }
 
 static QueryReads *
@@ -168,9 +199,10 @@ crm_gdpr_ExecutorStart(QueryDesc *query, int eflags)
 	reads->next = running;
 	reads->linked = true;
 	running = reads;
+	crm_gdpr_count_reads(reads, query->planstate);
 	/* An error frees the executor's memory: the entry goes with it. */
 	cb = MemoryContextAlloc(query->estate->es_query_cxt, sizeof(MemoryContextCallback));
-	cb->func = unlink_reads;
+	cb->func = query_memory_freed;
 	cb->arg = reads;
 	MemoryContextRegisterResetCallback(query->estate->es_query_cxt, cb);
 }
@@ -281,7 +313,7 @@ crm_gdpr_ExecutorEnd(QueryDesc *query)
 
 	if (reads)
 	{
-		crm_gdpr_record_query(reads, (int64) query->estate->es_processed, NULL);
+		crm_gdpr_record_query(reads, NULL);
 		unlink_reads(reads);
 	}
 	if (prev_ExecutorEnd)
@@ -377,7 +409,12 @@ crm_gdpr_read_hook_init(bool preloading)
 {
 	if (!preloading)
 		return;
-	EnableQueryId();
+	/*
+	 * No EnableQueryId(): the module does not switch compute_query_id on
+	 * (it would add "Query Identifier" to every EXPLAIN VERBOSE).  The log's
+	 * query_id is recorded when the server computes one (compute_query_id =
+	 * on, or auto with pg_stat_statements loaded), NULL otherwise.
+	 */
 	RegisterXactCallback(forget_decrypts, NULL);
 	RegisterSubXactCallback(forget_subxact_decrypts, NULL);
 	prev_ExecutorStart = ExecutorStart_hook;

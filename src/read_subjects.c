@@ -6,8 +6,8 @@
  * named in their conditions ("WHERE id = 42", a parameter, "= ANY(...)"):
  * that reads subject 42 even when the key is not returned.  While the query
  * runs, a wrapper around its destination collects the subject keys it
- * returns (at most LOG_RECORD_SUBJECTS per table) and enforces
- * crm_gdpr.max_rows_per_query.  All of it is speculative: what cannot be
+ * returns (at most LOG_RECORD_SUBJECTS per table); read_count.c counts
+ * the rows read and enforces crm_gdpr.max_rows_per_query.  All of it is speculative: what cannot be
  * known safely is left out, never an error in the reader.
  */
 #include "postgres.h"
@@ -17,8 +17,10 @@
 #include "miscadmin.h"
 #include "nodes/parsenodes.h"
 #include "nodes/plannodes.h"
+#include "optimizer/optimizer.h"
 #include "utils/acl.h"
 #include "utils/array.h"
+#include "utils/builtins.h"
 #include "utils/lsyscache.h"
 #include "utils/memutils.h"
 
@@ -42,6 +44,26 @@ subject_result_column(PlannedStmt *stmt, Oid relid, AttrNumber attnum)
 	return 0;
 }
 
+/*
+ * The columns UPDATE or DELETE ... RETURNING returns of result relation rti,
+ * or NULL (INSERT ... RETURNING gives back what it was given).
+ */
+static Bitmapset *
+returned_columns(PlannedStmt *stmt, Index rti)
+{
+	ModifyTable *mt = (ModifyTable *) stmt->planTree;
+	Bitmapset  *cols = NULL;
+	ListCell   *rel,
+			   *ret;
+
+	if (stmt->commandType == CMD_INSERT || mt == NULL || !IsA(mt, ModifyTable) || mt->returningLists == NIL)
+		return NULL;
+	forboth(rel, mt->resultRelations, ret, mt->returningLists)
+		if (lfirst_int(rel) == rti)
+			pull_varattnos(lfirst(ret), rti, &cols);
+	return cols;
+}
+
 /* The registered tables a query reads, without their subjects yet. */
 static QueryReads *
 registered_tables_read(QueryDesc *query)
@@ -57,11 +79,15 @@ registered_tables_read(QueryDesc *query)
 		const RelInfo *info;
 		ReadRel    *r;
 
+		Bitmapset  *returned = NULL;
+
 		rti++;
 		if (rte->rtekind != RTE_RELATION || !(rte->requiredPerms & ACL_SELECT))
 			continue;
-		if (query->operation != CMD_SELECT && list_member_int(stmt->resultRelations, rti))
-			continue;			/* the write is logged by the write trigger */
+		/* The write is logged by the write trigger; what it returns is a read. */
+		if (query->operation != CMD_SELECT && list_member_int(stmt->resultRelations, rti) &&
+			(returned = returned_columns(stmt, rti)) == NULL)
+			continue;
 		info = crm_gdpr_rel_info(rte->relid);
 		if (info == NULL || !info->registered)
 			continue;
@@ -74,10 +100,13 @@ registered_tables_read(QueryDesc *query)
 		}
 		r = &reads->rels[reads->nrels++];
 		r->relid = rte->relid;
+		r->registered_as = info->registered_as;
 		r->rti = rti;
 		r->subject_attnum = info->subject_attnum;
 		r->nsubjects = 0;
-		crm_gdpr_cached_column_list(rte->relid, rte->selectedCols, r->columns);
+		r->rows = 0;
+		r->returning = returned != NULL;
+		crm_gdpr_cached_column_list(rte->relid, returned ? returned : rte->selectedCols, r->columns);
 		r->subject_resno = subject_result_column(stmt, rte->relid, info->subject_attnum);
 	}
 	return reads;
@@ -269,14 +298,17 @@ subjects_from_plan(Plan *plan, QueryReads *reads, ParamListInfo params)
 		subjects_from_plan(((SubqueryScan *) plan)->subplan, reads, params);
 }
 
-/* --- the destination wrapper: subjects returned, row limit -------------- */
+/* --- the destination wrapper: subjects returned ------------------------- */
 
+/* One record per registered table read, with the rows read from it. */
 void
-crm_gdpr_record_query(QueryReads *reads, int64 rows, const char *refused)
+crm_gdpr_record_query(QueryReads *reads, const char *detail)
 {
+	reads->recorded = true;
 	for (int i = 0; i < reads->nrels; i++)
-		crm_gdpr_record_read("SELECT", reads->rels[i].relid, reads->rels[i].columns, rows,
-					reads->rels[i].nsubjects, reads->rels[i].subjects, refused);
+		crm_gdpr_record_read_as(NameStr(reads->role), NameStr(reads->session_role), "SELECT",
+								reads->rels[i].relid, reads->rels[i].columns, reads->rels[i].rows,
+								reads->rels[i].nsubjects, reads->rels[i].subjects, detail);
 }
 
 static void
@@ -298,18 +330,6 @@ wrapper_receive(TupleTableSlot *slot, DestReceiver *self)
 {
 	QueryReads *reads = (QueryReads *) self;
 
-	if (reads->limit > 0 && ++reads->sent > reads->limit)
-	{
-		char		why[96];
-
-		snprintf(why, sizeof(why), "crm_gdpr.max_rows_per_query = " INT64_FORMAT, reads->limit);
-		crm_gdpr_record_query(reads, reads->sent, why);
-		ereport(ERROR,
-				(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
-				 errmsg("query returns more than " INT64_FORMAT " rows of personal data", reads->limit),
-				 errdetail("crm_gdpr.max_rows_per_query limits what a role that is not gdpr_admin reads at once; the attempt is logged."),
-				 errhint("Narrow the query, or ask a gdpr_admin for the export.")));
-	}
 	for (int i = 0; i < reads->nrels; i++)
 		note_returned_subject(&reads->rels[i], slot);
 	return reads->inner->receiveSlot(slot, reads->inner);
@@ -339,8 +359,6 @@ wrapper_destroy(DestReceiver *self)
 bool
 crm_gdpr_needs_wrapper(QueryReads *reads)
 {
-	if (reads->limit > 0)
-		return true;
 	for (int i = 0; i < reads->nrels; i++)
 		if (reads->rels[i].subject_resno > 0)
 			return true;
@@ -363,6 +381,10 @@ crm_gdpr_find_reads(QueryDesc *query)
 	foreach(lc, query->plannedstmt->subplans)
 		subjects_from_plan(lfirst(lc), reads, query->params);
 	reads->query = query;
+	reads->estate = query->estate;
+	/* Taken now: a read that fails is recorded when no catalog can be read. */
+	namestrcpy(&reads->role, crm_gdpr_role_name(GetUserId(), 0));
+	namestrcpy(&reads->session_role, crm_gdpr_role_name(GetSessionUserId(), 1));
 	reads->wrapper.receiveSlot = wrapper_receive;
 	reads->wrapper.rStartup = wrapper_startup;
 	reads->wrapper.rShutdown = wrapper_shutdown;

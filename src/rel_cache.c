@@ -4,15 +4,26 @@
  *
  * The read hook asks for every relation of every query: the hot path of a
  * read opens nothing once a relation is known.  A relation is registered
- * when it carries the extension's log triggers (register_table and
- * unregister_table add and drop them, which invalidates the relation).  A
- * relcache invalidation of one relation (a rename, a trigger added) forgets
- * what is cached about that relation; a reset of the whole relcache
- * forgets everything.
+ * when the registry (gdpr.registered_tables) holds it, or one of the tables
+ * it is a partition or inheritance child of, present or future; its subject
+ * key column is the argument of the registered table's log triggers
+ * (register_table and unregister_table add and drop them, which
+ * invalidates the relation).  A relcache invalidation of one relation (a
+ * rename, a trigger added) forgets what is cached about that relation, or
+ * everything when it is registered or unknown (its children may change);
+ * a reset of the whole relcache forgets everything.
  */
 #include "postgres.h"
 
+#include "access/genam.h"
+#include "access/htup_details.h"
 #include "access/sysattr.h"
+#include "access/table.h"
+#include "catalog/indexing.h"
+#include "catalog/namespace.h"
+#include "catalog/pg_inherits.h"
+#include "utils/fmgroids.h"
+#include "utils/lsyscache.h"
 #include "nodes/bitmapset.h"
 #include "parser/parse_relation.h"
 #include "utils/inval.h"
@@ -21,25 +32,103 @@
 
 #include "read_hook.h"
 
+/* Whether relid is in the registry (gdpr.registered_tables, subject tables included). */
+static bool
+in_registry(Oid relid)
+{
+	Oid			nsp = get_namespace_oid("gdpr", true);
+	Oid			registry = OidIsValid(nsp) ? get_relname_relid("registered_tables", nsp) : InvalidOid;
+	Relation	rel;
+	ScanKeyData key;
+	SysScanDesc scan;
+	bool		found;
+
+	if (!OidIsValid(registry))
+		return false;			/* the extension is not installed in this database */
+	rel = table_open(registry, AccessShareLock);
+	ScanKeyInit(&key, 1, BTEqualStrategyNumber, F_OIDEQ, ObjectIdGetDatum(relid));
+	scan = systable_beginscan(rel, InvalidOid, false, NULL, 1, &key);
+	found = HeapTupleIsValid(systable_getnext(scan));
+	systable_endscan(scan);
+	table_close(rel, AccessShareLock);
+	return found;
+}
+
 /*
- * Whether rel is registered (it has the extension's log triggers), and if so
- * its subject key column ("" when unknown).
+ * The registered table that relid is, or is a partition or inheritance child
+ * of (at any depth), or InvalidOid.  The registry answers, never a trigger's
+ * name: anyone can create a trigger named gdpr_log_insert on his own table.
  */
-const char *
-crm_gdpr_registered_subject_column(Relation rel)
+static Oid
+registered_ancestor(Oid relid, int depth)
+{
+	Relation	inherits;
+	ScanKeyData key;
+	SysScanDesc scan;
+	HeapTuple	tup;
+	Oid			found = InvalidOid;
+
+	if (in_registry(relid))
+		return relid;
+	if (depth > 32)
+		return InvalidOid;
+	inherits = table_open(InheritsRelationId, AccessShareLock);
+	ScanKeyInit(&key, Anum_pg_inherits_inhrelid, BTEqualStrategyNumber, F_OIDEQ, ObjectIdGetDatum(relid));
+	scan = systable_beginscan(inherits, InheritsRelidSeqnoIndexId, true, NULL, 1, &key);
+	while (!OidIsValid(found) && HeapTupleIsValid(tup = systable_getnext(scan)))
+		found = registered_ancestor(((Form_pg_inherits) GETSTRUCT(tup))->inhparent, depth + 1);
+	systable_endscan(scan);
+	table_close(inherits, AccessShareLock);
+	return found;
+}
+
+/* The subject key column a registered table's log triggers were given ("" when unknown). */
+static const char *
+trigger_subject_column(Relation rel)
 {
 	TriggerDesc *trigdesc = rel->trigdesc;
 
-	if (trigdesc == NULL)
-		return NULL;
-	for (int i = 0; i < trigdesc->numtriggers; i++)
+	for (int i = 0; trigdesc && i < trigdesc->numtriggers; i++)
 	{
 		Trigger    *t = &trigdesc->triggers[i];
 
 		if (strcmp(t->tgname, LOG_TRIGGER_PREFIX "insert") == 0)
 			return t->tgnargs > 0 ? t->tgargs[0] : "";
 	}
-	return NULL;
+	return "";
+}
+
+/*
+ * The subject key column of a registered table, or of the registered table
+ * a partition or inheritance child belongs to, in the memory of the caller;
+ * NULL when rel is not registered.
+ */
+static char *
+subject_column_of(Relation rel, Oid *registered_as)
+{
+	Oid			ancestor = registered_ancestor(RelationGetRelid(rel), 0);
+	Relation	arel;
+	char	   *column;
+
+	*registered_as = ancestor;
+	if (!OidIsValid(ancestor))
+		return NULL;
+	if (ancestor == RelationGetRelid(rel))
+		return pstrdup(trigger_subject_column(rel));
+	arel = RelationIdGetRelation(ancestor);
+	column = pstrdup(RelationIsValid(arel) ? trigger_subject_column(arel) : "");
+	if (RelationIsValid(arel))
+		RelationClose(arel);
+	return column;
+}
+
+/* Whether rel is registered (in its own right or by a parent), and its subject key column ("" when unknown). */
+const char *
+crm_gdpr_registered_subject_column(Relation rel)
+{
+	Oid			registered_as;
+
+	return subject_column_of(rel, &registered_as);
 }
 
 void
@@ -60,10 +149,11 @@ crm_gdpr_column_list(Relation rel, Bitmapset *selected, char *out)
 			continue;
 		if (used + strlen(name) + 5 >= LOG_RECORD_COLUMNS)
 		{
-			strcpy(out + used, used ? ",..." : "...");
+			strcpy(out + used, used ? LOG_LIST_SEPARATOR_STR "..." : "...");
 			return;
 		}
-		used += sprintf(out + used, "%s%s", used ? "," : "", name);
+		/* Not a comma: a column may be named "Note, email" (issue 18.10). */
+		used += sprintf(out + used, "%s%s", used ? LOG_LIST_SEPARATOR_STR : "", name);
 	}
 }
 
@@ -95,14 +185,30 @@ static ColumnListEntry column_cache[COLUMN_CACHE];
 static int	column_cache_next = 0;
 static bool cache_callback_registered = false;
 
+/*
+ * A relation changed: forget it.  Registering or unregistering a table adds
+ * or drops its triggers, which invalidates it, but not its partitions and
+ * children, which it does not know: any change to a registered table, or to
+ * a table not cached (a new parent, perhaps), forgets every relation.
+ */
 static void
 forget_relation(Datum arg, Oid relid)
 {
+	bool		all = !OidIsValid(relid);
+	bool		cached = false;
+
+	for (int i = 0; !all && i < REL_CACHE; i++)
+		if (rel_cache[i].relid == relid)
+		{
+			cached = true;
+			all = rel_cache[i].registered;
+		}
+	all = all || !cached;
 	for (int i = 0; i < COLUMN_CACHE; i++)
-		if (!OidIsValid(relid) || column_cache[i].relid == relid)
+		if (all || column_cache[i].relid == relid)
 			column_cache[i].relid = InvalidOid;
 	for (int i = 0; i < REL_CACHE; i++)
-		if (!OidIsValid(relid) || rel_cache[i].relid == relid)
+		if (all || rel_cache[i].relid == relid)
 			rel_cache[i].relid = InvalidOid;
 }
 
@@ -159,10 +265,23 @@ crm_gdpr_rel_info(Oid relid)
 		return NULL;
 	e = &rel_cache[rel_cache_next];
 	rel_cache_next = (rel_cache_next + 1) % REL_CACHE;
-	subject_column = crm_gdpr_registered_subject_column(rel);
+	subject_column = subject_column_of(rel, &e->registered_as);
 	e->relid = relid;
 	e->registered = subject_column != NULL;
 	e->subject_attnum = subject_column && subject_column[0] ? attnameAttNum(rel, subject_column, false) : 0;
 	RelationClose(rel);
 	return e;
+}
+
+/*
+ * The registered table whose registry entry applies to relid: itself, or
+ * the registered table it is a partition or inheritance child of; relid
+ * when none (the caller's registry lookup then finds nothing, as before).
+ */
+Oid
+crm_gdpr_registered_as(Oid relid)
+{
+	const RelInfo *info = crm_gdpr_rel_info(relid);
+
+	return info && info->registered ? info->registered_as : relid;
 }

@@ -95,7 +95,8 @@ static char *
 first_restricted_subject(TriggerData *td)
 {
 	Oid			argtypes[1] = {REGCLASSOID};
-	Datum		args[1] = {ObjectIdGetDatum(RelationGetRelid(td->tg_relation))};
+	/* A partition's or child's rows are restricted as its registered parent's. */
+	Datum		args[1] = {ObjectIdGetDatum(crm_gdpr_registered_as(RelationGetRelid(td->tg_relation)))};
 	MemoryContext caller_cxt = CurrentMemoryContext;
 	char	   *hit = NULL;
 

@@ -27,6 +27,15 @@ wait_for 10 "SELECT count(*) = 2 FROM gdpr.access_log WHERE application_name IN 
 [ "$(q -d crm -c "SELECT subject_refs = ARRAY[gdpr._pseudonym('22', 'access-log')] FROM gdpr.access_log WHERE application_name = 'aborted_reader'")" = t ] ||
   fail "the aborted read does not name its subject"
 
+# Rows streamed to the client before the query fails are logged (issue 18.1).
+PGAPPNAME=copy_failed psql -X -q -d crm -c "COPY (SELECT id, email, phone, 1/(ctid <> (SELECT max(ctid) FROM crm.contacts))::int
+  FROM crm.contacts) TO STDOUT" >/dev/null 2>&1 && fail "the failing COPY did not fail"
+PGAPPNAME=fetch_failed psql -X -q -v FETCH_COUNT=50 -d crm -c "SELECT id, email, 1/(ctid <> (SELECT max(ctid) FROM crm.contacts))::int
+  FROM crm.contacts" >/dev/null 2>&1 && fail "the failing SELECT did not fail"
+wait_for 10 "SELECT count(*) = 2 FROM gdpr.access_log WHERE application_name IN ('copy_failed', 'fetch_failed')
+               AND columns @> '{id,email}' AND row_count >= 299 AND detail ->> 'failed' = 'true'" ||
+  fail "a read that failed after streaming rows is not logged: $(q -d crm -c "SELECT application_name, columns, row_count, detail FROM gdpr.access_log WHERE application_name LIKE '%_failed'")"
+
 # The writer keeps the references it made: the same person read again (a hit
 # of its cache) is named the same, a neighbour by his own reference.
 PGAPPNAME=again_reader psql -X -q -d crm -c 'SELECT phone FROM crm.contacts WHERE id = 22' \

@@ -48,7 +48,7 @@ like($err, qr/25006/, 'opening a request fails there too, with 25006');
 
 $standby->safe_psql('postgres', q{SET application_name = 'standby_reader'; SELECT email FROM contacts WHERE id = 4});
 my $log = slurp_file($standby->logfile);
-like($log, qr/crm_gdpr read: \{"at": "[^"]+", "operation": "SELECT", "role": "[^"]+", "session_user": "[^"]+", "application_name": "standby_reader", "table": "public.contacts", "columns": "id,email", "rows": 1, "subjects": 1/,
+like($log, qr/crm_gdpr read: \{"at": "[^"]+", "operation": "SELECT", "role": "[^"]+", "session_user": "[^"]+", "application_name": "standby_reader", "table": "public.contacts", "columns": \["id", "email"\], "rows": 1, "subjects": 1/,
      'a read on the standby is written to its server log, with who, what and how much');
 like($log, qr/crm_gdpr read: \{.*"operation": "EXPORT".*"table": "public.contacts"/,
      'so is an export made on the standby');

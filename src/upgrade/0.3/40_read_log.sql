@@ -1,0 +1,124 @@
+-- The read log (issue 18): partitions and inheritance children of a
+-- registered table carry its triggers, present and future (18.3).  The rest
+-- of this issue's read path is in the library (read_hook.c, read_count.c,
+-- rel_cache.c).
+
+-- A registered table's partitions and inheritance children, at any depth:
+-- statement triggers fire only for the table a statement names, so each of
+-- them carries the triggers too (issue 18.3).
+CREATE OR REPLACE FUNCTION gdpr._descendants(tbl regclass) RETURNS SETOF regclass
+  LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
+  WITH RECURSIVE d(rel) AS (SELECT i.inhrelid FROM pg_inherits i WHERE i.inhparent = tbl
+                            UNION SELECT i.inhrelid FROM pg_inherits i JOIN d ON i.inhparent = d.rel)
+  SELECT rel::regclass FROM d
+$$;
+
+-- The triggers on one table (a registered one, or a partition or child of
+-- it); col is the registered table's subject key column ('' when reached
+-- through other tables).
+CREATE OR REPLACE FUNCTION gdpr._attach_triggers_to(tbl regclass, col text) RETURNS void
+  LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
+BEGIN
+  PERFORM gdpr._own_ddl(true);
+  -- Restriction of processing (Art. 18): see 70_rights.sql.
+  EXECUTE format('CREATE OR REPLACE TRIGGER gdpr_restrict_update AFTER UPDATE ON %s
+                    REFERENCING OLD TABLE AS changed_rows
+                    FOR EACH STATEMENT EXECUTE FUNCTION gdpr._enforce_restriction()', tbl);
+  EXECUTE format('CREATE OR REPLACE TRIGGER gdpr_restrict_delete AFTER DELETE ON %s
+                    REFERENCING OLD TABLE AS changed_rows
+                    FOR EACH STATEMENT EXECUTE FUNCTION gdpr._enforce_restriction()', tbl);
+  -- The access log (80_access_log.sql, log_write.c): one row per statement.
+  EXECUTE format('CREATE OR REPLACE TRIGGER gdpr_log_insert AFTER INSERT ON %s REFERENCING NEW TABLE AS gdpr_new
+                    FOR EACH STATEMENT EXECUTE FUNCTION gdpr._log_write(%L)', tbl, col);
+  EXECUTE format('CREATE OR REPLACE TRIGGER gdpr_log_update AFTER UPDATE ON %s
+                    REFERENCING OLD TABLE AS gdpr_old NEW TABLE AS gdpr_new
+                    FOR EACH STATEMENT EXECUTE FUNCTION gdpr._log_write(%L)', tbl, col);
+  EXECUTE format('CREATE OR REPLACE TRIGGER gdpr_log_delete AFTER DELETE ON %s REFERENCING OLD TABLE AS gdpr_old
+                    FOR EACH STATEMENT EXECUTE FUNCTION gdpr._log_write(%L)', tbl, col);
+  EXECUTE format('CREATE OR REPLACE TRIGGER gdpr_log_truncate AFTER TRUNCATE ON %s
+                    FOR EACH STATEMENT EXECUTE FUNCTION gdpr._log_write(%L)', tbl, col);
+  PERFORM gdpr._own_ddl(false);
+END
+$$;
+
+CREATE OR REPLACE FUNCTION gdpr._attach_triggers(tbl regclass) RETURNS void
+  LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+  -- The argument is the subject key column, found here once rather than per
+  -- statement ('' when the subject is reached through other tables).
+  col text := gdpr._log_subject_column(tbl);
+  child regclass;
+BEGIN
+  PERFORM gdpr._attach_triggers_to(tbl, col);
+  FOR child IN SELECT gdpr._descendants(tbl) LOOP
+    PERFORM gdpr._attach_triggers_to(child, col);
+  END LOOP;
+  -- The month partitions exist before anything is logged.
+  IF to_regclass(format('gdpr.%I', gdpr._log_month_name(date_trunc('month', now() AT TIME ZONE 'UTC')))) IS NULL THEN
+    PERFORM gdpr._log_maintain();
+  END IF;
+END
+$$;
+
+-- A partition or inheritance child that a registered table gains later
+-- (CREATE TABLE ... PARTITION OF / INHERITS, ALTER TABLE ... ATTACH
+-- PARTITION / INHERIT) gets the triggers at the end of that DDL.  Costs a
+-- look at pg_inherits for any other table.
+CREATE OR REPLACE FUNCTION gdpr._on_new_child() RETURNS event_trigger
+  LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+  obj oid;
+  reg regclass;
+  rel regclass;
+BEGIN
+  FOR obj IN SELECT DISTINCT c.objid FROM pg_event_trigger_ddl_commands() c
+              WHERE c.classid = 'pg_class'::regclass AND c.object_type = 'table'
+                AND EXISTS (SELECT FROM pg_inherits i WHERE i.inhparent = c.objid OR i.inhrelid = c.objid) LOOP
+    -- The DDL names the child (CREATE TABLE ... PARTITION OF, INHERIT) or
+    -- the parent (ATTACH PARTITION): its tables without the triggers get them.
+    FOR reg IN SELECT r.tbl FROM gdpr.registered_tables r
+                WHERE r.tbl::oid = obj OR obj IN (SELECT gdpr._descendants(r.tbl)) LOOP
+      FOR rel IN SELECT d FROM (SELECT obj::regclass AS d UNION SELECT gdpr._descendants(obj::regclass)) x
+                  WHERE NOT EXISTS (SELECT FROM pg_trigger g WHERE g.tgrelid = x.d AND g.tgname = 'gdpr_log_insert') LOOP
+        PERFORM gdpr._attach_triggers_to(rel, gdpr._log_subject_column(reg));
+      END LOOP;
+    END LOOP;
+  END LOOP;
+END
+$$;
+CREATE EVENT TRIGGER crm_gdpr_new_child ON ddl_command_end
+  WHEN TAG IN ('CREATE TABLE', 'ALTER TABLE') EXECUTE FUNCTION gdpr._on_new_child();
+
+CREATE OR REPLACE FUNCTION gdpr._detach_triggers(tbl regclass) RETURNS void
+  LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+  t name;
+  rel regclass;
+BEGIN
+  PERFORM gdpr._own_ddl(true);
+  FOR t, rel IN SELECT g.tgname, g.tgrelid::regclass FROM pg_trigger g
+                  WHERE g.tgrelid IN (SELECT tbl UNION SELECT gdpr._descendants(tbl))
+                    AND NOT g.tgisinternal AND g.tgname = ANY (gdpr._trigger_names()) LOOP
+    EXECUTE format('DROP TRIGGER %I ON %s', t, rel);
+  END LOOP;
+  PERFORM gdpr._own_ddl(false);
+END
+$$;
+
+-- Partitions and children that registered tables have now get the triggers.
+DO $$
+DECLARE
+  reg regclass;
+  rel regclass;
+BEGIN
+  FOR reg IN SELECT r.tbl FROM gdpr.registered_tables r LOOP
+    FOR rel IN SELECT d FROM gdpr._descendants(reg) d
+                WHERE NOT EXISTS (SELECT FROM pg_trigger g WHERE g.tgrelid = d AND g.tgname = 'gdpr_log_insert') LOOP
+      PERFORM gdpr._attach_triggers_to(rel, gdpr._log_subject_column(reg));
+    END LOOP;
+  END LOOP;
+END
+$$;
+
+REVOKE EXECUTE ON FUNCTION gdpr._descendants(regclass), gdpr._attach_triggers_to(regclass, text),
+  gdpr._on_new_child() FROM PUBLIC;
