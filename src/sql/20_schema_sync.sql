@@ -34,6 +34,10 @@ BEGIN
    WHERE r.tbl = _rename_column.tbl AND r.subject_column = old;
   UPDATE gdpr.registered_tables r SET parent_column = new
    WHERE r.parent_table = _rename_column.tbl AND r.parent_column = old;
+  UPDATE gdpr.subject_links l SET link_column = new WHERE l.tbl = _rename_column.tbl AND l.link_column = old;
+  UPDATE gdpr.subject_links l SET type_column = new WHERE l.tbl = _rename_column.tbl AND l.type_column = old;
+  UPDATE gdpr.subject_links l SET parent_column = new
+   WHERE l.parent_table = _rename_column.tbl AND l.parent_column = old;
   UPDATE gdpr.personal_columns c SET col = new WHERE c.tbl = _rename_column.tbl AND c.col = old;
   UPDATE gdpr.retention_policies p SET col = new WHERE p.tbl = _rename_column.tbl AND p.col = old;
   UPDATE gdpr.retention_policies p SET after_column = new
@@ -89,6 +93,7 @@ BEGIN
     END IF;
   END LOOP;
   PERFORM gdpr._detach_triggers(tbl);
+  DELETE FROM gdpr.subject_links l WHERE l.parent_table = _forget_table.tbl;
   DELETE FROM gdpr.registered_tables x WHERE x.tbl = _forget_table.tbl;
   DELETE FROM gdpr.subject_tables x WHERE x.tbl = _forget_table.tbl;
   DELETE FROM gdpr.column_snapshot x WHERE x.tbl = _forget_table.tbl;

@@ -55,7 +55,7 @@ SELECT is((SELECT array_agg(relname::text ORDER BY relname::text) FROM pg_class
                 'purpose_notices', 'purposes', 'read_volume', 'recipients', 'registered_tables', 'registry_changes',
                 'requests', 'requests_due', 'requests_due_soon', 'restrictions', 'retention_policies', 'retention_status',
                 'schema_template_drift', 'schema_templates',
-                'subject_categories', 'subject_tables', 'suppressions', 'unclassified_columns', 'validations'],
+                'subject_categories', 'subject_links', 'subject_tables', 'suppressions', 'unclassified_columns', 'validations'],
           'gdpr_auditor reads the registry, the ledgers, the access log and the views, and nothing else (no keys, no journal)');
 
 SET LOCAL ROLE crm_gdpr_t_app;
