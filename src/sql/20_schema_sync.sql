@@ -148,6 +148,10 @@ CREATE FUNCTION gdpr._on_sql_drop() RETURNS event_trigger
 DECLARE
   d record;
 BEGIN
+  -- A dropped table's declaration goes with it (its OID could be reused).
+  DELETE FROM gdpr.out_of_scope_tables x
+   WHERE x.tbl IN (SELECT o.objid FROM pg_event_trigger_dropped_objects() o
+                    WHERE o.classid = 'pg_class'::regclass AND o.objsubid = 0);
   FOR d IN SELECT o.objid, o.objsubid, o.object_identity FROM pg_event_trigger_dropped_objects() o
             WHERE o.classid = 'pg_class'::regclass AND o.object_type IN ('table', 'table column')
               AND EXISTS (SELECT FROM gdpr.registered_tables x WHERE x.tbl = o.objid)

@@ -42,6 +42,44 @@ SELECT pg_catalog.pg_extension_config_dump('gdpr.erasures', '');
 SELECT pg_catalog.pg_extension_config_dump('gdpr.erasures_id_seq', '');
 SELECT pg_catalog.pg_extension_config_dump('gdpr.suppressions', '');
 
+-- Tables the DBA declared out of the erasure's scope: they refer to
+-- subjects' rows with ON DELETE SET NULL / SET DEFAULT and columns that look
+-- personal, but hold no personal data (gdpr.declare_out_of_scope).
+CREATE TABLE gdpr.out_of_scope_tables (
+  tbl          regclass PRIMARY KEY,
+  reason       text NOT NULL CHECK (btrim(reason) <> ''),
+  declared_at  timestamptz NOT NULL DEFAULT now(),
+  declared_by  name NOT NULL DEFAULT session_user
+);
+COMMENT ON TABLE gdpr.out_of_scope_tables IS
+  'unregistered tables referring to subjects that the DBA declared to hold no personal data: they do not stop erasures';
+SELECT pg_catalog.pg_extension_config_dump('gdpr.out_of_scope_tables', '');
+
+-- Declare (reason given) or withdraw (reason NULL) that an unregistered table
+-- referring to subjects' rows holds no personal data.  The table owner's
+-- rights are needed: it is a statement about what the table holds.
+CREATE FUNCTION gdpr.declare_out_of_scope(tbl regclass, reason text) RETURNS void
+  LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+BEGIN
+  PERFORM gdpr._not_null(tbl, 'table');
+  PERFORM gdpr._require_table_owner(tbl, 'gdpr.declare_out_of_scope()');
+  IF reason IS NULL THEN
+    DELETE FROM gdpr.out_of_scope_tables o WHERE o.tbl = declare_out_of_scope.tbl;
+    RETURN;
+  END IF;
+  PERFORM gdpr._not_blank(reason, 'a declaration needs a reason');
+  IF EXISTS (SELECT FROM gdpr.registered_tables r WHERE r.tbl = declare_out_of_scope.tbl) THEN
+    RAISE EXCEPTION 'table % is registered', tbl
+      USING ERRCODE = 'invalid_parameter_value',
+            HINT = 'A registered table holds personal data: unregister it first if it does not.';
+  END IF;
+  INSERT INTO gdpr.out_of_scope_tables AS o (tbl, reason) VALUES (tbl, btrim(reason))
+    ON CONFLICT ON CONSTRAINT out_of_scope_tables_pkey DO UPDATE
+      SET reason = excluded.reason, declared_at = now(), declared_by = session_user;
+  PERFORM gdpr._note_change('declared out of scope', gdpr.qualified_name(tbl), btrim(reason));
+END
+$$;
+
 CREATE FUNCTION gdpr.is_suppressed(email text) RETURNS boolean
   LANGUAGE sql STABLE STRICT SECURITY DEFINER SET search_path = pg_catalog, pg_temp
   RETURN EXISTS (SELECT FROM gdpr.suppressions s
@@ -263,6 +301,42 @@ BEGIN
 END
 $$;
 
+-- 55000 when a table outside the registry (and not declared out of scope)
+-- refers to the subject's rows with ON DELETE SET NULL / SET DEFAULT and has
+-- columns that look personal: PostgreSQL would only clear its link, and what
+-- it says about him would stay.  (Other foreign keys either stop the erasure
+-- themselves, NO ACTION / RESTRICT, or take the rows with his, CASCADE.)
+CREATE FUNCTION gdpr._refuse_unregistered_referrers(st regclass, key_literal text) RETURNS void
+  LANGUAGE plpgsql STABLE SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+  f record;
+BEGIN
+  FOR f IN SELECT c.conrelid::regclass AS child, a.attname AS fk_column, c.confrelid::regclass AS parent,
+                  pa.attname AS parent_column,
+                  (SELECT string_agg(quote_ident(x.attname), ', ' ORDER BY x.attnum) FROM pg_attribute x
+                    WHERE x.attrelid = c.conrelid AND x.attnum > 0 AND NOT x.attisdropped
+                      AND x.attnum <> ALL (c.conkey) AND (gdpr.personal_name_hint(x.attname)).kind IS NOT NULL) AS looks
+             FROM pg_constraint c
+             JOIN pg_attribute a ON a.attrelid = c.conrelid AND a.attnum = c.conkey[1]
+             JOIN pg_attribute pa ON pa.attrelid = c.confrelid AND pa.attnum = c.confkey[1]
+            WHERE c.contype = 'f' AND c.confdeltype IN ('n', 'd') AND cardinality(c.conkey) = 1
+              AND c.confrelid IN (SELECT t.tbl FROM gdpr._subject_tree(st) t)
+              AND NOT EXISTS (SELECT FROM gdpr.registered_tables r WHERE r.tbl = c.conrelid)
+              AND NOT EXISTS (SELECT FROM gdpr.out_of_scope_tables o WHERE o.tbl = c.conrelid) LOOP
+    CONTINUE WHEN f.looks IS NULL;
+    CONTINUE WHEN NOT gdpr._owner_query(f.child, format('SELECT to_jsonb(EXISTS (SELECT FROM %s WHERE %I IN (SELECT %I FROM %s WHERE %s)))',
+                                        f.child, f.fk_column, f.parent_column, f.parent,
+                                        gdpr._subject_rows_cond(f.parent, st, key_literal)))::boolean;
+    RAISE EXCEPTION 'table % refers to the subject''s rows of % and is not registered', f.child, f.parent
+      USING ERRCODE = 'object_not_in_prerequisite_state',
+            DETAIL = format('Its foreign key on %I is ON DELETE SET NULL or SET DEFAULT: its rows would stay, with columns that look personal (%s).',
+                            f.fk_column, f.looks),
+            HINT = format('Register it (gdpr.register_table(%L, %L)) and classify its columns, or declare that it holds no personal data with gdpr.declare_out_of_scope(%L, reason).',
+                          f.child::text, f.fk_column, f.child::text);
+  END LOOP;
+END
+$$;
+
 -- 42501 unless the caller may do to every table of the subject's tree what
 -- the erasure will: read it, delete its rows (unless the table is kept by a
 -- 'keep' policy), update them (where kept rows have columns to anonymise).
@@ -325,6 +399,7 @@ BEGIN
     RAISE EXCEPTION 'subject "%" does not exist in %', subject_id, st USING ERRCODE = 'no_data_found';
   END IF;
   PERFORM gdpr._require_erasure_privileges(st);
+  PERFORM gdpr._refuse_unregistered_referrers(st, key);
   PERFORM gdpr._owner_exec(st, format('SELECT 1 FROM %s WHERE %s FOR UPDATE', st, gdpr._subject_rows_cond(st, key)));
   IF (gdpr._active_hold(st, subject_id)).id IS NOT NULL THEN
     RAISE EXCEPTION 'subject "%" is under a legal hold', subject_id
@@ -453,5 +528,6 @@ $$;
 
 GRANT EXECUTE ON FUNCTION gdpr.erase_subject(text, bigint, regclass), gdpr.replay_erasures(),
   gdpr.export_erasure_ledger(), gdpr.import_erasure_ledger(jsonb) TO gdpr_admin;
-GRANT EXECUTE ON FUNCTION gdpr.is_suppressed(text) TO gdpr_admin;
+GRANT EXECUTE ON FUNCTION gdpr.is_suppressed(text), gdpr.declare_out_of_scope(regclass, text) TO gdpr_admin;
+GRANT SELECT ON gdpr.out_of_scope_tables TO gdpr_auditor, gdpr_admin;
 GRANT SELECT ON gdpr.erasures, gdpr.suppressions TO gdpr_auditor, gdpr_admin;

@@ -28,6 +28,19 @@ REVOKE ALL ON gdpr.subject_links FROM PUBLIC;
 REVOKE ALL ON SEQUENCE gdpr.subject_links_id_seq FROM PUBLIC;
 GRANT SELECT ON gdpr.subject_links TO gdpr_auditor, gdpr_admin;
 
+-- Tables declared out of the erasure's scope (75_erasure.sql).
+CREATE TABLE gdpr.out_of_scope_tables (
+  tbl          regclass PRIMARY KEY,
+  reason       text NOT NULL CHECK (btrim(reason) <> ''),
+  declared_at  timestamptz NOT NULL DEFAULT now(),
+  declared_by  name NOT NULL DEFAULT session_user
+);
+COMMENT ON TABLE gdpr.out_of_scope_tables IS
+  'unregistered tables referring to subjects that the DBA declared to hold no personal data: they do not stop erasures';
+SELECT pg_catalog.pg_extension_config_dump('gdpr.out_of_scope_tables', '');
+REVOKE ALL ON gdpr.out_of_scope_tables FROM PUBLIC;
+GRANT SELECT ON gdpr.out_of_scope_tables TO gdpr_auditor, gdpr_admin;
+
 -- Every table registered under another has that one link.
 INSERT INTO gdpr.subject_links (tbl, link_column, parent_table, parent_column, linked_at, linked_by)
   SELECT r.tbl, r.subject_column, r.parent_table, r.parent_column, r.registered_at, r.registered_by
@@ -704,6 +717,7 @@ BEGIN
     RAISE EXCEPTION 'subject "%" does not exist in %', subject_id, st USING ERRCODE = 'no_data_found';
   END IF;
   PERFORM gdpr._require_erasure_privileges(st);
+  PERFORM gdpr._refuse_unregistered_referrers(st, key);
   PERFORM gdpr._owner_exec(st, format('SELECT 1 FROM %s WHERE %s FOR UPDATE', st, gdpr._subject_rows_cond(st, key)));
   IF (gdpr._active_hold(st, subject_id)).id IS NOT NULL THEN
     RAISE EXCEPTION 'subject "%" is under a legal hold', subject_id
@@ -779,5 +793,95 @@ BEGIN
 END
 $$;
 
+-- Declare (reason given) or withdraw (reason NULL) that an unregistered table
+-- referring to subjects' rows holds no personal data.  The table owner's
+-- rights are needed: it is a statement about what the table holds.
+CREATE OR REPLACE FUNCTION gdpr.declare_out_of_scope(tbl regclass, reason text) RETURNS void
+  LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+BEGIN
+  PERFORM gdpr._not_null(tbl, 'table');
+  PERFORM gdpr._require_table_owner(tbl, 'gdpr.declare_out_of_scope()');
+  IF reason IS NULL THEN
+    DELETE FROM gdpr.out_of_scope_tables o WHERE o.tbl = declare_out_of_scope.tbl;
+    RETURN;
+  END IF;
+  PERFORM gdpr._not_blank(reason, 'a declaration needs a reason');
+  IF EXISTS (SELECT FROM gdpr.registered_tables r WHERE r.tbl = declare_out_of_scope.tbl) THEN
+    RAISE EXCEPTION 'table % is registered', tbl
+      USING ERRCODE = 'invalid_parameter_value',
+            HINT = 'A registered table holds personal data: unregister it first if it does not.';
+  END IF;
+  INSERT INTO gdpr.out_of_scope_tables AS o (tbl, reason) VALUES (tbl, btrim(reason))
+    ON CONFLICT ON CONSTRAINT out_of_scope_tables_pkey DO UPDATE
+      SET reason = excluded.reason, declared_at = now(), declared_by = session_user;
+  PERFORM gdpr._note_change('declared out of scope', gdpr.qualified_name(tbl), btrim(reason));
+END
+$$;
+
+-- 55000 when a table outside the registry (and not declared out of scope)
+-- refers to the subject's rows with ON DELETE SET NULL / SET DEFAULT and has
+-- columns that look personal: PostgreSQL would only clear its link, and what
+-- it says about him would stay.  (Other foreign keys either stop the erasure
+-- themselves, NO ACTION / RESTRICT, or take the rows with his, CASCADE.)
+CREATE OR REPLACE FUNCTION gdpr._refuse_unregistered_referrers(st regclass, key_literal text) RETURNS void
+  LANGUAGE plpgsql STABLE SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+  f record;
+BEGIN
+  FOR f IN SELECT c.conrelid::regclass AS child, a.attname AS fk_column, c.confrelid::regclass AS parent,
+                  pa.attname AS parent_column,
+                  (SELECT string_agg(quote_ident(x.attname), ', ' ORDER BY x.attnum) FROM pg_attribute x
+                    WHERE x.attrelid = c.conrelid AND x.attnum > 0 AND NOT x.attisdropped
+                      AND x.attnum <> ALL (c.conkey) AND (gdpr.personal_name_hint(x.attname)).kind IS NOT NULL) AS looks
+             FROM pg_constraint c
+             JOIN pg_attribute a ON a.attrelid = c.conrelid AND a.attnum = c.conkey[1]
+             JOIN pg_attribute pa ON pa.attrelid = c.confrelid AND pa.attnum = c.confkey[1]
+            WHERE c.contype = 'f' AND c.confdeltype IN ('n', 'd') AND cardinality(c.conkey) = 1
+              AND c.confrelid IN (SELECT t.tbl FROM gdpr._subject_tree(st) t)
+              AND NOT EXISTS (SELECT FROM gdpr.registered_tables r WHERE r.tbl = c.conrelid)
+              AND NOT EXISTS (SELECT FROM gdpr.out_of_scope_tables o WHERE o.tbl = c.conrelid) LOOP
+    CONTINUE WHEN f.looks IS NULL;
+    CONTINUE WHEN NOT gdpr._owner_query(f.child, format('SELECT to_jsonb(EXISTS (SELECT FROM %s WHERE %I IN (SELECT %I FROM %s WHERE %s)))',
+                                        f.child, f.fk_column, f.parent_column, f.parent,
+                                        gdpr._subject_rows_cond(f.parent, st, key_literal)))::boolean;
+    RAISE EXCEPTION 'table % refers to the subject''s rows of % and is not registered', f.child, f.parent
+      USING ERRCODE = 'object_not_in_prerequisite_state',
+            DETAIL = format('Its foreign key on %I is ON DELETE SET NULL or SET DEFAULT: its rows would stay, with columns that look personal (%s).',
+                            f.fk_column, f.looks),
+            HINT = format('Register it (gdpr.register_table(%L, %L)) and classify its columns, or declare that it holds no personal data with gdpr.declare_out_of_scope(%L, reason).',
+                          f.child::text, f.fk_column, f.child::text);
+  END LOOP;
+END
+$$;
+
+-- After DROP: forget dropped tables and columns.
+CREATE OR REPLACE FUNCTION gdpr._on_sql_drop() RETURNS event_trigger
+  LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+  d record;
+BEGIN
+  -- A dropped table's declaration goes with it (its OID could be reused).
+  DELETE FROM gdpr.out_of_scope_tables x
+   WHERE x.tbl IN (SELECT o.objid FROM pg_event_trigger_dropped_objects() o
+                    WHERE o.classid = 'pg_class'::regclass AND o.objsubid = 0);
+  FOR d IN SELECT o.objid, o.objsubid, o.object_identity FROM pg_event_trigger_dropped_objects() o
+            WHERE o.classid = 'pg_class'::regclass AND o.object_type IN ('table', 'table column')
+              AND EXISTS (SELECT FROM gdpr.registered_tables x WHERE x.tbl = o.objid)
+            ORDER BY o.objsubid DESC LOOP
+    IF d.objsubid = 0 THEN
+      -- A dropped table may already be gone from the registry with its parent.
+      IF EXISTS (SELECT FROM gdpr.registered_tables x WHERE x.tbl = d.objid) THEN
+        PERFORM gdpr._forget_table(d.objid::regclass, d.object_identity, 'table dropped');
+      END IF;
+    ELSE
+      PERFORM gdpr._forget_column(d.objid::regclass,
+                                  (SELECT s.attname FROM gdpr.column_snapshot s
+                                    WHERE s.tbl = d.objid AND s.attnum = d.objsubid));
+      PERFORM gdpr._snapshot_columns(d.objid::regclass);
+    END IF;
+  END LOOP;
+END
+$$;
+
 GRANT EXECUTE ON FUNCTION gdpr.link_table(regclass, name, regclass, name, name, text),
-  gdpr.unlink_table(regclass, name, regclass) TO gdpr_admin;
+  gdpr.unlink_table(regclass, name, regclass), gdpr.declare_out_of_scope(regclass, text) TO gdpr_admin;
