@@ -185,6 +185,18 @@ check $db "Twenty: ... nothing was erased" "SELECT EXISTS (SELECT FROM $W.person
 q -d $db -c "SELECT gdpr.declare_out_of_scope('$W.\"calendarEventParticipant\"', 'test: handles are pseudonymous')" >/dev/null
 check $db "Twenty: ... declared out of scope, it no longer stops the erasure" \
   "SELECT gdpr.erase_subject('$E3', NULL, '$W.person') ->> 'status' = 'erased'"
+
+# Default deny (20.11): a kept row's column nobody classified that looks
+# personal is cleared by erasure, and the report says so.
+q -d $db -c "SET client_min_messages = warning" \
+  -c "SELECT gdpr.set_retention('$W.opportunity', NULL, '10 years', 'createdAt', 'keep')" >/dev/null
+E4=$(q -d $db -c "SELECT \"pointOfContactId\" FROM $W.opportunity WHERE \"pointOfContactId\" IS NOT NULL LIMIT 1")
+q -d $db -c "UPDATE $W.person SET \"mobilePerso\" = '06 11 22 33 44' WHERE id = '$E4'" >/dev/null
+check $db "Twenty: erasure of a point of contact of a kept opportunity reports the unclassified column it cleared" \
+  "SELECT EXISTS (SELECT FROM jsonb_array_elements(gdpr.erase_subject('$E4', NULL, '$W.person') -> 'tables') x
+                   WHERE x ->> 'table' = '$W.person' AND x -> 'unclassified_cleared' ? 'mobilePerso')"
+check $db "Twenty: ... his kept row's \"mobilePerso\" is cleared" \
+  "SELECT \"mobilePerso\" IS NULL FROM $W.person WHERE id = '$E4'"
 [ -n "${KEEP:-}" ] || dropdb $db
 
 ########################################################################## Odoo
@@ -264,6 +276,22 @@ check $db "Odoo: a lead is exported as a subject, with its chatter" \
 check $db "Odoo: ... and is still in his partner's export" \
   "SELECT EXISTS (SELECT FROM jsonb_array_elements(gdpr.export_subject('$LP', 'res_partner') #> '{data,public.crm_lead}') x
                    WHERE (x ->> 'id')::int = $L)"
+# Sanitized copies nobody classified (20.9, default deny): a partner kept for
+# his bank accounts (kept for the accounts) loses them with his erasure.
+q -d $db -c "SET client_min_messages = warning" \
+  -c "DELETE FROM gdpr.personal_columns WHERE (tbl, col) IN (('res_partner'::regclass, 'phone_sanitized'), ('res_partner'::regclass, 'email_normalized'),
+        ('res_partner_bank'::regclass, 'sanitized_acc_number'), ('res_partner_bank'::regclass, 'acc_holder_name'))" \
+  -c "SELECT gdpr.set_retention('res_partner_bank', NULL, '10 years', 'create_date', 'keep')" >/dev/null
+B=$(q -d $db -c "SELECT min(b.partner_id) FROM res_partner_bank b JOIN res_partner p ON p.id = b.partner_id
+                  WHERE p.phone_sanitized IS NOT NULL AND p.email_normalized IS NOT NULL AND b.acc_holder_name IS NOT NULL")
+before=$(q -d $db -c "SELECT p.phone_sanitized || p.email_normalized || b.sanitized_acc_number || b.acc_holder_name
+                       FROM res_partner p JOIN res_partner_bank b ON b.partner_id = p.id WHERE p.id = $B LIMIT 1")
+check $db "Odoo: erasure of a partner kept for his bank account" \
+  "SELECT gdpr.erase_subject('$B', NULL, 'res_partner') ->> 'status' = 'erased'"
+check $db "Odoo: ... his unclassified sanitized copies are cleared on the kept rows" \
+  "SELECT bool_and(p.phone_sanitized IS NULL AND p.email_normalized IS NULL AND b.sanitized_acc_number IS NULL
+                   AND b.acc_holder_name IS NULL) AND count(*) > 0
+     FROM res_partner p JOIN res_partner_bank b ON b.partner_id = p.id WHERE p.id = $B"
 [ -n "${KEEP:-}" ] || dropdb $db
 
 echo "real CRMs ok ($checks checks)"
@@ -285,15 +313,6 @@ echo "real CRMs ok ($checks checks)"
 #     "SELECT NOT EXISTS (SELECT FROM $W.person p WHERE p.\"deletedAt\" IS NOT NULL
 #                          AND p.id::text IN (SELECT gdpr.contactable('newsletter', '$W.person')))"
 #   today: f; the same with an archived res_partner (active = false) in real_odoo: f
-# 20.9 several e-mail columns, jsonb arrays, sanitized copies ("emailsAdditionalEmails" classified contact)
-#   (jsonb arrays and every contact column of his tree: passes above)
-#   real_odoo, res_partner kept (keep on crm_lead), only name/email/phone/mobile classified: after erasure
-#   phone_sanitized, email_normalized, sanitized_acc_number, acc_holder_name stay in clear
-#   today: +33622005486|emma.garcia.22@example.fr|FR0430003000520000000036452|EMMA GARCIA
 # 20.10 subject profile
 #   SELECT gdpr.set_subject_profile('$W.person', 'companyId', 'jobTitle')
 #   today: accepted, without an error
-# 20.11 default-deny (the discovery, partition and export-key parts of 20.11 pass above)
-#   check real_twenty "an unclassified column of a kept row is cleared by erasure" \
-#     "SELECT \"mobilePerso\" IS NULL FROM $W.person WHERE id = '<erased point of contact of a kept opportunity>'"
-#   today: f; the report's columns list only the classified ones

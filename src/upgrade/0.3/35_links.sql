@@ -633,7 +633,12 @@ BEGIN
                             'kept_because', CASE WHEN n_kept = 0 THEN NULL WHEN keep THEN 'legal retention'
                                                  ELSE 'referred to by kept rows' END,
                             'columns', actions)
-         || CASE WHEN n_unlinked > 0 THEN jsonb_build_object('unlinked', n_unlinked) ELSE '{}' END;
+         || CASE WHEN n_unlinked > 0 THEN jsonb_build_object('unlinked', n_unlinked) ELSE '{}' END
+         -- Default deny, said: the columns cleared that nobody classified.
+         || coalesce((SELECT jsonb_build_object('unclassified_cleared', jsonb_agg(k ORDER BY k))
+                        FROM jsonb_object_keys(actions) k
+                       WHERE NOT EXISTS (SELECT FROM gdpr.personal_columns pc WHERE pc.tbl = _erase_table.tbl AND pc.col = k)
+                      HAVING count(*) > 0), '{}');
 END
 $$;
 
@@ -880,6 +885,46 @@ BEGIN
       PERFORM gdpr._snapshot_columns(d.objid::regclass);
     END IF;
   END LOOP;
+END
+$$;
+
+-- For a kept row: what happens to each personal column.  A column's own
+-- policy (nullify, pseudonymise, generalise) applies; other identifying
+-- columns are pseudonymised when they hold text, else nullified when they can
+-- be; keys and the rest stay (the legal obligation needs them).  Default
+-- deny: a column nobody classified whose name looks personal (a "mobilePerso"
+-- added last week, Odoo's sanitized copies) is cleared the same way.
+CREATE OR REPLACE FUNCTION gdpr._erasure_column_actions(tbl regclass) RETURNS TABLE (col name, action text)
+  LANGUAGE plpgsql STABLE SET search_path = pg_catalog, pg_temp AS $$
+BEGIN
+  RETURN QUERY
+  SELECT DISTINCT ON (pc.col) pc.col,
+           CASE WHEN p.action IN ('nullify', 'pseudonymise', 'generalise') THEN p.action
+                WHEN a.atttypid IN ('text'::regtype, 'varchar'::regtype, 'bpchar'::regtype) THEN 'pseudonymise'
+                WHEN NOT a.attnotnull THEN 'nullify' END
+      FROM gdpr.personal_columns pc
+      JOIN pg_attribute a ON a.attrelid = pc.tbl AND a.attname = pc.col
+      LEFT JOIN gdpr.retention_policies p ON p.tbl = pc.tbl AND p.col = pc.col
+     WHERE pc.tbl = _erasure_column_actions.tbl
+       AND (p.action IN ('nullify', 'pseudonymise', 'generalise')
+            OR pc.category IN ('identification', 'contact', 'free_text', 'sensitive', 'financial'))
+       AND NOT EXISTS (SELECT FROM pg_constraint c WHERE c.conrelid = pc.tbl AND c.contype IN ('p', 'f', 'u')
+                        AND a.attnum = ANY (c.conkey))
+       AND a.attgenerated = ''  -- a generated column follows the columns it is computed from
+  UNION ALL
+  SELECT a.attname,
+         CASE WHEN NOT a.attnotnull THEN 'nullify'
+              WHEN a.atttypid IN ('text'::regtype, 'varchar'::regtype, 'bpchar'::regtype) THEN 'pseudonymise' END
+    FROM pg_attribute a
+   WHERE a.attrelid = _erasure_column_actions.tbl AND a.attnum > 0 AND NOT a.attisdropped AND a.attgenerated = ''
+     AND NOT EXISTS (SELECT FROM gdpr.personal_columns pc WHERE pc.tbl = _erasure_column_actions.tbl AND pc.col = a.attname)
+     -- (a nullable column of a unique constraint can be cleared: NULLs are distinct)
+     AND NOT EXISTS (SELECT FROM pg_constraint c WHERE c.conrelid = a.attrelid AND a.attnum = ANY (c.conkey)
+                      AND (c.contype IN ('p', 'f') OR c.contype = 'u' AND a.attnotnull))
+     AND NOT EXISTS (SELECT FROM gdpr.subject_links l WHERE l.tbl = _erasure_column_actions.tbl
+                      AND a.attname IN (l.link_column, l.type_column))
+     AND (gdpr.personal_name_hint(a.attname)).kind IS NOT NULL
+   ORDER BY 1;
 END
 $$;
 
