@@ -21,8 +21,12 @@ CREATE TABLE gdpr.registered_tables (
   parent_table   regclass NOT NULL,
   parent_column  name NOT NULL,
   registered_at  timestamptz NOT NULL DEFAULT now(),
-  registered_by  name NOT NULL DEFAULT session_user
+  registered_by  name NOT NULL DEFAULT session_user,
+  soft_delete_column  name,
+  soft_deleted_value  boolean
 );
+COMMENT ON COLUMN gdpr.registered_tables.soft_delete_column IS
+  'the trash (gdpr.set_soft_delete): a row is deleted when this timestamp is set, or this boolean is soft_deleted_value';
 COMMENT ON TABLE gdpr.registered_tables IS
   'tables holding personal data; subject_column refers to parent_table.parent_column, up to subject_table';
 CREATE INDEX ON gdpr.registered_tables (parent_table);
@@ -402,6 +406,79 @@ BEGIN
     ON CONFLICT ON CONSTRAINT subject_links_key DO NOTHING;
   -- The log triggers' argument depends on the links: set them again.
   PERFORM gdpr._attach_triggers(tbl);
+END
+$$;
+
+-- Declare the CRM's trash: a row of tbl is deleted (trashed, archived) when
+-- col, a date or timestamp, is set (Twenty's "deletedAt"), or when col, a
+-- boolean, is deleted_value (Odoo's active = false).  A trashed subject is
+-- never contactable, and his trashed rows are marked in his export.  col
+-- NULL removes the declaration.
+CREATE FUNCTION gdpr.set_soft_delete(tbl regclass, col name, deleted_value boolean DEFAULT false) RETURNS void
+  LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+  typ regtype;
+BEGIN
+  PERFORM gdpr._registered(tbl);
+  PERFORM gdpr._require_table_owner(tbl, 'gdpr.set_soft_delete()');
+  IF col IS NOT NULL THEN
+    typ := (gdpr._column(tbl, col)).typ;
+    IF typ NOT IN ('date', 'timestamp without time zone', 'timestamp with time zone', 'boolean') THEN
+      RAISE EXCEPTION 'column "%" of % is of type %, not a date, timestamp or boolean', col, tbl, typ
+        USING ERRCODE = 'datatype_mismatch',
+              HINT = 'A row is in the trash when a date column is set, or when a boolean column has a given value.';
+    END IF;
+    PERFORM gdpr._not_null(deleted_value, 'deleted_value');
+  END IF;
+  UPDATE gdpr.registered_tables r
+     SET soft_delete_column = col,
+         soft_deleted_value = CASE WHEN typ = 'boolean'::regtype THEN deleted_value END
+   WHERE r.tbl = set_soft_delete.tbl;
+END
+$$;
+
+-- SQL condition true for the trashed rows of tbl (alias.column), or NULL
+-- when tbl has no trash.
+CREATE FUNCTION gdpr._soft_deleted_cond(tbl regclass, alias text) RETURNS text
+  LANGUAGE plpgsql STABLE SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+  r gdpr.registered_tables := gdpr._registered(tbl);
+BEGIN
+  RETURN CASE WHEN r.soft_delete_column IS NULL THEN NULL
+              WHEN r.soft_deleted_value IS NULL THEN format('%s.%I IS NOT NULL', alias, r.soft_delete_column)
+              ELSE format('%s.%I IS %s', alias, r.soft_delete_column, CASE WHEN r.soft_deleted_value THEN 'TRUE' ELSE 'FALSE' END) END;
+END
+$$;
+
+-- The ids (text) of the trashed subjects of subject table st, read as its
+-- owner (the caller needs SELECT on it); empty when st has no trash.
+CREATE FUNCTION gdpr._trashed_subjects(st regclass) RETURNS text[]
+  LANGUAGE plpgsql STABLE SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+  cond text := gdpr._soft_deleted_cond(st, 't');
+BEGIN
+  IF cond IS NULL THEN
+    RETURN '{}';
+  END IF;
+  PERFORM gdpr._require_privilege(st, 'SELECT', 'reading the trash of a subject table');
+  RETURN ARRAY(SELECT jsonb_array_elements_text(gdpr._owner_query(st, format(
+    'SELECT coalesce(jsonb_agg(t.%I::text), ''[]'') FROM %s t WHERE %s',
+    (SELECT s.id_column FROM gdpr.subject_tables s WHERE s.tbl = st), st, cond))));
+END
+$$;
+
+-- Whether one subject's row is in the trash.
+CREATE FUNCTION gdpr._subject_trashed(st regclass, subject_id text) RETURNS boolean
+  LANGUAGE plpgsql STABLE SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+  cond text := gdpr._soft_deleted_cond(st, 't');
+BEGIN
+  IF cond IS NULL THEN
+    RETURN false;
+  END IF;
+  RETURN gdpr._owner_query(st, format('SELECT to_jsonb(EXISTS (SELECT FROM %s t WHERE t.%I = %s AND %s))',
+                                      st, (SELECT s.id_column FROM gdpr.subject_tables s WHERE s.tbl = st),
+                                      gdpr._subject_key_literal(st, subject_id), cond))::boolean;
 END
 $$;
 

@@ -328,6 +328,10 @@ BEGIN
   IF gdpr.is_restricted(subject_id, st) THEN
     RETURN p.legal_basis = 'legal_obligation';
   END IF;
+  -- In the CRM's trash (gdpr.set_soft_delete): likewise.
+  IF gdpr._subject_trashed(st, subject_id) THEN
+    RETURN p.legal_basis = 'legal_obligation';
+  END IF;
   SELECT * INTO s FROM gdpr.consent_state x
    WHERE x.subject_table = st AND x.purpose = p.code AND x.subject_id = may_process.subject_id;
   IF p.legal_basis = 'consent' THEN
@@ -362,8 +366,10 @@ DECLARE
   p gdpr.purposes := gdpr._purpose(purpose);
   sub gdpr.subject_tables;
   cur int := gdpr._current_notice(p.code);
+  -- Restricted subjects, and those in the CRM's trash (gdpr.set_soft_delete):
+  -- never contactable.
   restricted text[] := ARRAY(SELECT r.subject_id FROM gdpr.restrictions r
-                              WHERE r.subject_table = st AND r.lifted_at IS NULL);
+                              WHERE r.subject_table = st AND r.lifted_at IS NULL) || gdpr._trashed_subjects(st);
   ids text[];
 BEGIN
   SELECT * INTO sub FROM gdpr.subject_tables x WHERE x.tbl = st;

@@ -415,6 +415,7 @@ DECLARE
   cols name[];
   bin_cols name[];
   rows jsonb;
+  trashed text := gdpr._soft_deleted_cond(tbl, 't');
 BEGIN
   -- The columns shown: all of them, or for portability (Art. 20) the keys
   -- and the columns classified under consent or contract.
@@ -427,9 +428,13 @@ BEGIN
                       WHERE pc.tbl = _export_rows.tbl AND pc.col = a.attname AND pc.legal_basis IN ('consent', 'contract'))
           OR EXISTS (SELECT FROM pg_constraint c
                       WHERE c.conrelid = _export_rows.tbl AND c.contype IN ('p', 'f') AND a.attnum = ANY (c.conkey)));
+  -- Rows in the CRM's trash (gdpr.set_soft_delete) are marked "_deleted": true.
   rows := gdpr._owner_query(tbl, format(
-    'SELECT coalesce(jsonb_agg((SELECT to_jsonb(c) FROM (SELECT %s) c) ORDER BY t.ctid), ''[]'') FROM %s t WHERE %s',
-    (SELECT string_agg(format('t.%I', c), ', ') FROM unnest(cols) c), tbl, gdpr._subject_rows_cond(tbl, st, key_literal)));
+    'SELECT coalesce(jsonb_agg((SELECT to_jsonb(c) FROM (SELECT %s) c)%s ORDER BY t.ctid), ''[]'') FROM %s t WHERE %s',
+    (SELECT string_agg(format('t.%I', c), ', ') FROM unnest(cols) c),
+    CASE WHEN trashed IS NOT NULL
+         THEN format(' || CASE WHEN %s THEN ''{"_deleted": true}''::jsonb ELSE ''{}''::jsonb END', trashed) ELSE '' END,
+    tbl, gdpr._subject_rows_cond(tbl, st, key_literal)));
   IF cardinality(bin_cols) = 0 OR jsonb_array_length(rows) = 0 THEN
     RETURN rows;
   END IF;

@@ -10,6 +10,7 @@ GRANT EXECUTE ON FUNCTION
   gdpr.register_table(regclass, name, regclass),
   gdpr.link_table(regclass, name, regclass, name, name, text),
   gdpr.unlink_table(regclass, name, regclass),
+  gdpr.set_soft_delete(regclass, name, boolean),
   gdpr.unregister_table(regclass),
   gdpr.classify(regclass, name, text, text, text, text),
   gdpr.set_retention(regclass, name, interval, name, text),

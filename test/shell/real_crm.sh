@@ -64,6 +64,19 @@ check $db "Twenty: a partition registered beside its parent is exported once" \
 # Consent and the access log.
 consent_and_log $db Twenty "$P" "SELECT \"emailsPrimaryEmail\" FROM $W.person WHERE id = '$P'"
 
+# The trash (20.6): a person with a "deletedAt" is never contactable, even
+# with his consent, and his row is marked in his export.
+T=$(q -d $db -c "SELECT twenty.uid('person', 91)")
+q -d $db -c "SELECT gdpr.grant_consent('$T', 'newsletter', 'api', '{\"client\": \"x\"}')" \
+  -c "UPDATE $W.person SET \"deletedAt\" = now() WHERE id = '$T'" >/dev/null
+check $db "Twenty: a person in the trash is never contactable" \
+  "SELECT NOT EXISTS (SELECT FROM $W.person p WHERE p.\"deletedAt\" IS NOT NULL
+                       AND p.id::text IN (SELECT gdpr.contactable('newsletter', '$W.person')))
+      AND '$P' IN (SELECT gdpr.contactable('newsletter', '$W.person')) AND NOT gdpr.may_process('$T', 'newsletter')"
+check $db "Twenty: ... and his row is marked in his export" \
+  "SELECT (gdpr.export_subject('$T') #> '{data,$W.person,0,_deleted}') = 'true'
+      AND NOT (gdpr.export_subject('$P') #> '{data,$W.person,0}') ? '_deleted'"
+
 # Content through a junction (20.4): his notes are reached through their targets.
 check $db "Twenty: his notes, reached through \"noteTarget\", are in his export" \
   "SELECT jsonb_array_length(gdpr.export_subject('$P') #> '{data,$W.note}')
@@ -245,6 +258,13 @@ others=$(q -d $db -c "SELECT count(*) FROM mail_activity WHERE res_id = $P AND r
 leads=$(q -d $db -c "SELECT string_agg(id::text, ',') FROM crm_lead WHERE partner_id = $P")
 consent_and_log $db Odoo "$P" "SELECT email FROM res_partner WHERE id = $P"
 email=$(q -d $db -c "SELECT email FROM res_partner WHERE id = $P")
+# Archived partners (20.6) are never contactable.
+A=$(q -d $db -c "SELECT min(id) FROM res_partner WHERE NOT is_company AND active AND id <> $P")
+q -d $db -c "SELECT gdpr.grant_consent('$A', 'newsletter', 'api', '{\"client\": \"x\"}')" \
+  -c "UPDATE res_partner SET active = false WHERE id = $A" >/dev/null
+check $db "Odoo: an archived partner is never contactable, even with his consent" \
+  "SELECT NOT '$A' IN (SELECT gdpr.contactable('newsletter')) AND '$P' IN (SELECT gdpr.contactable('newsletter'))
+      AND NOT gdpr.may_process('$A', 'newsletter')"
 check $db "Odoo: erasure of a partner: his row, leads and bank accounts go" \
   "SELECT gdpr.erase_subject('$P') ->> 'status' = 'erased'"
 check $db "Odoo: ... all gone" \
@@ -308,11 +328,9 @@ echo "real CRMs ok ($checks checks)"
 #   check real_odoo "a read of the chatter about him is in his access history" \
 #     "SELECT EXISTS (SELECT FROM gdpr.access_history('<P>') WHERE operation = 'SELECT' AND tbl = 'public.mail_message'::regclass)"
 #   today: f (writes are attributed through gdpr._subject_ids_sql; reads need src/read_hook.c to do the same)
-# 20.6 soft delete: after gdpr.grant_consent(<id of a person in the trash>, 'newsletter', 'api', '{"client": "x"}')
-#   check real_twenty "a person in the trash is never contactable" \
-#     "SELECT NOT EXISTS (SELECT FROM $W.person p WHERE p.\"deletedAt\" IS NOT NULL
-#                          AND p.id::text IN (SELECT gdpr.contactable('newsletter', '$W.person')))"
-#   today: f; the same with an archived res_partner (active = false) in real_odoo: f
+# 20.6 (rest) several retention policies per table, with row scopes
+#   SELECT gdpr.set_retention('$W.person', NULL, '30 days', 'deletedAt', 'delete')
+#   today: replaces the "3 years after lastContactAt" policy (one whole-row policy per table)
 # 20.10 subject profile
 #   SELECT gdpr.set_subject_profile('$W.person', 'companyId', 'jobTitle')
 #   today: accepted, without an error

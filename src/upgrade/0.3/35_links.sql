@@ -41,6 +41,11 @@ SELECT pg_catalog.pg_extension_config_dump('gdpr.out_of_scope_tables', '');
 REVOKE ALL ON gdpr.out_of_scope_tables FROM PUBLIC;
 GRANT SELECT ON gdpr.out_of_scope_tables TO gdpr_auditor, gdpr_admin;
 
+-- The CRM's trash (gdpr.set_soft_delete).
+ALTER TABLE gdpr.registered_tables ADD COLUMN soft_delete_column name, ADD COLUMN soft_deleted_value boolean;
+COMMENT ON COLUMN gdpr.registered_tables.soft_delete_column IS
+  'the trash (gdpr.set_soft_delete): a row is deleted when this timestamp is set, or this boolean is soft_deleted_value';
+
 -- Every table registered under another has that one link.
 INSERT INTO gdpr.subject_links (tbl, link_column, parent_table, parent_column, linked_at, linked_by)
   SELECT r.tbl, r.subject_column, r.parent_table, r.parent_column, r.registered_at, r.registered_by
@@ -501,6 +506,7 @@ DECLARE
   cols name[];
   bin_cols name[];
   rows jsonb;
+  trashed text := gdpr._soft_deleted_cond(tbl, 't');
 BEGIN
   -- The columns shown: all of them, or for portability (Art. 20) the keys
   -- and the columns classified under consent or contract.
@@ -513,9 +519,13 @@ BEGIN
                       WHERE pc.tbl = _export_rows.tbl AND pc.col = a.attname AND pc.legal_basis IN ('consent', 'contract'))
           OR EXISTS (SELECT FROM pg_constraint c
                       WHERE c.conrelid = _export_rows.tbl AND c.contype IN ('p', 'f') AND a.attnum = ANY (c.conkey)));
+  -- Rows in the CRM's trash (gdpr.set_soft_delete) are marked "_deleted": true.
   rows := gdpr._owner_query(tbl, format(
-    'SELECT coalesce(jsonb_agg((SELECT to_jsonb(c) FROM (SELECT %s) c) ORDER BY t.ctid), ''[]'') FROM %s t WHERE %s',
-    (SELECT string_agg(format('t.%I', c), ', ') FROM unnest(cols) c), tbl, gdpr._subject_rows_cond(tbl, st, key_literal)));
+    'SELECT coalesce(jsonb_agg((SELECT to_jsonb(c) FROM (SELECT %s) c)%s ORDER BY t.ctid), ''[]'') FROM %s t WHERE %s',
+    (SELECT string_agg(format('t.%I', c), ', ') FROM unnest(cols) c),
+    CASE WHEN trashed IS NOT NULL
+         THEN format(' || CASE WHEN %s THEN ''{"_deleted": true}''::jsonb ELSE ''{}''::jsonb END', trashed) ELSE '' END,
+    tbl, gdpr._subject_rows_cond(tbl, st, key_literal)));
   IF cardinality(bin_cols) = 0 OR jsonb_array_length(rows) = 0 THEN
     RETURN rows;
   END IF;
@@ -928,5 +938,185 @@ BEGIN
 END
 $$;
 
+-- Declare the CRM's trash: a row of tbl is deleted (trashed, archived) when
+-- col, a date or timestamp, is set (Twenty's "deletedAt"), or when col, a
+-- boolean, is deleted_value (Odoo's active = false).  A trashed subject is
+-- never contactable, and his trashed rows are marked in his export.  col
+-- NULL removes the declaration.
+CREATE OR REPLACE FUNCTION gdpr.set_soft_delete(tbl regclass, col name, deleted_value boolean DEFAULT false) RETURNS void
+  LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+  typ regtype;
+BEGIN
+  PERFORM gdpr._registered(tbl);
+  PERFORM gdpr._require_table_owner(tbl, 'gdpr.set_soft_delete()');
+  IF col IS NOT NULL THEN
+    typ := (gdpr._column(tbl, col)).typ;
+    IF typ NOT IN ('date', 'timestamp without time zone', 'timestamp with time zone', 'boolean') THEN
+      RAISE EXCEPTION 'column "%" of % is of type %, not a date, timestamp or boolean', col, tbl, typ
+        USING ERRCODE = 'datatype_mismatch',
+              HINT = 'A row is in the trash when a date column is set, or when a boolean column has a given value.';
+    END IF;
+    PERFORM gdpr._not_null(deleted_value, 'deleted_value');
+  END IF;
+  UPDATE gdpr.registered_tables r
+     SET soft_delete_column = col,
+         soft_deleted_value = CASE WHEN typ = 'boolean'::regtype THEN deleted_value END
+   WHERE r.tbl = set_soft_delete.tbl;
+END
+$$;
+
+-- SQL condition true for the trashed rows of tbl (alias.column), or NULL
+-- when tbl has no trash.
+CREATE OR REPLACE FUNCTION gdpr._soft_deleted_cond(tbl regclass, alias text) RETURNS text
+  LANGUAGE plpgsql STABLE SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+  r gdpr.registered_tables := gdpr._registered(tbl);
+BEGIN
+  RETURN CASE WHEN r.soft_delete_column IS NULL THEN NULL
+              WHEN r.soft_deleted_value IS NULL THEN format('%s.%I IS NOT NULL', alias, r.soft_delete_column)
+              ELSE format('%s.%I IS %s', alias, r.soft_delete_column, CASE WHEN r.soft_deleted_value THEN 'TRUE' ELSE 'FALSE' END) END;
+END
+$$;
+
+-- The ids (text) of the trashed subjects of subject table st, read as its
+-- owner (the caller needs SELECT on it); empty when st has no trash.
+CREATE OR REPLACE FUNCTION gdpr._trashed_subjects(st regclass) RETURNS text[]
+  LANGUAGE plpgsql STABLE SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+  cond text := gdpr._soft_deleted_cond(st, 't');
+BEGIN
+  IF cond IS NULL THEN
+    RETURN '{}';
+  END IF;
+  PERFORM gdpr._require_privilege(st, 'SELECT', 'reading the trash of a subject table');
+  RETURN ARRAY(SELECT jsonb_array_elements_text(gdpr._owner_query(st, format(
+    'SELECT coalesce(jsonb_agg(t.%I::text), ''[]'') FROM %s t WHERE %s',
+    (SELECT s.id_column FROM gdpr.subject_tables s WHERE s.tbl = st), st, cond))));
+END
+$$;
+
+-- Whether one subject's row is in the trash.
+CREATE OR REPLACE FUNCTION gdpr._subject_trashed(st regclass, subject_id text) RETURNS boolean
+  LANGUAGE plpgsql STABLE SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+  cond text := gdpr._soft_deleted_cond(st, 't');
+BEGIN
+  IF cond IS NULL THEN
+    RETURN false;
+  END IF;
+  RETURN gdpr._owner_query(st, format('SELECT to_jsonb(EXISTS (SELECT FROM %s t WHERE t.%I = %s AND %s))',
+                                      st, (SELECT s.id_column FROM gdpr.subject_tables s WHERE s.tbl = st),
+                                      gdpr._subject_key_literal(st, subject_id), cond))::boolean;
+END
+$$;
+
+-- The subject ids that may be processed for a purpose now: what a marketing
+-- export must use.  Reads the current-state table through its primary key's
+-- leading columns (subject_table, purpose), never the ledger.  Where the
+-- answer needs the subject table (the B2C prospect rule, purposes without
+-- consent), the caller needs SELECT on it and it is read as its owner, the
+-- restricted subjects passed in as a parameter.
+CREATE OR REPLACE FUNCTION gdpr.contactable(purpose text, subject_table regclass DEFAULT NULL) RETURNS SETOF text
+  LANGUAGE plpgsql STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+  st regclass := gdpr._subject_table(subject_table);
+  p gdpr.purposes := gdpr._purpose(purpose);
+  sub gdpr.subject_tables;
+  cur int := gdpr._current_notice(p.code);
+  -- Restricted subjects, and those in the CRM's trash (gdpr.set_soft_delete):
+  -- never contactable.
+  restricted text[] := ARRAY(SELECT r.subject_id FROM gdpr.restrictions r
+                              WHERE r.subject_table = st AND r.lifted_at IS NULL) || gdpr._trashed_subjects(st);
+  ids text[];
+BEGIN
+  SELECT * INTO sub FROM gdpr.subject_tables x WHERE x.tbl = st;
+  IF p.legal_basis = 'consent' THEN
+    RETURN QUERY
+      SELECT s.subject_id FROM gdpr.consent_state s
+       WHERE s.subject_table = st AND s.purpose = p.code
+         AND s.granted_at IS NOT NULL AND s.withdrawn_at IS NULL AND s.objected_at IS NULL
+         AND (NOT p.requires_double_opt_in OR s.confirmed_at IS NOT NULL)
+         AND (p.consent_valid_for IS NULL OR s.granted_at + p.consent_valid_for > now())
+         AND (NOT p.renewal_required OR s.notice_version >= coalesce(cur, 0))
+         AND NOT s.subject_id = ANY (restricted);
+  ELSIF p.legal_basis = 'legitimate_interest' THEN
+    IF NOT (p.electronic_marketing AND sub.segment_column IS NOT NULL) THEN
+      RETURN QUERY
+        SELECT s.subject_id FROM gdpr.consent_state s
+         WHERE s.subject_table = st AND s.purpose = p.code
+           AND s.objected_at IS NULL AND s.withdrawn_at IS NULL AND s.informed_at IS NOT NULL
+           AND NOT s.subject_id = ANY (restricted);
+      RETURN;
+    END IF;
+    -- Informed, not objecting: those who consented are contactable; the
+    -- others unless they are B2C prospects (e-mail to them needs consent).
+    RETURN QUERY
+      SELECT s.subject_id FROM gdpr.consent_state s
+       WHERE s.subject_table = st AND s.purpose = p.code
+         AND s.objected_at IS NULL AND s.withdrawn_at IS NULL AND s.informed_at IS NOT NULL
+         AND s.granted_at IS NOT NULL AND NOT s.subject_id = ANY (restricted);
+    ids := ARRAY(SELECT s.subject_id FROM gdpr.consent_state s
+                  WHERE s.subject_table = st AND s.purpose = p.code
+                    AND s.objected_at IS NULL AND s.withdrawn_at IS NULL AND s.informed_at IS NOT NULL
+                    AND s.granted_at IS NULL AND NOT s.subject_id = ANY (restricted));
+    IF cardinality(ids) > 0 THEN
+      PERFORM gdpr._require_privilege(st, 'SELECT', 'gdpr.contactable()');
+      RETURN QUERY
+        SELECT x FROM jsonb_array_elements_text(gdpr._owner_query(st, format(
+          'SELECT coalesce(jsonb_agg(t.%1$I::text), ''[]'') FROM %2$s t
+            WHERE t.%1$I = ANY ($1::%3$s[]) AND NOT (t.%4$I::text = ''b2c'' AND %5$s IS DISTINCT FROM ''customer'')',
+          sub.id_column, st, gdpr._subject_key_type(st), sub.segment_column,
+          coalesce('t.' || quote_ident(sub.status_column) || '::text', 'NULL')), ids::text)) x;
+    END IF;
+  ELSE
+    PERFORM gdpr._require_privilege(st, 'SELECT', 'gdpr.contactable()');
+    RETURN QUERY
+      SELECT x FROM jsonb_array_elements_text(gdpr._owner_query(st, format(
+        'SELECT coalesce(jsonb_agg(t.%I::text), ''[]'') FROM %s t WHERE NOT t.%I::text = ANY ($1::text[])',
+        sub.id_column, st, sub.id_column), restricted::text)) x;
+  END IF;
+END
+$$;
+
+-- What may be done with his data for a purpose now; see doc/consent.md.
+CREATE OR REPLACE FUNCTION gdpr.may_process(subject_id text, purpose text, subject_table regclass DEFAULT NULL) RETURNS boolean
+  LANGUAGE plpgsql STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+  st regclass := gdpr._require_subject(subject_table, subject_id);
+  p gdpr.purposes := gdpr._purpose(purpose);
+  s gdpr.consent_state;
+  prof record;
+BEGIN
+  -- Restricted (Art. 18): only what a legal obligation requires.
+  IF gdpr.is_restricted(subject_id, st) THEN
+    RETURN p.legal_basis = 'legal_obligation';
+  END IF;
+  -- In the CRM's trash (gdpr.set_soft_delete): likewise.
+  IF gdpr._subject_trashed(st, subject_id) THEN
+    RETURN p.legal_basis = 'legal_obligation';
+  END IF;
+  SELECT * INTO s FROM gdpr.consent_state x
+   WHERE x.subject_table = st AND x.purpose = p.code AND x.subject_id = may_process.subject_id;
+  IF p.legal_basis = 'consent' THEN
+    RETURN FOUND AND gdpr._consent_valid(s, p, gdpr._current_notice(p.code));
+  ELSIF p.legal_basis = 'legitimate_interest' THEN
+    IF FOUND AND (s.objected_at IS NOT NULL OR s.withdrawn_at IS NOT NULL) THEN
+      RETURN false;              -- objection (Art. 21); an unsubscription counts as one
+    END IF;
+    IF p.electronic_marketing THEN
+      prof := gdpr._subject_profile(st, subject_id);
+      IF prof.segment = 'b2c' AND prof.status IS DISTINCT FROM 'customer' THEN
+        -- A B2C prospect receives e-mail marketing only with his consent.
+        RETURN FOUND AND gdpr._consent_valid(s, p, gdpr._current_notice(p.code));
+      END IF;
+    END IF;
+    RETURN FOUND AND s.informed_at IS NOT NULL;
+  END IF;
+  RETURN true;                   -- contract, legal obligation, vital interest, public task
+END
+$$;
+
 GRANT EXECUTE ON FUNCTION gdpr.link_table(regclass, name, regclass, name, name, text),
-  gdpr.unlink_table(regclass, name, regclass), gdpr.declare_out_of_scope(regclass, text) TO gdpr_admin;
+  gdpr.unlink_table(regclass, name, regclass), gdpr.declare_out_of_scope(regclass, text),
+  gdpr.set_soft_delete(regclass, name, boolean) TO gdpr_admin;
