@@ -77,6 +77,22 @@ check $db "Twenty: ... and his row is marked in his export" \
   "SELECT (gdpr.export_subject('$T') #> '{data,$W.person,0,_deleted}') = 'true'
       AND NOT (gdpr.export_subject('$P') #> '{data,$W.person,0}') ? '_deleted'"
 
+# Subject profile from the columns Twenty has (20.10): "jobTitle" cannot say
+# customer or prospect; "companyId" set means B2B.
+out=$(psql -X -q -d $db -c "SELECT gdpr.set_subject_profile('$W.person', 'companyId', 'jobTitle')" 2>&1) || true
+grep -q 'column "jobTitle" of .*person cannot say customer or prospect' <<<"$out" \
+  || fail "Twenty: set_subject_profile with \"jobTitle\" as the status was not refused: $out"
+checks=$((checks + 1))
+q -d $db -c "SELECT gdpr.set_subject_profile('$W.person', 'companyId', NULL)" \
+  -c "SELECT gdpr.set_purpose_options('prospecting', electronic_marketing => true)" >/dev/null
+B2C=$(q -d $db -c "SELECT min(id::text) FROM $W.person WHERE \"companyId\" IS NULL AND \"deletedAt\" IS NULL")
+B2B=$(q -d $db -c "SELECT min(id::text) FROM $W.person WHERE \"companyId\" IS NOT NULL AND \"deletedAt\" IS NULL")
+q -d $db -c "SELECT gdpr.record_information('$B2C', 'prospecting', 'api', '{\"client\": \"x\"}')" \
+  -c "SELECT gdpr.record_information('$B2B', 'prospecting', 'api', '{\"client\": \"x\"}')" >/dev/null
+check $db "Twenty: a B2C prospect only informed may not get e-mail marketing, a B2B contact (\"companyId\" set) may" \
+  "SELECT NOT gdpr.may_process('$B2C', 'prospecting') AND gdpr.may_process('$B2B', 'prospecting')
+      AND '$B2B' IN (SELECT gdpr.contactable('prospecting')) AND NOT '$B2C' IN (SELECT gdpr.contactable('prospecting'))"
+
 # Content through a junction (20.4): his notes are reached through their targets.
 check $db "Twenty: his notes, reached through \"noteTarget\", are in his export" \
   "SELECT jsonb_array_length(gdpr.export_subject('$P') #> '{data,$W.note}')
@@ -331,6 +347,3 @@ echo "real CRMs ok ($checks checks)"
 # 20.6 (rest) several retention policies per table, with row scopes
 #   SELECT gdpr.set_retention('$W.person', NULL, '30 days', 'deletedAt', 'delete')
 #   today: replaces the "3 years after lastContactAt" policy (one whole-row policy per table)
-# 20.10 subject profile
-#   SELECT gdpr.set_subject_profile('$W.person', 'companyId', 'jobTitle')
-#   today: accepted, without an error
