@@ -34,6 +34,8 @@ BEGIN
    WHERE r.tbl = _rename_column.tbl AND r.subject_column = old;
   UPDATE gdpr.registered_tables r SET parent_column = new
    WHERE r.parent_table = _rename_column.tbl AND r.parent_column = old;
+  UPDATE gdpr.registered_tables r SET soft_delete_column = new
+   WHERE r.tbl = _rename_column.tbl AND r.soft_delete_column = old;
   UPDATE gdpr.subject_links l SET link_column = new WHERE l.tbl = _rename_column.tbl AND l.link_column = old;
   UPDATE gdpr.subject_links l SET type_column = new WHERE l.tbl = _rename_column.tbl AND l.type_column = old;
   UPDATE gdpr.subject_links l SET parent_column = new
@@ -61,6 +63,18 @@ BEGIN
     CONTINUE WHEN NOT EXISTS (SELECT FROM gdpr.registered_tables x WHERE x.tbl = r.tbl);
     PERFORM gdpr._forget_table(r.tbl, r.tbl::text, format('its subject column %s was dropped', what));
   END LOOP;
+  -- Another link through the column goes (the table stays registered by
+  -- the others); so does a trash declared on it.
+  DELETE FROM gdpr.subject_links l
+   WHERE l.tbl = _forget_column.tbl AND _forget_column.col IN (l.link_column, l.type_column)
+      OR l.parent_table = _forget_column.tbl AND l.parent_column = _forget_column.col;
+  IF FOUND THEN
+    PERFORM gdpr._note_change('column dropped', what, 'subject link removed');
+    RAISE WARNING 'links to data subjects through % were removed', what
+      USING HINT = 'Link the table again with gdpr.link_table() if its rows still belong to subjects.';
+  END IF;
+  UPDATE gdpr.registered_tables x SET soft_delete_column = NULL, soft_deleted_value = NULL
+   WHERE x.tbl = _forget_column.tbl AND x.soft_delete_column = _forget_column.col;
   DELETE FROM gdpr.personal_columns c WHERE c.tbl = _forget_column.tbl AND c.col = _forget_column.col;
   IF FOUND THEN
     PERFORM gdpr._note_change('column dropped', what, 'classification removed');
