@@ -82,7 +82,10 @@ SELECT pg_temp.try($$SELECT gdpr.register_table('public.wrongtype', 'nosuch')$$)
 SELECT pg_temp.try($$SELECT gdpr.register_table('public.lonely', 'x', 'crm.companies')$$);
 SELECT pg_temp.try($$SELECT gdpr.register_table('crm.contacts')$$);
 SELECT pg_temp.try($$SELECT gdpr.register_subject_table('crm.contacts', 'email')$$);
-SELECT pg_temp.try($$SELECT gdpr.register_subject_table('crm.interactions', 'id')$$);
+-- Links: a cycle, a type mismatch, a type column without its value.
+SELECT pg_temp.try($$SELECT gdpr.link_table('crm.contacts', 'id', 'crm.interactions', 'id')$$);
+SELECT pg_temp.try($$SELECT gdpr.link_table('crm.interactions', 'kind', 'crm.contacts')$$);
+SELECT pg_temp.try($$SELECT gdpr.link_table('crm.interactions', 'contact_id', 'crm.contacts', type_column => 'kind')$$);
 SELECT pg_temp.try($$SELECT gdpr.register_subject_table('crm.contacts', NULL)$$);
 SELECT pg_temp.try($$SELECT gdpr.unregister_table('crm.contacts')$$);
 SELECT pg_temp.try($$SELECT gdpr.unregister_table('public.lonely')$$);

@@ -21,11 +21,40 @@ CREATE TABLE gdpr.registered_tables (
   parent_table   regclass NOT NULL,
   parent_column  name NOT NULL,
   registered_at  timestamptz NOT NULL DEFAULT now(),
-  registered_by  name NOT NULL DEFAULT session_user
+  registered_by  name NOT NULL DEFAULT session_user,
+  soft_delete_column  name,
+  soft_deleted_value  boolean
 );
+COMMENT ON COLUMN gdpr.registered_tables.soft_delete_column IS
+  'the trash (gdpr.set_soft_delete): a row is deleted when this timestamp is set, or this boolean is soft_deleted_value';
 COMMENT ON TABLE gdpr.registered_tables IS
   'tables holding personal data; subject_column refers to parent_table.parent_column, up to subject_table';
 CREATE INDEX ON gdpr.registered_tables (parent_table);
+
+-- How a registered table's rows belong to data subjects: one row per link.
+-- A row of tbl is the subject's when tbl.link_column equals parent_column of
+-- one of the subject's rows of parent_table (and, for a polymorphic link,
+-- tbl.type_column = type_value).  A foreign key (orders -> contacts), a
+-- polymorphic reference (Odoo's res_model/res_id), a table with several
+-- (Twenty's "noteTarget": personId, companyId) and content reached through a
+-- junction (note.id = "noteTarget"."noteId", parent "noteTarget") are all
+-- links.  registered_tables keeps the first link of each table.
+CREATE TABLE gdpr.subject_links (
+  id             serial PRIMARY KEY,
+  tbl            regclass NOT NULL REFERENCES gdpr.registered_tables ON DELETE CASCADE,
+  link_column    name NOT NULL,
+  parent_table   regclass NOT NULL,
+  parent_column  name NOT NULL,
+  type_column    name,
+  type_value     text,
+  linked_at      timestamptz NOT NULL DEFAULT now(),
+  linked_by      name NOT NULL DEFAULT session_user,
+  CHECK ((type_column IS NULL) = (type_value IS NULL)),
+  CONSTRAINT subject_links_key UNIQUE NULLS NOT DISTINCT (tbl, link_column, parent_table, parent_column, type_column, type_value)
+);
+COMMENT ON TABLE gdpr.subject_links IS
+  'rows of tbl belong to the subjects of the parent_table rows whose parent_column = tbl.link_column (and tbl.type_column = type_value)';
+CREATE INDEX ON gdpr.subject_links (parent_table);
 
 CREATE TABLE gdpr.purposes (
   code         text PRIMARY KEY CHECK (code ~ '^[a-z][a-z0-9_]{0,62}$'),
@@ -112,6 +141,8 @@ CREATE TABLE gdpr.registry_changes (
 
 SELECT pg_catalog.pg_extension_config_dump('gdpr.subject_tables', '');
 SELECT pg_catalog.pg_extension_config_dump('gdpr.registered_tables', '');
+SELECT pg_catalog.pg_extension_config_dump('gdpr.subject_links', '');
+SELECT pg_catalog.pg_extension_config_dump('gdpr.subject_links_id_seq', '');
 SELECT pg_catalog.pg_extension_config_dump('gdpr.purposes', '');
 SELECT pg_catalog.pg_extension_config_dump('gdpr.purpose_notices', '');
 SELECT pg_catalog.pg_extension_config_dump('gdpr.personal_columns', '');
@@ -161,16 +192,11 @@ BEGIN
       USING ERRCODE = 'invalid_table_definition',
             DETAIL = 'A subject''s id must be the primary key or a single-column unique constraint.';
   END IF;
-  IF EXISTS (SELECT FROM gdpr.registered_tables r WHERE r.tbl = register_subject_table.tbl
-               AND r.subject_table <> r.tbl) THEN
-    RAISE EXCEPTION 'table % is already registered as referring to a subject table', tbl
-      USING ERRCODE = 'duplicate_object',
-            HINT = 'Unregister it with gdpr.unregister_table() first.';
-  END IF;
+  -- A table registered under another may be a subject table too (a lead is
+  -- a person; a lead with a partner is also his): its links stay.
   SELECT s.id_column INTO old_id FROM gdpr.subject_tables s WHERE s.tbl = register_subject_table.tbl;
   IF old_id IS NOT NULL AND old_id <> id_column
-     AND EXISTS (SELECT FROM gdpr.registered_tables r
-                  WHERE r.parent_table = register_subject_table.tbl AND r.tbl <> r.parent_table) THEN
+     AND EXISTS (SELECT FROM gdpr.subject_links l WHERE l.parent_table = register_subject_table.tbl) THEN
     RAISE EXCEPTION 'cannot change the id column of % while tables refer to it', tbl
       USING ERRCODE = 'dependent_objects_still_exist',
             HINT = 'Unregister the tables registered under it first.';
@@ -180,8 +206,10 @@ BEGIN
     ON CONFLICT ON CONSTRAINT subject_tables_pkey DO UPDATE SET id_column = excluded.id_column;
   INSERT INTO gdpr.registered_tables AS r (tbl, subject_table, subject_column, parent_table, parent_column)
     VALUES (tbl, tbl, id_column, tbl, id_column)
-    ON CONFLICT ON CONSTRAINT registered_tables_pkey DO UPDATE SET subject_column = excluded.subject_column,
-                                    parent_column = excluded.parent_column;
+    ON CONFLICT ON CONSTRAINT registered_tables_pkey DO UPDATE
+      SET subject_table = excluded.subject_table, subject_column = excluded.subject_column,
+          parent_table = excluded.parent_table, parent_column = excluded.parent_column;
+  -- The links of its children keep naming the key they referred to.
   PERFORM gdpr._snapshot_columns(tbl);
   PERFORM gdpr._attach_triggers(tbl);
 END
@@ -281,15 +309,7 @@ BEGIN
       USING ERRCODE = 'datatype_mismatch';
   END IF;
   parent := gdpr._registered(p_table);
-  IF EXISTS (WITH RECURSIVE up AS (
-               SELECT r.tbl, r.parent_table FROM gdpr.registered_tables r WHERE r.tbl = p_table
-               UNION
-               SELECT r.tbl, r.parent_table FROM gdpr.registered_tables r JOIN up ON r.tbl = up.parent_table
-              WHERE r.tbl <> r.parent_table)
-             SELECT FROM up WHERE up.tbl = register_table.tbl) THEN
-    RAISE EXCEPTION 'registering % under % would make a cycle', tbl, p_table
-      USING ERRCODE = 'invalid_parameter_value';
-  END IF;
+  PERFORM gdpr._refuse_cycle(tbl, p_table);
 
   -- Registering again moves the table under its new parent: idempotent.
   INSERT INTO gdpr.registered_tables AS r (tbl, subject_table, subject_column, parent_table, parent_column)
@@ -297,6 +317,10 @@ BEGIN
     ON CONFLICT ON CONSTRAINT registered_tables_pkey DO UPDATE
       SET subject_table = excluded.subject_table, subject_column = excluded.subject_column,
           parent_table = excluded.parent_table, parent_column = excluded.parent_column;
+  -- ... and replaces its links by this one (gdpr.link_table() adds others).
+  DELETE FROM gdpr.subject_links l WHERE l.tbl = register_table.tbl;
+  INSERT INTO gdpr.subject_links (tbl, link_column, parent_table, parent_column)
+    VALUES (tbl, s_column, p_table, p_column);
   -- Tables under this one follow it to its subject table.
   WITH RECURSIVE down AS (
     SELECT r.tbl FROM gdpr.registered_tables r WHERE r.parent_table = register_table.tbl AND r.tbl <> r.parent_table
@@ -305,6 +329,177 @@ BEGIN
   UPDATE gdpr.registered_tables r SET subject_table = parent.subject_table
     FROM down WHERE r.tbl = down.tbl;
   PERFORM gdpr._snapshot_columns(tbl);
+  PERFORM gdpr._attach_triggers(tbl);
+END
+$$;
+
+-- 22023 when linking tbl under parent would make a cycle (parent is tbl, or
+-- reaches it through links).
+CREATE FUNCTION gdpr._refuse_cycle(tbl regclass, parent regclass) RETURNS void
+  LANGUAGE plpgsql STABLE SET search_path = pg_catalog, pg_temp AS $$
+BEGIN
+  IF tbl = parent OR EXISTS (WITH RECURSIVE up(t) AS (
+               SELECT parent
+               UNION
+               SELECT l.parent_table FROM gdpr.subject_links l JOIN up ON l.tbl = up.t)
+             SELECT FROM up WHERE up.t = tbl) THEN
+    RAISE EXCEPTION 'registering % under % would make a cycle', tbl, parent
+      USING ERRCODE = 'invalid_parameter_value';
+  END IF;
+END
+$$;
+
+-- Another way tbl's rows belong to data subjects: rows of tbl whose
+-- link_column equals parent_column of a subject's parent_table rows, and,
+-- for a polymorphic reference, whose type_column holds type_value.  For
+-- content reached through a junction, the junction is the parent (note.id =
+-- "noteTarget"."noteId").  tbl is registered if it was not; a table may have
+-- several links, to several subject tables, and be a subject table itself.
+CREATE FUNCTION gdpr.link_table(tbl regclass, link_column name, parent_table regclass,
+                                parent_column name DEFAULT NULL, type_column name DEFAULT NULL,
+                                type_value text DEFAULT NULL) RETURNS void
+  LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+  parent gdpr.registered_tables;
+  p_column name := parent_column;
+  col_type regtype;
+  key_type regtype;
+BEGIN
+  PERFORM gdpr._require_table_owner(tbl, 'gdpr.link_table()');
+  PERFORM gdpr._check_table(tbl);
+  PERFORM gdpr._not_null(link_column, 'link_column');
+  parent := gdpr._registered(parent_table);
+  PERFORM gdpr._column(tbl, link_column);
+  IF (type_column IS NULL) <> (type_value IS NULL) THEN
+    RAISE EXCEPTION 'type_column and type_value go together'
+      USING ERRCODE = 'invalid_parameter_value',
+            HINT = 'A polymorphic reference names the column holding the kind of row and the kind meant, e.g. res_model = ''res.partner''.';
+  END IF;
+  IF type_column IS NOT NULL THEN
+    PERFORM gdpr._column(tbl, type_column);
+  END IF;
+  -- The column referred to: the one its foreign key names, else the
+  -- subject's id (a subject table), else the parent's primary key.
+  p_column := coalesce(p_column,
+                       (SELECT f.parent_column FROM gdpr._registered_fkeys(tbl, link_column, parent_table) f LIMIT 1),
+                       (SELECT s.id_column FROM gdpr.subject_tables s WHERE s.tbl = parent_table),
+                       gdpr._key_column(parent_table));
+  IF p_column IS NULL THEN
+    RAISE EXCEPTION 'table % has no single-column primary key to refer to', parent_table
+      USING ERRCODE = 'invalid_table_definition', HINT = 'Pass parent_column.';
+  END IF;
+  col_type := (gdpr._column(tbl, link_column)).typ;
+  key_type := (gdpr._column(parent_table, p_column)).typ;
+  IF NOT gdpr._types_match(col_type, key_type) THEN
+    RAISE EXCEPTION 'column "%" of % is of type %, but %.% is of type %',
+                    link_column, tbl, col_type, parent_table, p_column, key_type
+      USING ERRCODE = 'datatype_mismatch';
+  END IF;
+  PERFORM gdpr._refuse_cycle(tbl, parent_table);
+  IF NOT EXISTS (SELECT FROM gdpr.registered_tables r WHERE r.tbl = link_table.tbl) THEN
+    INSERT INTO gdpr.registered_tables (tbl, subject_table, subject_column, parent_table, parent_column)
+      VALUES (tbl, parent.subject_table, link_column, parent_table, p_column);
+    PERFORM gdpr._snapshot_columns(tbl);
+  END IF;
+  INSERT INTO gdpr.subject_links AS l (tbl, link_column, parent_table, parent_column, type_column, type_value)
+    VALUES (tbl, link_column, parent_table, p_column, type_column, type_value)
+    ON CONFLICT ON CONSTRAINT subject_links_key DO NOTHING;
+  -- The log triggers' argument depends on the links: set them again.
+  PERFORM gdpr._attach_triggers(tbl);
+END
+$$;
+
+-- Declare the CRM's trash: a row of tbl is deleted (trashed, archived) when
+-- col, a date or timestamp, is set (Twenty's "deletedAt"), or when col, a
+-- boolean, is deleted_value (Odoo's active = false).  A trashed subject is
+-- never contactable, and his trashed rows are marked in his export.  col
+-- NULL removes the declaration.
+CREATE FUNCTION gdpr.set_soft_delete(tbl regclass, col name, deleted_value boolean DEFAULT false) RETURNS void
+  LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+  typ regtype;
+BEGIN
+  PERFORM gdpr._registered(tbl);
+  PERFORM gdpr._require_table_owner(tbl, 'gdpr.set_soft_delete()');
+  IF col IS NOT NULL THEN
+    typ := (gdpr._column(tbl, col)).typ;
+    IF typ NOT IN ('date', 'timestamp without time zone', 'timestamp with time zone', 'boolean') THEN
+      RAISE EXCEPTION 'column "%" of % is of type %, not a date, timestamp or boolean', col, tbl, typ
+        USING ERRCODE = 'datatype_mismatch',
+              HINT = 'A row is in the trash when a date column is set, or when a boolean column has a given value.';
+    END IF;
+    PERFORM gdpr._not_null(deleted_value, 'deleted_value');
+  END IF;
+  UPDATE gdpr.registered_tables r
+     SET soft_delete_column = col,
+         soft_deleted_value = CASE WHEN typ = 'boolean'::regtype THEN deleted_value END
+   WHERE r.tbl = set_soft_delete.tbl;
+END
+$$;
+
+-- SQL condition true for the trashed rows of tbl (alias.column), or NULL
+-- when tbl has no trash.
+CREATE FUNCTION gdpr._soft_deleted_cond(tbl regclass, alias text) RETURNS text
+  LANGUAGE plpgsql STABLE SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+  r gdpr.registered_tables := gdpr._registered(tbl);
+BEGIN
+  RETURN CASE WHEN r.soft_delete_column IS NULL THEN NULL
+              WHEN r.soft_deleted_value IS NULL THEN format('%s.%I IS NOT NULL', alias, r.soft_delete_column)
+              ELSE format('%s.%I IS %s', alias, r.soft_delete_column, CASE WHEN r.soft_deleted_value THEN 'TRUE' ELSE 'FALSE' END) END;
+END
+$$;
+
+-- The ids (text) of the trashed subjects of subject table st, read as its
+-- owner (the caller needs SELECT on it); empty when st has no trash.
+CREATE FUNCTION gdpr._trashed_subjects(st regclass) RETURNS text[]
+  LANGUAGE plpgsql STABLE SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+  cond text := gdpr._soft_deleted_cond(st, 't');
+BEGIN
+  IF cond IS NULL THEN
+    RETURN '{}';
+  END IF;
+  PERFORM gdpr._require_privilege(st, 'SELECT', 'reading the trash of a subject table');
+  RETURN ARRAY(SELECT jsonb_array_elements_text(gdpr._owner_query(st, format(
+    'SELECT coalesce(jsonb_agg(t.%I::text), ''[]'') FROM %s t WHERE %s',
+    (SELECT s.id_column FROM gdpr.subject_tables s WHERE s.tbl = st), st, cond))));
+END
+$$;
+
+-- Whether one subject's row is in the trash.
+CREATE FUNCTION gdpr._subject_trashed(st regclass, subject_id text) RETURNS boolean
+  LANGUAGE plpgsql STABLE SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+  cond text := gdpr._soft_deleted_cond(st, 't');
+BEGIN
+  IF cond IS NULL THEN
+    RETURN false;
+  END IF;
+  RETURN gdpr._owner_query(st, format('SELECT to_jsonb(EXISTS (SELECT FROM %s t WHERE t.%I = %s AND %s))',
+                                      st, (SELECT s.id_column FROM gdpr.subject_tables s WHERE s.tbl = st),
+                                      gdpr._subject_key_literal(st, subject_id), cond))::boolean;
+END
+$$;
+
+-- Remove one link (the table stays registered while it has another).
+CREATE FUNCTION gdpr.unlink_table(tbl regclass, link_column name, parent_table regclass) RETURNS void
+  LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+BEGIN
+  PERFORM gdpr._registered(tbl);
+  PERFORM gdpr._require_table_owner(tbl, 'gdpr.unlink_table()');
+  IF (SELECT count(*) FROM gdpr.subject_links l WHERE l.tbl = unlink_table.tbl) <= 1
+     AND NOT EXISTS (SELECT FROM gdpr.subject_tables s WHERE s.tbl = unlink_table.tbl) THEN
+    RAISE EXCEPTION 'table % has no other link to a subject', tbl
+      USING ERRCODE = 'dependent_objects_still_exist', HINT = 'Use gdpr.unregister_table().';
+  END IF;
+  DELETE FROM gdpr.subject_links l
+   WHERE l.tbl = unlink_table.tbl AND l.link_column = unlink_table.link_column
+     AND l.parent_table = unlink_table.parent_table;
+  IF NOT FOUND THEN
+    RAISE EXCEPTION 'table % has no link through "%" to %', tbl, link_column, parent_table
+      USING ERRCODE = 'undefined_object';
+  END IF;
   PERFORM gdpr._attach_triggers(tbl);
 END
 $$;
@@ -318,8 +513,8 @@ DECLARE
 BEGIN
   PERFORM gdpr._registered(tbl);
   PERFORM gdpr._require_table_owner(tbl, 'gdpr.unregister_table()');
-  SELECT string_agg(r.tbl::text, ', ') INTO children
-    FROM gdpr.registered_tables r WHERE r.parent_table = unregister_table.tbl AND r.tbl <> r.parent_table;
+  SELECT string_agg(DISTINCT l.tbl::text, ', ') INTO children
+    FROM gdpr.subject_links l WHERE l.parent_table = unregister_table.tbl AND l.tbl <> unregister_table.tbl;
   IF children IS NOT NULL THEN
     RAISE EXCEPTION 'cannot unregister % because other registered tables refer to it', tbl
       USING ERRCODE = 'dependent_objects_still_exist',
@@ -465,3 +660,5 @@ BEGIN
   END IF;
 END
 $$;
+
+GRANT SELECT ON gdpr.subject_links TO gdpr_auditor, gdpr_admin;

@@ -34,6 +34,12 @@ BEGIN
    WHERE r.tbl = _rename_column.tbl AND r.subject_column = old;
   UPDATE gdpr.registered_tables r SET parent_column = new
    WHERE r.parent_table = _rename_column.tbl AND r.parent_column = old;
+  UPDATE gdpr.registered_tables r SET soft_delete_column = new
+   WHERE r.tbl = _rename_column.tbl AND r.soft_delete_column = old;
+  UPDATE gdpr.subject_links l SET link_column = new WHERE l.tbl = _rename_column.tbl AND l.link_column = old;
+  UPDATE gdpr.subject_links l SET type_column = new WHERE l.tbl = _rename_column.tbl AND l.type_column = old;
+  UPDATE gdpr.subject_links l SET parent_column = new
+   WHERE l.parent_table = _rename_column.tbl AND l.parent_column = old;
   UPDATE gdpr.personal_columns c SET col = new WHERE c.tbl = _rename_column.tbl AND c.col = old;
   UPDATE gdpr.retention_policies p SET col = new WHERE p.tbl = _rename_column.tbl AND p.col = old;
   UPDATE gdpr.retention_policies p SET after_column = new
@@ -57,6 +63,18 @@ BEGIN
     CONTINUE WHEN NOT EXISTS (SELECT FROM gdpr.registered_tables x WHERE x.tbl = r.tbl);
     PERFORM gdpr._forget_table(r.tbl, r.tbl::text, format('its subject column %s was dropped', what));
   END LOOP;
+  -- Another link through the column goes (the table stays registered by
+  -- the others); so does a trash declared on it.
+  DELETE FROM gdpr.subject_links l
+   WHERE l.tbl = _forget_column.tbl AND _forget_column.col IN (l.link_column, l.type_column)
+      OR l.parent_table = _forget_column.tbl AND l.parent_column = _forget_column.col;
+  IF FOUND THEN
+    PERFORM gdpr._note_change('column dropped', what, 'subject link removed');
+    RAISE WARNING 'links to data subjects through % were removed', what
+      USING HINT = 'Link the table again with gdpr.link_table() if its rows still belong to subjects.';
+  END IF;
+  UPDATE gdpr.registered_tables x SET soft_delete_column = NULL, soft_deleted_value = NULL
+   WHERE x.tbl = _forget_column.tbl AND x.soft_delete_column = _forget_column.col;
   DELETE FROM gdpr.personal_columns c WHERE c.tbl = _forget_column.tbl AND c.col = _forget_column.col;
   IF FOUND THEN
     PERFORM gdpr._note_change('column dropped', what, 'classification removed');
@@ -89,6 +107,7 @@ BEGIN
     END IF;
   END LOOP;
   PERFORM gdpr._detach_triggers(tbl);
+  DELETE FROM gdpr.subject_links l WHERE l.parent_table = _forget_table.tbl;
   DELETE FROM gdpr.registered_tables x WHERE x.tbl = _forget_table.tbl;
   DELETE FROM gdpr.subject_tables x WHERE x.tbl = _forget_table.tbl;
   DELETE FROM gdpr.column_snapshot x WHERE x.tbl = _forget_table.tbl;
@@ -143,6 +162,10 @@ CREATE FUNCTION gdpr._on_sql_drop() RETURNS event_trigger
 DECLARE
   d record;
 BEGIN
+  -- A dropped table's declaration goes with it (its OID could be reused).
+  DELETE FROM gdpr.out_of_scope_tables x
+   WHERE x.tbl IN (SELECT o.objid FROM pg_event_trigger_dropped_objects() o
+                    WHERE o.classid = 'pg_class'::regclass AND o.objsubid = 0);
   FOR d IN SELECT o.objid, o.objsubid, o.object_identity FROM pg_event_trigger_dropped_objects() o
             WHERE o.classid = 'pg_class'::regclass AND o.object_type IN ('table', 'table column')
               AND EXISTS (SELECT FROM gdpr.registered_tables x WHERE x.tbl = o.objid)

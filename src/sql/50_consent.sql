@@ -110,19 +110,85 @@ BEGIN
 END
 $$;
 
+-- The profile comes from columns the CRM has: the segment from a boolean
+-- (true is B2B: Odoo's is_company), a reference (set is B2B: Twenty's
+-- "companyId", Odoo's parent_id) or a text column holding 'b2b'/'b2c'; the
+-- status from a boolean (true is a customer) or a text column holding
+-- 'customer'/'prospect'.  Anything else cannot say it (a "jobTitle"): 22023.
 CREATE FUNCTION gdpr.set_subject_profile(tbl regclass, segment_column name, status_column name) RETURNS void
   LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
 BEGIN
   PERFORM gdpr._subject_table(tbl);
+  PERFORM gdpr._column(tbl, segment_column) WHERE segment_column IS NOT NULL;
+  PERFORM gdpr._column(tbl, status_column) WHERE status_column IS NOT NULL;
+  -- The columns' values are read as the owner: a statement about his table.
+  PERFORM gdpr._require_table_owner(tbl, 'gdpr.set_subject_profile()');
   IF segment_column IS NOT NULL THEN
-    PERFORM gdpr._column(tbl, segment_column);
+    PERFORM gdpr._check_profile_column(tbl, segment_column, ARRAY['b2b', 'b2c'], true);
   END IF;
   IF status_column IS NOT NULL THEN
-    PERFORM gdpr._column(tbl, status_column);
+    PERFORM gdpr._check_profile_column(tbl, status_column, ARRAY['customer', 'prospect'], false);
   END IF;
   UPDATE gdpr.subject_tables s SET segment_column = set_subject_profile.segment_column,
                                    status_column = set_subject_profile.status_column
    WHERE s.tbl = set_subject_profile.tbl;
+END
+$$;
+
+-- 22023 unless col of tbl can say a profile: a boolean, a text column whose
+-- values (read as the owner) are all among allowed, or, when a reference
+-- may say it (the segment), a foreign key column.
+CREATE FUNCTION gdpr._check_profile_column(tbl regclass, col name, allowed text[], reference_ok boolean) RETURNS void
+  LANGUAGE plpgsql STABLE SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+  c record := gdpr._column(tbl, col);
+  n bigint;
+BEGIN
+  IF c.typ = 'boolean'::regtype THEN
+    RETURN;
+  END IF;
+  IF reference_ok AND EXISTS (SELECT FROM pg_constraint k JOIN pg_attribute a ON a.attrelid = k.conrelid AND a.attnum = ANY (k.conkey)
+                               WHERE k.conrelid = tbl AND k.contype = 'f' AND a.attname = col) THEN
+    RETURN;
+  END IF;
+  IF c.typ IN ('text'::regtype, 'varchar'::regtype, 'bpchar'::regtype) THEN
+    n := gdpr._owner_query(tbl, format('SELECT to_jsonb(count(*)) FROM %s t WHERE t.%I IS NOT NULL AND NOT t.%I::text = ANY ($1::text[])',
+                                       tbl, col, col), allowed::text)::bigint;
+    IF n = 0 THEN
+      RETURN;
+    END IF;
+  END IF;
+  RAISE EXCEPTION 'column "%" of % cannot say %', col, tbl, array_to_string(allowed, ' or ')
+    USING ERRCODE = 'invalid_parameter_value',
+          DETAIL = CASE WHEN n > 0 THEN format('%s rows hold other values.', n)
+                        ELSE format('It is of type %s.', c.typ) END,
+          HINT = CASE WHEN reference_ok
+                      THEN 'Name a boolean (true is B2B), a foreign key (set is B2B) or a text column holding ''b2b''/''b2c''.'
+                      ELSE 'Name a boolean (true is a customer) or a text column holding ''customer''/''prospect''.' END;
+END
+$$;
+
+-- SQL expressions (text) of the segment and status of row alias of st, from
+-- the columns set_subject_profile declared; NULL when not declared.
+CREATE FUNCTION gdpr._profile_exprs(st regclass, alias text, OUT segment text, OUT status text)
+  LANGUAGE plpgsql STABLE SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+  s gdpr.subject_tables;
+BEGIN
+  SELECT * INTO s FROM gdpr.subject_tables x WHERE x.tbl = st;
+  IF s.segment_column IS NOT NULL THEN
+    segment := CASE (gdpr._column(st, s.segment_column)).typ
+                 WHEN 'boolean'::regtype THEN format('CASE WHEN %1$s.%2$I THEN ''b2b'' WHEN NOT %1$s.%2$I THEN ''b2c'' END', alias, s.segment_column)
+                 WHEN 'text'::regtype THEN format('%s.%I::text', alias, s.segment_column)
+                 WHEN 'varchar'::regtype THEN format('%s.%I::text', alias, s.segment_column)
+                 WHEN 'bpchar'::regtype THEN format('%s.%I::text', alias, s.segment_column)
+                 ELSE format('CASE WHEN %s.%I IS NOT NULL THEN ''b2b'' ELSE ''b2c'' END', alias, s.segment_column) END;
+  END IF;
+  IF s.status_column IS NOT NULL THEN
+    status := CASE WHEN (gdpr._column(st, s.status_column)).typ = 'boolean'::regtype
+                   THEN format('CASE WHEN %1$s.%2$I THEN ''customer'' WHEN NOT %1$s.%2$I THEN ''prospect'' END', alias, s.status_column)
+                   ELSE format('%s.%I::text', alias, s.status_column) END;
+  END IF;
 END
 $$;
 
@@ -308,9 +374,9 @@ BEGIN
     RETURN;
   END IF;
   SELECT x ->> 0, x ->> 1 INTO segment, status
-    FROM gdpr._owner_query(st, format('SELECT jsonb_build_array(%s::text, %s::text) FROM %s WHERE %I = %s',
-                                      coalesce(quote_ident(s.segment_column), 'NULL'),
-                                      coalesce(quote_ident(s.status_column), 'NULL'),
+    FROM gdpr._owner_query(st, format('SELECT jsonb_build_array(%s, %s) FROM %s t WHERE t.%I = %s',
+                                      coalesce((gdpr._profile_exprs(st, 't')).segment, 'NULL'),
+                                      coalesce((gdpr._profile_exprs(st, 't')).status, 'NULL'),
                                       st, s.id_column, gdpr._subject_key_literal(st, subject_id))) x;
 END
 $$;
@@ -326,6 +392,10 @@ DECLARE
 BEGIN
   -- Restricted (Art. 18): only what a legal obligation requires.
   IF gdpr.is_restricted(subject_id, st) THEN
+    RETURN p.legal_basis = 'legal_obligation';
+  END IF;
+  -- In the CRM's trash (gdpr.set_soft_delete): likewise.
+  IF gdpr._subject_trashed(st, subject_id) THEN
     RETURN p.legal_basis = 'legal_obligation';
   END IF;
   SELECT * INTO s FROM gdpr.consent_state x
@@ -362,8 +432,10 @@ DECLARE
   p gdpr.purposes := gdpr._purpose(purpose);
   sub gdpr.subject_tables;
   cur int := gdpr._current_notice(p.code);
+  -- Restricted subjects, and those in the CRM's trash (gdpr.set_soft_delete):
+  -- never contactable.
   restricted text[] := ARRAY(SELECT r.subject_id FROM gdpr.restrictions r
-                              WHERE r.subject_table = st AND r.lifted_at IS NULL);
+                              WHERE r.subject_table = st AND r.lifted_at IS NULL) || gdpr._trashed_subjects(st);
   ids text[];
 BEGIN
   SELECT * INTO sub FROM gdpr.subject_tables x WHERE x.tbl = st;
@@ -401,9 +473,9 @@ BEGIN
       RETURN QUERY
         SELECT x FROM jsonb_array_elements_text(gdpr._owner_query(st, format(
           'SELECT coalesce(jsonb_agg(t.%1$I::text), ''[]'') FROM %2$s t
-            WHERE t.%1$I = ANY ($1::%3$s[]) AND NOT (t.%4$I::text = ''b2c'' AND %5$s IS DISTINCT FROM ''customer'')',
-          sub.id_column, st, gdpr._subject_key_type(st), sub.segment_column,
-          coalesce('t.' || quote_ident(sub.status_column) || '::text', 'NULL')), ids::text)) x;
+            WHERE t.%1$I = ANY ($1::%3$s[]) AND NOT ((%4$s) = ''b2c'' AND (%5$s) IS DISTINCT FROM ''customer'')',
+          sub.id_column, st, gdpr._subject_key_type(st), (gdpr._profile_exprs(st, 't')).segment,
+          coalesce((gdpr._profile_exprs(st, 't')).status, 'NULL')), ids::text)) x;
     END IF;
   ELSE
     PERFORM gdpr._require_privilege(st, 'SELECT', 'gdpr.contactable()');

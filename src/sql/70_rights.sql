@@ -3,45 +3,92 @@
 -- the breach register (Art. 33).
 
 -- SQL that lists the subject ids (as text) of the rows in relation src, rows
--- of registered table tbl: joins up through the parents to the subject table.
+-- of registered table tbl: every link up to tbl's subject table, joined
+-- through the parents (src.link_column -> parent ... -> subject's id).
 CREATE FUNCTION gdpr._subject_ids_sql(tbl regclass, src text) RETURNS text
   LANGUAGE plpgsql STABLE SET search_path = pg_catalog, pg_temp AS $$
-DECLARE
-  r gdpr.registered_tables := gdpr._registered(tbl);
-  id_col name := (SELECT s.id_column FROM gdpr.subject_tables s WHERE s.tbl = r.subject_table);
-  joins text := '';
-  alias text := 't0';
-  depth int := 0;
 BEGIN
-  -- Walk up until the current table refers to the subject's own id column.
-  WHILE NOT (r.tbl = r.subject_table OR (r.parent_table = r.subject_table AND r.parent_column = id_col)) LOOP
-    depth := depth + 1;
-    joins := joins || format(' JOIN %s t%s ON t%s.%I = %s.%I', r.parent_table, depth, depth,
-                             r.parent_column, alias, r.subject_column);
-    alias := 't' || depth;
-    r := gdpr._registered(r.parent_table);
-  END LOOP;
-  RETURN format('SELECT DISTINCT %s.%I::text FROM %s t0%s', alias,
-                CASE WHEN r.tbl = r.subject_table THEN id_col ELSE r.subject_column END, src, joins);
+  RETURN coalesce(gdpr._subject_ids_sql(tbl, (gdpr._registered(tbl)).subject_table, src),
+                  'SELECT NULL::text WHERE false');
 END
 $$;
 
--- SQL condition selecting the rows of tbl that belong to one subject, by
--- going down from the subject's key: each step uses the foreign key's index.
-CREATE FUNCTION gdpr._subject_rows_cond(tbl regclass, key_literal text) RETURNS text
+-- The same towards subject table st; NULL when tbl does not lead to it.
+CREATE FUNCTION gdpr._subject_ids_sql(tbl regclass, st regclass, src text) RETURNS text
   LANGUAGE plpgsql STABLE SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
-  r gdpr.registered_tables := gdpr._registered(tbl);
+  id_col name := (SELECT s.id_column FROM gdpr.subject_tables s WHERE s.tbl = st);
+  l gdpr.subject_links;
+  typ text;
+  up text;
+  parts text[] := '{}';
 BEGIN
-  IF r.tbl = r.subject_table THEN
-    RETURN format('%I = %s', (SELECT s.id_column FROM gdpr.subject_tables s WHERE s.tbl = r.tbl), key_literal);
+  IF tbl = st THEN
+    RETURN format('SELECT t.%I::text FROM %s t', id_col, src);
   END IF;
-  RETURN format('%I IN (SELECT %I FROM %s WHERE %s)', r.subject_column, r.parent_column, r.parent_table,
-                gdpr._subject_rows_cond(r.parent_table, key_literal));
+  FOR l IN SELECT * FROM gdpr.subject_links x WHERE x.tbl = _subject_ids_sql.tbl ORDER BY x.id LOOP
+    typ := CASE WHEN l.type_column IS NOT NULL THEN format(' AND t.%I = %L', l.type_column, l.type_value) ELSE '' END;
+    IF l.parent_table = st AND l.parent_column = id_col THEN
+      parts := parts || format('SELECT t.%I::text FROM %s t WHERE t.%I IS NOT NULL%s', l.link_column, src, l.link_column, typ);
+    ELSE
+      up := gdpr._subject_ids_sql(l.parent_table, st, format('(SELECT p.* FROM %s p WHERE p.%I IN (SELECT t.%I FROM %s t WHERE true%s))',
+                                                           l.parent_table, l.parent_column, l.link_column, src, typ));
+      IF up IS NOT NULL THEN
+        parts := parts || up;
+      END IF;
+    END IF;
+  END LOOP;
+  IF cardinality(parts) = 0 THEN
+    RETURN NULL;
+  ELSIF cardinality(parts) = 1 THEN
+    RETURN 'SELECT DISTINCT * FROM (' || parts[1] || ') ids';
+  END IF;
+  RETURN array_to_string(parts, ' UNION ');
 END
 $$;
 
--- The registered tables of one subject table, parents before children.
+-- SQL condition selecting the rows of tbl that belong to one subject of tbl's
+-- own subject table (see the three-argument form).
+CREATE FUNCTION gdpr._subject_rows_cond(tbl regclass, key_literal text) RETURNS text
+  LANGUAGE plpgsql STABLE SET search_path = pg_catalog, pg_temp AS $$
+BEGIN
+  RETURN gdpr._subject_rows_cond(tbl, (gdpr._registered(tbl)).subject_table, key_literal);
+END
+$$;
+
+-- SQL condition selecting the rows of tbl that belong to one subject of st,
+-- by going down from the subject's key: each step uses the link column's
+-- index.  Several links are OR-ed as a list of row ids (a plain OR of IN
+-- subqueries would scan the table); 'false' when no link leads to st.
+CREATE FUNCTION gdpr._subject_rows_cond(tbl regclass, st regclass, key_literal text) RETURNS text
+  LANGUAGE plpgsql STABLE SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+  l gdpr.subject_links;
+  up text;
+  parts text[] := '{}';
+BEGIN
+  IF tbl = st THEN
+    RETURN format('%I = %s', (SELECT s.id_column FROM gdpr.subject_tables s WHERE s.tbl = st), key_literal);
+  END IF;
+  FOR l IN SELECT * FROM gdpr.subject_links x WHERE x.tbl = _subject_rows_cond.tbl ORDER BY x.id LOOP
+    up := gdpr._subject_rows_cond(l.parent_table, st, key_literal);
+    CONTINUE WHEN up = 'false';
+    parts := parts || format('%I IN (SELECT %I FROM %s WHERE %s)%s', l.link_column, l.parent_column, l.parent_table, up,
+                             CASE WHEN l.type_column IS NOT NULL THEN format(' AND %I = %L', l.type_column, l.type_value) ELSE '' END);
+  END LOOP;
+  IF cardinality(parts) = 0 THEN
+    RETURN 'false';
+  ELSIF cardinality(parts) = 1 THEN
+    RETURN parts[1];
+  END IF;
+  RETURN format('ctid = ANY (ARRAY(%s))',
+                (SELECT string_agg(format('SELECT ctid FROM %s WHERE %s', tbl, x), ' UNION ') FROM unnest(parts) x));
+END
+$$;
+
+-- The registered tables of one subject table, parents before children: the
+-- tables linked to it, to them, and so on (a table reached by several paths
+-- comes once, at its deepest, so that an erasure does children first).
 CREATE FUNCTION gdpr._subject_tree(subject_table regclass)
   RETURNS TABLE (tbl regclass, depth int)
   LANGUAGE plpgsql STABLE SET search_path = pg_catalog, pg_temp AS $$
@@ -50,11 +97,13 @@ BEGIN
   -- SET is planned again at every call, and export and erasure call this).
   RETURN QUERY
     WITH RECURSIVE tree AS (
-      SELECT r.tbl, 0 AS depth FROM gdpr.registered_tables r WHERE r.tbl = _subject_tree.subject_table
+      SELECT r.tbl, 0 AS depth, ARRAY[r.tbl::oid] AS path
+        FROM gdpr.registered_tables r WHERE r.tbl = _subject_tree.subject_table
       UNION ALL
-      SELECT r.tbl, tree.depth + 1 FROM gdpr.registered_tables r JOIN tree ON r.parent_table = tree.tbl
-       WHERE r.tbl <> r.parent_table)
-    SELECT tree.tbl, tree.depth FROM tree ORDER BY tree.depth, tree.tbl::text;
+      SELECT l.tbl, tree.depth + 1, tree.path || l.tbl::oid
+        FROM gdpr.subject_links l JOIN tree ON l.parent_table = tree.tbl
+       WHERE l.tbl::oid <> ALL (tree.path))
+    SELECT tree.tbl, max(tree.depth)::int FROM tree GROUP BY tree.tbl ORDER BY 2, tree.tbl::text;
 END
 $$;
 
@@ -330,8 +379,9 @@ CREATE FUNCTION gdpr._subject_information(subject_table regclass, portability bo
            'transfers_outside_eea', to_jsonb(pr.transfers_outside_eea),
            'retention', to_jsonb(pr.retention)) ORDER BY pr.purpose), '[]')
     FROM gdpr.processing_register pr
-   WHERE EXISTS (SELECT FROM gdpr.personal_columns pc JOIN gdpr.registered_tables r ON r.tbl = pc.tbl
-                  WHERE pc.purpose = pr.purpose AND r.subject_table = _subject_information.subject_table)
+   WHERE EXISTS (SELECT FROM gdpr.personal_columns pc JOIN gdpr._subject_tree(_subject_information.subject_table) t
+                                                      ON t.tbl = pc.tbl
+                  WHERE pc.purpose = pr.purpose)
      AND (NOT portability OR pr.legal_basis IN ('consent', 'contract'))
 $$;
 
@@ -359,12 +409,13 @@ $$;
 -- (column name: value).  Read as the table's owner with to_jsonb (any width:
 -- no function-argument limit); bytea values come out as hex and are decrypted
 -- here, outside the owner's statement.
-CREATE FUNCTION gdpr._export_rows(tbl regclass, key_literal text, portability boolean) RETURNS jsonb
+CREATE FUNCTION gdpr._export_rows(tbl regclass, st regclass, key_literal text, portability boolean) RETURNS jsonb
   LANGUAGE plpgsql STABLE SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
   cols name[];
   bin_cols name[];
   rows jsonb;
+  trashed text := gdpr._soft_deleted_cond(tbl, 't');
 BEGIN
   -- The columns shown: all of them, or for portability (Art. 20) the keys
   -- and the columns classified under consent or contract.
@@ -377,9 +428,13 @@ BEGIN
                       WHERE pc.tbl = _export_rows.tbl AND pc.col = a.attname AND pc.legal_basis IN ('consent', 'contract'))
           OR EXISTS (SELECT FROM pg_constraint c
                       WHERE c.conrelid = _export_rows.tbl AND c.contype IN ('p', 'f') AND a.attnum = ANY (c.conkey)));
+  -- Rows in the CRM's trash (gdpr.set_soft_delete) are marked "_deleted": true.
   rows := gdpr._owner_query(tbl, format(
-    'SELECT coalesce(jsonb_agg((SELECT to_jsonb(c) FROM (SELECT %s) c) ORDER BY t.ctid), ''[]'') FROM %s t WHERE %s',
-    (SELECT string_agg(format('t.%I', c), ', ') FROM unnest(cols) c), tbl, gdpr._subject_rows_cond(tbl, key_literal)));
+    'SELECT coalesce(jsonb_agg((SELECT to_jsonb(c) FROM (SELECT %s) c)%s ORDER BY t.ctid), ''[]'') FROM %s t WHERE %s',
+    (SELECT string_agg(format('t.%I', c), ', ') FROM unnest(cols) c),
+    CASE WHEN trashed IS NOT NULL
+         THEN format(' || CASE WHEN %s THEN ''{"_deleted": true}''::jsonb ELSE ''{}''::jsonb END', trashed) ELSE '' END,
+    tbl, gdpr._subject_rows_cond(tbl, st, key_literal)));
   IF cardinality(bin_cols) = 0 OR jsonb_array_length(rows) = 0 THEN
     RETURN rows;
   END IF;
@@ -408,11 +463,11 @@ BEGIN
              JOIN pg_class c ON c.oid = tree.tbl JOIN pg_namespace n ON n.oid = c.relnamespace
             WHERE NOT EXISTS (SELECT FROM pg_partition_ancestors(tree.tbl) up
                                JOIN gdpr.registered_tables r ON r.tbl = up.relid
-                              WHERE up.relid <> tree.tbl AND r.subject_table = st) LOOP
+                              WHERE up.relid <> tree.tbl) LOOP
     -- Read-only: a table the caller may not read stops the export before
     -- anything is returned (all or nothing).
     PERFORM gdpr._require_privilege(t.tbl, 'SELECT', 'gdpr.export_subject()');
-    data := data || jsonb_build_object(t.label, gdpr._export_rows(t.tbl, key, portability));
+    data := data || jsonb_build_object(t.label, gdpr._export_rows(t.tbl, st, key, portability));
   END LOOP;
   RETURN data;
 END

@@ -42,6 +42,44 @@ SELECT pg_catalog.pg_extension_config_dump('gdpr.erasures', '');
 SELECT pg_catalog.pg_extension_config_dump('gdpr.erasures_id_seq', '');
 SELECT pg_catalog.pg_extension_config_dump('gdpr.suppressions', '');
 
+-- Tables the DBA declared out of the erasure's scope: they refer to
+-- subjects' rows with ON DELETE SET NULL / SET DEFAULT and columns that look
+-- personal, but hold no personal data (gdpr.declare_out_of_scope).
+CREATE TABLE gdpr.out_of_scope_tables (
+  tbl          regclass PRIMARY KEY,
+  reason       text NOT NULL CHECK (btrim(reason) <> ''),
+  declared_at  timestamptz NOT NULL DEFAULT now(),
+  declared_by  name NOT NULL DEFAULT session_user
+);
+COMMENT ON TABLE gdpr.out_of_scope_tables IS
+  'unregistered tables referring to subjects that the DBA declared to hold no personal data: they do not stop erasures';
+SELECT pg_catalog.pg_extension_config_dump('gdpr.out_of_scope_tables', '');
+
+-- Declare (reason given) or withdraw (reason NULL) that an unregistered table
+-- referring to subjects' rows holds no personal data.  The table owner's
+-- rights are needed: it is a statement about what the table holds.
+CREATE FUNCTION gdpr.declare_out_of_scope(tbl regclass, reason text) RETURNS void
+  LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+BEGIN
+  PERFORM gdpr._not_null(tbl, 'table');
+  PERFORM gdpr._require_table_owner(tbl, 'gdpr.declare_out_of_scope()');
+  IF reason IS NULL THEN
+    DELETE FROM gdpr.out_of_scope_tables o WHERE o.tbl = declare_out_of_scope.tbl;
+    RETURN;
+  END IF;
+  PERFORM gdpr._not_blank(reason, 'a declaration needs a reason');
+  IF EXISTS (SELECT FROM gdpr.registered_tables r WHERE r.tbl = declare_out_of_scope.tbl) THEN
+    RAISE EXCEPTION 'table % is registered', tbl
+      USING ERRCODE = 'invalid_parameter_value',
+            HINT = 'A registered table holds personal data: unregister it first if it does not.';
+  END IF;
+  INSERT INTO gdpr.out_of_scope_tables AS o (tbl, reason) VALUES (tbl, btrim(reason))
+    ON CONFLICT ON CONSTRAINT out_of_scope_tables_pkey DO UPDATE
+      SET reason = excluded.reason, declared_at = now(), declared_by = session_user;
+  PERFORM gdpr._note_change('declared out of scope', gdpr.qualified_name(tbl), btrim(reason));
+END
+$$;
+
 CREATE FUNCTION gdpr.is_suppressed(email text) RETURNS boolean
   LANGUAGE sql STABLE STRICT SECURITY DEFINER SET search_path = pg_catalog, pg_temp
   RETURN EXISTS (SELECT FROM gdpr.suppressions s
@@ -68,7 +106,9 @@ $$;
 -- For a kept row: what happens to each personal column.  A column's own
 -- policy (nullify, pseudonymise, generalise) applies; other identifying
 -- columns are pseudonymised when they hold text, else nullified when they can
--- be; keys and the rest stay (the legal obligation needs them).
+-- be; keys and the rest stay (the legal obligation needs them).  Default
+-- deny: a column nobody classified whose name looks personal (a "mobilePerso"
+-- added last week, Odoo's sanitized copies) is cleared the same way.
 CREATE FUNCTION gdpr._erasure_column_actions(tbl regclass) RETURNS TABLE (col name, action text)
   LANGUAGE plpgsql STABLE SET search_path = pg_catalog, pg_temp AS $$
 BEGIN
@@ -86,7 +126,20 @@ BEGIN
        AND NOT EXISTS (SELECT FROM pg_constraint c WHERE c.conrelid = pc.tbl AND c.contype IN ('p', 'f', 'u')
                         AND a.attnum = ANY (c.conkey))
        AND a.attgenerated = ''  -- a generated column follows the columns it is computed from
-     ORDER BY pc.col;
+  UNION ALL
+  SELECT a.attname,
+         CASE WHEN NOT a.attnotnull THEN 'nullify'
+              WHEN a.atttypid IN ('text'::regtype, 'varchar'::regtype, 'bpchar'::regtype) THEN 'pseudonymise' END
+    FROM pg_attribute a
+   WHERE a.attrelid = _erasure_column_actions.tbl AND a.attnum > 0 AND NOT a.attisdropped AND a.attgenerated = ''
+     AND NOT EXISTS (SELECT FROM gdpr.personal_columns pc WHERE pc.tbl = _erasure_column_actions.tbl AND pc.col = a.attname)
+     -- (a nullable column of a unique constraint can be cleared: NULLs are distinct)
+     AND NOT EXISTS (SELECT FROM pg_constraint c WHERE c.conrelid = a.attrelid AND a.attnum = ANY (c.conkey)
+                      AND (c.contype IN ('p', 'f') OR c.contype = 'u' AND a.attnotnull))
+     AND NOT EXISTS (SELECT FROM gdpr.subject_links l WHERE l.tbl = _erasure_column_actions.tbl
+                      AND a.attname IN (l.link_column, l.type_column))
+     AND (gdpr.personal_name_hint(a.attname)).kind IS NOT NULL
+   ORDER BY 1;
 END
 $$;
 
@@ -147,27 +200,73 @@ $$;
 
 -- Condition on tbl's rows that other registered tables' remaining rows of
 -- this subject still refer to (kept invoices pin their customer row).
-CREATE FUNCTION gdpr._pinned_cond(tbl regclass, key_literal text) RETURNS text
-  LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
-  SELECT coalesce(string_agg(format('%I IN (SELECT %I FROM %s WHERE %s)', c.parent_column, c.subject_column,
-                                    c.tbl, gdpr._subject_rows_cond(c.tbl, key_literal)), ' OR '), 'false')
-    FROM gdpr.registered_tables c
-   WHERE c.parent_table = _pinned_cond.tbl AND c.tbl <> c.parent_table
+CREATE FUNCTION gdpr._pinned_cond(tbl regclass, st regclass, key_literal text) RETURNS text
+  LANGUAGE plpgsql STABLE SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+  l gdpr.subject_links;
+  c text;
+  parts text[] := '{}';
+BEGIN
+  FOR l IN SELECT * FROM gdpr.subject_links x WHERE x.parent_table = _pinned_cond.tbl AND x.tbl <> st LOOP
+    c := gdpr._subject_rows_cond(l.tbl, st, key_literal);
+    CONTINUE WHEN c = 'false';
+    parts := parts || format('%I IN (SELECT %I FROM %s WHERE %s)', l.parent_column, l.link_column, l.tbl, c);
+  END LOOP;
+  RETURN coalesce(nullif(array_to_string(parts, ' OR '), ''), 'false');
+END
 $$;
 
--- Erase one registered table's rows of the subject; one report entry.
-CREATE FUNCTION gdpr._erase_table(tbl regclass, key_literal text) RETURNS jsonb
+-- How the rows of tbl that refer to a subject of st are unlinked rather than
+-- deleted, as their foreign keys say (ON DELETE SET NULL / SET DEFAULT): the
+-- SET list clearing the link columns, or NULL when the rows are deleted (a
+-- link without such a foreign key, or tbl is st).
+CREATE FUNCTION gdpr._unlink_sets(tbl regclass, st regclass) RETURNS text
+  LANGUAGE plpgsql STABLE SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+  sets text;
+  all_unlink boolean;
+BEGIN
+  IF tbl = st OR NOT EXISTS (SELECT FROM pg_constraint c WHERE c.conrelid = tbl AND c.contype = 'f'
+                                AND c.confdeltype IN ('n', 'd')) THEN
+    RETURN NULL;
+  END IF;
+  SELECT string_agg(DISTINCT format('%I = %s', l.link_column, CASE fk.confdeltype WHEN 'n' THEN 'NULL' ELSE 'DEFAULT' END), ', '),
+         bool_and(coalesce(fk.confdeltype IN ('n', 'd'), false))
+    INTO sets, all_unlink
+    FROM gdpr.subject_links l
+    LEFT JOIN LATERAL (SELECT c.confdeltype FROM pg_constraint c
+                         JOIN pg_attribute a ON a.attrelid = c.conrelid AND a.attnum = c.conkey[1]
+                        WHERE c.conrelid = l.tbl AND c.contype = 'f' AND c.confrelid = l.parent_table
+                          AND cardinality(c.conkey) = 1 AND a.attname = l.link_column LIMIT 1) fk ON true
+   WHERE l.tbl = _unlink_sets.tbl AND l.parent_table IN (SELECT t.tbl FROM gdpr._subject_tree(st) t);
+  RETURN CASE WHEN all_unlink THEN sets END;
+END
+$$;
+
+-- Erase one registered table's rows of a subject of st; one report entry.
+-- Rows are deleted, or unlinked where their foreign key says SET NULL / SET
+-- DEFAULT, or kept (legal retention, or referred to by kept rows); unlinked
+-- and kept rows have their personal columns anonymised.
+CREATE FUNCTION gdpr._erase_table(tbl regclass, st regclass, key_literal text) RETURNS jsonb
   LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
-  cond text := gdpr._subject_rows_cond(tbl, key_literal);
-  pinned text := gdpr._pinned_cond(tbl, key_literal);
+  cond text := gdpr._subject_rows_cond(tbl, st, key_literal);
+  pinned text := gdpr._pinned_cond(tbl, st, key_literal);
   keep boolean := EXISTS (SELECT FROM gdpr.retention_policies p
                            WHERE p.tbl = _erase_table.tbl AND p.col IS NULL AND p.action = 'keep');
+  unlink text := CASE WHEN NOT keep THEN gdpr._unlink_sets(tbl, st) END;
   n_deleted bigint := 0;
+  n_unlinked bigint := 0;
   n_kept bigint;
   actions jsonb := '{}';
 BEGIN
-  IF NOT keep THEN
+  IF unlink IS NOT NULL THEN
+    -- Anonymised while they are still his, then unlinked.
+    IF gdpr._owner_query(tbl, format('SELECT to_jsonb(EXISTS (SELECT FROM %s WHERE %s))', tbl, cond))::boolean THEN
+      actions := gdpr._anonymise_rows(tbl, cond);
+      n_unlinked := gdpr._owner_exec(tbl, format('UPDATE %s SET %s WHERE %s', tbl, unlink, cond));
+    END IF;
+  ELSIF NOT keep THEN
     n_deleted := gdpr._owner_exec(tbl, format('DELETE FROM %s WHERE (%s) AND NOT (%s)', tbl, cond, pinned));
   END IF;
   n_kept := gdpr._owner_query(tbl, format('SELECT to_jsonb(count(*)) FROM %s WHERE %s', tbl, cond))::bigint;
@@ -177,30 +276,84 @@ BEGIN
   RETURN jsonb_build_object('table', gdpr.qualified_name(tbl), 'deleted', n_deleted, 'kept', n_kept,
                             'kept_because', CASE WHEN n_kept = 0 THEN NULL WHEN keep THEN 'legal retention'
                                                  ELSE 'referred to by kept rows' END,
-                            'columns', actions);
+                            'columns', actions)
+         || CASE WHEN n_unlinked > 0 THEN jsonb_build_object('unlinked', n_unlinked) ELSE '{}' END
+         -- Default deny, said: the columns cleared that nobody classified.
+         || coalesce((SELECT jsonb_build_object('unclassified_cleared', jsonb_agg(k ORDER BY k))
+                        FROM jsonb_object_keys(actions) k
+                       WHERE NOT EXISTS (SELECT FROM gdpr.personal_columns pc WHERE pc.tbl = _erase_table.tbl AND pc.col = k)
+                      HAVING count(*) > 0), '{}');
 END
 $$;
 
--- The subject's contact values (classified "contact" columns of his row) on
--- the suppression list.
+-- The subject's e-mail addresses and phone numbers on the suppression list:
+-- every value of every column classified "contact" in his rows of every
+-- table of his tree, the strings inside jsonb or array columns included
+-- (Twenty's "emailsAdditionalEmails"), when it looks like an e-mail or a
+-- phone (an address or a city does not); on his own row, any value with an
+-- @ or six digits, as before.
 CREATE FUNCTION gdpr._suppress_contacts(st regclass, key_literal text, erasure_id bigint) RETURNS int
   LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
-  c name;
+  c record;
+  vals jsonb;
   v text;
+  kind text;
   n int := 0;
 BEGIN
-  FOR c IN SELECT DISTINCT pc.col FROM gdpr.personal_columns pc WHERE pc.tbl = st AND pc.category = 'contact' LOOP
-    v := gdpr._owner_query(st, format('SELECT to_jsonb(%I::text) FROM %s WHERE %s', c, st,
-                                      gdpr._subject_rows_cond(st, key_literal))) #>> '{}';
-    CONTINUE WHEN v IS NULL OR (v NOT LIKE '%@%' AND length(regexp_replace(v, '[^0-9]', '', 'g')) < 6);
-    INSERT INTO gdpr.suppressions (ref, kind, erasure_id)
-      VALUES (gdpr._pseudonym(gdpr._normalise_contact(v), 'suppression'),
-              CASE WHEN v LIKE '%@%' THEN 'email' ELSE 'phone' END, erasure_id)
-      ON CONFLICT ON CONSTRAINT suppressions_pkey DO NOTHING;
-    n := n + 1;
+  FOR c IN SELECT DISTINCT pc.tbl, pc.col FROM gdpr.personal_columns pc
+            WHERE pc.category = 'contact' AND pc.tbl IN (SELECT tree.tbl FROM gdpr._subject_tree(st) tree) LOOP
+    vals := gdpr._owner_query(c.tbl, format('SELECT coalesce(jsonb_agg(to_jsonb(t.%I)), ''[]'') FROM %s t WHERE (%s) AND t.%I IS NOT NULL',
+                                            c.col, c.tbl, gdpr._subject_rows_cond(c.tbl, st, key_literal), c.col));
+    FOR v IN SELECT x #>> '{}' FROM jsonb_path_query(vals, 'strict $.**') x WHERE jsonb_typeof(x) = 'string' LOOP
+      kind := gdpr.looks_like(v);
+      IF kind IS NULL AND c.tbl = st AND (v LIKE '%@%' OR length(regexp_replace(v, '[^0-9]', '', 'g')) >= 6) THEN
+        kind := CASE WHEN v LIKE '%@%' THEN 'email' ELSE 'phone' END;
+      END IF;
+      CONTINUE WHEN kind IS NULL OR kind NOT IN ('email', 'phone');
+      INSERT INTO gdpr.suppressions (ref, kind, erasure_id)
+        VALUES (gdpr._pseudonym(gdpr._normalise_contact(v), 'suppression'), kind, erasure_id)
+        ON CONFLICT ON CONSTRAINT suppressions_pkey DO NOTHING;
+      n := n + 1;
+    END LOOP;
   END LOOP;
   RETURN n;
+END
+$$;
+
+-- 55000 when a table outside the registry (and not declared out of scope)
+-- refers to the subject's rows with ON DELETE SET NULL / SET DEFAULT and has
+-- columns that look personal: PostgreSQL would only clear its link, and what
+-- it says about him would stay.  (Other foreign keys either stop the erasure
+-- themselves, NO ACTION / RESTRICT, or take the rows with his, CASCADE.)
+CREATE FUNCTION gdpr._refuse_unregistered_referrers(st regclass, key_literal text) RETURNS void
+  LANGUAGE plpgsql STABLE SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+  f record;
+BEGIN
+  FOR f IN SELECT c.conrelid::regclass AS child, a.attname AS fk_column, c.confrelid::regclass AS parent,
+                  pa.attname AS parent_column,
+                  (SELECT string_agg(quote_ident(x.attname), ', ' ORDER BY x.attnum) FROM pg_attribute x
+                    WHERE x.attrelid = c.conrelid AND x.attnum > 0 AND NOT x.attisdropped
+                      AND x.attnum <> ALL (c.conkey) AND (gdpr.personal_name_hint(x.attname)).kind IS NOT NULL) AS looks
+             FROM pg_constraint c
+             JOIN pg_attribute a ON a.attrelid = c.conrelid AND a.attnum = c.conkey[1]
+             JOIN pg_attribute pa ON pa.attrelid = c.confrelid AND pa.attnum = c.confkey[1]
+            WHERE c.contype = 'f' AND c.confdeltype IN ('n', 'd') AND cardinality(c.conkey) = 1
+              AND c.confrelid IN (SELECT t.tbl FROM gdpr._subject_tree(st) t)
+              AND NOT EXISTS (SELECT FROM gdpr.registered_tables r WHERE r.tbl = c.conrelid)
+              AND NOT EXISTS (SELECT FROM gdpr.out_of_scope_tables o WHERE o.tbl = c.conrelid) LOOP
+    CONTINUE WHEN f.looks IS NULL;
+    CONTINUE WHEN NOT gdpr._owner_query(f.child, format('SELECT to_jsonb(EXISTS (SELECT FROM %s WHERE %I IN (SELECT %I FROM %s WHERE %s)))',
+                                        f.child, f.fk_column, f.parent_column, f.parent,
+                                        gdpr._subject_rows_cond(f.parent, st, key_literal)))::boolean;
+    RAISE EXCEPTION 'table % refers to the subject''s rows of % and is not registered', f.child, f.parent
+      USING ERRCODE = 'object_not_in_prerequisite_state',
+            DETAIL = format('Its foreign key on %I is ON DELETE SET NULL or SET DEFAULT: its rows would stay, with columns that look personal (%s).',
+                            f.fk_column, f.looks),
+            HINT = format('Register it (gdpr.register_table(%L, %L)) and classify its columns, or declare that it holds no personal data with gdpr.declare_out_of_scope(%L, reason).',
+                          f.child::text, f.fk_column, f.child::text);
+  END LOOP;
 END
 $$;
 
@@ -216,7 +369,8 @@ BEGIN
     PERFORM gdpr._require_privilege(t, concat_ws(', ', 'SELECT',
       CASE WHEN NOT EXISTS (SELECT FROM gdpr.retention_policies p WHERE p.tbl = t AND p.col IS NULL AND p.action = 'keep')
            THEN 'DELETE' END,
-      CASE WHEN EXISTS (SELECT FROM gdpr._erasure_column_actions(t) x WHERE x.action IS NOT NULL) THEN 'UPDATE' END),
+      CASE WHEN EXISTS (SELECT FROM gdpr._erasure_column_actions(t) x WHERE x.action IS NOT NULL)
+             OR gdpr._unlink_sets(t, st) IS NOT NULL THEN 'UPDATE' END),
       'gdpr.erase_subject()');
   END LOOP;
 END
@@ -265,6 +419,7 @@ BEGIN
     RAISE EXCEPTION 'subject "%" does not exist in %', subject_id, st USING ERRCODE = 'no_data_found';
   END IF;
   PERFORM gdpr._require_erasure_privileges(st);
+  PERFORM gdpr._refuse_unregistered_referrers(st, key);
   PERFORM gdpr._owner_exec(st, format('SELECT 1 FROM %s WHERE %s FOR UPDATE', st, gdpr._subject_rows_cond(st, key)));
   IF (gdpr._active_hold(st, subject_id)).id IS NOT NULL THEN
     RAISE EXCEPTION 'subject "%" is under a legal hold', subject_id
@@ -298,7 +453,7 @@ BEGIN
       VALUES (shredded, st, gdpr._subject_key_ref(st, subject_id));
   END IF;
   FOR t IN SELECT tree.tbl FROM gdpr._subject_tree(st) tree ORDER BY tree.depth DESC, tree.tbl::text LOOP
-    tables := tables || gdpr._erase_table(t.tbl, key);
+    tables := tables || gdpr._erase_table(t.tbl, st, key);
   END LOOP;
 
   rep := jsonb_build_object('status', 'erased', 'erasure_id', eid, 'subject_table', gdpr.qualified_name(st),
@@ -393,5 +548,6 @@ $$;
 
 GRANT EXECUTE ON FUNCTION gdpr.erase_subject(text, bigint, regclass), gdpr.replay_erasures(),
   gdpr.export_erasure_ledger(), gdpr.import_erasure_ledger(jsonb) TO gdpr_admin;
-GRANT EXECUTE ON FUNCTION gdpr.is_suppressed(text) TO gdpr_admin;
+GRANT EXECUTE ON FUNCTION gdpr.is_suppressed(text), gdpr.declare_out_of_scope(regclass, text) TO gdpr_admin;
+GRANT SELECT ON gdpr.out_of_scope_tables TO gdpr_auditor, gdpr_admin;
 GRANT SELECT ON gdpr.erasures, gdpr.suppressions TO gdpr_auditor, gdpr_admin;

@@ -580,7 +580,11 @@ DECLARE
 BEGIN
   IF r.tbl = r.subject_table THEN
     RETURN id_col;
-  ELSIF r.parent_table = r.subject_table AND r.parent_column = id_col THEN
+  ELSIF r.parent_table = r.subject_table AND r.parent_column = id_col
+        AND NOT EXISTS (SELECT FROM gdpr.subject_links l WHERE l.tbl = _log_subject_column.tbl
+                          AND (l.type_column IS NOT NULL OR l.link_column <> r.subject_column
+                               OR l.parent_table <> r.parent_table)) THEN
+    -- One plain link to the subject's id: the column holds his key.
     RETURN r.subject_column;
   END IF;
   RETURN '';
