@@ -19,6 +19,11 @@ CREATE FUNCTION gdpr._trigger_names() RETURNS name[]
   RETURN ARRAY['gdpr_restrict_update', 'gdpr_restrict_delete', 'gdpr_log_insert', 'gdpr_log_update',
                'gdpr_log_delete', 'gdpr_log_truncate']::name[];
 
+-- Those it keeps on registered subject tables only (76_departures.sql, issue 23).
+CREATE FUNCTION gdpr._subject_trigger_names() RETURNS name[]
+  LANGUAGE sql IMMUTABLE PARALLEL SAFE
+  RETURN ARRAY['gdpr_subject_departed', 'gdpr_suppression']::name[];
+
 CREATE FUNCTION gdpr._attach_triggers(tbl regclass) RETURNS void
   LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
@@ -45,6 +50,8 @@ BEGIN
                     FOR EACH STATEMENT EXECUTE FUNCTION gdpr._log_write(%L)', tbl, col);
   EXECUTE format('CREATE OR REPLACE TRIGGER gdpr_log_truncate AFTER TRUNCATE ON %s
                     FOR EACH STATEMENT EXECUTE FUNCTION gdpr._log_write(%L)', tbl, col);
+  -- Subjects who leave (76_departures.sql) and contact points that come back (77_suppression.sql).
+  PERFORM gdpr._attach_subject_triggers(tbl);
   PERFORM gdpr._own_ddl(false);
   -- The month partitions exist before anything is logged.
   IF to_regclass(format('gdpr.%I', gdpr._log_month_name(date_trunc('month', now() AT TIME ZONE 'UTC')))) IS NULL THEN
@@ -60,7 +67,7 @@ DECLARE
 BEGIN
   PERFORM gdpr._own_ddl(true);
   FOR t IN SELECT g.tgname FROM pg_trigger g
-             WHERE g.tgrelid = tbl AND NOT g.tgisinternal AND g.tgname = ANY (gdpr._trigger_names()) LOOP
+             WHERE g.tgrelid = tbl AND NOT g.tgisinternal AND g.tgname = ANY (gdpr._trigger_names() || gdpr._subject_trigger_names()) LOOP
     EXECUTE format('DROP TRIGGER %I ON %s', t, tbl);
   END LOOP;
   PERFORM gdpr._own_ddl(false);

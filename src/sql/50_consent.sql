@@ -286,10 +286,13 @@ CREATE FUNCTION gdpr._current_notice(purpose text) RETURNS int
 CREATE FUNCTION gdpr.has_consent(subject_id text, purpose text, subject_table regclass DEFAULT NULL) RETURNS boolean
   LANGUAGE plpgsql STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
-  st regclass := gdpr._require_subject(subject_table, subject_id);
+  st regclass := gdpr._present_subject(subject_table, subject_id);   -- NULL: erased or deleted
   p gdpr.purposes := gdpr._purpose(purpose);
   s gdpr.consent_state;
 BEGIN
+  IF st IS NULL THEN
+    RETURN false;
+  END IF;
   SELECT * INTO s FROM gdpr.consent_state x
    WHERE x.subject_table = st AND x.purpose = p.code AND x.subject_id = has_consent.subject_id;
   RETURN FOUND AND gdpr._consent_valid(s, p, gdpr._current_notice(p.code));
@@ -319,11 +322,14 @@ $$;
 CREATE FUNCTION gdpr.may_process(subject_id text, purpose text, subject_table regclass DEFAULT NULL) RETURNS boolean
   LANGUAGE plpgsql STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
-  st regclass := gdpr._require_subject(subject_table, subject_id);
+  st regclass := gdpr._present_subject(subject_table, subject_id);
   p gdpr.purposes := gdpr._purpose(purpose);
   s gdpr.consent_state;
   prof record;
 BEGIN
+  IF st IS NULL THEN
+    RETURN false;                -- erased or deleted: nothing may be done with him any more
+  END IF;
   -- Restricted (Art. 18): only what a legal obligation requires.
   IF gdpr.is_restricted(subject_id, st) THEN
     RETURN p.legal_basis = 'legal_obligation';
@@ -367,6 +373,15 @@ DECLARE
   ids text[];
 BEGIN
   SELECT * INTO sub FROM gdpr.subject_tables x WHERE x.tbl = st;
+  -- Never a subject whose row is gone, nor one erased whose row is kept
+  -- anonymised for his invoices (his id pseudonymised only when some
+  -- subject of the table was erased).
+  restricted := restricted || format(
+    ' AND EXISTS (SELECT FROM %1$s g WHERE g.%2$I = s.subject_id::%3$s)
+      AND (NOT EXISTS (SELECT FROM gdpr.erasures e WHERE e.subject_table = %4$L::regclass)
+           OR gdpr._subject_ref(%4$L::regclass, s.subject_id) <> ALL (ARRAY(
+                SELECT e.subject_ref FROM gdpr.erasures e WHERE e.subject_table = %4$L::regclass)))',
+    st, sub.id_column, gdpr._subject_key_type(st), st);
   IF p.legal_basis = 'consent' THEN
     RETURN QUERY
       SELECT s.subject_id FROM gdpr.consent_state s

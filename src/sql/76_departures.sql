@@ -1,0 +1,92 @@
+-- Subjects who left: erased (75_erasure.sql) or whose row was deleted (the
+-- purge, or the CRM itself).  A trigger on every registered subject table
+-- records each deleted subject by a keyed pseudonym, so that an application
+-- asking about him later learns "no" rather than an error, and only a
+-- subject nobody ever knew is one (issue 23.8).
+
+CREATE TABLE gdpr.departed_subjects (
+  subject_table  regclass NOT NULL,
+  subject_ref    text NOT NULL,            -- gdpr._subject_ref: the erasure ledger's pseudonym
+  departed_at    timestamptz NOT NULL DEFAULT now(),
+  PRIMARY KEY (subject_table, subject_ref)
+);
+COMMENT ON TABLE gdpr.departed_subjects IS
+  'subjects whose row was deleted, by keyed pseudonym only: they existed, they are gone';
+SELECT pg_catalog.pg_extension_config_dump('gdpr.departed_subjects', '');
+
+-- Whether the master key is configured: pseudonyms need it.  Without it
+-- departures cannot be recorded, and nothing else is refused for that.
+CREATE FUNCTION gdpr._has_key() RETURNS boolean
+  LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp
+  RETURN coalesce(current_setting('crm_gdpr.key_file', true), '') <> '';
+
+-- 'erased' or 'deleted' when the subject is known to have left, else NULL.
+CREATE FUNCTION gdpr._subject_gone(st regclass, subject_id text) RETURNS text
+  LANGUAGE plpgsql STABLE SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+  ref text;
+BEGIN
+  IF NOT gdpr._has_key() THEN
+    RETURN NULL;
+  END IF;
+  ref := gdpr._subject_ref(st, subject_id);
+  IF EXISTS (SELECT FROM gdpr.erasures e WHERE e.subject_table = st AND e.subject_ref = ref) THEN
+    RETURN 'erased';
+  ELSIF EXISTS (SELECT FROM gdpr.departed_subjects d WHERE d.subject_table = st AND d.subject_ref = ref) THEN
+    RETURN 'deleted';
+  END IF;
+  RETURN NULL;
+END
+$$;
+
+-- The subject table of a subject the caller asks about: NULL when he is
+-- gone (erased, even if his row is kept anonymised for his invoices, or
+-- deleted), P0002 when he is unknown.
+CREATE FUNCTION gdpr._present_subject(subject_table regclass, subject_id text) RETURNS regclass
+  LANGUAGE plpgsql STABLE SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+  st regclass := gdpr._subject_table(subject_table);
+  gone text := gdpr._subject_gone(st, subject_id);
+BEGIN
+  IF gone IS NOT NULL THEN
+    RETURN NULL;
+  ELSIF NOT gdpr._subject_exists(st, subject_id) THEN
+    RAISE EXCEPTION 'subject "%" does not exist in %, and no erasure or deletion of him is recorded', subject_id, st
+      USING ERRCODE = 'no_data_found',
+            HINT = 'Check the id: an erased or deleted subject is answered with false, not with this error.';
+  END IF;
+  RETURN st;
+END
+$$;
+
+-- After a DELETE on a subject table: the subjects of the deleted rows are
+-- recorded as departed.  Once per statement, over its transition table.
+CREATE FUNCTION gdpr._subjects_departed() RETURNS trigger
+  LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+  st regclass := TG_RELID::regclass;
+  id_col name := (SELECT s.id_column FROM gdpr.subject_tables s WHERE s.tbl = TG_RELID);
+BEGIN
+  IF id_col IS NULL OR NOT gdpr._has_key() THEN
+    RETURN NULL;
+  END IF;
+  EXECUTE format('INSERT INTO gdpr.departed_subjects (subject_table, subject_ref)
+                    SELECT %L, gdpr._subject_ref(%L, g.%I::text) FROM gdpr_gone g
+                  ON CONFLICT ON CONSTRAINT departed_subjects_pkey DO NOTHING', st, st, id_col);
+  RETURN NULL;
+END
+$$;
+
+-- Called by _attach_triggers (25_triggers.sql) for every registered table.
+CREATE FUNCTION gdpr._attach_subject_triggers(tbl regclass) RETURNS void
+  LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
+BEGIN
+  IF EXISTS (SELECT FROM gdpr.subject_tables s WHERE s.tbl = _attach_subject_triggers.tbl) THEN
+    EXECUTE format('CREATE OR REPLACE TRIGGER gdpr_subject_departed AFTER DELETE ON %s
+                      REFERENCING OLD TABLE AS gdpr_gone
+                      FOR EACH STATEMENT EXECUTE FUNCTION gdpr._subjects_departed()', tbl);
+  END IF;
+END
+$$;
+
+GRANT SELECT ON gdpr.departed_subjects TO gdpr_auditor, gdpr_admin;

@@ -1,0 +1,247 @@
+-- Issue 23 (rules kept for real): items 8, 6, 7, 5, 3, 2.  See doc/consent.md,
+-- doc/retention.md and doc/auditors.md.
+
+------------------------------------------------------------------ 23.8: erased and deleted subjects
+CREATE TABLE gdpr.departed_subjects (
+  subject_table  regclass NOT NULL,
+  subject_ref    text NOT NULL,            -- gdpr._subject_ref: the erasure ledger's pseudonym
+  departed_at    timestamptz NOT NULL DEFAULT now(),
+  PRIMARY KEY (subject_table, subject_ref)
+);
+COMMENT ON TABLE gdpr.departed_subjects IS
+  'subjects whose row was deleted, by keyed pseudonym only: they existed, they are gone';
+SELECT pg_catalog.pg_extension_config_dump('gdpr.departed_subjects', '');
+
+-- Whether the master key is configured: pseudonyms need it.  Without it
+-- departures cannot be recorded, and nothing else is refused for that.
+CREATE OR REPLACE FUNCTION gdpr._has_key() RETURNS boolean
+  LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp
+  RETURN coalesce(current_setting('crm_gdpr.key_file', true), '') <> '';
+
+-- 'erased' or 'deleted' when the subject is known to have left, else NULL.
+CREATE OR REPLACE FUNCTION gdpr._subject_gone(st regclass, subject_id text) RETURNS text
+  LANGUAGE plpgsql STABLE SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+  ref text;
+BEGIN
+  IF NOT gdpr._has_key() THEN
+    RETURN NULL;
+  END IF;
+  ref := gdpr._subject_ref(st, subject_id);
+  IF EXISTS (SELECT FROM gdpr.erasures e WHERE e.subject_table = st AND e.subject_ref = ref) THEN
+    RETURN 'erased';
+  ELSIF EXISTS (SELECT FROM gdpr.departed_subjects d WHERE d.subject_table = st AND d.subject_ref = ref) THEN
+    RETURN 'deleted';
+  END IF;
+  RETURN NULL;
+END
+$$;
+
+-- The subject table of a subject the caller asks about: NULL when he is
+-- gone (erased, even if his row is kept anonymised for his invoices, or
+-- deleted), P0002 when he is unknown.
+CREATE OR REPLACE FUNCTION gdpr._present_subject(subject_table regclass, subject_id text) RETURNS regclass
+  LANGUAGE plpgsql STABLE SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+  st regclass := gdpr._subject_table(subject_table);
+  gone text := gdpr._subject_gone(st, subject_id);
+BEGIN
+  IF gone IS NOT NULL THEN
+    RETURN NULL;
+  ELSIF NOT gdpr._subject_exists(st, subject_id) THEN
+    RAISE EXCEPTION 'subject "%" does not exist in %, and no erasure or deletion of him is recorded', subject_id, st
+      USING ERRCODE = 'no_data_found',
+            HINT = 'Check the id: an erased or deleted subject is answered with false, not with this error.';
+  END IF;
+  RETURN st;
+END
+$$;
+
+-- After a DELETE on a subject table: the subjects of the deleted rows are
+-- recorded as departed.  Once per statement, over its transition table.
+CREATE OR REPLACE FUNCTION gdpr._subjects_departed() RETURNS trigger
+  LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+  st regclass := TG_RELID::regclass;
+  id_col name := (SELECT s.id_column FROM gdpr.subject_tables s WHERE s.tbl = TG_RELID);
+BEGIN
+  IF id_col IS NULL OR NOT gdpr._has_key() THEN
+    RETURN NULL;
+  END IF;
+  EXECUTE format('INSERT INTO gdpr.departed_subjects (subject_table, subject_ref)
+                    SELECT %L, gdpr._subject_ref(%L, g.%I::text) FROM gdpr_gone g
+                  ON CONFLICT ON CONSTRAINT departed_subjects_pkey DO NOTHING', st, st, id_col);
+  RETURN NULL;
+END
+$$;
+
+-- Called by _attach_triggers (25_triggers.sql) for every registered table.
+CREATE OR REPLACE FUNCTION gdpr._attach_subject_triggers(tbl regclass) RETURNS void
+  LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
+BEGIN
+  IF EXISTS (SELECT FROM gdpr.subject_tables s WHERE s.tbl = _attach_subject_triggers.tbl) THEN
+    EXECUTE format('CREATE OR REPLACE TRIGGER gdpr_subject_departed AFTER DELETE ON %s
+                      REFERENCING OLD TABLE AS gdpr_gone
+                      FOR EACH STATEMENT EXECUTE FUNCTION gdpr._subjects_departed()', tbl);
+  END IF;
+END
+$$;
+
+GRANT SELECT ON gdpr.departed_subjects TO gdpr_auditor, gdpr_admin;
+
+CREATE OR REPLACE FUNCTION gdpr._attach_triggers(tbl regclass) RETURNS void
+  LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+  col text;
+BEGIN
+  -- Restriction of processing (Art. 18): see 70_rights.sql.
+  EXECUTE format('CREATE OR REPLACE TRIGGER gdpr_restrict_update AFTER UPDATE ON %s
+                    REFERENCING OLD TABLE AS changed_rows
+                    FOR EACH STATEMENT EXECUTE FUNCTION gdpr._enforce_restriction()', tbl);
+  EXECUTE format('CREATE OR REPLACE TRIGGER gdpr_restrict_delete AFTER DELETE ON %s
+                    REFERENCING OLD TABLE AS changed_rows
+                    FOR EACH STATEMENT EXECUTE FUNCTION gdpr._enforce_restriction()', tbl);
+  -- The access log (80_access_log.sql, log_write.c): one row per statement.
+  -- The argument is the subject key column, found here once rather than per
+  -- statement ('' when the subject is reached through other tables).
+  col := gdpr._log_subject_column(tbl);
+  EXECUTE format('CREATE OR REPLACE TRIGGER gdpr_log_insert AFTER INSERT ON %s REFERENCING NEW TABLE AS gdpr_new
+                    FOR EACH STATEMENT EXECUTE FUNCTION gdpr._log_write(%L)', tbl, col);
+  EXECUTE format('CREATE OR REPLACE TRIGGER gdpr_log_update AFTER UPDATE ON %s
+                    REFERENCING OLD TABLE AS gdpr_old NEW TABLE AS gdpr_new
+                    FOR EACH STATEMENT EXECUTE FUNCTION gdpr._log_write(%L)', tbl, col);
+  EXECUTE format('CREATE OR REPLACE TRIGGER gdpr_log_delete AFTER DELETE ON %s REFERENCING OLD TABLE AS gdpr_old
+                    FOR EACH STATEMENT EXECUTE FUNCTION gdpr._log_write(%L)', tbl, col);
+  EXECUTE format('CREATE OR REPLACE TRIGGER gdpr_log_truncate AFTER TRUNCATE ON %s
+                    FOR EACH STATEMENT EXECUTE FUNCTION gdpr._log_write(%L)', tbl, col);
+  -- Subjects who leave (76_departures.sql) and contact points that come back (77_suppression.sql).
+  PERFORM gdpr._attach_subject_triggers(tbl);
+  -- The month partitions exist before anything is logged.
+  IF to_regclass(format('gdpr.%I', gdpr._log_month_name(date_trunc('month', now() AT TIME ZONE 'UTC')))) IS NULL THEN
+    PERFORM gdpr._log_maintain();
+  END IF;
+END
+$$;
+
+CREATE OR REPLACE FUNCTION gdpr._detach_triggers(tbl regclass) RETURNS void
+  LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+  t name;
+BEGIN
+  FOR t IN SELECT g.tgname FROM pg_trigger g
+             WHERE g.tgrelid = tbl AND NOT g.tgisinternal
+              AND g.tgname IN ('gdpr_restrict_update', 'gdpr_restrict_delete', 'gdpr_log_insert',
+                               'gdpr_log_update', 'gdpr_log_delete', 'gdpr_log_truncate',
+                               'gdpr_subject_departed') LOOP
+    EXECUTE format('DROP TRIGGER %I ON %s', t, tbl);
+  END LOOP;
+END
+$$;
+
+CREATE OR REPLACE FUNCTION gdpr.has_consent(subject_id text, purpose text, subject_table regclass DEFAULT NULL) RETURNS boolean
+  LANGUAGE plpgsql STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+  st regclass := gdpr._present_subject(subject_table, subject_id);   -- NULL: erased or deleted
+  p gdpr.purposes := gdpr._purpose(purpose);
+  s gdpr.consent_state;
+BEGIN
+  IF st IS NULL THEN
+    RETURN false;
+  END IF;
+  SELECT * INTO s FROM gdpr.consent_state x
+   WHERE x.subject_table = st AND x.purpose = p.code AND x.subject_id = has_consent.subject_id;
+  RETURN FOUND AND gdpr._consent_valid(s, p, gdpr._current_notice(p.code));
+END
+$$;
+
+CREATE OR REPLACE FUNCTION gdpr.may_process(subject_id text, purpose text, subject_table regclass DEFAULT NULL) RETURNS boolean
+  LANGUAGE plpgsql STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+  st regclass := gdpr._present_subject(subject_table, subject_id);
+  p gdpr.purposes := gdpr._purpose(purpose);
+  s gdpr.consent_state;
+  prof record;
+BEGIN
+  IF st IS NULL THEN
+    RETURN false;                -- erased or deleted: nothing may be done with him any more
+  END IF;
+  -- Restricted (Art. 18): only what a legal obligation requires.
+  IF gdpr.is_restricted(subject_id, st) THEN
+    RETURN p.legal_basis = 'legal_obligation';
+  END IF;
+  SELECT * INTO s FROM gdpr.consent_state x
+   WHERE x.subject_table = st AND x.purpose = p.code AND x.subject_id = may_process.subject_id;
+  IF p.legal_basis = 'consent' THEN
+    RETURN FOUND AND gdpr._consent_valid(s, p, gdpr._current_notice(p.code));
+  ELSIF p.legal_basis = 'legitimate_interest' THEN
+    IF FOUND AND (s.objected_at IS NOT NULL OR s.withdrawn_at IS NOT NULL) THEN
+      RETURN false;              -- objection (Art. 21); an unsubscription counts as one
+    END IF;
+    IF p.electronic_marketing THEN
+      prof := gdpr._subject_profile(st, subject_id);
+      IF prof.segment = 'b2c' AND prof.status IS DISTINCT FROM 'customer' THEN
+        -- A B2C prospect receives e-mail marketing only with his consent.
+        RETURN FOUND AND gdpr._consent_valid(s, p, gdpr._current_notice(p.code));
+      END IF;
+    END IF;
+    RETURN FOUND AND s.informed_at IS NOT NULL;
+  END IF;
+  RETURN true;                   -- contract, legal obligation, vital interest, public task
+END
+$$;
+
+CREATE OR REPLACE FUNCTION gdpr.contactable(purpose text, subject_table regclass DEFAULT NULL) RETURNS SETOF text
+  LANGUAGE plpgsql STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+  st regclass := gdpr._subject_table(subject_table);
+  p gdpr.purposes := gdpr._purpose(purpose);
+  sub gdpr.subject_tables;
+  cur int := gdpr._current_notice(p.code);
+  restricted text := format('NOT EXISTS (SELECT FROM gdpr.restrictions r WHERE r.subject_table = %L::regclass
+                               AND r.subject_id = s.subject_id AND r.lifted_at IS NULL)', st);
+BEGIN
+  SELECT * INTO sub FROM gdpr.subject_tables x WHERE x.tbl = st;
+  -- Never a subject whose row is gone, nor one erased whose row is kept
+  -- anonymised for his invoices (his id pseudonymised only when some
+  -- subject of the table was erased).
+  restricted := restricted || format(
+    ' AND EXISTS (SELECT FROM %1$s g WHERE g.%2$I = s.subject_id::%3$s)
+      AND (NOT EXISTS (SELECT FROM gdpr.erasures e WHERE e.subject_table = %4$L::regclass)
+           OR gdpr._subject_ref(%4$L::regclass, s.subject_id) <> ALL (ARRAY(
+                SELECT e.subject_ref FROM gdpr.erasures e WHERE e.subject_table = %4$L::regclass)))',
+    st, sub.id_column, gdpr._subject_key_type(st), st);
+  IF p.legal_basis = 'consent' THEN
+    RETURN QUERY EXECUTE format(
+      'SELECT s.subject_id FROM gdpr.consent_state s
+        WHERE s.subject_table = %L::regclass AND s.purpose = %L
+          AND s.granted_at IS NOT NULL AND s.withdrawn_at IS NULL AND s.objected_at IS NULL
+          AND (%L OR s.confirmed_at IS NOT NULL)
+          AND (%L::interval IS NULL OR s.granted_at + %L::interval > now())
+          AND (%L OR s.notice_version >= %s) AND %s',
+      st, p.code, NOT p.requires_double_opt_in, p.consent_valid_for, p.consent_valid_for,
+      NOT p.renewal_required, coalesce(cur, 0), restricted);
+  ELSIF p.legal_basis = 'legitimate_interest' THEN
+    RETURN QUERY EXECUTE format(
+      'SELECT s.subject_id FROM gdpr.consent_state s %s
+        WHERE s.subject_table = %L::regclass AND s.purpose = %L
+          AND s.objected_at IS NULL AND s.withdrawn_at IS NULL AND s.informed_at IS NOT NULL
+          AND (%s OR s.granted_at IS NOT NULL) AND %s',
+      CASE WHEN p.electronic_marketing AND sub.segment_column IS NOT NULL
+           THEN format('JOIN %s t ON t.%I = s.subject_id::%s', st, sub.id_column, gdpr._subject_key_type(st)) END,
+      st, p.code,
+      CASE WHEN p.electronic_marketing AND sub.segment_column IS NOT NULL
+           THEN format('NOT (t.%I::text = %L AND t.%s IS DISTINCT FROM %L)', sub.segment_column, 'b2c',
+                       coalesce(quote_ident(sub.status_column) || '::text', 'NULL'), 'customer')
+           ELSE 'true' END,
+      restricted);
+  ELSE
+    RETURN QUERY EXECUTE format('SELECT s.%I::text FROM %s s WHERE %s', sub.id_column, st,
+                                replace(restricted, 's.subject_id', format('s.%I::text', sub.id_column)));
+  END IF;
+END
+$$;
+
+REVOKE EXECUTE ON FUNCTION gdpr._has_key(), gdpr._subject_gone(regclass, text), gdpr._present_subject(regclass, text),
+  gdpr._subjects_departed(), gdpr._attach_subject_triggers(regclass) FROM PUBLIC;
+-- Subject tables registered before the update get the departure trigger.
+SELECT gdpr._attach_subject_triggers(s.tbl) FROM gdpr.subject_tables s;
