@@ -28,7 +28,7 @@ CREATE FUNCTION gdpr.consent_channels() RETURNS text[]
 CREATE FUNCTION gdpr.proof_keys(channel text) RETURNS text[]
   LANGUAGE sql IMMUTABLE PARALLEL SAFE
   RETURN CASE channel
-    WHEN 'web' THEN ARRAY['ip', 'user_agent', 'form']
+    WHEN 'web' THEN ARRAY['ip', 'user_agent', 'form', 'notice_version']
     WHEN 'email' THEN ARRAY['message_id']
     WHEN 'phone' THEN ARRAY['agent', 'recording']
     WHEN 'paper' THEN ARRAY['document']
@@ -167,6 +167,55 @@ BEGIN
 END
 $$;
 
+-- The notice the person was shown: the version his proof names (a web form
+-- must name it), else the purpose's latest.  22023 for a version the
+-- purpose never had; 55000 when a grant, confirmation or information has no
+-- notice at all.
+CREATE FUNCTION gdpr._notice_shown(p gdpr.purposes, proof jsonb, needs_notice boolean) RETURNS gdpr.purpose_notices
+  LANGUAGE plpgsql STABLE SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+  notice gdpr.purpose_notices;
+BEGIN
+  IF proof ? 'notice_version' THEN
+    IF jsonb_typeof(proof -> 'notice_version') <> 'number' OR (proof ->> 'notice_version') !~ '^[0-9]{1,9}$' THEN
+      RAISE EXCEPTION 'proof notice_version "%" is not a version number', proof ->> 'notice_version'
+        USING ERRCODE = 'invalid_parameter_value',
+              HINT = 'Pass the version that define_purpose() returned for the notice the form showed, as a JSON number.';
+    END IF;
+    SELECT * INTO notice FROM gdpr.purpose_notices n
+     WHERE n.purpose = p.code AND n.version = (proof ->> 'notice_version')::int;
+    IF NOT FOUND THEN
+      RAISE EXCEPTION 'purpose "%" has no notice version %', p.code, proof ->> 'notice_version'
+        USING ERRCODE = 'invalid_parameter_value',
+              DETAIL = format('Its versions are 1 to %s.', coalesce(gdpr._current_notice(p.code), 0)),
+              HINT = 'The proof must name the notice version the person was shown.';
+    END IF;
+    RETURN notice;
+  END IF;
+  SELECT * INTO notice FROM gdpr.purpose_notices n WHERE n.purpose = p.code ORDER BY n.version DESC LIMIT 1;
+  IF needs_notice AND notice.version IS NULL THEN
+    RAISE EXCEPTION 'purpose "%" has no information notice', p.code
+      USING ERRCODE = 'object_not_in_prerequisite_state',
+            HINT = 'A person must know what he consents to: give the purpose a notice with gdpr.define_purpose().';
+  END IF;
+  RETURN notice;
+END
+$$;
+
+-- A pre-ticked box is not consent (CNIL, EDPB 05/2020, CJEU Planet49):
+-- a grant or confirmation whose proof says so is refused.
+CREATE FUNCTION gdpr._refuse_prechecked(event text, proof jsonb) RETURNS void
+  LANGUAGE plpgsql IMMUTABLE SET search_path = pg_catalog, pg_temp AS $$
+BEGIN
+  IF event IN ('grant', 'confirm') AND proof ? 'prechecked' AND proof -> 'prechecked' <> 'false'::jsonb THEN
+    RAISE EXCEPTION 'a pre-ticked box is not consent'
+      USING ERRCODE = 'invalid_parameter_value',
+            DETAIL = format('The proof says "prechecked": %s.', proof -> 'prechecked'),
+            HINT = 'Consent must be an active choice: show the box unticked and record the grant only when the person ticks it.';
+  END IF;
+END
+$$;
+
 -- Record one event and bring the current state up to it.  The state row is
 -- locked by the upsert, so two events for the same subject and purpose are
 -- applied in commit order: the state is that of the last one committed.
@@ -181,6 +230,7 @@ DECLARE
   notice gdpr.purpose_notices;
   eid bigint;
 BEGIN
+  PERFORM gdpr._refuse_prechecked(event, proof);
   IF event IN ('grant', 'confirm') AND p.legal_basis NOT IN ('consent', 'legitimate_interest') THEN
     RAISE EXCEPTION 'purpose "%" is based on %, not on consent', p.code, p.legal_basis
       USING ERRCODE = 'invalid_parameter_value',
@@ -191,12 +241,7 @@ BEGIN
       USING ERRCODE = 'invalid_parameter_value',
             HINT = 'Art. 21 applies to legitimate interest and public task; for consent, withdraw it (gdpr.withdraw_consent).';
   END IF;
-  SELECT * INTO notice FROM gdpr.purpose_notices n WHERE n.purpose = p.code ORDER BY n.version DESC LIMIT 1;
-  IF needs_proof AND notice.version IS NULL THEN
-    RAISE EXCEPTION 'purpose "%" has no information notice', p.code
-      USING ERRCODE = 'object_not_in_prerequisite_state',
-            HINT = 'A person must know what he consents to: give the purpose a notice with gdpr.define_purpose().';
-  END IF;
+  notice := gdpr._notice_shown(p, proof, needs_proof);
   INSERT INTO gdpr.consent_ledger (subject_table, subject_id, purpose, event, channel, at, proof,
                                    notice_version, notice_digest)
     VALUES (st, subject_id, p.code, event, channel, at, proof, notice.version, notice.digest)

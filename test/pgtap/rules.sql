@@ -3,7 +3,7 @@
 -- justification of each column, subjects left without a legal basis, the
 -- suppression list enforced where data enters.
 BEGIN;
-SELECT plan(8);
+SELECT plan(14);
 
 \set QUIET on
 SET client_min_messages = warning;
@@ -35,6 +35,24 @@ SELECT ok(NOT (:'kept' = ANY (ARRAY(SELECT gdpr.contactable('customer_management
 SELECT throws_ok($$SELECT gdpr.has_consent('999999', 'newsletter')$$, 'P0002',
                  'subject "999999" does not exist in crm.contacts, and no erasure or deletion of him is recorded',
                  'a subject who never existed is an error, which says so');
+
+-------------------------------------------------------------- 6. pre-ticked boxes, the notice shown
+SELECT id AS p6 FROM crm.contacts ORDER BY id DESC LIMIT 1 \gset
+SELECT throws_ok(format($$SELECT gdpr.grant_consent(%L, 'newsletter', 'web', %L)$$, :'p6',
+                        (:'web')::jsonb || '{"prechecked": true}'),
+                 '22023', 'a pre-ticked box is not consent', 'a pre-ticked box is refused');
+SELECT throws_ok(format($$SELECT gdpr.grant_consent(%L, 'newsletter', 'web', %L)$$, :'p6',
+                        (:'web')::jsonb - 'notice_version'),
+                 '22023', 'proof of a web event lacks notice_version', 'a web grant must name the notice shown');
+SELECT throws_ok(format($$SELECT gdpr.grant_consent(%L, 'newsletter', 'web', %L)$$, :'p6',
+                        (:'web')::jsonb || '{"notice_version": 7}'),
+                 '22023', 'purpose "newsletter" has no notice version 7', 'and a version the purpose had');
+SELECT is((SELECT count(*) FROM gdpr.consent_ledger WHERE subject_id = :'p6'), 0::bigint, 'nothing was recorded');
+SELECT gdpr.define_purpose('newsletter', 'Monthly newsletter by e-mail', 'consent', 'Weekly now.') \g /dev/null
+SELECT gdpr.grant_consent(:'p6', 'newsletter', 'web', (:'web')::jsonb || '{"prechecked": false}');
+SELECT is((SELECT notice_version FROM gdpr.consent_log WHERE subject_id = :'p6'), 1,
+          'the ledger records the version the form showed, not the latest');
+SELECT is((SELECT stale FROM gdpr.consent_status WHERE subject_id = :'p6'), true, 'so the consent is stale');
 
 SELECT * FROM finish();
 ROLLBACK;

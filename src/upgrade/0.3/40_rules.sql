@@ -245,3 +245,108 @@ REVOKE EXECUTE ON FUNCTION gdpr._has_key(), gdpr._subject_gone(regclass, text), 
   gdpr._subjects_departed(), gdpr._attach_subject_triggers(regclass) FROM PUBLIC;
 -- Subject tables registered before the update get the departure trigger.
 SELECT gdpr._attach_subject_triggers(s.tbl) FROM gdpr.subject_tables s;
+
+------------------------------------------------------------------ 23.6: pre-ticked boxes, the notice shown
+CREATE OR REPLACE FUNCTION gdpr.proof_keys(channel text) RETURNS text[]
+  LANGUAGE sql IMMUTABLE PARALLEL SAFE
+  RETURN CASE channel
+    WHEN 'web' THEN ARRAY['ip', 'user_agent', 'form', 'notice_version']
+    WHEN 'email' THEN ARRAY['message_id']
+    WHEN 'phone' THEN ARRAY['agent', 'recording']
+    WHEN 'paper' THEN ARRAY['document']
+    WHEN 'import' THEN ARRAY['source', 'partner']
+    WHEN 'api' THEN ARRAY['client'] END;
+
+CREATE OR REPLACE FUNCTION gdpr._notice_shown(p gdpr.purposes, proof jsonb, needs_notice boolean) RETURNS gdpr.purpose_notices
+  LANGUAGE plpgsql STABLE SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+  notice gdpr.purpose_notices;
+BEGIN
+  IF proof ? 'notice_version' THEN
+    IF jsonb_typeof(proof -> 'notice_version') <> 'number' OR (proof ->> 'notice_version') !~ '^[0-9]{1,9}$' THEN
+      RAISE EXCEPTION 'proof notice_version "%" is not a version number', proof ->> 'notice_version'
+        USING ERRCODE = 'invalid_parameter_value',
+              HINT = 'Pass the version that define_purpose() returned for the notice the form showed, as a JSON number.';
+    END IF;
+    SELECT * INTO notice FROM gdpr.purpose_notices n
+     WHERE n.purpose = p.code AND n.version = (proof ->> 'notice_version')::int;
+    IF NOT FOUND THEN
+      RAISE EXCEPTION 'purpose "%" has no notice version %', p.code, proof ->> 'notice_version'
+        USING ERRCODE = 'invalid_parameter_value',
+              DETAIL = format('Its versions are 1 to %s.', coalesce(gdpr._current_notice(p.code), 0)),
+              HINT = 'The proof must name the notice version the person was shown.';
+    END IF;
+    RETURN notice;
+  END IF;
+  SELECT * INTO notice FROM gdpr.purpose_notices n WHERE n.purpose = p.code ORDER BY n.version DESC LIMIT 1;
+  IF needs_notice AND notice.version IS NULL THEN
+    RAISE EXCEPTION 'purpose "%" has no information notice', p.code
+      USING ERRCODE = 'object_not_in_prerequisite_state',
+            HINT = 'A person must know what he consents to: give the purpose a notice with gdpr.define_purpose().';
+  END IF;
+  RETURN notice;
+END
+$$;
+
+CREATE OR REPLACE FUNCTION gdpr._refuse_prechecked(event text, proof jsonb) RETURNS void
+  LANGUAGE plpgsql IMMUTABLE SET search_path = pg_catalog, pg_temp AS $$
+BEGIN
+  IF event IN ('grant', 'confirm') AND proof ? 'prechecked' AND proof -> 'prechecked' <> 'false'::jsonb THEN
+    RAISE EXCEPTION 'a pre-ticked box is not consent'
+      USING ERRCODE = 'invalid_parameter_value',
+            DETAIL = format('The proof says "prechecked": %s.', proof -> 'prechecked'),
+            HINT = 'Consent must be an active choice: show the box unticked and record the grant only when the person ticks it.';
+  END IF;
+END
+$$;
+
+CREATE OR REPLACE FUNCTION gdpr._record_consent(subject_id text, purpose text, event text, channel text, proof jsonb,
+                                     subject_table regclass) RETURNS bigint
+  LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+  st regclass := gdpr._require_subject(subject_table, subject_id);
+  p gdpr.purposes := gdpr._purpose(purpose);
+  needs_proof boolean := event IN ('grant', 'confirm', 'informed');
+  at timestamptz := gdpr._check_proof(channel, proof, needs_proof);
+  notice gdpr.purpose_notices;
+  eid bigint;
+BEGIN
+  PERFORM gdpr._refuse_prechecked(event, proof);
+  IF event IN ('grant', 'confirm') AND p.legal_basis NOT IN ('consent', 'legitimate_interest') THEN
+    RAISE EXCEPTION 'purpose "%" is based on %, not on consent', p.code, p.legal_basis
+      USING ERRCODE = 'invalid_parameter_value',
+            HINT = 'Consent is asked for purposes based on consent (or for e-mail prospecting of B2C prospects).';
+  END IF;
+  IF event = 'object' AND p.legal_basis NOT IN ('legitimate_interest', 'public_task') THEN
+    RAISE EXCEPTION 'purpose "%" is based on %: there is no right to object to it', p.code, p.legal_basis
+      USING ERRCODE = 'invalid_parameter_value',
+            HINT = 'Art. 21 applies to legitimate interest and public task; for consent, withdraw it (gdpr.withdraw_consent).';
+  END IF;
+  notice := gdpr._notice_shown(p, proof, needs_proof);
+  INSERT INTO gdpr.consent_ledger (subject_table, subject_id, purpose, event, channel, at, proof,
+                                   notice_version, notice_digest)
+    VALUES (st, subject_id, p.code, event, channel, at, proof, notice.version, notice.digest)
+    RETURNING id INTO eid;
+  INSERT INTO gdpr.consent_state AS s (subject_table, subject_id, purpose, granted_at, confirmed_at, withdrawn_at,
+                                       informed_at, objected_at, notice_version, last_event, last_event_id, last_event_at)
+    VALUES (st, subject_id, p.code,
+            CASE WHEN event = 'grant' THEN at END, CASE WHEN event = 'confirm' THEN at END,
+            CASE WHEN event = 'withdraw' THEN at END, CASE WHEN event IN ('informed', 'grant') THEN at END,
+            CASE WHEN event = 'object' THEN at END,
+            CASE WHEN event IN ('grant', 'confirm', 'informed') THEN notice.version END, event, eid, at)
+    ON CONFLICT ON CONSTRAINT consent_state_pkey DO UPDATE SET
+      -- A new grant starts a new consent: its confirmation and withdrawal are those that follow it.
+      granted_at = CASE WHEN event = 'grant' THEN at ELSE s.granted_at END,
+      confirmed_at = CASE WHEN event = 'confirm' THEN at WHEN event = 'grant' THEN NULL ELSE s.confirmed_at END,
+      withdrawn_at = CASE WHEN event = 'withdraw' THEN at WHEN event = 'grant' THEN NULL ELSE s.withdrawn_at END,
+      informed_at = CASE WHEN event IN ('informed', 'grant') THEN at ELSE s.informed_at END,
+      objected_at = CASE WHEN event = 'object' THEN at WHEN event = 'grant' THEN NULL ELSE s.objected_at END,
+      notice_version = CASE WHEN event IN ('grant', 'confirm', 'informed') THEN notice.version ELSE s.notice_version END,
+      last_event = event, last_event_id = eid, last_event_at = at;
+  PERFORM gdpr._log_event('CONSENT', st, ARRAY[subject_id], 1,
+                          jsonb_build_object('purpose', p.code, 'event', event, 'channel', channel, 'ledger_id', eid));
+  RETURN eid;
+END
+$$;
+
+REVOKE EXECUTE ON FUNCTION gdpr._notice_shown(gdpr.purposes, jsonb, boolean), gdpr._refuse_prechecked(text, jsonb) FROM PUBLIC;
