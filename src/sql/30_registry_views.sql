@@ -25,7 +25,8 @@ SELECT n.nspname AS schema_name,
        coalesce(pcol.after_column, prow.after_column) AS retention_from_column,
        coalesce(pcol.action, prow.action) AS retention_action,
        pc.classified_at,
-       pc.classified_by
+       pc.classified_by,
+       (pc.justification IS NOT NULL) AS justified
   FROM gdpr.personal_columns pc
   JOIN gdpr.registered_tables r ON r.tbl = pc.tbl
   JOIN pg_class c ON c.oid = pc.tbl
@@ -74,14 +75,17 @@ SELECT p.code AS purpose,
        coalesce(rt.retention, '{}') AS retention,
        gdpr.security_measures(p.code) AS security_measures,
        p.created_at,
-       p.updated_at
+       p.updated_at,
+       coalesce(d.unjustified, '{}') AS unjustified_data
   FROM gdpr.purposes p
   LEFT JOIN LATERAL (SELECT n.version, n.digest FROM gdpr.purpose_notices n
                       WHERE n.purpose = p.code ORDER BY n.version DESC LIMIT 1) nv ON true
   LEFT JOIN LATERAL (
     SELECT array_agg(DISTINCT gdpr.qualified_name(r.subject_table) ORDER BY gdpr.qualified_name(r.subject_table)) AS subject_categories,
            array_agg(DISTINCT pc.category ORDER BY pc.category) AS data_categories,
-           array_agg(DISTINCT format('%s.%I', gdpr.qualified_name(pc.tbl), pc.col) ORDER BY format('%s.%I', gdpr.qualified_name(pc.tbl), pc.col)) AS columns
+           array_agg(DISTINCT format('%s.%I', gdpr.qualified_name(pc.tbl), pc.col) ORDER BY format('%s.%I', gdpr.qualified_name(pc.tbl), pc.col)) AS columns,
+           array_agg(DISTINCT format('%s.%I', gdpr.qualified_name(pc.tbl), pc.col) ORDER BY format('%s.%I', gdpr.qualified_name(pc.tbl), pc.col))
+             FILTER (WHERE pc.justification IS NULL) AS unjustified
       FROM gdpr.personal_columns pc JOIN gdpr.registered_tables r ON r.tbl = pc.tbl
      WHERE pc.purpose = p.code) d ON true
   LEFT JOIN LATERAL (

@@ -3,7 +3,7 @@
 -- justification of each column, subjects left without a legal basis, the
 -- suppression list enforced where data enters.
 BEGIN;
-SELECT plan(14);
+SELECT plan(19);
 
 \set QUIET on
 SET client_min_messages = warning;
@@ -53,6 +53,21 @@ SELECT gdpr.grant_consent(:'p6', 'newsletter', 'web', (:'web')::jsonb || '{"prec
 SELECT is((SELECT notice_version FROM gdpr.consent_log WHERE subject_id = :'p6'), 1,
           'the ledger records the version the form showed, not the latest');
 SELECT is((SELECT stale FROM gdpr.consent_status WHERE subject_id = :'p6'), true, 'so the consent is stale');
+
+-------------------------------------------------------------- 7. justification per field
+-- The fixture classifies crm.interactions.occurred_at without a justification.
+SELECT gdpr.classify('crm.contacts', 'city', 'contact', 'prospecting', 'legitimate_interest', '   ');
+SELECT is((SELECT justification FROM gdpr.personal_columns WHERE tbl = 'crm.contacts'::regclass AND col = 'city'
+             AND purpose = 'prospecting'), NULL, 'a blank justification is no justification');
+SELECT is((SELECT array_agg(format('%s.%s/%s', table_name, column_name, purpose) ORDER BY table_name, column_name, purpose)
+             FROM gdpr.personal_data WHERE NOT justified),
+          ARRAY['contacts.city/prospecting', 'interactions.occurred_at/customer_management'],
+          'personal_data shows which columns are not justified');
+SELECT ok((SELECT bool_and(justified) FROM gdpr.personal_data WHERE justification IS NOT NULL), 'the others are');
+SELECT is((SELECT unjustified_data FROM gdpr.processing_register WHERE purpose = 'customer_management'),
+          ARRAY['crm.interactions.occurred_at'], 'the Art. 30 register lists them per purpose');
+SELECT is((SELECT unjustified_data FROM gdpr.processing_register WHERE purpose = 'accounting'), '{}'::text[],
+          'and an empty list where every column is justified');
 
 SELECT * FROM finish();
 ROLLBACK;

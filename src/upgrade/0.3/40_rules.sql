@@ -350,3 +350,102 @@ END
 $$;
 
 REVOKE EXECUTE ON FUNCTION gdpr._notice_shown(gdpr.purposes, jsonb, boolean), gdpr._refuse_prechecked(text, jsonb) FROM PUBLIC;
+
+------------------------------------------------------------------ 23.7: justification per field
+CREATE OR REPLACE FUNCTION gdpr.classify(tbl regclass, col name, category text, purpose text,
+                              legal_basis text, justification text DEFAULT NULL) RETURNS void
+  LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+BEGIN
+  justification := nullif(btrim(justification), '');
+  PERFORM gdpr._registered(tbl);
+  PERFORM gdpr._column(tbl, col);
+  PERFORM gdpr._one_of(category, gdpr.data_categories(), 'category');
+  PERFORM gdpr._one_of(legal_basis, gdpr.legal_bases(), 'legal basis');
+  PERFORM gdpr._purpose(purpose);
+  IF category = 'sensitive' AND coalesce(btrim(justification), '') = '' THEN
+    RAISE EXCEPTION 'a sensitive column needs a justification'
+      USING ERRCODE = 'invalid_parameter_value',
+            DETAIL = 'Special categories of data (Art. 9) may only be processed under one of its exceptions.',
+            HINT = 'Say which Art. 9(2) condition applies in the justification argument.';
+  ELSIF justification IS NULL THEN
+    RAISE NOTICE 'column "%" of % is classified without a justification: the register shows it as not justified', col, tbl
+      USING HINT = format('Say why purpose %s needs this column (data minimisation, Art. 5(1)(c)) in the justification argument.', purpose);
+  END IF;
+  -- One column has one category, whatever the purposes it serves.
+  UPDATE gdpr.personal_columns c SET category = classify.category
+   WHERE c.tbl = classify.tbl AND c.col = classify.col AND c.category <> classify.category;
+  INSERT INTO gdpr.personal_columns AS c (tbl, col, purpose, category, legal_basis, justification)
+    VALUES (tbl, col, purpose, category, legal_basis, justification)
+    ON CONFLICT ON CONSTRAINT personal_columns_pkey DO UPDATE
+      SET category = excluded.category, legal_basis = excluded.legal_basis,
+          justification = excluded.justification, classified_at = now(), classified_by = session_user;
+END
+$$;
+
+CREATE OR REPLACE VIEW gdpr.personal_data AS
+SELECT n.nspname AS schema_name,
+       c.relname AS table_name,
+       pc.tbl,
+       pc.col AS column_name,
+       format_type(a.atttypid, a.atttypmod) AS data_type,
+       pc.category,
+       pc.purpose,
+       pc.legal_basis,
+       pc.justification,
+       r.subject_table,
+       (r.tbl = r.subject_table) AS is_subject_table,
+       coalesce(pcol.keep, prow.keep) AS retention,
+       coalesce(pcol.after_table, prow.after_table) AS retention_from_table,
+       coalesce(pcol.after_column, prow.after_column) AS retention_from_column,
+       coalesce(pcol.action, prow.action) AS retention_action,
+       pc.classified_at,
+       pc.classified_by,
+       (pc.justification IS NOT NULL) AS justified
+  FROM gdpr.personal_columns pc
+  JOIN gdpr.registered_tables r ON r.tbl = pc.tbl
+  JOIN pg_class c ON c.oid = pc.tbl
+  JOIN pg_namespace n ON n.oid = c.relnamespace
+  LEFT JOIN pg_attribute a ON a.attrelid = pc.tbl AND a.attname = pc.col
+  LEFT JOIN gdpr.retention_policies pcol ON pcol.tbl = pc.tbl AND pcol.col = pc.col
+  LEFT JOIN gdpr.retention_policies prow ON prow.tbl = pc.tbl AND prow.col IS NULL;
+
+CREATE OR REPLACE VIEW gdpr.processing_register AS
+SELECT p.code AS purpose,
+       p.description,
+       p.legal_basis,
+       nv.version AS notice_version,
+       encode(nv.digest, 'hex') AS notice_sha256,
+       coalesce(d.subject_categories, '{}') AS subject_categories,
+       coalesce(d.data_categories, '{}') AS data_categories,
+       coalesce(d.columns, '{}') AS personal_data,
+       coalesce(rc.recipients, '{}') AS recipients,
+       coalesce(rc.transfers, '{}') AS transfers_outside_eea,
+       coalesce(rt.retention, '{}') AS retention,
+       gdpr._security_measures(p.code) AS security_measures,
+       p.created_at,
+       p.updated_at,
+       coalesce(d.unjustified, '{}') AS unjustified_data
+  FROM gdpr.purposes p
+  LEFT JOIN LATERAL (SELECT n.version, n.digest FROM gdpr.purpose_notices n
+                      WHERE n.purpose = p.code ORDER BY n.version DESC LIMIT 1) nv ON true
+  LEFT JOIN LATERAL (
+    SELECT array_agg(DISTINCT gdpr._qualified(r.subject_table) ORDER BY gdpr._qualified(r.subject_table)) AS subject_categories,
+           array_agg(DISTINCT pc.category ORDER BY pc.category) AS data_categories,
+           array_agg(DISTINCT format('%s.%I', gdpr._qualified(pc.tbl), pc.col) ORDER BY format('%s.%I', gdpr._qualified(pc.tbl), pc.col)) AS columns,
+           array_agg(DISTINCT format('%s.%I', gdpr._qualified(pc.tbl), pc.col) ORDER BY format('%s.%I', gdpr._qualified(pc.tbl), pc.col))
+             FILTER (WHERE pc.justification IS NULL) AS unjustified
+      FROM gdpr.personal_columns pc JOIN gdpr.registered_tables r ON r.tbl = pc.tbl
+     WHERE pc.purpose = p.code) d ON true
+  LEFT JOIN LATERAL (
+    SELECT array_agg(format('%s (%s)', x.name, x.country) ORDER BY x.name) AS recipients,
+           array_agg(format('%s (%s): %s', x.name, x.country, x.safeguard) ORDER BY x.name)
+             FILTER (WHERE x.outside_eea) AS transfers
+      FROM gdpr.recipients x WHERE x.purpose = p.code) rc ON true
+  LEFT JOIN LATERAL (
+    SELECT array_agg(DISTINCT format('%s: %s after %s.%I, then %s',
+                                     CASE WHEN rp.col IS NULL THEN gdpr._qualified(rp.tbl) || ' (rows)'
+                                          ELSE format('%s.%I', gdpr._qualified(rp.tbl), rp.col) END,
+                                     rp.keep, gdpr._qualified(rp.after_table), rp.after_column, rp.action)) AS retention
+      FROM gdpr.retention_policies rp
+     WHERE EXISTS (SELECT FROM gdpr.personal_columns pc
+                    WHERE pc.purpose = p.code AND pc.tbl = rp.tbl AND (rp.col IS NULL OR pc.col = rp.col))) rt ON true;
