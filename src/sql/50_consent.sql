@@ -522,6 +522,91 @@ SELECT s.subject_table, s.subject_id, s.purpose, p.legal_basis,
 COMMENT ON VIEW gdpr.consent_status IS
   'current consent state per subject and purpose, with stale (older notice) and expires_at';
 
+-- Subjects left without a legal basis (issue 23.5): every purpose the
+-- ledger ties them to is based on consent, and each of those consents ended
+-- (withdrawn, objected to, expired).  withdrawn_at: when the last one ended,
+-- the date a retention period runs from (gdpr.set_no_basis_retention).  A
+-- subject informed of a legitimate-interest purpose who did not object is
+-- not listed: he still has a basis.
+CREATE VIEW gdpr.no_legal_basis AS
+SELECT s.subject_table, s.subject_id,
+       array_agg(s.purpose ORDER BY s.purpose) AS purposes,
+       max(coalesce(s.withdrawn_at, s.objected_at, s.granted_at + p.consent_valid_for)) AS withdrawn_at
+  FROM gdpr.consent_state s
+  JOIN gdpr.purposes p ON p.code = s.purpose
+ GROUP BY s.subject_table, s.subject_id
+HAVING bool_and(p.legal_basis = 'consent'
+                AND (s.withdrawn_at IS NOT NULL OR s.objected_at IS NOT NULL
+                     OR s.granted_at + p.consent_valid_for <= now()));
+COMMENT ON VIEW gdpr.no_legal_basis IS
+  'subjects whose every purpose is a consent that ended (withdrawn or expired), and since when';
+
+-- How long the rows of a subject table's subjects are kept once they have
+-- no legal basis left; applied by the purge through the table's whole-row
+-- delete policy (gdpr._no_basis_due, called by gdpr._due_cond).
+CREATE TABLE gdpr.no_basis_retention (
+  subject_table  regclass PRIMARY KEY REFERENCES gdpr.subject_tables ON DELETE CASCADE,
+  keep           interval NOT NULL CHECK (keep > interval '0'),
+  set_at         timestamptz NOT NULL DEFAULT now(),
+  set_by         name NOT NULL DEFAULT session_user
+);
+COMMENT ON TABLE gdpr.no_basis_retention IS
+  'per subject table: rows of subjects without a legal basis are due this long after they lost it';
+SELECT pg_catalog.pg_extension_config_dump('gdpr.no_basis_retention', '');
+
+CREATE FUNCTION gdpr.set_no_basis_retention(subject_table regclass, keep interval) RETURNS void
+  LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+BEGIN
+  PERFORM gdpr._not_null(subject_table, 'subject_table');
+  IF NOT EXISTS (SELECT FROM gdpr.subject_tables s WHERE s.tbl = set_no_basis_retention.subject_table) THEN
+    RAISE EXCEPTION 'table % is not a registered subject table', subject_table
+      USING ERRCODE = 'undefined_object',
+            HINT = 'The period applies to the subjects of a table registered with gdpr.register_subject_table().';
+  END IF;
+  IF keep IS NULL THEN
+    DELETE FROM gdpr.no_basis_retention n WHERE n.subject_table = set_no_basis_retention.subject_table;
+    RETURN;
+  END IF;
+  IF keep <= interval '0' THEN
+    RAISE EXCEPTION 'retention period must be positive' USING ERRCODE = 'invalid_parameter_value';
+  END IF;
+  IF NOT EXISTS (SELECT FROM gdpr.retention_policies p
+                  WHERE p.tbl = set_no_basis_retention.subject_table AND p.col IS NULL AND p.action = 'delete') THEN
+    RAISE EXCEPTION 'table % has no policy deleting its rows', subject_table
+      USING ERRCODE = 'object_not_in_prerequisite_state',
+            HINT = 'Set one first with gdpr.set_retention(tbl, NULL, keep, after_column, ''delete''): the subjects without a legal basis become due through it.';
+  END IF;
+  INSERT INTO gdpr.no_basis_retention AS n (subject_table, keep) VALUES (subject_table, keep)
+    ON CONFLICT ON CONSTRAINT no_basis_retention_pkey DO UPDATE
+      SET keep = excluded.keep, set_at = now(), set_by = session_user;
+END
+$$;
+
+-- The due condition of a policy (built by gdpr._due_cond), widened to the
+-- subjects without a legal basis for long enough when the policy deletes
+-- the rows of a subject table that has such a period.  Their ids are taken
+-- when the statement is built and written into it as a constant array (the
+-- statement runs as the table's owner and reads nothing of schema gdpr;
+-- PostgreSQL hashes a constant array for = ANY).
+CREATE FUNCTION gdpr._no_basis_due(pol gdpr.retention_policies, due text) RETURNS text
+  LANGUAGE plpgsql STABLE SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+  n gdpr.no_basis_retention;
+  ids text[];
+BEGIN
+  SELECT * INTO n FROM gdpr.no_basis_retention x WHERE x.subject_table = pol.tbl;
+  IF NOT FOUND OR pol.col IS NOT NULL OR pol.action <> 'delete' THEN
+    RETURN due;
+  END IF;
+  ids := ARRAY(SELECT b.subject_id FROM gdpr.no_legal_basis b
+                WHERE b.subject_table = pol.tbl AND b.withdrawn_at < now() - n.keep);
+  IF cardinality(ids) = 0 THEN
+    RETURN due;
+  END IF;
+  RETURN format('(%s OR %s = ANY (%L::text[]))', due, gdpr._subject_id_expr(pol.tbl, 't'), ids);
+END
+$$;
+
 GRANT EXECUTE ON FUNCTION
   gdpr.grant_consent(text, text, text, jsonb, regclass), gdpr.confirm_consent(text, text, text, jsonb, regclass),
   gdpr.withdraw_consent(text, text, text, jsonb, regclass), gdpr.object(text, text, text, jsonb, regclass),
@@ -532,4 +617,6 @@ GRANT EXECUTE ON FUNCTION
 GRANT EXECUTE ON FUNCTION gdpr.consent_proof(text, regclass), gdpr.set_purpose_options(text, interval, boolean, boolean, boolean),
   gdpr.set_subject_profile(regclass, name, name)
   TO gdpr_admin;
-GRANT SELECT ON gdpr.consent_log, gdpr.consent_status TO gdpr_auditor, gdpr_admin;
+GRANT EXECUTE ON FUNCTION gdpr.set_no_basis_retention(regclass, interval) TO gdpr_admin;
+GRANT SELECT ON gdpr.consent_log, gdpr.consent_status, gdpr.no_legal_basis, gdpr.no_basis_retention
+  TO gdpr_auditor, gdpr_admin;

@@ -178,7 +178,8 @@ CREATE FUNCTION gdpr._unreferenced_cond(pol gdpr.retention_policies) RETURNS tex
 -- the statement's parameter $1 (_excluded_cond).
 CREATE FUNCTION gdpr._due_cond(pol gdpr.retention_policies) RETURNS text
   LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp
-  RETURN concat_ws(' AND ', gdpr._past_due_cond(pol), gdpr._unreferenced_cond(pol));
+  -- Issue 23.5: subjects without a legal basis are due too (50_consent.sql).
+  RETURN concat_ws(' AND ', gdpr._no_basis_due(pol, gdpr._past_due_cond(pol)), gdpr._unreferenced_cond(pol));
 
 -- Whether row t belongs to one of the subject ids of parameter $n (text[]).
 -- With none (the usual case: no hold, no restriction) the statement, planned

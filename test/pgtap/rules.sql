@@ -3,7 +3,7 @@
 -- justification of each column, subjects left without a legal basis, the
 -- suppression list enforced where data enters.
 BEGIN;
-SELECT plan(19);
+SELECT plan(27);
 
 \set QUIET on
 SET client_min_messages = warning;
@@ -68,6 +68,38 @@ SELECT is((SELECT unjustified_data FROM gdpr.processing_register WHERE purpose =
           ARRAY['crm.interactions.occurred_at'], 'the Art. 30 register lists them per purpose');
 SELECT is((SELECT unjustified_data FROM gdpr.processing_register WHERE purpose = 'accounting'), '{}'::text[],
           'and an empty list where every column is justified');
+
+-------------------------------------------------------------- 5. withdrawn consent with nothing else to stand on
+-- Three recent prospects without orders: the usual 3-year policy never makes them due.
+SELECT array_agg(id ORDER BY id) AS nb FROM (SELECT id FROM crm.contacts c
+  WHERE NOT EXISTS (SELECT FROM crm.orders o WHERE o.contact_id = c.id) ORDER BY id DESC OFFSET 1 LIMIT 3) x \gset
+UPDATE crm.contacts SET last_contact_at = now() WHERE id = ANY (:'nb'::bigint[]);
+SELECT gdpr.grant_consent(x::text, 'newsletter', 'web', (:'web')::jsonb || jsonb_build_object('at', now() - interval '1 year'))
+  FROM unnest(:'nb'::bigint[]) x;
+SELECT gdpr.withdraw_consent((:'nb'::bigint[])[1]::text, 'newsletter', 'email', jsonb_build_object('at', now() - interval '2 months'));
+SELECT gdpr.withdraw_consent((:'nb'::bigint[])[2]::text, 'newsletter', 'email', '{}');
+-- The third withdrew too, but was informed of prospecting (legitimate interest) and did not object.
+SELECT gdpr.withdraw_consent((:'nb'::bigint[])[3]::text, 'newsletter', 'email', jsonb_build_object('at', now() - interval '2 months'));
+SELECT gdpr.record_information((:'nb'::bigint[])[3]::text, 'prospecting', 'paper', '{"document": "terms"}');
+SELECT is((SELECT array_agg(subject_id::bigint ORDER BY subject_id::bigint) FROM gdpr.no_legal_basis
+            WHERE subject_id::bigint = ANY (:'nb'::bigint[])),
+          (:'nb'::bigint[])[1:2], 'no_legal_basis lists those whose every purpose is a withdrawn consent');
+SELECT is((SELECT withdrawn_at::date FROM gdpr.no_legal_basis WHERE subject_id = (:'nb'::bigint[])[1]::text),
+          (now() - interval '2 months')::date, 'with the date of the withdrawal');
+SELECT is((SELECT purposes FROM gdpr.no_legal_basis WHERE subject_id = (:'nb'::bigint[])[1]::text),
+          ARRAY['newsletter'], 'and the purposes he left');
+SELECT throws_ok($$SELECT gdpr.set_no_basis_retention('crm.orders', '1 month')$$, '42704', NULL,
+                 'a no-basis period is set on a subject table');
+SELECT rows_due AS due_before FROM gdpr.retention_status WHERE tbl = 'crm.contacts'::regclass AND col IS NULL \gset
+SELECT lives_ok($$SELECT gdpr.set_no_basis_retention('crm.contacts', '1 month')$$,
+                'his rows are due a month after he lost his last legal basis');
+SELECT is((SELECT rows_due FROM gdpr.retention_status WHERE tbl = 'crm.contacts'::regclass AND col IS NULL),
+          :due_before + 1::bigint, 'retention_status counts him as due');
+SELECT gdpr.purge() \g /dev/null
+SELECT is((SELECT array_agg(id ORDER BY id) FROM crm.contacts WHERE id = ANY (:'nb'::bigint[])),
+          (:'nb'::bigint[])[2:3], 'the purge deleted him; the one who withdrew today and the one informed of prospecting stay');
+SELECT gdpr.set_no_basis_retention('crm.contacts', NULL);
+SELECT is((SELECT count(*) FROM gdpr.no_basis_retention), 0::bigint, 'NULL removes the period');
 
 SELECT * FROM finish();
 ROLLBACK;

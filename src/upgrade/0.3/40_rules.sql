@@ -449,3 +449,122 @@ SELECT p.code AS purpose,
       FROM gdpr.retention_policies rp
      WHERE EXISTS (SELECT FROM gdpr.personal_columns pc
                     WHERE pc.purpose = p.code AND pc.tbl = rp.tbl AND (rp.col IS NULL OR pc.col = rp.col))) rt ON true;
+
+------------------------------------------------------------------ 23.5: subjects left without a legal basis
+CREATE VIEW gdpr.no_legal_basis AS
+SELECT s.subject_table, s.subject_id,
+       array_agg(s.purpose ORDER BY s.purpose) AS purposes,
+       max(coalesce(s.withdrawn_at, s.objected_at, s.granted_at + p.consent_valid_for)) AS withdrawn_at
+  FROM gdpr.consent_state s
+  JOIN gdpr.purposes p ON p.code = s.purpose
+ GROUP BY s.subject_table, s.subject_id
+HAVING bool_and(p.legal_basis = 'consent'
+                AND (s.withdrawn_at IS NOT NULL OR s.objected_at IS NOT NULL
+                     OR s.granted_at + p.consent_valid_for <= now()));
+COMMENT ON VIEW gdpr.no_legal_basis IS
+  'subjects whose every purpose is a consent that ended (withdrawn or expired), and since when';
+
+-- How long the rows of a subject table's subjects are kept once they have
+-- no legal basis left; applied by the purge through the table's whole-row
+-- delete policy (gdpr._no_basis_due, called by gdpr._due_cond).
+CREATE TABLE gdpr.no_basis_retention (
+  subject_table  regclass PRIMARY KEY REFERENCES gdpr.subject_tables ON DELETE CASCADE,
+  keep           interval NOT NULL CHECK (keep > interval '0'),
+  set_at         timestamptz NOT NULL DEFAULT now(),
+  set_by         name NOT NULL DEFAULT session_user
+);
+COMMENT ON TABLE gdpr.no_basis_retention IS
+  'per subject table: rows of subjects without a legal basis are due this long after they lost it';
+SELECT pg_catalog.pg_extension_config_dump('gdpr.no_basis_retention', '');
+
+CREATE OR REPLACE FUNCTION gdpr.set_no_basis_retention(subject_table regclass, keep interval) RETURNS void
+  LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+BEGIN
+  PERFORM gdpr._not_null(subject_table, 'subject_table');
+  IF NOT EXISTS (SELECT FROM gdpr.subject_tables s WHERE s.tbl = set_no_basis_retention.subject_table) THEN
+    RAISE EXCEPTION 'table % is not a registered subject table', subject_table
+      USING ERRCODE = 'undefined_object',
+            HINT = 'The period applies to the subjects of a table registered with gdpr.register_subject_table().';
+  END IF;
+  IF keep IS NULL THEN
+    DELETE FROM gdpr.no_basis_retention n WHERE n.subject_table = set_no_basis_retention.subject_table;
+    RETURN;
+  END IF;
+  IF keep <= interval '0' THEN
+    RAISE EXCEPTION 'retention period must be positive' USING ERRCODE = 'invalid_parameter_value';
+  END IF;
+  IF NOT EXISTS (SELECT FROM gdpr.retention_policies p
+                  WHERE p.tbl = set_no_basis_retention.subject_table AND p.col IS NULL AND p.action = 'delete') THEN
+    RAISE EXCEPTION 'table % has no policy deleting its rows', subject_table
+      USING ERRCODE = 'object_not_in_prerequisite_state',
+            HINT = 'Set one first with gdpr.set_retention(tbl, NULL, keep, after_column, ''delete''): the subjects without a legal basis become due through it.';
+  END IF;
+  INSERT INTO gdpr.no_basis_retention AS n (subject_table, keep) VALUES (subject_table, keep)
+    ON CONFLICT ON CONSTRAINT no_basis_retention_pkey DO UPDATE
+      SET keep = excluded.keep, set_at = now(), set_by = session_user;
+END
+$$;
+
+-- The due condition of a policy (built by gdpr._due_cond), widened to the
+-- subjects without a legal basis for long enough when the policy deletes
+-- the rows of a subject table that has such a period.  Their ids are read
+-- once per statement (a hashed subplan).
+CREATE OR REPLACE FUNCTION gdpr._no_basis_due(pol gdpr.retention_policies, due text) RETURNS text
+  LANGUAGE plpgsql STABLE SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+  n gdpr.no_basis_retention;
+BEGIN
+  SELECT * INTO n FROM gdpr.no_basis_retention x WHERE x.subject_table = pol.tbl;
+  IF NOT FOUND OR pol.col IS NOT NULL OR pol.action <> 'delete' THEN
+    RETURN due;
+  END IF;
+  RETURN format('(%s OR %s IN (SELECT n.subject_id FROM gdpr.no_legal_basis n
+                                WHERE n.subject_table = %L::regclass AND n.withdrawn_at < now() - %L::interval))',
+                due, gdpr._subject_id_expr(pol.tbl, 't'), pol.tbl, n.keep);
+END
+$$;
+
+CREATE OR REPLACE FUNCTION gdpr._due_cond(pol gdpr.retention_policies) RETURNS text
+  LANGUAGE plpgsql STABLE SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+  r gdpr.registered_tables := gdpr._registered(pol.tbl);
+  due text;
+  held text;
+  blocked text;
+BEGIN
+  IF pol.after_table = pol.tbl THEN
+    due := format('t.%I < now() - %L::interval', pol.after_column, pol.keep);
+  ELSE
+    due := format('EXISTS (SELECT FROM %s s WHERE s.%I::text = %s AND s.%I < now() - %L::interval)',
+                  pol.after_table, (SELECT x.id_column FROM gdpr.subject_tables x WHERE x.tbl = pol.after_table),
+                  gdpr._subject_id_expr(pol.tbl, 't'), pol.after_column, pol.keep);
+  END IF;
+  -- Issue 23.5: subjects without a legal basis are due too (50_consent.sql).
+  due := gdpr._no_basis_due(pol, due);
+  -- The holds in force are read once per statement (InitPlans), so that the
+  -- check costs a comparison per row, not a probe; with no hold in force (the
+  -- usual case) not even the row's subject key is computed.
+  held := format('(NOT EXISTS (SELECT FROM gdpr.holds h
+                     WHERE h.subject_table = %2$L::regclass AND h.released_at IS NULL
+                       AND (h.until IS NULL OR h.until > now()))
+                   OR NOT coalesce(%1$s = ANY (ARRAY(SELECT h.subject_id FROM gdpr.holds h
+                     WHERE h.subject_table = %2$L::regclass AND h.released_at IS NULL
+                       AND (h.until IS NULL OR h.until > now()))), false))',
+                 gdpr._subject_id_expr(pol.tbl, 't'), r.subject_table);
+  IF pol.col IS NULL AND pol.action = 'delete' THEN
+    SELECT string_agg(format('NOT EXISTS (SELECT FROM %s c WHERE c.%I = t.%I)', c.conrelid::regclass,
+                             (SELECT a.attname FROM pg_attribute a WHERE a.attrelid = c.conrelid AND a.attnum = c.conkey[1]),
+                             (SELECT a.attname FROM pg_attribute a WHERE a.attrelid = c.confrelid AND a.attnum = c.confkey[1])),
+                      ' AND ')
+      INTO blocked
+      FROM pg_constraint c
+     WHERE c.confrelid = pol.tbl AND c.contype = 'f' AND c.confdeltype IN ('a', 'r') AND cardinality(c.conkey) = 1;
+  END IF;
+  RETURN concat_ws(' AND ', due, held, blocked);
+END
+$$;
+
+REVOKE EXECUTE ON FUNCTION gdpr.set_no_basis_retention(regclass, interval), gdpr._no_basis_due(gdpr.retention_policies, text)
+  FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION gdpr.set_no_basis_retention(regclass, interval) TO gdpr_admin;
+GRANT SELECT ON gdpr.no_legal_basis, gdpr.no_basis_retention TO gdpr_auditor, gdpr_admin;
