@@ -78,6 +78,8 @@ CREATE TABLE gdpr.consent_state (
   last_event_at   timestamptz NOT NULL,
   PRIMARY KEY (subject_table, purpose, subject_id)
 );
+-- A subject's rows, whatever the purpose: erasure, and a subject's departure (76_departures.sql).
+CREATE INDEX consent_state_subject ON gdpr.consent_state (subject_table, subject_id);
 COMMENT ON TABLE gdpr.consent_state IS 'current consent state per subject and purpose, maintained with the ledger';
 
 SELECT pg_catalog.pg_extension_config_dump('gdpr.consent_ledger', '');

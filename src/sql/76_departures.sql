@@ -66,9 +66,15 @@ CREATE FUNCTION gdpr._subjects_departed() RETURNS trigger
 DECLARE
   st regclass := TG_RELID::regclass;
   id_col name := (SELECT s.id_column FROM gdpr.subject_tables s WHERE s.tbl = TG_RELID);
+  objectors text;
 BEGIN
   IF id_col IS NULL OR NOT gdpr._has_key() THEN
     RETURN NULL;
+  END IF;
+  -- Objectors' contact points on the suppression list (77_suppression.sql).
+  objectors := gdpr._suppress_objectors_sql(st, id_col);
+  IF objectors IS NOT NULL AND EXISTS (SELECT FROM gdpr.consent_state s WHERE s.subject_table = st) THEN
+    EXECUTE objectors;
   END IF;
   EXECUTE format('INSERT INTO gdpr.departed_subjects (subject_table, subject_ref)
                     SELECT %L, gdpr._subject_ref(%L, g.%I::text) FROM gdpr_gone g
@@ -77,7 +83,8 @@ BEGIN
 END
 $$;
 
--- Called by _attach_triggers (25_triggers.sql) for every registered table.
+-- Called by _attach_triggers (25_triggers.sql) for every registered table:
+-- the triggers of subject tables.
 CREATE FUNCTION gdpr._attach_subject_triggers(tbl regclass) RETURNS void
   LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
 BEGIN
@@ -85,6 +92,9 @@ BEGIN
     EXECUTE format('CREATE OR REPLACE TRIGGER gdpr_subject_departed AFTER DELETE ON %s
                       REFERENCING OLD TABLE AS gdpr_gone
                       FOR EACH STATEMENT EXECUTE FUNCTION gdpr._subjects_departed()', tbl);
+    -- The suppression list, where data enters (77_suppression.sql).
+    EXECUTE format('CREATE OR REPLACE TRIGGER gdpr_suppression BEFORE INSERT OR UPDATE ON %s
+                      FOR EACH ROW EXECUTE FUNCTION gdpr._enforce_suppression()', tbl);
   END IF;
 END
 $$;

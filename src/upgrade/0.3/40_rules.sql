@@ -568,3 +568,340 @@ REVOKE EXECUTE ON FUNCTION gdpr.set_no_basis_retention(regclass, interval), gdpr
   FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION gdpr.set_no_basis_retention(regclass, interval) TO gdpr_admin;
 GRANT SELECT ON gdpr.no_legal_basis, gdpr.no_basis_retention TO gdpr_auditor, gdpr_admin;
+
+------------------------------------------------------------------ 23.3: the suppression list where data enters, duplicates
+CREATE INDEX consent_state_subject ON gdpr.consent_state (subject_table, subject_id);
+-- Why a contact point is on the list, and since when for an objector.
+ALTER TABLE gdpr.suppressions
+  ADD COLUMN reason text NOT NULL DEFAULT 'erasure' CHECK (reason IN ('erasure', 'objection')),
+  ADD COLUMN objected_at timestamptz;
+COMMENT ON COLUMN gdpr.suppressions.reason IS
+  'erasure: the person was erased; objection: he objected (or unsubscribed) and his row was deleted';
+
+-- Rows let in under crm_gdpr.suppression_mode = flag: what to review.
+CREATE TABLE gdpr.suppression_flags (
+  id             bigserial PRIMARY KEY,
+  flagged_at     timestamptz NOT NULL DEFAULT now(),
+  subject_table  regclass NOT NULL,
+  subject_id     text,
+  col            name NOT NULL,
+  ref            text NOT NULL,              -- the suppression list's entry (a keyed pseudonym)
+  flagged_by     name NOT NULL DEFAULT session_user
+);
+COMMENT ON TABLE gdpr.suppression_flags IS
+  'rows written with a suppressed contact point under crm_gdpr.suppression_mode = flag';
+SELECT pg_catalog.pg_extension_config_dump('gdpr.suppression_flags', '');
+SELECT pg_catalog.pg_extension_config_dump('gdpr.suppression_flags_id_seq', '');
+
+-- refuse (the default), flag or off.
+CREATE OR REPLACE FUNCTION gdpr._suppression_mode() RETURNS text
+  LANGUAGE plpgsql STABLE SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+  mode text := coalesce(nullif(current_setting('crm_gdpr.suppression_mode', true), ''), 'refuse');
+BEGIN
+  RETURN gdpr._one_of(mode, ARRAY['refuse', 'flag', 'off'], 'crm_gdpr.suppression_mode');
+END
+$$;
+
+-- The kind of contact point a value is ('email', 'phone'), NULL for any
+-- other value (an address, a city): the rule _suppress_contacts applies.
+CREATE OR REPLACE FUNCTION gdpr._contact_kind(value text) RETURNS text
+  LANGUAGE sql IMMUTABLE SET search_path = pg_catalog, pg_temp
+  RETURN CASE WHEN value LIKE '%@%' THEN 'email'
+              WHEN length(regexp_replace(value, '[^0-9]', '', 'g')) >= 6 THEN 'phone' END;
+
+-- The suppression list's reference of a contact point.
+CREATE OR REPLACE FUNCTION gdpr._contact_ref(value text) RETURNS text
+  LANGUAGE sql STABLE STRICT SET search_path = pg_catalog, pg_temp
+  RETURN gdpr.pseudonymise(gdpr._normalise_contact(value), 'suppression');
+
+-- The contact columns of a subject table.
+CREATE OR REPLACE FUNCTION gdpr._contact_columns(st regclass) RETURNS name[]
+  LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp
+  RETURN ARRAY(SELECT DISTINCT pc.col FROM gdpr.personal_columns pc
+                WHERE pc.tbl = st AND pc.category = 'contact' ORDER BY pc.col);
+
+-- Why a suppressed contact point must stay out, for the error's hint.
+CREATE OR REPLACE FUNCTION gdpr._suppression_reason(s gdpr.suppressions) RETURNS text
+  LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp
+  RETURN CASE WHEN s.reason = 'objection'
+              THEN format('The person objected on %s and his data was deleted on %s: do not import him again.',
+                          s.objected_at::date, s.created_at::date)
+              ELSE (SELECT format('The person was erased on %s under request %s: do not import him again.',
+                                  coalesce(e.erased_at, s.created_at)::date, coalesce(e.request_id::text, '(none recorded)'))
+                      FROM (SELECT) one LEFT JOIN gdpr.erasures e ON e.id = s.erasure_id) END;
+
+-- BEFORE INSERT OR UPDATE, FOR EACH ROW, on registered subject tables.  With
+-- an empty list (or mode off) it costs a look at the list's first page.
+CREATE OR REPLACE FUNCTION gdpr._enforce_suppression() RETURNS trigger
+  LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+  mode text := gdpr._suppression_mode();
+  new_row jsonb;
+  old_row jsonb;
+  c name;
+  v text;
+  s gdpr.suppressions;
+BEGIN
+  IF mode = 'off' OR NOT EXISTS (SELECT FROM gdpr.suppressions) OR NOT gdpr._has_key() THEN
+    RETURN NEW;
+  END IF;
+  new_row := to_jsonb(NEW);
+  old_row := CASE WHEN TG_OP = 'UPDATE' THEN to_jsonb(OLD) END;
+  FOREACH c IN ARRAY gdpr._contact_columns(TG_RELID) LOOP
+    v := new_row ->> c;
+    CONTINUE WHEN v IS NULL OR gdpr._contact_kind(v) IS NULL OR v IS NOT DISTINCT FROM old_row ->> c;
+    SELECT * INTO s FROM gdpr.suppressions x WHERE x.ref = gdpr._contact_ref(v);
+    CONTINUE WHEN NOT FOUND;
+    IF mode = 'refuse' THEN
+      RAISE EXCEPTION '%.% is on the suppression list', gdpr._qualified(TG_RELID), c
+        USING ERRCODE = 'check_violation',
+              DETAIL = format('This %s belongs to a person who must not be contacted or recorded again (%s).',
+                              CASE s.kind WHEN 'email' THEN 'e-mail address' ELSE 'phone number' END, s.reason),
+              HINT = gdpr._suppression_reason(s);
+    END IF;
+    INSERT INTO gdpr.suppression_flags (subject_table, subject_id, col, ref)
+      VALUES (TG_RELID, new_row ->> (SELECT st.id_column FROM gdpr.subject_tables st WHERE st.tbl = TG_RELID), c, s.ref);
+    RAISE WARNING '%.% is on the suppression list: the row is flagged', gdpr._qualified(TG_RELID), c
+      USING HINT = gdpr._suppression_reason(s);
+  END LOOP;
+  RETURN NEW;
+END
+$$;
+
+-- The statement _subjects_departed (76_departures.sql) runs over the deleted
+-- rows (its transition table gdpr_gone, which only the trigger's own
+-- statements see): the contact points of those who objected to a purpose,
+-- or unsubscribed from a legitimate-interest one, go on the list.
+CREATE OR REPLACE FUNCTION gdpr._suppress_objectors_sql(st regclass, id_col name) RETURNS text
+  LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp
+  RETURN (SELECT format(
+      'INSERT INTO gdpr.suppressions (ref, kind, reason, objected_at)
+         SELECT gdpr._contact_ref(v.x), gdpr._contact_kind(v.x), %1$L, max(o.at)
+           FROM gdpr_gone g
+           CROSS JOIN LATERAL (VALUES %2$s) v (x)
+           JOIN LATERAL (SELECT coalesce(s.objected_at, s.withdrawn_at) AS at
+                           FROM gdpr.consent_state s JOIN gdpr.purposes p ON p.code = s.purpose
+                          WHERE s.subject_table = %3$L::regclass AND s.subject_id = g.%4$I::text
+                            AND (s.objected_at IS NOT NULL
+                                 OR p.legal_basis = %5$L AND s.withdrawn_at IS NOT NULL)) o ON true
+          WHERE gdpr._contact_kind(v.x) IS NOT NULL
+          GROUP BY 1, 2
+       ON CONFLICT ON CONSTRAINT suppressions_pkey DO NOTHING',
+      'objection', string_agg(format('(g.%I::text)', c), ', '), st, id_col, 'legitimate_interest')
+            FROM unnest(gdpr._contact_columns(st)) c
+          HAVING count(*) > 0);
+
+-- The other subjects of the table sharing a normalised contact point with
+-- this one (e-mail compared in lower case, which an index on lower(email)
+-- serves; phone by its digits, which reads the table).
+CREATE OR REPLACE FUNCTION gdpr.find_duplicates(subject_id text, subject_table regclass DEFAULT NULL)
+  RETURNS TABLE (duplicate_id text, matched text[])
+  LANGUAGE plpgsql STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+  st regclass := gdpr._require_subject(find_duplicates.subject_table, find_duplicates.subject_id);
+  id_col name := (SELECT s.id_column FROM gdpr.subject_tables s WHERE s.tbl = st);
+  key text := gdpr._subject_key_literal(st, find_duplicates.subject_id);
+  c name;
+  v text;
+  conds text[] := '{}';
+BEGIN
+  FOREACH c IN ARRAY gdpr._contact_columns(st) LOOP
+    EXECUTE format('SELECT %I::text FROM %s WHERE %I = %s', c, st, id_col, key) INTO v;
+    CONTINUE WHEN gdpr._contact_kind(v) IS NULL;
+    conds := conds || CASE gdpr._contact_kind(v)
+      WHEN 'email' THEN format('CASE WHEN lower(t.%I::text) = %L OR lower(btrim(t.%I::text)) = %L THEN %L END',
+                               c, gdpr._normalise_contact(v), c, gdpr._normalise_contact(v), c)
+      ELSE format('CASE WHEN gdpr._normalise_contact(t.%I::text) = %L THEN %L END', c, gdpr._normalise_contact(v), c) END;
+  END LOOP;
+  IF cardinality(conds) = 0 THEN
+    RETURN;
+  END IF;
+  RETURN QUERY EXECUTE format(
+    'SELECT x.id, x.m FROM (SELECT t.%1$I::text AS id, array_remove(ARRAY[%2$s], NULL)::text[] AS m FROM %3$s t
+                            WHERE t.%1$I <> %4$s AND (%5$s)) x ORDER BY x.id',
+    id_col, array_to_string(conds, ', '), st, key,
+    (SELECT string_agg(format('%s IS NOT NULL', x), ' OR ') FROM unnest(conds) x));
+END
+$$;
+
+-- For an erasure's report: the duplicates found before his row went (by
+-- keyed pseudonym, never an id in clear), each erased too when asked.  A
+-- duplicate that cannot be erased (held, restricted) is reported, not fatal.
+CREATE OR REPLACE FUNCTION gdpr._erase_duplicates(st regclass, dups jsonb, include_duplicates boolean) RETURNS jsonb
+  LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+  d jsonb;
+  rep jsonb;
+  out jsonb := '[]';
+BEGIN
+  FOR d IN SELECT * FROM jsonb_array_elements(coalesce(dups, '[]')) LOOP
+    rep := NULL;
+    IF include_duplicates THEN
+      BEGIN
+        rep := gdpr.erase_subject(d ->> 'subject_id', NULL, st);
+      EXCEPTION WHEN OTHERS THEN
+        rep := jsonb_build_object('status', 'not erased', 'error', SQLSTATE || ': ' || SQLERRM);
+      END;
+    ELSE
+      RAISE NOTICE 'subject "%" shares his % and is not erased', d ->> 'subject_id', d ->> 'matched'
+        USING HINT = 'Erase the duplicates with gdpr.erase_subject(..., include_duplicates => true) when the request covers them.';
+    END IF;
+    out := out || jsonb_build_object('subject_ref', gdpr._subject_ref(st, d ->> 'subject_id'), 'matched', d -> 'matched',
+                                     'status', coalesce(rep ->> 'status', 'found'), 'erasure_id', rep -> 'erasure_id',
+                                     'error', rep -> 'error');
+  END LOOP;
+  RETURN jsonb_build_object('duplicates', out);
+END
+$$;
+
+-- The duplicates of a subject, as the erasure needs them (before it starts).
+CREATE OR REPLACE FUNCTION gdpr._duplicates_json(st regclass, subject_id text) RETURNS jsonb
+  LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp
+  RETURN (SELECT coalesce(jsonb_agg(jsonb_build_object('subject_id', d.duplicate_id, 'matched', to_jsonb(d.matched))), '[]')
+            FROM gdpr.find_duplicates(subject_id, st) d);
+
+CREATE OR REPLACE FUNCTION gdpr._subjects_departed() RETURNS trigger
+  LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+  st regclass := TG_RELID::regclass;
+  id_col name := (SELECT s.id_column FROM gdpr.subject_tables s WHERE s.tbl = TG_RELID);
+  objectors text;
+BEGIN
+  IF id_col IS NULL OR NOT gdpr._has_key() THEN
+    RETURN NULL;
+  END IF;
+  -- Objectors' contact points on the suppression list (77_suppression.sql).
+  objectors := gdpr._suppress_objectors_sql(st, id_col);
+  IF objectors IS NOT NULL AND EXISTS (SELECT FROM gdpr.consent_state s WHERE s.subject_table = st) THEN
+    EXECUTE objectors;
+  END IF;
+  EXECUTE format('INSERT INTO gdpr.departed_subjects (subject_table, subject_ref)
+                    SELECT %L, gdpr._subject_ref(%L, g.%I::text) FROM gdpr_gone g
+                  ON CONFLICT ON CONSTRAINT departed_subjects_pkey DO NOTHING', st, st, id_col);
+  RETURN NULL;
+END
+$$;
+
+CREATE OR REPLACE FUNCTION gdpr._attach_subject_triggers(tbl regclass) RETURNS void
+  LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
+BEGIN
+  IF EXISTS (SELECT FROM gdpr.subject_tables s WHERE s.tbl = _attach_subject_triggers.tbl) THEN
+    EXECUTE format('CREATE OR REPLACE TRIGGER gdpr_subject_departed AFTER DELETE ON %s
+                      REFERENCING OLD TABLE AS gdpr_gone
+                      FOR EACH STATEMENT EXECUTE FUNCTION gdpr._subjects_departed()', tbl);
+    -- The suppression list, where data enters (77_suppression.sql).
+    EXECUTE format('CREATE OR REPLACE TRIGGER gdpr_suppression BEFORE INSERT OR UPDATE ON %s
+                      FOR EACH ROW EXECUTE FUNCTION gdpr._enforce_suppression()', tbl);
+  END IF;
+END
+$$;
+
+CREATE OR REPLACE FUNCTION gdpr._detach_triggers(tbl regclass) RETURNS void
+  LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+  t name;
+BEGIN
+  FOR t IN SELECT g.tgname FROM pg_trigger g
+             WHERE g.tgrelid = tbl AND NOT g.tgisinternal
+              AND g.tgname IN ('gdpr_restrict_update', 'gdpr_restrict_delete', 'gdpr_log_insert',
+                               'gdpr_log_update', 'gdpr_log_delete', 'gdpr_log_truncate',
+                               'gdpr_subject_departed', 'gdpr_suppression') LOOP
+    EXECUTE format('DROP TRIGGER %I ON %s', t, tbl);
+  END LOOP;
+END
+$$;
+
+DROP FUNCTION gdpr.erase_subject(text, bigint, regclass);
+CREATE FUNCTION gdpr.erase_subject(subject_id text, request_id bigint DEFAULT NULL,
+                                   subject_table regclass DEFAULT NULL,
+                                   include_duplicates boolean DEFAULT false) RETURNS jsonb
+  LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+  st regclass := gdpr._subject_table(subject_table);
+  key text := gdpr._subject_key_literal(st, subject_id);
+  ref text := gdpr._subject_ref(st, subject_id);
+  done gdpr.erasures;
+  t record;
+  tables jsonb := '[]';
+  rep jsonb;
+  n_consent bigint;
+  shredded bigint;
+  eid bigint;
+  dups jsonb;                   -- issue 23.3: his duplicates (77_suppression.sql)
+BEGIN
+  -- Lock his row: a concurrent insert of a child row waits for the erasure
+  -- and then fails its foreign key check, so it cannot escape.
+  -- Erased already (his row gone, or kept anonymised for invoices): say so.
+  SELECT * INTO done FROM gdpr.erasures e WHERE e.subject_table = st AND e.subject_ref = ref;
+  IF FOUND THEN
+    RETURN jsonb_build_object('status', 'already erased', 'erasure_id', done.id, 'erased_at', done.erased_at);
+  END IF;
+  IF NOT gdpr._subject_exists(st, subject_id) THEN
+    RAISE EXCEPTION 'subject "%" does not exist in %', subject_id, st USING ERRCODE = 'no_data_found';
+  END IF;
+  EXECUTE format('SELECT 1 FROM %s WHERE %s FOR UPDATE', st, gdpr._subject_rows_cond(st, key));
+  IF (gdpr._active_hold(st, subject_id)).id IS NOT NULL THEN
+    RAISE EXCEPTION 'subject "%" is under a legal hold', subject_id
+      USING ERRCODE = 'object_not_in_prerequisite_state',
+            DETAIL = format('Hold %s: %s', (gdpr._active_hold(st, subject_id)).id, (gdpr._active_hold(st, subject_id)).reason),
+            HINT = 'Release the hold (gdpr.release_hold) when the obligation it serves has ended.';
+  END IF;
+  IF gdpr.is_restricted(subject_id, st) THEN
+    RAISE EXCEPTION 'subject "%" is restricted', subject_id
+      USING ERRCODE = 'object_not_in_prerequisite_state',
+            DETAIL = (SELECT format('Restricted since %s: %s', r.restricted_at, r.reason) FROM gdpr.restrictions r
+                       WHERE r.subject_table = st AND r.subject_id = erase_subject.subject_id AND r.lifted_at IS NULL),
+            HINT = 'Lift the restriction with gdpr.lift_restriction() once its reason is settled.';
+  END IF;
+  PERFORM gdpr._answer_request(request_id, st, subject_id, ARRAY['erasure']);
+  dups := gdpr._duplicates_json(st, subject_id);    -- found while his contact points are there
+
+  INSERT INTO gdpr.erasures (subject_table, subject_ref, request_id, report, report_sha256)
+    VALUES (st, ref, request_id, '{}', '\x') RETURNING id INTO eid;
+  PERFORM gdpr._suppress_contacts(st, key, eid);
+  -- His consent events go (the ledger opens for this transaction only); the
+  -- suppression list now says what they said: never contact him again.
+  PERFORM gdpr._allow_ledger_erasure();
+  DELETE FROM gdpr.consent_ledger l WHERE l.subject_table = st AND l.subject_id = erase_subject.subject_id;
+  GET DIAGNOSTICS n_consent = ROW_COUNT;
+  DELETE FROM gdpr.consent_state s WHERE s.subject_table = st AND s.subject_id = erase_subject.subject_id;
+  -- His own data key goes: what was encrypted for him is unreadable everywhere.
+  DELETE FROM gdpr.subject_keys k WHERE k.subject_table = st AND k.subject_ref = gdpr._subject_key_ref(st, subject_id)
+    RETURNING k.id INTO shredded;
+  IF shredded IS NOT NULL THEN
+    INSERT INTO gdpr.shredded_keys (key_id, subject_table, subject_ref)
+      VALUES (shredded, st, gdpr._subject_key_ref(st, subject_id));
+  END IF;
+  FOR t IN SELECT tree.tbl FROM gdpr._subject_tree(st) tree ORDER BY tree.depth DESC, tree.tbl::text LOOP
+    tables := tables || gdpr._erase_table(t.tbl, key);
+  END LOOP;
+
+  rep := jsonb_build_object('status', 'erased', 'erasure_id', eid, 'subject_table', gdpr._qualified(st),
+                               'request_id', request_id, 'erased_at', now(), 'tables', tables,
+                               'consent_events_removed', n_consent, 'subject_key_shredded', shredded IS NOT NULL)
+         || gdpr._erase_duplicates(st, dups, include_duplicates);
+  UPDATE gdpr.erasures e SET report = rep, report_sha256 = sha256(convert_to(rep::text, 'UTF8'))
+   WHERE e.id = eid;
+  PERFORM gdpr._log_event('ERASE', st, ARRAY[subject_id], 1,
+                          jsonb_build_object('erasure_id', eid, 'request_id', request_id));
+  RETURN rep;
+EXCEPTION
+  WHEN foreign_key_violation THEN
+    -- All or nothing: a table outside the registry still refers to him.
+    RAISE EXCEPTION 'cannot erase subject "%": %', subject_id, SQLERRM
+      USING ERRCODE = 'foreign_key_violation',
+            HINT = 'Register the table that refers to him (gdpr.register_table) so that its rows are erased too.';
+END
+$$;
+
+REVOKE EXECUTE ON FUNCTION gdpr.erase_subject(text, bigint, regclass, boolean), gdpr.find_duplicates(text, regclass),
+  gdpr._suppression_mode(), gdpr._contact_kind(text), gdpr._contact_ref(text), gdpr._contact_columns(regclass),
+  gdpr._suppression_reason(gdpr.suppressions), gdpr._enforce_suppression(), gdpr._suppress_objectors_sql(regclass, name),
+  gdpr._erase_duplicates(regclass, jsonb, boolean), gdpr._duplicates_json(regclass, text) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION gdpr.erase_subject(text, bigint, regclass, boolean), gdpr.find_duplicates(text, regclass)
+  TO gdpr_admin;
+REVOKE ALL ON SEQUENCE gdpr.suppression_flags_id_seq FROM PUBLIC;
+GRANT SELECT ON gdpr.suppression_flags TO gdpr_auditor, gdpr_admin;
+-- Subject tables registered before the update get the suppression trigger.
+SELECT gdpr._attach_subject_triggers(s.tbl) FROM gdpr.subject_tables s;
