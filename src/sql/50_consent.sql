@@ -86,6 +86,34 @@ SELECT pg_catalog.pg_extension_config_dump('gdpr.consent_ledger', '');
 SELECT pg_catalog.pg_extension_config_dump('gdpr.consent_ledger_id_seq', '');
 SELECT pg_catalog.pg_extension_config_dump('gdpr.consent_state', '');
 
+-- What is kept of the consent events of a person who left (erased, or his
+-- row deleted): a keyed pseudonym and the dates that show the processing
+-- was lawful (Art. 7(1): the controller must be able to demonstrate
+-- consent), for crm_gdpr.consent_proof_keep after the consent ended (5
+-- years by default: the limitation period of civil claims in France, art.
+-- 2224 of the civil code); never the proof document (IP address, user
+-- agent, recordings) nor the id in clear.
+CREATE TABLE gdpr.consent_proof_archive (
+  id              bigint PRIMARY KEY,        -- the event's id in the ledger
+  subject_table   regclass NOT NULL,
+  subject_ref     text NOT NULL,             -- gdpr._subject_ref: the erasure ledger's pseudonym
+  purpose         text NOT NULL,
+  event           text NOT NULL,
+  channel         text NOT NULL,
+  at              timestamptz NOT NULL,
+  recorded_at     timestamptz NOT NULL,
+  notice_version  int,
+  notice_digest   bytea,
+  ended_at        timestamptz NOT NULL,      -- when the consent for this purpose ended
+  keep_until      timestamptz NOT NULL,
+  archived_at     timestamptz NOT NULL DEFAULT now()
+);
+CREATE INDEX ON gdpr.consent_proof_archive (subject_table, subject_ref);
+CREATE INDEX ON gdpr.consent_proof_archive (keep_until);
+COMMENT ON TABLE gdpr.consent_proof_archive IS
+  'consent events of subjects who left, reduced to a keyed pseudonym and dates, until keep_until';
+SELECT pg_catalog.pg_extension_config_dump('gdpr.consent_proof_archive', '');
+
 CREATE FUNCTION gdpr.set_purpose_options(code text, consent_valid_for interval DEFAULT NULL,
                                          requires_double_opt_in boolean DEFAULT false,
                                          renewal_required boolean DEFAULT false,
@@ -477,12 +505,70 @@ BEGIN
 END
 $$;
 
+CREATE FUNCTION gdpr._consent_proof_keep() RETURNS interval
+  LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp
+  RETURN coalesce(nullif(current_setting('crm_gdpr.consent_proof_keep', true), ''), '5 years')::interval;
+
+-- The consent events and state of subjects who leave: reduced into the
+-- archive (when a key makes the pseudonym and consent_proof_keep is
+-- positive), then removed from the ledger, which opens for this transaction
+-- as it does for an erasure.  Returns the events removed.  Called by
+-- erase_subject and by the trigger on deleted subject rows (76_departures.sql).
+CREATE FUNCTION gdpr._retire_consent(st regclass, subject_ids text[]) RETURNS bigint
+  LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+  keep interval := gdpr._consent_proof_keep();
+  n bigint;
+BEGIN
+  IF keep > interval '0' AND gdpr._has_key() THEN
+    INSERT INTO gdpr.consent_proof_archive (id, subject_table, subject_ref, purpose, event, channel, at, recorded_at,
+                                            notice_version, notice_digest, ended_at, keep_until)
+      SELECT l.id, l.subject_table, gdpr._subject_ref(st, l.subject_id), l.purpose, l.event, l.channel, l.at,
+             l.recorded_at, l.notice_version, l.notice_digest, e.ended_at, e.ended_at + keep
+        FROM gdpr.consent_ledger l
+        LEFT JOIN gdpr.consent_state s
+          ON s.subject_table = l.subject_table AND s.subject_id = l.subject_id AND s.purpose = l.purpose
+        LEFT JOIN gdpr.purposes p ON p.code = l.purpose
+        CROSS JOIN LATERAL (SELECT least(now(), coalesce(s.withdrawn_at, s.objected_at,
+                                                         s.granted_at + p.consent_valid_for, now())) AS ended_at) e
+       WHERE l.subject_table = st AND l.subject_id = ANY (subject_ids)
+      ON CONFLICT ON CONSTRAINT consent_proof_archive_pkey DO NOTHING;
+  END IF;
+  PERFORM gdpr._allow_ledger_erasure();
+  DELETE FROM gdpr.consent_ledger l WHERE l.subject_table = st AND l.subject_id = ANY (subject_ids);
+  GET DIAGNOSTICS n = ROW_COUNT;
+  DELETE FROM gdpr.consent_state s WHERE s.subject_table = st AND s.subject_id = ANY (subject_ids);
+  RETURN n;
+END
+$$;
+
+-- The archive's rows past keep_until go; the purge calls it at the end of a run.
+CREATE FUNCTION gdpr._expire_consent_proofs() RETURNS bigint
+  LANGUAGE sql SET search_path = pg_catalog, pg_temp AS $$
+  WITH d AS (DELETE FROM gdpr.consent_proof_archive a WHERE a.keep_until < now() RETURNING 1)
+  SELECT count(*) FROM d;
+$$;
+
 -- All proof of one subject, ready to hand to an authority.
 CREATE FUNCTION gdpr.consent_proof(subject_id text, subject_table regclass DEFAULT NULL) RETURNS jsonb
   LANGUAGE plpgsql STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
-  st regclass := gdpr._require_subject(subject_table, subject_id);
+  st regclass := gdpr._subject_table(subject_table);
+  gone text := gdpr._subject_gone(st, subject_id);
 BEGIN
+  IF gone IS NOT NULL THEN
+    -- He left: what the archive keeps of his events (no proof document).
+    RETURN jsonb_build_object(
+      'subject', jsonb_build_object('table', st::text, 'id', subject_id, 'status', gone),
+      'generated_at', now(),
+      'events', (SELECT coalesce(jsonb_agg(jsonb_build_object(
+                   'purpose', a.purpose, 'event', a.event, 'channel', a.channel, 'at', a.at,
+                   'recorded_at', a.recorded_at, 'notice_version', a.notice_version,
+                   'notice_sha256', encode(a.notice_digest, 'hex'), 'keep_until', a.keep_until) ORDER BY a.id), '[]')
+                   FROM gdpr.consent_proof_archive a
+                  WHERE a.subject_table = st AND a.subject_ref = gdpr._subject_ref(st, subject_id)));
+  END IF;
+  PERFORM gdpr._require_subject(st, subject_id);
   RETURN jsonb_build_object(
     'subject', jsonb_build_object('table', st::text, 'id', subject_id),
     'generated_at', now(),
@@ -620,5 +706,5 @@ GRANT EXECUTE ON FUNCTION gdpr.consent_proof(text, regclass), gdpr.set_purpose_o
   gdpr.set_subject_profile(regclass, name, name)
   TO gdpr_admin;
 GRANT EXECUTE ON FUNCTION gdpr.set_no_basis_retention(regclass, interval) TO gdpr_admin;
-GRANT SELECT ON gdpr.consent_log, gdpr.consent_status, gdpr.no_legal_basis, gdpr.no_basis_retention
-  TO gdpr_auditor, gdpr_admin;
+GRANT SELECT ON gdpr.consent_log, gdpr.consent_status, gdpr.no_legal_basis, gdpr.no_basis_retention,
+  gdpr.consent_proof_archive TO gdpr_auditor, gdpr_admin;

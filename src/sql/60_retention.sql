@@ -574,6 +574,8 @@ CREATE FUNCTION gdpr._purge_finish(run_id bigint) RETURNS void
   -- The history has a retention of its own.
   DELETE FROM gdpr.purge_runs x
    WHERE x.started_at < now() - gdpr.setting('purge_history_keep')::interval;
+  -- Issue 23.2: reduced consent proofs past their time (50_consent.sql).
+  SELECT gdpr._expire_consent_proofs();
 $$;
 
 -- Runs left 'running' by a crash: the worker marks them at start.

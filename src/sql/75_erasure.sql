@@ -289,10 +289,8 @@ BEGIN
   PERFORM gdpr._suppress_contacts(st, key, eid);
   -- His consent events go (the ledger opens for this transaction only); the
   -- suppression list now says what they said: never contact him again.
-  PERFORM gdpr._allow_ledger_erasure();
-  DELETE FROM gdpr.consent_ledger l WHERE l.subject_table = st AND l.subject_id = erase_subject.subject_id;
-  GET DIAGNOSTICS n_consent = ROW_COUNT;
-  DELETE FROM gdpr.consent_state s WHERE s.subject_table = st AND s.subject_id = erase_subject.subject_id;
+  -- Issue 23.2: reduced to a pseudonym and dates for consent_proof_keep (50_consent.sql).
+  n_consent := gdpr._retire_consent(st, ARRAY[subject_id]);
   -- His own data key goes: what was encrypted for him is unreadable everywhere.
   DELETE FROM gdpr.subject_keys k WHERE k.subject_table = st AND k.subject_ref = gdpr._subject_key_ref(st, subject_id)
     RETURNING k.id INTO shredded;

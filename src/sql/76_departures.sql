@@ -59,26 +59,40 @@ BEGIN
 END
 $$;
 
--- After a DELETE on a subject table: the subjects of the deleted rows are
--- recorded as departed.  Once per statement, over its transition table.
+-- After a DELETE on a subject table, once per statement, over its
+-- transition table: the subjects of the deleted rows are recorded as
+-- departed, objectors' contact points go on the suppression list
+-- (77_suppression.sql) and consent events follow them (50_consent.sql).
+-- Without a key only the last is possible: the events are then removed.
 CREATE FUNCTION gdpr._subjects_departed() RETURNS trigger
   LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
   st regclass := TG_RELID::regclass;
   id_col name := (SELECT s.id_column FROM gdpr.subject_tables s WHERE s.tbl = TG_RELID);
   objectors text;
+  ids text[];
 BEGIN
-  IF id_col IS NULL OR NOT gdpr._has_key() THEN
+  IF id_col IS NULL THEN
     RETURN NULL;
   END IF;
-  -- Objectors' contact points on the suppression list (77_suppression.sql).
-  objectors := gdpr._suppress_objectors_sql(st, id_col);
-  IF objectors IS NOT NULL AND EXISTS (SELECT FROM gdpr.consent_state s WHERE s.subject_table = st) THEN
-    EXECUTE objectors;
+  IF gdpr._has_key() THEN
+    EXECUTE format('INSERT INTO gdpr.departed_subjects (subject_table, subject_ref)
+                      SELECT %L, gdpr._subject_ref(%L, g.%I::text) FROM gdpr_gone g
+                    ON CONFLICT ON CONSTRAINT departed_subjects_pkey DO NOTHING', st, st, id_col);
+    objectors := gdpr._suppress_objectors_sql(st, id_col);
+    IF objectors IS NOT NULL AND EXISTS (SELECT FROM gdpr.consent_state s WHERE s.subject_table = st) THEN
+      EXECUTE objectors;
+    END IF;
   END IF;
-  EXECUTE format('INSERT INTO gdpr.departed_subjects (subject_table, subject_ref)
-                    SELECT %L, gdpr._subject_ref(%L, g.%I::text) FROM gdpr_gone g
-                  ON CONFLICT ON CONSTRAINT departed_subjects_pkey DO NOTHING', st, st, id_col);
+  IF EXISTS (SELECT FROM gdpr.consent_ledger l WHERE l.subject_table = st) THEN
+    EXECUTE format('SELECT array_agg(g.%1$I::text) FROM gdpr_gone g
+                     WHERE EXISTS (SELECT FROM gdpr.consent_ledger l WHERE l.subject_table = %2$L::regclass
+                                      AND l.subject_id = g.%1$I::text)', id_col, st)
+      INTO ids;
+    IF ids IS NOT NULL THEN
+      PERFORM gdpr._retire_consent(st, ids);
+    END IF;
+  END IF;
   RETURN NULL;
 END
 $$;

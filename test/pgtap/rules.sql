@@ -3,7 +3,7 @@
 -- justification of each column, subjects left without a legal basis, the
 -- suppression list enforced where data enters.
 BEGIN;
-SELECT plan(44);
+SELECT plan(52);
 
 \set QUIET on
 SET client_min_messages = warning;
@@ -170,6 +170,34 @@ SELECT is((SELECT count(*) FROM crm.contacts WHERE id IN (:d3dup, :d3dup2)), 2::
 SELECT gdpr.erase_subject(:'d3dup', include_duplicates => true) AS rep3b \gset
 SELECT is((SELECT count(*) FROM crm.contacts WHERE id IN (:d3dup, :d3dup2)), 0::bigint,
           'include_duplicates => true erases them too');
+
+-------------------------------------------------------------- 2. consent proofs follow the person
+-- Everyone erased or deleted above (:gone, :purged, :e3, :o3, :d3...) had consent events with proof.
+SELECT is((SELECT count(*) FROM gdpr.consent_ledger l
+            WHERE NOT EXISTS (SELECT FROM crm.contacts c WHERE c.id::text = l.subject_id)), 0::bigint,
+          'no consent event is left of a subject whose row is gone');
+SELECT is((SELECT count(*) FROM gdpr.consent_state s
+            WHERE NOT EXISTS (SELECT FROM crm.contacts c WHERE c.id::text = s.subject_id)), 0::bigint,
+          'nor any consent state');
+SELECT is((SELECT count(*) FROM gdpr.consent_ledger WHERE subject_id = :'kept'), 0::bigint,
+          'nor of an erased subject whose row is kept for his invoices');
+SELECT ok((SELECT count(*) FROM gdpr.consent_proof_archive
+            WHERE subject_ref IN (gdpr._subject_ref('crm.contacts', :'purged'), gdpr._subject_ref('crm.contacts', :'gone'))) = 2,
+          'their events are kept reduced: a keyed pseudonym and the dates');
+SELECT ok(NOT EXISTS (SELECT FROM gdpr.consent_proof_archive a WHERE to_jsonb(a)::text ~ '203\.0\.113|Mozilla'),
+          'no IP address or user agent of a deleted person remains');
+SELECT is((SELECT keep_until::date FROM gdpr.consent_proof_archive
+            WHERE subject_ref = gdpr._subject_ref('crm.contacts', :'purged')),
+          (now() + interval '5 years')::date, 'kept 5 years after his consent ended (crm_gdpr.consent_proof_keep)');
+SELECT is((SELECT jsonb_agg(e - 'at' - 'recorded_at' - 'keep_until') FROM jsonb_array_elements(gdpr.consent_proof(:'purged') -> 'events') e),
+          jsonb_build_array(jsonb_build_object('event', 'grant', 'channel', 'web', 'purpose', 'newsletter', 'notice_version', 1,
+            'notice_sha256', (SELECT encode(digest, 'hex') FROM gdpr.purpose_notices WHERE purpose = 'newsletter' AND version = 1))),
+          'consent_proof of a deleted subject gives what is kept, no proof document');
+UPDATE gdpr.consent_proof_archive SET keep_until = now() - interval '1 day'
+ WHERE subject_ref = gdpr._subject_ref('crm.contacts', :'purged');
+SELECT gdpr.purge() \g /dev/null
+SELECT is((SELECT count(*) FROM gdpr.consent_proof_archive WHERE keep_until < now()), 0::bigint,
+          'the purge removes them when their time is up');
 
 SELECT * FROM finish();
 ROLLBACK;

@@ -905,3 +905,235 @@ REVOKE ALL ON SEQUENCE gdpr.suppression_flags_id_seq FROM PUBLIC;
 GRANT SELECT ON gdpr.suppression_flags TO gdpr_auditor, gdpr_admin;
 -- Subject tables registered before the update get the suppression trigger.
 SELECT gdpr._attach_subject_triggers(s.tbl) FROM gdpr.subject_tables s;
+
+------------------------------------------------------------------ 23.2: consent proofs follow the person
+-- What is kept of the consent events of a person who left (erased, or his
+-- row deleted): a keyed pseudonym and the dates that show the processing
+-- was lawful (Art. 7(1): the controller must be able to demonstrate
+-- consent), for crm_gdpr.consent_proof_keep after the consent ended (5
+-- years by default: the limitation period of civil claims in France, art.
+-- 2224 of the civil code); never the proof document (IP address, user
+-- agent, recordings) nor the id in clear.
+CREATE TABLE gdpr.consent_proof_archive (
+  id              bigint PRIMARY KEY,        -- the event's id in the ledger
+  subject_table   regclass NOT NULL,
+  subject_ref     text NOT NULL,             -- gdpr._subject_ref: the erasure ledger's pseudonym
+  purpose         text NOT NULL,
+  event           text NOT NULL,
+  channel         text NOT NULL,
+  at              timestamptz NOT NULL,
+  recorded_at     timestamptz NOT NULL,
+  notice_version  int,
+  notice_digest   bytea,
+  ended_at        timestamptz NOT NULL,      -- when the consent for this purpose ended
+  keep_until      timestamptz NOT NULL,
+  archived_at     timestamptz NOT NULL DEFAULT now()
+);
+CREATE INDEX ON gdpr.consent_proof_archive (subject_table, subject_ref);
+CREATE INDEX ON gdpr.consent_proof_archive (keep_until);
+COMMENT ON TABLE gdpr.consent_proof_archive IS
+  'consent events of subjects who left, reduced to a keyed pseudonym and dates, until keep_until';
+SELECT pg_catalog.pg_extension_config_dump('gdpr.consent_proof_archive', '');
+
+CREATE OR REPLACE FUNCTION gdpr._consent_proof_keep() RETURNS interval
+  LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp
+  RETURN coalesce(nullif(current_setting('crm_gdpr.consent_proof_keep', true), ''), '5 years')::interval;
+
+CREATE OR REPLACE FUNCTION gdpr._retire_consent(st regclass, subject_ids text[]) RETURNS bigint
+  LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+  keep interval := gdpr._consent_proof_keep();
+  n bigint;
+BEGIN
+  IF keep > interval '0' AND gdpr._has_key() THEN
+    INSERT INTO gdpr.consent_proof_archive (id, subject_table, subject_ref, purpose, event, channel, at, recorded_at,
+                                            notice_version, notice_digest, ended_at, keep_until)
+      SELECT l.id, l.subject_table, gdpr._subject_ref(st, l.subject_id), l.purpose, l.event, l.channel, l.at,
+             l.recorded_at, l.notice_version, l.notice_digest, e.ended_at, e.ended_at + keep
+        FROM gdpr.consent_ledger l
+        LEFT JOIN gdpr.consent_state s
+          ON s.subject_table = l.subject_table AND s.subject_id = l.subject_id AND s.purpose = l.purpose
+        LEFT JOIN gdpr.purposes p ON p.code = l.purpose
+        CROSS JOIN LATERAL (SELECT least(now(), coalesce(s.withdrawn_at, s.objected_at,
+                                                         s.granted_at + p.consent_valid_for, now())) AS ended_at) e
+       WHERE l.subject_table = st AND l.subject_id = ANY (subject_ids)
+      ON CONFLICT ON CONSTRAINT consent_proof_archive_pkey DO NOTHING;
+  END IF;
+  PERFORM gdpr._allow_ledger_erasure();
+  DELETE FROM gdpr.consent_ledger l WHERE l.subject_table = st AND l.subject_id = ANY (subject_ids);
+  GET DIAGNOSTICS n = ROW_COUNT;
+  DELETE FROM gdpr.consent_state s WHERE s.subject_table = st AND s.subject_id = ANY (subject_ids);
+  RETURN n;
+END
+$$;
+
+CREATE OR REPLACE FUNCTION gdpr._expire_consent_proofs() RETURNS bigint
+  LANGUAGE sql SET search_path = pg_catalog, pg_temp AS $$
+  WITH d AS (DELETE FROM gdpr.consent_proof_archive a WHERE a.keep_until < now() RETURNING 1)
+  SELECT count(*) FROM d;
+$$;
+
+CREATE OR REPLACE FUNCTION gdpr.consent_proof(subject_id text, subject_table regclass DEFAULT NULL) RETURNS jsonb
+  LANGUAGE plpgsql STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+  st regclass := gdpr._subject_table(subject_table);
+  gone text := gdpr._subject_gone(st, subject_id);
+BEGIN
+  IF gone IS NOT NULL THEN
+    -- He left: what the archive keeps of his events (no proof document).
+    RETURN jsonb_build_object(
+      'subject', jsonb_build_object('table', st::text, 'id', subject_id, 'status', gone),
+      'generated_at', now(),
+      'events', (SELECT coalesce(jsonb_agg(jsonb_build_object(
+                   'purpose', a.purpose, 'event', a.event, 'channel', a.channel, 'at', a.at,
+                   'recorded_at', a.recorded_at, 'notice_version', a.notice_version,
+                   'notice_sha256', encode(a.notice_digest, 'hex'), 'keep_until', a.keep_until) ORDER BY a.id), '[]')
+                   FROM gdpr.consent_proof_archive a
+                  WHERE a.subject_table = st AND a.subject_ref = gdpr._subject_ref(st, subject_id)));
+  END IF;
+  PERFORM gdpr._require_subject(st, subject_id);
+  RETURN jsonb_build_object(
+    'subject', jsonb_build_object('table', st::text, 'id', subject_id),
+    'generated_at', now(),
+    'events', (SELECT coalesce(jsonb_agg(jsonb_build_object(
+                 'id', l.id, 'purpose', l.purpose, 'event', l.event, 'channel', l.channel, 'at', l.at,
+                 'recorded_at', l.recorded_at, 'recorded_by', l.recorded_by, 'proof', l.proof,
+                 'notice_version', l.notice_version, 'notice_sha256', encode(l.notice_digest, 'hex'),
+                 'notice', n.notice) ORDER BY l.id), '[]')
+                 FROM gdpr.consent_ledger l
+                 LEFT JOIN gdpr.purpose_notices n ON n.purpose = l.purpose AND n.version = l.notice_version
+                WHERE l.subject_table = st AND l.subject_id = consent_proof.subject_id));
+END
+$$;
+
+CREATE OR REPLACE FUNCTION gdpr._subjects_departed() RETURNS trigger
+  LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+  st regclass := TG_RELID::regclass;
+  id_col name := (SELECT s.id_column FROM gdpr.subject_tables s WHERE s.tbl = TG_RELID);
+  objectors text;
+  ids text[];
+BEGIN
+  IF id_col IS NULL THEN
+    RETURN NULL;
+  END IF;
+  IF gdpr._has_key() THEN
+    EXECUTE format('INSERT INTO gdpr.departed_subjects (subject_table, subject_ref)
+                      SELECT %L, gdpr._subject_ref(%L, g.%I::text) FROM gdpr_gone g
+                    ON CONFLICT ON CONSTRAINT departed_subjects_pkey DO NOTHING', st, st, id_col);
+    objectors := gdpr._suppress_objectors_sql(st, id_col);
+    IF objectors IS NOT NULL AND EXISTS (SELECT FROM gdpr.consent_state s WHERE s.subject_table = st) THEN
+      EXECUTE objectors;
+    END IF;
+  END IF;
+  IF EXISTS (SELECT FROM gdpr.consent_ledger l WHERE l.subject_table = st) THEN
+    EXECUTE format('SELECT array_agg(g.%1$I::text) FROM gdpr_gone g
+                     WHERE EXISTS (SELECT FROM gdpr.consent_ledger l WHERE l.subject_table = %2$L::regclass
+                                      AND l.subject_id = g.%1$I::text)', id_col, st)
+      INTO ids;
+    IF ids IS NOT NULL THEN
+      PERFORM gdpr._retire_consent(st, ids);
+    END IF;
+  END IF;
+  RETURN NULL;
+END
+$$;
+
+CREATE OR REPLACE FUNCTION gdpr._purge_finish(run_id bigint) RETURNS void
+  LANGUAGE sql SET search_path = pg_catalog, pg_temp AS $$
+  UPDATE gdpr.purge_runs x SET finished_at = clock_timestamp(),
+         status = CASE WHEN EXISTS (SELECT FROM gdpr.purge_results r WHERE r.run_id = x.id AND r.error IS NOT NULL)
+                       THEN 'failed' ELSE 'done' END
+   WHERE x.id = _purge_finish.run_id;
+  -- The history has a retention of its own.
+  DELETE FROM gdpr.purge_runs x
+   WHERE x.started_at < now() - coalesce(nullif(current_setting('crm_gdpr.purge_history_keep', true), ''), '2 years')::interval;
+  -- Issue 23.2: reduced consent proofs past their time (50_consent.sql).
+  SELECT gdpr._expire_consent_proofs();
+$$;
+
+DROP FUNCTION gdpr.erase_subject(text, bigint, regclass, boolean);
+CREATE FUNCTION gdpr.erase_subject(subject_id text, request_id bigint DEFAULT NULL,
+                                   subject_table regclass DEFAULT NULL,
+                                   include_duplicates boolean DEFAULT false) RETURNS jsonb
+  LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+  st regclass := gdpr._subject_table(subject_table);
+  key text := gdpr._subject_key_literal(st, subject_id);
+  ref text := gdpr._subject_ref(st, subject_id);
+  done gdpr.erasures;
+  t record;
+  tables jsonb := '[]';
+  rep jsonb;
+  n_consent bigint;
+  shredded bigint;
+  eid bigint;
+  dups jsonb;                   -- issue 23.3: his duplicates (77_suppression.sql)
+BEGIN
+  -- Lock his row: a concurrent insert of a child row waits for the erasure
+  -- and then fails its foreign key check, so it cannot escape.
+  -- Erased already (his row gone, or kept anonymised for invoices): say so.
+  SELECT * INTO done FROM gdpr.erasures e WHERE e.subject_table = st AND e.subject_ref = ref;
+  IF FOUND THEN
+    RETURN jsonb_build_object('status', 'already erased', 'erasure_id', done.id, 'erased_at', done.erased_at);
+  END IF;
+  IF NOT gdpr._subject_exists(st, subject_id) THEN
+    RAISE EXCEPTION 'subject "%" does not exist in %', subject_id, st USING ERRCODE = 'no_data_found';
+  END IF;
+  EXECUTE format('SELECT 1 FROM %s WHERE %s FOR UPDATE', st, gdpr._subject_rows_cond(st, key));
+  IF (gdpr._active_hold(st, subject_id)).id IS NOT NULL THEN
+    RAISE EXCEPTION 'subject "%" is under a legal hold', subject_id
+      USING ERRCODE = 'object_not_in_prerequisite_state',
+            DETAIL = format('Hold %s: %s', (gdpr._active_hold(st, subject_id)).id, (gdpr._active_hold(st, subject_id)).reason),
+            HINT = 'Release the hold (gdpr.release_hold) when the obligation it serves has ended.';
+  END IF;
+  IF gdpr.is_restricted(subject_id, st) THEN
+    RAISE EXCEPTION 'subject "%" is restricted', subject_id
+      USING ERRCODE = 'object_not_in_prerequisite_state',
+            DETAIL = (SELECT format('Restricted since %s: %s', r.restricted_at, r.reason) FROM gdpr.restrictions r
+                       WHERE r.subject_table = st AND r.subject_id = erase_subject.subject_id AND r.lifted_at IS NULL),
+            HINT = 'Lift the restriction with gdpr.lift_restriction() once its reason is settled.';
+  END IF;
+  PERFORM gdpr._answer_request(request_id, st, subject_id, ARRAY['erasure']);
+  dups := gdpr._duplicates_json(st, subject_id);    -- found while his contact points are there
+
+  INSERT INTO gdpr.erasures (subject_table, subject_ref, request_id, report, report_sha256)
+    VALUES (st, ref, request_id, '{}', '\x') RETURNING id INTO eid;
+  PERFORM gdpr._suppress_contacts(st, key, eid);
+  -- His consent events go (the ledger opens for this transaction only); the
+  -- suppression list now says what they said: never contact him again.
+  -- Issue 23.2: reduced to a pseudonym and dates for consent_proof_keep (50_consent.sql).
+  n_consent := gdpr._retire_consent(st, ARRAY[subject_id]);
+  -- His own data key goes: what was encrypted for him is unreadable everywhere.
+  DELETE FROM gdpr.subject_keys k WHERE k.subject_table = st AND k.subject_ref = gdpr._subject_key_ref(st, subject_id)
+    RETURNING k.id INTO shredded;
+  IF shredded IS NOT NULL THEN
+    INSERT INTO gdpr.shredded_keys (key_id, subject_table, subject_ref)
+      VALUES (shredded, st, gdpr._subject_key_ref(st, subject_id));
+  END IF;
+  FOR t IN SELECT tree.tbl FROM gdpr._subject_tree(st) tree ORDER BY tree.depth DESC, tree.tbl::text LOOP
+    tables := tables || gdpr._erase_table(t.tbl, key);
+  END LOOP;
+
+  rep := jsonb_build_object('status', 'erased', 'erasure_id', eid, 'subject_table', gdpr._qualified(st),
+                               'request_id', request_id, 'erased_at', now(), 'tables', tables,
+                               'consent_events_removed', n_consent, 'subject_key_shredded', shredded IS NOT NULL)
+         || gdpr._erase_duplicates(st, dups, include_duplicates);
+  UPDATE gdpr.erasures e SET report = rep, report_sha256 = sha256(convert_to(rep::text, 'UTF8'))
+   WHERE e.id = eid;
+  PERFORM gdpr._log_event('ERASE', st, ARRAY[subject_id], 1,
+                          jsonb_build_object('erasure_id', eid, 'request_id', request_id));
+  RETURN rep;
+EXCEPTION
+  WHEN foreign_key_violation THEN
+    -- All or nothing: a table outside the registry still refers to him.
+    RAISE EXCEPTION 'cannot erase subject "%": %', subject_id, SQLERRM
+      USING ERRCODE = 'foreign_key_violation',
+            HINT = 'Register the table that refers to him (gdpr.register_table) so that its rows are erased too.';
+END
+$$;
+
+REVOKE EXECUTE ON FUNCTION gdpr.erase_subject(text, bigint, regclass, boolean), gdpr._consent_proof_keep(),
+  gdpr._retire_consent(regclass, text[]), gdpr._expire_consent_proofs() FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION gdpr.erase_subject(text, bigint, regclass, boolean) TO gdpr_admin;
+GRANT SELECT ON gdpr.consent_proof_archive TO gdpr_auditor, gdpr_admin;
