@@ -235,7 +235,7 @@ $$;
 -- A pre-ticked box is not consent (CNIL, EDPB 05/2020, CJEU Planet49):
 -- a grant or confirmation whose proof says so is refused.
 CREATE FUNCTION gdpr._refuse_prechecked(event text, proof jsonb) RETURNS void
-  LANGUAGE plpgsql IMMUTABLE SET search_path = pg_catalog, pg_temp AS $$
+  LANGUAGE plpgsql IMMUTABLE PARALLEL SAFE SET search_path = pg_catalog, pg_temp AS $$
 BEGIN
   IF event IN ('grant', 'confirm') AND proof ? 'prechecked' AND proof -> 'prechecked' <> 'false'::jsonb THEN
     RAISE EXCEPTION 'a pre-ticked box is not consent'
@@ -448,15 +448,6 @@ DECLARE
   ids text[];
 BEGIN
   SELECT * INTO sub FROM gdpr.subject_tables x WHERE x.tbl = st;
-  -- Never a subject whose row is gone, nor one erased whose row is kept
-  -- anonymised for his invoices (his id pseudonymised only when some
-  -- subject of the table was erased).
-  restricted := restricted || format(
-    ' AND EXISTS (SELECT FROM %1$s g WHERE g.%2$I = s.subject_id::%3$s)
-      AND (NOT EXISTS (SELECT FROM gdpr.erasures e WHERE e.subject_table = %4$L::regclass)
-           OR gdpr._subject_ref(%4$L::regclass, s.subject_id) <> ALL (ARRAY(
-                SELECT e.subject_ref FROM gdpr.erasures e WHERE e.subject_table = %4$L::regclass)))',
-    st, sub.id_column, gdpr._subject_key_type(st), st);
   IF p.legal_basis = 'consent' THEN
     RETURN QUERY
       SELECT s.subject_id FROM gdpr.consent_state s
@@ -497,10 +488,15 @@ BEGIN
     END IF;
   ELSE
     PERFORM gdpr._require_privilege(st, 'SELECT', 'gdpr.contactable()');
+    -- Never an erased subject whose row is kept anonymised for his invoices
+    -- (ids pseudonymised only when some subject of the table was erased;
+    -- those whose row is gone have left the consent state with it).
     RETURN QUERY
       SELECT x FROM jsonb_array_elements_text(gdpr._owner_query(st, format(
         'SELECT coalesce(jsonb_agg(t.%I::text), ''[]'') FROM %s t WHERE NOT t.%I::text = ANY ($1::text[])',
-        sub.id_column, st, sub.id_column), restricted::text)) x;
+        sub.id_column, st, sub.id_column), restricted::text)) x
+       WHERE NOT EXISTS (SELECT FROM gdpr.erasures e WHERE e.subject_table = st)
+          OR gdpr._subject_ref(st, x) <> ALL (ARRAY(SELECT e.subject_ref FROM gdpr.erasures e WHERE e.subject_table = st));
   END IF;
 END
 $$;

@@ -41,14 +41,14 @@ $$;
 -- The kind of contact point a value is ('email', 'phone'), NULL for any
 -- other value (an address, a city): the rule _suppress_contacts applies.
 CREATE FUNCTION gdpr._contact_kind(value text) RETURNS text
-  LANGUAGE sql IMMUTABLE SET search_path = pg_catalog, pg_temp
+  LANGUAGE sql IMMUTABLE PARALLEL SAFE SET search_path = pg_catalog, pg_temp
   RETURN CASE WHEN value LIKE '%@%' THEN 'email'
               WHEN length(regexp_replace(value, '[^0-9]', '', 'g')) >= 6 THEN 'phone' END;
 
 -- The suppression list's reference of a contact point.
 CREATE FUNCTION gdpr._contact_ref(value text) RETURNS text
   LANGUAGE sql STABLE STRICT SET search_path = pg_catalog, pg_temp
-  RETURN gdpr.pseudonymise(gdpr._normalise_contact(value), 'suppression');
+  RETURN gdpr._pseudonym(gdpr._normalise_contact(value), 'suppression');
 
 -- The contact columns of a subject table.
 CREATE FUNCTION gdpr._contact_columns(st regclass) RETURNS name[]
@@ -89,7 +89,7 @@ BEGIN
     SELECT * INTO s FROM gdpr.suppressions x WHERE x.ref = gdpr._contact_ref(v);
     CONTINUE WHEN NOT FOUND;
     IF mode = 'refuse' THEN
-      RAISE EXCEPTION '%.% is on the suppression list', gdpr._qualified(TG_RELID), c
+      RAISE EXCEPTION '%.% is on the suppression list', gdpr.qualified_name(TG_RELID), c
         USING ERRCODE = 'check_violation',
               DETAIL = format('This %s belongs to a person who must not be contacted or recorded again (%s).',
                               CASE s.kind WHEN 'email' THEN 'e-mail address' ELSE 'phone number' END, s.reason),
@@ -97,7 +97,7 @@ BEGIN
     END IF;
     INSERT INTO gdpr.suppression_flags (subject_table, subject_id, col, ref)
       VALUES (TG_RELID, new_row ->> (SELECT st.id_column FROM gdpr.subject_tables st WHERE st.tbl = TG_RELID), c, s.ref);
-    RAISE WARNING '%.% is on the suppression list: the row is flagged', gdpr._qualified(TG_RELID), c
+    RAISE WARNING '%.% is on the suppression list: the row is flagged', gdpr.qualified_name(TG_RELID), c
       USING HINT = gdpr._suppression_reason(s);
   END LOOP;
   RETURN NEW;
@@ -128,35 +128,54 @@ CREATE FUNCTION gdpr._suppress_objectors_sql(st regclass, id_col name) RETURNS t
           HAVING count(*) > 0);
 
 -- The other subjects of the table sharing a normalised contact point with
--- this one (e-mail compared in lower case, which an index on lower(email)
--- serves; phone by its digits, which reads the table).
+-- this one: e-mail addresses in lower case (an index on lower(email) serves
+-- it), phone numbers by their digits (which reads the table).  The caller
+-- needs SELECT on the table; the statements run as its owner, with the
+-- normalisation written out (they call nothing of schema gdpr).
 CREATE FUNCTION gdpr.find_duplicates(subject_id text, subject_table regclass DEFAULT NULL)
   RETURNS TABLE (duplicate_id text, matched text[])
   LANGUAGE plpgsql STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
   st regclass := gdpr._require_subject(find_duplicates.subject_table, find_duplicates.subject_id);
   id_col name := (SELECT s.id_column FROM gdpr.subject_tables s WHERE s.tbl = st);
-  key text := gdpr._subject_key_literal(st, find_duplicates.subject_id);
+  cols name[] := gdpr._contact_columns(st);
+  mine jsonb;
   c name;
   v text;
+  norm text;
   conds text[] := '{}';
+  params text[] := '{}';
 BEGIN
-  FOREACH c IN ARRAY gdpr._contact_columns(st) LOOP
-    EXECUTE format('SELECT %I::text FROM %s WHERE %I = %s', c, st, id_col, key) INTO v;
+  IF cardinality(cols) = 0 THEN
+    RETURN;
+  END IF;
+  PERFORM gdpr._require_privilege(st, 'SELECT', 'gdpr.find_duplicates()');
+  mine := gdpr._owner_query(st, format('SELECT jsonb_build_object(%s) FROM %s WHERE %I = $1::%s',
+                                       (SELECT string_agg(format('%L, %I::text', x, x), ', ') FROM unnest(cols) x),
+                                       st, id_col, gdpr._subject_key_type(st)), find_duplicates.subject_id);
+  FOREACH c IN ARRAY cols LOOP
+    v := mine ->> c;
     CONTINUE WHEN gdpr._contact_kind(v) IS NULL;
+    norm := gdpr._normalise_contact(v);
+    params := params || norm;
     conds := conds || CASE gdpr._contact_kind(v)
-      WHEN 'email' THEN format('CASE WHEN lower(t.%I::text) = %L OR lower(btrim(t.%I::text)) = %L THEN %L END',
-                               c, gdpr._normalise_contact(v), c, gdpr._normalise_contact(v), c)
-      ELSE format('CASE WHEN gdpr._normalise_contact(t.%I::text) = %L THEN %L END', c, gdpr._normalise_contact(v), c) END;
+      WHEN 'email' THEN format('CASE WHEN lower(t.%1$I::text) = $%2$s OR lower(btrim(t.%1$I::text)) = $%2$s THEN %1$L END',
+                               c, cardinality(params) + 1)
+      ELSE format('CASE WHEN regexp_replace(regexp_replace(t.%1$I::text, ''[^0-9]'', '''', ''g''), ''^0'', ''33'') = $%2$s
+                        THEN %1$L END', c, cardinality(params) + 1) END;
   END LOOP;
   IF cardinality(conds) = 0 THEN
     RETURN;
   END IF;
-  RETURN QUERY EXECUTE format(
-    'SELECT x.id, x.m FROM (SELECT t.%1$I::text AS id, array_remove(ARRAY[%2$s], NULL)::text[] AS m FROM %3$s t
-                            WHERE t.%1$I <> %4$s AND (%5$s)) x ORDER BY x.id',
-    id_col, array_to_string(conds, ', '), st, key,
-    (SELECT string_agg(format('%s IS NOT NULL', x), ' OR ') FROM unnest(conds) x));
+  RETURN QUERY
+    SELECT x ->> 0, ARRAY(SELECT jsonb_array_elements_text(x -> 1))
+      FROM jsonb_array_elements(gdpr._owner_query(st, format(
+        'SELECT coalesce(jsonb_agg(jsonb_build_array(x.id, x.m) ORDER BY x.id), ''[]'')
+           FROM (SELECT t.%1$I::text AS id, array_remove(ARRAY[%2$s], NULL)::text[] AS m FROM %3$s t
+                  WHERE t.%1$I <> $1::%4$s AND (%5$s)) x',
+        id_col, array_to_string(conds, ', '), st, gdpr._subject_key_type(st),
+        (SELECT string_agg(format('%s IS NOT NULL', x), ' OR ') FROM unnest(conds) x)),
+        VARIADIC ARRAY[find_duplicates.subject_id] || params)) x;
 END
 $$;
 

@@ -1,7 +1,47 @@
--- Issue 23 (rules kept for real): items 8, 6, 7, 5, 3, 2.  See doc/consent.md,
--- doc/retention.md and doc/auditors.md.
+-- Issue 23 (the rules kept for real), items 8, 6, 7, 5, 3, 2: subjects who
+-- left (src/sql/76_departures.sql), the suppression list where data enters
+-- (77_suppression.sql), consent proofs that follow the person, pre-ticked
+-- boxes and the notice shown, subjects without a legal basis (50_consent.sql),
+-- the justification per column (10_registry.sql, 30_registry_views.sql).
+-- Objects as a fresh install makes them; privileges at the end (and
+-- 99_privileges.sql takes EXECUTE from PUBLIC).
 
------------------------------------------------------------------- 23.8: erased and deleted subjects
+------------------------------------------------------------------ tables
+ALTER TABLE gdpr.suppressions
+  ADD COLUMN reason text NOT NULL DEFAULT 'erasure' CHECK (reason IN ('erasure', 'objection')),
+  ADD COLUMN objected_at timestamptz;
+COMMENT ON COLUMN gdpr.suppressions.reason IS
+  'erasure: the person was erased; objection: he objected (or unsubscribed) and his row was deleted';
+CREATE INDEX consent_state_subject ON gdpr.consent_state (subject_table, subject_id);
+CREATE TABLE gdpr.consent_proof_archive (
+  id              bigint PRIMARY KEY,        -- the event's id in the ledger
+  subject_table   regclass NOT NULL,
+  subject_ref     text NOT NULL,             -- gdpr._subject_ref: the erasure ledger's pseudonym
+  purpose         text NOT NULL,
+  event           text NOT NULL,
+  channel         text NOT NULL,
+  at              timestamptz NOT NULL,
+  recorded_at     timestamptz NOT NULL,
+  notice_version  int,
+  notice_digest   bytea,
+  ended_at        timestamptz NOT NULL,      -- when the consent for this purpose ended
+  keep_until      timestamptz NOT NULL,
+  archived_at     timestamptz NOT NULL DEFAULT now()
+);
+CREATE INDEX ON gdpr.consent_proof_archive (subject_table, subject_ref);
+CREATE INDEX ON gdpr.consent_proof_archive (keep_until);
+COMMENT ON TABLE gdpr.consent_proof_archive IS
+  'consent events of subjects who left, reduced to a keyed pseudonym and dates, until keep_until';
+SELECT pg_catalog.pg_extension_config_dump('gdpr.consent_proof_archive', '');
+CREATE TABLE gdpr.no_basis_retention (
+  subject_table  regclass PRIMARY KEY REFERENCES gdpr.subject_tables ON DELETE CASCADE,
+  keep           interval NOT NULL CHECK (keep > interval '0'),
+  set_at         timestamptz NOT NULL DEFAULT now(),
+  set_by         name NOT NULL DEFAULT session_user
+);
+COMMENT ON TABLE gdpr.no_basis_retention IS
+  'per subject table: rows of subjects without a legal basis are due this long after they lost it';
+SELECT pg_catalog.pg_extension_config_dump('gdpr.no_basis_retention', '');
 CREATE TABLE gdpr.departed_subjects (
   subject_table  regclass NOT NULL,
   subject_ref    text NOT NULL,            -- gdpr._subject_ref: the erasure ledger's pseudonym
@@ -11,14 +51,25 @@ CREATE TABLE gdpr.departed_subjects (
 COMMENT ON TABLE gdpr.departed_subjects IS
   'subjects whose row was deleted, by keyed pseudonym only: they existed, they are gone';
 SELECT pg_catalog.pg_extension_config_dump('gdpr.departed_subjects', '');
+CREATE TABLE gdpr.suppression_flags (
+  id             bigserial PRIMARY KEY,
+  flagged_at     timestamptz NOT NULL DEFAULT now(),
+  subject_table  regclass NOT NULL,
+  subject_id     text,
+  col            name NOT NULL,
+  ref            text NOT NULL,              -- the suppression list's entry (a keyed pseudonym)
+  flagged_by     name NOT NULL DEFAULT session_user
+);
+COMMENT ON TABLE gdpr.suppression_flags IS
+  'rows written with a suppressed contact point under crm_gdpr.suppression_mode = flag';
+SELECT pg_catalog.pg_extension_config_dump('gdpr.suppression_flags', '');
+SELECT pg_catalog.pg_extension_config_dump('gdpr.suppression_flags_id_seq', '');
 
--- Whether the master key is configured: pseudonyms need it.  Without it
--- departures cannot be recorded, and nothing else is refused for that.
+------------------------------------------------------------------ functions
 CREATE OR REPLACE FUNCTION gdpr._has_key() RETURNS boolean
   LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp
   RETURN coalesce(current_setting('crm_gdpr.key_file', true), '') <> '';
 
--- 'erased' or 'deleted' when the subject is known to have left, else NULL.
 CREATE OR REPLACE FUNCTION gdpr._subject_gone(st regclass, subject_id text) RETURNS text
   LANGUAGE plpgsql STABLE SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
@@ -37,9 +88,6 @@ BEGIN
 END
 $$;
 
--- The subject table of a subject the caller asks about: NULL when he is
--- gone (erased, even if his row is kept anonymised for his invoices, or
--- deleted), P0002 when he is unknown.
 CREATE OR REPLACE FUNCTION gdpr._present_subject(subject_table regclass, subject_id text) RETURNS regclass
   LANGUAGE plpgsql STABLE SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
@@ -57,25 +105,243 @@ BEGIN
 END
 $$;
 
--- After a DELETE on a subject table: the subjects of the deleted rows are
--- recorded as departed.  Once per statement, over its transition table.
+CREATE OR REPLACE FUNCTION gdpr._contact_kind(value text) RETURNS text
+  LANGUAGE sql IMMUTABLE PARALLEL SAFE SET search_path = pg_catalog, pg_temp
+  RETURN CASE WHEN value LIKE '%@%' THEN 'email'
+              WHEN length(regexp_replace(value, '[^0-9]', '', 'g')) >= 6 THEN 'phone' END;
+
+CREATE OR REPLACE FUNCTION gdpr._contact_ref(value text) RETURNS text
+  LANGUAGE sql STABLE STRICT SET search_path = pg_catalog, pg_temp
+  RETURN gdpr._pseudonym(gdpr._normalise_contact(value), 'suppression');
+
+CREATE OR REPLACE FUNCTION gdpr._contact_columns(st regclass) RETURNS name[]
+  LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp
+  RETURN ARRAY(SELECT DISTINCT pc.col FROM gdpr.personal_columns pc
+                WHERE pc.tbl = st AND pc.category = 'contact' ORDER BY pc.col);
+
+CREATE OR REPLACE FUNCTION gdpr._suppression_mode() RETURNS text
+  LANGUAGE plpgsql STABLE SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+  mode text := coalesce(nullif(current_setting('crm_gdpr.suppression_mode', true), ''), 'refuse');
+BEGIN
+  RETURN gdpr._one_of(mode, ARRAY['refuse', 'flag', 'off'], 'crm_gdpr.suppression_mode');
+END
+$$;
+
+CREATE OR REPLACE FUNCTION gdpr._suppression_reason(s gdpr.suppressions) RETURNS text
+  LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp
+  RETURN CASE WHEN s.reason = 'objection'
+              THEN format('The person objected on %s and his data was deleted on %s: do not import him again.',
+                          s.objected_at::date, s.created_at::date)
+              ELSE (SELECT format('The person was erased on %s under request %s: do not import him again.',
+                                  coalesce(e.erased_at, s.created_at)::date, coalesce(e.request_id::text, '(none recorded)'))
+                      FROM (SELECT) one LEFT JOIN gdpr.erasures e ON e.id = s.erasure_id) END;
+
+CREATE OR REPLACE FUNCTION gdpr._enforce_suppression() RETURNS trigger
+  LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+  mode text := gdpr._suppression_mode();
+  new_row jsonb;
+  old_row jsonb;
+  c name;
+  v text;
+  s gdpr.suppressions;
+BEGIN
+  IF mode = 'off' OR NOT EXISTS (SELECT FROM gdpr.suppressions) OR NOT gdpr._has_key() THEN
+    RETURN NEW;
+  END IF;
+  new_row := to_jsonb(NEW);
+  old_row := CASE WHEN TG_OP = 'UPDATE' THEN to_jsonb(OLD) END;
+  FOREACH c IN ARRAY gdpr._contact_columns(TG_RELID) LOOP
+    v := new_row ->> c;
+    CONTINUE WHEN v IS NULL OR gdpr._contact_kind(v) IS NULL OR v IS NOT DISTINCT FROM old_row ->> c;
+    SELECT * INTO s FROM gdpr.suppressions x WHERE x.ref = gdpr._contact_ref(v);
+    CONTINUE WHEN NOT FOUND;
+    IF mode = 'refuse' THEN
+      RAISE EXCEPTION '%.% is on the suppression list', gdpr.qualified_name(TG_RELID), c
+        USING ERRCODE = 'check_violation',
+              DETAIL = format('This %s belongs to a person who must not be contacted or recorded again (%s).',
+                              CASE s.kind WHEN 'email' THEN 'e-mail address' ELSE 'phone number' END, s.reason),
+              HINT = gdpr._suppression_reason(s);
+    END IF;
+    INSERT INTO gdpr.suppression_flags (subject_table, subject_id, col, ref)
+      VALUES (TG_RELID, new_row ->> (SELECT st.id_column FROM gdpr.subject_tables st WHERE st.tbl = TG_RELID), c, s.ref);
+    RAISE WARNING '%.% is on the suppression list: the row is flagged', gdpr.qualified_name(TG_RELID), c
+      USING HINT = gdpr._suppression_reason(s);
+  END LOOP;
+  RETURN NEW;
+END
+$$;
+
+CREATE OR REPLACE FUNCTION gdpr._suppress_objectors_sql(st regclass, id_col name) RETURNS text
+  LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp
+  RETURN (SELECT format(
+      'INSERT INTO gdpr.suppressions (ref, kind, reason, objected_at)
+         SELECT gdpr._contact_ref(v.x), gdpr._contact_kind(v.x), %1$L, max(o.at)
+           FROM gdpr_gone g
+           CROSS JOIN LATERAL (VALUES %2$s) v (x)
+           JOIN LATERAL (SELECT coalesce(s.objected_at, s.withdrawn_at) AS at
+                           FROM gdpr.consent_state s JOIN gdpr.purposes p ON p.code = s.purpose
+                          WHERE s.subject_table = %3$L::regclass AND s.subject_id = g.%4$I::text
+                            AND (s.objected_at IS NOT NULL
+                                 OR p.legal_basis = %5$L AND s.withdrawn_at IS NOT NULL)) o ON true
+          WHERE gdpr._contact_kind(v.x) IS NOT NULL
+          GROUP BY 1, 2
+       ON CONFLICT ON CONSTRAINT suppressions_pkey DO NOTHING',
+      'objection', string_agg(format('(g.%I::text)', c), ', '), st, id_col, 'legitimate_interest')
+            FROM unnest(gdpr._contact_columns(st)) c
+          HAVING count(*) > 0);
+
+CREATE OR REPLACE FUNCTION gdpr.find_duplicates(subject_id text, subject_table regclass DEFAULT NULL)
+  RETURNS TABLE (duplicate_id text, matched text[])
+  LANGUAGE plpgsql STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+  st regclass := gdpr._require_subject(find_duplicates.subject_table, find_duplicates.subject_id);
+  id_col name := (SELECT s.id_column FROM gdpr.subject_tables s WHERE s.tbl = st);
+  cols name[] := gdpr._contact_columns(st);
+  mine jsonb;
+  c name;
+  v text;
+  norm text;
+  conds text[] := '{}';
+  params text[] := '{}';
+BEGIN
+  IF cardinality(cols) = 0 THEN
+    RETURN;
+  END IF;
+  PERFORM gdpr._require_privilege(st, 'SELECT', 'gdpr.find_duplicates()');
+  mine := gdpr._owner_query(st, format('SELECT jsonb_build_object(%s) FROM %s WHERE %I = $1::%s',
+                                       (SELECT string_agg(format('%L, %I::text', x, x), ', ') FROM unnest(cols) x),
+                                       st, id_col, gdpr._subject_key_type(st)), find_duplicates.subject_id);
+  FOREACH c IN ARRAY cols LOOP
+    v := mine ->> c;
+    CONTINUE WHEN gdpr._contact_kind(v) IS NULL;
+    norm := gdpr._normalise_contact(v);
+    params := params || norm;
+    conds := conds || CASE gdpr._contact_kind(v)
+      WHEN 'email' THEN format('CASE WHEN lower(t.%1$I::text) = $%2$s OR lower(btrim(t.%1$I::text)) = $%2$s THEN %1$L END',
+                               c, cardinality(params) + 1)
+      ELSE format('CASE WHEN regexp_replace(regexp_replace(t.%1$I::text, ''[^0-9]'', '''', ''g''), ''^0'', ''33'') = $%2$s
+                        THEN %1$L END', c, cardinality(params) + 1) END;
+  END LOOP;
+  IF cardinality(conds) = 0 THEN
+    RETURN;
+  END IF;
+  RETURN QUERY
+    SELECT x ->> 0, ARRAY(SELECT jsonb_array_elements_text(x -> 1))
+      FROM jsonb_array_elements(gdpr._owner_query(st, format(
+        'SELECT coalesce(jsonb_agg(jsonb_build_array(x.id, x.m) ORDER BY x.id), ''[]'')
+           FROM (SELECT t.%1$I::text AS id, array_remove(ARRAY[%2$s], NULL)::text[] AS m FROM %3$s t
+                  WHERE t.%1$I <> $1::%4$s AND (%5$s)) x',
+        id_col, array_to_string(conds, ', '), st, gdpr._subject_key_type(st),
+        (SELECT string_agg(format('%s IS NOT NULL', x), ' OR ') FROM unnest(conds) x)),
+        VARIADIC ARRAY[find_duplicates.subject_id] || params)) x;
+END
+$$;
+
+CREATE OR REPLACE FUNCTION gdpr._erase_duplicates(st regclass, dups jsonb, include_duplicates boolean) RETURNS jsonb
+  LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+  d jsonb;
+  rep jsonb;
+  out jsonb := '[]';
+BEGIN
+  FOR d IN SELECT * FROM jsonb_array_elements(coalesce(dups, '[]')) LOOP
+    rep := NULL;
+    IF include_duplicates THEN
+      BEGIN
+        rep := gdpr.erase_subject(d ->> 'subject_id', NULL, st);
+      EXCEPTION WHEN OTHERS THEN
+        rep := jsonb_build_object('status', 'not erased', 'error', SQLSTATE || ': ' || SQLERRM);
+      END;
+    ELSE
+      RAISE NOTICE 'subject "%" shares his % and is not erased', d ->> 'subject_id', d ->> 'matched'
+        USING HINT = 'Erase the duplicates with gdpr.erase_subject(..., include_duplicates => true) when the request covers them.';
+    END IF;
+    out := out || jsonb_build_object('subject_ref', gdpr._subject_ref(st, d ->> 'subject_id'), 'matched', d -> 'matched',
+                                     'status', coalesce(rep ->> 'status', 'found'), 'erasure_id', rep -> 'erasure_id',
+                                     'error', rep -> 'error');
+  END LOOP;
+  RETURN jsonb_build_object('duplicates', out);
+END
+$$;
+
+CREATE OR REPLACE FUNCTION gdpr._duplicates_json(st regclass, subject_id text) RETURNS jsonb
+  LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp
+  RETURN (SELECT coalesce(jsonb_agg(jsonb_build_object('subject_id', d.duplicate_id, 'matched', to_jsonb(d.matched))), '[]')
+            FROM gdpr.find_duplicates(subject_id, st) d);
+
+CREATE OR REPLACE FUNCTION gdpr._consent_proof_keep() RETURNS interval
+  LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp
+  RETURN coalesce(nullif(current_setting('crm_gdpr.consent_proof_keep', true), ''), '5 years')::interval;
+
+CREATE OR REPLACE FUNCTION gdpr._retire_consent(st regclass, subject_ids text[]) RETURNS bigint
+  LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+  keep interval := gdpr._consent_proof_keep();
+  n bigint;
+BEGIN
+  IF keep > interval '0' AND gdpr._has_key() THEN
+    INSERT INTO gdpr.consent_proof_archive (id, subject_table, subject_ref, purpose, event, channel, at, recorded_at,
+                                            notice_version, notice_digest, ended_at, keep_until)
+      SELECT l.id, l.subject_table, gdpr._subject_ref(st, l.subject_id), l.purpose, l.event, l.channel, l.at,
+             l.recorded_at, l.notice_version, l.notice_digest, e.ended_at, e.ended_at + keep
+        FROM gdpr.consent_ledger l
+        LEFT JOIN gdpr.consent_state s
+          ON s.subject_table = l.subject_table AND s.subject_id = l.subject_id AND s.purpose = l.purpose
+        LEFT JOIN gdpr.purposes p ON p.code = l.purpose
+        CROSS JOIN LATERAL (SELECT least(now(), coalesce(s.withdrawn_at, s.objected_at,
+                                                         s.granted_at + p.consent_valid_for, now())) AS ended_at) e
+       WHERE l.subject_table = st AND l.subject_id = ANY (subject_ids)
+      ON CONFLICT ON CONSTRAINT consent_proof_archive_pkey DO NOTHING;
+  END IF;
+  PERFORM gdpr._allow_ledger_erasure();
+  DELETE FROM gdpr.consent_ledger l WHERE l.subject_table = st AND l.subject_id = ANY (subject_ids);
+  GET DIAGNOSTICS n = ROW_COUNT;
+  DELETE FROM gdpr.consent_state s WHERE s.subject_table = st AND s.subject_id = ANY (subject_ids);
+  RETURN n;
+END
+$$;
+
+CREATE OR REPLACE FUNCTION gdpr._expire_consent_proofs() RETURNS bigint
+  LANGUAGE sql SET search_path = pg_catalog, pg_temp AS $$
+  WITH d AS (DELETE FROM gdpr.consent_proof_archive a WHERE a.keep_until < now() RETURNING 1)
+  SELECT count(*) FROM d;
+$$;
+
 CREATE OR REPLACE FUNCTION gdpr._subjects_departed() RETURNS trigger
   LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
   st regclass := TG_RELID::regclass;
   id_col name := (SELECT s.id_column FROM gdpr.subject_tables s WHERE s.tbl = TG_RELID);
+  objectors text;
+  ids text[];
 BEGIN
-  IF id_col IS NULL OR NOT gdpr._has_key() THEN
+  IF id_col IS NULL THEN
     RETURN NULL;
   END IF;
-  EXECUTE format('INSERT INTO gdpr.departed_subjects (subject_table, subject_ref)
-                    SELECT %L, gdpr._subject_ref(%L, g.%I::text) FROM gdpr_gone g
-                  ON CONFLICT ON CONSTRAINT departed_subjects_pkey DO NOTHING', st, st, id_col);
+  IF gdpr._has_key() THEN
+    EXECUTE format('INSERT INTO gdpr.departed_subjects (subject_table, subject_ref)
+                      SELECT %L, gdpr._subject_ref(%L, g.%I::text) FROM gdpr_gone g
+                    ON CONFLICT ON CONSTRAINT departed_subjects_pkey DO NOTHING', st, st, id_col);
+    objectors := gdpr._suppress_objectors_sql(st, id_col);
+    IF objectors IS NOT NULL AND EXISTS (SELECT FROM gdpr.consent_state s WHERE s.subject_table = st) THEN
+      EXECUTE objectors;
+    END IF;
+  END IF;
+  IF EXISTS (SELECT FROM gdpr.consent_ledger l WHERE l.subject_table = st) THEN
+    EXECUTE format('SELECT array_agg(g.%1$I::text) FROM gdpr_gone g
+                     WHERE EXISTS (SELECT FROM gdpr.consent_ledger l WHERE l.subject_table = %2$L::regclass
+                                      AND l.subject_id = g.%1$I::text)', id_col, st)
+      INTO ids;
+    IF ids IS NOT NULL THEN
+      PERFORM gdpr._retire_consent(st, ids);
+    END IF;
+  END IF;
   RETURN NULL;
 END
 $$;
 
--- Called by _attach_triggers (25_triggers.sql) for every registered table.
 CREATE OR REPLACE FUNCTION gdpr._attach_subject_triggers(tbl regclass) RETURNS void
   LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
 BEGIN
@@ -83,11 +349,12 @@ BEGIN
     EXECUTE format('CREATE OR REPLACE TRIGGER gdpr_subject_departed AFTER DELETE ON %s
                       REFERENCING OLD TABLE AS gdpr_gone
                       FOR EACH STATEMENT EXECUTE FUNCTION gdpr._subjects_departed()', tbl);
+    -- The suppression list, where data enters (77_suppression.sql).
+    EXECUTE format('CREATE OR REPLACE TRIGGER gdpr_suppression BEFORE INSERT OR UPDATE ON %s
+                      FOR EACH ROW EXECUTE FUNCTION gdpr._enforce_suppression()', tbl);
   END IF;
 END
 $$;
-
-GRANT SELECT ON gdpr.departed_subjects TO gdpr_auditor, gdpr_admin;
 
 CREATE OR REPLACE FUNCTION gdpr._attach_triggers(tbl regclass) RETURNS void
   LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
@@ -132,9 +399,142 @@ BEGIN
              WHERE g.tgrelid = tbl AND NOT g.tgisinternal
               AND g.tgname IN ('gdpr_restrict_update', 'gdpr_restrict_delete', 'gdpr_log_insert',
                                'gdpr_log_update', 'gdpr_log_delete', 'gdpr_log_truncate',
-                               'gdpr_subject_departed') LOOP
+                               'gdpr_subject_departed', 'gdpr_suppression') LOOP
     EXECUTE format('DROP TRIGGER %I ON %s', t, tbl);
   END LOOP;
+END
+$$;
+
+CREATE OR REPLACE FUNCTION gdpr.classify(tbl regclass, col name, category text, purpose text,
+                              legal_basis text, justification text DEFAULT NULL) RETURNS void
+  LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+BEGIN
+  justification := nullif(btrim(justification), '');
+  PERFORM gdpr._registered(tbl);
+  PERFORM gdpr._require_table_owner(tbl, 'gdpr.classify()');
+  PERFORM gdpr._column(tbl, col);
+  PERFORM gdpr._one_of(category, gdpr.data_categories(), 'category');
+  PERFORM gdpr._one_of(legal_basis, gdpr.legal_bases(), 'legal basis');
+  PERFORM gdpr._purpose(purpose);
+  IF category = 'sensitive' AND coalesce(btrim(justification), '') = '' THEN
+    RAISE EXCEPTION 'a sensitive column needs a justification'
+      USING ERRCODE = 'invalid_parameter_value',
+            DETAIL = 'Special categories of data (Art. 9) may only be processed under one of its exceptions.',
+            HINT = 'Say which Art. 9(2) condition applies in the justification argument.';
+  ELSIF justification IS NULL THEN
+    RAISE NOTICE 'column "%" of % is classified without a justification: the register shows it as not justified', col, tbl
+      USING HINT = format('Say why purpose %s needs this column (data minimisation, Art. 5(1)(c)) in the justification argument.', purpose);
+  END IF;
+  -- One column has one category, whatever the purposes it serves.
+  UPDATE gdpr.personal_columns c SET category = classify.category
+   WHERE c.tbl = classify.tbl AND c.col = classify.col AND c.category <> classify.category;
+  INSERT INTO gdpr.personal_columns AS c (tbl, col, purpose, category, legal_basis, justification)
+    VALUES (tbl, col, purpose, category, legal_basis, justification)
+    ON CONFLICT ON CONSTRAINT personal_columns_pkey DO UPDATE
+      SET category = excluded.category, legal_basis = excluded.legal_basis,
+          justification = excluded.justification, classified_at = now(), classified_by = session_user;
+END
+$$;
+
+CREATE OR REPLACE FUNCTION gdpr.proof_keys(channel text) RETURNS text[]
+  LANGUAGE sql IMMUTABLE PARALLEL SAFE
+  RETURN CASE channel
+    WHEN 'web' THEN ARRAY['ip', 'user_agent', 'form', 'notice_version']
+    WHEN 'email' THEN ARRAY['message_id']
+    WHEN 'phone' THEN ARRAY['agent', 'recording']
+    WHEN 'paper' THEN ARRAY['document']
+    WHEN 'import' THEN ARRAY['source', 'partner']
+    WHEN 'api' THEN ARRAY['client'] END;
+
+CREATE OR REPLACE FUNCTION gdpr._notice_shown(p gdpr.purposes, proof jsonb, needs_notice boolean) RETURNS gdpr.purpose_notices
+  LANGUAGE plpgsql STABLE SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+  notice gdpr.purpose_notices;
+BEGIN
+  IF proof ? 'notice_version' THEN
+    IF jsonb_typeof(proof -> 'notice_version') <> 'number' OR (proof ->> 'notice_version') !~ '^[0-9]{1,9}$' THEN
+      RAISE EXCEPTION 'proof notice_version "%" is not a version number', proof ->> 'notice_version'
+        USING ERRCODE = 'invalid_parameter_value',
+              HINT = 'Pass the version that define_purpose() returned for the notice the form showed, as a JSON number.';
+    END IF;
+    SELECT * INTO notice FROM gdpr.purpose_notices n
+     WHERE n.purpose = p.code AND n.version = (proof ->> 'notice_version')::int;
+    IF NOT FOUND THEN
+      RAISE EXCEPTION 'purpose "%" has no notice version %', p.code, proof ->> 'notice_version'
+        USING ERRCODE = 'invalid_parameter_value',
+              DETAIL = format('Its versions are 1 to %s.', coalesce(gdpr._current_notice(p.code), 0)),
+              HINT = 'The proof must name the notice version the person was shown.';
+    END IF;
+    RETURN notice;
+  END IF;
+  SELECT * INTO notice FROM gdpr.purpose_notices n WHERE n.purpose = p.code ORDER BY n.version DESC LIMIT 1;
+  IF needs_notice AND notice.version IS NULL THEN
+    RAISE EXCEPTION 'purpose "%" has no information notice', p.code
+      USING ERRCODE = 'object_not_in_prerequisite_state',
+            HINT = 'A person must know what he consents to: give the purpose a notice with gdpr.define_purpose().';
+  END IF;
+  RETURN notice;
+END
+$$;
+
+CREATE OR REPLACE FUNCTION gdpr._refuse_prechecked(event text, proof jsonb) RETURNS void
+  LANGUAGE plpgsql IMMUTABLE PARALLEL SAFE SET search_path = pg_catalog, pg_temp AS $$
+BEGIN
+  IF event IN ('grant', 'confirm') AND proof ? 'prechecked' AND proof -> 'prechecked' <> 'false'::jsonb THEN
+    RAISE EXCEPTION 'a pre-ticked box is not consent'
+      USING ERRCODE = 'invalid_parameter_value',
+            DETAIL = format('The proof says "prechecked": %s.', proof -> 'prechecked'),
+            HINT = 'Consent must be an active choice: show the box unticked and record the grant only when the person ticks it.';
+  END IF;
+END
+$$;
+
+CREATE OR REPLACE FUNCTION gdpr._record_consent(subject_id text, purpose text, event text, channel text, proof jsonb,
+                                     subject_table regclass) RETURNS bigint
+  LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+  st regclass := gdpr._require_subject(subject_table, subject_id);
+  p gdpr.purposes := gdpr._purpose(purpose);
+  needs_proof boolean := event IN ('grant', 'confirm', 'informed');
+  at timestamptz := gdpr._check_proof(channel, proof, needs_proof);
+  notice gdpr.purpose_notices;
+  eid bigint;
+BEGIN
+  PERFORM gdpr._refuse_prechecked(event, proof);
+  IF event IN ('grant', 'confirm') AND p.legal_basis NOT IN ('consent', 'legitimate_interest') THEN
+    RAISE EXCEPTION 'purpose "%" is based on %, not on consent', p.code, p.legal_basis
+      USING ERRCODE = 'invalid_parameter_value',
+            HINT = 'Consent is asked for purposes based on consent (or for e-mail prospecting of B2C prospects).';
+  END IF;
+  IF event = 'object' AND p.legal_basis NOT IN ('legitimate_interest', 'public_task') THEN
+    RAISE EXCEPTION 'purpose "%" is based on %: there is no right to object to it', p.code, p.legal_basis
+      USING ERRCODE = 'invalid_parameter_value',
+            HINT = 'Art. 21 applies to legitimate interest and public task; for consent, withdraw it (gdpr.withdraw_consent).';
+  END IF;
+  notice := gdpr._notice_shown(p, proof, needs_proof);
+  INSERT INTO gdpr.consent_ledger (subject_table, subject_id, purpose, event, channel, at, proof,
+                                   notice_version, notice_digest)
+    VALUES (st, subject_id, p.code, event, channel, at, proof, notice.version, notice.digest)
+    RETURNING id INTO eid;
+  INSERT INTO gdpr.consent_state AS s (subject_table, subject_id, purpose, granted_at, confirmed_at, withdrawn_at,
+                                       informed_at, objected_at, notice_version, last_event, last_event_id, last_event_at)
+    VALUES (st, subject_id, p.code,
+            CASE WHEN event = 'grant' THEN at END, CASE WHEN event = 'confirm' THEN at END,
+            CASE WHEN event = 'withdraw' THEN at END, CASE WHEN event IN ('informed', 'grant') THEN at END,
+            CASE WHEN event = 'object' THEN at END,
+            CASE WHEN event IN ('grant', 'confirm', 'informed') THEN notice.version END, event, eid, at)
+    ON CONFLICT ON CONSTRAINT consent_state_pkey DO UPDATE SET
+      -- A new grant starts a new consent: its confirmation and withdrawal are those that follow it.
+      granted_at = CASE WHEN event = 'grant' THEN at ELSE s.granted_at END,
+      confirmed_at = CASE WHEN event = 'confirm' THEN at WHEN event = 'grant' THEN NULL ELSE s.confirmed_at END,
+      withdrawn_at = CASE WHEN event = 'withdraw' THEN at WHEN event = 'grant' THEN NULL ELSE s.withdrawn_at END,
+      informed_at = CASE WHEN event IN ('informed', 'grant') THEN at ELSE s.informed_at END,
+      objected_at = CASE WHEN event = 'object' THEN at WHEN event = 'grant' THEN NULL ELSE s.objected_at END,
+      notice_version = CASE WHEN event IN ('grant', 'confirm', 'informed') THEN notice.version ELSE s.notice_version END,
+      last_event = event, last_event_id = eid, last_event_at = at;
+  PERFORM gdpr._log_event('CONSENT', st, ARRAY[subject_id], 1,
+                          jsonb_build_object('purpose', p.code, 'event', event, 'channel', channel, 'ledger_id', eid));
+  RETURN eid;
 END
 $$;
 
@@ -197,191 +597,266 @@ DECLARE
   p gdpr.purposes := gdpr._purpose(purpose);
   sub gdpr.subject_tables;
   cur int := gdpr._current_notice(p.code);
-  restricted text := format('NOT EXISTS (SELECT FROM gdpr.restrictions r WHERE r.subject_table = %L::regclass
-                               AND r.subject_id = s.subject_id AND r.lifted_at IS NULL)', st);
+  restricted text[] := ARRAY(SELECT r.subject_id FROM gdpr.restrictions r
+                              WHERE r.subject_table = st AND r.lifted_at IS NULL);
+  ids text[];
 BEGIN
   SELECT * INTO sub FROM gdpr.subject_tables x WHERE x.tbl = st;
-  -- Never a subject whose row is gone, nor one erased whose row is kept
-  -- anonymised for his invoices (his id pseudonymised only when some
-  -- subject of the table was erased).
-  restricted := restricted || format(
-    ' AND EXISTS (SELECT FROM %1$s g WHERE g.%2$I = s.subject_id::%3$s)
-      AND (NOT EXISTS (SELECT FROM gdpr.erasures e WHERE e.subject_table = %4$L::regclass)
-           OR gdpr._subject_ref(%4$L::regclass, s.subject_id) <> ALL (ARRAY(
-                SELECT e.subject_ref FROM gdpr.erasures e WHERE e.subject_table = %4$L::regclass)))',
-    st, sub.id_column, gdpr._subject_key_type(st), st);
   IF p.legal_basis = 'consent' THEN
-    RETURN QUERY EXECUTE format(
-      'SELECT s.subject_id FROM gdpr.consent_state s
-        WHERE s.subject_table = %L::regclass AND s.purpose = %L
-          AND s.granted_at IS NOT NULL AND s.withdrawn_at IS NULL AND s.objected_at IS NULL
-          AND (%L OR s.confirmed_at IS NOT NULL)
-          AND (%L::interval IS NULL OR s.granted_at + %L::interval > now())
-          AND (%L OR s.notice_version >= %s) AND %s',
-      st, p.code, NOT p.requires_double_opt_in, p.consent_valid_for, p.consent_valid_for,
-      NOT p.renewal_required, coalesce(cur, 0), restricted);
+    RETURN QUERY
+      SELECT s.subject_id FROM gdpr.consent_state s
+       WHERE s.subject_table = st AND s.purpose = p.code
+         AND s.granted_at IS NOT NULL AND s.withdrawn_at IS NULL AND s.objected_at IS NULL
+         AND (NOT p.requires_double_opt_in OR s.confirmed_at IS NOT NULL)
+         AND (p.consent_valid_for IS NULL OR s.granted_at + p.consent_valid_for > now())
+         AND (NOT p.renewal_required OR s.notice_version >= coalesce(cur, 0))
+         AND NOT s.subject_id = ANY (restricted);
   ELSIF p.legal_basis = 'legitimate_interest' THEN
-    RETURN QUERY EXECUTE format(
-      'SELECT s.subject_id FROM gdpr.consent_state s %s
-        WHERE s.subject_table = %L::regclass AND s.purpose = %L
-          AND s.objected_at IS NULL AND s.withdrawn_at IS NULL AND s.informed_at IS NOT NULL
-          AND (%s OR s.granted_at IS NOT NULL) AND %s',
-      CASE WHEN p.electronic_marketing AND sub.segment_column IS NOT NULL
-           THEN format('JOIN %s t ON t.%I = s.subject_id::%s', st, sub.id_column, gdpr._subject_key_type(st)) END,
-      st, p.code,
-      CASE WHEN p.electronic_marketing AND sub.segment_column IS NOT NULL
-           THEN format('NOT (t.%I::text = %L AND t.%s IS DISTINCT FROM %L)', sub.segment_column, 'b2c',
-                       coalesce(quote_ident(sub.status_column) || '::text', 'NULL'), 'customer')
-           ELSE 'true' END,
-      restricted);
+    IF NOT (p.electronic_marketing AND sub.segment_column IS NOT NULL) THEN
+      RETURN QUERY
+        SELECT s.subject_id FROM gdpr.consent_state s
+         WHERE s.subject_table = st AND s.purpose = p.code
+           AND s.objected_at IS NULL AND s.withdrawn_at IS NULL AND s.informed_at IS NOT NULL
+           AND NOT s.subject_id = ANY (restricted);
+      RETURN;
+    END IF;
+    -- Informed, not objecting: those who consented are contactable; the
+    -- others unless they are B2C prospects (e-mail to them needs consent).
+    RETURN QUERY
+      SELECT s.subject_id FROM gdpr.consent_state s
+       WHERE s.subject_table = st AND s.purpose = p.code
+         AND s.objected_at IS NULL AND s.withdrawn_at IS NULL AND s.informed_at IS NOT NULL
+         AND s.granted_at IS NOT NULL AND NOT s.subject_id = ANY (restricted);
+    ids := ARRAY(SELECT s.subject_id FROM gdpr.consent_state s
+                  WHERE s.subject_table = st AND s.purpose = p.code
+                    AND s.objected_at IS NULL AND s.withdrawn_at IS NULL AND s.informed_at IS NOT NULL
+                    AND s.granted_at IS NULL AND NOT s.subject_id = ANY (restricted));
+    IF cardinality(ids) > 0 THEN
+      PERFORM gdpr._require_privilege(st, 'SELECT', 'gdpr.contactable()');
+      RETURN QUERY
+        SELECT x FROM jsonb_array_elements_text(gdpr._owner_query(st, format(
+          'SELECT coalesce(jsonb_agg(t.%1$I::text), ''[]'') FROM %2$s t
+            WHERE t.%1$I = ANY ($1::%3$s[]) AND NOT (t.%4$I::text = ''b2c'' AND %5$s IS DISTINCT FROM ''customer'')',
+          sub.id_column, st, gdpr._subject_key_type(st), sub.segment_column,
+          coalesce('t.' || quote_ident(sub.status_column) || '::text', 'NULL')), ids::text)) x;
+    END IF;
   ELSE
-    RETURN QUERY EXECUTE format('SELECT s.%I::text FROM %s s WHERE %s', sub.id_column, st,
-                                replace(restricted, 's.subject_id', format('s.%I::text', sub.id_column)));
+    PERFORM gdpr._require_privilege(st, 'SELECT', 'gdpr.contactable()');
+    -- Never an erased subject whose row is kept anonymised for his invoices
+    -- (ids pseudonymised only when some subject of the table was erased;
+    -- those whose row is gone have left the consent state with it).
+    RETURN QUERY
+      SELECT x FROM jsonb_array_elements_text(gdpr._owner_query(st, format(
+        'SELECT coalesce(jsonb_agg(t.%I::text), ''[]'') FROM %s t WHERE NOT t.%I::text = ANY ($1::text[])',
+        sub.id_column, st, sub.id_column), restricted::text)) x
+       WHERE NOT EXISTS (SELECT FROM gdpr.erasures e WHERE e.subject_table = st)
+          OR gdpr._subject_ref(st, x) <> ALL (ARRAY(SELECT e.subject_ref FROM gdpr.erasures e WHERE e.subject_table = st));
   END IF;
 END
 $$;
 
-REVOKE EXECUTE ON FUNCTION gdpr._has_key(), gdpr._subject_gone(regclass, text), gdpr._present_subject(regclass, text),
-  gdpr._subjects_departed(), gdpr._attach_subject_triggers(regclass) FROM PUBLIC;
--- Subject tables registered before the update get the departure trigger.
-SELECT gdpr._attach_subject_triggers(s.tbl) FROM gdpr.subject_tables s;
-
------------------------------------------------------------------- 23.6: pre-ticked boxes, the notice shown
-CREATE OR REPLACE FUNCTION gdpr.proof_keys(channel text) RETURNS text[]
-  LANGUAGE sql IMMUTABLE PARALLEL SAFE
-  RETURN CASE channel
-    WHEN 'web' THEN ARRAY['ip', 'user_agent', 'form', 'notice_version']
-    WHEN 'email' THEN ARRAY['message_id']
-    WHEN 'phone' THEN ARRAY['agent', 'recording']
-    WHEN 'paper' THEN ARRAY['document']
-    WHEN 'import' THEN ARRAY['source', 'partner']
-    WHEN 'api' THEN ARRAY['client'] END;
-
-CREATE OR REPLACE FUNCTION gdpr._notice_shown(p gdpr.purposes, proof jsonb, needs_notice boolean) RETURNS gdpr.purpose_notices
-  LANGUAGE plpgsql STABLE SET search_path = pg_catalog, pg_temp AS $$
+CREATE OR REPLACE FUNCTION gdpr.consent_proof(subject_id text, subject_table regclass DEFAULT NULL) RETURNS jsonb
+  LANGUAGE plpgsql STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
-  notice gdpr.purpose_notices;
+  st regclass := gdpr._subject_table(subject_table);
+  gone text := gdpr._subject_gone(st, subject_id);
 BEGIN
-  IF proof ? 'notice_version' THEN
-    IF jsonb_typeof(proof -> 'notice_version') <> 'number' OR (proof ->> 'notice_version') !~ '^[0-9]{1,9}$' THEN
-      RAISE EXCEPTION 'proof notice_version "%" is not a version number', proof ->> 'notice_version'
-        USING ERRCODE = 'invalid_parameter_value',
-              HINT = 'Pass the version that define_purpose() returned for the notice the form showed, as a JSON number.';
-    END IF;
-    SELECT * INTO notice FROM gdpr.purpose_notices n
-     WHERE n.purpose = p.code AND n.version = (proof ->> 'notice_version')::int;
-    IF NOT FOUND THEN
-      RAISE EXCEPTION 'purpose "%" has no notice version %', p.code, proof ->> 'notice_version'
-        USING ERRCODE = 'invalid_parameter_value',
-              DETAIL = format('Its versions are 1 to %s.', coalesce(gdpr._current_notice(p.code), 0)),
-              HINT = 'The proof must name the notice version the person was shown.';
-    END IF;
-    RETURN notice;
+  IF gone IS NOT NULL THEN
+    -- He left: what the archive keeps of his events (no proof document).
+    RETURN jsonb_build_object(
+      'subject', jsonb_build_object('table', st::text, 'id', subject_id, 'status', gone),
+      'generated_at', now(),
+      'events', (SELECT coalesce(jsonb_agg(jsonb_build_object(
+                   'purpose', a.purpose, 'event', a.event, 'channel', a.channel, 'at', a.at,
+                   'recorded_at', a.recorded_at, 'notice_version', a.notice_version,
+                   'notice_sha256', encode(a.notice_digest, 'hex'), 'keep_until', a.keep_until) ORDER BY a.id), '[]')
+                   FROM gdpr.consent_proof_archive a
+                  WHERE a.subject_table = st AND a.subject_ref = gdpr._subject_ref(st, subject_id)));
   END IF;
-  SELECT * INTO notice FROM gdpr.purpose_notices n WHERE n.purpose = p.code ORDER BY n.version DESC LIMIT 1;
-  IF needs_notice AND notice.version IS NULL THEN
-    RAISE EXCEPTION 'purpose "%" has no information notice', p.code
-      USING ERRCODE = 'object_not_in_prerequisite_state',
-            HINT = 'A person must know what he consents to: give the purpose a notice with gdpr.define_purpose().';
-  END IF;
-  RETURN notice;
+  PERFORM gdpr._require_subject(st, subject_id);
+  RETURN jsonb_build_object(
+    'subject', jsonb_build_object('table', st::text, 'id', subject_id),
+    'generated_at', now(),
+    'events', (SELECT coalesce(jsonb_agg(jsonb_build_object(
+                 'id', l.id, 'purpose', l.purpose, 'event', l.event, 'channel', l.channel, 'at', l.at,
+                 'recorded_at', l.recorded_at, 'recorded_by', l.recorded_by, 'proof', l.proof,
+                 'notice_version', l.notice_version, 'notice_sha256', encode(l.notice_digest, 'hex'),
+                 'notice', n.notice) ORDER BY l.id), '[]')
+                 FROM gdpr.consent_ledger l
+                 LEFT JOIN gdpr.purpose_notices n ON n.purpose = l.purpose AND n.version = l.notice_version
+                WHERE l.subject_table = st AND l.subject_id = consent_proof.subject_id));
 END
 $$;
 
-CREATE OR REPLACE FUNCTION gdpr._refuse_prechecked(event text, proof jsonb) RETURNS void
-  LANGUAGE plpgsql IMMUTABLE SET search_path = pg_catalog, pg_temp AS $$
-BEGIN
-  IF event IN ('grant', 'confirm') AND proof ? 'prechecked' AND proof -> 'prechecked' <> 'false'::jsonb THEN
-    RAISE EXCEPTION 'a pre-ticked box is not consent'
-      USING ERRCODE = 'invalid_parameter_value',
-            DETAIL = format('The proof says "prechecked": %s.', proof -> 'prechecked'),
-            HINT = 'Consent must be an active choice: show the box unticked and record the grant only when the person ticks it.';
-  END IF;
-END
-$$;
-
-CREATE OR REPLACE FUNCTION gdpr._record_consent(subject_id text, purpose text, event text, channel text, proof jsonb,
-                                     subject_table regclass) RETURNS bigint
-  LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
-DECLARE
-  st regclass := gdpr._require_subject(subject_table, subject_id);
-  p gdpr.purposes := gdpr._purpose(purpose);
-  needs_proof boolean := event IN ('grant', 'confirm', 'informed');
-  at timestamptz := gdpr._check_proof(channel, proof, needs_proof);
-  notice gdpr.purpose_notices;
-  eid bigint;
-BEGIN
-  PERFORM gdpr._refuse_prechecked(event, proof);
-  IF event IN ('grant', 'confirm') AND p.legal_basis NOT IN ('consent', 'legitimate_interest') THEN
-    RAISE EXCEPTION 'purpose "%" is based on %, not on consent', p.code, p.legal_basis
-      USING ERRCODE = 'invalid_parameter_value',
-            HINT = 'Consent is asked for purposes based on consent (or for e-mail prospecting of B2C prospects).';
-  END IF;
-  IF event = 'object' AND p.legal_basis NOT IN ('legitimate_interest', 'public_task') THEN
-    RAISE EXCEPTION 'purpose "%" is based on %: there is no right to object to it', p.code, p.legal_basis
-      USING ERRCODE = 'invalid_parameter_value',
-            HINT = 'Art. 21 applies to legitimate interest and public task; for consent, withdraw it (gdpr.withdraw_consent).';
-  END IF;
-  notice := gdpr._notice_shown(p, proof, needs_proof);
-  INSERT INTO gdpr.consent_ledger (subject_table, subject_id, purpose, event, channel, at, proof,
-                                   notice_version, notice_digest)
-    VALUES (st, subject_id, p.code, event, channel, at, proof, notice.version, notice.digest)
-    RETURNING id INTO eid;
-  INSERT INTO gdpr.consent_state AS s (subject_table, subject_id, purpose, granted_at, confirmed_at, withdrawn_at,
-                                       informed_at, objected_at, notice_version, last_event, last_event_id, last_event_at)
-    VALUES (st, subject_id, p.code,
-            CASE WHEN event = 'grant' THEN at END, CASE WHEN event = 'confirm' THEN at END,
-            CASE WHEN event = 'withdraw' THEN at END, CASE WHEN event IN ('informed', 'grant') THEN at END,
-            CASE WHEN event = 'object' THEN at END,
-            CASE WHEN event IN ('grant', 'confirm', 'informed') THEN notice.version END, event, eid, at)
-    ON CONFLICT ON CONSTRAINT consent_state_pkey DO UPDATE SET
-      -- A new grant starts a new consent: its confirmation and withdrawal are those that follow it.
-      granted_at = CASE WHEN event = 'grant' THEN at ELSE s.granted_at END,
-      confirmed_at = CASE WHEN event = 'confirm' THEN at WHEN event = 'grant' THEN NULL ELSE s.confirmed_at END,
-      withdrawn_at = CASE WHEN event = 'withdraw' THEN at WHEN event = 'grant' THEN NULL ELSE s.withdrawn_at END,
-      informed_at = CASE WHEN event IN ('informed', 'grant') THEN at ELSE s.informed_at END,
-      objected_at = CASE WHEN event = 'object' THEN at WHEN event = 'grant' THEN NULL ELSE s.objected_at END,
-      notice_version = CASE WHEN event IN ('grant', 'confirm', 'informed') THEN notice.version ELSE s.notice_version END,
-      last_event = event, last_event_id = eid, last_event_at = at;
-  PERFORM gdpr._log_event('CONSENT', st, ARRAY[subject_id], 1,
-                          jsonb_build_object('purpose', p.code, 'event', event, 'channel', channel, 'ledger_id', eid));
-  RETURN eid;
-END
-$$;
-
-REVOKE EXECUTE ON FUNCTION gdpr._notice_shown(gdpr.purposes, jsonb, boolean), gdpr._refuse_prechecked(text, jsonb) FROM PUBLIC;
-
------------------------------------------------------------------- 23.7: justification per field
-CREATE OR REPLACE FUNCTION gdpr.classify(tbl regclass, col name, category text, purpose text,
-                              legal_basis text, justification text DEFAULT NULL) RETURNS void
+CREATE OR REPLACE FUNCTION gdpr.set_no_basis_retention(subject_table regclass, keep interval) RETURNS void
   LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
 BEGIN
-  justification := nullif(btrim(justification), '');
-  PERFORM gdpr._registered(tbl);
-  PERFORM gdpr._column(tbl, col);
-  PERFORM gdpr._one_of(category, gdpr.data_categories(), 'category');
-  PERFORM gdpr._one_of(legal_basis, gdpr.legal_bases(), 'legal basis');
-  PERFORM gdpr._purpose(purpose);
-  IF category = 'sensitive' AND coalesce(btrim(justification), '') = '' THEN
-    RAISE EXCEPTION 'a sensitive column needs a justification'
-      USING ERRCODE = 'invalid_parameter_value',
-            DETAIL = 'Special categories of data (Art. 9) may only be processed under one of its exceptions.',
-            HINT = 'Say which Art. 9(2) condition applies in the justification argument.';
-  ELSIF justification IS NULL THEN
-    RAISE NOTICE 'column "%" of % is classified without a justification: the register shows it as not justified', col, tbl
-      USING HINT = format('Say why purpose %s needs this column (data minimisation, Art. 5(1)(c)) in the justification argument.', purpose);
+  PERFORM gdpr._not_null(subject_table, 'subject_table');
+  IF NOT EXISTS (SELECT FROM gdpr.subject_tables s WHERE s.tbl = set_no_basis_retention.subject_table) THEN
+    RAISE EXCEPTION 'table % is not a registered subject table', subject_table
+      USING ERRCODE = 'undefined_object',
+            HINT = 'The period applies to the subjects of a table registered with gdpr.register_subject_table().';
   END IF;
-  -- One column has one category, whatever the purposes it serves.
-  UPDATE gdpr.personal_columns c SET category = classify.category
-   WHERE c.tbl = classify.tbl AND c.col = classify.col AND c.category <> classify.category;
-  INSERT INTO gdpr.personal_columns AS c (tbl, col, purpose, category, legal_basis, justification)
-    VALUES (tbl, col, purpose, category, legal_basis, justification)
-    ON CONFLICT ON CONSTRAINT personal_columns_pkey DO UPDATE
-      SET category = excluded.category, legal_basis = excluded.legal_basis,
-          justification = excluded.justification, classified_at = now(), classified_by = session_user;
+  IF keep IS NULL THEN
+    DELETE FROM gdpr.no_basis_retention n WHERE n.subject_table = set_no_basis_retention.subject_table;
+    RETURN;
+  END IF;
+  IF keep <= interval '0' THEN
+    RAISE EXCEPTION 'retention period must be positive' USING ERRCODE = 'invalid_parameter_value';
+  END IF;
+  IF NOT EXISTS (SELECT FROM gdpr.retention_policies p
+                  WHERE p.tbl = set_no_basis_retention.subject_table AND p.col IS NULL AND p.action = 'delete') THEN
+    RAISE EXCEPTION 'table % has no policy deleting its rows', subject_table
+      USING ERRCODE = 'object_not_in_prerequisite_state',
+            HINT = 'Set one first with gdpr.set_retention(tbl, NULL, keep, after_column, ''delete''): the subjects without a legal basis become due through it.';
+  END IF;
+  INSERT INTO gdpr.no_basis_retention AS n (subject_table, keep) VALUES (subject_table, keep)
+    ON CONFLICT ON CONSTRAINT no_basis_retention_pkey DO UPDATE
+      SET keep = excluded.keep, set_at = now(), set_by = session_user;
 END
 $$;
 
+CREATE OR REPLACE FUNCTION gdpr._no_basis_due(pol gdpr.retention_policies, due text) RETURNS text
+  LANGUAGE plpgsql STABLE SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+  n gdpr.no_basis_retention;
+BEGIN
+  SELECT * INTO n FROM gdpr.no_basis_retention x WHERE x.subject_table = pol.tbl;
+  IF NOT FOUND OR pol.col IS NOT NULL OR pol.action <> 'delete' THEN
+    RETURN due;
+  END IF;
+  RETURN format('(%s OR %s IN (SELECT n.subject_id FROM gdpr.no_legal_basis n
+                                WHERE n.subject_table = %L::regclass AND n.withdrawn_at < now() - %L::interval))',
+                due, gdpr._subject_id_expr(pol.tbl, 't'), pol.tbl, n.keep);
+END
+$$;
+
+CREATE OR REPLACE FUNCTION gdpr._due_cond(pol gdpr.retention_policies) RETURNS text
+  LANGUAGE plpgsql STABLE SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+  due text;
+  blocked text;
+BEGIN
+  IF pol.after_table = pol.tbl THEN
+    due := format('t.%I < now() - %L::interval', pol.after_column, pol.keep);
+  ELSE
+    due := format('EXISTS (SELECT FROM %s s WHERE s.%I::text = %s AND s.%I < now() - %L::interval)',
+                  pol.after_table, (SELECT x.id_column FROM gdpr.subject_tables x WHERE x.tbl = pol.after_table),
+                  gdpr._subject_id_expr(pol.tbl, 't'), pol.after_column, pol.keep);
+  END IF;
+  -- Issue 23.5: subjects without a legal basis are due too (50_consent.sql).
+  due := gdpr._no_basis_due(pol, due);
+  IF pol.col IS NULL AND pol.action = 'delete' THEN
+    SELECT string_agg(format('NOT EXISTS (SELECT FROM %s c WHERE c.%I = t.%I)', c.conrelid::regclass,
+                             (SELECT a.attname FROM pg_attribute a WHERE a.attrelid = c.conrelid AND a.attnum = c.conkey[1]),
+                             (SELECT a.attname FROM pg_attribute a WHERE a.attrelid = c.confrelid AND a.attnum = c.confkey[1])),
+                      ' AND ')
+      INTO blocked
+      FROM pg_constraint c
+     WHERE c.confrelid = pol.tbl AND c.contype = 'f' AND c.confdeltype IN ('a', 'r') AND cardinality(c.conkey) = 1;
+  END IF;
+  RETURN concat_ws(' AND ', due, blocked);
+END
+$$;
+
+CREATE OR REPLACE FUNCTION gdpr._purge_finish(run_id bigint) RETURNS void
+  LANGUAGE sql SET search_path = pg_catalog, pg_temp AS $$
+  UPDATE gdpr.purge_runs x SET finished_at = clock_timestamp(),
+         status = CASE WHEN EXISTS (SELECT FROM gdpr.purge_results r WHERE r.run_id = x.id AND r.error IS NOT NULL)
+                       THEN 'failed' ELSE 'done' END
+   WHERE x.id = _purge_finish.run_id;
+  -- The history has a retention of its own.
+  DELETE FROM gdpr.purge_runs x
+   WHERE x.started_at < now() - coalesce(nullif(current_setting('crm_gdpr.purge_history_keep', true), ''), '2 years')::interval;
+  -- Issue 23.2: reduced consent proofs past their time (50_consent.sql).
+  SELECT gdpr._expire_consent_proofs();
+$$;
+
+-- A new defaulted parameter: the calls of 0.2 (one to three arguments) work unchanged.
+DROP FUNCTION gdpr.erase_subject(text, bigint, regclass);
+CREATE FUNCTION gdpr.erase_subject(subject_id text, request_id bigint DEFAULT NULL,
+                                   subject_table regclass DEFAULT NULL,
+                                   include_duplicates boolean DEFAULT false) RETURNS jsonb
+  LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+  st regclass := gdpr._subject_table(subject_table);
+  key text := gdpr._subject_key_literal(st, subject_id);
+  ref text := gdpr._subject_ref(st, subject_id);
+  done gdpr.erasures;
+  t record;
+  tables jsonb := '[]';
+  rep jsonb;
+  n_consent bigint;
+  shredded bigint;
+  eid bigint;
+  dups jsonb;                   -- issue 23.3: his duplicates (77_suppression.sql)
+BEGIN
+  -- Lock his row: a concurrent insert of a child row waits for the erasure
+  -- and then fails its foreign key check, so it cannot escape.
+  -- Erased already (his row gone, or kept anonymised for invoices): say so.
+  SELECT * INTO done FROM gdpr.erasures e WHERE e.subject_table = st AND e.subject_ref = ref;
+  IF FOUND THEN
+    RETURN jsonb_build_object('status', 'already erased', 'erasure_id', done.id, 'erased_at', done.erased_at);
+  END IF;
+  IF NOT gdpr._subject_exists(st, subject_id) THEN
+    RAISE EXCEPTION 'subject "%" does not exist in %', subject_id, st USING ERRCODE = 'no_data_found';
+  END IF;
+  PERFORM gdpr._require_erasure_privileges(st);
+  PERFORM gdpr._owner_exec(st, format('SELECT 1 FROM %s WHERE %s FOR UPDATE', st, gdpr._subject_rows_cond(st, key)));
+  IF (gdpr._active_hold(st, subject_id)).id IS NOT NULL THEN
+    RAISE EXCEPTION 'subject "%" is under a legal hold', subject_id
+      USING ERRCODE = 'object_not_in_prerequisite_state',
+            DETAIL = format('Hold %s: %s', (gdpr._active_hold(st, subject_id)).id, (gdpr._active_hold(st, subject_id)).reason),
+            HINT = 'Release the hold (gdpr.release_hold) when the obligation it serves has ended.';
+  END IF;
+  IF gdpr.is_restricted(subject_id, st) THEN
+    RAISE EXCEPTION 'subject "%" is restricted', subject_id
+      USING ERRCODE = 'object_not_in_prerequisite_state',
+            DETAIL = (SELECT format('Restricted since %s: %s', r.restricted_at, r.reason) FROM gdpr.restrictions r
+                       WHERE r.subject_table = st AND r.subject_id = erase_subject.subject_id AND r.lifted_at IS NULL),
+            HINT = 'Lift the restriction with gdpr.lift_restriction() once its reason is settled.';
+  END IF;
+  PERFORM gdpr._answer_request(request_id, st, subject_id, ARRAY['erasure']);
+  dups := gdpr._duplicates_json(st, subject_id);    -- found while his contact points are there
+
+  INSERT INTO gdpr.erasures (subject_table, subject_ref, request_id, report, report_sha256)
+    VALUES (st, ref, request_id, '{}', '\x') RETURNING id INTO eid;
+  PERFORM gdpr._suppress_contacts(st, key, eid);
+  -- His consent events go (the ledger opens for this transaction only); the
+  -- suppression list now says what they said: never contact him again.
+  -- Issue 23.2: reduced to a pseudonym and dates for consent_proof_keep (50_consent.sql).
+  n_consent := gdpr._retire_consent(st, ARRAY[subject_id]);
+  -- His own data key goes: what was encrypted for him is unreadable everywhere.
+  DELETE FROM gdpr.subject_keys k WHERE k.subject_table = st AND k.subject_ref = gdpr._subject_key_ref(st, subject_id)
+    RETURNING k.id INTO shredded;
+  IF shredded IS NOT NULL THEN
+    INSERT INTO gdpr.shredded_keys (key_id, subject_table, subject_ref)
+      VALUES (shredded, st, gdpr._subject_key_ref(st, subject_id));
+  END IF;
+  FOR t IN SELECT tree.tbl FROM gdpr._subject_tree(st) tree ORDER BY tree.depth DESC, tree.tbl::text LOOP
+    tables := tables || gdpr._erase_table(t.tbl, key);
+  END LOOP;
+
+  rep := jsonb_build_object('status', 'erased', 'erasure_id', eid, 'subject_table', gdpr.qualified_name(st),
+                               'request_id', request_id, 'erased_at', now(), 'tables', tables,
+                               'consent_events_removed', n_consent, 'subject_key_shredded', shredded IS NOT NULL)
+         || gdpr._erase_duplicates(st, dups, include_duplicates);
+  UPDATE gdpr.erasures e SET report = rep, report_sha256 = sha256(convert_to(rep::text, 'UTF8'))
+   WHERE e.id = eid;
+  PERFORM gdpr._log_event('ERASE', st, ARRAY[subject_id], 1,
+                          jsonb_build_object('erasure_id', eid, 'request_id', request_id));
+  PERFORM gdpr._forget_subject(st, subject_id, ref);
+  RETURN rep;
+EXCEPTION
+  WHEN foreign_key_violation THEN
+    -- All or nothing: a table outside the registry still refers to him.
+    RAISE EXCEPTION 'cannot erase subject "%": %', subject_id, SQLERRM
+      USING ERRCODE = 'foreign_key_violation',
+            HINT = 'Register the table that refers to him (gdpr.register_table) so that its rows are erased too.';
+END
+$$;
+
+------------------------------------------------------------------ views
 CREATE OR REPLACE VIEW gdpr.personal_data AS
 SELECT n.nspname AS schema_name,
        c.relname AS table_name,
@@ -421,7 +896,7 @@ SELECT p.code AS purpose,
        coalesce(rc.recipients, '{}') AS recipients,
        coalesce(rc.transfers, '{}') AS transfers_outside_eea,
        coalesce(rt.retention, '{}') AS retention,
-       gdpr._security_measures(p.code) AS security_measures,
+       gdpr.security_measures(p.code) AS security_measures,
        p.created_at,
        p.updated_at,
        coalesce(d.unjustified, '{}') AS unjustified_data
@@ -429,10 +904,10 @@ SELECT p.code AS purpose,
   LEFT JOIN LATERAL (SELECT n.version, n.digest FROM gdpr.purpose_notices n
                       WHERE n.purpose = p.code ORDER BY n.version DESC LIMIT 1) nv ON true
   LEFT JOIN LATERAL (
-    SELECT array_agg(DISTINCT gdpr._qualified(r.subject_table) ORDER BY gdpr._qualified(r.subject_table)) AS subject_categories,
+    SELECT array_agg(DISTINCT gdpr.qualified_name(r.subject_table) ORDER BY gdpr.qualified_name(r.subject_table)) AS subject_categories,
            array_agg(DISTINCT pc.category ORDER BY pc.category) AS data_categories,
-           array_agg(DISTINCT format('%s.%I', gdpr._qualified(pc.tbl), pc.col) ORDER BY format('%s.%I', gdpr._qualified(pc.tbl), pc.col)) AS columns,
-           array_agg(DISTINCT format('%s.%I', gdpr._qualified(pc.tbl), pc.col) ORDER BY format('%s.%I', gdpr._qualified(pc.tbl), pc.col))
+           array_agg(DISTINCT format('%s.%I', gdpr.qualified_name(pc.tbl), pc.col) ORDER BY format('%s.%I', gdpr.qualified_name(pc.tbl), pc.col)) AS columns,
+           array_agg(DISTINCT format('%s.%I', gdpr.qualified_name(pc.tbl), pc.col) ORDER BY format('%s.%I', gdpr.qualified_name(pc.tbl), pc.col))
              FILTER (WHERE pc.justification IS NULL) AS unjustified
       FROM gdpr.personal_columns pc JOIN gdpr.registered_tables r ON r.tbl = pc.tbl
      WHERE pc.purpose = p.code) d ON true
@@ -443,14 +918,13 @@ SELECT p.code AS purpose,
       FROM gdpr.recipients x WHERE x.purpose = p.code) rc ON true
   LEFT JOIN LATERAL (
     SELECT array_agg(DISTINCT format('%s: %s after %s.%I, then %s',
-                                     CASE WHEN rp.col IS NULL THEN gdpr._qualified(rp.tbl) || ' (rows)'
-                                          ELSE format('%s.%I', gdpr._qualified(rp.tbl), rp.col) END,
-                                     rp.keep, gdpr._qualified(rp.after_table), rp.after_column, rp.action)) AS retention
+                                     CASE WHEN rp.col IS NULL THEN gdpr.qualified_name(rp.tbl) || ' (rows)'
+                                          ELSE format('%s.%I', gdpr.qualified_name(rp.tbl), rp.col) END,
+                                     rp.keep, gdpr.qualified_name(rp.after_table), rp.after_column, rp.action)) AS retention
       FROM gdpr.retention_policies rp
      WHERE EXISTS (SELECT FROM gdpr.personal_columns pc
                     WHERE pc.purpose = p.code AND pc.tbl = rp.tbl AND (rp.col IS NULL OR pc.col = rp.col))) rt ON true;
 
------------------------------------------------------------------- 23.5: subjects left without a legal basis
 CREATE VIEW gdpr.no_legal_basis AS
 SELECT s.subject_table, s.subject_id,
        array_agg(s.purpose ORDER BY s.purpose) AS purposes,
@@ -464,676 +938,13 @@ HAVING bool_and(p.legal_basis = 'consent'
 COMMENT ON VIEW gdpr.no_legal_basis IS
   'subjects whose every purpose is a consent that ended (withdrawn or expired), and since when';
 
--- How long the rows of a subject table's subjects are kept once they have
--- no legal basis left; applied by the purge through the table's whole-row
--- delete policy (gdpr._no_basis_due, called by gdpr._due_cond).
-CREATE TABLE gdpr.no_basis_retention (
-  subject_table  regclass PRIMARY KEY REFERENCES gdpr.subject_tables ON DELETE CASCADE,
-  keep           interval NOT NULL CHECK (keep > interval '0'),
-  set_at         timestamptz NOT NULL DEFAULT now(),
-  set_by         name NOT NULL DEFAULT session_user
-);
-COMMENT ON TABLE gdpr.no_basis_retention IS
-  'per subject table: rows of subjects without a legal basis are due this long after they lost it';
-SELECT pg_catalog.pg_extension_config_dump('gdpr.no_basis_retention', '');
-
-CREATE OR REPLACE FUNCTION gdpr.set_no_basis_retention(subject_table regclass, keep interval) RETURNS void
-  LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
-BEGIN
-  PERFORM gdpr._not_null(subject_table, 'subject_table');
-  IF NOT EXISTS (SELECT FROM gdpr.subject_tables s WHERE s.tbl = set_no_basis_retention.subject_table) THEN
-    RAISE EXCEPTION 'table % is not a registered subject table', subject_table
-      USING ERRCODE = 'undefined_object',
-            HINT = 'The period applies to the subjects of a table registered with gdpr.register_subject_table().';
-  END IF;
-  IF keep IS NULL THEN
-    DELETE FROM gdpr.no_basis_retention n WHERE n.subject_table = set_no_basis_retention.subject_table;
-    RETURN;
-  END IF;
-  IF keep <= interval '0' THEN
-    RAISE EXCEPTION 'retention period must be positive' USING ERRCODE = 'invalid_parameter_value';
-  END IF;
-  IF NOT EXISTS (SELECT FROM gdpr.retention_policies p
-                  WHERE p.tbl = set_no_basis_retention.subject_table AND p.col IS NULL AND p.action = 'delete') THEN
-    RAISE EXCEPTION 'table % has no policy deleting its rows', subject_table
-      USING ERRCODE = 'object_not_in_prerequisite_state',
-            HINT = 'Set one first with gdpr.set_retention(tbl, NULL, keep, after_column, ''delete''): the subjects without a legal basis become due through it.';
-  END IF;
-  INSERT INTO gdpr.no_basis_retention AS n (subject_table, keep) VALUES (subject_table, keep)
-    ON CONFLICT ON CONSTRAINT no_basis_retention_pkey DO UPDATE
-      SET keep = excluded.keep, set_at = now(), set_by = session_user;
-END
-$$;
-
--- The due condition of a policy (built by gdpr._due_cond), widened to the
--- subjects without a legal basis for long enough when the policy deletes
--- the rows of a subject table that has such a period.  Their ids are read
--- once per statement (a hashed subplan).
-CREATE OR REPLACE FUNCTION gdpr._no_basis_due(pol gdpr.retention_policies, due text) RETURNS text
-  LANGUAGE plpgsql STABLE SET search_path = pg_catalog, pg_temp AS $$
-DECLARE
-  n gdpr.no_basis_retention;
-BEGIN
-  SELECT * INTO n FROM gdpr.no_basis_retention x WHERE x.subject_table = pol.tbl;
-  IF NOT FOUND OR pol.col IS NOT NULL OR pol.action <> 'delete' THEN
-    RETURN due;
-  END IF;
-  RETURN format('(%s OR %s IN (SELECT n.subject_id FROM gdpr.no_legal_basis n
-                                WHERE n.subject_table = %L::regclass AND n.withdrawn_at < now() - %L::interval))',
-                due, gdpr._subject_id_expr(pol.tbl, 't'), pol.tbl, n.keep);
-END
-$$;
-
-CREATE OR REPLACE FUNCTION gdpr._due_cond(pol gdpr.retention_policies) RETURNS text
-  LANGUAGE plpgsql STABLE SET search_path = pg_catalog, pg_temp AS $$
-DECLARE
-  r gdpr.registered_tables := gdpr._registered(pol.tbl);
-  due text;
-  held text;
-  blocked text;
-BEGIN
-  IF pol.after_table = pol.tbl THEN
-    due := format('t.%I < now() - %L::interval', pol.after_column, pol.keep);
-  ELSE
-    due := format('EXISTS (SELECT FROM %s s WHERE s.%I::text = %s AND s.%I < now() - %L::interval)',
-                  pol.after_table, (SELECT x.id_column FROM gdpr.subject_tables x WHERE x.tbl = pol.after_table),
-                  gdpr._subject_id_expr(pol.tbl, 't'), pol.after_column, pol.keep);
-  END IF;
-  -- Issue 23.5: subjects without a legal basis are due too (50_consent.sql).
-  due := gdpr._no_basis_due(pol, due);
-  -- The holds in force are read once per statement (InitPlans), so that the
-  -- check costs a comparison per row, not a probe; with no hold in force (the
-  -- usual case) not even the row's subject key is computed.
-  held := format('(NOT EXISTS (SELECT FROM gdpr.holds h
-                     WHERE h.subject_table = %2$L::regclass AND h.released_at IS NULL
-                       AND (h.until IS NULL OR h.until > now()))
-                   OR NOT coalesce(%1$s = ANY (ARRAY(SELECT h.subject_id FROM gdpr.holds h
-                     WHERE h.subject_table = %2$L::regclass AND h.released_at IS NULL
-                       AND (h.until IS NULL OR h.until > now()))), false))',
-                 gdpr._subject_id_expr(pol.tbl, 't'), r.subject_table);
-  IF pol.col IS NULL AND pol.action = 'delete' THEN
-    SELECT string_agg(format('NOT EXISTS (SELECT FROM %s c WHERE c.%I = t.%I)', c.conrelid::regclass,
-                             (SELECT a.attname FROM pg_attribute a WHERE a.attrelid = c.conrelid AND a.attnum = c.conkey[1]),
-                             (SELECT a.attname FROM pg_attribute a WHERE a.attrelid = c.confrelid AND a.attnum = c.confkey[1])),
-                      ' AND ')
-      INTO blocked
-      FROM pg_constraint c
-     WHERE c.confrelid = pol.tbl AND c.contype = 'f' AND c.confdeltype IN ('a', 'r') AND cardinality(c.conkey) = 1;
-  END IF;
-  RETURN concat_ws(' AND ', due, held, blocked);
-END
-$$;
-
-REVOKE EXECUTE ON FUNCTION gdpr.set_no_basis_retention(regclass, interval), gdpr._no_basis_due(gdpr.retention_policies, text)
-  FROM PUBLIC;
-GRANT EXECUTE ON FUNCTION gdpr.set_no_basis_retention(regclass, interval) TO gdpr_admin;
-GRANT SELECT ON gdpr.no_legal_basis, gdpr.no_basis_retention TO gdpr_auditor, gdpr_admin;
-
------------------------------------------------------------------- 23.3: the suppression list where data enters, duplicates
-CREATE INDEX consent_state_subject ON gdpr.consent_state (subject_table, subject_id);
--- Why a contact point is on the list, and since when for an objector.
-ALTER TABLE gdpr.suppressions
-  ADD COLUMN reason text NOT NULL DEFAULT 'erasure' CHECK (reason IN ('erasure', 'objection')),
-  ADD COLUMN objected_at timestamptz;
-COMMENT ON COLUMN gdpr.suppressions.reason IS
-  'erasure: the person was erased; objection: he objected (or unsubscribed) and his row was deleted';
-
--- Rows let in under crm_gdpr.suppression_mode = flag: what to review.
-CREATE TABLE gdpr.suppression_flags (
-  id             bigserial PRIMARY KEY,
-  flagged_at     timestamptz NOT NULL DEFAULT now(),
-  subject_table  regclass NOT NULL,
-  subject_id     text,
-  col            name NOT NULL,
-  ref            text NOT NULL,              -- the suppression list's entry (a keyed pseudonym)
-  flagged_by     name NOT NULL DEFAULT session_user
-);
-COMMENT ON TABLE gdpr.suppression_flags IS
-  'rows written with a suppressed contact point under crm_gdpr.suppression_mode = flag';
-SELECT pg_catalog.pg_extension_config_dump('gdpr.suppression_flags', '');
-SELECT pg_catalog.pg_extension_config_dump('gdpr.suppression_flags_id_seq', '');
-
--- refuse (the default), flag or off.
-CREATE OR REPLACE FUNCTION gdpr._suppression_mode() RETURNS text
-  LANGUAGE plpgsql STABLE SET search_path = pg_catalog, pg_temp AS $$
-DECLARE
-  mode text := coalesce(nullif(current_setting('crm_gdpr.suppression_mode', true), ''), 'refuse');
-BEGIN
-  RETURN gdpr._one_of(mode, ARRAY['refuse', 'flag', 'off'], 'crm_gdpr.suppression_mode');
-END
-$$;
-
--- The kind of contact point a value is ('email', 'phone'), NULL for any
--- other value (an address, a city): the rule _suppress_contacts applies.
-CREATE OR REPLACE FUNCTION gdpr._contact_kind(value text) RETURNS text
-  LANGUAGE sql IMMUTABLE SET search_path = pg_catalog, pg_temp
-  RETURN CASE WHEN value LIKE '%@%' THEN 'email'
-              WHEN length(regexp_replace(value, '[^0-9]', '', 'g')) >= 6 THEN 'phone' END;
-
--- The suppression list's reference of a contact point.
-CREATE OR REPLACE FUNCTION gdpr._contact_ref(value text) RETURNS text
-  LANGUAGE sql STABLE STRICT SET search_path = pg_catalog, pg_temp
-  RETURN gdpr.pseudonymise(gdpr._normalise_contact(value), 'suppression');
-
--- The contact columns of a subject table.
-CREATE OR REPLACE FUNCTION gdpr._contact_columns(st regclass) RETURNS name[]
-  LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp
-  RETURN ARRAY(SELECT DISTINCT pc.col FROM gdpr.personal_columns pc
-                WHERE pc.tbl = st AND pc.category = 'contact' ORDER BY pc.col);
-
--- Why a suppressed contact point must stay out, for the error's hint.
-CREATE OR REPLACE FUNCTION gdpr._suppression_reason(s gdpr.suppressions) RETURNS text
-  LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp
-  RETURN CASE WHEN s.reason = 'objection'
-              THEN format('The person objected on %s and his data was deleted on %s: do not import him again.',
-                          s.objected_at::date, s.created_at::date)
-              ELSE (SELECT format('The person was erased on %s under request %s: do not import him again.',
-                                  coalesce(e.erased_at, s.created_at)::date, coalesce(e.request_id::text, '(none recorded)'))
-                      FROM (SELECT) one LEFT JOIN gdpr.erasures e ON e.id = s.erasure_id) END;
-
--- BEFORE INSERT OR UPDATE, FOR EACH ROW, on registered subject tables.  With
--- an empty list (or mode off) it costs a look at the list's first page.
-CREATE OR REPLACE FUNCTION gdpr._enforce_suppression() RETURNS trigger
-  LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
-DECLARE
-  mode text := gdpr._suppression_mode();
-  new_row jsonb;
-  old_row jsonb;
-  c name;
-  v text;
-  s gdpr.suppressions;
-BEGIN
-  IF mode = 'off' OR NOT EXISTS (SELECT FROM gdpr.suppressions) OR NOT gdpr._has_key() THEN
-    RETURN NEW;
-  END IF;
-  new_row := to_jsonb(NEW);
-  old_row := CASE WHEN TG_OP = 'UPDATE' THEN to_jsonb(OLD) END;
-  FOREACH c IN ARRAY gdpr._contact_columns(TG_RELID) LOOP
-    v := new_row ->> c;
-    CONTINUE WHEN v IS NULL OR gdpr._contact_kind(v) IS NULL OR v IS NOT DISTINCT FROM old_row ->> c;
-    SELECT * INTO s FROM gdpr.suppressions x WHERE x.ref = gdpr._contact_ref(v);
-    CONTINUE WHEN NOT FOUND;
-    IF mode = 'refuse' THEN
-      RAISE EXCEPTION '%.% is on the suppression list', gdpr._qualified(TG_RELID), c
-        USING ERRCODE = 'check_violation',
-              DETAIL = format('This %s belongs to a person who must not be contacted or recorded again (%s).',
-                              CASE s.kind WHEN 'email' THEN 'e-mail address' ELSE 'phone number' END, s.reason),
-              HINT = gdpr._suppression_reason(s);
-    END IF;
-    INSERT INTO gdpr.suppression_flags (subject_table, subject_id, col, ref)
-      VALUES (TG_RELID, new_row ->> (SELECT st.id_column FROM gdpr.subject_tables st WHERE st.tbl = TG_RELID), c, s.ref);
-    RAISE WARNING '%.% is on the suppression list: the row is flagged', gdpr._qualified(TG_RELID), c
-      USING HINT = gdpr._suppression_reason(s);
-  END LOOP;
-  RETURN NEW;
-END
-$$;
-
--- The statement _subjects_departed (76_departures.sql) runs over the deleted
--- rows (its transition table gdpr_gone, which only the trigger's own
--- statements see): the contact points of those who objected to a purpose,
--- or unsubscribed from a legitimate-interest one, go on the list.
-CREATE OR REPLACE FUNCTION gdpr._suppress_objectors_sql(st regclass, id_col name) RETURNS text
-  LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp
-  RETURN (SELECT format(
-      'INSERT INTO gdpr.suppressions (ref, kind, reason, objected_at)
-         SELECT gdpr._contact_ref(v.x), gdpr._contact_kind(v.x), %1$L, max(o.at)
-           FROM gdpr_gone g
-           CROSS JOIN LATERAL (VALUES %2$s) v (x)
-           JOIN LATERAL (SELECT coalesce(s.objected_at, s.withdrawn_at) AS at
-                           FROM gdpr.consent_state s JOIN gdpr.purposes p ON p.code = s.purpose
-                          WHERE s.subject_table = %3$L::regclass AND s.subject_id = g.%4$I::text
-                            AND (s.objected_at IS NOT NULL
-                                 OR p.legal_basis = %5$L AND s.withdrawn_at IS NOT NULL)) o ON true
-          WHERE gdpr._contact_kind(v.x) IS NOT NULL
-          GROUP BY 1, 2
-       ON CONFLICT ON CONSTRAINT suppressions_pkey DO NOTHING',
-      'objection', string_agg(format('(g.%I::text)', c), ', '), st, id_col, 'legitimate_interest')
-            FROM unnest(gdpr._contact_columns(st)) c
-          HAVING count(*) > 0);
-
--- The other subjects of the table sharing a normalised contact point with
--- this one (e-mail compared in lower case, which an index on lower(email)
--- serves; phone by its digits, which reads the table).
-CREATE OR REPLACE FUNCTION gdpr.find_duplicates(subject_id text, subject_table regclass DEFAULT NULL)
-  RETURNS TABLE (duplicate_id text, matched text[])
-  LANGUAGE plpgsql STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
-DECLARE
-  st regclass := gdpr._require_subject(find_duplicates.subject_table, find_duplicates.subject_id);
-  id_col name := (SELECT s.id_column FROM gdpr.subject_tables s WHERE s.tbl = st);
-  key text := gdpr._subject_key_literal(st, find_duplicates.subject_id);
-  c name;
-  v text;
-  conds text[] := '{}';
-BEGIN
-  FOREACH c IN ARRAY gdpr._contact_columns(st) LOOP
-    EXECUTE format('SELECT %I::text FROM %s WHERE %I = %s', c, st, id_col, key) INTO v;
-    CONTINUE WHEN gdpr._contact_kind(v) IS NULL;
-    conds := conds || CASE gdpr._contact_kind(v)
-      WHEN 'email' THEN format('CASE WHEN lower(t.%I::text) = %L OR lower(btrim(t.%I::text)) = %L THEN %L END',
-                               c, gdpr._normalise_contact(v), c, gdpr._normalise_contact(v), c)
-      ELSE format('CASE WHEN gdpr._normalise_contact(t.%I::text) = %L THEN %L END', c, gdpr._normalise_contact(v), c) END;
-  END LOOP;
-  IF cardinality(conds) = 0 THEN
-    RETURN;
-  END IF;
-  RETURN QUERY EXECUTE format(
-    'SELECT x.id, x.m FROM (SELECT t.%1$I::text AS id, array_remove(ARRAY[%2$s], NULL)::text[] AS m FROM %3$s t
-                            WHERE t.%1$I <> %4$s AND (%5$s)) x ORDER BY x.id',
-    id_col, array_to_string(conds, ', '), st, key,
-    (SELECT string_agg(format('%s IS NOT NULL', x), ' OR ') FROM unnest(conds) x));
-END
-$$;
-
--- For an erasure's report: the duplicates found before his row went (by
--- keyed pseudonym, never an id in clear), each erased too when asked.  A
--- duplicate that cannot be erased (held, restricted) is reported, not fatal.
-CREATE OR REPLACE FUNCTION gdpr._erase_duplicates(st regclass, dups jsonb, include_duplicates boolean) RETURNS jsonb
-  LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
-DECLARE
-  d jsonb;
-  rep jsonb;
-  out jsonb := '[]';
-BEGIN
-  FOR d IN SELECT * FROM jsonb_array_elements(coalesce(dups, '[]')) LOOP
-    rep := NULL;
-    IF include_duplicates THEN
-      BEGIN
-        rep := gdpr.erase_subject(d ->> 'subject_id', NULL, st);
-      EXCEPTION WHEN OTHERS THEN
-        rep := jsonb_build_object('status', 'not erased', 'error', SQLSTATE || ': ' || SQLERRM);
-      END;
-    ELSE
-      RAISE NOTICE 'subject "%" shares his % and is not erased', d ->> 'subject_id', d ->> 'matched'
-        USING HINT = 'Erase the duplicates with gdpr.erase_subject(..., include_duplicates => true) when the request covers them.';
-    END IF;
-    out := out || jsonb_build_object('subject_ref', gdpr._subject_ref(st, d ->> 'subject_id'), 'matched', d -> 'matched',
-                                     'status', coalesce(rep ->> 'status', 'found'), 'erasure_id', rep -> 'erasure_id',
-                                     'error', rep -> 'error');
-  END LOOP;
-  RETURN jsonb_build_object('duplicates', out);
-END
-$$;
-
--- The duplicates of a subject, as the erasure needs them (before it starts).
-CREATE OR REPLACE FUNCTION gdpr._duplicates_json(st regclass, subject_id text) RETURNS jsonb
-  LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp
-  RETURN (SELECT coalesce(jsonb_agg(jsonb_build_object('subject_id', d.duplicate_id, 'matched', to_jsonb(d.matched))), '[]')
-            FROM gdpr.find_duplicates(subject_id, st) d);
-
-CREATE OR REPLACE FUNCTION gdpr._subjects_departed() RETURNS trigger
-  LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
-DECLARE
-  st regclass := TG_RELID::regclass;
-  id_col name := (SELECT s.id_column FROM gdpr.subject_tables s WHERE s.tbl = TG_RELID);
-  objectors text;
-BEGIN
-  IF id_col IS NULL OR NOT gdpr._has_key() THEN
-    RETURN NULL;
-  END IF;
-  -- Objectors' contact points on the suppression list (77_suppression.sql).
-  objectors := gdpr._suppress_objectors_sql(st, id_col);
-  IF objectors IS NOT NULL AND EXISTS (SELECT FROM gdpr.consent_state s WHERE s.subject_table = st) THEN
-    EXECUTE objectors;
-  END IF;
-  EXECUTE format('INSERT INTO gdpr.departed_subjects (subject_table, subject_ref)
-                    SELECT %L, gdpr._subject_ref(%L, g.%I::text) FROM gdpr_gone g
-                  ON CONFLICT ON CONSTRAINT departed_subjects_pkey DO NOTHING', st, st, id_col);
-  RETURN NULL;
-END
-$$;
-
-CREATE OR REPLACE FUNCTION gdpr._attach_subject_triggers(tbl regclass) RETURNS void
-  LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
-BEGIN
-  IF EXISTS (SELECT FROM gdpr.subject_tables s WHERE s.tbl = _attach_subject_triggers.tbl) THEN
-    EXECUTE format('CREATE OR REPLACE TRIGGER gdpr_subject_departed AFTER DELETE ON %s
-                      REFERENCING OLD TABLE AS gdpr_gone
-                      FOR EACH STATEMENT EXECUTE FUNCTION gdpr._subjects_departed()', tbl);
-    -- The suppression list, where data enters (77_suppression.sql).
-    EXECUTE format('CREATE OR REPLACE TRIGGER gdpr_suppression BEFORE INSERT OR UPDATE ON %s
-                      FOR EACH ROW EXECUTE FUNCTION gdpr._enforce_suppression()', tbl);
-  END IF;
-END
-$$;
-
-CREATE OR REPLACE FUNCTION gdpr._detach_triggers(tbl regclass) RETURNS void
-  LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
-DECLARE
-  t name;
-BEGIN
-  FOR t IN SELECT g.tgname FROM pg_trigger g
-             WHERE g.tgrelid = tbl AND NOT g.tgisinternal
-              AND g.tgname IN ('gdpr_restrict_update', 'gdpr_restrict_delete', 'gdpr_log_insert',
-                               'gdpr_log_update', 'gdpr_log_delete', 'gdpr_log_truncate',
-                               'gdpr_subject_departed', 'gdpr_suppression') LOOP
-    EXECUTE format('DROP TRIGGER %I ON %s', t, tbl);
-  END LOOP;
-END
-$$;
-
-DROP FUNCTION gdpr.erase_subject(text, bigint, regclass);
-CREATE FUNCTION gdpr.erase_subject(subject_id text, request_id bigint DEFAULT NULL,
-                                   subject_table regclass DEFAULT NULL,
-                                   include_duplicates boolean DEFAULT false) RETURNS jsonb
-  LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
-DECLARE
-  st regclass := gdpr._subject_table(subject_table);
-  key text := gdpr._subject_key_literal(st, subject_id);
-  ref text := gdpr._subject_ref(st, subject_id);
-  done gdpr.erasures;
-  t record;
-  tables jsonb := '[]';
-  rep jsonb;
-  n_consent bigint;
-  shredded bigint;
-  eid bigint;
-  dups jsonb;                   -- issue 23.3: his duplicates (77_suppression.sql)
-BEGIN
-  -- Lock his row: a concurrent insert of a child row waits for the erasure
-  -- and then fails its foreign key check, so it cannot escape.
-  -- Erased already (his row gone, or kept anonymised for invoices): say so.
-  SELECT * INTO done FROM gdpr.erasures e WHERE e.subject_table = st AND e.subject_ref = ref;
-  IF FOUND THEN
-    RETURN jsonb_build_object('status', 'already erased', 'erasure_id', done.id, 'erased_at', done.erased_at);
-  END IF;
-  IF NOT gdpr._subject_exists(st, subject_id) THEN
-    RAISE EXCEPTION 'subject "%" does not exist in %', subject_id, st USING ERRCODE = 'no_data_found';
-  END IF;
-  EXECUTE format('SELECT 1 FROM %s WHERE %s FOR UPDATE', st, gdpr._subject_rows_cond(st, key));
-  IF (gdpr._active_hold(st, subject_id)).id IS NOT NULL THEN
-    RAISE EXCEPTION 'subject "%" is under a legal hold', subject_id
-      USING ERRCODE = 'object_not_in_prerequisite_state',
-            DETAIL = format('Hold %s: %s', (gdpr._active_hold(st, subject_id)).id, (gdpr._active_hold(st, subject_id)).reason),
-            HINT = 'Release the hold (gdpr.release_hold) when the obligation it serves has ended.';
-  END IF;
-  IF gdpr.is_restricted(subject_id, st) THEN
-    RAISE EXCEPTION 'subject "%" is restricted', subject_id
-      USING ERRCODE = 'object_not_in_prerequisite_state',
-            DETAIL = (SELECT format('Restricted since %s: %s', r.restricted_at, r.reason) FROM gdpr.restrictions r
-                       WHERE r.subject_table = st AND r.subject_id = erase_subject.subject_id AND r.lifted_at IS NULL),
-            HINT = 'Lift the restriction with gdpr.lift_restriction() once its reason is settled.';
-  END IF;
-  PERFORM gdpr._answer_request(request_id, st, subject_id, ARRAY['erasure']);
-  dups := gdpr._duplicates_json(st, subject_id);    -- found while his contact points are there
-
-  INSERT INTO gdpr.erasures (subject_table, subject_ref, request_id, report, report_sha256)
-    VALUES (st, ref, request_id, '{}', '\x') RETURNING id INTO eid;
-  PERFORM gdpr._suppress_contacts(st, key, eid);
-  -- His consent events go (the ledger opens for this transaction only); the
-  -- suppression list now says what they said: never contact him again.
-  PERFORM gdpr._allow_ledger_erasure();
-  DELETE FROM gdpr.consent_ledger l WHERE l.subject_table = st AND l.subject_id = erase_subject.subject_id;
-  GET DIAGNOSTICS n_consent = ROW_COUNT;
-  DELETE FROM gdpr.consent_state s WHERE s.subject_table = st AND s.subject_id = erase_subject.subject_id;
-  -- His own data key goes: what was encrypted for him is unreadable everywhere.
-  DELETE FROM gdpr.subject_keys k WHERE k.subject_table = st AND k.subject_ref = gdpr._subject_key_ref(st, subject_id)
-    RETURNING k.id INTO shredded;
-  IF shredded IS NOT NULL THEN
-    INSERT INTO gdpr.shredded_keys (key_id, subject_table, subject_ref)
-      VALUES (shredded, st, gdpr._subject_key_ref(st, subject_id));
-  END IF;
-  FOR t IN SELECT tree.tbl FROM gdpr._subject_tree(st) tree ORDER BY tree.depth DESC, tree.tbl::text LOOP
-    tables := tables || gdpr._erase_table(t.tbl, key);
-  END LOOP;
-
-  rep := jsonb_build_object('status', 'erased', 'erasure_id', eid, 'subject_table', gdpr._qualified(st),
-                               'request_id', request_id, 'erased_at', now(), 'tables', tables,
-                               'consent_events_removed', n_consent, 'subject_key_shredded', shredded IS NOT NULL)
-         || gdpr._erase_duplicates(st, dups, include_duplicates);
-  UPDATE gdpr.erasures e SET report = rep, report_sha256 = sha256(convert_to(rep::text, 'UTF8'))
-   WHERE e.id = eid;
-  PERFORM gdpr._log_event('ERASE', st, ARRAY[subject_id], 1,
-                          jsonb_build_object('erasure_id', eid, 'request_id', request_id));
-  RETURN rep;
-EXCEPTION
-  WHEN foreign_key_violation THEN
-    -- All or nothing: a table outside the registry still refers to him.
-    RAISE EXCEPTION 'cannot erase subject "%": %', subject_id, SQLERRM
-      USING ERRCODE = 'foreign_key_violation',
-            HINT = 'Register the table that refers to him (gdpr.register_table) so that its rows are erased too.';
-END
-$$;
-
-REVOKE EXECUTE ON FUNCTION gdpr.erase_subject(text, bigint, regclass, boolean), gdpr.find_duplicates(text, regclass),
-  gdpr._suppression_mode(), gdpr._contact_kind(text), gdpr._contact_ref(text), gdpr._contact_columns(regclass),
-  gdpr._suppression_reason(gdpr.suppressions), gdpr._enforce_suppression(), gdpr._suppress_objectors_sql(regclass, name),
-  gdpr._erase_duplicates(regclass, jsonb, boolean), gdpr._duplicates_json(regclass, text) FROM PUBLIC;
-GRANT EXECUTE ON FUNCTION gdpr.erase_subject(text, bigint, regclass, boolean), gdpr.find_duplicates(text, regclass)
-  TO gdpr_admin;
+------------------------------------------------------------------ privileges
 REVOKE ALL ON SEQUENCE gdpr.suppression_flags_id_seq FROM PUBLIC;
-GRANT SELECT ON gdpr.suppression_flags TO gdpr_auditor, gdpr_admin;
--- Subject tables registered before the update get the suppression trigger.
+GRANT EXECUTE ON FUNCTION gdpr.erase_subject(text, bigint, regclass, boolean), gdpr.find_duplicates(text, regclass),
+  gdpr.set_no_basis_retention(regclass, interval) TO gdpr_admin;
+GRANT SELECT ON gdpr.departed_subjects, gdpr.consent_proof_archive, gdpr.no_legal_basis, gdpr.no_basis_retention,
+  gdpr.suppression_flags TO gdpr_auditor, gdpr_admin;
+
+------------------------------------------------------------------ triggers
+-- Subject tables registered before the update get the departure and suppression triggers.
 SELECT gdpr._attach_subject_triggers(s.tbl) FROM gdpr.subject_tables s;
-
------------------------------------------------------------------- 23.2: consent proofs follow the person
--- What is kept of the consent events of a person who left (erased, or his
--- row deleted): a keyed pseudonym and the dates that show the processing
--- was lawful (Art. 7(1): the controller must be able to demonstrate
--- consent), for crm_gdpr.consent_proof_keep after the consent ended (5
--- years by default: the limitation period of civil claims in France, art.
--- 2224 of the civil code); never the proof document (IP address, user
--- agent, recordings) nor the id in clear.
-CREATE TABLE gdpr.consent_proof_archive (
-  id              bigint PRIMARY KEY,        -- the event's id in the ledger
-  subject_table   regclass NOT NULL,
-  subject_ref     text NOT NULL,             -- gdpr._subject_ref: the erasure ledger's pseudonym
-  purpose         text NOT NULL,
-  event           text NOT NULL,
-  channel         text NOT NULL,
-  at              timestamptz NOT NULL,
-  recorded_at     timestamptz NOT NULL,
-  notice_version  int,
-  notice_digest   bytea,
-  ended_at        timestamptz NOT NULL,      -- when the consent for this purpose ended
-  keep_until      timestamptz NOT NULL,
-  archived_at     timestamptz NOT NULL DEFAULT now()
-);
-CREATE INDEX ON gdpr.consent_proof_archive (subject_table, subject_ref);
-CREATE INDEX ON gdpr.consent_proof_archive (keep_until);
-COMMENT ON TABLE gdpr.consent_proof_archive IS
-  'consent events of subjects who left, reduced to a keyed pseudonym and dates, until keep_until';
-SELECT pg_catalog.pg_extension_config_dump('gdpr.consent_proof_archive', '');
-
-CREATE OR REPLACE FUNCTION gdpr._consent_proof_keep() RETURNS interval
-  LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp
-  RETURN coalesce(nullif(current_setting('crm_gdpr.consent_proof_keep', true), ''), '5 years')::interval;
-
-CREATE OR REPLACE FUNCTION gdpr._retire_consent(st regclass, subject_ids text[]) RETURNS bigint
-  LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
-DECLARE
-  keep interval := gdpr._consent_proof_keep();
-  n bigint;
-BEGIN
-  IF keep > interval '0' AND gdpr._has_key() THEN
-    INSERT INTO gdpr.consent_proof_archive (id, subject_table, subject_ref, purpose, event, channel, at, recorded_at,
-                                            notice_version, notice_digest, ended_at, keep_until)
-      SELECT l.id, l.subject_table, gdpr._subject_ref(st, l.subject_id), l.purpose, l.event, l.channel, l.at,
-             l.recorded_at, l.notice_version, l.notice_digest, e.ended_at, e.ended_at + keep
-        FROM gdpr.consent_ledger l
-        LEFT JOIN gdpr.consent_state s
-          ON s.subject_table = l.subject_table AND s.subject_id = l.subject_id AND s.purpose = l.purpose
-        LEFT JOIN gdpr.purposes p ON p.code = l.purpose
-        CROSS JOIN LATERAL (SELECT least(now(), coalesce(s.withdrawn_at, s.objected_at,
-                                                         s.granted_at + p.consent_valid_for, now())) AS ended_at) e
-       WHERE l.subject_table = st AND l.subject_id = ANY (subject_ids)
-      ON CONFLICT ON CONSTRAINT consent_proof_archive_pkey DO NOTHING;
-  END IF;
-  PERFORM gdpr._allow_ledger_erasure();
-  DELETE FROM gdpr.consent_ledger l WHERE l.subject_table = st AND l.subject_id = ANY (subject_ids);
-  GET DIAGNOSTICS n = ROW_COUNT;
-  DELETE FROM gdpr.consent_state s WHERE s.subject_table = st AND s.subject_id = ANY (subject_ids);
-  RETURN n;
-END
-$$;
-
-CREATE OR REPLACE FUNCTION gdpr._expire_consent_proofs() RETURNS bigint
-  LANGUAGE sql SET search_path = pg_catalog, pg_temp AS $$
-  WITH d AS (DELETE FROM gdpr.consent_proof_archive a WHERE a.keep_until < now() RETURNING 1)
-  SELECT count(*) FROM d;
-$$;
-
-CREATE OR REPLACE FUNCTION gdpr.consent_proof(subject_id text, subject_table regclass DEFAULT NULL) RETURNS jsonb
-  LANGUAGE plpgsql STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
-DECLARE
-  st regclass := gdpr._subject_table(subject_table);
-  gone text := gdpr._subject_gone(st, subject_id);
-BEGIN
-  IF gone IS NOT NULL THEN
-    -- He left: what the archive keeps of his events (no proof document).
-    RETURN jsonb_build_object(
-      'subject', jsonb_build_object('table', st::text, 'id', subject_id, 'status', gone),
-      'generated_at', now(),
-      'events', (SELECT coalesce(jsonb_agg(jsonb_build_object(
-                   'purpose', a.purpose, 'event', a.event, 'channel', a.channel, 'at', a.at,
-                   'recorded_at', a.recorded_at, 'notice_version', a.notice_version,
-                   'notice_sha256', encode(a.notice_digest, 'hex'), 'keep_until', a.keep_until) ORDER BY a.id), '[]')
-                   FROM gdpr.consent_proof_archive a
-                  WHERE a.subject_table = st AND a.subject_ref = gdpr._subject_ref(st, subject_id)));
-  END IF;
-  PERFORM gdpr._require_subject(st, subject_id);
-  RETURN jsonb_build_object(
-    'subject', jsonb_build_object('table', st::text, 'id', subject_id),
-    'generated_at', now(),
-    'events', (SELECT coalesce(jsonb_agg(jsonb_build_object(
-                 'id', l.id, 'purpose', l.purpose, 'event', l.event, 'channel', l.channel, 'at', l.at,
-                 'recorded_at', l.recorded_at, 'recorded_by', l.recorded_by, 'proof', l.proof,
-                 'notice_version', l.notice_version, 'notice_sha256', encode(l.notice_digest, 'hex'),
-                 'notice', n.notice) ORDER BY l.id), '[]')
-                 FROM gdpr.consent_ledger l
-                 LEFT JOIN gdpr.purpose_notices n ON n.purpose = l.purpose AND n.version = l.notice_version
-                WHERE l.subject_table = st AND l.subject_id = consent_proof.subject_id));
-END
-$$;
-
-CREATE OR REPLACE FUNCTION gdpr._subjects_departed() RETURNS trigger
-  LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
-DECLARE
-  st regclass := TG_RELID::regclass;
-  id_col name := (SELECT s.id_column FROM gdpr.subject_tables s WHERE s.tbl = TG_RELID);
-  objectors text;
-  ids text[];
-BEGIN
-  IF id_col IS NULL THEN
-    RETURN NULL;
-  END IF;
-  IF gdpr._has_key() THEN
-    EXECUTE format('INSERT INTO gdpr.departed_subjects (subject_table, subject_ref)
-                      SELECT %L, gdpr._subject_ref(%L, g.%I::text) FROM gdpr_gone g
-                    ON CONFLICT ON CONSTRAINT departed_subjects_pkey DO NOTHING', st, st, id_col);
-    objectors := gdpr._suppress_objectors_sql(st, id_col);
-    IF objectors IS NOT NULL AND EXISTS (SELECT FROM gdpr.consent_state s WHERE s.subject_table = st) THEN
-      EXECUTE objectors;
-    END IF;
-  END IF;
-  IF EXISTS (SELECT FROM gdpr.consent_ledger l WHERE l.subject_table = st) THEN
-    EXECUTE format('SELECT array_agg(g.%1$I::text) FROM gdpr_gone g
-                     WHERE EXISTS (SELECT FROM gdpr.consent_ledger l WHERE l.subject_table = %2$L::regclass
-                                      AND l.subject_id = g.%1$I::text)', id_col, st)
-      INTO ids;
-    IF ids IS NOT NULL THEN
-      PERFORM gdpr._retire_consent(st, ids);
-    END IF;
-  END IF;
-  RETURN NULL;
-END
-$$;
-
-CREATE OR REPLACE FUNCTION gdpr._purge_finish(run_id bigint) RETURNS void
-  LANGUAGE sql SET search_path = pg_catalog, pg_temp AS $$
-  UPDATE gdpr.purge_runs x SET finished_at = clock_timestamp(),
-         status = CASE WHEN EXISTS (SELECT FROM gdpr.purge_results r WHERE r.run_id = x.id AND r.error IS NOT NULL)
-                       THEN 'failed' ELSE 'done' END
-   WHERE x.id = _purge_finish.run_id;
-  -- The history has a retention of its own.
-  DELETE FROM gdpr.purge_runs x
-   WHERE x.started_at < now() - coalesce(nullif(current_setting('crm_gdpr.purge_history_keep', true), ''), '2 years')::interval;
-  -- Issue 23.2: reduced consent proofs past their time (50_consent.sql).
-  SELECT gdpr._expire_consent_proofs();
-$$;
-
-DROP FUNCTION gdpr.erase_subject(text, bigint, regclass, boolean);
-CREATE FUNCTION gdpr.erase_subject(subject_id text, request_id bigint DEFAULT NULL,
-                                   subject_table regclass DEFAULT NULL,
-                                   include_duplicates boolean DEFAULT false) RETURNS jsonb
-  LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
-DECLARE
-  st regclass := gdpr._subject_table(subject_table);
-  key text := gdpr._subject_key_literal(st, subject_id);
-  ref text := gdpr._subject_ref(st, subject_id);
-  done gdpr.erasures;
-  t record;
-  tables jsonb := '[]';
-  rep jsonb;
-  n_consent bigint;
-  shredded bigint;
-  eid bigint;
-  dups jsonb;                   -- issue 23.3: his duplicates (77_suppression.sql)
-BEGIN
-  -- Lock his row: a concurrent insert of a child row waits for the erasure
-  -- and then fails its foreign key check, so it cannot escape.
-  -- Erased already (his row gone, or kept anonymised for invoices): say so.
-  SELECT * INTO done FROM gdpr.erasures e WHERE e.subject_table = st AND e.subject_ref = ref;
-  IF FOUND THEN
-    RETURN jsonb_build_object('status', 'already erased', 'erasure_id', done.id, 'erased_at', done.erased_at);
-  END IF;
-  IF NOT gdpr._subject_exists(st, subject_id) THEN
-    RAISE EXCEPTION 'subject "%" does not exist in %', subject_id, st USING ERRCODE = 'no_data_found';
-  END IF;
-  EXECUTE format('SELECT 1 FROM %s WHERE %s FOR UPDATE', st, gdpr._subject_rows_cond(st, key));
-  IF (gdpr._active_hold(st, subject_id)).id IS NOT NULL THEN
-    RAISE EXCEPTION 'subject "%" is under a legal hold', subject_id
-      USING ERRCODE = 'object_not_in_prerequisite_state',
-            DETAIL = format('Hold %s: %s', (gdpr._active_hold(st, subject_id)).id, (gdpr._active_hold(st, subject_id)).reason),
-            HINT = 'Release the hold (gdpr.release_hold) when the obligation it serves has ended.';
-  END IF;
-  IF gdpr.is_restricted(subject_id, st) THEN
-    RAISE EXCEPTION 'subject "%" is restricted', subject_id
-      USING ERRCODE = 'object_not_in_prerequisite_state',
-            DETAIL = (SELECT format('Restricted since %s: %s', r.restricted_at, r.reason) FROM gdpr.restrictions r
-                       WHERE r.subject_table = st AND r.subject_id = erase_subject.subject_id AND r.lifted_at IS NULL),
-            HINT = 'Lift the restriction with gdpr.lift_restriction() once its reason is settled.';
-  END IF;
-  PERFORM gdpr._answer_request(request_id, st, subject_id, ARRAY['erasure']);
-  dups := gdpr._duplicates_json(st, subject_id);    -- found while his contact points are there
-
-  INSERT INTO gdpr.erasures (subject_table, subject_ref, request_id, report, report_sha256)
-    VALUES (st, ref, request_id, '{}', '\x') RETURNING id INTO eid;
-  PERFORM gdpr._suppress_contacts(st, key, eid);
-  -- His consent events go (the ledger opens for this transaction only); the
-  -- suppression list now says what they said: never contact him again.
-  -- Issue 23.2: reduced to a pseudonym and dates for consent_proof_keep (50_consent.sql).
-  n_consent := gdpr._retire_consent(st, ARRAY[subject_id]);
-  -- His own data key goes: what was encrypted for him is unreadable everywhere.
-  DELETE FROM gdpr.subject_keys k WHERE k.subject_table = st AND k.subject_ref = gdpr._subject_key_ref(st, subject_id)
-    RETURNING k.id INTO shredded;
-  IF shredded IS NOT NULL THEN
-    INSERT INTO gdpr.shredded_keys (key_id, subject_table, subject_ref)
-      VALUES (shredded, st, gdpr._subject_key_ref(st, subject_id));
-  END IF;
-  FOR t IN SELECT tree.tbl FROM gdpr._subject_tree(st) tree ORDER BY tree.depth DESC, tree.tbl::text LOOP
-    tables := tables || gdpr._erase_table(t.tbl, key);
-  END LOOP;
-
-  rep := jsonb_build_object('status', 'erased', 'erasure_id', eid, 'subject_table', gdpr._qualified(st),
-                               'request_id', request_id, 'erased_at', now(), 'tables', tables,
-                               'consent_events_removed', n_consent, 'subject_key_shredded', shredded IS NOT NULL)
-         || gdpr._erase_duplicates(st, dups, include_duplicates);
-  UPDATE gdpr.erasures e SET report = rep, report_sha256 = sha256(convert_to(rep::text, 'UTF8'))
-   WHERE e.id = eid;
-  PERFORM gdpr._log_event('ERASE', st, ARRAY[subject_id], 1,
-                          jsonb_build_object('erasure_id', eid, 'request_id', request_id));
-  RETURN rep;
-EXCEPTION
-  WHEN foreign_key_violation THEN
-    -- All or nothing: a table outside the registry still refers to him.
-    RAISE EXCEPTION 'cannot erase subject "%": %', subject_id, SQLERRM
-      USING ERRCODE = 'foreign_key_violation',
-            HINT = 'Register the table that refers to him (gdpr.register_table) so that its rows are erased too.';
-END
-$$;
-
-REVOKE EXECUTE ON FUNCTION gdpr.erase_subject(text, bigint, regclass, boolean), gdpr._consent_proof_keep(),
-  gdpr._retire_consent(regclass, text[]), gdpr._expire_consent_proofs() FROM PUBLIC;
-GRANT EXECUTE ON FUNCTION gdpr.erase_subject(text, bigint, regclass, boolean) TO gdpr_admin;
-GRANT SELECT ON gdpr.consent_proof_archive TO gdpr_auditor, gdpr_admin;
