@@ -127,11 +127,52 @@ CREATE FUNCTION gdpr._suppress_objectors_sql(st regclass, id_col name) RETURNS t
             FROM unnest(gdpr._contact_columns(st)) c
           HAVING count(*) > 0);
 
+-- The usual ways of writing a phone number whose normalised form is norm
+-- (digits, French 0 read as 33), to find it through a plain index.
+CREATE FUNCTION gdpr._phone_variants(norm text, raw text) RETURNS text[]
+  LANGUAGE sql IMMUTABLE PARALLEL SAFE SET search_path = pg_catalog, pg_temp
+  RETURN ARRAY(SELECT DISTINCT v FROM unnest(ARRAY[
+    raw, norm, '+' || norm,
+    CASE WHEN norm ~ '^33[0-9]{9}$' THEN '0' || substr(norm, 3) END,
+    CASE WHEN norm ~ '^33[0-9]{9}$' THEN '+33 ' || regexp_replace(substr(norm, 3), '^(.)(..)(..)(..)(..)$', '\1 \2 \3 \4 \5') END,
+    CASE WHEN norm ~ '^33[0-9]{9}$' THEN regexp_replace('0' || substr(norm, 3), '^(..)(..)(..)(..)(..)$', '\1 \2 \3 \4 \5') END,
+    CASE WHEN norm ~ '^33[0-9]{9}$' THEN regexp_replace('0' || substr(norm, 3), '^(..)(..)(..)(..)(..)$', '\1.\2.\3.\4.\5') END]) v
+    WHERE v IS NOT NULL);
+
+-- How find_duplicates searches one contact column of st for value v: an SQL
+-- predicate on alias t with $2 as the parameter, and that parameter; NULL
+-- when the search would read a big table without an index.  E-mail: lower
+-- case (served by an index on lower(col)); phone: its digits in a table
+-- under 16 MB, else the usual ways of writing it through an index on col.
+CREATE FUNCTION gdpr._duplicate_search(st regclass, col name, v text, OUT pred text, OUT param text)
+  LANGUAGE plpgsql STABLE SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+  small boolean := pg_relation_size(st) < 16 * 1024 * 1024;
+  attnum smallint := (gdpr._column(st, col)).attnum;
+BEGIN
+  IF gdpr._contact_kind(v) = 'email' THEN
+    IF small OR EXISTS (SELECT FROM pg_index i WHERE i.indrelid = st
+                          AND pg_get_expr(i.indexprs, i.indrelid) ~ format('^lower\(\(?%s\M', quote_ident(col))) THEN
+      pred := format('lower(t.%I::text) = $2', col);
+      param := gdpr._normalise_contact(v);
+    END IF;
+  ELSIF gdpr._contact_kind(v) = 'phone' THEN
+    IF small THEN
+      pred := format('regexp_replace(regexp_replace(t.%I::text, ''[^0-9]'', '''', ''g''), ''^0'', ''33'') = $2', col);
+      param := gdpr._normalise_contact(v);
+    ELSIF EXISTS (SELECT FROM pg_index i WHERE i.indrelid = st AND i.indkey[0] = attnum) THEN
+      pred := format('t.%I::text = ANY ($2::text[])', col);
+      param := gdpr._phone_variants(gdpr._normalise_contact(v), v)::text;
+    END IF;
+  END IF;
+END
+$$;
+
 -- The other subjects of the table sharing a normalised contact point with
--- this one: e-mail addresses in lower case (an index on lower(email) serves
--- it), phone numbers by their digits (which reads the table).  The caller
--- needs SELECT on the table; the statements run as its owner, with the
--- normalisation written out (they call nothing of schema gdpr).
+-- this one (gdpr._duplicate_search says how each column is searched; a
+-- column that would need a scan of a big table is skipped, with a notice).
+-- The caller needs SELECT on the table; the statements run as its owner,
+-- with the normalisation written out (they call nothing of schema gdpr).
 CREATE FUNCTION gdpr.find_duplicates(subject_id text, subject_table regclass DEFAULT NULL)
   RETURNS TABLE (duplicate_id text, matched text[])
   LANGUAGE plpgsql STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
@@ -140,11 +181,9 @@ DECLARE
   id_col name := (SELECT s.id_column FROM gdpr.subject_tables s WHERE s.tbl = st);
   cols name[] := gdpr._contact_columns(st);
   mine jsonb;
+  found jsonb := '[]';            -- [id, column] pairs
   c name;
-  v text;
-  norm text;
-  conds text[] := '{}';
-  params text[] := '{}';
+  q record;
 BEGIN
   IF cardinality(cols) = 0 THEN
     RETURN;
@@ -154,28 +193,21 @@ BEGIN
                                        (SELECT string_agg(format('%L, %I::text', x, x), ', ') FROM unnest(cols) x),
                                        st, id_col, gdpr._subject_key_type(st)), find_duplicates.subject_id);
   FOREACH c IN ARRAY cols LOOP
-    v := mine ->> c;
-    CONTINUE WHEN gdpr._contact_kind(v) IS NULL;
-    norm := gdpr._normalise_contact(v);
-    params := params || norm;
-    conds := conds || CASE gdpr._contact_kind(v)
-      WHEN 'email' THEN format('CASE WHEN lower(t.%1$I::text) = $%2$s OR lower(btrim(t.%1$I::text)) = $%2$s THEN %1$L END',
-                               c, cardinality(params) + 1)
-      ELSE format('CASE WHEN regexp_replace(regexp_replace(t.%1$I::text, ''[^0-9]'', '''', ''g''), ''^0'', ''33'') = $%2$s
-                        THEN %1$L END', c, cardinality(params) + 1) END;
+    CONTINUE WHEN gdpr._contact_kind(mine ->> c) IS NULL;
+    q := gdpr._duplicate_search(st, c, mine ->> c);
+    IF q.pred IS NULL THEN
+      RAISE NOTICE 'duplicates: column "%" of % is not searched (a big table without an index on it)', c, st
+        USING HINT = format('CREATE INDEX ON %s (%s) lets it be searched.', st,
+                            CASE gdpr._contact_kind(mine ->> c) WHEN 'email' THEN format('lower(%I)', c) ELSE quote_ident(c) END);
+      CONTINUE;
+    END IF;
+    found := found || gdpr._owner_query(st, format(
+               'SELECT coalesce(jsonb_agg(jsonb_build_array(t.%1$I::text, %2$L)), ''[]'') FROM %3$s t
+                 WHERE t.%1$I <> $1::%4$s AND %5$s',
+               id_col, c, st, gdpr._subject_key_type(st), q.pred), find_duplicates.subject_id, q.param);
   END LOOP;
-  IF cardinality(conds) = 0 THEN
-    RETURN;
-  END IF;
-  RETURN QUERY
-    SELECT x ->> 0, ARRAY(SELECT jsonb_array_elements_text(x -> 1))
-      FROM jsonb_array_elements(gdpr._owner_query(st, format(
-        'SELECT coalesce(jsonb_agg(jsonb_build_array(x.id, x.m) ORDER BY x.id), ''[]'')
-           FROM (SELECT t.%1$I::text AS id, array_remove(ARRAY[%2$s], NULL)::text[] AS m FROM %3$s t
-                  WHERE t.%1$I <> $1::%4$s AND (%5$s)) x',
-        id_col, array_to_string(conds, ', '), st, gdpr._subject_key_type(st),
-        (SELECT string_agg(format('%s IS NOT NULL', x), ' OR ') FROM unnest(conds) x)),
-        VARIADIC ARRAY[find_duplicates.subject_id] || params)) x;
+  RETURN QUERY SELECT d ->> 0, array_agg(DISTINCT d ->> 1 ORDER BY d ->> 1)
+                 FROM jsonb_array_elements(found) d GROUP BY d ->> 0 ORDER BY d ->> 0;
 END
 $$;
 

@@ -3,7 +3,7 @@
 -- justification of each column, subjects left without a legal basis, the
 -- suppression list enforced where data enters.
 BEGIN;
-SELECT plan(52);
+SELECT plan(53);
 
 \set QUIET on
 SET client_min_messages = warning;
@@ -161,9 +161,14 @@ SELECT id AS d3, email AS d3_email FROM crm.contacts c
  WHERE NOT EXISTS (SELECT FROM crm.orders o WHERE o.contact_id = c.id) AND email IS NOT NULL
  ORDER BY id OFFSET 12 LIMIT 1 \gset
 INSERT INTO crm.contacts (first_name, email) VALUES ('Dup', upper(:'d3_email')) RETURNING id AS d3dup \gset
-INSERT INTO crm.contacts (first_name, email) VALUES ('Dup2', ' ' || :'d3_email') RETURNING id AS d3dup2 \gset
+INSERT INTO crm.contacts (first_name, email) VALUES ('Dup2', initcap(:'d3_email')) RETURNING id AS d3dup2 \gset
 SELECT is(ARRAY(SELECT duplicate_id || ':' || array_to_string(matched, ',') FROM gdpr.find_duplicates(:'d3') ORDER BY 1),
           ARRAY[:'d3dup' || ':email', :'d3dup2' || ':email'], 'find_duplicates finds them by normalised e-mail');
+SELECT id AS p3, phone AS p3_phone FROM crm.contacts c WHERE phone IS NOT NULL ORDER BY id DESC LIMIT 1 \gset
+INSERT INTO crm.contacts (first_name, phone) VALUES ('DupPhone', '0' || substr(regexp_replace(:'p3_phone', '[^0-9]', '', 'g'), 3))
+  RETURNING id AS p3dup \gset
+SELECT ok(:'p3dup' = ANY (ARRAY(SELECT duplicate_id FROM gdpr.find_duplicates(:'p3') WHERE matched = '{phone}')),
+          'and by the digits of a phone written another way');
 SELECT gdpr.erase_subject(:'d3') AS rep3 \gset
 SELECT is(jsonb_array_length((:'rep3')::jsonb -> 'duplicates'), 2, 'the erasure report lists his duplicates');
 SELECT is((SELECT count(*) FROM crm.contacts WHERE id IN (:d3dup, :d3dup2)), 2::bigint, 'and leaves them by default');
