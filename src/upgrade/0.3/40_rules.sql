@@ -745,44 +745,25 @@ CREATE OR REPLACE FUNCTION gdpr._no_basis_due(pol gdpr.retention_policies, due t
   LANGUAGE plpgsql STABLE SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
   n gdpr.no_basis_retention;
+  ids text[];
 BEGIN
   SELECT * INTO n FROM gdpr.no_basis_retention x WHERE x.subject_table = pol.tbl;
   IF NOT FOUND OR pol.col IS NOT NULL OR pol.action <> 'delete' THEN
     RETURN due;
   END IF;
-  RETURN format('(%s OR %s IN (SELECT n.subject_id FROM gdpr.no_legal_basis n
-                                WHERE n.subject_table = %L::regclass AND n.withdrawn_at < now() - %L::interval))',
-                due, gdpr._subject_id_expr(pol.tbl, 't'), pol.tbl, n.keep);
+  ids := ARRAY(SELECT b.subject_id FROM gdpr.no_legal_basis b
+                WHERE b.subject_table = pol.tbl AND b.withdrawn_at < now() - n.keep);
+  IF cardinality(ids) = 0 THEN
+    RETURN due;
+  END IF;
+  RETURN format('(%s OR %s = ANY (%L::text[]))', due, gdpr._subject_id_expr(pol.tbl, 't'), ids);
 END
 $$;
 
 CREATE OR REPLACE FUNCTION gdpr._due_cond(pol gdpr.retention_policies) RETURNS text
-  LANGUAGE plpgsql STABLE SET search_path = pg_catalog, pg_temp AS $$
-DECLARE
-  due text;
-  blocked text;
-BEGIN
-  IF pol.after_table = pol.tbl THEN
-    due := format('t.%I < now() - %L::interval', pol.after_column, pol.keep);
-  ELSE
-    due := format('EXISTS (SELECT FROM %s s WHERE s.%I::text = %s AND s.%I < now() - %L::interval)',
-                  pol.after_table, (SELECT x.id_column FROM gdpr.subject_tables x WHERE x.tbl = pol.after_table),
-                  gdpr._subject_id_expr(pol.tbl, 't'), pol.after_column, pol.keep);
-  END IF;
+  LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp
   -- Issue 23.5: subjects without a legal basis are due too (50_consent.sql).
-  due := gdpr._no_basis_due(pol, due);
-  IF pol.col IS NULL AND pol.action = 'delete' THEN
-    SELECT string_agg(format('NOT EXISTS (SELECT FROM %s c WHERE c.%I = t.%I)', c.conrelid::regclass,
-                             (SELECT a.attname FROM pg_attribute a WHERE a.attrelid = c.conrelid AND a.attnum = c.conkey[1]),
-                             (SELECT a.attname FROM pg_attribute a WHERE a.attrelid = c.confrelid AND a.attnum = c.confkey[1])),
-                      ' AND ')
-      INTO blocked
-      FROM pg_constraint c
-     WHERE c.confrelid = pol.tbl AND c.contype = 'f' AND c.confdeltype IN ('a', 'r') AND cardinality(c.conkey) = 1;
-  END IF;
-  RETURN concat_ws(' AND ', due, blocked);
-END
-$$;
+  RETURN concat_ws(' AND ', gdpr._no_basis_due(pol, gdpr._past_due_cond(pol)), gdpr._unreferenced_cond(pol));
 
 CREATE OR REPLACE FUNCTION gdpr._purge_finish(run_id bigint) RETURNS void
   LANGUAGE sql SET search_path = pg_catalog, pg_temp AS $$
