@@ -430,6 +430,8 @@ BEGIN
   IF n = 0 THEN
     RETURN 0;
   END IF;
+  -- Issue 23.2: their consent proofs go as they lose their identity (76_departures.sql).
+  PERFORM gdpr._retire_consent_of_rows(pol.tbl, cond, excluded);
   PERFORM gdpr._anonymise_rows(pol.tbl, cond, excluded);
   UPDATE gdpr.purge_results r SET anonymised = r.anonymised + n
    WHERE r.run_id = _purge_anonymise.run_id AND r.policy_id = pol.id;

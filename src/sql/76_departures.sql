@@ -97,6 +97,28 @@ BEGIN
 END
 $$;
 
+-- Before the purge anonymises rows of a subject table that kept rows refer
+-- to (gdpr._purge_anonymise, issue 23.1): those subjects lose their identity,
+-- so their consent events follow as if they had left (issue 23.2).  cond:
+-- the purge's condition on alias t, with $1 = excluded (held, restricted).
+CREATE FUNCTION gdpr._retire_consent_of_rows(tbl regclass, cond text, excluded text[]) RETURNS void
+  LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+  id_col name := (SELECT s.id_column FROM gdpr.subject_tables s WHERE s.tbl = _retire_consent_of_rows.tbl);
+  ids text[];
+BEGIN
+  IF id_col IS NULL OR NOT EXISTS (SELECT FROM gdpr.consent_ledger l WHERE l.subject_table = tbl) THEN
+    RETURN;
+  END IF;
+  ids := ARRAY(SELECT jsonb_array_elements_text(gdpr._owner_query(tbl,
+           format('SELECT coalesce(jsonb_agg(t.%I::text), ''[]'') FROM %s t WHERE %s', id_col, tbl, cond),
+           VARIADIC excluded)));
+  IF cardinality(ids) > 0 THEN
+    PERFORM gdpr._retire_consent(tbl, ids);
+  END IF;
+END
+$$;
+
 -- Called by _attach_triggers (25_triggers.sql) for every registered table:
 -- the triggers of subject tables.
 CREATE FUNCTION gdpr._attach_subject_triggers(tbl regclass) RETURNS void

@@ -3,7 +3,7 @@
 -- justification of each column, subjects left without a legal basis, the
 -- suppression list enforced where data enters.
 BEGIN;
-SELECT plan(53);
+SELECT plan(55);
 
 \set QUIET on
 SET client_min_messages = warning;
@@ -198,11 +198,20 @@ SELECT is((SELECT jsonb_agg(e - 'at' - 'recorded_at' - 'keep_until') FROM jsonb_
           jsonb_build_array(jsonb_build_object('event', 'grant', 'channel', 'web', 'purpose', 'newsletter', 'notice_version', 1,
             'notice_sha256', (SELECT encode(digest, 'hex') FROM gdpr.purpose_notices WHERE purpose = 'newsletter' AND version = 1))),
           'consent_proof of a deleted subject gives what is kept, no proof document');
+-- A customer past his period whose invoices are kept: the purge anonymises his row, and his proof goes.
+SELECT id AS a2 FROM crm.contacts c WHERE EXISTS (SELECT FROM crm.orders o WHERE o.contact_id = c.id)
+   AND email LIKE '%@%' AND last_contact_at > now() - interval '2 years' ORDER BY id DESC LIMIT 1 \gset
+SELECT gdpr.grant_consent(:'a2', 'newsletter', 'web', :'web') \g /dev/null
+UPDATE crm.contacts SET last_contact_at = now() - interval '4 years' WHERE id = :a2;
 UPDATE gdpr.consent_proof_archive SET keep_until = now() - interval '1 day'
  WHERE subject_ref = gdpr._subject_ref('crm.contacts', :'purged');
 SELECT gdpr.purge() \g /dev/null
 SELECT is((SELECT count(*) FROM gdpr.consent_proof_archive WHERE keep_until < now()), 0::bigint,
           'the purge removes them when their time is up');
+SELECT is((SELECT count(*) FROM gdpr.consent_ledger WHERE subject_id = :'a2'), 0::bigint,
+          'a customer the purge anonymised (his invoices kept) keeps no consent proof either');
+SELECT is((SELECT count(*) FROM gdpr.consent_proof_archive WHERE subject_ref = gdpr._subject_ref('crm.contacts', :'a2')),
+          1::bigint, 'only its reduced form');
 
 SELECT * FROM finish();
 ROLLBACK;

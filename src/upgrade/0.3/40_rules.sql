@@ -778,6 +778,56 @@ CREATE OR REPLACE FUNCTION gdpr._purge_finish(run_id bigint) RETURNS void
   SELECT gdpr._expire_consent_proofs();
 $$;
 
+CREATE OR REPLACE FUNCTION gdpr._retire_consent_of_rows(tbl regclass, cond text, excluded text[]) RETURNS void
+  LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+  id_col name := (SELECT s.id_column FROM gdpr.subject_tables s WHERE s.tbl = _retire_consent_of_rows.tbl);
+  ids text[];
+BEGIN
+  IF id_col IS NULL OR NOT EXISTS (SELECT FROM gdpr.consent_ledger l WHERE l.subject_table = tbl) THEN
+    RETURN;
+  END IF;
+  ids := ARRAY(SELECT jsonb_array_elements_text(gdpr._owner_query(tbl,
+           format('SELECT coalesce(jsonb_agg(t.%I::text), ''[]'') FROM %s t WHERE %s', id_col, tbl, cond),
+           VARIADIC excluded)));
+  IF cardinality(ids) > 0 THEN
+    PERFORM gdpr._retire_consent(tbl, ids);
+  END IF;
+END
+$$;
+
+CREATE OR REPLACE FUNCTION gdpr._purge_anonymise(run_id bigint, pol gdpr.retention_policies) RETURNS bigint
+  LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+  unreferenced text := gdpr._unreferenced_cond(pol);
+  identified text := gdpr._identified_cond(pol.tbl);
+  cond text;
+  excluded text[];
+  n bigint;
+BEGIN
+  IF unreferenced IS NULL OR identified IS NULL THEN
+    RETURN 0;
+  END IF;
+  cond := format('%s AND NOT %s AND NOT (%s) AND %s', gdpr._past_due_cond(pol), gdpr._excluded_cond(pol.tbl, 1),
+                 unreferenced, identified);
+  excluded := ARRAY[gdpr._purge_excluded(pol.tbl)];
+  n := gdpr._owner_query(pol.tbl, format('SELECT to_jsonb(count(*)) FROM %s t WHERE %s', pol.tbl, cond),
+                         VARIADIC excluded)::bigint;
+  IF n = 0 THEN
+    RETURN 0;
+  END IF;
+  -- Issue 23.2: their consent proofs go as they lose their identity (76_departures.sql).
+  PERFORM gdpr._retire_consent_of_rows(pol.tbl, cond, excluded);
+  PERFORM gdpr._anonymise_rows(pol.tbl, cond, excluded);
+  UPDATE gdpr.purge_results r SET anonymised = r.anonymised + n
+   WHERE r.run_id = _purge_anonymise.run_id AND r.policy_id = pol.id;
+  PERFORM gdpr._log_event('PURGE', pol.tbl, NULL, n,
+                          jsonb_build_object('run_id', run_id, 'policy_id', pol.id, 'action', 'anonymise',
+                                             'kept_because', 'referred to by kept rows'));
+  RETURN n;
+END
+$$;
+
 -- A new defaulted parameter: the calls of 0.2 (one to three arguments) work unchanged.
 DROP FUNCTION gdpr.erase_subject(text, bigint, regclass);
 CREATE FUNCTION gdpr.erase_subject(subject_id text, request_id bigint DEFAULT NULL,
