@@ -130,7 +130,8 @@ BEGIN
                       FOR EACH STATEMENT EXECUTE FUNCTION gdpr._subjects_departed()', tbl);
     -- The suppression list, where data enters (77_suppression.sql).
     EXECUTE format('CREATE OR REPLACE TRIGGER gdpr_suppression BEFORE INSERT OR UPDATE ON %s
-                      FOR EACH ROW EXECUTE FUNCTION gdpr._enforce_suppression()', tbl);
+                      FOR EACH ROW EXECUTE FUNCTION gdpr._enforce_suppression(%s)', tbl,
+                   (SELECT string_agg(quote_literal(x), ', ') FROM unnest(gdpr._contact_columns(tbl)) x));
   END IF;
 END
 $$;

@@ -66,26 +66,42 @@ CREATE FUNCTION gdpr._suppression_reason(s gdpr.suppressions) RETURNS text
                                   coalesce(e.erased_at, s.created_at)::date, coalesce(e.request_id::text, '(none recorded)'))
                       FROM (SELECT) one LEFT JOIN gdpr.erasures e ON e.id = s.erasure_id) END;
 
--- BEFORE INSERT OR UPDATE, FOR EACH ROW, on registered subject tables.  With
--- an empty list (or mode off) it costs a look at the list's first page.
+-- BEFORE INSERT OR UPDATE, FOR EACH ROW, on registered subject tables; its
+-- arguments are the table's contact columns when it was attached (the
+-- registry is read instead when one of them is gone, renamed).  A row that
+-- brings no new e-mail address or phone number costs expressions only, no
+-- query; one that does costs a look at the list (and a probe when it is
+-- not empty).
 CREATE FUNCTION gdpr._enforce_suppression() RETURNS trigger
   LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
-  mode text := gdpr._suppression_mode();
-  new_row jsonb;
-  old_row jsonb;
+  new_row jsonb := to_jsonb(NEW);
+  old_row jsonb := CASE WHEN TG_OP = 'UPDATE' THEN to_jsonb(OLD) END;
+  cols name[] := TG_ARGV::name[];
+  brought text[] := '{}';       -- contact columns whose new value is an e-mail address or a phone
+  mode text;
   c name;
   v text;
   s gdpr.suppressions;
 BEGIN
+  IF cols IS NULL OR EXISTS (SELECT FROM unnest(cols) x WHERE NOT new_row ? x) THEN
+    cols := gdpr._contact_columns(TG_RELID);
+  END IF;
+  FOREACH c IN ARRAY cols LOOP
+    v := new_row ->> c;
+    IF v IS DISTINCT FROM old_row ->> c AND (v LIKE '%@%' OR length(regexp_replace(v, '[^0-9]', '', 'g')) >= 6) THEN
+      brought := brought || c::text;
+    END IF;
+  END LOOP;
+  IF cardinality(brought) = 0 THEN
+    RETURN NEW;
+  END IF;
+  mode := gdpr._suppression_mode();
   IF mode = 'off' OR NOT EXISTS (SELECT FROM gdpr.suppressions) OR NOT gdpr._has_key() THEN
     RETURN NEW;
   END IF;
-  new_row := to_jsonb(NEW);
-  old_row := CASE WHEN TG_OP = 'UPDATE' THEN to_jsonb(OLD) END;
-  FOREACH c IN ARRAY gdpr._contact_columns(TG_RELID) LOOP
+  FOREACH c IN ARRAY brought LOOP
     v := new_row ->> c;
-    CONTINUE WHEN v IS NULL OR gdpr._contact_kind(v) IS NULL OR v IS NOT DISTINCT FROM old_row ->> c;
     SELECT * INTO s FROM gdpr.suppressions x WHERE x.ref = gdpr._contact_ref(v);
     CONTINUE WHEN NOT FOUND;
     IF mode = 'refuse' THEN

@@ -140,21 +140,33 @@ CREATE OR REPLACE FUNCTION gdpr._suppression_reason(s gdpr.suppressions) RETURNS
 CREATE OR REPLACE FUNCTION gdpr._enforce_suppression() RETURNS trigger
   LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
-  mode text := gdpr._suppression_mode();
-  new_row jsonb;
-  old_row jsonb;
+  new_row jsonb := to_jsonb(NEW);
+  old_row jsonb := CASE WHEN TG_OP = 'UPDATE' THEN to_jsonb(OLD) END;
+  cols name[] := TG_ARGV::name[];
+  brought text[] := '{}';       -- contact columns whose new value is an e-mail address or a phone
+  mode text;
   c name;
   v text;
   s gdpr.suppressions;
 BEGIN
+  IF cols IS NULL OR EXISTS (SELECT FROM unnest(cols) x WHERE NOT new_row ? x) THEN
+    cols := gdpr._contact_columns(TG_RELID);
+  END IF;
+  FOREACH c IN ARRAY cols LOOP
+    v := new_row ->> c;
+    IF v IS DISTINCT FROM old_row ->> c AND (v LIKE '%@%' OR length(regexp_replace(v, '[^0-9]', '', 'g')) >= 6) THEN
+      brought := brought || c::text;
+    END IF;
+  END LOOP;
+  IF cardinality(brought) = 0 THEN
+    RETURN NEW;
+  END IF;
+  mode := gdpr._suppression_mode();
   IF mode = 'off' OR NOT EXISTS (SELECT FROM gdpr.suppressions) OR NOT gdpr._has_key() THEN
     RETURN NEW;
   END IF;
-  new_row := to_jsonb(NEW);
-  old_row := CASE WHEN TG_OP = 'UPDATE' THEN to_jsonb(OLD) END;
-  FOREACH c IN ARRAY gdpr._contact_columns(TG_RELID) LOOP
+  FOREACH c IN ARRAY brought LOOP
     v := new_row ->> c;
-    CONTINUE WHEN v IS NULL OR gdpr._contact_kind(v) IS NULL OR v IS NOT DISTINCT FROM old_row ->> c;
     SELECT * INTO s FROM gdpr.suppressions x WHERE x.ref = gdpr._contact_ref(v);
     CONTINUE WHEN NOT FOUND;
     IF mode = 'refuse' THEN
@@ -376,7 +388,8 @@ BEGIN
                       FOR EACH STATEMENT EXECUTE FUNCTION gdpr._subjects_departed()', tbl);
     -- The suppression list, where data enters (77_suppression.sql).
     EXECUTE format('CREATE OR REPLACE TRIGGER gdpr_suppression BEFORE INSERT OR UPDATE ON %s
-                      FOR EACH ROW EXECUTE FUNCTION gdpr._enforce_suppression()', tbl);
+                      FOR EACH ROW EXECUTE FUNCTION gdpr._enforce_suppression(%s)', tbl,
+                   (SELECT string_agg(quote_literal(x), ', ') FROM unnest(gdpr._contact_columns(tbl)) x));
   END IF;
 END
 $$;
@@ -433,6 +446,9 @@ $$;
 CREATE OR REPLACE FUNCTION gdpr.classify(tbl regclass, col name, category text, purpose text,
                               legal_basis text, justification text DEFAULT NULL) RETURNS void
   LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+  was_contact boolean := EXISTS (SELECT FROM gdpr.personal_columns x WHERE x.tbl = classify.tbl
+                                    AND x.col = classify.col AND x.category = 'contact');
 BEGIN
   justification := nullif(btrim(justification), '');
   PERFORM gdpr._registered(tbl);
@@ -458,6 +474,10 @@ BEGIN
     ON CONFLICT ON CONSTRAINT personal_columns_pkey DO UPDATE
       SET category = excluded.category, legal_basis = excluded.legal_basis,
           justification = excluded.justification, classified_at = now(), classified_by = session_user;
+  -- Issue 23.3: the suppression trigger of a subject table names its contact columns (76_departures.sql).
+  IF category = 'contact' OR was_contact THEN
+    PERFORM gdpr._attach_subject_triggers(tbl);
+  END IF;
 END
 $$;
 
