@@ -123,8 +123,11 @@ $$;
 -- the triggers of subject tables.
 CREATE FUNCTION gdpr._attach_subject_triggers(tbl regclass) RETURNS void
   LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+  was_open boolean := gdpr._own_ddl_active();   -- inside _attach_triggers, or on its own (classify)
 BEGIN
   IF EXISTS (SELECT FROM gdpr.subject_tables s WHERE s.tbl = _attach_subject_triggers.tbl) THEN
+    PERFORM gdpr._own_ddl(true);
     EXECUTE format('CREATE OR REPLACE TRIGGER gdpr_subject_departed AFTER DELETE ON %s
                       REFERENCING OLD TABLE AS gdpr_gone
                       FOR EACH STATEMENT EXECUTE FUNCTION gdpr._subjects_departed()', tbl);
@@ -132,6 +135,9 @@ BEGIN
     EXECUTE format('CREATE OR REPLACE TRIGGER gdpr_suppression BEFORE INSERT OR UPDATE ON %s
                       FOR EACH ROW EXECUTE FUNCTION gdpr._enforce_suppression(%s)', tbl,
                    (SELECT string_agg(quote_literal(x), ', ') FROM unnest(gdpr._contact_columns(tbl)) x));
+    IF NOT was_open THEN
+      PERFORM gdpr._own_ddl(false);
+    END IF;
   END IF;
 END
 $$;

@@ -381,8 +381,11 @@ $$;
 
 CREATE OR REPLACE FUNCTION gdpr._attach_subject_triggers(tbl regclass) RETURNS void
   LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+  was_open boolean := gdpr._own_ddl_active();   -- inside _attach_triggers, or on its own (classify)
 BEGIN
   IF EXISTS (SELECT FROM gdpr.subject_tables s WHERE s.tbl = _attach_subject_triggers.tbl) THEN
+    PERFORM gdpr._own_ddl(true);
     EXECUTE format('CREATE OR REPLACE TRIGGER gdpr_subject_departed AFTER DELETE ON %s
                       REFERENCING OLD TABLE AS gdpr_gone
                       FOR EACH STATEMENT EXECUTE FUNCTION gdpr._subjects_departed()', tbl);
@@ -390,15 +393,23 @@ BEGIN
     EXECUTE format('CREATE OR REPLACE TRIGGER gdpr_suppression BEFORE INSERT OR UPDATE ON %s
                       FOR EACH ROW EXECUTE FUNCTION gdpr._enforce_suppression(%s)', tbl,
                    (SELECT string_agg(quote_literal(x), ', ') FROM unnest(gdpr._contact_columns(tbl)) x));
+    IF NOT was_open THEN
+      PERFORM gdpr._own_ddl(false);
+    END IF;
   END IF;
 END
 $$;
+
+CREATE OR REPLACE FUNCTION gdpr._subject_trigger_names() RETURNS name[]
+  LANGUAGE sql IMMUTABLE PARALLEL SAFE
+  RETURN ARRAY['gdpr_subject_departed', 'gdpr_suppression']::name[];
 
 CREATE OR REPLACE FUNCTION gdpr._attach_triggers(tbl regclass) RETURNS void
   LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
   col text;
 BEGIN
+  PERFORM gdpr._own_ddl(true);
   -- Restriction of processing (Art. 18): see 70_rights.sql.
   EXECUTE format('CREATE OR REPLACE TRIGGER gdpr_restrict_update AFTER UPDATE ON %s
                     REFERENCING OLD TABLE AS changed_rows
@@ -421,6 +432,7 @@ BEGIN
                     FOR EACH STATEMENT EXECUTE FUNCTION gdpr._log_write(%L)', tbl, col);
   -- Subjects who leave (76_departures.sql) and contact points that come back (77_suppression.sql).
   PERFORM gdpr._attach_subject_triggers(tbl);
+  PERFORM gdpr._own_ddl(false);
   -- The month partitions exist before anything is logged.
   IF to_regclass(format('gdpr.%I', gdpr._log_month_name(date_trunc('month', now() AT TIME ZONE 'UTC')))) IS NULL THEN
     PERFORM gdpr._log_maintain();
@@ -433,13 +445,12 @@ CREATE OR REPLACE FUNCTION gdpr._detach_triggers(tbl regclass) RETURNS void
 DECLARE
   t name;
 BEGIN
+  PERFORM gdpr._own_ddl(true);
   FOR t IN SELECT g.tgname FROM pg_trigger g
-             WHERE g.tgrelid = tbl AND NOT g.tgisinternal
-              AND g.tgname IN ('gdpr_restrict_update', 'gdpr_restrict_delete', 'gdpr_log_insert',
-                               'gdpr_log_update', 'gdpr_log_delete', 'gdpr_log_truncate',
-                               'gdpr_subject_departed', 'gdpr_suppression') LOOP
+             WHERE g.tgrelid = tbl AND NOT g.tgisinternal AND g.tgname = ANY (gdpr._trigger_names() || gdpr._subject_trigger_names()) LOOP
     EXECUTE format('DROP TRIGGER %I ON %s', t, tbl);
   END LOOP;
+  PERFORM gdpr._own_ddl(false);
 END
 $$;
 
@@ -793,7 +804,7 @@ CREATE OR REPLACE FUNCTION gdpr._purge_finish(run_id bigint) RETURNS void
    WHERE x.id = _purge_finish.run_id;
   -- The history has a retention of its own.
   DELETE FROM gdpr.purge_runs x
-   WHERE x.started_at < now() - coalesce(nullif(current_setting('crm_gdpr.purge_history_keep', true), ''), '2 years')::interval;
+   WHERE x.started_at < now() - gdpr.setting('purge_history_keep')::interval;
   -- Issue 23.2: reduced consent proofs past their time (50_consent.sql).
   SELECT gdpr._expire_consent_proofs();
 $$;
