@@ -404,6 +404,48 @@ CREATE OR REPLACE FUNCTION gdpr._subject_trigger_names() RETURNS name[]
   LANGUAGE sql IMMUTABLE PARALLEL SAFE
   RETURN ARRAY['gdpr_subject_departed', 'gdpr_suppression']::name[];
 
+CREATE OR REPLACE FUNCTION gdpr._guard_ddl_end() RETURNS event_trigger
+  LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+  before oid[] := gdpr._ddl_start_state()::oid[];
+  broken text;
+  c record;
+BEGIN
+  PERFORM gdpr._set_ddl_start_state(NULL);
+  IF before IS NOT NULL AND NOT gdpr._own_ddl_active() THEN
+    SELECT string_agg(t::regclass::text, ', ' ORDER BY t::regclass::text) INTO broken
+      FROM unnest(before) t
+     WHERE NOT t = ANY (gdpr._whole_tables())
+       AND EXISTS (SELECT FROM pg_class x WHERE x.oid = t)
+       AND t IN (SELECT gdpr._registered_relations());
+    IF broken IS NOT NULL THEN
+      RAISE EXCEPTION 'the access log''s triggers on registered tables cannot be dropped, renamed or disabled'
+        USING ERRCODE = 'insufficient_privilege',
+              DETAIL = format('This statement would leave a trigger of %s missing or disabled.', broken),
+              HINT = 'Unregister the table with gdpr.unregister_table() if it no longer holds personal data.';
+    END IF;
+  END IF;
+  -- Code that will run on the rows: an index on an expression or with a
+  -- predicate, a trigger (not the extension's), a rule, a policy.  Only on a
+  -- table whose triggers are all in place: a restore, which creates indexes
+  -- and rules before the triggers, is not recorded as DDL.
+  FOR c IN SELECT x.command_tag, coalesce(i.indrelid, g.tgrelid, p.polrelid, w.ev_class)::regclass AS tbl
+             FROM pg_event_trigger_ddl_commands() x
+             LEFT JOIN pg_index i ON x.classid = 'pg_class'::regclass AND i.indexrelid = x.objid
+             LEFT JOIN pg_trigger g ON x.classid = 'pg_trigger'::regclass AND g.oid = x.objid
+             LEFT JOIN pg_policy p ON x.classid = 'pg_policy'::regclass AND p.oid = x.objid
+             LEFT JOIN pg_rewrite w ON x.classid = 'pg_rewrite'::regclass AND w.oid = x.objid
+            WHERE (x.command_tag = 'CREATE INDEX' AND (i.indexprs IS NOT NULL OR i.indpred IS NOT NULL))
+               OR (x.command_tag IN ('CREATE TRIGGER', 'ALTER TRIGGER') AND NOT g.tgname = ANY (gdpr._trigger_names() || gdpr._subject_trigger_names()))
+               OR x.command_tag IN ('CREATE RULE', 'CREATE POLICY', 'ALTER POLICY') LOOP
+    CONTINUE WHEN gdpr._own_ddl_active() OR NOT c.tbl = ANY (gdpr._whole_tables());
+    CONTINUE WHEN NOT EXISTS (SELECT FROM gdpr.registered_tables r WHERE r.tbl = c.tbl);
+    PERFORM gdpr._note_change('ddl on a registered table', c.tbl::text, format('%s by %s', c.command_tag, gdpr._caller()));
+    PERFORM gdpr._log_event('DDL', c.tbl, NULL, 0, jsonb_build_object('command', c.command_tag));
+  END LOOP;
+END
+$$;
+
 CREATE OR REPLACE FUNCTION gdpr._attach_triggers(tbl regclass) RETURNS void
   LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
