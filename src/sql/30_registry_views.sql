@@ -75,17 +75,14 @@ SELECT p.code AS purpose,
        coalesce(rt.retention, '{}') AS retention,
        gdpr.security_measures(p.code) AS security_measures,
        p.created_at,
-       p.updated_at,
-       coalesce(d.unjustified, '{}') AS unjustified_data
+       p.updated_at
   FROM gdpr.purposes p
   LEFT JOIN LATERAL (SELECT n.version, n.digest FROM gdpr.purpose_notices n
                       WHERE n.purpose = p.code ORDER BY n.version DESC LIMIT 1) nv ON true
   LEFT JOIN LATERAL (
     SELECT array_agg(DISTINCT gdpr.qualified_name(r.subject_table) ORDER BY gdpr.qualified_name(r.subject_table)) AS subject_categories,
            array_agg(DISTINCT pc.category ORDER BY pc.category) AS data_categories,
-           array_agg(DISTINCT format('%s.%I', gdpr.qualified_name(pc.tbl), pc.col) ORDER BY format('%s.%I', gdpr.qualified_name(pc.tbl), pc.col)) AS columns,
-           array_agg(DISTINCT format('%s.%I', gdpr.qualified_name(pc.tbl), pc.col) ORDER BY format('%s.%I', gdpr.qualified_name(pc.tbl), pc.col))
-             FILTER (WHERE pc.justification IS NULL) AS unjustified
+           array_agg(DISTINCT format('%s.%I', gdpr.qualified_name(pc.tbl), pc.col) ORDER BY format('%s.%I', gdpr.qualified_name(pc.tbl), pc.col)) AS columns
       FROM gdpr.personal_columns pc JOIN gdpr.registered_tables r ON r.tbl = pc.tbl
      WHERE pc.purpose = p.code) d ON true
   LEFT JOIN LATERAL (

@@ -116,6 +116,7 @@ SELECT id AS e3, email AS e3_email, phone AS e3_phone FROM crm.contacts c
  WHERE NOT EXISTS (SELECT FROM crm.orders o WHERE o.contact_id = c.id) AND email IS NOT NULL AND phone IS NOT NULL
  ORDER BY id OFFSET 10 LIMIT 1 \gset
 SELECT gdpr.open_request(:'e3', 'erasure') AS req3 \gset
+SELECT gdpr.verify_identity(:req3, 'identity_document') \g /dev/null
 SELECT gdpr.erase_subject(:'e3', :req3) \g /dev/null
 SELECT throws_ok(format($$INSERT INTO crm.contacts (first_name, email) VALUES ('Again', %L)$$, '  ' || upper(:'e3_email')),
                  '23514', 'crm.contacts.email is on the suppression list', 'an erased e-mail cannot be inserted again');

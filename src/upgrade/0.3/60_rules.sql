@@ -110,6 +110,13 @@ CREATE OR REPLACE FUNCTION gdpr._contact_kind(value text) RETURNS text
   RETURN CASE WHEN value LIKE '%@%' THEN 'email'
               WHEN length(regexp_replace(value, '[^0-9]', '', 'g')) >= 6 THEN 'phone' END;
 
+CREATE OR REPLACE FUNCTION gdpr._contact_kind(tbl regclass, col name) RETURNS text
+  LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp
+  RETURN coalesce((SELECT v.kind FROM gdpr.validations v WHERE v.tbl = _contact_kind.tbl AND v.col = _contact_kind.col),
+                  CASE WHEN col ~* '(^|_)e?-?mail' THEN 'email'
+                       WHEN col ~* 'phone|mobile|(^|_)tel($|_)|fax' THEN 'phone'
+                       WHEN col ~* 'post(al)?_?code|(^|_)zip' THEN 'postcode' END);
+
 CREATE OR REPLACE FUNCTION gdpr._contact_ref(value text) RETURNS text
   LANGUAGE sql STABLE STRICT SET search_path = pg_catalog, pg_temp
   RETURN gdpr._pseudonym(gdpr._normalise_contact(value), 'suppression');
@@ -1019,7 +1026,7 @@ SELECT p.code AS purpose,
        p.legal_basis,
        nv.version AS notice_version,
        encode(nv.digest, 'hex') AS notice_sha256,
-       coalesce(d.subject_categories, '{}') AS subject_categories,
+       gdpr.purpose_subject_categories(p.code) AS subject_categories,
        coalesce(d.data_categories, '{}') AS data_categories,
        coalesce(d.columns, '{}') AS personal_data,
        coalesce(rc.recipients, '{}') AS recipients,
@@ -1028,29 +1035,39 @@ SELECT p.code AS purpose,
        gdpr.security_measures(p.code) AS security_measures,
        p.created_at,
        p.updated_at,
-       coalesce(d.unjustified, '{}') AS unjustified_data
+       ctl.name AS controller,
+       concat_ws(', ', ctl.dpo_name, ctl.dpo_contact) AS dpo,
+       gdpr.purpose_recipients(p.code) AS recipients_detail,
+       coalesce(rc.processors, '{}') AS processors,
+       dp.required AS dpia_required,
+       dp.status AS dpia_status,
+       coalesce(d.unjustified, '{}') AS unjustified_data     -- issue 23.7: classified without a justification
   FROM gdpr.purposes p
+  LEFT JOIN gdpr.controller ctl ON true
+  LEFT JOIN gdpr.dpia_register dp ON dp.purpose = p.code
   LEFT JOIN LATERAL (SELECT n.version, n.digest FROM gdpr.purpose_notices n
                       WHERE n.purpose = p.code ORDER BY n.version DESC LIMIT 1) nv ON true
   LEFT JOIN LATERAL (
-    SELECT array_agg(DISTINCT gdpr.qualified_name(r.subject_table) ORDER BY gdpr.qualified_name(r.subject_table)) AS subject_categories,
-           array_agg(DISTINCT pc.category ORDER BY pc.category) AS data_categories,
-           array_agg(DISTINCT format('%s.%I', gdpr.qualified_name(pc.tbl), pc.col) ORDER BY format('%s.%I', gdpr.qualified_name(pc.tbl), pc.col)) AS columns,
-           array_agg(DISTINCT format('%s.%I', gdpr.qualified_name(pc.tbl), pc.col) ORDER BY format('%s.%I', gdpr.qualified_name(pc.tbl), pc.col))
+    SELECT array_agg(DISTINCT pc.category ORDER BY pc.category) AS data_categories,
+           array_agg(DISTINCT format('%I.%I.%I', n.nspname, c.relname, pc.col)) AS columns,
+           array_agg(DISTINCT format('%I.%I.%I', n.nspname, c.relname, pc.col))
              FILTER (WHERE pc.justification IS NULL) AS unjustified
-      FROM gdpr.personal_columns pc JOIN gdpr.registered_tables r ON r.tbl = pc.tbl
+      FROM gdpr.personal_columns pc JOIN pg_class c ON c.oid = pc.tbl JOIN pg_namespace n ON n.oid = c.relnamespace
      WHERE pc.purpose = p.code) d ON true
   LEFT JOIN LATERAL (
     SELECT array_agg(format('%s (%s)', x.name, x.country) ORDER BY x.name) AS recipients,
            array_agg(format('%s (%s): %s', x.name, x.country, x.safeguard) ORDER BY x.name)
-             FILTER (WHERE x.outside_eea) AS transfers
+             FILTER (WHERE x.outside_eea) AS transfers,
+           array_agg(x.name ORDER BY x.name) FILTER (WHERE x.role IN ('processor', 'sub_processor')) AS processors
       FROM gdpr.recipients x WHERE x.purpose = p.code) rc ON true
   LEFT JOIN LATERAL (
     SELECT array_agg(DISTINCT format('%s: %s after %s.%I, then %s',
-                                     CASE WHEN rp.col IS NULL THEN gdpr.qualified_name(rp.tbl) || ' (rows)'
-                                          ELSE format('%s.%I', gdpr.qualified_name(rp.tbl), rp.col) END,
-                                     rp.keep, gdpr.qualified_name(rp.after_table), rp.after_column, rp.action)) AS retention
+                                     CASE WHEN rp.col IS NULL THEN format('%I.%I', n.nspname, c.relname) || ' (rows)'
+                                          ELSE format('%I.%I.%I', n.nspname, c.relname, rp.col) END,
+                                     rp.keep, format('%I.%I', an.nspname, ac.relname), rp.after_column, rp.action)) AS retention
       FROM gdpr.retention_policies rp
+      JOIN pg_class c ON c.oid = rp.tbl JOIN pg_namespace n ON n.oid = c.relnamespace
+      JOIN pg_class ac ON ac.oid = rp.after_table JOIN pg_namespace an ON an.oid = ac.relnamespace
      WHERE EXISTS (SELECT FROM gdpr.personal_columns pc
                     WHERE pc.purpose = p.code AND pc.tbl = rp.tbl AND (rp.col IS NULL OR pc.col = rp.col))) rt ON true;
 
