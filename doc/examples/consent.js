@@ -16,7 +16,7 @@ async function main(contactId) {
     await client.query("SET LOCAL crm_gdpr.purpose = 'newsletter'");
     const granted = await client.query(
       "SELECT gdpr.grant_consent($1, 'newsletter', 'web', $2) AS id",
-      [contactId, { ip: '203.0.113.7', user_agent: 'Mozilla/5.0', form: 'footer-v3' }]);
+      [contactId, { ip: '203.0.113.7', user_agent: 'Mozilla/5.0', form: 'footer-v3', notice_version: 1 }]);
     await client.query('COMMIT');
     out.ledger_id = Number(granted.rows[0].id);
     const may = await client.query("SELECT gdpr.may_process($1, 'newsletter') AS ok", [contactId]);

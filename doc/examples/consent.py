@@ -20,7 +20,7 @@ def main(contact_id: str) -> dict:
             conn.execute("SET LOCAL crm_gdpr.purpose = 'newsletter'")
             (out["ledger_id"],) = conn.execute(
                 "SELECT gdpr.grant_consent(%s, 'newsletter', 'web', %s)",
-                (contact_id, Jsonb({"ip": "203.0.113.7", "user_agent": "Mozilla/5.0", "form": "footer-v3"})),
+                (contact_id, Jsonb({"ip": "203.0.113.7", "user_agent": "Mozilla/5.0", "form": "footer-v3", "notice_version": 1})),
             ).fetchone()
         (out["may_process"],) = conn.execute(
             "SELECT gdpr.may_process(%s, 'newsletter')", (contact_id,)).fetchone()

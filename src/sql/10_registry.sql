@@ -534,10 +534,17 @@ BEGIN
 END
 $$;
 
+-- A column classified without a justification (none, or blank) is stored
+-- with none and shown as not justified (gdpr.personal_data.justified,
+-- processing_register.unjustified_data); a sensitive one is refused.
 CREATE FUNCTION gdpr.classify(tbl regclass, col name, category text, purpose text,
                               legal_basis text, justification text DEFAULT NULL) RETURNS void
   LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+  was_contact boolean := EXISTS (SELECT FROM gdpr.personal_columns x WHERE x.tbl = classify.tbl
+                                    AND x.col = classify.col AND x.category = 'contact');
 BEGIN
+  justification := nullif(btrim(justification), '');
   PERFORM gdpr._registered(tbl);
   PERFORM gdpr._require_table_owner(tbl, 'gdpr.classify()');
   PERFORM gdpr._column(tbl, col);
@@ -549,6 +556,9 @@ BEGIN
       USING ERRCODE = 'invalid_parameter_value',
             DETAIL = 'Special categories of data (Art. 9) may only be processed under one of its exceptions.',
             HINT = 'Say which Art. 9(2) condition applies in the justification argument.';
+  ELSIF justification IS NULL THEN
+    RAISE NOTICE 'column "%" of % is classified without a justification: the register shows it as not justified', col, tbl
+      USING HINT = format('Say why purpose %s needs this column (data minimisation, Art. 5(1)(c)) in the justification argument.', purpose);
   END IF;
   -- One column has one category, whatever the purposes it serves.
   UPDATE gdpr.personal_columns c SET category = classify.category
@@ -558,6 +568,10 @@ BEGIN
     ON CONFLICT ON CONSTRAINT personal_columns_pkey DO UPDATE
       SET category = excluded.category, legal_basis = excluded.legal_basis,
           justification = excluded.justification, classified_at = now(), classified_by = session_user;
+  -- Issue 23.3: the suppression trigger of a subject table names its contact columns (76_departures.sql).
+  IF category = 'contact' OR was_contact THEN
+    PERFORM gdpr._attach_subject_triggers(tbl);
+  END IF;
 END
 $$;
 

@@ -19,6 +19,12 @@ CREATE FUNCTION gdpr._trigger_names() RETURNS name[]
   RETURN ARRAY['gdpr_restrict_update', 'gdpr_restrict_delete', 'gdpr_log_insert', 'gdpr_log_update',
                'gdpr_log_delete', 'gdpr_log_truncate']::name[];
 
+-- Those it keeps on registered subject tables only (76_departures.sql, issue 23).
+CREATE FUNCTION gdpr._subject_trigger_names() RETURNS name[]
+  LANGUAGE sql IMMUTABLE PARALLEL SAFE
+  RETURN ARRAY['gdpr_subject_departed', 'gdpr_suppression']::name[];
+
+
 -- A registered table's partitions and inheritance children, at any depth:
 -- statement triggers fire only for the table a statement names, so each of
 -- them carries the triggers too (issue 18.3).
@@ -53,6 +59,8 @@ BEGIN
                     FOR EACH STATEMENT EXECUTE FUNCTION gdpr._log_write(%L)', tbl, col);
   EXECUTE format('CREATE OR REPLACE TRIGGER gdpr_log_truncate AFTER TRUNCATE ON %s
                     FOR EACH STATEMENT EXECUTE FUNCTION gdpr._log_write(%L)', tbl, col);
+  -- Subjects who leave (76_departures.sql) and contact points that come back (77_suppression.sql).
+  PERFORM gdpr._attach_subject_triggers(tbl);
   PERFORM gdpr._own_ddl(false);
 END
 $$;
@@ -114,7 +122,7 @@ BEGIN
   PERFORM gdpr._own_ddl(true);
   FOR t, rel IN SELECT g.tgname, g.tgrelid::regclass FROM pg_trigger g
                   WHERE g.tgrelid IN (SELECT tbl UNION SELECT gdpr._descendants(tbl))
-                    AND NOT g.tgisinternal AND g.tgname = ANY (gdpr._trigger_names()) LOOP
+                    AND NOT g.tgisinternal AND g.tgname = ANY (gdpr._trigger_names() || gdpr._subject_trigger_names()) LOOP
     EXECUTE format('DROP TRIGGER %I ON %s', t, rel);
   END LOOP;
   PERFORM gdpr._own_ddl(false);

@@ -25,7 +25,8 @@ SELECT n.nspname AS schema_name,
        coalesce(pcol.after_column, prow.after_column) AS retention_from_column,
        coalesce(pcol.action, prow.action) AS retention_action,
        pc.classified_at,
-       pc.classified_by
+       pc.classified_by,
+       (pc.justification IS NOT NULL) AS justified
   FROM gdpr.personal_columns pc
   JOIN gdpr.registered_tables r ON r.tbl = pc.tbl
   JOIN pg_class c ON c.oid = pc.tbl

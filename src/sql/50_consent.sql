@@ -28,7 +28,7 @@ CREATE FUNCTION gdpr.consent_channels() RETURNS text[]
 CREATE FUNCTION gdpr.proof_keys(channel text) RETURNS text[]
   LANGUAGE sql IMMUTABLE PARALLEL SAFE
   RETURN CASE channel
-    WHEN 'web' THEN ARRAY['ip', 'user_agent', 'form']
+    WHEN 'web' THEN ARRAY['ip', 'user_agent', 'form', 'notice_version']
     WHEN 'email' THEN ARRAY['message_id']
     WHEN 'phone' THEN ARRAY['agent', 'recording']
     WHEN 'paper' THEN ARRAY['document']
@@ -78,11 +78,41 @@ CREATE TABLE gdpr.consent_state (
   last_event_at   timestamptz NOT NULL,
   PRIMARY KEY (subject_table, purpose, subject_id)
 );
+-- A subject's rows, whatever the purpose: erasure, and a subject's departure (76_departures.sql).
+CREATE INDEX consent_state_subject ON gdpr.consent_state (subject_table, subject_id);
 COMMENT ON TABLE gdpr.consent_state IS 'current consent state per subject and purpose, maintained with the ledger';
 
 SELECT pg_catalog.pg_extension_config_dump('gdpr.consent_ledger', '');
 SELECT pg_catalog.pg_extension_config_dump('gdpr.consent_ledger_id_seq', '');
 SELECT pg_catalog.pg_extension_config_dump('gdpr.consent_state', '');
+
+-- What is kept of the consent events of a person who left (erased, or his
+-- row deleted): a keyed pseudonym and the dates that show the processing
+-- was lawful (Art. 7(1): the controller must be able to demonstrate
+-- consent), for crm_gdpr.consent_proof_keep after the consent ended (5
+-- years by default: the limitation period of civil claims in France, art.
+-- 2224 of the civil code); never the proof document (IP address, user
+-- agent, recordings) nor the id in clear.
+CREATE TABLE gdpr.consent_proof_archive (
+  id              bigint PRIMARY KEY,        -- the event's id in the ledger
+  subject_table   regclass NOT NULL,
+  subject_ref     text NOT NULL,             -- gdpr._subject_ref: the erasure ledger's pseudonym
+  purpose         text NOT NULL,
+  event           text NOT NULL,
+  channel         text NOT NULL,
+  at              timestamptz NOT NULL,
+  recorded_at     timestamptz NOT NULL,
+  notice_version  int,
+  notice_digest   bytea,
+  ended_at        timestamptz NOT NULL,      -- when the consent for this purpose ended
+  keep_until      timestamptz NOT NULL,
+  archived_at     timestamptz NOT NULL DEFAULT now()
+);
+CREATE INDEX ON gdpr.consent_proof_archive (subject_table, subject_ref);
+CREATE INDEX ON gdpr.consent_proof_archive (keep_until);
+COMMENT ON TABLE gdpr.consent_proof_archive IS
+  'consent events of subjects who left, reduced to a keyed pseudonym and dates, until keep_until';
+SELECT pg_catalog.pg_extension_config_dump('gdpr.consent_proof_archive', '');
 
 CREATE FUNCTION gdpr.set_purpose_options(code text, consent_valid_for interval DEFAULT NULL,
                                          requires_double_opt_in boolean DEFAULT false,
@@ -233,6 +263,55 @@ BEGIN
 END
 $$;
 
+-- The notice the person was shown: the version his proof names (a web form
+-- must name it), else the purpose's latest.  22023 for a version the
+-- purpose never had; 55000 when a grant, confirmation or information has no
+-- notice at all.
+CREATE FUNCTION gdpr._notice_shown(p gdpr.purposes, proof jsonb, needs_notice boolean) RETURNS gdpr.purpose_notices
+  LANGUAGE plpgsql STABLE SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+  notice gdpr.purpose_notices;
+BEGIN
+  IF proof ? 'notice_version' THEN
+    IF jsonb_typeof(proof -> 'notice_version') <> 'number' OR (proof ->> 'notice_version') !~ '^[0-9]{1,9}$' THEN
+      RAISE EXCEPTION 'proof notice_version "%" is not a version number', proof ->> 'notice_version'
+        USING ERRCODE = 'invalid_parameter_value',
+              HINT = 'Pass the version that define_purpose() returned for the notice the form showed, as a JSON number.';
+    END IF;
+    SELECT * INTO notice FROM gdpr.purpose_notices n
+     WHERE n.purpose = p.code AND n.version = (proof ->> 'notice_version')::int;
+    IF NOT FOUND THEN
+      RAISE EXCEPTION 'purpose "%" has no notice version %', p.code, proof ->> 'notice_version'
+        USING ERRCODE = 'invalid_parameter_value',
+              DETAIL = format('Its versions are 1 to %s.', coalesce(gdpr._current_notice(p.code), 0)),
+              HINT = 'The proof must name the notice version the person was shown.';
+    END IF;
+    RETURN notice;
+  END IF;
+  SELECT * INTO notice FROM gdpr.purpose_notices n WHERE n.purpose = p.code ORDER BY n.version DESC LIMIT 1;
+  IF needs_notice AND notice.version IS NULL THEN
+    RAISE EXCEPTION 'purpose "%" has no information notice', p.code
+      USING ERRCODE = 'object_not_in_prerequisite_state',
+            HINT = 'A person must know what he consents to: give the purpose a notice with gdpr.define_purpose().';
+  END IF;
+  RETURN notice;
+END
+$$;
+
+-- A pre-ticked box is not consent (CNIL, EDPB 05/2020, CJEU Planet49):
+-- a grant or confirmation whose proof says so is refused.
+CREATE FUNCTION gdpr._refuse_prechecked(event text, proof jsonb) RETURNS void
+  LANGUAGE plpgsql IMMUTABLE PARALLEL SAFE SET search_path = pg_catalog, pg_temp AS $$
+BEGIN
+  IF event IN ('grant', 'confirm') AND proof ? 'prechecked' AND proof -> 'prechecked' <> 'false'::jsonb THEN
+    RAISE EXCEPTION 'a pre-ticked box is not consent'
+      USING ERRCODE = 'invalid_parameter_value',
+            DETAIL = format('The proof says "prechecked": %s.', proof -> 'prechecked'),
+            HINT = 'Consent must be an active choice: show the box unticked and record the grant only when the person ticks it.';
+  END IF;
+END
+$$;
+
 -- Record one event and bring the current state up to it.  The state row is
 -- locked by the upsert, so two events for the same subject and purpose are
 -- applied in commit order: the state is that of the last one committed.
@@ -247,6 +326,7 @@ DECLARE
   notice gdpr.purpose_notices;
   eid bigint;
 BEGIN
+  PERFORM gdpr._refuse_prechecked(event, proof);
   IF event IN ('grant', 'confirm') AND p.legal_basis NOT IN ('consent', 'legitimate_interest') THEN
     RAISE EXCEPTION 'purpose "%" is based on %, not on consent', p.code, p.legal_basis
       USING ERRCODE = 'invalid_parameter_value',
@@ -257,12 +337,7 @@ BEGIN
       USING ERRCODE = 'invalid_parameter_value',
             HINT = 'Art. 21 applies to legitimate interest and public task; for consent, withdraw it (gdpr.withdraw_consent).';
   END IF;
-  SELECT * INTO notice FROM gdpr.purpose_notices n WHERE n.purpose = p.code ORDER BY n.version DESC LIMIT 1;
-  IF needs_proof AND notice.version IS NULL THEN
-    RAISE EXCEPTION 'purpose "%" has no information notice', p.code
-      USING ERRCODE = 'object_not_in_prerequisite_state',
-            HINT = 'A person must know what he consents to: give the purpose a notice with gdpr.define_purpose().';
-  END IF;
+  notice := gdpr._notice_shown(p, proof, needs_proof);
   INSERT INTO gdpr.consent_ledger (subject_table, subject_id, purpose, event, channel, at, proof,
                                    notice_version, notice_digest)
     VALUES (st, subject_id, p.code, event, channel, at, proof, notice.version, notice.digest)
@@ -352,10 +427,13 @@ CREATE FUNCTION gdpr._current_notice(purpose text) RETURNS int
 CREATE FUNCTION gdpr.has_consent(subject_id text, purpose text, subject_table regclass DEFAULT NULL) RETURNS boolean
   LANGUAGE plpgsql STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
-  st regclass := gdpr._require_subject(subject_table, subject_id);
+  st regclass := gdpr._present_subject(subject_table, subject_id);   -- NULL: erased or deleted
   p gdpr.purposes := gdpr._purpose(purpose);
   s gdpr.consent_state;
 BEGIN
+  IF st IS NULL THEN
+    RETURN false;
+  END IF;
   SELECT * INTO s FROM gdpr.consent_state x
    WHERE x.subject_table = st AND x.purpose = p.code AND x.subject_id = has_consent.subject_id;
   RETURN FOUND AND gdpr._consent_valid(s, p, gdpr._current_notice(p.code));
@@ -385,11 +463,14 @@ $$;
 CREATE FUNCTION gdpr.may_process(subject_id text, purpose text, subject_table regclass DEFAULT NULL) RETURNS boolean
   LANGUAGE plpgsql STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
-  st regclass := gdpr._require_subject(subject_table, subject_id);
+  st regclass := gdpr._present_subject(subject_table, subject_id);
   p gdpr.purposes := gdpr._purpose(purpose);
   s gdpr.consent_state;
   prof record;
 BEGIN
+  IF st IS NULL THEN
+    RETURN false;                -- erased or deleted: nothing may be done with him any more
+  END IF;
   -- Restricted (Art. 18): only what a legal obligation requires.
   IF gdpr.is_restricted(subject_id, st) THEN
     RETURN p.legal_basis = 'legal_obligation';
@@ -479,20 +560,83 @@ BEGIN
     END IF;
   ELSE
     PERFORM gdpr._require_privilege(st, 'SELECT', 'gdpr.contactable()');
+    -- Never an erased subject whose row is kept anonymised for his invoices
+    -- (ids pseudonymised only when some subject of the table was erased;
+    -- those whose row is gone have left the consent state with it).
     RETURN QUERY
       SELECT x FROM jsonb_array_elements_text(gdpr._owner_query(st, format(
         'SELECT coalesce(jsonb_agg(t.%I::text), ''[]'') FROM %s t WHERE NOT t.%I::text = ANY ($1::text[])',
-        sub.id_column, st, sub.id_column), restricted::text)) x;
+        sub.id_column, st, sub.id_column), restricted::text)) x
+       WHERE NOT EXISTS (SELECT FROM gdpr.erasures e WHERE e.subject_table = st)
+          OR gdpr._subject_ref(st, x) <> ALL (ARRAY(SELECT e.subject_ref FROM gdpr.erasures e WHERE e.subject_table = st));
   END IF;
 END
+$$;
+
+CREATE FUNCTION gdpr._consent_proof_keep() RETURNS interval
+  LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp
+  RETURN coalesce(nullif(current_setting('crm_gdpr.consent_proof_keep', true), ''), '5 years')::interval;
+
+-- The consent events and state of subjects who leave: reduced into the
+-- archive (when a key makes the pseudonym and consent_proof_keep is
+-- positive), then removed from the ledger, which opens for this transaction
+-- as it does for an erasure.  Returns the events removed.  Called by
+-- erase_subject and by the trigger on deleted subject rows (76_departures.sql).
+CREATE FUNCTION gdpr._retire_consent(st regclass, subject_ids text[]) RETURNS bigint
+  LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+  keep interval := gdpr._consent_proof_keep();
+  n bigint;
+BEGIN
+  IF keep > interval '0' AND gdpr._has_key() THEN
+    INSERT INTO gdpr.consent_proof_archive (id, subject_table, subject_ref, purpose, event, channel, at, recorded_at,
+                                            notice_version, notice_digest, ended_at, keep_until)
+      SELECT l.id, l.subject_table, gdpr._subject_ref(st, l.subject_id), l.purpose, l.event, l.channel, l.at,
+             l.recorded_at, l.notice_version, l.notice_digest, e.ended_at, e.ended_at + keep
+        FROM gdpr.consent_ledger l
+        LEFT JOIN gdpr.consent_state s
+          ON s.subject_table = l.subject_table AND s.subject_id = l.subject_id AND s.purpose = l.purpose
+        LEFT JOIN gdpr.purposes p ON p.code = l.purpose
+        CROSS JOIN LATERAL (SELECT least(now(), coalesce(s.withdrawn_at, s.objected_at,
+                                                         s.granted_at + p.consent_valid_for, now())) AS ended_at) e
+       WHERE l.subject_table = st AND l.subject_id = ANY (subject_ids)
+      ON CONFLICT ON CONSTRAINT consent_proof_archive_pkey DO NOTHING;
+  END IF;
+  PERFORM gdpr._allow_ledger_erasure();
+  DELETE FROM gdpr.consent_ledger l WHERE l.subject_table = st AND l.subject_id = ANY (subject_ids);
+  GET DIAGNOSTICS n = ROW_COUNT;
+  DELETE FROM gdpr.consent_state s WHERE s.subject_table = st AND s.subject_id = ANY (subject_ids);
+  RETURN n;
+END
+$$;
+
+-- The archive's rows past keep_until go; the purge calls it at the end of a run.
+CREATE FUNCTION gdpr._expire_consent_proofs() RETURNS bigint
+  LANGUAGE sql SET search_path = pg_catalog, pg_temp AS $$
+  WITH d AS (DELETE FROM gdpr.consent_proof_archive a WHERE a.keep_until < now() RETURNING 1)
+  SELECT count(*) FROM d;
 $$;
 
 -- All proof of one subject, ready to hand to an authority.
 CREATE FUNCTION gdpr.consent_proof(subject_id text, subject_table regclass DEFAULT NULL) RETURNS jsonb
   LANGUAGE plpgsql STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
-  st regclass := gdpr._require_subject(subject_table, subject_id);
+  st regclass := gdpr._subject_table(subject_table);
+  gone text := gdpr._subject_gone(st, subject_id);
 BEGIN
+  IF gone IS NOT NULL THEN
+    -- He left: what the archive keeps of his events (no proof document).
+    RETURN jsonb_build_object(
+      'subject', jsonb_build_object('table', st::text, 'id', subject_id, 'status', gone),
+      'generated_at', now(),
+      'events', (SELECT coalesce(jsonb_agg(jsonb_build_object(
+                   'purpose', a.purpose, 'event', a.event, 'channel', a.channel, 'at', a.at,
+                   'recorded_at', a.recorded_at, 'notice_version', a.notice_version,
+                   'notice_sha256', encode(a.notice_digest, 'hex'), 'keep_until', a.keep_until) ORDER BY a.id), '[]')
+                   FROM gdpr.consent_proof_archive a
+                  WHERE a.subject_table = st AND a.subject_ref = gdpr._subject_ref(st, subject_id)));
+  END IF;
+  PERFORM gdpr._require_subject(st, subject_id);
   RETURN jsonb_build_object(
     'subject', jsonb_build_object('table', st::text, 'id', subject_id),
     'generated_at', now(),
@@ -534,6 +678,91 @@ SELECT s.subject_table, s.subject_id, s.purpose, p.legal_basis,
 COMMENT ON VIEW gdpr.consent_status IS
   'current consent state per subject and purpose, with stale (older notice) and expires_at';
 
+-- Subjects left without a legal basis (issue 23.5): every purpose the
+-- ledger ties them to is based on consent, and each of those consents ended
+-- (withdrawn, objected to, expired).  withdrawn_at: when the last one ended,
+-- the date a retention period runs from (gdpr.set_no_basis_retention).  A
+-- subject informed of a legitimate-interest purpose who did not object is
+-- not listed: he still has a basis.
+CREATE VIEW gdpr.no_legal_basis AS
+SELECT s.subject_table, s.subject_id,
+       array_agg(s.purpose ORDER BY s.purpose) AS purposes,
+       max(coalesce(s.withdrawn_at, s.objected_at, s.granted_at + p.consent_valid_for)) AS withdrawn_at
+  FROM gdpr.consent_state s
+  JOIN gdpr.purposes p ON p.code = s.purpose
+ GROUP BY s.subject_table, s.subject_id
+HAVING bool_and(p.legal_basis = 'consent'
+                AND (s.withdrawn_at IS NOT NULL OR s.objected_at IS NOT NULL
+                     OR s.granted_at + p.consent_valid_for <= now()));
+COMMENT ON VIEW gdpr.no_legal_basis IS
+  'subjects whose every purpose is a consent that ended (withdrawn or expired), and since when';
+
+-- How long the rows of a subject table's subjects are kept once they have
+-- no legal basis left; applied by the purge through the table's whole-row
+-- delete policy (gdpr._no_basis_due, called by gdpr._due_cond).
+CREATE TABLE gdpr.no_basis_retention (
+  subject_table  regclass PRIMARY KEY REFERENCES gdpr.subject_tables ON DELETE CASCADE,
+  keep           interval NOT NULL CHECK (keep > interval '0'),
+  set_at         timestamptz NOT NULL DEFAULT now(),
+  set_by         name NOT NULL DEFAULT session_user
+);
+COMMENT ON TABLE gdpr.no_basis_retention IS
+  'per subject table: rows of subjects without a legal basis are due this long after they lost it';
+SELECT pg_catalog.pg_extension_config_dump('gdpr.no_basis_retention', '');
+
+CREATE FUNCTION gdpr.set_no_basis_retention(subject_table regclass, keep interval) RETURNS void
+  LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+BEGIN
+  PERFORM gdpr._not_null(subject_table, 'subject_table');
+  IF NOT EXISTS (SELECT FROM gdpr.subject_tables s WHERE s.tbl = set_no_basis_retention.subject_table) THEN
+    RAISE EXCEPTION 'table % is not a registered subject table', subject_table
+      USING ERRCODE = 'undefined_object',
+            HINT = 'The period applies to the subjects of a table registered with gdpr.register_subject_table().';
+  END IF;
+  IF keep IS NULL THEN
+    DELETE FROM gdpr.no_basis_retention n WHERE n.subject_table = set_no_basis_retention.subject_table;
+    RETURN;
+  END IF;
+  IF keep <= interval '0' THEN
+    RAISE EXCEPTION 'retention period must be positive' USING ERRCODE = 'invalid_parameter_value';
+  END IF;
+  IF NOT EXISTS (SELECT FROM gdpr.retention_policies p
+                  WHERE p.tbl = set_no_basis_retention.subject_table AND p.col IS NULL AND p.action = 'delete') THEN
+    RAISE EXCEPTION 'table % has no policy deleting its rows', subject_table
+      USING ERRCODE = 'object_not_in_prerequisite_state',
+            HINT = 'Set one first with gdpr.set_retention(tbl, NULL, keep, after_column, ''delete''): the subjects without a legal basis become due through it.';
+  END IF;
+  INSERT INTO gdpr.no_basis_retention AS n (subject_table, keep) VALUES (subject_table, keep)
+    ON CONFLICT ON CONSTRAINT no_basis_retention_pkey DO UPDATE
+      SET keep = excluded.keep, set_at = now(), set_by = session_user;
+END
+$$;
+
+-- The due condition of a policy (built by gdpr._due_cond), widened to the
+-- subjects without a legal basis for long enough when the policy deletes
+-- the rows of a subject table that has such a period.  Their ids are taken
+-- when the statement is built and written into it as a constant array (the
+-- statement runs as the table's owner and reads nothing of schema gdpr;
+-- PostgreSQL hashes a constant array for = ANY).
+CREATE FUNCTION gdpr._no_basis_due(pol gdpr.retention_policies, due text) RETURNS text
+  LANGUAGE plpgsql STABLE SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+  n gdpr.no_basis_retention;
+  ids text[];
+BEGIN
+  SELECT * INTO n FROM gdpr.no_basis_retention x WHERE x.subject_table = pol.tbl;
+  IF NOT FOUND OR pol.col IS NOT NULL OR pol.action <> 'delete' THEN
+    RETURN due;
+  END IF;
+  ids := ARRAY(SELECT b.subject_id FROM gdpr.no_legal_basis b
+                WHERE b.subject_table = pol.tbl AND b.withdrawn_at < now() - n.keep);
+  IF cardinality(ids) = 0 THEN
+    RETURN due;
+  END IF;
+  RETURN format('(%s OR %s = ANY (%L::text[]))', due, gdpr._subject_id_expr(pol.tbl, 't'), ids);
+END
+$$;
+
 GRANT EXECUTE ON FUNCTION
   gdpr.grant_consent(text, text, text, jsonb, regclass), gdpr.confirm_consent(text, text, text, jsonb, regclass),
   gdpr.withdraw_consent(text, text, text, jsonb, regclass), gdpr.object(text, text, text, jsonb, regclass),
@@ -544,4 +773,6 @@ GRANT EXECUTE ON FUNCTION
 GRANT EXECUTE ON FUNCTION gdpr.consent_proof(text, regclass), gdpr.set_purpose_options(text, interval, boolean, boolean, boolean),
   gdpr.set_subject_profile(regclass, name, name)
   TO gdpr_admin;
-GRANT SELECT ON gdpr.consent_log, gdpr.consent_status TO gdpr_auditor, gdpr_admin;
+GRANT EXECUTE ON FUNCTION gdpr.set_no_basis_retention(regclass, interval) TO gdpr_admin;
+GRANT SELECT ON gdpr.consent_log, gdpr.consent_status, gdpr.no_legal_basis, gdpr.no_basis_retention,
+  gdpr.consent_proof_archive TO gdpr_auditor, gdpr_admin;

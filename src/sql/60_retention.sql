@@ -178,7 +178,8 @@ CREATE FUNCTION gdpr._unreferenced_cond(pol gdpr.retention_policies) RETURNS tex
 -- the statement's parameter $1 (_excluded_cond).
 CREATE FUNCTION gdpr._due_cond(pol gdpr.retention_policies) RETURNS text
   LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp
-  RETURN concat_ws(' AND ', gdpr._past_due_cond(pol), gdpr._unreferenced_cond(pol));
+  -- Issue 23.5: subjects without a legal basis are due too (50_consent.sql).
+  RETURN concat_ws(' AND ', gdpr._no_basis_due(pol, gdpr._past_due_cond(pol)), gdpr._unreferenced_cond(pol));
 
 -- Whether row t belongs to one of the subject ids of parameter $n (text[]).
 -- With none (the usual case: no hold, no restriction) the statement, planned
@@ -429,6 +430,8 @@ BEGIN
   IF n = 0 THEN
     RETURN 0;
   END IF;
+  -- Issue 23.2: their consent proofs go as they lose their identity (76_departures.sql).
+  PERFORM gdpr._retire_consent_of_rows(pol.tbl, cond, excluded);
   PERFORM gdpr._anonymise_rows(pol.tbl, cond, excluded);
   UPDATE gdpr.purge_results r SET anonymised = r.anonymised + n
    WHERE r.run_id = _purge_anonymise.run_id AND r.policy_id = pol.id;
@@ -573,6 +576,8 @@ CREATE FUNCTION gdpr._purge_finish(run_id bigint) RETURNS void
   -- The history has a retention of its own.
   DELETE FROM gdpr.purge_runs x
    WHERE x.started_at < now() - gdpr.setting('purge_history_keep')::interval;
+  -- Issue 23.2: reduced consent proofs past their time (50_consent.sql).
+  SELECT gdpr._expire_consent_proofs();
 $$;
 
 -- Runs left 'running' by a crash: the worker marks them at start.

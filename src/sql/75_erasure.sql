@@ -394,7 +394,8 @@ END
 $$;
 
 CREATE FUNCTION gdpr.erase_subject(subject_id text, request_id bigint DEFAULT NULL,
-                                   subject_table regclass DEFAULT NULL) RETURNS jsonb
+                                   subject_table regclass DEFAULT NULL,
+                                   include_duplicates boolean DEFAULT false) RETURNS jsonb
   LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
   st regclass := gdpr._subject_table(subject_table);
@@ -407,6 +408,7 @@ DECLARE
   n_consent bigint;
   shredded bigint;
   eid bigint;
+  dups jsonb;                   -- issue 23.3: his duplicates (77_suppression.sql)
 BEGIN
   -- Lock his row: a concurrent insert of a child row waits for the erasure
   -- and then fails its foreign key check, so it cannot escape.
@@ -435,16 +437,15 @@ BEGIN
             HINT = 'Lift the restriction with gdpr.lift_restriction() once its reason is settled.';
   END IF;
   PERFORM gdpr._answer_request(request_id, st, subject_id, ARRAY['erasure']);
+  dups := gdpr._duplicates_json(st, subject_id);    -- found while his contact points are there
 
   INSERT INTO gdpr.erasures (subject_table, subject_ref, request_id, report, report_sha256)
     VALUES (st, ref, request_id, '{}', '\x') RETURNING id INTO eid;
   PERFORM gdpr._suppress_contacts(st, key, eid);
   -- His consent events go (the ledger opens for this transaction only); the
   -- suppression list now says what they said: never contact him again.
-  PERFORM gdpr._allow_ledger_erasure();
-  DELETE FROM gdpr.consent_ledger l WHERE l.subject_table = st AND l.subject_id = erase_subject.subject_id;
-  GET DIAGNOSTICS n_consent = ROW_COUNT;
-  DELETE FROM gdpr.consent_state s WHERE s.subject_table = st AND s.subject_id = erase_subject.subject_id;
+  -- Issue 23.2: reduced to a pseudonym and dates for consent_proof_keep (50_consent.sql).
+  n_consent := gdpr._retire_consent(st, ARRAY[subject_id]);
   -- His own data key goes: what was encrypted for him is unreadable everywhere.
   DELETE FROM gdpr.subject_keys k WHERE k.subject_table = st AND k.subject_ref = gdpr._subject_key_ref(st, subject_id)
     RETURNING k.id INTO shredded;
@@ -458,7 +459,8 @@ BEGIN
 
   rep := jsonb_build_object('status', 'erased', 'erasure_id', eid, 'subject_table', gdpr.qualified_name(st),
                                'request_id', request_id, 'erased_at', now(), 'tables', tables,
-                               'consent_events_removed', n_consent, 'subject_key_shredded', shredded IS NOT NULL);
+                               'consent_events_removed', n_consent, 'subject_key_shredded', shredded IS NOT NULL)
+         || gdpr._erase_duplicates(st, dups, include_duplicates);
   UPDATE gdpr.erasures e SET report = rep, report_sha256 = sha256(convert_to(rep::text, 'UTF8'))
    WHERE e.id = eid;
   PERFORM gdpr._log_event('ERASE', st, ARRAY[subject_id], 1,
@@ -546,7 +548,7 @@ BEGIN
 END
 $$;
 
-GRANT EXECUTE ON FUNCTION gdpr.erase_subject(text, bigint, regclass), gdpr.replay_erasures(),
+GRANT EXECUTE ON FUNCTION gdpr.erase_subject(text, bigint, regclass, boolean), gdpr.replay_erasures(),
   gdpr.export_erasure_ledger(), gdpr.import_erasure_ledger(jsonb) TO gdpr_admin;
 GRANT EXECUTE ON FUNCTION gdpr.is_suppressed(text), gdpr.declare_out_of_scope(regclass, text) TO gdpr_admin;
 GRANT SELECT ON gdpr.out_of_scope_tables TO gdpr_auditor, gdpr_admin;

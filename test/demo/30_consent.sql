@@ -10,7 +10,8 @@ SELECT gdpr.set_purpose_options('newsletter', consent_valid_for => '3 years', re
 SELECT gdpr.set_purpose_options('prospecting', electronic_marketing => true) \g /dev/null
 \echo 'Contact 7 signs up to the newsletter on the web site; the form sends its proof:'
 SELECT gdpr.grant_consent('7', 'newsletter', 'web',
-         '{"ip": "203.0.113.7", "user_agent": "Mozilla/5.0 (X11; Linux)", "form": "footer-signup-v3"}') AS event \gset
+         '{"ip": "203.0.113.7", "user_agent": "Mozilla/5.0 (X11; Linux)", "form": "footer-signup-v3",
+          "notice_version": 1}') AS event \gset
 SELECT gdpr.may_process('7', 'newsletter') AS "may we mail him? (double opt-in pending)";
 SELECT gdpr.confirm_consent('7', 'newsletter', 'email', '{"message_id": "<c7-confirm@mail.example.fr>"}') \g /dev/null
 SELECT gdpr.may_process('7', 'newsletter') AS "and after he clicked the confirmation link?";

@@ -66,6 +66,10 @@ SELECT id, subject_ref, request_id, erased_at, encode(report_sha256, 'hex') AS r
   FROM gdpr.erasures WHERE request_id = :erasure_request;
 \echo 'His e-mail is suppressed: an import or a mailing checks it.'
 SELECT :'forgotten_email' AS email, gdpr.is_suppressed(:'forgotten_email') AS suppressed;
+\echo 'A purchased file brings him back, his address in capitals: the database itself refuses the row.'
+\set ON_ERROR_STOP off
+INSERT INTO crm.contacts (first_name, last_name, email) VALUES ('Jean', 'Re-import', upper(:'forgotten_email'));
+\set ON_ERROR_STOP on
 
 \echo
 \echo 'Requests late or due soon, with the recipients to tell (Art. 19):'

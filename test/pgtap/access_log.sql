@@ -179,7 +179,7 @@ SELECT ok(NOT EXISTS (SELECT FROM mine WHERE columns = ARRAY['id', 'postcode']::
           'crm_gdpr.log_reads = off stops logging reads');
 
 ------------------------------------------------------------------- events
-SELECT gdpr.grant_consent(:'c3', 'newsletter', 'web', '{"ip": "203.0.113.7", "user_agent": "Mozilla/5.0", "form": "f"}') \g /dev/null
+SELECT gdpr.grant_consent(:'c3', 'newsletter', 'web', '{"ip": "203.0.113.7", "user_agent": "Mozilla/5.0", "form": "f", "notice_version": 1}') \g /dev/null
 SELECT is((pg_temp.last('CONSENT')).detail ->> 'event', 'grant', 'CONSENT: the event');
 SELECT is((pg_temp.last('CONSENT')).subject_refs, ARRAY[gdpr._pseudonym(:'c3', 'access-log')], 'CONSENT: the subject');
 SELECT gdpr.export_subject(:'c3') \g /dev/null

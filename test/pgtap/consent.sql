@@ -14,7 +14,7 @@ UPDATE crm.contacts SET segment = 'b2c', status = 'prospect' WHERE id = 1;
 UPDATE crm.contacts SET segment = 'b2c', status = 'customer' WHERE id = 2;
 UPDATE crm.contacts SET segment = 'b2b', status = 'prospect' WHERE id = 3;
 UPDATE crm.contacts SET segment = 'b2c', status = 'prospect' WHERE id = 4;
-\set web '{"ip": "203.0.113.7", "user_agent": "Mozilla/5.0", "form": "newsletter-footer-v3"}'
+\set web '{"ip": "203.0.113.7", "user_agent": "Mozilla/5.0", "form": "newsletter-footer-v3", "notice_version": 1}'
 
 -------------------------------------------------------------- consent purposes
 SELECT ok(gdpr.grant_consent('1', 'newsletter', 'web', :'web') > 0, 'a web grant with its proof');
@@ -53,7 +53,7 @@ SELECT is(gdpr.may_process('3', 'newsletter'), true, 'stale consents stay valid 
 SELECT gdpr.set_purpose_options('newsletter', NULL, requires_double_opt_in => true, renewal_required => true);
 SELECT is(gdpr.may_process('3', 'newsletter'), false, 'unless the purpose requires renewal');
 SELECT is(ARRAY(SELECT gdpr.contactable('newsletter')), '{}'::text[], 'then he is not contactable');
-SELECT gdpr.grant_consent('3', 'newsletter', 'web', :'web');
+SELECT gdpr.grant_consent('3', 'newsletter', 'web', (:'web')::jsonb || '{"notice_version": 2}');
 SELECT gdpr.confirm_consent('3', 'newsletter', 'email', '{"message_id": "y"}');
 SELECT is(gdpr.may_process('3', 'newsletter'), true, 'renewed under the new notice');
 SELECT is((SELECT notice_version FROM gdpr.consent_log WHERE subject_id = '3' AND event = 'grant' ORDER BY id DESC LIMIT 1),
@@ -91,7 +91,7 @@ SELECT throws_ok($$SELECT gdpr.grant_consent('1', 'newsletter', 'fax', '{}')$$, 
 SELECT throws_ok($$SELECT gdpr.grant_consent('1', 'newsletter', 'web', '[1, 2]')$$, '22023',
                  'proof must be a JSON object, not array', 'proof that is not an object');
 SELECT throws_ok($$SELECT gdpr.grant_consent('1', 'newsletter', 'web', '{"ip": "203.0.113.7"}')$$, '22023',
-                 'proof of a web event lacks user_agent, form', 'missing proof keys, named');
+                 'proof of a web event lacks user_agent, form, notice_version', 'missing proof keys, named');
 SELECT throws_ok($$SELECT gdpr.grant_consent('1', 'newsletter', 'web', '{"ip": "not an ip", "user_agent": "x", "form": "f"}')$$,
                  '22023', NULL, 'an IP that is not an inet');
 SELECT throws_ok($$SELECT gdpr.grant_consent('1', 'newsletter', 'phone', '{"agent": "Marc", "recording": "r1", "at": "2099-01-01"}')$$,

@@ -199,7 +199,7 @@ SELECT is((SELECT count(*) FROM crm.contacts WHERE id = 41), 1::bigint, 'nothing
 -- Per-person recipients: those of the purposes his data serves, and exports.
 SELECT ok(NOT EXISTS (SELECT FROM gdpr.subject_recipients('40') WHERE purpose = 'newsletter'),
           'no newsletter recipient for someone who never consented');
-SELECT gdpr.grant_consent('40', 'newsletter', 'web', '{"ip": "203.0.113.9", "user_agent": "UA", "form": "f1"}');
+SELECT gdpr.grant_consent('40', 'newsletter', 'web', '{"ip": "203.0.113.9", "user_agent": "UA", "form": "f1", "notice_version": 1}');
 SELECT is((SELECT array_agg(recipient ORDER BY recipient) FROM gdpr.subject_recipients('40') WHERE purpose = 'newsletter'),
           ARRAY['Brevo', 'Mailchimp (Intuit)'], 'after his consent, the newsletter''s recipients');
 SELECT gdpr.flush_access_log();

@@ -43,7 +43,7 @@ BEGIN
   PERFORM gdpr.export_subject('5');
   PERFORM gdpr.report_breach('test', pg_catalog.now(), 1);
   PERFORM gdpr.define_purpose('letters', 'Letters', 'consent', 'I want letters');
-  PERFORM gdpr.grant_consent('5', 'letters', 'web', '{"ip": "203.0.113.1", "user_agent": "x", "form": "f"}');
+  PERFORM gdpr.grant_consent('5', 'letters', 'web', '{"ip": "203.0.113.1", "user_agent": "x", "form": "f", "notice_version": 1}');
   PERFORM gdpr.may_process('5', 'letters');
   PERFORM * FROM gdpr.contactable('letters');
   PERFORM gdpr.place_hold('7', 'audit');

@@ -10,7 +10,7 @@ SELECT gdpr._log_maintain();    -- month partitions, as the log writer makes the
 SELECT gdpr.restrict_subject('3', 'accuracy contested');
 SELECT gdpr.open_request('4', 'access', now() - interval '2 days');
 SELECT gdpr.report_breach('test breach', now() - interval '1 hour', 10);
-SELECT gdpr.grant_consent('5', 'newsletter', 'web', '{"ip": "203.0.113.9", "user_agent": "UA", "form": "f1"}');
+SELECT gdpr.grant_consent('5', 'newsletter', 'web', '{"ip": "203.0.113.9", "user_agent": "UA", "form": "f1", "notice_version": 1}');
 SELECT gdpr.withdraw_consent('6', 'newsletter', 'email', '{}');
 SELECT gdpr.place_hold('7', 'litigation');
 SELECT gdpr.erase_subject(min(id)::text) FROM crm.contacts c WHERE NOT EXISTS (SELECT FROM crm.orders o WHERE o.contact_id = c.id) AND id > 10;

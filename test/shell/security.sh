@@ -359,7 +359,7 @@ steps=(
   "adm|SELECT gdpr.release_hold($hold)"
   "adm|SELECT gdpr.restrict_subject('$id', '$reason contests his address')"
   "adm|SELECT gdpr.lift_restriction('$id', '$reason: settled')"
-  "app|SELECT gdpr.grant_consent('$id', 'newsletter', 'web', '{\"ip\": \"192.0.2.7\", \"user_agent\": \"x\", \"form\": \"signup\"}')"
+  "app|SELECT gdpr.grant_consent('$id', 'newsletter', 'web', '{\"ip\": \"192.0.2.7\", \"user_agent\": \"x\", \"form\": \"signup\", \"notice_version\": 1}')"
   "app|SELECT gdpr.withdraw_consent('$id', 'newsletter', 'email', '{\"message_id\": \"<m1@example.net>\"}')"
   "crm_owner|SELECT count(*) FROM crm.contacts WHERE id = $id"
   "crm_owner|UPDATE crm.contacts SET city = 'Lyon' WHERE id = $id"

@@ -7,7 +7,7 @@ source "$(dirname "$0")/lib.sh"
 fill() {
   q -d "$1" -c 'SET client_min_messages = warning' -c "CREATE EXTENSION crm_gdpr${2:+ VERSION '$2'}" \
     -f test/fixtures/crm.sql -c 'SELECT crm.generate(300)' -f test/fixtures/registry.sql \
-    -c "SELECT gdpr.grant_consent('5', 'newsletter', 'web', '{\"ip\": \"203.0.113.9\", \"user_agent\": \"UA\", \"form\": \"f1\"}')" \
+    -c "SELECT gdpr.grant_consent('5', 'newsletter', 'web', '{\"ip\": \"203.0.113.9\", \"user_agent\": \"UA\", \"form\": \"f1\", \"notice_version\": 1}')" \
     -c "SELECT gdpr.restrict_subject('3', 'accuracy contested')" >/dev/null
 }
 # The same objects, definitions, privileges and triggers as a fresh install.

@@ -396,7 +396,8 @@ SELECT p.code AS purpose,
        gdpr.purpose_recipients(p.code) AS recipients_detail,
        coalesce(rc.processors, '{}') AS processors,
        dp.required AS dpia_required,
-       dp.status AS dpia_status
+       dp.status AS dpia_status,
+       coalesce(d.unjustified, '{}') AS unjustified_data     -- issue 23.7: classified without a justification
   FROM gdpr.purposes p
   LEFT JOIN gdpr.controller ctl ON true
   LEFT JOIN gdpr.dpia_register dp ON dp.purpose = p.code
@@ -404,7 +405,9 @@ SELECT p.code AS purpose,
                       WHERE n.purpose = p.code ORDER BY n.version DESC LIMIT 1) nv ON true
   LEFT JOIN LATERAL (
     SELECT array_agg(DISTINCT pc.category ORDER BY pc.category) AS data_categories,
-           array_agg(DISTINCT format('%I.%I.%I', n.nspname, c.relname, pc.col)) AS columns
+           array_agg(DISTINCT format('%I.%I.%I', n.nspname, c.relname, pc.col)) AS columns,
+           array_agg(DISTINCT format('%I.%I.%I', n.nspname, c.relname, pc.col))
+             FILTER (WHERE pc.justification IS NULL) AS unjustified
       FROM gdpr.personal_columns pc JOIN pg_class c ON c.oid = pc.tbl JOIN pg_namespace n ON n.oid = c.relnamespace
      WHERE pc.purpose = p.code) d ON true
   LEFT JOIN LATERAL (

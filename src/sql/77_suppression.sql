@@ -1,0 +1,267 @@
+-- The suppression list enforced where data enters (issue 23.3): a row trigger
+-- on every registered subject table checks the contact points (columns
+-- classified "contact": e-mail addresses and phone numbers) an INSERT or an
+-- UPDATE brings against gdpr.suppressions (75_erasure.sql), and refuses the
+-- row, flags it, or lets it be, per crm_gdpr.suppression_mode.  Objectors
+-- whose rows are deleted go on the list too; an erasure finds the subject's
+-- duplicates by the same normalised contact points.
+
+-- Why a contact point is on the list, and since when for an objector.
+ALTER TABLE gdpr.suppressions
+  ADD COLUMN reason text NOT NULL DEFAULT 'erasure' CHECK (reason IN ('erasure', 'objection')),
+  ADD COLUMN objected_at timestamptz;
+COMMENT ON COLUMN gdpr.suppressions.reason IS
+  'erasure: the person was erased; objection: he objected (or unsubscribed) and his row was deleted';
+
+-- Rows let in under crm_gdpr.suppression_mode = flag: what to review.
+CREATE TABLE gdpr.suppression_flags (
+  id             bigserial PRIMARY KEY,
+  flagged_at     timestamptz NOT NULL DEFAULT now(),
+  subject_table  regclass NOT NULL,
+  subject_id     text,
+  col            name NOT NULL,
+  ref            text NOT NULL,              -- the suppression list's entry (a keyed pseudonym)
+  flagged_by     name NOT NULL DEFAULT session_user
+);
+COMMENT ON TABLE gdpr.suppression_flags IS
+  'rows written with a suppressed contact point under crm_gdpr.suppression_mode = flag';
+SELECT pg_catalog.pg_extension_config_dump('gdpr.suppression_flags', '');
+SELECT pg_catalog.pg_extension_config_dump('gdpr.suppression_flags_id_seq', '');
+
+-- refuse (the default), flag or off.
+CREATE FUNCTION gdpr._suppression_mode() RETURNS text
+  LANGUAGE plpgsql STABLE SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+  mode text := coalesce(nullif(current_setting('crm_gdpr.suppression_mode', true), ''), 'refuse');
+BEGIN
+  RETURN gdpr._one_of(mode, ARRAY['refuse', 'flag', 'off'], 'crm_gdpr.suppression_mode');
+END
+$$;
+
+-- The kind of contact point a value is ('email', 'phone'), NULL for any
+-- other value (an address, a city): the rule _suppress_contacts applies.
+CREATE FUNCTION gdpr._contact_kind(value text) RETURNS text
+  LANGUAGE sql IMMUTABLE PARALLEL SAFE SET search_path = pg_catalog, pg_temp
+  RETURN CASE WHEN value LIKE '%@%' THEN 'email'
+              WHEN length(regexp_replace(value, '[^0-9]', '', 'g')) >= 6 THEN 'phone' END;
+
+-- The suppression list's reference of a contact point.
+CREATE FUNCTION gdpr._contact_ref(value text) RETURNS text
+  LANGUAGE sql STABLE STRICT SET search_path = pg_catalog, pg_temp
+  RETURN gdpr._pseudonym(gdpr._normalise_contact(value), 'suppression');
+
+-- The contact columns of a subject table.
+CREATE FUNCTION gdpr._contact_columns(st regclass) RETURNS name[]
+  LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp
+  RETURN ARRAY(SELECT DISTINCT pc.col FROM gdpr.personal_columns pc
+                WHERE pc.tbl = st AND pc.category = 'contact' ORDER BY pc.col);
+
+-- Why a suppressed contact point must stay out, for the error's hint.
+CREATE FUNCTION gdpr._suppression_reason(s gdpr.suppressions) RETURNS text
+  LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp
+  RETURN CASE WHEN s.reason = 'objection'
+              THEN format('The person objected on %s and his data was deleted on %s: do not import him again.',
+                          s.objected_at::date, s.created_at::date)
+              ELSE (SELECT format('The person was erased on %s under request %s: do not import him again.',
+                                  coalesce(e.erased_at, s.created_at)::date, coalesce(e.request_id::text, '(none recorded)'))
+                      FROM (SELECT) one LEFT JOIN gdpr.erasures e ON e.id = s.erasure_id) END;
+
+-- BEFORE INSERT OR UPDATE, FOR EACH ROW, on registered subject tables; its
+-- arguments are the table's contact columns when it was attached (the
+-- registry is read instead when one of them is gone, renamed).  A row that
+-- brings no new e-mail address or phone number costs expressions only, no
+-- query; one that does costs a look at the list (and a probe when it is
+-- not empty).
+CREATE FUNCTION gdpr._enforce_suppression() RETURNS trigger
+  LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+  new_row jsonb := to_jsonb(NEW);
+  old_row jsonb := CASE WHEN TG_OP = 'UPDATE' THEN to_jsonb(OLD) END;
+  cols name[] := TG_ARGV::name[];
+  brought text[] := '{}';       -- contact columns whose new value is an e-mail address or a phone
+  mode text;
+  c name;
+  v text;
+  s gdpr.suppressions;
+BEGIN
+  IF cols IS NULL OR EXISTS (SELECT FROM unnest(cols) x WHERE NOT new_row ? x) THEN
+    cols := gdpr._contact_columns(TG_RELID);
+  END IF;
+  FOREACH c IN ARRAY cols LOOP
+    v := new_row ->> c;
+    IF v IS DISTINCT FROM old_row ->> c AND (v LIKE '%@%' OR length(regexp_replace(v, '[^0-9]', '', 'g')) >= 6) THEN
+      brought := brought || c::text;
+    END IF;
+  END LOOP;
+  IF cardinality(brought) = 0 THEN
+    RETURN NEW;
+  END IF;
+  mode := gdpr._suppression_mode();
+  IF mode = 'off' OR NOT EXISTS (SELECT FROM gdpr.suppressions) OR NOT gdpr._has_key() THEN
+    RETURN NEW;
+  END IF;
+  FOREACH c IN ARRAY brought LOOP
+    v := new_row ->> c;
+    SELECT * INTO s FROM gdpr.suppressions x WHERE x.ref = gdpr._contact_ref(v);
+    CONTINUE WHEN NOT FOUND;
+    IF mode = 'refuse' THEN
+      RAISE EXCEPTION '%.% is on the suppression list', gdpr.qualified_name(TG_RELID), c
+        USING ERRCODE = 'check_violation',
+              DETAIL = format('This %s belongs to a person who must not be contacted or recorded again (%s).',
+                              CASE s.kind WHEN 'email' THEN 'e-mail address' ELSE 'phone number' END, s.reason),
+              HINT = gdpr._suppression_reason(s);
+    END IF;
+    INSERT INTO gdpr.suppression_flags (subject_table, subject_id, col, ref)
+      VALUES (TG_RELID, new_row ->> (SELECT st.id_column FROM gdpr.subject_tables st WHERE st.tbl = TG_RELID), c, s.ref);
+    RAISE WARNING '%.% is on the suppression list: the row is flagged', gdpr.qualified_name(TG_RELID), c
+      USING HINT = gdpr._suppression_reason(s);
+  END LOOP;
+  RETURN NEW;
+END
+$$;
+
+-- The statement _subjects_departed (76_departures.sql) runs over the deleted
+-- rows (its transition table gdpr_gone, which only the trigger's own
+-- statements see): the contact points of those who objected to a purpose,
+-- or unsubscribed from a legitimate-interest one, go on the list.
+CREATE FUNCTION gdpr._suppress_objectors_sql(st regclass, id_col name) RETURNS text
+  LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp
+  RETURN (SELECT format(
+      'INSERT INTO gdpr.suppressions (ref, kind, reason, objected_at)
+         SELECT gdpr._contact_ref(v.x), gdpr._contact_kind(v.x), %1$L, max(o.at)
+           FROM gdpr_gone g
+           CROSS JOIN LATERAL (VALUES %2$s) v (x)
+           JOIN LATERAL (SELECT coalesce(s.objected_at, s.withdrawn_at) AS at
+                           FROM gdpr.consent_state s JOIN gdpr.purposes p ON p.code = s.purpose
+                          WHERE s.subject_table = %3$L::regclass AND s.subject_id = g.%4$I::text
+                            AND (s.objected_at IS NOT NULL
+                                 OR p.legal_basis = %5$L AND s.withdrawn_at IS NOT NULL)) o ON true
+          WHERE gdpr._contact_kind(v.x) IS NOT NULL
+          GROUP BY 1, 2
+       ON CONFLICT ON CONSTRAINT suppressions_pkey DO NOTHING',
+      'objection', string_agg(format('(g.%I::text)', c), ', '), st, id_col, 'legitimate_interest')
+            FROM unnest(gdpr._contact_columns(st)) c
+          HAVING count(*) > 0);
+
+-- The usual ways of writing a phone number whose normalised form is norm
+-- (digits, French 0 read as 33), to find it through a plain index.
+CREATE FUNCTION gdpr._phone_variants(norm text, raw text) RETURNS text[]
+  LANGUAGE sql IMMUTABLE PARALLEL SAFE SET search_path = pg_catalog, pg_temp
+  RETURN ARRAY(SELECT DISTINCT v FROM unnest(ARRAY[
+    raw, norm, '+' || norm,
+    CASE WHEN norm ~ '^33[0-9]{9}$' THEN '0' || substr(norm, 3) END,
+    CASE WHEN norm ~ '^33[0-9]{9}$' THEN '+33 ' || regexp_replace(substr(norm, 3), '^(.)(..)(..)(..)(..)$', '\1 \2 \3 \4 \5') END,
+    CASE WHEN norm ~ '^33[0-9]{9}$' THEN regexp_replace('0' || substr(norm, 3), '^(..)(..)(..)(..)(..)$', '\1 \2 \3 \4 \5') END,
+    CASE WHEN norm ~ '^33[0-9]{9}$' THEN regexp_replace('0' || substr(norm, 3), '^(..)(..)(..)(..)(..)$', '\1.\2.\3.\4.\5') END]) v
+    WHERE v IS NOT NULL);
+
+-- How find_duplicates searches one contact column of st for value v: an SQL
+-- predicate on alias t with $2 as the parameter, and that parameter; NULL
+-- when the search would read a big table without an index.  E-mail: lower
+-- case (served by an index on lower(col)); phone: its digits in a table
+-- under 16 MB, else the usual ways of writing it through an index on col.
+CREATE FUNCTION gdpr._duplicate_search(st regclass, col name, v text, OUT pred text, OUT param text)
+  LANGUAGE plpgsql STABLE SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+  small boolean := pg_relation_size(st) < 16 * 1024 * 1024;
+  attnum smallint := (gdpr._column(st, col)).attnum;
+BEGIN
+  IF gdpr._contact_kind(v) = 'email' THEN
+    IF small OR EXISTS (SELECT FROM pg_index i WHERE i.indrelid = st
+                          AND pg_get_expr(i.indexprs, i.indrelid) ~ format('^lower\(\(?%s\M', quote_ident(col))) THEN
+      pred := format('lower(t.%I::text) = $2', col);
+      param := gdpr._normalise_contact(v);
+    END IF;
+  ELSIF gdpr._contact_kind(v) = 'phone' THEN
+    IF small THEN
+      pred := format('regexp_replace(regexp_replace(t.%I::text, ''[^0-9]'', '''', ''g''), ''^0'', ''33'') = $2', col);
+      param := gdpr._normalise_contact(v);
+    ELSIF EXISTS (SELECT FROM pg_index i WHERE i.indrelid = st AND i.indkey[0] = attnum) THEN
+      pred := format('t.%I::text = ANY ($2::text[])', col);
+      param := gdpr._phone_variants(gdpr._normalise_contact(v), v)::text;
+    END IF;
+  END IF;
+END
+$$;
+
+-- The other subjects of the table sharing a normalised contact point with
+-- this one (gdpr._duplicate_search says how each column is searched; a
+-- column that would need a scan of a big table is skipped, with a notice).
+-- The caller needs SELECT on the table; the statements run as its owner,
+-- with the normalisation written out (they call nothing of schema gdpr).
+CREATE FUNCTION gdpr.find_duplicates(subject_id text, subject_table regclass DEFAULT NULL)
+  RETURNS TABLE (duplicate_id text, matched text[])
+  LANGUAGE plpgsql STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+  st regclass := gdpr._require_subject(find_duplicates.subject_table, find_duplicates.subject_id);
+  id_col name := (SELECT s.id_column FROM gdpr.subject_tables s WHERE s.tbl = st);
+  cols name[] := gdpr._contact_columns(st);
+  mine jsonb;
+  found jsonb := '[]';            -- [id, column] pairs
+  c name;
+  q record;
+BEGIN
+  IF cardinality(cols) = 0 THEN
+    RETURN;
+  END IF;
+  PERFORM gdpr._require_privilege(st, 'SELECT', 'gdpr.find_duplicates()');
+  mine := gdpr._owner_query(st, format('SELECT jsonb_build_object(%s) FROM %s WHERE %I = $1::%s',
+                                       (SELECT string_agg(format('%L, %I::text', x, x), ', ') FROM unnest(cols) x),
+                                       st, id_col, gdpr._subject_key_type(st)), find_duplicates.subject_id);
+  FOREACH c IN ARRAY cols LOOP
+    CONTINUE WHEN gdpr._contact_kind(mine ->> c) IS NULL;
+    q := gdpr._duplicate_search(st, c, mine ->> c);
+    IF q.pred IS NULL THEN
+      RAISE NOTICE 'duplicates: column "%" of % is not searched (a big table without an index on it)', c, st
+        USING HINT = format('CREATE INDEX ON %s (%s) lets it be searched.', st,
+                            CASE gdpr._contact_kind(mine ->> c) WHEN 'email' THEN format('lower(%I)', c) ELSE quote_ident(c) END);
+      CONTINUE;
+    END IF;
+    found := found || gdpr._owner_query(st, format(
+               'SELECT coalesce(jsonb_agg(jsonb_build_array(t.%1$I::text, %2$L)), ''[]'') FROM %3$s t
+                 WHERE t.%1$I <> $1::%4$s AND %5$s',
+               id_col, c, st, gdpr._subject_key_type(st), q.pred), find_duplicates.subject_id, q.param);
+  END LOOP;
+  RETURN QUERY SELECT d ->> 0, array_agg(DISTINCT d ->> 1 ORDER BY d ->> 1)
+                 FROM jsonb_array_elements(found) d GROUP BY d ->> 0 ORDER BY d ->> 0;
+END
+$$;
+
+-- For an erasure's report: the duplicates found before his row went (by
+-- keyed pseudonym, never an id in clear), each erased too when asked.  A
+-- duplicate that cannot be erased (held, restricted) is reported, not fatal.
+CREATE FUNCTION gdpr._erase_duplicates(st regclass, dups jsonb, include_duplicates boolean) RETURNS jsonb
+  LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+  d jsonb;
+  rep jsonb;
+  out jsonb := '[]';
+BEGIN
+  FOR d IN SELECT * FROM jsonb_array_elements(coalesce(dups, '[]')) LOOP
+    rep := NULL;
+    IF include_duplicates THEN
+      BEGIN
+        rep := gdpr.erase_subject(d ->> 'subject_id', NULL, st);
+      EXCEPTION WHEN OTHERS THEN
+        rep := jsonb_build_object('status', 'not erased', 'error', SQLSTATE || ': ' || SQLERRM);
+      END;
+    ELSE
+      RAISE NOTICE 'subject "%" shares his % and is not erased', d ->> 'subject_id', d ->> 'matched'
+        USING HINT = 'Erase the duplicates with gdpr.erase_subject(..., include_duplicates => true) when the request covers them.';
+    END IF;
+    out := out || jsonb_build_object('subject_ref', gdpr._subject_ref(st, d ->> 'subject_id'), 'matched', d -> 'matched',
+                                     'status', coalesce(rep ->> 'status', 'found'), 'erasure_id', rep -> 'erasure_id',
+                                     'error', rep -> 'error');
+  END LOOP;
+  RETURN jsonb_build_object('duplicates', out);
+END
+$$;
+
+-- The duplicates of a subject, as the erasure needs them (before it starts).
+CREATE FUNCTION gdpr._duplicates_json(st regclass, subject_id text) RETURNS jsonb
+  LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp
+  RETURN (SELECT coalesce(jsonb_agg(jsonb_build_object('subject_id', d.duplicate_id, 'matched', to_jsonb(d.matched))), '[]')
+            FROM gdpr.find_duplicates(subject_id, st) d);
+
+GRANT EXECUTE ON FUNCTION gdpr.find_duplicates(text, regclass) TO gdpr_admin;
+GRANT SELECT ON gdpr.suppression_flags TO gdpr_auditor, gdpr_admin;
