@@ -46,7 +46,6 @@
 #include "utils/builtins.h"
 #include "utils/fmgroids.h"
 #include "utils/memutils.h"
-#include "utils/queryjumble.h"
 #include "utils/rel.h"
 
 #include "crm_gdpr.h"
@@ -79,7 +78,7 @@ extension_owner(void)
 	SysScanDesc scan;
 	HeapTuple	tup;
 
-	if (cached_lxid == MyProc->lxid)
+	if (cached_lxid == MY_LOCAL_XID)
 		return owner;
 	owner = InvalidOid;
 	rel = table_open(ExtensionRelationId, AccessShareLock);
@@ -89,7 +88,7 @@ extension_owner(void)
 		owner = ((Form_pg_extension) GETSTRUCT(tup))->extowner;
 	systable_endscan(scan);
 	table_close(rel, AccessShareLock);
-	cached_lxid = MyProc->lxid;
+	cached_lxid = MY_LOCAL_XID;
 	return owner;
 }
 
@@ -175,7 +174,7 @@ crm_gdpr_ExecutorStart(QueryDesc *query, int eflags)
 }
 
 static void
-crm_gdpr_ExecutorRun(QueryDesc *query, ScanDirection direction, uint64 count, bool execute_once)
+crm_gdpr_ExecutorRun(EXECUTOR_RUN_PARAMS)
 {
 	QueryReads *reads = reads_of(query);
 	DestReceiver *volatile unwrapped = NULL;
@@ -191,9 +190,9 @@ crm_gdpr_ExecutorRun(QueryDesc *query, ScanDirection direction, uint64 count, bo
 	PG_TRY();
 	{
 		if (prev_ExecutorRun)
-			prev_ExecutorRun(query, direction, count, execute_once);
+			prev_ExecutorRun(EXECUTOR_RUN_ARGS);
 		else
-			standard_ExecutorRun(query, direction, count, execute_once);
+			standard_ExecutorRun(EXECUTOR_RUN_ARGS);
 	}
 	PG_FINALLY();
 	{

@@ -58,7 +58,7 @@ registered_tables_read(QueryDesc *query)
 		ReadRel    *r;
 
 		rti++;
-		if (rte->rtekind != RTE_RELATION || !(rte->requiredPerms & ACL_SELECT))
+		if (rte->rtekind != RTE_RELATION || !(rte_required_perms(stmt, rte) & ACL_SELECT))
 			continue;
 		if (query->operation != CMD_SELECT && list_member_int(stmt->resultRelations, rti))
 			continue;			/* the write is logged by the write trigger */
@@ -77,7 +77,7 @@ registered_tables_read(QueryDesc *query)
 		r->rti = rti;
 		r->subject_attnum = info->subject_attnum;
 		r->nsubjects = 0;
-		crm_gdpr_cached_column_list(rte->relid, rte->selectedCols, r->columns);
+		crm_gdpr_cached_column_list(rte->relid, rte_selected_cols(stmt, rte), r->columns);
 		r->subject_resno = subject_result_column(stmt, rte->relid, info->subject_attnum);
 	}
 	return reads;
