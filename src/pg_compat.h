@@ -5,6 +5,8 @@
  *
  * Each shim names what it stands for, so that the code using it reads the
  * same on every major and a new major adds lines here, not #ifs elsewhere.
+ * The Makefile includes this file first in every C file (-include), so that
+ * no file can miss a shim and no file names it.
  */
 #ifndef CRM_GDPR_PG_COMPAT_H
 #define CRM_GDPR_PG_COMPAT_H
