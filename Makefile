@@ -5,12 +5,16 @@ EXTENSION   = crm_gdpr
 EXTVERSION  = $(shell sed -n "s/^default_version *= *'\(.*\)'/\1/p" $(EXTENSION).control)
 MODULE_big  = crm_gdpr
 OBJS        = $(patsubst %.c,%.o,$(sort $(wildcard src/*.c)))
-PG_CPPFLAGS = -I$(srcdir)/src
+# src/pg_compat.h (what differs between PostgreSQL majors) is included
+# first in every C file, so that no file can miss a shim.
+PG_CPPFLAGS = -I$(srcdir)/src -include $(srcdir)/src/pg_compat.h -DCRM_GDPR_VERSION='"$(EXTVERSION)"'
 # `make test` builds with WERROR=1: every warning of -Wall -Wextra is an
 # error, less those that PostgreSQL's own headers and idioms raise.  Other
 # builds keep the server's flags, so that another compiler does not fail.
 STRICT_CFLAGS = -Wall -Wextra -Werror -Wno-unused-parameter -Wno-missing-field-initializers -Wno-sign-compare
-PG_CFLAGS   = $(if $(WERROR),$(STRICT_CFLAGS))
+# A function a newer major no longer declares must stop every build, not
+# load as an undefined symbol.
+PG_CFLAGS   = -Werror=implicit-function-declaration $(if $(WERROR),$(STRICT_CFLAGS))
 SHLIB_LINK  = -lsodium
 
 # Released versions are frozen files in releases/ that never change (a test
@@ -30,15 +34,20 @@ REGRESS_OPTS = --load-extension=plpgsql
 # Isolation specs live under test/isolation (specs/ and expected/).
 ISOLATION      = $(patsubst test/isolation/specs/%.spec,%,$(sort $(wildcard test/isolation/specs/*.spec)))
 ISOLATION_OPTS = --inputdir=test/isolation --outputdir=output_iso
-EXTRA_CLEAN  = results regression.diffs regression.out output_iso
+EXTRA_CLEAN  = results regression.diffs regression.out output_iso .pg_version
 
 PG_CONFIG ?= pg_config
 PGXS := $(shell $(PG_CONFIG) --pgxs)
 include $(PGXS)
 
 # PGXS does not track headers: every object depends on every header (a
-# stale object with an old LogRecord layout corrupts what it queues).
-$(OBJS): $(wildcard src/*.h)
+# stale object with an old LogRecord layout corrupts what it queues).  Nor
+# does it notice another server: objects also depend on a stamp holding the
+# server's version, rewritten when PG_CONFIG points at another major (an
+# object built for 15 links against 18 and fails to load).
+PG_STAMP = .pg_version
+$(shell echo '$(VERSION)' | cmp -s - $(PG_STAMP) 2>/dev/null || echo '$(VERSION)' > $(PG_STAMP))
+$(OBJS): $(wildcard src/*.h) $(PG_STAMP)
 
 $(EXTENSION)--$(EXTVERSION).sql: $(SQL_PARTS) $(EXTENSION).control
 	{ echo '-- generated from src/sql/*.sql by make: edit those files'; \
@@ -57,7 +66,7 @@ upgrade-draft: $(EXTENSION)--$(EXTVERSION).sql
 
 # A fresh master key: make keygen KEY_FILE=/etc/postgresql/15/main/crm_gdpr.key
 KEY_FILE ?= crm_gdpr.key
-.PHONY: test demo deps keygen upgrade-draft bench bench-crypto bench-purge bench-rights bench-log crash-loop
+.PHONY: test test-all package-test demo deps keygen upgrade-draft bench bench-crypto bench-purge bench-rights bench-log crash-loop
 # The crash test of make test (3 cycles), 20 times over.
 crash-loop: deps
 	@CYCLES=20 bash test/run.sh
@@ -85,8 +94,20 @@ keygen:
 deps:
 	@bash test/deps.sh
 
+# make test PG=17 / PG=18 runs the suite on that major (its server is built
+# once from Debian's source package, test/pg_build.sh); test-all on each.
+PG ?= 15
+TEST_MAJORS ?= 15 17 18
 test: deps
-	@bash test/run.sh
+	@PG=$(PG) bash test/run.sh
+
+test-all: deps
+	@rc=0; for v in $(TEST_MAJORS); do echo "==== PostgreSQL $$v"; PG=$$v bash test/run.sh || rc=1; done; exit $$rc
 
 demo: deps
 	@bash test/demo.sh
+
+# The Debian package (debian/, pg_buildext): build it, unpack it over a
+# private copy of the server and run the demo against it.
+package-test:
+	@bash test/package.sh

@@ -21,7 +21,7 @@
 #include "settings.h"
 #include "workers.h"
 
-PG_MODULE_MAGIC;
+CRM_GDPR_MODULE_MAGIC;
 
 /* True when _PG_init ran inside the postmaster (shared_preload_libraries). */
 static bool loaded_at_startup = false;

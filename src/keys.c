@@ -199,9 +199,9 @@ check_key_files(void)
 	unsigned char former[KEY_FINGERPRINT_BYTES];
 	bool		had_key = n_keys > 0;
 
-	if (MyProc == NULL || (checked_lxid == MyProc->lxid && checked_at == GetCurrentStatementStartTimestamp()))
+	if (MyProc == NULL || (checked_lxid == MY_LOCAL_XID && checked_at == GetCurrentStatementStartTimestamp()))
 		return;
-	checked_lxid = MyProc->lxid;
+	checked_lxid = MY_LOCAL_XID;
 	checked_at = GetCurrentStatementStartTimestamp();
 	if (key_files_unchanged())
 		return;

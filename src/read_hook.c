@@ -80,7 +80,7 @@ extension_owner(void)
 	SysScanDesc scan;
 	HeapTuple	tup;
 
-	if (cached_lxid == MyProc->lxid)
+	if (cached_lxid == MY_LOCAL_XID)
 		return owner;
 	owner = InvalidOid;
 	rel = table_open(ExtensionRelationId, AccessShareLock);
@@ -90,7 +90,7 @@ extension_owner(void)
 		owner = ((Form_pg_extension) GETSTRUCT(tup))->extowner;
 	systable_endscan(scan);
 	table_close(rel, AccessShareLock);
-	cached_lxid = MyProc->lxid;
+	cached_lxid = MY_LOCAL_XID;
 	return owner;
 }
 
@@ -208,7 +208,7 @@ crm_gdpr_ExecutorStart(QueryDesc *query, int eflags)
 }
 
 static void
-crm_gdpr_ExecutorRun(QueryDesc *query, ScanDirection direction, uint64 count, bool execute_once)
+crm_gdpr_ExecutorRun(EXECUTOR_RUN_PARAMS)
 {
 	QueryReads *reads = reads_of(query);
 	DestReceiver *volatile unwrapped = NULL;
@@ -224,9 +224,9 @@ crm_gdpr_ExecutorRun(QueryDesc *query, ScanDirection direction, uint64 count, bo
 	PG_TRY();
 	{
 		if (prev_ExecutorRun)
-			prev_ExecutorRun(query, direction, count, execute_once);
+			prev_ExecutorRun(EXECUTOR_RUN_ARGS);
 		else
-			standard_ExecutorRun(query, direction, count, execute_once);
+			standard_ExecutorRun(EXECUTOR_RUN_ARGS);
 	}
 	PG_FINALLY();
 	{

@@ -82,7 +82,7 @@ registered_tables_read(QueryDesc *query)
 		Bitmapset  *returned = NULL;
 
 		rti++;
-		if (rte->rtekind != RTE_RELATION || !(rte->requiredPerms & ACL_SELECT))
+		if (rte->rtekind != RTE_RELATION || !(rte_required_perms(stmt, rte) & ACL_SELECT))
 			continue;
 		/* The write is logged by the write trigger; what it returns is a read. */
 		if (query->operation != CMD_SELECT && list_member_int(stmt->resultRelations, rti) &&
@@ -106,7 +106,7 @@ registered_tables_read(QueryDesc *query)
 		r->nsubjects = 0;
 		r->rows = 0;
 		r->returning = returned != NULL;
-		crm_gdpr_cached_column_list(rte->relid, returned ? returned : rte->selectedCols, r->columns);
+		crm_gdpr_cached_column_list(rte->relid, returned ? returned : rte_selected_cols(stmt, rte), r->columns);
 		r->subject_resno = subject_result_column(stmt, rte->relid, info->subject_attnum);
 	}
 	return reads;

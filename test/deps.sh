@@ -1,10 +1,12 @@
 #!/usr/bin/env bash
-# Installs the Debian packages listed in test/packages.txt that are missing.
+# Installs the Debian packages listed in test/packages.txt (or the list given
+# as argument: test/packages-deb.txt for the packaging test) that are missing.
 # As root it runs apt-get; otherwise it prints the exact command and stops,
 # because a build that silently lacks a package fails later and less clearly.
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
-mapfile -t wanted < <(grep -v '^\s*#' "$here/packages.txt" | grep -v '^\s*$')
+list=${1:-$here/packages.txt}
+mapfile -t wanted < <(grep -v '^\s*#' "$list" | grep -v '^\s*$')
 missing=()
 for p in "${wanted[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

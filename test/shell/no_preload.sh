@@ -4,7 +4,7 @@
 source "$(dirname "$0")/lib.sh"
 source test/cluster.sh
 top=$(mktemp -d /tmp/crm_gdpr_nopreload.XXXXXX)
-CLUSTER_BIN=$TEST_TOP/install$(pg_config --bindir)
+CLUSTER_BIN=$TEST_TOP/install$(${PG_CONFIG:-pg_config} --bindir)
 trap 'cluster_stop; rm -rf "$top"' EXIT
 cluster_start "$top" "shared_preload_libraries = ''"
 q -c 'CREATE EXTENSION crm_gdpr'
