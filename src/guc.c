@@ -43,6 +43,16 @@ int			crm_gdpr_log_seal_interval = 10;	/* s */
 int			crm_gdpr_max_databases = 8;
 int			crm_gdpr_launcher_naptime = 60;	/* s */
 int			crm_gdpr_log_queue_full = LOG_QUEUE_FULL_DROP;
+/* Read by SQL (77_suppression.sql, consent proofs): defined here so that they are checked. */
+static int	suppression_mode = 0;
+static char *consent_proof_keep = NULL;
+
+static const struct config_enum_entry suppression_options[] = {
+	{"refuse", 0, false},
+	{"flag", 1, false},
+	{"off", 2, false},
+	{NULL, 0, false}
+};
 
 static const struct config_enum_entry queue_full_options[] = {
 	{"wait", LOG_QUEUE_FULL_WAIT, false},
@@ -178,12 +188,28 @@ define_worker_settings(bool preloading)
 							&crm_gdpr_log_queue_size, 16384, 16, 1024 * 1024, PGC_POSTMASTER, 0, NULL, NULL, NULL);
 }
 
+/*
+ * The rules' settings.  Superuser only: an importing application must not be
+ * able to switch the suppression list off for its session.
+ */
+static void
+define_rule_settings(void)
+{
+	DefineCustomEnumVariable("crm_gdpr.suppression_mode",
+							 "What a write bringing back a suppressed e-mail or phone does: refuse, flag or off.",
+							 NULL, &suppression_mode, 0, suppression_options, PGC_SUSET, 0, NULL, NULL, NULL);
+	DefineCustomStringVariable("crm_gdpr.consent_proof_keep",
+							   "How long the reduced proof of a departed subject's consent is kept after it ended (an interval).",
+							   NULL, &consent_proof_keep, "5 years", PGC_SUSET, 0, check_interval, NULL, NULL);
+}
+
 void
 crm_gdpr_define_settings(bool preloading)
 {
 	define_key_settings();
 	define_read_settings();
 	define_worker_settings(preloading);
+	define_rule_settings();
 
 	/*
 	 * Reserving the prefix turns a mistyped crm_gdpr.* setting into a warning
