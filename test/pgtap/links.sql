@@ -67,7 +67,7 @@ SELECT ok(EXISTS (SELECT FROM jsonb_array_elements((:'report'::jsonb) -> 'tables
 -- The trash and the profile.
 ALTER TABLE crm.contacts ADD COLUMN deleted_at timestamptz;
 SELECT lives_ok($$SELECT gdpr.set_soft_delete('crm.contacts', 'deleted_at')$$, 'the trash is declared');
-SELECT gdpr.grant_consent(:'b', 'newsletter', 'web', '{"ip": "203.0.113.9", "user_agent": "UA", "form": "f1"}') \g /dev/null
+SELECT gdpr.grant_consent(:'b', 'newsletter', 'web', '{"ip": "203.0.113.9", "user_agent": "UA", "form": "f1", "notice_version": 1}') \g /dev/null
 UPDATE crm.contacts SET deleted_at = now() WHERE id = :b;
 SELECT ok(NOT :'b' IN (SELECT gdpr.contactable('newsletter')) AND NOT gdpr.may_process(:'b', 'newsletter'),
           'a trashed contact is not contactable, even with his consent');
