@@ -303,7 +303,7 @@ db_workers_utility(PlannedStmt *pstmt, const char *queryString, bool readOnlyTre
 	static bool callback_registered = false;
 
 	/* Only who may run the command stops the workers (the others would only hold them off). */
-	if (OidIsValid(dboid) && pg_database_ownercheck(dboid, GetUserId()))
+	if (OidIsValid(dboid) && database_ownercheck(dboid, GetUserId()))
 		slot = pause_database(dboid);
 	PG_TRY();
 	{

@@ -82,4 +82,14 @@ rte_selected_cols(PlannedStmt *stmt, RangeTblEntry *rte)
 #define EXECUTOR_RUN_ARGS query, direction, count, execute_once
 #endif
 
+/* 16 replaced the per-class ownership checks by object_ownercheck(). */
+#if PG_VERSION_NUM >= 160000
+#include "catalog/pg_database.h"
+#include "utils/acl.h"
+#define database_ownercheck(dboid, roleid) object_ownercheck(DatabaseRelationId, (dboid), (roleid))
+#else
+#include "utils/acl.h"
+#define database_ownercheck(dboid, roleid) pg_database_ownercheck((dboid), (roleid))
+#endif
+
 #endif							/* CRM_GDPR_PG_COMPAT_H */
