@@ -367,22 +367,26 @@ CREATE FUNCTION gdpr._enforce_restriction() RETURNS trigger
 -- What Art. 15(1) says the person must be told, for the purposes for which
 -- the tables of his subject table hold data.
 CREATE FUNCTION gdpr._subject_information(subject_table regclass, portability boolean) RETURNS jsonb
-  LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
-  SELECT coalesce(jsonb_agg(jsonb_build_object(
-           'purpose', pr.purpose,
-           'description', pr.description,
-           'legal_basis', pr.legal_basis,
-           'notice_version', pr.notice_version,
-           'data_categories', to_jsonb(pr.data_categories),
-           'personal_data', to_jsonb(pr.personal_data),
-           'recipients', to_jsonb(pr.recipients),
-           'transfers_outside_eea', to_jsonb(pr.transfers_outside_eea),
-           'retention', to_jsonb(pr.retention)) ORDER BY pr.purpose), '[]')
-    FROM gdpr.processing_register pr
-   WHERE EXISTS (SELECT FROM gdpr.personal_columns pc JOIN gdpr._subject_tree(_subject_information.subject_table) t
-                                                      ON t.tbl = pc.tbl
-                  WHERE pc.purpose = pr.purpose)
-     AND (NOT portability OR pr.legal_basis IN ('consent', 'contract'))
+  LANGUAGE plpgsql STABLE SET search_path = pg_catalog, pg_temp AS $$
+BEGIN
+  -- PL/pgSQL: the plan of this query over the register is kept for the
+  -- session (as SQL with SET it was planned again at every export).
+  RETURN (SELECT coalesce(jsonb_agg(jsonb_build_object(
+             'purpose', pr.purpose,
+             'description', pr.description,
+             'legal_basis', pr.legal_basis,
+             'notice_version', pr.notice_version,
+             'data_categories', to_jsonb(pr.data_categories),
+             'personal_data', to_jsonb(pr.personal_data),
+             'recipients', to_jsonb(pr.recipients),
+             'transfers_outside_eea', to_jsonb(pr.transfers_outside_eea),
+             'retention', to_jsonb(pr.retention)) ORDER BY pr.purpose), '[]')
+      FROM gdpr.processing_register pr
+     WHERE EXISTS (SELECT FROM gdpr.personal_columns pc JOIN gdpr._subject_tree(_subject_information.subject_table) t
+                                                        ON t.tbl = pc.tbl
+                    WHERE pc.purpose = pr.purpose)
+       AND (NOT portability OR pr.legal_basis IN ('consent', 'contract')));
+END
 $$;
 
 -- A bytea value in an export: decrypted when it is a crm_gdpr ciphertext of

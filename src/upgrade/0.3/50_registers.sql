@@ -395,12 +395,14 @@ SELECT p.code AS purpose,
        concat_ws(', ', ctl.dpo_name, ctl.dpo_contact) AS dpo,
        gdpr.purpose_recipients(p.code) AS recipients_detail,
        coalesce(rc.processors, '{}') AS processors,
-       dp.required AS dpia_required,
-       dp.status AS dpia_status,
+       -- In the select list, not joined: a reader who does not ask for them
+       -- (gdpr.export_subject's Art. 15 information) does not compute the
+       -- DPIA register.
+       (SELECT dp.required FROM gdpr.dpia_register dp WHERE dp.purpose = p.code) AS dpia_required,
+       (SELECT dp.status FROM gdpr.dpia_register dp WHERE dp.purpose = p.code) AS dpia_status,
        coalesce(d.unjustified, '{}') AS unjustified_data     -- issue 23.7: classified without a justification
   FROM gdpr.purposes p
   LEFT JOIN gdpr.controller ctl ON true
-  LEFT JOIN gdpr.dpia_register dp ON dp.purpose = p.code
   LEFT JOIN LATERAL (SELECT n.version, n.digest FROM gdpr.purpose_notices n
                       WHERE n.purpose = p.code ORDER BY n.version DESC LIMIT 1) nv ON true
   LEFT JOIN LATERAL (
