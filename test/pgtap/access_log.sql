@@ -2,7 +2,7 @@
 -- Reads are queued in shared memory; gdpr.flush_access_log() writes them here
 -- (the log writer only serves crm_gdpr.database).
 BEGIN;
-SELECT plan(98);
+SELECT plan(99);
 
 \set QUIET on
 SET client_min_messages = warning;
@@ -322,6 +322,8 @@ SELECT is((SELECT refused FROM gdpr.access_violations WHERE application_name = '
           'crm_gdpr.max_rows_per_query = 10', 'the refused read is in access_violations');
 
 --------------------------------------------------------------- retention
+SELECT is((SELECT boot_val FROM pg_settings WHERE name = 'crm_gdpr.access_log_keep'), '1 year',
+          'the log is kept 1 year by default (the CNIL recommends 6 months to 1 year)');
 INSERT INTO gdpr.access_log (at, operation, application_name) VALUES (now() - interval '7 years', 'SELECT', 'tap_access_log');
 SET crm_gdpr.access_log_keep = '5 years';
 SELECT is(gdpr._log_maintain(), 1::bigint, 'the log''s retention removes what is older than crm_gdpr.access_log_keep');
