@@ -137,14 +137,42 @@ CREATE TABLE gdpr.access_log_journal (
 COMMENT ON TABLE gdpr.access_log_journal IS 'logged writes of committed transactions, until the log writer moves them into gdpr.access_log';
 
 -- What the log's own retention removed: verify does not look for those rows.
+-- Each record is MACed and chained to the previous one like a seal, so that
+-- an INSERT by anyone but the retention (a dropped_before of 'infinity')
+-- cannot make verify skip rows that were deleted: verify reports it.
 CREATE TABLE gdpr.access_log_retention (
   id              bigserial PRIMARY KEY,
   at              timestamptz NOT NULL DEFAULT clock_timestamp(),
   dropped_before  timestamptz NOT NULL,
   what            text NOT NULL,
-  row_count       bigint
+  row_count       bigint,
+  prev_hash       bytea,
+  hash            bytea                  -- keyed MAC of all of the above
 );
-COMMENT ON TABLE gdpr.access_log_retention IS 'what the access log''s retention removed, and when';
+COMMENT ON TABLE gdpr.access_log_retention IS 'what the access log''s retention removed, and when (MACed, chained)';
+
+-- The text a retention record's MAC covers, independent of session settings.
+CREATE FUNCTION gdpr._retention_text(r gdpr.access_log_retention) RETURNS bytea
+  LANGUAGE sql IMMUTABLE PARALLEL SAFE
+  RETURN convert_to(concat_ws('|', r.id, extract(epoch FROM r.at), extract(epoch FROM r.dropped_before), r.what,
+                              coalesce(r.row_count::text, '-'), coalesce(encode(r.prev_hash, 'hex'), '-')), 'UTF8');
+
+-- Record a removal by the log's retention, chained to the previous record.
+CREATE FUNCTION gdpr._log_retention_record(dropped_before timestamptz, what text, row_count bigint) RETURNS void
+  LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+  r gdpr.access_log_retention;
+BEGIN
+  r.id := nextval('gdpr.access_log_retention_id_seq');
+  r.at := clock_timestamp();
+  r.dropped_before := _log_retention_record.dropped_before;
+  r.what := _log_retention_record.what;
+  r.row_count := _log_retention_record.row_count;
+  r.prev_hash := (SELECT x.hash FROM gdpr.access_log_retention x ORDER BY x.id DESC LIMIT 1);
+  r.hash := gdpr._log_keyed_hash(gdpr._retention_text(r));
+  INSERT INTO gdpr.access_log_retention VALUES (r.*);
+END
+$$;
 
 SELECT pg_catalog.pg_extension_config_dump('gdpr.access_log_default', '');
 SELECT pg_catalog.pg_extension_config_dump('gdpr.access_log_journal', '');
@@ -188,6 +216,10 @@ CREATE FUNCTION gdpr._note_decrypt() RETURNS void
   LANGUAGE c AS 'MODULE_PATHNAME', 'gdpr_note_decrypt';
 CREATE FUNCTION gdpr._allow_log_maintenance(allow boolean) RETURNS void
   LANGUAGE c AS 'MODULE_PATHNAME', 'gdpr_allow_log_maintenance';
+-- Opened by the log's own writers around their INSERT: the mac trigger MACs
+-- no other row (log_mac.c).
+CREATE FUNCTION gdpr._log_mac_door(open boolean) RETURNS void
+  LANGUAGE c AS 'MODULE_PATHNAME', 'gdpr_log_mac_door';
 CREATE FUNCTION gdpr._protect_access_log() RETURNS event_trigger
   LANGUAGE c AS 'MODULE_PATHNAME', 'gdpr_protect_access_log';
 
@@ -227,10 +259,12 @@ BEGIN
     PERFORM gdpr._log_enqueue(operation, tbl, subject_ids, row_count, detail::text);
     RETURN;
   END IF;
+  PERFORM gdpr._log_mac_door(true);
   INSERT INTO gdpr.access_log (operation, tbl, table_name, columns, subject_refs, subjects, row_count, detail)
     VALUES (operation, tbl, gdpr.qualified_name(tbl), columns,
             (SELECT array_agg(gdpr._log_subject_ref(s)) FROM unnest(subject_ids) s),
             cardinality(subject_ids), row_count, detail);
+  PERFORM gdpr._log_mac_door(false);
 END
 $$;
 
@@ -248,6 +282,7 @@ DECLARE
 BEGIN
   PERFORM pg_advisory_xact_lock(hashtext('crm_gdpr.access_log_seal'));
   PERFORM gdpr._log_journal_pending();
+  PERFORM gdpr._log_mac_door(true);
   IF journal THEN
     -- Identical statements (same backend, roles, query, table, columns, purpose)
     -- are folded, up to 100 a row, with the union of their subjects (log_journal.c).
@@ -268,6 +303,7 @@ BEGIN
            q.subject_refs, cardinality(q.subject_refs), q.row_count, q.times, q.query_id, q.purpose, q.detail
       FROM gdpr._log_queue_take() q;     -- without the reads of a table dropped meanwhile
   GET DIAGNOSTICS n = ROW_COUNT;
+  PERFORM gdpr._log_mac_door(false);
   RETURN w + n;
 END
 $$;
@@ -335,18 +371,19 @@ BEGIN
 
   cutoff := date_trunc('month', (now() - gdpr.setting('access_log_keep')::interval) AT TIME ZONE 'UTC')
             AT TIME ZONE 'UTC';
+  IF gdpr._log_keyed_hash('\x') IS NULL THEN
+    cutoff := '-infinity';   -- without a key a removal cannot be recorded tamper-evidently: keep all
+  END IF;
   FOR p IN SELECT m.part, m.relname FROM gdpr._log_months() m WHERE m.month_end <= cutoff LOOP
     EXECUTE format('SELECT count(*) FROM %s', p.part) INTO n;
     EXECUTE format('DROP TABLE %s', p.part);
-    INSERT INTO gdpr.access_log_retention (dropped_before, what, row_count)
-      VALUES (cutoff, 'partition ' || p.relname || ' dropped', n);
+    PERFORM gdpr._log_retention_record(cutoff, 'partition ' || p.relname || ' dropped', n);
     removed := removed + n;
   END LOOP;
   DELETE FROM gdpr.access_log_default d WHERE d.at < cutoff;
   GET DIAGNOSTICS n = ROW_COUNT;
   IF n > 0 THEN
-    INSERT INTO gdpr.access_log_retention (dropped_before, what, row_count)
-      VALUES (cutoff, 'rows of the default partition deleted', n);
+    PERFORM gdpr._log_retention_record(cutoff, 'rows of the default partition deleted', n);
   END IF;
   PERFORM gdpr._allow_log_maintenance(false);   -- the door closes with the maintenance
   RETURN removed + n;
@@ -420,7 +457,9 @@ CREATE FUNCTION gdpr.verify_access_log()
   RETURNS TABLE (ok boolean, checked bigint, first_bad_id bigint, detail text)
   LANGUAGE plpgsql STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
-  horizon timestamptz := (SELECT max(r.dropped_before) FROM gdpr.access_log_retention r);
+  horizon timestamptz;
+  rr gdpr.access_log_retention;
+  prev_rr gdpr.access_log_retention;
   s gdpr.access_log_seals;
   prev gdpr.access_log_seals;
   d record;
@@ -436,6 +475,24 @@ DECLARE
   unverified_keys text[] := '{}';
   row_keys text[];
 BEGIN
+  -- What the retention removed: a chain of MACed records; only those that
+  -- verify tell which rows verify no longer looks for.
+  FOR rr IN SELECT * FROM gdpr.access_log_retention x ORDER BY x.id LOOP
+    seal_mac := gdpr._log_keyed_hash(gdpr._retention_text(rr), substr(rr.hash, 1, 8));
+    IF rr.hash IS NULL OR rr.prev_hash IS DISTINCT FROM prev_rr.hash
+       OR (seal_mac IS NOT NULL AND seal_mac <> rr.hash) THEN
+      RETURN QUERY SELECT false, 0::bigint, NULL::bigint,
+        format('retention record %s was forged or altered: its MAC or its chain does not match', rr.id);
+      RETURN;
+    ELSIF seal_mac IS NULL THEN
+      unverified_seals := unverified_seals + 1;
+      unverified_keys := unverified_keys || encode(substr(rr.hash, 1, 8), 'hex');
+    ELSE
+      horizon := greatest(horizon, rr.dropped_before);
+    END IF;
+    prev_rr := rr;
+  END LOOP;
+
   -- The chain.
   FOR s IN SELECT * FROM gdpr.access_log_seals x ORDER BY x.seal_id LOOP
     IF s.seal_id <> coalesce(prev.seal_id, 0) + 1 THEN
@@ -491,7 +548,9 @@ BEGIN
     FROM gdpr.access_log l, LATERAL (SELECT gdpr._log_row_mac(l) AS mac) x;
   IF bad_mac IS NOT NULL AND (bad_id IS NULL OR bad_mac <= bad_id) THEN
     bad_id := bad_mac;
-    bad_why := format('row %s was altered or forged: its MAC does not match', bad_id);
+    bad_why := CASE WHEN (SELECT l.mac IS NULL FROM gdpr.access_log l WHERE l.id = bad_mac LIMIT 1)
+                    THEN format('row %s has no MAC: it was not written by the log''s own writers (forged)', bad_id)
+                    ELSE format('row %s was altered or forged: its MAC does not match', bad_id) END;
   END IF;
   IF bad_id IS NULL AND unverified_seals + unverified_rows > 0 THEN
     -- Nothing found altered, but not everything could be checked: not a clean bill, not an alarm.

@@ -1,0 +1,271 @@
+-- The access log's integrity (issues 18.8, 18.9, 19.3, 24.3): only the log's
+-- own writers give a row a MAC (the MAC door); what the retention removed is
+-- recorded in MACed, chained records, which verify checks before it trusts
+-- them.
+
+ALTER TABLE gdpr.access_log_retention ADD COLUMN prev_hash bytea;
+ALTER TABLE gdpr.access_log_retention ADD COLUMN hash bytea;
+COMMENT ON TABLE gdpr.access_log_retention IS 'what the access log''s retention removed, and when (MACed, chained)';
+
+CREATE OR REPLACE FUNCTION gdpr._retention_text(r gdpr.access_log_retention) RETURNS bytea
+  LANGUAGE sql IMMUTABLE PARALLEL SAFE
+  RETURN convert_to(concat_ws('|', r.id, extract(epoch FROM r.at), extract(epoch FROM r.dropped_before), r.what,
+                              coalesce(r.row_count::text, '-'), coalesce(encode(r.prev_hash, 'hex'), '-')), 'UTF8');
+CREATE OR REPLACE FUNCTION gdpr._log_retention_record(dropped_before timestamptz, what text, row_count bigint) RETURNS void
+  LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+  r gdpr.access_log_retention;
+BEGIN
+  r.id := nextval('gdpr.access_log_retention_id_seq');
+  r.at := clock_timestamp();
+  r.dropped_before := _log_retention_record.dropped_before;
+  r.what := _log_retention_record.what;
+  r.row_count := _log_retention_record.row_count;
+  r.prev_hash := (SELECT x.hash FROM gdpr.access_log_retention x ORDER BY x.id DESC LIMIT 1);
+  r.hash := gdpr._log_keyed_hash(gdpr._retention_text(r));
+  INSERT INTO gdpr.access_log_retention VALUES (r.*);
+END
+$$;
+CREATE FUNCTION gdpr._log_mac_door(open boolean) RETURNS void
+  LANGUAGE c AS 'MODULE_PATHNAME', 'gdpr_log_mac_door';
+REVOKE EXECUTE ON FUNCTION gdpr._log_mac_door(boolean), gdpr._retention_text(gdpr.access_log_retention),
+  gdpr._log_retention_record(timestamptz, text, bigint) FROM PUBLIC;
+
+-- The records made before 0.3 are chained and MACed now, under the current
+-- key (when none is loaded they stay without: verify reports them).
+ALTER TABLE gdpr.access_log_retention DISABLE TRIGGER append_only;
+DO $$
+DECLARE
+  r gdpr.access_log_retention;
+  prev bytea;
+BEGIN
+  FOR r IN SELECT * FROM gdpr.access_log_retention x ORDER BY x.id LOOP
+    r.prev_hash := prev;
+    r.hash := gdpr._log_keyed_hash(gdpr._retention_text(r));
+    UPDATE gdpr.access_log_retention x SET prev_hash = r.prev_hash, hash = r.hash WHERE x.id = r.id;
+    prev := r.hash;
+  END LOOP;
+END
+$$;
+ALTER TABLE gdpr.access_log_retention ENABLE TRIGGER append_only;
+
+CREATE OR REPLACE FUNCTION gdpr._log_event(operation text, tbl regclass, subject_ids text[], row_count bigint,
+                                detail jsonb DEFAULT NULL, columns name[] DEFAULT NULL) RETURNS void
+  LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
+BEGIN
+  IF pg_is_in_recovery() OR current_setting('transaction_read_only')::boolean THEN
+    PERFORM gdpr._log_enqueue(operation, tbl, subject_ids, row_count, detail::text);
+    RETURN;
+  END IF;
+  PERFORM gdpr._log_mac_door(true);
+  INSERT INTO gdpr.access_log (operation, tbl, table_name, columns, subject_refs, subjects, row_count, detail)
+    VALUES (operation, tbl, gdpr.qualified_name(tbl), columns,
+            (SELECT array_agg(gdpr._log_subject_ref(s)) FROM unnest(subject_ids) s),
+            cardinality(subject_ids), row_count, detail);
+  PERFORM gdpr._log_mac_door(false);
+END
+$$;
+CREATE OR REPLACE FUNCTION gdpr._log_flush(journal boolean) RETURNS bigint
+  LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+  n bigint;
+  w bigint := 0;
+BEGIN
+  PERFORM pg_advisory_xact_lock(hashtext('crm_gdpr.access_log_seal'));
+  PERFORM gdpr._log_journal_pending();
+  PERFORM gdpr._log_mac_door(true);
+  IF journal THEN
+    -- Identical statements (same backend, roles, query, table, columns, purpose)
+    -- are folded, up to 100 a row, with the union of their subjects (log_journal.c).
+    INSERT INTO gdpr.access_log (at, last_at, role_name, session_user_name, application_name, client_addr,
+                                 backend_pid, operation, tbl, table_name, columns, subject_refs, subjects,
+                                 row_count, times, query_id, purpose)
+      SELECT j.at, j.last_at, j.role_name, j.session_user_name, j.application_name, j.client_addr::inet,
+             j.backend_pid, j.operation, j.tbl::regclass, j.table_name, j.columns, j.subject_refs, j.subjects,
+             j.row_count, j.times, j.query_id, j.purpose
+        FROM gdpr._log_journal_take() j;
+    GET DIAGNOSTICS w = ROW_COUNT;
+  END IF;
+  INSERT INTO gdpr.access_log (at, last_at, role_name, session_user_name, application_name, client_addr,
+                               backend_pid, operation, tbl, table_name, columns, subject_refs, subjects,
+                               row_count, times, query_id, purpose, detail)
+    SELECT q.at, q.last_at, q.role_name, q.session_user_name, q.application_name, q.client_addr, q.backend_pid,
+           q.operation, nullif(q.tbl, 0)::regclass, q.table_name, q.columns,
+           q.subject_refs, cardinality(q.subject_refs), q.row_count, q.times, q.query_id, q.purpose, q.detail
+      FROM gdpr._log_queue_take() q;     -- without the reads of a table dropped meanwhile
+  GET DIAGNOSTICS n = ROW_COUNT;
+  PERFORM gdpr._log_mac_door(false);
+  RETURN w + n;
+END
+$$;
+CREATE OR REPLACE FUNCTION gdpr._log_maintain() RETURNS bigint
+  LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+  this_month timestamp := date_trunc('month', now() AT TIME ZONE 'UTC');
+  lo timestamptz;
+  hi timestamptz;
+  part name;
+  cutoff timestamptz;
+  n bigint;
+  removed bigint := 0;
+  p record;
+BEGIN
+  PERFORM pg_advisory_xact_lock(hashtext('crm_gdpr.access_log_maintain'));
+  PERFORM gdpr._allow_log_maintenance(true);
+  FOR i IN 0..2 LOOP
+    part := gdpr._log_month_name(this_month + make_interval(months => i));
+    lo := (this_month + make_interval(months => i)) AT TIME ZONE 'UTC';
+    hi := (this_month + make_interval(months => i + 1)) AT TIME ZONE 'UTC';
+    CONTINUE WHEN to_regclass(format('gdpr.%I', part)) IS NOT NULL;
+    -- Rows that went to the default partition stay there: the month starts after them.
+    lo := greatest(lo, (SELECT max(d.at) + interval '1 microsecond' FROM gdpr.access_log_default d
+                         WHERE d.at >= lo AND d.at < hi));
+    BEGIN
+      EXECUTE gdpr._log_partition_sql(part, lo, hi);
+      EXECUTE format('CREATE TRIGGER append_only_truncate BEFORE TRUNCATE ON gdpr.%I
+                        FOR EACH STATEMENT EXECUTE FUNCTION gdpr._append_only(%L)', part, 'access log');
+      PERFORM gdpr._log_index_partition(format('gdpr.%I', part)::regclass);
+    EXCEPTION WHEN duplicate_table THEN
+      NULL;   -- made meanwhile by the log writer or a registration
+    END;
+  END LOOP;
+
+  -- Months that are over get their subject index.
+  FOR p IN SELECT m.part FROM gdpr._log_months() m
+            WHERE m.month_end <= now()
+              AND NOT EXISTS (SELECT FROM pg_index x JOIN pg_class xc ON xc.oid = x.indexrelid
+                               WHERE x.indrelid = m.part AND xc.relname = m.relname || '_subjects') LOOP
+    PERFORM gdpr._log_index_month(p.part);
+  END LOOP;
+
+  cutoff := date_trunc('month', (now() - gdpr.setting('access_log_keep')::interval) AT TIME ZONE 'UTC')
+            AT TIME ZONE 'UTC';
+  IF gdpr._log_keyed_hash('\x') IS NULL THEN
+    cutoff := '-infinity';   -- without a key a removal cannot be recorded tamper-evidently: keep all
+  END IF;
+  FOR p IN SELECT m.part, m.relname FROM gdpr._log_months() m WHERE m.month_end <= cutoff LOOP
+    EXECUTE format('SELECT count(*) FROM %s', p.part) INTO n;
+    EXECUTE format('DROP TABLE %s', p.part);
+    PERFORM gdpr._log_retention_record(cutoff, 'partition ' || p.relname || ' dropped', n);
+    removed := removed + n;
+  END LOOP;
+  DELETE FROM gdpr.access_log_default d WHERE d.at < cutoff;
+  GET DIAGNOSTICS n = ROW_COUNT;
+  IF n > 0 THEN
+    PERFORM gdpr._log_retention_record(cutoff, 'rows of the default partition deleted', n);
+  END IF;
+  PERFORM gdpr._allow_log_maintenance(false);   -- the door closes with the maintenance
+  RETURN removed + n;
+END
+$$;
+CREATE OR REPLACE FUNCTION gdpr.verify_access_log()
+  RETURNS TABLE (ok boolean, checked bigint, first_bad_id bigint, detail text)
+  LANGUAGE plpgsql STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+  horizon timestamptz;
+  rr gdpr.access_log_retention;
+  prev_rr gdpr.access_log_retention;
+  s gdpr.access_log_seals;
+  prev gdpr.access_log_seals;
+  d record;
+  bad_id bigint;
+  bad_why text;
+  n bigint;
+  id_missing bigint;
+  id_added bigint;
+  bad_mac bigint;
+  seal_mac bytea;
+  unverified_seals bigint := 0;
+  unverified_rows bigint := 0;
+  unverified_keys text[] := '{}';
+  row_keys text[];
+BEGIN
+  -- What the retention removed: a chain of MACed records; only those that
+  -- verify tell which rows verify no longer looks for.
+  FOR rr IN SELECT * FROM gdpr.access_log_retention x ORDER BY x.id LOOP
+    seal_mac := gdpr._log_keyed_hash(gdpr._retention_text(rr), substr(rr.hash, 1, 8));
+    IF rr.hash IS NULL OR rr.prev_hash IS DISTINCT FROM prev_rr.hash
+       OR (seal_mac IS NOT NULL AND seal_mac <> rr.hash) THEN
+      RETURN QUERY SELECT false, 0::bigint, NULL::bigint,
+        format('retention record %s was forged or altered: its MAC or its chain does not match', rr.id);
+      RETURN;
+    ELSIF seal_mac IS NULL THEN
+      unverified_seals := unverified_seals + 1;
+      unverified_keys := unverified_keys || encode(substr(rr.hash, 1, 8), 'hex');
+    ELSE
+      horizon := greatest(horizon, rr.dropped_before);
+    END IF;
+    prev_rr := rr;
+  END LOOP;
+
+  -- The chain.
+  FOR s IN SELECT * FROM gdpr.access_log_seals x ORDER BY x.seal_id LOOP
+    IF s.seal_id <> coalesce(prev.seal_id, 0) + 1 THEN
+      bad_why := format('seal %s is missing', coalesce(prev.seal_id, 0) + 1);
+    ELSIF s.prev_hash IS DISTINCT FROM prev.hash OR s.from_at IS DISTINCT FROM coalesce(prev.upto_at, s.from_at) THEN
+      bad_why := format('seal %s does not follow seal %s', s.seal_id, prev.seal_id);
+    ELSE
+      -- NULL: made under a master key that is not loaded here, which says
+      -- nothing of the seal (a key changed); it is counted, not reported.
+      seal_mac := gdpr._log_keyed_hash(gdpr._seal_text(s), substr(s.hash, 1, 8));
+      IF seal_mac IS NULL THEN
+        unverified_seals := unverified_seals + 1;
+        unverified_keys := unverified_keys || encode(substr(s.hash, 1, 8), 'hex');
+      ELSIF seal_mac <> s.hash THEN
+        bad_why := format('seal %s was altered (its MAC does not match)', s.seal_id);
+      END IF;
+    END IF;
+    IF bad_why IS NOT NULL THEN
+      RETURN QUERY SELECT false, 0::bigint, lower(s.ids), bad_why;
+      RETURN;
+    END IF;
+    prev := s;
+  END LOOP;
+
+  -- Each block against its rows.
+  FOR s IN SELECT * FROM gdpr.access_log_seals x
+            WHERE horizon IS NULL OR x.upto_at > horizon ORDER BY x.seal_id LOOP
+    SELECT * INTO d FROM gdpr._block_digest(s.from_at, s.upto_at);
+    CONTINUE WHEN d.row_count = s.row_count AND d.ids = s.ids AND d.rows_hash = s.rows_hash;
+    SELECT min(x.i) INTO id_missing
+      FROM (SELECT generate_series(lower(r), upper(r) - 1) i FROM unnest(s.ids) r) x
+     WHERE NOT EXISTS (SELECT FROM gdpr.access_log l WHERE l.id = x.i AND l.at >= s.from_at AND l.at < s.upto_at);
+    SELECT min(l.id) INTO id_added FROM gdpr.access_log l
+     WHERE l.at >= s.from_at AND l.at < s.upto_at AND NOT (l.id <@ s.ids);
+    IF id_missing IS NOT NULL AND (id_added IS NULL OR id_missing < id_added) THEN
+      bad_id := id_missing;
+      bad_why := format('row %s is missing: seal %s holds it', id_missing, s.seal_id);
+    ELSIF id_added IS NOT NULL THEN
+      bad_id := id_added;
+      bad_why := format('row %s was added after seal %s was made', id_added, s.seal_id);
+    ELSE
+      bad_id := lower(s.ids);
+      bad_why := format('the rows of seal %s were altered', s.seal_id);
+    END IF;
+    EXIT;
+  END LOOP;
+
+  -- Each row's MAC (a block whose rows were altered in place ends up here).
+  SELECT count(*), min(l.id) FILTER (WHERE l.mac IS NULL OR x.mac <> l.mac),
+         count(*) FILTER (WHERE l.mac IS NOT NULL AND x.mac IS NULL),
+         coalesce(array_agg(DISTINCT encode(substr(l.mac, 1, 8), 'hex')) FILTER (WHERE l.mac IS NOT NULL AND x.mac IS NULL), '{}')
+    INTO n, bad_mac, unverified_rows, row_keys
+    FROM gdpr.access_log l, LATERAL (SELECT gdpr._log_row_mac(l) AS mac) x;
+  IF bad_mac IS NOT NULL AND (bad_id IS NULL OR bad_mac <= bad_id) THEN
+    bad_id := bad_mac;
+    bad_why := CASE WHEN (SELECT l.mac IS NULL FROM gdpr.access_log l WHERE l.id = bad_mac LIMIT 1)
+                    THEN format('row %s has no MAC: it was not written by the log''s own writers (forged)', bad_id)
+                    ELSE format('row %s was altered or forged: its MAC does not match', bad_id) END;
+  END IF;
+  IF bad_id IS NULL AND unverified_seals + unverified_rows > 0 THEN
+    -- Nothing found altered, but not everything could be checked: not a clean bill, not an alarm.
+    RETURN QUERY SELECT NULL::boolean, n, NULL::bigint,
+      format('%s rows, %s seals: nothing altered among those checked; %s seals and %s rows were made under master keys that are not loaded (%s): name their files in crm_gdpr.retired_key_files to verify them',
+             n, coalesce(prev.seal_id, 0), unverified_seals, unverified_rows,
+             (SELECT string_agg(DISTINCT k, ', ') FROM unnest(unverified_keys || row_keys) k));
+    RETURN;
+  END IF;
+  RETURN QUERY SELECT bad_id IS NULL, n, bad_id, coalesce(bad_why, format('%s rows, %s seals: intact', n,
+                                                                     coalesce(prev.seal_id, 0)));
+END
+$$;
