@@ -11,7 +11,7 @@
  * settled rows into the next block; every hour it creates the coming month
  * partitions and applies the log's retention.  Each step is a transaction of
  * its own.  Only this process seals, so the chain has one writer (the SQL
- * takes an advisory lock as well, for manual calls).
+ * locks gdpr.access_log_seals as well, for manual calls).
  */
 #include "postgres.h"
 

@@ -268,6 +268,41 @@ BEGIN
 END
 $$;
 
+-- A lock nobody else can take (issue 19.3): SHARE UPDATE EXCLUSIVE on one of
+-- the extension's tables, which only its owner may take (LOCK TABLE in that
+-- mode needs UPDATE, DELETE or TRUNCATE on it; an advisory key can be taken
+-- by any role).  It does not conflict with reads nor with inserts, only with
+-- itself and with VACUUM or ANALYZE of that table (autovacuum gives way).
+-- wait_ms 0: try only (false when busy); otherwise wait that long, then say
+-- who holds it.  The function's SET clause restores lock_timeout on exit.
+CREATE FUNCTION gdpr._lock_own_table(tbl regclass, wait_ms int) RETURNS boolean
+  LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp SET lock_timeout = 0 AS $$
+DECLARE
+  holders text;
+BEGIN
+  PERFORM set_config('lock_timeout', greatest(wait_ms, 1)::text, true);
+  BEGIN
+    EXECUTE format('LOCK TABLE %s IN SHARE UPDATE EXCLUSIVE MODE%s', tbl, CASE WHEN wait_ms = 0 THEN ' NOWAIT' END);
+  EXCEPTION WHEN lock_not_available THEN
+    IF wait_ms = 0 THEN
+      RETURN false;
+    END IF;
+    SELECT string_agg(format('pid %s (role %s, application %L, %s since %s)', l.pid, a.usename,
+                             a.application_name, a.state, a.state_change), '; ')
+      INTO holders
+      FROM pg_locks l LEFT JOIN pg_stat_activity a ON a.pid = l.pid
+     WHERE l.locktype = 'relation' AND l.relation = tbl AND l.granted AND l.pid IS DISTINCT FROM pg_backend_pid()
+       AND l.mode IN ('ShareUpdateExclusiveLock', 'ShareLock', 'ShareRowExclusiveLock', 'ExclusiveLock',
+                      'AccessExclusiveLock');
+    RAISE EXCEPTION 'could not lock % within % ms', tbl, wait_ms
+      USING ERRCODE = 'lock_not_available',
+            DETAIL = format('Held by %s.', coalesce(holders, 'a process that is gone')),
+            HINT = 'End that session (pg_terminate_backend) if it is not the extension''s own.';
+  END;
+  RETURN true;
+END
+$$;
+
 -- Move the journal's writes into the log, then write the queued reads of
 -- this database (folded in C: log_queue.c).  The seal lock keeps it from
 -- running while a block is being sealed.
@@ -280,7 +315,7 @@ DECLARE
   n bigint;
   w bigint := 0;
 BEGIN
-  PERFORM pg_advisory_xact_lock(hashtext('crm_gdpr.access_log_seal'));
+  PERFORM gdpr._lock_own_table('gdpr.access_log_seals', 60000);   -- the seal lock
   PERFORM gdpr._log_journal_pending();
   PERFORM gdpr._log_mac_door(true);
   IF journal THEN
@@ -341,7 +376,7 @@ DECLARE
   removed bigint := 0;
   p record;
 BEGIN
-  PERFORM pg_advisory_xact_lock(hashtext('crm_gdpr.access_log_maintain'));
+  PERFORM gdpr._lock_own_table('gdpr.access_log_retention', 60000);
   PERFORM gdpr._allow_log_maintenance(true);
   FOR i IN 0..2 LOOP
     part := gdpr._log_month_name(this_month + make_interval(months => i));
@@ -409,10 +444,39 @@ BEGIN ATOMIC
     FROM gdpr.access_log l WHERE l.at >= _block_digest.from_at AND l.at < _block_digest.upto_at;
 END;
 
--- Seal the settled rows into the next block.  Settled: older than one second
--- and than the start of every transaction still running, so that no row can
--- still appear in the block's time range.  A block never spans two months, so
--- that the log's retention removes whole blocks.  One writer at a time.
+-- The oldest time a row may still arrive with from a transaction that is
+-- open (see seal_access_log); NULL when there is none.
+CREATE FUNCTION gdpr._log_open_writes_since() RETURNS timestamptz
+  LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
+  WITH watched AS (
+    SELECT t.tbl::oid AS rel FROM gdpr.registered_tables t
+    UNION SELECT i.inhrelid FROM pg_inherits i JOIN gdpr.registered_tables t ON t.tbl = i.inhparent
+    UNION SELECT c.oid FROM pg_class c
+           WHERE c.relnamespace = 'gdpr'::regnamespace AND c.relname LIKE 'access\_log%' AND c.relkind IN ('r', 'p')
+  )
+  SELECT min(CASE WHEN l.pid IS NULL THEN '-infinity'
+                  WHEN l.mode IN ('AccessShareLock', 'RowShareLock') THEN
+                       CASE WHEN a.state = 'active' THEN a.query_start END
+                  ELSE a.xact_start END)
+    FROM pg_locks l LEFT JOIN pg_stat_activity a ON a.pid = l.pid
+   WHERE l.locktype = 'relation' AND l.database = (SELECT d.oid FROM pg_database d WHERE d.datname = current_database())
+     AND l.relation IN (SELECT w.rel FROM watched w) AND l.granted
+     AND l.pid IS DISTINCT FROM pg_backend_pid()
+     AND l.mode <> 'ShareUpdateExclusiveLock'      -- vacuum, analyze: they add no row
+$$;
+
+-- Seal the settled rows into the next block.  Settled: no row can still
+-- appear in the block's time range.  Rows come from the flush (which this
+-- function runs first, under the seal lock) and from transactions that are
+-- still open: those that write the log themselves (the extension's events)
+-- or a registered table (their journal rows carry the statement's time), and
+-- statements running on a registered table (their reads are queued at their
+-- end, with their start time).  Those are found by their locks; other
+-- transactions, open as long as they like, do not hold the seal back (issue
+-- 18.9).  A prepared transaction that wrote such a table holds it back (its
+-- start is unknown).  One second of margin covers a read being queued.  A
+-- block never spans two months, so that the log's retention removes whole
+-- blocks.  One writer at a time.
 CREATE FUNCTION gdpr.seal_access_log() RETURNS bigint
   LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
@@ -427,9 +491,7 @@ BEGIN
             HINT = 'Set crm_gdpr.key_file (see doc/crypto.md).';
   END IF;
   PERFORM gdpr.flush_access_log();     -- takes the seal lock: queued reads are in before the horizon
-  horizon := least(clock_timestamp() - interval '1 second',
-                   (SELECT min(a.xact_start) FROM pg_stat_activity a
-                     WHERE a.pid <> pg_backend_pid() AND a.xact_start IS NOT NULL));
+  horizon := least(clock_timestamp() - interval '1 second', gdpr._log_open_writes_since());
   LOOP
     SELECT * INTO prev FROM gdpr.access_log_seals x ORDER BY x.seal_id DESC LIMIT 1;
     s.from_at := coalesce(prev.upto_at, (SELECT min(l.at) FROM gdpr.access_log l));

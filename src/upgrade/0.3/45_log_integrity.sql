@@ -1,7 +1,9 @@
 -- The access log's integrity (issues 18.8, 18.9, 19.3, 24.3): only the log's
 -- own writers give a row a MAC (the MAC door); what the retention removed is
 -- recorded in MACed, chained records, which verify checks before it trusts
--- them.
+-- them.  The seal waits only for the transactions that can still add rows
+-- to its range, and the seal, flush, maintenance and purge take locks on the
+-- extension's own tables that no other role can take.
 
 ALTER TABLE gdpr.access_log_retention ADD COLUMN prev_hash bytea;
 ALTER TABLE gdpr.access_log_retention ADD COLUMN hash bytea;
@@ -26,10 +28,56 @@ BEGIN
   INSERT INTO gdpr.access_log_retention VALUES (r.*);
 END
 $$;
+CREATE OR REPLACE FUNCTION gdpr._lock_own_table(tbl regclass, wait_ms int) RETURNS boolean
+  LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp SET lock_timeout = 0 AS $$
+DECLARE
+  holders text;
+BEGIN
+  PERFORM set_config('lock_timeout', greatest(wait_ms, 1)::text, true);
+  BEGIN
+    EXECUTE format('LOCK TABLE %s IN SHARE UPDATE EXCLUSIVE MODE%s', tbl, CASE WHEN wait_ms = 0 THEN ' NOWAIT' END);
+  EXCEPTION WHEN lock_not_available THEN
+    IF wait_ms = 0 THEN
+      RETURN false;
+    END IF;
+    SELECT string_agg(format('pid %s (role %s, application %L, %s since %s)', l.pid, a.usename,
+                             a.application_name, a.state, a.state_change), '; ')
+      INTO holders
+      FROM pg_locks l LEFT JOIN pg_stat_activity a ON a.pid = l.pid
+     WHERE l.locktype = 'relation' AND l.relation = tbl AND l.granted AND l.pid IS DISTINCT FROM pg_backend_pid()
+       AND l.mode IN ('ShareUpdateExclusiveLock', 'ShareLock', 'ShareRowExclusiveLock', 'ExclusiveLock',
+                      'AccessExclusiveLock');
+    RAISE EXCEPTION 'could not lock % within % ms', tbl, wait_ms
+      USING ERRCODE = 'lock_not_available',
+            DETAIL = format('Held by %s.', coalesce(holders, 'a process that is gone')),
+            HINT = 'End that session (pg_terminate_backend) if it is not the extension''s own.';
+  END;
+  RETURN true;
+END
+$$;
+CREATE OR REPLACE FUNCTION gdpr._log_open_writes_since() RETURNS timestamptz
+  LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
+  WITH watched AS (
+    SELECT t.tbl::oid AS rel FROM gdpr.registered_tables t
+    UNION SELECT i.inhrelid FROM pg_inherits i JOIN gdpr.registered_tables t ON t.tbl = i.inhparent
+    UNION SELECT c.oid FROM pg_class c
+           WHERE c.relnamespace = 'gdpr'::regnamespace AND c.relname LIKE 'access\_log%' AND c.relkind IN ('r', 'p')
+  )
+  SELECT min(CASE WHEN l.pid IS NULL THEN '-infinity'
+                  WHEN l.mode IN ('AccessShareLock', 'RowShareLock') THEN
+                       CASE WHEN a.state = 'active' THEN a.query_start END
+                  ELSE a.xact_start END)
+    FROM pg_locks l LEFT JOIN pg_stat_activity a ON a.pid = l.pid
+   WHERE l.locktype = 'relation' AND l.database = (SELECT d.oid FROM pg_database d WHERE d.datname = current_database())
+     AND l.relation IN (SELECT w.rel FROM watched w) AND l.granted
+     AND l.pid IS DISTINCT FROM pg_backend_pid()
+     AND l.mode <> 'ShareUpdateExclusiveLock'      -- vacuum, analyze: they add no row
+$$;
 CREATE FUNCTION gdpr._log_mac_door(open boolean) RETURNS void
   LANGUAGE c AS 'MODULE_PATHNAME', 'gdpr_log_mac_door';
 REVOKE EXECUTE ON FUNCTION gdpr._log_mac_door(boolean), gdpr._retention_text(gdpr.access_log_retention),
-  gdpr._log_retention_record(timestamptz, text, bigint) FROM PUBLIC;
+  gdpr._log_retention_record(timestamptz, text, bigint), gdpr._lock_own_table(regclass, int),
+  gdpr._log_open_writes_since() FROM PUBLIC;
 
 -- The records made before 0.3 are chained and MACed now, under the current
 -- key (when none is loaded they stay without: verify reports them).
@@ -71,7 +119,7 @@ DECLARE
   n bigint;
   w bigint := 0;
 BEGIN
-  PERFORM pg_advisory_xact_lock(hashtext('crm_gdpr.access_log_seal'));
+  PERFORM gdpr._lock_own_table('gdpr.access_log_seals', 60000);   -- the seal lock
   PERFORM gdpr._log_journal_pending();
   PERFORM gdpr._log_mac_door(true);
   IF journal THEN
@@ -110,7 +158,7 @@ DECLARE
   removed bigint := 0;
   p record;
 BEGIN
-  PERFORM pg_advisory_xact_lock(hashtext('crm_gdpr.access_log_maintain'));
+  PERFORM gdpr._lock_own_table('gdpr.access_log_retention', 60000);
   PERFORM gdpr._allow_log_maintenance(true);
   FOR i IN 0..2 LOOP
     part := gdpr._log_month_name(this_month + make_interval(months => i));
@@ -267,5 +315,51 @@ BEGIN
   END IF;
   RETURN QUERY SELECT bad_id IS NULL, n, bad_id, coalesce(bad_why, format('%s rows, %s seals: intact', n,
                                                                      coalesce(prev.seal_id, 0)));
+END
+$$;
+CREATE OR REPLACE FUNCTION gdpr.seal_access_log() RETURNS bigint
+  LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+  prev gdpr.access_log_seals;
+  s gdpr.access_log_seals;
+  horizon timestamptz;
+  sealed bigint := 0;
+BEGIN
+  IF gdpr._log_keyed_hash('\x') IS NULL THEN
+    RAISE EXCEPTION 'the access log cannot be sealed without a key'
+      USING ERRCODE = 'object_not_in_prerequisite_state',
+            HINT = 'Set crm_gdpr.key_file (see doc/crypto.md).';
+  END IF;
+  PERFORM gdpr.flush_access_log();     -- takes the seal lock: queued reads are in before the horizon
+  horizon := least(clock_timestamp() - interval '1 second', gdpr._log_open_writes_since());
+  LOOP
+    SELECT * INTO prev FROM gdpr.access_log_seals x ORDER BY x.seal_id DESC LIMIT 1;
+    s.from_at := coalesce(prev.upto_at, (SELECT min(l.at) FROM gdpr.access_log l));
+    EXIT WHEN s.from_at IS NULL OR s.from_at >= horizon;
+    s.upto_at := least(horizon, (date_trunc('month', s.from_at AT TIME ZONE 'UTC') + interval '1 month') AT TIME ZONE 'UTC');
+    s.seal_id := coalesce(prev.seal_id, 0) + 1;
+    SELECT d.row_count, d.ids, d.rows_hash INTO s.row_count, s.ids, s.rows_hash
+      FROM gdpr._block_digest(s.from_at, s.upto_at) d;
+    s.prev_hash := prev.hash;
+    s.sealed_at := clock_timestamp();
+    s.hash := gdpr._log_keyed_hash(gdpr._seal_text(s));
+    INSERT INTO gdpr.access_log_seals VALUES (s.*);
+    sealed := sealed + s.row_count;
+  END LOOP;
+  RETURN sealed;
+END
+$$;
+CREATE OR REPLACE FUNCTION gdpr._purge_begin(started_by text, dry_run boolean) RETURNS bigint
+  LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+  rid bigint;
+BEGIN
+  IF NOT dry_run AND NOT gdpr._lock_own_table('gdpr.purge_runs', 0) THEN   -- no role can block it (19.3)
+    RETURN NULL;
+  END IF;
+  INSERT INTO gdpr.purge_runs (started_by, dry_run) VALUES (started_by, dry_run) RETURNING id INTO rid;
+  INSERT INTO gdpr.purge_results (run_id, policy_id, tbl, col, action)
+    SELECT rid, p.id, p.tbl, p.col, p.action FROM gdpr.retention_policies p;
+  RETURN rid;
 END
 $$;
