@@ -152,10 +152,73 @@ CREATE TABLE gdpr.access_log_retention (
 COMMENT ON TABLE gdpr.access_log_retention IS 'what the access log''s retention removed, and when (MACed, chained)';
 
 -- The text a retention record's MAC covers, independent of session settings.
-CREATE FUNCTION gdpr._retention_text(r gdpr.access_log_retention) RETURNS bytea
+CREATE FUNCTION gdpr._chain_text(r gdpr.access_log_retention) RETURNS bytea
   LANGUAGE sql IMMUTABLE PARALLEL SAFE
   RETURN convert_to(concat_ws('|', r.id, extract(epoch FROM r.at), extract(epoch FROM r.dropped_before), r.what,
                               coalesce(r.row_count::text, '-'), coalesce(encode(r.prev_hash, 'hex'), '-')), 'UTF8');
+
+-- Reads the log lost, and why (issue 24.3), since install: one record per
+-- flush that found new losses.  'queue full': reads dropped because the
+-- queue was full (gdpr.access_log_queue().dropped, which a restart resets:
+-- each record says which server start its count belongs to); 'flush failed':
+-- reads taken from the queue by a round that then failed (log_losses.c);
+-- 'not written at shutdown': what the log writer could not write before the
+-- server stopped.  A crash loses what the queue held without a count (its
+-- shared memory is gone).  MACed and chained like the retention's records.
+CREATE TABLE gdpr.access_log_losses (
+  id              bigserial PRIMARY KEY,
+  at              timestamptz NOT NULL DEFAULT clock_timestamp(),
+  server_started  timestamptz NOT NULL,
+  cause           text NOT NULL,
+  lost            bigint NOT NULL,
+  prev_hash       bytea,
+  hash            bytea
+);
+COMMENT ON TABLE gdpr.access_log_losses IS 'reads the access log lost, with the cause, since install (MACed, chained)';
+
+CREATE FUNCTION gdpr._chain_text(r gdpr.access_log_losses) RETURNS bytea
+  LANGUAGE sql IMMUTABLE PARALLEL SAFE
+  RETURN convert_to(concat_ws('|', r.id, extract(epoch FROM r.at), extract(epoch FROM r.server_started), r.cause,
+                              r.lost, coalesce(encode(r.prev_hash, 'hex'), '-')), 'UTF8');
+
+-- The records of a chained table (retention, losses) in order, each 'ok',
+-- 'unverified' (made under a key not loaded here) or 'forged' (no MAC, a MAC
+-- that does not match, or a broken chain: the first one ends the list).
+CREATE FUNCTION gdpr._chain_check(tbl regclass) RETURNS TABLE (id bigint, state text)
+  LANGUAGE plpgsql STABLE SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+  r record;
+  prev bytea;
+  mac bytea;
+BEGIN
+  FOR r IN EXECUTE format('SELECT x.id, x.hash, x.prev_hash, gdpr._chain_text(x) AS txt FROM %s x ORDER BY x.id', tbl) LOOP
+    mac := gdpr._log_keyed_hash(r.txt, substr(r.hash, 1, 8));
+    id := r.id;
+    state := CASE WHEN r.hash IS NULL OR r.prev_hash IS DISTINCT FROM prev OR mac <> r.hash THEN 'forged'
+                  WHEN mac IS NULL THEN 'unverified' ELSE 'ok' END;
+    RETURN NEXT;
+    EXIT WHEN state = 'forged';
+    prev := r.hash;
+  END LOOP;
+END
+$$;
+
+-- Record reads lost, chained to the previous record.
+CREATE FUNCTION gdpr._log_loss_record(cause text, lost bigint) RETURNS void
+  LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+  r gdpr.access_log_losses;
+BEGIN
+  r.id := nextval('gdpr.access_log_losses_id_seq');
+  r.at := clock_timestamp();
+  r.server_started := pg_postmaster_start_time();
+  r.cause := _log_loss_record.cause;
+  r.lost := _log_loss_record.lost;
+  r.prev_hash := (SELECT x.hash FROM gdpr.access_log_losses x ORDER BY x.id DESC LIMIT 1);
+  r.hash := gdpr._log_keyed_hash(gdpr._chain_text(r));
+  INSERT INTO gdpr.access_log_losses VALUES (r.*);
+END
+$$;
 
 -- Record a removal by the log's retention, chained to the previous record.
 CREATE FUNCTION gdpr._log_retention_record(dropped_before timestamptz, what text, row_count bigint) RETURNS void
@@ -169,7 +232,7 @@ BEGIN
   r.what := _log_retention_record.what;
   r.row_count := _log_retention_record.row_count;
   r.prev_hash := (SELECT x.hash FROM gdpr.access_log_retention x ORDER BY x.id DESC LIMIT 1);
-  r.hash := gdpr._log_keyed_hash(gdpr._retention_text(r));
+  r.hash := gdpr._log_keyed_hash(gdpr._chain_text(r));
   INSERT INTO gdpr.access_log_retention VALUES (r.*);
 END
 $$;
@@ -180,6 +243,8 @@ SELECT pg_catalog.pg_extension_config_dump('gdpr.access_log_id_seq', '');
 SELECT pg_catalog.pg_extension_config_dump('gdpr.access_log_seals', '');
 SELECT pg_catalog.pg_extension_config_dump('gdpr.access_log_retention', '');
 SELECT pg_catalog.pg_extension_config_dump('gdpr.access_log_retention_id_seq', '');
+SELECT pg_catalog.pg_extension_config_dump('gdpr.access_log_losses', '');
+SELECT pg_catalog.pg_extension_config_dump('gdpr.access_log_losses_id_seq', '');
 
 -- C parts: the MAC, the keyed hash of seals, the write trigger, the queue.
 CREATE FUNCTION gdpr._log_mac_row() RETURNS trigger
@@ -220,6 +285,38 @@ CREATE FUNCTION gdpr._allow_log_maintenance(allow boolean) RETURNS void
 -- no other row (log_mac.c).
 CREATE FUNCTION gdpr._log_mac_door(open boolean) RETURNS void
   LANGUAGE c AS 'MODULE_PATHNAME', 'gdpr_log_mac_door';
+CREATE FUNCTION gdpr._log_lost_taken() RETURNS bigint
+  LANGUAGE c AS 'MODULE_PATHNAME', 'gdpr_log_lost_taken';
+
+-- Record the losses not recorded yet (see gdpr.access_log_losses): the
+-- queue's drops since this server started beyond those recorded, the reads
+-- of this process's failed rounds, and at shutdown what is still queued.
+CREATE FUNCTION gdpr._log_note_losses(shutdown boolean DEFAULT false) RETURNS bigint
+  LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+  q record;
+  dropped bigint;
+  failed bigint := gdpr._log_lost_taken();
+  noted bigint := 0;
+BEGIN
+  SELECT * INTO q FROM gdpr.access_log_queue();
+  dropped := q.dropped - coalesce((SELECT sum(x.lost) FROM gdpr.access_log_losses x
+                                    WHERE x.server_started = pg_postmaster_start_time() AND x.cause = 'queue full'), 0);
+  IF dropped > 0 THEN
+    PERFORM gdpr._log_loss_record('queue full', dropped);
+    noted := noted + dropped;
+  END IF;
+  IF failed > 0 THEN
+    PERFORM gdpr._log_loss_record('flush failed', failed);
+    noted := noted + failed;
+  END IF;
+  IF shutdown AND q.queued > 0 THEN
+    PERFORM gdpr._log_loss_record('not written at shutdown', q.queued);
+    noted := noted + q.queued;
+  END IF;
+  RETURN noted;
+END
+$$;
 CREATE FUNCTION gdpr._protect_access_log() RETURNS event_trigger
   LANGUAGE c AS 'MODULE_PATHNAME', 'gdpr_protect_access_log';
 
@@ -237,6 +334,10 @@ CREATE TRIGGER append_only_truncate BEFORE TRUNCATE ON gdpr.access_log_seals
 CREATE TRIGGER append_only BEFORE UPDATE OR DELETE ON gdpr.access_log_retention
   FOR EACH ROW EXECUTE FUNCTION gdpr._append_only('access log');
 CREATE TRIGGER append_only_truncate BEFORE TRUNCATE ON gdpr.access_log_retention
+  FOR EACH STATEMENT EXECUTE FUNCTION gdpr._append_only('access log');
+CREATE TRIGGER append_only BEFORE UPDATE OR DELETE ON gdpr.access_log_losses
+  FOR EACH ROW EXECUTE FUNCTION gdpr._append_only('access log');
+CREATE TRIGGER append_only_truncate BEFORE TRUNCATE ON gdpr.access_log_losses
   FOR EACH STATEMENT EXECUTE FUNCTION gdpr._append_only('access log');
 
 CREATE EVENT TRIGGER crm_gdpr_protect_access_log ON ddl_command_start
@@ -339,6 +440,9 @@ BEGIN
       FROM gdpr._log_queue_take() q;     -- without the reads of a table dropped meanwhile
   GET DIAGNOSTICS n = ROW_COUNT;
   PERFORM gdpr._log_mac_door(false);
+  IF journal THEN
+    PERFORM gdpr._log_note_losses();
+  END IF;
   RETURN w + n;
 END
 $$;
@@ -520,8 +624,7 @@ CREATE FUNCTION gdpr.verify_access_log()
   LANGUAGE plpgsql STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
   horizon timestamptz;
-  rr gdpr.access_log_retention;
-  prev_rr gdpr.access_log_retention;
+  c record;
   s gdpr.access_log_seals;
   prev gdpr.access_log_seals;
   d record;
@@ -539,20 +642,22 @@ DECLARE
 BEGIN
   -- What the retention removed: a chain of MACed records; only those that
   -- verify tell which rows verify no longer looks for.
-  FOR rr IN SELECT * FROM gdpr.access_log_retention x ORDER BY x.id LOOP
-    seal_mac := gdpr._log_keyed_hash(gdpr._retention_text(rr), substr(rr.hash, 1, 8));
-    IF rr.hash IS NULL OR rr.prev_hash IS DISTINCT FROM prev_rr.hash
-       OR (seal_mac IS NOT NULL AND seal_mac <> rr.hash) THEN
+  -- The same for the record of losses.
+  FOR c IN SELECT 'retention' AS what, x.id, x.state, r.dropped_before, r.hash
+             FROM gdpr._chain_check('gdpr.access_log_retention') x JOIN gdpr.access_log_retention r ON r.id = x.id
+           UNION ALL
+           SELECT 'loss', x.id, x.state, NULL, r.hash
+             FROM gdpr._chain_check('gdpr.access_log_losses') x JOIN gdpr.access_log_losses r ON r.id = x.id LOOP
+    IF c.state = 'forged' THEN
       RETURN QUERY SELECT false, 0::bigint, NULL::bigint,
-        format('retention record %s was forged or altered: its MAC or its chain does not match', rr.id);
+        format('%s record %s was forged or altered: its MAC or its chain does not match', c.what, c.id);
       RETURN;
-    ELSIF seal_mac IS NULL THEN
+    ELSIF c.state = 'unverified' THEN
       unverified_seals := unverified_seals + 1;
-      unverified_keys := unverified_keys || encode(substr(rr.hash, 1, 8), 'hex');
+      unverified_keys := unverified_keys || encode(substr(c.hash, 1, 8), 'hex');
     ELSE
-      horizon := greatest(horizon, rr.dropped_before);
+      horizon := greatest(horizon, c.dropped_before);
     END IF;
-    prev_rr := rr;
   END LOOP;
 
   -- The chain.
@@ -687,9 +792,12 @@ CREATE VIEW gdpr.access_log_status AS
          (SELECT count(*) FROM gdpr.access_log l
            WHERE l.at >= coalesce((SELECT max(s.upto_at) FROM gdpr.access_log_seals s), '-infinity')) AS unsealed_rows,
          (SELECT count(*) FROM gdpr.access_log_journal j) AS journal_rows,
-         (SELECT count(*) FROM pg_inherits i WHERE i.inhparent = 'gdpr.access_log'::regclass) AS partitions
+         (SELECT count(*) FROM pg_inherits i WHERE i.inhparent = 'gdpr.access_log'::regclass) AS partitions,
+         (SELECT coalesce(sum(x.lost), 0) FROM gdpr.access_log_losses x)::bigint AS lost_since_install,
+         (SELECT coalesce(jsonb_object_agg(y.cause, y.lost), '{}') FROM
+            (SELECT x.cause, sum(x.lost) AS lost FROM gdpr.access_log_losses x GROUP BY x.cause) y) AS losses_by_cause
     FROM gdpr.access_log_queue() q;
-COMMENT ON VIEW gdpr.access_log_status IS 'the read queue, the last seal, rows waiting for a seal, writes waiting in the journal, partitions';
+COMMENT ON VIEW gdpr.access_log_status IS 'the read queue, the last seal, rows waiting for a seal, writes waiting in the journal, partitions, reads lost since install by cause';
 
 -- The column of tbl holding its subject's key, for the log triggers' argument:
 -- '' when the subject is reached through other tables.

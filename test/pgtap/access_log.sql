@@ -2,7 +2,7 @@
 -- Reads are queued in shared memory; gdpr.flush_access_log() writes them here
 -- (the log writer only serves crm_gdpr.database).
 BEGIN;
-SELECT plan(103);
+SELECT plan(107);
 
 \set QUIET on
 SET client_min_messages = warning;
@@ -313,6 +313,21 @@ SELECT is((SELECT (ok, first_bad_id, detail ~ 'no MAC') FROM gdpr.verify_access_
 ROLLBACK TO SAVEPOINT t;
 SELECT is((SELECT count(*) FROM gdpr.access_log_retention WHERE hash IS NULL), 0::bigint,
           'every record of the log''s retention is MACed');
+
+-- Issue 24.3: reads taken by a round that fails are lost: not counted as
+-- written, but recorded with their cause.
+SELECT written AS written_before FROM gdpr.access_log_queue() \gset
+SAVEPOINT t;
+SELECT email FROM crm.contacts WHERE id = 3 \g /dev/null
+SELECT gdpr.flush_access_log() > 0 AS flushed \gset
+ROLLBACK TO SAVEPOINT t;
+SELECT is((SELECT written FROM gdpr.access_log_queue()), :'written_before'::bigint,
+          'reads taken by a round that failed are not counted as written');
+SELECT ok(gdpr._log_note_losses() >= 1, 'they are recorded as lost');
+SELECT ok((SELECT (losses_by_cause ->> 'flush failed')::bigint >= 1 AND lost_since_install >= 1 FROM gdpr.access_log_status),
+          'access_log_status shows every loss since install with its cause');
+SELECT is((SELECT count(*) FROM gdpr._chain_check('gdpr.access_log_losses') WHERE state <> 'ok'), 0::bigint,
+          'the record of losses is MACed and chained');
 
 ------------------------------------------------------------- alarms, guard
 SET crm_gdpr.mass_read_rows = 500;

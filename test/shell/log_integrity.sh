@@ -54,4 +54,27 @@ grep -q "could not lock gdpr.access_log_seals within 300 ms" <<<"$err" && grep -
   fail "the wait does not say who holds the lock: $err"
 echo "COMMIT;" >&8
 exec 8>&-
+
+# --- 24.3: a clean restart under read load loses nothing.  The writer waits
+# 5 s between rounds, so that the queue holds reads when the server stops.
+wait_for 30 "SELECT EXISTS (SELECT FROM pg_stat_activity WHERE backend_type = 'crm_gdpr log writer')" ||
+  fail "no log writer"
+q -d crm -c "ALTER SYSTEM SET crm_gdpr.log_flush_interval = '5s'" -c 'SELECT pg_reload_conf()' >/dev/null
+echo 'SELECT email FROM crm.contacts WHERE id = 1 + (random() * 250)::int;' >"$top/read.sql"
+PGAPPNAME=restart_load timeout 30 "$CLUSTER_BIN/pgbench" -n -c 4 -j 2 -R 400 -T 4 -f "$top/read.sql" \
+  -l --log-prefix="$top/pgb" crm >"$top/pgbench.out" 2>&1 &
+load=$!
+sleep 2
+queued=$(q -d crm -c 'SELECT queued FROM gdpr.access_log_queue()')
+cluster_as_owner "$CLUSTER_BIN/pg_ctl" -D "$CLUSTER_DATA" -m fast -w -t 60 restart -l "$CLUSTER_LOG" >/dev/null ||
+  fail "restart failed"
+wait $load || true
+done_reads=$(cat "$top"/pgb.* | wc -l)
+[ "$done_reads" -gt 100 ] && [ "$queued" -gt 0 ] || fail "no load to speak of: $done_reads reads, $queued queued at the stop"
+q -d crm -c "ALTER SYSTEM RESET crm_gdpr.log_flush_interval" -c 'SELECT pg_reload_conf()' >/dev/null
+wait_for 20 "SELECT sum(times) >= $done_reads FROM gdpr.access_log WHERE application_name = 'restart_load'" ||
+  fail "a clean restart lost reads: $done_reads done, $(q -d crm -c "SELECT sum(times) FROM gdpr.access_log WHERE application_name = 'restart_load'") logged ($queued queued 2 s in), status: $(q -d crm -c 'SELECT lost_since_install, losses_by_cause FROM gdpr.access_log_status')"
+[ "$(q -d crm -c 'SELECT lost_since_install FROM gdpr.access_log_status')" = 0 ] ||
+  fail "losses recorded: $(q -d crm -c 'SELECT losses_by_cause FROM gdpr.access_log_status')"
+grep -q "writing the queued reads before shutting down" "$CLUSTER_LOG" || fail "the writer did not drain the queue"
 echo "log_integrity ok"

@@ -3,16 +3,74 @@
 -- recorded in MACed, chained records, which verify checks before it trusts
 -- them.  The seal waits only for the transactions that can still add rows
 -- to its range, and the seal, flush, maintenance and purge take locks on the
--- extension's own tables that no other role can take.
+-- extension's own tables that no other role can take.  Reads the log lost
+-- are recorded with their cause, MACed and chained.
 
 ALTER TABLE gdpr.access_log_retention ADD COLUMN prev_hash bytea;
 ALTER TABLE gdpr.access_log_retention ADD COLUMN hash bytea;
 COMMENT ON TABLE gdpr.access_log_retention IS 'what the access log''s retention removed, and when (MACed, chained)';
 
-CREATE OR REPLACE FUNCTION gdpr._retention_text(r gdpr.access_log_retention) RETURNS bytea
+CREATE TABLE gdpr.access_log_losses (
+  id              bigserial PRIMARY KEY,
+  at              timestamptz NOT NULL DEFAULT clock_timestamp(),
+  server_started  timestamptz NOT NULL,
+  cause           text NOT NULL,
+  lost            bigint NOT NULL,
+  prev_hash       bytea,
+  hash            bytea
+);
+COMMENT ON TABLE gdpr.access_log_losses IS 'reads the access log lost, with the cause, since install (MACed, chained)';
+SELECT pg_catalog.pg_extension_config_dump('gdpr.access_log_losses', '');
+SELECT pg_catalog.pg_extension_config_dump('gdpr.access_log_losses_id_seq', '');
+CREATE TRIGGER append_only BEFORE UPDATE OR DELETE ON gdpr.access_log_losses
+  FOR EACH ROW EXECUTE FUNCTION gdpr._append_only('access log');
+CREATE TRIGGER append_only_truncate BEFORE TRUNCATE ON gdpr.access_log_losses
+  FOR EACH STATEMENT EXECUTE FUNCTION gdpr._append_only('access log');
+REVOKE ALL ON gdpr.access_log_losses FROM PUBLIC;
+REVOKE ALL ON SEQUENCE gdpr.access_log_losses_id_seq FROM PUBLIC;
+GRANT SELECT ON gdpr.access_log_losses TO gdpr_auditor, gdpr_admin;
+
+CREATE OR REPLACE FUNCTION gdpr._chain_text(r gdpr.access_log_retention) RETURNS bytea
   LANGUAGE sql IMMUTABLE PARALLEL SAFE
   RETURN convert_to(concat_ws('|', r.id, extract(epoch FROM r.at), extract(epoch FROM r.dropped_before), r.what,
                               coalesce(r.row_count::text, '-'), coalesce(encode(r.prev_hash, 'hex'), '-')), 'UTF8');
+CREATE OR REPLACE FUNCTION gdpr._chain_text(r gdpr.access_log_losses) RETURNS bytea
+  LANGUAGE sql IMMUTABLE PARALLEL SAFE
+  RETURN convert_to(concat_ws('|', r.id, extract(epoch FROM r.at), extract(epoch FROM r.server_started), r.cause,
+                              r.lost, coalesce(encode(r.prev_hash, 'hex'), '-')), 'UTF8');
+CREATE OR REPLACE FUNCTION gdpr._chain_check(tbl regclass) RETURNS TABLE (id bigint, state text)
+  LANGUAGE plpgsql STABLE SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+  r record;
+  prev bytea;
+  mac bytea;
+BEGIN
+  FOR r IN EXECUTE format('SELECT x.id, x.hash, x.prev_hash, gdpr._chain_text(x) AS txt FROM %s x ORDER BY x.id', tbl) LOOP
+    mac := gdpr._log_keyed_hash(r.txt, substr(r.hash, 1, 8));
+    id := r.id;
+    state := CASE WHEN r.hash IS NULL OR r.prev_hash IS DISTINCT FROM prev OR mac <> r.hash THEN 'forged'
+                  WHEN mac IS NULL THEN 'unverified' ELSE 'ok' END;
+    RETURN NEXT;
+    EXIT WHEN state = 'forged';
+    prev := r.hash;
+  END LOOP;
+END
+$$;
+CREATE OR REPLACE FUNCTION gdpr._log_loss_record(cause text, lost bigint) RETURNS void
+  LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+  r gdpr.access_log_losses;
+BEGIN
+  r.id := nextval('gdpr.access_log_losses_id_seq');
+  r.at := clock_timestamp();
+  r.server_started := pg_postmaster_start_time();
+  r.cause := _log_loss_record.cause;
+  r.lost := _log_loss_record.lost;
+  r.prev_hash := (SELECT x.hash FROM gdpr.access_log_losses x ORDER BY x.id DESC LIMIT 1);
+  r.hash := gdpr._log_keyed_hash(gdpr._chain_text(r));
+  INSERT INTO gdpr.access_log_losses VALUES (r.*);
+END
+$$;
 CREATE OR REPLACE FUNCTION gdpr._log_retention_record(dropped_before timestamptz, what text, row_count bigint) RETURNS void
   LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
@@ -24,7 +82,7 @@ BEGIN
   r.what := _log_retention_record.what;
   r.row_count := _log_retention_record.row_count;
   r.prev_hash := (SELECT x.hash FROM gdpr.access_log_retention x ORDER BY x.id DESC LIMIT 1);
-  r.hash := gdpr._log_keyed_hash(gdpr._retention_text(r));
+  r.hash := gdpr._log_keyed_hash(gdpr._chain_text(r));
   INSERT INTO gdpr.access_log_retention VALUES (r.*);
 END
 $$;
@@ -75,9 +133,38 @@ CREATE OR REPLACE FUNCTION gdpr._log_open_writes_since() RETURNS timestamptz
 $$;
 CREATE FUNCTION gdpr._log_mac_door(open boolean) RETURNS void
   LANGUAGE c AS 'MODULE_PATHNAME', 'gdpr_log_mac_door';
-REVOKE EXECUTE ON FUNCTION gdpr._log_mac_door(boolean), gdpr._retention_text(gdpr.access_log_retention),
+CREATE FUNCTION gdpr._log_lost_taken() RETURNS bigint
+  LANGUAGE c AS 'MODULE_PATHNAME', 'gdpr_log_lost_taken';
+CREATE OR REPLACE FUNCTION gdpr._log_note_losses(shutdown boolean DEFAULT false) RETURNS bigint
+  LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+  q record;
+  dropped bigint;
+  failed bigint := gdpr._log_lost_taken();
+  noted bigint := 0;
+BEGIN
+  SELECT * INTO q FROM gdpr.access_log_queue();
+  dropped := q.dropped - coalesce((SELECT sum(x.lost) FROM gdpr.access_log_losses x
+                                    WHERE x.server_started = pg_postmaster_start_time() AND x.cause = 'queue full'), 0);
+  IF dropped > 0 THEN
+    PERFORM gdpr._log_loss_record('queue full', dropped);
+    noted := noted + dropped;
+  END IF;
+  IF failed > 0 THEN
+    PERFORM gdpr._log_loss_record('flush failed', failed);
+    noted := noted + failed;
+  END IF;
+  IF shutdown AND q.queued > 0 THEN
+    PERFORM gdpr._log_loss_record('not written at shutdown', q.queued);
+    noted := noted + q.queued;
+  END IF;
+  RETURN noted;
+END
+$$;
+REVOKE EXECUTE ON FUNCTION gdpr._log_mac_door(boolean), gdpr._chain_text(gdpr.access_log_retention),
+  gdpr._chain_text(gdpr.access_log_losses), gdpr._chain_check(regclass), gdpr._log_loss_record(text, bigint),
   gdpr._log_retention_record(timestamptz, text, bigint), gdpr._lock_own_table(regclass, int),
-  gdpr._log_open_writes_since() FROM PUBLIC;
+  gdpr._log_open_writes_since(), gdpr._log_lost_taken(), gdpr._log_note_losses(boolean) FROM PUBLIC;
 
 -- The records made before 0.3 are chained and MACed now, under the current
 -- key (when none is loaded they stay without: verify reports them).
@@ -89,7 +176,7 @@ DECLARE
 BEGIN
   FOR r IN SELECT * FROM gdpr.access_log_retention x ORDER BY x.id LOOP
     r.prev_hash := prev;
-    r.hash := gdpr._log_keyed_hash(gdpr._retention_text(r));
+    r.hash := gdpr._log_keyed_hash(gdpr._chain_text(r));
     UPDATE gdpr.access_log_retention x SET prev_hash = r.prev_hash, hash = r.hash WHERE x.id = r.id;
     prev := r.hash;
   END LOOP;
@@ -143,6 +230,9 @@ BEGIN
       FROM gdpr._log_queue_take() q;     -- without the reads of a table dropped meanwhile
   GET DIAGNOSTICS n = ROW_COUNT;
   PERFORM gdpr._log_mac_door(false);
+  IF journal THEN
+    PERFORM gdpr._log_note_losses();
+  END IF;
   RETURN w + n;
 END
 $$;
@@ -211,8 +301,7 @@ CREATE OR REPLACE FUNCTION gdpr.verify_access_log()
   LANGUAGE plpgsql STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
   horizon timestamptz;
-  rr gdpr.access_log_retention;
-  prev_rr gdpr.access_log_retention;
+  c record;
   s gdpr.access_log_seals;
   prev gdpr.access_log_seals;
   d record;
@@ -230,20 +319,22 @@ DECLARE
 BEGIN
   -- What the retention removed: a chain of MACed records; only those that
   -- verify tell which rows verify no longer looks for.
-  FOR rr IN SELECT * FROM gdpr.access_log_retention x ORDER BY x.id LOOP
-    seal_mac := gdpr._log_keyed_hash(gdpr._retention_text(rr), substr(rr.hash, 1, 8));
-    IF rr.hash IS NULL OR rr.prev_hash IS DISTINCT FROM prev_rr.hash
-       OR (seal_mac IS NOT NULL AND seal_mac <> rr.hash) THEN
+  -- The same for the record of losses.
+  FOR c IN SELECT 'retention' AS what, x.id, x.state, r.dropped_before, r.hash
+             FROM gdpr._chain_check('gdpr.access_log_retention') x JOIN gdpr.access_log_retention r ON r.id = x.id
+           UNION ALL
+           SELECT 'loss', x.id, x.state, NULL, r.hash
+             FROM gdpr._chain_check('gdpr.access_log_losses') x JOIN gdpr.access_log_losses r ON r.id = x.id LOOP
+    IF c.state = 'forged' THEN
       RETURN QUERY SELECT false, 0::bigint, NULL::bigint,
-        format('retention record %s was forged or altered: its MAC or its chain does not match', rr.id);
+        format('%s record %s was forged or altered: its MAC or its chain does not match', c.what, c.id);
       RETURN;
-    ELSIF seal_mac IS NULL THEN
+    ELSIF c.state = 'unverified' THEN
       unverified_seals := unverified_seals + 1;
-      unverified_keys := unverified_keys || encode(substr(rr.hash, 1, 8), 'hex');
+      unverified_keys := unverified_keys || encode(substr(c.hash, 1, 8), 'hex');
     ELSE
-      horizon := greatest(horizon, rr.dropped_before);
+      horizon := greatest(horizon, c.dropped_before);
     END IF;
-    prev_rr := rr;
   END LOOP;
 
   -- The chain.
@@ -363,3 +454,16 @@ BEGIN
   RETURN rid;
 END
 $$;
+CREATE OR REPLACE VIEW gdpr.access_log_status AS
+  SELECT q.capacity, q.queued, q.enqueued, q.written, q.dropped, q.logged_to_server_log,
+         (SELECT max(s.seal_id) FROM gdpr.access_log_seals s) AS last_seal,
+         (SELECT max(s.upto_at) FROM gdpr.access_log_seals s) AS sealed_upto,
+         (SELECT count(*) FROM gdpr.access_log l
+           WHERE l.at >= coalesce((SELECT max(s.upto_at) FROM gdpr.access_log_seals s), '-infinity')) AS unsealed_rows,
+         (SELECT count(*) FROM gdpr.access_log_journal j) AS journal_rows,
+         (SELECT count(*) FROM pg_inherits i WHERE i.inhparent = 'gdpr.access_log'::regclass) AS partitions,
+         (SELECT coalesce(sum(x.lost), 0) FROM gdpr.access_log_losses x)::bigint AS lost_since_install,
+         (SELECT coalesce(jsonb_object_agg(y.cause, y.lost), '{}') FROM
+            (SELECT x.cause, sum(x.lost) AS lost FROM gdpr.access_log_losses x GROUP BY x.cause) y) AS losses_by_cause
+    FROM gdpr.access_log_queue() q;
+COMMENT ON VIEW gdpr.access_log_status IS 'the read queue, the last seal, rows waiting for a seal, writes waiting in the journal, partitions, reads lost since install by cause';
