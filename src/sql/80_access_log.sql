@@ -203,39 +203,32 @@ BEGIN
 END
 $$;
 
--- Record reads lost, chained to the previous record.
-CREATE FUNCTION gdpr._log_loss_record(cause text, lost bigint) RETURNS void
+-- Append a record to its chained table (retention, losses; the table is the
+-- record's type): its id, time, link to the previous record and MAC are set
+-- here.
+CREATE FUNCTION gdpr._chain_append(r anyelement) RETURNS void
   LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
-  r gdpr.access_log_losses;
+  tbl regclass := pg_typeof(r)::text::regclass;
+  prev bytea;
 BEGIN
-  r.id := nextval('gdpr.access_log_losses_id_seq');
-  r.at := clock_timestamp();
-  r.server_started := pg_postmaster_start_time();
-  r.cause := _log_loss_record.cause;
-  r.lost := _log_loss_record.lost;
-  r.prev_hash := (SELECT x.hash FROM gdpr.access_log_losses x ORDER BY x.id DESC LIMIT 1);
-  r.hash := gdpr._log_keyed_hash(gdpr._chain_text(r));
-  INSERT INTO gdpr.access_log_losses VALUES (r.*);
+  EXECUTE format('SELECT x.hash FROM %s x ORDER BY x.id DESC LIMIT 1', tbl) INTO prev;
+  r := jsonb_populate_record(r, jsonb_build_object('id', nextval(pg_get_serial_sequence(tbl::text, 'id')),
+                                                   'at', clock_timestamp(), 'prev_hash', '\x' || encode(prev, 'hex')));
+  r := jsonb_populate_record(r, jsonb_build_object('hash', '\x' || encode(gdpr._log_keyed_hash(gdpr._chain_text(r)), 'hex')));
+  EXECUTE format('INSERT INTO %s SELECT ($1).*', tbl) USING r;
 END
 $$;
 
--- Record a removal by the log's retention, chained to the previous record.
+-- Record reads lost.
+CREATE FUNCTION gdpr._log_loss_record(cause text, lost bigint) RETURNS void
+  LANGUAGE sql SET search_path = pg_catalog, pg_temp
+  RETURN gdpr._chain_append(ROW(NULL, NULL, pg_postmaster_start_time(), cause, lost, NULL, NULL)::gdpr.access_log_losses);
+
+-- Record a removal by the log's retention.
 CREATE FUNCTION gdpr._log_retention_record(dropped_before timestamptz, what text, row_count bigint) RETURNS void
-  LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
-DECLARE
-  r gdpr.access_log_retention;
-BEGIN
-  r.id := nextval('gdpr.access_log_retention_id_seq');
-  r.at := clock_timestamp();
-  r.dropped_before := _log_retention_record.dropped_before;
-  r.what := _log_retention_record.what;
-  r.row_count := _log_retention_record.row_count;
-  r.prev_hash := (SELECT x.hash FROM gdpr.access_log_retention x ORDER BY x.id DESC LIMIT 1);
-  r.hash := gdpr._log_keyed_hash(gdpr._chain_text(r));
-  INSERT INTO gdpr.access_log_retention VALUES (r.*);
-END
-$$;
+  LANGUAGE sql SET search_path = pg_catalog, pg_temp
+  RETURN gdpr._chain_append(ROW(NULL, NULL, dropped_before, what, row_count, NULL, NULL)::gdpr.access_log_retention);
 
 SELECT pg_catalog.pg_extension_config_dump('gdpr.access_log_default', '');
 SELECT pg_catalog.pg_extension_config_dump('gdpr.access_log_journal', '');

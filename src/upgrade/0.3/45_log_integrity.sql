@@ -56,36 +56,25 @@ BEGIN
   END LOOP;
 END
 $$;
+CREATE OR REPLACE FUNCTION gdpr._chain_append(r anyelement) RETURNS void
+  LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+  tbl regclass := pg_typeof(r)::text::regclass;
+  prev bytea;
+BEGIN
+  EXECUTE format('SELECT x.hash FROM %s x ORDER BY x.id DESC LIMIT 1', tbl) INTO prev;
+  r := jsonb_populate_record(r, jsonb_build_object('id', nextval(pg_get_serial_sequence(tbl::text, 'id')),
+                                                   'at', clock_timestamp(), 'prev_hash', '\x' || encode(prev, 'hex')));
+  r := jsonb_populate_record(r, jsonb_build_object('hash', '\x' || encode(gdpr._log_keyed_hash(gdpr._chain_text(r)), 'hex')));
+  EXECUTE format('INSERT INTO %s SELECT ($1).*', tbl) USING r;
+END
+$$;
 CREATE OR REPLACE FUNCTION gdpr._log_loss_record(cause text, lost bigint) RETURNS void
-  LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
-DECLARE
-  r gdpr.access_log_losses;
-BEGIN
-  r.id := nextval('gdpr.access_log_losses_id_seq');
-  r.at := clock_timestamp();
-  r.server_started := pg_postmaster_start_time();
-  r.cause := _log_loss_record.cause;
-  r.lost := _log_loss_record.lost;
-  r.prev_hash := (SELECT x.hash FROM gdpr.access_log_losses x ORDER BY x.id DESC LIMIT 1);
-  r.hash := gdpr._log_keyed_hash(gdpr._chain_text(r));
-  INSERT INTO gdpr.access_log_losses VALUES (r.*);
-END
-$$;
+  LANGUAGE sql SET search_path = pg_catalog, pg_temp
+  RETURN gdpr._chain_append(ROW(NULL, NULL, pg_postmaster_start_time(), cause, lost, NULL, NULL)::gdpr.access_log_losses);
 CREATE OR REPLACE FUNCTION gdpr._log_retention_record(dropped_before timestamptz, what text, row_count bigint) RETURNS void
-  LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
-DECLARE
-  r gdpr.access_log_retention;
-BEGIN
-  r.id := nextval('gdpr.access_log_retention_id_seq');
-  r.at := clock_timestamp();
-  r.dropped_before := _log_retention_record.dropped_before;
-  r.what := _log_retention_record.what;
-  r.row_count := _log_retention_record.row_count;
-  r.prev_hash := (SELECT x.hash FROM gdpr.access_log_retention x ORDER BY x.id DESC LIMIT 1);
-  r.hash := gdpr._log_keyed_hash(gdpr._chain_text(r));
-  INSERT INTO gdpr.access_log_retention VALUES (r.*);
-END
-$$;
+  LANGUAGE sql SET search_path = pg_catalog, pg_temp
+  RETURN gdpr._chain_append(ROW(NULL, NULL, dropped_before, what, row_count, NULL, NULL)::gdpr.access_log_retention);
 CREATE OR REPLACE FUNCTION gdpr._lock_own_table(tbl regclass, wait_ms int) RETURNS boolean
   LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp SET lock_timeout = 0 AS $$
 DECLARE
@@ -162,7 +151,7 @@ BEGIN
 END
 $$;
 REVOKE EXECUTE ON FUNCTION gdpr._log_mac_door(boolean), gdpr._chain_text(gdpr.access_log_retention),
-  gdpr._chain_text(gdpr.access_log_losses), gdpr._chain_check(regclass), gdpr._log_loss_record(text, bigint),
+  gdpr._chain_text(gdpr.access_log_losses), gdpr._chain_check(regclass), gdpr._chain_append(anyelement), gdpr._log_loss_record(text, bigint),
   gdpr._log_retention_record(timestamptz, text, bigint), gdpr._lock_own_table(regclass, int),
   gdpr._log_open_writes_since(), gdpr._log_lost_taken(), gdpr._log_note_losses(boolean) FROM PUBLIC;
 
