@@ -159,7 +159,7 @@ CREATE FUNCTION gdpr._chain_text(r gdpr.access_log_retention) RETURNS bytea
 
 -- Reads the log lost, and why (issue 24.3), since install: one record per
 -- flush that found new losses.  'queue full': reads dropped because the
--- queue was full (gdpr.access_log_queue().dropped, which a restart resets:
+-- queue was full (this database's in gdpr.access_log_queue_drops(), which a restart resets:
 -- each record says which server start its count belongs to); 'flush failed':
 -- reads taken from the queue by a round that then failed (log_losses.c);
 -- 'not written at shutdown': what the log writer could not write before the
@@ -282,7 +282,7 @@ CREATE FUNCTION gdpr._log_lost_taken() RETURNS bigint
   LANGUAGE c AS 'MODULE_PATHNAME', 'gdpr_log_lost_taken';
 
 -- Record the losses not recorded yet (see gdpr.access_log_losses): the
--- queue's drops since this server started beyond those recorded, the reads
+-- queue's drops of this database since this server started beyond those recorded, the reads
 -- of this process's failed rounds, and at shutdown what is still queued.
 CREATE FUNCTION gdpr._log_note_losses(shutdown boolean DEFAULT false) RETURNS bigint
   LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
@@ -293,7 +293,8 @@ DECLARE
   noted bigint := 0;
 BEGIN
   SELECT * INTO q FROM gdpr.access_log_queue();
-  dropped := q.dropped - coalesce((SELECT sum(x.lost) FROM gdpr.access_log_losses x
+  dropped := coalesce((SELECT sum(d.dropped) FROM gdpr.access_log_queue_drops() d WHERE d.database = current_database()), 0)
+             - coalesce((SELECT sum(x.lost) FROM gdpr.access_log_losses x
                                     WHERE x.server_started = pg_postmaster_start_time() AND x.cause = 'queue full'), 0);
   IF dropped > 0 THEN
     PERFORM gdpr._log_loss_record('queue full', dropped);

@@ -133,7 +133,8 @@ DECLARE
   noted bigint := 0;
 BEGIN
   SELECT * INTO q FROM gdpr.access_log_queue();
-  dropped := q.dropped - coalesce((SELECT sum(x.lost) FROM gdpr.access_log_losses x
+  dropped := coalesce((SELECT sum(d.dropped) FROM gdpr.access_log_queue_drops() d WHERE d.database = current_database()), 0)
+             - coalesce((SELECT sum(x.lost) FROM gdpr.access_log_losses x
                                     WHERE x.server_started = pg_postmaster_start_time() AND x.cause = 'queue full'), 0);
   IF dropped > 0 THEN
     PERFORM gdpr._log_loss_record('queue full', dropped);
