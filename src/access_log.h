@@ -125,4 +125,7 @@ extern char *crm_gdpr_qualified_relname(Oid relid);
 #define LOG_TRIGGER_PREFIX "gdpr_log_"
 extern void crm_gdpr_log_write_init(void);
 
+/* log_losses.c: what was taken from the queue is counted when it is in */
+extern void crm_gdpr_log_taken(int n);
+
 #endif							/* CRM_GDPR_ACCESS_LOG_H */

@@ -10,12 +10,20 @@
  * dump and restore.  tbl (an OID) is left out for that reason: table_name, the
  * name it had, is covered instead.  A row that arrives with a MAC keeps it:
  * that is a restore (a forged one fails verification).
+ *
+ * Only the extension's own writers get a MAC: the log writer's flush and the
+ * event functions open the MAC door (gdpr._log_mac_door(true)) for their
+ * INSERT and close it after; the door closes at the end of the transaction
+ * in any case.  A row inserted by anyone else, a superuser included, is left
+ * without a MAC, and verify reports it as forged (issue 18.8: the trigger
+ * gave a plain INSERT of a fake row a valid MAC).
  */
 #include "postgres.h"
 
 #include <sodium.h>
 
 #include "access/htup_details.h"
+#include "access/xact.h"
 #include "catalog/pg_type.h"
 #include "commands/trigger.h"
 #include "fmgr.h"
@@ -55,6 +63,32 @@ crm_gdpr_log_mac(const unsigned char *msg, size_t len, const unsigned char *fing
 	crypto_generichash(out + KEY_FINGERPRINT_BYTES, LOG_MAC_BYTES - KEY_FINGERPRINT_BYTES, msg, len,
 					   crm_gdpr_derived_key(master, fingerprint, SUBKEY_LOG_MAC, NULL), 32);
 	return true;
+}
+
+static bool mac_door_open = false;
+static bool mac_callback_registered = false;
+
+static void
+close_mac_door(XactEvent event, void *arg)
+{
+	if (event == XACT_EVENT_COMMIT || event == XACT_EVENT_ABORT ||
+		event == XACT_EVENT_PARALLEL_COMMIT || event == XACT_EVENT_PARALLEL_ABORT ||
+		event == XACT_EVENT_PREPARE)
+		mac_door_open = false;
+}
+
+/* Opened by the log's own writers for their INSERT, closed after it. */
+PG_FUNCTION_INFO_V1(gdpr_log_mac_door);
+Datum
+gdpr_log_mac_door(PG_FUNCTION_ARGS)
+{
+	if (!mac_callback_registered)
+	{
+		RegisterXactCallback(close_mac_door, NULL);
+		mac_callback_registered = true;
+	}
+	mac_door_open = !PG_ARGISNULL(0) && PG_GETARG_BOOL(0);
+	PG_RETURN_VOID();
 }
 
 static const char *const mac_fields[] = {
@@ -217,8 +251,8 @@ gdpr_log_mac_row(PG_FUNCTION_ARGS)
 	desc = RelationGetDescr(td->tg_relation);
 	mac_attnum = attnum_of(desc, "mac");
 	(void) heap_getattr(td->tg_trigtuple, mac_attnum, desc, &isnull);
-	if (!isnull)
-		return PointerGetDatum(td->tg_trigtuple);
+	if (!isnull || !mac_door_open)
+		return PointerGetDatum(td->tg_trigtuple);	/* a restore, or not the log's writer */
 	mac = row_mac(td->tg_trigtuple, desc, NULL);
 	if (mac == NULL)
 		return PointerGetDatum(td->tg_trigtuple);	/* no key: verify reports the row */

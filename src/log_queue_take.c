@@ -328,7 +328,7 @@ copy_ready(void)
 	pg_memory_barrier();
 	for (int i = 0; i < n; i++)
 		pg_atomic_write_u32(&crm_gdpr_queue->states[bufs.slots[i]], SLOT_FREE);
-	pg_atomic_fetch_add_u64(&crm_gdpr_queue->written, n);
+	crm_gdpr_log_taken(n);		/* written when the taking transaction commits: log_losses.c */
 	for (int i = 0; i < n; i++)
 		bufs.taken[i] = (const PackedRecord *) (bufs.copy + (Size) bufs.taken[i]);
 	return n;

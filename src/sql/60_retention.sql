@@ -331,7 +331,7 @@ CREATE FUNCTION gdpr._purge_begin(started_by text, dry_run boolean) RETURNS bigi
 DECLARE
   rid bigint;
 BEGIN
-  IF NOT dry_run AND NOT pg_try_advisory_xact_lock(hashtext('crm_gdpr purge')) THEN
+  IF NOT dry_run AND NOT gdpr._lock_own_table('gdpr.purge_runs', 0) THEN   -- no role can block it (19.3)
     RETURN NULL;
   END IF;
   INSERT INTO gdpr.purge_runs (started_by, dry_run) VALUES (started_by, dry_run) RETURNING id INTO rid;

@@ -137,14 +137,98 @@ CREATE TABLE gdpr.access_log_journal (
 COMMENT ON TABLE gdpr.access_log_journal IS 'logged writes of committed transactions, until the log writer moves them into gdpr.access_log';
 
 -- What the log's own retention removed: verify does not look for those rows.
+-- Each record is MACed and chained to the previous one like a seal, so that
+-- an INSERT by anyone but the retention (a dropped_before of 'infinity')
+-- cannot make verify skip rows that were deleted: verify reports it.
 CREATE TABLE gdpr.access_log_retention (
   id              bigserial PRIMARY KEY,
   at              timestamptz NOT NULL DEFAULT clock_timestamp(),
   dropped_before  timestamptz NOT NULL,
   what            text NOT NULL,
-  row_count       bigint
+  row_count       bigint,
+  prev_hash       bytea,
+  hash            bytea                  -- keyed MAC of all of the above
 );
-COMMENT ON TABLE gdpr.access_log_retention IS 'what the access log''s retention removed, and when';
+COMMENT ON TABLE gdpr.access_log_retention IS 'what the access log''s retention removed, and when (MACed, chained)';
+
+-- The text a retention record's MAC covers, independent of session settings.
+CREATE FUNCTION gdpr._chain_text(r gdpr.access_log_retention) RETURNS bytea
+  LANGUAGE sql IMMUTABLE PARALLEL SAFE
+  RETURN convert_to(concat_ws('|', r.id, extract(epoch FROM r.at), extract(epoch FROM r.dropped_before), r.what,
+                              coalesce(r.row_count::text, '-'), coalesce(encode(r.prev_hash, 'hex'), '-')), 'UTF8');
+
+-- Reads the log lost, and why (issue 24.3), since install: one record per
+-- flush that found new losses.  'queue full': reads dropped because the
+-- queue was full (this database's in gdpr.access_log_queue_drops(), which a restart resets:
+-- each record says which server start its count belongs to); 'flush failed':
+-- reads taken from the queue by a round that then failed (log_losses.c);
+-- 'not written at shutdown': what the log writer could not write before the
+-- server stopped.  A crash loses what the queue held without a count (its
+-- shared memory is gone).  MACed and chained like the retention's records.
+CREATE TABLE gdpr.access_log_losses (
+  id              bigserial PRIMARY KEY,
+  at              timestamptz NOT NULL DEFAULT clock_timestamp(),
+  server_started  timestamptz NOT NULL,
+  cause           text NOT NULL,
+  lost            bigint NOT NULL,
+  prev_hash       bytea,
+  hash            bytea
+);
+COMMENT ON TABLE gdpr.access_log_losses IS 'reads the access log lost, with the cause, since install (MACed, chained)';
+
+CREATE FUNCTION gdpr._chain_text(r gdpr.access_log_losses) RETURNS bytea
+  LANGUAGE sql IMMUTABLE PARALLEL SAFE
+  RETURN convert_to(concat_ws('|', r.id, extract(epoch FROM r.at), extract(epoch FROM r.server_started), r.cause,
+                              r.lost, coalesce(encode(r.prev_hash, 'hex'), '-')), 'UTF8');
+
+-- The records of a chained table (retention, losses) in order, each 'ok',
+-- 'unverified' (made under a key not loaded here) or 'forged' (no MAC, a MAC
+-- that does not match, or a broken chain: the first one ends the list).
+CREATE FUNCTION gdpr._chain_check(tbl regclass) RETURNS TABLE (id bigint, state text)
+  LANGUAGE plpgsql STABLE SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+  r record;
+  prev bytea;
+  mac bytea;
+BEGIN
+  FOR r IN EXECUTE format('SELECT x.id, x.hash, x.prev_hash, gdpr._chain_text(x) AS txt FROM %s x ORDER BY x.id', tbl) LOOP
+    mac := gdpr._log_keyed_hash(r.txt, substr(r.hash, 1, 8));
+    id := r.id;
+    state := CASE WHEN r.hash IS NULL OR r.prev_hash IS DISTINCT FROM prev OR mac <> r.hash THEN 'forged'
+                  WHEN mac IS NULL THEN 'unverified' ELSE 'ok' END;
+    RETURN NEXT;
+    EXIT WHEN state = 'forged';
+    prev := r.hash;
+  END LOOP;
+END
+$$;
+
+-- Append a record to its chained table (retention, losses; the table is the
+-- record's type): its id, time, link to the previous record and MAC are set
+-- here.
+CREATE FUNCTION gdpr._chain_append(r anyelement) RETURNS void
+  LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+  tbl regclass := pg_typeof(r)::text::regclass;
+  prev bytea;
+BEGIN
+  EXECUTE format('SELECT x.hash FROM %s x ORDER BY x.id DESC LIMIT 1', tbl) INTO prev;
+  r := jsonb_populate_record(r, jsonb_build_object('id', nextval(pg_get_serial_sequence(tbl::text, 'id')),
+                                                   'at', clock_timestamp(), 'prev_hash', '\x' || encode(prev, 'hex')));
+  r := jsonb_populate_record(r, jsonb_build_object('hash', '\x' || encode(gdpr._log_keyed_hash(gdpr._chain_text(r)), 'hex')));
+  EXECUTE format('INSERT INTO %s SELECT ($1).*', tbl) USING r;
+END
+$$;
+
+-- Record reads lost.
+CREATE FUNCTION gdpr._log_loss_record(cause text, lost bigint) RETURNS void
+  LANGUAGE sql SET search_path = pg_catalog, pg_temp
+  RETURN gdpr._chain_append(ROW(NULL, NULL, pg_postmaster_start_time(), cause, lost, NULL, NULL)::gdpr.access_log_losses);
+
+-- Record a removal by the log's retention.
+CREATE FUNCTION gdpr._log_retention_record(dropped_before timestamptz, what text, row_count bigint) RETURNS void
+  LANGUAGE sql SET search_path = pg_catalog, pg_temp
+  RETURN gdpr._chain_append(ROW(NULL, NULL, dropped_before, what, row_count, NULL, NULL)::gdpr.access_log_retention);
 
 SELECT pg_catalog.pg_extension_config_dump('gdpr.access_log_default', '');
 SELECT pg_catalog.pg_extension_config_dump('gdpr.access_log_journal', '');
@@ -152,6 +236,8 @@ SELECT pg_catalog.pg_extension_config_dump('gdpr.access_log_id_seq', '');
 SELECT pg_catalog.pg_extension_config_dump('gdpr.access_log_seals', '');
 SELECT pg_catalog.pg_extension_config_dump('gdpr.access_log_retention', '');
 SELECT pg_catalog.pg_extension_config_dump('gdpr.access_log_retention_id_seq', '');
+SELECT pg_catalog.pg_extension_config_dump('gdpr.access_log_losses', '');
+SELECT pg_catalog.pg_extension_config_dump('gdpr.access_log_losses_id_seq', '');
 
 -- C parts: the MAC, the keyed hash of seals, the write trigger, the queue.
 CREATE FUNCTION gdpr._log_mac_row() RETURNS trigger
@@ -188,6 +274,43 @@ CREATE FUNCTION gdpr._note_decrypt() RETURNS void
   LANGUAGE c AS 'MODULE_PATHNAME', 'gdpr_note_decrypt';
 CREATE FUNCTION gdpr._allow_log_maintenance(allow boolean) RETURNS void
   LANGUAGE c AS 'MODULE_PATHNAME', 'gdpr_allow_log_maintenance';
+-- Opened by the log's own writers around their INSERT: the mac trigger MACs
+-- no other row (log_mac.c).
+CREATE FUNCTION gdpr._log_mac_door(open boolean) RETURNS void
+  LANGUAGE c AS 'MODULE_PATHNAME', 'gdpr_log_mac_door';
+CREATE FUNCTION gdpr._log_lost_taken() RETURNS bigint
+  LANGUAGE c AS 'MODULE_PATHNAME', 'gdpr_log_lost_taken';
+
+-- Record the losses not recorded yet (see gdpr.access_log_losses): the
+-- queue's drops of this database since this server started beyond those recorded, the reads
+-- of this process's failed rounds, and at shutdown what is still queued.
+CREATE FUNCTION gdpr._log_note_losses(shutdown boolean DEFAULT false) RETURNS bigint
+  LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+  q record;
+  dropped bigint;
+  failed bigint := gdpr._log_lost_taken();
+  noted bigint := 0;
+BEGIN
+  SELECT * INTO q FROM gdpr.access_log_queue();
+  dropped := coalesce((SELECT sum(d.dropped) FROM gdpr.access_log_queue_drops() d WHERE d.database = current_database()), 0)
+             - coalesce((SELECT sum(x.lost) FROM gdpr.access_log_losses x
+                                    WHERE x.server_started = pg_postmaster_start_time() AND x.cause = 'queue full'), 0);
+  IF dropped > 0 THEN
+    PERFORM gdpr._log_loss_record('queue full', dropped);
+    noted := noted + dropped;
+  END IF;
+  IF failed > 0 THEN
+    PERFORM gdpr._log_loss_record('flush failed', failed);
+    noted := noted + failed;
+  END IF;
+  IF shutdown AND q.queued > 0 THEN
+    PERFORM gdpr._log_loss_record('not written at shutdown', q.queued);
+    noted := noted + q.queued;
+  END IF;
+  RETURN noted;
+END
+$$;
 CREATE FUNCTION gdpr._protect_access_log() RETURNS event_trigger
   LANGUAGE c AS 'MODULE_PATHNAME', 'gdpr_protect_access_log';
 
@@ -205,6 +328,10 @@ CREATE TRIGGER append_only_truncate BEFORE TRUNCATE ON gdpr.access_log_seals
 CREATE TRIGGER append_only BEFORE UPDATE OR DELETE ON gdpr.access_log_retention
   FOR EACH ROW EXECUTE FUNCTION gdpr._append_only('access log');
 CREATE TRIGGER append_only_truncate BEFORE TRUNCATE ON gdpr.access_log_retention
+  FOR EACH STATEMENT EXECUTE FUNCTION gdpr._append_only('access log');
+CREATE TRIGGER append_only BEFORE UPDATE OR DELETE ON gdpr.access_log_losses
+  FOR EACH ROW EXECUTE FUNCTION gdpr._append_only('access log');
+CREATE TRIGGER append_only_truncate BEFORE TRUNCATE ON gdpr.access_log_losses
   FOR EACH STATEMENT EXECUTE FUNCTION gdpr._append_only('access log');
 
 CREATE EVENT TRIGGER crm_gdpr_protect_access_log ON ddl_command_start
@@ -227,10 +354,47 @@ BEGIN
     PERFORM gdpr._log_enqueue(operation, tbl, subject_ids, row_count, detail::text);
     RETURN;
   END IF;
+  PERFORM gdpr._log_mac_door(true);
   INSERT INTO gdpr.access_log (operation, tbl, table_name, columns, subject_refs, subjects, row_count, detail)
     VALUES (operation, tbl, gdpr.qualified_name(tbl), columns,
             (SELECT array_agg(gdpr._log_subject_ref(s)) FROM unnest(subject_ids) s),
             cardinality(subject_ids), row_count, detail);
+  PERFORM gdpr._log_mac_door(false);
+END
+$$;
+
+-- A lock nobody else can take (issue 19.3): SHARE UPDATE EXCLUSIVE on one of
+-- the extension's tables, which only its owner may take (LOCK TABLE in that
+-- mode needs UPDATE, DELETE or TRUNCATE on it; an advisory key can be taken
+-- by any role).  It does not conflict with reads nor with inserts, only with
+-- itself and with VACUUM or ANALYZE of that table (autovacuum gives way).
+-- wait_ms 0: try only (false when busy); otherwise wait that long, then say
+-- who holds it.  The function's SET clause restores lock_timeout on exit.
+CREATE FUNCTION gdpr._lock_own_table(tbl regclass, wait_ms int) RETURNS boolean
+  LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp SET lock_timeout = 0 AS $$
+DECLARE
+  holders text;
+BEGIN
+  PERFORM set_config('lock_timeout', greatest(wait_ms, 1)::text, true);
+  BEGIN
+    EXECUTE format('LOCK TABLE %s IN SHARE UPDATE EXCLUSIVE MODE%s', tbl, CASE WHEN wait_ms = 0 THEN ' NOWAIT' END);
+  EXCEPTION WHEN lock_not_available THEN
+    IF wait_ms = 0 THEN
+      RETURN false;
+    END IF;
+    SELECT string_agg(format('pid %s (role %s, application %L, %s since %s)', l.pid, a.usename,
+                             a.application_name, a.state, a.state_change), '; ')
+      INTO holders
+      FROM pg_locks l LEFT JOIN pg_stat_activity a ON a.pid = l.pid
+     WHERE l.locktype = 'relation' AND l.relation = tbl AND l.granted AND l.pid IS DISTINCT FROM pg_backend_pid()
+       AND l.mode IN ('ShareUpdateExclusiveLock', 'ShareLock', 'ShareRowExclusiveLock', 'ExclusiveLock',
+                      'AccessExclusiveLock');
+    RAISE EXCEPTION 'could not lock % within % ms', tbl, wait_ms
+      USING ERRCODE = 'lock_not_available',
+            DETAIL = format('Held by %s.', coalesce(holders, 'a process that is gone')),
+            HINT = 'End that session (pg_terminate_backend) if it is not the extension''s own.';
+  END;
+  RETURN true;
 END
 $$;
 
@@ -246,8 +410,9 @@ DECLARE
   n bigint;
   w bigint := 0;
 BEGIN
-  PERFORM pg_advisory_xact_lock(hashtext('crm_gdpr.access_log_seal'));
+  PERFORM gdpr._lock_own_table('gdpr.access_log_seals', 60000);   -- the seal lock
   PERFORM gdpr._log_journal_pending();
+  PERFORM gdpr._log_mac_door(true);
   IF journal THEN
     -- Identical statements (same backend, roles, query, table, columns, purpose)
     -- are folded, up to 100 a row, with the union of their subjects (log_journal.c).
@@ -268,6 +433,10 @@ BEGIN
            q.subject_refs, cardinality(q.subject_refs), q.row_count, q.times, q.query_id, q.purpose, q.detail
       FROM gdpr._log_queue_take() q;     -- without the reads of a table dropped meanwhile
   GET DIAGNOSTICS n = ROW_COUNT;
+  PERFORM gdpr._log_mac_door(false);
+  IF journal THEN
+    PERFORM gdpr._log_note_losses();
+  END IF;
   RETURN w + n;
 END
 $$;
@@ -305,7 +474,7 @@ DECLARE
   removed bigint := 0;
   p record;
 BEGIN
-  PERFORM pg_advisory_xact_lock(hashtext('crm_gdpr.access_log_maintain'));
+  PERFORM gdpr._lock_own_table('gdpr.access_log_retention', 60000);
   PERFORM gdpr._allow_log_maintenance(true);
   FOR i IN 0..2 LOOP
     part := gdpr._log_month_name(this_month + make_interval(months => i));
@@ -335,18 +504,19 @@ BEGIN
 
   cutoff := date_trunc('month', (now() - gdpr.setting('access_log_keep')::interval) AT TIME ZONE 'UTC')
             AT TIME ZONE 'UTC';
+  IF gdpr._log_keyed_hash('\x') IS NULL THEN
+    cutoff := '-infinity';   -- without a key a removal cannot be recorded tamper-evidently: keep all
+  END IF;
   FOR p IN SELECT m.part, m.relname FROM gdpr._log_months() m WHERE m.month_end <= cutoff LOOP
     EXECUTE format('SELECT count(*) FROM %s', p.part) INTO n;
     EXECUTE format('DROP TABLE %s', p.part);
-    INSERT INTO gdpr.access_log_retention (dropped_before, what, row_count)
-      VALUES (cutoff, 'partition ' || p.relname || ' dropped', n);
+    PERFORM gdpr._log_retention_record(cutoff, 'partition ' || p.relname || ' dropped', n);
     removed := removed + n;
   END LOOP;
   DELETE FROM gdpr.access_log_default d WHERE d.at < cutoff;
   GET DIAGNOSTICS n = ROW_COUNT;
   IF n > 0 THEN
-    INSERT INTO gdpr.access_log_retention (dropped_before, what, row_count)
-      VALUES (cutoff, 'rows of the default partition deleted', n);
+    PERFORM gdpr._log_retention_record(cutoff, 'rows of the default partition deleted', n);
   END IF;
   PERFORM gdpr._allow_log_maintenance(false);   -- the door closes with the maintenance
   RETURN removed + n;
@@ -372,10 +542,39 @@ BEGIN ATOMIC
     FROM gdpr.access_log l WHERE l.at >= _block_digest.from_at AND l.at < _block_digest.upto_at;
 END;
 
--- Seal the settled rows into the next block.  Settled: older than one second
--- and than the start of every transaction still running, so that no row can
--- still appear in the block's time range.  A block never spans two months, so
--- that the log's retention removes whole blocks.  One writer at a time.
+-- The oldest time a row may still arrive with from a transaction that is
+-- open (see seal_access_log); NULL when there is none.
+CREATE FUNCTION gdpr._log_open_writes_since() RETURNS timestamptz
+  LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
+  WITH watched AS (
+    SELECT t.tbl::oid AS rel FROM gdpr.registered_tables t
+    UNION SELECT i.inhrelid FROM pg_inherits i JOIN gdpr.registered_tables t ON t.tbl = i.inhparent
+    UNION SELECT c.oid FROM pg_class c
+           WHERE c.relnamespace = 'gdpr'::regnamespace AND c.relname LIKE 'access\_log%' AND c.relkind IN ('r', 'p')
+  )
+  SELECT min(CASE WHEN l.pid IS NULL THEN '-infinity'
+                  WHEN l.mode IN ('AccessShareLock', 'RowShareLock') THEN
+                       CASE WHEN a.state = 'active' THEN a.query_start END
+                  ELSE a.xact_start END)
+    FROM pg_locks l LEFT JOIN pg_stat_activity a ON a.pid = l.pid
+   WHERE l.locktype = 'relation' AND l.database = (SELECT d.oid FROM pg_database d WHERE d.datname = current_database())
+     AND l.relation IN (SELECT w.rel FROM watched w) AND l.granted
+     AND l.pid IS DISTINCT FROM pg_backend_pid()
+     AND l.mode <> 'ShareUpdateExclusiveLock'      -- vacuum, analyze: they add no row
+$$;
+
+-- Seal the settled rows into the next block.  Settled: no row can still
+-- appear in the block's time range.  Rows come from the flush (which this
+-- function runs first, under the seal lock) and from transactions that are
+-- still open: those that write the log themselves (the extension's events)
+-- or a registered table (their journal rows carry the statement's time), and
+-- statements running on a registered table (their reads are queued at their
+-- end, with their start time).  Those are found by their locks; other
+-- transactions, open as long as they like, do not hold the seal back (issue
+-- 18.9).  A prepared transaction that wrote such a table holds it back (its
+-- start is unknown).  One second of margin covers a read being queued.  A
+-- block never spans two months, so that the log's retention removes whole
+-- blocks.  One writer at a time.
 CREATE FUNCTION gdpr.seal_access_log() RETURNS bigint
   LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
@@ -390,9 +589,7 @@ BEGIN
             HINT = 'Set crm_gdpr.key_file (see doc/crypto.md).';
   END IF;
   PERFORM gdpr.flush_access_log();     -- takes the seal lock: queued reads are in before the horizon
-  horizon := least(clock_timestamp() - interval '1 second',
-                   (SELECT min(a.xact_start) FROM pg_stat_activity a
-                     WHERE a.pid <> pg_backend_pid() AND a.xact_start IS NOT NULL));
+  horizon := least(clock_timestamp() - interval '1 second', gdpr._log_open_writes_since());
   LOOP
     SELECT * INTO prev FROM gdpr.access_log_seals x ORDER BY x.seal_id DESC LIMIT 1;
     s.from_at := coalesce(prev.upto_at, (SELECT min(l.at) FROM gdpr.access_log l));
@@ -420,7 +617,8 @@ CREATE FUNCTION gdpr.verify_access_log()
   RETURNS TABLE (ok boolean, checked bigint, first_bad_id bigint, detail text)
   LANGUAGE plpgsql STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
-  horizon timestamptz := (SELECT max(r.dropped_before) FROM gdpr.access_log_retention r);
+  horizon timestamptz;
+  c record;
   s gdpr.access_log_seals;
   prev gdpr.access_log_seals;
   d record;
@@ -436,6 +634,26 @@ DECLARE
   unverified_keys text[] := '{}';
   row_keys text[];
 BEGIN
+  -- What the retention removed: a chain of MACed records; only those that
+  -- verify tell which rows verify no longer looks for.
+  -- The same for the record of losses.
+  FOR c IN SELECT 'retention' AS what, x.id, x.state, r.dropped_before, r.hash
+             FROM gdpr._chain_check('gdpr.access_log_retention') x JOIN gdpr.access_log_retention r ON r.id = x.id
+           UNION ALL
+           SELECT 'loss', x.id, x.state, NULL, r.hash
+             FROM gdpr._chain_check('gdpr.access_log_losses') x JOIN gdpr.access_log_losses r ON r.id = x.id LOOP
+    IF c.state = 'forged' THEN
+      RETURN QUERY SELECT false, 0::bigint, NULL::bigint,
+        format('%s record %s was forged or altered: its MAC or its chain does not match', c.what, c.id);
+      RETURN;
+    ELSIF c.state = 'unverified' THEN
+      unverified_seals := unverified_seals + 1;
+      unverified_keys := unverified_keys || encode(substr(c.hash, 1, 8), 'hex');
+    ELSE
+      horizon := greatest(horizon, c.dropped_before);
+    END IF;
+  END LOOP;
+
   -- The chain.
   FOR s IN SELECT * FROM gdpr.access_log_seals x ORDER BY x.seal_id LOOP
     IF s.seal_id <> coalesce(prev.seal_id, 0) + 1 THEN
@@ -491,7 +709,9 @@ BEGIN
     FROM gdpr.access_log l, LATERAL (SELECT gdpr._log_row_mac(l) AS mac) x;
   IF bad_mac IS NOT NULL AND (bad_id IS NULL OR bad_mac <= bad_id) THEN
     bad_id := bad_mac;
-    bad_why := format('row %s was altered or forged: its MAC does not match', bad_id);
+    bad_why := CASE WHEN (SELECT l.mac IS NULL FROM gdpr.access_log l WHERE l.id = bad_mac LIMIT 1)
+                    THEN format('row %s has no MAC: it was not written by the log''s own writers (forged)', bad_id)
+                    ELSE format('row %s was altered or forged: its MAC does not match', bad_id) END;
   END IF;
   IF bad_id IS NULL AND unverified_seals + unverified_rows > 0 THEN
     -- Nothing found altered, but not everything could be checked: not a clean bill, not an alarm.
@@ -566,9 +786,12 @@ CREATE VIEW gdpr.access_log_status AS
          (SELECT count(*) FROM gdpr.access_log l
            WHERE l.at >= coalesce((SELECT max(s.upto_at) FROM gdpr.access_log_seals s), '-infinity')) AS unsealed_rows,
          (SELECT count(*) FROM gdpr.access_log_journal j) AS journal_rows,
-         (SELECT count(*) FROM pg_inherits i WHERE i.inhparent = 'gdpr.access_log'::regclass) AS partitions
+         (SELECT count(*) FROM pg_inherits i WHERE i.inhparent = 'gdpr.access_log'::regclass) AS partitions,
+         (SELECT coalesce(sum(x.lost), 0) FROM gdpr.access_log_losses x)::bigint AS lost_since_install,
+         (SELECT coalesce(jsonb_object_agg(y.cause, y.lost), '{}') FROM
+            (SELECT x.cause, sum(x.lost) AS lost FROM gdpr.access_log_losses x GROUP BY x.cause) y) AS losses_by_cause
     FROM gdpr.access_log_queue() q;
-COMMENT ON VIEW gdpr.access_log_status IS 'the read queue, the last seal, rows waiting for a seal, writes waiting in the journal, partitions';
+COMMENT ON VIEW gdpr.access_log_status IS 'the read queue, the last seal, rows waiting for a seal, writes waiting in the journal, partitions, reads lost since install by cause';
 
 -- The column of tbl holding its subject's key, for the log triggers' argument:
 -- '' when the subject is reached through other tables.

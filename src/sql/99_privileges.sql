@@ -63,7 +63,7 @@ GRANT EXECUTE ON FUNCTION
 
 -- The access log: auditors and administrators read it and verify it; the
 -- administrator may also write the queued reads and seal now.
-GRANT SELECT ON gdpr.access_log, gdpr.access_log_seals, gdpr.access_log_retention, gdpr.read_volume,
+GRANT SELECT ON gdpr.access_log, gdpr.access_log_seals, gdpr.access_log_retention, gdpr.access_log_losses, gdpr.read_volume,
                 gdpr.mass_read_alarms, gdpr.access_violations, gdpr.access_log_status
   TO gdpr_auditor, gdpr_admin;
 GRANT EXECUTE ON FUNCTION

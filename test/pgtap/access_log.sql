@@ -2,7 +2,7 @@
 -- Reads are queued in shared memory; gdpr.flush_access_log() writes them here
 -- (the log writer only serves crm_gdpr.database).
 BEGIN;
-SELECT plan(98);
+SELECT plan(107);
 
 \set QUIET on
 SET client_min_messages = warning;
@@ -254,6 +254,7 @@ SELECT is((SELECT count(*) FROM gdpr.access_log l
             WHERE l.application_name = 'tap_access_log' AND l.mac IS DISTINCT FROM gdpr._log_keyed_hash(pg_temp.canonical(l))),
           0::bigint, 'each MAC is the keyed hash of the row''s canonical form');
 SAVEPOINT t;
+SELECT gdpr._log_mac_door(true) \g /dev/null
 INSERT INTO gdpr.access_log (operation, subject_refs)
   VALUES ('SELECT', '{}'), ('SELECT', '{a,b-c_d,h:x}'), ('SELECT', '{"a b"}'), ('SELECT', '{"x,y"}'),
          ('SELECT', '{"q\"uote","back\\slash"}'), ('SELECT', '{"{brace}"}'), ('SELECT', '{""}'), ('SELECT', '{"NULL"}'),
@@ -263,6 +264,7 @@ SELECT is((SELECT count(*) FROM gdpr.access_log l WHERE l.application_name = 'ta
              AND l.table_name IS NULL AND l.mac = gdpr._log_keyed_hash(pg_temp.canonical(l))),
           15::bigint, 'subjects that need quoting, NULLs, bounds, dimensions, none: the MAC still covers their text');
 ROLLBACK TO SAVEPOINT t;
+SELECT gdpr._log_mac_door(false) \g /dev/null
 SELECT pg_sleep(1.1);
 SELECT ok(gdpr.seal_access_log() > 0, 'settled rows are sealed');
 SELECT throws_ok($$UPDATE gdpr.access_log_seals SET row_count = 0$$, '42501', NULL, 'the seals are append-only');
@@ -293,6 +295,39 @@ UPDATE gdpr.access_log_seals SET row_count = row_count - 1 WHERE seal_id = (SELE
 SELECT is((SELECT ok FROM gdpr.verify_access_log()), false, 'verify finds an altered seal');
 ROLLBACK TO SAVEPOINT t;
 SELECT is((SELECT ok FROM gdpr.verify_access_log()), true, 'intact again once the tampering is undone');
+-- Issue 18.8: a superuser's forgeries.
+SAVEPOINT t;
+SET LOCAL session_replication_role = replica;
+DELETE FROM gdpr.access_log WHERE id = :ins_id;
+SET LOCAL session_replication_role = origin;
+INSERT INTO gdpr.access_log_retention (dropped_before, what, row_count) VALUES ('infinity', 'nothing to see', 0);
+SELECT is((SELECT (ok, detail ~ 'retention record') FROM gdpr.verify_access_log()), (false, true),
+          'a retention record inserted by hand does not hide a deleted row: verify reports it');
+ROLLBACK TO SAVEPOINT t;
+SAVEPOINT t;
+INSERT INTO gdpr.access_log (operation, role_name, table_name, subject_refs)
+  VALUES ('SELECT', 'innocent_intern', 'crm.contacts', gdpr._log_subject_refs('1')) RETURNING id AS fake_id \gset
+SELECT is((SELECT mac FROM gdpr.access_log WHERE id = :fake_id), NULL, 'a row inserted by hand gets no MAC');
+SELECT is((SELECT (ok, first_bad_id, detail ~ 'no MAC') FROM gdpr.verify_access_log()), (false, :'fake_id'::bigint, true),
+          'and verify reports it as forged');
+ROLLBACK TO SAVEPOINT t;
+SELECT is((SELECT count(*) FROM gdpr.access_log_retention WHERE hash IS NULL), 0::bigint,
+          'every record of the log''s retention is MACed');
+
+-- Issue 24.3: reads taken by a round that fails are lost: not counted as
+-- written, but recorded with their cause.
+SELECT written AS written_before FROM gdpr.access_log_queue() \gset
+SAVEPOINT t;
+SELECT email FROM crm.contacts WHERE id = 3 \g /dev/null
+SELECT gdpr.flush_access_log() > 0 AS flushed \gset
+ROLLBACK TO SAVEPOINT t;
+SELECT is((SELECT written FROM gdpr.access_log_queue()), :'written_before'::bigint,
+          'reads taken by a round that failed are not counted as written');
+SELECT ok(gdpr._log_note_losses() >= 1, 'they are recorded as lost');
+SELECT ok((SELECT (losses_by_cause ->> 'flush failed')::bigint >= 1 AND lost_since_install >= 1 FROM gdpr.access_log_status),
+          'access_log_status shows every loss since install with its cause');
+SELECT is((SELECT count(*) FROM gdpr._chain_check('gdpr.access_log_losses') WHERE state <> 'ok'), 0::bigint,
+          'the record of losses is MACed and chained');
 
 ------------------------------------------------------------- alarms, guard
 SET crm_gdpr.mass_read_rows = 500;
@@ -322,6 +357,8 @@ SELECT is((SELECT refused FROM gdpr.access_violations WHERE application_name = '
           'crm_gdpr.max_rows_per_query = 10', 'the refused read is in access_violations');
 
 --------------------------------------------------------------- retention
+SELECT is((SELECT boot_val FROM pg_settings WHERE name = 'crm_gdpr.access_log_keep'), '1 year',
+          'the log is kept 1 year by default (the CNIL recommends 6 months to 1 year)');
 INSERT INTO gdpr.access_log (at, operation, application_name) VALUES (now() - interval '7 years', 'SELECT', 'tap_access_log');
 SET crm_gdpr.access_log_keep = '5 years';
 SELECT is(gdpr._log_maintain(), 1::bigint, 'the log''s retention removes what is older than crm_gdpr.access_log_keep');
