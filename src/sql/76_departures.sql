@@ -133,7 +133,7 @@ BEGIN
                       FOR EACH STATEMENT EXECUTE FUNCTION gdpr._subjects_departed()', tbl);
     -- The suppression list, where data enters (77_suppression.sql).
     EXECUTE format('CREATE OR REPLACE TRIGGER gdpr_suppression BEFORE INSERT OR UPDATE ON %s
-                      FOR EACH ROW EXECUTE FUNCTION gdpr._enforce_suppression(%s)', tbl,
+                      FOR EACH ROW EXECUTE FUNCTION gdpr._suppression_gate(%s)', tbl,
                    (SELECT string_agg(quote_literal(x), ', ') FROM unnest(gdpr._contact_columns(tbl)) x));
     IF NOT was_open THEN
       PERFORM gdpr._own_ddl(false);

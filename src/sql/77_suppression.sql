@@ -66,6 +66,17 @@ CREATE FUNCTION gdpr._suppression_reason(s gdpr.suppressions) RETURNS text
                                   coalesce(e.erased_at, s.created_at)::date, coalesce(e.request_id::text, '(none recorded)'))
                       FROM (SELECT) one LEFT JOIN gdpr.erasures e ON e.id = s.erasure_id) END;
 
+-- The row trigger itself is C (src/suppression_gate.c): while the list is
+-- empty (cached per backend, invalidated by the trigger below) a row costs
+-- no query and no PL/pgSQL call; otherwise it hands the row to
+-- gdpr._enforce_suppression() below, with the same arguments.
+CREATE FUNCTION gdpr._suppression_gate() RETURNS trigger
+  LANGUAGE c AS 'MODULE_PATHNAME', 'gdpr_suppression_gate';
+CREATE FUNCTION gdpr._suppressions_changed() RETURNS trigger
+  LANGUAGE c AS 'MODULE_PATHNAME', 'gdpr_suppressions_changed';
+CREATE TRIGGER suppressions_changed AFTER INSERT OR UPDATE OR DELETE OR TRUNCATE ON gdpr.suppressions
+  FOR EACH STATEMENT EXECUTE FUNCTION gdpr._suppressions_changed();
+
 -- BEFORE INSERT OR UPDATE, FOR EACH ROW, on registered subject tables; its
 -- arguments are the table's contact columns when it was attached (the
 -- registry is read instead when one of them is gone, renamed).  A row that
@@ -75,15 +86,22 @@ CREATE FUNCTION gdpr._suppression_reason(s gdpr.suppressions) RETURNS text
 CREATE FUNCTION gdpr._enforce_suppression() RETURNS trigger
   LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
-  new_row jsonb := to_jsonb(NEW);
-  old_row jsonb := CASE WHEN TG_OP = 'UPDATE' THEN to_jsonb(OLD) END;
+  new_row jsonb;
+  old_row jsonb;
   cols name[] := TG_ARGV::name[];
   brought text[] := '{}';       -- contact columns whose new value is an e-mail address or a phone
-  mode text;
+  mode text := gdpr._suppression_mode();
   c name;
   v text;
   s gdpr.suppressions;
 BEGIN
+  -- Nothing to compare with (no one suppressed yet, or the check is off):
+  -- the row goes through before it is even looked at.
+  IF mode = 'off' OR NOT EXISTS (SELECT FROM gdpr.suppressions) THEN
+    RETURN NEW;
+  END IF;
+  new_row := to_jsonb(NEW);
+  old_row := CASE WHEN TG_OP = 'UPDATE' THEN to_jsonb(OLD) END;
   IF cols IS NULL OR EXISTS (SELECT FROM unnest(cols) x WHERE NOT new_row ? x) THEN
     cols := gdpr._contact_columns(TG_RELID);
   END IF;
@@ -96,8 +114,7 @@ BEGIN
   IF cardinality(brought) = 0 THEN
     RETURN NEW;
   END IF;
-  mode := gdpr._suppression_mode();
-  IF mode = 'off' OR NOT EXISTS (SELECT FROM gdpr.suppressions) OR NOT gdpr._has_key() THEN
+  IF NOT gdpr._has_key() THEN
     RETURN NEW;
   END IF;
   FOREACH c IN ARRAY brought LOOP

@@ -22,7 +22,7 @@ SELECT 'relation', c.relname, c.relkind, (SELECT array_agg(a::text ORDER BY a::t
 SELECT 'view', c.relname, md5(pg_get_viewdef(c.oid)) FROM pg_class c
  WHERE c.relnamespace = 'gdpr'::regnamespace AND c.relkind = 'v' ORDER BY 2;
 SELECT 'trigger', t.tgrelid::regclass, t.tgname, t.tgenabled FROM pg_trigger t
- WHERE NOT t.tgisinternal AND t.tgname LIKE ANY (ARRAY['gdpr%', 'append_only%', 'mac', 'restrictions_changed'])
+ WHERE NOT t.tgisinternal AND t.tgname LIKE ANY (ARRAY['gdpr%', 'append_only%', 'mac', 'restrictions_changed', 'suppressions_changed'])
  ORDER BY t.tgrelid::regclass::text, t.tgname;
 SELECT 'event trigger', evtname, evtevent, evttags FROM pg_event_trigger ORDER BY 2;
 SQL
