@@ -63,11 +63,12 @@ GRANT EXECUTE ON FUNCTION
 
 -- The access log: auditors and administrators read it and verify it; the
 -- administrator may also write the queued reads and seal now.
-GRANT SELECT ON gdpr.access_log, gdpr.access_log_seals, gdpr.access_log_retention, gdpr.access_log_losses, gdpr.read_volume,
+GRANT SELECT ON gdpr.access_log, gdpr.access_log_seals, gdpr.access_log_retention, gdpr.access_log_losses, gdpr.access_log_checkpoints,
+                gdpr.read_volume,
                 gdpr.mass_read_alarms, gdpr.access_violations, gdpr.access_log_status
   TO gdpr_auditor, gdpr_admin;
 GRANT EXECUTE ON FUNCTION
-  gdpr.verify_access_log(), gdpr.access_history(text, regclass), gdpr.access_log_queue(), gdpr.setting(text)
+  gdpr.verify_access_log(timestamptz, timestamptz, boolean), gdpr.access_history(text, regclass), gdpr.access_log_queue(), gdpr.setting(text)
   TO gdpr_auditor, gdpr_admin;
 GRANT EXECUTE ON FUNCTION gdpr.access_log_queue_drops() TO gdpr_auditor, gdpr_admin;
 GRANT EXECUTE ON FUNCTION gdpr.flush_access_log(), gdpr.seal_access_log() TO gdpr_admin;

@@ -48,7 +48,7 @@ SELECT is((SELECT array_agg(DISTINCT proname::text ORDER BY proname::text) FROM 
           'gdpr_app executes the consent functions and nothing else');
 SELECT is((SELECT array_agg(relname::text ORDER BY relname::text) FROM pg_class
             WHERE relnamespace = 'gdpr'::regnamespace AND has_table_privilege('crm_gdpr_t_auditor', oid, 'SELECT')),
-          ARRAY['access_log', 'access_log_losses', 'access_log_retention', 'access_log_seals', 'access_log_status',
+          ARRAY['access_log', 'access_log_checkpoints', 'access_log_losses', 'access_log_retention', 'access_log_seals', 'access_log_status',
                 'access_violations', 'breach_register', 'breaches', 'breaches_due', 'consent_log',
                 'consent_proof_archive', 'consent_status', 'controller', 'departed_subjects',
                 'dpia_register', 'dpias', 'erasures', 'holds', 'holds_in_force', 'mass_read_alarms',

@@ -18,7 +18,7 @@ SELECT 'member', pg_describe_object(classid, objid, objsubid) FROM pg_depend
 SELECT 'function', p.oid::regprocedure, md5(pg_get_functiondef(p.oid)),
        (SELECT array_agg(a::text ORDER BY a::text) FROM unnest(p.proacl) a) FROM pg_proc p
  WHERE p.pronamespace = 'gdpr'::regnamespace AND p.prokind <> 'a' ORDER BY p.oid::regprocedure::text;
-SELECT 'relation', c.relname, c.relkind, (SELECT array_agg(a::text ORDER BY a::text) FROM unnest(c.relacl) a) FROM pg_class c WHERE c.relnamespace = 'gdpr'::regnamespace ORDER BY 2;
+SELECT 'relation', c.relname, c.relkind, c.reloptions, (SELECT array_agg(a::text ORDER BY a::text) FROM unnest(c.relacl) a) FROM pg_class c WHERE c.relnamespace = 'gdpr'::regnamespace ORDER BY 2;
 SELECT 'view', c.relname, md5(pg_get_viewdef(c.oid)) FROM pg_class c
  WHERE c.relnamespace = 'gdpr'::regnamespace AND c.relkind = 'v' ORDER BY 2;
 SELECT 'trigger', t.tgrelid::regclass, t.tgname, t.tgenabled FROM pg_trigger t
