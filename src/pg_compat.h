@@ -92,4 +92,20 @@ rte_selected_cols(PlannedStmt *stmt, RangeTblEntry *rte)
 #define database_ownercheck(dboid, roleid) pg_database_ownercheck((dboid), (roleid))
 #endif
 
+/*
+ * 17 added ALTER COLUMN ... SET EXPRESSION (a generated column's new
+ * expression, computed on every row).
+ */
+#if PG_VERSION_NUM >= 170000
+#define CRM_GDPR_HAS_SET_EXPRESSION 1
+#endif
+
+/*
+ * Up to 15, ALTER TABLE turned ADD COLUMN / ADD CONSTRAINT that recurse to
+ * children into subcommands of their own (16 dropped them).
+ */
+#if PG_VERSION_NUM < 160000
+#define CRM_GDPR_HAS_RECURSE_SUBCOMMANDS 1
+#endif
+
 #endif							/* CRM_GDPR_PG_COMPAT_H */
