@@ -437,6 +437,22 @@ BEGIN
 END
 $$;
 
+-- A row that arrives after its time was sealed (a write committed by a
+-- transaction that stayed open across seals, a read that ran longer than a
+-- seal interval) goes into the open block: its at becomes the seal's end, and
+-- detail.late keeps the times it had (issue 24.6), so that no open
+-- transaction holds the seals back and nothing is lost or misdated.
+CREATE FUNCTION gdpr._log_late_last_at(at timestamptz, last_at timestamptz, sealed timestamptz) RETURNS timestamptz
+  LANGUAGE sql IMMUTABLE PARALLEL SAFE
+  RETURN CASE WHEN at < sealed THEN nullif(greatest(last_at, sealed), sealed) ELSE last_at END;
+CREATE FUNCTION gdpr._log_late_detail(detail jsonb, at timestamptz, last_at timestamptz, sealed timestamptz) RETURNS jsonb
+  LANGUAGE sql STABLE PARALLEL SAFE
+  RETURN CASE WHEN at < sealed
+              THEN coalesce(detail, '{}') || jsonb_build_object('late', jsonb_strip_nulls(jsonb_build_object(
+                     'at', to_char(at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"'),
+                     'last_at', to_char(last_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"'))))
+              ELSE detail END;
+
 -- Move the journal's writes into the log, then write the queued reads of
 -- this database (folded in C: log_queue.c).  The seal lock keeps it from
 -- running while a block is being sealed.
@@ -448,8 +464,10 @@ CREATE FUNCTION gdpr._log_flush(journal boolean) RETURNS bigint
 DECLARE
   n bigint;
   w bigint := 0;
+  sealed timestamptz;
 BEGIN
   PERFORM gdpr._lock_own_table('gdpr.access_log_seals', 60000);   -- the seal lock
+  sealed := (SELECT max(x.upto_at) FROM gdpr.access_log_seals x);   -- no seal moves it before we commit
   PERFORM gdpr._log_journal_pending();
   PERFORM gdpr._log_mac_door(true);
   IF journal THEN
@@ -457,19 +475,22 @@ BEGIN
     -- are folded, up to 100 a row, with the union of their subjects (log_journal.c).
     INSERT INTO gdpr.access_log (at, last_at, role_name, session_user_name, application_name, client_addr,
                                  backend_pid, operation, tbl, table_name, columns, subject_refs, subjects,
-                                 row_count, times, query_id, purpose)
-      SELECT j.at, j.last_at, j.role_name, j.session_user_name, j.application_name, j.client_addr::inet,
+                                 row_count, times, query_id, purpose, detail)
+      SELECT greatest(j.at, sealed), gdpr._log_late_last_at(j.at, j.last_at, sealed), j.role_name,
+             j.session_user_name, j.application_name, j.client_addr::inet,
              j.backend_pid, j.operation, j.tbl::regclass, j.table_name, j.columns, j.subject_refs, j.subjects,
-             j.row_count, j.times, j.query_id, j.purpose
+             j.row_count, j.times, j.query_id, j.purpose, gdpr._log_late_detail(NULL, j.at, j.last_at, sealed)
         FROM gdpr._log_journal_take() j;
     GET DIAGNOSTICS w = ROW_COUNT;
   END IF;
   INSERT INTO gdpr.access_log (at, last_at, role_name, session_user_name, application_name, client_addr,
                                backend_pid, operation, tbl, table_name, columns, subject_refs, subjects,
                                row_count, times, query_id, purpose, detail)
-    SELECT q.at, q.last_at, q.role_name, q.session_user_name, q.application_name, q.client_addr, q.backend_pid,
+    SELECT greatest(q.at, sealed), gdpr._log_late_last_at(q.at, q.last_at, sealed), q.role_name, q.session_user_name,
+           q.application_name, q.client_addr, q.backend_pid,
            q.operation, nullif(q.tbl, 0)::regclass, q.table_name, q.columns,
-           q.subject_refs, cardinality(q.subject_refs), q.row_count, q.times, q.query_id, q.purpose, q.detail
+           q.subject_refs, cardinality(q.subject_refs), q.row_count, q.times, q.query_id, q.purpose,
+           gdpr._log_late_detail(q.detail, q.at, q.last_at, sealed)
       FROM gdpr._log_queue_take() q;     -- without the reads of a table dropped meanwhile
   GET DIAGNOSTICS n = ROW_COUNT;
   PERFORM gdpr._log_mac_door(false);
@@ -582,38 +603,36 @@ BEGIN ATOMIC
 END;
 
 -- The oldest time a row may still arrive with from a transaction that is
--- open (see seal_access_log); NULL when there is none.
+-- open (see seal_access_log); NULL when there is none.  Only transactions
+-- that write the log itself count: the extension's events insert their row
+-- at once, in the caller's transaction.  Writes to registered tables and
+-- reads do not: they reach the log through _log_flush, which moves a row that
+-- arrives after its time was sealed into the open block (issue 24.6).
 CREATE FUNCTION gdpr._log_open_writes_since() RETURNS timestamptz
   LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
-  WITH watched AS (
-    SELECT t.tbl::oid AS rel FROM gdpr.registered_tables t
-    UNION SELECT i.inhrelid FROM pg_inherits i JOIN gdpr.registered_tables t ON t.tbl = i.inhparent
-    UNION SELECT c.oid FROM pg_class c
-           WHERE c.relnamespace = 'gdpr'::regnamespace AND c.relname LIKE 'access\_log%' AND c.relkind IN ('r', 'p')
-  )
-  SELECT min(CASE WHEN l.pid IS NULL THEN '-infinity'
-                  WHEN l.mode IN ('AccessShareLock', 'RowShareLock') THEN
-                       CASE WHEN a.state = 'active' THEN a.query_start END
-                  ELSE a.xact_start END)
+  SELECT min(CASE WHEN l.pid IS NULL THEN '-infinity' ELSE a.xact_start END)
     FROM pg_locks l LEFT JOIN pg_stat_activity a ON a.pid = l.pid
    WHERE l.locktype = 'relation' AND l.database = (SELECT d.oid FROM pg_database d WHERE d.datname = current_database())
-     AND l.relation IN (SELECT w.rel FROM watched w) AND l.granted
-     AND l.pid IS DISTINCT FROM pg_backend_pid()
-     AND l.mode <> 'ShareUpdateExclusiveLock'      -- vacuum, analyze: they add no row
+     AND l.relation IN (SELECT c.oid FROM pg_class c
+                         WHERE c.relnamespace = 'gdpr'::regnamespace AND c.relkind IN ('r', 'p')
+                           AND (c.oid = 'gdpr.access_log'::regclass
+                                OR c.oid IN (SELECT i.inhrelid FROM pg_inherits i WHERE i.inhparent = 'gdpr.access_log'::regclass)))
+     AND l.granted AND l.pid IS DISTINCT FROM pg_backend_pid()
+     AND l.mode IN ('RowExclusiveLock', 'ShareRowExclusiveLock', 'ExclusiveLock', 'AccessExclusiveLock')
 $$;
 
 -- Seal the settled rows into the next block.  Settled: no row can still
 -- appear in the block's time range.  Rows come from the flush (which this
--- function runs first, under the seal lock) and from transactions that are
--- still open: those that write the log themselves (the extension's events)
--- or a registered table (their journal rows carry the statement's time), and
--- statements running on a registered table (their reads are queued at their
--- end, with their start time).  Those are found by their locks; other
--- transactions, open as long as they like, do not hold the seal back (issue
--- 18.9).  A prepared transaction that wrote such a table holds it back (its
--- start is unknown).  One second of margin covers a read being queued.  A
--- block never spans two months, so that the log's retention removes whole
--- blocks.  One writer at a time.
+-- function runs first, under the seal lock) and from the extension's events,
+-- which insert their row in the caller's transaction: only those
+-- transactions, found by their locks on the log, hold the seal back (a
+-- prepared one too: its start is unknown).  Writes to registered tables and
+-- reads come through the flush, which puts a row whose time was sealed
+-- meanwhile into the open block (_log_late_detail): an open transaction of a
+-- CRM writer, an hour-long pg_dump, do not stop sealing (issues 18.9, 24.6).
+-- One second of margin covers a read being queued.  A block never spans two
+-- months, so that the log's retention removes whole blocks.  One writer at a
+-- time.
 CREATE FUNCTION gdpr.seal_access_log() RETURNS bigint
   LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
 DECLARE

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The access log's integrity against what other sessions do (issues 18.9,
-# 19.3, 24.3): an open transaction of an unrelated role does not hold the
-# seal back; the seal, the flush and the purge take locks no other role can
+# 19.3, 24.3, 24.6): an open transaction of an unrelated role, of a CRM
+# writer, or a long read does not hold the seal back; the seal, the flush and the purge take locks no other role can
 # take, and a lock held too long is reported with its holder; a clean
 # restart under read load loses no read.  Loopback only, bounded in time.
 source "$(dirname "$0")/lib.sh"
@@ -54,6 +54,36 @@ grep -q "could not lock gdpr.access_log_seals within 300 ms" <<<"$err" && grep -
   fail "the wait does not say who holds the lock: $err"
 echo "COMMIT;" >&8
 exec 8>&-
+
+# --- 24.6: a CRM writer that stays in its transaction, and a read longer than
+# several seal intervals, do not hold the seal back; their rows arrive in the
+# open block with the times they had in detail.late, and the log verifies.
+mkfifo "$top/writer.in"
+PGAPPNAME=idle_writer psql -X -q -d crm <"$top/writer.in" >"$top/writer.out" 2>&1 &
+pids+=($!)
+exec 9>"$top/writer.in"
+echo "BEGIN; UPDATE crm.contacts SET phone = '+33 1 00 00 00 08' WHERE id = 8;" >&9
+wait_for 5 "SELECT EXISTS (SELECT FROM pg_stat_activity WHERE application_name = 'idle_writer' AND state = 'idle in transaction')" ||
+  fail "the writer did not start: $(cat "$top/writer.out")"
+PGAPPNAME=long_reader timeout 30 psql -X -q -d crm -c 'SELECT pg_sleep(4), email FROM crm.contacts WHERE id = 9' >/dev/null &
+pids+=($!)
+sleep 1
+PGAPPNAME=late_reader2 q -d crm -c 'SELECT email FROM crm.contacts WHERE id = 10' >/dev/null
+read_at=$(q -d crm -c "SELECT clock_timestamp()")
+wait_for 15 "SELECT sealed_upto > '$read_at' FROM gdpr.access_log_status" ||
+  fail "an open writing transaction or a long read holds the seal back: $(q -d crm -c 'SELECT sealed_upto, unsealed_rows FROM gdpr.access_log_status')"
+echo "COMMIT;" >&9
+exec 9>&-
+wait_for 15 "SELECT count(*) = 2 FROM gdpr.access_log
+              WHERE application_name IN ('idle_writer', 'long_reader') AND detail ? 'late'" ||
+  fail "the late write and read are not in the log with their times: $(q -d crm -c "SELECT application_name, operation, at, detail FROM gdpr.access_log WHERE application_name IN ('idle_writer', 'long_reader')")"
+[ "$(q -d crm -c "SELECT bool_and((detail #>> '{late,at}')::timestamptz < at AND at >= '$read_at')
+                    FROM gdpr.access_log WHERE application_name IN ('idle_writer', 'long_reader')")" = t ] ||
+  fail "a late row is not in the open block, or lost its time"
+wait_for 15 "SELECT sealed_upto > (SELECT max(at) FROM gdpr.access_log WHERE application_name = 'idle_writer')
+               FROM gdpr.access_log_status" || fail "the late rows are not sealed"
+[ "$(q -d crm -c 'SELECT ok FROM gdpr.verify_access_log()')" = t ] ||
+  fail "verify after late rows: $(q -d crm -c 'SELECT * FROM gdpr.verify_access_log()')"
 
 # --- 24.3: a clean restart under read load loses nothing.  The writer waits
 # 5 s between rounds, so that the queue holds reads when the server stops.
