@@ -11,10 +11,12 @@
  * is replaced by one that calls it and counts: no allocation per row, a
  * short search of this query's few counted nodes.  The guard refuses the
  * row after the limit, whatever the query does with it; the count goes
- * into the query's records.
+ * into the query's records.  The same wrapper takes each row's subject key
+ * (from the scan tuple, before any projection: the key need not be in the
+ * query's output) into the read's subject set (read_subject_set.c).
  *
- * Rows read by parallel workers are not seen here (the leader's share is);
- * see doc/access-log.md.
+ * Rows read by parallel workers are not seen here (the leader's share is):
+ * a parallel plan's subjects are marked truncated; see doc/access-log.md.
  */
 #include "postgres.h"
 
@@ -22,6 +24,7 @@
 #include "nodes/plannodes.h"
 #include "parser/parsetree.h"
 #include "executor/executor.h"
+#include "utils/rel.h"
 
 #include "read_hook.h"
 #include "settings.h"
@@ -38,6 +41,41 @@ refuse(QueryReads *reads)
 			 errmsg("query reads more than " INT64_FORMAT " rows of personal data", reads->limit),
 			 errdetail("crm_gdpr.max_rows_per_query limits what a role that is not gdpr_admin reads at once; the attempt is logged."),
 			 errhint("Narrow the query, or ask a gdpr_admin for the export.")));
+}
+
+/*
+ * The row UPDATE/DELETE ... RETURNING just returned, as its result
+ * relation holds it (RETURNING is evaluated over it), with the column of
+ * that relation's subject key; NULL when it cannot be told.
+ */
+static TupleTableSlot *
+returned_row(ModifyTableState *mt, AttrNumber *attnum)
+{
+	ResultRelInfo *rri = mt->resultRelInfo + (mt->mt_nrels > 1 ? mt->mt_lastResultIndex : 0);
+	const RelInfo *info;
+
+	if (rri->ri_projectReturning == NULL || rri->ri_projectReturning->pi_exprContext == NULL ||
+		(info = crm_gdpr_rel_info(RelationGetRelid(rri->ri_RelationDesc))) == NULL || info->subject_attnum <= 0)
+		return NULL;
+	*attnum = info->subject_attnum;
+	return rri->ri_projectReturning->pi_exprContext->ecxt_scantuple;
+}
+
+/* The subject of the row a counted node just passed on. */
+static void
+note_subject(ReadRel *r, CountedNode *c)
+{
+	TupleTableSlot *row = NULL;
+	AttrNumber	attnum = c->key_attnum;
+
+	if (c->key == KEY_SCAN)
+		row = ((ScanState *) c->node)->ss_ScanTupleSlot;
+	else if (c->key == KEY_RETURNING)
+		row = returned_row((ModifyTableState *) c->node, &attnum);
+	if (row == NULL || TupIsNull(row))
+		r->subjects.truncated = true;	/* a row of someone the log cannot name */
+	else
+		crm_gdpr_subject_set_add(&r->subjects, row, attnum);
 }
 
 static TupleTableSlot *
@@ -61,6 +99,8 @@ counting_exec(PlanState *node)
 			r = &reads->rels[c->rel];
 			if (++r->rows > reads->limit && reads->limit > 0 && !reads->recorded)
 				refuse(reads);
+			if (c->key != KEY_NONE && !r->subjects.truncated)
+				note_subject(r, c);
 			return slot;
 		}
 	}
@@ -69,7 +109,7 @@ counting_exec(PlanState *node)
 }
 
 static void
-count_node(QueryReads *reads, PlanState *node, int rel)
+count_node(QueryReads *reads, PlanState *node, int rel, KeySource key, AttrNumber key_attnum)
 {
 	CountedNode *c;
 
@@ -86,6 +126,8 @@ count_node(QueryReads *reads, PlanState *node, int rel)
 	c->node = node;
 	c->real = node->ExecProcNodeReal;
 	c->rel = rel;
+	c->key = key;
+	c->key_attnum = key_attnum;
 	node->ExecProcNodeReal = counting_exec;
 }
 
@@ -123,12 +165,49 @@ scanned_read(QueryReads *reads, Scan *scan, EState *estate)
 	return -1;
 }
 
+/*
+ * Where a scan's rows have their subject key: the scan tuple (the table's
+ * row, before the query's projection; an index-only scan's holds the index
+ * columns, the key among them or not); foreign and custom scans lay their
+ * tuples out as they like.
+ */
+static KeySource
+scan_key(Scan *scan, EState *estate, AttrNumber *attnum)
+{
+	const RelInfo *info = crm_gdpr_rel_info(exec_rt_fetch(scan->scanrelid, estate)->relid);
+	ListCell   *lc;
+
+	*attnum = 0;
+	if (info == NULL || info->subject_attnum <= 0)
+		return KEY_NONE;
+	if (IsA(scan, ForeignScan) || IsA(scan, CustomScan))
+		return KEY_UNKNOWN;
+	if (!IsA(scan, IndexOnlyScan))
+	{
+		*attnum = info->subject_attnum;
+		return KEY_SCAN;
+	}
+	foreach(lc, ((IndexOnlyScan *) scan)->indextlist)
+	{
+		TargetEntry *tle = lfirst_node(TargetEntry, lc);
+
+		if (!tle->resjunk && IsA(tle->expr, Var) && ((Var *) tle->expr)->varattno == info->subject_attnum)
+		{
+			*attnum = tle->resno;
+			return KEY_SCAN;
+		}
+	}
+	return KEY_UNKNOWN;
+}
+
 static bool
 find_counted_nodes(PlanState *node, void *context)
 {
 	QueryReads *reads = (QueryReads *) context;
 	Plan	   *plan;
 	int			rel = -1;
+	KeySource	key = KEY_NONE;
+	AttrNumber	key_attnum = 0;
 
 	if (node == NULL)
 		return false;
@@ -138,11 +217,18 @@ find_counted_nodes(PlanState *node, void *context)
 		for (int i = 0; i < reads->nrels && rel < 0; i++)
 			if (reads->rels[i].returning)
 				rel = i;
+		key = KEY_RETURNING;
 	}
-	else if (is_relation_scan(plan))
-		rel = scanned_read(reads, (Scan *) plan, node->state);
+	else if (is_relation_scan(plan) && (rel = scanned_read(reads, (Scan *) plan, node->state)) >= 0)
+		key = scan_key((Scan *) plan, node->state, &key_attnum);
+	else if (IsA(plan, Gather) || IsA(plan, GatherMerge))
+	{
+		/* Parallel workers' rows are neither counted nor named here. */
+		for (int i = 0; i < reads->nrels; i++)
+			reads->rels[i].subjects.truncated = true;
+	}
 	if (rel >= 0)
-		count_node(reads, node, rel);
+		count_node(reads, node, rel, key, key_attnum);
 	return planstate_tree_walker(node, find_counted_nodes, context);
 }
 
