@@ -61,6 +61,29 @@ returned_row(ModifyTableState *mt, AttrNumber *attnum)
 	return rri->ri_projectReturning->pi_exprContext->ecxt_scantuple;
 }
 
+/* Whether the row's type column holds the link's type value (text or varchar). */
+static bool
+link_applies(TupleTableSlot *row, const SubjectLink *l)
+{
+	bool		isnull;
+	Datum		value;
+	struct varlena *v;
+	bool		same;
+
+	if (l->type_attnum == 0)
+		return true;
+	value = slot_getattr(row, l->type_attnum, &isnull);
+	if (isnull)
+		return false;
+	v = (struct varlena *) DatumGetPointer(value);
+	if (VARATT_IS_EXTERNAL(v) || VARATT_IS_COMPRESSED(v))
+		v = pg_detoast_datum_packed(v);
+	same = VARSIZE_ANY_EXHDR(v) == l->type_len && memcmp(VARDATA_ANY(v), l->type_value, l->type_len) == 0;
+	if (v != (struct varlena *) DatumGetPointer(value))
+		pfree(v);
+	return same;
+}
+
 /* The subject of the row a counted node just passed on. */
 static void
 note_subject(ReadRel *r, CountedNode *c)
@@ -68,6 +91,21 @@ note_subject(ReadRel *r, CountedNode *c)
 	TupleTableSlot *row = NULL;
 	AttrNumber	attnum = c->key_attnum;
 
+	if (c->key == KEY_LINKS)
+	{
+		bool		named = false;
+
+		row = ((ScanState *) c->node)->ss_ScanTupleSlot;
+		for (int i = 0; i < c->nlinks && !TupIsNull(row); i++)
+			if (link_applies(row, &c->links[i]))
+			{
+				crm_gdpr_subject_set_add(&r->subjects, row, c->links[i].key_attnum);
+				named = true;
+			}
+		if (!named && c->links_indirect)
+			r->subjects.truncated = true;	/* perhaps someone's through another table */
+		return;
+	}
 	if (c->key == KEY_SCAN)
 		row = ((ScanState *) c->node)->ss_ScanTupleSlot;
 	else if (c->key == KEY_RETURNING)
@@ -109,7 +147,7 @@ counting_exec(PlanState *node)
 }
 
 static void
-count_node(QueryReads *reads, PlanState *node, int rel, KeySource key, AttrNumber key_attnum)
+count_node(QueryReads *reads, PlanState *node, int rel, KeySource key, AttrNumber key_attnum, const RelInfo *info)
 {
 	CountedNode *c;
 
@@ -128,6 +166,15 @@ count_node(QueryReads *reads, PlanState *node, int rel, KeySource key, AttrNumbe
 	c->rel = rel;
 	c->key = key;
 	c->key_attnum = key_attnum;
+	c->nlinks = 0;
+	c->links_indirect = info && info->links_indirect;
+	if (key == KEY_LINKS)
+	{
+		/* A copy: the cached entry may be forgotten while the query runs. */
+		c->links = MemoryContextAlloc(reads->estate->es_query_cxt, sizeof(SubjectLink) * info->nlinks);
+		memcpy(c->links, info->links, sizeof(SubjectLink) * info->nlinks);
+		c->nlinks = info->nlinks;
+	}
 	node->ExecProcNodeReal = counting_exec;
 }
 
@@ -172,16 +219,18 @@ scanned_read(QueryReads *reads, Scan *scan, EState *estate)
  * tuples out as they like.
  */
 static KeySource
-scan_key(Scan *scan, EState *estate, AttrNumber *attnum)
+scan_key(Scan *scan, const RelInfo *info, AttrNumber *attnum)
 {
-	const RelInfo *info = crm_gdpr_rel_info(exec_rt_fetch(scan->scanrelid, estate)->relid);
 	ListCell   *lc;
 
 	*attnum = 0;
-	if (info == NULL || info->subject_attnum <= 0)
+	if (info == NULL || (info->subject_attnum <= 0 && info->nlinks == 0))
 		return KEY_NONE;
-	if (IsA(scan, ForeignScan) || IsA(scan, CustomScan))
+	if (IsA(scan, ForeignScan) || IsA(scan, CustomScan) || info->links_partial ||
+		(info->subject_attnum <= 0 && IsA(scan, IndexOnlyScan)))
 		return KEY_UNKNOWN;
+	if (info->subject_attnum <= 0)
+		return KEY_LINKS;
 	if (!IsA(scan, IndexOnlyScan))
 	{
 		*attnum = info->subject_attnum;
@@ -208,6 +257,7 @@ find_counted_nodes(PlanState *node, void *context)
 	int			rel = -1;
 	KeySource	key = KEY_NONE;
 	AttrNumber	key_attnum = 0;
+	const RelInfo *info = NULL;
 
 	if (node == NULL)
 		return false;
@@ -220,7 +270,10 @@ find_counted_nodes(PlanState *node, void *context)
 		key = KEY_RETURNING;
 	}
 	else if (is_relation_scan(plan) && (rel = scanned_read(reads, (Scan *) plan, node->state)) >= 0)
-		key = scan_key((Scan *) plan, node->state, &key_attnum);
+	{
+		info = crm_gdpr_rel_info(exec_rt_fetch(((Scan *) plan)->scanrelid, node->state)->relid);
+		key = scan_key((Scan *) plan, info, &key_attnum);
+	}
 	else if (IsA(plan, Gather) || IsA(plan, GatherMerge))
 	{
 		/* Parallel workers' rows are neither counted nor named here. */
@@ -228,7 +281,7 @@ find_counted_nodes(PlanState *node, void *context)
 			reads->rels[i].subjects.truncated = true;
 	}
 	if (rel >= 0)
-		count_node(reads, node, rel, key, key_attnum);
+		count_node(reads, node, rel, key, key_attnum, info);
 	return planstate_tree_walker(node, find_counted_nodes, context);
 }
 

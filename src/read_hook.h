@@ -52,12 +52,27 @@ typedef struct ReadRel
 	char		columns[LOG_RECORD_COLUMNS];
 } ReadRel;
 
+/*
+ * A link of a table whose row carries its subject's key (rel_links.c):
+ * column key_attnum, for the rows whose type column holds type_value (a
+ * polymorphic link) or every row.
+ */
+#define MAX_READ_LINKS 4
+typedef struct SubjectLink
+{
+	AttrNumber	key_attnum;
+	AttrNumber	type_attnum;	/* 0: every row */
+	int			type_len;
+	char		type_value[NAMEDATALEN];
+} SubjectLink;
+
 /* Where a counted node's rows have their subject key. */
 typedef enum KeySource
 {
 	KEY_NONE,					/* the table has no subject key column: nobody is named */
 	KEY_UNKNOWN,				/* it has one, but this node's rows do not carry it */
 	KEY_SCAN,					/* the node's scan tuple, column key_attnum */
+	KEY_LINKS,					/* the node's scan tuple, the columns of its links */
 	KEY_RETURNING				/* the row UPDATE/DELETE ... RETURNING returned (its result relation's) */
 } KeySource;
 
@@ -69,6 +84,9 @@ typedef struct CountedNode
 	int			rel;			/* index in QueryReads.rels */
 	KeySource	key;
 	AttrNumber	key_attnum;		/* KEY_SCAN: in the scan tuple */
+	int			nlinks;			/* KEY_LINKS: the table's links (a copy) */
+	SubjectLink *links;
+	bool		links_indirect; /* RelInfo.links_indirect */
 } CountedNode;
 
 /* What one running query reads; lives in its executor memory. */
@@ -95,9 +113,14 @@ typedef struct RelInfo
 	bool		registered;
 	Oid			registered_as;	/* the registered table it is, or is a partition or child of */
 	AttrNumber	subject_attnum; /* 0 when unknown */
+	int			nlinks;			/* when subject_attnum is 0: the links whose column names the subject */
+	bool		links_partial;	/* some such link cannot be followed by the read hook */
+	bool		links_indirect; /* some link goes through another table: a row no link names may be someone's */
+	SubjectLink links[MAX_READ_LINKS];
 } RelInfo;
 
 extern const RelInfo *crm_gdpr_rel_info(Oid relid);
+extern void crm_gdpr_read_links(Relation rel, Oid registered_as, RelInfo *e);
 extern const char *crm_gdpr_registered_subject_column(Relation rel);
 extern void crm_gdpr_column_list(Relation rel, Bitmapset *selected, char *out);
 extern void crm_gdpr_cached_column_list(Oid relid, Bitmapset *selected, char *out);
