@@ -8,6 +8,7 @@
 #define CRM_GDPR_READ_HOOK_H
 
 #include "executor/execdesc.h"
+#include "fmgr.h"
 #include "nodes/execnodes.h"
 #include "utils/relcache.h"
 
@@ -16,8 +17,9 @@
 /*
  * The distinct subject keys of the rows a query read from one table
  * (read_subject_set.c): an open-addressing set of at most
- * crm_gdpr.log_subjects_max keys, allocated at its first key, one copy per
- * distinct key (none for a key passed by value), nothing per row.
+ * crm_gdpr.log_subjects_max keys, allocated at its first key and grown by
+ * doubling, one copy per distinct key (none for a key passed by value) and
+ * its text, nothing per row.
  */
 typedef struct SubjectKey
 {
@@ -34,8 +36,8 @@ typedef struct SubjectSet
 	bool		truncated;		/* more subjects than max, or rows whose key could not be read */
 	int16		typlen;			/* the key's type, from its first row */
 	bool		typbyval;
-	Oid			typoutput;
-	uint32		mask;			/* entries: mask + 1 of them */
+	FmgrInfo	output;			/* the key type's output function */
+	uint32		mask;			/* entries: mask + 1 of them, at most half used */
 	SubjectKey *entries;
 	MemoryContext cxt;			/* the query's */
 } SubjectSet;

@@ -7,7 +7,7 @@
  * the subjects are those of the rows actually read.  Per row this is a
  * slot_getattr() of the key column and a probe of an open-addressing set
  * that holds at most crm_gdpr.log_subjects_max keys: no allocation, no
- * output function.  A new key is copied (when it is not passed by value)
+ * output function (the set grows, by doubling, with the distinct keys).  A new key is copied (when it is not passed by value)
  * and put out as text once; a key past the maximum marks the set truncated,
  * after which rows are only counted.  A 20 M row read naming one person thus
  * costs one key, where a text per row made it 486 MB (issue 24.2).
@@ -31,20 +31,45 @@ crm_gdpr_subject_set_init(SubjectSet *set, MemoryContext cxt)
 	set->cxt = cxt;
 }
 
-/* At the first key: its type, and the table (twice the maximum, a power of two). */
+/*
+ * At the first key: its type, and a small table (a read by key names one
+ * person), grown as keys come (kept at most half full) up to twice the
+ * maximum.
+ */
 static void
 first_key(SubjectSet *set, Form_pg_attribute att)
 {
-	uint32		size = 16;
+	Oid			typoutput;
 	bool		varlena;
 
-	while (size < 2 * (uint32) set->max)
-		size *= 2;
-	getTypeOutputInfo(att->atttypid, &set->typoutput, &varlena);
+	getTypeOutputInfo(att->atttypid, &typoutput, &varlena);
+	fmgr_info_cxt(typoutput, &set->output, set->cxt);
 	set->typlen = att->attlen;
 	set->typbyval = att->attbyval;
-	set->entries = MemoryContextAllocZero(set->cxt, sizeof(SubjectKey) * size);
-	set->mask = size - 1;
+	set->entries = MemoryContextAllocZero(set->cxt, sizeof(SubjectKey) * 16);
+	set->mask = 15;
+}
+
+/* Twice the room, the keys moved over (a key's place depends on the size). */
+static void
+grow(SubjectSet *set)
+{
+	SubjectKey *old = set->entries;
+	uint32		old_size = set->mask + 1;
+
+	set->mask = 2 * old_size - 1;
+	set->entries = MemoryContextAllocZero(set->cxt, sizeof(SubjectKey) * (set->mask + 1));
+	for (uint32 i = 0; i < old_size; i++)
+	{
+		uint32		k;
+
+		if (!old[i].used)
+			continue;
+		for (k = old[i].hash & set->mask; set->entries[k].used; k = (k + 1) & set->mask)
+			;
+		set->entries[k] = old[i];
+	}
+	pfree(old);
 }
 
 static uint32
@@ -82,7 +107,7 @@ keep_key(SubjectSet *set, SubjectKey *entry, Datum value, uint32 hash)
 	MemoryContext old = MemoryContextSwitchTo(set->cxt);
 
 	entry->value = datumCopy(value, set->typbyval, set->typlen);
-	entry->text = OidOutputFunctionCall(set->typoutput, entry->value);
+	entry->text = OutputFunctionCall(&set->output, entry->value);
 	entry->hash = hash;
 	entry->used = true;
 	set->count++;
@@ -118,7 +143,11 @@ crm_gdpr_subject_set_add(SubjectSet *set, TupleTableSlot *slot, AttrNumber attnu
 		if (set->count >= set->max)
 			set->truncated = true;
 		else
+		{
 			keep_key(set, &set->entries[i], value, hash);
+			if (2 * set->count > set->mask)
+				grow(set);
+		}
 	}
 	if (detoasted)
 		pfree(detoasted);

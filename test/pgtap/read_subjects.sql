@@ -3,7 +3,7 @@
 -- "subjects_truncated", and access_history's "may include you" rows), with a
 -- backend's memory that does not grow with the rows read (issue 24.2).
 BEGIN;
-SELECT plan(20);
+SELECT plan(22);
 
 \set QUIET on
 SET client_min_messages = warning;
@@ -80,6 +80,18 @@ SELECT is((SELECT count(*) FROM generate_series(:c1, :c1 + 149) i, gdpr.access_h
 SELECT ok(NOT EXISTS (SELECT FROM gdpr.access_history((:c1 + 139)::text) h
                        WHERE h.may_include_you AND h.tbl NOT IN (SELECT t.tbl FROM gdpr._subject_tree('crm.contacts') t)),
           '"may include you" rows are reads of his tables only');
+-- The same for a write: the first hundred named, subjects NULL, and the
+-- others find it as "may include you".
+UPDATE crm.contacts SET city = city || ' ' WHERE id BETWEEN :c1 AND :c1 + 149;
+SELECT gdpr.flush_access_log() >= 0 AS flushed \gset
+SELECT id AS bulk_write FROM mine WHERE operation = 'UPDATE' AND tbl = 'crm.contacts'::regclass ORDER BY id DESC LIMIT 1 \gset
+SELECT is((SELECT ARRAY[count(*), count(*) FILTER (WHERE h.may_include_you)]
+             FROM generate_series(:c1, :c1 + 149) i, gdpr.access_history(i::text) h WHERE h.id = :bulk_write),
+          ARRAY[150, 50]::bigint[], 'a write of 150 people: 100 named, the 50 others find it as "may include you"');
+-- UPDATE ... RETURNING is a read of the rows returned, key returned or not.
+UPDATE crm.contacts SET city = city WHERE id + 0 = :c20 RETURNING email \g /dev/null
+SELECT is(pg_temp.sorted((pg_temp.last_read()).subject_refs), pg_temp.refs(:c20, :c20),
+          'UPDATE ... RETURNING names the subject of the rows returned');
 SET crm_gdpr.log_subjects_max = 0;
 SELECT email FROM crm.contacts WHERE id = :c20 \g /dev/null
 SELECT is((pg_temp.last_read()).detail, '{"subjects_truncated": true}'::jsonb,
