@@ -37,6 +37,7 @@ typedef struct SubjectSet
 	int16		typlen;			/* the key's type, from its first row */
 	bool		typbyval;
 	FmgrInfo	output;			/* the key type's output function */
+	Datum		last;			/* the last key met (passed by value), once count > 0 */
 	uint32		mask;			/* entries: mask + 1 of them, at most half used */
 	SubjectKey *entries;
 	MemoryContext cxt;			/* the query's */

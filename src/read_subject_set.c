@@ -127,8 +127,8 @@ crm_gdpr_subject_set_add(SubjectSet *set, TupleTableSlot *slot, AttrNumber attnu
 	if (set->truncated)
 		return;
 	value = slot_getattr(slot, attnum, &isnull);
-	if (isnull)
-		return;
+	if (isnull || (set->typbyval && set->count > 0 && value == set->last))
+		return;					/* the same person as the last row: reads by key, sorted reads */
 	if (set->entries == NULL)
 		first_key(set, TupleDescAttr(slot->tts_tupleDescriptor, attnum - 1));
 	if (set->typlen == -1 && (VARATT_IS_EXTERNAL(DatumGetPointer(value)) ||
@@ -149,6 +149,8 @@ crm_gdpr_subject_set_add(SubjectSet *set, TupleTableSlot *slot, AttrNumber attnu
 				grow(set);
 		}
 	}
+	if (set->typbyval)
+		set->last = value;
 	if (detoasted)
 		pfree(detoasted);
 }
