@@ -345,14 +345,18 @@ crm_gdpr_log_queue_free(int k)
 		pg_atomic_write_u32(&crm_gdpr_queue->states[k + i], SLOT_FREE);
 }
 
-/* Records in the queue now: written or being written, not yet taken. */
+/* Records in the queue now: written or being written, not yet taken (a record's later slots aside). */
 static int
 queued_now(void)
 {
 	int			n = 0;
 
 	for (int k = 0; k < crm_gdpr_queue->capacity; k++)
-		n += pg_atomic_read_u32(&crm_gdpr_queue->states[k]) != SLOT_FREE;
+	{
+		uint32		state = pg_atomic_read_u32(&crm_gdpr_queue->states[k]);
+
+		n += state != SLOT_FREE && state != SLOT_PART;
+	}
 	return n;
 }
 

@@ -3,7 +3,7 @@
 -- "subjects_truncated", and access_history's "may include you" rows), with a
 -- backend's memory that does not grow with the rows read (issue 24.2).
 BEGIN;
-SELECT plan(22);
+SELECT plan(24);
 
 \set QUIET on
 SET client_min_messages = warning;
@@ -80,6 +80,15 @@ SELECT is((SELECT count(*) FROM generate_series(:c1, :c1 + 149) i, gdpr.access_h
 SELECT ok(NOT EXISTS (SELECT FROM gdpr.access_history((:c1 + 139)::text) h
                        WHERE h.may_include_you AND h.tbl NOT IN (SELECT t.tbl FROM gdpr._subject_tree('crm.contacts') t)),
           '"may include you" rows are reads of his tables only');
+-- A thousand people named: their record spans several slots of the queue.
+SET crm_gdpr.log_subjects_max = 1000;
+SELECT count(email) FROM crm.contacts WHERE id BETWEEN :c1 AND :c1 + 999 \g /dev/null
+SELECT is((SELECT ARRAY[row_count, cardinality(subject_refs), subjects, (detail IS NULL)::int] FROM pg_temp.last_read()),
+          ARRAY[1000, 1000, 1000, 1]::bigint[], 'with log_subjects_max = 1000, a read of 1000 people names them all');
+SELECT is((SELECT count(*) FROM (SELECT unnest(subject_refs) FROM pg_temp.last_read()
+                                 INTERSECT SELECT unnest(pg_temp.refs(:c1, :c1 + 999))) x),
+          1000::bigint, 'each of them');
+SET crm_gdpr.log_subjects_max = 100;
 -- The same for a write: the first hundred named, subjects NULL, and the
 -- others find it as "may include you".
 UPDATE crm.contacts SET city = city || ' ' WHERE id BETWEEN :c1 AND :c1 + 149;
