@@ -249,6 +249,23 @@ scan_key(Scan *scan, const RelInfo *info, AttrNumber *attnum)
 	return KEY_UNKNOWN;
 }
 
+/*
+ * Below a Gather, parallel workers read rows too, which are neither counted
+ * nor named here: the subjects of the tables scanned there are incomplete.
+ */
+static bool
+mark_parallel_reads(PlanState *node, void *context)
+{
+	QueryReads *reads = (QueryReads *) context;
+	int			rel;
+
+	if (node == NULL)
+		return false;
+	if (is_relation_scan(node->plan) && (rel = scanned_read(reads, (Scan *) node->plan, node->state)) >= 0)
+		reads->rels[rel].subjects.truncated = true;
+	return planstate_tree_walker(node, mark_parallel_reads, context);
+}
+
 static bool
 find_counted_nodes(PlanState *node, void *context)
 {
@@ -275,11 +292,7 @@ find_counted_nodes(PlanState *node, void *context)
 		key = scan_key((Scan *) plan, info, &key_attnum);
 	}
 	else if (IsA(plan, Gather) || IsA(plan, GatherMerge))
-	{
-		/* Parallel workers' rows are neither counted nor named here. */
-		for (int i = 0; i < reads->nrels; i++)
-			reads->rels[i].subjects.truncated = true;
-	}
+		planstate_tree_walker(node, mark_parallel_reads, context);
 	if (rel >= 0)
 		count_node(reads, node, rel, key, key_attnum, info);
 	return planstate_tree_walker(node, find_counted_nodes, context);

@@ -3,7 +3,7 @@
 -- "subjects_truncated", and access_history's "may include you" rows), with a
 -- backend's memory that does not grow with the rows read (issue 24.2).
 BEGIN;
-SELECT plan(24);
+SELECT plan(26);
 
 \set QUIET on
 SET client_min_messages = warning;
@@ -105,6 +105,24 @@ SET crm_gdpr.log_subjects_max = 0;
 SELECT email FROM crm.contacts WHERE id = :c20 \g /dev/null
 SELECT is((pg_temp.last_read()).detail, '{"subjects_truncated": true}'::jsonb,
           'log_subjects_max = 0 names nobody, and says so');
+SET crm_gdpr.log_subjects_max = 100;
+
+---------------------------------------------- parallel plans
+-- The workers' rows are neither counted nor named by the leader: the read
+-- says its subjects are incomplete, however few they are.
+SET crm_gdpr.log_subjects_max = 10000;
+SET parallel_setup_cost = 0;
+SET parallel_tuple_cost = 0;
+SET min_parallel_table_scan_size = 0;
+SET max_parallel_workers_per_gather = 2;
+SELECT ok(pg_temp.plan_of('SELECT count(email) FROM crm.contacts') LIKE '%Gather%', 'a parallel plan');
+SELECT count(email) FROM crm.contacts \g /dev/null
+SELECT is((pg_temp.last_read()).detail, '{"subjects_truncated": true}'::jsonb,
+          'a parallel read says its subjects are incomplete');
+RESET parallel_setup_cost;
+RESET parallel_tuple_cost;
+RESET min_parallel_table_scan_size;
+RESET max_parallel_workers_per_gather;
 SET crm_gdpr.log_subjects_max = 100;
 
 ---------------------------------------------- linked tables (issue 20)
