@@ -26,8 +26,16 @@ extern void crm_gdpr_log_refs_forget(void);
 
 /* The read queue's records (log_queue.c) and their limits. */
 #define LOG_RECORD_COLUMNS 256
-#define LOG_RECORD_SUBJECTS 8
-#define LOG_RECORD_SUBJECT_LEN 40
+/*
+ * A subject's key is cut to LOG_RECORD_SUBJECT_LEN - 1 bytes (as a write's).
+ * A record's subjects take what room they need: up to LOG_RECORD_SUBJECT_BYTES
+ * in all (a record then spans several queue slots, log_queue.c); a read
+ * naming more is recorded with the first that fit and "subjects_truncated".
+ */
+#define LOG_RECORD_SUBJECT_LEN NAMEDATALEN
+#define LOG_RECORD_SUBJECT_BYTES (14 * 1024)
+/* What one queue slot holds of subjects (as many as fit in it, beyond: more slots). */
+#define LOG_SLOT_SUBJECT_BYTES 320
 /* Identical reads, and identical write statements, folded into one log row at most. */
 #define LOG_FOLD_MAX 100
 /*
@@ -52,11 +60,11 @@ typedef struct LogRecord
 	const char *purpose;		/* NAMEDATALEN - 1 */
 	const char *detail;			/* a JSON object of 127 bytes at most, or "" */
 	const char *columns;		/* LOG_RECORD_COLUMNS - 1 */
-	const char *subjects[LOG_RECORD_SUBJECTS];	/* LOG_RECORD_SUBJECT_LEN - 1 each */
+	const char *const *subjects;	/* nsubjects of them, LOG_RECORD_SUBJECT_LEN - 1 each */
 } LogRecord;
 
-#define LOG_RECORD_STRINGS (12 + 4 * NAMEDATALEN + 48 + 128 + LOG_RECORD_COLUMNS + \
-							LOG_RECORD_SUBJECTS * LOG_RECORD_SUBJECT_LEN)
+/* The strings of one queue slot: a record with more subjects takes the next slots too. */
+#define LOG_RECORD_STRINGS (12 + 4 * NAMEDATALEN + 48 + 128 + LOG_RECORD_COLUMNS + LOG_SLOT_SUBJECT_BYTES)
 
 /* log_queue.c: the shared-memory queue of reads */
 extern void crm_gdpr_log_queue_init(bool preloading);

@@ -145,8 +145,9 @@ define_read_settings(void)
 							   "Whole months older than that are dropped by the log writer.",
 							   &crm_gdpr_access_log_keep, "1 year", PGC_SUSET, 0, check_interval, NULL, NULL);
 	DefineCustomIntVariable("crm_gdpr.log_subjects_max",
-							"Subjects a log row names at most (the rest are counted as rows only).",
-							NULL, &crm_gdpr_log_subjects_max, 100, 0, 10000, PGC_SUSET, 0, NULL, NULL, NULL);
+							"Subjects a statement's log row names at most, per table.",
+							"A read or write that touches more names the first ones and is marked (subjects_truncated, or subjects NULL for a write); access_history lists it as \"may include you\" to the others.",
+							&crm_gdpr_log_subjects_max, 100, 0, 10000, PGC_SUSET, 0, NULL, NULL, NULL);
 }
 
 static void

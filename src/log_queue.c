@@ -149,6 +149,30 @@ next_string(const char *from)
 	return from + strlen(from) + 1;
 }
 
+/* The bytes s takes in a record, cut to size - 1 as put_string cuts it. */
+static int
+string_bytes(const char *s, int size)
+{
+	return strnlen(s, size - 1) + 1;
+}
+
+/* The slots a record takes: one, or more for many subjects. */
+static int
+slots_needed(const LogRecord *rec)
+{
+	Size		length = string_bytes(rec->operation, 12) + string_bytes(rec->role, NAMEDATALEN) +
+		string_bytes(rec->session_role, NAMEDATALEN) + string_bytes(rec->appname, NAMEDATALEN) +
+		string_bytes(rec->client, 48) + string_bytes(rec->purpose, NAMEDATALEN) +
+		(strlen(rec->detail) < 128 ? strlen(rec->detail) + 1 : 1) +
+		string_bytes(rec->columns, LOG_RECORD_COLUMNS);
+
+	for (int i = 0; i < rec->nsubjects; i++)
+		length += string_bytes(rec->subjects[i], LOG_RECORD_SUBJECT_LEN);
+	length = MAXALIGN(offsetof(PackedRecord, strings) + length);
+	return (length + sizeof(PackedRecord) - 1) / sizeof(PackedRecord);
+}
+
+/* Into to, and on into the slots after it when slots_needed() said so. */
 static void
 pack_record(PackedRecord *to, const LogRecord *from)
 {
@@ -239,31 +263,100 @@ claim_slot(void)
 	return -1;
 }
 
+/*
+ * n consecutive free slots for a record with many subjects, marked as being
+ * written, or -1.  Claimed apart from the backend's chunk, with one atomic
+ * increment of head; a run that would go round the end of the ring, or
+ * that meets a slot still taken, is given up (its slots count as abandoned)
+ * and tried once more.  The slots past the first count as abandoned too: one
+ * record is written for them.
+ */
+static int
+claim_run(int n)
+{
+	for (int attempt = 0; attempt < 2; attempt++)
+	{
+		int			k = pg_atomic_fetch_add_u64(&crm_gdpr_queue->head, n) % crm_gdpr_queue->capacity;
+		int			got = 0;
+
+		if (k + n <= crm_gdpr_queue->capacity)
+		{
+			for (; got < n; got++)
+			{
+				uint32		expected = SLOT_FREE;
+
+				if (!pg_atomic_compare_exchange_u32(&crm_gdpr_queue->states[k + got], &expected, SLOT_WRITING))
+					break;
+			}
+			if (got == n)
+			{
+				pg_atomic_fetch_add_u64(&crm_gdpr_queue->abandoned, n - 1);
+				return k;
+			}
+			for (int i = 0; i < got; i++)
+				pg_atomic_write_u32(&crm_gdpr_queue->states[k + i], SLOT_FREE);
+		}
+		pg_atomic_fetch_add_u64(&crm_gdpr_queue->abandoned, n);
+	}
+	return -1;
+}
+
+/* Room in this database's share for n slots; false: dropped and counted. */
+static bool
+take_room(int n)
+{
+	for (int i = 0; i < n; i++)
+		if (!crm_gdpr_log_share_take())
+		{
+			crm_gdpr_log_share_untake(i);
+			return false;
+		}
+	return true;
+}
+
 void
 crm_gdpr_log_enqueue(const LogRecord *rec)
 {
+	int			n = slots_needed(rec);
 	int			k;
 
-	if (crm_gdpr_queue == NULL || !crm_gdpr_log_share_take())
+	if (crm_gdpr_queue == NULL || n > MAX_RECORD_SLOTS || n > crm_gdpr_queue->capacity / 4 || !take_room(n))
 		return;
-	if ((k = claim_slot()) < 0)
+	if ((k = (n == 1 ? claim_slot() : claim_run(n))) < 0)
 	{
+		crm_gdpr_log_share_untake(n - 1);
 		crm_gdpr_log_share_lost();
 		return;
 	}
 	pack_record(&crm_gdpr_queue->records[k], rec);
 	pg_write_barrier();
+	for (int i = 1; i < n; i++)
+		pg_atomic_write_u32(&crm_gdpr_queue->states[k + i], SLOT_PART);
 	pg_atomic_write_u32(&crm_gdpr_queue->states[k], SLOT_READY);
 }
 
-/* Records in the queue now: written or being written, not yet taken. */
+/* Free the slots of the record in slot k: its first and the parts after it. */
+void
+crm_gdpr_log_queue_free(int k)
+{
+	int			n = PACKED_SLOTS(&crm_gdpr_queue->records[k]);
+
+	for (int i = n - 1; i >= 0; i--)
+		pg_atomic_write_u32(&crm_gdpr_queue->states[k + i], SLOT_FREE);
+}
+
+/* Records in the queue now: written or being written, not yet taken (a record's later slots aside). */
 static int
 queued_now(void)
 {
 	int			n = 0;
 
 	for (int k = 0; k < crm_gdpr_queue->capacity; k++)
-		n += pg_atomic_read_u32(&crm_gdpr_queue->states[k]) != SLOT_FREE;
+	{
+		uint32		state = pg_atomic_read_u32(&crm_gdpr_queue->states[k]);
+
+		n += state != SLOT_FREE && state != SLOT_PART;
+	}
 	return n;
 }
 
@@ -290,7 +383,7 @@ crm_gdpr_log_queue_discard(Oid dboid)
 		if (pg_atomic_read_u32(&crm_gdpr_queue->states[k]) == SLOT_READY &&
 			PACKED_FIELDS(&crm_gdpr_queue->records[k])->dbid == dboid)
 		{
-			pg_atomic_write_u32(&crm_gdpr_queue->states[k], SLOT_FREE);
+			crm_gdpr_log_queue_free(k);
 			n++;
 		}
 	pg_atomic_fetch_add_u64(&crm_gdpr_queue->dropped, n);

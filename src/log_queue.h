@@ -15,6 +15,7 @@
 #define SLOT_FREE 0
 #define SLOT_WRITING 1
 #define SLOT_READY 2
+#define SLOT_PART 3				/* the second and later slots of a record that spans several */
 
 /*
  * A record as it waits in the queue: its numbers, then its strings one after
@@ -35,6 +36,13 @@ typedef struct PackedRecord
 } PackedRecord;
 
 #define PACKED_SIZE(packed) MAXALIGN(offsetof(PackedRecord, strings) + (packed)->length)
+/*
+ * A record whose subjects do not fit in one slot runs on into the next
+ * slots of the ring (never round its end): its strings go on past the first
+ * slot's, the other slots are marked SLOT_PART and freed with the first.
+ */
+#define PACKED_SLOTS(packed) ((int) ((PACKED_SIZE(packed) + sizeof(PackedRecord) - 1) / sizeof(PackedRecord)))
+#define MAX_RECORD_SLOTS 16
 #define PACKED_FIELDS(packed) ((const LogRecord *) (packed)->head)
 
 typedef struct LogQueue
@@ -66,11 +74,13 @@ typedef struct LogQueue
 extern LogQueue *crm_gdpr_queue;
 
 extern void crm_gdpr_unpack_record(LogRecord *to, const PackedRecord *from);
+extern void crm_gdpr_log_queue_free(int k);
 
 /* log_queue_share.c: each database's share, the per-backend bound, the full-queue policy, drops */
 extern Size crm_gdpr_log_share_bytes(void);
 extern void crm_gdpr_log_share_init(void *at, bool fresh);
 extern bool crm_gdpr_log_share_take(void);
+extern void crm_gdpr_log_share_untake(int n);
 extern void crm_gdpr_log_share_lost(void);
 extern void crm_gdpr_log_share_taken(int n);
 extern void crm_gdpr_log_share_set_writer(Latch *latch);

@@ -261,6 +261,13 @@ crm_gdpr_log_share_take(void)
 	return true;
 }
 
+/* Room taken for the slots of a record that did not get them all: back to this backend's credits. */
+void
+crm_gdpr_log_share_untake(int n)
+{
+	credits += n;
+}
+
 /* A record that got room but no slot (the ring is full): its room back, counted as dropped. */
 void
 crm_gdpr_log_share_lost(void)

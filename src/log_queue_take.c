@@ -297,10 +297,11 @@ reserve_bytes(Size size)
 
 /*
  * Copy the ready records of this database, from the oldest claimed slot on,
- * end to end into bufs.copy.  Returns how many; bufs.taken points to them.
+ * end to end into bufs.copy.  Returns how many; bufs.taken points to them;
+ * *nslots says how many slots they took.
  */
 static int
-copy_ready(void)
+copy_ready(int *nslots)
 {
 	Size		used = 0;
 	int			first = pg_atomic_read_u64(&crm_gdpr_queue->head) % crm_gdpr_queue->capacity;
@@ -317,7 +318,7 @@ copy_ready(void)
 		if (PACKED_FIELDS(r)->dbid != MyDatabaseId)
 			continue;
 		reserve_records(n + 1);
-		reserve_bytes(used + sizeof(PackedRecord));
+		reserve_bytes(used + PACKED_SIZE(r));
 		memcpy(bufs.copy + used, r, PACKED_SIZE(r));
 		bufs.slots[n++] = k;
 		/* An offset for now: copy may still move. */
@@ -326,8 +327,12 @@ copy_ready(void)
 	}
 	/* The copies are done before any slot is handed back: one barrier for all. */
 	pg_memory_barrier();
+	*nslots = 0;
 	for (int i = 0; i < n; i++)
-		pg_atomic_write_u32(&crm_gdpr_queue->states[bufs.slots[i]], SLOT_FREE);
+	{
+		*nslots += PACKED_SLOTS(&crm_gdpr_queue->records[bufs.slots[i]]);
+		crm_gdpr_log_queue_free(bufs.slots[i]);
+	}
 	crm_gdpr_log_taken(n);		/* written when the taking transaction commits: log_losses.c */
 	for (int i = 0; i < n; i++)
 		bufs.taken[i] = (const PackedRecord *) (bufs.copy + (Size) bufs.taken[i]);
@@ -342,15 +347,16 @@ gdpr_log_queue_take(PG_FUNCTION_ARGS)
 	ReturnSetInfo *rsinfo = (ReturnSetInfo *) fcinfo->resultinfo;
 	LogRecord  *scratch;
 	int			n;
+	int			nslots;
 	int			nfolds;
 
 	InitMaterializedSRF(fcinfo, 0);
 	if (crm_gdpr_queue == NULL)
 		return (Datum) 0;
 	LWLockAcquire(crm_gdpr_queue->lock, LW_EXCLUSIVE);
-	n = copy_ready();
+	n = copy_ready(&nslots);
 	LWLockRelease(crm_gdpr_queue->lock);
-	crm_gdpr_log_share_taken(n);
+	crm_gdpr_log_share_taken(nslots);
 	nfolds = fold_records(bufs.taken, n, bufs.folds);
 	scratch = palloc(sizeof(LogRecord));
 	for (int i = 0; i < nfolds; i++)

@@ -128,6 +128,7 @@ crm_gdpr_fill_log_record_as(LogRecord *rec, const char *operation, Oid relid, co
 	rec->relid = relid;
 	rec->pid = MyProcPid;
 	rec->nsubjects = 0;
+	rec->subjects = NULL;
 	rec->rows = 0;
 	rec->query_id = pgstat_get_my_query_id();
 	rec->operation = operation;
@@ -206,7 +207,7 @@ crm_gdpr_send_log_record(const LogRecord *rec)
 
 void
 crm_gdpr_record_read(const char *operation, Oid relid, const char *columns, int64 rows,
-					 int nsubjects, char subjects[][LOG_RECORD_SUBJECT_LEN], const char *refused)
+					 int nsubjects, const char *const *subjects, const char *refused)
 {
 	char	   *detail = NULL;
 
@@ -228,7 +229,7 @@ crm_gdpr_record_read(const char *operation, Oid relid, const char *columns, int6
 void
 crm_gdpr_record_read_as(const char *role, const char *session_role, const char *operation, Oid relid,
 						const char *columns, int64 rows, int nsubjects,
-						char subjects[][LOG_RECORD_SUBJECT_LEN], const char *detail)
+						const char *const *subjects, const char *detail)
 {
 	LogRecord	rec;
 
@@ -236,8 +237,7 @@ crm_gdpr_record_read_as(const char *role, const char *session_role, const char *
 	rec.rows = rows;
 	rec.columns = columns;
 	rec.nsubjects = nsubjects;
-	for (int i = 0; i < nsubjects; i++)
-		rec.subjects[i] = subjects[i];
+	rec.subjects = subjects;
 	if (detail)
 		rec.detail = detail;
 	crm_gdpr_send_log_record(&rec);
@@ -265,10 +265,18 @@ gdpr_log_enqueue(PG_FUNCTION_ARGS)
 		bool	   *nulls;
 		int			n;
 
+		const char **subjects;
+		int			bytes = 0;
+
 		deconstruct_array(ids, TEXTOID, -1, false, TYPALIGN_INT, &items, &nulls, &n);
-		for (int i = 0; i < n && rec.nsubjects < LOG_RECORD_SUBJECTS; i++)
+		subjects = palloc(sizeof(char *) * Max(n, 1));
+		for (int i = 0; i < n && bytes < LOG_RECORD_SUBJECT_BYTES; i++)
 			if (!nulls[i])
-				rec.subjects[rec.nsubjects++] = TextDatumGetCString(items[i]);
+			{
+				subjects[rec.nsubjects] = TextDatumGetCString(items[i]);
+				bytes += strlen(subjects[rec.nsubjects++]) + 1;
+			}
+		rec.subjects = subjects;
 	}
 	rec.rows = PG_ARGISNULL(3) ? 0 : PG_GETARG_INT64(3);
 	if (!PG_ARGISNULL(4))

@@ -11,10 +11,11 @@
  * the reader.  COPY table TO is seen in the utility hook.  The hot path for
  * a query that reads no registered table is a cache lookup per relation.
  *
- * The records carry, when the query returns it, the subject key column of
- * the table read (at most LOG_RECORD_SUBJECTS values per query): that is how
- * gdpr.access_history() finds who read one person's row.  A destination
- * wrapper collects them; read_count.c enforces crm_gdpr.max_rows_per_query.
+ * The records carry the subject keys of the rows read (read_count.c takes
+ * them from the scans, read_subject_set.c keeps up to
+ * crm_gdpr.log_subjects_max of them per table): that is how
+ * gdpr.access_history() finds who read one person's row.  read_count.c
+ * also enforces crm_gdpr.max_rows_per_query.
  *
  * Left out, as pgaudit learned: parallel workers (the leader logs the query),
  * the extension's own queries (inside its SECURITY DEFINER functions and
@@ -210,16 +211,6 @@ crm_gdpr_ExecutorStart(QueryDesc *query, int eflags)
 static void
 crm_gdpr_ExecutorRun(EXECUTOR_RUN_PARAMS)
 {
-	QueryReads *reads = reads_of(query);
-	DestReceiver *volatile unwrapped = NULL;
-
-	/* Portals set the destination before each run: wrap it for this run. */
-	if (reads && crm_gdpr_needs_wrapper(reads) && query->dest != &reads->wrapper)
-	{
-		reads->inner = query->dest;
-		unwrapped = query->dest;
-		query->dest = &reads->wrapper;
-	}
 	exec_nesting++;
 	PG_TRY();
 	{
@@ -231,8 +222,6 @@ crm_gdpr_ExecutorRun(EXECUTOR_RUN_PARAMS)
 	PG_FINALLY();
 	{
 		exec_nesting--;
-		if (unwrapped)
-			query->dest = unwrapped;
 	}
 	PG_END_TRY();
 }

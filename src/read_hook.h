@@ -1,16 +1,47 @@
 /*
  * read_hook.h — what the read hooks' files share: the registered tables a
  * query reads (read_subjects.c finds them and their subjects), the relation
- * cache (rel_cache.c), and the hooks themselves (read_hook.c).
+ * cache (rel_cache.c), the rows read and their subjects (read_count.c,
+ * read_subject_set.c), and the hooks themselves (read_hook.c).
  */
 #ifndef CRM_GDPR_READ_HOOK_H
 #define CRM_GDPR_READ_HOOK_H
 
 #include "executor/execdesc.h"
+#include "fmgr.h"
 #include "nodes/execnodes.h"
 #include "utils/relcache.h"
 
 #include "access_log.h"
+
+/*
+ * The distinct subject keys of the rows a query read from one table
+ * (read_subject_set.c): an open-addressing set of at most
+ * crm_gdpr.log_subjects_max keys, allocated at its first key and grown by
+ * doubling, one copy per distinct key (none for a key passed by value) and
+ * its text, nothing per row.
+ */
+typedef struct SubjectKey
+{
+	Datum		value;			/* the key (a copy), valid when used */
+	char	   *text;			/* put out once */
+	uint32		hash;
+	bool		used;
+} SubjectKey;
+
+typedef struct SubjectSet
+{
+	int			max;			/* crm_gdpr.log_subjects_max when the query started */
+	int			count;
+	bool		truncated;		/* more subjects than max, or rows whose key could not be read */
+	int16		typlen;			/* the key's type, from its first row */
+	bool		typbyval;
+	FmgrInfo	output;			/* the key type's output function */
+	Datum		last;			/* the last key met (passed by value), once count > 0 */
+	uint32		mask;			/* entries: mask + 1 of them, at most half used */
+	SubjectKey *entries;
+	MemoryContext cxt;			/* the query's */
+} SubjectSet;
 
 /* One registered table a query reads. */
 typedef struct ReadRel
@@ -18,14 +49,35 @@ typedef struct ReadRel
 	Oid			relid;
 	Oid			registered_as;	/* RelInfo.registered_as */
 	Index		rti;			/* its range table index */
-	AttrNumber	subject_attnum; /* its subject key column, or 0 */
-	AttrNumber	subject_resno;	/* result column with its subject key, or 0 */
 	bool		returning;		/* read by UPDATE/DELETE ... RETURNING */
 	int64		rows;			/* rows read from it so far (read_count.c) */
-	int			nsubjects;
+	SubjectSet	subjects;
 	char		columns[LOG_RECORD_COLUMNS];
-	char		subjects[LOG_RECORD_SUBJECTS][LOG_RECORD_SUBJECT_LEN];
 } ReadRel;
+
+/*
+ * A link of a table whose row carries its subject's key (rel_links.c):
+ * column key_attnum, for the rows whose type column holds type_value (a
+ * polymorphic link) or every row.
+ */
+#define MAX_READ_LINKS 4
+typedef struct SubjectLink
+{
+	AttrNumber	key_attnum;
+	AttrNumber	type_attnum;	/* 0: every row */
+	int			type_len;
+	char		type_value[NAMEDATALEN];
+} SubjectLink;
+
+/* Where a counted node's rows have their subject key. */
+typedef enum KeySource
+{
+	KEY_NONE,					/* the table has no subject key column: nobody is named */
+	KEY_UNKNOWN,				/* it has one, but this node's rows do not carry it */
+	KEY_SCAN,					/* the node's scan tuple, column key_attnum */
+	KEY_LINKS,					/* the node's scan tuple, the columns of its links */
+	KEY_RETURNING				/* the row UPDATE/DELETE ... RETURNING returned (its result relation's) */
+} KeySource;
 
 /* A plan node whose rows are counted as rows read from one ReadRel. */
 typedef struct CountedNode
@@ -33,13 +85,16 @@ typedef struct CountedNode
 	PlanState  *node;
 	ExecProcNodeMtd real;		/* its own ExecProcNode */
 	int			rel;			/* index in QueryReads.rels */
+	KeySource	key;
+	AttrNumber	key_attnum;		/* KEY_SCAN: in the scan tuple */
+	int			nlinks;			/* KEY_LINKS: the table's links (a copy) */
+	SubjectLink *links;
+	bool		links_indirect; /* RelInfo.links_indirect */
 } CountedNode;
 
 /* What one running query reads; lives in its executor memory. */
 typedef struct QueryReads
 {
-	DestReceiver wrapper;		/* first: the executor calls it as a DestReceiver */
-	DestReceiver *inner;
 	QueryDesc  *query;
 	EState	   *estate;
 	struct QueryReads *next;
@@ -61,17 +116,26 @@ typedef struct RelInfo
 	bool		registered;
 	Oid			registered_as;	/* the registered table it is, or is a partition or child of */
 	AttrNumber	subject_attnum; /* 0 when unknown */
+	int			nlinks;			/* when subject_attnum is 0: the links whose column names the subject */
+	bool		links_partial;	/* some such link cannot be followed by the read hook */
+	bool		links_indirect; /* some link goes through another table: a row no link names may be someone's */
+	SubjectLink links[MAX_READ_LINKS];
 } RelInfo;
 
 extern const RelInfo *crm_gdpr_rel_info(Oid relid);
+extern void crm_gdpr_read_links(Relation rel, Oid registered_as, RelInfo *e);
 extern const char *crm_gdpr_registered_subject_column(Relation rel);
 extern void crm_gdpr_column_list(Relation rel, Bitmapset *selected, char *out);
 extern void crm_gdpr_cached_column_list(Oid relid, Bitmapset *selected, char *out);
 
-/* read_subjects.c: the registered tables and subjects of a query, the result wrapper */
+/* read_subjects.c: the registered tables a query reads, their records */
 extern QueryReads *crm_gdpr_find_reads(QueryDesc *query);
-extern bool crm_gdpr_needs_wrapper(QueryReads *reads);
 extern void crm_gdpr_record_query(QueryReads *reads, const char *detail);
+
+/* read_subject_set.c: the subjects of the rows read */
+extern void crm_gdpr_subject_set_init(SubjectSet *set, MemoryContext cxt);
+extern void crm_gdpr_subject_set_add(SubjectSet *set, TupleTableSlot *slot, AttrNumber attnum);
+extern int	crm_gdpr_subject_set_texts(SubjectSet *set, const char **out);
 
 /* read_count.c: rows read from registered tables, the row guard */
 extern void crm_gdpr_count_reads(QueryReads *reads, PlanState *planstate);
@@ -81,9 +145,9 @@ extern QueryReads *crm_gdpr_running_reads(void);
 
 /* log_record.c: one read's record, to the queue or (on a standby) the server log */
 extern void crm_gdpr_record_read(const char *operation, Oid relid, const char *columns, int64 rows,
-								 int nsubjects, char subjects[][LOG_RECORD_SUBJECT_LEN], const char *refused);
+								 int nsubjects, const char *const *subjects, const char *refused);
 extern void crm_gdpr_record_read_as(const char *role, const char *session_role, const char *operation, Oid relid,
 									const char *columns, int64 rows, int nsubjects,
-									char subjects[][LOG_RECORD_SUBJECT_LEN], const char *detail);
+									const char *const *subjects, const char *detail);
 
 #endif							/* CRM_GDPR_READ_HOOK_H */

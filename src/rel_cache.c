@@ -269,6 +269,11 @@ crm_gdpr_rel_info(Oid relid)
 	e->relid = relid;
 	e->registered = subject_column != NULL;
 	e->subject_attnum = subject_column && subject_column[0] ? attnameAttNum(rel, subject_column, false) : 0;
+	e->nlinks = 0;
+	e->links_partial = false;
+	e->links_indirect = false;
+	if (e->registered && e->subject_attnum <= 0)
+		crm_gdpr_read_links(rel, e->registered_as, e);
 	RelationClose(rel);
 	return e;
 }

@@ -1,0 +1,183 @@
+/*
+ * read_subject_set.c — the subjects of a read: the distinct subject keys of
+ * the rows it read from one registered table.
+ *
+ * read_count.c hands every row a scan of a registered table passes on to
+ * crm_gdpr_subject_set_add(): whatever the query's conditions look like,
+ * the subjects are those of the rows actually read.  Per row this is a
+ * slot_getattr() of the key column and a probe of an open-addressing set
+ * that holds at most crm_gdpr.log_subjects_max keys: no allocation, no
+ * output function (the set grows, by doubling, with the distinct keys).  A new key is copied (when it is not passed by value)
+ * and put out as text once; a key past the maximum marks the set truncated,
+ * after which rows are only counted.  A 20 M row read naming one person thus
+ * costs one key, where a text per row made it 486 MB (issue 24.2).
+ */
+#include "postgres.h"
+
+#include "common/hashfn.h"
+#include "fmgr.h"
+#include "utils/datum.h"
+#include "utils/lsyscache.h"
+#include "utils/memutils.h"
+
+#include "read_hook.h"
+#include "settings.h"
+
+void
+crm_gdpr_subject_set_init(SubjectSet *set, MemoryContext cxt)
+{
+	memset(set, 0, sizeof(SubjectSet));
+	set->max = crm_gdpr_log_subjects_max;
+	set->cxt = cxt;
+}
+
+/*
+ * At the first key: its type, and a small table (a read by key names one
+ * person), grown as keys come (kept at most half full) up to twice the
+ * maximum.
+ */
+static void
+first_key(SubjectSet *set, Form_pg_attribute att)
+{
+	Oid			typoutput;
+	bool		varlena;
+
+	getTypeOutputInfo(att->atttypid, &typoutput, &varlena);
+	fmgr_info_cxt(typoutput, &set->output, set->cxt);
+	set->typlen = att->attlen;
+	set->typbyval = att->attbyval;
+	set->entries = MemoryContextAllocZero(set->cxt, sizeof(SubjectKey) * 16);
+	set->mask = 15;
+}
+
+/* Twice the room, the keys moved over (a key's place depends on the size). */
+static void
+grow(SubjectSet *set)
+{
+	SubjectKey *old = set->entries;
+	uint32		old_size = set->mask + 1;
+
+	set->mask = 2 * old_size - 1;
+	set->entries = MemoryContextAllocZero(set->cxt, sizeof(SubjectKey) * (set->mask + 1));
+	for (uint32 i = 0; i < old_size; i++)
+	{
+		uint32		k;
+
+		if (!old[i].used)
+			continue;
+		for (k = old[i].hash & set->mask; set->entries[k].used; k = (k + 1) & set->mask)
+			;
+		set->entries[k] = old[i];
+	}
+	pfree(old);
+}
+
+static uint32
+key_hash(const SubjectSet *set, Datum value)
+{
+	if (set->typbyval)
+		return murmurhash32((uint32) value ^ (uint32) (((uint64) value) >> 32));
+	if (set->typlen > 0)
+		return hash_bytes((const unsigned char *) DatumGetPointer(value), set->typlen);
+	if (set->typlen == -1)
+		return hash_bytes((const unsigned char *) VARDATA_ANY(DatumGetPointer(value)),
+						  VARSIZE_ANY_EXHDR(DatumGetPointer(value)));
+	return hash_bytes((const unsigned char *) DatumGetCString(value), strlen(DatumGetCString(value)));
+}
+
+/* Same bytes (a varlena's short or long header aside). */
+static bool
+key_equal(const SubjectSet *set, Datum a, Datum b)
+{
+	if (set->typbyval)
+		return a == b;
+	if (set->typlen > 0)
+		return memcmp(DatumGetPointer(a), DatumGetPointer(b), set->typlen) == 0;
+	if (set->typlen == -1)
+		return VARSIZE_ANY_EXHDR(DatumGetPointer(a)) == VARSIZE_ANY_EXHDR(DatumGetPointer(b)) &&
+			memcmp(VARDATA_ANY(DatumGetPointer(a)), VARDATA_ANY(DatumGetPointer(b)),
+				   VARSIZE_ANY_EXHDR(DatumGetPointer(a))) == 0;
+	return strcmp(DatumGetCString(a), DatumGetCString(b)) == 0;
+}
+
+/* A new key: copied into the query's memory, and its text, once. */
+static void
+keep_key(SubjectSet *set, SubjectKey *entry, Datum value, uint32 hash)
+{
+	MemoryContext old = MemoryContextSwitchTo(set->cxt);
+
+	entry->value = datumCopy(value, set->typbyval, set->typlen);
+	entry->text = OutputFunctionCall(&set->output, entry->value);
+	entry->hash = hash;
+	entry->used = true;
+	set->count++;
+	MemoryContextSwitchTo(old);
+}
+
+/* The subject key of the row in slot (column attnum), unless the set is truncated. */
+void
+crm_gdpr_subject_set_add(SubjectSet *set, TupleTableSlot *slot, AttrNumber attnum)
+{
+	bool		isnull;
+	Datum		value;
+	struct varlena *detoasted = NULL;
+	uint32		hash;
+	uint32		i;
+
+	if (set->truncated)
+		return;
+	value = slot_getattr(slot, attnum, &isnull);
+	if (isnull || (set->typbyval && set->count > 0 && value == set->last))
+		return;					/* the same person as the last row: reads by key, sorted reads */
+	if (set->entries == NULL)
+		first_key(set, TupleDescAttr(slot->tts_tupleDescriptor, attnum - 1));
+	if (set->typlen == -1 && (VARATT_IS_EXTERNAL(DatumGetPointer(value)) ||
+							  VARATT_IS_COMPRESSED(DatumGetPointer(value))))
+		value = PointerGetDatum(detoasted = pg_detoast_datum_packed((struct varlena *) DatumGetPointer(value)));
+	hash = key_hash(set, value);
+	for (i = hash & set->mask; set->entries[i].used; i = (i + 1) & set->mask)
+		if (set->entries[i].hash == hash && key_equal(set, set->entries[i].value, value))
+			break;
+	if (!set->entries[i].used)
+	{
+		if (set->count >= set->max)
+			set->truncated = true;
+		else
+		{
+			keep_key(set, &set->entries[i], value, hash);
+			if (2 * set->count > set->mask)
+				grow(set);
+		}
+	}
+	if (set->typbyval)
+		set->last = value;
+	if (detoasted)
+		pfree(detoasted);
+}
+
+/*
+ * The keys as text into out (room for set->count), as many as
+ * LOG_RECORD_SUBJECT_BYTES hold (past that the set is marked truncated);
+ * returns how many.  Allocates nothing: it also runs while a failed query's
+ * memory is being freed.
+ */
+int
+crm_gdpr_subject_set_texts(SubjectSet *set, const char **out)
+{
+	int			n = 0;
+	Size		bytes = 0;
+
+	for (uint32 i = 0; set->entries && i <= set->mask; i++)
+	{
+		if (!set->entries[i].used)
+			continue;
+		bytes += Min(strlen(set->entries[i].text), LOG_RECORD_SUBJECT_LEN - 1) + 1;
+		if (bytes > LOG_RECORD_SUBJECT_BYTES)
+		{
+			set->truncated = true;
+			break;
+		}
+		out[n++] = set->entries[i].text;
+	}
+	return n;
+}
