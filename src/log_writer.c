@@ -45,14 +45,44 @@
 #define MAINTAIN_INTERVAL_MS (3600 * 1000L)
 
 
+/* Report the error in hand, roll its transaction back, and carry on. */
+static void
+go_on_after_error(MemoryContext caller)
+{
+	MemoryContextSwitchTo(caller);
+	EmitErrorReport();
+	FlushErrorState();
+	AbortCurrentTransaction();
+	pgstat_report_activity(STATE_IDLE, NULL);
+}
+
+/*
+ * One round in its own transaction.  A round that fails (a full disk: the
+ * log cannot be extended) is reported and rolled back, and the writer goes
+ * on: the reads it took from the queue are then counted as lost in this
+ * process (log_losses.c) and recorded in gdpr.access_log_losses by the next
+ * round that succeeds.  Exiting instead would forget that count: the reads
+ * of a failed round were in no table and no counter (test/shell/
+ * log_full_disk.sh).  FATAL and the postmaster's death still end the worker.
+ */
 static int64
 step(const char *activity, const char *sql)
 {
-	int64		result;
+	int64		result = 0;
+	MemoryContext caller = CurrentMemoryContext;
 
-	crm_gdpr_begin_step(activity);
-	result = crm_gdpr_run_int8(sql, 0, NULL, NULL);
-	crm_gdpr_end_step();
+	PG_TRY();
+	{
+		crm_gdpr_begin_step(activity);
+		result = crm_gdpr_run_int8(sql, 0, NULL, NULL);
+		crm_gdpr_end_step();
+	}
+	PG_CATCH();
+	{
+		go_on_after_error(caller);
+		result = 0;
+	}
+	PG_END_TRY();
 	return result;
 }
 
@@ -82,18 +112,27 @@ static void
 vacuum_journal(void)
 {
 	VacuumStmt *stmt = makeNode(VacuumStmt);
+	MemoryContext caller = CurrentMemoryContext;
 
 	stmt->options = list_make2(makeDefElem("truncate", (Node *) makeString("false"), -1),
 							   makeDefElem("skip_locked", (Node *) makeString("true"), -1));
 	stmt->rels = list_make1(makeVacuumRelation(makeRangeVar("gdpr", "access_log_journal", -1), InvalidOid, NIL));
 	stmt->is_vacuumcmd = true;
-	SetCurrentStatementStartTimestamp();
-	StartTransactionCommand();
-	pgstat_report_activity(STATE_RUNNING, "crm_gdpr: vacuuming the journal");
-	ExecVacuum(make_parsestate(NULL), stmt, true);
-	CommitTransactionCommand();
-	pgstat_report_stat(false);
-	pgstat_report_activity(STATE_IDLE, NULL);
+	PG_TRY();
+	{
+		SetCurrentStatementStartTimestamp();
+		StartTransactionCommand();
+		pgstat_report_activity(STATE_RUNNING, "crm_gdpr: vacuuming the journal");
+		ExecVacuum(make_parsestate(NULL), stmt, true);
+		CommitTransactionCommand();
+		pgstat_report_stat(false);
+		pgstat_report_activity(STATE_IDLE, NULL);
+	}
+	PG_CATCH();
+	{
+		go_on_after_error(caller);	/* a full disk: autovacuum will do it */
+	}
+	PG_END_TRY();
 }
 
 /*

@@ -29,6 +29,7 @@ cluster_as_owner() {
 }
 
 # cluster_start TOP [extra postgresql.conf lines...]: initdb, configure, start.
+# CLUSTER_INITDB_OPTS: more initdb options (a test that needs small WAL segments).
 cluster_start() {
   local top=$1; shift
   CLUSTER_DATA="$top/data"
@@ -39,7 +40,7 @@ cluster_start() {
   install -m 0600 test/fixtures/test_master.key test/fixtures/test_old.key "$top/keys/"
   [ "$(id -u)" -eq 0 ] && chown -R postgres: "$top"
   cluster_as_owner "$CLUSTER_BIN/initdb" -D "$CLUSTER_DATA" -U postgres -A trust \
-      --locale=C.UTF-8 -E UTF8 >"$top/initdb.log" 2>&1 \
+      --locale=C.UTF-8 -E UTF8 ${CLUSTER_INITDB_OPTS:-} >"$top/initdb.log" 2>&1 \
     || { cat "$top/initdb.log"; return 1; }
   {
     echo "listen_addresses = ''"
