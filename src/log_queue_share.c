@@ -19,7 +19,9 @@
  * back when it ends, so that idle sessions hold none.  When the share is
  * full, crm_gdpr.log_queue_full says what the read does: drop (counted),
  * wait for the log writer, or error.  Drops are counted per (database,
- * role) for gdpr.access_log_queue_drops().
+ * role) for gdpr.access_log_queue_drops(), and so are the reads that had to
+ * wait: both are the alarm of gdpr.log_queue_alarms, and a WARNING in the
+ * server log at most once a minute per (database, role).
  */
 #include "postgres.h"
 
@@ -47,14 +49,19 @@
 #define CHUNK 16
 #define DROP_ENTRIES 64
 #define WAIT_MS 10
+/* At most one WARNING per (database, role) and minute: a flood says so once, not per read. */
+#define WARN_EVERY_MS 60000
 
-/* Drops by (database, role); the last entry takes whoever does not fit. */
+/* Drops and waits by (database, role); the last entry takes whoever does not fit. */
 typedef struct DropCount
 {
 	Oid			dboid;
 	Oid			roleid;
 	int64		dropped;
 	TimestampTz last_at;
+	int64		waited;
+	TimestampTz last_wait_at;
+	TimestampTz warned_at;
 } DropCount;
 
 typedef struct DropTable
@@ -89,28 +96,63 @@ crm_gdpr_log_share_init(void *at, bool fresh)
 	}
 }
 
+/* The alarm in the server log, for whoever's reads were dropped or waited. */
 static void
-count_drop(void)
+warn_pressure(bool dropped)
+{
+	const char *db;
+	const char *role;
+
+	if (!IsTransactionState())
+		return;					/* counted all the same; no catalog to name them */
+	db = get_database_name(MyDatabaseId);
+	role = GetUserNameFromId(GetUserId(), true);
+	ereport(WARNING,
+			(errmsg("crm_gdpr: reads of role \"%s\" in database \"%s\" %s: this database's share of the read queue is full",
+					role ? role : "?", db ? db : "?", dropped ? "are dropped" : "wait for the log writer"),
+			 errdetail("This warning is given at most once a minute per database and role."),
+			 errhint("See gdpr.log_queue_alarms; raise crm_gdpr.log_queue_size, or find what floods the queue.")));
+}
+
+/* Count a dropped read (dropped) or a read that waits for room, by (database, role). */
+static void
+count_pressure(bool dropped)
 {
 	Oid			role = GetUserId();
 	DropCount  *e = NULL;
+	TimestampTz now = GetCurrentTimestamp();
+	bool		warn;
 
-	pg_atomic_fetch_add_u64(&crm_gdpr_queue->dropped, 1);
+	if (dropped)
+		pg_atomic_fetch_add_u64(&crm_gdpr_queue->dropped, 1);
 	SpinLockAcquire(&drops->mutex);
 	for (int i = 0; i < DROP_ENTRIES && e == NULL; i++)
 		if ((drops->entries[i].dboid == MyDatabaseId && drops->entries[i].roleid == role) ||
-			drops->entries[i].dropped == 0 || i == DROP_ENTRIES - 1)
+			(drops->entries[i].dropped == 0 && drops->entries[i].waited == 0) || i == DROP_ENTRIES - 1)
 			e = &drops->entries[i];
-	if (e->dropped == 0)
+	if (e->dropped == 0 && e->waited == 0)
 	{
 		e->dboid = MyDatabaseId;
 		e->roleid = role;
 	}
 	else if (e->dboid != MyDatabaseId || e->roleid != role)
 		e->dboid = e->roleid = InvalidOid;	/* the last entry: everyone else */
-	e->dropped++;
-	e->last_at = GetCurrentTimestamp();
+	if (dropped)
+	{
+		e->dropped++;
+		e->last_at = now;
+	}
+	else
+	{
+		e->waited++;
+		e->last_wait_at = now;
+	}
+	warn = TimestampDifferenceExceeds(e->warned_at, now, WARN_EVERY_MS);
+	if (warn)
+		e->warned_at = now;
 	SpinLockRelease(&drops->mutex);
+	if (warn)
+		warn_pressure(dropped);
 }
 
 /*
@@ -217,6 +259,8 @@ queue_full_error(void)
 static bool
 have_room(bool before_read)
 {
+	bool		waited = false;
+
 	for (;;)
 	{
 		DbSlot	   *slot;
@@ -232,6 +276,9 @@ have_room(bool before_read)
 		if (crm_gdpr_log_queue_full == LOG_QUEUE_FULL_ERROR || slot->writer_pid == 0 || !crm_gdpr_enable_log_writer)
 			queue_full_error();
 		/* wait: the log writer is woken, and the room comes back with its next take. */
+		if (!waited)
+			count_pressure(false);	/* once per read that waits */
+		waited = true;
 		if (slot->writer_latch)
 			SetLatch(slot->writer_latch);
 		(void) WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH, WAIT_MS, PG_WAIT_EXTENSION);
@@ -239,7 +286,7 @@ have_room(bool before_read)
 		CHECK_FOR_INTERRUPTS();
 	}
 	if (!before_read)
-		count_drop();
+		count_pressure(true);
 	return false;
 }
 
@@ -275,7 +322,7 @@ crm_gdpr_log_share_lost(void)
 	if (credit_slot && credit_slot->dboid == MyDatabaseId)
 		pg_atomic_fetch_sub_u64(&credit_slot->queued, 1);
 	used_since_take--;
-	count_drop();
+	count_pressure(true);
 }
 
 /* The log writer took n records of this database: their room is free again. */
@@ -314,6 +361,28 @@ crm_gdpr_log_share_busy(void)
 	return (int64) pg_atomic_read_u64(&slot->queued) >= share / 4;
 }
 
+/* A copy of the counts, taken under the lock. */
+static void
+copy_counts(DropCount *copy)
+{
+	SpinLockAcquire(&drops->mutex);
+	memcpy(copy, drops->entries, sizeof(DropCount) * DROP_ENTRIES);
+	SpinLockRelease(&drops->mutex);
+}
+
+/* The (database, role) columns of an entry: NULL for the catch-all last one. */
+static void
+put_names(const DropCount *e, Datum *v, bool *n)
+{
+	char	   *db = OidIsValid(e->dboid) ? get_database_name(e->dboid) : NULL;
+	char	   *role = OidIsValid(e->roleid) ? GetUserNameFromId(e->roleid, true) : NULL;
+
+	v[0] = db ? CStringGetTextDatum(db) : (Datum) 0;
+	n[0] = db == NULL;
+	v[1] = role ? CStringGetTextDatum(role) : (Datum) 0;
+	n[1] = role == NULL;
+}
+
 /* Drops since the server started, by database and role. */
 PG_FUNCTION_INFO_V1(gdpr_log_queue_drops);
 Datum
@@ -325,24 +394,48 @@ gdpr_log_queue_drops(PG_FUNCTION_ARGS)
 	InitMaterializedSRF(fcinfo, 0);
 	if (drops == NULL)
 		return (Datum) 0;
-	SpinLockAcquire(&drops->mutex);
-	memcpy(copy, drops->entries, sizeof(copy));
-	SpinLockRelease(&drops->mutex);
+	copy_counts(copy);
 	for (int i = 0; i < DROP_ENTRIES; i++)
 	{
 		Datum		v[4];
 		bool		n[4] = {false, false, false, false};
-		char	   *db = OidIsValid(copy[i].dboid) ? get_database_name(copy[i].dboid) : NULL;
-		char	   *role = OidIsValid(copy[i].roleid) ? GetUserNameFromId(copy[i].roleid, true) : NULL;
 
 		if (copy[i].dropped == 0)
 			continue;
-		v[0] = db ? CStringGetTextDatum(db) : (Datum) 0;
-		n[0] = db == NULL;
-		v[1] = role ? CStringGetTextDatum(role) : (Datum) 0;
-		n[1] = role == NULL;
+		put_names(&copy[i], v, n);
 		v[2] = Int64GetDatum(copy[i].dropped);
 		v[3] = TimestampTzGetDatum(copy[i].last_at);
+		tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, v, n);
+	}
+	return (Datum) 0;
+}
+
+/* Drops and waits since the server started, by database and role (gdpr.log_queue_alarms). */
+PG_FUNCTION_INFO_V1(gdpr_log_queue_pressure);
+Datum
+gdpr_log_queue_pressure(PG_FUNCTION_ARGS)
+{
+	ReturnSetInfo *rsinfo = (ReturnSetInfo *) fcinfo->resultinfo;
+	DropCount	copy[DROP_ENTRIES];
+
+	InitMaterializedSRF(fcinfo, 0);
+	if (drops == NULL)
+		return (Datum) 0;
+	copy_counts(copy);
+	for (int i = 0; i < DROP_ENTRIES; i++)
+	{
+		Datum		v[6];
+		bool		n[6] = {false, false, false, false, false, false};
+
+		if (copy[i].dropped == 0 && copy[i].waited == 0)
+			continue;
+		put_names(&copy[i], v, n);
+		v[2] = Int64GetDatum(copy[i].dropped);
+		v[3] = Int64GetDatum(copy[i].waited);
+		v[4] = TimestampTzGetDatum(copy[i].last_at);
+		n[4] = copy[i].dropped == 0;
+		v[5] = TimestampTzGetDatum(copy[i].last_wait_at);
+		n[5] = copy[i].waited == 0;
 		tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, v, n);
 	}
 	return (Datum) 0;

@@ -57,7 +57,7 @@ COMMENT ON TABLE gdpr.subject_links IS
 CREATE INDEX ON gdpr.subject_links (parent_table);
 
 CREATE TABLE gdpr.purposes (
-  code         text PRIMARY KEY CHECK (code ~ '^[a-z][a-z0-9_]{0,62}$'),
+  code         text PRIMARY KEY CHECK (code ~ '^([a-z][a-z0-9_]{0,62}:)?[a-z][a-z0-9_]{0,62}$'),
   description  text NOT NULL CHECK (btrim(description) <> ''),
   legal_basis  text NOT NULL CHECK (legal_basis = ANY (gdpr.legal_bases())),
   created_at   timestamptz NOT NULL DEFAULT now(),
@@ -550,7 +550,7 @@ BEGIN
   PERFORM gdpr._column(tbl, col);
   PERFORM gdpr._one_of(category, gdpr.data_categories(), 'category');
   PERFORM gdpr._one_of(legal_basis, gdpr.legal_bases(), 'legal basis');
-  PERFORM gdpr._purpose(purpose);
+  purpose := (gdpr._subject_purpose(purpose, tbl)).code;   -- the tenant's purpose of that name, else the global one
   IF category = 'sensitive' AND coalesce(btrim(justification), '') = '' THEN
     RAISE EXCEPTION 'a sensitive column needs a justification'
       USING ERRCODE = 'invalid_parameter_value',

@@ -58,10 +58,16 @@ DECLARE
   digest bytea;
 BEGIN
   PERFORM gdpr._not_null(code, 'code');
-  IF code !~ '^[a-z][a-z0-9_]{0,62}$' THEN
+  IF code !~ '^([a-z][a-z0-9_]{0,62}:)?[a-z][a-z0-9_]{0,62}$' THEN
     RAISE EXCEPTION 'invalid purpose code "%"', code
       USING ERRCODE = 'invalid_parameter_value',
-            HINT = 'A purpose code is lower case letters, digits and underscores, starting with a letter (at most 63).';
+            HINT = 'A purpose code is lower case letters, digits and underscores, starting with a letter (at most 63), '
+                   'prefixed with ''tenant:'' for a purpose of one tenant.';
+  END IF;
+  -- A tenant's purpose (issue 19.4, 38_tenant_purposes.sql): 'tenant:code'.
+  IF strpos(code, ':') > 0 AND NOT EXISTS (SELECT FROM gdpr.tenants t WHERE t.name = split_part(code, ':', 1)) THEN
+    RAISE EXCEPTION 'tenant "%" does not exist', split_part(code, ':', 1)
+      USING ERRCODE = 'undefined_object', HINT = 'Declare it first with gdpr.define_tenant().';
   END IF;
   PERFORM gdpr._not_blank(description, 'a purpose needs a description');
   PERFORM gdpr._one_of(legal_basis, gdpr.legal_bases(), 'legal basis');
@@ -77,8 +83,8 @@ BEGIN
             DETAIL = 'The legal basis of a processing cannot be changed once it has been declared.',
             HINT = 'Define a new purpose for processing on another legal basis.';
   END IF;
-  INSERT INTO gdpr.purposes AS p (code, description, legal_basis)
-    VALUES (code, description, legal_basis)
+  INSERT INTO gdpr.purposes AS p (code, description, legal_basis, tenant)
+    VALUES (code, description, legal_basis, nullif(split_part(code, ':', -2), ''))
     ON CONFLICT ON CONSTRAINT purposes_pkey DO UPDATE
       SET description = excluded.description, updated_at = now()
       WHERE p.description IS DISTINCT FROM excluded.description;

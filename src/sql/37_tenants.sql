@@ -30,6 +30,8 @@ DECLARE
   r gdpr.registered_tables;
   c gdpr.personal_columns;
   p gdpr.retention_policies;
+  rp gdpr.purposes;
+  pname text;
 BEGIN
   SELECT * INTO r FROM gdpr.registered_tables x WHERE x.tbl = tpl;
   IF NOT FOUND OR EXISTS (SELECT FROM gdpr.registered_tables x WHERE x.tbl = t) THEN
@@ -42,7 +44,14 @@ BEGIN
   END IF;
   FOR c IN SELECT * FROM gdpr.personal_columns x WHERE x.tbl = tpl ORDER BY x.col, x.purpose LOOP
     CONTINUE WHEN NOT EXISTS (SELECT FROM pg_attribute a WHERE a.attrelid = t AND a.attname = c.col AND NOT a.attisdropped);
-    PERFORM gdpr.classify(t, c.col, c.category, c.purpose, c.legal_basis, c.justification);
+    -- The purpose of that name for t's tenant: its own, else the global one
+    -- (38_tenant_purposes.sql).  A purpose of the template's tenant that t's
+    -- has not is left out, and shown as drift, rather than fail CREATE TABLE.
+    pname := split_part(c.purpose, ':', -1);
+    CONTINUE WHEN NOT EXISTS (SELECT FROM gdpr.purposes x WHERE x.code IN (pname, gdpr.tenant_of(t) || ':' || pname));
+    rp := gdpr._subject_purpose(pname, t);
+    PERFORM gdpr.classify(t, c.col, c.category, pname, CASE WHEN rp.code = c.purpose THEN c.legal_basis ELSE rp.legal_basis END,
+                          c.justification);
   END LOOP;
   FOR p IN SELECT * FROM gdpr.retention_policies x WHERE x.tbl = tpl ORDER BY x.id LOOP
     PERFORM gdpr.set_retention(t, p.col, p.keep, p.after_column, p.action);
@@ -163,7 +172,8 @@ SELECT tp.pattern, tp.template_schema, n.nspname AS schema_name, d.object, d.dri
       CROSS JOIN LATERAL (SELECT to_regclass(format('%I.%I', n.nspname, c.relname)) AS t) m
      WHERE c.relnamespace = tp.template_schema::regnamespace
        AND EXISTS (SELECT FROM gdpr.registered_tables x WHERE x.tbl = m.t)
-       AND NOT EXISTS (SELECT FROM gdpr.personal_columns y WHERE y.tbl = m.t AND y.col = pc.col AND y.purpose = pc.purpose)
+       AND NOT EXISTS (SELECT FROM gdpr.personal_columns y WHERE y.tbl = m.t AND y.col = pc.col
+                          AND split_part(y.purpose, ':', -1) = split_part(pc.purpose, ':', -1))
     UNION ALL
     SELECT format('%I.%I', n.nspname, c.relname) || coalesce('.' || quote_ident(p.col), ''), 'retention policy missing'
       FROM gdpr.retention_policies p JOIN pg_class c ON c.oid = p.tbl

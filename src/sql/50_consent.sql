@@ -320,7 +320,7 @@ CREATE FUNCTION gdpr._record_consent(subject_id text, purpose text, event text, 
   LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
   st regclass := gdpr._require_subject(subject_table, subject_id);
-  p gdpr.purposes := gdpr._purpose(purpose);
+  p gdpr.purposes := gdpr._subject_purpose(purpose, st);
   needs_proof boolean := event IN ('grant', 'confirm', 'informed');
   at timestamptz := gdpr._check_proof(channel, proof, needs_proof);
   notice gdpr.purpose_notices;
@@ -375,7 +375,9 @@ CREATE FUNCTION gdpr.confirm_consent(subject_id text, purpose text, channel text
 BEGIN
   IF NOT EXISTS (SELECT FROM gdpr.consent_state s
                   WHERE s.subject_table = gdpr._subject_table(confirm_consent.subject_table)
-                    AND s.subject_id = confirm_consent.subject_id AND s.purpose = confirm_consent.purpose
+                    AND s.subject_id = confirm_consent.subject_id
+                    AND s.purpose = (gdpr._subject_purpose(confirm_consent.purpose,
+                                                           gdpr._subject_table(confirm_consent.subject_table))).code
                     AND s.granted_at IS NOT NULL AND s.withdrawn_at IS NULL) THEN
     RAISE EXCEPTION 'subject "%" has no consent to confirm for purpose "%"', subject_id, purpose
       USING ERRCODE = 'object_not_in_prerequisite_state',
@@ -428,7 +430,7 @@ CREATE FUNCTION gdpr.has_consent(subject_id text, purpose text, subject_table re
   LANGUAGE plpgsql STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
   st regclass := gdpr._present_subject(subject_table, subject_id);   -- NULL: erased or deleted
-  p gdpr.purposes := gdpr._purpose(purpose);
+  p gdpr.purposes := gdpr._subject_purpose(purpose, coalesce(st, subject_table));
   s gdpr.consent_state;
 BEGIN
   IF st IS NULL THEN
@@ -464,7 +466,7 @@ CREATE FUNCTION gdpr.may_process(subject_id text, purpose text, subject_table re
   LANGUAGE plpgsql STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
   st regclass := gdpr._present_subject(subject_table, subject_id);
-  p gdpr.purposes := gdpr._purpose(purpose);
+  p gdpr.purposes := gdpr._subject_purpose(purpose, coalesce(st, subject_table));
   s gdpr.consent_state;
   prof record;
 BEGIN
@@ -510,7 +512,7 @@ CREATE FUNCTION gdpr.contactable(purpose text, subject_table regclass DEFAULT NU
   LANGUAGE plpgsql STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
   st regclass := gdpr._subject_table(subject_table);
-  p gdpr.purposes := gdpr._purpose(purpose);
+  p gdpr.purposes := gdpr._subject_purpose(purpose, st);
   sub gdpr.subject_tables;
   cur int := gdpr._current_notice(p.code);
   -- Restricted subjects, and those in the CRM's trash (gdpr.set_soft_delete):

@@ -145,7 +145,8 @@ SELECT p.code AS purpose,
        -- DPIA register.
        (SELECT dp.required FROM gdpr.dpia_register dp WHERE dp.purpose = p.code) AS dpia_required,
        (SELECT dp.status FROM gdpr.dpia_register dp WHERE dp.purpose = p.code) AS dpia_status,
-       coalesce(d.unjustified, '{}') AS unjustified_data     -- issue 23.7: classified without a justification
+       coalesce(d.unjustified, '{}') AS unjustified_data,    -- issue 23.7: classified without a justification
+       p.tenant                                              -- issue 19.4: NULL for a global purpose
   FROM gdpr.purposes p
   LEFT JOIN gdpr.controller ctl ON true
   LEFT JOIN LATERAL (SELECT n.version, n.digest FROM gdpr.purpose_notices n

@@ -87,7 +87,7 @@ CREATE FUNCTION gdpr._report_table(columns text[], rows jsonb) RETURNS jsonb
   RETURN jsonb_build_object('columns', to_jsonb(columns), 'rows', coalesce(rows, '[]'));
 
 -- Everything the report says, gathered once.
-CREATE FUNCTION gdpr._report_content() RETURNS jsonb
+CREATE FUNCTION gdpr._report_content(tenant text DEFAULT NULL) RETURNS jsonb
   LANGUAGE plpgsql STABLE SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
   c gdpr.controller;
@@ -116,10 +116,11 @@ BEGIN
                   jsonb_build_array('Retention', p.retention),
                   jsonb_build_array('Security measures', p.security_measures),
                   jsonb_build_array('DPIA', CASE WHEN p.dpia_required THEN 'required: ' ELSE '' END || p.dpia_status)))) ORDER BY p.purpose)
-                FROM gdpr.processing_register p));
-  SELECT count(*) INTO n FROM gdpr.processing_register p WHERE cardinality(p.personal_data) = 0;
+                FROM gdpr.processing_register p WHERE gdpr._in_tenant(p.tenant, _report_content.tenant)));
+  SELECT count(*) INTO n FROM gdpr.processing_register p
+   WHERE cardinality(p.personal_data) = 0 AND gdpr._in_tenant(p.tenant, _report_content.tenant);
   summary := summary || jsonb_build_array(jsonb_build_array('Purposes in the register',
-               (SELECT count(*) FROM gdpr.purposes), CASE WHEN c.name IS NULL THEN 'controller not set' WHEN n > 0
+               (SELECT count(*) FROM gdpr.purposes x WHERE gdpr._in_tenant(x.tenant, _report_content.tenant)), CASE WHEN c.name IS NULL THEN 'controller not set' WHEN n > 0
                THEN n || ' without classified data' ELSE 'ok' END));
 
   sections := sections || jsonb_build_object('id', 'processors', 'title', 'Recipients, processors and transfers (Art. 28, 30(1)(d)(e), 44-49)',
@@ -129,7 +130,8 @@ BEGIN
                                           CASE WHEN x.outside_eea THEN x.safeguard ELSE 'inside the EEA' END) ORDER BY x.name)
          FROM (SELECT r.name, r.country, r.role, r.processor, r.dpa_reference, r.dpa_signed_on, r.safeguard,
                       r.outside_eea, array_agg(r.purpose ORDER BY r.purpose) AS purposes
-                 FROM gdpr.recipients r GROUP BY 1, 2, 3, 4, 5, 6, 7, 8) x)));
+                 FROM gdpr.recipients r JOIN gdpr.purposes rp ON rp.code = r.purpose
+                WHERE gdpr._in_tenant(rp.tenant, _report_content.tenant) GROUP BY 1, 2, 3, 4, 5, 6, 7, 8) x)));
   SELECT count(*) INTO n FROM gdpr.recipients r WHERE r.role = 'third_party' AND r.dpa_reference IS NULL;
   summary := summary || jsonb_build_array(jsonb_build_array('Recipients', (SELECT count(DISTINCT r.name) FROM gdpr.recipients r),
                CASE WHEN n > 0 THEN n || ' without a contract on file' ELSE 'ok' END));
@@ -154,7 +156,8 @@ BEGIN
                       count(*) FILTER (WHERE x.state = 'objected') AS objected,
                       count(*) FILTER (WHERE x.state = 'informed') AS informed,
                       count(*) FILTER (WHERE x.stale) AS stale
-                 FROM gdpr.consent_status x GROUP BY 1) s ON s.purpose = p.code;
+                 FROM gdpr.consent_status x GROUP BY 1) s ON s.purpose = p.code
+   WHERE gdpr._in_tenant(p.tenant, _report_content.tenant);
   sections := sections || jsonb_build_object('id', 'consent', 'title', 'Consent coverage per purpose (Art. 6, 7, 21)',
     'chart', v.chart,
     'table', gdpr._report_table(ARRAY['Purpose', 'Legal basis', 'Granted', 'Unconfirmed', 'Expired', 'Withdrawn', 'Objected',
@@ -223,8 +226,10 @@ BEGIN
                                       'Residual risk', 'Conclusion'],
       (SELECT jsonb_agg(jsonb_build_array(d.purpose, d.criteria, d.estimated_subjects, CASE WHEN d.required THEN 'yes' ELSE 'no' END,
                                           d.status, d.assessed_on, d.residual_risk, d.conclusion) ORDER BY d.purpose)
-         FROM gdpr.dpia_register d)));
-  SELECT count(*) INTO n FROM gdpr.dpia_register d WHERE d.lacking;
+         FROM gdpr.dpia_register d JOIN gdpr.purposes dp ON dp.code = d.purpose
+        WHERE gdpr._in_tenant(dp.tenant, _report_content.tenant))));
+  SELECT count(*) INTO n FROM gdpr.dpia_register d JOIN gdpr.purposes dp ON dp.code = d.purpose
+   WHERE d.lacking AND gdpr._in_tenant(dp.tenant, _report_content.tenant);
   summary := summary || jsonb_build_array(jsonb_build_array('Processings lacking a required DPIA', n,
                CASE WHEN n > 0 THEN 'carry them out' ELSE 'ok' END));
 
@@ -237,6 +242,7 @@ BEGIN
       jsonb_build_array('Rows and seals verified', CASE WHEN v.ok THEN 'intact' ELSE 'ALTERED' END || ': ' || v.detail),
       jsonb_build_array('Rows checked', v.checked),
       jsonb_build_array('Mass-read alarms now', n),
+      jsonb_build_array('Read-queue alarms now (reads dropped or made to wait)', (SELECT count(*) FROM gdpr.log_queue_alarms)),
       jsonb_build_array('Refused accesses in the last 30 days', m),
       jsonb_build_array('Last seal', (SELECT concat_ws(', up to ', s.last_seal::text, s.sealed_upto::text) FROM gdpr.access_log_status s)),
       jsonb_build_array('Rows waiting for a seal', (SELECT s.unsealed_rows FROM gdpr.access_log_status s)))));
@@ -259,7 +265,7 @@ BEGIN
                CASE WHEN v.problems > 0 THEN 'correct or erase them' ELSE 'ok' END));
 
   RETURN jsonb_build_object(
-    'title', 'GDPR compliance report',
+    'title', 'GDPR compliance report' || coalesce(' — tenant ' || _report_content.tenant, ''),
     'controller', c.name, 'dpo', c.dpo_name || ', ' || c.dpo_contact,
     'database', current_database(),
     'generated_at', to_char(now() AT TIME ZONE 'UTC', 'YYYY-MM-DD HH24:MI:SS "UTC"'),
@@ -338,15 +344,19 @@ CREATE FUNCTION gdpr._render_markdown(doc jsonb) RETURNS text
 
 -- The report: format 'html' (default) or 'markdown'.  The last lines give the
 -- SHA-256 of everything before the line <!-- sha256 -->.
-CREATE FUNCTION gdpr.compliance_report(format text DEFAULT 'html') RETURNS text
+CREATE FUNCTION gdpr.compliance_report(format text DEFAULT 'html', tenant text DEFAULT NULL) RETURNS text
   LANGUAGE plpgsql STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
   body text;
   digest text;
 BEGIN
   PERFORM gdpr._one_of(format, ARRAY['html', 'markdown'], 'report format');
-  body := CASE format WHEN 'html' THEN gdpr._render_html(gdpr._report_content())
-                      ELSE gdpr._render_markdown(gdpr._report_content()) END;
+  -- A tenant's report (issue 19.4): its purposes and the global ones.
+  IF tenant IS NOT NULL AND NOT EXISTS (SELECT FROM gdpr.tenants t WHERE t.name = compliance_report.tenant) THEN
+    RAISE EXCEPTION 'tenant "%" does not exist', tenant USING ERRCODE = 'undefined_object';
+  END IF;
+  body := CASE format WHEN 'html' THEN gdpr._render_html(gdpr._report_content(tenant))
+                      ELSE gdpr._render_markdown(gdpr._report_content(tenant)) END;
   digest := encode(sha256(convert_to(body, 'UTF8')), 'hex');
   RETURN body || E'<!-- sha256 -->\n' || CASE format
     WHEN 'html' THEN '<p id="digest">SHA-256 of this document before its digest line: <code>' || digest
@@ -363,4 +373,4 @@ CREATE FUNCTION gdpr.verify_report(report text) RETURNS boolean
      AND substring(report FROM position(E'<!-- sha256 -->\n' IN report)) ~
          ('[`>]' || encode(sha256(convert_to(left(report, position(E'<!-- sha256 -->\n' IN report) - 1), 'UTF8')), 'hex') || '[`<]');
 
-GRANT EXECUTE ON FUNCTION gdpr.compliance_report(text), gdpr.verify_report(text) TO gdpr_admin, gdpr_auditor;
+GRANT EXECUTE ON FUNCTION gdpr.compliance_report(text, text), gdpr.verify_report(text) TO gdpr_admin, gdpr_auditor;

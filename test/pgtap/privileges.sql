@@ -51,13 +51,13 @@ SELECT is((SELECT array_agg(relname::text ORDER BY relname::text) FROM pg_class
           ARRAY['access_log', 'access_log_checkpoints', 'access_log_losses', 'access_log_retention', 'access_log_seals', 'access_log_status',
                 'access_violations', 'breach_register', 'breaches', 'breaches_due', 'consent_log',
                 'consent_proof_archive', 'consent_status', 'controller', 'departed_subjects',
-                'dpia_register', 'dpias', 'erasures', 'holds', 'holds_in_force', 'mass_read_alarms',
+                'dpia_register', 'dpias', 'erasures', 'holds', 'holds_in_force', 'log_queue_alarms', 'mass_read_alarms',
                 'no_basis_retention', 'no_legal_basis', 'out_of_scope_tables', 'personal_columns',
                 'personal_data', 'processing_register', 'purge_history', 'purpose_notices', 'purposes',
                 'read_volume', 'recipients', 'registered_tables', 'registry_changes', 'requests',
                 'requests_due', 'requests_due_soon', 'restrictions', 'retention_policies',
                 'retention_status', 'schema_template_drift', 'schema_templates', 'subject_categories',
-                'subject_links', 'subject_tables', 'suppression_flags', 'suppressions',
+                'subject_links', 'subject_tables', 'suppression_flags', 'suppressions', 'tenants',
                 'unclassified_columns', 'validations'],
           'gdpr_auditor reads the registry, the ledgers, the access log and the views, and nothing else (no keys, no journal)');
 

@@ -65,6 +65,13 @@ for i in $(seq 1 50); do echo "SELECT city FROM crm.contacts WHERE id = $i;"; do
 q -d crm -c "ALTER SYSTEM RESET crm_gdpr.enable_log_writer" -c "SELECT pg_reload_conf()" >/dev/null
 [ "$(q -d crm -c "SELECT sum(dropped) FROM gdpr.access_log_queue_drops() WHERE database = 'crm' AND role = current_user")" -ge 34 ] ||
   fail "drops not attributed: $(q -d crm -c 'SELECT * FROM gdpr.access_log_queue_drops()')"
+# The alarm (issue 19.2): a row in gdpr.log_queue_alarms for (crm, this
+# role), and one WARNING in the server log for the 34 drops (once a minute).
+[ "$(q -d crm -c "SELECT string_agg(alarm || ':' || (dropped >= 34), ',') FROM gdpr.log_queue_alarms
+                   WHERE database = 'crm' AND role = current_user")" = 'reads dropped:true' ] ||
+  fail "no queue alarm: $(q -d crm -c 'SELECT * FROM gdpr.log_queue_alarms')"
+[ "$(grep -c 'WARNING:  crm_gdpr: reads of role "postgres" in database "crm" are dropped' "$top/server.log")" = 1 ] ||
+  fail "the server log does not warn once: $(grep 'crm_gdpr: reads of role' "$top/server.log")"
 wait_for 10 "SELECT sum(times) = 16 FROM gdpr.access_log WHERE application_name = 'burst'" ||
   fail "the queue is not drained once the writer is back"
 # DECRYPT: one row per top-level statement.  A failed statement's decrypts

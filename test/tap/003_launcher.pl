@@ -138,6 +138,13 @@ is($node->safe_psql('crm1', q{SELECT role = current_user FROM gdpr.access_log_qu
    'and to the role that flooded');
 ok(wait_for('crm2', q{SELECT count(*) > 0 FROM gdpr.access_log WHERE application_name <> 'reader_crm2'}),
    'crm2 logs what its share held');
+# The alarm (issue 19.2): a row of gdpr.log_queue_alarms, seen from crm1
+# too, and a WARNING in the server log, both naming crm2 and its role.
+is($node->safe_psql('crm1', q{SELECT string_agg(database || ':' || alarm || ':' || (role = current_user), ',' ORDER BY database)
+  FROM gdpr.log_queue_alarms WHERE database IN ('crm1', 'crm2')}), 'crm2:reads dropped:true',
+   'gdpr.log_queue_alarms: the flooding database and role, not the victim');
+like(slurp_file($node->logfile), qr/WARNING:  crm_gdpr: reads of role "\w+" in database "crm2" are dropped/,
+     'and a WARNING in the server log');
 
 # crm_gdpr.log_queue_full = wait: a flood waits for the log writer, loses nothing.
 $node->safe_psql('crm1', q{
@@ -151,6 +158,10 @@ ok(wait_for('crm1', q{SELECT sum(times) = 3000 FROM gdpr.access_log WHERE applic
    'log_queue_full = wait: 3000 unfoldable reads in one statement, all logged');
 is($node->safe_psql('crm1', q{SELECT count(*) FROM gdpr.access_log_queue_drops() WHERE database = 'crm1'}), '0',
    'none dropped');
+is($node->safe_psql('crm1', q{SELECT waited > 0 AND dropped = 0 AND alarm = 'reads waited for the log writer'
+  FROM gdpr.log_queue_alarms WHERE database = 'crm1'}), 't', 'the waits are an alarm of crm1');
+like(slurp_file($node->logfile), qr/WARNING:  crm_gdpr: reads of role "\w+" in database "crm1" wait for the log writer/,
+     'said in the server log');
 
 # crm_gdpr.log_queue_full = error: when its share is full, the read fails.
 $node->safe_psql('postgres', q{ALTER SYSTEM SET crm_gdpr.enable_log_writer = off; SELECT pg_reload_conf()});

@@ -516,7 +516,7 @@ BEGIN
   PERFORM gdpr._column(tbl, col);
   PERFORM gdpr._one_of(category, gdpr.data_categories(), 'category');
   PERFORM gdpr._one_of(legal_basis, gdpr.legal_bases(), 'legal basis');
-  PERFORM gdpr._purpose(purpose);
+  purpose := (gdpr._subject_purpose(purpose, tbl)).code;   -- the tenant's purpose of that name, else the global one
   IF category = 'sensitive' AND coalesce(btrim(justification), '') = '' THEN
     RAISE EXCEPTION 'a sensitive column needs a justification'
       USING ERRCODE = 'invalid_parameter_value',
@@ -599,7 +599,7 @@ CREATE OR REPLACE FUNCTION gdpr._record_consent(subject_id text, purpose text, e
   LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
   st regclass := gdpr._require_subject(subject_table, subject_id);
-  p gdpr.purposes := gdpr._purpose(purpose);
+  p gdpr.purposes := gdpr._subject_purpose(purpose, st);
   needs_proof boolean := event IN ('grant', 'confirm', 'informed');
   at timestamptz := gdpr._check_proof(channel, proof, needs_proof);
   notice gdpr.purpose_notices;
@@ -647,7 +647,7 @@ CREATE OR REPLACE FUNCTION gdpr.has_consent(subject_id text, purpose text, subje
   LANGUAGE plpgsql STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
   st regclass := gdpr._present_subject(subject_table, subject_id);   -- NULL: erased or deleted
-  p gdpr.purposes := gdpr._purpose(purpose);
+  p gdpr.purposes := gdpr._subject_purpose(purpose, coalesce(st, subject_table));
   s gdpr.consent_state;
 BEGIN
   IF st IS NULL THEN
@@ -1044,7 +1044,8 @@ SELECT p.code AS purpose,
        -- DPIA register.
        (SELECT dp.required FROM gdpr.dpia_register dp WHERE dp.purpose = p.code) AS dpia_required,
        (SELECT dp.status FROM gdpr.dpia_register dp WHERE dp.purpose = p.code) AS dpia_status,
-       coalesce(d.unjustified, '{}') AS unjustified_data     -- issue 23.7: classified without a justification
+       coalesce(d.unjustified, '{}') AS unjustified_data,    -- issue 23.7: classified without a justification
+       p.tenant                                              -- issue 19.4: NULL for a global purpose
   FROM gdpr.purposes p
   LEFT JOIN gdpr.controller ctl ON true
   LEFT JOIN LATERAL (SELECT n.version, n.digest FROM gdpr.purpose_notices n

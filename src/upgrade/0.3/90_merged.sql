@@ -78,7 +78,7 @@ CREATE OR REPLACE FUNCTION gdpr.contactable(purpose text, subject_table regclass
   LANGUAGE plpgsql STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
   st regclass := gdpr._subject_table(subject_table);
-  p gdpr.purposes := gdpr._purpose(purpose);
+  p gdpr.purposes := gdpr._subject_purpose(purpose, st);
   sub gdpr.subject_tables;
   cur int := gdpr._current_notice(p.code);
   -- Restricted subjects, and those in the CRM's trash (gdpr.set_soft_delete):
@@ -229,7 +229,7 @@ CREATE OR REPLACE FUNCTION gdpr.may_process(subject_id text, purpose text, subje
   LANGUAGE plpgsql STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
   st regclass := gdpr._present_subject(subject_table, subject_id);
-  p gdpr.purposes := gdpr._purpose(purpose);
+  p gdpr.purposes := gdpr._subject_purpose(purpose, coalesce(st, subject_table));
   s gdpr.consent_state;
   prof record;
 BEGIN
