@@ -34,11 +34,38 @@ REGRESS_OPTS = --load-extension=plpgsql
 # Isolation specs live under test/isolation (specs/ and expected/).
 ISOLATION      = $(patsubst test/isolation/specs/%.spec,%,$(sort $(wildcard test/isolation/specs/*.spec)))
 ISOLATION_OPTS = --inputdir=test/isolation --outputdir=output_iso
-EXTRA_CLEAN  = results regression.diffs regression.out output_iso .pg_version
+EXTRA_CLEAN  = results regression.diffs regression.out output_iso .pg_version .tap_key
+# `make installcheck` against an installed server runs every suite a packager
+# needs (doc/install.md, "Testing an installed build"): pg_regress and the
+# isolation specs, the pgTAP files (test/pgtap, with pg_prove, in a database
+# it creates) and the TAP tests (test/tap, through PGXS's TAP_TESTS: each
+# starts its own cluster from the installed binaries).  SUITES narrows it:
+# `make test` runs `make installcheck SUITES=regress` and the others itself.
+SUITES ?= regress pgtap tap
+ifneq ($(filter tap,$(SUITES)),)
+TAP_TESTS   = 1
+PROVE_TESTS = $(sort $(wildcard test/tap/*.pl))
+endif
 
 PG_CONFIG ?= pg_config
 PGXS := $(shell $(PG_CONFIG) --pgxs)
 include $(PGXS)
+
+ifneq ($(filter pgtap,$(SUITES)),)
+installcheck: installcheck-pgtap
+endif
+ifneq ($(filter tap,$(SUITES)),)
+# The TAP tests read the fixtures and the committed TEST key, which the server
+# accepts only with mode 0600 (git keeps 0644).
+installcheck: export CRM_GDPR_FIXTURES = $(abspath test/fixtures)
+installcheck: export CRM_GDPR_KEY_FILE = $(abspath .tap_key/test_master.key)
+installcheck: tap-key
+endif
+.PHONY: installcheck-pgtap tap-key
+installcheck-pgtap:
+	@bash test/installcheck_pgtap.sh
+tap-key:
+	@mkdir -p .tap_key && install -m 0600 test/fixtures/test_master.key .tap_key/test_master.key
 
 # PGXS does not track headers: every object depends on every header (a
 # stale object with an old LogRecord layout corrupts what it queues).  Nor
@@ -66,7 +93,7 @@ upgrade-draft: $(EXTENSION)--$(EXTVERSION).sql
 
 # A fresh master key: make keygen KEY_FILE=/etc/postgresql/15/main/crm_gdpr.key
 KEY_FILE ?= crm_gdpr.key
-.PHONY: test test-all package-test demo deps keygen upgrade-draft bench bench-crypto bench-purge bench-rights bench-log crash-loop
+.PHONY: test test-all package-test demo deps keygen upgrade-draft bench bench-crypto bench-purge bench-rights bench-log bench-queue crash-loop
 # The crash test of make test (3 cycles), 20 times over.
 crash-loop: deps
 	@CYCLES=20 bash test/run.sh
@@ -79,10 +106,14 @@ bench-rights: deps
 	@bash test/bench/rights.sh
 bench-log: deps
 	@bash test/bench/log.sh
+# The read queue under two databases, one flooding it: the victim's TPS and losses.
+bench-queue: deps
+	@bash test/bench/queue.sh
 # Every benchmark in one invocation, then all their rows as one table.
 bench: deps
 	@rm -f /tmp/crm_gdpr_bench_summary.$$$$; export BENCH_SUMMARY=/tmp/crm_gdpr_bench_summary.$$$$; \
-	  bash test/bench/crypto.sh && bash test/bench/purge.sh && bash test/bench/rights.sh && bash test/bench/log.sh; \
+	  bash test/bench/crypto.sh && bash test/bench/purge.sh && bash test/bench/rights.sh && bash test/bench/log.sh && \
+	  bash test/bench/queue.sh; \
 	  rc=$$?; echo; echo "== all benchmarks, $$(nproc) cores, $$(date -u +%Y-%m-%d), SCALE=$${SCALE:-default}"; \
 	  printf '%-44s %14s %14s %9s  %s\n' workload crm_gdpr baseline ratio goal; cat $$BENCH_SUMMARY; \
 	  rm -f $$BENCH_SUMMARY; exit $$rc

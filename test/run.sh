@@ -53,7 +53,7 @@ cluster_start "$top" || { echo "0 passed, 1 failed"; exit 1; }
 export PATH="$($PG_CONFIG --bindir):$PATH"
 
 echo "== pg_regress (sql/, expected/) and isolation (test/isolation/specs/)"
-out=$(make -s installcheck 2>&1); echo "$out" | grep -E '^(test| |\+\+\+|ok|not ok|# )' || true
+out=$(make -s installcheck SUITES=regress 2>&1); echo "$out" | grep -E '^(test| |\+\+\+|ok|not ok|# )' || true
 # A test that did not even reach "ok" (no expected file, crash) counts as failed.
 # pg_regress prints "test x ... ok" up to 15, TAP-style "ok 1 - x" from 16.
 ok=$(grep -cE '\.\.\. ok|^ok +[0-9]+ ' <<<"$out")
