@@ -44,6 +44,7 @@ BEGIN
   UPDATE gdpr.retention_policies p SET col = new WHERE p.tbl = _rename_column.tbl AND p.col = old;
   UPDATE gdpr.retention_policies p SET after_column = new
    WHERE p.after_table = _rename_column.tbl AND p.after_column = old;
+  UPDATE gdpr.retention_policies p SET scope_column = new WHERE p.tbl = _rename_column.tbl AND p.scope_column = old;
   PERFORM gdpr._note_change('column renamed', format('%s.%I', tbl, old), format('now %I', new));
 END
 $$;
@@ -80,7 +81,7 @@ BEGIN
     PERFORM gdpr._note_change('column dropped', what, 'classification removed');
   END IF;
   DELETE FROM gdpr.retention_policies p
-   WHERE p.tbl = _forget_column.tbl AND p.col = _forget_column.col
+   WHERE p.tbl = _forget_column.tbl AND _forget_column.col IN (p.col, p.scope_column)
       OR p.after_table = _forget_column.tbl AND p.after_column = _forget_column.col;
   IF FOUND THEN
     PERFORM gdpr._note_change('column dropped', what, 'retention policy removed');

@@ -165,8 +165,10 @@ SELECT p.code AS purpose,
       FROM gdpr.recipients x WHERE x.purpose = p.code) rc ON true
   LEFT JOIN LATERAL (
     SELECT array_agg(DISTINCT format('%s: %s after %s.%I, then %s',
-                                     CASE WHEN rp.col IS NULL THEN format('%I.%I', n.nspname, c.relname) || ' (rows)'
-                                          ELSE format('%I.%I.%I', n.nspname, c.relname, rp.col) END,
+                                     CASE WHEN rp.col IS NULL THEN format('%I.%I', n.nspname, c.relname)
+                                                  || coalesce(' (rows where ' || gdpr._scope_text(rp.scope_column, rp.scope_values, rp.scope_exclude) || ')', ' (rows)')
+                                          ELSE format('%I.%I.%I', n.nspname, c.relname, rp.col)
+                                                  || coalesce(' (rows where ' || gdpr._scope_text(rp.scope_column, rp.scope_values, rp.scope_exclude) || ')', '') END,
                                      rp.keep, format('%I.%I', an.nspname, ac.relname), rp.after_column, rp.action)) AS retention
       FROM gdpr.retention_policies rp
       JOIN pg_class c ON c.oid = rp.tbl JOIN pg_namespace n ON n.oid = c.relnamespace

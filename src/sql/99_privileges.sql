@@ -13,7 +13,7 @@ GRANT EXECUTE ON FUNCTION
   gdpr.set_soft_delete(regclass, name, boolean),
   gdpr.unregister_table(regclass),
   gdpr.classify(regclass, name, text, text, text, text),
-  gdpr.set_retention(regclass, name, interval, name, text),
+  gdpr.set_retention(regclass, name, interval, name, text, name, text[], boolean),
   gdpr.define_purpose(text, text, text, text),
   gdpr.add_recipient(text, text, text, text)
   TO gdpr_admin;

@@ -16,11 +16,17 @@ CREATE TABLE gdpr.subject_links (
   type_value     text,
   linked_at      timestamptz NOT NULL DEFAULT now(),
   linked_by      name NOT NULL DEFAULT session_user,
+  extra_link_columns    name[],
+  extra_parent_columns  name[],
   CHECK ((type_column IS NULL) = (type_value IS NULL)),
+  CHECK (cardinality(extra_link_columns) IS NOT DISTINCT FROM cardinality(extra_parent_columns)
+         AND cardinality(extra_link_columns) <> 0),
   CONSTRAINT subject_links_key UNIQUE NULLS NOT DISTINCT (tbl, link_column, parent_table, parent_column, type_column, type_value)
 );
 COMMENT ON TABLE gdpr.subject_links IS
   'rows of tbl belong to the subjects of the parent_table rows whose parent_column = tbl.link_column (and tbl.type_column = type_value)';
+COMMENT ON COLUMN gdpr.subject_links.extra_link_columns IS
+  'a composite link: the other columns of tbl, equal in order to extra_parent_columns of parent_table';
 CREATE INDEX ON gdpr.subject_links (parent_table);
 SELECT pg_catalog.pg_extension_config_dump('gdpr.subject_links', '');
 SELECT pg_catalog.pg_extension_config_dump('gdpr.subject_links_id_seq', '');
@@ -342,6 +348,7 @@ BEGIN
   UPDATE gdpr.retention_policies p SET col = new WHERE p.tbl = _rename_column.tbl AND p.col = old;
   UPDATE gdpr.retention_policies p SET after_column = new
    WHERE p.after_table = _rename_column.tbl AND p.after_column = old;
+  UPDATE gdpr.retention_policies p SET scope_column = new WHERE p.tbl = _rename_column.tbl AND p.scope_column = old;
   PERFORM gdpr._note_change('column renamed', format('%s.%I', tbl, old), format('now %I', new));
 END
 $$;
@@ -378,7 +385,7 @@ BEGIN
     PERFORM gdpr._note_change('column dropped', what, 'classification removed');
   END IF;
   DELETE FROM gdpr.retention_policies p
-   WHERE p.tbl = _forget_column.tbl AND p.col = _forget_column.col
+   WHERE p.tbl = _forget_column.tbl AND _forget_column.col IN (p.col, p.scope_column)
       OR p.after_table = _forget_column.tbl AND p.after_column = _forget_column.col;
   IF FOUND THEN
     PERFORM gdpr._note_change('column dropped', what, 'retention policy removed');
@@ -1265,3 +1272,146 @@ $$;
 GRANT EXECUTE ON FUNCTION gdpr.link_table(regclass, name, regclass, name, name, text),
   gdpr.unlink_table(regclass, name, regclass), gdpr.declare_out_of_scope(regclass, text),
   gdpr.set_soft_delete(regclass, name, boolean) TO gdpr_admin;
+
+-- Issue 20 (retpol): the purge's anchor and its held or restricted subjects
+-- follow every link of a table (polymorphic pairs and composite keys
+-- included), not only the first: here, after the links they read.
+
+-- The join condition of link l between row alias of l.tbl and row p of
+-- l.parent_table: every column pair of the link (several for a composite key).
+CREATE OR REPLACE FUNCTION gdpr._link_join(l gdpr.subject_links, p text, alias text) RETURNS text
+  LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp
+  RETURN format('%s.%I = %s.%I', p, l.parent_column, alias, l.link_column)
+         || coalesce((SELECT string_agg(format(' AND %s.%I = %s.%I', p, pc, alias, lc), '' ORDER BY i)
+                        FROM unnest(l.extra_link_columns, l.extra_parent_columns) WITH ORDINALITY x(lc, pc, i)), '');
+
+
+-- An SQL expression giving the subject id (text) of row alias of tbl, for a
+-- table whose rows have one subject each (_single_subject).
+CREATE OR REPLACE FUNCTION gdpr._subject_id_expr(tbl regclass, alias text) RETURNS text
+  LANGUAGE plpgsql STABLE SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+  r gdpr.registered_tables := gdpr._registered(tbl);
+  id_col name := (SELECT s.id_column FROM gdpr.subject_tables s WHERE s.tbl = r.subject_table);
+  l gdpr.subject_links;
+  p gdpr.registered_tables;
+BEGIN
+  IF r.tbl = r.subject_table THEN
+    RETURN format('%s.%I::text', alias, id_col);
+  END IF;
+  -- Its one link (registered_tables keeps the first one a table had).
+  SELECT * INTO l FROM gdpr.subject_links x WHERE x.tbl = _subject_id_expr.tbl ORDER BY x.id LIMIT 1;
+  IF NOT FOUND THEN
+    l.link_column := r.subject_column; l.parent_table := r.parent_table; l.parent_column := r.parent_column;
+  END IF;
+  IF l.parent_table = r.subject_table AND l.parent_column = id_col THEN
+    RETURN format('%s.%I::text', alias, l.link_column);
+  END IF;
+  p := gdpr._registered(l.parent_table);
+  RETURN format('(SELECT %s FROM %s p%s WHERE p%s.%I = %s.%I)',
+                gdpr._subject_id_expr(p.tbl, 'p' || length(alias)), p.tbl, length(alias), length(alias),
+                l.parent_column, alias, l.link_column);
+END
+$$;
+
+
+-- Whether every row of tbl has at most one subject of its subject table: one
+-- plain link per table up to it (no polymorphic pair, no composite key).  The
+-- purge then finds a row's subject with _subject_id_expr, as fast as a join;
+-- otherwise it follows every link (_row_subject_ids_sql).
+CREATE OR REPLACE FUNCTION gdpr._single_subject(tbl regclass) RETURNS boolean
+  LANGUAGE plpgsql STABLE SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+  r gdpr.registered_tables := gdpr._registered(tbl);
+  l gdpr.subject_links;
+BEGIN
+  IF r.tbl = r.subject_table THEN
+    RETURN true;
+  END IF;
+  IF (SELECT count(*) FROM gdpr.subject_links x WHERE x.tbl = _single_subject.tbl) <> 1 THEN
+    RETURN false;
+  END IF;
+  SELECT * INTO l FROM gdpr.subject_links x WHERE x.tbl = _single_subject.tbl;
+  RETURN l.type_column IS NULL AND l.extra_link_columns IS NULL
+         AND (SELECT x.subject_table FROM gdpr.registered_tables x WHERE x.tbl = l.parent_table) = r.subject_table
+         AND gdpr._single_subject(l.parent_table);
+END
+$$;
+
+
+-- A query listing the subject ids (text) of subject table st that row alias
+-- of tbl belongs to, through every link of tbl and of the tables above it
+-- (polymorphic pairs and composite keys included); NULL when no link leads
+-- to st.  Correlated to alias: the purge evaluates it per row.
+CREATE OR REPLACE FUNCTION gdpr._row_subject_ids_sql(tbl regclass, st regclass, alias text) RETURNS text
+  LANGUAGE plpgsql STABLE SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+  id_col name := (SELECT s.id_column FROM gdpr.subject_tables s WHERE s.tbl = st);
+  p text := alias || 'p';       -- one alias per level
+  l gdpr.subject_links;
+  typ text;
+  up text;
+  parts text[] := '{}';
+BEGIN
+  IF tbl = st THEN
+    RETURN format('SELECT %s.%I::text', alias, id_col);
+  END IF;
+  FOR l IN SELECT * FROM gdpr.subject_links x WHERE x.tbl = _row_subject_ids_sql.tbl ORDER BY x.id LOOP
+    typ := CASE WHEN l.type_column IS NOT NULL THEN format(' AND %s.%I = %L', alias, l.type_column, l.type_value) ELSE '' END;
+    IF l.parent_table = st AND l.parent_column = id_col AND l.extra_link_columns IS NULL THEN
+      parts := parts || format('SELECT %1$s.%2$I::text WHERE %1$s.%2$I IS NOT NULL%3$s', alias, l.link_column, typ);
+    ELSE
+      up := gdpr._row_subject_ids_sql(l.parent_table, st, p);
+      IF up IS NOT NULL THEN
+        parts := parts || format('SELECT %1$sx.id FROM %2$s %1$s, LATERAL (%3$s) %1$sx(id) WHERE %4$s%5$s',
+                                 p, l.parent_table, up, gdpr._link_join(l, p, alias), typ);
+      END IF;
+    END IF;
+  END LOOP;
+  RETURN CASE WHEN cardinality(parts) > 0 THEN array_to_string(parts, ' UNION ALL ') END;
+END
+$$;
+
+
+-- For a row of a table with several links (or a polymorphic or composite
+-- one): the latest anchor date among the subjects of pol.after_table it
+-- belongs to, through every link (subjects without a date are left out;
+-- NULL when it has none).  A note about a person and his company is kept
+-- while either is.
+CREATE OR REPLACE FUNCTION gdpr._latest_anchor_sql(pol gdpr.retention_policies, anchor text) RETURNS text
+  LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp
+  RETURN format('(SELECT max(%s) FROM %s s WHERE s.%I::text IN (%s))', anchor, pol.after_table,
+                (SELECT x.id_column FROM gdpr.subject_tables x WHERE x.tbl = pol.after_table),
+                coalesce(gdpr._row_subject_ids_sql(pol.tbl, pol.after_table, 't'), 'SELECT NULL::text WHERE false'));
+
+
+-- Rows whose period cannot even start: no anchor date (nor fallback).
+CREATE OR REPLACE FUNCTION gdpr._no_anchor_cond(pol gdpr.retention_policies) RETURNS text
+  LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp
+  RETURN concat_ws(' AND ',
+    CASE WHEN pol.after_table = pol.tbl
+         THEN format('coalesce(t.%I, t.%I) IS NULL', pol.after_column, coalesce(pol.fallback_column, pol.after_column))
+         WHEN gdpr._single_subject(pol.tbl)
+         THEN format('EXISTS (SELECT FROM %s s WHERE s.%I::text = %s AND coalesce(s.%I, s.%I) IS NULL)',
+                     pol.after_table, (SELECT x.id_column FROM gdpr.subject_tables x WHERE x.tbl = pol.after_table),
+                     gdpr._subject_id_expr(pol.tbl, 't'), pol.after_column,
+                     coalesce(pol.fallback_column, pol.after_column))
+         ELSE format('%s IS NULL', gdpr._latest_anchor_sql(pol, format('coalesce(s.%I, s.%I)', pol.after_column,
+                                                                        coalesce(pol.fallback_column, pol.after_column)))) END,
+    gdpr._scope_cond(pol, 't'));
+
+
+-- Whether row t belongs to one of the subject ids of parameter $n (text[]).
+-- With none (the usual case: no hold, no restriction) the statement, planned
+-- with its parameters' values, does not even compute the row's subject key.
+CREATE OR REPLACE FUNCTION gdpr._excluded_cond(tbl regclass, n int) RETURNS text
+  LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp
+  RETURN format('(cardinality($%2$s::text[]) > 0 AND %1$s)', CASE WHEN gdpr._single_subject(tbl)
+    THEN format('coalesce(%s = ANY ($%s::text[]), false)', gdpr._subject_id_expr(tbl, 't'), n)
+    -- Several links: one held or restricted subject of the row keeps it.
+    ELSE coalesce(format('EXISTS (SELECT FROM (%s) x(id) WHERE x.id = ANY ($%s::text[]))',
+                         gdpr._row_subject_ids_sql(tbl, (gdpr._registered(tbl)).subject_table, 't'), n), 'false') END, n);
+
+
+REVOKE EXECUTE ON FUNCTION gdpr._link_join(gdpr.subject_links, text, text), gdpr._single_subject(regclass),
+  gdpr._row_subject_ids_sql(regclass, regclass, text), gdpr._latest_anchor_sql(gdpr.retention_policies, text) FROM PUBLIC;

@@ -1017,8 +1017,9 @@ SELECT n.nspname AS schema_name,
   JOIN pg_class c ON c.oid = pc.tbl
   JOIN pg_namespace n ON n.oid = c.relnamespace
   LEFT JOIN pg_attribute a ON a.attrelid = pc.tbl AND a.attname = pc.col
-  LEFT JOIN gdpr.retention_policies pcol ON pcol.tbl = pc.tbl AND pcol.col = pc.col
-  LEFT JOIN gdpr.retention_policies prow ON prow.tbl = pc.tbl AND prow.col IS NULL;
+  -- The policies without a row scope (the others are in gdpr.retention_status).
+  LEFT JOIN gdpr.retention_policies pcol ON pcol.tbl = pc.tbl AND pcol.col = pc.col AND pcol.scope_column IS NULL
+  LEFT JOIN gdpr.retention_policies prow ON prow.tbl = pc.tbl AND prow.col IS NULL AND prow.scope_column IS NULL;
 
 CREATE OR REPLACE VIEW gdpr.processing_register AS
 SELECT p.code AS purpose,
@@ -1064,8 +1065,10 @@ SELECT p.code AS purpose,
       FROM gdpr.recipients x WHERE x.purpose = p.code) rc ON true
   LEFT JOIN LATERAL (
     SELECT array_agg(DISTINCT format('%s: %s after %s.%I, then %s',
-                                     CASE WHEN rp.col IS NULL THEN format('%I.%I', n.nspname, c.relname) || ' (rows)'
-                                          ELSE format('%I.%I.%I', n.nspname, c.relname, rp.col) END,
+                                     CASE WHEN rp.col IS NULL THEN format('%I.%I', n.nspname, c.relname)
+                                                  || coalesce(' (rows where ' || gdpr._scope_text(rp.scope_column, rp.scope_values, rp.scope_exclude) || ')', ' (rows)')
+                                          ELSE format('%I.%I.%I', n.nspname, c.relname, rp.col)
+                                                  || coalesce(' (rows where ' || gdpr._scope_text(rp.scope_column, rp.scope_values, rp.scope_exclude) || ')', '') END,
                                      rp.keep, format('%I.%I', an.nspname, ac.relname), rp.after_column, rp.action)) AS retention
       FROM gdpr.retention_policies rp
       JOIN pg_class c ON c.oid = rp.tbl JOIN pg_namespace n ON n.oid = c.relnamespace
