@@ -199,6 +199,15 @@ CREATE FUNCTION gdpr._link_join(l gdpr.subject_links, p text, alias text) RETURN
          || coalesce((SELECT string_agg(format(' AND %s.%I = %s.%I', p, pc, alias, lc), '' ORDER BY i)
                         FROM unnest(l.extra_link_columns, l.extra_parent_columns) WITH ORDINALITY x(lc, pc, i)), '');
 
+-- The columns of link l, on its table (parent false) or on its parent's,
+-- each prefixed with prefix ('t.'), as an SQL list (a, b for a composite
+-- key; compared with IN as a row: (a, b) IN (SELECT x, y ...)).
+CREATE FUNCTION gdpr._link_cols(l gdpr.subject_links, prefix text, parent boolean) RETURNS text
+  LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp
+  RETURN (SELECT string_agg(prefix || quote_ident(c), ', ' ORDER BY i)
+            FROM unnest(CASE WHEN parent THEN l.parent_column || l.extra_parent_columns
+                             ELSE l.link_column || l.extra_link_columns END) WITH ORDINALITY x(c, i));
+
 CREATE FUNCTION gdpr.register_subject_table(tbl regclass, id_column name) RETURNS void
   LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
@@ -371,21 +380,55 @@ BEGIN
 END
 $$;
 
+-- The other columns of a composite link: as many on both sides, each
+-- existing, of matching types (22023, 42703, 42804).
+CREATE FUNCTION gdpr._check_link_columns(tbl regclass, parent_table regclass, link_cols name[], parent_cols name[])
+  RETURNS void
+  LANGUAGE plpgsql STABLE SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+  i int;
+  a regtype;
+  b regtype;
+BEGIN
+  IF link_cols IS NULL AND parent_cols IS NULL THEN
+    RETURN;
+  END IF;
+  IF cardinality(link_cols) IS DISTINCT FROM cardinality(parent_cols) OR cardinality(link_cols) = 0 THEN
+    RAISE EXCEPTION 'extra_link_columns and extra_parent_columns must name as many columns'
+      USING ERRCODE = 'invalid_parameter_value',
+            HINT = 'A composite key pairs each column of the table with one of its parent''s, in order.';
+  END IF;
+  FOR i IN 1 .. cardinality(link_cols) LOOP
+    a := (gdpr._column(tbl, link_cols[i])).typ;
+    b := (gdpr._column(parent_table, parent_cols[i])).typ;
+    IF NOT gdpr._types_match(a, b) THEN
+      RAISE EXCEPTION 'column "%" of % is of type %, but %.% is of type %', link_cols[i], tbl, a, parent_table, parent_cols[i], b
+        USING ERRCODE = 'datatype_mismatch';
+    END IF;
+  END LOOP;
+END
+$$;
+
 -- Another way tbl's rows belong to data subjects: rows of tbl whose
 -- link_column equals parent_column of a subject's parent_table rows, and,
 -- for a polymorphic reference, whose type_column holds type_value.  For
 -- content reached through a junction, the junction is the parent (note.id =
 -- "noteTarget"."noteId").  tbl is registered if it was not; a table may have
 -- several links, to several subject tables, and be a subject table itself.
+-- A composite key links by several columns: extra_link_columns equal, in
+-- order, extra_parent_columns (both found from the foreign key whose first
+-- column is link_column when neither they nor parent_column are given).
 CREATE FUNCTION gdpr.link_table(tbl regclass, link_column name, parent_table regclass,
                                 parent_column name DEFAULT NULL, type_column name DEFAULT NULL,
-                                type_value text DEFAULT NULL) RETURNS void
+                                type_value text DEFAULT NULL, extra_link_columns name[] DEFAULT NULL,
+                                extra_parent_columns name[] DEFAULT NULL) RETURNS void
   LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
   parent gdpr.registered_tables;
   p_column name := parent_column;
   col_type regtype;
   key_type regtype;
+  fk record;
 BEGIN
   PERFORM gdpr._require_table_owner(tbl, 'gdpr.link_table()');
   PERFORM gdpr._check_table(tbl);
@@ -400,6 +443,25 @@ BEGIN
   IF type_column IS NOT NULL THEN
     PERFORM gdpr._column(tbl, type_column);
   END IF;
+  -- A composite foreign key whose first column is link_column gives the others.
+  IF p_column IS NULL AND extra_link_columns IS NULL AND extra_parent_columns IS NULL
+     AND NOT EXISTS (SELECT FROM gdpr._registered_fkeys(tbl, link_column, parent_table)) THEN
+    SELECT (SELECT array_agg(a.attname ORDER BY i) FROM unnest(c.conkey) WITH ORDINALITY k(n, i)
+              JOIN pg_attribute a ON a.attrelid = c.conrelid AND a.attnum = k.n WHERE i > 1) AS l,
+           (SELECT array_agg(a.attname ORDER BY i) FROM unnest(c.confkey) WITH ORDINALITY k(n, i)
+              JOIN pg_attribute a ON a.attrelid = c.confrelid AND a.attnum = k.n) AS p
+      INTO fk
+      FROM pg_constraint c JOIN pg_attribute a1 ON a1.attrelid = c.conrelid AND a1.attnum = c.conkey[1]
+     WHERE c.conrelid = tbl AND c.confrelid = parent_table AND c.contype = 'f' AND cardinality(c.conkey) > 1
+       AND a1.attname = link_column
+     ORDER BY c.conname LIMIT 1;
+    IF FOUND THEN
+      p_column := fk.p[1];
+      extra_link_columns := fk.l;
+      extra_parent_columns := fk.p[2:];
+    END IF;
+  END IF;
+  PERFORM gdpr._check_link_columns(tbl, parent_table, extra_link_columns, extra_parent_columns);
   -- The column referred to: the one its foreign key names, else the
   -- subject's id (a subject table), else the parent's primary key.
   p_column := coalesce(p_column,
@@ -423,8 +485,9 @@ BEGIN
       VALUES (tbl, parent.subject_table, link_column, parent_table, p_column);
     PERFORM gdpr._snapshot_columns(tbl);
   END IF;
-  INSERT INTO gdpr.subject_links AS l (tbl, link_column, parent_table, parent_column, type_column, type_value)
-    VALUES (tbl, link_column, parent_table, p_column, type_column, type_value)
+  INSERT INTO gdpr.subject_links AS l (tbl, link_column, parent_table, parent_column, type_column, type_value,
+                                       extra_link_columns, extra_parent_columns)
+    VALUES (tbl, link_column, parent_table, p_column, type_column, type_value, extra_link_columns, extra_parent_columns)
     ON CONFLICT ON CONSTRAINT subject_links_key DO NOTHING;
   -- The log triggers' argument depends on the links: set them again.
   PERFORM gdpr._attach_triggers(tbl);

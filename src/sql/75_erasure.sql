@@ -137,7 +137,7 @@ BEGIN
      AND NOT EXISTS (SELECT FROM pg_constraint c WHERE c.conrelid = a.attrelid AND a.attnum = ANY (c.conkey)
                       AND (c.contype IN ('p', 'f') OR c.contype = 'u' AND a.attnotnull))
      AND NOT EXISTS (SELECT FROM gdpr.subject_links l WHERE l.tbl = _erasure_column_actions.tbl
-                      AND a.attname IN (l.link_column, l.type_column))
+                      AND (a.attname IN (l.link_column, l.type_column) OR a.attname = ANY (l.extra_link_columns)))
      AND (gdpr.personal_name_hint(a.attname)).kind IS NOT NULL
    ORDER BY 1;
 END
@@ -210,7 +210,8 @@ BEGIN
   FOR l IN SELECT * FROM gdpr.subject_links x WHERE x.parent_table = _pinned_cond.tbl AND x.tbl <> st LOOP
     c := gdpr._subject_rows_cond(l.tbl, st, key_literal);
     CONTINUE WHEN c = 'false';
-    parts := parts || format('%I IN (SELECT %I FROM %s WHERE %s)', l.parent_column, l.link_column, l.tbl, c);
+    parts := parts || format('(%s) IN (SELECT %s FROM %s WHERE %s)', gdpr._link_cols(l, '', true),
+                             gdpr._link_cols(l, '', false), l.tbl, c);
   END LOOP;
   RETURN coalesce(nullif(array_to_string(parts, ' OR '), ''), 'false');
 END

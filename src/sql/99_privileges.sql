@@ -8,7 +8,7 @@ REVOKE EXECUTE ON ALL FUNCTIONS IN SCHEMA gdpr FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION
   gdpr.register_subject_table(regclass, name),
   gdpr.register_table(regclass, name, regclass),
-  gdpr.link_table(regclass, name, regclass, name, name, text),
+  gdpr.link_table(regclass, name, regclass, name, name, text, name[], name[]),
   gdpr.unlink_table(regclass, name, regclass),
   gdpr.set_soft_delete(regclass, name, boolean),
   gdpr.unregister_table(regclass),

@@ -217,21 +217,55 @@ BEGIN
 END
 $$;
 
+-- The other columns of a composite link: as many on both sides, each
+-- existing, of matching types (22023, 42703, 42804).
+CREATE OR REPLACE FUNCTION gdpr._check_link_columns(tbl regclass, parent_table regclass, link_cols name[], parent_cols name[])
+  RETURNS void
+  LANGUAGE plpgsql STABLE SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+  i int;
+  a regtype;
+  b regtype;
+BEGIN
+  IF link_cols IS NULL AND parent_cols IS NULL THEN
+    RETURN;
+  END IF;
+  IF cardinality(link_cols) IS DISTINCT FROM cardinality(parent_cols) OR cardinality(link_cols) = 0 THEN
+    RAISE EXCEPTION 'extra_link_columns and extra_parent_columns must name as many columns'
+      USING ERRCODE = 'invalid_parameter_value',
+            HINT = 'A composite key pairs each column of the table with one of its parent''s, in order.';
+  END IF;
+  FOR i IN 1 .. cardinality(link_cols) LOOP
+    a := (gdpr._column(tbl, link_cols[i])).typ;
+    b := (gdpr._column(parent_table, parent_cols[i])).typ;
+    IF NOT gdpr._types_match(a, b) THEN
+      RAISE EXCEPTION 'column "%" of % is of type %, but %.% is of type %', link_cols[i], tbl, a, parent_table, parent_cols[i], b
+        USING ERRCODE = 'datatype_mismatch';
+    END IF;
+  END LOOP;
+END
+$$;
+
 -- Another way tbl's rows belong to data subjects: rows of tbl whose
 -- link_column equals parent_column of a subject's parent_table rows, and,
 -- for a polymorphic reference, whose type_column holds type_value.  For
 -- content reached through a junction, the junction is the parent (note.id =
 -- "noteTarget"."noteId").  tbl is registered if it was not; a table may have
 -- several links, to several subject tables, and be a subject table itself.
+-- A composite key links by several columns: extra_link_columns equal, in
+-- order, extra_parent_columns (both found from the foreign key whose first
+-- column is link_column when neither they nor parent_column are given).
 CREATE OR REPLACE FUNCTION gdpr.link_table(tbl regclass, link_column name, parent_table regclass,
                                 parent_column name DEFAULT NULL, type_column name DEFAULT NULL,
-                                type_value text DEFAULT NULL) RETURNS void
+                                type_value text DEFAULT NULL, extra_link_columns name[] DEFAULT NULL,
+                                extra_parent_columns name[] DEFAULT NULL) RETURNS void
   LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
   parent gdpr.registered_tables;
   p_column name := parent_column;
   col_type regtype;
   key_type regtype;
+  fk record;
 BEGIN
   PERFORM gdpr._require_table_owner(tbl, 'gdpr.link_table()');
   PERFORM gdpr._check_table(tbl);
@@ -246,6 +280,25 @@ BEGIN
   IF type_column IS NOT NULL THEN
     PERFORM gdpr._column(tbl, type_column);
   END IF;
+  -- A composite foreign key whose first column is link_column gives the others.
+  IF p_column IS NULL AND extra_link_columns IS NULL AND extra_parent_columns IS NULL
+     AND NOT EXISTS (SELECT FROM gdpr._registered_fkeys(tbl, link_column, parent_table)) THEN
+    SELECT (SELECT array_agg(a.attname ORDER BY i) FROM unnest(c.conkey) WITH ORDINALITY k(n, i)
+              JOIN pg_attribute a ON a.attrelid = c.conrelid AND a.attnum = k.n WHERE i > 1) AS l,
+           (SELECT array_agg(a.attname ORDER BY i) FROM unnest(c.confkey) WITH ORDINALITY k(n, i)
+              JOIN pg_attribute a ON a.attrelid = c.confrelid AND a.attnum = k.n) AS p
+      INTO fk
+      FROM pg_constraint c JOIN pg_attribute a1 ON a1.attrelid = c.conrelid AND a1.attnum = c.conkey[1]
+     WHERE c.conrelid = tbl AND c.confrelid = parent_table AND c.contype = 'f' AND cardinality(c.conkey) > 1
+       AND a1.attname = link_column
+     ORDER BY c.conname LIMIT 1;
+    IF FOUND THEN
+      p_column := fk.p[1];
+      extra_link_columns := fk.l;
+      extra_parent_columns := fk.p[2:];
+    END IF;
+  END IF;
+  PERFORM gdpr._check_link_columns(tbl, parent_table, extra_link_columns, extra_parent_columns);
   -- The column referred to: the one its foreign key names, else the
   -- subject's id (a subject table), else the parent's primary key.
   p_column := coalesce(p_column,
@@ -269,8 +322,9 @@ BEGIN
       VALUES (tbl, parent.subject_table, link_column, parent_table, p_column);
     PERFORM gdpr._snapshot_columns(tbl);
   END IF;
-  INSERT INTO gdpr.subject_links AS l (tbl, link_column, parent_table, parent_column, type_column, type_value)
-    VALUES (tbl, link_column, parent_table, p_column, type_column, type_value)
+  INSERT INTO gdpr.subject_links AS l (tbl, link_column, parent_table, parent_column, type_column, type_value,
+                                       extra_link_columns, extra_parent_columns)
+    VALUES (tbl, link_column, parent_table, p_column, type_column, type_value, extra_link_columns, extra_parent_columns)
     ON CONFLICT ON CONSTRAINT subject_links_key DO NOTHING;
   -- The log triggers' argument depends on the links: set them again.
   PERFORM gdpr._attach_triggers(tbl);
@@ -344,6 +398,10 @@ BEGIN
   UPDATE gdpr.subject_links l SET type_column = new WHERE l.tbl = _rename_column.tbl AND l.type_column = old;
   UPDATE gdpr.subject_links l SET parent_column = new
    WHERE l.parent_table = _rename_column.tbl AND l.parent_column = old;
+  UPDATE gdpr.subject_links l SET extra_link_columns = array_replace(l.extra_link_columns, old, new)
+   WHERE l.tbl = _rename_column.tbl AND old = ANY (l.extra_link_columns);
+  UPDATE gdpr.subject_links l SET extra_parent_columns = array_replace(l.extra_parent_columns, old, new)
+   WHERE l.parent_table = _rename_column.tbl AND old = ANY (l.extra_parent_columns);
   UPDATE gdpr.personal_columns c SET col = new WHERE c.tbl = _rename_column.tbl AND c.col = old;
   UPDATE gdpr.retention_policies p SET col = new WHERE p.tbl = _rename_column.tbl AND p.col = old;
   UPDATE gdpr.retention_policies p SET after_column = new
@@ -371,8 +429,10 @@ BEGIN
   -- Another link through the column goes (the table stays registered by
   -- the others); so does a trash declared on it.
   DELETE FROM gdpr.subject_links l
-   WHERE l.tbl = _forget_column.tbl AND _forget_column.col IN (l.link_column, l.type_column)
-      OR l.parent_table = _forget_column.tbl AND l.parent_column = _forget_column.col;
+   WHERE l.tbl = _forget_column.tbl AND (_forget_column.col IN (l.link_column, l.type_column)
+                                         OR _forget_column.col = ANY (l.extra_link_columns))
+      OR l.parent_table = _forget_column.tbl AND (l.parent_column = _forget_column.col
+                                                  OR _forget_column.col = ANY (l.extra_parent_columns));
   IF FOUND THEN
     PERFORM gdpr._note_change('column dropped', what, 'subject link removed');
     RAISE WARNING 'links to data subjects through % were removed', what
@@ -447,11 +507,12 @@ BEGIN
   END IF;
   FOR l IN SELECT * FROM gdpr.subject_links x WHERE x.tbl = _subject_ids_sql.tbl ORDER BY x.id LOOP
     typ := CASE WHEN l.type_column IS NOT NULL THEN format(' AND t.%I = %L', l.type_column, l.type_value) ELSE '' END;
-    IF l.parent_table = st AND l.parent_column = id_col THEN
+    IF l.parent_table = st AND l.parent_column = id_col AND l.extra_link_columns IS NULL THEN
       parts := parts || format('SELECT t.%I::text FROM %s t WHERE t.%I IS NOT NULL%s', l.link_column, src, l.link_column, typ);
     ELSE
-      up := gdpr._subject_ids_sql(l.parent_table, st, format('(SELECT p.* FROM %s p WHERE p.%I IN (SELECT t.%I FROM %s t WHERE true%s))',
-                                                           l.parent_table, l.parent_column, l.link_column, src, typ));
+      up := gdpr._subject_ids_sql(l.parent_table, st, format('(SELECT p.* FROM %s p WHERE (%s) IN (SELECT %s FROM %s t WHERE true%s))',
+                                                           l.parent_table, gdpr._link_cols(l, 'p.', true),
+                                                           gdpr._link_cols(l, 't.', false), src, typ));
       IF up IS NOT NULL THEN
         parts := parts || up;
       END IF;
@@ -492,7 +553,8 @@ BEGIN
   FOR l IN SELECT * FROM gdpr.subject_links x WHERE x.tbl = _subject_rows_cond.tbl ORDER BY x.id LOOP
     up := gdpr._subject_rows_cond(l.parent_table, st, key_literal);
     CONTINUE WHEN up = 'false';
-    parts := parts || format('%I IN (SELECT %I FROM %s WHERE %s)%s', l.link_column, l.parent_column, l.parent_table, up,
+    parts := parts || format('(%s) IN (SELECT %s FROM %s WHERE %s)%s', gdpr._link_cols(l, '', false),
+                             gdpr._link_cols(l, '', true), l.parent_table, up,
                              CASE WHEN l.type_column IS NOT NULL THEN format(' AND %I = %L', l.type_column, l.type_value) ELSE '' END);
   END LOOP;
   IF cardinality(parts) = 0 THEN
@@ -627,7 +689,8 @@ BEGIN
   FOR l IN SELECT * FROM gdpr.subject_links x WHERE x.parent_table = _pinned_cond.tbl AND x.tbl <> st LOOP
     c := gdpr._subject_rows_cond(l.tbl, st, key_literal);
     CONTINUE WHEN c = 'false';
-    parts := parts || format('%I IN (SELECT %I FROM %s WHERE %s)', l.parent_column, l.link_column, l.tbl, c);
+    parts := parts || format('(%s) IN (SELECT %s FROM %s WHERE %s)', gdpr._link_cols(l, '', true),
+                             gdpr._link_cols(l, '', false), l.tbl, c);
   END LOOP;
   RETURN coalesce(nullif(array_to_string(parts, ' OR '), ''), 'false');
 END
@@ -983,7 +1046,7 @@ BEGIN
      AND NOT EXISTS (SELECT FROM pg_constraint c WHERE c.conrelid = a.attrelid AND a.attnum = ANY (c.conkey)
                       AND (c.contype IN ('p', 'f') OR c.contype = 'u' AND a.attnotnull))
      AND NOT EXISTS (SELECT FROM gdpr.subject_links l WHERE l.tbl = _erasure_column_actions.tbl
-                      AND a.attname IN (l.link_column, l.type_column))
+                      AND (a.attname IN (l.link_column, l.type_column) OR a.attname = ANY (l.extra_link_columns)))
      AND (gdpr.personal_name_hint(a.attname)).kind IS NOT NULL
    ORDER BY 1;
 END
@@ -1269,7 +1332,7 @@ BEGIN
 END
 $$;
 
-GRANT EXECUTE ON FUNCTION gdpr.link_table(regclass, name, regclass, name, name, text),
+GRANT EXECUTE ON FUNCTION gdpr.link_table(regclass, name, regclass, name, name, text, name[], name[]),
   gdpr.unlink_table(regclass, name, regclass), gdpr.declare_out_of_scope(regclass, text),
   gdpr.set_soft_delete(regclass, name, boolean) TO gdpr_admin;
 
@@ -1285,6 +1348,15 @@ CREATE OR REPLACE FUNCTION gdpr._link_join(l gdpr.subject_links, p text, alias t
          || coalesce((SELECT string_agg(format(' AND %s.%I = %s.%I', p, pc, alias, lc), '' ORDER BY i)
                         FROM unnest(l.extra_link_columns, l.extra_parent_columns) WITH ORDINALITY x(lc, pc, i)), '');
 
+
+-- The columns of link l, on its table (parent false) or on its parent's,
+-- each prefixed with prefix ('t.'), as an SQL list (a, b for a composite
+-- key; compared with IN as a row: (a, b) IN (SELECT x, y ...)).
+CREATE OR REPLACE FUNCTION gdpr._link_cols(l gdpr.subject_links, prefix text, parent boolean) RETURNS text
+  LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp
+  RETURN (SELECT string_agg(prefix || quote_ident(c), ', ' ORDER BY i)
+            FROM unnest(CASE WHEN parent THEN l.parent_column || l.extra_parent_columns
+                             ELSE l.link_column || l.extra_link_columns END) WITH ORDINALITY x(c, i));
 
 -- An SQL expression giving the subject id (text) of row alias of tbl, for a
 -- table whose rows have one subject each (_single_subject).
@@ -1414,4 +1486,5 @@ CREATE OR REPLACE FUNCTION gdpr._excluded_cond(tbl regclass, n int) RETURNS text
 
 
 REVOKE EXECUTE ON FUNCTION gdpr._link_join(gdpr.subject_links, text, text), gdpr._single_subject(regclass),
+  gdpr._link_cols(gdpr.subject_links, text, boolean),
   gdpr._row_subject_ids_sql(regclass, regclass, text), gdpr._latest_anchor_sql(gdpr.retention_policies, text) FROM PUBLIC;
