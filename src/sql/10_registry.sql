@@ -723,7 +723,8 @@ BEGIN
 END
 $$;
 
--- Check a policy's row scope (see gdpr.set_retention): the column exists;
+-- Check a policy's row scope (see gdpr.set_retention), or the values of a
+-- column that make a customer (gdpr.set_subject_profile): the column exists;
 -- its values, if any, are values of its type (an enum's labels, numbers),
 -- returned in their canonical text form, sorted, so that the scope is the
 -- same whatever order or spelling ('01' for 1) they were given in.  No SQL
@@ -749,7 +750,7 @@ BEGIN
     RETURN NULL;                 -- a boolean that is true, any other column that is set
   END IF;
   IF cardinality(scope_values) = 0 OR array_position(scope_values, NULL) IS NOT NULL THEN
-    RAISE EXCEPTION 'scope_values must list values, without NULL'
+    RAISE EXCEPTION 'the values of column "%" must be listed, without NULL', scope_column
       USING ERRCODE = 'invalid_parameter_value',
             HINT = 'Leave scope_values NULL for the rows where the column is set (true, for a boolean).';
   END IF;
@@ -757,7 +758,7 @@ BEGIN
     BEGIN
       EXECUTE format('SELECT (%L::%s)::text', v, typ) INTO v;
     EXCEPTION WHEN data_exception THEN
-      RAISE EXCEPTION 'scope value % is not a value of column "%" of % (type %)', quote_literal(v), scope_column, tbl, typ
+      RAISE EXCEPTION 'value % is not a value of column "%" of % (type %)', quote_literal(v), scope_column, tbl, typ
         USING ERRCODE = 'invalid_parameter_value', DETAIL = SQLERRM;
     END;
     vals := vals || v;
