@@ -3,7 +3,7 @@
 -- policy holds, references, fallbacks and retention_status.  The anchor of a
 -- table with several links follows every link (20, item 2).
 BEGIN;
-SELECT plan(40);
+SELECT plan(42);
 
 \set QUIET on
 SET client_min_messages = warning;
@@ -68,6 +68,13 @@ SELECT is((SELECT rows_no_anchor FROM st WHERE scope_exclude), 1::bigint,
           'customers'' policy: the customer never contacted has no anchor');
 SELECT is((SELECT rows_due FROM st WHERE scope_column IS NULL), 0::bigint, 'the whole-table 10 years policy: nothing due');
 
+SELECT is((SELECT array[problem_rows, checked_rows] FROM gdpr.data_quality()
+            WHERE check_name = 'inactive beyond 3 years where status IN (''prospect'')'),
+          (SELECT array[count(*) FILTER (WHERE last_contact_at < now() - interval '3 years'), count(*)]
+             FROM crm.contacts WHERE status = 'prospect'),
+          'data_quality counts the inactive rows of a policy''s scope, among the rows of its scope');
+SELECT ok(gdpr.compliance_report('markdown') LIKE '%crm.contacts (rows) where status NOT IN (''prospect'')%',
+          'the compliance report names the scope of each policy');
 CREATE TEMP TABLE result AS SELECT * FROM gdpr.purge();
 SELECT is((SELECT array_agg(id ORDER BY id) FROM crm.contacts WHERE id <= 11),
           ARRAY[3, 4, 5, 6, 8, 10, 11]::bigint[],
