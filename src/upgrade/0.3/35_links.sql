@@ -1495,12 +1495,12 @@ DECLARE
   parts text[] := '{}';
 BEGIN
   IF tbl = st THEN
-    RETURN format('SELECT %s.%I::text', alias, id_col);
+    RETURN format('SELECT %s.%I', alias, id_col);
   END IF;
   FOR l IN SELECT * FROM gdpr.subject_links x WHERE x.tbl = _row_subject_ids_sql.tbl ORDER BY x.id LOOP
     typ := CASE WHEN l.type_column IS NOT NULL THEN format(' AND %s.%I = %L', alias, l.type_column, l.type_value) ELSE '' END;
     IF l.parent_table = st AND l.parent_column = id_col AND l.extra_link_columns IS NULL THEN
-      parts := parts || format('SELECT %1$s.%2$I::text WHERE %1$s.%2$I IS NOT NULL%3$s', alias, l.link_column, typ);
+      parts := parts || format('SELECT %1$s.%2$I WHERE %1$s.%2$I IS NOT NULL%3$s', alias, l.link_column, typ);
     ELSE
       up := gdpr._row_subject_ids_sql(l.parent_table, st, p);
       IF up IS NOT NULL THEN
@@ -1521,9 +1521,9 @@ $$;
 -- while either is.
 CREATE OR REPLACE FUNCTION gdpr._latest_anchor_sql(pol gdpr.retention_policies, anchor text) RETURNS text
   LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp
-  RETURN format('(SELECT max(%s) FROM %s s WHERE s.%I::text IN (%s))', anchor, pol.after_table,
+  RETURN format('(SELECT max(%s) FROM %s s WHERE s.%I IN (%s))', anchor, pol.after_table,
                 (SELECT x.id_column FROM gdpr.subject_tables x WHERE x.tbl = pol.after_table),
-                coalesce(gdpr._row_subject_ids_sql(pol.tbl, pol.after_table, 't'), 'SELECT NULL::text WHERE false'));
+                coalesce(gdpr._row_subject_ids_sql(pol.tbl, pol.after_table, 't'), 'SELECT NULL WHERE false'));
 
 
 -- Rows whose period cannot even start: no anchor date (nor fallback).
@@ -1550,7 +1550,7 @@ CREATE OR REPLACE FUNCTION gdpr._excluded_cond(tbl regclass, n int) RETURNS text
   RETURN format('(cardinality($%2$s::text[]) > 0 AND %1$s)', CASE WHEN gdpr._single_subject(tbl)
     THEN format('coalesce(%s = ANY ($%s::text[]), false)', gdpr._subject_id_expr(tbl, 't'), n)
     -- Several links: one held or restricted subject of the row keeps it.
-    ELSE coalesce(format('EXISTS (SELECT FROM (%s) x(id) WHERE x.id = ANY ($%s::text[]))',
+    ELSE coalesce(format('EXISTS (SELECT FROM (%s) x(id) WHERE x.id::text = ANY ($%s::text[]))',
                          gdpr._row_subject_ids_sql(tbl, (gdpr._registered(tbl)).subject_table, 't'), n), 'false') END, n);
 
 
