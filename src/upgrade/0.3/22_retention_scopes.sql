@@ -253,6 +253,23 @@ END
 $$;
 
 
+-- For a policy deleting whole rows: the rows that no row of a table whose
+-- foreign key has no cascade refers to (a contact whose invoices are kept
+-- stays until they go; composite keys compared column by column); NULL when
+-- no such table refers to pol.tbl.
+CREATE OR REPLACE FUNCTION gdpr._unreferenced_cond(pol gdpr.retention_policies) RETURNS text
+  LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp
+  RETURN CASE WHEN pol.col IS NULL AND pol.action = 'delete' THEN
+    (SELECT string_agg(format('NOT EXISTS (SELECT FROM %s c WHERE %s)', c.conrelid::regclass,
+                              (SELECT string_agg(format('c.%I = t.%I', ca.attname, pa.attname), ' AND ' ORDER BY k.i)
+                                 FROM unnest(c.conkey, c.confkey) WITH ORDINALITY k(ck, pk, i)
+                                 JOIN pg_attribute ca ON ca.attrelid = c.conrelid AND ca.attnum = k.ck
+                                 JOIN pg_attribute pa ON pa.attrelid = c.confrelid AND pa.attnum = k.pk)),
+                       ' AND ')
+       FROM pg_constraint c
+      WHERE c.confrelid = pol.tbl AND c.contype = 'f' AND c.confdeltype IN ('a', 'r'))
+  END;
+
 CREATE OR REPLACE VIEW gdpr.retention_status AS
 SELECT p.id AS policy_id, p.tbl, p.col, p.action, p.keep, p.after_table, p.after_column,
        d.rows_due, d.oldest_due,
