@@ -334,6 +334,15 @@ check $db "Odoo: his leads (ON DELETE SET NULL) are unlinked and anonymised, not
   "SELECT count(*) = cardinality('{$leads}'::int[]) AND bool_and(partner_id IS NULL AND email_from NOT LIKE '%@%')
      FROM crm_lead WHERE id = ANY ('{$leads}'::int[])"
 q -d $db -c "UPDATE res_partner SET write_date = now() - interval '4 years' WHERE id % 10 = 3 AND NOT is_company" >/dev/null
+# Archived partners (active = false) go a year after their last change,
+# whatever their rank: an archived customer of 2 years goes, one of 6 months stays.
+AC=$(q -d $db -c "SELECT min(id) FROM res_partner WHERE NOT active AND NOT is_company AND customer_rank <> 0")
+AR=$(q -d $db -c "SELECT max(id) FROM res_partner WHERE NOT active AND NOT is_company")
+q -d $db -c "UPDATE res_partner SET write_date = now() - interval '2 years' WHERE id = $AC" \
+  -c "UPDATE res_partner SET write_date = now() - interval '6 months' WHERE id = $AR" >/dev/null
+check $db "Odoo: retention_status counts the archived partners past a year under the archive policy" \
+  "SELECT rows_due = (SELECT count(*) FROM res_partner WHERE NOT active AND write_date < now() - interval '1 year') AND rows_due >= 1
+     FROM gdpr.retention_status WHERE tbl = 'public.res_partner'::regclass AND scope_column = 'active'"
 check $db "Odoo: retention_status has a policy for prospects and one for customers, each with its due rows" \
   "SELECT count(*) = 2 AND sum(rows_due) FILTER (WHERE NOT scope_exclude)
             = (SELECT count(*) FROM res_partner WHERE customer_rank = 0 AND write_date < now() - interval '3 years')
@@ -343,6 +352,8 @@ check $db "Odoo: retention_status has a policy for prospects and one for custome
      FROM gdpr.retention_status WHERE tbl = 'public.res_partner'::regclass AND col IS NULL AND scope_column = 'customer_rank'"
 check $db "Odoo: the purge deletes the partners past their retention" \
   "SELECT sum(rows) > 0 FROM gdpr.purge() WHERE tbl = 'public.res_partner'::regclass"
+check $db "Odoo: the archived customer of 2 years is gone, the partner archived 6 months ago stays" \
+  "SELECT NOT EXISTS (SELECT FROM res_partner WHERE id = $AC) AND EXISTS (SELECT FROM res_partner WHERE id = $AR)"
 check $db "Odoo: prospects past 3 years are gone, customers of 4 years stay" \
   "SELECT NOT EXISTS (SELECT FROM res_partner WHERE customer_rank = 0 AND write_date < now() - interval '3 years')
       AND EXISTS (SELECT FROM res_partner WHERE customer_rank <> 0 AND write_date < now() - interval '3 years')"
