@@ -138,7 +138,7 @@ $$;
 
 -- A row scope as people read it: "customer_rank" IN ('0'), "deletedAt" set.
 CREATE FUNCTION gdpr._scope_text(scope_column name, scope_values text[], scope_exclude boolean) RETURNS text
-  LANGUAGE sql IMMUTABLE SET search_path = pg_catalog, pg_temp
+  LANGUAGE sql IMMUTABLE PARALLEL SAFE SET search_path = pg_catalog, pg_temp
   RETURN CASE WHEN scope_column IS NULL THEN NULL
               WHEN scope_values IS NOT NULL
               THEN format('%I %sIN (%s)', scope_column, CASE WHEN scope_exclude THEN 'NOT ' ELSE '' END,
