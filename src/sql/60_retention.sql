@@ -207,9 +207,11 @@ BEGIN
   IF r.tbl = r.subject_table THEN
     RETURN true;
   END IF;
-  IF (SELECT count(*) FROM gdpr.subject_links x WHERE x.tbl = _single_subject.tbl) <> 1 THEN
-    RETURN false;
-  END IF;
+  CASE (SELECT count(*) FROM gdpr.subject_links x WHERE x.tbl = _single_subject.tbl)
+    WHEN 0 THEN RETURN true;     -- no link row: registered_tables' own (_subject_id_expr)
+    WHEN 1 THEN NULL;
+    ELSE RETURN false;
+  END CASE;
   SELECT * INTO l FROM gdpr.subject_links x WHERE x.tbl = _single_subject.tbl;
   RETURN l.type_column IS NULL AND l.extra_link_columns IS NULL
          AND (SELECT x.subject_table FROM gdpr.registered_tables x WHERE x.tbl = l.parent_table) = r.subject_table
