@@ -231,14 +231,17 @@ BEGIN
                                 AND c.confdeltype IN ('n', 'd')) THEN
     RETURN NULL;
   END IF;
-  SELECT string_agg(DISTINCT format('%I = %s', l.link_column, CASE fk.confdeltype WHEN 'n' THEN 'NULL' ELSE 'DEFAULT' END), ', '),
+  -- (A composite key's foreign key has the link's columns, in order: all are cleared.)
+  SELECT string_agg(DISTINCT format('%I = %s', lc.col, CASE fk.confdeltype WHEN 'n' THEN 'NULL' ELSE 'DEFAULT' END), ', '),
          bool_and(coalesce(fk.confdeltype IN ('n', 'd'), false))
     INTO sets, all_unlink
     FROM gdpr.subject_links l
+    CROSS JOIN LATERAL unnest(l.link_column || coalesce(l.extra_link_columns, '{}')) lc(col)
     LEFT JOIN LATERAL (SELECT c.confdeltype FROM pg_constraint c
-                         JOIN pg_attribute a ON a.attrelid = c.conrelid AND a.attnum = c.conkey[1]
                         WHERE c.conrelid = l.tbl AND c.contype = 'f' AND c.confrelid = l.parent_table
-                          AND cardinality(c.conkey) = 1 AND a.attname = l.link_column LIMIT 1) fk ON true
+                          AND ARRAY(SELECT a.attname FROM unnest(c.conkey) WITH ORDINALITY k(n, i)
+                                      JOIN pg_attribute a ON a.attrelid = c.conrelid AND a.attnum = k.n ORDER BY k.i)
+                              = l.link_column || coalesce(l.extra_link_columns, '{}') LIMIT 1) fk ON true
    WHERE l.tbl = _unlink_sets.tbl AND l.parent_table IN (SELECT t.tbl FROM gdpr._subject_tree(st) t);
   RETURN CASE WHEN all_unlink THEN sets END;
 END

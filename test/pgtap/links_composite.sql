@@ -2,7 +2,7 @@
 -- by two columns (invoice lines -> invoices (year, no)), linked with
 -- gdpr.link_table, followed by export, erasure and the purge's anchor.
 BEGIN;
-SELECT plan(15);
+SELECT plan(16);
 
 \set QUIET on
 SET client_min_messages = warning;
@@ -12,6 +12,9 @@ CREATE TABLE crm.invoices (year int, no int, contact_id bigint NOT NULL REFERENC
                            issued_at timestamptz NOT NULL DEFAULT now(), PRIMARY KEY (year, no));
 CREATE TABLE crm.invoice_lines (id bigserial PRIMARY KEY, inv_year int NOT NULL, inv_no int NOT NULL, label text,
                                 FOREIGN KEY (inv_year, inv_no) REFERENCES crm.invoices);
+-- Notes on an invoice, unlinked when it goes (a two-column ON DELETE SET NULL).
+CREATE TABLE crm.invoice_notes (id bigserial PRIMARY KEY, inv_year int, inv_no int, body text,
+                                FOREIGN KEY (inv_year, inv_no) REFERENCES crm.invoices ON DELETE SET NULL);
 -- The same lines, without a foreign key (columns named by hand).
 CREATE TABLE crm.credit_notes (id bigserial PRIMARY KEY, y int, n int, reason text);
 RESET client_min_messages;
@@ -23,6 +26,7 @@ SELECT min(id) AS a, min(id) + 1 AS b FROM crm.contacts \gset
 INSERT INTO crm.invoices (year, no, contact_id) VALUES (2024, 1, :a), (2024, 2, :b), (2025, 1, :b);
 INSERT INTO crm.invoice_lines (inv_year, inv_no, label) VALUES (2024, 1, 'a1'), (2024, 1, 'a2'), (2024, 2, 'b1'), (2025, 1, 'b2');
 INSERT INTO crm.credit_notes (y, n, reason) VALUES (2024, 1, 'a: damaged'), (2025, 1, 'b: late');
+INSERT INTO crm.invoice_notes (inv_year, inv_no, body) VALUES (2024, 1, 'a: paid late'), (2024, 2, 'b: paid');
 
 SELECT gdpr.register_table('crm.invoices');
 SELECT lives_ok($$SELECT gdpr.link_table('crm.invoice_lines', 'inv_year', 'crm.invoices')$$,
@@ -30,6 +34,8 @@ SELECT lives_ok($$SELECT gdpr.link_table('crm.invoice_lines', 'inv_year', 'crm.i
 SELECT is((SELECT ARRAY[link_column] || extra_link_columns || parent_column || extra_parent_columns
              FROM gdpr.subject_links WHERE tbl = 'crm.invoice_lines'::regclass),
           ARRAY['inv_year', 'inv_no', 'year', 'no']::name[], 'the link holds every column of the foreign key, in order');
+SELECT gdpr.link_table('crm.invoice_notes', 'inv_year', 'crm.invoices');
+SELECT gdpr.classify('crm.invoice_notes', 'body', 'free_text', 'accounting', 'legal_obligation', 'payment follow-up');
 SELECT lives_ok($$SELECT gdpr.link_table('crm.credit_notes', 'y', 'crm.invoices', 'year',
                                          extra_link_columns => '{n}', extra_parent_columns => '{no}')$$,
                 'without a foreign key, the columns are named');
@@ -80,6 +86,9 @@ SELECT is(gdpr.erase_subject(:'a') ->> 'status', 'erased', 'a is erased');
 SELECT is((SELECT array_agg(label ORDER BY label) FROM crm.invoice_lines), ARRAY['b1', 'b2'],
           'his invoice lines are gone, b''s of the same year and number stay');
 SELECT is((SELECT array_agg(reason) FROM crm.credit_notes), ARRAY['b: late'], 'his credit note is gone, b''s stays');
+SELECT is((SELECT array_agg(row(inv_year, inv_no, body LIKE 'a:%')::text ORDER BY id) FROM crm.invoice_notes),
+          ARRAY['(,,f)', '(2024,2,f)'],
+          'his invoice''s note (two-column ON DELETE SET NULL) is unlinked on both columns and anonymised, not deleted');
 
 -- A renamed column stays in the link.
 ALTER TABLE crm.credit_notes RENAME COLUMN n TO num;
