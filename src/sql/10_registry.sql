@@ -49,11 +49,17 @@ CREATE TABLE gdpr.subject_links (
   type_value     text,
   linked_at      timestamptz NOT NULL DEFAULT now(),
   linked_by      name NOT NULL DEFAULT session_user,
+  extra_link_columns    name[],
+  extra_parent_columns  name[],
   CHECK ((type_column IS NULL) = (type_value IS NULL)),
+  CHECK (cardinality(extra_link_columns) IS NOT DISTINCT FROM cardinality(extra_parent_columns)
+         AND cardinality(extra_link_columns) <> 0),
   CONSTRAINT subject_links_key UNIQUE NULLS NOT DISTINCT (tbl, link_column, parent_table, parent_column, type_column, type_value)
 );
 COMMENT ON TABLE gdpr.subject_links IS
   'rows of tbl belong to the subjects of the parent_table rows whose parent_column = tbl.link_column (and tbl.type_column = type_value)';
+COMMENT ON COLUMN gdpr.subject_links.extra_link_columns IS
+  'a composite link: the other columns of tbl, equal in order to extra_parent_columns of parent_table';
 CREATE INDEX ON gdpr.subject_links (parent_table);
 
 CREATE TABLE gdpr.purposes (
@@ -105,14 +111,22 @@ CREATE TABLE gdpr.retention_policies (
   updated_by    name NOT NULL DEFAULT session_user,
   set_by        regrole,
   fallback_column name,
-  UNIQUE NULLS NOT DISTINCT (tbl, col)
+  scope_column  name,
+  scope_values  text[],
+  scope_exclude boolean NOT NULL DEFAULT false,
+  CONSTRAINT retention_policies_key UNIQUE NULLS NOT DISTINCT (tbl, col, scope_column, scope_values, scope_exclude),
+  CONSTRAINT retention_policies_scope CHECK (scope_column IS NOT NULL OR (scope_values IS NULL AND NOT scope_exclude))
 );
 COMMENT ON COLUMN gdpr.retention_policies.fallback_column IS
   'the date the period runs from where after_column is NULL (gdpr.set_retention_fallback)';
 COMMENT ON COLUMN gdpr.retention_policies.set_by IS
   'the role that set the policy: the purge worker carries it out only while this role holds the privileges it needs';
+COMMENT ON COLUMN gdpr.retention_policies.scope_column IS
+  'the rows the policy applies to (NULL: all): those whose scope_column is one of scope_values, or, without values, '
+  'is true (a boolean) or set (any other type); scope_exclude: the other rows';
 COMMENT ON TABLE gdpr.retention_policies IS
-  'how long data is kept: col NULL is the whole row; the period runs from after_table.after_column';
+  'how long data is kept: col NULL is the whole row; the period runs from after_table.after_column; '
+  'several policies per table and column, one per row scope: a row is due under the earliest that matches';
 
 CREATE TABLE gdpr.recipients (
   id           serial PRIMARY KEY,
@@ -176,6 +190,23 @@ CREATE FUNCTION gdpr._key_column(tbl regclass) RETURNS name
   RETURN (SELECT a.attname FROM pg_constraint c
             JOIN pg_attribute a ON a.attrelid = c.conrelid AND a.attnum = c.conkey[1]
            WHERE c.conrelid = tbl AND c.contype = 'p' AND cardinality(c.conkey) = 1);
+
+-- The join condition of link l between row alias of l.tbl and row p of
+-- l.parent_table: every column pair of the link (several for a composite key).
+CREATE FUNCTION gdpr._link_join(l gdpr.subject_links, p text, alias text) RETURNS text
+  LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp
+  RETURN format('%s.%I = %s.%I', p, l.parent_column, alias, l.link_column)
+         || coalesce((SELECT string_agg(format(' AND %s.%I = %s.%I', p, pc, alias, lc), '' ORDER BY i)
+                        FROM unnest(l.extra_link_columns, l.extra_parent_columns) WITH ORDINALITY x(lc, pc, i)), '');
+
+-- The columns of link l, on its table (parent false) or on its parent's,
+-- each prefixed with prefix ('t.'), as an SQL list (a, b for a composite
+-- key; compared with IN as a row: (a, b) IN (SELECT x, y ...)).
+CREATE FUNCTION gdpr._link_cols(l gdpr.subject_links, prefix text, parent boolean) RETURNS text
+  LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp
+  RETURN (SELECT string_agg(prefix || quote_ident(c), ', ' ORDER BY i)
+            FROM unnest(CASE WHEN parent THEN l.parent_column || l.extra_parent_columns
+                             ELSE l.link_column || l.extra_link_columns END) WITH ORDINALITY x(c, i));
 
 CREATE FUNCTION gdpr.register_subject_table(tbl regclass, id_column name) RETURNS void
   LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
@@ -349,21 +380,55 @@ BEGIN
 END
 $$;
 
+-- The other columns of a composite link: as many on both sides, each
+-- existing, of matching types (22023, 42703, 42804).
+CREATE FUNCTION gdpr._check_link_columns(tbl regclass, parent_table regclass, link_cols name[], parent_cols name[])
+  RETURNS void
+  LANGUAGE plpgsql STABLE SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+  i int;
+  a regtype;
+  b regtype;
+BEGIN
+  IF link_cols IS NULL AND parent_cols IS NULL THEN
+    RETURN;
+  END IF;
+  IF cardinality(link_cols) IS DISTINCT FROM cardinality(parent_cols) OR cardinality(link_cols) = 0 THEN
+    RAISE EXCEPTION 'extra_link_columns and extra_parent_columns must name as many columns'
+      USING ERRCODE = 'invalid_parameter_value',
+            HINT = 'A composite key pairs each column of the table with one of its parent''s, in order.';
+  END IF;
+  FOR i IN 1 .. cardinality(link_cols) LOOP
+    a := (gdpr._column(tbl, link_cols[i])).typ;
+    b := (gdpr._column(parent_table, parent_cols[i])).typ;
+    IF NOT gdpr._types_match(a, b) THEN
+      RAISE EXCEPTION 'column "%" of % is of type %, but %.% is of type %', link_cols[i], tbl, a, parent_table, parent_cols[i], b
+        USING ERRCODE = 'datatype_mismatch';
+    END IF;
+  END LOOP;
+END
+$$;
+
 -- Another way tbl's rows belong to data subjects: rows of tbl whose
 -- link_column equals parent_column of a subject's parent_table rows, and,
 -- for a polymorphic reference, whose type_column holds type_value.  For
 -- content reached through a junction, the junction is the parent (note.id =
 -- "noteTarget"."noteId").  tbl is registered if it was not; a table may have
 -- several links, to several subject tables, and be a subject table itself.
+-- A composite key links by several columns: extra_link_columns equal, in
+-- order, extra_parent_columns (both found from the foreign key whose first
+-- column is link_column when neither they nor parent_column are given).
 CREATE FUNCTION gdpr.link_table(tbl regclass, link_column name, parent_table regclass,
                                 parent_column name DEFAULT NULL, type_column name DEFAULT NULL,
-                                type_value text DEFAULT NULL) RETURNS void
+                                type_value text DEFAULT NULL, extra_link_columns name[] DEFAULT NULL,
+                                extra_parent_columns name[] DEFAULT NULL) RETURNS void
   LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
   parent gdpr.registered_tables;
   p_column name := parent_column;
   col_type regtype;
   key_type regtype;
+  fk record;
 BEGIN
   PERFORM gdpr._require_table_owner(tbl, 'gdpr.link_table()');
   PERFORM gdpr._check_table(tbl);
@@ -378,6 +443,25 @@ BEGIN
   IF type_column IS NOT NULL THEN
     PERFORM gdpr._column(tbl, type_column);
   END IF;
+  -- A composite foreign key whose first column is link_column gives the others.
+  IF p_column IS NULL AND extra_link_columns IS NULL AND extra_parent_columns IS NULL
+     AND NOT EXISTS (SELECT FROM gdpr._registered_fkeys(tbl, link_column, parent_table)) THEN
+    SELECT (SELECT array_agg(a.attname ORDER BY i) FROM unnest(c.conkey) WITH ORDINALITY k(n, i)
+              JOIN pg_attribute a ON a.attrelid = c.conrelid AND a.attnum = k.n WHERE i > 1) AS l,
+           (SELECT array_agg(a.attname ORDER BY i) FROM unnest(c.confkey) WITH ORDINALITY k(n, i)
+              JOIN pg_attribute a ON a.attrelid = c.confrelid AND a.attnum = k.n) AS p
+      INTO fk
+      FROM pg_constraint c JOIN pg_attribute a1 ON a1.attrelid = c.conrelid AND a1.attnum = c.conkey[1]
+     WHERE c.conrelid = tbl AND c.confrelid = parent_table AND c.contype = 'f' AND cardinality(c.conkey) > 1
+       AND a1.attname = link_column
+     ORDER BY c.conname LIMIT 1;
+    IF FOUND THEN
+      p_column := fk.p[1];
+      extra_link_columns := fk.l;
+      extra_parent_columns := fk.p[2:];
+    END IF;
+  END IF;
+  PERFORM gdpr._check_link_columns(tbl, parent_table, extra_link_columns, extra_parent_columns);
   -- The column referred to: the one its foreign key names, else the
   -- subject's id (a subject table), else the parent's primary key.
   p_column := coalesce(p_column,
@@ -401,8 +485,9 @@ BEGIN
       VALUES (tbl, parent.subject_table, link_column, parent_table, p_column);
     PERFORM gdpr._snapshot_columns(tbl);
   END IF;
-  INSERT INTO gdpr.subject_links AS l (tbl, link_column, parent_table, parent_column, type_column, type_value)
-    VALUES (tbl, link_column, parent_table, p_column, type_column, type_value)
+  INSERT INTO gdpr.subject_links AS l (tbl, link_column, parent_table, parent_column, type_column, type_value,
+                                       extra_link_columns, extra_parent_columns)
+    VALUES (tbl, link_column, parent_table, p_column, type_column, type_value, extra_link_columns, extra_parent_columns)
     ON CONFLICT ON CONSTRAINT subject_links_key DO NOTHING;
   -- The log triggers' argument depends on the links: set them again.
   PERFORM gdpr._attach_triggers(tbl);
@@ -575,14 +660,20 @@ BEGIN
 END
 $$;
 
+-- A policy applies to the rows of its scope (all rows without one): a
+-- table may have one policy per scope (and per column), and a row is due
+-- under the earliest that matches it.  Setting the policy of a scope again
+-- replaces it; without scope arguments that is the whole-table policy.
 CREATE FUNCTION gdpr.set_retention(tbl regclass, col name, keep interval, after_column name,
-                                   action text) RETURNS void
+                                   action text, scope_column name DEFAULT NULL, scope_values text[] DEFAULT NULL,
+                                   scope_exclude boolean DEFAULT false) RETURNS void
   LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
   reg gdpr.registered_tables := gdpr._registered(tbl);
   anchor regclass;
   anchor_type regtype;
   target record;
+  vals text[];
 BEGIN
   PERFORM gdpr._not_null(keep, 'keep');
   PERFORM gdpr._not_null(after_column, 'after_column');
@@ -601,6 +692,7 @@ BEGIN
     RAISE EXCEPTION 'column "%" of % is of type %, not a date or timestamp', after_column, anchor, anchor_type
       USING ERRCODE = 'datatype_mismatch';
   END IF;
+  vals := gdpr._check_scope(tbl, scope_column, scope_values, scope_exclude);
 
   IF col IS NULL THEN
     IF action NOT IN ('delete', 'keep') THEN
@@ -621,11 +713,57 @@ BEGIN
   -- Whoever sets a policy must hold what carrying it out needs: the worker
   -- acts on the table only while the role that set it still does.
   PERFORM gdpr._require_privilege(tbl, gdpr._action_privileges(action), 'gdpr.set_retention()');
-  INSERT INTO gdpr.retention_policies AS p (tbl, col, keep, after_table, after_column, action, set_by)
-    VALUES (tbl, col, keep, anchor, after_column, action, gdpr._caller()::regrole)
-    ON CONFLICT ON CONSTRAINT retention_policies_tbl_col_key DO UPDATE
+  INSERT INTO gdpr.retention_policies AS p (tbl, col, keep, after_table, after_column, action, set_by,
+                                            scope_column, scope_values, scope_exclude)
+    VALUES (tbl, col, keep, anchor, after_column, action, gdpr._caller()::regrole,
+            scope_column, vals, coalesce(scope_exclude, false))
+    ON CONFLICT ON CONSTRAINT retention_policies_key DO UPDATE
       SET keep = excluded.keep, after_table = excluded.after_table, after_column = excluded.after_column,
           action = excluded.action, updated_at = now(), updated_by = session_user, set_by = excluded.set_by;
+END
+$$;
+
+-- Check a policy's row scope (see gdpr.set_retention), or the values of a
+-- column that make a customer (gdpr.set_subject_profile): the column exists;
+-- its values, if any, are values of its type (an enum's labels, numbers),
+-- returned in their canonical text form, sorted, so that the scope is the
+-- same whatever order or spelling ('01' for 1) they were given in.  No SQL
+-- text is taken: the values are only ever quoted as literals.
+CREATE FUNCTION gdpr._check_scope(tbl regclass, scope_column name, scope_values text[], scope_exclude boolean)
+  RETURNS text[]
+  LANGUAGE plpgsql STABLE SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+  typ text;
+  v text;
+  vals text[] := '{}';
+BEGIN
+  IF scope_column IS NULL THEN
+    IF scope_values IS NOT NULL OR coalesce(scope_exclude, false) THEN
+      RAISE EXCEPTION 'a row scope needs its column'
+        USING ERRCODE = 'invalid_parameter_value', HINT = 'Pass scope_column with scope_values or scope_exclude.';
+    END IF;
+    RETURN NULL;
+  END IF;
+  typ := (SELECT format_type(a.atttypid, a.atttypmod) FROM pg_attribute a
+           WHERE a.attrelid = tbl AND a.attnum = (gdpr._column(tbl, scope_column)).attnum);
+  IF scope_values IS NULL THEN
+    RETURN NULL;                 -- a boolean that is true, any other column that is set
+  END IF;
+  IF cardinality(scope_values) = 0 OR array_position(scope_values, NULL) IS NOT NULL THEN
+    RAISE EXCEPTION 'the values of column "%" must be listed, without NULL', scope_column
+      USING ERRCODE = 'invalid_parameter_value',
+            HINT = 'Leave scope_values NULL for the rows where the column is set (true, for a boolean).';
+  END IF;
+  FOREACH v IN ARRAY scope_values LOOP
+    BEGIN
+      EXECUTE format('SELECT (%L::%s)::text', v, typ) INTO v;
+    EXCEPTION WHEN data_exception THEN
+      RAISE EXCEPTION 'value % is not a value of column "%" of % (type %)', quote_literal(v), scope_column, tbl, typ
+        USING ERRCODE = 'invalid_parameter_value', DETAIL = SQLERRM;
+    END;
+    vals := vals || v;
+  END LOOP;
+  RETURN ARRAY(SELECT DISTINCT x FROM unnest(vals) x ORDER BY 1);
 END
 $$;
 

@@ -40,10 +40,15 @@ BEGIN
   UPDATE gdpr.subject_links l SET type_column = new WHERE l.tbl = _rename_column.tbl AND l.type_column = old;
   UPDATE gdpr.subject_links l SET parent_column = new
    WHERE l.parent_table = _rename_column.tbl AND l.parent_column = old;
+  UPDATE gdpr.subject_links l SET extra_link_columns = array_replace(l.extra_link_columns, old, new)
+   WHERE l.tbl = _rename_column.tbl AND old = ANY (l.extra_link_columns);
+  UPDATE gdpr.subject_links l SET extra_parent_columns = array_replace(l.extra_parent_columns, old, new)
+   WHERE l.parent_table = _rename_column.tbl AND old = ANY (l.extra_parent_columns);
   UPDATE gdpr.personal_columns c SET col = new WHERE c.tbl = _rename_column.tbl AND c.col = old;
   UPDATE gdpr.retention_policies p SET col = new WHERE p.tbl = _rename_column.tbl AND p.col = old;
   UPDATE gdpr.retention_policies p SET after_column = new
    WHERE p.after_table = _rename_column.tbl AND p.after_column = old;
+  UPDATE gdpr.retention_policies p SET scope_column = new WHERE p.tbl = _rename_column.tbl AND p.scope_column = old;
   PERFORM gdpr._note_change('column renamed', format('%s.%I', tbl, old), format('now %I', new));
 END
 $$;
@@ -66,8 +71,10 @@ BEGIN
   -- Another link through the column goes (the table stays registered by
   -- the others); so does a trash declared on it.
   DELETE FROM gdpr.subject_links l
-   WHERE l.tbl = _forget_column.tbl AND _forget_column.col IN (l.link_column, l.type_column)
-      OR l.parent_table = _forget_column.tbl AND l.parent_column = _forget_column.col;
+   WHERE l.tbl = _forget_column.tbl AND (_forget_column.col IN (l.link_column, l.type_column)
+                                         OR _forget_column.col = ANY (l.extra_link_columns))
+      OR l.parent_table = _forget_column.tbl AND (l.parent_column = _forget_column.col
+                                                  OR _forget_column.col = ANY (l.extra_parent_columns));
   IF FOUND THEN
     PERFORM gdpr._note_change('column dropped', what, 'subject link removed');
     RAISE WARNING 'links to data subjects through % were removed', what
@@ -80,7 +87,7 @@ BEGIN
     PERFORM gdpr._note_change('column dropped', what, 'classification removed');
   END IF;
   DELETE FROM gdpr.retention_policies p
-   WHERE p.tbl = _forget_column.tbl AND p.col = _forget_column.col
+   WHERE p.tbl = _forget_column.tbl AND _forget_column.col IN (p.col, p.scope_column)
       OR p.after_table = _forget_column.tbl AND p.after_column = _forget_column.col;
   IF FOUND THEN
     PERFORM gdpr._note_change('column dropped', what, 'retention policy removed');

@@ -32,8 +32,9 @@ SELECT n.nspname AS schema_name,
   JOIN pg_class c ON c.oid = pc.tbl
   JOIN pg_namespace n ON n.oid = c.relnamespace
   LEFT JOIN pg_attribute a ON a.attrelid = pc.tbl AND a.attname = pc.col
-  LEFT JOIN gdpr.retention_policies pcol ON pcol.tbl = pc.tbl AND pcol.col = pc.col
-  LEFT JOIN gdpr.retention_policies prow ON prow.tbl = pc.tbl AND prow.col IS NULL;
+  -- The policies without a row scope (the others are in gdpr.retention_status).
+  LEFT JOIN gdpr.retention_policies pcol ON pcol.tbl = pc.tbl AND pcol.col = pc.col AND pcol.scope_column IS NULL
+  LEFT JOIN gdpr.retention_policies prow ON prow.tbl = pc.tbl AND prow.col IS NULL AND prow.scope_column IS NULL;
 COMMENT ON VIEW gdpr.personal_data IS
   'one row per classified column and purpose: what is kept, why, on which basis and for how long';
 

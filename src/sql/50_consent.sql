@@ -15,7 +15,13 @@ COMMENT ON COLUMN gdpr.purposes.electronic_marketing IS
 -- Which columns of a subject table say B2B or B2C, customer or prospect.
 ALTER TABLE gdpr.subject_tables
   ADD COLUMN segment_column name,
-  ADD COLUMN status_column name;
+  ADD COLUMN status_column name,
+  ADD COLUMN status_customer_values text[],
+  ADD COLUMN status_table regclass;
+COMMENT ON COLUMN gdpr.subject_tables.status_customer_values IS
+  'the values of status_column that make a customer (a won stage); the others make a prospect';
+COMMENT ON COLUMN gdpr.subject_tables.status_table IS
+  'the table linked to the subject whose status_column says it (a deal''s stage): a customer once one of his rows does';
 
 CREATE FUNCTION gdpr.consent_events() RETURNS text[]
   LANGUAGE sql IMMUTABLE PARALLEL SAFE
@@ -143,25 +149,72 @@ $$;
 -- The profile comes from columns the CRM has: the segment from a boolean
 -- (true is B2B: Odoo's is_company), a reference (set is B2B: Twenty's
 -- "companyId", Odoo's parent_id) or a text column holding 'b2b'/'b2c'; the
--- status from a boolean (true is a customer) or a text column holding
--- 'customer'/'prospect'.  Anything else cannot say it (a "jobTitle"): 22023.
-CREATE FUNCTION gdpr.set_subject_profile(tbl regclass, segment_column name, status_column name) RETURNS void
+-- status from a boolean (true is a customer), a text column holding
+-- 'customer'/'prospect', or any column mapped by customer_values: a subject
+-- whose column holds one of them is a customer (a won stage: Odoo's
+-- crm_lead.stage_id), any other a prospect.  With status_table, a table
+-- linked to tbl, the column is that table's: a subject is a customer once
+-- one of his rows there holds one of the values (Twenty's opportunity.stage
+-- = 'CUSTOMER').  Anything else cannot say it (a "jobTitle"): 22023.
+CREATE FUNCTION gdpr.set_subject_profile(tbl regclass, segment_column name, status_column name,
+                                         customer_values text[] DEFAULT NULL, status_table regclass DEFAULT NULL)
+  RETURNS void
   LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+  vals text[];
 BEGIN
   PERFORM gdpr._subject_table(tbl);
   PERFORM gdpr._column(tbl, segment_column) WHERE segment_column IS NOT NULL;
-  PERFORM gdpr._column(tbl, status_column) WHERE status_column IS NOT NULL;
+  IF (customer_values IS NOT NULL OR status_table IS NOT NULL) AND status_column IS NULL
+     OR status_table IS NOT NULL AND customer_values IS NULL THEN
+    RAISE EXCEPTION 'the status cannot be derived: % needs %', CASE WHEN status_column IS NULL THEN 'customer_values' ELSE 'status_table' END,
+                    CASE WHEN status_column IS NULL THEN 'status_column' ELSE 'customer_values' END
+      USING ERRCODE = 'invalid_parameter_value',
+            HINT = 'Name the column that says it and the values of it that make a customer (e.g. the won stages).';
+  END IF;
+  PERFORM gdpr._column(coalesce(status_table, tbl), status_column) WHERE status_column IS NOT NULL;
   -- The columns' values are read as the owner: a statement about his table.
   PERFORM gdpr._require_table_owner(tbl, 'gdpr.set_subject_profile()');
+  IF status_table IS NOT NULL THEN
+    PERFORM gdpr._status_link(tbl, status_table);
+  END IF;
   IF segment_column IS NOT NULL THEN
     PERFORM gdpr._check_profile_column(tbl, segment_column, ARRAY['b2b', 'b2c'], true);
   END IF;
-  IF status_column IS NOT NULL THEN
+  IF customer_values IS NOT NULL THEN
+    -- Values of the column's type (an enum's labels, a stage's ids): 22023 else.
+    vals := gdpr._check_scope(coalesce(status_table, tbl), status_column, customer_values, false);
+  ELSIF status_column IS NOT NULL THEN
     PERFORM gdpr._check_profile_column(tbl, status_column, ARRAY['customer', 'prospect'], false);
   END IF;
   UPDATE gdpr.subject_tables s SET segment_column = set_subject_profile.segment_column,
-                                   status_column = set_subject_profile.status_column
+                                   status_column = set_subject_profile.status_column,
+                                   status_customer_values = vals,
+                                   status_table = set_subject_profile.status_table
    WHERE s.tbl = set_subject_profile.tbl;
+END
+$$;
+
+-- The link by which status_table's rows belong to the subjects of tbl
+-- (directly: its column refers to tbl); 22023 when there is none, 42501 when
+-- tbl's owner, who reads the profile, may not read status_table.
+CREATE FUNCTION gdpr._status_link(tbl regclass, status_table regclass) RETURNS gdpr.subject_links
+  LANGUAGE plpgsql STABLE SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+  l gdpr.subject_links;
+BEGIN
+  SELECT * INTO l FROM gdpr.subject_links x
+   WHERE x.tbl = _status_link.status_table AND x.parent_table = _status_link.tbl ORDER BY x.id LIMIT 1;
+  IF NOT FOUND THEN
+    RAISE EXCEPTION 'the status cannot be derived from %: it is not linked to %', status_table, tbl
+      USING ERRCODE = 'invalid_parameter_value',
+            HINT = 'Register it under the subject table first (gdpr.register_table or gdpr.link_table).';
+  END IF;
+  IF NOT has_table_privilege((SELECT c.relowner FROM pg_class c WHERE c.oid = tbl), status_table, 'SELECT') THEN
+    RAISE EXCEPTION 'the owner of % may not read %', tbl, status_table
+      USING ERRCODE = 'insufficient_privilege', HINT = 'Grant him SELECT on it: the profile is read as him.';
+  END IF;
+  RETURN l;
 END
 $$;
 
@@ -194,7 +247,8 @@ BEGIN
                         ELSE format('It is of type %s.', c.typ) END,
           HINT = CASE WHEN reference_ok
                       THEN 'Name a boolean (true is B2B), a foreign key (set is B2B) or a text column holding ''b2b''/''b2c''.'
-                      ELSE 'Name a boolean (true is a customer) or a text column holding ''customer''/''prospect''.' END;
+                      ELSE 'Name a boolean (true is a customer), a text column holding ''customer''/''prospect'', '
+                           'or pass customer_values: the values that make a customer (the won stages).' END;
 END
 $$;
 
@@ -204,6 +258,7 @@ CREATE FUNCTION gdpr._profile_exprs(st regclass, alias text, OUT segment text, O
   LANGUAGE plpgsql STABLE SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
   s gdpr.subject_tables;
+  l gdpr.subject_links;
 BEGIN
   SELECT * INTO s FROM gdpr.subject_tables x WHERE x.tbl = st;
   IF s.segment_column IS NOT NULL THEN
@@ -214,7 +269,16 @@ BEGIN
                  WHEN 'bpchar'::regtype THEN format('%s.%I::text', alias, s.segment_column)
                  ELSE format('CASE WHEN %s.%I IS NOT NULL THEN ''b2b'' ELSE ''b2c'' END', alias, s.segment_column) END;
   END IF;
-  IF s.status_column IS NOT NULL THEN
+  IF s.status_table IS NOT NULL THEN
+    l := gdpr._status_link(st, s.status_table);
+    status := format('CASE WHEN EXISTS (SELECT FROM %s x WHERE %s%s AND x.%I::text = ANY (%L::text[])) THEN ''customer'' ELSE ''prospect'' END',
+                     s.status_table, gdpr._link_join(l, alias, 'x'),
+                     CASE WHEN l.type_column IS NOT NULL THEN format(' AND x.%I = %L', l.type_column, l.type_value) ELSE '' END,
+                     s.status_column, s.status_customer_values);
+  ELSIF s.status_customer_values IS NOT NULL THEN
+    status := format('CASE WHEN %s.%I::text = ANY (%L::text[]) THEN ''customer'' ELSE ''prospect'' END',
+                     alias, s.status_column, s.status_customer_values);
+  ELSIF s.status_column IS NOT NULL THEN
     status := CASE WHEN (gdpr._column(st, s.status_column)).typ = 'boolean'::regtype
                    THEN format('CASE WHEN %1$s.%2$I THEN ''customer'' WHEN NOT %1$s.%2$I THEN ''prospect'' END', alias, s.status_column)
                    ELSE format('%s.%I::text', alias, s.status_column) END;
@@ -773,7 +837,7 @@ GRANT EXECUTE ON FUNCTION
   gdpr.consent_events(), gdpr.consent_channels(), gdpr.proof_keys(text)
   TO gdpr_app, gdpr_admin;
 GRANT EXECUTE ON FUNCTION gdpr.consent_proof(text, regclass), gdpr.set_purpose_options(text, interval, boolean, boolean, boolean),
-  gdpr.set_subject_profile(regclass, name, name)
+  gdpr.set_subject_profile(regclass, name, name, text[], regclass)
   TO gdpr_admin;
 GRANT EXECUTE ON FUNCTION gdpr.set_no_basis_retention(regclass, interval) TO gdpr_admin;
 GRANT SELECT ON gdpr.consent_log, gdpr.consent_status, gdpr.no_legal_basis, gdpr.no_basis_retention,

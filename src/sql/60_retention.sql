@@ -72,22 +72,41 @@ BEGIN
 END
 $$;
 
--- A second anchor for a policy: rows whose after_column is NULL (a contact
--- never contacted) count their period from fallback_column (his creation
--- date) instead of never being due.  NULL removes it.
-CREATE FUNCTION gdpr.set_retention_fallback(tbl regclass, col name, fallback_column name) RETURNS void
-  LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+-- The policy of tbl, col and a row scope (none: the whole-table policy);
+-- 42704 when there is none.
+CREATE FUNCTION gdpr._policy_of(tbl regclass, col name, scope_column name, scope_values text[], scope_exclude boolean)
+  RETURNS gdpr.retention_policies
+  LANGUAGE plpgsql STABLE SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
   pol gdpr.retention_policies;
-  typ regtype;
+  vals text[];
 BEGIN
   PERFORM gdpr._not_null(tbl, 'table');
-  SELECT * INTO pol FROM gdpr.retention_policies p WHERE p.tbl = set_retention_fallback.tbl
-     AND p.col IS NOT DISTINCT FROM set_retention_fallback.col;
+  vals := gdpr._check_scope(tbl, scope_column, scope_values, scope_exclude);
+  SELECT * INTO pol FROM gdpr.retention_policies p WHERE p.tbl = _policy_of.tbl
+     AND p.col IS NOT DISTINCT FROM _policy_of.col AND p.scope_column IS NOT DISTINCT FROM _policy_of.scope_column
+     AND p.scope_values IS NOT DISTINCT FROM vals AND p.scope_exclude = coalesce(_policy_of.scope_exclude, false);
   IF NOT FOUND THEN
     RAISE EXCEPTION 'no retention policy on %', CASE WHEN col IS NULL THEN tbl::text || ' (rows)' ELSE tbl::text || '.' || col END
+                    || coalesce(' for the rows where ' || gdpr._scope_text(scope_column, vals, scope_exclude), '')
       USING ERRCODE = 'undefined_object', HINT = 'Set one first with gdpr.set_retention().';
   END IF;
+  RETURN pol;
+END
+$$;
+
+-- A second anchor for a policy: rows whose after_column is NULL (a contact
+-- never contacted) count their period from fallback_column (his creation
+-- date) instead of never being due.  NULL removes it.  The policy is the one
+-- of tbl, col and the row scope given (none: the whole-table policy).
+CREATE FUNCTION gdpr.set_retention_fallback(tbl regclass, col name, fallback_column name,
+                                            scope_column name DEFAULT NULL, scope_values text[] DEFAULT NULL,
+                                            scope_exclude boolean DEFAULT false) RETURNS void
+  LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+  pol gdpr.retention_policies := gdpr._policy_of(tbl, col, scope_column, scope_values, scope_exclude);
+  typ regtype;
+BEGIN
   PERFORM gdpr._require_privilege(tbl, gdpr._action_privileges(pol.action), 'gdpr.set_retention_fallback()');
   IF fallback_column IS NOT NULL THEN
     typ := (gdpr._column(pol.after_table, fallback_column)).typ;
@@ -102,6 +121,43 @@ BEGIN
 END
 $$;
 
+-- Remove one policy (of tbl, col and a row scope; none: the whole-table
+-- policy), e.g. the whole-table one once scoped policies replace it.  Its
+-- history stays in gdpr.purge_history.
+CREATE FUNCTION gdpr.remove_retention(tbl regclass, col name, scope_column name DEFAULT NULL,
+                                      scope_values text[] DEFAULT NULL, scope_exclude boolean DEFAULT false)
+  RETURNS void
+  LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+  pol gdpr.retention_policies := gdpr._policy_of(tbl, col, scope_column, scope_values, scope_exclude);
+BEGIN
+  PERFORM gdpr._require_privilege(tbl, gdpr._action_privileges(pol.action), 'gdpr.remove_retention()');
+  DELETE FROM gdpr.retention_policies p WHERE p.id = pol.id;
+END
+$$;
+
+-- A row scope as people read it: "customer_rank" IN ('0'), "deletedAt" set.
+CREATE FUNCTION gdpr._scope_text(scope_column name, scope_values text[], scope_exclude boolean) RETURNS text
+  LANGUAGE sql IMMUTABLE PARALLEL SAFE SET search_path = pg_catalog, pg_temp
+  RETURN CASE WHEN scope_column IS NULL THEN NULL
+              WHEN scope_values IS NOT NULL
+              THEN format('%I %sIN (%s)', scope_column, CASE WHEN scope_exclude THEN 'NOT ' ELSE '' END,
+                          (SELECT string_agg(quote_literal(v), ', ') FROM unnest(scope_values) v))
+              ELSE format('%I %s', scope_column, CASE WHEN scope_exclude THEN 'not set' ELSE 'set' END) END;
+
+-- The condition selecting the rows of row alias (of pol.tbl) in the
+-- policy's scope; NULL when it has none (all rows).  A boolean is "set"
+-- when true; values are compared in their canonical text form (_check_scope).
+CREATE FUNCTION gdpr._scope_cond(pol gdpr.retention_policies, alias text) RETURNS text
+  LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp
+  RETURN CASE WHEN pol.scope_column IS NULL THEN NULL
+              WHEN pol.scope_values IS NOT NULL
+              THEN format(CASE WHEN pol.scope_exclude THEN 'NOT coalesce(%s.%I::text = ANY (%L::text[]), false)'
+                               ELSE '%s.%I::text = ANY (%L::text[])' END, alias, pol.scope_column, pol.scope_values)
+              WHEN (SELECT a.atttypid FROM pg_attribute a WHERE a.attrelid = pol.tbl AND a.attname = pol.scope_column) = 'boolean'::regtype
+              THEN format('%s.%I IS %sTRUE', alias, pol.scope_column, CASE WHEN pol.scope_exclude THEN 'NOT ' ELSE '' END)
+              ELSE format('%s.%I IS %sNULL', alias, pol.scope_column, CASE WHEN pol.scope_exclude THEN '' ELSE 'NOT ' END) END;
+
 -- The hold in force on a subject, if any.
 CREATE FUNCTION gdpr._active_hold(st regclass, subject_id text) RETURNS gdpr.holds
   LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp
@@ -110,24 +166,90 @@ CREATE FUNCTION gdpr._active_hold(st regclass, subject_id text) RETURNS gdpr.hol
              AND (h.until IS NULL OR h.until > now())
            ORDER BY h.id LIMIT 1);
 
--- An SQL expression giving the subject id (text) of row alias of tbl.
+-- An SQL expression giving the subject id (text) of row alias of tbl, for a
+-- table whose rows have one subject each (_single_subject).
 CREATE FUNCTION gdpr._subject_id_expr(tbl regclass, alias text) RETURNS text
   LANGUAGE plpgsql STABLE SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
   r gdpr.registered_tables := gdpr._registered(tbl);
   id_col name := (SELECT s.id_column FROM gdpr.subject_tables s WHERE s.tbl = r.subject_table);
+  l gdpr.subject_links;
   p gdpr.registered_tables;
 BEGIN
   IF r.tbl = r.subject_table THEN
     RETURN format('%s.%I::text', alias, id_col);
   END IF;
-  IF r.parent_table = r.subject_table AND r.parent_column = id_col THEN
-    RETURN format('%s.%I::text', alias, r.subject_column);
+  -- Its one link (registered_tables keeps the first one a table had).
+  SELECT * INTO l FROM gdpr.subject_links x WHERE x.tbl = _subject_id_expr.tbl ORDER BY x.id LIMIT 1;
+  IF NOT FOUND THEN
+    l.link_column := r.subject_column; l.parent_table := r.parent_table; l.parent_column := r.parent_column;
   END IF;
-  p := gdpr._registered(r.parent_table);
+  IF l.parent_table = r.subject_table AND l.parent_column = id_col THEN
+    RETURN format('%s.%I::text', alias, l.link_column);
+  END IF;
+  p := gdpr._registered(l.parent_table);
   RETURN format('(SELECT %s FROM %s p%s WHERE p%s.%I = %s.%I)',
                 gdpr._subject_id_expr(p.tbl, 'p' || length(alias)), p.tbl, length(alias), length(alias),
-                r.parent_column, alias, r.subject_column);
+                l.parent_column, alias, l.link_column);
+END
+$$;
+
+-- Whether every row of tbl has at most one subject of its subject table: one
+-- plain link per table up to it (no polymorphic pair, no composite key).  The
+-- purge then finds a row's subject with _subject_id_expr, as fast as a join;
+-- otherwise it follows every link (_row_subject_ids_sql).
+CREATE FUNCTION gdpr._single_subject(tbl regclass) RETURNS boolean
+  LANGUAGE plpgsql STABLE SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+  r gdpr.registered_tables := gdpr._registered(tbl);
+  l gdpr.subject_links;
+BEGIN
+  IF r.tbl = r.subject_table THEN
+    RETURN true;
+  END IF;
+  CASE (SELECT count(*) FROM gdpr.subject_links x WHERE x.tbl = _single_subject.tbl)
+    WHEN 0 THEN RETURN true;     -- no link row: registered_tables' own (_subject_id_expr)
+    WHEN 1 THEN NULL;
+    ELSE RETURN false;
+  END CASE;
+  SELECT * INTO l FROM gdpr.subject_links x WHERE x.tbl = _single_subject.tbl;
+  RETURN l.type_column IS NULL AND l.extra_link_columns IS NULL
+         AND (SELECT x.subject_table FROM gdpr.registered_tables x WHERE x.tbl = l.parent_table) = r.subject_table
+         AND gdpr._single_subject(l.parent_table);
+END
+$$;
+
+-- A query listing the subject ids of subject table st that row alias of tbl
+-- belongs to, through every link of tbl and of the tables above it
+-- (polymorphic pairs and composite keys included); NULL when no link leads
+-- to st.  Correlated to alias: the purge evaluates it per row.  The ids keep
+-- the type of st's id column, so that looking the subjects up uses its key.
+CREATE FUNCTION gdpr._row_subject_ids_sql(tbl regclass, st regclass, alias text) RETURNS text
+  LANGUAGE plpgsql STABLE SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+  id_col name := (SELECT s.id_column FROM gdpr.subject_tables s WHERE s.tbl = st);
+  p text := alias || 'p';       -- one alias per level
+  l gdpr.subject_links;
+  typ text;
+  up text;
+  parts text[] := '{}';
+BEGIN
+  IF tbl = st THEN
+    RETURN format('SELECT %s.%I', alias, id_col);
+  END IF;
+  FOR l IN SELECT * FROM gdpr.subject_links x WHERE x.tbl = _row_subject_ids_sql.tbl ORDER BY x.id LOOP
+    typ := CASE WHEN l.type_column IS NOT NULL THEN format(' AND %s.%I = %L', alias, l.type_column, l.type_value) ELSE '' END;
+    IF l.parent_table = st AND l.parent_column = id_col AND l.extra_link_columns IS NULL THEN
+      parts := parts || format('SELECT %1$s.%2$I WHERE %1$s.%2$I IS NOT NULL%3$s', alias, l.link_column, typ);
+    ELSE
+      up := gdpr._row_subject_ids_sql(l.parent_table, st, p);
+      IF up IS NOT NULL THEN
+        parts := parts || format('SELECT %1$sx.id FROM %2$s %1$s, LATERAL (%3$s) %1$sx(id) WHERE %4$s%5$s',
+                                 p, l.parent_table, up, gdpr._link_join(l, p, alias), typ);
+      END IF;
+    END IF;
+  END LOOP;
+  RETURN CASE WHEN cardinality(parts) > 0 THEN array_to_string(parts, ' UNION ALL ') END;
 END
 $$;
 
@@ -139,38 +261,63 @@ DECLARE
   alias text := CASE WHEN pol.after_table = pol.tbl THEN 't' ELSE 's' END;
   anchor text := CASE WHEN pol.fallback_column IS NULL THEN format('%s.%I', alias, pol.after_column)
                       ELSE format('coalesce(%s.%I, %s.%I)', alias, pol.after_column, alias, pol.fallback_column) END;
+  due text;
 BEGIN
   IF pol.after_table = pol.tbl THEN
-    RETURN format('%s < now() - %L::interval', anchor, pol.keep);
+    due := format('%s < now() - %L::interval', anchor, pol.keep);
+  ELSIF gdpr._single_subject(pol.tbl) THEN
+    due := format('EXISTS (SELECT FROM %s s WHERE s.%I::text = %s AND %s < now() - %L::interval)',
+                  pol.after_table, (SELECT x.id_column FROM gdpr.subject_tables x WHERE x.tbl = pol.after_table),
+                  gdpr._subject_id_expr(pol.tbl, 't'), anchor, pol.keep);
+  ELSE
+    -- Every link: the row is due once the latest anchor among its subjects is.
+    due := format('%s < now() - %L::interval', gdpr._latest_anchor_sql(pol, anchor), pol.keep);
   END IF;
-  RETURN format('EXISTS (SELECT FROM %s s WHERE s.%I::text = %s AND %s < now() - %L::interval)',
-                pol.after_table, (SELECT x.id_column FROM gdpr.subject_tables x WHERE x.tbl = pol.after_table),
-                gdpr._subject_id_expr(pol.tbl, 't'), anchor, pol.keep);
+  RETURN concat_ws(' AND ', due, gdpr._scope_cond(pol, 't'));
 END
 $$;
+
+-- For a row of a table with several links (or a polymorphic or composite
+-- one): the latest anchor date among the subjects of pol.after_table it
+-- belongs to, through every link (subjects without a date are left out;
+-- NULL when it has none).  A note about a person and his company is kept
+-- while either is.
+CREATE FUNCTION gdpr._latest_anchor_sql(pol gdpr.retention_policies, anchor text) RETURNS text
+  LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp
+  RETURN format('(SELECT max(%s) FROM %s s WHERE s.%I IN (%s))', anchor, pol.after_table,
+                (SELECT x.id_column FROM gdpr.subject_tables x WHERE x.tbl = pol.after_table),
+                coalesce(gdpr._row_subject_ids_sql(pol.tbl, pol.after_table, 't'), 'SELECT NULL WHERE false'));
 
 -- Rows whose period cannot even start: no anchor date (nor fallback).
 CREATE FUNCTION gdpr._no_anchor_cond(pol gdpr.retention_policies) RETURNS text
   LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp
-  RETURN CASE WHEN pol.after_table = pol.tbl
-              THEN format('coalesce(t.%I, t.%I) IS NULL', pol.after_column, coalesce(pol.fallback_column, pol.after_column))
-              ELSE format('EXISTS (SELECT FROM %s s WHERE s.%I::text = %s AND coalesce(s.%I, s.%I) IS NULL)',
-                          pol.after_table, (SELECT x.id_column FROM gdpr.subject_tables x WHERE x.tbl = pol.after_table),
-                          gdpr._subject_id_expr(pol.tbl, 't'), pol.after_column,
-                          coalesce(pol.fallback_column, pol.after_column)) END;
+  RETURN concat_ws(' AND ',
+    CASE WHEN pol.after_table = pol.tbl
+         THEN format('coalesce(t.%I, t.%I) IS NULL', pol.after_column, coalesce(pol.fallback_column, pol.after_column))
+         WHEN gdpr._single_subject(pol.tbl)
+         THEN format('EXISTS (SELECT FROM %s s WHERE s.%I::text = %s AND coalesce(s.%I, s.%I) IS NULL)',
+                     pol.after_table, (SELECT x.id_column FROM gdpr.subject_tables x WHERE x.tbl = pol.after_table),
+                     gdpr._subject_id_expr(pol.tbl, 't'), pol.after_column,
+                     coalesce(pol.fallback_column, pol.after_column))
+         ELSE format('%s IS NULL', gdpr._latest_anchor_sql(pol, format('coalesce(s.%I, s.%I)', pol.after_column,
+                                                                        coalesce(pol.fallback_column, pol.after_column)))) END,
+    gdpr._scope_cond(pol, 't'));
 
 -- For a policy deleting whole rows: the rows that no row of a table whose
 -- foreign key has no cascade refers to (a contact whose invoices are kept
--- stays until they go); NULL when no such table refers to pol.tbl.
+-- stays until they go; composite keys compared column by column); NULL when
+-- no such table refers to pol.tbl.
 CREATE FUNCTION gdpr._unreferenced_cond(pol gdpr.retention_policies) RETURNS text
   LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp
   RETURN CASE WHEN pol.col IS NULL AND pol.action = 'delete' THEN
-    (SELECT string_agg(format('NOT EXISTS (SELECT FROM %s c WHERE c.%I = t.%I)', c.conrelid::regclass,
-                              (SELECT a.attname FROM pg_attribute a WHERE a.attrelid = c.conrelid AND a.attnum = c.conkey[1]),
-                              (SELECT a.attname FROM pg_attribute a WHERE a.attrelid = c.confrelid AND a.attnum = c.confkey[1])),
+    (SELECT string_agg(format('NOT EXISTS (SELECT FROM %s c WHERE %s)', c.conrelid::regclass,
+                              (SELECT string_agg(format('c.%I = t.%I', ca.attname, pa.attname), ' AND ' ORDER BY k.i)
+                                 FROM unnest(c.conkey, c.confkey) WITH ORDINALITY k(ck, pk, i)
+                                 JOIN pg_attribute ca ON ca.attrelid = c.conrelid AND ca.attnum = k.ck
+                                 JOIN pg_attribute pa ON pa.attrelid = c.confrelid AND pa.attnum = k.pk)),
                        ' AND ')
        FROM pg_constraint c
-      WHERE c.confrelid = pol.tbl AND c.contype = 'f' AND c.confdeltype IN ('a', 'r') AND cardinality(c.conkey) = 1)
+      WHERE c.confrelid = pol.tbl AND c.contype = 'f' AND c.confdeltype IN ('a', 'r'))
   END;
 
 -- The rows policy pol may act on now: past due and, for a delete, not
@@ -186,8 +333,11 @@ CREATE FUNCTION gdpr._due_cond(pol gdpr.retention_policies) RETURNS text
 -- with its parameters' values, does not even compute the row's subject key.
 CREATE FUNCTION gdpr._excluded_cond(tbl regclass, n int) RETURNS text
   LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp
-  RETURN format('(cardinality($%2$s::text[]) > 0 AND coalesce(%1$s = ANY ($%2$s::text[]), false))',
-                gdpr._subject_id_expr(tbl, 't'), n);
+  RETURN format('(cardinality($%2$s::text[]) > 0 AND %1$s)', CASE WHEN gdpr._single_subject(tbl)
+    THEN format('coalesce(%s = ANY ($%s::text[]), false)', gdpr._subject_id_expr(tbl, 't'), n)
+    -- Several links: one held or restricted subject of the row keeps it.
+    ELSE coalesce(format('EXISTS (SELECT FROM (%s) x(id) WHERE x.id::text = ANY ($%s::text[]))',
+                         gdpr._row_subject_ids_sql(tbl, (gdpr._registered(tbl)).subject_table, 't'), n), 'false') END, n);
 
 -- The subjects of subject table st that no purge may touch: under a legal
 -- hold in force, or restricted (Art. 18: his data is only stored).
@@ -677,18 +827,20 @@ SELECT p.id AS policy_id, p.tbl, p.col, p.action, p.keep, p.after_table, p.after
        d.rows_due, d.oldest_due,
        (SELECT max(x.finished_at) FROM gdpr.purge_runs x JOIN gdpr.purge_results r ON r.run_id = x.id
          WHERE r.policy_id = p.id AND NOT x.dry_run AND r.error IS NULL) AS last_purged_at,
-       d.rows_held, d.rows_restricted, d.rows_referenced, d.rows_no_anchor
+       d.rows_held, d.rows_restricted, d.rows_referenced, d.rows_no_anchor,
+       p.scope_column, p.scope_values, p.scope_exclude
   FROM gdpr.retention_policies p JOIN gdpr.retention_counts() d ON d.policy_id = p.id;
 COMMENT ON VIEW gdpr.retention_status IS
-  'per policy: rows past due now and the oldest due date; rows past due but kept (subject held, restricted, '
-  'or referred to by kept rows and not yet anonymised); rows with no anchor date';
+  'per policy (one per table, column and row scope): rows past due now and the oldest due date; rows past due but kept '
+  '(subject held, restricted, or referred to by kept rows and not yet anonymised); rows with no anchor date';
 
 CREATE VIEW gdpr.holds_in_force AS
 SELECT h.id, h.subject_table, h.subject_id, h.reason, h.until, h.placed_at, h.placed_by
   FROM gdpr.holds h WHERE h.released_at IS NULL AND (h.until IS NULL OR h.until > now());
 
 GRANT EXECUTE ON FUNCTION gdpr.place_hold(text, text, timestamptz, regclass), gdpr.release_hold(bigint),
-  gdpr.set_retention_fallback(regclass, name, name),
+  gdpr.set_retention_fallback(regclass, name, name, name, text[], boolean),
+  gdpr.remove_retention(regclass, name, name, text[], boolean),
   gdpr.purge(boolean) TO gdpr_admin;
 GRANT EXECUTE ON FUNCTION gdpr.retention_counts() TO gdpr_auditor, gdpr_admin;
 GRANT SELECT ON gdpr.purge_history, gdpr.retention_status, gdpr.holds_in_force, gdpr.holds TO gdpr_auditor, gdpr_admin;

@@ -28,11 +28,12 @@ BEGIN
   END IF;
   FOR l IN SELECT * FROM gdpr.subject_links x WHERE x.tbl = _subject_ids_sql.tbl ORDER BY x.id LOOP
     typ := CASE WHEN l.type_column IS NOT NULL THEN format(' AND t.%I = %L', l.type_column, l.type_value) ELSE '' END;
-    IF l.parent_table = st AND l.parent_column = id_col THEN
+    IF l.parent_table = st AND l.parent_column = id_col AND l.extra_link_columns IS NULL THEN
       parts := parts || format('SELECT t.%I::text FROM %s t WHERE t.%I IS NOT NULL%s', l.link_column, src, l.link_column, typ);
     ELSE
-      up := gdpr._subject_ids_sql(l.parent_table, st, format('(SELECT p.* FROM %s p WHERE p.%I IN (SELECT t.%I FROM %s t WHERE true%s))',
-                                                           l.parent_table, l.parent_column, l.link_column, src, typ));
+      up := gdpr._subject_ids_sql(l.parent_table, st, format('(SELECT p.* FROM %s p WHERE (%s) IN (SELECT %s FROM %s t WHERE true%s))',
+                                                           l.parent_table, gdpr._link_cols(l, 'p.', true),
+                                                           gdpr._link_cols(l, 't.', false), src, typ));
       IF up IS NOT NULL THEN
         parts := parts || up;
       END IF;
@@ -73,7 +74,8 @@ BEGIN
   FOR l IN SELECT * FROM gdpr.subject_links x WHERE x.tbl = _subject_rows_cond.tbl ORDER BY x.id LOOP
     up := gdpr._subject_rows_cond(l.parent_table, st, key_literal);
     CONTINUE WHEN up = 'false';
-    parts := parts || format('%I IN (SELECT %I FROM %s WHERE %s)%s', l.link_column, l.parent_column, l.parent_table, up,
+    parts := parts || format('(%s) IN (SELECT %s FROM %s WHERE %s)%s', gdpr._link_cols(l, '', false),
+                             gdpr._link_cols(l, '', true), l.parent_table, up,
                              CASE WHEN l.type_column IS NOT NULL THEN format(' AND %I = %L', l.type_column, l.type_value) ELSE '' END);
   END LOOP;
   IF cardinality(parts) = 0 THEN

@@ -137,7 +137,7 @@ BEGIN
      AND NOT EXISTS (SELECT FROM pg_constraint c WHERE c.conrelid = a.attrelid AND a.attnum = ANY (c.conkey)
                       AND (c.contype IN ('p', 'f') OR c.contype = 'u' AND a.attnotnull))
      AND NOT EXISTS (SELECT FROM gdpr.subject_links l WHERE l.tbl = _erasure_column_actions.tbl
-                      AND a.attname IN (l.link_column, l.type_column))
+                      AND (a.attname IN (l.link_column, l.type_column) OR a.attname = ANY (l.extra_link_columns)))
      AND (gdpr.personal_name_hint(a.attname)).kind IS NOT NULL
    ORDER BY 1;
 END
@@ -210,7 +210,8 @@ BEGIN
   FOR l IN SELECT * FROM gdpr.subject_links x WHERE x.parent_table = _pinned_cond.tbl AND x.tbl <> st LOOP
     c := gdpr._subject_rows_cond(l.tbl, st, key_literal);
     CONTINUE WHEN c = 'false';
-    parts := parts || format('%I IN (SELECT %I FROM %s WHERE %s)', l.parent_column, l.link_column, l.tbl, c);
+    parts := parts || format('(%s) IN (SELECT %s FROM %s WHERE %s)', gdpr._link_cols(l, '', true),
+                             gdpr._link_cols(l, '', false), l.tbl, c);
   END LOOP;
   RETURN coalesce(nullif(array_to_string(parts, ' OR '), ''), 'false');
 END
@@ -230,14 +231,17 @@ BEGIN
                                 AND c.confdeltype IN ('n', 'd')) THEN
     RETURN NULL;
   END IF;
-  SELECT string_agg(DISTINCT format('%I = %s', l.link_column, CASE fk.confdeltype WHEN 'n' THEN 'NULL' ELSE 'DEFAULT' END), ', '),
+  -- (A composite key's foreign key has the link's columns, in order: all are cleared.)
+  SELECT string_agg(DISTINCT format('%I = %s', lc.col, CASE fk.confdeltype WHEN 'n' THEN 'NULL' ELSE 'DEFAULT' END), ', '),
          bool_and(coalesce(fk.confdeltype IN ('n', 'd'), false))
     INTO sets, all_unlink
     FROM gdpr.subject_links l
+    CROSS JOIN LATERAL unnest(l.link_column || coalesce(l.extra_link_columns, '{}')) lc(col)
     LEFT JOIN LATERAL (SELECT c.confdeltype FROM pg_constraint c
-                         JOIN pg_attribute a ON a.attrelid = c.conrelid AND a.attnum = c.conkey[1]
                         WHERE c.conrelid = l.tbl AND c.contype = 'f' AND c.confrelid = l.parent_table
-                          AND cardinality(c.conkey) = 1 AND a.attname = l.link_column LIMIT 1) fk ON true
+                          AND ARRAY(SELECT a.attname FROM unnest(c.conkey) WITH ORDINALITY k(n, i)
+                                      JOIN pg_attribute a ON a.attrelid = c.conrelid AND a.attnum = k.n ORDER BY k.i)
+                              = l.link_column || coalesce(l.extra_link_columns, '{}') LIMIT 1) fk ON true
    WHERE l.tbl = _unlink_sets.tbl AND l.parent_table IN (SELECT t.tbl FROM gdpr._subject_tree(st) t);
   RETURN CASE WHEN all_unlink THEN sets END;
 END

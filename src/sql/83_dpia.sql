@@ -166,8 +166,17 @@ SELECT p.code AS purpose,
       FROM gdpr.recipients x WHERE x.purpose = p.code) rc ON true
   LEFT JOIN LATERAL (
     SELECT array_agg(DISTINCT format('%s: %s after %s.%I, then %s',
-                                     CASE WHEN rp.col IS NULL THEN format('%I.%I', n.nspname, c.relname) || ' (rows)'
-                                          ELSE format('%I.%I.%I', n.nspname, c.relname, rp.col) END,
+                                     CASE WHEN rp.col IS NULL THEN format('%I.%I', n.nspname, c.relname)
+                                          ELSE format('%I.%I.%I', n.nspname, c.relname, rp.col) END
+                                     -- A row scope (issue 20.6), spelt here as gdpr._scope_text
+                                     -- does: the auditor who reads the view may not call helpers.
+                                     || CASE WHEN rp.scope_column IS NOT NULL
+                                             THEN format(' (rows where %I %s)', rp.scope_column,
+                                                         CASE WHEN rp.scope_values IS NULL
+                                                              THEN CASE WHEN rp.scope_exclude THEN 'not set' ELSE 'set' END
+                                                              ELSE format('%sIN (%s)', CASE WHEN rp.scope_exclude THEN 'NOT ' ELSE '' END,
+                                                                          array_to_string(ARRAY(SELECT quote_literal(v) FROM unnest(rp.scope_values) v), ', ')) END)
+                                             WHEN rp.col IS NULL THEN ' (rows)' ELSE '' END,
                                      rp.keep, format('%I.%I', an.nspname, ac.relname), rp.after_column, rp.action)) AS retention
       FROM gdpr.retention_policies rp
       JOIN pg_class c ON c.oid = rp.tbl JOIN pg_namespace n ON n.oid = c.relnamespace

@@ -240,15 +240,19 @@ BEGIN
     RETURN NEXT;
   END LOOP;
   -- Subjects idle for longer than the retention of their rows allows.
-  FOR c IN SELECT p.tbl, p.after_column, p.keep, s.id_column FROM gdpr.retention_policies p
+  -- (A policy with a row scope counts the rows of its scope only.)
+  FOR c IN SELECT p.tbl, p.after_column, p.keep, s.id_column, gdpr._scope_cond(p, 't') AS scope,
+                  gdpr._scope_text(p.scope_column, p.scope_values, p.scope_exclude) AS scope_text
+             FROM gdpr.retention_policies p
              JOIN gdpr.subject_tables s ON s.tbl = p.tbl
-            WHERE p.col IS NULL AND p.after_table = p.tbl ORDER BY 1 LOOP
+            WHERE p.col IS NULL AND p.after_table = p.tbl ORDER BY 1, p.id LOOP
     IF samples THEN
       PERFORM gdpr._require_privilege(c.tbl, 'SELECT', 'samples of gdpr.data_quality()');
     END IF;
-    res := gdpr._quality_check(c.tbl, format('t.%I < now() - %L::interval', c.after_column, c.keep), 'true',
-                               format('t.%I::text', c.id_column), samples);
-    tbl := c.tbl; col := c.after_column; check_name := 'inactive beyond ' || c.keep::text;
+    res := gdpr._quality_check(c.tbl, concat_ws(' AND ', format('t.%I < now() - %L::interval', c.after_column, c.keep), c.scope),
+                               coalesce(c.scope, 'true'), format('t.%I::text', c.id_column), samples);
+    tbl := c.tbl; col := c.after_column;
+    check_name := 'inactive beyond ' || c.keep::text || coalesce(' where ' || c.scope_text, '');
     problem_rows := res ->> 0; checked_rows := res ->> 1; sample_values := gdpr._quality_samples(res);
     RETURN NEXT;
   END LOOP;

@@ -165,10 +165,13 @@ BEGIN
 
   -- Retention.
   SELECT jsonb_agg(jsonb_build_array(CASE WHEN r.col IS NULL THEN gdpr.qualified_name(r.tbl) || ' (rows)'
-                                          ELSE gdpr.qualified_name(r.tbl) || '.' || r.col END,
+                                          ELSE gdpr.qualified_name(r.tbl) || '.' || r.col END
+                                     -- a policy with a row scope (issue 20.6) says which rows
+                                     || coalesce(' where ' || gdpr._scope_text(r.scope_column, r.scope_values, r.scope_exclude), ''),
                                      r.keep::text, r.action, r.rows_due, r.oldest_due, r.last_purged_at) ORDER BY r.policy_id) AS rows,
          jsonb_build_object('title', 'Rows past their retention period, per policy',
            'labels', jsonb_agg(CASE WHEN r.col IS NULL THEN gdpr.qualified_name(r.tbl) ELSE gdpr.qualified_name(r.tbl) || '.' || r.col END
+                               || coalesce(' where ' || gdpr._scope_text(r.scope_column, r.scope_values, r.scope_exclude), '')
                                ORDER BY r.policy_id),
            'series', jsonb_build_array(jsonb_build_object('name', 'past due',
                                                           'values', jsonb_agg(r.rows_due ORDER BY r.policy_id)))) AS chart,

@@ -8,12 +8,12 @@ REVOKE EXECUTE ON ALL FUNCTIONS IN SCHEMA gdpr FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION
   gdpr.register_subject_table(regclass, name),
   gdpr.register_table(regclass, name, regclass),
-  gdpr.link_table(regclass, name, regclass, name, name, text),
+  gdpr.link_table(regclass, name, regclass, name, name, text, name[], name[]),
   gdpr.unlink_table(regclass, name, regclass),
   gdpr.set_soft_delete(regclass, name, boolean),
   gdpr.unregister_table(regclass),
   gdpr.classify(regclass, name, text, text, text, text),
-  gdpr.set_retention(regclass, name, interval, name, text),
+  gdpr.set_retention(regclass, name, interval, name, text, name, text[], boolean),
   gdpr.define_purpose(text, text, text, text),
   gdpr.add_recipient(text, text, text, text)
   TO gdpr_admin;

@@ -1,9 +1,8 @@
 #!/usr/bin/env bash
 # crm_gdpr on two real CRMs' schemas (test/fixtures/twenty.sql and odoo.sql),
 # each in its own database, registered as doc/recipes.md says: export,
-# erasure, purge, consent, access log and discovery, as they work today.
-# Issue 20's failures that still fail are reproduced at the end of this file,
-# commented out: turn each on as its feature lands.
+# erasure, purge (several policies per table), consent, subject profiles,
+# access log and discovery: every failure of issue 20 is a check here.
 source "$(dirname "$0")/lib.sh"
 checks=0
 check() {  # check DB DESCRIPTION SQL: SQL must return t
@@ -93,6 +92,24 @@ check $db "Twenty: a B2C prospect only informed may not get e-mail marketing, a 
   "SELECT NOT gdpr.may_process('$B2C', 'prospecting') AND gdpr.may_process('$B2B', 'prospecting')
       AND '$B2B' IN (SELECT gdpr.contactable('prospecting')) AND NOT '$B2C' IN (SELECT gdpr.contactable('prospecting'))"
 
+# The status from the stage of his deals (20.10): a B2C person is a customer
+# once a deal of his (point of contact) is at stage CUSTOMER; an unknown
+# stage cannot say it.
+out=$(psql -X -q -d $db -c "SELECT gdpr.set_subject_profile('$W.person', 'companyId', 'stage', ARRAY['WON'], '$W.opportunity')" 2>&1) || true
+grep -q 'ERROR:  value .WON. is not a value of column "stage"' <<<"$out" || fail "Twenty: a stage that is no label was not refused: $out"
+out=$(psql -X -q -d $db -c "SELECT gdpr.set_subject_profile('$W.person', 'companyId', 'name', ARRAY['Acme'], '$W.company')" 2>&1) || true
+grep -q 'ERROR:  the status cannot be derived from .*company: it is not linked to' <<<"$out" || fail "Twenty: an unlinked status table was not refused: $out"
+checks=$((checks + 2))
+q -d $db -c "SELECT gdpr.set_subject_profile('$W.person', 'companyId', 'stage', ARRAY['CUSTOMER'], '$W.opportunity')" >/dev/null
+WON=$(q -d $db -c "SELECT min(p.id::text) FROM $W.person p WHERE p.\"companyId\" IS NULL AND p.\"deletedAt\" IS NULL
+                     AND EXISTS (SELECT FROM $W.opportunity o WHERE o.\"pointOfContactId\" = p.id AND o.stage = 'CUSTOMER')")
+NEW=$(q -d $db -c "SELECT min(p.id::text) FROM $W.person p WHERE p.\"companyId\" IS NULL AND p.\"deletedAt\" IS NULL
+                     AND NOT EXISTS (SELECT FROM $W.opportunity o WHERE o.\"pointOfContactId\" = p.id AND o.stage = 'CUSTOMER')")
+q -d $db -c "SELECT gdpr.record_information('$WON', 'prospecting', 'api', '{\"client\": \"x\"}')" \
+  -c "SELECT gdpr.record_information('$NEW', 'prospecting', 'api', '{\"client\": \"x\"}')" >/dev/null
+check $db "Twenty: a B2C person whose deal is won is a customer (e-mail marketing once informed), one without is a prospect" \
+  "SELECT gdpr.may_process('$WON', 'prospecting') AND NOT gdpr.may_process('$NEW', 'prospecting')"
+
 # Content through a junction (20.4): his notes are reached through their targets.
 check $db "Twenty: his notes, reached through \"noteTarget\", are in his export" \
   "SELECT jsonb_array_length(gdpr.export_subject('$P') #> '{data,$W.note}')
@@ -135,6 +152,23 @@ check $db "Twenty: nobody past the retention is left, nor their note targets" \
   "SELECT NOT EXISTS (SELECT FROM $W.person WHERE \"lastContactAt\" < now() - interval '3 years')
       AND NOT EXISTS (SELECT FROM $W.\"noteTarget\" t WHERE t.\"personId\" IS NOT NULL
                        AND NOT EXISTS (SELECT FROM $W.person p WHERE p.id = t.\"personId\"))"
+
+# Several policies on person (20.6): the trash is emptied 30 days after
+# "deletedAt", beside the 3 years after the last contact; one row per policy
+# in retention_status.
+X1=$(q -d $db -c "SELECT id FROM $W.person WHERE \"deletedAt\" IS NULL ORDER BY id LIMIT 1 OFFSET 5")
+X2=$(q -d $db -c "SELECT id FROM $W.person WHERE \"deletedAt\" IS NULL ORDER BY id LIMIT 1 OFFSET 6")
+q -d $db -c "UPDATE $W.person SET \"deletedAt\" = now() - interval '40 days', \"lastContactAt\" = now() WHERE id = '$X1'" \
+  -c "UPDATE $W.person SET \"deletedAt\" = now() - interval '10 days', \"lastContactAt\" = now() WHERE id = '$X2'" >/dev/null
+check $db "Twenty: retention_status shows person's two policies, the trash one with its due rows" \
+  "SELECT count(*) = 2 AND sum(rows_due) FILTER (WHERE scope_column = 'deletedAt')
+            = (SELECT count(*) FROM $W.person WHERE \"deletedAt\" < now() - interval '30 days')
+      AND sum(rows_due) FILTER (WHERE scope_column = 'deletedAt') >= 1 AND sum(rows_due) FILTER (WHERE scope_column IS NULL) = 0
+     FROM gdpr.retention_status WHERE tbl = '$W.person'::regclass AND col IS NULL"
+check $db "Twenty: the purge empties the trash of the rows trashed 30 days ago" \
+  "SELECT sum(rows) >= 1 FROM gdpr.purge() WHERE tbl = '$W.person'::regclass"
+check $db "Twenty: ... the person trashed 40 days ago is gone, the one trashed 10 days ago stays" \
+  "SELECT NOT EXISTS (SELECT FROM $W.person WHERE id = '$X1') AND EXISTS (SELECT FROM $W.person WHERE id = '$X2')"
 
 # Discovery (20.11): a new table and a new column that look personal warn;
 # discover() finds unregistered tables and unclassified columns by name and
@@ -300,8 +334,34 @@ check $db "Odoo: his leads (ON DELETE SET NULL) are unlinked and anonymised, not
   "SELECT count(*) = cardinality('{$leads}'::int[]) AND bool_and(partner_id IS NULL AND email_from NOT LIKE '%@%')
      FROM crm_lead WHERE id = ANY ('{$leads}'::int[])"
 q -d $db -c "UPDATE res_partner SET write_date = now() - interval '4 years' WHERE id % 10 = 3 AND NOT is_company" >/dev/null
+# Archived partners (active = false) go a year after their last change,
+# whatever their rank: an archived customer of 2 years goes, one of 6 months stays.
+AC=$(q -d $db -c "SELECT min(id) FROM res_partner WHERE NOT active AND NOT is_company AND customer_rank <> 0")
+AR=$(q -d $db -c "SELECT max(id) FROM res_partner WHERE NOT active AND NOT is_company")
+q -d $db -c "UPDATE res_partner SET write_date = now() - interval '2 years' WHERE id = $AC" \
+  -c "UPDATE res_partner SET write_date = now() - interval '6 months' WHERE id = $AR" >/dev/null
+check $db "Odoo: retention_status counts the archived partners past a year under the archive policy" \
+  "SELECT rows_due = (SELECT count(*) FROM res_partner WHERE NOT active AND write_date < now() - interval '1 year') AND rows_due >= 1
+     FROM gdpr.retention_status WHERE tbl = 'public.res_partner'::regclass AND scope_column = 'active'"
+check $db "Odoo: retention_status has a policy for prospects and one for customers, each with its due rows" \
+  "SELECT count(*) = 2 AND sum(rows_due) FILTER (WHERE NOT scope_exclude)
+            = (SELECT count(*) FROM res_partner WHERE customer_rank = 0 AND write_date < now() - interval '3 years')
+      AND sum(rows_due) FILTER (WHERE NOT scope_exclude) > 0
+      AND sum(rows_due) FILTER (WHERE scope_exclude)
+            = (SELECT count(*) FROM res_partner WHERE customer_rank <> 0 AND write_date < now() - interval '5 years')
+     FROM gdpr.retention_status WHERE tbl = 'public.res_partner'::regclass AND col IS NULL AND scope_column = 'customer_rank'"
 check $db "Odoo: the purge deletes the partners past their retention" \
   "SELECT sum(rows) > 0 FROM gdpr.purge() WHERE tbl = 'public.res_partner'::regclass"
+check $db "Odoo: the archived customer of 2 years is gone, the partner archived 6 months ago stays" \
+  "SELECT NOT EXISTS (SELECT FROM res_partner WHERE id = $AC) AND EXISTS (SELECT FROM res_partner WHERE id = $AR)"
+check $db "Odoo: prospects past 3 years are gone, customers of 4 years stay" \
+  "SELECT NOT EXISTS (SELECT FROM res_partner WHERE customer_rank = 0 AND write_date < now() - interval '3 years')
+      AND EXISTS (SELECT FROM res_partner WHERE customer_rank <> 0 AND write_date < now() - interval '3 years')"
+C6=$(q -d $db -c "SELECT min(id) FROM res_partner WHERE customer_rank <> 0 AND write_date < now() - interval '3 years'")
+q -d $db -c "UPDATE res_partner SET write_date = now() - interval '6 years' WHERE id = $C6" >/dev/null
+check $db "Odoo: a customer past 5 years is purged under the customers' policy" \
+  "SELECT sum(rows) = 1 FROM gdpr.purge() WHERE tbl = 'public.res_partner'::regclass"
+check $db "Odoo: ... he is gone" "SELECT NOT EXISTS (SELECT FROM res_partner WHERE id = $C6)"
 check $db "Odoo: discover() no longer lists the chatter and attachments: they are linked" \
   "SELECT count(*) = 0 FROM gdpr.discover('public') WHERE column_name IS NULL
       AND table_name IN ('mail_message', 'mail_activity', 'ir_attachment')"
@@ -314,6 +374,21 @@ check $db "Odoo: a lead is exported as a subject, with its chatter" \
   "SELECT jsonb_array_length(gdpr.export_subject('$L', 'crm_lead') #> '{data,public.crm_lead}') = 1
       AND jsonb_array_length(gdpr.export_subject('$L', 'crm_lead') #> '{data,public.mail_message}')
           = (SELECT count(*) FROM mail_message WHERE model = 'crm.lead' AND res_id = $L)"
+# A lead's status from its stage (20.10): a lead without a partner (B2C) in a
+# won stage is a customer, in another stage a prospect.
+q -d $db -c "SET client_min_messages = warning" \
+  -c "SELECT gdpr.define_purpose('prospecting', 'Prospecting', 'legitimate_interest', 'We may contact you.')" \
+  -c "SELECT gdpr.set_purpose_options('prospecting', electronic_marketing => true)" \
+  -c "SELECT gdpr.set_subject_profile('crm_lead', 'partner_id', 'stage_id', ARRAY(SELECT id::text FROM crm_stage WHERE is_won))" >/dev/null
+out=$(psql -X -q -d $db -c "SELECT gdpr.set_subject_profile('crm_lead', 'partner_id', 'stage_id', ARRAY['won'])" 2>&1) || true
+grep -q 'ERROR:  value .won. is not a value of column "stage_id"' <<<"$out" || fail "Odoo: a stage that is not an id was not refused: $out"
+checks=$((checks + 1))
+LW=$(q -d $db -c "SELECT min(l.id) FROM crm_lead l JOIN crm_stage s ON s.id = l.stage_id WHERE s.is_won AND l.partner_id IS NULL")
+LN=$(q -d $db -c "SELECT min(l.id) FROM crm_lead l JOIN crm_stage s ON s.id = l.stage_id WHERE NOT s.is_won AND l.partner_id IS NULL")
+q -d $db -c "SELECT gdpr.record_information('$LW', 'prospecting', 'api', '{\"client\": \"x\"}', 'crm_lead')" \
+  -c "SELECT gdpr.record_information('$LN', 'prospecting', 'api', '{\"client\": \"x\"}', 'crm_lead')" >/dev/null
+check $db "Odoo: a B2C lead in a won stage is a customer, one in another stage a prospect" \
+  "SELECT gdpr.may_process('$LW', 'prospecting', 'crm_lead') AND NOT gdpr.may_process('$LN', 'prospecting', 'crm_lead')"
 check $db "Odoo: ... and is still in his partner's export" \
   "SELECT EXISTS (SELECT FROM jsonb_array_elements(gdpr.export_subject('$LP', 'res_partner') #> '{data,public.crm_lead}') x
                    WHERE (x ->> 'id')::int = $L)"
@@ -336,13 +411,3 @@ check $db "Odoo: ... his unclassified sanitized copies are cleared on the kept r
 [ -n "${KEEP:-}" ] || dropdb $db
 
 echo "real CRMs ok ($checks checks)"
-
-# ---------------------------------------------------------------------------
-# Issue 20's failures that still FAIL today, reproduced on these schemas (on
-# the databases above, kept with KEEP=1, or on fresh ones where said).  Each is
-# written as the check that will pass once its feature lands; "today" is what
-# it gives now.  Turn each on as its feature lands.
-#
-# 20.6 (rest) several retention policies per table, with row scopes
-#   SELECT gdpr.set_retention('$W.person', NULL, '30 days', 'deletedAt', 'delete')
-#   today: replaces the "3 years after lastContactAt" policy (one whole-row policy per table)

@@ -54,6 +54,15 @@ for from in $(ls releases | sed -n "s/^crm_gdpr--\([0-9.]*\)\.sql$/\1/p" | sort 
     fail "the restriction is not enforced after the update"
   grep -q 'is restricted' <<<"$err" || fail "unexpected error: $err"
   q -d upg_old -c 'DROP OWNED BY upg_app' -c 'DROP ROLE upg_app' >/dev/null
+  # A retention policy set under $from is the whole-table policy now, and still purges.
+  [ "$(q -d upg_old -c "SELECT count(*) FROM gdpr.retention_status WHERE tbl = 'crm.contacts'::regclass
+                          AND col IS NULL AND scope_column IS NULL AND NOT scope_exclude")" = 1 ] ||
+    fail "the contacts' policy of $from is not the whole-table policy after the update"
+  q -d upg_old -c "DELETE FROM crm.orders WHERE contact_id = 11" \
+    -c "UPDATE crm.contacts SET last_contact_at = now() - interval '4 years' WHERE id = 11" -c "SELECT * FROM gdpr.purge()" >/dev/null
+  [ "$(q -d upg_old -c "SELECT count(*) FROM crm.contacts WHERE id = 11")" = 0 ] ||
+    fail "a retention policy of $from does not purge after the update"
+
   dropdb upg_old; dropdb upg_new
 done
 echo "upgrade ok"

@@ -16,11 +16,17 @@ CREATE TABLE gdpr.subject_links (
   type_value     text,
   linked_at      timestamptz NOT NULL DEFAULT now(),
   linked_by      name NOT NULL DEFAULT session_user,
+  extra_link_columns    name[],
+  extra_parent_columns  name[],
   CHECK ((type_column IS NULL) = (type_value IS NULL)),
+  CHECK (cardinality(extra_link_columns) IS NOT DISTINCT FROM cardinality(extra_parent_columns)
+         AND cardinality(extra_link_columns) <> 0),
   CONSTRAINT subject_links_key UNIQUE NULLS NOT DISTINCT (tbl, link_column, parent_table, parent_column, type_column, type_value)
 );
 COMMENT ON TABLE gdpr.subject_links IS
   'rows of tbl belong to the subjects of the parent_table rows whose parent_column = tbl.link_column (and tbl.type_column = type_value)';
+COMMENT ON COLUMN gdpr.subject_links.extra_link_columns IS
+  'a composite link: the other columns of tbl, equal in order to extra_parent_columns of parent_table';
 CREATE INDEX ON gdpr.subject_links (parent_table);
 SELECT pg_catalog.pg_extension_config_dump('gdpr.subject_links', '');
 SELECT pg_catalog.pg_extension_config_dump('gdpr.subject_links_id_seq', '');
@@ -211,21 +217,55 @@ BEGIN
 END
 $$;
 
+-- The other columns of a composite link: as many on both sides, each
+-- existing, of matching types (22023, 42703, 42804).
+CREATE OR REPLACE FUNCTION gdpr._check_link_columns(tbl regclass, parent_table regclass, link_cols name[], parent_cols name[])
+  RETURNS void
+  LANGUAGE plpgsql STABLE SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+  i int;
+  a regtype;
+  b regtype;
+BEGIN
+  IF link_cols IS NULL AND parent_cols IS NULL THEN
+    RETURN;
+  END IF;
+  IF cardinality(link_cols) IS DISTINCT FROM cardinality(parent_cols) OR cardinality(link_cols) = 0 THEN
+    RAISE EXCEPTION 'extra_link_columns and extra_parent_columns must name as many columns'
+      USING ERRCODE = 'invalid_parameter_value',
+            HINT = 'A composite key pairs each column of the table with one of its parent''s, in order.';
+  END IF;
+  FOR i IN 1 .. cardinality(link_cols) LOOP
+    a := (gdpr._column(tbl, link_cols[i])).typ;
+    b := (gdpr._column(parent_table, parent_cols[i])).typ;
+    IF NOT gdpr._types_match(a, b) THEN
+      RAISE EXCEPTION 'column "%" of % is of type %, but %.% is of type %', link_cols[i], tbl, a, parent_table, parent_cols[i], b
+        USING ERRCODE = 'datatype_mismatch';
+    END IF;
+  END LOOP;
+END
+$$;
+
 -- Another way tbl's rows belong to data subjects: rows of tbl whose
 -- link_column equals parent_column of a subject's parent_table rows, and,
 -- for a polymorphic reference, whose type_column holds type_value.  For
 -- content reached through a junction, the junction is the parent (note.id =
 -- "noteTarget"."noteId").  tbl is registered if it was not; a table may have
 -- several links, to several subject tables, and be a subject table itself.
+-- A composite key links by several columns: extra_link_columns equal, in
+-- order, extra_parent_columns (both found from the foreign key whose first
+-- column is link_column when neither they nor parent_column are given).
 CREATE OR REPLACE FUNCTION gdpr.link_table(tbl regclass, link_column name, parent_table regclass,
                                 parent_column name DEFAULT NULL, type_column name DEFAULT NULL,
-                                type_value text DEFAULT NULL) RETURNS void
+                                type_value text DEFAULT NULL, extra_link_columns name[] DEFAULT NULL,
+                                extra_parent_columns name[] DEFAULT NULL) RETURNS void
   LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
   parent gdpr.registered_tables;
   p_column name := parent_column;
   col_type regtype;
   key_type regtype;
+  fk record;
 BEGIN
   PERFORM gdpr._require_table_owner(tbl, 'gdpr.link_table()');
   PERFORM gdpr._check_table(tbl);
@@ -240,6 +280,25 @@ BEGIN
   IF type_column IS NOT NULL THEN
     PERFORM gdpr._column(tbl, type_column);
   END IF;
+  -- A composite foreign key whose first column is link_column gives the others.
+  IF p_column IS NULL AND extra_link_columns IS NULL AND extra_parent_columns IS NULL
+     AND NOT EXISTS (SELECT FROM gdpr._registered_fkeys(tbl, link_column, parent_table)) THEN
+    SELECT (SELECT array_agg(a.attname ORDER BY i) FROM unnest(c.conkey) WITH ORDINALITY k(n, i)
+              JOIN pg_attribute a ON a.attrelid = c.conrelid AND a.attnum = k.n WHERE i > 1) AS l,
+           (SELECT array_agg(a.attname ORDER BY i) FROM unnest(c.confkey) WITH ORDINALITY k(n, i)
+              JOIN pg_attribute a ON a.attrelid = c.confrelid AND a.attnum = k.n) AS p
+      INTO fk
+      FROM pg_constraint c JOIN pg_attribute a1 ON a1.attrelid = c.conrelid AND a1.attnum = c.conkey[1]
+     WHERE c.conrelid = tbl AND c.confrelid = parent_table AND c.contype = 'f' AND cardinality(c.conkey) > 1
+       AND a1.attname = link_column
+     ORDER BY c.conname LIMIT 1;
+    IF FOUND THEN
+      p_column := fk.p[1];
+      extra_link_columns := fk.l;
+      extra_parent_columns := fk.p[2:];
+    END IF;
+  END IF;
+  PERFORM gdpr._check_link_columns(tbl, parent_table, extra_link_columns, extra_parent_columns);
   -- The column referred to: the one its foreign key names, else the
   -- subject's id (a subject table), else the parent's primary key.
   p_column := coalesce(p_column,
@@ -263,8 +322,9 @@ BEGIN
       VALUES (tbl, parent.subject_table, link_column, parent_table, p_column);
     PERFORM gdpr._snapshot_columns(tbl);
   END IF;
-  INSERT INTO gdpr.subject_links AS l (tbl, link_column, parent_table, parent_column, type_column, type_value)
-    VALUES (tbl, link_column, parent_table, p_column, type_column, type_value)
+  INSERT INTO gdpr.subject_links AS l (tbl, link_column, parent_table, parent_column, type_column, type_value,
+                                       extra_link_columns, extra_parent_columns)
+    VALUES (tbl, link_column, parent_table, p_column, type_column, type_value, extra_link_columns, extra_parent_columns)
     ON CONFLICT ON CONSTRAINT subject_links_key DO NOTHING;
   -- The log triggers' argument depends on the links: set them again.
   PERFORM gdpr._attach_triggers(tbl);
@@ -338,10 +398,15 @@ BEGIN
   UPDATE gdpr.subject_links l SET type_column = new WHERE l.tbl = _rename_column.tbl AND l.type_column = old;
   UPDATE gdpr.subject_links l SET parent_column = new
    WHERE l.parent_table = _rename_column.tbl AND l.parent_column = old;
+  UPDATE gdpr.subject_links l SET extra_link_columns = array_replace(l.extra_link_columns, old, new)
+   WHERE l.tbl = _rename_column.tbl AND old = ANY (l.extra_link_columns);
+  UPDATE gdpr.subject_links l SET extra_parent_columns = array_replace(l.extra_parent_columns, old, new)
+   WHERE l.parent_table = _rename_column.tbl AND old = ANY (l.extra_parent_columns);
   UPDATE gdpr.personal_columns c SET col = new WHERE c.tbl = _rename_column.tbl AND c.col = old;
   UPDATE gdpr.retention_policies p SET col = new WHERE p.tbl = _rename_column.tbl AND p.col = old;
   UPDATE gdpr.retention_policies p SET after_column = new
    WHERE p.after_table = _rename_column.tbl AND p.after_column = old;
+  UPDATE gdpr.retention_policies p SET scope_column = new WHERE p.tbl = _rename_column.tbl AND p.scope_column = old;
   PERFORM gdpr._note_change('column renamed', format('%s.%I', tbl, old), format('now %I', new));
 END
 $$;
@@ -364,8 +429,10 @@ BEGIN
   -- Another link through the column goes (the table stays registered by
   -- the others); so does a trash declared on it.
   DELETE FROM gdpr.subject_links l
-   WHERE l.tbl = _forget_column.tbl AND _forget_column.col IN (l.link_column, l.type_column)
-      OR l.parent_table = _forget_column.tbl AND l.parent_column = _forget_column.col;
+   WHERE l.tbl = _forget_column.tbl AND (_forget_column.col IN (l.link_column, l.type_column)
+                                         OR _forget_column.col = ANY (l.extra_link_columns))
+      OR l.parent_table = _forget_column.tbl AND (l.parent_column = _forget_column.col
+                                                  OR _forget_column.col = ANY (l.extra_parent_columns));
   IF FOUND THEN
     PERFORM gdpr._note_change('column dropped', what, 'subject link removed');
     RAISE WARNING 'links to data subjects through % were removed', what
@@ -378,7 +445,7 @@ BEGIN
     PERFORM gdpr._note_change('column dropped', what, 'classification removed');
   END IF;
   DELETE FROM gdpr.retention_policies p
-   WHERE p.tbl = _forget_column.tbl AND p.col = _forget_column.col
+   WHERE p.tbl = _forget_column.tbl AND _forget_column.col IN (p.col, p.scope_column)
       OR p.after_table = _forget_column.tbl AND p.after_column = _forget_column.col;
   IF FOUND THEN
     PERFORM gdpr._note_change('column dropped', what, 'retention policy removed');
@@ -440,11 +507,12 @@ BEGIN
   END IF;
   FOR l IN SELECT * FROM gdpr.subject_links x WHERE x.tbl = _subject_ids_sql.tbl ORDER BY x.id LOOP
     typ := CASE WHEN l.type_column IS NOT NULL THEN format(' AND t.%I = %L', l.type_column, l.type_value) ELSE '' END;
-    IF l.parent_table = st AND l.parent_column = id_col THEN
+    IF l.parent_table = st AND l.parent_column = id_col AND l.extra_link_columns IS NULL THEN
       parts := parts || format('SELECT t.%I::text FROM %s t WHERE t.%I IS NOT NULL%s', l.link_column, src, l.link_column, typ);
     ELSE
-      up := gdpr._subject_ids_sql(l.parent_table, st, format('(SELECT p.* FROM %s p WHERE p.%I IN (SELECT t.%I FROM %s t WHERE true%s))',
-                                                           l.parent_table, l.parent_column, l.link_column, src, typ));
+      up := gdpr._subject_ids_sql(l.parent_table, st, format('(SELECT p.* FROM %s p WHERE (%s) IN (SELECT %s FROM %s t WHERE true%s))',
+                                                           l.parent_table, gdpr._link_cols(l, 'p.', true),
+                                                           gdpr._link_cols(l, 't.', false), src, typ));
       IF up IS NOT NULL THEN
         parts := parts || up;
       END IF;
@@ -485,7 +553,8 @@ BEGIN
   FOR l IN SELECT * FROM gdpr.subject_links x WHERE x.tbl = _subject_rows_cond.tbl ORDER BY x.id LOOP
     up := gdpr._subject_rows_cond(l.parent_table, st, key_literal);
     CONTINUE WHEN up = 'false';
-    parts := parts || format('%I IN (SELECT %I FROM %s WHERE %s)%s', l.link_column, l.parent_column, l.parent_table, up,
+    parts := parts || format('(%s) IN (SELECT %s FROM %s WHERE %s)%s', gdpr._link_cols(l, '', false),
+                             gdpr._link_cols(l, '', true), l.parent_table, up,
                              CASE WHEN l.type_column IS NOT NULL THEN format(' AND %I = %L', l.type_column, l.type_value) ELSE '' END);
   END LOOP;
   IF cardinality(parts) = 0 THEN
@@ -620,7 +689,8 @@ BEGIN
   FOR l IN SELECT * FROM gdpr.subject_links x WHERE x.parent_table = _pinned_cond.tbl AND x.tbl <> st LOOP
     c := gdpr._subject_rows_cond(l.tbl, st, key_literal);
     CONTINUE WHEN c = 'false';
-    parts := parts || format('%I IN (SELECT %I FROM %s WHERE %s)', l.parent_column, l.link_column, l.tbl, c);
+    parts := parts || format('(%s) IN (SELECT %s FROM %s WHERE %s)', gdpr._link_cols(l, '', true),
+                             gdpr._link_cols(l, '', false), l.tbl, c);
   END LOOP;
   RETURN coalesce(nullif(array_to_string(parts, ' OR '), ''), 'false');
 END
@@ -640,14 +710,17 @@ BEGIN
                                 AND c.confdeltype IN ('n', 'd')) THEN
     RETURN NULL;
   END IF;
-  SELECT string_agg(DISTINCT format('%I = %s', l.link_column, CASE fk.confdeltype WHEN 'n' THEN 'NULL' ELSE 'DEFAULT' END), ', '),
+  -- (A composite key's foreign key has the link's columns, in order: all are cleared.)
+  SELECT string_agg(DISTINCT format('%I = %s', lc.col, CASE fk.confdeltype WHEN 'n' THEN 'NULL' ELSE 'DEFAULT' END), ', '),
          bool_and(coalesce(fk.confdeltype IN ('n', 'd'), false))
     INTO sets, all_unlink
     FROM gdpr.subject_links l
+    CROSS JOIN LATERAL unnest(l.link_column || coalesce(l.extra_link_columns, '{}')) lc(col)
     LEFT JOIN LATERAL (SELECT c.confdeltype FROM pg_constraint c
-                         JOIN pg_attribute a ON a.attrelid = c.conrelid AND a.attnum = c.conkey[1]
                         WHERE c.conrelid = l.tbl AND c.contype = 'f' AND c.confrelid = l.parent_table
-                          AND cardinality(c.conkey) = 1 AND a.attname = l.link_column LIMIT 1) fk ON true
+                          AND ARRAY(SELECT a.attname FROM unnest(c.conkey) WITH ORDINALITY k(n, i)
+                                      JOIN pg_attribute a ON a.attrelid = c.conrelid AND a.attnum = k.n ORDER BY k.i)
+                              = l.link_column || coalesce(l.extra_link_columns, '{}') LIMIT 1) fk ON true
    WHERE l.tbl = _unlink_sets.tbl AND l.parent_table IN (SELECT t.tbl FROM gdpr._subject_tree(st) t);
   RETURN CASE WHEN all_unlink THEN sets END;
 END
@@ -976,7 +1049,7 @@ BEGIN
      AND NOT EXISTS (SELECT FROM pg_constraint c WHERE c.conrelid = a.attrelid AND a.attnum = ANY (c.conkey)
                       AND (c.contype IN ('p', 'f') OR c.contype = 'u' AND a.attnotnull))
      AND NOT EXISTS (SELECT FROM gdpr.subject_links l WHERE l.tbl = _erasure_column_actions.tbl
-                      AND a.attname IN (l.link_column, l.type_column))
+                      AND (a.attname IN (l.link_column, l.type_column) OR a.attname = ANY (l.extra_link_columns)))
      AND (gdpr.personal_name_hint(a.attname)).kind IS NOT NULL
    ORDER BY 1;
 END
@@ -1161,28 +1234,86 @@ BEGIN
 END
 $$;
 
+-- Issue 20 (retpol): a status mapped from a column's values (a stage), or
+-- read from a linked table (a deal's stage).
+ALTER TABLE gdpr.subject_tables
+  ADD COLUMN status_customer_values text[],
+  ADD COLUMN status_table regclass;
+COMMENT ON COLUMN gdpr.subject_tables.status_customer_values IS
+  'the values of status_column that make a customer (a won stage); the others make a prospect';
+COMMENT ON COLUMN gdpr.subject_tables.status_table IS
+  'the table linked to the subject whose status_column says it (a deal''s stage): a customer once one of his rows does';
+DROP FUNCTION gdpr.set_subject_profile(regclass, name, name);
+
 -- The profile comes from columns the CRM has: the segment from a boolean
 -- (true is B2B: Odoo's is_company), a reference (set is B2B: Twenty's
 -- "companyId", Odoo's parent_id) or a text column holding 'b2b'/'b2c'; the
--- status from a boolean (true is a customer) or a text column holding
--- 'customer'/'prospect'.  Anything else cannot say it (a "jobTitle"): 22023.
-CREATE OR REPLACE FUNCTION gdpr.set_subject_profile(tbl regclass, segment_column name, status_column name) RETURNS void
+-- status from a boolean (true is a customer), a text column holding
+-- 'customer'/'prospect', or any column mapped by customer_values: a subject
+-- whose column holds one of them is a customer (a won stage: Odoo's
+-- crm_lead.stage_id), any other a prospect.  With status_table, a table
+-- linked to tbl, the column is that table's: a subject is a customer once
+-- one of his rows there holds one of the values (Twenty's opportunity.stage
+-- = 'CUSTOMER').  Anything else cannot say it (a "jobTitle"): 22023.
+CREATE OR REPLACE FUNCTION gdpr.set_subject_profile(tbl regclass, segment_column name, status_column name,
+                                         customer_values text[] DEFAULT NULL, status_table regclass DEFAULT NULL)
+  RETURNS void
   LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+  vals text[];
 BEGIN
   PERFORM gdpr._subject_table(tbl);
   PERFORM gdpr._column(tbl, segment_column) WHERE segment_column IS NOT NULL;
-  PERFORM gdpr._column(tbl, status_column) WHERE status_column IS NOT NULL;
+  IF (customer_values IS NOT NULL OR status_table IS NOT NULL) AND status_column IS NULL
+     OR status_table IS NOT NULL AND customer_values IS NULL THEN
+    RAISE EXCEPTION 'the status cannot be derived: % needs %', CASE WHEN status_column IS NULL THEN 'customer_values' ELSE 'status_table' END,
+                    CASE WHEN status_column IS NULL THEN 'status_column' ELSE 'customer_values' END
+      USING ERRCODE = 'invalid_parameter_value',
+            HINT = 'Name the column that says it and the values of it that make a customer (e.g. the won stages).';
+  END IF;
+  PERFORM gdpr._column(coalesce(status_table, tbl), status_column) WHERE status_column IS NOT NULL;
   -- The columns' values are read as the owner: a statement about his table.
   PERFORM gdpr._require_table_owner(tbl, 'gdpr.set_subject_profile()');
+  IF status_table IS NOT NULL THEN
+    PERFORM gdpr._status_link(tbl, status_table);
+  END IF;
   IF segment_column IS NOT NULL THEN
     PERFORM gdpr._check_profile_column(tbl, segment_column, ARRAY['b2b', 'b2c'], true);
   END IF;
-  IF status_column IS NOT NULL THEN
+  IF customer_values IS NOT NULL THEN
+    -- Values of the column's type (an enum's labels, a stage's ids): 22023 else.
+    vals := gdpr._check_scope(coalesce(status_table, tbl), status_column, customer_values, false);
+  ELSIF status_column IS NOT NULL THEN
     PERFORM gdpr._check_profile_column(tbl, status_column, ARRAY['customer', 'prospect'], false);
   END IF;
   UPDATE gdpr.subject_tables s SET segment_column = set_subject_profile.segment_column,
-                                   status_column = set_subject_profile.status_column
+                                   status_column = set_subject_profile.status_column,
+                                   status_customer_values = vals,
+                                   status_table = set_subject_profile.status_table
    WHERE s.tbl = set_subject_profile.tbl;
+END
+$$;
+
+-- The link by which status_table's rows belong to the subjects of tbl
+-- (directly: its column refers to tbl); 22023 when there is none, 42501 when
+-- tbl's owner, who reads the profile, may not read status_table.
+CREATE OR REPLACE FUNCTION gdpr._status_link(tbl regclass, status_table regclass) RETURNS gdpr.subject_links
+  LANGUAGE plpgsql STABLE SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+  l gdpr.subject_links;
+BEGIN
+  SELECT * INTO l FROM gdpr.subject_links x
+   WHERE x.tbl = _status_link.status_table AND x.parent_table = _status_link.tbl ORDER BY x.id LIMIT 1;
+  IF NOT FOUND THEN
+    RAISE EXCEPTION 'the status cannot be derived from %: it is not linked to %', status_table, tbl
+      USING ERRCODE = 'invalid_parameter_value',
+            HINT = 'Register it under the subject table first (gdpr.register_table or gdpr.link_table).';
+  END IF;
+  IF NOT has_table_privilege((SELECT c.relowner FROM pg_class c WHERE c.oid = tbl), status_table, 'SELECT') THEN
+    RAISE EXCEPTION 'the owner of % may not read %', tbl, status_table
+      USING ERRCODE = 'insufficient_privilege', HINT = 'Grant him SELECT on it: the profile is read as him.';
+  END IF;
+  RETURN l;
 END
 $$;
 
@@ -1215,7 +1346,8 @@ BEGIN
                         ELSE format('It is of type %s.', c.typ) END,
           HINT = CASE WHEN reference_ok
                       THEN 'Name a boolean (true is B2B), a foreign key (set is B2B) or a text column holding ''b2b''/''b2c''.'
-                      ELSE 'Name a boolean (true is a customer) or a text column holding ''customer''/''prospect''.' END;
+                      ELSE 'Name a boolean (true is a customer), a text column holding ''customer''/''prospect'', '
+                           'or pass customer_values: the values that make a customer (the won stages).' END;
 END
 $$;
 
@@ -1225,6 +1357,7 @@ CREATE OR REPLACE FUNCTION gdpr._profile_exprs(st regclass, alias text, OUT segm
   LANGUAGE plpgsql STABLE SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
   s gdpr.subject_tables;
+  l gdpr.subject_links;
 BEGIN
   SELECT * INTO s FROM gdpr.subject_tables x WHERE x.tbl = st;
   IF s.segment_column IS NOT NULL THEN
@@ -1235,7 +1368,16 @@ BEGIN
                  WHEN 'bpchar'::regtype THEN format('%s.%I::text', alias, s.segment_column)
                  ELSE format('CASE WHEN %s.%I IS NOT NULL THEN ''b2b'' ELSE ''b2c'' END', alias, s.segment_column) END;
   END IF;
-  IF s.status_column IS NOT NULL THEN
+  IF s.status_table IS NOT NULL THEN
+    l := gdpr._status_link(st, s.status_table);
+    status := format('CASE WHEN EXISTS (SELECT FROM %s x WHERE %s%s AND x.%I::text = ANY (%L::text[])) THEN ''customer'' ELSE ''prospect'' END',
+                     s.status_table, gdpr._link_join(l, alias, 'x'),
+                     CASE WHEN l.type_column IS NOT NULL THEN format(' AND x.%I = %L', l.type_column, l.type_value) ELSE '' END,
+                     s.status_column, s.status_customer_values);
+  ELSIF s.status_customer_values IS NOT NULL THEN
+    status := format('CASE WHEN %s.%I::text = ANY (%L::text[]) THEN ''customer'' ELSE ''prospect'' END',
+                     alias, s.status_column, s.status_customer_values);
+  ELSIF s.status_column IS NOT NULL THEN
     status := CASE WHEN (gdpr._column(st, s.status_column)).typ = 'boolean'::regtype
                    THEN format('CASE WHEN %1$s.%2$I THEN ''customer'' WHEN NOT %1$s.%2$I THEN ''prospect'' END', alias, s.status_column)
                    ELSE format('%s.%I::text', alias, s.status_column) END;
@@ -1262,6 +1404,164 @@ BEGIN
 END
 $$;
 
-GRANT EXECUTE ON FUNCTION gdpr.link_table(regclass, name, regclass, name, name, text),
+GRANT EXECUTE ON FUNCTION gdpr.link_table(regclass, name, regclass, name, name, text, name[], name[]),
   gdpr.unlink_table(regclass, name, regclass), gdpr.declare_out_of_scope(regclass, text),
   gdpr.set_soft_delete(regclass, name, boolean) TO gdpr_admin;
+
+-- Issue 20 (retpol): the purge's anchor and its held or restricted subjects
+-- follow every link of a table (polymorphic pairs and composite keys
+-- included), not only the first: here, after the links they read.
+
+-- The join condition of link l between row alias of l.tbl and row p of
+-- l.parent_table: every column pair of the link (several for a composite key).
+CREATE OR REPLACE FUNCTION gdpr._link_join(l gdpr.subject_links, p text, alias text) RETURNS text
+  LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp
+  RETURN format('%s.%I = %s.%I', p, l.parent_column, alias, l.link_column)
+         || coalesce((SELECT string_agg(format(' AND %s.%I = %s.%I', p, pc, alias, lc), '' ORDER BY i)
+                        FROM unnest(l.extra_link_columns, l.extra_parent_columns) WITH ORDINALITY x(lc, pc, i)), '');
+
+
+-- The columns of link l, on its table (parent false) or on its parent's,
+-- each prefixed with prefix ('t.'), as an SQL list (a, b for a composite
+-- key; compared with IN as a row: (a, b) IN (SELECT x, y ...)).
+CREATE OR REPLACE FUNCTION gdpr._link_cols(l gdpr.subject_links, prefix text, parent boolean) RETURNS text
+  LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp
+  RETURN (SELECT string_agg(prefix || quote_ident(c), ', ' ORDER BY i)
+            FROM unnest(CASE WHEN parent THEN l.parent_column || l.extra_parent_columns
+                             ELSE l.link_column || l.extra_link_columns END) WITH ORDINALITY x(c, i));
+
+-- An SQL expression giving the subject id (text) of row alias of tbl, for a
+-- table whose rows have one subject each (_single_subject).
+CREATE OR REPLACE FUNCTION gdpr._subject_id_expr(tbl regclass, alias text) RETURNS text
+  LANGUAGE plpgsql STABLE SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+  r gdpr.registered_tables := gdpr._registered(tbl);
+  id_col name := (SELECT s.id_column FROM gdpr.subject_tables s WHERE s.tbl = r.subject_table);
+  l gdpr.subject_links;
+  p gdpr.registered_tables;
+BEGIN
+  IF r.tbl = r.subject_table THEN
+    RETURN format('%s.%I::text', alias, id_col);
+  END IF;
+  -- Its one link (registered_tables keeps the first one a table had).
+  SELECT * INTO l FROM gdpr.subject_links x WHERE x.tbl = _subject_id_expr.tbl ORDER BY x.id LIMIT 1;
+  IF NOT FOUND THEN
+    l.link_column := r.subject_column; l.parent_table := r.parent_table; l.parent_column := r.parent_column;
+  END IF;
+  IF l.parent_table = r.subject_table AND l.parent_column = id_col THEN
+    RETURN format('%s.%I::text', alias, l.link_column);
+  END IF;
+  p := gdpr._registered(l.parent_table);
+  RETURN format('(SELECT %s FROM %s p%s WHERE p%s.%I = %s.%I)',
+                gdpr._subject_id_expr(p.tbl, 'p' || length(alias)), p.tbl, length(alias), length(alias),
+                l.parent_column, alias, l.link_column);
+END
+$$;
+
+
+-- Whether every row of tbl has at most one subject of its subject table: one
+-- plain link per table up to it (no polymorphic pair, no composite key).  The
+-- purge then finds a row's subject with _subject_id_expr, as fast as a join;
+-- otherwise it follows every link (_row_subject_ids_sql).
+CREATE OR REPLACE FUNCTION gdpr._single_subject(tbl regclass) RETURNS boolean
+  LANGUAGE plpgsql STABLE SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+  r gdpr.registered_tables := gdpr._registered(tbl);
+  l gdpr.subject_links;
+BEGIN
+  IF r.tbl = r.subject_table THEN
+    RETURN true;
+  END IF;
+  CASE (SELECT count(*) FROM gdpr.subject_links x WHERE x.tbl = _single_subject.tbl)
+    WHEN 0 THEN RETURN true;     -- no link row: registered_tables' own (_subject_id_expr)
+    WHEN 1 THEN NULL;
+    ELSE RETURN false;
+  END CASE;
+  SELECT * INTO l FROM gdpr.subject_links x WHERE x.tbl = _single_subject.tbl;
+  RETURN l.type_column IS NULL AND l.extra_link_columns IS NULL
+         AND (SELECT x.subject_table FROM gdpr.registered_tables x WHERE x.tbl = l.parent_table) = r.subject_table
+         AND gdpr._single_subject(l.parent_table);
+END
+$$;
+
+
+-- A query listing the subject ids (text) of subject table st that row alias
+-- of tbl belongs to, through every link of tbl and of the tables above it
+-- (polymorphic pairs and composite keys included); NULL when no link leads
+-- to st.  Correlated to alias: the purge evaluates it per row.
+CREATE OR REPLACE FUNCTION gdpr._row_subject_ids_sql(tbl regclass, st regclass, alias text) RETURNS text
+  LANGUAGE plpgsql STABLE SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+  id_col name := (SELECT s.id_column FROM gdpr.subject_tables s WHERE s.tbl = st);
+  p text := alias || 'p';       -- one alias per level
+  l gdpr.subject_links;
+  typ text;
+  up text;
+  parts text[] := '{}';
+BEGIN
+  IF tbl = st THEN
+    RETURN format('SELECT %s.%I', alias, id_col);
+  END IF;
+  FOR l IN SELECT * FROM gdpr.subject_links x WHERE x.tbl = _row_subject_ids_sql.tbl ORDER BY x.id LOOP
+    typ := CASE WHEN l.type_column IS NOT NULL THEN format(' AND %s.%I = %L', alias, l.type_column, l.type_value) ELSE '' END;
+    IF l.parent_table = st AND l.parent_column = id_col AND l.extra_link_columns IS NULL THEN
+      parts := parts || format('SELECT %1$s.%2$I WHERE %1$s.%2$I IS NOT NULL%3$s', alias, l.link_column, typ);
+    ELSE
+      up := gdpr._row_subject_ids_sql(l.parent_table, st, p);
+      IF up IS NOT NULL THEN
+        parts := parts || format('SELECT %1$sx.id FROM %2$s %1$s, LATERAL (%3$s) %1$sx(id) WHERE %4$s%5$s',
+                                 p, l.parent_table, up, gdpr._link_join(l, p, alias), typ);
+      END IF;
+    END IF;
+  END LOOP;
+  RETURN CASE WHEN cardinality(parts) > 0 THEN array_to_string(parts, ' UNION ALL ') END;
+END
+$$;
+
+
+-- For a row of a table with several links (or a polymorphic or composite
+-- one): the latest anchor date among the subjects of pol.after_table it
+-- belongs to, through every link (subjects without a date are left out;
+-- NULL when it has none).  A note about a person and his company is kept
+-- while either is.
+CREATE OR REPLACE FUNCTION gdpr._latest_anchor_sql(pol gdpr.retention_policies, anchor text) RETURNS text
+  LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp
+  RETURN format('(SELECT max(%s) FROM %s s WHERE s.%I IN (%s))', anchor, pol.after_table,
+                (SELECT x.id_column FROM gdpr.subject_tables x WHERE x.tbl = pol.after_table),
+                coalesce(gdpr._row_subject_ids_sql(pol.tbl, pol.after_table, 't'), 'SELECT NULL WHERE false'));
+
+
+-- Rows whose period cannot even start: no anchor date (nor fallback).
+CREATE OR REPLACE FUNCTION gdpr._no_anchor_cond(pol gdpr.retention_policies) RETURNS text
+  LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp
+  RETURN concat_ws(' AND ',
+    CASE WHEN pol.after_table = pol.tbl
+         THEN format('coalesce(t.%I, t.%I) IS NULL', pol.after_column, coalesce(pol.fallback_column, pol.after_column))
+         WHEN gdpr._single_subject(pol.tbl)
+         THEN format('EXISTS (SELECT FROM %s s WHERE s.%I::text = %s AND coalesce(s.%I, s.%I) IS NULL)',
+                     pol.after_table, (SELECT x.id_column FROM gdpr.subject_tables x WHERE x.tbl = pol.after_table),
+                     gdpr._subject_id_expr(pol.tbl, 't'), pol.after_column,
+                     coalesce(pol.fallback_column, pol.after_column))
+         ELSE format('%s IS NULL', gdpr._latest_anchor_sql(pol, format('coalesce(s.%I, s.%I)', pol.after_column,
+                                                                        coalesce(pol.fallback_column, pol.after_column)))) END,
+    gdpr._scope_cond(pol, 't'));
+
+
+-- Whether row t belongs to one of the subject ids of parameter $n (text[]).
+-- With none (the usual case: no hold, no restriction) the statement, planned
+-- with its parameters' values, does not even compute the row's subject key.
+CREATE OR REPLACE FUNCTION gdpr._excluded_cond(tbl regclass, n int) RETURNS text
+  LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp
+  RETURN format('(cardinality($%2$s::text[]) > 0 AND %1$s)', CASE WHEN gdpr._single_subject(tbl)
+    THEN format('coalesce(%s = ANY ($%s::text[]), false)', gdpr._subject_id_expr(tbl, 't'), n)
+    -- Several links: one held or restricted subject of the row keeps it.
+    ELSE coalesce(format('EXISTS (SELECT FROM (%s) x(id) WHERE x.id::text = ANY ($%s::text[]))',
+                         gdpr._row_subject_ids_sql(tbl, (gdpr._registered(tbl)).subject_table, 't'), n), 'false') END, n);
+
+
+REVOKE EXECUTE ON FUNCTION gdpr._link_join(gdpr.subject_links, text, text), gdpr._single_subject(regclass),
+  gdpr._link_cols(gdpr.subject_links, text, boolean),
+  gdpr._row_subject_ids_sql(regclass, regclass, text), gdpr._latest_anchor_sql(gdpr.retention_policies, text) FROM PUBLIC;
+REVOKE EXECUTE ON FUNCTION gdpr.set_subject_profile(regclass, name, name, text[], regclass),
+  gdpr._status_link(regclass, regclass) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION gdpr.set_subject_profile(regclass, name, name, text[], regclass) TO gdpr_admin;
