@@ -215,7 +215,7 @@ BEGIN
                           c.justification);
   END LOOP;
   FOR p IN SELECT * FROM gdpr.retention_policies x WHERE x.tbl = tpl ORDER BY x.id LOOP
-    PERFORM gdpr.set_retention(t, p.col, p.keep, p.after_column, p.action);
+    PERFORM gdpr.set_retention(t, p.col, p.keep, p.after_column, p.action, p.scope_column, p.scope_values, p.scope_exclude);
   END LOOP;
   RETURN true;
 END
@@ -246,7 +246,9 @@ SELECT tp.pattern, tp.template_schema, n.nspname AS schema_name, d.object, d.dri
       CROSS JOIN LATERAL (SELECT to_regclass(format('%I.%I', n.nspname, c.relname)) AS t) m
      WHERE c.relnamespace = tp.template_schema::regnamespace
        AND EXISTS (SELECT FROM gdpr.registered_tables x WHERE x.tbl = m.t)
-       AND NOT EXISTS (SELECT FROM gdpr.retention_policies y WHERE y.tbl = m.t AND y.col IS NOT DISTINCT FROM p.col)) d;
+       AND NOT EXISTS (SELECT FROM gdpr.retention_policies y WHERE y.tbl = m.t AND y.col IS NOT DISTINCT FROM p.col
+                          AND y.scope_column IS NOT DISTINCT FROM p.scope_column
+                          AND y.scope_values IS NOT DISTINCT FROM p.scope_values AND y.scope_exclude = p.scope_exclude)) d;
 
 REVOKE EXECUTE ON FUNCTION gdpr.define_tenant(text, text), gdpr.drop_tenant(text), gdpr.tenant_of(regclass),
   gdpr._subject_purpose(text, regclass), gdpr._in_tenant(text, text) FROM PUBLIC;
