@@ -36,6 +36,7 @@ extern void crm_gdpr_spi_check(int result, int expected, const char *what);
 
 /* The subsystems' entry points, called by _PG_init. */
 extern void crm_gdpr_read_hook_init(bool preloading);
+extern void crm_gdpr_read_planner_init(bool preloading);
 extern void crm_gdpr_restriction_init(void);
 
 #endif							/* CRM_GDPR_H */

@@ -15,8 +15,9 @@
  * (from the scan tuple, before any projection: the key need not be in the
  * query's output) into the read's subject set (read_subject_set.c).
  *
- * Rows read by parallel workers are not seen here (the leader's share is):
- * a parallel plan's subjects are marked truncated; see doc/access-log.md.
+ * Every row is read here, in the backend that runs the query: a query that
+ * touches a registered table is planned without parallel workers
+ * (read_planner.c), whose copies of the plan nobody would wrap.
  */
 #include "postgres.h"
 
@@ -249,23 +250,6 @@ scan_key(Scan *scan, const RelInfo *info, AttrNumber *attnum)
 	return KEY_UNKNOWN;
 }
 
-/*
- * Below a Gather, parallel workers read rows too, which are neither counted
- * nor named here: the subjects of the tables scanned there are incomplete.
- */
-static bool
-mark_parallel_reads(PlanState *node, void *context)
-{
-	QueryReads *reads = (QueryReads *) context;
-	int			rel;
-
-	if (node == NULL)
-		return false;
-	if (is_relation_scan(node->plan) && (rel = scanned_read(reads, (Scan *) node->plan, node->state)) >= 0)
-		reads->rels[rel].subjects.truncated = true;
-	return planstate_tree_walker(node, mark_parallel_reads, context);
-}
-
 static bool
 find_counted_nodes(PlanState *node, void *context)
 {
@@ -291,8 +275,6 @@ find_counted_nodes(PlanState *node, void *context)
 		info = crm_gdpr_rel_info(exec_rt_fetch(((Scan *) plan)->scanrelid, node->state)->relid);
 		key = scan_key((Scan *) plan, info, &key_attnum);
 	}
-	else if (IsA(plan, Gather) || IsA(plan, GatherMerge))
-		planstate_tree_walker(node, mark_parallel_reads, context);
 	if (rel >= 0)
 		count_node(reads, node, rel, key, key_attnum, info);
 	return planstate_tree_walker(node, find_counted_nodes, context);

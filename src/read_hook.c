@@ -17,8 +17,9 @@
  * gdpr.access_history() finds who read one person's row.  read_count.c
  * also enforces crm_gdpr.max_rows_per_query.
  *
- * Left out, as pgaudit learned: parallel workers (the leader logs the query),
- * the extension's own queries (inside its SECURITY DEFINER functions and
+ * Left out: parallel workers (a query that reads a registered table has
+ * none, read_planner.c: its leader reads and counts every row), the
+ * extension's own queries (inside its SECURITY DEFINER functions and
  * triggers, which log EXPORT, ERASE... themselves) and its workers, and range
  * table entries that are not relations.
  *

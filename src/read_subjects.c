@@ -11,7 +11,6 @@
  */
 #include "postgres.h"
 
-#include "access/parallel.h"
 #include "fmgr.h"
 #include "miscadmin.h"
 #include "nodes/parsenodes.h"
