@@ -61,6 +61,7 @@ typedef struct LogRecord
 	const char *detail;			/* a JSON object of 127 bytes at most, or "" */
 	const char *columns;		/* LOG_RECORD_COLUMNS - 1 */
 	const char *const *subjects;	/* nsubjects of them, LOG_RECORD_SUBJECT_LEN - 1 each */
+	const char *table_name;		/* relid's qualified name when taken already, or NULL */
 } LogRecord;
 
 /* The strings of one queue slot: a record with more subjects takes the next slots too. */

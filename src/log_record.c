@@ -139,6 +139,7 @@ crm_gdpr_fill_log_record_as(LogRecord *rec, const char *operation, Oid relid, co
 	rec->purpose = crm_gdpr_log_purpose();
 	rec->detail = "";
 	rec->columns = "";
+	rec->table_name = NULL;
 }
 
 /* A list of names joined by LOG_LIST_SEPARATOR as a JSON array (a name may hold a comma). */
@@ -164,12 +165,16 @@ append_json_names(StringInfo buf, const char *joined)
 	pfree(names);
 }
 
-/* On a standby nothing is written: the server log keeps the record. */
+/*
+ * On a standby nothing is written: the server log keeps the record.  The
+ * table's name is looked up unless the record brings it (a read that failed
+ * is recorded while its transaction aborts, when no catalog can be read).
+ */
 static void
 log_to_server_log(const LogRecord *rec)
 {
 	StringInfoData buf;
-	char	   *table_name;
+	const char *table_name;
 
 	initStringInfo(&buf);
 	appendStringInfo(&buf, "{\"at\": \"%s\", \"operation\": ", timestamptz_to_str(rec->at));
@@ -181,7 +186,7 @@ log_to_server_log(const LogRecord *rec)
 	appendStringInfoString(&buf, ", \"application_name\": ");
 	escape_json(&buf, rec->appname);
 	appendStringInfoString(&buf, ", \"table\": ");
-	table_name = crm_gdpr_qualified_relname(rec->relid);
+	table_name = rec->table_name ? rec->table_name : crm_gdpr_qualified_relname(rec->relid);
 	escape_json(&buf, table_name ? table_name : "");
 	appendStringInfoString(&buf, ", \"columns\": ");
 	append_json_names(&buf, rec->columns);
@@ -222,13 +227,16 @@ crm_gdpr_record_read(const char *operation, Oid relid, const char *columns, int6
 		detail = buf.data;
 	}
 	crm_gdpr_record_read_as(crm_gdpr_role_name(GetUserId(), 0), crm_gdpr_role_name(GetSessionUserId(), 1),
-							operation, relid, columns, rows, nsubjects, subjects, detail);
+							operation, relid, NULL, columns, rows, nsubjects, subjects, detail);
 }
 
-/* A read's record with its roles and detail (JSON, or NULL) given. */
+/*
+ * A read's record with its roles and detail (JSON, or NULL) given, and the
+ * table's qualified name when it must not be looked up (or NULL).
+ */
 void
 crm_gdpr_record_read_as(const char *role, const char *session_role, const char *operation, Oid relid,
-						const char *columns, int64 rows, int nsubjects,
+						const char *table_name, const char *columns, int64 rows, int nsubjects,
 						const char *const *subjects, const char *detail)
 {
 	LogRecord	rec;
@@ -238,6 +246,7 @@ crm_gdpr_record_read_as(const char *role, const char *session_role, const char *
 	rec.columns = columns;
 	rec.nsubjects = nsubjects;
 	rec.subjects = subjects;
+	rec.table_name = table_name;
 	if (detail)
 		rec.detail = detail;
 	crm_gdpr_send_log_record(&rec);

@@ -35,7 +35,6 @@
 #include "access/parallel.h"
 #include "access/table.h"
 #include "access/xact.h"
-#include "access/xlog.h"
 #include "catalog/indexing.h"
 #include "catalog/namespace.h"
 #include "catalog/pg_extension.h"
@@ -153,15 +152,15 @@ unlink_reads(QueryReads *reads)
  * Rows a failed query read may have left the server (streamed to the
  * client, or to a function that caught the error): its records go now,
  * during the abort, with the names taken at its start (no catalog can be
- * read here).  On a standby the record would need a catalog lookup to go
- * to the server log: there, a failed read is not recorded.
+ * read here), and on a standby the table's name too: the record goes to
+ * the server log as any other read there.
  */
 static void
 query_memory_freed(void *arg)
 {
 	QueryReads *reads = (QueryReads *) arg;
 
-	if (reads->linked && !reads->recorded && !RecoveryInProgress())
+	if (reads->linked && !reads->recorded)
 	{
 		for (int i = 0; i < reads->nrels; i++)
 			if (reads->rels[i].rows > 0)

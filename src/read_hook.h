@@ -51,6 +51,7 @@ typedef struct ReadRel
 	Index		rti;			/* its range table index */
 	bool		returning;		/* read by UPDATE/DELETE ... RETURNING */
 	int64		rows;			/* rows read from it so far (read_count.c) */
+	char	   *table_name;		/* on a standby, its name taken at the start; NULL */
 	SubjectSet	subjects;
 	char		columns[LOG_RECORD_COLUMNS];
 } ReadRel;
@@ -147,7 +148,7 @@ extern QueryReads *crm_gdpr_running_reads(void);
 extern void crm_gdpr_record_read(const char *operation, Oid relid, const char *columns, int64 rows,
 								 int nsubjects, const char *const *subjects, const char *refused);
 extern void crm_gdpr_record_read_as(const char *role, const char *session_role, const char *operation, Oid relid,
-									const char *columns, int64 rows, int nsubjects,
+									const char *table_name, const char *columns, int64 rows, int nsubjects,
 									const char *const *subjects, const char *detail);
 
 #endif							/* CRM_GDPR_READ_HOOK_H */

@@ -11,6 +11,7 @@
  */
 #include "postgres.h"
 
+#include "access/xlog.h"
 #include "fmgr.h"
 #include "miscadmin.h"
 #include "nodes/parsenodes.h"
@@ -85,6 +86,9 @@ registered_tables_read(QueryDesc *query)
 		r->rti = rti;
 		r->rows = 0;
 		r->returning = returned != NULL;
+		/* A standby's record names the table (log_record.c): named now, a failed read's too. */
+		r->table_name = RecoveryInProgress() ?
+			MemoryContextStrdup(query->estate->es_query_cxt, crm_gdpr_qualified_relname(rte->relid)) : NULL;
 		crm_gdpr_subject_set_init(&r->subjects, query->estate->es_query_cxt);
 		crm_gdpr_cached_column_list(rte->relid, returned ? returned : rte_selected_cols(stmt, rte), r->columns);
 	}
@@ -114,7 +118,7 @@ crm_gdpr_record_query(QueryReads *reads, const char *detail)
 					 detail ? (int) strlen(detail) - 1 : 1, detail ? detail : "{", detail ? ", " : "");
 		}
 		crm_gdpr_record_read_as(NameStr(reads->role), NameStr(reads->session_role), "SELECT", r->relid,
-								r->columns, r->rows, n, subjects, r->subjects.truncated ? with_truncated : detail);
+								r->table_name, r->columns, r->rows, n, subjects, r->subjects.truncated ? with_truncated : detail);
 		pfree(subjects);
 	}
 }

@@ -55,6 +55,16 @@ like($log, qr/crm_gdpr read: \{.*"operation": "EXPORT".*"table": "public.contact
 is($standby->safe_psql('postgres', 'SELECT logged_to_server_log > 0 FROM gdpr.access_log_queue()'), 't',
    'and gdpr.access_log_queue() counts them');
 
+# A read that fails after sending rows (issue 18.1: ids 1 to 4 went to the
+# client before the division by zero) is recorded there too,
+# with the names taken at its start: nothing can be looked up while it aborts.
+($ret, $out, $err) = $standby->psql('postgres',
+  q{SET application_name = 'standby_failed'; SELECT email, 1/(id - 5) FROM contacts ORDER BY id});
+like($err, qr/division by zero/, 'a read that fails midway on the standby fails');
+$log = slurp_file($standby->logfile);
+like($log, qr/crm_gdpr read: \{[^\n]*"application_name": "standby_failed", "table": "public.contacts", "columns": \["id", "email"\], "rows": [1-9][0-9]*, [^\n]*"detail": \{"failed": true/,
+     'it is in the standby\'s server log, naming the table, marked failed');
+
 sleep 2;
 is($standby->safe_psql('postgres', 'SELECT count(*) FROM contacts'), '10', 'the worker purges nothing on the standby');
 is($standby->safe_psql('postgres', 'SELECT count(*) FROM gdpr.purge_runs'), '0', 'and records no run there');
