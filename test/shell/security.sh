@@ -435,6 +435,22 @@ unsafe=$(q -d sec -c "SET search_path = pg_catalog" -c "
 [ -z "$unsafe" ] && ok "finding 7: every IMMUTABLE function of schema gdpr is PARALLEL SAFE" \
   || bad "finding 7" "IMMUTABLE but not PARALLEL SAFE: $unsafe"
 
+# ---------------------------------------------------------------------------
+# Issue 18.5: parallel workers read what the leader never counts.  app (in
+# gdpr_app) under a row limit makes every plan parallel and keeps the leader
+# out of the scan: the workers used to read all 200 contacts unrefused, the
+# read logged with 0 rows.  A read of a registered table has no workers.
+su sec "ALTER ROLE app IN DATABASE sec SET crm_gdpr.max_rows_per_query = 50" >/dev/null
+refused "finding 18.5" "a parallel read by gdpr_app past max_rows_per_query" app sec \
+  "SET parallel_setup_cost = 0; SET parallel_tuple_cost = 0; SET min_parallel_table_scan_size = 0;
+   SET max_parallel_workers_per_gather = 4; SET parallel_leader_participation = off;
+   SELECT count(email) FROM crm.contacts"
+su sec "ALTER ROLE app IN DATABASE sec RESET crm_gdpr.max_rows_per_query" >/dev/null
+plan=$(as app sec "SET parallel_setup_cost = 0; SET parallel_tuple_cost = 0; SET min_parallel_table_scan_size = 0;
+  EXPLAIN (COSTS OFF) SELECT string_agg(email, ',') FROM crm.contacts")
+grep -q Gather <<<"$plan" && bad "finding 18.5" "a read of a registered table by gdpr_app gets parallel workers: $(tr '\n' ' ' <<<"$plan")" \
+  || ok "finding 18.5: a read of a registered table by gdpr_app gets no parallel workers"
+
 echo
 if [ ${#failures[@]} -gt 0 ]; then
   echo "security: ${#failures[@]} checks failed: $(printf '%s\n' "${failures[@]}" | sort | uniq -c | awk '{printf "%s%s %s x%s", sep, $2, $3, $1; sep=", "}')"
