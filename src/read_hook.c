@@ -17,9 +17,10 @@
  * gdpr.access_history() finds who read one person's row.  read_count.c
  * also enforces crm_gdpr.max_rows_per_query.
  *
- * Left out: parallel workers (a query that reads a registered table has
- * none, read_planner.c: its leader reads and counts every row), the
- * extension's own queries (inside its SECURITY DEFINER functions and
+ * Left out: a parallel worker's share of its leader's plan (a query that
+ * reads a registered table has no workers, read_planner.c: its leader
+ * reads and counts every row; what a function runs in a worker is logged
+ * there), the extension's own queries (inside its SECURITY DEFINER functions and
  * triggers, which log EXPORT, ERASE... themselves) and its workers, and range
  * table entries that are not relations.
  *
@@ -101,8 +102,14 @@ reads_are_logged(void)
 	Oid			userid;
 	int			sec_context;
 
-	if (!crm_gdpr_log_reads || !crm_gdpr_log_queue_ready() || IsParallelWorker() || crm_gdpr_in_own_worker ||
-		!IsTransactionState())
+	if (!crm_gdpr_log_reads || !crm_gdpr_log_queue_ready() || crm_gdpr_in_own_worker || !IsTransactionState())
+		return false;
+	/*
+	 * A parallel worker's share of its leader's plan reads no registered
+	 * table (read_planner.c); the queries that a PARALLEL SAFE function runs
+	 * there are reads of their own, logged from the worker.
+	 */
+	if (IsParallelWorker() && exec_nesting == 0)
 		return false;
 	GetUserIdAndSecContext(&userid, &sec_context);
 	/*

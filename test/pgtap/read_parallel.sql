@@ -7,7 +7,7 @@
 -- a view, a sublink, an inlined SQL function) is planned serial; the others
 -- keep their parallel plans.
 BEGIN;
-SELECT plan(16);
+SELECT plan(19);
 
 \set QUIET on
 SET client_min_messages = warning;
@@ -33,6 +33,12 @@ CREATE FUNCTION public.crm_gdpr_t_contacts() RETURNS SETOF crm.contacts LANGUAGE
   AS 'SELECT * FROM crm.contacts';
 CREATE FUNCTION public.crm_gdpr_t_copies() RETURNS SETOF public.crm_gdpr_t_copy LANGUAGE sql STABLE PARALLEL SAFE
   AS 'SELECT * FROM public.crm_gdpr_t_copy';
+-- PARALLEL SAFE functions that read a registered table, for a parallel query of another table.
+CREATE FUNCTION public.crm_gdpr_t_peek(bigint) RETURNS text LANGUAGE plpgsql STABLE PARALLEL SAFE
+  AS 'BEGIN RETURN (SELECT email FROM ONLY crm.contacts WHERE id = $1); END';
+CREATE FUNCTION public.crm_gdpr_t_all(bigint) RETURNS bigint LANGUAGE plpgsql STABLE PARALLEL SAFE
+  AS 'BEGIN RETURN (SELECT count(email) FROM ONLY crm.contacts WHERE id >= $1); END';
+GRANT EXECUTE ON FUNCTION public.crm_gdpr_t_peek(bigint), public.crm_gdpr_t_all(bigint) TO crm_gdpr_t_parallel;
 CREATE VIEW public.crm_gdpr_t_emails AS SELECT email FROM crm.contacts;
 -- An inheritance child of a registered table, given rows of its own.
 SET client_min_messages = warning;
@@ -84,6 +90,25 @@ SELECT doesnt_match(pg_temp.plan_of('WITH c AS MATERIALIZED (SELECT email FROM c
                     'Gather', 'a CTE that reads one');
 SELECT doesnt_match(pg_temp.plan_of('SELECT count(*) FROM public.crm_gdpr_t_contacts()'), 'Gather',
                     'a SQL function the planner inlines');
+---------------------------------------------- what a function reads in a worker
+-- A parallel query of a table nobody registered may call a PARALLEL SAFE
+-- function that reads a registered one: its reads run in the workers, and
+-- are logged (and limited) there, as their own statements.
+SELECT gdpr.flush_access_log() >= 0 AS flushed \gset
+SELECT coalesce(sum(times), 0) AS reads_before FROM mine WHERE tbl = 'crm.contacts'::regclass AND operation = 'SELECT' \gset
+SELECT matches(pg_temp.plan_of('SELECT count(public.crm_gdpr_t_peek(id)) FROM public.crm_gdpr_t_copy',
+                               'ANALYZE, COSTS OFF, TIMING OFF'),
+               'Workers Launched: [1-9]', 'a function that reads a registered table, run by parallel workers');
+SELECT gdpr.flush_access_log() >= 0 AS flushed \gset
+SELECT is((SELECT sum(times) FROM mine WHERE tbl = 'crm.contacts'::regclass AND operation = 'SELECT') - :reads_before,
+          :contacts::bigint, 'each of its reads is logged, from the workers');
+SET crm_gdpr.max_rows_per_query = 100;
+SET ROLE crm_gdpr_t_parallel;
+SELECT throws_ok($$SELECT sum(public.crm_gdpr_t_all(id)) FROM public.crm_gdpr_t_copy$$, '42501', NULL,
+                 'and the row guard refuses such a read in a worker');
+RESET ROLE;
+RESET crm_gdpr.max_rows_per_query;
+
 SELECT set_config(CASE WHEN current_setting('server_version_num')::int >= 160000
                        THEN 'debug_parallel_query' ELSE 'force_parallel_mode' END, 'on', true) \gset
 SELECT matches(pg_temp.plan_of('SELECT count(*) FROM public.crm_gdpr_t_copy WHERE id = 1'), 'Gather',
