@@ -20,9 +20,9 @@
  * Left out: a parallel worker's share of its leader's plan (a query that
  * reads a registered table has no workers, read_planner.c: its leader
  * reads and counts every row; what a function runs in a worker is logged
- * there), the extension's own queries (inside its SECURITY DEFINER functions and
- * triggers, which log EXPORT, ERASE... themselves) and its workers, and range
- * table entries that are not relations.
+ * there), the extension's own queries (inside its SECURITY DEFINER
+ * functions and triggers, which log EXPORT, ERASE... themselves) and its
+ * workers, and range table entries that are not relations.
  *
  * gdpr.decrypt() calls of one top-level statement become one DECRYPT record
  * at its end.  "Top-level" is counted across ExecutorRun and ExecutorFinish:
