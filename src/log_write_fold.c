@@ -38,7 +38,6 @@
 #include "executor/tuptable.h"
 #include "miscadmin.h"
 #include "utils/builtins.h"
-#include "utils/hsearch.h"
 #include "utils/inval.h"
 #include "utils/lsyscache.h"
 #include "utils/memutils.h"
@@ -59,19 +58,14 @@
 #define JOURNAL_COLUMNS_0_2 15
 #define JOURNAL_COLUMNS 17
 
-typedef struct FoldKey
-{
-	const char *bytes;			/* the identity, see identity_of() */
-	Size		len;
-} FoldKey;
-
 typedef struct PendingRecord
 {
-	FoldKey		key;			/* the dynahash key: points into the record's own copy */
-	SubTransactionId subid;
+	uint32		hash;			/* of the identity (see identity_of()) */
+	const char *identity;
+	int			identity_len;
 	Oid			relid;
 	int64		query_id;
-	const char *strings[WS_STRINGS];	/* into key.bytes */
+	const char *strings[WS_STRINGS];	/* into identity */
 	TimestampTz at;
 	TimestampTz last_at;
 	int			times;
@@ -90,28 +84,18 @@ typedef struct Level
 	dlist_head	records;
 } Level;
 
-static MemoryContext pending_cxt = NULL;	/* child of TopTransactionContext */
-static HTAB *pending = NULL;
-static List *levels = NIL;		/* innermost last */
+/*
+ * The transaction's records, in memory of the backend's that is reset when
+ * the transaction ends (no context or table made per transaction: a write
+ * transaction of two statements spent more on that than on folding).  A
+ * level's records are few (OPEN_MAX at most, one or two for most
+ * transactions): they are searched in a list, by hash then bytes.
+ */
+static MemoryContext pending_cxt = NULL;
+static List *levels = NIL;		/* innermost last; NIL: nothing pending */
+static bool used = false;		/* pending_cxt holds something of this transaction */
 static Oid	journal_relid = InvalidOid;
 static StringInfoData scratch;
-
-static uint32
-fold_key_hash(const void *key, Size keysize)
-{
-	const FoldKey *k = key;
-
-	return hash_bytes((const unsigned char *) k->bytes, k->len);
-}
-
-static int
-fold_key_match(const void *a, const void *b, Size keysize)
-{
-	const FoldKey *x = a;
-	const FoldKey *y = b;
-
-	return x->len == y->len && memcmp(x->bytes, y->bytes, x->len) == 0 ? 0 : 1;
-}
 
 static void
 forget_journal(Datum arg, Oid relid)
@@ -133,19 +117,14 @@ crm_gdpr_write_fold_init(void)
 }
 
 static void
-start_transaction_state(void)
+start_backend_state(void)
 {
-	HASHCTL		ctl;
+	MemoryContext old;
 
-	pending_cxt = AllocSetContextCreate(TopTransactionContext, "crm_gdpr pending writes", ALLOCSET_DEFAULT_SIZES);
-	memset(&ctl, 0, sizeof(ctl));
-	ctl.keysize = sizeof(FoldKey);
-	ctl.entrysize = sizeof(PendingRecord);
-	ctl.hash = fold_key_hash;
-	ctl.match = fold_key_match;
-	ctl.hcxt = pending_cxt;
-	pending = hash_create("crm_gdpr pending writes", 16, &ctl, HASH_ELEM | HASH_FUNCTION | HASH_COMPARE | HASH_CONTEXT);
-	levels = NIL;
+	pending_cxt = AllocSetContextCreate(TopMemoryContext, "crm_gdpr pending writes", ALLOCSET_DEFAULT_SIZES);
+	old = MemoryContextSwitchTo(TopMemoryContext);
+	initStringInfo(&scratch);
+	MemoryContextSwitchTo(old);
 }
 
 /* --- the journal ------------------------------------------------------- */
@@ -247,8 +226,8 @@ forget_record(Level *level, PendingRecord *r)
 	dlist_delete(&r->in_level);
 	level->nopen--;
 	pfree(r->ids.data);
-	pfree((void *) r->key.bytes);
-	(void) hash_search(pending, &r->key, HASH_REMOVE, NULL);
+	pfree((void *) r->identity);
+	pfree(r);
 }
 
 /* Write (or, rolled back, drop) every record of the innermost level, and pop it. */
@@ -275,14 +254,14 @@ close_level(bool write)
 
 /*
  * The identity: what statements folded together share, as bytes (the
- * subtransaction, the table, the query id, then the strings with their
- * terminating zeros).
+ * table, the query id, then the strings with their terminating zeros).
  */
+#define IDENTITY_STRINGS (sizeof(Oid) + sizeof(int64))
+
 static void
-identity_of(const WriteStatement *st, SubTransactionId subid, StringInfo buf)
+identity_of(const WriteStatement *st, StringInfo buf)
 {
 	resetStringInfo(buf);
-	appendBinaryStringInfo(buf, (const char *) &subid, sizeof(subid));
 	appendBinaryStringInfo(buf, (const char *) &st->relid, sizeof(st->relid));
 	appendBinaryStringInfo(buf, (const char *) &st->query_id, sizeof(st->query_id));
 	for (int i = 0; i < WS_STRINGS; i++)
@@ -304,24 +283,34 @@ current_level(SubTransactionId subid)
 }
 
 static PendingRecord *
-new_record(Level *level, const WriteStatement *st, StringInfo identity)
+find_record(Level *level, StringInfo identity, uint32 hash)
 {
-	FoldKey		key = {identity->data, identity->len};
-	PendingRecord *r;
-	char	   *copy;
-	const char *p;
-	bool		found;
+	dlist_iter	it;
 
-	r = hash_search(pending, &key, HASH_ENTER, &found);
-	Assert(!found);
-	copy = MemoryContextAlloc(pending_cxt, identity->len);
+	dlist_foreach(it, &level->records)
+	{
+		PendingRecord *r = dlist_container(PendingRecord, in_level, it.cur);
+
+		if (r->hash == hash && r->identity_len == identity->len && memcmp(r->identity, identity->data, identity->len) == 0)
+			return r;
+	}
+	return NULL;
+}
+
+static PendingRecord *
+new_record(Level *level, const WriteStatement *st, StringInfo identity, uint32 hash)
+{
+	PendingRecord *r = palloc(sizeof(PendingRecord));
+	char	   *copy = palloc(identity->len);
+	const char *p;
+
 	memcpy(copy, identity->data, identity->len);
-	r->key.bytes = copy;
-	r->key.len = identity->len;
-	r->subid = level->subid;
+	r->hash = hash;
+	r->identity = copy;
+	r->identity_len = identity->len;
 	r->relid = st->relid;
 	r->query_id = st->query_id;
-	p = copy + sizeof(SubTransactionId) + sizeof(Oid) + sizeof(int64);
+	p = copy + IDENTITY_STRINGS;
 	for (int i = 0; i < WS_STRINGS; i++)
 	{
 		r->strings[i] = p;
@@ -332,13 +321,7 @@ new_record(Level *level, const WriteStatement *st, StringInfo identity)
 	r->rows_known = false;
 	r->counted = true;
 	r->nids = 0;
-	r->ids.data = NULL;
-	{
-		MemoryContext old = MemoryContextSwitchTo(pending_cxt);
-
-		initStringInfo(&r->ids);
-		MemoryContextSwitchTo(old);
-	}
+	initStringInfo(&r->ids);
 	dlist_push_tail(&level->records, &r->in_level);
 	level->nopen++;
 	return r;
@@ -406,26 +389,19 @@ crm_gdpr_write_fold_add(const WriteStatement *st)
 	SubTransactionId subid = GetCurrentSubTransactionId();
 	TimestampTz at = GetCurrentStatementStartTimestamp();
 	int			max_ids = Max(crm_gdpr_log_subjects_max, LOG_FOLD_MAX);
-	FoldKey		key;
+	uint32		hash;
 	PendingRecord *r;
 	Level	   *level;
 	MemoryContext old;
 
-	if (pending == NULL)
-		start_transaction_state();
+	if (pending_cxt == NULL)
+		start_backend_state();
 	old = MemoryContextSwitchTo(pending_cxt);
-	if (scratch.data == NULL)
-	{
-		MemoryContext top = MemoryContextSwitchTo(TopMemoryContext);
-
-		initStringInfo(&scratch);
-		MemoryContextSwitchTo(top);
-	}
-	identity_of(st, subid, &scratch);
-	key.bytes = scratch.data;
-	key.len = scratch.len;
+	used = true;
+	identity_of(st, &scratch);
+	hash = hash_bytes((const unsigned char *) scratch.data, scratch.len);
 	level = current_level(subid);
-	r = hash_search(pending, &key, HASH_FIND, NULL);
+	r = find_record(level, &scratch, hash);
 	if (r != NULL && r->times > 0 && (r->times >= fold_max() || r->nids + st->nids > max_ids))
 		restart_record(r);
 	if (r == NULL)
@@ -436,7 +412,7 @@ crm_gdpr_write_fold_add(const WriteStatement *st)
 			close_level(true);
 			level = current_level(subid);
 		}
-		r = new_record(level, st, &scratch);
+		r = new_record(level, st, &scratch, hash);
 	}
 	fold_statement(r, st, at);
 	MemoryContextSwitchTo(old);
@@ -452,7 +428,7 @@ crm_gdpr_write_fold_add(const WriteStatement *st)
 void
 crm_gdpr_write_fold_flush(void)
 {
-	while (pending != NULL && levels != NIL)
+	while (levels != NIL)
 		close_level(true);
 }
 
@@ -461,16 +437,16 @@ fold_xact_callback(XactEvent event, void *arg)
 {
 	if (event == XACT_EVENT_PRE_COMMIT || event == XACT_EVENT_PRE_PREPARE)
 	{
-		while (pending != NULL && levels != NIL)
+		while (levels != NIL)
 			close_level(true);
 	}
-	else if (event == XACT_EVENT_ABORT || event == XACT_EVENT_COMMIT || event == XACT_EVENT_PREPARE ||
-			 event == XACT_EVENT_PARALLEL_ABORT || event == XACT_EVENT_PARALLEL_COMMIT)
+	else if ((event == XACT_EVENT_ABORT || event == XACT_EVENT_COMMIT || event == XACT_EVENT_PREPARE ||
+			  event == XACT_EVENT_PARALLEL_ABORT || event == XACT_EVENT_PARALLEL_COMMIT) && used)
 	{
-		/* Its memory goes with the transaction. */
-		pending = NULL;
-		pending_cxt = NULL;
+		/* What an aborted transaction left goes at once. */
 		levels = NIL;
+		MemoryContextReset(pending_cxt);
+		used = false;
 	}
 }
 
@@ -481,7 +457,7 @@ fold_xact_callback(XactEvent event, void *arg)
 static void
 fold_subxact_callback(SubXactEvent event, SubTransactionId mySubid, SubTransactionId parentSubid, void *arg)
 {
-	if (pending == NULL || levels == NIL || ((Level *) llast(levels))->subid != mySubid)
+	if (levels == NIL || ((Level *) llast(levels))->subid != mySubid)
 		return;
 	if (event == SUBXACT_EVENT_PRE_COMMIT_SUB)
 		close_level(true);
