@@ -282,6 +282,18 @@ current_level(SubTransactionId subid)
 	return level;
 }
 
+/* No statement yet. */
+static void
+empty_record(PendingRecord *r)
+{
+	r->times = 0;
+	r->rows = 0;
+	r->rows_known = false;
+	r->counted = true;
+	r->nids = 0;
+	resetStringInfo(&r->ids);
+}
+
 static PendingRecord *
 find_record(Level *level, StringInfo identity, uint32 hash)
 {
@@ -316,12 +328,8 @@ new_record(Level *level, const WriteStatement *st, StringInfo identity, uint32 h
 		r->strings[i] = p;
 		p += strlen(p) + 1;
 	}
-	r->times = 0;
-	r->rows = 0;
-	r->rows_known = false;
-	r->counted = true;
-	r->nids = 0;
 	initStringInfo(&r->ids);
+	empty_record(r);
 	dlist_push_tail(&level->records, &r->in_level);
 	level->nopen++;
 	return r;
@@ -332,12 +340,7 @@ static void
 restart_record(PendingRecord *r)
 {
 	write_records(&r, 1);
-	r->times = 0;
-	r->rows = 0;
-	r->rows_known = false;
-	r->counted = true;
-	r->nids = 0;
-	resetStringInfo(&r->ids);
+	empty_record(r);
 }
 
 static void

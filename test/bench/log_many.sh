@@ -20,10 +20,7 @@ bench_start "synchronous_commit = off" "crm_gdpr.database = 'logged'" "crm_gdpr.
   "logging_collector = off"
 
 load() {  # load DB [registry]
-  createdb "$1"
-  psql -X -q -d "$1" -v ON_ERROR_STOP=1 -c 'SET client_min_messages = warning' -c 'CREATE EXTENSION crm_gdpr' \
-    -f test/fixtures/crm.sql -c "SELECT crm.generate($SCALE)" ${2:+-f test/fixtures/registry.sql} \
-    -c 'VACUUM ANALYZE' >/dev/null
+  bench_load_crm "$1" "$SCALE" "${2:-}"
   # The loop: n single-row INSERTs, each in a subtransaction or not; returns
   # the bytes of the backend's memory contexts at its end (before COMMIT).
   psql -X -q -d "$1" -v ON_ERROR_STOP=1 -c "CREATE FUNCTION public.inserts(n int, savepoints boolean) RETURNS bigint
