@@ -162,6 +162,8 @@ typedef struct WriteStatement
 extern void crm_gdpr_write_fold_init(void);
 extern void crm_gdpr_write_fold_add(const WriteStatement *st);
 extern void crm_gdpr_write_fold_flush(void);
+/* subxact_memory.c */
+extern void crm_gdpr_release_empty_subxact_memory(void);
 
 /* log_key_wait.c: the access log waits for its key, the CRM's writes do not */
 extern char *crm_gdpr_log_key_problem(void);

@@ -97,6 +97,15 @@ static bool used = false;		/* pending_cxt holds something of this transaction */
 static Oid	journal_relid = InvalidOid;
 static StringInfoData scratch;
 
+/*
+ * What writing to the journal allocates (tuples, slots, heap_multi_insert's
+ * arrays), reset after each write.  Not the subtransaction's memory: a
+ * subtransaction's context that was ever allocated in survives until the
+ * transaction ends (AtSubCommit_Memory keeps any that is not "empty"), 8 kB
+ * per released savepoint.
+ */
+static MemoryContext write_cxt = NULL;
+
 static void
 forget_journal(Datum arg, Oid relid)
 {
@@ -122,6 +131,7 @@ start_backend_state(void)
 	MemoryContext old;
 
 	pending_cxt = AllocSetContextCreate(TopMemoryContext, "crm_gdpr pending writes", ALLOCSET_DEFAULT_SIZES);
+	write_cxt = AllocSetContextCreate(TopMemoryContext, "crm_gdpr journal writes", ALLOCSET_DEFAULT_SIZES);
 	old = MemoryContextSwitchTo(TopMemoryContext);
 	initStringInfo(&scratch);
 	MemoryContextSwitchTo(old);
@@ -203,9 +213,11 @@ write_records(PendingRecord **records, int n)
 {
 	Relation	rel;
 	TupleTableSlot **slots;
+	MemoryContext old;
 
 	if (n == 0)
 		return;
+	old = MemoryContextSwitchTo(write_cxt);
 	rel = open_journal();
 	slots = palloc(sizeof(TupleTableSlot *) * n);
 	for (int i = 0; i < n; i++)
@@ -216,8 +228,9 @@ write_records(PendingRecord **records, int n)
 	heap_multi_insert(rel, slots, n, GetCurrentCommandId(true), 0, NULL);
 	for (int i = n - 1; i >= 0; i--)	/* the resource owner finds the last remembered first */
 		ExecDropSingleTupleTableSlot(slots[i]);
-	pfree(slots);
 	table_close(rel, RowExclusiveLock);
+	MemoryContextSwitchTo(old);
+	MemoryContextReset(write_cxt);
 }
 
 static void
@@ -235,7 +248,7 @@ static void
 close_level(bool write)
 {
 	Level	   *level = llast(levels);
-	PendingRecord **records = palloc(sizeof(PendingRecord *) * Max(level->nopen, 1));
+	PendingRecord **records = MemoryContextAlloc(pending_cxt, sizeof(PendingRecord *) * Max(level->nopen, 1));
 	int			n = 0;
 	dlist_iter	it;
 
@@ -460,10 +473,17 @@ fold_xact_callback(XactEvent event, void *arg)
 static void
 fold_subxact_callback(SubXactEvent event, SubTransactionId mySubid, SubTransactionId parentSubid, void *arg)
 {
+	static SubTransactionId written = InvalidSubTransactionId;
+
+	if (event == SUBXACT_EVENT_COMMIT_SUB && mySubid == written)
+		crm_gdpr_release_empty_subxact_memory();	/* subxact_memory.c */
 	if (levels == NIL || ((Level *) llast(levels))->subid != mySubid)
 		return;
 	if (event == SUBXACT_EVENT_PRE_COMMIT_SUB)
+	{
 		close_level(true);
+		written = mySubid;
+	}
 	else if (event == SUBXACT_EVENT_ABORT_SUB)
 		close_level(false);
 }
