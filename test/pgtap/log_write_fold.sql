@@ -4,7 +4,7 @@
 -- subjects of the folded rows, and savepoints rolled back removing exactly
 -- their statements.
 BEGIN;
-SELECT plan(22);
+SELECT plan(23);
 
 \set QUIET on
 SET client_min_messages = warning;
@@ -90,6 +90,8 @@ BEGIN
     END;
   END LOOP;
 END $$;
+SELECT cmp_ok((SELECT count(*) FROM pg_backend_memory_contexts WHERE name = 'CurTransactionContext'), '<', 10::bigint,
+              'the 80 released subtransactions that wrote a registered table keep no memory (8 kB each before)');
 SELECT gdpr.flush_access_log() > 0 AS flushed \gset
 SELECT is((SELECT sum(times) FROM mine WHERE application_name = 'tap_fold_block'), 80::bigint,
           '120 subtransactions, 40 rolled back: 80 statements logged');
