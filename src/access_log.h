@@ -130,9 +130,45 @@ extern char *crm_gdpr_qualified_relname(Oid relid);
 #define LOG_LIST_SEPARATOR '\x1f'
 #define LOG_LIST_SEPARATOR_STR "\x1f"
 
+/*
+ * In a journal row, subjects written as they are (ids, not references) are
+ * marked with this first byte: the log writer pseudonymises them
+ * (log_journal.c).  Rows written before 0.3 hold references, unmarked.
+ */
+#define LOG_IDS_MARK '\x1e'
+
 /* The write trigger names its triggers with this prefix (log_write.c). */
 #define LOG_TRIGGER_PREFIX "gdpr_log_"
 extern void crm_gdpr_log_write_init(void);
+
+/* One logged write statement, as the trigger hands it to the fold (log_write_fold.c). */
+typedef enum WriteString
+{
+	WS_ROLE, WS_SESSION_ROLE, WS_APPNAME, WS_CLIENT, WS_OPERATION, WS_TABLE_NAME, WS_COLUMNS, WS_PURPOSE,
+	WS_STRINGS
+} WriteString;
+
+typedef struct WriteStatement
+{
+	Oid			relid;
+	int64		query_id;
+	const char *strings[WS_STRINGS];	/* NULL or "" for none */
+	bool		truncate;		/* no rows counted */
+	int64		rows;
+	bool		counted;		/* all its subjects are named */
+	int			nids;
+	const char **ids;			/* its subjects' ids */
+} WriteStatement;
+
+extern void crm_gdpr_write_fold_init(void);
+extern void crm_gdpr_write_fold_add(const WriteStatement *st);
+extern void crm_gdpr_write_fold_flush(void);
+/* subxact_memory.c */
+extern void crm_gdpr_release_empty_subxact_memory(void);
+
+/* log_key_wait.c: the access log waits for its key, the CRM's writes do not */
+extern char *crm_gdpr_log_key_problem(void);
+extern bool crm_gdpr_log_key_ready(void);
 
 /* log_losses.c: what was taken from the queue is counted when it is in */
 extern void crm_gdpr_log_taken(int n);

@@ -1,8 +1,8 @@
 /*
  * log_journal.c — the log writer's side of the journal of writes.
  *
- * Committed writes wait in gdpr.access_log_journal, one row per statement
- * (log_write.c).  gdpr._log_journal_take() deletes them all and returns them
+ * Committed writes wait in gdpr.access_log_journal, one row per statement or
+ * per fold of a transaction's identical statements (log_write_fold.c).  gdpr._log_journal_take() deletes them all and returns them
  * folded: identical statements (same backend, roles, application, client,
  * operation, table, columns, query and purpose) become one row for up to
  * LOG_FOLD_MAX of them, with the union of their subject references, oldest
@@ -29,13 +29,13 @@
 enum
 {
 	J_AT, J_ROLE, J_SESSION_ROLE, J_APPNAME, J_CLIENT, J_PID, J_OPERATION, J_TBL, J_TABLE_NAME,
-	J_COLUMNS, J_REFS, J_SUBJECTS, J_ROWS, J_QUERY_ID, J_PURPOSE, J_COUNT
+	J_COLUMNS, J_REFS, J_SUBJECTS, J_ROWS, J_QUERY_ID, J_PURPOSE,
+	J_COUNT_0_2,				/* the journal of 0.2 ends here: a row is one statement */
+	J_LAST_AT = J_COUNT_0_2, J_TIMES, J_COUNT
 };
 
-#define TAKE_SQL \
-	"DELETE FROM gdpr.access_log_journal " \
-	"RETURNING at, role_name, session_user_name, application_name, client_addr, backend_pid, operation, " \
-	"tbl, table_name, columns, subject_refs, subjects, row_count, query_id, purpose"
+/* Every column, in table order: the journal of 0.2 has fewer (above). */
+#define TAKE_SQL "DELETE FROM gdpr.access_log_journal RETURNING *"
 
 /* The identity of a statement: what two folded statements share. */
 static const int identity[] = {J_ROLE, J_SESSION_ROLE, J_APPNAME, J_CLIENT, J_PID, J_OPERATION, J_TBL,
@@ -104,23 +104,44 @@ identity_of(TupleTableSlot *slot, StringInfo buf)
 /*
  * The references as they come; repeats go when the fold is emitted (sorted
  * there anyway): a hash table per fold, created and searched per reference,
- * cost more than the sort.
+ * cost more than the sort.  Since 0.3 the writing transaction stores its
+ * subjects' ids (marked LOG_IDS_MARK) and their keyed pseudonyms are
+ * computed here, all of a row's at once (log_refs.c: cached, prefetched):
+ * the key is the log writer's business, not the writer's of the CRM.
  */
 static void
 add_refs(JournalFold *f, text *joined)
 {
 	const char *p = VARDATA_ANY(joined);
 	const char *end = p + VARSIZE_ANY_EXHDR(joined);
+	bool		ids = p < end && *p == LOG_IDS_MARK;
+	List	   *items = NIL;
 
+	if (ids)
+		p++;
 	while (p < end)
 	{
 		const char *sep = memchr(p, LOG_LIST_SEPARATOR, end - p);
 		size_t		len = (sep ? sep : end) - p;
 
 		if (len > 0)
-			f->refs = lappend(f->refs, pnstrdup(p, Min(len, NAMEDATALEN - 1)));
+			items = lappend(items, pnstrdup(p, Min(len, NAMEDATALEN - 1)));
 		p += len + 1;
 	}
+	if (ids && items != NIL)
+	{
+		int			n = list_length(items);
+		const char **id = palloc(sizeof(char *) * n);
+		Datum	   *refs = palloc(sizeof(Datum) * n);
+
+		for (int i = 0; i < n; i++)
+			id[i] = list_nth(items, i);
+		crm_gdpr_log_subject_refs(id, n, refs);
+		for (int i = 0; i < n; i++)
+			f->refs = lappend(f->refs, text_to_cstring(DatumGetTextPP(refs[i])));
+		return;
+	}
+	f->refs = list_concat(f->refs, items);
 }
 
 static JournalFold *
@@ -143,14 +164,24 @@ new_fold(JournalReceiver *r, uint64 key, TupleTableSlot *slot)
 	return f;
 }
 
+/* How many statements a journal row folds already (one up to 0.2). */
+static int
+times_of(TupleTableSlot *slot)
+{
+	return slot->tts_tupleDescriptor->natts > J_TIMES && !slot->tts_isnull[J_TIMES] ?
+		DatumGetInt32(slot->tts_values[J_TIMES]) : 1;
+}
+
 static void
 fold_row(JournalFold *f, TupleTableSlot *slot)
 {
 	TimestampTz at = DatumGetTimestampTz(slot->tts_values[J_AT]);
+	TimestampTz last_at = slot->tts_tupleDescriptor->natts > J_LAST_AT && !slot->tts_isnull[J_LAST_AT] ?
+		DatumGetTimestampTz(slot->tts_values[J_LAST_AT]) : at;
 
-	f->times++;
+	f->times += times_of(slot);
 	f->at = Min(f->at, at);
-	f->last_at = Max(f->last_at, at);
+	f->last_at = Max(f->last_at, last_at);
 	if (!slot->tts_isnull[J_ROWS])
 	{
 		f->rows += DatumGetInt64(slot->tts_values[J_ROWS]);
@@ -191,7 +222,7 @@ receive_row(TupleTableSlot *slot, DestReceiver *self)
 	key = hash_bytes_extended((const unsigned char *) r->identity.data, r->identity.len, 0);
 	f = hash_search(r->open, &key, HASH_FIND, NULL);
 	/* A full fold (or a hash collision) closes: the next one starts. */
-	if (f != NULL && (f->times >= LOG_FOLD_MAX || f->identity.len != r->identity.len ||
+	if (f != NULL && (f->times + times_of(slot) > LOG_FOLD_MAX || f->identity.len != r->identity.len ||
 					  memcmp(f->identity.data, r->identity.data, r->identity.len) != 0))
 	{
 		close_fold(r, f);
@@ -210,7 +241,7 @@ receiver_startup(DestReceiver *self, int operation, TupleDesc desc)
 	JournalReceiver *r = (JournalReceiver *) self;
 	MemoryContext old;
 
-	if (desc->natts != J_COUNT)
+	if (desc->natts != J_COUNT && desc->natts != J_COUNT_0_2)
 		elog(ERROR, "the journal of writes has %d columns, not %d", desc->natts, J_COUNT);
 	old = MemoryContextSwitchTo(r->cxt);
 	r->desc = CreateTupleDescCopy(desc);

@@ -8,8 +8,8 @@
  * never one per changed row: the transition tables are read once to count the
  * rows, collect the columns written (for UPDATE, only those whose value
  * changed in some row) and the subjects touched, up to
- * crm_gdpr.log_subjects_max of them.  The records of a transaction go to the
- * journal in one row just before it commits (below).
+ * crm_gdpr.log_subjects_max of them.  The transaction folds its statements'
+ * records and writes them into the journal (log_write_fold.c).
  *
  * Trigger arguments: the subject column of the table ('' when the subject is
  * reached through several tables: the registry's SQL then finds it).  The
@@ -46,17 +46,13 @@
 #include "crm_gdpr.h"
 #include "settings.h"
 
-static void log_write_xact_callback(XactEvent event, void *arg);
 static void forget_tables(Datum arg, Oid relid);
-static void log_write_subxact_callback(SubXactEvent event, SubTransactionId mySubid,
-									   SubTransactionId parentSubid, void *arg);
 
 void
 crm_gdpr_log_write_init(void)
 {
-	RegisterXactCallback(log_write_xact_callback, NULL);
 	CacheRegisterRelcacheCallback(forget_tables, (Datum) 0);
-	RegisterSubXactCallback(log_write_subxact_callback, NULL);
+	crm_gdpr_write_fold_init();
 }
 
 /*
@@ -101,18 +97,15 @@ typedef struct LoggedTable
 static LoggedTable tables[TABLE_CACHE_SIZE];
 static int	n_tables = 0;
 static bool tables_stale = false;
-static Oid	journal_relid = InvalidOid;
 
 /*
  * A change of one table (a rename) forgets what is cached when that table
- * is cached (or is the journal); a reset of every relation forgets all.
- * Freed at the next lookup, not here: a trigger may be using an entry.
+ * is cached; a reset of every relation forgets all.  Freed at the next
+ * lookup, not here: a trigger may be using an entry.
  */
 static void
 forget_tables(Datum arg, Oid relid)
 {
-	if (!OidIsValid(relid) || relid == journal_relid)
-		journal_relid = InvalidOid;
 	for (int i = 0; i < n_tables && !tables_stale; i++)
 		if (!OidIsValid(relid) || tables[i].relid == relid)
 			tables_stale = true;
@@ -297,36 +290,7 @@ summarise_far_subjects(TriggerData *td, WriteSummary *sum)
 	}
 }
 
-/* --- the journal: heap inserts at commit --------------------------------- */
-
-/*
- * A statement's record waits in the transaction's memory; just before commit
- * the records go into gdpr.access_log_journal, inserted directly into its
- * heap (no executor, no index, no trigger).  They are part of the writing
- * transaction: a committed write has its record, a rolled back one (or one in
- * a rolled back subtransaction) has none, and a crash loses neither.  The log
- * writer (gdpr.flush_access_log) moves them into gdpr.access_log, where they
- * get their MAC and their seal.  Inserting into the indexed, partitioned log
- * in every transaction would cost more than the CRM's own statements
- * (doc/benchmarks.md).
- */
-#define JOURNAL_COLUMNS 15
-
-typedef struct PendingWrite
-{
-	SubTransactionId subid;
-	Datum		values[JOURNAL_COLUMNS];
-	bool		nulls[JOURNAL_COLUMNS];
-} PendingWrite;
-
-static List *pending = NIL;		/* in TopTransactionContext */
-
-static Datum
-text_or_null(const char *value, bool *isnull)
-{
-	*isnull = (value == NULL || value[0] == '\0');
-	return *isnull ? (Datum) 0 : CStringGetTextDatum(value);
-}
+/* --- to the transaction's fold (log_write_fold.c) ------------------------ */
 
 static char *
 joined_columns(Relation rel, Bitmapset *columns)
@@ -346,113 +310,50 @@ joined_columns(Relation rel, Bitmapset *columns)
 	return buf.data;
 }
 
-static void
-append_ref(StringInfo buf, const char *id)
+/* The subjects' ids as they are: the log writer pseudonymises them (issue 24.5). */
+static const char **
+subject_ids(WriteSummary *sum, int *n)
 {
-	text	   *ref = crm_gdpr_log_subject_ref(id, strlen(id));
-
-	if (buf->len > 0)
-		appendStringInfoChar(buf, LOG_LIST_SEPARATOR);
-	appendBinaryStringInfo(buf, VARDATA(ref), VARSIZE(ref) - VARHDRSZ);
-}
-
-static char *
-joined_refs(WriteSummary *sum)
-{
-	StringInfoData buf;
+	const char **ids = palloc(sizeof(char *) * Max(subject_count(sum), 1));
 	HASH_SEQ_STATUS seq;
 	SubjectEntry *e;
 
-	if (subject_count(sum) == 0)
-		return NULL;
-	initStringInfo(&buf);
+	*n = 0;
 	for (int i = 0; i < sum->ninline; i++)
-		append_ref(&buf, sum->inline_ids[i].id);
+		ids[(*n)++] = sum->inline_ids[i].id;
 	if (sum->subjects)
 	{
 		hash_seq_init(&seq, sum->subjects);
 		while ((e = hash_seq_search(&seq)) != NULL)
-			append_ref(&buf, e->id);
+			ids[(*n)++] = e->id;
 	}
-	return buf.data;
+	return ids;
 }
 
-/* The journal's columns, in the order of 80_access_log.sql. */
+/* Who, from where, why (as the read hook sees them), and what: to the fold. */
 static void
-buffer_log_row(Relation rel, const char *table_name, const char *operation, WriteSummary *sum, const char *role,
+fold_statement(Relation rel, const char *table_name, const char *operation, WriteSummary *sum, const char *role,
 			   bool truncate)
 {
-	LogRecord	session;		/* who, from where, why: as the read hook sees them */
-	MemoryContext old;
-	PendingWrite *w;
-	int64		query_id = pgstat_get_my_query_id();
+	LogRecord	session;
+	WriteStatement st;
 
 	crm_gdpr_fill_log_record(&session, operation, RelationGetRelid(rel));
-	old = MemoryContextSwitchTo(TopTransactionContext);
-	w = palloc0(sizeof(PendingWrite));
-	w->subid = GetCurrentSubTransactionId();
-	w->values[0] = TimestampTzGetDatum(GetCurrentStatementStartTimestamp());
-	w->values[1] = text_or_null(role, &w->nulls[1]);
-	w->values[2] = text_or_null(session.session_role, &w->nulls[2]);
-	w->values[3] = text_or_null(session.appname, &w->nulls[3]);
-	w->values[4] = text_or_null(session.client, &w->nulls[4]);
-	w->values[5] = Int32GetDatum(MyProcPid);
-	w->values[6] = text_or_null(operation, &w->nulls[6]);
-	w->values[7] = ObjectIdGetDatum(RelationGetRelid(rel));
-	w->values[8] = text_or_null(table_name, &w->nulls[8]);
-	w->values[9] = text_or_null(joined_columns(rel, sum->columns), &w->nulls[9]);
-	w->values[10] = text_or_null(joined_refs(sum), &w->nulls[10]);
-	w->values[11] = Int64GetDatum(subject_count(sum));
-	w->nulls[11] = truncate || sum->overflow;
-	w->values[12] = Int64GetDatum(sum->rows);
-	w->nulls[12] = truncate;
-	w->values[13] = Int64GetDatum(query_id);
-	w->nulls[13] = query_id == 0;
-	w->values[14] = text_or_null(session.purpose, &w->nulls[14]);
-	pending = lappend(pending, w);
-	MemoryContextSwitchTo(old);
-}
-
-static void
-flush_pending(void)
-{
-	Relation	rel;
-	ListCell   *lc;
-	TupleTableSlot **slots;
-	int			n = 0;
-
-	if (!OidIsValid(journal_relid))
-	{
-		Oid			gdpr = get_namespace_oid("gdpr", true);
-
-		journal_relid = OidIsValid(gdpr) ? get_relname_relid("access_log_journal", gdpr) : InvalidOid;
-	}
-	if (!OidIsValid(journal_relid))
-		ereport(ERROR,
-				(errcode(ERRCODE_UNDEFINED_TABLE),
-				 errmsg("gdpr.access_log_journal does not exist: the writes of this transaction cannot be logged"),
-				 errhint("Was the extension crm_gdpr dropped in this transaction?")));
-	rel = table_open(journal_relid, RowExclusiveLock);
-	if (RelationGetDescr(rel)->natts != JOURNAL_COLUMNS)
-		elog(ERROR, "gdpr.access_log_journal has %d columns, not %d", RelationGetDescr(rel)->natts, JOURNAL_COLUMNS);
-	/*
-	 * All of them in one call: one buffer look-up and one WAL record per page
-	 * rather than per statement (a transaction of two statements spent more
-	 * here than in its trigger).
-	 */
-	slots = palloc(sizeof(TupleTableSlot *) * list_length(pending));
-	foreach(lc, pending)
-	{
-		PendingWrite *w = lfirst(lc);
-
-		slots[n] = MakeSingleTupleTableSlot(RelationGetDescr(rel), &TTSOpsHeapTuple);
-		ExecStoreHeapTuple(heap_form_tuple(RelationGetDescr(rel), w->values, w->nulls), slots[n++], true);
-	}
-	heap_multi_insert(rel, slots, n, GetCurrentCommandId(true), 0, NULL);
-	for (int i = 0; i < n; i++)
-		ExecDropSingleTupleTableSlot(slots[i]);
-	table_close(rel, RowExclusiveLock);
-	pending = NIL;
+	st.relid = RelationGetRelid(rel);
+	st.query_id = session.query_id;
+	st.strings[WS_ROLE] = role;
+	st.strings[WS_SESSION_ROLE] = session.session_role;
+	st.strings[WS_APPNAME] = session.appname;
+	st.strings[WS_CLIENT] = session.client;
+	st.strings[WS_OPERATION] = operation;
+	st.strings[WS_TABLE_NAME] = table_name;
+	st.strings[WS_COLUMNS] = joined_columns(rel, sum->columns);
+	st.strings[WS_PURPOSE] = session.purpose;
+	st.truncate = truncate;
+	st.rows = sum->rows;
+	st.counted = !truncate && !sum->overflow;
+	st.ids = subject_ids(sum, &st.nids);
+	crm_gdpr_write_fold_add(&st);
 }
 
 /* gdpr.flush_access_log(): this transaction's own writes go to the journal now. */
@@ -460,40 +361,8 @@ PG_FUNCTION_INFO_V1(gdpr_log_journal_pending);
 Datum
 gdpr_log_journal_pending(PG_FUNCTION_ARGS)
 {
-	if (pending != NIL)
-		flush_pending();
+	crm_gdpr_write_fold_flush();
 	PG_RETURN_VOID();
-}
-
-static void
-log_write_xact_callback(XactEvent event, void *arg)
-{
-	if ((event == XACT_EVENT_PRE_COMMIT || event == XACT_EVENT_PRE_PREPARE) && pending != NIL)
-		flush_pending();
-	else if (event == XACT_EVENT_ABORT || event == XACT_EVENT_COMMIT || event == XACT_EVENT_PREPARE ||
-			 event == XACT_EVENT_PARALLEL_ABORT || event == XACT_EVENT_PARALLEL_COMMIT)
-		pending = NIL;			/* its memory goes with the transaction */
-}
-
-/* Rows of a rolled back subtransaction go; those of a committed one move up. */
-static void
-log_write_subxact_callback(SubXactEvent event, SubTransactionId mySubid, SubTransactionId parentSubid, void *arg)
-{
-	ListCell   *lc;
-
-	if (event != SUBXACT_EVENT_ABORT_SUB && event != SUBXACT_EVENT_COMMIT_SUB)
-		return;
-	foreach(lc, pending)
-	{
-		PendingWrite *w = lfirst(lc);
-
-		if (w->subid != mySubid)
-			continue;
-		if (event == SUBXACT_EVENT_COMMIT_SUB)
-			w->subid = parentSubid;
-		else
-			pending = foreach_delete_current(pending, lc);
-	}
 }
 
 /*
@@ -556,7 +425,7 @@ gdpr_log_write(PG_FUNCTION_ARGS)
 		crm_gdpr_spi_check(SPI_finish(), SPI_OK_FINISH, "finishing with SPI");
 		crm_gdpr_leave_owner_context(&ctx);
 	}
-	buffer_log_row(td->tg_relation, table->name, operation, &sum, role, truncate);
+	fold_statement(td->tg_relation, table->name, operation, &sum, role, truncate);
 	return PointerGetDatum(NULL);
 }
 

@@ -152,6 +152,28 @@ keep_freed_memory(void)
 }
 
 /*
+ * Nothing is moved, MACed or sealed while the master key cannot be read
+ * (log_key_wait.c): the journal and the queue wait, and the writer catches
+ * up when the key is back.  Looked at once per crm_gdpr.log_flush_interval
+ * while the key is there (a burst of reads wakes the writer many times a
+ * second, and each look is a transaction), every round while it is not; a
+ * key that goes in between fails that round, which counts its reads.
+ */
+static bool
+key_ready(bool force)
+{
+	static TimestampTz last_check = 0;
+	static bool ready = false;
+
+	if (!force && ready && !due(&last_check, crm_gdpr_log_flush_interval))
+		return true;
+	crm_gdpr_begin_step("crm_gdpr: looking at the master key");
+	ready = crm_gdpr_log_key_ready();
+	crm_gdpr_end_step();
+	return ready;
+}
+
+/*
  * A clean shutdown: pg_ctl stop -m fast sends SIGTERM to every backend and
  * worker at once, and the reads still queued died with the shared memory
  * (2,733 at 4,000 reads/s, uncounted: issue 24.3).  The writer's SIGTERM
@@ -197,7 +219,7 @@ crm_gdpr_log_writer_main(Datum arg)
 	{
 		CHECK_FOR_INTERRUPTS();
 		if (ShutdownRequestPending)
-			drain_and_exit(crm_gdpr_enable_log_writer && !RecoveryInProgress());
+			drain_and_exit(crm_gdpr_enable_log_writer && !RecoveryInProgress() && key_ready(true));
 		written = 0;
 		if (ConfigReloadPending)
 		{
@@ -205,7 +227,7 @@ crm_gdpr_log_writer_main(Datum arg)
 			ProcessConfigFile(PGC_SIGHUP);
 		}
 		crm_gdpr_worker_stop_unless_installed("crm_gdpr log writer");
-		if (crm_gdpr_enable_log_writer && !RecoveryInProgress())
+		if (crm_gdpr_enable_log_writer && !RecoveryInProgress() && key_ready(false))
 		{
 			if (due(&last_maintain, MAINTAIN_INTERVAL_MS))
 				step("crm_gdpr: access log partitions and retention", "SELECT gdpr._log_maintain()");

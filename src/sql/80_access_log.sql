@@ -119,9 +119,14 @@ COMMENT ON TABLE gdpr.access_log_seals IS 'hash-chained blocks of the access log
 CREATE INDEX access_log_seals_upto ON gdpr.access_log_seals (upto_at);
 
 -- The writes of committed transactions on their way to the log: a writing
--- transaction adds its statements' records just before it commits, straight
--- into the heap (log_write.c: keep the columns in step);
--- gdpr.flush_access_log() moves them.  Lists are joined with chr(31).
+-- transaction folds its statements' records and adds them just before it
+-- commits, straight into the heap (log_write_fold.c: keep the columns in
+-- step); gdpr.flush_access_log() moves them.  Lists are joined with chr(31).
+-- subject_refs holds the subjects' ids as the CRM table has them (marked by a
+-- leading chr(30)): the log writer computes their keyed pseudonyms when it
+-- moves them, so that no write needs the key.  Personal data, transient
+-- (moved within a second while the key can be read): nobody but the
+-- extension's owner reads this table.
 CREATE TABLE gdpr.access_log_journal (
   at                 timestamptz NOT NULL,
   role_name          text,
@@ -137,7 +142,9 @@ CREATE TABLE gdpr.access_log_journal (
   subjects           bigint,
   row_count          bigint,
   query_id           bigint,
-  purpose            text
+  purpose            text,
+  last_at            timestamptz,    -- a row folds the transaction's identical statements (log_write_fold.c):
+  times              int             -- the last one's time and how many (NULL and 1 for one)
 ) WITH (autovacuum_vacuum_scale_factor = 0, autovacuum_vacuum_threshold = 10000);
 -- Every row is deleted within a second: vacuumed early, its pages are reused
 -- instead of the table growing by a page at a time under the writers.
@@ -305,6 +312,12 @@ COMMENT ON FUNCTION gdpr.access_log_queue() IS
   'the shared-memory queue of reads: capacity, waiting, and since the server started: queued, written, dropped';
 CREATE FUNCTION gdpr._log_journal_pending() RETURNS void
   LANGUAGE c AS 'MODULE_PATHNAME', 'gdpr_log_journal_pending';
+-- gdpr.access_log_key_problem(): why the log writer cannot use the master key now (NULL: it can, or none is
+-- configured): it then waits, and the CRM's writes go on (log_key_wait.c).
+CREATE FUNCTION gdpr.access_log_key_problem() RETURNS text
+  LANGUAGE c VOLATILE AS 'MODULE_PATHNAME', 'gdpr_log_key_problem';
+COMMENT ON FUNCTION gdpr.access_log_key_problem() IS
+  'why the log writer cannot use the master key now, or NULL: while it cannot, writes wait in the journal and reads in the queue';
 CREATE FUNCTION gdpr._note_decrypt() RETURNS void
   LANGUAGE c AS 'MODULE_PATHNAME', 'gdpr_note_decrypt';
 CREATE FUNCTION gdpr._allow_log_maintenance(allow boolean) RETURNS void
@@ -947,9 +960,11 @@ CREATE VIEW gdpr.access_log_status AS
          (SELECT coalesce(sum(x.lost), 0) FROM gdpr.access_log_losses x)::bigint AS lost_since_install,
          (SELECT coalesce(jsonb_object_agg(y.cause, y.lost), '{}') FROM
             (SELECT x.cause, sum(x.lost) AS lost FROM gdpr.access_log_losses x GROUP BY x.cause) y) AS losses_by_cause,
-         (SELECT c.verified_upto FROM gdpr.access_log_checkpoints c ORDER BY c.id DESC LIMIT 1) AS verified_upto
+         (SELECT c.verified_upto FROM gdpr.access_log_checkpoints c ORDER BY c.id DESC LIMIT 1) AS verified_upto,
+         (SELECT min(j.at) FROM gdpr.access_log_journal j) AS journal_oldest,
+         gdpr.access_log_key_problem() AS key_problem
     FROM gdpr.access_log_queue() q;
-COMMENT ON VIEW gdpr.access_log_status IS 'the read queue, the last seal, rows waiting for a seal, writes waiting in the journal, partitions, reads lost since install by cause, verified up to';
+COMMENT ON VIEW gdpr.access_log_status IS 'the read queue, the last seal, rows waiting for a seal, writes waiting in the journal (and since when), partitions, reads lost since install by cause, verified up to, and why the log writer waits for its key (NULL: it does not)';
 
 -- The column of tbl holding its subject's key, for the log triggers' argument:
 -- '' when the subject is reached through other tables.

@@ -70,6 +70,6 @@ GRANT SELECT ON gdpr.access_log, gdpr.access_log_seals, gdpr.access_log_retentio
 GRANT EXECUTE ON FUNCTION
   gdpr.verify_access_log(timestamptz, timestamptz, boolean), gdpr.access_history(text, regclass), gdpr.access_log_queue(), gdpr.setting(text)
   TO gdpr_auditor, gdpr_admin;
-GRANT EXECUTE ON FUNCTION gdpr.access_log_queue_drops(), gdpr.access_log_queue_pressure() TO gdpr_auditor, gdpr_admin;
+GRANT EXECUTE ON FUNCTION gdpr.access_log_queue_drops(), gdpr.access_log_queue_pressure(), gdpr.access_log_key_problem() TO gdpr_auditor, gdpr_admin;
 GRANT SELECT ON gdpr.log_queue_alarms TO gdpr_auditor, gdpr_admin;
 GRANT EXECUTE ON FUNCTION gdpr.flush_access_log(), gdpr.seal_access_log() TO gdpr_admin;

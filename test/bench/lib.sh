@@ -22,6 +22,14 @@ bench_start() {
       RETURN round(best, 1);
     END \$\$"
 }
+# bench_load_crm DB SCALE [registry]: a database with the extension and the
+# sample CRM of SCALE contacts, its tables registered (logged) when asked.
+bench_load_crm() {
+  createdb "$1"
+  psql -X -q -d "$1" -v ON_ERROR_STOP=1 -c 'SET client_min_messages = warning' -c 'CREATE EXTENSION crm_gdpr' \
+    -f test/fixtures/crm.sql -c "SELECT crm.generate($2)" ${3:+-f test/fixtures/registry.sql} \
+    -c 'VACUUM ANALYZE' >/dev/null
+}
 # bench_ms SQL [RUNS]: best wall time of SQL in milliseconds.
 bench_ms() { psql -X -At -c "SELECT public.bench_ms(\$q\$$1\$q\$, ${2:-3})"; }
 bench_header() {

@@ -19,15 +19,9 @@ CLIENTS=${CLIENTS:-2}
 bench_start "shared_preload_libraries = 'crm_gdpr,pgaudit'" "synchronous_commit = off" "crm_gdpr.database = 'logged'" \
   "crm_gdpr.enable_worker = off" "logging_collector = off"
 
-load() {  # load DB [registry]
-  createdb "$1"
-  psql -X -q -d "$1" -v ON_ERROR_STOP=1 -c 'SET client_min_messages = warning' -c 'CREATE EXTENSION crm_gdpr' \
-    -f test/fixtures/crm.sql -c "SELECT crm.generate($SCALE)" ${2:+-f test/fixtures/registry.sql} \
-    -c 'VACUUM ANALYZE' >/dev/null
-}
-load plain
-load logged registry
-load pgaudit
+bench_load_crm plain "$SCALE"
+bench_load_crm logged "$SCALE" registry
+bench_load_crm pgaudit "$SCALE"
 psql -X -q -d pgaudit -c 'CREATE EXTENSION pgaudit' -c "ALTER DATABASE pgaudit SET pgaudit.log = 'read, write'" >/dev/null
 n=$(psql -X -At -d plain -c "SELECT max(id) FROM crm.contacts")
 

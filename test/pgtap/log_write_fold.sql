@@ -1,0 +1,130 @@
+-- The write path of the access log (issue 24.1, 24.5): a transaction folds
+-- its identical write statements as they come, per subtransaction, and
+-- stores its subjects' ids (the log writer pseudonymises them).  Counts and
+-- subjects of the folded rows, and savepoints rolled back removing exactly
+-- their statements.
+BEGIN;
+SELECT plan(23);
+
+\set QUIET on
+SET client_min_messages = warning;
+\i test/fixtures/registry.sql
+RESET client_min_messages;
+SELECT gdpr.flush_access_log() >= 0 AS flushed \gset
+CREATE TEMP VIEW mine AS SELECT * FROM gdpr.access_log WHERE application_name LIKE 'tap_fold%' AND operation <> 'SELECT';
+CREATE TEMP VIEW journal AS SELECT * FROM gdpr.access_log_journal WHERE application_name LIKE 'tap_fold%';
+SELECT min(id) AS c1, min(id) + 1 AS c2, min(id) + 2 AS c3 FROM crm.contacts \gset
+SET tap.c1 = :c1;
+CREATE FUNCTION pg_temp.ref(id bigint) RETURNS text LANGUAGE sql AS $$SELECT gdpr._pseudonym(id::text, 'access-log')$$;
+CREATE FUNCTION pg_temp.refs(app text) RETURNS text[] LANGUAGE sql AS
+  $$SELECT array_agg(DISTINCT r ORDER BY r) FROM mine, unnest(subject_refs) r WHERE application_name = app$$;
+
+------------------------------------------- 250 statements in one transaction
+SET application_name = 'tap_fold_loop';
+DO $$
+BEGIN
+  FOR i IN 1..250 LOOP
+    INSERT INTO crm.interactions (contact_id, kind, summary, occurred_at)
+      VALUES (current_setting('tap.c1')::bigint + i % 10, 'call', 'fold', now());
+  END LOOP;
+END $$;
+SELECT is((SELECT count(*) FROM journal WHERE application_name = 'tap_fold_loop'), 2::bigint,
+          '250 identical INSERTs: two full records (100 statements each) already in the journal, the rest in memory');
+SELECT is((SELECT sum(times) FROM journal WHERE application_name = 'tap_fold_loop'), 200::bigint,
+          'the journal rows count their statements');
+SELECT is((SELECT subject_refs FROM journal WHERE application_name = 'tap_fold_loop' LIMIT 1) LIKE chr(30) || '%', true,
+          'the journal holds the subjects'' ids as they are (marked), not their pseudonyms');
+SELECT gdpr.flush_access_log() > 0 AS flushed \gset
+SELECT is((SELECT array_agg(times ORDER BY times DESC) FROM mine WHERE application_name = 'tap_fold_loop'),
+          ARRAY[100, 100, 50], 'in the log: 100 statements a row at most, every one counted');
+SELECT is((SELECT sum(row_count) FROM mine WHERE application_name = 'tap_fold_loop'), 250::numeric, 'every row counted');
+SELECT is(pg_temp.refs('tap_fold_loop'),
+          (SELECT array_agg(pg_temp.ref(c) ORDER BY pg_temp.ref(c)) FROM generate_series(:c1::bigint, :c1 + 9) c),
+          'the subjects are the ten contacts written, pseudonymised by the log writer');
+SELECT is((SELECT bool_and(cardinality(subject_refs) = 10 AND subjects = 10) FROM mine WHERE application_name = 'tap_fold_loop'),
+          true, 'each folded row names its distinct subjects');
+
+--------------------------------------------------------------- savepoints
+SET application_name = 'tap_fold_sp';
+INSERT INTO crm.interactions (contact_id, kind, summary, occurred_at) VALUES (:c1, 'call', 'fold', now());
+SAVEPOINT a;
+INSERT INTO crm.interactions (contact_id, kind, summary, occurred_at) VALUES (:c2, 'call', 'fold', now());
+INSERT INTO crm.interactions (contact_id, kind, summary, occurred_at) VALUES (:c2, 'call', 'fold', now());
+ROLLBACK TO SAVEPOINT a;
+SAVEPOINT b;
+INSERT INTO crm.interactions (contact_id, kind, summary, occurred_at) VALUES (:c3, 'call', 'fold', now());
+INSERT INTO crm.interactions (contact_id, kind, summary, occurred_at) VALUES (:c3, 'call', 'fold', now());
+RELEASE SAVEPOINT b;
+SELECT is((SELECT times FROM journal WHERE application_name = 'tap_fold_sp'), 2,
+          'a released savepoint writes its folded record to the journal (as part of it)');
+SELECT gdpr.flush_access_log() > 0 AS flushed \gset
+SELECT is((SELECT sum(times) FROM mine WHERE application_name = 'tap_fold_sp'), 3::bigint,
+          'the statements of a rolled back savepoint are not counted, those of a released one are');
+SELECT is((SELECT sum(row_count) FROM mine WHERE application_name = 'tap_fold_sp'), 3::numeric, 'rows likewise');
+SELECT is(pg_temp.refs('tap_fold_sp'), (SELECT array_agg(r ORDER BY r) FROM unnest(ARRAY[pg_temp.ref(:c1), pg_temp.ref(:c3)]) r),
+          'subjects: those of the kept statements only');
+
+SET application_name = 'tap_fold_nested';
+SAVEPOINT a;
+INSERT INTO crm.interactions (contact_id, kind, summary, occurred_at) VALUES (:c1, 'call', 'fold', now());
+SAVEPOINT b;
+INSERT INTO crm.interactions (contact_id, kind, summary, occurred_at) VALUES (:c2, 'call', 'fold', now());
+RELEASE SAVEPOINT b;
+ROLLBACK TO SAVEPOINT a;
+SELECT gdpr.flush_access_log() >= 0 AS flushed \gset
+SELECT is((SELECT count(*) FROM mine WHERE application_name = 'tap_fold_nested'), 0::bigint,
+          'a released savepoint inside one rolled back: nothing logged');
+
+-- An import that skips bad rows: a subtransaction per row, a third rolled back.
+SET application_name = 'tap_fold_block';
+DO $$
+BEGIN
+  FOR i IN 1..120 LOOP
+    BEGIN
+      INSERT INTO crm.interactions (contact_id, kind, summary, occurred_at)
+        VALUES (current_setting('tap.c1')::bigint + i % 3, 'call', 'fold', now());
+      IF i % 3 = 0 THEN
+        RAISE EXCEPTION 'bad row';
+      END IF;
+    EXCEPTION WHEN raise_exception THEN NULL;
+    END;
+  END LOOP;
+END $$;
+SELECT cmp_ok((SELECT count(*) FROM pg_backend_memory_contexts WHERE name = 'CurTransactionContext'), '<', 10::bigint,
+              'the 80 released subtransactions that wrote a registered table keep no memory (8 kB each before)');
+SELECT gdpr.flush_access_log() > 0 AS flushed \gset
+SELECT is((SELECT sum(times) FROM mine WHERE application_name = 'tap_fold_block'), 80::bigint,
+          '120 subtransactions, 40 rolled back: 80 statements logged');
+SELECT is((SELECT max(times) FROM mine WHERE application_name = 'tap_fold_block'), 80,
+          'folded by the log writer into one row');
+SELECT is(pg_temp.refs('tap_fold_block'), (SELECT array_agg(r ORDER BY r) FROM unnest(ARRAY[pg_temp.ref(:c2), pg_temp.ref(:c3)]) r),
+          'the rolled back rows'' subject is not named');
+
+------------------------------------------------------ what is folded together
+SET application_name = 'tap_fold_cols';
+UPDATE crm.contacts SET phone = '+33 1 00 00 00 01' WHERE id = :c1;
+UPDATE crm.contacts SET phone = '+33 1 00 00 00 02' WHERE id = :c2;
+UPDATE crm.contacts SET email = 'fold@example.org' WHERE id = :c3;
+SET crm_gdpr.purpose = 'customer_management';
+UPDATE crm.contacts SET phone = '+33 1 00 00 00 03' WHERE id = :c3;
+RESET crm_gdpr.purpose;
+SELECT gdpr.flush_access_log() > 0 AS flushed \gset
+SELECT is((SELECT times FROM mine WHERE application_name = 'tap_fold_cols' AND columns = ARRAY['phone']::name[] AND purpose IS NULL), 2,
+          'UPDATEs of the same columns fold');
+SELECT is((SELECT times FROM mine WHERE application_name = 'tap_fold_cols' AND columns = ARRAY['email']::name[]), 1,
+          'another column set is another row');
+SELECT is((SELECT times FROM mine WHERE application_name = 'tap_fold_cols' AND purpose = 'customer_management'), 1,
+          'another purpose is another row');
+SELECT is((SELECT last_at >= at FROM mine WHERE application_name = 'tap_fold_cols' AND columns = ARRAY['phone']::name[] AND purpose IS NULL), true,
+          'a folded row has its first and last time');
+
+-------------------------------------------------------------- who reads it
+SELECT ok(NOT has_table_privilege('gdpr_auditor', 'gdpr.access_log_journal', 'SELECT')
+          AND NOT has_table_privilege('gdpr_admin', 'gdpr.access_log_journal', 'SELECT')
+          AND NOT has_table_privilege('gdpr_app', 'gdpr.access_log_journal', 'SELECT'),
+          'nobody but the extension''s owner reads the journal (it holds subject ids)');
+SELECT is((SELECT count(*) FROM journal), 0::bigint, 'everything moved');
+SELECT is((SELECT key_problem FROM gdpr.access_log_status), NULL, 'the key can be read: the log writer does not wait');
+
+SELECT * FROM finish();
+ROLLBACK;
