@@ -28,6 +28,8 @@ typedef struct OwnerContext
 
 extern void crm_gdpr_enter_owner_context(Oid fn_oid, OwnerContext *ctx);
 extern void crm_gdpr_leave_owner_context(OwnerContext *ctx);
+extern void crm_gdpr_enter_table_owner_context(Oid relid, OwnerContext *ctx);
+extern void crm_gdpr_leave_table_owner_context(OwnerContext *ctx);
 /* > 0 while gdpr._owner_exec/_owner_query run a statement as a table's owner. */
 extern int	crm_gdpr_owner_exec_depth;
 
@@ -38,5 +40,8 @@ extern void crm_gdpr_spi_check(int result, int expected, const char *what);
 extern void crm_gdpr_read_hook_init(bool preloading);
 extern void crm_gdpr_read_planner_init(bool preloading);
 extern void crm_gdpr_restriction_init(void);
+/* restriction.c: whether any restriction is in force (cached per backend), asked as fn_oid's owner */
+extern bool crm_gdpr_restrictions_in_force(Oid fn_oid);
+extern uint64 crm_gdpr_restrictions_generation(void);
 
 #endif							/* CRM_GDPR_H */

@@ -43,6 +43,7 @@ int			crm_gdpr_log_seal_interval = 10;	/* s */
 int			crm_gdpr_max_databases = 8;
 int			crm_gdpr_launcher_naptime = 60;	/* s */
 int			crm_gdpr_log_queue_full = LOG_QUEUE_FULL_DROP;
+int			crm_gdpr_restriction_reads = RESTRICTION_READS_FILTER;
 /* Read by SQL (77_suppression.sql, consent proofs): defined here so that they are checked. */
 static int	suppression_mode = 0;
 static char *consent_proof_keep = NULL;
@@ -51,6 +52,12 @@ static const struct config_enum_entry suppression_options[] = {
 	{"refuse", 0, false},
 	{"flag", 1, false},
 	{"off", 2, false},
+	{NULL, 0, false}
+};
+
+static const struct config_enum_entry restriction_reads_options[] = {
+	{"filter", RESTRICTION_READS_FILTER, false},
+	{"off", RESTRICTION_READS_OFF, false},
 	{NULL, 0, false}
 };
 
@@ -208,6 +215,11 @@ define_rule_settings(void)
 	DefineCustomStringVariable("crm_gdpr.consent_proof_keep",
 							   "How long the reduced proof of a departed subject's consent is kept after it ended (an interval).",
 							   NULL, &consent_proof_keep, "5 years", PGC_SUSET, 0, check_interval, NULL, NULL);
+	/* Superuser only, for the same reason: see doc/rights.md for letting gdpr_admin set it. */
+	DefineCustomEnumVariable("crm_gdpr.restriction_reads",
+							 "Whether reads of a restricted subject's rows by roles not in gdpr_admin are filtered out: filter or off.",
+							 NULL, &crm_gdpr_restriction_reads, RESTRICTION_READS_FILTER, restriction_reads_options,
+							 PGC_SUSET, 0, NULL, NULL, NULL);
 }
 
 void

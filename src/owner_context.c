@@ -106,6 +106,25 @@ crm_gdpr_leave_owner_context(OwnerContext *ctx)
 }
 
 /*
+ * The same as the owner of a CRM table, counted as the extension's own
+ * statement (crm_gdpr_owner_exec_depth): for C code that reads a CRM table
+ * itself (restriction_reads.c).  The caller leaves in PG_FINALLY.
+ */
+void
+crm_gdpr_enter_table_owner_context(Oid relid, OwnerContext *ctx)
+{
+	enter_user_context(table_owner(relid), ctx);
+	crm_gdpr_owner_exec_depth++;
+}
+
+void
+crm_gdpr_leave_table_owner_context(OwnerContext *ctx)
+{
+	crm_gdpr_owner_exec_depth--;
+	crm_gdpr_leave_owner_context(ctx);
+}
+
+/*
  * Parameters: the caller passes text ($1, $2, ... as the elements of a
  * text[]), the statement says their types by how it uses them ($1::text[],
  * $2::tid[], decode($1, 'hex')), as PREPARE without types does.  Each value

@@ -188,6 +188,57 @@ reads_of(QueryDesc *query)
 	return NULL;
 }
 
+/*
+ * The executor memory of the UPDATE, DELETE and MERGE statements running in
+ * this backend: the restriction's policy (restriction_reads.c) refuses a
+ * restricted row in a write rather than hide it.  An entry goes with the
+ * statement's memory.
+ */
+typedef struct RunningWrite
+{
+	MemoryContext cxt;
+	struct RunningWrite *next;
+	MemoryContextCallback callback;
+} RunningWrite;
+
+static RunningWrite *running_writes = NULL;
+
+static void
+write_memory_freed(void *arg)
+{
+	for (RunningWrite **p = &running_writes; *p; p = &(*p)->next)
+		if (*p == (RunningWrite *) arg)
+		{
+			*p = (*p)->next;
+			break;
+		}
+}
+
+static void
+note_running_write(QueryDesc *query)
+{
+	RunningWrite *w;
+
+	if (query->operation != CMD_UPDATE && query->operation != CMD_DELETE && query->operation != CMD_MERGE)
+		return;
+	w = MemoryContextAlloc(query->estate->es_query_cxt, sizeof(RunningWrite));
+	w->cxt = query->estate->es_query_cxt;
+	w->next = running_writes;
+	w->callback.func = write_memory_freed;
+	w->callback.arg = w;
+	running_writes = w;
+	MemoryContextRegisterResetCallback(w->cxt, &w->callback);
+}
+
+bool
+crm_gdpr_query_writes(MemoryContext es_query_cxt)
+{
+	for (RunningWrite *w = running_writes; w; w = w->next)
+		if (w->cxt == es_query_cxt)
+			return true;
+	return false;
+}
+
 static void
 crm_gdpr_ExecutorStart(QueryDesc *query, int eflags)
 {
@@ -198,6 +249,8 @@ crm_gdpr_ExecutorStart(QueryDesc *query, int eflags)
 		prev_ExecutorStart(query, eflags);
 	else
 		standard_ExecutorStart(query, eflags);
+	if (!(eflags & EXEC_FLAG_EXPLAIN_ONLY))
+		note_running_write(query);
 	if ((eflags & EXEC_FLAG_EXPLAIN_ONLY) || in_copy || !reads_are_logged())
 		return;
 	reads = crm_gdpr_find_reads(query);

@@ -143,6 +143,8 @@ extern void crm_gdpr_count_reads(QueryReads *reads, PlanState *planstate);
 
 /* read_hook.c: the queries running in this backend that read registered tables */
 extern QueryReads *crm_gdpr_running_reads(void);
+/* read_hook.c: whether the statement with this executor memory is an UPDATE, DELETE or MERGE */
+extern bool crm_gdpr_query_writes(MemoryContext es_query_cxt);
 
 /* log_record.c: one read's record, to the queue or (on a standby) the server log */
 extern void crm_gdpr_record_read(const char *operation, Oid relid, const char *columns, int64 rows,

@@ -77,6 +77,28 @@ restrictions_in_force(void)
 	return any;
 }
 
+/* Changes with every change of gdpr.restrictions: what restriction_reads.c caches is then stale. */
+uint64
+crm_gdpr_restrictions_generation(void)
+{
+	return restrictions_generation;
+}
+
+/* The same for other files (restriction_reads.c): the cache, or a query as fn_oid's owner. */
+bool
+crm_gdpr_restrictions_in_force(Oid fn_oid)
+{
+	OwnerContext ctx;
+	bool		any;
+
+	if (restrictions_known)
+		return any_restriction;
+	crm_gdpr_enter_owner_context(fn_oid, &ctx);
+	any = restrictions_in_force();
+	crm_gdpr_leave_owner_context(&ctx);
+	return any;
+}
+
 PG_FUNCTION_INFO_V1(gdpr_restrictions_changed);
 Datum
 gdpr_restrictions_changed(PG_FUNCTION_ARGS)

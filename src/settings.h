@@ -45,4 +45,9 @@ extern int	crm_gdpr_launcher_naptime;
 #define LOG_QUEUE_FULL_ERROR 2
 extern int	crm_gdpr_log_queue_full;
 
+/* crm_gdpr.restriction_reads: whether a restricted subject's rows are hidden from readers (restriction_reads.c) */
+#define RESTRICTION_READS_FILTER 0
+#define RESTRICTION_READS_OFF 1
+extern int	crm_gdpr_restriction_reads;
+
 #endif							/* CRM_GDPR_SETTINGS_H */

@@ -168,6 +168,7 @@ CREATE FUNCTION gdpr._on_sql_drop() RETURNS event_trigger
   LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
   d record;
+  touched boolean := false;
 BEGIN
   -- A dropped table's declaration goes with it (its OID could be reused).
   DELETE FROM gdpr.out_of_scope_tables x
@@ -188,7 +189,13 @@ BEGIN
                                     WHERE s.tbl = d.objid AND s.attnum = d.objsubid));
       PERFORM gdpr._snapshot_columns(d.objid::regclass);
     END IF;
+    touched := true;
   END LOOP;
+  -- A table's way to its subject may have changed with a link that went:
+  -- so does its restriction policy's expression (25_triggers.sql).
+  IF touched THEN
+    PERFORM gdpr._refresh_restriction_policies();
+  END IF;
 END
 $$;
 
@@ -217,10 +224,18 @@ $$;
 CREATE FUNCTION gdpr._whole_tables() RETURNS oid[]
   LANGUAGE plpgsql STABLE SET search_path = pg_catalog, pg_temp AS $$
 BEGIN
+  -- The log's and the restriction's triggers, the restriction's policy
+  -- (25_triggers.sql), and on subject tables the departure and suppression
+  -- triggers (76_departures.sql).
   RETURN ARRAY(SELECT t FROM gdpr._registered_relations() t
                 WHERE (SELECT count(*) FROM pg_trigger g
                         WHERE g.tgrelid = t AND g.tgname = ANY (gdpr._trigger_names())
-                          AND g.tgenabled IN ('O', 'A')) = cardinality(gdpr._trigger_names()));
+                          AND g.tgenabled IN ('O', 'A')) = cardinality(gdpr._trigger_names())
+                  AND gdpr._restriction_policy_whole(t)
+                  AND (NOT EXISTS (SELECT FROM gdpr.subject_tables s WHERE s.tbl = t)
+                       OR (SELECT count(*) FROM pg_trigger g
+                            WHERE g.tgrelid = t AND g.tgname = ANY (gdpr._subject_trigger_names())
+                              AND g.tgenabled IN ('O', 'A')) = cardinality(gdpr._subject_trigger_names())));
 END
 $$;
 
@@ -248,9 +263,9 @@ BEGIN
        AND EXISTS (SELECT FROM pg_class x WHERE x.oid = t)
        AND t IN (SELECT gdpr._registered_relations());
     IF broken IS NOT NULL THEN
-      RAISE EXCEPTION 'the access log''s triggers on registered tables cannot be dropped, renamed or disabled'
+      RAISE EXCEPTION 'the extension''s triggers and row-level security policy on registered tables cannot be dropped, renamed, changed or disabled'
         USING ERRCODE = 'insufficient_privilege',
-              DETAIL = format('This statement would leave a trigger of %s missing or disabled.', broken),
+              DETAIL = format('This statement would leave a trigger or the gdpr_restriction policy of %s missing, changed or disabled.', broken),
               HINT = 'Unregister the table with gdpr.unregister_table() if it no longer holds personal data.';
     END IF;
   END IF;
@@ -266,7 +281,8 @@ BEGIN
              LEFT JOIN pg_rewrite w ON x.classid = 'pg_rewrite'::regclass AND w.oid = x.objid
             WHERE (x.command_tag = 'CREATE INDEX' AND (i.indexprs IS NOT NULL OR i.indpred IS NOT NULL))
                OR (x.command_tag IN ('CREATE TRIGGER', 'ALTER TRIGGER') AND NOT g.tgname = ANY (gdpr._trigger_names() || gdpr._subject_trigger_names()))
-               OR x.command_tag IN ('CREATE RULE', 'CREATE POLICY', 'ALTER POLICY') LOOP
+               OR x.command_tag = 'CREATE RULE'
+               OR (x.command_tag IN ('CREATE POLICY', 'ALTER POLICY') AND p.polname NOT IN ('gdpr_restriction', 'gdpr_restriction_open')) LOOP
     CONTINUE WHEN gdpr._own_ddl_active() OR NOT c.tbl = ANY (gdpr._whole_tables());
     CONTINUE WHEN NOT EXISTS (SELECT FROM gdpr.registered_tables r WHERE r.tbl = c.tbl);
     PERFORM gdpr._note_change('ddl on a registered table', c.tbl::text, format('%s by %s', c.command_tag, gdpr._caller()));
@@ -276,11 +292,11 @@ END
 $$;
 
 CREATE EVENT TRIGGER crm_gdpr_guard_start ON ddl_command_start
-  WHEN TAG IN ('ALTER TABLE', 'ALTER TRIGGER', 'DROP TRIGGER')
+  WHEN TAG IN ('ALTER TABLE', 'ALTER TRIGGER', 'DROP TRIGGER', 'ALTER POLICY', 'DROP POLICY')
   EXECUTE FUNCTION gdpr._guard_ddl_start();
 CREATE EVENT TRIGGER crm_gdpr_guard_end ON ddl_command_end
   WHEN TAG IN ('ALTER TABLE', 'ALTER TRIGGER', 'DROP TRIGGER', 'CREATE TRIGGER', 'CREATE INDEX', 'CREATE RULE',
-               'CREATE POLICY', 'ALTER POLICY')
+               'CREATE POLICY', 'ALTER POLICY', 'DROP POLICY')
   EXECUTE FUNCTION gdpr._guard_ddl_end();
 
 CREATE EVENT TRIGGER crm_gdpr_ddl_end ON ddl_command_end

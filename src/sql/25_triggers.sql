@@ -25,6 +25,107 @@ CREATE FUNCTION gdpr._subject_trigger_names() RETURNS name[]
   RETURN ARRAY['gdpr_subject_departed', 'gdpr_suppression']::name[];
 
 
+-- Restriction stops reads (Art. 18): a RESTRICTIVE row-level security policy
+-- on every registered table and its partitions and children, FOR SELECT, for
+-- every role; src/restriction_reads.c answers it (nothing hidden from
+-- gdpr_admin, nearly no cost while nobody is restricted).  Row-level security
+-- lets a role see nothing without a permissive policy: a table that had it
+-- off gets one that lets everyone see every row (gdpr_restriction_open),
+-- which is what it did before; a table that had it on keeps its own
+-- policies and only gets the restrictive one.  Not FORCE: the table's owner
+-- is not filtered (doc/rights.md says why).  The DDL guard
+-- (20_schema_sync.sql) keeps the policy and the switch in place.
+-- The policy's expression on a table: with its subject key column col when
+-- its rows hold their subject's key ('' when they are reached through other
+-- tables), so that no query is needed to tell a restricted subject's row.
+CREATE FUNCTION gdpr._restriction_qual(col text) RETURNS text
+  LANGUAGE sql IMMUTABLE PARALLEL SAFE
+  RETURN 'gdpr.restriction_visible(tableoid, ctid' || CASE WHEN col <> '' THEN ', ' || quote_ident(col) ELSE '' END || ')';
+
+CREATE FUNCTION gdpr._attach_restriction_policy(tbl regclass, col text) RETURNS void
+  LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+  qual text := gdpr._restriction_qual(col);
+  current_qual text := (SELECT pg_get_expr(p.polqual, p.polrelid) FROM pg_policy p
+                         WHERE p.polrelid = tbl AND p.polname = 'gdpr_restriction');
+BEGIN
+  -- A table whose owner switched the filter off (gdpr.set_restriction_reads).
+  IF EXISTS (SELECT FROM gdpr.restriction_read_optouts o
+              WHERE o.tbl = _attach_restriction_policy.tbl OR _attach_restriction_policy.tbl IN (SELECT gdpr._descendants(o.tbl))) THEN
+    PERFORM gdpr._detach_restriction_policy(tbl);
+    RETURN;
+  ELSIF current_qual = qual THEN
+    RETURN;
+  ELSIF current_qual IS NOT NULL THEN
+    -- The table's way to its subject changed (gdpr.link_table).
+    EXECUTE format('ALTER POLICY gdpr_restriction ON %s USING (%s)', tbl, qual);
+    RETURN;
+  END IF;
+  IF NOT (SELECT c.relrowsecurity FROM pg_class c WHERE c.oid = tbl) THEN
+    EXECUTE format('CREATE POLICY gdpr_restriction_open ON %s USING (true) WITH CHECK (true)', tbl);
+    EXECUTE format('ALTER TABLE %s ENABLE ROW LEVEL SECURITY', tbl);
+  END IF;
+  EXECUTE format('CREATE POLICY gdpr_restriction ON %s AS RESTRICTIVE FOR SELECT USING (%s)', tbl, qual);
+END
+$$;
+
+-- Every registered table's policy (its partitions' and children's too) with
+-- the expression its links call for now: after a link went with a column.
+CREATE FUNCTION gdpr._refresh_restriction_policies() RETURNS void
+  LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+  was_open boolean := gdpr._own_ddl_active();
+  x record;
+BEGIN
+  PERFORM gdpr._own_ddl(true);
+  FOR x IN SELECT y.t, gdpr._log_subject_column(y.reg) AS col
+             FROM (SELECT r.tbl AS t, r.tbl AS reg FROM gdpr.registered_tables r
+                   UNION SELECT gdpr._descendants(r.tbl), r.tbl FROM gdpr.registered_tables r) y LOOP
+    PERFORM gdpr._attach_restriction_policy(x.t, x.col);
+  END LOOP;
+  IF NOT was_open THEN
+    PERFORM gdpr._own_ddl(false);
+  END IF;
+END
+$$;
+
+-- Undone when the table is unregistered: row-level security goes off again
+-- only if the extension switched it on and no other policy remains.
+CREATE FUNCTION gdpr._detach_restriction_policy(tbl regclass) RETURNS void
+  LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+  pol name;
+  opened boolean := EXISTS (SELECT FROM pg_policy p WHERE p.polrelid = tbl AND p.polname = 'gdpr_restriction_open');
+BEGIN
+  FOR pol IN SELECT p.polname FROM pg_policy p
+              WHERE p.polrelid = tbl AND p.polname IN ('gdpr_restriction', 'gdpr_restriction_open') LOOP
+    EXECUTE format('DROP POLICY %I ON %s', pol, tbl);
+  END LOOP;
+  IF opened AND NOT EXISTS (SELECT FROM pg_policy p WHERE p.polrelid = tbl) THEN
+    EXECUTE format('ALTER TABLE %s DISABLE ROW LEVEL SECURITY', tbl);
+  END IF;
+END
+$$;
+
+-- Whether tbl's restriction policy is in place, switched on and unchanged
+-- (tbl: a registered table or a partition of one).
+CREATE FUNCTION gdpr._restriction_policy_whole(tbl oid) RETURNS boolean
+  LANGUAGE plpgsql STABLE SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+  reg regclass := coalesce((SELECT r.tbl FROM gdpr.registered_tables r WHERE r.tbl = _restriction_policy_whole.tbl),
+                           (SELECT r.tbl FROM gdpr.registered_tables r
+                             WHERE r.tbl IN (SELECT a.relid FROM pg_partition_ancestors(_restriction_policy_whole.tbl) a)
+                             LIMIT 1));
+BEGIN
+  RETURN reg IS NULL OR EXISTS (SELECT FROM gdpr.restriction_read_optouts o WHERE o.tbl = reg)
+      OR (SELECT c.relrowsecurity FROM pg_class c WHERE c.oid = tbl)
+         AND EXISTS (SELECT FROM pg_policy p
+                      WHERE p.polrelid = tbl AND p.polname = 'gdpr_restriction' AND NOT p.polpermissive
+                        AND p.polcmd = 'r' AND p.polroles = '{0}'
+                        AND pg_get_expr(p.polqual, p.polrelid) = gdpr._restriction_qual(gdpr._log_subject_column(reg)));
+END
+$$;
+
 -- A registered table's partitions and inheritance children, at any depth:
 -- statement triggers fire only for the table a statement names, so each of
 -- them carries the triggers too (issue 18.3).
@@ -61,6 +162,8 @@ BEGIN
                     FOR EACH STATEMENT EXECUTE FUNCTION gdpr._log_write(%L)', tbl, col);
   -- Subjects who leave (76_departures.sql) and contact points that come back (77_suppression.sql).
   PERFORM gdpr._attach_subject_triggers(tbl);
+  -- Restriction stops reads (Art. 18, restriction_reads.c).
+  PERFORM gdpr._attach_restriction_policy(tbl, col);
   PERFORM gdpr._own_ddl(false);
 END
 $$;
@@ -124,6 +227,9 @@ BEGIN
                   WHERE g.tgrelid IN (SELECT tbl UNION SELECT gdpr._descendants(tbl))
                     AND NOT g.tgisinternal AND g.tgname = ANY (gdpr._trigger_names() || gdpr._subject_trigger_names()) LOOP
     EXECUTE format('DROP TRIGGER %I ON %s', t, rel);
+  END LOOP;
+  FOR rel IN SELECT tbl UNION SELECT gdpr._descendants(tbl) LOOP
+    PERFORM gdpr._detach_restriction_policy(rel);
   END LOOP;
   PERFORM gdpr._own_ddl(false);
 END

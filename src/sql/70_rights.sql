@@ -364,6 +364,61 @@ $$;
 CREATE FUNCTION gdpr._enforce_restriction() RETURNS trigger
   LANGUAGE c AS 'MODULE_PATHNAME', 'gdpr_enforce_restriction';
 
+-- Restriction stops reads (src/restriction_reads.c): the expression of the
+-- gdpr_restriction policy on every registered table (25_triggers.sql), with
+-- the row's subject key when the table holds it.  Every role reading the
+-- table executes it, as any policy's function.
+CREATE FUNCTION gdpr.restriction_visible(tableoid oid, row_id tid) RETURNS boolean
+  LANGUAGE c STABLE PARALLEL RESTRICTED AS 'MODULE_PATHNAME', 'gdpr_restriction_visible';
+CREATE FUNCTION gdpr.restriction_visible(tableoid oid, row_id tid, subject_key anyelement) RETURNS boolean
+  LANGUAGE c STABLE PARALLEL RESTRICTED AS 'MODULE_PATHNAME', 'gdpr_restriction_visible';
+
+-- The tables whose owner switched the restriction's read filter off: they
+-- carry no gdpr_restriction policy (25_triggers.sql).
+CREATE TABLE gdpr.restriction_read_optouts (
+  tbl     regclass PRIMARY KEY REFERENCES gdpr.registered_tables ON DELETE CASCADE,
+  set_at  timestamptz NOT NULL DEFAULT now(),
+  set_by  name NOT NULL DEFAULT session_user
+);
+SELECT pg_catalog.pg_extension_config_dump('gdpr.restriction_read_optouts', '');
+COMMENT ON TABLE gdpr.restriction_read_optouts IS
+  'registered tables whose restricted subjects'' rows are not hidden from readers (gdpr.set_restriction_reads)';
+
+-- Switch the read filter of one registered table (its partitions and
+-- children with it): 'filter' (the default) or 'off'.  The table's owner's
+-- rights are needed, as to register it; recorded in registry_changes.
+CREATE FUNCTION gdpr.set_restriction_reads(tbl regclass, mode text) RETURNS void
+  LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+BEGIN
+  PERFORM gdpr._registered(tbl);
+  PERFORM gdpr._require_table_owner(tbl, 'gdpr.set_restriction_reads()');
+  PERFORM gdpr._one_of(mode, ARRAY['filter', 'off'], 'restriction reads mode');
+  IF mode = 'off' THEN
+    INSERT INTO gdpr.restriction_read_optouts (tbl) VALUES (tbl) ON CONFLICT DO NOTHING;
+  ELSE
+    DELETE FROM gdpr.restriction_read_optouts o WHERE o.tbl = set_restriction_reads.tbl;
+  END IF;
+  PERFORM gdpr._refresh_restriction_policies();
+  PERFORM gdpr._note_change('restriction reads', tbl::text, format('%s by %s', mode, gdpr._caller()));
+END
+$$;
+
+-- SQL listing (tableoid, ctid, subject id) of the rows of registered table
+-- tbl (its partitions and children included) that belong to a restricted
+-- subject, one branch per restricted subject of its subject table; NULL when
+-- none is restricted.  Run as the table's owner.
+CREATE FUNCTION gdpr._restricted_rows_sql(tbl regclass) RETURNS text
+  LANGUAGE plpgsql STABLE SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+  st regclass := (SELECT r.subject_table FROM gdpr.registered_tables r WHERE r.tbl = _restricted_rows_sql.tbl);
+BEGIN
+  RETURN (SELECT string_agg(format('SELECT t.tableoid, t.ctid, %L::text FROM %s t WHERE %s', x.subject_id, tbl,
+                                   gdpr._subject_rows_cond(tbl, st, quote_literal(x.subject_id))), ' UNION ALL '
+                            ORDER BY x.subject_id)
+            FROM gdpr.restrictions x WHERE x.subject_table = st AND x.lifted_at IS NULL);
+END
+$$;
+
 ---------------------------------------------------------------- export
 
 -- What Art. 15(1) says the person must be told, for the purposes for which

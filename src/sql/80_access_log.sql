@@ -948,6 +948,18 @@ CREATE VIEW gdpr.access_violations AS
    WHERE l.detail ? 'refused';
 COMMENT ON VIEW gdpr.access_violations IS 'reads and writes the extension refused, with who tried and why';
 
+-- Reads of restricted subjects' rows (Art. 18): what the gdpr_restriction
+-- policy hid (filtered) or refused (in an UPDATE or DELETE), per scan, with
+-- the rows and the subjects' references (src/restriction_reads.c).
+CREATE VIEW gdpr.restriction_violations AS
+  SELECT l.id, l.at, l.role_name, l.session_user_name, l.application_name, l.client_addr, l.tbl, l.table_name,
+         l.row_count AS rows_hidden, l.subject_refs, l.purpose,
+         CASE WHEN l.detail ? 'refused' THEN 'refused' ELSE 'filtered' END AS outcome
+    FROM gdpr.access_log l
+   WHERE l.operation = 'RESTRICTED';
+COMMENT ON VIEW gdpr.restriction_violations IS
+  'reads of restricted subjects'' rows by roles not in gdpr_admin: hidden (filtered) or refused, with who tried';
+
 -- State of the log: queue, unsealed rows, partitions.
 CREATE VIEW gdpr.access_log_status AS
   SELECT q.capacity, q.queued, q.enqueued, q.written, q.dropped, q.logged_to_server_log,

@@ -72,4 +72,11 @@ GRANT EXECUTE ON FUNCTION
   TO gdpr_auditor, gdpr_admin;
 GRANT EXECUTE ON FUNCTION gdpr.access_log_queue_drops(), gdpr.access_log_queue_pressure(), gdpr.access_log_key_problem() TO gdpr_auditor, gdpr_admin;
 GRANT SELECT ON gdpr.log_queue_alarms TO gdpr_auditor, gdpr_admin;
+GRANT SELECT ON gdpr.restriction_violations, gdpr.restriction_read_optouts TO gdpr_auditor, gdpr_admin;
+GRANT EXECUTE ON FUNCTION gdpr.set_restriction_reads(regclass, text) TO gdpr_admin;
+-- The gdpr_restriction policy's expression runs as whoever reads a registered
+-- table (PostgreSQL checks EXECUTE on a policy's functions for the reader):
+-- every role may execute it.  It tells a role only whether a row it reads is
+-- hidden from it (restriction_reads.c).
+GRANT EXECUTE ON FUNCTION gdpr.restriction_visible(oid, tid), gdpr.restriction_visible(oid, tid, anyelement) TO PUBLIC;
 GRANT EXECUTE ON FUNCTION gdpr.flush_access_log(), gdpr.seal_access_log() TO gdpr_admin;

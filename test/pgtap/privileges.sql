@@ -8,9 +8,11 @@ CREATE ROLE crm_gdpr_t_admin NOLOGIN IN ROLE gdpr_admin;
 GRANT USAGE ON SCHEMA crm TO crm_gdpr_t_app, crm_gdpr_t_admin, crm_gdpr_t_auditor;
 
 SELECT ok(NOT has_schema_privilege('crm_gdpr_t_app', 'gdpr', 'USAGE'), 'PUBLIC cannot use schema gdpr');
-SELECT is((SELECT count(*) FROM pg_proc WHERE pronamespace = 'gdpr'::regnamespace
-            AND has_function_privilege('crm_gdpr_t_app', oid, 'EXECUTE')), 0::bigint,
-          'PUBLIC can execute no function of gdpr');
+-- But the gdpr_restriction policy's function: PostgreSQL checks EXECUTE on a
+-- policy's functions for whoever reads the table (restriction_reads.c).
+SELECT is((SELECT array_agg(DISTINCT proname::text) FROM pg_proc WHERE pronamespace = 'gdpr'::regnamespace
+            AND has_function_privilege('crm_gdpr_t_app', oid, 'EXECUTE')), ARRAY['restriction_visible'],
+          'PUBLIC can execute no function of gdpr but the restriction policy''s');
 SELECT is((SELECT count(*) FROM pg_class WHERE relnamespace = 'gdpr'::regnamespace AND relkind IN ('r', 'v', 'p', 'S')
             AND (has_table_privilege('crm_gdpr_t_app', oid, 'SELECT')
                  OR has_table_privilege('crm_gdpr_t_app', oid, 'INSERT'))), 0::bigint,
@@ -44,7 +46,7 @@ CREATE ROLE crm_gdpr_t_app_only NOLOGIN IN ROLE gdpr_app;
 SELECT is((SELECT array_agg(DISTINCT proname::text ORDER BY proname::text) FROM pg_proc
             WHERE pronamespace = 'gdpr'::regnamespace AND has_function_privilege('crm_gdpr_t_app_only', oid, 'EXECUTE')),
           ARRAY['confirm_consent', 'consent_channels', 'consent_events', 'contactable', 'grant_consent', 'has_consent',
-                'may_process', 'object', 'proof_keys', 'record_information', 'withdraw_consent'],
+                'may_process', 'object', 'proof_keys', 'record_information', 'restriction_visible', 'withdraw_consent'],
           'gdpr_app executes the consent functions and nothing else');
 SELECT is((SELECT array_agg(relname::text ORDER BY relname::text) FROM pg_class
             WHERE relnamespace = 'gdpr'::regnamespace AND has_table_privilege('crm_gdpr_t_auditor', oid, 'SELECT')),
@@ -55,7 +57,7 @@ SELECT is((SELECT array_agg(relname::text ORDER BY relname::text) FROM pg_class
                 'no_basis_retention', 'no_legal_basis', 'out_of_scope_tables', 'personal_columns',
                 'personal_data', 'processing_register', 'purge_history', 'purpose_notices', 'purposes',
                 'read_volume', 'recipients', 'registered_tables', 'registry_changes', 'requests',
-                'requests_due', 'requests_due_soon', 'restrictions', 'retention_policies',
+                'requests_due', 'requests_due_soon', 'restriction_read_optouts', 'restriction_violations', 'restrictions', 'retention_policies',
                 'retention_status', 'schema_template_drift', 'schema_templates', 'subject_categories',
                 'subject_links', 'subject_tables', 'suppression_flags', 'suppressions', 'tenants',
                 'unclassified_columns', 'validations'],

@@ -41,6 +41,8 @@ SELECT 'rq', id, subject_id, kind, received_at, due_at FROM gdpr.requests ORDER 
 SELECT 'rs', id, subject_id, reason, lifted_at FROM gdpr.restrictions ORDER BY id;
 SELECT 'br', id, description, detected_at FROM gdpr.breaches ORDER BY id;
 SELECT 'tg', tgrelid::regclass, tgname FROM pg_trigger WHERE tgname LIKE 'gdpr%' ORDER BY tgrelid::regclass::text, tgname;
+SELECT 'po', p.polrelid::regclass, p.polname, p.polpermissive, pg_get_expr(p.polqual, p.polrelid), c.relrowsecurity
+  FROM pg_policy p JOIN pg_class c ON c.oid = p.polrelid ORDER BY p.polrelid::regclass::text, p.polname;
 SELECT 'cl', id, subject_id, purpose, event, channel, at, proof, notice_version FROM gdpr.consent_log ORDER BY id;
 SELECT 'cs', * FROM gdpr.consent_status ORDER BY subject_id, purpose;
 SELECT 'ho', id, subject_id, reason FROM gdpr.holds ORDER BY id;
@@ -95,6 +97,13 @@ out=$(psql -X -d dump_dst -c "DELETE FROM gdpr.consent_ledger" 2>&1) && fail "a 
 err=$(psql -X -d dump_dst -c 'SET ROLE crm_gdpr_dump_app' -c "UPDATE crm.contacts SET notes = 'x' WHERE id = 3" 2>&1) \
   && fail "restriction not enforced after restore"
 grep -q 'processing of subject "3" is restricted' <<<"$err" || fail "unexpected error: $err"
+# And his row is hidden from the application's reads by the restored policy; the guard still holds.
+[ "$(psql -X -At -d dump_dst -c 'SET ROLE crm_gdpr_dump_app' -c 'SELECT count(*) FROM crm.contacts WHERE id = 3' | tail -1)" = 0 ] ||
+  fail "the restricted subject is read after restore"
+[ "$(grep -c "^po|.*|gdpr_restriction|f|gdpr.restriction_visible(tableoid, ctid[,)].*|t" <<<"$after")" -ge 5 ] ||
+  fail "the restriction's policies were not restored: $(grep '^po' <<<"$after")"
+out=$(psql -X -d dump_dst -c 'DROP POLICY gdpr_restriction ON crm.contacts' 2>&1) && fail "the restored policy could be dropped"
+grep -q 'cannot be dropped' <<<"$out" || fail "unexpected error: $out"
 dropdb dump_src; dropdb dump_dst
 q -c 'DROP OWNED BY crm_gdpr_dump_app' -c 'DROP ROLE crm_gdpr_dump_app' >/dev/null
 echo "dump/restore ok"

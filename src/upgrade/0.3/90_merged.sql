@@ -29,6 +29,8 @@ BEGIN
                     FOR EACH STATEMENT EXECUTE FUNCTION gdpr._log_write(%L)', tbl, col);
   -- Subjects who leave (76_departures.sql) and contact points that come back (77_suppression.sql).
   PERFORM gdpr._attach_subject_triggers(tbl);
+  -- Restriction stops reads (Art. 18, restriction_reads.c).
+  PERFORM gdpr._attach_restriction_policy(tbl, col);
   PERFORM gdpr._own_ddl(false);
 END
 $$;
@@ -63,6 +65,9 @@ BEGIN
                   WHERE g.tgrelid IN (SELECT tbl UNION SELECT gdpr._descendants(tbl))
                     AND NOT g.tgisinternal AND g.tgname = ANY (gdpr._trigger_names() || gdpr._subject_trigger_names()) LOOP
     EXECUTE format('DROP TRIGGER %I ON %s', t, rel);
+  END LOOP;
+  FOR rel IN SELECT tbl UNION SELECT gdpr._descendants(tbl) LOOP
+    PERFORM gdpr._detach_restriction_policy(rel);
   END LOOP;
   PERFORM gdpr._own_ddl(false);
 END

@@ -4,3 +4,6 @@
 -- ACL on the access log's month partitions, which a fresh install leaves
 -- without one.)
 REVOKE EXECUTE ON ALL FUNCTIONS IN SCHEMA gdpr FROM PUBLIC;
+-- But the gdpr_restriction policy's function, which every reader of a
+-- registered table executes (62_restriction_reads.sql).
+GRANT EXECUTE ON FUNCTION gdpr.restriction_visible(oid, tid), gdpr.restriction_visible(oid, tid, anyelement) TO PUBLIC;
