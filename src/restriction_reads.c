@@ -192,8 +192,9 @@ table_restrictions(Oid fn_oid, Oid reg)
 
 /*
  * The plan listing (tableoid, ctid, subject) of the restricted subjects' rows
- * of reg (built as the extension's owner), kept for the backend; NULL when
- * none is restricted.  Prepared as the table's owner, who runs it.
+ * of reg, kept for the backend; NULL when none is restricted.  Built and
+ * prepared as the extension's owner (names resolved with its safe
+ * search_path), run as the table's owner (privileges checked then).
  */
 static SPIPlanPtr
 rows_plan(Oid fn_oid, TableRestrictions *t)
