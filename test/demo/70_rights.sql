@@ -36,11 +36,17 @@ CREATE ROLE demo_app NOLOGIN;
 GRANT USAGE ON SCHEMA crm TO demo_app;
 GRANT SELECT, UPDATE, DELETE ON ALL TABLES IN SCHEMA crm TO demo_app;
 SET ROLE demo_app;
-\echo 'The application (role demo_app) tries to update his row:'
+\echo 'The application (role demo_app) reads his row: while he is restricted, it is hidden from it'
+\echo '(row-level security), and the attempt is on record for the auditor.'
+SELECT count(*) AS rows_the_application_sees FROM crm.contacts WHERE id = :c2;
+\echo 'It tries to update his row:'
 \set ON_ERROR_STOP off
 UPDATE crm.contacts SET phone = '+33 7 00 00 00 00' WHERE id = :c2;
 \set ON_ERROR_STOP on
 RESET ROLE;
+SELECT gdpr.flush_access_log() >= 0 AS flushed \g /dev/null
+SELECT role_name, table_name, rows_hidden, outcome FROM gdpr.restriction_violations
+ WHERE role_name = 'demo_app' ORDER BY at;
 SELECT gdpr.lift_restriction(:'c2', 'accuracy verified') \g /dev/null
 DROP OWNED BY demo_app;
 DROP ROLE demo_app;
