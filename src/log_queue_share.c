@@ -383,37 +383,14 @@ put_names(const DropCount *e, Datum *v, bool *n)
 	n[1] = role == NULL;
 }
 
-/* Drops since the server started, by database and role. */
-PG_FUNCTION_INFO_V1(gdpr_log_queue_drops);
-Datum
-gdpr_log_queue_drops(PG_FUNCTION_ARGS)
-{
-	ReturnSetInfo *rsinfo = (ReturnSetInfo *) fcinfo->resultinfo;
-	DropCount	copy[DROP_ENTRIES];
-
-	InitMaterializedSRF(fcinfo, 0);
-	if (drops == NULL)
-		return (Datum) 0;
-	copy_counts(copy);
-	for (int i = 0; i < DROP_ENTRIES; i++)
-	{
-		Datum		v[4];
-		bool		n[4] = {false, false, false, false};
-
-		if (copy[i].dropped == 0)
-			continue;
-		put_names(&copy[i], v, n);
-		v[2] = Int64GetDatum(copy[i].dropped);
-		v[3] = TimestampTzGetDatum(copy[i].last_at);
-		tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, v, n);
-	}
-	return (Datum) 0;
-}
-
-/* Drops and waits since the server started, by database and role (gdpr.log_queue_alarms). */
-PG_FUNCTION_INFO_V1(gdpr_log_queue_pressure);
-Datum
-gdpr_log_queue_pressure(PG_FUNCTION_ARGS)
+/*
+ * The counts since the server started, by database and role: the drops
+ * (gdpr.access_log_queue_drops(): database, role, dropped, last_at) or, with
+ * waits, the queue's pressure (gdpr.log_queue_alarms: database, role,
+ * dropped, waited, last drop, last wait).
+ */
+static Datum
+put_counts(FunctionCallInfo fcinfo, bool with_waits)
 {
 	ReturnSetInfo *rsinfo = (ReturnSetInfo *) fcinfo->resultinfo;
 	DropCount	copy[DROP_ENTRIES];
@@ -427,16 +404,35 @@ gdpr_log_queue_pressure(PG_FUNCTION_ARGS)
 		Datum		v[6];
 		bool		n[6] = {false, false, false, false, false, false};
 
-		if (copy[i].dropped == 0 && copy[i].waited == 0)
+		if (copy[i].dropped == 0 && (!with_waits || copy[i].waited == 0))
 			continue;
 		put_names(&copy[i], v, n);
 		v[2] = Int64GetDatum(copy[i].dropped);
-		v[3] = Int64GetDatum(copy[i].waited);
-		v[4] = TimestampTzGetDatum(copy[i].last_at);
-		n[4] = copy[i].dropped == 0;
-		v[5] = TimestampTzGetDatum(copy[i].last_wait_at);
-		n[5] = copy[i].waited == 0;
+		if (with_waits)
+		{
+			v[3] = Int64GetDatum(copy[i].waited);
+			v[4] = TimestampTzGetDatum(copy[i].last_at);
+			n[4] = copy[i].dropped == 0;
+			v[5] = TimestampTzGetDatum(copy[i].last_wait_at);
+			n[5] = copy[i].waited == 0;
+		}
+		else
+			v[3] = TimestampTzGetDatum(copy[i].last_at);
 		tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, v, n);
 	}
 	return (Datum) 0;
+}
+
+PG_FUNCTION_INFO_V1(gdpr_log_queue_drops);
+Datum
+gdpr_log_queue_drops(PG_FUNCTION_ARGS)
+{
+	return put_counts(fcinfo, false);
+}
+
+PG_FUNCTION_INFO_V1(gdpr_log_queue_pressure);
+Datum
+gdpr_log_queue_pressure(PG_FUNCTION_ARGS)
+{
+	return put_counts(fcinfo, true);
 }
