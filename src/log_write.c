@@ -91,7 +91,16 @@ typedef struct LoggedTable
 	Oid			relid;
 	char	   *name;			/* schema.table, quoted; in TopMemoryContext */
 	int			subject_attnum; /* 0: reached through other tables; -1: none */
+	Oid			subject_type;
 	Oid			typoutput;
+	/*
+	 * Slots to read the transition tables, made once: a slot made per
+	 * statement cost more than the reading.  Over a copy of the table's row
+	 * type, which no resource owner pins, so they outlive transactions.
+	 */
+	TupleDesc	desc;
+	TupleTableSlot *slot;
+	TupleTableSlot *old_slot;
 } LoggedTable;
 
 static LoggedTable tables[TABLE_CACHE_SIZE];
@@ -111,6 +120,15 @@ forget_tables(Datum arg, Oid relid)
 			tables_stale = true;
 }
 
+static void
+forget_table(LoggedTable *t)
+{
+	pfree(t->name);
+	ExecDropSingleTupleTableSlot(t->slot);
+	ExecDropSingleTupleTableSlot(t->old_slot);
+	FreeTupleDesc(t->desc);
+}
+
 static LoggedTable *
 logged_table(TriggerData *td)
 {
@@ -118,11 +136,12 @@ logged_table(TriggerData *td)
 	const char *subject_column = td->tg_trigger->tgnargs > 0 ? td->tg_trigger->tgargs[0] : "";
 	LoggedTable *t;
 	bool		varlena;
+	MemoryContext old;
 
 	if (tables_stale || n_tables == TABLE_CACHE_SIZE)
 	{
 		for (int i = 0; i < n_tables; i++)
-			pfree(tables[i].name);
+			forget_table(&tables[i]);
 		n_tables = 0;
 		tables_stale = false;
 	}
@@ -135,9 +154,17 @@ logged_table(TriggerData *td)
 	if (subject_column[0] && t->subject_attnum <= 0)
 		t->subject_attnum = -1; /* gone: the rows are counted, no one is named */
 	t->typoutput = InvalidOid;
+	t->subject_type = InvalidOid;
 	if (t->subject_attnum > 0)
-		getTypeOutputInfo(TupleDescAttr(RelationGetDescr(rel), t->subject_attnum - 1)->atttypid,
-						  &t->typoutput, &varlena);
+	{
+		t->subject_type = TupleDescAttr(RelationGetDescr(rel), t->subject_attnum - 1)->atttypid;
+		getTypeOutputInfo(t->subject_type, &t->typoutput, &varlena);
+	}
+	old = MemoryContextSwitchTo(TopMemoryContext);
+	t->desc = CreateTupleDescCopy(RelationGetDescr(rel));
+	t->slot = MakeSingleTupleTableSlot(t->desc, &TTSOpsMinimalTuple);
+	t->old_slot = MakeSingleTupleTableSlot(t->desc, &TTSOpsMinimalTuple);
+	MemoryContextSwitchTo(old);
 	t->trigger = td->tg_trigger->tgoid;
 	t->relid = RelationGetRelid(rel);
 	n_tables++;
@@ -185,41 +212,59 @@ add_written_subject(WriteSummary *sum, char *id)
 	(void) hash_search(sum->subjects, id, HASH_ENTER, &found);
 }
 
+/*
+ * A row's subject, as text.  Integer keys (most CRMs') are written straight
+ * into a buffer: an output function call and its allocation per row cost as
+ * much as the rest of reading the row.  The slot is deformed already.
+ */
 static void
-note_written_subject(WriteSummary *sum, TupleTableSlot *slot, int attnum, Oid typoutput)
+note_written_subject(WriteSummary *sum, TupleTableSlot *slot, const LoggedTable *t)
 {
-	bool		isnull;
-	Datum		value = slot_getattr(slot, attnum, &isnull);
+	int			i = t->subject_attnum - 1;
+	Datum		value = slot->tts_values[i];
+	char		digits[MAXINT8LEN + 1];
 
-	if (isnull || sum->overflow)
+	if (slot->tts_isnull[i] || sum->overflow)
 		return;
-	add_written_subject(sum, OidOutputFunctionCall(typoutput, value));
+	switch (t->subject_type)
+	{
+		case INT8OID:
+			pg_lltoa(DatumGetInt64(value), digits);
+			add_written_subject(sum, digits);
+			break;
+		case INT4OID:
+			pg_ltoa(DatumGetInt32(value), digits);
+			add_written_subject(sum, digits);
+			break;
+		default:
+			add_written_subject(sum, OidOutputFunctionCall(t->typoutput, value));
+	}
 }
 
+/* Whether column i differs between two deformed rows. */
 static bool
-same_value(TupleTableSlot *a, TupleTableSlot *b, Form_pg_attribute att)
+same_value(TupleTableSlot *a, TupleTableSlot *b, Form_pg_attribute att, int i)
 {
-	bool		anull;
-	bool		bnull;
-	Datum		av = slot_getattr(a, att->attnum, &anull);
-	Datum		bv = slot_getattr(b, att->attnum, &bnull);
-
-	if (anull || bnull)
-		return anull == bnull;
-	return datumIsEqual(av, bv, att->attbyval, att->attlen);
+	if (a->tts_isnull[i] || b->tts_isnull[i])
+		return a->tts_isnull[i] == b->tts_isnull[i];
+	return datumIsEqual(a->tts_values[i], b->tts_values[i], att->attbyval, att->attlen);
 }
 
-/* Read the transition tables of one statement into sum. */
+/*
+ * Read the transition tables of one statement into sum.  Each row is
+ * deformed once; a column already known to be written is not looked at
+ * again.
+ */
 static void
 summarise(TriggerData *td, LoggedTable *table, WriteSummary *sum)
 {
-	int			subject_attnum = table->subject_attnum;
-	Oid			typoutput = table->typoutput;
-	TupleDesc	desc = RelationGetDescr(td->tg_relation);
+	TupleDesc	desc = table->desc;
 	bool		is_update = TRIGGER_FIRED_BY_UPDATE(td->tg_event);
+	bool		is_delete = TRIGGER_FIRED_BY_DELETE(td->tg_event);
 	Tuplestorestate *main_store = td->tg_newtable ? td->tg_newtable : td->tg_oldtable;
-	TupleTableSlot *slot = MakeSingleTupleTableSlot(desc, &TTSOpsMinimalTuple);
-	TupleTableSlot *old_slot = is_update ? MakeSingleTupleTableSlot(desc, &TTSOpsMinimalTuple) : NULL;
+	TupleTableSlot *slot = table->slot;
+	TupleTableSlot *old_slot = table->old_slot;
+	bool	   *written = palloc0(sizeof(bool) * desc->natts);
 	int			main_ptr;
 	int			old_ptr = 0;
 
@@ -238,29 +283,34 @@ summarise(TriggerData *td, LoggedTable *table, WriteSummary *sum)
 		if (is_update && !tuplestore_gettupleslot(td->tg_oldtable, true, false, old_slot))
 			elog(ERROR, "the transition tables of an UPDATE differ in length");
 		sum->rows++;
+		slot_getallattrs(slot);
+		if (is_update)
+			slot_getallattrs(old_slot);
 		for (int i = 0; i < desc->natts; i++)
 		{
 			Form_pg_attribute att = TupleDescAttr(desc, i);
 
-			if (att->attisdropped || bms_is_member(att->attnum, sum->columns))
+			if (written[i] || att->attisdropped)
 				continue;
-			if (TRIGGER_FIRED_BY_DELETE(td->tg_event) ||
-				(is_update ? !same_value(slot, old_slot, att) : !slot_attisnull(slot, att->attnum)))
+			if (is_delete || (is_update ? !same_value(slot, old_slot, att, i) : !slot->tts_isnull[i]))
+			{
+				written[i] = true;
 				sum->columns = bms_add_member(sum->columns, att->attnum);
+			}
 		}
-		if (subject_attnum > 0)
+		if (table->subject_attnum > 0)
 		{
-			note_written_subject(sum, slot, subject_attnum, typoutput);
+			note_written_subject(sum, slot, table);
 			if (is_update)
-				note_written_subject(sum, old_slot, subject_attnum, typoutput);
+				note_written_subject(sum, old_slot, table);
 		}
 	}
 	tuplestore_select_read_pointer(main_store, 0);
 	if (is_update)
 		tuplestore_select_read_pointer(td->tg_oldtable, 0);
-	ExecDropSingleTupleTableSlot(slot);
-	if (old_slot)
-		ExecDropSingleTupleTableSlot(old_slot);
+	ExecClearTuple(slot);
+	ExecClearTuple(old_slot);
+	pfree(written);
 }
 
 /* Subjects reached through several tables: the registry's SQL finds them. */
