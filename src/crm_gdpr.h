@@ -43,5 +43,8 @@ extern void crm_gdpr_restriction_init(void);
 /* restriction.c: whether any restriction is in force (cached per backend), asked as fn_oid's owner */
 extern bool crm_gdpr_restrictions_in_force(Oid fn_oid);
 extern uint64 crm_gdpr_restrictions_generation(void);
+/* restriction.c: refuse a write whose old rows (a transition table) belong to a restricted subject */
+struct TriggerData;
+extern void crm_gdpr_refuse_restricted_write(struct TriggerData *td, Oid fn_oid, const char *old_rows);
 
 #endif							/* CRM_GDPR_H */

@@ -459,6 +459,9 @@ gdpr_log_write(PG_FUNCTION_ARGS)
 				(errcode(ERRCODE_E_R_I_E_TRIGGER_PROTOCOL_VIOLATED),
 				 errmsg("gdpr._log_write() needs the transition tables of %s", operation)));
 
+	/* Restriction of processing (Art. 18, restriction.c) refuses first. */
+	if (!truncate && td->tg_oldtable != NULL)
+		crm_gdpr_refuse_restricted_write(td, fcinfo->flinfo->fn_oid, "gdpr_old");
 	if (!truncate)
 	{
 		summarise(td, table, &sum);

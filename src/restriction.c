@@ -1,9 +1,9 @@
 /*
- * restriction.c — enforce restriction of processing (GDPR Art. 18).
+ * restriction.c — enforce restriction of processing (GDPR Art. 18) on writes.
  *
- * An AFTER ... FOR EACH STATEMENT trigger on every registered table, with the
- * changed rows as transition table "changed_rows".  While a subject is
- * restricted, his rows may be updated or deleted only by members of
+ * The access log's AFTER UPDATE and AFTER DELETE statement triggers on every
+ * registered table (log_write.c) hand their old rows here.  While a subject
+ * is restricted, his rows may be updated or deleted only by members of
  * gdpr_admin.  The registry lookups are SQL functions of the extension
  * (70_rights.sql); this file decides who is writing and runs them as owner.
  */
@@ -112,9 +112,9 @@ gdpr_restrictions_changed(PG_FUNCTION_ARGS)
 }
 
 
-/* The first restricted subject among the changed rows, or NULL. */
+/* The first restricted subject among the rows of transition table old_rows, or NULL. */
 static char *
-first_restricted_subject(TriggerData *td)
+first_restricted_subject(TriggerData *td, const char *old_rows)
 {
 	Oid			argtypes[1] = {REGCLASSOID};
 	/* A partition's or child's rows are restricted as its registered parent's. */
@@ -131,7 +131,8 @@ first_restricted_subject(TriggerData *td)
 	{
 		char	   *ids_sql;
 
-		crm_gdpr_spi_check(SPI_execute_with_args("SELECT gdpr._subject_ids_sql($1, 'changed_rows')",
+		crm_gdpr_spi_check(SPI_execute_with_args(psprintf("SELECT gdpr._subject_ids_sql($1, %s)",
+														  quote_literal_cstr(old_rows)),
 												 1, argtypes, args, NULL, true, 1),
 						   SPI_OK_SELECT, "building the query of the changed rows' subjects");
 		ids_sql = SPI_processed == 1 ? SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1) : NULL;
@@ -152,30 +153,30 @@ first_restricted_subject(TriggerData *td)
 	return hit;
 }
 
-PG_FUNCTION_INFO_V1(gdpr_enforce_restriction);
-Datum
-gdpr_enforce_restriction(PG_FUNCTION_ARGS)
+/*
+ * Refuse an UPDATE or DELETE that changed a restricted subject's rows
+ * (old_rows: the name of its transition table of old rows).  Called by the
+ * access log's statement trigger (log_write.c), which sees every write of a
+ * registered table anyway: a trigger of its own cost the CRM's writes as
+ * much again in PostgreSQL's trigger machinery.
+ */
+void
+crm_gdpr_refuse_restricted_write(TriggerData *td, Oid fn_oid, const char *old_rows)
 {
-	TriggerData *td = (TriggerData *) fcinfo->context;
 	OwnerContext ctx;
 	char	   *hit;
 
-	if (!CALLED_AS_TRIGGER(fcinfo) || !TRIGGER_FIRED_FOR_STATEMENT(td->tg_event) ||
-		!TRIGGER_FIRED_AFTER(td->tg_event) || td->tg_oldtable == NULL)
-		ereport(ERROR,
-				(errcode(ERRCODE_E_R_I_E_TRIGGER_PROTOCOL_VIOLATED),
-				 errmsg("gdpr._enforce_restriction() must be an AFTER statement trigger with an old transition table")));
 	/*
 	 * gdpr_admin may change restricted rows; so may the extension's own
 	 * statements run as the table's owner (key rotation: the purge and the
 	 * erasure leave restricted subjects alone before they get here).
 	 */
-	if (crm_gdpr_is_admin(GetUserId()) || crm_gdpr_owner_exec_depth > 0 ||
-		(restrictions_known && !any_restriction))
-		return PointerGetDatum(NULL);
+	if ((restrictions_known && !any_restriction) || crm_gdpr_is_admin(GetUserId()) ||
+		crm_gdpr_owner_exec_depth > 0)
+		return;
 
-	crm_gdpr_enter_owner_context(fcinfo->flinfo->fn_oid, &ctx);
-	hit = restrictions_in_force() ? first_restricted_subject(td) : NULL;
+	crm_gdpr_enter_owner_context(fn_oid, &ctx);
+	hit = restrictions_in_force() ? first_restricted_subject(td, old_rows) : NULL;
 	crm_gdpr_leave_owner_context(&ctx);
 
 	if (hit)
@@ -187,5 +188,24 @@ gdpr_enforce_restriction(PG_FUNCTION_ARGS)
 						   quote_qualified_identifier(get_namespace_name(RelationGetNamespace(td->tg_relation)),
 													  RelationGetRelationName(td->tg_relation))),
 				 errhint("Ask a gdpr_admin, or lift the restriction with gdpr.lift_restriction().")));
+}
+
+/*
+ * gdpr._enforce_restriction(): the trigger of 0.1 and 0.2 (gdpr_restrict_update
+ * and gdpr_restrict_delete), kept for their scripts; 0.3 does the same in
+ * gdpr._log_write().
+ */
+PG_FUNCTION_INFO_V1(gdpr_enforce_restriction);
+Datum
+gdpr_enforce_restriction(PG_FUNCTION_ARGS)
+{
+	TriggerData *td = (TriggerData *) fcinfo->context;
+
+	if (!CALLED_AS_TRIGGER(fcinfo) || !TRIGGER_FIRED_FOR_STATEMENT(td->tg_event) ||
+		!TRIGGER_FIRED_AFTER(td->tg_event) || td->tg_oldtable == NULL)
+		ereport(ERROR,
+				(errcode(ERRCODE_E_R_I_E_TRIGGER_PROTOCOL_VIOLATED),
+				 errmsg("gdpr._enforce_restriction() must be an AFTER statement trigger with an old transition table")));
+	crm_gdpr_refuse_restricted_write(td, fcinfo->flinfo->fn_oid, "changed_rows");
 	return PointerGetDatum(NULL);
 }

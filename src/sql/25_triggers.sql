@@ -16,8 +16,7 @@ CREATE FUNCTION gdpr._ddl_start_state() RETURNS text
 -- The names of the triggers the extension keeps on every registered table.
 CREATE FUNCTION gdpr._trigger_names() RETURNS name[]
   LANGUAGE sql IMMUTABLE PARALLEL SAFE
-  RETURN ARRAY['gdpr_restrict_update', 'gdpr_restrict_delete', 'gdpr_log_insert', 'gdpr_log_update',
-               'gdpr_log_delete', 'gdpr_log_truncate']::name[];
+  RETURN ARRAY['gdpr_log_insert', 'gdpr_log_update', 'gdpr_log_delete', 'gdpr_log_truncate']::name[];
 
 -- Those it keeps on registered subject tables only (76_departures.sql, issue 23).
 CREATE FUNCTION gdpr._subject_trigger_names() RETURNS name[]
@@ -143,14 +142,9 @@ CREATE FUNCTION gdpr._attach_triggers_to(tbl regclass, col text) RETURNS void
   LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
 BEGIN
   PERFORM gdpr._own_ddl(true);
-  -- Restriction of processing (Art. 18): see 70_rights.sql.
-  EXECUTE format('CREATE OR REPLACE TRIGGER gdpr_restrict_update AFTER UPDATE ON %s
-                    REFERENCING OLD TABLE AS changed_rows
-                    FOR EACH STATEMENT EXECUTE FUNCTION gdpr._enforce_restriction()', tbl);
-  EXECUTE format('CREATE OR REPLACE TRIGGER gdpr_restrict_delete AFTER DELETE ON %s
-                    REFERENCING OLD TABLE AS changed_rows
-                    FOR EACH STATEMENT EXECUTE FUNCTION gdpr._enforce_restriction()', tbl);
   -- The access log (80_access_log.sql, log_write.c): one row per statement.
+  -- The UPDATE and DELETE triggers also refuse changes to a restricted
+  -- subject's rows (Art. 18, restriction.c).
   EXECUTE format('CREATE OR REPLACE TRIGGER gdpr_log_insert AFTER INSERT ON %s REFERENCING NEW TABLE AS gdpr_new
                     FOR EACH STATEMENT EXECUTE FUNCTION gdpr._log_write(%L)', tbl, col);
   EXECUTE format('CREATE OR REPLACE TRIGGER gdpr_log_update AFTER UPDATE ON %s

@@ -359,10 +359,9 @@ CREATE FUNCTION gdpr._first_restricted(subject_table regclass, ids text[]) RETUR
    WHERE x.subject_table = _first_restricted.subject_table AND x.subject_id = ANY (ids) AND x.lifted_at IS NULL
 $$;
 
--- Statement trigger on registered tables (src/restriction.c): while a subject
--- is restricted, his rows may be changed or deleted only by gdpr_admin.
-CREATE FUNCTION gdpr._enforce_restriction() RETURNS trigger
-  LANGUAGE c AS 'MODULE_PATHNAME', 'gdpr_enforce_restriction';
+-- While a subject is restricted, his rows may be changed or deleted only by
+-- gdpr_admin: the access log's UPDATE and DELETE statement triggers refuse
+-- the others (src/restriction.c, called from src/log_write.c).
 
 -- Restriction stops reads (src/restriction_reads.c): the expression of the
 -- gdpr_restriction policy on every registered table (25_triggers.sql), with

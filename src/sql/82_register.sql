@@ -195,7 +195,7 @@ BEGIN
     m := m || format('tamper-evident access log of writes on %s of %s table(s)%s', logged, cardinality(tbls),
                      CASE WHEN gdpr.preloaded() AND gdpr.setting('log_reads') = 'on' THEN ' and of reads' ELSE '' END);
   END IF;
-  IF EXISTS (SELECT FROM pg_trigger t WHERE t.tgrelid = ANY (tbls) AND t.tgname = 'gdpr_restrict_update') THEN
+  IF EXISTS (SELECT FROM pg_trigger t WHERE t.tgrelid = ANY (tbls) AND t.tgname = 'gdpr_log_update') THEN
     m := m || 'restriction of processing (Art. 18) enforced on writes'::text;
   END IF;
   IF EXISTS (SELECT FROM gdpr.purposes p WHERE p.code = security_measures.purpose AND p.legal_basis = 'consent') THEN
