@@ -46,5 +46,8 @@ extern uint64 crm_gdpr_restrictions_generation(void);
 /* restriction.c: refuse a write whose old rows (a transition table) belong to a restricted subject */
 struct TriggerData;
 extern void crm_gdpr_refuse_restricted_write(struct TriggerData *td, Oid fn_oid, const char *old_rows);
+/* suppression_gate.c: whether the suppression list is empty (cached); check a statement's new rows */
+extern bool crm_gdpr_suppression_list_empty(Oid fn_oid);
+extern void crm_gdpr_check_suppression(struct TriggerData *td, Oid fn_oid, const char *key_column);
 
 #endif							/* CRM_GDPR_H */

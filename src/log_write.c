@@ -462,6 +462,11 @@ gdpr_log_write(PG_FUNCTION_ARGS)
 	/* Restriction of processing (Art. 18, restriction.c) refuses first. */
 	if (!truncate && td->tg_oldtable != NULL)
 		crm_gdpr_refuse_restricted_write(td, fcinfo->flinfo->fn_oid, "gdpr_old");
+	/* Then the suppression list, on subject tables (suppression_gate.c). */
+	if (!truncate && td->tg_newtable != NULL && table->subject_attnum > 0 &&
+		!crm_gdpr_suppression_list_empty(fcinfo->flinfo->fn_oid))
+		crm_gdpr_check_suppression(td, fcinfo->flinfo->fn_oid,
+								   NameStr(TupleDescAttr(table->desc, table->subject_attnum - 1)->attname));
 	if (!truncate)
 	{
 		summarise(td, table, &sum);

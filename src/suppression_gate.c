@@ -1,15 +1,16 @@
 /*
- * suppression_gate.c — the suppression trigger's fast path.
+ * suppression_gate.c — the suppression check where data enters.
  *
  * Every INSERT and UPDATE of a registered subject table passes the
  * suppression check (77_suppression.sql).  Most of the time nobody is on the
- * list yet, or the row brings nothing new; a PL/pgSQL SECURITY DEFINER call
- * per row cost a fifth of the CRM's write throughput (make bench-log).  So
- * the row trigger is this C function: it answers from a per-backend cache
- * whether the list is empty (a trigger on gdpr.suppressions invalidates it
- * in every backend, as restriction.c does for restrictions), and only when
- * it is not does it hand the row to gdpr._enforce_suppression(), with the
- * same trigger context and arguments.
+ * list yet, or the row brings nothing new.  The check is made by the access
+ * log's INSERT and UPDATE statement triggers (log_write.c), which see those
+ * rows anyway: a row trigger of its own cost each UPDATE a second fetch of
+ * the old row and each statement a trigger more (make bench-log).  They ask
+ * here, from a per-backend cache, whether the list is empty (a trigger on
+ * gdpr.suppressions invalidates it in every backend, as restriction.c does
+ * for restrictions), and only when it is not are the statement's new rows
+ * checked, one query for the statement.
  */
 #include "postgres.h"
 
@@ -17,8 +18,8 @@
 #include "commands/trigger.h"
 #include "executor/spi.h"
 #include "fmgr.h"
-#include "nodes/makefuncs.h"
-#include "parser/parse_func.h"
+#include "catalog/pg_type.h"
+#include "utils/builtins.h"
 #include "utils/inval.h"
 #include "utils/lsyscache.h"
 #include "utils/rel.h"
@@ -41,9 +42,9 @@ forget_list(Datum arg, Oid relid)
 	list_generation++;
 }
 
-/* Whether the suppression list is empty; asked as the extension's owner. */
-static bool
-suppression_list_empty(Oid gate_fn)
+/* Whether the suppression list is empty; asked as gate_fn's owner (the extension's). */
+bool
+crm_gdpr_suppression_list_empty(Oid gate_fn)
 {
 	uint64		generation = list_generation;
 	OwnerContext ctx;
@@ -74,41 +75,37 @@ suppression_list_empty(Oid gate_fn)
 }
 
 /*
- * gdpr._enforce_suppression(), looked up as the extension's owner (the
- * writer has no USAGE on schema gdpr; calling it needs none, like a trigger).
+ * Check the new rows of one INSERT or UPDATE of a registered subject table
+ * against the suppression list (gdpr._check_suppression(), 77_suppression.sql,
+ * once per row, with the old row of an UPDATE matched by the subject key).
+ * Called by the access log's statement trigger (log_write.c) once the list is
+ * known not to be empty; new_rows and old_rows name its transition tables
+ * (old_rows NULL for an INSERT), key_column the table's subject key.  Runs as
+ * the extension's owner: the writer has no privilege in schema gdpr.
  */
-static Oid
-enforcement_function(Oid gate_fn)
+void
+crm_gdpr_check_suppression(TriggerData *td, Oid fn_oid, const char *key_column)
 {
+	Oid			argtypes[1] = {REGCLASSOID};
+	Datum		args[1] = {ObjectIdGetDatum(RelationGetRelid(td->tg_relation))};
+	const char *key = quote_identifier(key_column);
 	OwnerContext ctx;
-	Oid			fn;
+	char	   *sql;
 
-	crm_gdpr_enter_owner_context(gate_fn, &ctx);
-	fn = LookupFuncName(list_make2(makeString("gdpr"), makeString("_enforce_suppression")), 0, NULL, false);
+	if (td->tg_oldtable != NULL)
+		sql = psprintf("SELECT gdpr._check_suppression($1, to_jsonb(n), to_jsonb(o)) "
+					   "FROM gdpr_new n LEFT JOIN gdpr_old o ON o.%s = n.%s "
+					   "WHERE EXISTS (SELECT FROM gdpr.subject_tables s WHERE s.tbl = $1)", key, key);
+	else
+		sql = "SELECT gdpr._check_suppression($1, to_jsonb(n), NULL) FROM gdpr_new n "
+			"WHERE EXISTS (SELECT FROM gdpr.subject_tables s WHERE s.tbl = $1)";
+	crm_gdpr_enter_owner_context(fn_oid, &ctx);
+	crm_gdpr_spi_check(SPI_connect(), SPI_OK_CONNECT, "connecting to SPI");
+	crm_gdpr_spi_check(SPI_register_trigger_data(td), SPI_OK_TD_REGISTER, "registering the transition tables");
+	crm_gdpr_spi_check(SPI_execute_with_args(sql, 1, argtypes, args, NULL, false, 0),
+					   SPI_OK_SELECT, "checking the new rows against the suppression list");
+	crm_gdpr_spi_check(SPI_finish(), SPI_OK_FINISH, "finishing with SPI");
 	crm_gdpr_leave_owner_context(&ctx);
-	return fn;
-}
-
-/* gdpr._suppression_gate(): BEFORE INSERT OR UPDATE ... FOR EACH ROW on subject tables. */
-PG_FUNCTION_INFO_V1(gdpr_suppression_gate);
-Datum
-gdpr_suppression_gate(PG_FUNCTION_ARGS)
-{
-	TriggerData *td = (TriggerData *) fcinfo->context;
-	Oid			check;
-	FmgrInfo	flinfo;
-	LOCAL_FCINFO(call, 0);
-
-	if (!CALLED_AS_TRIGGER(fcinfo) || !TRIGGER_FIRED_BEFORE(td->tg_event) || !TRIGGER_FIRED_FOR_ROW(td->tg_event))
-		ereport(ERROR,
-				(errcode(ERRCODE_E_R_I_E_TRIGGER_PROTOCOL_VIOLATED),
-				 errmsg("gdpr._suppression_gate() must be a BEFORE row trigger")));
-	if (suppression_list_empty(fcinfo->flinfo->fn_oid))
-		return PointerGetDatum(TRIGGER_FIRED_BY_UPDATE(td->tg_event) ? td->tg_newtuple : td->tg_trigtuple);
-	check = enforcement_function(fcinfo->flinfo->fn_oid);
-	fmgr_info(check, &flinfo);
-	InitFunctionCallInfoData(*call, &flinfo, 0, InvalidOid, fcinfo->context, NULL);
-	return FunctionCallInvoke(call);
 }
 
 /* gdpr._suppressions_changed(): statement trigger on gdpr.suppressions. */

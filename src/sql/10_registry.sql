@@ -625,9 +625,6 @@ $$;
 CREATE FUNCTION gdpr.classify(tbl regclass, col name, category text, purpose text,
                               legal_basis text, justification text DEFAULT NULL) RETURNS void
   LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
-DECLARE
-  was_contact boolean := EXISTS (SELECT FROM gdpr.personal_columns x WHERE x.tbl = classify.tbl
-                                    AND x.col = classify.col AND x.category = 'contact');
 BEGIN
   justification := nullif(btrim(justification), '');
   PERFORM gdpr._registered(tbl);
@@ -653,10 +650,6 @@ BEGIN
     ON CONFLICT ON CONSTRAINT personal_columns_pkey DO UPDATE
       SET category = excluded.category, legal_basis = excluded.legal_basis,
           justification = excluded.justification, classified_at = now(), classified_by = session_user;
-  -- Issue 23.3: the suppression trigger of a subject table names its contact columns (76_departures.sql).
-  IF category = 'contact' OR was_contact THEN
-    PERFORM gdpr._attach_subject_triggers(tbl);
-  END IF;
 END
 $$;
 

@@ -21,7 +21,7 @@ CREATE FUNCTION gdpr._trigger_names() RETURNS name[]
 -- Those it keeps on registered subject tables only (76_departures.sql, issue 23).
 CREATE FUNCTION gdpr._subject_trigger_names() RETURNS name[]
   LANGUAGE sql IMMUTABLE PARALLEL SAFE
-  RETURN ARRAY['gdpr_subject_departed', 'gdpr_suppression']::name[];
+  RETURN ARRAY['gdpr_subject_departed']::name[];
 
 
 -- Restriction stops reads (Art. 18): a RESTRICTIVE row-level security policy

@@ -131,10 +131,8 @@ BEGIN
     EXECUTE format('CREATE OR REPLACE TRIGGER gdpr_subject_departed AFTER DELETE ON %s
                       REFERENCING OLD TABLE AS gdpr_gone
                       FOR EACH STATEMENT EXECUTE FUNCTION gdpr._subjects_departed()', tbl);
-    -- The suppression list, where data enters (77_suppression.sql).
-    EXECUTE format('CREATE OR REPLACE TRIGGER gdpr_suppression BEFORE INSERT OR UPDATE ON %s
-                      FOR EACH ROW EXECUTE FUNCTION gdpr._suppression_gate(%s)', tbl,
-                   (SELECT string_agg(quote_literal(x), ', ') FROM unnest(gdpr._contact_columns(tbl)) x));
+    -- The suppression list, where data enters (77_suppression.sql), is checked
+    -- by the access log's INSERT and UPDATE triggers (log_write.c).
     IF NOT was_open THEN
       PERFORM gdpr._own_ddl(false);
     END IF;

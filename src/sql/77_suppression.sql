@@ -66,44 +66,33 @@ CREATE FUNCTION gdpr._suppression_reason(s gdpr.suppressions) RETURNS text
                                   coalesce(e.erased_at, s.created_at)::date, coalesce(e.request_id::text, '(none recorded)'))
                       FROM (SELECT) one LEFT JOIN gdpr.erasures e ON e.id = s.erasure_id) END;
 
--- The row trigger itself is C (src/suppression_gate.c): while the list is
--- empty (cached per backend, invalidated by the trigger below) a row costs
--- no query and no PL/pgSQL call; otherwise it hands the row to
--- gdpr._enforce_suppression() below, with the same arguments.
-CREATE FUNCTION gdpr._suppression_gate() RETURNS trigger
-  LANGUAGE c AS 'MODULE_PATHNAME', 'gdpr_suppression_gate';
+-- The check is made by the access log's INSERT and UPDATE statement triggers
+-- on registered subject tables (src/log_write.c, src/suppression_gate.c):
+-- while the list is empty (cached per backend, invalidated by the trigger
+-- below) a statement costs no query; otherwise one query per statement hands
+-- each new row (and an UPDATE's old one) to gdpr._check_suppression().
 CREATE FUNCTION gdpr._suppressions_changed() RETURNS trigger
   LANGUAGE c AS 'MODULE_PATHNAME', 'gdpr_suppressions_changed';
 CREATE TRIGGER suppressions_changed AFTER INSERT OR UPDATE OR DELETE OR TRUNCATE ON gdpr.suppressions
   FOR EACH STATEMENT EXECUTE FUNCTION gdpr._suppressions_changed();
 
--- BEFORE INSERT OR UPDATE, FOR EACH ROW, on registered subject tables; its
--- arguments are the table's contact columns when it was attached (the
--- registry is read instead when one of them is gone, renamed).  A row that
--- brings no new e-mail address or phone number costs expressions only, no
--- query; one that does costs a look at the list (and a probe when it is
--- not empty).
-CREATE FUNCTION gdpr._enforce_suppression() RETURNS trigger
-  LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+-- One row written to subject table tbl (old_row: before an UPDATE, else
+-- NULL).  A row that brings no new e-mail address or phone number costs
+-- expressions only, no query; one that does costs a probe of the list.
+-- Refuses the statement (crm_gdpr.suppression_mode = refuse), or flags the
+-- row (flag).
+CREATE FUNCTION gdpr._check_suppression(tbl regclass, new_row jsonb, old_row jsonb) RETURNS void
+  LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
-  new_row jsonb;
-  old_row jsonb;
-  cols name[] := TG_ARGV::name[];
+  cols name[] := gdpr._contact_columns(tbl);
   brought text[] := '{}';       -- contact columns whose new value is an e-mail address or a phone
   mode text := gdpr._suppression_mode();
   c name;
   v text;
   s gdpr.suppressions;
 BEGIN
-  -- Nothing to compare with (no one suppressed yet, or the check is off):
-  -- the row goes through before it is even looked at.
-  IF mode = 'off' OR NOT EXISTS (SELECT FROM gdpr.suppressions) THEN
-    RETURN NEW;
-  END IF;
-  new_row := to_jsonb(NEW);
-  old_row := CASE WHEN TG_OP = 'UPDATE' THEN to_jsonb(OLD) END;
-  IF cols IS NULL OR EXISTS (SELECT FROM unnest(cols) x WHERE NOT new_row ? x) THEN
-    cols := gdpr._contact_columns(TG_RELID);
+  IF mode = 'off' THEN
+    RETURN;
   END IF;
   FOREACH c IN ARRAY cols LOOP
     v := new_row ->> c;
@@ -111,29 +100,25 @@ BEGIN
       brought := brought || c::text;
     END IF;
   END LOOP;
-  IF cardinality(brought) = 0 THEN
-    RETURN NEW;
-  END IF;
-  IF NOT gdpr._has_key() THEN
-    RETURN NEW;
+  IF cardinality(brought) = 0 OR NOT gdpr._has_key() THEN
+    RETURN;
   END IF;
   FOREACH c IN ARRAY brought LOOP
     v := new_row ->> c;
     SELECT * INTO s FROM gdpr.suppressions x WHERE x.ref = gdpr._contact_ref(v);
     CONTINUE WHEN NOT FOUND;
     IF mode = 'refuse' THEN
-      RAISE EXCEPTION '%.% is on the suppression list', gdpr.qualified_name(TG_RELID), c
+      RAISE EXCEPTION '%.% is on the suppression list', gdpr.qualified_name(tbl), c
         USING ERRCODE = 'check_violation',
               DETAIL = format('This %s belongs to a person who must not be contacted or recorded again (%s).',
                               CASE s.kind WHEN 'email' THEN 'e-mail address' ELSE 'phone number' END, s.reason),
               HINT = gdpr._suppression_reason(s);
     END IF;
     INSERT INTO gdpr.suppression_flags (subject_table, subject_id, col, ref)
-      VALUES (TG_RELID, new_row ->> (SELECT st.id_column FROM gdpr.subject_tables st WHERE st.tbl = TG_RELID), c, s.ref);
-    RAISE WARNING '%.% is on the suppression list: the row is flagged', gdpr.qualified_name(TG_RELID), c
+      VALUES (tbl, new_row ->> (SELECT st.id_column FROM gdpr.subject_tables st WHERE st.tbl = _check_suppression.tbl), c, s.ref);
+    RAISE WARNING '%.% is on the suppression list: the row is flagged', gdpr.qualified_name(tbl), c
       USING HINT = gdpr._suppression_reason(s);
   END LOOP;
-  RETURN NEW;
 END
 $$;
 

@@ -133,9 +133,9 @@ SELECT throws_ok($$ALTER TABLE crm.contacts DISABLE ROW LEVEL SECURITY$$, '42501
 SELECT throws_ok($$ALTER POLICY gdpr_restriction ON crm.contacts USING (true)$$, '42501', NULL, 'nor change the policy');
 SELECT throws_ok($$ALTER POLICY gdpr_restriction ON crm.contacts TO crm_gdpr_t_owner$$, '42501', NULL, 'nor its roles');
 SELECT throws_ok($$ALTER POLICY gdpr_restriction ON crm.contacts RENAME TO x$$, '42501', NULL, 'nor rename it');
-SELECT throws_ok($$DROP TRIGGER gdpr_suppression ON crm.contacts$$, '42501', NULL, 'nor drop the suppression trigger');
-SELECT throws_ok($$ALTER TABLE crm.contacts DISABLE TRIGGER gdpr_suppression$$, '42501', NULL, 'nor disable it');
-SELECT throws_ok($$ALTER TRIGGER gdpr_suppression ON crm.contacts RENAME TO x$$, '42501', NULL, 'nor rename it');
+SELECT throws_ok($$DROP TRIGGER gdpr_log_update ON crm.contacts$$, '42501', NULL, 'nor drop the trigger that checks updates against the suppression list');
+SELECT throws_ok($$ALTER TABLE crm.contacts DISABLE TRIGGER gdpr_subject_departed$$, '42501', NULL, 'nor disable the departure trigger');
+SELECT throws_ok($$ALTER TRIGGER gdpr_subject_departed ON crm.contacts RENAME TO x$$, '42501', NULL, 'nor rename it');
 SELECT throws_ok($$DROP TRIGGER gdpr_subject_departed ON crm.contacts$$, '42501', NULL, 'nor the departure trigger');
 RESET ROLE;
 SELECT ok(gdpr._restriction_policy_whole('crm.contacts'::regclass), 'the policy is intact');

@@ -456,8 +456,8 @@ refused "issue 23.4" "adm, not the owner, switches the filter off for crm.contac
   "SELECT gdpr.set_restriction_reads('crm.contacts', 'off')"
 refused "issue 23.4" "plain asks the policy's function about a table it cannot read" plain sec \
   "SELECT gdpr.restriction_visible('gdpr.restrictions'::regclass, '(0,1)')"
-refused "issue 23.3" "crm_owner drops the suppression trigger" crm_owner sec "DROP TRIGGER gdpr_suppression ON crm.contacts"
-refused "issue 23.3" "crm_owner disables the suppression trigger" crm_owner sec "ALTER TABLE crm.contacts DISABLE TRIGGER gdpr_suppression"
+refused "issue 23.3" "crm_owner disables the trigger that checks inserts against the suppression list" crm_owner sec "ALTER TABLE crm.contacts DISABLE TRIGGER gdpr_log_insert"
+refused "issue 23.3" "crm_owner disables the departure trigger" crm_owner sec "ALTER TABLE crm.contacts DISABLE TRIGGER gdpr_subject_departed"
 refused "issue 23.3" "crm_owner drops the departure trigger" crm_owner sec "DROP TRIGGER gdpr_subject_departed ON crm.contacts"
 out=$(as app sec "$seen_sql")
 [ "$(head -n 1 <<<"$out")" = 0 ] && ok "issue 23.4: after those attempts app still reads none of his rows" \

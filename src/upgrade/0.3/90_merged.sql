@@ -290,70 +290,9 @@ BEGIN
 END
 $$;
 
--- BEFORE INSERT OR UPDATE, FOR EACH ROW, on registered subject tables; its
--- arguments are the table's contact columns when it was attached (the
--- registry is read instead when one of them is gone, renamed).  A row that
--- brings no new e-mail address or phone number costs expressions only, no
--- query; one that does costs a look at the list (and a probe when it is
--- not empty).
-CREATE OR REPLACE FUNCTION gdpr._enforce_suppression() RETURNS trigger
-  LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
-DECLARE
-  new_row jsonb;
-  old_row jsonb;
-  cols name[] := TG_ARGV::name[];
-  brought text[] := '{}';       -- contact columns whose new value is an e-mail address or a phone
-  mode text := gdpr._suppression_mode();
-  c name;
-  v text;
-  s gdpr.suppressions;
-BEGIN
-  -- Nothing to compare with (no one suppressed yet, or the check is off):
-  -- the row goes through before it is even looked at.
-  IF mode = 'off' OR NOT EXISTS (SELECT FROM gdpr.suppressions) THEN
-    RETURN NEW;
-  END IF;
-  new_row := to_jsonb(NEW);
-  old_row := CASE WHEN TG_OP = 'UPDATE' THEN to_jsonb(OLD) END;
-  IF cols IS NULL OR EXISTS (SELECT FROM unnest(cols) x WHERE NOT new_row ? x) THEN
-    cols := gdpr._contact_columns(TG_RELID);
-  END IF;
-  FOREACH c IN ARRAY cols LOOP
-    v := new_row ->> c;
-    IF v IS DISTINCT FROM old_row ->> c AND (v LIKE '%@%' OR length(regexp_replace(v, '[^0-9]', '', 'g')) >= 6) THEN
-      brought := brought || c::text;
-    END IF;
-  END LOOP;
-  IF cardinality(brought) = 0 THEN
-    RETURN NEW;
-  END IF;
-  IF NOT gdpr._has_key() THEN
-    RETURN NEW;
-  END IF;
-  FOREACH c IN ARRAY brought LOOP
-    v := new_row ->> c;
-    SELECT * INTO s FROM gdpr.suppressions x WHERE x.ref = gdpr._contact_ref(v);
-    CONTINUE WHEN NOT FOUND;
-    IF mode = 'refuse' THEN
-      RAISE EXCEPTION '%.% is on the suppression list', gdpr.qualified_name(TG_RELID), c
-        USING ERRCODE = 'check_violation',
-              DETAIL = format('This %s belongs to a person who must not be contacted or recorded again (%s).',
-                              CASE s.kind WHEN 'email' THEN 'e-mail address' ELSE 'phone number' END, s.reason),
-              HINT = gdpr._suppression_reason(s);
-    END IF;
-    INSERT INTO gdpr.suppression_flags (subject_table, subject_id, col, ref)
-      VALUES (TG_RELID, new_row ->> (SELECT st.id_column FROM gdpr.subject_tables st WHERE st.tbl = TG_RELID), c, s.ref);
-    RAISE WARNING '%.% is on the suppression list: the row is flagged', gdpr.qualified_name(TG_RELID), c
-      USING HINT = gdpr._suppression_reason(s);
-  END LOOP;
-  RETURN NEW;
-END
-$$;
 
 
--- The suppression trigger's fast path in C (src/suppression_gate.c).
-CREATE FUNCTION gdpr._suppression_gate() RETURNS trigger
-  LANGUAGE c AS 'MODULE_PATHNAME', 'gdpr_suppression_gate';
+-- The suppression list's cache in every backend (src/suppression_gate.c).
 CREATE FUNCTION gdpr._suppressions_changed() RETURNS trigger
   LANGUAGE c AS 'MODULE_PATHNAME', 'gdpr_suppressions_changed';
 CREATE TRIGGER suppressions_changed AFTER INSERT OR UPDATE OR DELETE OR TRUNCATE ON gdpr.suppressions
@@ -370,10 +309,8 @@ BEGIN
     EXECUTE format('CREATE OR REPLACE TRIGGER gdpr_subject_departed AFTER DELETE ON %s
                       REFERENCING OLD TABLE AS gdpr_gone
                       FOR EACH STATEMENT EXECUTE FUNCTION gdpr._subjects_departed()', tbl);
-    -- The suppression list, where data enters (77_suppression.sql).
-    EXECUTE format('CREATE OR REPLACE TRIGGER gdpr_suppression BEFORE INSERT OR UPDATE ON %s
-                      FOR EACH ROW EXECUTE FUNCTION gdpr._suppression_gate(%s)', tbl,
-                   (SELECT string_agg(quote_literal(x), ', ') FROM unnest(gdpr._contact_columns(tbl)) x));
+    -- The suppression list, where data enters (77_suppression.sql), is checked
+    -- by the access log's INSERT and UPDATE triggers (log_write.c).
     IF NOT was_open THEN
       PERFORM gdpr._own_ddl(false);
     END IF;
