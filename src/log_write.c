@@ -101,6 +101,9 @@ typedef struct LoggedTable
 	TupleDesc	desc;
 	TupleTableSlot *slot;
 	TupleTableSlot *old_slot;
+	/* The last statement's columns and their names, joined: most repeat. */
+	Bitmapset  *columns;
+	char	   *joined;
 } LoggedTable;
 
 static LoggedTable tables[TABLE_CACHE_SIZE];
@@ -124,6 +127,9 @@ static void
 forget_table(LoggedTable *t)
 {
 	pfree(t->name);
+	bms_free(t->columns);
+	if (t->joined)
+		pfree(t->joined);
 	ExecDropSingleTupleTableSlot(t->slot);
 	ExecDropSingleTupleTableSlot(t->old_slot);
 	FreeTupleDesc(t->desc);
@@ -164,6 +170,8 @@ logged_table(TriggerData *td)
 	t->desc = CreateTupleDescCopy(RelationGetDescr(rel));
 	t->slot = MakeSingleTupleTableSlot(t->desc, &TTSOpsMinimalTuple);
 	t->old_slot = MakeSingleTupleTableSlot(t->desc, &TTSOpsMinimalTuple);
+	t->columns = NULL;
+	t->joined = NULL;
 	MemoryContextSwitchTo(old);
 	t->trigger = td->tg_trigger->tgoid;
 	t->relid = RelationGetRelid(rel);
@@ -342,22 +350,33 @@ summarise_far_subjects(TriggerData *td, WriteSummary *sum)
 
 /* --- to the transaction's fold (log_write_fold.c) ------------------------ */
 
-static char *
-joined_columns(Relation rel, Bitmapset *columns)
+/* The names of the columns written, joined; NULL for none. */
+static const char *
+joined_columns(LoggedTable *t, Bitmapset *columns)
 {
 	StringInfoData buf;
 	int			attnum = -1;
+	MemoryContext old;
 
 	if (bms_is_empty(columns))
 		return NULL;
+	if (t->joined != NULL && bms_equal(columns, t->columns))
+		return t->joined;
+	old = MemoryContextSwitchTo(TopMemoryContext);
 	initStringInfo(&buf);
 	while ((attnum = bms_next_member(columns, attnum)) >= 0)
 	{
 		if (buf.len > 0)
 			appendStringInfoChar(&buf, LOG_LIST_SEPARATOR);
-		appendStringInfoString(&buf, NameStr(TupleDescAttr(RelationGetDescr(rel), attnum - 1)->attname));
+		appendStringInfoString(&buf, NameStr(TupleDescAttr(t->desc, attnum - 1)->attname));
 	}
-	return buf.data;
+	bms_free(t->columns);
+	if (t->joined)
+		pfree(t->joined);
+	t->columns = bms_copy(columns);
+	t->joined = buf.data;
+	MemoryContextSwitchTo(old);
+	return t->joined;
 }
 
 /* The subjects' ids as they are: the log writer pseudonymises them (issue 24.5). */
@@ -382,7 +401,7 @@ subject_ids(WriteSummary *sum, int *n)
 
 /* Who, from where, why (as the read hook sees them), and what: to the fold. */
 static void
-fold_statement(Relation rel, const char *table_name, const char *operation, WriteSummary *sum, const char *role,
+fold_statement(Relation rel, LoggedTable *table, const char *operation, WriteSummary *sum, const char *role,
 			   bool truncate)
 {
 	LogRecord	session;
@@ -396,8 +415,8 @@ fold_statement(Relation rel, const char *table_name, const char *operation, Writ
 	st.strings[WS_APPNAME] = session.appname;
 	st.strings[WS_CLIENT] = session.client;
 	st.strings[WS_OPERATION] = operation;
-	st.strings[WS_TABLE_NAME] = table_name;
-	st.strings[WS_COLUMNS] = joined_columns(rel, sum->columns);
+	st.strings[WS_TABLE_NAME] = table->name;
+	st.strings[WS_COLUMNS] = joined_columns(table, sum->columns);
 	st.strings[WS_PURPOSE] = session.purpose;
 	st.truncate = truncate;
 	st.rows = sum->rows;
@@ -483,7 +502,7 @@ gdpr_log_write(PG_FUNCTION_ARGS)
 		crm_gdpr_spi_check(SPI_finish(), SPI_OK_FINISH, "finishing with SPI");
 		crm_gdpr_leave_owner_context(&ctx);
 	}
-	fold_statement(td->tg_relation, table->name, operation, &sum, role, truncate);
+	fold_statement(td->tg_relation, table, operation, &sum, role, truncate);
 	return PointerGetDatum(NULL);
 }
 
