@@ -49,5 +49,7 @@ extern void crm_gdpr_refuse_restricted_write(struct TriggerData *td, Oid fn_oid,
 /* suppression_gate.c: whether the suppression list is empty (cached); check a statement's new rows */
 extern bool crm_gdpr_suppression_list_empty(Oid fn_oid);
 extern void crm_gdpr_check_suppression(struct TriggerData *td, Oid fn_oid, const char *key_column);
+/* own_ddl.c: open or close the door of the extension's own DDL; its previous state */
+extern bool crm_gdpr_set_own_ddl(bool open);
 
 #endif							/* CRM_GDPR_H */

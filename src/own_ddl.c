@@ -75,6 +75,17 @@ gdpr_own_ddl(PG_FUNCTION_ARGS)
 	PG_RETURN_VOID();
 }
 
+/* The same for C code (restriction_dormant.c): the door's previous state, to put back. */
+bool
+crm_gdpr_set_own_ddl(bool open)
+{
+	bool		was = own_ddl;
+
+	register_callbacks();
+	own_ddl = open;
+	return was;
+}
+
 /* gdpr._own_ddl_active(): whether the DDL now running is the extension's. */
 PG_FUNCTION_INFO_V1(gdpr_own_ddl_active);
 Datum

@@ -11,7 +11,9 @@
  *   query's memory): is anything to be hidden at all?  Not when the setting
  *   crm_gdpr.restriction_reads is off, for the extension's own statements,
  *   while no restriction is in force anywhere (restriction.c's per-backend
- *   cache: the usual case, a function call per row and nothing more), for
+ *   cache: a function call per row and nothing more; it happens only until
+ *   the last lift has disarmed the policy, which while nobody is restricted
+ *   is USING (true) and calls nothing: restriction_dormant.c), for
  *   gdpr_admin, or when no subject of this table's subject table is
  *   restricted.
  * - A table whose rows hold their subject's key (the subject table, a table

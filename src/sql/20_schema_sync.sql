@@ -257,11 +257,18 @@ DECLARE
 BEGIN
   PERFORM gdpr._set_ddl_start_state(NULL);
   IF before IS NOT NULL AND NOT gdpr._own_ddl_active() THEN
-    SELECT string_agg(t::regclass::text, ', ' ORDER BY t::regclass::text) INTO broken
-      FROM unnest(before) t
-     WHERE NOT t = ANY (gdpr._whole_tables())
-       AND EXISTS (SELECT FROM pg_class x WHERE x.oid = t)
-       AND t IN (SELECT gdpr._registered_relations());
+    SELECT string_agg(b.t::regclass::text, ', ' ORDER BY b.t::regclass::text) INTO broken
+      FROM (SELECT t FROM unnest(before) t
+             WHERE NOT t = ANY (gdpr._whole_tables())
+               AND EXISTS (SELECT FROM pg_class x WHERE x.oid = t)
+               AND t IN (SELECT gdpr._registered_relations())
+            -- Any ALTER POLICY of the extension's policies, even one that
+            -- leaves the expression as it was (USING (true) while dormant):
+            -- only the extension changes them, with the restrictions' state.
+            UNION SELECT p.polrelid FROM pg_event_trigger_ddl_commands() x
+                    JOIN pg_policy p ON x.classid = 'pg_policy'::regclass AND p.oid = x.objid
+                   WHERE x.command_tag = 'ALTER POLICY' AND p.polname IN ('gdpr_restriction', 'gdpr_restriction_open')
+                     AND p.polrelid IN (SELECT gdpr._registered_relations())) b;
     IF broken IS NOT NULL THEN
       RAISE EXCEPTION 'the extension''s triggers and row-level security policy on registered tables cannot be dropped, renamed, changed or disabled'
         USING ERRCODE = 'insufficient_privilege',

@@ -27,7 +27,9 @@ CREATE FUNCTION gdpr._subject_trigger_names() RETURNS name[]
 -- Restriction stops reads (Art. 18): a RESTRICTIVE row-level security policy
 -- on every registered table and its partitions and children, FOR SELECT, for
 -- every role; src/restriction_reads.c answers it (nothing hidden from
--- gdpr_admin, nearly no cost while nobody is restricted).  Row-level security
+-- gdpr_admin).  While nobody is restricted the policy is dormant, USING
+-- (true), which costs nothing per row; the first restriction arms it on
+-- every table, the last lift disarms it (src/restriction_dormant.c).  Row-level security
 -- lets a role see nothing without a permissive policy: a table that had it
 -- off gets one that lets everyone see every row (gdpr_restriction_open),
 -- which is what it did before; a table that had it on keeps its own
@@ -40,11 +42,18 @@ CREATE FUNCTION gdpr._subject_trigger_names() RETURNS name[]
 CREATE FUNCTION gdpr._restriction_qual(col text) RETURNS text
   LANGUAGE sql IMMUTABLE PARALLEL SAFE
   RETURN 'gdpr.restriction_visible(tableoid, ctid' || CASE WHEN col <> '' THEN ', ' || quote_ident(col) ELSE '' END || ')';
+-- The expression in a state: the one above while armed, true while dormant.
+CREATE FUNCTION gdpr._restriction_policy_qual(col text, armed boolean) RETURNS text
+  LANGUAGE sql IMMUTABLE PARALLEL SAFE
+  RETURN CASE WHEN armed THEN gdpr._restriction_qual(col) ELSE 'true' END;
 
+-- The policy is created in the state read under the lock of the flips
+-- (gdpr._restriction_policy_armed, held to the end of the transaction): a
+-- restriction placed meanwhile waits, then arms this table too.
 CREATE FUNCTION gdpr._attach_restriction_policy(tbl regclass, col text) RETURNS void
   LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
-  qual text := gdpr._restriction_qual(col);
+  qual text := gdpr._restriction_policy_qual(col, gdpr._restriction_policy_armed());
   current_qual text := (SELECT pg_get_expr(p.polqual, p.polrelid) FROM pg_policy p
                          WHERE p.polrelid = tbl AND p.polname = 'gdpr_restriction');
 BEGIN
@@ -107,7 +116,9 @@ END
 $$;
 
 -- Whether tbl's restriction policy is in place, switched on and unchanged
--- (tbl: a registered table or a partition of one).
+-- (tbl: a registered table or a partition of one): armed, or dormant while
+-- no restriction is active (an armed policy with nobody restricted is only
+-- a disarm that has not happened yet: src/restriction_dormant.c).
 CREATE FUNCTION gdpr._restriction_policy_whole(tbl oid) RETURNS boolean
   LANGUAGE plpgsql STABLE SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
@@ -121,7 +132,9 @@ BEGIN
          AND EXISTS (SELECT FROM pg_policy p
                       WHERE p.polrelid = tbl AND p.polname = 'gdpr_restriction' AND NOT p.polpermissive
                         AND p.polcmd = 'r' AND p.polroles = '{0}'
-                        AND pg_get_expr(p.polqual, p.polrelid) = gdpr._restriction_qual(gdpr._log_subject_column(reg)));
+                        AND pg_get_expr(p.polqual, p.polrelid)
+                            IN (gdpr._restriction_qual(gdpr._log_subject_column(reg)),
+                                gdpr._restriction_policy_qual('', gdpr._restrictions_active())));
 END
 $$;
 

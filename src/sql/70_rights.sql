@@ -297,6 +297,36 @@ CREATE FUNCTION gdpr._restrictions_changed() RETURNS trigger
 CREATE TRIGGER restrictions_changed AFTER INSERT OR UPDATE OR DELETE OR TRUNCATE ON gdpr.restrictions
   FOR EACH STATEMENT EXECUTE FUNCTION gdpr._restrictions_changed();
 
+-- The gdpr_restriction policies are armed while a restriction is active,
+-- dormant (USING (true): no cost per row read) while none is
+-- (src/restriction_dormant.c): every change of gdpr.restrictions makes them
+-- follow, whoever makes it.
+CREATE FUNCTION gdpr._restrictions_active() RETURNS boolean
+  LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp
+  RETURN EXISTS (SELECT FROM gdpr.restrictions r WHERE r.lifted_at IS NULL);
+-- The registered relations (partitions and children included) whose policy
+-- is not yet in the state armed, with the expression it needs.
+CREATE FUNCTION gdpr._restriction_policy_drift(armed boolean) RETURNS TABLE (tbl regclass, qual text)
+  LANGUAGE plpgsql STABLE SET search_path = pg_catalog, pg_temp AS $$
+BEGIN
+  -- STABLE: it reads with its caller's snapshot (a fresh one, restriction_dormant.c).
+  RETURN QUERY
+    SELECT y.t, q.qual
+      FROM (SELECT r.tbl AS t, r.tbl AS reg FROM gdpr.registered_tables r
+            UNION SELECT gdpr._descendants(r.tbl), r.tbl FROM gdpr.registered_tables r) y
+      JOIN pg_policy p ON p.polrelid = y.t AND p.polname = 'gdpr_restriction'
+      CROSS JOIN LATERAL (SELECT gdpr._restriction_policy_qual(gdpr._log_subject_column(y.reg), armed) AS qual) q
+     WHERE pg_get_expr(p.polqual, p.polrelid) IS DISTINCT FROM q.qual
+     ORDER BY y.t;
+END
+$$;
+CREATE FUNCTION gdpr._restriction_policy_armed() RETURNS boolean
+  LANGUAGE c VOLATILE AS 'MODULE_PATHNAME', 'gdpr_restriction_policy_armed';
+CREATE FUNCTION gdpr._restriction_policy_follow() RETURNS trigger
+  LANGUAGE c AS 'MODULE_PATHNAME', 'gdpr_restriction_policy_follow';
+CREATE TRIGGER restrictions_policy AFTER INSERT OR UPDATE OR DELETE OR TRUNCATE ON gdpr.restrictions
+  FOR EACH STATEMENT EXECUTE FUNCTION gdpr._restriction_policy_follow();
+
 CREATE FUNCTION gdpr.is_restricted(subject_id text, subject_table regclass DEFAULT NULL) RETURNS boolean
   LANGUAGE sql STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp
   RETURN EXISTS (SELECT FROM gdpr.restrictions r

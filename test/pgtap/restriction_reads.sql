@@ -4,7 +4,7 @@
 -- is logged, and the policy that does it cannot be dropped or switched off;
 -- nor can the subject tables' suppression and departure triggers (issue 23.3).
 BEGIN;
-SELECT plan(53);
+SELECT plan(70);
 
 \set QUIET on
 SET client_min_messages = warning;
@@ -37,6 +37,13 @@ GRANT SELECT ON ALL TABLES IN SCHEMA crm TO crm_gdpr_t_reader;
 ALTER TABLE crm.contacts OWNER TO crm_gdpr_t_owner;
 INSERT INTO crm.private_notes (contact_id, author, note) VALUES (12, 'crm_gdpr_t_app', 'his'), (11, 'crm_gdpr_t_app', 'other');
 
+-- The plan of a query, as lines.
+CREATE FUNCTION pg_temp.plan(q text) RETURNS SETOF text LANGUAGE plpgsql AS $$
+BEGIN
+  RETURN QUERY EXECUTE 'EXPLAIN (COSTS OFF, VERBOSE) ' || q;
+END
+$$;
+GRANT EXECUTE ON FUNCTION pg_temp.plan(text) TO PUBLIC;
 -- What a role sees of contact 12 and of contact 11, in every table.
 CREATE FUNCTION pg_temp.seen(id bigint) RETURNS bigint LANGUAGE sql AS $$
   SELECT (SELECT count(*) FROM crm.contacts c WHERE c.id = $1)
@@ -65,7 +72,25 @@ SELECT is((SELECT count(*) FROM pg_policy WHERE polrelid = 'crm.contacts'::regcl
           'a table that had row-level security off gets a permissive policy showing every row');
 SELECT is((SELECT array_agg(polname::text ORDER BY polname) FROM pg_policy WHERE polrelid = 'crm.private_notes'::regclass),
           ARRAY['gdpr_restriction', 'own_notes'], 'a table with policies of its own only gets the restrictive one');
+-- Dormant while nobody is restricted: USING (true), folded away by the planner.
+CREATE FUNCTION pg_temp.policies(qual text) RETURNS bigint LANGUAGE sql AS $$
+  SELECT count(*) FROM pg_policy p
+   WHERE p.polname = 'gdpr_restriction' AND p.polrelid IN (SELECT gdpr._registered_relations())
+     AND (pg_get_expr(p.polqual, p.polrelid) = $1) = ($1 = 'true')
+$$;
+SELECT count(*) AS all_policies FROM pg_policy p
+ WHERE p.polname = 'gdpr_restriction' AND p.polrelid IN (SELECT gdpr._registered_relations()) \gset
+SELECT is(pg_temp.policies('true'), :all_policies::bigint,
+          'nobody restricted: every policy (partitions included) is dormant, USING (true)');
+SELECT ok(:all_policies >= 8, 'there are policies to count');
 SET LOCAL ROLE crm_gdpr_t_app;
+SELECT ok((SELECT string_agg(x, ' ') FROM (SELECT * FROM pg_temp.plan('SELECT * FROM crm.contacts WHERE id = 12')) p(x))
+            NOT LIKE '%restriction_visible%', 'the application''s plan evaluates nothing per row');
+SELECT throws_ok($$SELECT gdpr._restriction_policy_armed()$$, '42501', NULL, 'the application cannot take the flips'' lock');
+SELECT throws_ok($$INSERT INTO gdpr.restrictions (subject_table, subject_id, reason) VALUES ('crm.contacts', '12', 'x')$$,
+                 '42501', NULL, 'nor arm the policies by writing gdpr.restrictions');
+SELECT throws_ok($$ALTER POLICY gdpr_restriction ON crm.contacts USING (gdpr.restriction_visible(tableoid, ctid, id))$$,
+                 '42501', NULL, 'nor by ALTER POLICY');
 SELECT is(pg_temp.seen(12), :all_12::bigint, 'nobody restricted: the application sees everything');
 SELECT is((SELECT count(*) FROM crm.private_notes), 2::bigint, 'and the table''s own policies still apply');
 RESET ROLE;
@@ -75,6 +100,17 @@ RESET ROLE;
 
 -------------------------------------------------------------- restricted
 SELECT gdpr.restrict_subject('12', 'accuracy contested') IS NULL AS restricted \gset
+SELECT is(pg_temp.policies('armed'), :all_policies::bigint, 'restricted: every policy is armed, partitions included');
+SET LOCAL ROLE crm_gdpr_t_app;
+SELECT ok((SELECT string_agg(x, ' ') FROM (SELECT * FROM pg_temp.plan('SELECT * FROM crm.contacts WHERE id = 12')) p(x))
+            LIKE '%restriction_visible%', 'the application''s plan filters each row');
+RESET ROLE;
+SET client_min_messages = warning;
+CREATE TABLE crm.visits_2027 PARTITION OF crm.visits FOR VALUES FROM ('2027-01-01') TO ('2028-01-01');
+RESET client_min_messages;
+SELECT is((SELECT pg_get_expr(polqual, polrelid) FROM pg_policy WHERE polrelid = 'crm.visits_2027'::regclass
+             AND polname = 'gdpr_restriction'), 'gdpr.restriction_visible(tableoid, ctid, contact_id)',
+          'a partition created while armed gets the armed policy');
 SET LOCAL ROLE crm_gdpr_t_app;
 SELECT is(pg_temp.seen(12), 0::bigint, 'restricted: the application sees none of his rows, in any table');
 SELECT is(pg_temp.seen(11), :all_11::bigint, 'others are not affected');
@@ -188,10 +224,33 @@ SELECT is((SELECT count(*) FROM crm.interactions WHERE contact_id = 12), 0::bigi
 RESET ROLE;
 
 -------------------------------------------------------------- lifted, unregistered
+SELECT gdpr.restrict_subject('13', 'objection pending') IS NULL AS restricted \gset
 SELECT gdpr.lift_restriction('12', 'checked') IS NULL AS lifted \gset
+SELECT count(*) AS all_policies FROM pg_policy p
+ WHERE p.polname = 'gdpr_restriction' AND p.polrelid IN (SELECT gdpr._registered_relations()) \gset
+SELECT is(pg_temp.policies('armed'), :all_policies::bigint, 'one of two lifted: every policy stays armed');
 SET LOCAL ROLE crm_gdpr_t_app;
 SELECT is(pg_temp.seen(12), :all_12::bigint, 'lifted: the application sees his rows again');
+SELECT is((SELECT count(*) FROM crm.contacts WHERE id = 13), 0::bigint, 'the other is still hidden');
 RESET ROLE;
+SELECT gdpr.lift_restriction('13', 'settled') IS NULL AS lifted \gset
+SELECT is(pg_temp.policies('true'), :all_policies::bigint, 'the last one lifted: every policy is dormant again');
+SET client_min_messages = warning;
+CREATE TABLE crm.visits_2028 PARTITION OF crm.visits FOR VALUES FROM ('2028-01-01') TO ('2029-01-01');
+RESET client_min_messages;
+SELECT is((SELECT pg_get_expr(polqual, polrelid) FROM pg_policy WHERE polrelid = 'crm.visits_2028'::regclass
+             AND polname = 'gdpr_restriction'), 'true', 'a partition created while dormant gets the dormant policy');
+SET LOCAL ROLE crm_gdpr_t_owner;
+SELECT throws_ok($$ALTER POLICY gdpr_restriction ON crm.contacts USING (true)$$, '42501', NULL,
+                 'the owner cannot ALTER the dormant policy either, even to what it says');
+RESET ROLE;
+SELECT throws_ok($$ALTER POLICY gdpr_restriction ON crm.contacts USING (true)$$, '42501', NULL, 'nor can a superuser');
+SELECT ok(gdpr._restriction_policy_whole('crm.contacts'::regclass), 'the dormant policy is whole');
+SELECT gdpr.restrict_subject('13', 'again') IS NULL AS restricted \gset
+SET LOCAL ROLE crm_gdpr_t_app;
+SELECT is((SELECT count(*) FROM crm.contacts WHERE id = 13), 0::bigint, 'restricted again: armed again, hidden');
+RESET ROLE;
+SELECT gdpr.lift_restriction('13', 'settled') IS NULL AS lifted \gset
 SELECT gdpr.unregister_table('crm.marketing_events') IS NULL AS unregistered \gset
 SELECT ok(NOT EXISTS (SELECT FROM pg_policy WHERE polrelid = 'crm.marketing_events'::regclass)
           AND NOT (SELECT relrowsecurity FROM pg_class WHERE oid = 'crm.marketing_events'::regclass),

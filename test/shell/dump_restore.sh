@@ -62,12 +62,17 @@ SQL
 before=$(snapshot dump_src)
 [ "$(grep -c '^pd' <<<"$before")" -ge 15 ] || fail "registry not filled: $before"
 
-dump=$(mktemp /tmp/crm_gdpr_dump.XXXXXX)
-pg_dump -Fc -d dump_src -f "$dump"
-dropdb --if-exists dump_dst
-createdb dump_dst
-pg_restore -d dump_dst --exit-on-error "$dump" || fail "pg_restore failed"
-rm -f "$dump"
+# dump_into SRC DST: pg_dump of SRC restored into a new database DST.
+dump_into() {
+  local dump
+  dump=$(mktemp /tmp/crm_gdpr_dump.XXXXXX)
+  pg_dump -Fc -d "$1" -f "$dump"
+  dropdb --if-exists "$2"
+  createdb "$2"
+  pg_restore -d "$2" --exit-on-error "$dump" || fail "pg_restore of $1 into $2 failed"
+  rm -f "$dump"
+}
+dump_into dump_src dump_dst
 after=$(snapshot dump_dst)
 diff <(echo "$before") <(echo "$after") || fail "registry differs after restore"
 [ "$(grep -c '^al' <<<"$before")" -ge 10 ] || fail "the access log was not filled: $(grep '^al' <<<"$before")"
@@ -104,6 +109,21 @@ grep -q 'processing of subject "3" is restricted' <<<"$err" || fail "unexpected 
   fail "the restriction's policies were not restored: $(grep '^po' <<<"$after")"
 out=$(psql -X -d dump_dst -c 'DROP POLICY gdpr_restriction ON crm.contacts' 2>&1) && fail "the restored policy could be dropped"
 grep -q 'cannot be dropped' <<<"$out" || fail "unexpected error: $out"
-dropdb dump_src; dropdb dump_dst
+# Dumped armed (subject 3 restricted), restored armed: the diff above
+# compared the policies' expressions.  Lifted, the restored trigger disarms
+# them; dumped dormant, they are restored dormant, and still guarded.
+q -d dump_dst -c "SELECT gdpr.lift_restriction('3')" >/dev/null
+dormant=$(snapshot dump_dst | grep "^po|.*|gdpr_restriction|")
+[ "$(grep -c "^po|.*|gdpr_restriction|f|true|t" <<<"$dormant")" = "$(grep -c . <<<"$dormant")" ] ||
+  fail "nobody restricted after the restore, yet policies are armed: $dormant"
+dump_into dump_dst dump_dst2
+[ "$(snapshot dump_dst2 | grep "^po|.*|gdpr_restriction|")" = "$dormant" ] ||
+  fail "the dormant policies were not restored dormant: $(snapshot dump_dst2 | grep "^po|.*|gdpr_restriction|")"
+out=$(psql -X -d dump_dst2 -c 'ALTER POLICY gdpr_restriction ON crm.contacts USING (true)' 2>&1) &&
+  fail "the restored dormant policy could be altered"
+q -d dump_dst2 -c "SELECT gdpr.restrict_subject('3', 'again')" >/dev/null
+[ "$(psql -X -At -d dump_dst2 -c 'SET ROLE crm_gdpr_dump_app' -c 'SELECT count(*) FROM crm.contacts WHERE id = 3' | tail -1)" = 0 ] ||
+  fail "restricted after the restore of the dormant state, yet read"
+dropdb dump_src; dropdb dump_dst; dropdb dump_dst2
 q -c 'DROP OWNED BY crm_gdpr_dump_app' -c 'DROP ROLE crm_gdpr_dump_app' >/dev/null
 echo "dump/restore ok"

@@ -462,6 +462,28 @@ refused "issue 23.3" "crm_owner drops the departure trigger" crm_owner sec "DROP
 out=$(as app sec "$seen_sql")
 [ "$(head -n 1 <<<"$out")" = 0 ] && ok "issue 23.4: after those attempts app still reads none of his rows" \
   || bad "issue 23.4" "after the owner's attempts app reads the restricted subject: $(head -n 1 <<<"$out")"
+# The policy is dormant (USING (true)) while nobody is restricted: the owner
+# cannot change it then either, nor can app or plain arm or disarm it.
+policy_sql="SELECT pg_get_expr(polqual, polrelid) FROM pg_policy WHERE polrelid = 'crm.contacts'::regclass AND polname = 'gdpr_restriction'"
+refused "issue 23.4" "app lifts the restriction by writing gdpr.restrictions" app sec \
+  "UPDATE gdpr.restrictions SET lifted_at = now() WHERE lifted_at IS NULL"
+refused "issue 23.4" "app takes the lock of the policy's flips" app sec "SELECT gdpr._restriction_policy_armed()"
+as adm sec "SELECT gdpr.lift_restriction('$id', 'settled')" >/dev/null
+[ "$(su sec "$policy_sql")" = true ] && ok "issue 23.4: nobody restricted, the policy is dormant" \
+  || bad "issue 23.4" "nobody restricted, the policy says $(su sec "$policy_sql")"
+refused "issue 23.4" "crm_owner alters the dormant policy to what it says" crm_owner sec \
+  "ALTER POLICY gdpr_restriction ON crm.contacts USING (true)"
+refused "issue 23.4" "crm_owner arms it by hand" crm_owner sec \
+  "ALTER POLICY gdpr_restriction ON crm.contacts USING (gdpr.restriction_visible(tableoid, ctid, id))"
+refused "issue 23.4" "plain restricts by writing gdpr.restrictions" plain sec \
+  "INSERT INTO gdpr.restrictions (subject_table, subject_id, reason) VALUES ('crm.contacts', '1', 'x')"
+as adm sec "SELECT gdpr.restrict_subject('$id', 'again')" >/dev/null
+[ "$(su sec "$policy_sql")" = "gdpr.restriction_visible(tableoid, ctid, id)" ] && ok "issue 23.4: restricted again, the policy is armed" \
+  || bad "issue 23.4" "restricted again, the policy says $(su sec "$policy_sql")"
+refused "issue 23.4" "crm_owner changes the armed policy to true" crm_owner sec "ALTER POLICY gdpr_restriction ON crm.contacts USING (true)"
+out=$(as app sec "$seen_sql")
+[ "$(head -n 1 <<<"$out")" = 0 ] && ok "issue 23.4: restricted again, app reads none of his rows" \
+  || bad "issue 23.4" "restricted again, app reads his rows: $(head -n 1 <<<"$out")"
 
 # ---------------------------------------------------------------------------
 # Finding 7: IMMUTABLE functions are PARALLEL SAFE.

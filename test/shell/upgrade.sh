@@ -9,6 +9,7 @@ fill() {
     -f test/fixtures/crm.sql -c 'SELECT crm.generate(300)' -f test/fixtures/registry.sql \
     -c "SELECT gdpr.grant_consent('5', 'newsletter', 'web', '{\"ip\": \"203.0.113.9\", \"user_agent\": \"UA\", \"form\": \"f1\", \"notice_version\": 1}')" \
     -c "SELECT gdpr.restrict_subject('3', 'accuracy contested')" >/dev/null
+  [ -z "${3:-}" ] || q -d "$1" -c "SELECT gdpr.lift_restriction('3')" >/dev/null
 }
 # The same objects, definitions, privileges and triggers as a fresh install.
 shape() {
@@ -22,7 +23,7 @@ SELECT 'relation', c.relname, c.relkind, c.reloptions, (SELECT array_agg(a::text
 SELECT 'view', c.relname, md5(pg_get_viewdef(c.oid)) FROM pg_class c
  WHERE c.relnamespace = 'gdpr'::regnamespace AND c.relkind = 'v' ORDER BY 2;
 SELECT 'trigger', t.tgrelid::regclass, t.tgname, t.tgenabled FROM pg_trigger t
- WHERE NOT t.tgisinternal AND t.tgname LIKE ANY (ARRAY['gdpr%', 'append_only%', 'mac', 'restrictions_changed', 'suppressions_changed'])
+ WHERE NOT t.tgisinternal AND t.tgname LIKE ANY (ARRAY['gdpr%', 'append_only%', 'mac', 'restrictions_changed', 'restrictions_policy', 'suppressions_changed'])
  ORDER BY t.tgrelid::regclass::text, t.tgname;
 SELECT 'event trigger', evtname, evtevent, evttags FROM pg_event_trigger ORDER BY 2;
 SELECT 'policy', p.polrelid::regclass, p.polname, p.polpermissive, p.polcmd, pg_get_expr(p.polqual, p.polrelid),
@@ -68,6 +69,17 @@ for from in $(ls releases | sed -n "s/^crm_gdpr--\([0-9.]*\)\.sql$/\1/p" | sort 
   [ "$(q -d upg_old -c "SELECT count(*) FROM crm.contacts WHERE id = 11")" = 0 ] ||
     fail "a retention policy of $from does not purge after the update"
 
+  # Updated with nobody restricted, the policies are dormant (USING (true)),
+  # as a fresh install's, and restricting arms them.
+  dropdb upg_old; dropdb upg_new; createdb upg_old; createdb upg_new
+  fill upg_old "$from" lifted
+  q -d upg_old -c 'ALTER EXTENSION crm_gdpr UPDATE' >/dev/null || fail "ALTER EXTENSION UPDATE from $from failed (nobody restricted)"
+  fill upg_new "" lifted
+  diff <(shape upg_old) <(shape upg_new) || fail "updated from $from with nobody restricted, it differs from a fresh install"
+  policies="SELECT string_agg(DISTINCT pg_get_expr(polqual, polrelid), ',') FROM pg_policy WHERE polname = 'gdpr_restriction'"
+  [ "$(q -d upg_old -c "$policies")" = true ] || fail "updated from $from with nobody restricted: $(q -d upg_old -c "$policies")"
+  q -d upg_old -c "SELECT gdpr.restrict_subject('4', 'x')" >/dev/null
+  [ "$(q -d upg_old -c "$policies" | grep -c true)" = 0 ] || fail "updated from $from, a restriction does not arm the policies"
   dropdb upg_old; dropdb upg_new
 done
 echo "upgrade ok"
