@@ -8,6 +8,7 @@
 #define CRM_GDPR_ACCESS_LOG_H
 
 #include "datatype/timestamp.h"
+#include "utils/relcache.h"
 #include "utils/tuplestore.h"
 
 #include "keys.h"
@@ -165,6 +166,21 @@ extern void crm_gdpr_write_fold_add(const WriteStatement *st);
 extern void crm_gdpr_write_fold_flush(void);
 /* subxact_memory.c */
 extern void crm_gdpr_release_empty_subxact_memory(void);
+
+/*
+ * log_journals.c: the journals of writes (JOURNALS tables since 0.3, one
+ * table up to 0.2), the one a writing transaction inserts into, and how the
+ * log writer empties each (truncated, or DELETE then VACUUM).
+ */
+#define JOURNALS 2
+extern bool crm_gdpr_in_log_writer;
+extern void crm_gdpr_journals_init(void);
+extern int	crm_gdpr_journals(Oid *oids, bool *single);
+extern const char *crm_gdpr_journal_name(int i, bool single);
+extern int	crm_gdpr_journal_columns(void);
+extern Relation crm_gdpr_journal_open_for_insert(void);
+extern bool crm_gdpr_journal_truncates(Oid relid, int i, bool single, bool *truncating);
+extern const char *crm_gdpr_journal_to_vacuum(void);
 
 /* log_key_wait.c: the access log waits for its key, the CRM's writes do not */
 extern char *crm_gdpr_log_key_problem(void);

@@ -1,9 +1,10 @@
 /*
- * log_journal.c — the log writer's side of the journal of writes.
+ * log_journal.c — the log writer's side of the journals of writes.
  *
- * Committed writes wait in gdpr.access_log_journal, one row per statement or
- * per fold of a transaction's identical statements (log_write_fold.c).  gdpr._log_journal_take() deletes them all and returns them
- * folded: identical statements (same backend, roles, application, client,
+ * Committed writes wait in the journals (log_journals.c), one row per
+ * statement or per fold of a transaction's identical statements
+ * (log_write_fold.c).  gdpr._log_journal_take() empties them all (truncated
+ * or deleted: log_journals.c) and returns their rows folded: identical statements (same backend, roles, application, client,
  * operation, table, columns, query and purpose) become one row for up to
  * LOG_FOLD_MAX of them, with the union of their subject references, oldest
  * first.  Done in SQL, the sorts and array functions this takes cost the log
@@ -35,7 +36,9 @@ enum
 };
 
 /* Every column, in table order: the journal of 0.2 has fewer (above). */
-#define TAKE_SQL "DELETE FROM gdpr.access_log_journal RETURNING *"
+#define TAKE_SQL "DELETE FROM gdpr.%s RETURNING *"
+#define READ_SQL "SELECT * FROM gdpr.%s"
+#define TRUNCATE_SQL "TRUNCATE gdpr.%s"
 
 /* The identity of a statement: what two folded statements share. */
 static const int identity[] = {J_ROLE, J_SESSION_ROLE, J_APPNAME, J_CLIENT, J_PID, J_OPERATION, J_TBL,
@@ -329,6 +332,34 @@ emit_write_fold(Tuplestorestate *store, TupleDesc out, JournalFold *f, TupleDesc
 	crm_gdpr_put_log_row(store, out, &row, journal_take_columns, lengthof(journal_take_columns));
 }
 
+/*
+ * Every journal's rows to the receiver: a journal truncated is read, then
+ * truncated (locked meanwhile); the others are deleted (log_journals.c).
+ */
+static void
+take_journals(SPIExecuteOptions *options)
+{
+	Oid			oids[JOURNALS];
+	bool		single;
+	bool		truncating = false;
+	int			n = crm_gdpr_journals(oids, &single);
+
+	for (int i = 0; i < n; i++)
+	{
+		const char *name = quote_identifier(crm_gdpr_journal_name(i, single));
+
+		if (crm_gdpr_journal_truncates(oids[i], i, single, &truncating))
+		{
+			/* SPI_OK_UTILITY: a SELECT whose rows go to a receiver of type DestNone. */
+			if (SPI_execute_extended(psprintf(READ_SQL, name), options) != SPI_OK_UTILITY ||
+				SPI_execute(psprintf(TRUNCATE_SQL, name), false, 0) != SPI_OK_UTILITY)
+				elog(ERROR, "could not take the journal of writes %s", name);
+		}
+		else if (SPI_execute_extended(psprintf(TAKE_SQL, name), options) != SPI_OK_DELETE_RETURNING)
+			elog(ERROR, "could not take the journal of writes %s", name);
+	}
+}
+
 PG_FUNCTION_INFO_V1(gdpr_log_journal_take);
 Datum
 gdpr_log_journal_take(PG_FUNCTION_ARGS)
@@ -359,8 +390,7 @@ gdpr_log_journal_take(PG_FUNCTION_ARGS)
 	options.dest = (DestReceiver *) &r;
 	if (SPI_connect() != SPI_OK_CONNECT)
 		elog(ERROR, "SPI_connect failed");
-	if (SPI_execute_extended(TAKE_SQL, &options) != SPI_OK_DELETE_RETURNING)
-		elog(ERROR, "could not take the journal of writes");
+	take_journals(&options);
 	SPI_finish();
 	hash_seq_init(&seq, r.open);
 	while ((f = hash_seq_search(&seq)) != NULL)

@@ -94,7 +94,6 @@ typedef struct Level
 static MemoryContext pending_cxt = NULL;
 static List *levels = NIL;		/* innermost last; NIL: nothing pending */
 static bool used = false;		/* pending_cxt holds something of this transaction */
-static Oid	journal_relid = InvalidOid;
 static StringInfoData scratch;
 
 /*
@@ -106,13 +105,6 @@ static StringInfoData scratch;
  */
 static MemoryContext write_cxt = NULL;
 
-static void
-forget_journal(Datum arg, Oid relid)
-{
-	if (!OidIsValid(relid) || relid == journal_relid)
-		journal_relid = InvalidOid;
-}
-
 static void fold_xact_callback(XactEvent event, void *arg);
 static void fold_subxact_callback(SubXactEvent event, SubTransactionId mySubid,
 								  SubTransactionId parentSubid, void *arg);
@@ -122,7 +114,7 @@ crm_gdpr_write_fold_init(void)
 {
 	RegisterXactCallback(fold_xact_callback, NULL);
 	RegisterSubXactCallback(fold_subxact_callback, NULL);
-	CacheRegisterRelcacheCallback(forget_journal, (Datum) 0);
+	crm_gdpr_journals_init();
 }
 
 static void
@@ -139,23 +131,12 @@ start_backend_state(void)
 
 /* --- the journal ------------------------------------------------------- */
 
+/* One of the journals, chosen and locked by log_journals.c. */
 static Relation
 open_journal(void)
 {
-	Relation	rel;
+	Relation	rel = crm_gdpr_journal_open_for_insert();
 
-	if (!OidIsValid(journal_relid))
-	{
-		Oid			gdpr = get_namespace_oid("gdpr", true);
-
-		journal_relid = OidIsValid(gdpr) ? get_relname_relid("access_log_journal", gdpr) : InvalidOid;
-	}
-	if (!OidIsValid(journal_relid))
-		ereport(ERROR,
-				(errcode(ERRCODE_UNDEFINED_TABLE),
-				 errmsg("gdpr.access_log_journal does not exist: the writes of this transaction cannot be logged"),
-				 errhint("Was the extension crm_gdpr dropped in this transaction?")));
-	rel = table_open(journal_relid, RowExclusiveLock);
 	if (RelationGetDescr(rel)->natts != JOURNAL_COLUMNS && RelationGetDescr(rel)->natts != JOURNAL_COLUMNS_0_2)
 		elog(ERROR, "gdpr.access_log_journal has %d columns, not %d", RelationGetDescr(rel)->natts, JOURNAL_COLUMNS);
 	return rel;
@@ -228,7 +209,8 @@ write_records(PendingRecord **records, int n)
 	heap_multi_insert(rel, slots, n, GetCurrentCommandId(true), 0, NULL);
 	for (int i = n - 1; i >= 0; i--)	/* the resource owner finds the last remembered first */
 		ExecDropSingleTupleTableSlot(slots[i]);
-	table_close(rel, RowExclusiveLock);
+	/* The lock stays until the transaction ends: the log writer's TRUNCATE waits for it (log_journals.c). */
+	table_close(rel, NoLock);
 	MemoryContextSwitchTo(old);
 	MemoryContextReset(write_cxt);
 }
@@ -385,18 +367,7 @@ fold_statement(PendingRecord *r, const WriteStatement *st, TimestampTz at)
 static int
 fold_max(void)
 {
-	static int	columns = 0;	/* of the journal, per backend */
-	static Oid	known_for = InvalidOid;
-
-	if (!OidIsValid(journal_relid) || known_for != journal_relid)
-	{
-		Relation	rel = open_journal();
-
-		columns = RelationGetDescr(rel)->natts;
-		known_for = RelationGetRelid(rel);
-		table_close(rel, RowExclusiveLock);
-	}
-	return columns == JOURNAL_COLUMNS ? LOG_FOLD_MAX : 1;
+	return crm_gdpr_journal_columns() == JOURNAL_COLUMNS ? LOG_FOLD_MAX : 1;
 }
 
 void

@@ -102,21 +102,27 @@ due(TimestampTz *last, long interval_ms)
  * Autovacuum comes once a minute at best: in between, inserts find no free
  * space and extend the table, and every move scans all of it (at 16,000
  * writes a second, 130 MB a minute, most of the writer's time).  Vacuumed
- * after each move, the journal stays a few pages long and inserts reuse
- * them.  Not truncated: that would take a lock the writing transactions
- * wait for; skipped when the journal is locked (an extension upgrade): the
- * writer does not wait.  VACUUM must be a top-level command: it runs here
- * outside any step, as autovacuum would.
+ * after each move, the journals stay a few pages long and inserts reuse
+ * them.  Only those emptied by DELETE (log_journals.c): one truncated has
+ * nothing left to vacuum, and one that grew because a snapshot kept VACUUM
+ * from removing its dead rows is truncated a later round.  Skipped when a
+ * journal is locked (an extension upgrade): the writer does not wait.
+ * VACUUM must be a top-level command: it runs here outside any step, as
+ * autovacuum would.
  */
 static void
 vacuum_journal(void)
 {
 	VacuumStmt *stmt = makeNode(VacuumStmt);
 	MemoryContext caller = CurrentMemoryContext;
+	const char *name;
 
 	stmt->options = list_make2(makeDefElem("truncate", (Node *) makeString("false"), -1),
 							   makeDefElem("skip_locked", (Node *) makeString("true"), -1));
-	stmt->rels = list_make1(makeVacuumRelation(makeRangeVar("gdpr", "access_log_journal", -1), InvalidOid, NIL));
+	while ((name = crm_gdpr_journal_to_vacuum()) != NULL)
+		stmt->rels = lappend(stmt->rels, makeVacuumRelation(makeRangeVar("gdpr", pstrdup(name), -1), InvalidOid, NIL));
+	if (stmt->rels == NIL)
+		return;
 	stmt->is_vacuumcmd = true;
 	PG_TRY();
 	{
@@ -208,6 +214,7 @@ crm_gdpr_log_writer_main(Datum arg)
 	int64		written = 0;
 
 	keep_freed_memory();
+	crm_gdpr_in_log_writer = true;	/* truncates the journals (log_journals.c) */
 	crm_gdpr_worker_connect("crm_gdpr log writer", arg, true);
 	crm_gdpr_worker_stop_unless_installed("crm_gdpr log writer");
 	ereport(LOG, (errmsg("crm_gdpr log writer started in database \"%s\"", crm_gdpr_worker_database())));

@@ -126,8 +126,14 @@ CREATE INDEX access_log_seals_upto ON gdpr.access_log_seals (upto_at);
 -- leading chr(30)): the log writer computes their keyed pseudonyms when it
 -- moves them, so that no write needs the key.  Personal data, transient
 -- (moved within a second while the key can be read): nobody but the
--- extension's owner reads this table.
-CREATE TABLE gdpr.access_log_journal (
+-- extension's owner reads these tables.
+-- Two journals (log_journals.c): a writing transaction inserts into either;
+-- the log writer truncates one that grew (a long snapshot keeps VACUUM from
+-- removing the rows it deleted) while the writers use the other.  Not in a
+-- dump (no pg_extension_config_dump): pg_dump would keep a lock on them from
+-- the moment it copies them until it ends, and no journal could be truncated
+-- for the dump's duration (doc/operations.md).
+CREATE TABLE gdpr.access_log_journal_1 (
   at                 timestamptz NOT NULL,
   role_name          text,
   session_user_name  text,
@@ -148,7 +154,17 @@ CREATE TABLE gdpr.access_log_journal (
 ) WITH (autovacuum_vacuum_scale_factor = 0, autovacuum_vacuum_threshold = 10000);
 -- Every row is deleted within a second: vacuumed early, its pages are reused
 -- instead of the table growing by a page at a time under the writers.
-COMMENT ON TABLE gdpr.access_log_journal IS 'logged writes of committed transactions, until the log writer moves them into gdpr.access_log';
+CREATE TABLE gdpr.access_log_journal_2 (LIKE gdpr.access_log_journal_1)
+  WITH (autovacuum_vacuum_scale_factor = 0, autovacuum_vacuum_threshold = 10000);
+COMMENT ON TABLE gdpr.access_log_journal_1 IS 'logged writes of committed transactions, until the log writer moves them into gdpr.access_log (one of two journals)';
+COMMENT ON TABLE gdpr.access_log_journal_2 IS 'logged writes of committed transactions, until the log writer moves them into gdpr.access_log (one of two journals)';
+-- What waits in the journals (a lock on them until the reading transaction
+-- ends: the log writer cannot truncate them meanwhile).
+CREATE VIEW gdpr.access_log_journal AS
+  SELECT * FROM gdpr.access_log_journal_1
+  UNION ALL
+  SELECT * FROM gdpr.access_log_journal_2;
+COMMENT ON VIEW gdpr.access_log_journal IS 'logged writes of committed transactions, until the log writer moves them into gdpr.access_log (both journals)';
 
 -- What the log's own retention removed: verify does not look for those rows.
 -- Each record is MACed and chained to the previous one like a seal, so that
@@ -271,7 +287,6 @@ CREATE FUNCTION gdpr._log_retention_record(dropped_before timestamptz, what text
   RETURN gdpr._chain_append(ROW(NULL, NULL, dropped_before, what, row_count, NULL, NULL)::gdpr.access_log_retention);
 
 SELECT pg_catalog.pg_extension_config_dump('gdpr.access_log_default', '');
-SELECT pg_catalog.pg_extension_config_dump('gdpr.access_log_journal', '');
 SELECT pg_catalog.pg_extension_config_dump('gdpr.access_log_id_seq', '');
 SELECT pg_catalog.pg_extension_config_dump('gdpr.access_log_seals', '');
 SELECT pg_catalog.pg_extension_config_dump('gdpr.access_log_retention', '');
@@ -299,12 +314,20 @@ CREATE FUNCTION gdpr._log_queue_take() RETURNS TABLE (
     backend_pid int, operation text, tbl oid, columns name[], subject_refs text[], row_count bigint,
     query_id bigint, purpose text, detail jsonb, last_at timestamptz, times int, table_name text)
   LANGUAGE c AS 'MODULE_PATHNAME', 'gdpr_log_queue_take';
--- The journal's rows, deleted and folded (log_journal.c), oldest first.
+-- The journals' rows, truncated or deleted, and folded (log_journal.c), oldest first.
 CREATE FUNCTION gdpr._log_journal_take() RETURNS TABLE (
     at timestamptz, last_at timestamptz, role_name text, session_user_name text, application_name text,
     client_addr text, backend_pid int, operation text, tbl oid, table_name text, columns name[],
     subject_refs text[], subjects bigint, row_count bigint, query_id bigint, purpose text, times int)
   LANGUAGE c AS 'MODULE_PATHNAME', 'gdpr_log_journal_take';
+-- The rows waiting in the journals and the oldest one's time, for
+-- gdpr.access_log_status: each journal's lock released once it is counted, so
+-- that a monitoring session idle in a transaction does not keep the log writer
+-- from truncating them (log_journals.c).
+CREATE FUNCTION gdpr.access_log_journals(OUT journal_rows bigint, OUT journal_oldest timestamptz)
+  LANGUAGE c STABLE AS 'MODULE_PATHNAME', 'gdpr_log_journal_status';
+COMMENT ON FUNCTION gdpr.access_log_journals() IS
+  'the writes waiting in the journals to be moved into the log, and the oldest one''s time (no lock kept on the journals)';
 CREATE FUNCTION gdpr.access_log_queue() RETURNS TABLE (
     capacity int, queued int, enqueued bigint, written bigint, dropped bigint, logged_to_server_log bigint)
   LANGUAGE c AS 'MODULE_PATHNAME', 'gdpr_log_queue_stats';
@@ -967,15 +990,15 @@ CREATE VIEW gdpr.access_log_status AS
          (SELECT max(s.upto_at) FROM gdpr.access_log_seals s) AS sealed_upto,
          (SELECT count(*) FROM gdpr.access_log l
            WHERE l.at >= coalesce((SELECT max(s.upto_at) FROM gdpr.access_log_seals s), '-infinity')) AS unsealed_rows,
-         (SELECT count(*) FROM gdpr.access_log_journal j) AS journal_rows,
+         js.journal_rows,
          (SELECT count(*) FROM pg_inherits i WHERE i.inhparent = 'gdpr.access_log'::regclass) AS partitions,
          (SELECT coalesce(sum(x.lost), 0) FROM gdpr.access_log_losses x)::bigint AS lost_since_install,
          (SELECT coalesce(jsonb_object_agg(y.cause, y.lost), '{}') FROM
             (SELECT x.cause, sum(x.lost) AS lost FROM gdpr.access_log_losses x GROUP BY x.cause) y) AS losses_by_cause,
          (SELECT c.verified_upto FROM gdpr.access_log_checkpoints c ORDER BY c.id DESC LIMIT 1) AS verified_upto,
-         (SELECT min(j.at) FROM gdpr.access_log_journal j) AS journal_oldest,
+         js.journal_oldest,
          gdpr.access_log_key_problem() AS key_problem
-    FROM gdpr.access_log_queue() q;
+    FROM gdpr.access_log_queue() q, gdpr.access_log_journals() js;
 COMMENT ON VIEW gdpr.access_log_status IS 'the read queue, the last seal, rows waiting for a seal, writes waiting in the journal (and since when), partitions, reads lost since install by cause, verified up to, and why the log writer waits for its key (NULL: it does not)';
 
 -- The column of tbl holding its subject's key, for the log triggers' argument:

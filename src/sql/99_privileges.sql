@@ -71,6 +71,8 @@ GRANT EXECUTE ON FUNCTION
   gdpr.verify_access_log(timestamptz, timestamptz, boolean), gdpr.access_history(text, regclass), gdpr.access_log_queue(), gdpr.setting(text)
   TO gdpr_auditor, gdpr_admin;
 GRANT EXECUTE ON FUNCTION gdpr.access_log_queue_drops(), gdpr.access_log_queue_pressure(), gdpr.access_log_key_problem() TO gdpr_auditor, gdpr_admin;
+-- gdpr.access_log_status counts the journals' rows through it.
+GRANT EXECUTE ON FUNCTION gdpr.access_log_journals() TO gdpr_auditor, gdpr_admin;
 GRANT SELECT ON gdpr.log_queue_alarms TO gdpr_auditor, gdpr_admin;
 GRANT SELECT ON gdpr.restriction_violations, gdpr.restriction_read_optouts TO gdpr_auditor, gdpr_admin;
 GRANT EXECUTE ON FUNCTION gdpr.set_restriction_reads(regclass, text) TO gdpr_admin;

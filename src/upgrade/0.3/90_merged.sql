@@ -321,20 +321,20 @@ $$;
 SELECT gdpr._attach_subject_triggers(s.tbl) FROM gdpr.subject_tables s;
 
 -- The state of the access log: the queue and seals (45), verification checkpoints (47),
--- the writes waiting in the journal and why the log writer waits for its key (46).
+-- the writes waiting in the journal and why the log writer waits for its key (46), in both journals (49).
 CREATE OR REPLACE VIEW gdpr.access_log_status AS
   SELECT q.capacity, q.queued, q.enqueued, q.written, q.dropped, q.logged_to_server_log,
          (SELECT max(s.seal_id) FROM gdpr.access_log_seals s) AS last_seal,
          (SELECT max(s.upto_at) FROM gdpr.access_log_seals s) AS sealed_upto,
          (SELECT count(*) FROM gdpr.access_log l
            WHERE l.at >= coalesce((SELECT max(s.upto_at) FROM gdpr.access_log_seals s), '-infinity')) AS unsealed_rows,
-         (SELECT count(*) FROM gdpr.access_log_journal j) AS journal_rows,
+         js.journal_rows,
          (SELECT count(*) FROM pg_inherits i WHERE i.inhparent = 'gdpr.access_log'::regclass) AS partitions,
          (SELECT coalesce(sum(x.lost), 0) FROM gdpr.access_log_losses x)::bigint AS lost_since_install,
          (SELECT coalesce(jsonb_object_agg(y.cause, y.lost), '{}') FROM
             (SELECT x.cause, sum(x.lost) AS lost FROM gdpr.access_log_losses x GROUP BY x.cause) y) AS losses_by_cause,
          (SELECT c.verified_upto FROM gdpr.access_log_checkpoints c ORDER BY c.id DESC LIMIT 1) AS verified_upto,
-         (SELECT min(j.at) FROM gdpr.access_log_journal j) AS journal_oldest,
+         js.journal_oldest,
          gdpr.access_log_key_problem() AS key_problem
-    FROM gdpr.access_log_queue() q;
+    FROM gdpr.access_log_queue() q, gdpr.access_log_journals() js;
 COMMENT ON VIEW gdpr.access_log_status IS 'the read queue, the last seal, rows waiting for a seal, writes waiting in the journal (and since when), partitions, reads lost since install by cause, verified up to, and why the log writer waits for its key (NULL: it does not)';
