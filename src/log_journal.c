@@ -4,9 +4,10 @@
  * Committed writes wait in the journals (log_journals.c), one row per
  * statement or per fold of a transaction's identical statements
  * (log_write_fold.c).  gdpr._log_journal_take() empties them all (truncated
- * or deleted: log_journals.c) and returns their rows folded: identical statements (same backend, roles, application, client,
- * operation, table, columns, query and purpose) become one row for up to
- * LOG_FOLD_MAX of them, with the union of their subject references, oldest
+ * or deleted: log_journals.c) and returns their rows folded: identical
+ * statements (same backend, roles, application, client, operation, table,
+ * columns, query and purpose) become one row for up to LOG_FOLD_MAX of them,
+ * with the union of their subject references, oldest
  * first.  Done in SQL, the sorts and array functions this takes cost the log
  * writer more than the CRM's own statements cost the CRM (doc/benchmarks.md).
  */
