@@ -148,7 +148,7 @@ restore_step(AlterTableStmt *stmt)
 }
 
 static void
-refuse(const char *what, RangeVar *rv)
+refuse_log_ddl(const char *what, RangeVar *rv)
 {
 	ereport(ERROR,
 			(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
@@ -176,7 +176,7 @@ gdpr_protect_access_log(PG_FUNCTION_ARGS)
 		AlterTableStmt *stmt = (AlterTableStmt *) tree;
 
 		if (is_log_relation(stmt->relation) && !restore_step(stmt))
-			refuse("ALTER TABLE", stmt->relation);
+			refuse_log_ddl("ALTER TABLE", stmt->relation);
 	}
 	else if (IsA(tree, DropStmt) && ((DropStmt *) tree)->removeType == OBJECT_TABLE)
 	{
@@ -187,11 +187,11 @@ gdpr_protect_access_log(PG_FUNCTION_ARGS)
 			RangeVar   *rv = makeRangeVarFromNameList((List *) lfirst(lc));
 
 			if (is_log_relation(rv))
-				refuse("DROP TABLE", rv);
+				refuse_log_ddl("DROP TABLE", rv);
 		}
 	}
 	else if (IsA(tree, RenameStmt) && ((RenameStmt *) tree)->relation &&
 			 is_log_relation(((RenameStmt *) tree)->relation))
-		refuse("ALTER TABLE", ((RenameStmt *) tree)->relation);
+		refuse_log_ddl("ALTER TABLE", ((RenameStmt *) tree)->relation);
 	PG_RETURN_VOID();
 }

@@ -80,7 +80,7 @@ at_end_of_subxact(SubXactEvent event, SubTransactionId mySubid, SubTransactionId
 }
 
 static void
-register_callbacks(void)
+register_loss_callbacks(void)
 {
 	if (!callback_registered)
 	{
@@ -96,7 +96,7 @@ crm_gdpr_log_taken(int n)
 {
 	SubTransactionId subid = GetCurrentSubTransactionId();
 
-	register_callbacks();
+	register_loss_callbacks();
 	if (ntakes > 0 && (takes[ntakes - 1].subid == subid || ntakes == MAX_TAKES))
 		takes[ntakes - 1].n += n;
 	else
@@ -111,7 +111,7 @@ PG_FUNCTION_INFO_V1(gdpr_log_lost_taken);
 Datum
 gdpr_log_lost_taken(PG_FUNCTION_ARGS)
 {
-	register_callbacks();
+	register_loss_callbacks();
 	lost_recording = lost_unrecorded;
 	PG_RETURN_INT64(lost_recording);
 }

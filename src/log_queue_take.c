@@ -10,7 +10,6 @@
 #include "postgres.h"
 
 #include "catalog/pg_type.h"
-#include "common/hashfn.h"
 #include "fmgr.h"
 #include "funcapi.h"
 #include "miscadmin.h"
@@ -23,50 +22,32 @@
 #include "utils/timestamp.h"
 
 #include "crm_gdpr.h"
+#include "log_fold.h"
 #include "log_queue.h"
 
 /* The subjects' keyed pseudonyms (the log never holds their identifiers). */
 static Datum
-subject_refs(const char **values, int n)
+subject_refs(const LogFold *f)
 {
-	Datum	   *items = palloc(sizeof(Datum) * Max(n, 1));
+	const char **ids = palloc(sizeof(char *) * f->nsubjects);
+	Datum	   *items = palloc(sizeof(Datum) * f->nsubjects);
 
-	crm_gdpr_log_subject_refs(values, n, items);
-	return PointerGetDatum(construct_array(items, n, TEXTOID, -1, false, TYPALIGN_INT));
+	log_fold_subjects(f, ids);
+	crm_gdpr_log_subject_refs(ids, f->nsubjects, items);
+	return PointerGetDatum(construct_array(items, f->nsubjects, TEXTOID, -1, false, TYPALIGN_INT));
 }
 
 /*
  * Identical reads (same backend, roles, application, table, columns, query,
- * purpose) taken together are folded into one row, up to LOG_FOLD_MAX of them,
- * with the union of their subjects: at thousands of reads a second the log
- * grows by a few rows per writer round, and every person read is still named.
+ * purpose) taken together are folded into one row (log_fold.c), up to
+ * LOG_FOLD_MAX of them and FOLD_SUBJECTS subjects, with the union of their
+ * subjects: at thousands of reads a second the log grows by a few rows per
+ * writer round, and every person read is still named.  A read folds into
+ * one of the FOLD_LOOKBACK latest folds only, so that a row's reads stay
+ * close in time.
  */
 #define FOLD_SUBJECTS 200
 #define FOLD_LOOKBACK 64
-
-typedef struct Fold
-{
-	const PackedRecord *first;	/* in the taken copy */
-	TimestampTz first_at;
-	TimestampTz last_at;
-	int			times;
-	int64		rows;
-	int			nsubjects;
-	int			capacity;
-	const char **subjects;		/* into the taken copy; grows as needed */
-} Fold;
-
-/*
- * The subjects of all folds of a take, to keep each fold's distinct: an open
- * addressing set of (fold, subject), twice as large as the subjects taken.
- * (A search of the fold's list per subject was a tenth of the writer.)
- */
-typedef struct SeenSubject
-{
-	const char *subject;		/* NULL: an empty entry */
-	uint32		hash;
-	int			fold;
-} SeenSubject;
 
 /*
  * The taker's buffers, kept from one take to the next: allocated anew in
@@ -79,127 +60,59 @@ typedef struct TakeBuffers
 	Size		copy_size;
 	int		   *slots;			/* their slots, to free them */
 	const PackedRecord **taken; /* where each one starts in copy */
-	Fold	   *folds;
-	int			room;			/* of slots, taken and folds */
-	SeenSubject *seen;			/* the set of subjects per fold */
-	int			seen_room;
-	uint32		seen_mask;
+	int			room;			/* of slots and taken */
+	LogFoldTable *folds;
+	StringInfoData identity;	/* scratch */
 } TakeBuffers;
 
 static TakeBuffers bufs;
 
-static void
-reset_seen(int subjects)
-{
-	int			size = 64;
-
-	while (size < 2 * subjects)
-		size *= 2;
-	if (size > bufs.seen_room)
-	{
-		if (bufs.seen)
-			pfree(bufs.seen);
-		bufs.seen = MemoryContextAlloc(TopMemoryContext, sizeof(SeenSubject) * size);
-		bufs.seen_room = size;
-	}
-	memset(bufs.seen, 0, sizeof(SeenSubject) * size);
-	bufs.seen_mask = size - 1;
-}
-
-/* Whether fold already has subject s; adds it otherwise. */
-static bool
-seen_before(int fold, const char *s, size_t len)
-{
-	SeenSubject *seen = bufs.seen;
-	uint32		hash = hash_bytes((const unsigned char *) s, len);
-	uint32		i = (hash ^ ((uint32) fold * 0x9E3779B9)) & bufs.seen_mask;
-
-	for (; seen[i].subject != NULL; i = (i + 1) & bufs.seen_mask)
-		if (seen[i].hash == hash && seen[i].fold == fold && strcmp(seen[i].subject, s) == 0)
-			return true;
-	seen[i].subject = s;
-	seen[i].hash = hash;
-	seen[i].fold = fold;
-	return false;
-}
-
 /*
- * Same database, table, backend, query, and strings but the subjects.  The
- * numbers first: the reads of other connections differ in pid at once, and
- * the strings are compared only where they are likely the same (hashing them
- * first cost more than this compare).
+ * What identical reads share: database, table, backend, query, and the
+ * strings before the subjects (roles, application, client, operation,
+ * columns, purpose, detail).
  */
-static bool
-same_read(const Fold *f, const PackedRecord *r)
-{
-	const LogRecord *a = PACKED_FIELDS(f->first);
-	const LogRecord *b = PACKED_FIELDS(r);
-
-	return a->pid == b->pid && a->relid == b->relid && a->query_id == b->query_id && a->dbid == b->dbid &&
-		f->first->subjects_at == r->subjects_at &&
-		memcmp(f->first->strings, r->strings, r->subjects_at) == 0;
-}
-
 static void
-fold_subjects(Fold *f, int fold, const PackedRecord *r)
+read_identity(const PackedRecord *r, StringInfo buf)
 {
-	const char *s = r->strings + r->subjects_at;
+	const LogRecord *nums = PACKED_FIELDS(r);
 
-	for (int i = 0; i < PACKED_FIELDS(r)->nsubjects; i++)
-	{
-		size_t		len = strlen(s);
-
-		if (!seen_before(fold, s, len))
-		{
-			if (f->nsubjects == f->capacity)
-			{
-				f->capacity = Max(8, f->capacity * 2);
-				f->subjects = f->subjects ? repalloc(f->subjects, f->capacity * sizeof(char *)) :
-					palloc(f->capacity * sizeof(char *));
-			}
-			f->subjects[f->nsubjects++] = s;
-		}
-		s += len + 1;
-	}
+	resetStringInfo(buf);
+	appendBinaryStringInfo(buf, (const char *) &nums->dbid, sizeof(nums->dbid));
+	appendBinaryStringInfo(buf, (const char *) &nums->relid, sizeof(nums->relid));
+	appendBinaryStringInfo(buf, (const char *) &nums->pid, sizeof(nums->pid));
+	appendBinaryStringInfo(buf, (const char *) &nums->query_id, sizeof(nums->query_id));
+	appendBinaryStringInfo(buf, r->strings, r->subjects_at);
 }
 
-/* Fold the records (oldest first) into folds; returns how many. */
-static int
-fold_records(const PackedRecord **taken, int n, Fold *folds)
+/* Fold the records (oldest first) into bufs.folds. */
+static void
+fold_records(const PackedRecord **taken, int n)
 {
-	int			nfolds = 0;
-	int			subjects = 0;
+	LogFoldTable *t = bufs.folds;
 
-	for (int i = 0; i < n; i++)
-		subjects += PACKED_FIELDS(taken[i])->nsubjects;
-	reset_seen(subjects);
+	log_fold_truncate(t, 0);
 	for (int i = 0; i < n; i++)
 	{
 		const PackedRecord *r = taken[i];
 		const LogRecord *nums = PACKED_FIELDS(r);
-		Fold	   *f = NULL;
+		const char *s = r->strings + r->subjects_at;
+		LogFold    *f;
 
-		for (int k = nfolds - 1; k >= 0 && k >= nfolds - FOLD_LOOKBACK; k--)
-			if (folds[k].times < LOG_FOLD_MAX && folds[k].nsubjects + nums->nsubjects <= FOLD_SUBJECTS &&
-				same_read(&folds[k], r))
-			{
-				f = &folds[k];
-				break;
-			}
-		if (f == NULL)
+		read_identity(r, &bufs.identity);
+		f = log_fold_find(t, bufs.identity.data, bufs.identity.len);
+		if (f == NULL || !log_fold_fits(t, f, 1, nums->nsubjects) ||
+			log_fold_index(t, f) < t->nfolds - FOLD_LOOKBACK)
+			f = log_fold_start(t, bufs.identity.data, bufs.identity.len, r);
+		log_fold_count(f, nums->at, nums->at, 1, nums->rows, true, true);
+		for (int k = 0; k < nums->nsubjects; k++)
 		{
-			f = &folds[nfolds++];
-			memset(f, 0, sizeof(Fold));
-			f->first = r;
-			f->first_at = f->last_at = nums->at;
+			size_t		len = strlen(s);
+
+			log_fold_add_subject(t, f, s, len);
+			s += len + 1;
 		}
-		f->times++;
-		f->rows += nums->rows;
-		f->last_at = Max(f->last_at, nums->at);
-		f->first_at = Min(f->first_at, nums->at);
-		fold_subjects(f, f - folds, r);
 	}
-	return nfolds;
 }
 
 /* What gdpr._log_queue_take() returns (80_access_log.sql), in this order. */
@@ -209,7 +122,7 @@ static const LogColumn queue_take_columns[] = {
 };
 
 static void
-emit_read_fold(Tuplestorestate *store, TupleDesc desc, Fold *f, LogRecord *r)
+put_read_fold(Tuplestorestate *store, TupleDesc desc, const LogFold *f, LogRecord *r)
 {
 	LogRow		row;
 	char	   *table_name = NULL;
@@ -235,8 +148,7 @@ emit_read_fold(Tuplestorestate *store, TupleDesc desc, Fold *f, LogRecord *r)
 	log_row_set(&row, LOG_TBL, ObjectIdGetDatum(r->relid), false);
 	log_row_set(&row, LOG_COLUMNS, r->columns[0] ? crm_gdpr_name_array(pstrdup(r->columns), LOG_LIST_SEPARATOR) : (Datum) 0,
 				r->columns[0] == '\0');
-	log_row_set(&row, LOG_SUBJECT_REFS, f->nsubjects ? subject_refs(f->subjects, f->nsubjects) : (Datum) 0,
-				f->nsubjects == 0);
+	log_row_set(&row, LOG_SUBJECT_REFS, f->nsubjects ? subject_refs(f) : (Datum) 0, f->nsubjects == 0);
 	log_row_set(&row, LOG_ROW_COUNT, Int64GetDatum(f->rows), false);
 	log_row_set(&row, LOG_QUERY_ID, Int64GetDatum(r->query_id), r->query_id == 0);
 	log_row_set(&row, LOG_PURPOSE, CStringGetTextDatum(r->purpose), r->purpose[0] == '\0');
@@ -257,10 +169,12 @@ release_buffers(void)
 	{
 		pfree(bufs.slots);
 		pfree(bufs.taken);
-		pfree(bufs.folds);
 	}
-	if (bufs.seen)
-		pfree(bufs.seen);
+	if (bufs.folds)
+	{
+		log_fold_table_free(bufs.folds);
+		pfree(bufs.identity.data);
+	}
 	memset(&bufs, 0, sizeof(bufs));
 }
 
@@ -274,13 +188,11 @@ reserve_records(int n)
 	{
 		bufs.slots = MemoryContextAlloc(TopMemoryContext, sizeof(int) * n);
 		bufs.taken = MemoryContextAlloc(TopMemoryContext, sizeof(PackedRecord *) * n);
-		bufs.folds = MemoryContextAlloc(TopMemoryContext, sizeof(Fold) * n);
 	}
 	else
 	{
 		bufs.slots = repalloc(bufs.slots, sizeof(int) * n);
 		bufs.taken = repalloc(bufs.taken, sizeof(PackedRecord *) * n);
-		bufs.folds = repalloc(bufs.folds, sizeof(Fold) * n);
 	}
 	bufs.room = n;
 }
@@ -348,7 +260,6 @@ gdpr_log_queue_take(PG_FUNCTION_ARGS)
 	LogRecord  *scratch;
 	int			n;
 	int			nslots;
-	int			nfolds;
 
 	InitMaterializedSRF(fcinfo, 0);
 	if (crm_gdpr_queue == NULL)
@@ -357,10 +268,19 @@ gdpr_log_queue_take(PG_FUNCTION_ARGS)
 	n = copy_ready(&nslots);
 	LWLockRelease(crm_gdpr_queue->lock);
 	crm_gdpr_log_share_taken(nslots);
-	nfolds = fold_records(bufs.taken, n, bufs.folds);
+	if (bufs.folds == NULL)
+	{
+		MemoryContext old = MemoryContextSwitchTo(TopMemoryContext);
+
+		bufs.folds = log_fold_table_create(TopMemoryContext, LOG_FOLD_MAX, FOLD_SUBJECTS);
+		initStringInfo(&bufs.identity);
+		MemoryContextSwitchTo(old);
+	}
+	fold_records(bufs.taken, n);
 	scratch = palloc(sizeof(LogRecord));
-	for (int i = 0; i < nfolds; i++)
-		emit_read_fold(rsinfo->setResult, rsinfo->setDesc, &bufs.folds[i], scratch);
+	/* In the order the folds started: that of their first reads in the queue. */
+	for (int i = 0; i < bufs.folds->nfolds; i++)
+		put_read_fold(rsinfo->setResult, rsinfo->setDesc, &bufs.folds->folds[i], scratch);
 	if (!crm_gdpr_in_own_worker)
 		release_buffers();
 	return (Datum) 0;

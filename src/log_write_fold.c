@@ -34,7 +34,6 @@
 #include "access/table.h"
 #include "access/xact.h"
 #include "catalog/namespace.h"
-#include "common/hashfn.h"
 #include "executor/tuptable.h"
 #include "miscadmin.h"
 #include "utils/builtins.h"
@@ -45,6 +44,7 @@
 #include "utils/timestamp.h"
 
 #include "access_log.h"
+#include "log_fold.h"
 #include "settings.h"
 
 /* A subtransaction keeps at most this many open records (distinct statements). */
@@ -58,40 +58,26 @@
 #define JOURNAL_COLUMNS_0_2 15
 #define JOURNAL_COLUMNS 17
 
-typedef struct PendingRecord
-{
-	uint32		hash;			/* of the identity (see identity_of()) */
-	const char *identity;
-	int			identity_len;
-	Oid			relid;
-	int64		query_id;
-	const char *strings[WS_STRINGS];	/* into identity */
-	TimestampTz at;
-	TimestampTz last_at;
-	int			times;
-	int64		rows;
-	bool		rows_known;
-	bool		counted;		/* every statement named all its subjects */
-	StringInfoData ids;			/* ids joined by LOG_LIST_SEPARATOR */
-	int			nids;
-	dlist_node	in_level;
-} PendingRecord;
-
+/*
+ * A record is a fold (log_fold.c) of the transaction's one table, whose
+ * identity starts with the subtransaction's id: a statement folds only with
+ * those of its own level.  Only the innermost level takes statements, and
+ * the levels within it are written or dropped before it takes more: its
+ * records are the last folds of the table, from first_fold on.
+ */
 typedef struct Level
 {
 	SubTransactionId subid;
-	int			nopen;
-	dlist_head	records;
+	int			first_fold;
 } Level;
 
 /*
  * The transaction's records, in memory of the backend's that is reset when
- * the transaction ends (no context or table made per transaction: a write
- * transaction of two statements spent more on that than on folding).  A
- * level's records are few (OPEN_MAX at most, one or two for most
- * transactions): they are searched in a list, by hash then bytes.
+ * the transaction ends (no memory context made per transaction: a write
+ * transaction of two statements spent more on that than on folding).
  */
 static MemoryContext pending_cxt = NULL;
+static LogFoldTable *pending = NULL;	/* in pending_cxt, made at the first statement */
 static List *levels = NIL;		/* innermost last; NIL: nothing pending */
 static bool used = false;		/* pending_cxt holds something of this transaction */
 static StringInfoData scratch;
@@ -149,14 +135,79 @@ text_or_null(const char *value, bool *isnull)
 	return *isnull ? (Datum) 0 : CStringGetTextDatum(value);
 }
 
+/*
+ * The identity: what statements folded together share, as bytes (the
+ * subtransaction, the table, the query id, then the strings with their
+ * terminating zeros).
+ */
+typedef struct IdentityNumbers
+{
+	SubTransactionId subid;
+	Oid			relid;
+	int64		query_id;
+} IdentityNumbers;
+
+static void
+statement_identity(const WriteStatement *st, SubTransactionId subid, StringInfo buf)
+{
+	IdentityNumbers nums;
+
+	memset(&nums, 0, sizeof(nums));
+	nums.subid = subid;
+	nums.relid = st->relid;
+	nums.query_id = st->query_id;
+	resetStringInfo(buf);
+	appendBinaryStringInfo(buf, (const char *) &nums, sizeof(nums));
+	for (int i = 0; i < WS_STRINGS; i++)
+		appendBinaryStringInfo(buf, st->strings[i] ? st->strings[i] : "", strlen(st->strings[i] ? st->strings[i] : "") + 1);
+}
+
+/* A record's statement, back from its identity (ids, rows and the rest apart). */
+static void
+statement_of(const LogFold *f, WriteStatement *st)
+{
+	IdentityNumbers nums;
+	const char *p = f->identity + sizeof(nums);
+
+	memcpy(&nums, f->identity, sizeof(nums));
+	memset(st, 0, sizeof(*st));
+	st->relid = nums.relid;
+	st->query_id = nums.query_id;
+	for (int i = 0; i < WS_STRINGS; i++)
+	{
+		st->strings[i] = p;
+		p += strlen(p) + 1;
+	}
+}
+
+/* The ids, marked as ids (not references): the log writer pseudonymises them. */
+static char *
+marked_ids(const LogFold *f)
+{
+	StringInfoData ids;
+
+	initStringInfo(&ids);
+	appendStringInfoChar(&ids, LOG_IDS_MARK);
+	for (int k = 0; k < f->nsubjects; k++)
+	{
+		if (k > 0)
+			appendStringInfoChar(&ids, LOG_LIST_SEPARATOR);
+		appendStringInfoString(&ids, f->subject_bytes + f->subject_at[k]);
+	}
+	return ids.data;
+}
+
 /* A record as a journal row, in the column order of 80_access_log.sql. */
 static HeapTuple
-journal_tuple(TupleDesc desc, PendingRecord *r)
+journal_tuple(TupleDesc desc, const LogFold *f)
 {
 	Datum		values[JOURNAL_COLUMNS];
 	bool		nulls[JOURNAL_COLUMNS];
+	WriteStatement st;
+	WriteStatement *r = &st;
 
-	values[0] = TimestampTzGetDatum(r->at);
+	statement_of(f, &st);
+	values[0] = TimestampTzGetDatum(f->first_at);
 	nulls[0] = false;
 	values[1] = text_or_null(r->strings[WS_ROLE], &nulls[1]);
 	values[2] = text_or_null(r->strings[WS_SESSION_ROLE], &nulls[2]);
@@ -169,18 +220,17 @@ journal_tuple(TupleDesc desc, PendingRecord *r)
 	nulls[7] = false;
 	values[8] = text_or_null(r->strings[WS_TABLE_NAME], &nulls[8]);
 	values[9] = text_or_null(r->strings[WS_COLUMNS], &nulls[9]);
-	/* The ids, marked as ids (not references): the log writer pseudonymises them. */
-	values[10] = text_or_null(r->nids > 0 ? r->ids.data : NULL, &nulls[10]);
-	values[11] = Int64GetDatum(r->nids);
-	nulls[11] = !r->counted;
-	values[12] = Int64GetDatum(r->rows);
-	nulls[12] = !r->rows_known;
+	values[10] = text_or_null(f->nsubjects > 0 ? marked_ids(f) : NULL, &nulls[10]);
+	values[11] = Int64GetDatum(f->nsubjects);
+	nulls[11] = !f->counted;
+	values[12] = Int64GetDatum(f->rows);
+	nulls[12] = !f->rows_known;
 	values[13] = Int64GetDatum(r->query_id);
 	nulls[13] = r->query_id == 0;
 	values[14] = text_or_null(r->strings[WS_PURPOSE], &nulls[14]);
-	values[15] = TimestampTzGetDatum(r->last_at);
-	nulls[15] = r->times == 1;
-	values[16] = Int32GetDatum(r->times);
+	values[15] = TimestampTzGetDatum(f->last_at);
+	nulls[15] = f->times == 1;
+	values[16] = Int32GetDatum(f->times);
 	nulls[16] = false;
 	return heap_form_tuple(desc, values, nulls);
 }
@@ -190,7 +240,7 @@ journal_tuple(TupleDesc desc, PendingRecord *r)
  * trigger), in one call: one WAL record per page rather than per record.
  */
 static void
-write_records(PendingRecord **records, int n)
+write_records(const LogFold *records, int n)
 {
 	Relation	rel;
 	TupleTableSlot **slots;
@@ -204,7 +254,7 @@ write_records(PendingRecord **records, int n)
 	for (int i = 0; i < n; i++)
 	{
 		slots[i] = MakeSingleTupleTableSlot(RelationGetDescr(rel), &TTSOpsHeapTuple);
-		ExecStoreHeapTuple(journal_tuple(RelationGetDescr(rel), records[i]), slots[i], true);
+		ExecStoreHeapTuple(journal_tuple(RelationGetDescr(rel), &records[i]), slots[i], true);
 	}
 	heap_multi_insert(rel, slots, n, GetCurrentCommandId(true), 0, NULL);
 	for (int i = n - 1; i >= 0; i--)	/* the resource owner finds the last remembered first */
@@ -215,53 +265,20 @@ write_records(PendingRecord **records, int n)
 	MemoryContextReset(write_cxt);
 }
 
-static void
-forget_record(Level *level, PendingRecord *r)
-{
-	dlist_delete(&r->in_level);
-	level->nopen--;
-	pfree(r->ids.data);
-	pfree((void *) r->identity);
-	pfree(r);
-}
-
 /* Write (or, rolled back, drop) every record of the innermost level, and pop it. */
 static void
 close_level(bool write)
 {
 	Level	   *level = llast(levels);
-	PendingRecord **records = MemoryContextAlloc(pending_cxt, sizeof(PendingRecord *) * Max(level->nopen, 1));
-	int			n = 0;
-	dlist_iter	it;
 
-	dlist_foreach(it, &level->records)
-		records[n++] = dlist_container(PendingRecord, in_level, it.cur);
 	if (write)
-		write_records(records, n);
-	for (int i = 0; i < n; i++)
-		forget_record(level, records[i]);
-	pfree(records);
+		write_records(&pending->folds[level->first_fold], pending->nfolds - level->first_fold);
+	log_fold_truncate(pending, level->first_fold);
 	levels = list_delete_last(levels);
 	pfree(level);
 }
 
 /* --- folding ----------------------------------------------------------- */
-
-/*
- * The identity: what statements folded together share, as bytes (the
- * table, the query id, then the strings with their terminating zeros).
- */
-#define IDENTITY_STRINGS (sizeof(Oid) + sizeof(int64))
-
-static void
-identity_of(const WriteStatement *st, StringInfo buf)
-{
-	resetStringInfo(buf);
-	appendBinaryStringInfo(buf, (const char *) &st->relid, sizeof(st->relid));
-	appendBinaryStringInfo(buf, (const char *) &st->query_id, sizeof(st->query_id));
-	for (int i = 0; i < WS_STRINGS; i++)
-		appendBinaryStringInfo(buf, st->strings[i] ? st->strings[i] : "", strlen(st->strings[i] ? st->strings[i] : "") + 1);
-}
 
 static Level *
 current_level(SubTransactionId subid)
@@ -272,95 +289,9 @@ current_level(SubTransactionId subid)
 		return llast(levels);
 	level = MemoryContextAllocZero(pending_cxt, sizeof(Level));
 	level->subid = subid;
-	dlist_init(&level->records);
+	level->first_fold = pending->nfolds;
 	levels = lappend(levels, level);
 	return level;
-}
-
-/* No statement yet. */
-static void
-empty_record(PendingRecord *r)
-{
-	r->times = 0;
-	r->rows = 0;
-	r->rows_known = false;
-	r->counted = true;
-	r->nids = 0;
-	resetStringInfo(&r->ids);
-}
-
-static PendingRecord *
-find_record(Level *level, StringInfo identity, uint32 hash)
-{
-	dlist_iter	it;
-
-	dlist_foreach(it, &level->records)
-	{
-		PendingRecord *r = dlist_container(PendingRecord, in_level, it.cur);
-
-		if (r->hash == hash && r->identity_len == identity->len && memcmp(r->identity, identity->data, identity->len) == 0)
-			return r;
-	}
-	return NULL;
-}
-
-static PendingRecord *
-new_record(Level *level, const WriteStatement *st, StringInfo identity, uint32 hash)
-{
-	PendingRecord *r = palloc(sizeof(PendingRecord));
-	char	   *copy = palloc(identity->len);
-	const char *p;
-
-	memcpy(copy, identity->data, identity->len);
-	r->hash = hash;
-	r->identity = copy;
-	r->identity_len = identity->len;
-	r->relid = st->relid;
-	r->query_id = st->query_id;
-	p = copy + IDENTITY_STRINGS;
-	for (int i = 0; i < WS_STRINGS; i++)
-	{
-		r->strings[i] = p;
-		p += strlen(p) + 1;
-	}
-	initStringInfo(&r->ids);
-	empty_record(r);
-	dlist_push_tail(&level->records, &r->in_level);
-	level->nopen++;
-	return r;
-}
-
-/* A full record goes to the journal now (its level is current), and starts again. */
-static void
-restart_record(PendingRecord *r)
-{
-	write_records(&r, 1);
-	empty_record(r);
-}
-
-static void
-fold_statement(PendingRecord *r, const WriteStatement *st, TimestampTz at)
-{
-	if (r->times == 0)
-		r->at = r->last_at = at;
-	r->at = Min(r->at, at);
-	r->last_at = Max(r->last_at, at);
-	r->times++;
-	if (!st->truncate)
-	{
-		r->rows += st->rows;
-		r->rows_known = true;
-	}
-	r->counted = r->counted && st->counted;
-	for (int i = 0; i < st->nids; i++)
-	{
-		if (r->ids.len > 0)
-			appendStringInfoChar(&r->ids, LOG_LIST_SEPARATOR);
-		else
-			appendStringInfoChar(&r->ids, LOG_IDS_MARK);
-		appendStringInfoString(&r->ids, st->ids[i]);
-	}
-	r->nids += st->nids;
 }
 
 /* How many statements a record folds: none with the journal of 0.2. */
@@ -375,9 +306,7 @@ crm_gdpr_write_fold_add(const WriteStatement *st)
 {
 	SubTransactionId subid = GetCurrentSubTransactionId();
 	TimestampTz at = GetCurrentStatementStartTimestamp();
-	int			max_ids = Max(crm_gdpr_log_subjects_max, LOG_FOLD_MAX);
-	uint32		hash;
-	PendingRecord *r;
+	LogFold    *f;
 	Level	   *level;
 	MemoryContext old;
 
@@ -385,23 +314,31 @@ crm_gdpr_write_fold_add(const WriteStatement *st)
 		start_backend_state();
 	old = MemoryContextSwitchTo(pending_cxt);
 	used = true;
-	identity_of(st, &scratch);
-	hash = hash_bytes((const unsigned char *) scratch.data, scratch.len);
+	if (pending == NULL)
+		pending = log_fold_table_create(pending_cxt, LOG_FOLD_MAX, 0);
+	pending->max_subjects = Max(crm_gdpr_log_subjects_max, LOG_FOLD_MAX);
+	statement_identity(st, subid, &scratch);
 	level = current_level(subid);
-	r = find_record(level, &scratch, hash);
-	if (r != NULL && r->times > 0 && (r->times >= fold_max() || r->nids + st->nids > max_ids))
-		restart_record(r);
-	if (r == NULL)
+	f = log_fold_find(pending, scratch.data, scratch.len);
+	if (f != NULL && f->times > 0 && (f->times >= fold_max() || !log_fold_fits(pending, f, 1, st->nids)))
 	{
-		if (level->nopen >= OPEN_MAX)
+		/* A full record goes to the journal now (its level is current), and starts again. */
+		write_records(f, 1);
+		log_fold_empty(f);
+	}
+	if (f == NULL)
+	{
+		if (pending->nfolds - level->first_fold >= OPEN_MAX)
 		{
 			/* Too many distinct statements: the level's records go now. */
 			close_level(true);
 			level = current_level(subid);
 		}
-		r = new_record(level, st, &scratch, hash);
+		f = log_fold_start(pending, scratch.data, scratch.len, NULL);
 	}
-	fold_statement(r, st, at);
+	log_fold_count(f, at, at, 1, st->rows, !st->truncate, st->counted);
+	for (int i = 0; i < st->nids; i++)
+		log_fold_add_subject(pending, f, st->ids[i], strlen(st->ids[i]));
 	MemoryContextSwitchTo(old);
 }
 
@@ -432,6 +369,7 @@ fold_xact_callback(XactEvent event, void *arg)
 	{
 		/* What an aborted transaction left goes at once. */
 		levels = NIL;
+		pending = NULL;
 		MemoryContextReset(pending_cxt);
 		used = false;
 	}

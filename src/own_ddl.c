@@ -55,7 +55,7 @@ close_at_subxact_abort(SubXactEvent event, SubTransactionId mySubid, SubTransact
 }
 
 static void
-register_callbacks(void)
+register_own_ddl_callbacks(void)
 {
 	if (!callbacks_registered)
 	{
@@ -70,7 +70,7 @@ PG_FUNCTION_INFO_V1(gdpr_own_ddl);
 Datum
 gdpr_own_ddl(PG_FUNCTION_ARGS)
 {
-	register_callbacks();
+	register_own_ddl_callbacks();
 	own_ddl = PG_GETARG_BOOL(0);
 	PG_RETURN_VOID();
 }
@@ -81,7 +81,7 @@ crm_gdpr_set_own_ddl(bool open)
 {
 	bool		was = own_ddl;
 
-	register_callbacks();
+	register_own_ddl_callbacks();
 	own_ddl = open;
 	return was;
 }
@@ -99,7 +99,7 @@ PG_FUNCTION_INFO_V1(gdpr_set_ddl_start_state);
 Datum
 gdpr_set_ddl_start_state(PG_FUNCTION_ARGS)
 {
-	register_callbacks();
+	register_own_ddl_callbacks();
 	forget_start_state();
 	if (!PG_ARGISNULL(0))
 		start_state = MemoryContextStrdup(TopMemoryContext, text_to_cstring(PG_GETARG_TEXT_PP(0)));

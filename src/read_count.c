@@ -31,7 +31,7 @@
 #include "settings.h"
 
 static void
-refuse(QueryReads *reads)
+refuse_past_row_limit(QueryReads *reads)
 {
 	char		why[96];
 
@@ -137,7 +137,7 @@ counting_exec(PlanState *node)
 				return slot;
 			r = &reads->rels[c->rel];
 			if (++r->rows > reads->limit && reads->limit > 0 && !reads->recorded)
-				refuse(reads);
+				refuse_past_row_limit(reads);
 			if (c->key != KEY_NONE && !r->subjects.truncated)
 				note_subject(r, c);
 			return slot;
