@@ -1,0 +1,112 @@
+-- The access log's fold engine (src/log_fold.c) at its bounds: reads fold up
+-- to 100 a row and 200 subjects a row, the reads of two roles never fold
+-- together; a writing transaction keeps each subject's id once per record
+-- and starts another record past its bound of ids, which the log writer
+-- folds again.
+BEGIN;
+SELECT plan(11);
+
+\set QUIET on
+SET client_min_messages = warning;
+\i test/fixtures/registry.sql
+RESET client_min_messages;
+SET compute_query_id = on;
+SELECT gdpr.flush_access_log() >= 0 AS flushed \gset
+CREATE TEMP VIEW mine AS SELECT * FROM gdpr.access_log WHERE application_name LIKE 'tap_log_fold%';
+CREATE TEMP VIEW journal AS SELECT * FROM gdpr.access_log_journal WHERE application_name LIKE 'tap_log_fold%';
+GRANT SELECT ON mine TO PUBLIC;
+CREATE ROLE crm_gdpr_t_folder NOLOGIN;
+GRANT USAGE ON SCHEMA crm TO crm_gdpr_t_folder;
+GRANT SELECT ON crm.contacts TO crm_gdpr_t_folder;
+SELECT min(id) AS c1 FROM crm.contacts \gset
+SET tap.c1 = :c1;
+
+--------------------------------------------------------------------- reads
+-- 250 reads by key of ten people: 100 reads a row at most.
+SET application_name = 'tap_log_fold_times';
+DO $$
+BEGIN
+  FOR i IN 1..250 LOOP
+    PERFORM email FROM crm.contacts WHERE id = current_setting('tap.c1')::bigint + i % 10;
+  END LOOP;
+END $$;
+SELECT gdpr.flush_access_log() > 0 AS flushed \gset
+SELECT is((SELECT array_agg(times ORDER BY at, id) FROM mine WHERE application_name = 'tap_log_fold_times'),
+          ARRAY[100, 100, 50], 'identical reads: 100 a row at most, in the order they came');
+SELECT is((SELECT array_agg(DISTINCT cardinality(subject_refs)) FROM mine WHERE application_name = 'tap_log_fold_times'),
+          ARRAY[10], 'each row names its ten people once');
+
+-- 80 reads of three people each, 240 in all: a row names 200 at most.
+SET application_name = 'tap_log_fold_subjects';
+DO $$
+BEGIN
+  FOR i IN 0..79 LOOP
+    PERFORM email FROM crm.contacts WHERE id BETWEEN current_setting('tap.c1')::bigint + 3 * i
+                                             AND current_setting('tap.c1')::bigint + 3 * i + 2;
+  END LOOP;
+END $$;
+SELECT gdpr.flush_access_log() > 0 AS flushed \gset
+SELECT is((SELECT array_agg(times ORDER BY at, id) FROM mine WHERE application_name = 'tap_log_fold_subjects'),
+          ARRAY[66, 14], 'a read that would take a row past 200 subjects starts the next row');
+SELECT is((SELECT array_agg(cardinality(subject_refs) ORDER BY at, id) FROM mine WHERE application_name = 'tap_log_fold_subjects'),
+          ARRAY[198, 42], 'every person read is named, in one row or the other');
+SELECT is((SELECT count(DISTINCT r) FROM mine, unnest(subject_refs) r WHERE application_name = 'tap_log_fold_subjects'),
+          240::bigint, 'no person is named twice');
+
+-- The same read by two roles of one session: two rows.
+SET application_name = 'tap_log_fold_roles';
+SELECT format('SELECT email FROM crm.contacts WHERE id = %s', :c1) AS read_one \gset
+:read_one \g /dev/null
+:read_one \g /dev/null
+SET ROLE crm_gdpr_t_folder;
+:read_one \g /dev/null
+:read_one \g /dev/null
+:read_one \g /dev/null
+RESET ROLE;
+SELECT gdpr.flush_access_log() > 0 AS flushed \gset
+SELECT is((SELECT array_agg(role_name::text || ':' || times ORDER BY role_name) FROM mine WHERE application_name = 'tap_log_fold_roles'),
+          ARRAY['crm_gdpr_t_folder:3', 'postgres:2'], 'identical reads of two roles are not folded together');
+
+-------------------------------------------------------------------- writes
+-- Five writes of one person: the record keeps his id once.
+SET application_name = 'tap_log_fold_same';
+INSERT INTO crm.interactions (contact_id, kind, summary, occurred_at) SELECT :c1, 'call', 'fold', now();
+INSERT INTO crm.interactions (contact_id, kind, summary, occurred_at) SELECT :c1, 'call', 'fold', now();
+INSERT INTO crm.interactions (contact_id, kind, summary, occurred_at) SELECT :c1, 'call', 'fold', now();
+INSERT INTO crm.interactions (contact_id, kind, summary, occurred_at) SELECT :c1, 'call', 'fold', now();
+INSERT INTO crm.interactions (contact_id, kind, summary, occurred_at) SELECT :c1, 'call', 'fold', now();
+SELECT gdpr.flush_access_log() > 0 AS flushed \gset
+SELECT is((SELECT ARRAY[times, row_count, subjects, cardinality(subject_refs)] FROM mine WHERE application_name = 'tap_log_fold_same'),
+          ARRAY[5, 5, 1, 1]::bigint[], 'five writes of one person: one row naming him once');
+
+-- Statements of 40 people each: a record holds 100 ids at most (the larger
+-- of 100 and crm_gdpr.log_subjects_max), the third statement starts another.
+SET application_name = 'tap_log_fold_ids';
+SET crm_gdpr.log_subjects_max = 50;
+SELECT format('INSERT INTO crm.interactions (contact_id, kind, summary, occurred_at)
+                 SELECT c, ''call'', ''fold'', now() FROM generate_series(%s::bigint, %s) c',
+              :c1 + 40 * k, :c1 + 40 * k + 39)
+  FROM generate_series(0, 2) k \gexec
+RESET crm_gdpr.log_subjects_max;
+SELECT is((SELECT ARRAY[times, subjects] FROM journal WHERE application_name = 'tap_log_fold_ids'),
+          ARRAY[2, 80]::bigint[], 'past its bound of ids, a record goes to the journal and another starts');
+SELECT gdpr.flush_access_log() > 0 AS flushed \gset
+SELECT is((SELECT ARRAY[times, row_count, subjects, cardinality(subject_refs)] FROM mine WHERE application_name = 'tap_log_fold_ids'),
+          ARRAY[3, 120, 120, 120]::bigint[], 'the log writer folds the journal rows again: one row, every person named');
+
+-- A savepoint's record is its own: the same statement in and out of it.
+SET application_name = 'tap_log_fold_levels';
+INSERT INTO crm.interactions (contact_id, kind, summary, occurred_at) SELECT :c1 + 0, 'call', 'fold', now();
+SAVEPOINT s;
+INSERT INTO crm.interactions (contact_id, kind, summary, occurred_at) SELECT :c1 + 1, 'call', 'fold', now();
+INSERT INTO crm.interactions (contact_id, kind, summary, occurred_at) SELECT :c1 + 1, 'call', 'fold', now();
+RELEASE SAVEPOINT s;
+SELECT is((SELECT ARRAY[times, subjects] FROM journal WHERE application_name = 'tap_log_fold_levels'),
+          ARRAY[2, 1]::bigint[], 'a released savepoint writes its own record, its statements only');
+INSERT INTO crm.interactions (contact_id, kind, summary, occurred_at) SELECT :c1 + 2, 'call', 'fold', now();
+SELECT gdpr.flush_access_log() > 0 AS flushed \gset
+SELECT is((SELECT ARRAY[times, subjects] FROM mine WHERE application_name = 'tap_log_fold_levels'),
+          ARRAY[4, 3]::bigint[], 'the log writer folds the records of the levels into one row');
+
+SELECT * FROM finish();
+ROLLBACK;
