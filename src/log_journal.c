@@ -4,28 +4,28 @@
  * Committed writes wait in the journals (log_journals.c), one row per
  * statement or per fold of a transaction's identical statements
  * (log_write_fold.c).  gdpr._log_journal_take() empties them all (truncated
- * or deleted: log_journals.c) and returns their rows folded: identical
- * statements (same backend, roles, application, client, operation, table,
- * columns, query and purpose) become one row for up to LOG_FOLD_MAX of them,
- * with the union of their subject references, oldest
- * first.  Done in SQL, the sorts and array functions this takes cost the log
- * writer more than the CRM's own statements cost the CRM (doc/benchmarks.md).
+ * or deleted: log_journals.c) and returns their rows folded (log_fold.c):
+ * identical statements (same backend, roles, application, client,
+ * operation, table, columns, query and purpose) become one row for up to
+ * LOG_FOLD_MAX of them, with the union of their subject references, in
+ * order of their first time.  Done in SQL, the sorts and array functions
+ * this takes cost the log writer more than the CRM's own statements cost the
+ * CRM (doc/benchmarks.md).
  */
 #include "postgres.h"
 
 #include "catalog/pg_type.h"
-#include "common/hashfn.h"
 #include "executor/spi.h"
 #include "fmgr.h"
 #include "funcapi.h"
 #include "lib/stringinfo.h"
 #include "utils/array.h"
 #include "utils/builtins.h"
-#include "utils/hsearch.h"
 #include "utils/timestamp.h"
 
 #include "access_log.h"
 #include "crm_gdpr.h"
+#include "log_fold.h"
 
 /* The journal's columns, in the order of the query below. */
 enum
@@ -42,32 +42,17 @@ enum
 #define TRUNCATE_SQL "TRUNCATE gdpr.%s"
 
 /* The identity of a statement: what two folded statements share. */
-static const int identity[] = {J_ROLE, J_SESSION_ROLE, J_APPNAME, J_CLIENT, J_PID, J_OPERATION, J_TBL,
+static const int identity_columns[] = {J_ROLE, J_SESSION_ROLE, J_APPNAME, J_CLIENT, J_PID, J_OPERATION, J_TBL,
 J_COLUMNS, J_QUERY_ID, J_PURPOSE};
 
-typedef struct JournalFold
-{
-	uint64		key;			/* hash of the identity; the dynahash key */
-	StringInfoData identity;	/* the identity itself, to tell collisions */
-	HeapTuple	first;			/* the first statement's journal row */
-	TimestampTz at;
-	TimestampTz last_at;
-	int			times;
-	int64		rows;
-	bool		rows_known;		/* some statement counted its rows (TRUNCATE does not) */
-	bool		counted;		/* every statement counted its subjects */
-	List	   *refs;			/* subject references (char *), repeats included */
-} JournalFold;
-
 /*
- * Rows come to a DestReceiver and are folded as they come: the journal of a
- * busy second is never held in memory, only one row per fold.
+ * Rows come to a DestReceiver and are folded as they come (log_fold.c): the
+ * journal of a busy second is never held in memory, only one row per fold.
  */
 typedef struct JournalReceiver
 {
 	DestReceiver pub;
-	HTAB	   *open;			/* folds still taking statements, by key */
-	List	   *done;			/* folds closed */
+	LogFoldTable *folds;		/* each fold's first row is its journal row's copy */
 	StringInfoData identity;	/* scratch */
 	TupleDesc	desc;			/* of the journal's rows */
 	MemoryContext cxt;			/* the caller's: SPI frees its own */
@@ -81,12 +66,12 @@ text_at(TupleTableSlot *slot, int column)
 
 /* The identity's bytes: a null mark or the value, column after column. */
 static void
-identity_of(TupleTableSlot *slot, StringInfo buf)
+journal_identity(TupleTableSlot *slot, StringInfo buf)
 {
 	resetStringInfo(buf);
-	for (int i = 0; i < lengthof(identity); i++)
+	for (int i = 0; i < lengthof(identity_columns); i++)
 	{
-		int			c = identity[i];
+		int			c = identity_columns[i];
 		Form_pg_attribute att = TupleDescAttr(slot->tts_tupleDescriptor, c);
 
 		appendStringInfoChar(buf, slot->tts_isnull[c] ? 'n' : 'v');
@@ -106,20 +91,20 @@ identity_of(TupleTableSlot *slot, StringInfo buf)
 }
 
 /*
- * The references as they come; repeats go when the fold is emitted (sorted
- * there anyway): a hash table per fold, created and searched per reference,
- * cost more than the sort.  Since 0.3 the writing transaction stores its
- * subjects' ids (marked LOG_IDS_MARK) and their keyed pseudonyms are
- * computed here, all of a row's at once (log_refs.c: cached, prefetched):
- * the key is the log writer's business, not the writer's of the CRM.
+ * A journal row's subjects into its fold, each once.  Since 0.3 the writing
+ * transaction stores its subjects' ids (marked LOG_IDS_MARK) and their keyed
+ * pseudonyms are computed here, all of a row's at once (log_refs.c: cached,
+ * prefetched): the key is the log writer's business, not the writer's of
+ * the CRM.  Rows written before hold references.
  */
 static void
-add_refs(JournalFold *f, text *joined)
+add_journal_refs(LogFoldTable *t, LogFold *f, text *joined)
 {
 	const char *p = VARDATA_ANY(joined);
 	const char *end = p + VARSIZE_ANY_EXHDR(joined);
 	bool		ids = p < end && *p == LOG_IDS_MARK;
 	List	   *items = NIL;
+	ListCell   *lc;
 
 	if (ids)
 		p++;
@@ -142,30 +127,15 @@ add_refs(JournalFold *f, text *joined)
 			id[i] = list_nth(items, i);
 		crm_gdpr_log_subject_refs(id, n, refs);
 		for (int i = 0; i < n; i++)
-			f->refs = lappend(f->refs, text_to_cstring(DatumGetTextPP(refs[i])));
+		{
+			text	   *ref = DatumGetTextPP(refs[i]);
+
+			log_fold_add_subject(t, f, VARDATA_ANY(ref), VARSIZE_ANY_EXHDR(ref));
+		}
 		return;
 	}
-	f->refs = list_concat(f->refs, items);
-}
-
-static JournalFold *
-new_fold(JournalReceiver *r, uint64 key, TupleTableSlot *slot)
-{
-	JournalFold *f;
-	bool		found;
-
-	f = hash_search(r->open, &key, HASH_ENTER, &found);
-	f->key = key;
-	initStringInfo(&f->identity);
-	appendBinaryStringInfo(&f->identity, r->identity.data, r->identity.len);
-	f->first = ExecCopySlotHeapTuple(slot);
-	f->at = f->last_at = DatumGetTimestampTz(slot->tts_values[J_AT]);
-	f->times = 0;
-	f->rows = 0;
-	f->rows_known = false;
-	f->counted = true;
-	f->refs = NIL;
-	return f;
+	foreach(lc, items)
+		log_fold_add_subject(t, f, lfirst(lc), strlen(lfirst(lc)));
 }
 
 /* How many statements a journal row folds already (one up to 0.2). */
@@ -177,64 +147,33 @@ times_of(TupleTableSlot *slot)
 }
 
 static void
-fold_row(JournalFold *f, TupleTableSlot *slot)
+fold_journal_row(LogFoldTable *t, LogFold *f, TupleTableSlot *slot)
 {
 	TimestampTz at = DatumGetTimestampTz(slot->tts_values[J_AT]);
 	TimestampTz last_at = slot->tts_tupleDescriptor->natts > J_LAST_AT && !slot->tts_isnull[J_LAST_AT] ?
 		DatumGetTimestampTz(slot->tts_values[J_LAST_AT]) : at;
 
-	f->times += times_of(slot);
-	f->at = Min(f->at, at);
-	f->last_at = Max(f->last_at, last_at);
-	if (!slot->tts_isnull[J_ROWS])
-	{
-		f->rows += DatumGetInt64(slot->tts_values[J_ROWS]);
-		f->rows_known = true;
-	}
-	f->counted = f->counted && !slot->tts_isnull[J_SUBJECTS];
+	log_fold_count(f, at, last_at, times_of(slot),
+				   slot->tts_isnull[J_ROWS] ? 0 : DatumGetInt64(slot->tts_values[J_ROWS]), !slot->tts_isnull[J_ROWS],
+				   !slot->tts_isnull[J_SUBJECTS]);
 	if (!slot->tts_isnull[J_REFS])
-		add_refs(f, text_at(slot, J_REFS));
-}
-
-/* A fold taken out of the hash table (which reuses its entry) to be emitted. */
-static void
-keep_fold(JournalReceiver *r, JournalFold *f)
-{
-	JournalFold *kept = palloc(sizeof(JournalFold));
-
-	memcpy(kept, f, sizeof(JournalFold));
-	r->done = lappend(r->done, kept);
-}
-
-static void
-close_fold(JournalReceiver *r, JournalFold *f)
-{
-	keep_fold(r, f);
-	(void) hash_search(r->open, &f->key, HASH_REMOVE, NULL);
+		add_journal_refs(t, f, text_at(slot, J_REFS));
 }
 
 static bool
-receive_row(TupleTableSlot *slot, DestReceiver *self)
+receive_journal_row(TupleTableSlot *slot, DestReceiver *self)
 {
 	JournalReceiver *r = (JournalReceiver *) self;
-	uint64		key;
-	JournalFold *f;
+	LogFold    *f;
 	MemoryContext old = MemoryContextSwitchTo(r->cxt);
 
 	slot_getallattrs(slot);
-	identity_of(slot, &r->identity);
-	key = hash_bytes_extended((const unsigned char *) r->identity.data, r->identity.len, 0);
-	f = hash_search(r->open, &key, HASH_FIND, NULL);
-	/* A full fold (or a hash collision) closes: the next one starts. */
-	if (f != NULL && (f->times + times_of(slot) > LOG_FOLD_MAX || f->identity.len != r->identity.len ||
-					  memcmp(f->identity.data, r->identity.data, r->identity.len) != 0))
-	{
-		close_fold(r, f);
-		f = NULL;
-	}
-	if (f == NULL)
-		f = new_fold(r, key, slot);
-	fold_row(f, slot);
+	journal_identity(slot, &r->identity);
+	f = log_fold_find(r->folds, r->identity.data, r->identity.len);
+	/* A full fold closes: the next one starts. */
+	if (f == NULL || !log_fold_fits(r->folds, f, times_of(slot), 0))
+		f = log_fold_start(r->folds, r->identity.data, r->identity.len, ExecCopySlotHeapTuple(slot));
+	fold_journal_row(r->folds, f, slot);
 	MemoryContextSwitchTo(old);
 	return true;
 }
@@ -258,38 +197,23 @@ receiver_nothing(DestReceiver *self)
 }
 
 static int
-by_time(const ListCell *a, const ListCell *b)
+by_text(const void *a, const void *b)
 {
-	const JournalFold *x = lfirst(a);
-	const JournalFold *y = lfirst(b);
-
-	return x->at < y->at ? -1 : x->at > y->at ? 1 : 0;
-}
-
-static int
-by_text(const ListCell *a, const ListCell *b)
-{
-	return strcmp(lfirst(a), lfirst(b));
+	return strcmp(*(const char *const *) a, *(const char *const *) b);
 }
 
 /* The distinct references, sorted: a row's do not depend on the order its statements came in. */
 static Datum
-ref_array(List *refs, int *distinct)
+ref_array(const LogFold *f)
 {
-	Datum	   *items = palloc(sizeof(Datum) * Max(list_length(refs), 1));
-	const char *last = NULL;
-	ListCell   *lc;
-	int			n = 0;
+	const char **refs = palloc(sizeof(char *) * f->nsubjects);
+	Datum	   *items = palloc(sizeof(Datum) * f->nsubjects);
 
-	list_sort(refs, by_text);
-	foreach(lc, refs)
-	{
-		if (last == NULL || strcmp(last, lfirst(lc)) != 0)
-			items[n++] = CStringGetTextDatum(lfirst(lc));
-		last = lfirst(lc);
-	}
-	*distinct = n;
-	return PointerGetDatum(construct_array(items, n, TEXTOID, -1, false, TYPALIGN_INT));
+	log_fold_subjects(f, refs);
+	qsort(refs, f->nsubjects, sizeof(char *), by_text);
+	for (int i = 0; i < f->nsubjects; i++)
+		items[i] = CStringGetTextDatum(refs[i]);
+	return PointerGetDatum(construct_array(items, f->nsubjects, TEXTOID, -1, false, TYPALIGN_INT));
 }
 
 /* What gdpr._log_journal_take() returns (80_access_log.sql), in this order. */
@@ -310,15 +234,14 @@ static const struct
 };
 
 static void
-emit_write_fold(Tuplestorestate *store, TupleDesc out, JournalFold *f, TupleDesc desc)
+put_journal_fold(Tuplestorestate *store, TupleDesc out, const LogFold *f, TupleDesc desc)
 {
 	LogRow		row;
 	Datum		first[J_COUNT];
 	bool		firstnull[J_COUNT];
-	int			distinct = 0;
 
-	heap_deform_tuple(f->first, desc, first, firstnull);
-	log_row_set(&row, LOG_AT, TimestampTzGetDatum(f->at), false);
+	heap_deform_tuple((HeapTuple) f->first, desc, first, firstnull);
+	log_row_set(&row, LOG_AT, TimestampTzGetDatum(f->first_at), false);
 	log_row_set(&row, LOG_LAST_AT, TimestampTzGetDatum(f->last_at), f->times == 1);
 	for (int i = 0; i < lengthof(copied); i++)
 		log_row_set(&row, copied[i].to, first[copied[i].from], firstnull[copied[i].from]);
@@ -326,8 +249,8 @@ emit_write_fold(Tuplestorestate *store, TupleDesc out, JournalFold *f, TupleDesc
 				firstnull[J_COLUMNS] ? (Datum) 0 :
 				crm_gdpr_name_array(TextDatumGetCString(first[J_COLUMNS]), LOG_LIST_SEPARATOR),
 				firstnull[J_COLUMNS]);
-	log_row_set(&row, LOG_SUBJECT_REFS, f->refs ? ref_array(f->refs, &distinct) : (Datum) 0, f->refs == NIL);
-	log_row_set(&row, LOG_SUBJECTS, Int64GetDatum(distinct), !f->counted);
+	log_row_set(&row, LOG_SUBJECT_REFS, f->nsubjects ? ref_array(f) : (Datum) 0, f->nsubjects == 0);
+	log_row_set(&row, LOG_SUBJECTS, Int64GetDatum(f->nsubjects), !f->counted);
 	log_row_set(&row, LOG_ROW_COUNT, Int64GetDatum(f->rows), !f->rows_known);
 	log_row_set(&row, LOG_TIMES, Int32GetDatum(f->times), false);
 	crm_gdpr_put_log_row(store, out, &row, journal_take_columns, lengthof(journal_take_columns));
@@ -368,36 +291,26 @@ gdpr_log_journal_take(PG_FUNCTION_ARGS)
 	ReturnSetInfo *rsinfo = (ReturnSetInfo *) fcinfo->resultinfo;
 	JournalReceiver r;
 	SPIExecuteOptions options;
-	HASHCTL		ctl;
-	HASH_SEQ_STATUS seq;
-	JournalFold *f;
-	ListCell   *lc;
+	LogFold   **order;
 
 	InitMaterializedSRF(fcinfo, 0);
 	memset(&r, 0, sizeof(r));
-	r.pub.receiveSlot = receive_row;
+	r.pub.receiveSlot = receive_journal_row;
 	r.pub.rStartup = receiver_startup;
 	r.pub.rShutdown = receiver_nothing;
 	r.pub.rDestroy = receiver_nothing;
 	r.pub.mydest = DestNone;
 	r.cxt = CurrentMemoryContext;
 	initStringInfo(&r.identity);
-	memset(&ctl, 0, sizeof(ctl));
-	ctl.keysize = sizeof(uint64);
-	ctl.entrysize = sizeof(JournalFold);
-	ctl.hcxt = CurrentMemoryContext;
-	r.open = hash_create("crm_gdpr journal folds", 256, &ctl, HASH_ELEM | HASH_BLOBS | HASH_CONTEXT);
+	r.folds = log_fold_table_create(CurrentMemoryContext, LOG_FOLD_MAX, 0);
 	memset(&options, 0, sizeof(options));
 	options.dest = (DestReceiver *) &r;
 	if (SPI_connect() != SPI_OK_CONNECT)
 		elog(ERROR, "SPI_connect failed");
 	take_journals(&options);
 	SPI_finish();
-	hash_seq_init(&seq, r.open);
-	while ((f = hash_seq_search(&seq)) != NULL)
-		keep_fold(&r, f);
-	list_sort(r.done, by_time);
-	foreach(lc, r.done)
-		emit_write_fold(rsinfo->setResult, rsinfo->setDesc, lfirst(lc), r.desc);
+	order = log_fold_by_first_time(r.folds);
+	for (int i = 0; i < r.folds->nfolds; i++)
+		put_journal_fold(rsinfo->setResult, rsinfo->setDesc, order[i], r.desc);
 	return (Datum) 0;
 }
