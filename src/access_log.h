@@ -142,6 +142,18 @@ extern char *crm_gdpr_qualified_relname(Oid relid);
 #define LOG_TRIGGER_PREFIX "gdpr_log_"
 extern void crm_gdpr_log_write_init(void);
 
+/*
+ * The columns of gdpr.access_log_journal (80_access_log.sql), in table
+ * order: log_write_fold.c writes its rows, log_journal.c takes them.
+ */
+typedef enum JournalColumn
+{
+	J_AT, J_ROLE, J_SESSION_ROLE, J_APPNAME, J_CLIENT, J_PID, J_OPERATION, J_TBL, J_TABLE_NAME,
+	J_COLUMNS, J_REFS, J_SUBJECTS, J_ROWS, J_QUERY_ID, J_PURPOSE,
+	J_COUNT_0_2,				/* the journal of 0.2 ends here: a row is one statement */
+	J_LAST_AT = J_COUNT_0_2, J_TIMES, J_COUNT
+} JournalColumn;
+
 /* One logged write statement, as the trigger hands it to the fold (log_write_fold.c). */
 typedef enum WriteString
 {

@@ -27,16 +27,7 @@
 #include "crm_gdpr.h"
 #include "log_fold.h"
 
-/* The journal's columns, in the order of the query below. */
-enum
-{
-	J_AT, J_ROLE, J_SESSION_ROLE, J_APPNAME, J_CLIENT, J_PID, J_OPERATION, J_TBL, J_TABLE_NAME,
-	J_COLUMNS, J_REFS, J_SUBJECTS, J_ROWS, J_QUERY_ID, J_PURPOSE,
-	J_COUNT_0_2,				/* the journal of 0.2 ends here: a row is one statement */
-	J_LAST_AT = J_COUNT_0_2, J_TIMES, J_COUNT
-};
-
-/* Every column, in table order: the journal of 0.2 has fewer (above). */
+/* Every column, in table order (JournalColumn): the journal of 0.2 has fewer. */
 #define TAKE_SQL "DELETE FROM gdpr.%s RETURNING *"
 #define READ_SQL "SELECT * FROM gdpr.%s"
 #define TRUNCATE_SQL "TRUNCATE gdpr.%s"

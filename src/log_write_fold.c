@@ -51,12 +51,10 @@
 #define OPEN_MAX 64
 
 /*
- * The journal's columns (80_access_log.sql): 15 up to 0.2, where a journal
- * row is one statement; 17 since 0.3 (last_at, times).  The library serves
- * both: with 15, nothing is folded.
+ * The journal's columns (JournalColumn): J_COUNT_0_2 up to 0.2, where a
+ * journal row is one statement; J_COUNT since 0.3 (last_at, times).  The
+ * library serves both: with the journal of 0.2, nothing is folded.
  */
-#define JOURNAL_COLUMNS_0_2 15
-#define JOURNAL_COLUMNS 17
 
 /*
  * A record is a fold (log_fold.c) of the transaction's one table, whose
@@ -123,8 +121,13 @@ open_journal(void)
 {
 	Relation	rel = crm_gdpr_journal_open_for_insert();
 
-	if (RelationGetDescr(rel)->natts != JOURNAL_COLUMNS && RelationGetDescr(rel)->natts != JOURNAL_COLUMNS_0_2)
-		elog(ERROR, "gdpr.access_log_journal has %d columns, not %d", RelationGetDescr(rel)->natts, JOURNAL_COLUMNS);
+	/*
+	 * The journal's columns (JournalColumn): J_COUNT_0_2 up to 0.2, where a
+	 * journal row is one statement; J_COUNT since 0.3 (last_at, times).  The
+	 * library serves both: with the journal of 0.2, nothing is folded.
+	 */
+	if (RelationGetDescr(rel)->natts != J_COUNT && RelationGetDescr(rel)->natts != J_COUNT_0_2)
+		elog(ERROR, "gdpr.access_log_journal has %d columns, not %d", RelationGetDescr(rel)->natts, J_COUNT);
 	return rel;
 }
 
@@ -201,37 +204,35 @@ marked_ids(const LogFold *f)
 static HeapTuple
 journal_tuple(TupleDesc desc, const LogFold *f)
 {
-	Datum		values[JOURNAL_COLUMNS];
-	bool		nulls[JOURNAL_COLUMNS];
+	Datum		values[J_COUNT];
+	bool		nulls[J_COUNT];
 	WriteStatement st;
-	WriteStatement *r = &st;
+	static const struct
+	{
+		JournalColumn column;
+		WriteString string;
+	}			strings[] = {
+		{J_ROLE, WS_ROLE}, {J_SESSION_ROLE, WS_SESSION_ROLE}, {J_APPNAME, WS_APPNAME}, {J_CLIENT, WS_CLIENT},
+		{J_OPERATION, WS_OPERATION}, {J_TABLE_NAME, WS_TABLE_NAME}, {J_COLUMNS, WS_COLUMNS}, {J_PURPOSE, WS_PURPOSE}
+	};
 
 	statement_of(f, &st);
-	values[0] = TimestampTzGetDatum(f->first_at);
-	nulls[0] = false;
-	values[1] = text_or_null(r->strings[WS_ROLE], &nulls[1]);
-	values[2] = text_or_null(r->strings[WS_SESSION_ROLE], &nulls[2]);
-	values[3] = text_or_null(r->strings[WS_APPNAME], &nulls[3]);
-	values[4] = text_or_null(r->strings[WS_CLIENT], &nulls[4]);
-	values[5] = Int32GetDatum(MyProcPid);
-	nulls[5] = false;
-	values[6] = text_or_null(r->strings[WS_OPERATION], &nulls[6]);
-	values[7] = ObjectIdGetDatum(r->relid);
-	nulls[7] = false;
-	values[8] = text_or_null(r->strings[WS_TABLE_NAME], &nulls[8]);
-	values[9] = text_or_null(r->strings[WS_COLUMNS], &nulls[9]);
-	values[10] = text_or_null(f->nsubjects > 0 ? marked_ids(f) : NULL, &nulls[10]);
-	values[11] = Int64GetDatum(f->nsubjects);
-	nulls[11] = !f->counted;
-	values[12] = Int64GetDatum(f->rows);
-	nulls[12] = !f->rows_known;
-	values[13] = Int64GetDatum(r->query_id);
-	nulls[13] = r->query_id == 0;
-	values[14] = text_or_null(r->strings[WS_PURPOSE], &nulls[14]);
-	values[15] = TimestampTzGetDatum(f->last_at);
-	nulls[15] = f->times == 1;
-	values[16] = Int32GetDatum(f->times);
-	nulls[16] = false;
+	memset(nulls, 0, sizeof(nulls));
+	for (int i = 0; i < lengthof(strings); i++)
+		values[strings[i].column] = text_or_null(st.strings[strings[i].string], &nulls[strings[i].column]);
+	values[J_AT] = TimestampTzGetDatum(f->first_at);
+	values[J_PID] = Int32GetDatum(MyProcPid);
+	values[J_TBL] = ObjectIdGetDatum(st.relid);
+	values[J_REFS] = text_or_null(f->nsubjects > 0 ? marked_ids(f) : NULL, &nulls[J_REFS]);
+	values[J_SUBJECTS] = Int64GetDatum(f->nsubjects);
+	nulls[J_SUBJECTS] = !f->counted;
+	values[J_ROWS] = Int64GetDatum(f->rows);
+	nulls[J_ROWS] = !f->rows_known;
+	values[J_QUERY_ID] = Int64GetDatum(st.query_id);
+	nulls[J_QUERY_ID] = st.query_id == 0;
+	values[J_LAST_AT] = TimestampTzGetDatum(f->last_at);
+	nulls[J_LAST_AT] = f->times == 1;
+	values[J_TIMES] = Int32GetDatum(f->times);
 	return heap_form_tuple(desc, values, nulls);
 }
 
@@ -298,7 +299,7 @@ current_level(SubTransactionId subid)
 static int
 fold_max(void)
 {
-	return crm_gdpr_journal_columns() == JOURNAL_COLUMNS ? LOG_FOLD_MAX : 1;
+	return crm_gdpr_journal_columns() == J_COUNT ? LOG_FOLD_MAX : 1;
 }
 
 void
