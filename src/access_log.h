@@ -1,8 +1,9 @@
 /*
  * access_log.h — what the access log's C files share: the record of a read
  * or a logged event on its way to the queue (log_record.c fills it,
- * log_queue.c carries it), the log row's columns (log_fold.c), the
- * subjects' references and the rows' MAC (log_refs.c, log_mac.c).
+ * log_queue.c carries it), the log row's columns (log_row.c), the
+ * journal's columns, the subjects' references and the rows' MAC (log_refs.c,
+ * log_mac.c).
  */
 #ifndef CRM_GDPR_ACCESS_LOG_H
 #define CRM_GDPR_ACCESS_LOG_H

@@ -3,8 +3,8 @@
  *
  * gdpr._log_queue_take() copies the ready records of its database out of
  * the queue (log_queue.c) and hands their slots back at once, then folds
- * identical reads into one row each, with the union of their subjects named
- * by their references (log_refs.c).  Its buffers are kept from one take to
+ * identical reads into one row each (log_fold.c), with the union of their
+ * subjects named by their references (log_refs.c).  Its buffers are kept from one take to
  * the next in the log writer.
  */
 #include "postgres.h"
@@ -43,8 +43,8 @@ subject_refs(const LogFold *f)
  * LOG_FOLD_MAX of them and FOLD_SUBJECTS subjects, with the union of their
  * subjects: at thousands of reads a second the log grows by a few rows per
  * writer round, and every person read is still named.  A read folds into
- * one of the FOLD_LOOKBACK latest folds only, so that a row's reads stay
- * close in time.
+ * one of the FOLD_LOOKBACK latest folds only: that bounded the search before
+ * the engine had a hash, and is kept so that the rows stay what they were.
  */
 #define FOLD_SUBJECTS 200
 #define FOLD_LOOKBACK 64

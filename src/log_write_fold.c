@@ -5,14 +5,15 @@
  * The write trigger (log_write.c) hands each statement's record here.  A
  * transaction that runs the same statement many times (a CRM import, an ORM
  * saving row after row, a loop of single-row INSERTs, each in a savepoint or
- * not) keeps ONE record per identity (table, operation, columns, roles,
- * application, query, purpose) and subtransaction, with a count of
- * statements, their rows, the first and last statement's time and their
- * subjects' ids, bounded: a record holds at most LOG_FOLD_MAX statements and
- * a bounded set of ids, and a subtransaction at most OPEN_MAX records; past
- * either bound, records go to the journal at once.  Memory stays bounded and
- * the cost per statement constant, whatever their number (issue 24.1: one
- * record per statement made 400,000 INSERTs 24 x slower than plain, 1.3 GB).
+ * not) keeps ONE record (a fold, log_fold.c) per identity (table,
+ * operation, columns, roles, application, query, purpose) and
+ * subtransaction, with a count of statements, their rows, the first and last
+ * statement's time and their subjects' ids, each once, bounded: a record
+ * holds at most LOG_FOLD_MAX statements and a bounded set of ids, and a
+ * subtransaction at most OPEN_MAX records; past either bound, records go
+ * to the journal at once.  Memory stays bounded and the cost per statement
+ * constant, whatever their number (issue 24.1: one record per statement
+ * made 400,000 INSERTs 24 x slower than plain, 1.3 GB).
  *
  * Subtransactions: a record belongs to the subtransaction its statements ran
  * in (a "level").  When that subtransaction commits, its records go to the
@@ -49,12 +50,6 @@
 
 /* A subtransaction keeps at most this many open records (distinct statements). */
 #define OPEN_MAX 64
-
-/*
- * The journal's columns (JournalColumn): J_COUNT_0_2 up to 0.2, where a
- * journal row is one statement; J_COUNT since 0.3 (last_at, times).  The
- * library serves both: with the journal of 0.2, nothing is folded.
- */
 
 /*
  * A record is a fold (log_fold.c) of the transaction's one table, whose
