@@ -131,12 +131,24 @@ grow_buckets(LogFoldTable *t)
 			link_open(t, i);
 }
 
+/* An identity's hash, for log_fold_find_hashed() and log_fold_start_hashed(). */
+uint32
+log_fold_hash(const char *identity, int len)
+{
+	return hash_bytes((const unsigned char *) identity, len);
+}
+
 /* The open fold of this identity, or NULL. */
 LogFold *
 log_fold_find(LogFoldTable *t, const char *identity, int len)
 {
-	uint32		hash = hash_bytes((const unsigned char *) identity, len);
+	return log_fold_find_hashed(t, log_fold_hash(identity, len), identity, len);
+}
 
+/* The same, its hash known (a caller that may start a fold next hashes once). */
+LogFold *
+log_fold_find_hashed(LogFoldTable *t, uint32 hash, const char *identity, int len)
+{
 	for (int i = t->buckets[hash & t->bucket_mask]; i >= 0; i = t->folds[i].next)
 	{
 		LogFold    *f = &t->folds[i];
@@ -154,7 +166,14 @@ log_fold_find(LogFoldTable *t, const char *identity, int len)
 LogFold *
 log_fold_start(LogFoldTable *t, const char *identity, int len, const void *first)
 {
-	LogFold    *open = log_fold_find(t, identity, len);
+	return log_fold_start_hashed(t, log_fold_hash(identity, len), identity, len, first);
+}
+
+/* The same, its hash known. */
+LogFold *
+log_fold_start_hashed(LogFoldTable *t, uint32 hash, const char *identity, int len, const void *first)
+{
+	LogFold    *open = log_fold_find_hashed(t, hash, identity, len);
 	LogFold    *f;
 
 	if (open)
@@ -164,7 +183,7 @@ log_fold_start(LogFoldTable *t, const char *identity, int len, const void *first
 	f->identity = room_for(t->cxt, f->identity, &f->identity_room, len, 1);
 	memcpy(f->identity, identity, len);
 	f->identity_len = len;
-	f->hash = hash_bytes((const unsigned char *) identity, len);
+	f->hash = hash;
 	f->first = first;
 	log_fold_empty(f);
 	if (t->nopen >= (int) t->bucket_mask + 1)

@@ -61,6 +61,10 @@ extern LogFoldTable *log_fold_table_create(MemoryContext cxt, int max_times, int
 extern void log_fold_table_free(LogFoldTable *t);
 extern LogFold *log_fold_find(LogFoldTable *t, const char *identity, int len);
 extern LogFold *log_fold_start(LogFoldTable *t, const char *identity, int len, const void *first);
+extern uint32 log_fold_hash(const char *identity, int len);
+extern LogFold *log_fold_find_hashed(LogFoldTable *t, uint32 hash, const char *identity, int len);
+extern LogFold *log_fold_start_hashed(LogFoldTable *t, uint32 hash, const char *identity, int len,
+									  const void *first);
 extern bool log_fold_fits(const LogFoldTable *t, const LogFold *f, int times, int nsubjects);
 extern void log_fold_count(LogFold *f, TimestampTz first_at, TimestampTz last_at, int times, int64 rows,
 						   bool rows_known, bool counted);

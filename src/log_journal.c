@@ -156,14 +156,16 @@ receive_journal_row(TupleTableSlot *slot, DestReceiver *self)
 {
 	JournalReceiver *r = (JournalReceiver *) self;
 	LogFold    *f;
+	uint32		hash;
 	MemoryContext old = MemoryContextSwitchTo(r->cxt);
 
 	slot_getallattrs(slot);
 	journal_identity(slot, &r->identity);
-	f = log_fold_find(r->folds, r->identity.data, r->identity.len);
+	hash = log_fold_hash(r->identity.data, r->identity.len);
+	f = log_fold_find_hashed(r->folds, hash, r->identity.data, r->identity.len);
 	/* A full fold closes: the next one starts. */
 	if (f == NULL || !log_fold_fits(r->folds, f, times_of(slot), 0))
-		f = log_fold_start(r->folds, r->identity.data, r->identity.len, ExecCopySlotHeapTuple(slot));
+		f = log_fold_start_hashed(r->folds, hash, r->identity.data, r->identity.len, ExecCopySlotHeapTuple(slot));
 	fold_journal_row(r->folds, f, slot);
 	MemoryContextSwitchTo(old);
 	return true;

@@ -98,12 +98,14 @@ fold_records(const PackedRecord **taken, int n)
 		const LogRecord *nums = PACKED_FIELDS(r);
 		const char *s = r->strings + r->subjects_at;
 		LogFold    *f;
+		uint32		hash;
 
 		read_identity(r, &bufs.identity);
-		f = log_fold_find(t, bufs.identity.data, bufs.identity.len);
+		hash = log_fold_hash(bufs.identity.data, bufs.identity.len);
+		f = log_fold_find_hashed(t, hash, bufs.identity.data, bufs.identity.len);
 		if (f == NULL || !log_fold_fits(t, f, 1, nums->nsubjects) ||
 			log_fold_index(t, f) < t->nfolds - FOLD_LOOKBACK)
-			f = log_fold_start(t, bufs.identity.data, bufs.identity.len, r);
+			f = log_fold_start_hashed(t, hash, bufs.identity.data, bufs.identity.len, r);
 		log_fold_count(f, nums->at, nums->at, 1, nums->rows, true, true);
 		for (int k = 0; k < nums->nsubjects; k++)
 		{

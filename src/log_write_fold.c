@@ -70,7 +70,14 @@ typedef struct Level
  * transaction of two statements spent more on that than on folding).
  */
 static MemoryContext pending_cxt = NULL;
-static LogFoldTable *pending = NULL;	/* in pending_cxt, made at the first statement */
+/*
+ * The folds, in a context of their own kept from one transaction to the
+ * next while it stays small: a table made per transaction, and its first
+ * buffers, cost a two-statement transaction more than folding them.
+ */
+static MemoryContext fold_cxt = NULL;
+static LogFoldTable *pending = NULL;	/* in fold_cxt, made at the first statement */
+#define FOLD_KEEP_BYTES (256 * 1024)
 static List *levels = NIL;		/* innermost last; NIL: nothing pending */
 static bool used = false;		/* pending_cxt holds something of this transaction */
 static StringInfoData scratch;
@@ -102,6 +109,7 @@ start_backend_state(void)
 	MemoryContext old;
 
 	pending_cxt = AllocSetContextCreate(TopMemoryContext, "crm_gdpr pending writes", ALLOCSET_DEFAULT_SIZES);
+	fold_cxt = AllocSetContextCreate(TopMemoryContext, "crm_gdpr write folds", ALLOCSET_DEFAULT_SIZES);
 	write_cxt = AllocSetContextCreate(TopMemoryContext, "crm_gdpr journal writes", ALLOCSET_DEFAULT_SIZES);
 	old = MemoryContextSwitchTo(TopMemoryContext);
 	initStringInfo(&scratch);
@@ -149,33 +157,31 @@ static void
 statement_identity(const WriteStatement *st, SubTransactionId subid, StringInfo buf)
 {
 	IdentityNumbers nums;
+	int			lens[WS_STRINGS];
+	int			total = sizeof(nums);
+	char	   *p;
 
 	memset(&nums, 0, sizeof(nums));
 	nums.subid = subid;
 	nums.relid = st->relid;
 	nums.query_id = st->query_id;
-	resetStringInfo(buf);
-	appendBinaryStringInfo(buf, (const char *) &nums, sizeof(nums));
+	/* Sized once, then copied: this runs for every statement written. */
 	for (int i = 0; i < WS_STRINGS; i++)
-		appendBinaryStringInfo(buf, st->strings[i] ? st->strings[i] : "", strlen(st->strings[i] ? st->strings[i] : "") + 1);
-}
-
-/* A record's statement, back from its identity (ids, rows and the rest apart). */
-static void
-statement_of(const LogFold *f, WriteStatement *st)
-{
-	IdentityNumbers nums;
-	const char *p = f->identity + sizeof(nums);
-
-	memcpy(&nums, f->identity, sizeof(nums));
-	memset(st, 0, sizeof(*st));
-	st->relid = nums.relid;
-	st->query_id = nums.query_id;
+		total += (lens[i] = st->strings[i] ? strlen(st->strings[i]) : 0) + 1;
+	resetStringInfo(buf);
+	enlargeStringInfo(buf, total);
+	p = buf->data;
+	memcpy(p, &nums, sizeof(nums));
+	p += sizeof(nums);
 	for (int i = 0; i < WS_STRINGS; i++)
 	{
-		st->strings[i] = p;
-		p += strlen(p) + 1;
+		if (lens[i] > 0)
+			memcpy(p, st->strings[i], lens[i]);
+		p[lens[i]] = '\0';
+		p += lens[i] + 1;
 	}
+	buf->len = total;
+	buf->data[total] = '\0';
 }
 
 /* The ids, marked as ids (not references): the log writer pseudonymises them. */
@@ -195,13 +201,74 @@ marked_ids(const LogFold *f)
 	return ids.data;
 }
 
+/*
+ * The text columns of a statement's journal row, kept for the few
+ * statements written last: the same ones are written transaction after
+ * transaction, and making their texts again per row cost a tenth of
+ * writing it.  Keyed by the identity's strings (its numbers apart: a
+ * subtransaction's id changes every transaction).
+ */
+#define TEXT_CACHE_SIZE 4
+
+typedef struct JournalTexts
+{
+	uint32		hash;
+	int			len;			/* of strings; 0: an empty entry */
+	char	   *strings;		/* the identity's strings, in TopMemoryContext */
+	Datum		values[WS_STRINGS];
+	bool		nulls[WS_STRINGS];
+} JournalTexts;
+
+static JournalTexts text_cache[TEXT_CACHE_SIZE];
+static int	text_next = 0;
+
+static const JournalTexts *
+journal_texts(const LogFold *f)
+{
+	const char *strings = f->identity + sizeof(IdentityNumbers);
+	int			len = f->identity_len - sizeof(IdentityNumbers);
+	uint32		hash = log_fold_hash(strings, len);
+	JournalTexts *e;
+	const char *p;
+	MemoryContext old;
+
+	for (int i = 0; i < TEXT_CACHE_SIZE; i++)
+	{
+		e = &text_cache[i];
+		if (e->len == len && e->hash == hash && memcmp(e->strings, strings, len) == 0)
+			return e;
+	}
+	e = &text_cache[text_next++ % TEXT_CACHE_SIZE];
+	if (e->len > 0)
+	{
+		pfree(e->strings);
+		for (int i = 0; i < WS_STRINGS; i++)
+			if (!e->nulls[i])
+				pfree(DatumGetPointer(e->values[i]));
+	}
+	old = MemoryContextSwitchTo(TopMemoryContext);
+	e->strings = palloc(len);
+	memcpy(e->strings, strings, len);
+	for (int i = 0, at = 0; i < WS_STRINGS; i++)
+	{
+		p = e->strings + at;
+		e->values[i] = text_or_null(p, &e->nulls[i]);
+		at += strlen(p) + 1;
+	}
+	MemoryContextSwitchTo(old);
+	e->hash = hash;
+	e->len = len;
+	return e;
+}
+
 /* A record as a journal row, in the column order of 80_access_log.sql. */
 static HeapTuple
 journal_tuple(TupleDesc desc, const LogFold *f)
 {
 	Datum		values[J_COUNT];
 	bool		nulls[J_COUNT];
-	WriteStatement st;
+	IdentityNumbers nums;
+	const JournalTexts *texts = journal_texts(f);
 	static const struct
 	{
 		JournalColumn column;
@@ -211,20 +278,23 @@ journal_tuple(TupleDesc desc, const LogFold *f)
 		{J_OPERATION, WS_OPERATION}, {J_TABLE_NAME, WS_TABLE_NAME}, {J_COLUMNS, WS_COLUMNS}, {J_PURPOSE, WS_PURPOSE}
 	};
 
-	statement_of(f, &st);
+	memcpy(&nums, f->identity, sizeof(nums));
 	memset(nulls, 0, sizeof(nulls));
 	for (int i = 0; i < lengthof(strings); i++)
-		values[strings[i].column] = text_or_null(st.strings[strings[i].string], &nulls[strings[i].column]);
+	{
+		values[strings[i].column] = texts->values[strings[i].string];
+		nulls[strings[i].column] = texts->nulls[strings[i].string];
+	}
 	values[J_AT] = TimestampTzGetDatum(f->first_at);
 	values[J_PID] = Int32GetDatum(MyProcPid);
-	values[J_TBL] = ObjectIdGetDatum(st.relid);
+	values[J_TBL] = ObjectIdGetDatum(nums.relid);
 	values[J_REFS] = text_or_null(f->nsubjects > 0 ? marked_ids(f) : NULL, &nulls[J_REFS]);
 	values[J_SUBJECTS] = Int64GetDatum(f->nsubjects);
 	nulls[J_SUBJECTS] = !f->counted;
 	values[J_ROWS] = Int64GetDatum(f->rows);
 	nulls[J_ROWS] = !f->rows_known;
-	values[J_QUERY_ID] = Int64GetDatum(st.query_id);
-	nulls[J_QUERY_ID] = st.query_id == 0;
+	values[J_QUERY_ID] = Int64GetDatum(nums.query_id);
+	nulls[J_QUERY_ID] = nums.query_id == 0;
 	values[J_LAST_AT] = TimestampTzGetDatum(f->last_at);
 	nulls[J_LAST_AT] = f->times == 1;
 	values[J_TIMES] = Int32GetDatum(f->times);
@@ -304,6 +374,7 @@ crm_gdpr_write_fold_add(const WriteStatement *st)
 	TimestampTz at = GetCurrentStatementStartTimestamp();
 	LogFold    *f;
 	Level	   *level;
+	uint32		hash;
 	MemoryContext old;
 
 	if (pending_cxt == NULL)
@@ -311,11 +382,12 @@ crm_gdpr_write_fold_add(const WriteStatement *st)
 	old = MemoryContextSwitchTo(pending_cxt);
 	used = true;
 	if (pending == NULL)
-		pending = log_fold_table_create(pending_cxt, LOG_FOLD_MAX, 0);
+		pending = log_fold_table_create(fold_cxt, LOG_FOLD_MAX, 0);
 	pending->max_subjects = Max(crm_gdpr_log_subjects_max, LOG_FOLD_MAX);
 	statement_identity(st, subid, &scratch);
+	hash = log_fold_hash(scratch.data, scratch.len);
 	level = current_level(subid);
-	f = log_fold_find(pending, scratch.data, scratch.len);
+	f = log_fold_find_hashed(pending, hash, scratch.data, scratch.len);
 	if (f != NULL && f->times > 0 && (f->times >= fold_max() || !log_fold_fits(pending, f, 1, st->nids)))
 	{
 		/* A full record goes to the journal now (its level is current), and starts again. */
@@ -330,7 +402,7 @@ crm_gdpr_write_fold_add(const WriteStatement *st)
 			close_level(true);
 			level = current_level(subid);
 		}
-		f = log_fold_start(pending, scratch.data, scratch.len, NULL);
+		f = log_fold_start_hashed(pending, hash, scratch.data, scratch.len, NULL);
 	}
 	log_fold_count(f, at, at, 1, st->rows, !st->truncate, st->counted);
 	for (int i = 0; i < st->nids; i++)
@@ -365,7 +437,13 @@ fold_xact_callback(XactEvent event, void *arg)
 	{
 		/* What an aborted transaction left goes at once. */
 		levels = NIL;
-		pending = NULL;
+		if (pending != NULL && MemoryContextMemAllocated(fold_cxt, true) <= FOLD_KEEP_BYTES)
+			log_fold_truncate(pending, 0);
+		else
+		{
+			pending = NULL;
+			MemoryContextReset(fold_cxt);
+		}
 		MemoryContextReset(pending_cxt);
 		used = false;
 	}
