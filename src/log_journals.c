@@ -154,23 +154,38 @@ columns_of(Oid relid)
 	return columns;
 }
 
-/* The journals' oids, looked up once per invalidation; their number. */
+/*
+ * The journals' oids, looked up once per invalidation; their number.  The
+ * cache is filled only after the catalog has been read: reading it takes
+ * locks, which take in invalidations, and the log writer's TRUNCATE of a
+ * journal sends one that empties the cache (forget_journals).  Filled first,
+ * it was found empty again at once, and the CRM's commit failed.  A
+ * journal's oid does not change when it is truncated.
+ */
 static int
 writer_look_up(void)
 {
 	bool		single;
+	Oid			oids[JOURNALS];
+	int			n;
+	int			columns;
 
-	if (writer_njournals == 0)
+	if (writer_njournals > 0)
+		return writer_njournals;
+	n = crm_gdpr_journals(oids, &single);
+	columns = n > 0 ? columns_of(oids[0]) : 0;
+	if (n > 0)
 	{
-		writer_njournals = crm_gdpr_journals(writer_journals, &single);
-		writer_columns = writer_njournals > 0 ? columns_of(writer_journals[0]) : 0;
+		memcpy(writer_journals, oids, sizeof(Oid) * n);
+		writer_columns = columns;
+		writer_njournals = n;
 	}
-	if (writer_njournals == 0)
+	if (n == 0)
 		ereport(ERROR,
 				(errcode(ERRCODE_UNDEFINED_TABLE),
 				 errmsg("gdpr.access_log_journal does not exist: the writes of this transaction cannot be logged"),
 				 errhint("Was the extension crm_gdpr dropped in this transaction?")));
-	return writer_njournals;
+	return n;
 }
 
 /* The journals' number of columns (they have the same), without a lock. */
