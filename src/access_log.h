@@ -152,7 +152,9 @@ typedef enum JournalColumn
 	J_AT, J_ROLE, J_SESSION_ROLE, J_APPNAME, J_CLIENT, J_PID, J_OPERATION, J_TBL, J_TABLE_NAME,
 	J_COLUMNS, J_REFS, J_SUBJECTS, J_ROWS, J_QUERY_ID, J_PURPOSE,
 	J_COUNT_0_2,				/* the journal of 0.2 ends here: a row is one statement */
-	J_LAST_AT = J_COUNT_0_2, J_TIMES, J_COUNT
+	J_LAST_AT = J_COUNT_0_2, J_TIMES,
+	J_RECORDS,					/* since 0.3: a row holds a transaction's records (log_journal_pack.c) */
+	J_COUNT
 } JournalColumn;
 
 /* One logged write statement, as the trigger hands it to the fold (log_write_fold.c). */
@@ -173,6 +175,34 @@ typedef struct WriteStatement
 	int			nids;
 	const char **ids;			/* its subjects' ids */
 } WriteStatement;
+
+/*
+ * log_journal_pack.c: the records a transaction writes at once, packed into
+ * one journal row (its column records).  strings: the statement's
+ * WS_STRINGS strings, each ending in a zero byte; subjects: its subjects'
+ * ids, each ending in a zero byte.
+ */
+typedef struct JournalRecord
+{
+	TimestampTz first_at;
+	TimestampTz last_at;
+	int			times;
+	int64		rows;
+	bool		rows_known;
+	bool		counted;
+	Oid			relid;
+	int64		query_id;
+	const char *strings;
+	int			strings_len;
+	int			nsubjects;
+	const char *subjects;
+	int			subjects_len;
+} JournalRecord;
+
+extern bytea *crm_gdpr_journal_pack(const JournalRecord *records, int n);
+extern int	crm_gdpr_journal_unpack(bytea *packed, int32 pid,
+									void (*each) (Datum *values, bool *nulls, void *arg), void *arg);
+extern JournalColumn crm_gdpr_journal_string_column(WriteString s);
 
 extern void crm_gdpr_write_fold_init(void);
 extern void crm_gdpr_write_fold_add(const WriteStatement *st);

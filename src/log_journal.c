@@ -1,9 +1,11 @@
 /*
  * log_journal.c — the log writer's side of the journals of writes.
  *
- * Committed writes wait in the journals (log_journals.c), one row per
- * statement or per fold of a transaction's identical statements
- * (log_write_fold.c).  gdpr._log_journal_take() empties them all (truncated
+ * Committed writes wait in the journals (log_journals.c): since 0.3 a row
+ * holds the records a transaction wrote at once, packed (log_journal_pack.c),
+ * each a statement or a fold of a transaction's identical statements
+ * (log_write_fold.c); a row of 0.2 is one statement.
+ * gdpr._log_journal_take() empties them all (truncated
  * or deleted: log_journals.c) and returns their rows folded (log_fold.c):
  * identical statements (same backend, roles, application, client,
  * operation, table, columns, query and purpose) become one row for up to
@@ -21,6 +23,7 @@
 #include "lib/stringinfo.h"
 #include "utils/array.h"
 #include "utils/builtins.h"
+#include "utils/memutils.h"
 #include "utils/timestamp.h"
 
 #include "access_log.h"
@@ -46,7 +49,9 @@ typedef struct JournalReceiver
 	LogFoldTable *folds;		/* each fold's first row is its journal row's copy */
 	StringInfoData identity;	/* scratch */
 	TupleDesc	desc;			/* of the journal's rows */
+	TupleTableSlot *record;		/* a packed row's record, as a row (since 0.3) */
 	MemoryContext cxt;			/* the caller's: SPI frees its own */
+	MemoryContext row_cxt;		/* a row's unpacking and pseudonyms, reset at each row */
 } JournalReceiver;
 
 static text *
@@ -151,22 +156,56 @@ fold_journal_row(LogFoldTable *t, LogFold *f, TupleTableSlot *slot)
 		add_journal_refs(t, f, text_at(slot, J_REFS));
 }
 
-static bool
-receive_journal_row(TupleTableSlot *slot, DestReceiver *self)
+/* A journal row (or one record of a packed row) into its fold. */
+static void
+fold_journal_slot(JournalReceiver *r, TupleTableSlot *slot)
 {
-	JournalReceiver *r = (JournalReceiver *) self;
 	LogFold    *f;
 	uint32		hash;
-	MemoryContext old = MemoryContextSwitchTo(r->cxt);
 
-	slot_getallattrs(slot);
 	journal_identity(slot, &r->identity);
 	hash = log_fold_hash(r->identity.data, r->identity.len);
 	f = log_fold_find_hashed(r->folds, hash, r->identity.data, r->identity.len);
 	/* A full fold closes: the next one starts. */
 	if (f == NULL || !log_fold_fits(r->folds, f, times_of(slot), 0))
+	{
+		MemoryContext old = MemoryContextSwitchTo(r->cxt);
+
 		f = log_fold_start_hashed(r->folds, hash, r->identity.data, r->identity.len, ExecCopySlotHeapTuple(slot));
+		MemoryContextSwitchTo(old);
+	}
 	fold_journal_row(r->folds, f, slot);
+}
+
+/* A record of a packed row (log_journal_pack.c), as a row of the journal. */
+static void
+fold_packed_record(Datum *values, bool *nulls, void *arg)
+{
+	JournalReceiver *r = (JournalReceiver *) arg;
+
+	ExecClearTuple(r->record);
+	memcpy(r->record->tts_values, values, sizeof(Datum) * J_COUNT);
+	memcpy(r->record->tts_isnull, nulls, sizeof(bool) * J_COUNT);
+	ExecStoreVirtualTuple(r->record);
+	fold_journal_slot(r, r->record);
+}
+
+static bool
+receive_journal_row(TupleTableSlot *slot, DestReceiver *self)
+{
+	JournalReceiver *r = (JournalReceiver *) self;
+	MemoryContext old;
+
+	MemoryContextReset(r->row_cxt);
+	old = MemoryContextSwitchTo(r->row_cxt);
+	slot_getallattrs(slot);
+	/* Since 0.3 a row holds the records a transaction wrote at once. */
+	if (r->desc->natts == J_COUNT && !slot->tts_isnull[J_RECORDS])
+		crm_gdpr_journal_unpack(DatumGetByteaPP(slot->tts_values[J_RECORDS]),
+								slot->tts_isnull[J_PID] ? 0 : DatumGetInt32(slot->tts_values[J_PID]),
+								fold_packed_record, r);
+	else
+		fold_journal_slot(r, slot);
 	MemoryContextSwitchTo(old);
 	return true;
 }
@@ -181,6 +220,8 @@ receiver_startup(DestReceiver *self, int operation, TupleDesc desc)
 		elog(ERROR, "the journal of writes has %d columns, not %d", desc->natts, J_COUNT);
 	old = MemoryContextSwitchTo(r->cxt);
 	r->desc = CreateTupleDescCopy(desc);
+	if (r->record == NULL && desc->natts == J_COUNT)
+		r->record = MakeSingleTupleTableSlot(r->desc, &TTSOpsVirtual);
 	MemoryContextSwitchTo(old);
 }
 
@@ -294,6 +335,7 @@ gdpr_log_journal_take(PG_FUNCTION_ARGS)
 	r.pub.rDestroy = receiver_nothing;
 	r.pub.mydest = DestNone;
 	r.cxt = CurrentMemoryContext;
+	r.row_cxt = AllocSetContextCreate(CurrentMemoryContext, "crm_gdpr journal row", ALLOCSET_DEFAULT_SIZES);
 	initStringInfo(&r.identity);
 	r.folds = log_fold_table_create(CurrentMemoryContext, LOG_FOLD_MAX, 0);
 	memset(&options, 0, sizeof(options));

@@ -126,8 +126,9 @@ open_journal(void)
 
 	/*
 	 * The journal's columns (JournalColumn): J_COUNT_0_2 up to 0.2, where a
-	 * journal row is one statement; J_COUNT since 0.3 (last_at, times).  The
-	 * library serves both: with the journal of 0.2, nothing is folded.
+	 * journal row is one statement; J_COUNT since 0.3, where a row holds the
+	 * records written at once.  The library serves both: with the journal of
+	 * 0.2, nothing is folded.
 	 */
 	if (RelationGetDescr(rel)->natts != J_COUNT && RelationGetDescr(rel)->natts != J_COUNT_0_2)
 		elog(ERROR, "gdpr.access_log_journal has %d columns, not %d", RelationGetDescr(rel)->natts, J_COUNT);
@@ -184,7 +185,54 @@ statement_identity(const WriteStatement *st, SubTransactionId subid, StringInfo 
 	buf->data[total] = '\0';
 }
 
-/* The ids, marked as ids (not references): the log writer pseudonymises them. */
+/* A record as the journal takes it (log_journal_pack.c): pointers into the fold. */
+static void
+journal_record(const LogFold *f, JournalRecord *r)
+{
+	IdentityNumbers nums;
+
+	memcpy(&nums, f->identity, sizeof(nums));
+	r->first_at = f->first_at;
+	r->last_at = f->last_at;
+	r->times = f->times;
+	r->rows = f->rows;
+	r->rows_known = f->rows_known;
+	r->counted = f->counted;
+	r->relid = nums.relid;
+	r->query_id = nums.query_id;
+	r->strings = f->identity + sizeof(nums);
+	r->strings_len = f->identity_len - sizeof(nums);
+	r->nsubjects = f->nsubjects;
+	r->subjects = f->subject_bytes;
+	r->subjects_len = f->nsubjects > 0 ? f->subject_len : 0;
+}
+
+/*
+ * The records written at once as ONE journal row (since 0.3): its first
+ * time, the backend, and the records packed (log_journal_pack.c).
+ */
+static HeapTuple
+packed_tuple(TupleDesc desc, const LogFold *records, int n)
+{
+	Datum		values[J_COUNT];
+	bool		nulls[J_COUNT];
+	JournalRecord *packed = palloc(sizeof(JournalRecord) * n);
+	TimestampTz first = DT_NOEND;
+
+	memset(nulls, 1, sizeof(nulls));
+	for (int i = 0; i < n; i++)
+	{
+		journal_record(&records[i], &packed[i]);
+		first = Min(first, records[i].first_at);
+	}
+	values[J_AT] = TimestampTzGetDatum(first);
+	values[J_PID] = Int32GetDatum(MyProcPid);
+	values[J_RECORDS] = PointerGetDatum(crm_gdpr_journal_pack(packed, n));
+	nulls[J_AT] = nulls[J_PID] = nulls[J_RECORDS] = false;
+	return heap_form_tuple(desc, values, nulls);
+}
+
+/* The ids, marked as ids (not references), joined: the journal of 0.2's subject_refs. */
 static char *
 marked_ids(const LogFold *f)
 {
@@ -201,130 +249,61 @@ marked_ids(const LogFold *f)
 	return ids.data;
 }
 
-/*
- * The text columns of a statement's journal row, kept for the few
- * statements written last: the same ones are written transaction after
- * transaction, and making their texts again per row cost a tenth of
- * writing it.  Keyed by the identity's strings (its numbers apart: a
- * subtransaction's id changes every transaction).
- */
-#define TEXT_CACHE_SIZE 4
-
-typedef struct JournalTexts
-{
-	uint32		hash;
-	int			len;			/* of strings; 0: an empty entry */
-	char	   *strings;		/* the identity's strings, in TopMemoryContext */
-	Datum		values[WS_STRINGS];
-	bool		nulls[WS_STRINGS];
-} JournalTexts;
-
-static JournalTexts text_cache[TEXT_CACHE_SIZE];
-static int	text_next = 0;
-
-static const JournalTexts *
-journal_texts(const LogFold *f)
-{
-	const char *strings = f->identity + sizeof(IdentityNumbers);
-	int			len = f->identity_len - sizeof(IdentityNumbers);
-	uint32		hash = log_fold_hash(strings, len);
-	JournalTexts *e;
-	const char *p;
-	MemoryContext old;
-
-	for (int i = 0; i < TEXT_CACHE_SIZE; i++)
-	{
-		e = &text_cache[i];
-		if (e->len == len && e->hash == hash && memcmp(e->strings, strings, len) == 0)
-			return e;
-	}
-	e = &text_cache[text_next++ % TEXT_CACHE_SIZE];
-	if (e->len > 0)
-	{
-		pfree(e->strings);
-		for (int i = 0; i < WS_STRINGS; i++)
-			if (!e->nulls[i])
-				pfree(DatumGetPointer(e->values[i]));
-	}
-	old = MemoryContextSwitchTo(TopMemoryContext);
-	e->strings = palloc(len);
-	memcpy(e->strings, strings, len);
-	for (int i = 0, at = 0; i < WS_STRINGS; i++)
-	{
-		p = e->strings + at;
-		e->values[i] = text_or_null(p, &e->nulls[i]);
-		at += strlen(p) + 1;
-	}
-	MemoryContextSwitchTo(old);
-	e->hash = hash;
-	e->len = len;
-	return e;
-}
-
-/* A record as a journal row, in the column order of 80_access_log.sql. */
+/* A record as a row of the journal of 0.2 (one statement a row: nothing is folded with it). */
 static HeapTuple
-journal_tuple(TupleDesc desc, const LogFold *f)
+statement_tuple(TupleDesc desc, const LogFold *f)
 {
 	Datum		values[J_COUNT];
 	bool		nulls[J_COUNT];
-	IdentityNumbers nums;
-	const JournalTexts *texts = journal_texts(f);
-	static const struct
-	{
-		JournalColumn column;
-		WriteString string;
-	}			strings[] = {
-		{J_ROLE, WS_ROLE}, {J_SESSION_ROLE, WS_SESSION_ROLE}, {J_APPNAME, WS_APPNAME}, {J_CLIENT, WS_CLIENT},
-		{J_OPERATION, WS_OPERATION}, {J_TABLE_NAME, WS_TABLE_NAME}, {J_COLUMNS, WS_COLUMNS}, {J_PURPOSE, WS_PURPOSE}
-	};
+	JournalRecord r;
+	const char *s;
 
-	memcpy(&nums, f->identity, sizeof(nums));
+	journal_record(f, &r);
 	memset(nulls, 0, sizeof(nulls));
-	for (int i = 0; i < lengthof(strings); i++)
+	s = r.strings;
+	for (int i = 0; i < WS_STRINGS; i++)
 	{
-		values[strings[i].column] = texts->values[strings[i].string];
-		nulls[strings[i].column] = texts->nulls[strings[i].string];
+		JournalColumn c = crm_gdpr_journal_string_column(i);
+
+		values[c] = text_or_null(s, &nulls[c]);
+		s += strlen(s) + 1;
 	}
-	values[J_AT] = TimestampTzGetDatum(f->first_at);
+	values[J_AT] = TimestampTzGetDatum(r.first_at);
 	values[J_PID] = Int32GetDatum(MyProcPid);
-	values[J_TBL] = ObjectIdGetDatum(nums.relid);
+	values[J_TBL] = ObjectIdGetDatum(r.relid);
 	values[J_REFS] = text_or_null(f->nsubjects > 0 ? marked_ids(f) : NULL, &nulls[J_REFS]);
-	values[J_SUBJECTS] = Int64GetDatum(f->nsubjects);
-	nulls[J_SUBJECTS] = !f->counted;
-	values[J_ROWS] = Int64GetDatum(f->rows);
-	nulls[J_ROWS] = !f->rows_known;
-	values[J_QUERY_ID] = Int64GetDatum(nums.query_id);
-	nulls[J_QUERY_ID] = nums.query_id == 0;
-	values[J_LAST_AT] = TimestampTzGetDatum(f->last_at);
-	nulls[J_LAST_AT] = f->times == 1;
-	values[J_TIMES] = Int32GetDatum(f->times);
+	values[J_SUBJECTS] = Int64GetDatum(r.nsubjects);
+	nulls[J_SUBJECTS] = !r.counted;
+	values[J_ROWS] = Int64GetDatum(r.rows);
+	nulls[J_ROWS] = !r.rows_known;
+	values[J_QUERY_ID] = Int64GetDatum(r.query_id);
+	nulls[J_QUERY_ID] = r.query_id == 0;
 	return heap_form_tuple(desc, values, nulls);
 }
 
 /*
  * Records into the journal's heap directly (no executor, no index, no
- * trigger), in one call: one WAL record per page rather than per record.
+ * trigger): one row for them all, or with the journal of 0.2 one row each.
  */
 static void
 write_records(const LogFold *records, int n)
 {
 	Relation	rel;
-	TupleTableSlot **slots;
+	TupleDesc	desc;
 	MemoryContext old;
+	CommandId	cid;
 
 	if (n == 0)
 		return;
 	old = MemoryContextSwitchTo(write_cxt);
 	rel = open_journal();
-	slots = palloc(sizeof(TupleTableSlot *) * n);
-	for (int i = 0; i < n; i++)
-	{
-		slots[i] = MakeSingleTupleTableSlot(RelationGetDescr(rel), &TTSOpsHeapTuple);
-		ExecStoreHeapTuple(journal_tuple(RelationGetDescr(rel), &records[i]), slots[i], true);
-	}
-	heap_multi_insert(rel, slots, n, GetCurrentCommandId(true), 0, NULL);
-	for (int i = n - 1; i >= 0; i--)	/* the resource owner finds the last remembered first */
-		ExecDropSingleTupleTableSlot(slots[i]);
+	desc = RelationGetDescr(rel);
+	cid = GetCurrentCommandId(true);
+	if (desc->natts == J_COUNT)
+		heap_insert(rel, packed_tuple(desc, records, n), cid, 0, NULL);
+	else
+		for (int i = 0; i < n; i++)
+			heap_insert(rel, statement_tuple(desc, &records[i]), cid, 0, NULL);
 	/* The lock stays until the transaction ends: the log writer's TRUNCATE waits for it (log_journals.c). */
 	table_close(rel, NoLock);
 	MemoryContextSwitchTo(old);

@@ -4,7 +4,7 @@
 -- subjects of the folded rows, and savepoints rolled back removing exactly
 -- their statements.
 BEGIN;
-SELECT plan(23);
+SELECT plan(30);
 
 \set QUIET on
 SET client_min_messages = warning;
@@ -117,6 +117,36 @@ SELECT is((SELECT times FROM mine WHERE application_name = 'tap_fold_cols' AND p
           'another purpose is another row');
 SELECT is((SELECT last_at >= at FROM mine WHERE application_name = 'tap_fold_cols' AND columns = ARRAY['phone']::name[] AND purpose IS NULL), true,
           'a folded row has its first and last time');
+
+------------------------------- the records written at once: one journal row
+SET application_name = 'tap_fold_pack';
+SELECT count(*) AS packed_before FROM gdpr.access_log_journal_1 j WHERE backend_pid = pg_backend_pid() \gset
+SELECT count(*) + :packed_before AS packed_before FROM gdpr.access_log_journal_2 j WHERE backend_pid = pg_backend_pid() \gset
+SAVEPOINT p;
+UPDATE crm.contacts SET phone = '+33 1 00 00 00 05' WHERE id = :c1;
+INSERT INTO crm.interactions (contact_id, kind, summary, occurred_at) VALUES (:c2, 'call', 'pack', now());
+UPDATE crm.contacts SET phone = '+33 1 00 00 00 06' WHERE id = :c3;
+RELEASE SAVEPOINT p;
+CREATE TEMP TABLE packed AS
+  SELECT * FROM gdpr.access_log_journal_1 WHERE backend_pid = pg_backend_pid()
+  UNION ALL SELECT * FROM gdpr.access_log_journal_2 WHERE backend_pid = pg_backend_pid();
+SELECT is((SELECT count(*) FROM packed) - :packed_before, 1::bigint,
+          'a released savepoint''s records (two statements folded, one more) are ONE row of the journal');
+SELECT is((SELECT count(*) FROM packed WHERE records IS NOT NULL AND role_name IS NULL AND operation IS NULL AND at IS NOT NULL),
+          (SELECT count(*) FROM packed), 'a packed row: its time, its backend and its records, the rest NULL');
+SELECT is((SELECT array_agg(operation || ' ' || times || ' ' || replace(subject_refs, chr(31), ',') ORDER BY operation)
+             FROM journal WHERE application_name = 'tap_fold_pack'),
+          ARRAY['INSERT 1 ' || chr(30) || :c2, 'UPDATE 2 ' || chr(30) || :c1 || ',' || :c3],
+          'the view unpacks it: one row per record, with its count and its subjects'' ids');
+SELECT throws_ok($$SELECT * FROM gdpr._journal_records('\x02'::bytea, 1)$$, 'XX001', NULL,
+                 'bytes of another format are refused as damaged');
+SELECT throws_ok($$SELECT * FROM gdpr._journal_records((SELECT substring(records FROM 1 FOR length(records) - 3) FROM packed
+                     WHERE records IS NOT NULL LIMIT 1), 1)$$, 'XX001', NULL, 'a record cut short is refused as damaged');
+SELECT is((SELECT count(*) FROM gdpr._journal_records('\x01'::bytea, 1)), 0::bigint, 'no record: no row');
+SELECT gdpr.flush_access_log() > 0 AS flushed \gset
+SELECT is((SELECT array_agg(operation || ' ' || times || ' ' || cardinality(subject_refs) ORDER BY operation)
+             FROM mine WHERE application_name = 'tap_fold_pack'),
+          ARRAY['INSERT 1 1', 'UPDATE 2 2'], 'the log writer moves the packed records as it moved rows');
 
 -------------------------------------------------------------- who reads it
 SELECT ok(NOT has_table_privilege('gdpr_auditor', 'gdpr.access_log_journal', 'SELECT')

@@ -3,7 +3,8 @@
 -- (last_at, times) and stores its subjects' ids as they are: the log writer
 -- computes the keyed pseudonyms when it moves them, so that no write needs
 -- the key; while the key cannot be read the writer waits (key_problem).
-ALTER TABLE gdpr.access_log_journal ADD COLUMN last_at timestamptz, ADD COLUMN times int;
+ALTER TABLE gdpr.access_log_journal ADD COLUMN last_at timestamptz, ADD COLUMN times int,
+  ADD COLUMN records bytea;
 
 -- gdpr.access_log_key_problem(): why the log writer cannot use the master key now (NULL: it can, or none is
 -- configured): it then waits, and the CRM's writes go on (log_key_wait.c).
