@@ -200,8 +200,17 @@ typedef struct JournalRecord
 } JournalRecord;
 
 extern bytea *crm_gdpr_journal_pack(const JournalRecord *records, int n);
-extern int	crm_gdpr_journal_unpack(bytea *packed, int32 pid,
-									void (*each) (Datum *values, bool *nulls, void *arg), void *arg);
+typedef struct JournalReader
+{
+	const char *next;
+	const char *end;
+	bool		version_read;
+} JournalReader;
+
+extern void crm_gdpr_journal_reader(JournalReader *rd, bytea *packed);
+extern bool crm_gdpr_journal_next(JournalReader *rd, JournalRecord *r);
+extern void crm_gdpr_journal_ids(const JournalRecord *r, const char **ids);
+extern void crm_gdpr_journal_values(const JournalRecord *r, int32 pid, Datum *values, bool *nulls);
 extern JournalColumn crm_gdpr_journal_string_column(WriteString s);
 
 extern void crm_gdpr_write_fold_init(void);

@@ -49,7 +49,6 @@ typedef struct JournalReceiver
 	LogFoldTable *folds;		/* each fold's first row is its journal row's copy */
 	StringInfoData identity;	/* scratch */
 	TupleDesc	desc;			/* of the journal's rows */
-	TupleTableSlot *record;		/* a packed row's record, as a row (since 0.3) */
 	MemoryContext cxt;			/* the caller's: SPI frees its own */
 	MemoryContext row_cxt;		/* a row's unpacking and pseudonyms, reset at each row */
 } JournalReceiver;
@@ -86,6 +85,21 @@ journal_identity(TupleTableSlot *slot, StringInfo buf)
 	}
 }
 
+/* Subjects' ids into a fold, as their keyed pseudonyms (log_refs.c: cached, prefetched), each once. */
+static void
+add_journal_ids(LogFoldTable *t, LogFold *f, const char **ids, int n)
+{
+	Datum	   *refs = palloc(sizeof(Datum) * n);
+
+	crm_gdpr_log_subject_refs(ids, n, refs);
+	for (int i = 0; i < n; i++)
+	{
+		text	   *ref = DatumGetTextPP(refs[i]);
+
+		log_fold_add_subject(t, f, VARDATA_ANY(ref), VARSIZE_ANY_EXHDR(ref));
+	}
+}
+
 /*
  * A journal row's subjects into its fold, each once.  Since 0.3 the writing
  * transaction stores its subjects' ids (marked LOG_IDS_MARK) and their keyed
@@ -117,17 +131,10 @@ add_journal_refs(LogFoldTable *t, LogFold *f, text *joined)
 	{
 		int			n = list_length(items);
 		const char **id = palloc(sizeof(char *) * n);
-		Datum	   *refs = palloc(sizeof(Datum) * n);
 
 		for (int i = 0; i < n; i++)
 			id[i] = list_nth(items, i);
-		crm_gdpr_log_subject_refs(id, n, refs);
-		for (int i = 0; i < n; i++)
-		{
-			text	   *ref = DatumGetTextPP(refs[i]);
-
-			log_fold_add_subject(t, f, VARDATA_ANY(ref), VARSIZE_ANY_EXHDR(ref));
-		}
+		add_journal_ids(t, f, id, n);
 		return;
 	}
 	foreach(lc, items)
@@ -177,17 +184,55 @@ fold_journal_slot(JournalReceiver *r, TupleTableSlot *slot)
 	fold_journal_row(r->folds, f, slot);
 }
 
-/* A record of a packed row (log_journal_pack.c), as a row of the journal. */
+/*
+ * The records of a packed row (since 0.3, log_journal_pack.c), read in
+ * place: the identity is the record's own bytes (the backend, the table,
+ * the query, then the statement's strings) and its ids are pseudonymised
+ * where they lie; only a record that starts a fold is made a row (the log
+ * row takes its columns).  A record's identity never equals a 0.2 row's
+ * (journal_identity: another layout), so the two never fold together.
+ */
 static void
-fold_packed_record(Datum *values, bool *nulls, void *arg)
+fold_packed_records(JournalReceiver *r, bytea *packed, int32 pid)
 {
-	JournalReceiver *r = (JournalReceiver *) arg;
+	JournalReader rd;
+	JournalRecord rec;
 
-	ExecClearTuple(r->record);
-	memcpy(r->record->tts_values, values, sizeof(Datum) * J_COUNT);
-	memcpy(r->record->tts_isnull, nulls, sizeof(bool) * J_COUNT);
-	ExecStoreVirtualTuple(r->record);
-	fold_journal_slot(r, r->record);
+	crm_gdpr_journal_reader(&rd, packed);
+	while (crm_gdpr_journal_next(&rd, &rec))
+	{
+		LogFold    *f;
+		uint32		hash;
+
+		resetStringInfo(&r->identity);
+		appendBinaryStringInfo(&r->identity, (char *) &pid, sizeof(pid));
+		appendBinaryStringInfo(&r->identity, (char *) &rec.relid, sizeof(rec.relid));
+		appendBinaryStringInfo(&r->identity, (char *) &rec.query_id, sizeof(rec.query_id));
+		appendBinaryStringInfo(&r->identity, rec.strings, rec.strings_len);
+		hash = log_fold_hash(r->identity.data, r->identity.len);
+		f = log_fold_find_hashed(r->folds, hash, r->identity.data, r->identity.len);
+		if (f == NULL || !log_fold_fits(r->folds, f, rec.times, 0))
+		{
+			Datum		values[J_COUNT];
+			bool		nulls[J_COUNT];
+			MemoryContext old;
+
+			crm_gdpr_journal_values(&rec, pid, values, nulls);
+			old = MemoryContextSwitchTo(r->cxt);
+			f = log_fold_start_hashed(r->folds, hash, r->identity.data, r->identity.len,
+									  heap_form_tuple(r->desc, values, nulls));
+			MemoryContextSwitchTo(old);
+		}
+		log_fold_count(f, rec.first_at, rec.times == 1 ? rec.first_at : rec.last_at, rec.times,
+					   rec.rows, rec.rows_known, rec.counted);
+		if (rec.nsubjects > 0)
+		{
+			const char **ids = palloc(sizeof(char *) * rec.nsubjects);
+
+			crm_gdpr_journal_ids(&rec, ids);
+			add_journal_ids(r->folds, f, ids, rec.nsubjects);
+		}
+	}
 }
 
 static bool
@@ -201,9 +246,8 @@ receive_journal_row(TupleTableSlot *slot, DestReceiver *self)
 	slot_getallattrs(slot);
 	/* Since 0.3 a row holds the records a transaction wrote at once. */
 	if (r->desc->natts == J_COUNT && !slot->tts_isnull[J_RECORDS])
-		crm_gdpr_journal_unpack(DatumGetByteaPP(slot->tts_values[J_RECORDS]),
-								slot->tts_isnull[J_PID] ? 0 : DatumGetInt32(slot->tts_values[J_PID]),
-								fold_packed_record, r);
+		fold_packed_records(r, DatumGetByteaPP(slot->tts_values[J_RECORDS]),
+							slot->tts_isnull[J_PID] ? 0 : DatumGetInt32(slot->tts_values[J_PID]));
 	else
 		fold_journal_slot(r, slot);
 	MemoryContextSwitchTo(old);
@@ -220,8 +264,6 @@ receiver_startup(DestReceiver *self, int operation, TupleDesc desc)
 		elog(ERROR, "the journal of writes has %d columns, not %d", desc->natts, J_COUNT);
 	old = MemoryContextSwitchTo(r->cxt);
 	r->desc = CreateTupleDescCopy(desc);
-	if (r->record == NULL && desc->natts == J_COUNT)
-		r->record = MakeSingleTupleTableSlot(r->desc, &TTSOpsVirtual);
 	MemoryContextSwitchTo(old);
 }
 

@@ -100,6 +100,8 @@ crm_gdpr_journal_pack(const JournalRecord *records, int n)
 	return packed;
 }
 
+static void damaged(const char *what) pg_attribute_noreturn();
+
 static void
 damaged(const char *what)
 {
@@ -129,84 +131,106 @@ marked_ids(const char *ids, int len, int n)
 	return PointerGetDatum(t);
 }
 
-/* One record as the values of the journal's columns (J_COUNT of them). */
-static const char *
-unpack_record(const char *p, const char *end, int32 pid, Datum *values, bool *nulls)
+void
+crm_gdpr_journal_reader(JournalReader *rd, bytea *packed)
 {
-	PackedHead	head;
-	const char *s;
+	rd->next = VARDATA_ANY(packed);
+	rd->end = rd->next + VARSIZE_ANY_EXHDR(packed);
+	rd->version_read = false;
+}
 
-	if (end - p < (long) sizeof(head))
+/* The next record of a reader, pointers into its bytes; false after the last. */
+bool
+crm_gdpr_journal_next(JournalReader *rd, JournalRecord *r)
+{
+	const char *p = rd->next;
+	PackedHead	head;
+
+	if (!rd->version_read)
+	{
+		if (p == rd->end || *p != PACK_VERSION)
+			damaged("unknown version");
+		rd->version_read = true;
+		p++;
+	}
+	if (p == rd->end)
+		return false;
+	if (rd->end - p < (long) sizeof(head))
 		damaged("a record is cut short");
 	memcpy(&head, p, sizeof(head));
-	if (head.len < (int32) sizeof(head) || head.len > end - p || head.strings_len < WS_STRINGS ||
-		head.strings_len > head.len - (int32) sizeof(head))
+	if (head.len < (int32) sizeof(head) || head.len > rd->end - p || head.strings_len < WS_STRINGS ||
+		head.strings_len > head.len - (int32) sizeof(head) || head.nsubjects < 0)
 		damaged("a record's length is wrong");
+	r->first_at = head.first_at;
+	r->last_at = head.last_at;
+	r->times = head.times;
+	r->rows = head.rows;
+	r->rows_known = (head.flags & HEAD_ROWS_KNOWN) != 0;
+	r->counted = (head.flags & HEAD_COUNTED) != 0;
+	r->relid = head.relid;
+	r->query_id = head.query_id;
+	r->strings = p + sizeof(head);
+	r->strings_len = head.strings_len;
+	r->nsubjects = head.nsubjects;
+	r->subjects = r->strings + r->strings_len;
+	r->subjects_len = head.len - sizeof(head) - head.strings_len;
+	if (r->strings[r->strings_len - 1] != '\0' ||
+		(r->nsubjects > 0 && (r->subjects_len < r->nsubjects || r->subjects[r->subjects_len - 1] != '\0')))
+		damaged("a record's strings or subjects are cut short");
+	rd->next = p + head.len;
+	return true;
+}
+
+/* A record's subjects' ids: pointers into its bytes (r->nsubjects of them). */
+void
+crm_gdpr_journal_ids(const JournalRecord *r, const char **ids)
+{
+	const char *s = r->subjects;
+
+	for (int i = 0; i < r->nsubjects; i++)
+	{
+		ids[i] = s;
+		s += strlen(s) + 1;
+	}
+}
+
+/* A record as the values of the journal's columns (J_COUNT of them), as a row of 0.2 holds one. */
+void
+crm_gdpr_journal_values(const JournalRecord *r, int32 pid, Datum *values, bool *nulls)
+{
+	const char *s = r->strings;
+	const char *end = r->strings + r->strings_len;
+
 	memset(nulls, 1, sizeof(bool) * J_COUNT);
-	values[J_AT] = TimestampTzGetDatum(head.first_at);
+	values[J_AT] = TimestampTzGetDatum(r->first_at);
 	values[J_PID] = Int32GetDatum(pid);
-	values[J_TBL] = ObjectIdGetDatum(head.relid);
-	values[J_SUBJECTS] = Int64GetDatum(head.nsubjects);
-	values[J_ROWS] = Int64GetDatum(head.rows);
-	values[J_QUERY_ID] = Int64GetDatum(head.query_id);
-	values[J_LAST_AT] = TimestampTzGetDatum(head.last_at);
-	values[J_TIMES] = Int32GetDatum(head.times);
+	values[J_TBL] = ObjectIdGetDatum(r->relid);
+	values[J_SUBJECTS] = Int64GetDatum(r->nsubjects);
+	values[J_ROWS] = Int64GetDatum(r->rows);
+	values[J_QUERY_ID] = Int64GetDatum(r->query_id);
+	values[J_LAST_AT] = TimestampTzGetDatum(r->last_at);
+	values[J_TIMES] = Int32GetDatum(r->times);
 	nulls[J_AT] = nulls[J_PID] = nulls[J_TBL] = nulls[J_TIMES] = false;
-	nulls[J_SUBJECTS] = !(head.flags & HEAD_COUNTED);
-	nulls[J_ROWS] = !(head.flags & HEAD_ROWS_KNOWN);
-	nulls[J_QUERY_ID] = head.query_id == 0;
-	nulls[J_LAST_AT] = head.times == 1;
-	s = p + sizeof(head);
+	nulls[J_SUBJECTS] = !r->counted;
+	nulls[J_ROWS] = !r->rows_known;
+	nulls[J_QUERY_ID] = r->query_id == 0;
+	nulls[J_LAST_AT] = r->times == 1;
 	for (int i = 0; i < WS_STRINGS; i++)
 	{
-		int			len = strnlen(s, p + sizeof(head) + head.strings_len - s);
+		int			len = strnlen(s, end - s);
 
-		if (s + len >= p + sizeof(head) + head.strings_len)
+		if (s + len >= end)
 			damaged("a record's strings are cut short");
 		nulls[string_column[i]] = len == 0;
 		if (len > 0)
 			values[string_column[i]] = PointerGetDatum(cstring_to_text_with_len(s, len));
 		s += len + 1;
 	}
-	s = p + sizeof(head) + head.strings_len;
-	if (head.nsubjects > 0)
+	if (r->nsubjects > 0)
 	{
-		int			len = p + head.len - s;
-
-		if (len < head.nsubjects || s[len - 1] != '\0')
-			damaged("a record's subjects are cut short");
-		values[J_REFS] = marked_ids(s, len, head.nsubjects);
+		values[J_REFS] = marked_ids(r->subjects, r->subjects_len, r->nsubjects);
 		nulls[J_REFS] = false;
 	}
-	return p + head.len;
-}
-
-/* Every record of a journal row's `records`, one call of each() apiece. */
-int
-crm_gdpr_journal_unpack(bytea *packed, int32 pid, void (*each) (Datum *values, bool *nulls, void *arg), void *arg)
-{
-	const char *p = VARDATA_ANY(packed);
-	const char *end = p + VARSIZE_ANY_EXHDR(packed);
-	Datum		values[J_COUNT];
-	bool		nulls[J_COUNT];
-	int			n = 0;
-
-	if (p == end || *p != PACK_VERSION)
-		damaged("unknown version");
-	for (p++; p < end; n++)
-	{
-		p = unpack_record(p, end, pid, values, nulls);
-		each(values, nulls, arg);
-	}
-	return n;
-}
-
-static void
-put_record(Datum *values, bool *nulls, void *arg)
-{
-	ReturnSetInfo *rsinfo = (ReturnSetInfo *) arg;
-
-	tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, values, nulls);
 }
 
 /*
@@ -218,11 +242,19 @@ Datum
 gdpr_journal_records(PG_FUNCTION_ARGS)
 {
 	ReturnSetInfo *rsinfo = (ReturnSetInfo *) fcinfo->resultinfo;
+	JournalReader rd;
+	JournalRecord r;
+	Datum		values[J_COUNT];
+	bool		nulls[J_COUNT];
 
 	InitMaterializedSRF(fcinfo, 0);
 	if (rsinfo->setDesc->natts != J_COUNT)
 		elog(ERROR, "gdpr._journal_records() must return the %d columns of the journal", J_COUNT);
-	if (!PG_ARGISNULL(0))
-		crm_gdpr_journal_unpack(PG_GETARG_BYTEA_PP(0), PG_ARGISNULL(1) ? 0 : PG_GETARG_INT32(1), put_record, rsinfo);
+	crm_gdpr_journal_reader(&rd, PG_GETARG_BYTEA_PP(0));
+	while (crm_gdpr_journal_next(&rd, &r))
+	{
+		crm_gdpr_journal_values(&r, PG_GETARG_INT32(1), values, nulls);
+		tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, values, nulls);
+	}
 	return (Datum) 0;
 }
