@@ -37,6 +37,10 @@ for from in $(ls releases | sed -n "s/^crm_gdpr--\([0-9.]*\)\.sql$/\1/p" | sort 
   [ "$(q -d upg_old -c "SELECT extversion FROM pg_extension WHERE extname = 'crm_gdpr'")" = "$from" ] || fail "$from not installed"
   before=$(q -d upg_old -c "SELECT count(*) FROM gdpr.personal_data" -c "SELECT count(*) FROM gdpr.consent_ledger" \
              -c "SELECT count(*) FROM gdpr.restrictions" -c "SELECT count(*) FROM crm.contacts")
+  # Writes journaled by this library under the old SQL (the journal of 0.2, one statement a
+  # row, no log writer in this database) are moved after the update, with the new layout's.
+  [ "$from" = 0.1 ] || q -d upg_old -c "BEGIN" -c "UPDATE crm.contacts SET postcode = '54000' WHERE id = 8" \
+    -c "UPDATE crm.contacts SET postcode = '54001' WHERE id = 9" -c "COMMIT" >/dev/null
   q -d upg_old -c 'ALTER EXTENSION crm_gdpr UPDATE' >/dev/null || fail "ALTER EXTENSION UPDATE from $from failed"
   [ "$(q -d upg_old -c "SELECT extversion FROM pg_extension WHERE extname = 'crm_gdpr'")" = \
     "$(sed -n "s/^default_version *= *'\(.*\)'/\1/p" crm_gdpr.control)" ] || fail "not at the current version"
@@ -51,6 +55,9 @@ for from in $(ls releases | sed -n "s/^crm_gdpr--\([0-9.]*\)\.sql$/\1/p" | sort 
   q -d upg_old -c "UPDATE crm.contacts SET city = 'Nancy' WHERE id = 9" -c "SELECT gdpr.flush_access_log()" >/dev/null
   [ "$(q -d upg_old -c "SELECT count(*) FROM gdpr.access_log WHERE operation = 'UPDATE' AND columns = '{city}'")" = 1 ] ||
     fail "writes are not logged after the update from $from"
+  [ "$from" = 0.1 ] || [ "$(q -d upg_old -c "SELECT sum(times) || ' ' || sum(cardinality(subject_refs)) FROM gdpr.access_log
+                                           WHERE operation = 'UPDATE' AND columns = '{postcode}'")" = "2 2" ] ||
+    fail "writes journaled before the update from $from are not logged after it"
   psql -X -d upg_old -c "CREATE ROLE upg_app" -c "GRANT USAGE ON SCHEMA crm TO upg_app" \
     -c "GRANT UPDATE, SELECT ON crm.contacts TO upg_app" >/dev/null 2>&1
   err=$(psql -X -d upg_old -c 'SET ROLE upg_app' -c "UPDATE crm.contacts SET notes = 'x' WHERE id = 3" 2>&1) &&
