@@ -130,12 +130,23 @@ crm_gdpr_log_queue_ready(void)
 	return crm_gdpr_queue != NULL;
 }
 
-/* s, cut to size - 1 bytes (on a character boundary), and its terminator. */
-static char *
+/*
+ * s, cut to size - 1 bytes (on a character boundary), and its terminator.
+ * Measured once, here (slots_needed() need not for a record of few
+ * subjects); an empty string (no application name, purpose, detail...)
+ * costs no call.
+ */
+static inline char *
 put_string(char *to, const char *s, int size)
 {
-	int			n = strnlen(s, size - 1);
+	int			n;
 
+	if (s[0] == '\0')
+	{
+		*to = '\0';
+		return to + 1;
+	}
+	n = strnlen(s, size - 1);
 	if (n == size - 1 && s[n] != '\0')
 		n = pg_mbcliplen(s, n, n);
 	memcpy(to, s, n);
@@ -156,11 +167,21 @@ string_bytes(const char *s, int size)
 	return strnlen(s, size - 1) + 1;
 }
 
-/* The slots a record takes: one, or more for many subjects. */
+/*
+ * The slots a record takes: one, or more for many subjects.  A slot holds
+ * every string at its longest and LOG_SLOT_SUBJECT_BYTES of subjects: a
+ * record with few subjects takes one without its strings being measured.
+ */
 static int
 slots_needed(const LogRecord *rec)
 {
-	Size		length = string_bytes(rec->operation, 12) + string_bytes(rec->role, NAMEDATALEN) +
+	Size		length;
+
+	StaticAssertStmt(12 + 4 * NAMEDATALEN + 48 + 128 + LOG_RECORD_COLUMNS + LOG_SLOT_SUBJECT_BYTES <= LOG_RECORD_STRINGS,
+					 "a slot holds every string of pack_record() at its longest");
+	if (rec->nsubjects * LOG_RECORD_SUBJECT_LEN <= LOG_SLOT_SUBJECT_BYTES)
+		return 1;
+	length = string_bytes(rec->operation, 12) + string_bytes(rec->role, NAMEDATALEN) +
 		string_bytes(rec->session_role, NAMEDATALEN) + string_bytes(rec->appname, NAMEDATALEN) +
 		string_bytes(rec->client, 48) + string_bytes(rec->purpose, NAMEDATALEN) +
 		(strlen(rec->detail) < 128 ? strlen(rec->detail) + 1 : 1) +
@@ -185,7 +206,7 @@ pack_record(PackedRecord *to, const LogRecord *from)
 	p = put_string(p, from->appname, NAMEDATALEN);
 	p = put_string(p, from->client, 48);
 	p = put_string(p, from->purpose, NAMEDATALEN);
-	p = put_string(p, strlen(from->detail) < 128 ? from->detail : "", 128);	/* JSON: whole or not at all */
+	p = put_string(p, strnlen(from->detail, 128) < 128 ? from->detail : "", 128);	/* JSON: whole or not at all */
 	p = put_string(p, from->columns, LOG_RECORD_COLUMNS);
 	to->subjects_at = p - to->strings;
 	for (int i = 0; i < from->nsubjects; i++)

@@ -84,7 +84,8 @@ forget_role_names(Datum arg, int cacheid, uint32 hashvalue)
 /*
  * A role's name, remembered per slot (the current user, the session user,
  * the writer of a logged write): the log names the same roles statement
- * after statement.
+ * after statement.  The name of a NameData, padded with zeros: a caller may
+ * copy NAMEDATALEN bytes of it (read_subjects.c).
  */
 const char *
 crm_gdpr_role_name(Oid roleid, int slot)

@@ -152,13 +152,15 @@ count_node(QueryReads *reads, PlanState *node, int rel, KeySource key, AttrNumbe
 {
 	CountedNode *c;
 
-	if (reads->ncounted % 8 == 0)
+	if (reads->ncounted == 0)
+		reads->counted = reads->first;
+	else if (reads->ncounted >= lengthof(reads->first) && reads->ncounted % 8 == lengthof(reads->first) % 8)
 	{
+		/* Full (the first few in QueryReads itself, then 8 more at a time). */
 		CountedNode *more = MemoryContextAlloc(reads->estate->es_query_cxt,
 											   sizeof(CountedNode) * (reads->ncounted + 8));
 
-		if (reads->ncounted)
-			memcpy(more, reads->counted, sizeof(CountedNode) * reads->ncounted);
+		memcpy(more, reads->counted, sizeof(CountedNode) * reads->ncounted);
 		reads->counted = more;
 	}
 	c = &reads->counted[reads->ncounted++];

@@ -243,7 +243,6 @@ static void
 crm_gdpr_ExecutorStart(QueryDesc *query, int eflags)
 {
 	QueryReads *reads;
-	MemoryContextCallback *cb;
 
 	if (prev_ExecutorStart)
 		prev_ExecutorStart(query, eflags);
@@ -262,10 +261,9 @@ crm_gdpr_ExecutorStart(QueryDesc *query, int eflags)
 	running = reads;
 	crm_gdpr_count_reads(reads, query->planstate);
 	/* An error frees the executor's memory: the entry goes with it. */
-	cb = MemoryContextAlloc(query->estate->es_query_cxt, sizeof(MemoryContextCallback));
-	cb->func = query_memory_freed;
-	cb->arg = reads;
-	MemoryContextRegisterResetCallback(query->estate->es_query_cxt, cb);
+	reads->freed.func = query_memory_freed;
+	reads->freed.arg = reads;
+	MemoryContextRegisterResetCallback(query->estate->es_query_cxt, &reads->freed);
 }
 
 static void

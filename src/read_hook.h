@@ -10,6 +10,7 @@
 #include "executor/execdesc.h"
 #include "fmgr.h"
 #include "nodes/execnodes.h"
+#include "utils/builtins.h"
 #include "utils/relcache.h"
 
 #include "access_log.h"
@@ -17,17 +18,21 @@
 /*
  * The distinct subject keys of the rows a query read from one table
  * (read_subject_set.c): an open-addressing set of at most
- * crm_gdpr.log_subjects_max keys, allocated at its first key and grown by
- * doubling, one copy per distinct key (none for a key passed by value) and
- * its text, nothing per row.
+ * crm_gdpr.log_subjects_max keys, in the set itself while it holds one key
+ * (a read by key allocates nothing), then allocated and grown by doubling;
+ * one copy per distinct key (none for a key passed by value) and its text,
+ * nothing per row.
  */
 typedef struct SubjectKey
 {
 	Datum		value;			/* the key (a copy), valid when used */
-	char	   *text;			/* put out once */
+	char	   *text;			/* put out once (into digits for an integer) */
 	uint32		hash;
 	bool		used;
+	char		digits[MAXINT8LEN + 1];
 } SubjectKey;
+
+#define SUBJECT_SET_INLINE 4	/* entries in the set itself (one key: at most half full) */
 
 typedef struct SubjectSet
 {
@@ -36,11 +41,13 @@ typedef struct SubjectSet
 	bool		truncated;		/* more subjects than max, or rows whose key could not be read */
 	int16		typlen;			/* the key's type, from its first row */
 	bool		typbyval;
-	FmgrInfo	output;			/* the key type's output function */
+	Oid			typid;
+	FmgrInfo	output;			/* the key type's output function (not for an integer) */
 	Datum		last;			/* the last key met (passed by value), once count > 0 */
 	uint32		mask;			/* entries: mask + 1 of them, at most half used */
-	SubjectKey *entries;
+	SubjectKey *entries;		/* first, or allocated in cxt when it grew */
 	MemoryContext cxt;			/* the query's */
+	SubjectKey	first[SUBJECT_SET_INLINE];
 } SubjectSet;
 
 /* One registered table a query reads. */
@@ -105,7 +112,9 @@ typedef struct QueryReads
 	NameData	role;			/* who reads, taken at its start */
 	NameData	session_role;
 	int			ncounted;
-	CountedNode *counted;
+	CountedNode *counted;		/* first, or allocated when more nodes are counted */
+	CountedNode first[2];		/* a query that scans one registered table allocates no more */
+	MemoryContextCallback freed;	/* read_hook.c: the entry goes with the executor's memory */
 	int			nrels;
 	ReadRel		rels[FLEXIBLE_ARRAY_MEMBER];
 } QueryReads;

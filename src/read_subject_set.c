@@ -7,47 +7,104 @@
  * the subjects are those of the rows actually read.  Per row this is a
  * slot_getattr() of the key column and a probe of an open-addressing set
  * that holds at most crm_gdpr.log_subjects_max keys: no allocation, no
- * output function (the set grows, by doubling, with the distinct keys).  A new key is copied (when it is not passed by value)
- * and put out as text once; a key past the maximum marks the set truncated,
- * after which rows are only counted.  A 20 M row read naming one person thus
- * costs one key, where a text per row made it 486 MB (issue 24.2).
+ * output function (the set grows, by doubling, with the distinct keys).  A
+ * new key is copied (when it is not passed by value) and put out as text
+ * once; a key past the maximum marks the set truncated, after which rows
+ * are only counted.  A 20 M row read naming one person thus costs one key,
+ * where a text per row made it 486 MB (issue 24.2).
+ *
+ * A read by key is most of what a CRM reads, and its set costs next to
+ * nothing: its one key stays in the set's own table (no allocation), an
+ * integer key is put out without its output function, and other types'
+ * output functions are known per backend, not looked up per query.
  */
 #include "postgres.h"
 
+#include "catalog/pg_type.h"
 #include "common/hashfn.h"
 #include "fmgr.h"
+#include "utils/builtins.h"
 #include "utils/datum.h"
+#include "utils/inval.h"
 #include "utils/lsyscache.h"
 #include "utils/memutils.h"
+#include "utils/syscache.h"
 
 #include "read_hook.h"
 #include "settings.h"
 
+/* An empty set; the rest is set at its first key. */
 void
 crm_gdpr_subject_set_init(SubjectSet *set, MemoryContext cxt)
 {
-	memset(set, 0, sizeof(SubjectSet));
 	set->max = crm_gdpr_log_subjects_max;
+	set->count = 0;
+	set->truncated = false;
+	set->entries = NULL;
 	set->cxt = cxt;
 }
 
 /*
- * At the first key: its type, and a small table (a read by key names one
- * person), grown as keys come (kept at most half full) up to twice the
- * maximum.
+ * The output functions of the last few key types, per backend: a read by
+ * key would otherwise look its key's type up in the catalog at every
+ * query.  Any change to pg_type forgets them.
+ */
+#define OUTPUT_CACHE 8
+static struct
+{
+	Oid			typid;
+	Oid			typoutput;
+} output_cache[OUTPUT_CACHE];
+static int	output_cache_next = 0;
+
+static void
+forget_outputs(Datum arg, int cacheid, uint32 hashvalue)
+{
+	for (int i = 0; i < OUTPUT_CACHE; i++)
+		output_cache[i].typid = InvalidOid;
+}
+
+static Oid
+output_function(Oid typid)
+{
+	static bool callback_registered = false;
+	bool		varlena;
+	int			i;
+
+	if (!callback_registered)
+	{
+		CacheRegisterSyscacheCallback(TYPEOID, forget_outputs, (Datum) 0);
+		callback_registered = true;
+	}
+	for (i = 0; i < OUTPUT_CACHE; i++)
+		if (output_cache[i].typid == typid)
+			return output_cache[i].typoutput;
+	i = output_cache_next;
+	output_cache_next = (output_cache_next + 1) % OUTPUT_CACHE;
+	output_cache[i].typid = InvalidOid;
+	getTypeOutputInfo(typid, &output_cache[i].typoutput, &varlena);
+	output_cache[i].typid = typid;
+	return output_cache[i].typoutput;
+}
+
+/*
+ * At the first key: its type (an integer is put out by hand, as its
+ * output function would), and the set's own small table (a read by key
+ * names one person), grown as keys come (kept at most half full) up to
+ * twice the maximum.
  */
 static void
 first_key(SubjectSet *set, Form_pg_attribute att)
 {
-	Oid			typoutput;
-	bool		varlena;
-
-	getTypeOutputInfo(att->atttypid, &typoutput, &varlena);
-	fmgr_info_cxt(typoutput, &set->output, set->cxt);
+	set->typid = att->atttypid;
 	set->typlen = att->attlen;
 	set->typbyval = att->attbyval;
-	set->entries = MemoryContextAllocZero(set->cxt, sizeof(SubjectKey) * 16);
-	set->mask = 15;
+	if (set->typid != INT8OID && set->typid != INT4OID && set->typid != INT2OID)
+		fmgr_info_cxt(output_function(set->typid), &set->output, set->cxt);
+	for (int i = 0; i < SUBJECT_SET_INLINE; i++)
+		set->first[i].used = false;
+	set->entries = set->first;
+	set->mask = SUBJECT_SET_INLINE - 1;
 }
 
 /* Twice the room, the keys moved over (a key's place depends on the size). */
@@ -68,8 +125,11 @@ grow(SubjectSet *set)
 		for (k = old[i].hash & set->mask; set->entries[k].used; k = (k + 1) & set->mask)
 			;
 		set->entries[k] = old[i];
+		if (old[i].text == old[i].digits)
+			set->entries[k].text = set->entries[k].digits;
 	}
-	pfree(old);
+	if (old != set->first)
+		pfree(old);
 }
 
 static uint32
@@ -107,7 +167,15 @@ keep_key(SubjectSet *set, SubjectKey *entry, Datum value, uint32 hash)
 	MemoryContext old = MemoryContextSwitchTo(set->cxt);
 
 	entry->value = datumCopy(value, set->typbyval, set->typlen);
-	entry->text = OutputFunctionCall(&set->output, entry->value);
+	entry->text = entry->digits;
+	if (set->typid == INT8OID)
+		pg_lltoa(DatumGetInt64(value), entry->digits);
+	else if (set->typid == INT4OID)
+		pg_ltoa(DatumGetInt32(value), entry->digits);
+	else if (set->typid == INT2OID)
+		pg_ltoa(DatumGetInt16(value), entry->digits);
+	else
+		entry->text = OutputFunctionCall(&set->output, entry->value);
 	entry->hash = hash;
 	entry->used = true;
 	set->count++;
@@ -127,7 +195,7 @@ crm_gdpr_subject_set_add(SubjectSet *set, TupleTableSlot *slot, AttrNumber attnu
 	if (set->truncated)
 		return;
 	value = slot_getattr(slot, attnum, &isnull);
-	if (isnull || (set->typbyval && set->count > 0 && value == set->last))
+	if (isnull || (set->count > 0 && set->typbyval && value == set->last))
 		return;					/* the same person as the last row: reads by key, sorted reads */
 	if (set->entries == NULL)
 		first_key(set, TupleDescAttr(slot->tts_tupleDescriptor, attnum - 1));

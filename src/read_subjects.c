@@ -46,6 +46,47 @@ returned_columns(PlannedStmt *stmt, Index rti)
 	return cols;
 }
 
+/*
+ * The QueryReads of a query that reads one or two registered tables is the
+ * backend's spare, unless a query running already has it (a nested one):
+ * a read by key then allocates none (the 900 bytes of one cost a tenth of
+ * what the read hook adds to it).  It is free again when the query's memory
+ * goes, at its end or abort, after the read hook's own callback (callbacks
+ * run last registered first).
+ */
+#define SPARE_RELS 2
+static QueryReads *spare = NULL;
+static bool spare_in_use = false;
+static MemoryContextCallback spare_freed;
+
+static void
+release_spare(void *arg)
+{
+	spare_in_use = false;
+}
+
+static QueryReads *
+new_reads(EState *estate, int nrtes)
+{
+	QueryReads *reads;
+
+	if (nrtes <= SPARE_RELS && !spare_in_use)
+	{
+		if (spare == NULL)
+			spare = MemoryContextAlloc(TopMemoryContext, offsetof(QueryReads, rels) + sizeof(ReadRel) * SPARE_RELS);
+		reads = spare;
+		spare_in_use = true;
+		spare_freed.func = release_spare;
+		spare_freed.arg = NULL;
+		MemoryContextRegisterResetCallback(estate->es_query_cxt, &spare_freed);
+	}
+	else
+		reads = MemoryContextAlloc(estate->es_query_cxt, offsetof(QueryReads, rels) + sizeof(ReadRel) * nrtes);
+	/* Not zeroed: a ReadRel is 600 bytes, most of them for its columns and subjects. */
+	memset(reads, 0, offsetof(QueryReads, rels));
+	return reads;
+}
+
 /* The registered tables a query reads, without their subjects yet. */
 static QueryReads *
 registered_tables_read(QueryDesc *query)
@@ -74,12 +115,7 @@ registered_tables_read(QueryDesc *query)
 		if (info == NULL || !info->registered)
 			continue;
 		if (reads == NULL)
-		{
-			/* Not zeroed: a ReadRel is 330 bytes, most of them for its columns. */
-			reads = MemoryContextAlloc(query->estate->es_query_cxt,
-									   offsetof(QueryReads, rels) + sizeof(ReadRel) * list_length(stmt->rtable));
-			memset(reads, 0, offsetof(QueryReads, rels));
-		}
+			reads = new_reads(query->estate, list_length(stmt->rtable));
 		r = &reads->rels[reads->nrels++];
 		r->relid = rte->relid;
 		r->registered_as = info->registered_as;
@@ -107,7 +143,9 @@ crm_gdpr_record_query(QueryReads *reads, const char *detail)
 	for (int i = 0; i < reads->nrels; i++)
 	{
 		ReadRel    *r = &reads->rels[i];
-		const char **subjects = palloc(sizeof(char *) * Max(r->subjects.count, 1));
+		const char *few[8];
+		const char **subjects = r->subjects.count <= lengthof(few) ? few :
+			palloc(sizeof(char *) * r->subjects.count);
 		int			n = crm_gdpr_subject_set_texts(&r->subjects, subjects);
 		char		with_truncated[160];
 
@@ -119,7 +157,8 @@ crm_gdpr_record_query(QueryReads *reads, const char *detail)
 		}
 		crm_gdpr_record_read_as(NameStr(reads->role), NameStr(reads->session_role), "SELECT", r->relid,
 								r->table_name, r->columns, r->rows, n, subjects, r->subjects.truncated ? with_truncated : detail);
-		pfree(subjects);
+		if (subjects != few)
+			pfree(subjects);
 	}
 }
 
@@ -136,9 +175,12 @@ crm_gdpr_find_reads(QueryDesc *query)
 		return NULL;
 	reads->query = query;
 	reads->estate = query->estate;
-	/* Taken now: a read that fails is recorded when no catalog can be read. */
-	namestrcpy(&reads->role, crm_gdpr_role_name(GetUserId(), 0));
-	namestrcpy(&reads->session_role, crm_gdpr_role_name(GetSessionUserId(), 1));
+	/*
+	 * Taken now: a read that fails is recorded when no catalog can be read.
+	 * Copied whole: crm_gdpr_role_name() gives a NameData's name, padded.
+	 */
+	memcpy(&reads->role, crm_gdpr_role_name(GetUserId(), 0), NAMEDATALEN);
+	memcpy(&reads->session_role, crm_gdpr_role_name(GetSessionUserId(), 1), NAMEDATALEN);
 	if (crm_gdpr_max_rows_per_query > 0 && !crm_gdpr_is_admin(GetUserId()))
 		reads->limit = crm_gdpr_max_rows_per_query;
 	return reads;

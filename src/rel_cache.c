@@ -167,6 +167,7 @@ typedef struct ColumnListEntry
 {
 	Oid			relid;
 	Bitmapset  *selected;		/* in TopMemoryContext */
+	int			length;			/* of columns, its terminator included */
 	char		columns[LOG_RECORD_COLUMNS];
 } ColumnListEntry;
 
@@ -233,7 +234,8 @@ crm_gdpr_cached_column_list(Oid relid, Bitmapset *selected, char *out)
 	for (int i = 0; i < COLUMN_CACHE; i++)
 		if (column_cache[i].relid == relid && bms_equal(column_cache[i].selected, selected))
 		{
-			strlcpy(out, column_cache[i].columns, LOG_RECORD_COLUMNS);
+			/* Its length is known: no scan of it (strlcpy copies byte by byte). */
+			memcpy(out, column_cache[i].columns, column_cache[i].length);
 			return;
 		}
 	rel = RelationIdGetRelation(relid);
@@ -246,7 +248,8 @@ crm_gdpr_cached_column_list(Oid relid, Bitmapset *selected, char *out)
 	e->selected = bms_copy(selected);
 	MemoryContextSwitchTo(old);
 	e->relid = relid;
-	strlcpy(e->columns, out, LOG_RECORD_COLUMNS);
+	e->length = strlen(out) + 1;
+	memcpy(e->columns, out, e->length);
 }
 
 const RelInfo *
