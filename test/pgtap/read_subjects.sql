@@ -3,7 +3,7 @@
 -- "subjects_truncated", and access_history's "may include you" rows), with a
 -- backend's memory that does not grow with the rows read (issue 24.2).
 BEGIN;
-SELECT plan(32);
+SELECT plan(33);
 
 \set QUIET on
 SET client_min_messages = warning;
@@ -185,6 +185,15 @@ SELECT v FROM crm.k_uuid \g /dev/null
 SELECT is(pg_temp.named('crm.k_uuid'),
           (SELECT pg_temp.refs_of(VARIADIC array_agg('00000000-0000-0000-0000-00000000000' || i)) FROM generate_series(1, 6) i),
           'and six uuid keys six');
+-- Three scans in one query (more counted nodes than the few kept in its
+-- QueryReads itself): each counts its rows and names its subjects.
+SET application_name = 'tap_read_subjects_3';
+SELECT v FROM crm.k_int4 UNION ALL SELECT v FROM crm.k_int4 WHERE k > 0 UNION ALL SELECT v FROM crm.k_int4 WHERE k < 0 \g /dev/null
+SELECT gdpr.flush_access_log() >= 0 AS flushed \gset
+SELECT is((SELECT ARRAY[sum(times), sum(row_count), sum(cardinality(subject_refs))] FROM gdpr.access_log
+            WHERE application_name = 'tap_read_subjects_3' AND operation = 'SELECT'),
+          ARRAY[3, 11, 11]::numeric[], 'three scans of one table in a query: 6 + 2 + 3 rows, each named');
+SET application_name = 'tap_read_subjects';
 
 ---------------------------------------------- memory bounded (issue 24.2)
 -- Two million rows returned that name five people: the executor's memory

@@ -1,0 +1,64 @@
+#!/usr/bin/env bash
+# The read path by instruction counts: what a logged select by key costs the
+# backend over plain, measured with callgrind (deterministic, unlike TPS on a
+# shared machine: repeatable to a few instructions a statement).
+#
+#   plain   - the sample CRM, no extension in the database
+#   logged  - the same with the extension and the registry (test/fixtures/registry.sql)
+#
+# A single-user backend (no log writer: the writer's side is not counted)
+# runs, as the application role bench_app (neither superuser nor owner, so
+# that the restriction's policy applies), `make bench-log`'s select by key
+# N times as a prepared statement; the same script with no statement gives
+# the start-up, and (total - start-up) / N is a statement's cost.
+#   SCALE (contacts, 100000), N (statements, 5000); KEEP=1 keeps the
+#   callgrind files (callgrind_annotate --inclusive=yes FILE).
+source "$(dirname "$0")/lib.sh"
+SCALE=${SCALE:-100000}
+N=${N:-5000}
+command -v valgrind >/dev/null || { echo "read_instructions: valgrind is not installed"; exit 1; }
+bench_start "crm_gdpr.enable_worker = off" "crm_gdpr.database = 'logged'"
+
+createdb crm_template
+psql -X -q -d crm_template -v ON_ERROR_STOP=1 -c 'SET client_min_messages = warning' -f test/fixtures/crm.sql \
+  -c "SELECT crm.generate($SCALE)" >/dev/null
+createdb -T crm_template plain
+createdb -T crm_template logged
+psql -X -q -d logged -v ON_ERROR_STOP=1 -c 'SET client_min_messages = warning' -c 'CREATE EXTENSION crm_gdpr' \
+  -f test/fixtures/registry.sql >/dev/null
+psql -X -q -d postgres -c 'CREATE ROLE bench_app LOGIN' >/dev/null
+for db in plain logged; do
+  psql -X -q -d "$db" -c 'GRANT USAGE ON SCHEMA crm TO bench_app' \
+    -c 'GRANT SELECT, INSERT, UPDATE ON ALL TABLES IN SCHEMA crm TO bench_app' -c 'VACUUM ANALYZE' >/dev/null
+done
+n=$(psql -X -At -d plain -c "SELECT max(id) FROM crm.contacts")
+cluster_stop
+
+# The scripts: the same ids in both databases (a fixed seed).
+header='PREPARE s(int) AS SELECT first_name, last_name, email, phone FROM crm.contacts WHERE id = $1;
+SET ROLE bench_app;'
+echo "$header" > "$bench_top/start.sql"
+{ echo "$header"; awk -v n="$n" -v k="$N" 'BEGIN { srand(1); for (i = 0; i < k; i++) printf "EXECUTE s(%d);\n", 1 + int(rand() * n) }'; } \
+  > "$bench_top/reads.sql"
+[ "$(id -u)" -eq 0 ] && chown -R postgres: "$bench_top"
+
+# instructions DB SCRIPT: what callgrind counts for a single-user backend running SCRIPT in DB.
+instructions() {
+  local out="$bench_top/callgrind.$1.$2"
+  cluster_as_owner valgrind --tool=callgrind --callgrind-out-file="$out" \
+    "$CLUSTER_BIN/postgres" --single -D "$CLUSTER_DATA" "$1" < "$bench_top/$2.sql" > "$out.stdout" 2> "$out.stderr"
+  sed -n 's/.*Collected : \([0-9]*\).*/\1/p' "$out.stderr" | tail -1
+}
+declare -A per
+for db in plain logged; do
+  start=$(instructions "$db" start)
+  total=$(instructions "$db" reads)
+  per[$db]=$(( (total - start) / N ))
+done
+[ -z "${KEEP:-}" ] || { mkdir -p /tmp/crm_gdpr_read_instructions && cp "$bench_top"/callgrind.* /tmp/crm_gdpr_read_instructions/ &&
+  echo "callgrind files in /tmp/crm_gdpr_read_instructions"; }
+
+echo "read path by instruction counts: $SCALE contacts, $N prepared selects by key as bench_app, callgrind, $(date -u +%Y-%m-%d)"
+bench_header
+bench_row "select by key: instructions a statement" "${per[logged]}" "${per[plain]}" "$(ratio "${per[logged]}" "${per[plain]}")" \
+  "+$(( per[logged] - per[plain] )) over plain"
