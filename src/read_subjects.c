@@ -49,10 +49,10 @@ returned_columns(PlannedStmt *stmt, Index rti)
 /*
  * The QueryReads of a query that reads one or two registered tables is the
  * backend's spare, unless a query running already has it (a nested one):
- * a read by key then allocates none (the 900 bytes of one cost a tenth of
- * what the read hook adds to it).  It is free again when the query's memory
- * goes, at its end or abort, after the read hook's own callback (callbacks
- * run last registered first).
+ * a read by key then allocates none (some 100 instructions a read, the
+ * 900 bytes often needing a new block of the query's memory).  It is free
+ * again when the query's memory goes, at its end or abort, after the read
+ * hook's own callback (callbacks run last registered first).
  */
 #define SPARE_RELS 2
 static QueryReads *spare = NULL;
