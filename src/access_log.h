@@ -19,11 +19,19 @@
 extern bool crm_gdpr_log_mac(const unsigned char *msg, size_t len, const unsigned char *fingerprint,
 							 unsigned char *out);
 
-/* Subjects' references in the log: keyed pseudonyms (log_refs.c). */
+/*
+ * Subjects in the log (log_refs.c): keys (bigint, 0.3's subject_keys) and
+ * references (keyed pseudonyms, 0.2's subject_refs), from the same hash.
+ */
 extern text *crm_gdpr_log_subject_ref(const char *id, size_t len);
 extern text *crm_gdpr_log_subject_ref_under(const char *id, size_t len, const unsigned char *fingerprint);
+extern int64 crm_gdpr_log_subject_key(const char *id, size_t len);
+extern int64 crm_gdpr_log_subject_key_under(const char *id, size_t len, const unsigned char *fingerprint);
+extern bool crm_gdpr_log_ref_key(const char *ref, size_t len, int64 *key);
 extern void crm_gdpr_cache_log_refs(void);
 extern void crm_gdpr_log_subject_refs(const char **ids, int n, Datum *refs);
+extern void crm_gdpr_log_subject_keys(const char **ids, int n, int64 *keys);
+extern Datum crm_gdpr_log_key_array(int64 *keys, int n);
 extern void crm_gdpr_log_refs_forget(void);
 
 /* The read queue's records (log_queue.c) and their limits. */
@@ -38,7 +46,7 @@ extern void crm_gdpr_log_refs_forget(void);
 #define LOG_RECORD_SUBJECT_BYTES (14 * 1024)
 /* What one queue slot holds of subjects (as many as fit in it, beyond: more slots). */
 #define LOG_SLOT_SUBJECT_BYTES 320
-/* Identical reads, and identical write statements, folded into one log row at most. */
+/* Identical write statements folded into one log row at most (reads: log_queue_take.c). */
 #define LOG_FOLD_MAX 100
 /*
  * A record on its way to the queue: its numbers, and strings borrowed from
@@ -100,7 +108,9 @@ extern bool crm_gdpr_is_admin(Oid roleid);
 typedef enum LogColumn
 {
 	LOG_AT, LOG_LAST_AT, LOG_ROLE, LOG_SESSION_ROLE, LOG_APPNAME, LOG_CLIENT, LOG_PID, LOG_OPERATION,
-	LOG_TBL, LOG_TABLE_NAME, LOG_COLUMNS, LOG_SUBJECT_REFS, LOG_SUBJECTS, LOG_ROW_COUNT, LOG_QUERY_ID,
+	LOG_TBL, LOG_TABLE_NAME, LOG_COLUMNS,
+	LOG_SUBJECT_REFS,			/* the subjects: keys (bigint[]) or references (text[], 0.2) */
+	LOG_SUBJECTS, LOG_ROW_COUNT, LOG_QUERY_ID,
 	LOG_PURPOSE, LOG_DETAIL, LOG_TIMES,
 	LOG_COLUMN_COUNT
 } LogColumn;
@@ -122,6 +132,7 @@ log_row_set(LogRow *row, LogColumn column, Datum value, bool isnull)
 extern void crm_gdpr_put_log_row(Tuplestorestate *store, TupleDesc desc, const LogRow *row,
 								 const LogColumn *order, int ncolumns);
 extern Datum crm_gdpr_name_array(char *joined, char separator);
+extern bool crm_gdpr_log_takes_keys(TupleDesc desc, const LogColumn *order, int ncolumns);
 extern char *crm_gdpr_qualified_relname(Oid relid);
 
 /*

@@ -9,7 +9,7 @@
  * or deleted: log_journals.c) and returns their rows folded (log_fold.c):
  * identical statements (same backend, roles, application, client,
  * operation, table, columns, query and purpose) become one row for up to
- * LOG_FOLD_MAX of them, with the union of their subject references, in
+ * LOG_FOLD_MAX of them, with the union of their subjects' keys, in
  * order of their first time.  Done in SQL, the sorts and array functions
  * this takes cost the log writer more than the CRM's own statements cost the
  * CRM (doc/benchmarks.md).
@@ -49,6 +49,7 @@ typedef struct JournalReceiver
 	LogFoldTable *folds;		/* each fold's first row is its journal row's copy */
 	StringInfoData identity;	/* scratch */
 	TupleDesc	desc;			/* of the journal's rows */
+	bool		keys;			/* subjects as keys (0.3), not references (0.2) */
 	MemoryContext cxt;			/* the caller's: SPI frees its own */
 	MemoryContext row_cxt;		/* a row's unpacking and pseudonyms, reset at each row */
 } JournalReceiver;
@@ -85,12 +86,26 @@ journal_identity(TupleTableSlot *slot, StringInfo buf)
 	}
 }
 
-/* Subjects' ids into a fold, as their keyed pseudonyms (log_refs.c: cached, prefetched), each once. */
+/*
+ * Subjects' ids into a fold, each once, computed all at once (log_refs.c:
+ * cached, prefetched): as their keys, 8 bytes each (0.3), or as their
+ * references (the take function's declaration of 0.2).
+ */
 static void
-add_journal_ids(LogFoldTable *t, LogFold *f, const char **ids, int n)
+add_journal_ids(LogFoldTable *t, LogFold *f, const char **ids, int n, bool keys)
 {
-	Datum	   *refs = palloc(sizeof(Datum) * n);
+	Datum	   *refs;
 
+	if (keys)
+	{
+		int64	   *k = palloc(sizeof(int64) * n);
+
+		crm_gdpr_log_subject_keys(ids, n, k);
+		for (int i = 0; i < n; i++)
+			log_fold_add_subject(t, f, (const char *) &k[i], sizeof(int64));
+		return;
+	}
+	refs = palloc(sizeof(Datum) * n);
 	crm_gdpr_log_subject_refs(ids, n, refs);
 	for (int i = 0; i < n; i++)
 	{
@@ -100,15 +115,30 @@ add_journal_ids(LogFoldTable *t, LogFold *f, const char **ids, int n)
 	}
 }
 
+/* A reference (a journal row of 0.2) into a fold: as its key (0.3), or as it is. */
+static void
+add_journal_ref(LogFoldTable *t, LogFold *f, const char *ref, bool keys)
+{
+	int64		key;
+
+	if (!keys)
+	{
+		log_fold_add_subject(t, f, ref, strlen(ref));
+		return;
+	}
+	if (!crm_gdpr_log_ref_key(ref, strlen(ref), &key))
+		key = crm_gdpr_log_subject_key(ref, strlen(ref));	/* no token: never written so */
+	log_fold_add_subject(t, f, (const char *) &key, sizeof(key));
+}
+
 /*
  * A journal row's subjects into its fold, each once.  Since 0.3 the writing
  * transaction stores its subjects' ids (marked LOG_IDS_MARK) and their keyed
- * pseudonyms are computed here, all of a row's at once (log_refs.c: cached,
- * prefetched): the key is the log writer's business, not the writer's of
- * the CRM.  Rows written before hold references.
+ * hashes are computed here: the key is the log writer's business, not the
+ * writer's of the CRM.  Rows written before hold references.
  */
 static void
-add_journal_refs(LogFoldTable *t, LogFold *f, text *joined)
+add_journal_refs(LogFoldTable *t, LogFold *f, text *joined, bool keys)
 {
 	const char *p = VARDATA_ANY(joined);
 	const char *end = p + VARSIZE_ANY_EXHDR(joined);
@@ -134,11 +164,11 @@ add_journal_refs(LogFoldTable *t, LogFold *f, text *joined)
 
 		for (int i = 0; i < n; i++)
 			id[i] = list_nth(items, i);
-		add_journal_ids(t, f, id, n);
+		add_journal_ids(t, f, id, n, keys);
 		return;
 	}
 	foreach(lc, items)
-		log_fold_add_subject(t, f, lfirst(lc), strlen(lfirst(lc)));
+		add_journal_ref(t, f, lfirst(lc), keys);
 }
 
 /* How many statements a journal row folds already (one up to 0.2). */
@@ -150,7 +180,7 @@ times_of(TupleTableSlot *slot)
 }
 
 static void
-fold_journal_row(LogFoldTable *t, LogFold *f, TupleTableSlot *slot)
+fold_journal_row(LogFoldTable *t, LogFold *f, TupleTableSlot *slot, bool keys)
 {
 	TimestampTz at = DatumGetTimestampTz(slot->tts_values[J_AT]);
 	TimestampTz last_at = slot->tts_tupleDescriptor->natts > J_LAST_AT && !slot->tts_isnull[J_LAST_AT] ?
@@ -160,7 +190,7 @@ fold_journal_row(LogFoldTable *t, LogFold *f, TupleTableSlot *slot)
 				   slot->tts_isnull[J_ROWS] ? 0 : DatumGetInt64(slot->tts_values[J_ROWS]), !slot->tts_isnull[J_ROWS],
 				   !slot->tts_isnull[J_SUBJECTS]);
 	if (!slot->tts_isnull[J_REFS])
-		add_journal_refs(t, f, text_at(slot, J_REFS));
+		add_journal_refs(t, f, text_at(slot, J_REFS), keys);
 }
 
 /* A journal row (or one record of a packed row) into its fold. */
@@ -181,7 +211,7 @@ fold_journal_slot(JournalReceiver *r, TupleTableSlot *slot)
 		f = log_fold_start_hashed(r->folds, hash, r->identity.data, r->identity.len, ExecCopySlotHeapTuple(slot));
 		MemoryContextSwitchTo(old);
 	}
-	fold_journal_row(r->folds, f, slot);
+	fold_journal_row(r->folds, f, slot, r->keys);
 }
 
 /*
@@ -230,7 +260,7 @@ fold_packed_records(JournalReceiver *r, bytea *packed, int32 pid)
 			const char **ids = palloc(sizeof(char *) * rec.nsubjects);
 
 			crm_gdpr_journal_ids(&rec, ids);
-			add_journal_ids(r->folds, f, ids, rec.nsubjects);
+			add_journal_ids(r->folds, f, ids, rec.nsubjects, r->keys);
 		}
 	}
 }
@@ -278,14 +308,26 @@ by_text(const void *a, const void *b)
 	return strcmp(*(const char *const *) a, *(const char *const *) b);
 }
 
-/* The distinct references, sorted: a row's do not depend on the order its statements came in. */
+/*
+ * The distinct keys (or references), sorted: a row's do not depend on the
+ * order its statements came in.
+ */
 static Datum
-ref_array(const LogFold *f)
+subject_set(const LogFold *f, bool keys)
 {
 	const char **refs = palloc(sizeof(char *) * f->nsubjects);
-	Datum	   *items = palloc(sizeof(Datum) * f->nsubjects);
+	Datum	   *items;
 
 	log_fold_subjects(f, refs);
+	if (keys)
+	{
+		int64	   *k = palloc(sizeof(int64) * f->nsubjects);
+
+		for (int i = 0; i < f->nsubjects; i++)
+			memcpy(&k[i], refs[i], sizeof(int64));
+		return crm_gdpr_log_key_array(k, f->nsubjects);
+	}
+	items = palloc(sizeof(Datum) * f->nsubjects);
 	qsort(refs, f->nsubjects, sizeof(char *), by_text);
 	for (int i = 0; i < f->nsubjects; i++)
 		items[i] = CStringGetTextDatum(refs[i]);
@@ -310,7 +352,7 @@ static const struct
 };
 
 static void
-put_journal_fold(Tuplestorestate *store, TupleDesc out, const LogFold *f, TupleDesc desc)
+put_journal_fold(Tuplestorestate *store, TupleDesc out, const LogFold *f, TupleDesc desc, bool keys)
 {
 	LogRow		row;
 	Datum		first[J_COUNT];
@@ -325,7 +367,7 @@ put_journal_fold(Tuplestorestate *store, TupleDesc out, const LogFold *f, TupleD
 				firstnull[J_COLUMNS] ? (Datum) 0 :
 				crm_gdpr_name_array(TextDatumGetCString(first[J_COLUMNS]), LOG_LIST_SEPARATOR),
 				firstnull[J_COLUMNS]);
-	log_row_set(&row, LOG_SUBJECT_REFS, f->nsubjects ? ref_array(f) : (Datum) 0, f->nsubjects == 0);
+	log_row_set(&row, LOG_SUBJECT_REFS, f->nsubjects ? subject_set(f, keys) : (Datum) 0, f->nsubjects == 0);
 	log_row_set(&row, LOG_SUBJECTS, Int64GetDatum(f->nsubjects), !f->counted);
 	log_row_set(&row, LOG_ROW_COUNT, Int64GetDatum(f->rows), !f->rows_known);
 	log_row_set(&row, LOG_TIMES, Int32GetDatum(f->times), false);
@@ -378,6 +420,7 @@ gdpr_log_journal_take(PG_FUNCTION_ARGS)
 	r.pub.mydest = DestNone;
 	r.cxt = CurrentMemoryContext;
 	r.row_cxt = AllocSetContextCreate(CurrentMemoryContext, "crm_gdpr journal row", ALLOCSET_DEFAULT_SIZES);
+	r.keys = crm_gdpr_log_takes_keys(rsinfo->setDesc, journal_take_columns, lengthof(journal_take_columns));
 	initStringInfo(&r.identity);
 	r.folds = log_fold_table_create(CurrentMemoryContext, LOG_FOLD_MAX, 0);
 	memset(&options, 0, sizeof(options));
@@ -388,6 +431,6 @@ gdpr_log_journal_take(PG_FUNCTION_ARGS)
 	SPI_finish();
 	order = log_fold_by_first_time(r.folds);
 	for (int i = 0; i < r.folds->nfolds; i++)
-		put_journal_fold(rsinfo->setResult, rsinfo->setDesc, order[i], r.desc);
+		put_journal_fold(rsinfo->setResult, rsinfo->setDesc, order[i], r.desc, r.keys);
 	return (Datum) 0;
 }

@@ -17,6 +17,13 @@
  * in any case.  A row inserted by anyone else, a superuser included, is left
  * without a MAC, and verify reports it as forged (issue 18.8: the trigger
  * gave a plain INSERT of a fake row a valid MAC).
+ *
+ * Two forms, told apart by the row itself: rows of 0.2 name their subjects
+ * in subject_refs and have no subject_keys (the column did not exist): their
+ * form is that of 0.2, unchanged, so that they keep verifying after the
+ * update.  Rows of 0.3 name them in subject_keys: their form adds
+ * "subject_keys=..." at its end.  A row whose keys were removed, added or
+ * changed has another form or another text: its MAC fails.
  */
 #include "postgres.h"
 
@@ -97,8 +104,9 @@ static const char *const mac_fields[] = {
 	"times", "query_id", "purpose", "detail"
 };
 
+/* The column's number, 0 when the log has none of that name (subject_keys before 0.3). */
 static int
-attnum_of(TupleDesc desc, const char *name)
+attnum_if(TupleDesc desc, const char *name)
 {
 	for (int i = 0; i < desc->natts; i++)
 	{
@@ -107,8 +115,17 @@ attnum_of(TupleDesc desc, const char *name)
 		if (!att->attisdropped && strcmp(NameStr(att->attname), name) == 0)
 			return i + 1;
 	}
-	elog(ERROR, "gdpr.access_log has no column \"%s\"", name);
 	return 0;
+}
+
+static int
+attnum_of(TupleDesc desc, const char *name)
+{
+	int			attnum = attnum_if(desc, name);
+
+	if (attnum == 0)
+		elog(ERROR, "gdpr.access_log has no column \"%s\"", name);
+	return attnum;
 }
 
 /* The characters that make array_out quote a text element. */
@@ -180,36 +197,86 @@ append_plain_text_array(StringInfo out, Datum value)
 	return true;
 }
 
+/*
+ * A bigint[] as array_out writes it, "V<length>:{1,-2,3};", without calling
+ * it for the common case (one dimension from 1, no NULL): a folded read
+ * names two hundred subjects.  False, having written nothing, otherwise.
+ */
+static bool
+append_plain_int8_array(StringInfo out, Datum value)
+{
+	ArrayType  *a = DatumGetArrayTypeP(value);
+	int			n = ArrayGetNItems(ARR_NDIM(a), ARR_DIMS(a));
+	const int64 *keys = (const int64 *) ARR_DATA_PTR(a);
+	StringInfoData list;
+
+	if (ARR_NDIM(a) > 1 || ARR_HASNULL(a) || (n > 0 && ARR_LBOUND(a)[0] != 1))
+		return false;
+	initStringInfo(&list);
+	appendStringInfoChar(&list, '{');
+	for (int i = 0; i < n; i++)
+	{
+		enlargeStringInfo(&list, MAXINT8LEN + 2);
+		if (i > 0)
+			list.data[list.len++] = ',';
+		list.len += pg_lltoa(keys[i], list.data + list.len);
+	}
+	appendStringInfoChar(&list, '}');
+	appendStringInfo(out, "V%d:%s;", list.len, list.data);
+	pfree(list.data);
+	return true;
+}
+
+/* One field of the canonical form: name=N; or name=V<length>:<text>; */
+static void
+canonical_field(StringInfo out, const char *name, Oid type, Datum value, bool isnull)
+{
+	char	   *text;
+
+	appendStringInfo(out, "%s=", name);
+	if (isnull)
+	{
+		appendStringInfoString(out, "N;");
+		return;
+	}
+	if (type == TEXTARRAYOID && append_plain_text_array(out, value))
+		return;
+	if (type == INT8ARRAYOID && append_plain_int8_array(out, value))
+		return;
+	if (type == TIMESTAMPTZOID)
+		text = psprintf(INT64_FORMAT, DatumGetTimestampTz(value));
+	else
+	{
+		Oid			output;
+		bool		varlena;
+
+		getTypeOutputInfo(type, &output, &varlena);
+		text = OidOutputFunctionCall(output, value);
+	}
+	appendStringInfo(out, "V%zu:%s;", strlen(text), text);
+}
+
 static void
 canonical_row(HeapTuple tuple, TupleDesc desc, StringInfo out)
 {
+	int			keys_attnum = attnum_if(desc, "subject_keys");
+
 	for (int i = 0; i < lengthof(mac_fields); i++)
 	{
 		int			attnum = attnum_of(desc, mac_fields[i]);
-		Oid			type = TupleDescAttr(desc, attnum - 1)->atttypid;
 		bool		isnull;
 		Datum		value = heap_getattr(tuple, attnum, desc, &isnull);
-		char	   *text;
 
-		appendStringInfo(out, "%s=", mac_fields[i]);
-		if (isnull)
-		{
-			appendStringInfoString(out, "N;");
-			continue;
-		}
-		if (type == TEXTARRAYOID && append_plain_text_array(out, value))
-			continue;
-		if (type == TIMESTAMPTZOID)
-			text = psprintf(INT64_FORMAT, DatumGetTimestampTz(value));
-		else
-		{
-			Oid			output;
-			bool		varlena;
+		canonical_field(out, mac_fields[i], TupleDescAttr(desc, attnum - 1)->atttypid, value, isnull);
+	}
+	/* The form of 0.3: with the subjects' keys (the header comment). */
+	if (keys_attnum > 0)
+	{
+		bool		isnull;
+		Datum		value = heap_getattr(tuple, keys_attnum, desc, &isnull);
 
-			getTypeOutputInfo(type, &output, &varlena);
-			text = OidOutputFunctionCall(output, value);
-		}
-		appendStringInfo(out, "V%zu:%s;", strlen(text), text);
+		if (!isnull)
+			canonical_field(out, "subject_keys", TupleDescAttr(desc, keys_attnum - 1)->atttypid, value, false);
 	}
 }
 
@@ -327,6 +394,32 @@ gdpr_log_subject_refs(PG_FUNCTION_ARGS)
 		refs[i] = PointerGetDatum(crm_gdpr_log_subject_ref_under(VARDATA_ANY(id), VARSIZE_ANY_EXHDR(id), fps[i]));
 	refs[n] = PointerGetDatum(crm_gdpr_log_subject_ref_under(VARDATA_ANY(id), VARSIZE_ANY_EXHDR(id), NULL));
 	PG_RETURN_ARRAYTYPE_P(construct_array(refs, n + 1, TEXTOID, -1, false, TYPALIGN_INT));
+}
+
+/* A subject's keys under every loaded key (current and retired), and unkeyed. */
+PG_FUNCTION_INFO_V1(gdpr_log_subject_keys);
+Datum
+gdpr_log_subject_keys(PG_FUNCTION_ARGS)
+{
+	text	   *id = PG_GETARG_TEXT_PP(0);
+	const unsigned char *fps[16];
+	int			n = crm_gdpr_key_fingerprints(fps, lengthof(fps));
+	int64	   *keys = palloc(sizeof(int64) * (n + 1));
+
+	for (int i = 0; i < n; i++)
+		keys[i] = crm_gdpr_log_subject_key_under(VARDATA_ANY(id), VARSIZE_ANY_EXHDR(id), fps[i]);
+	keys[n] = crm_gdpr_log_subject_key_under(VARDATA_ANY(id), VARSIZE_ANY_EXHDR(id), NULL);
+	PG_RETURN_DATUM(crm_gdpr_log_key_array(keys, n + 1));
+}
+
+/* A subject's key under the current key, as the log writer names him. */
+PG_FUNCTION_INFO_V1(gdpr_log_subject_key);
+Datum
+gdpr_log_subject_key(PG_FUNCTION_ARGS)
+{
+	text	   *id = PG_GETARG_TEXT_PP(0);
+
+	PG_RETURN_INT64(crm_gdpr_log_subject_key(VARDATA_ANY(id), VARSIZE_ANY_EXHDR(id)));
 }
 
 PG_FUNCTION_INFO_V1(gdpr_log_subject_ref);

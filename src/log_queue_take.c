@@ -4,7 +4,7 @@
  * gdpr._log_queue_take() copies the ready records of its database out of
  * the queue (log_queue.c) and hands their slots back at once, then folds
  * identical reads into one row each (log_fold.c), with the union of their
- * subjects named by their references (log_refs.c).  Its buffers are kept from one take to
+ * subjects named by their keys (log_refs.c).  Its buffers are kept from one take to
  * the next in the log writer.
  */
 #include "postgres.h"
@@ -25,27 +25,46 @@
 #include "log_fold.h"
 #include "log_queue.h"
 
-/* The subjects' keyed pseudonyms (the log never holds their identifiers). */
+/*
+ * The subjects' keys (their references for a 0.2 declaration): keyed hashes,
+ * the log never holds their identifiers.
+ */
 static Datum
-subject_refs(const LogFold *f)
+subject_set(const LogFold *f, bool keys)
 {
 	const char **ids = palloc(sizeof(char *) * f->nsubjects);
-	Datum	   *items = palloc(sizeof(Datum) * f->nsubjects);
 
 	log_fold_subjects(f, ids);
-	crm_gdpr_log_subject_refs(ids, f->nsubjects, items);
-	return PointerGetDatum(construct_array(items, f->nsubjects, TEXTOID, -1, false, TYPALIGN_INT));
+	if (keys)
+	{
+		int64	   *k = palloc(sizeof(int64) * f->nsubjects);
+
+		crm_gdpr_log_subject_keys(ids, f->nsubjects, k);
+		return crm_gdpr_log_key_array(k, f->nsubjects);
+	}
+	else
+	{
+		Datum	   *items = palloc(sizeof(Datum) * f->nsubjects);
+
+		crm_gdpr_log_subject_refs(ids, f->nsubjects, items);
+		return PointerGetDatum(construct_array(items, f->nsubjects, TEXTOID, -1, false, TYPALIGN_INT));
+	}
 }
 
 /*
  * Identical reads (same backend, roles, application, table, columns, query,
  * purpose) taken together are folded into one row (log_fold.c), up to
- * LOG_FOLD_MAX of them and FOLD_SUBJECTS subjects, with the union of their
+ * FOLD_READS of them and FOLD_SUBJECTS subjects, with the union of their
  * subjects: at thousands of reads a second the log grows by a few rows per
- * writer round, and every person read is still named.  A read folds into
+ * writer round, and every person read is still named.  The bounds size the
+ * row (issue 24.7): a row's own columns take some 400 bytes, shared by its
+ * reads; 200 keys (1.6 kB) keep four rows to a page.  A read naming one
+ * person costs some 10 bytes (100 reads a row, before: 16 of them for the
+ * row's columns); reads naming no one fold by the thousand.  A read folds into
  * one of the FOLD_LOOKBACK latest folds only: that bounded the search before
  * the engine had a hash, and is kept so that the rows stay what they were.
  */
+#define FOLD_READS 1000
 #define FOLD_SUBJECTS 200
 #define FOLD_LOOKBACK 64
 
@@ -124,7 +143,7 @@ static const LogColumn queue_take_columns[] = {
 };
 
 static void
-put_read_fold(Tuplestorestate *store, TupleDesc desc, const LogFold *f, LogRecord *r)
+put_read_fold(Tuplestorestate *store, TupleDesc desc, const LogFold *f, LogRecord *r, bool keys)
 {
 	LogRow		row;
 	char	   *table_name = NULL;
@@ -150,7 +169,7 @@ put_read_fold(Tuplestorestate *store, TupleDesc desc, const LogFold *f, LogRecor
 	log_row_set(&row, LOG_TBL, ObjectIdGetDatum(r->relid), false);
 	log_row_set(&row, LOG_COLUMNS, r->columns[0] ? crm_gdpr_name_array(pstrdup(r->columns), LOG_LIST_SEPARATOR) : (Datum) 0,
 				r->columns[0] == '\0');
-	log_row_set(&row, LOG_SUBJECT_REFS, f->nsubjects ? subject_refs(f) : (Datum) 0, f->nsubjects == 0);
+	log_row_set(&row, LOG_SUBJECT_REFS, f->nsubjects ? subject_set(f, keys) : (Datum) 0, f->nsubjects == 0);
 	log_row_set(&row, LOG_ROW_COUNT, Int64GetDatum(f->rows), false);
 	log_row_set(&row, LOG_QUERY_ID, Int64GetDatum(r->query_id), r->query_id == 0);
 	log_row_set(&row, LOG_PURPOSE, CStringGetTextDatum(r->purpose), r->purpose[0] == '\0');
@@ -262,6 +281,7 @@ gdpr_log_queue_take(PG_FUNCTION_ARGS)
 	LogRecord  *scratch;
 	int			n;
 	int			nslots;
+	bool		keys;
 
 	InitMaterializedSRF(fcinfo, 0);
 	if (crm_gdpr_queue == NULL)
@@ -274,15 +294,16 @@ gdpr_log_queue_take(PG_FUNCTION_ARGS)
 	{
 		MemoryContext old = MemoryContextSwitchTo(TopMemoryContext);
 
-		bufs.folds = log_fold_table_create(TopMemoryContext, LOG_FOLD_MAX, FOLD_SUBJECTS);
+		bufs.folds = log_fold_table_create(TopMemoryContext, FOLD_READS, FOLD_SUBJECTS);
 		initStringInfo(&bufs.identity);
 		MemoryContextSwitchTo(old);
 	}
 	fold_records(bufs.taken, n);
 	scratch = palloc(sizeof(LogRecord));
+	keys = crm_gdpr_log_takes_keys(rsinfo->setDesc, queue_take_columns, lengthof(queue_take_columns));
 	/* In the order the folds started: that of their first reads in the queue. */
 	for (int i = 0; i < bufs.folds->nfolds; i++)
-		put_read_fold(rsinfo->setResult, rsinfo->setDesc, &bufs.folds->folds[i], scratch);
+		put_read_fold(rsinfo->setResult, rsinfo->setDesc, &bufs.folds->folds[i], scratch, keys);
 	if (!crm_gdpr_in_own_worker)
 		release_buffers();
 	return (Datum) 0;

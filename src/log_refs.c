@@ -1,12 +1,22 @@
 /*
- * log_refs.c — how the access log names a subject: a keyed pseudonym.
+ * log_refs.c — how the access log names a subject: a keyed hash of his id.
  *
- * A subject's reference is gdpr.pseudonymise(id, 'access-log') under the
- * current master key; gdpr.access_history() recomputes it under every loaded
- * key.  The log writer names every subject of every read, so the keyed
- * BLAKE2b state is kept ready (in locked memory), and the log writer keeps a
- * cache of references.  Both follow the keys: a new key generation (a
- * reload, or a key file changed on disk) or another current key empties them.
+ * The hash is the keyed BLAKE2b of gdpr.pseudonymise(id, 'access-log') under
+ * the current master key (16 bytes).  Rows of 0.3 hold its first 8 bytes as
+ * a bigint, the subject's key (subject_keys: 8 bytes a subject in a row
+ * instead of 28 for the 22-character token); rows of 0.2 hold the token, the
+ * subject's reference (subject_refs).  Both come from the same hash, so that
+ * a token gives its key (crm_gdpr_log_ref_key).  gdpr.access_history()
+ * recomputes both under every loaded key.  The log writer names every
+ * subject of every read, so the keyed BLAKE2b state is kept ready (in locked
+ * memory), and the log writer keeps a cache of hashes.  Both follow the
+ * keys: a new key generation (a reload, or a key file changed on disk) or
+ * another current key empties them.
+ *
+ * Why 64 bits are enough: two subjects share a key with odds n^2 / 2^65,
+ * 2.7e-6 for 10^7 subjects in one CRM; a given person's key is another's
+ * with odds n / 2^64, 5.4e-13.  A shared key would only add the other's rows
+ * to an access_history (which reads them anyway under the same privilege).
  */
 #include "postgres.h"
 
@@ -19,13 +29,13 @@
 #include "access_log.h"
 
 /*
- * The log writer's cache of subjects' references under the current key:
- * the keyed BLAKE2b of a reference is a third of what a read costs the
- * writer, and a CRM reads its busy customers again and again.  Direct-mapped
- * (a slot per hash of the identifier, the last one in wins), 8 MB, emptied
- * when the keys change; only the log writer has one (it sees the
- * identifiers anyway, in the read queue).  A hit is checked against the
- * whole identifier: a reference is never another person's.
+ * The log writer's cache of subjects' hashes under the current key: the
+ * keyed BLAKE2b of a subject is a third of what a read costs the writer, and
+ * a CRM reads its busy customers again and again.  Direct-mapped (a slot per
+ * hash of the identifier, the last one in wins), 8 MB, emptied when the keys
+ * change; only the log writer has one (it sees the identifiers anyway, in
+ * the read queue).  A hit is checked against the whole identifier: a key is
+ * never another person's.
  */
 #define REF_CACHE_SLOTS (1 << 17)
 #define REF_CACHE_ID 39
@@ -33,8 +43,8 @@ typedef struct RefCacheEntry
 {
 	uint8		len;			/* of id; 0: empty */
 	char		id[REF_CACHE_ID];
-	char		token[PSEUDONYM_CHARS];
-	char		pad[64 - 1 - REF_CACHE_ID - PSEUDONYM_CHARS];	/* one cache line each */
+	unsigned char hash[PSEUDONYM_BYTES];
+	char		pad[64 - 1 - REF_CACHE_ID - PSEUDONYM_BYTES];	/* one cache line each */
 } RefCacheEntry;
 
 static RefCacheEntry *ref_cache = NULL;
@@ -42,20 +52,13 @@ static bool ref_cache_enabled = false;
 static unsigned char ref_cache_fingerprint[KEY_FINGERPRINT_BYTES];
 static uint64 ref_cache_generation = 0;
 
+static void subject_hash_under(const char *id, size_t len, const unsigned char *fingerprint,
+							   unsigned char *hash);
+
 void
 crm_gdpr_cache_log_refs(void)
 {
 	ref_cache_enabled = true;
-}
-
-static text *
-token_text(const char *token)
-{
-	text	   *t = (text *) palloc(VARHDRSZ + PSEUDONYM_CHARS);
-
-	memcpy(VARDATA(t), token, PSEUDONYM_CHARS);
-	SET_VARSIZE(t, VARHDRSZ + PSEUDONYM_CHARS);
-	return t;
 }
 
 /* The cache, emptied if the current key is not the one it was filled under. */
@@ -77,30 +80,31 @@ ref_cache_for(const unsigned char *current)
 	return ref_cache;
 }
 
-static text *
-cached_ref(RefCacheEntry *e, const char *id, size_t len, const unsigned char *current)
+static void
+cached_hash(RefCacheEntry *e, const char *id, size_t len, const unsigned char *current, unsigned char *hash)
 {
-	text	   *ref;
-
+	if (len > 0 && len <= REF_CACHE_ID && e->len == len && memcmp(e->id, id, len) == 0)
+	{
+		memcpy(hash, e->hash, PSEUDONYM_BYTES);
+		return;
+	}
+	subject_hash_under(id, len, current, hash);
 	if (len == 0 || len > REF_CACHE_ID)
-		return crm_gdpr_log_subject_ref_under(id, len, current);
-	if (e->len == len && memcmp(e->id, id, len) == 0)
-		return token_text(e->token);
-	ref = crm_gdpr_log_subject_ref_under(id, len, current);
-	Assert(VARSIZE(ref) == VARHDRSZ + PSEUDONYM_CHARS);
+		return;
 	e->len = len;
 	memcpy(e->id, id, len);
-	memcpy(e->token, VARDATA(ref), PSEUDONYM_CHARS);
-	return ref;
+	memcpy(e->hash, hash, PSEUDONYM_BYTES);
 }
 
 /*
- * The references of n subjects, into refs.  The cache is far larger than the
- * processor's caches: each look-up is a trip to memory, so all of them are
- * started (prefetched) before the first is read, and they overlap.
+ * The hashes of n subjects under the current key (PSEUDONYM_BYTES each,
+ * into hashes); *keyed false when there is no key (unkeyed hashes).  The
+ * cache is far larger than the processor's caches: each look-up is a trip
+ * to memory, so all of them are started (prefetched) before the first is
+ * read, and they overlap.
  */
-void
-crm_gdpr_log_subject_refs(const char **ids, int n, Datum *refs)
+static void
+subject_hashes(const char **ids, int n, unsigned char *hashes, bool *keyed)
 {
 	const unsigned char *fps[1];
 	const unsigned char *current = crm_gdpr_key_fingerprints(fps, 1) > 0 ? fps[0] : NULL;
@@ -108,10 +112,11 @@ crm_gdpr_log_subject_refs(const char **ids, int n, Datum *refs)
 	RefCacheEntry **entries;
 	size_t	   *lens;
 
+	*keyed = current != NULL;
 	if (current == NULL || !ref_cache_enabled)
 	{
 		for (int i = 0; i < n; i++)
-			refs[i] = PointerGetDatum(crm_gdpr_log_subject_ref_under(ids[i], strlen(ids[i]), current));
+			subject_hash_under(ids[i], strlen(ids[i]), current, hashes + i * PSEUDONYM_BYTES);
 		return;
 	}
 	cache = ref_cache_for(current);
@@ -126,9 +131,87 @@ crm_gdpr_log_subject_refs(const char **ids, int n, Datum *refs)
 #endif
 	}
 	for (int i = 0; i < n; i++)
-		refs[i] = PointerGetDatum(cached_ref(entries[i], ids[i], lens[i], current));
+		cached_hash(entries[i], ids[i], lens[i], current, hashes + i * PSEUDONYM_BYTES);
 	pfree(entries);
 	pfree(lens);
+}
+
+/* A reference: the hash as a token, marked "h:" when unkeyed. */
+static text *
+ref_of_hash(const unsigned char *hash, bool keyed)
+{
+	int			prefix = keyed ? 0 : 2;
+	text	   *token = (text *) palloc(VARHDRSZ + prefix + PSEUDONYM_CHARS);
+
+	memcpy(VARDATA(token), "h:", prefix);
+	crm_gdpr_encode_token(hash, VARDATA(token) + prefix);
+	SET_VARSIZE(token, VARHDRSZ + prefix + PSEUDONYM_CHARS);
+	return token;
+}
+
+/* A key: the hash's first 8 bytes, big-endian (its hex is the hash's first 16 digits). */
+static int64
+key_of_hash(const unsigned char *hash)
+{
+	uint64		key = 0;
+
+	for (int i = 0; i < 8; i++)
+		key = (key << 8) | hash[i];
+	return (int64) key;
+}
+
+/* The references of n subjects (text, for the 0.2 declarations of the take functions). */
+void
+crm_gdpr_log_subject_refs(const char **ids, int n, Datum *refs)
+{
+	unsigned char *hashes = palloc(PSEUDONYM_BYTES * Max(n, 1));
+	bool		keyed;
+
+	subject_hashes(ids, n, hashes, &keyed);
+	for (int i = 0; i < n; i++)
+		refs[i] = PointerGetDatum(ref_of_hash(hashes + i * PSEUDONYM_BYTES, keyed));
+	pfree(hashes);
+}
+
+/* The keys of n subjects under the current key. */
+void
+crm_gdpr_log_subject_keys(const char **ids, int n, int64 *keys)
+{
+	unsigned char *hashes = palloc(PSEUDONYM_BYTES * Max(n, 1));
+	bool		keyed;
+
+	subject_hashes(ids, n, hashes, &keyed);
+	for (int i = 0; i < n; i++)
+		keys[i] = key_of_hash(hashes + i * PSEUDONYM_BYTES);
+	pfree(hashes);
+}
+
+/*
+ * The key of a reference (a token, "h:" and a token when unkeyed): its first
+ * 11 characters hold the hash's first 66 bits.  False when ref is no token
+ * (the journal of 0.2 held references: they become keys when moved).
+ */
+bool
+crm_gdpr_log_ref_key(const char *ref, size_t len, int64 *key)
+{
+	uint64		bits = 0;
+
+	if (len == 2 + PSEUDONYM_CHARS && memcmp(ref, "h:", 2) == 0)
+		ref += 2, len -= 2;
+	if (len != PSEUDONYM_CHARS)
+		return false;
+	for (int i = 0; i < 11; i++)
+	{
+		char		c = ref[i];
+		int			v = c >= 'A' && c <= 'Z' ? c - 'A' : c >= 'a' && c <= 'z' ? c - 'a' + 26 :
+			c >= '0' && c <= '9' ? c - '0' + 52 : c == '-' ? 62 : c == '_' ? 63 : -1;
+
+		if (v < 0)
+			return false;
+		bits = i < 10 ? (bits << 6) | v : (bits << 4) | (v >> 2);
+	}
+	*key = (int64) bits;
+	return true;
 }
 
 /*
@@ -143,6 +226,15 @@ crm_gdpr_log_subject_ref(const char *id, size_t len)
 	const unsigned char *fps[1];
 
 	return crm_gdpr_log_subject_ref_under(id, len, crm_gdpr_key_fingerprints(fps, 1) > 0 ? fps[0] : NULL);
+}
+
+/* A subject's key under the current key (unkeyed without one, as the reference). */
+int64
+crm_gdpr_log_subject_key(const char *id, size_t len)
+{
+	const unsigned char *fps[1];
+
+	return crm_gdpr_log_subject_key_under(id, len, crm_gdpr_key_fingerprints(fps, 1) > 0 ? fps[0] : NULL);
 }
 
 /*
@@ -187,29 +279,39 @@ crm_gdpr_log_refs_forget(void)
 	log_ref_generation = 0;
 }
 
-/* The same under the key named by fingerprint (NULL: the unkeyed form). */
-text *
-crm_gdpr_log_subject_ref_under(const char *id, size_t len, const unsigned char *fingerprint)
+/* The hash of a subject under the key named by fingerprint (NULL: unkeyed). */
+static void
+subject_hash_under(const char *id, size_t len, const unsigned char *fingerprint, unsigned char *hash)
 {
-	unsigned char hash[PSEUDONYM_BYTES];
-	text	   *token;
-	bool		keyed = fingerprint != NULL;
-	int			prefix = keyed ? 0 : 2;
-
-	if (keyed)
+	if (fingerprint != NULL)
 	{
 		crypto_generichash_state state;
 
 		memcpy(&state, log_ref_keyed(fingerprint), sizeof(state));
 		crypto_generichash_update(&state, (const unsigned char *) id, len);
-		crypto_generichash_final(&state, hash, sizeof(hash));
+		crypto_generichash_final(&state, hash, PSEUDONYM_BYTES);
 		sodium_memzero(&state, sizeof(state));
 	}
 	else
-		crypto_generichash(hash, sizeof(hash), (const unsigned char *) id, len, NULL, 0);
-	token = (text *) palloc(VARHDRSZ + prefix + PSEUDONYM_CHARS);
-	memcpy(VARDATA(token), "h:", prefix);
-	crm_gdpr_encode_token(hash, VARDATA(token) + prefix);
-	SET_VARSIZE(token, VARHDRSZ + prefix + PSEUDONYM_CHARS);
-	return token;
+		crypto_generichash(hash, PSEUDONYM_BYTES, (const unsigned char *) id, len, NULL, 0);
+}
+
+/* The reference under the key named by fingerprint (NULL: the unkeyed form). */
+text *
+crm_gdpr_log_subject_ref_under(const char *id, size_t len, const unsigned char *fingerprint)
+{
+	unsigned char hash[PSEUDONYM_BYTES];
+
+	subject_hash_under(id, len, fingerprint, hash);
+	return ref_of_hash(hash, fingerprint != NULL);
+}
+
+/* The key under the key named by fingerprint (NULL: the unkeyed form). */
+int64
+crm_gdpr_log_subject_key_under(const char *id, size_t len, const unsigned char *fingerprint)
+{
+	unsigned char hash[PSEUDONYM_BYTES];
+
+	subject_hash_under(id, len, fingerprint, hash);
+	return key_of_hash(hash);
 }

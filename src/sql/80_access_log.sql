@@ -25,27 +25,34 @@ CREATE TABLE gdpr.access_log (
   tbl                regclass,
   table_name         text,                 -- tbl as it was named: what the MAC covers
   columns            name[],
-  subject_refs       text[] COLLATE "C",    -- keyed pseudonyms of the subjects touched
-  subjects           bigint,               -- how many; NULL when more than the refs kept
+  subject_refs       text[] COLLATE "C",    -- rows of 0.2: keyed pseudonyms of the subjects touched
+  subjects           bigint,               -- how many; NULL when more than the keys kept
   row_count          bigint,
   times              int NOT NULL DEFAULT 1,   -- identical reads folded into this row
   query_id           bigint,
   purpose            text DEFAULT nullif(gdpr.setting('purpose'), ''),
   detail             jsonb,
-  mac                bytea
+  mac                bytea,
+  -- The subjects touched, as keys: 64-bit keyed hashes of their ids, sorted
+  -- (log_refs.c; 8 bytes a subject where subject_refs took 28).  Last: the
+  -- update to 0.3 adds it to the logs of 0.2 (their rows keep subject_refs).
+  subject_keys       bigint[]
 ) PARTITION BY RANGE (at);
 ALTER SEQUENCE gdpr.access_log_id_seq OWNED BY gdpr.access_log.id;
--- A folded read names up to 100 people (LOG_FOLD_MAX): some 2.9 kB, past the
--- 2 kB at which PostgreSQL starts toasting a row.  Toasting would compress
--- the random pseudonyms for little gain and then move every other
+-- A folded read names up to 200 people, a write statement's fold more: past
+-- the 2 kB at which PostgreSQL starts toasting a row.  Toasting would compress
+-- the random keys (or pseudonyms) for nothing and then move every other
 -- variable-length column (columns, detail, mac) to the TOAST table, one
 -- TOAST row and index entry each: that was a fifth of the log writer's time.
 -- So the partitions toast only rows that do not fit in a page
--- (toast_tuple_target at its maximum, set by _log_partition_sql), and
--- subject_refs stays in the row (STORAGE MAIN, lz4 where the server has it)
--- even then.  Partitions inherit the storage and compression.
-ALTER TABLE gdpr.access_log ALTER COLUMN subject_refs SET STORAGE MAIN;
-ALTER TABLE gdpr.access_log ALTER COLUMN subject_refs SET STATISTICS 0;
+-- (toast_tuple_target at its maximum, set by _log_partition_sql), and the
+-- subjects stay in the row (STORAGE MAIN, lz4 where the server has it) even
+-- then.  columns, mostly the zeros of 64-byte names, is compressed by the log
+-- writer (log_row.c).  Partitions inherit the storage and compression.
+ALTER TABLE gdpr.access_log ALTER COLUMN subject_refs SET STORAGE MAIN,
+  ALTER COLUMN subject_keys SET STORAGE MAIN;
+ALTER TABLE gdpr.access_log ALTER COLUMN subject_refs SET STATISTICS 0,
+  ALTER COLUMN subject_keys SET STATISTICS 0;
 DO $$
 BEGIN
   IF EXISTS (SELECT FROM pg_catalog.pg_settings s
@@ -57,14 +64,15 @@ $$;
 
 -- CREATE TABLE of a partition of the log; bounds NULL: the default one.
 -- toast_tuple_target's maximum is the page less its header and one item
--- pointer (8160 for 8 kB pages).  No statistics on subject_refs: ANALYZE of
--- a month sampled 30,000 rows of a hundred pseudonyms each, to rank elements
--- that are all distinct, two thirds of its time (autovacuum analyzes a
--- growing month every 10 % of growth); access_history's && needs none.
+-- pointer (8160 for 8 kB pages).  No statistics on the subjects: ANALYZE of a month sampled 30,000 rows of a hundred pseudonyms
+-- each, to rank elements that are all distinct, two thirds of its time
+-- (autovacuum analyzes a growing month every 10 % of growth);
+-- access_history's && needs none.
 CREATE FUNCTION gdpr._log_partition_sql(part name, lo timestamptz, hi timestamptz) RETURNS text
   LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
   SELECT format('CREATE TABLE gdpr.%I PARTITION OF gdpr.access_log %s WITH (toast_tuple_target = %s); '
-                'ALTER TABLE gdpr.%I ALTER COLUMN subject_refs SET STATISTICS 0', part,
+                'ALTER TABLE gdpr.%I ALTER COLUMN subject_refs SET STATISTICS 0, '
+                'ALTER COLUMN subject_keys SET STATISTICS 0', part,
                 CASE WHEN lo IS NULL THEN 'DEFAULT' ELSE format('FOR VALUES FROM (%L) TO (%L)', lo, hi) END,
                 current_setting('block_size')::int - 32, part)
 $$;
@@ -77,9 +85,13 @@ DO $$ BEGIN EXECUTE gdpr._log_partition_sql('access_log_default', NULL, NULL); E
 -- whole unsummarised tail of the month (issue 24.6: 16-19 ms a seal against
 -- 2.9 ms once summarised).  The last, partial range stays unsummarised, so
 -- that an insert never has to widen a summary.
--- The GIN index that finds a person's rows for access_history is built once
--- a month is over (_log_index_month): kept up to date row by row, it cost
--- the log writer more than everything else; the current month is scanned.
+-- The GIN indexes that find a person's rows for access_history are built
+-- once a month is over (_log_index_month): kept up to date row by row, they
+-- cost the log writer more than everything else; the current month is
+-- scanned.  Two partial indexes, on the keys and on the references of rows
+-- of 0.2: each holds only the rows that have them (access_history's &&
+-- implies IS NOT NULL, so the planner uses both), and a month that has none
+-- costs an empty index.
 CREATE FUNCTION gdpr._log_index_partition(part regclass) RETURNS void
   LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
@@ -96,7 +108,11 @@ CREATE FUNCTION gdpr._log_index_month(part regclass) RETURNS void
 DECLARE
   n name := (SELECT c.relname FROM pg_class c WHERE c.oid = part);
 BEGIN
-  EXECUTE format('CREATE INDEX IF NOT EXISTS %I ON %s USING gin (subject_refs)', n || '_subjects', part);
+  EXECUTE format('CREATE INDEX IF NOT EXISTS %I ON %s USING gin (subject_keys) WHERE subject_keys IS NOT NULL',
+                 n || '_subject_keys', part);
+  -- A month indexed by 0.2 has its index on subject_refs already (of every row).
+  EXECUTE format('CREATE INDEX IF NOT EXISTS %I ON %s USING gin (subject_refs) WHERE subject_refs IS NOT NULL',
+                 n || '_subjects', part);
 END
 $$;
 COMMENT ON TABLE gdpr.access_log IS
@@ -322,18 +338,23 @@ CREATE FUNCTION gdpr._log_subject_ref(subject_id text) RETURNS text
   LANGUAGE c STABLE STRICT AS 'MODULE_PATHNAME', 'gdpr_log_subject_ref';
 CREATE FUNCTION gdpr._log_subject_refs(subject_id text) RETURNS text[]
   LANGUAGE c STABLE STRICT AS 'MODULE_PATHNAME', 'gdpr_log_subject_refs';
+-- A subject's key under the current key; his keys under every loaded key (log_refs.c).
+CREATE FUNCTION gdpr._log_subject_key(subject_id text) RETURNS bigint
+  LANGUAGE c STABLE STRICT AS 'MODULE_PATHNAME', 'gdpr_log_subject_key';
+CREATE FUNCTION gdpr._log_subject_keys(subject_id text) RETURNS bigint[]
+  LANGUAGE c STABLE STRICT AS 'MODULE_PATHNAME', 'gdpr_log_subject_keys';
 CREATE FUNCTION gdpr._log_write() RETURNS trigger
   LANGUAGE c AS 'MODULE_PATHNAME', 'gdpr_log_write';
 CREATE FUNCTION gdpr._log_queue_take() RETURNS TABLE (
     at timestamptz, role_name name, session_user_name name, application_name text, client_addr inet,
-    backend_pid int, operation text, tbl oid, columns name[], subject_refs text[], row_count bigint,
+    backend_pid int, operation text, tbl oid, columns name[], subject_keys bigint[], row_count bigint,
     query_id bigint, purpose text, detail jsonb, last_at timestamptz, times int, table_name text)
   LANGUAGE c AS 'MODULE_PATHNAME', 'gdpr_log_queue_take';
 -- The journals' rows, truncated or deleted, and folded (log_journal.c), oldest first.
 CREATE FUNCTION gdpr._log_journal_take() RETURNS TABLE (
     at timestamptz, last_at timestamptz, role_name text, session_user_name text, application_name text,
     client_addr text, backend_pid int, operation text, tbl oid, table_name text, columns name[],
-    subject_refs text[], subjects bigint, row_count bigint, query_id bigint, purpose text, times int)
+    subject_keys bigint[], subjects bigint, row_count bigint, query_id bigint, purpose text, times int)
   LANGUAGE c AS 'MODULE_PATHNAME', 'gdpr_log_journal_take';
 -- The rows waiting in the journals and the oldest one's time, for
 -- gdpr.access_log_status: each journal's lock released once it is counted, so
@@ -445,9 +466,9 @@ BEGIN
     RETURN;
   END IF;
   PERFORM gdpr._log_mac_door(true);
-  INSERT INTO gdpr.access_log (operation, tbl, table_name, columns, subject_refs, subjects, row_count, detail)
+  INSERT INTO gdpr.access_log (operation, tbl, table_name, columns, subject_keys, subjects, row_count, detail)
     VALUES (operation, tbl, gdpr.qualified_name(tbl), columns,
-            (SELECT array_agg(gdpr._log_subject_ref(s)) FROM unnest(subject_ids) s),
+            (SELECT array_agg(DISTINCT gdpr._log_subject_key(s) ORDER BY gdpr._log_subject_key(s)) FROM unnest(subject_ids) s),
             cardinality(subject_ids), row_count, detail);
   PERFORM gdpr._log_mac_door(false);
 END
@@ -525,22 +546,22 @@ BEGIN
     -- Identical statements (same backend, roles, query, table, columns, purpose)
     -- are folded, up to 100 a row, with the union of their subjects (log_journal.c).
     INSERT INTO gdpr.access_log (at, last_at, role_name, session_user_name, application_name, client_addr,
-                                 backend_pid, operation, tbl, table_name, columns, subject_refs, subjects,
+                                 backend_pid, operation, tbl, table_name, columns, subject_keys, subjects,
                                  row_count, times, query_id, purpose, detail)
       SELECT greatest(j.at, sealed), gdpr._log_late_last_at(j.at, j.last_at, sealed), j.role_name,
              j.session_user_name, j.application_name, j.client_addr::inet,
-             j.backend_pid, j.operation, j.tbl::regclass, j.table_name, j.columns, j.subject_refs, j.subjects,
+             j.backend_pid, j.operation, j.tbl::regclass, j.table_name, j.columns, j.subject_keys, j.subjects,
              j.row_count, j.times, j.query_id, j.purpose, gdpr._log_late_detail(NULL, j.at, j.last_at, sealed)
         FROM gdpr._log_journal_take() j;
     GET DIAGNOSTICS w = ROW_COUNT;
   END IF;
   INSERT INTO gdpr.access_log (at, last_at, role_name, session_user_name, application_name, client_addr,
-                               backend_pid, operation, tbl, table_name, columns, subject_refs, subjects,
+                               backend_pid, operation, tbl, table_name, columns, subject_keys, subjects,
                                row_count, times, query_id, purpose, detail)
     SELECT greatest(q.at, sealed), gdpr._log_late_last_at(q.at, q.last_at, sealed), q.role_name, q.session_user_name,
            q.application_name, q.client_addr, q.backend_pid,
            q.operation, nullif(q.tbl, 0)::regclass, q.table_name, q.columns,
-           q.subject_refs, cardinality(q.subject_refs), q.row_count, q.times, q.query_id, q.purpose,
+           q.subject_keys, cardinality(q.subject_keys), q.row_count, q.times, q.query_id, q.purpose,
            gdpr._log_late_detail(q.detail, q.at, q.last_at, sealed)
       FROM gdpr._log_queue_take() q;     -- without the reads of a table dropped meanwhile
   GET DIAGNOSTICS n = ROW_COUNT;
@@ -605,11 +626,11 @@ BEGIN
     END;
   END LOOP;
 
-  -- Months that are over get their subject index.
+  -- Months that are over get their subject indexes (a month of 0.2 its index on the keys, once).
   FOR p IN SELECT m.part FROM gdpr._log_months() m
             WHERE m.month_end <= now()
               AND NOT EXISTS (SELECT FROM pg_index x JOIN pg_class xc ON xc.oid = x.indexrelid
-                               WHERE x.indrelid = m.part AND xc.relname = m.relname || '_subjects') LOOP
+                               WHERE x.indrelid = m.part AND xc.relname = m.relname || '_subject_keys') LOOP
     PERFORM gdpr._log_index_month(p.part);
   END LOOP;
 
@@ -927,25 +948,28 @@ CREATE FUNCTION gdpr.access_history(subject_id text, subject_table regclass DEFA
   RETURNS TABLE (id bigint, at timestamptz, last_at timestamptz, role_name name, session_user_name name,
                  application_name text, client_addr inet, backend_pid int, operation text, tbl regclass,
                  table_name text, columns name[], subject_refs text[], subjects bigint, row_count bigint,
-                 times int, query_id bigint, purpose text, detail jsonb, mac bytea, may_include_you boolean)
+                 times int, query_id bigint, purpose text, detail jsonb, mac bytea, subject_keys bigint[],
+                 may_include_you boolean)
   LANGUAGE plpgsql STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
 #variable_conflict use_column
 DECLARE
   st regclass := gdpr._subject_table(subject_table);
   refs text[];
+  keys bigint[];
 BEGIN
   PERFORM gdpr._not_blank(access_history.subject_id, 'subject_id must not be null or blank');
-  refs := gdpr._log_subject_refs(access_history.subject_id);   -- under every key loaded
+  refs := gdpr._log_subject_refs(access_history.subject_id);   -- under every key loaded: rows of 0.2
+  keys := gdpr._log_subject_keys(access_history.subject_id);   -- and of 0.3
   RETURN QUERY
     SELECT h.* FROM (
       SELECT l.*, false FROM gdpr.access_log l
-       WHERE l.subject_refs && refs AND l.tbl IN (SELECT t.tbl FROM gdpr._subject_tree(st) t)
+       WHERE (l.subject_keys && keys OR l.subject_refs && refs) AND l.tbl IN (SELECT t.tbl FROM gdpr._subject_tree(st) t)
       UNION ALL
       (SELECT l.*, true FROM gdpr.access_log l
         WHERE l.tbl IN (SELECT t.tbl FROM gdpr._subject_tree(st) t)
           AND l.operation IN ('SELECT', 'COPY', 'INSERT', 'UPDATE', 'DELETE', 'TRUNCATE', 'PURGE')
           AND (l.subjects IS NULL OR l.detail ? 'subjects_truncated') AND coalesce(l.row_count, 1) > 0
-          AND NOT coalesce(l.subject_refs && refs, false)
+          AND NOT coalesce(l.subject_keys && keys OR l.subject_refs && refs, false)
         ORDER BY l.at DESC, l.id DESC LIMIT 1000)) h
      ORDER BY h.at, h.id;
 END
@@ -988,11 +1012,11 @@ COMMENT ON VIEW gdpr.access_violations IS 'reads and writes the extension refuse
 
 -- Reads of restricted subjects' rows (Art. 18): what the gdpr_restriction
 -- policy hid (filtered) or refused (in an UPDATE or DELETE), per scan, with
--- the rows and the subjects' references (src/restriction_reads.c).
+-- the rows and the subjects' keys (references in rows of 0.2; src/restriction_reads.c).
 CREATE VIEW gdpr.restriction_violations AS
   SELECT l.id, l.at, l.role_name, l.session_user_name, l.application_name, l.client_addr, l.tbl, l.table_name,
          l.row_count AS rows_hidden, l.subject_refs, l.purpose,
-         CASE WHEN l.detail ? 'refused' THEN 'refused' ELSE 'filtered' END AS outcome
+         CASE WHEN l.detail ? 'refused' THEN 'refused' ELSE 'filtered' END AS outcome, l.subject_keys
     FROM gdpr.access_log l
    WHERE l.operation = 'RESTRICTED';
 COMMENT ON VIEW gdpr.restriction_violations IS

@@ -1,5 +1,5 @@
 -- The access log's fold engine (src/log_fold.c) at its bounds: reads fold up
--- to 100 a row and 200 subjects a row, the reads of two roles never fold
+-- to 1000 a row and 200 subjects a row, the reads of two roles never fold
 -- together; a writing transaction keeps each subject's id once per record
 -- and starts another record past its bound of ids, which the log writer
 -- folds again.
@@ -22,18 +22,18 @@ SELECT min(id) AS c1 FROM crm.contacts \gset
 SET tap.c1 = :c1;
 
 --------------------------------------------------------------------- reads
--- 250 reads by key of ten people: 100 reads a row at most.
+-- 2,500 reads by key of ten people: 1000 reads a row at most.
 SET application_name = 'tap_log_fold_times';
 DO $$
 BEGIN
-  FOR i IN 1..250 LOOP
+  FOR i IN 1..2500 LOOP
     PERFORM email FROM crm.contacts WHERE id = current_setting('tap.c1')::bigint + i % 10;
   END LOOP;
 END $$;
 SELECT gdpr.flush_access_log() > 0 AS flushed \gset
 SELECT is((SELECT array_agg(times ORDER BY at, id) FROM mine WHERE application_name = 'tap_log_fold_times'),
-          ARRAY[100, 100, 50], 'identical reads: 100 a row at most, in the order they came');
-SELECT is((SELECT array_agg(DISTINCT cardinality(subject_refs)) FROM mine WHERE application_name = 'tap_log_fold_times'),
+          ARRAY[1000, 1000, 500], 'identical reads: 1000 a row at most, in the order they came');
+SELECT is((SELECT array_agg(DISTINCT cardinality(subject_keys)) FROM mine WHERE application_name = 'tap_log_fold_times'),
           ARRAY[10], 'each row names its ten people once');
 
 -- 80 reads of three people each, 240 in all: a row names 200 at most.
@@ -48,9 +48,9 @@ END $$;
 SELECT gdpr.flush_access_log() > 0 AS flushed \gset
 SELECT is((SELECT array_agg(times ORDER BY at, id) FROM mine WHERE application_name = 'tap_log_fold_subjects'),
           ARRAY[66, 14], 'a read that would take a row past 200 subjects starts the next row');
-SELECT is((SELECT array_agg(cardinality(subject_refs) ORDER BY at, id) FROM mine WHERE application_name = 'tap_log_fold_subjects'),
+SELECT is((SELECT array_agg(cardinality(subject_keys) ORDER BY at, id) FROM mine WHERE application_name = 'tap_log_fold_subjects'),
           ARRAY[198, 42], 'every person read is named, in one row or the other');
-SELECT is((SELECT count(DISTINCT r) FROM mine, unnest(subject_refs) r WHERE application_name = 'tap_log_fold_subjects'),
+SELECT is((SELECT count(DISTINCT r) FROM mine, unnest(subject_keys) r WHERE application_name = 'tap_log_fold_subjects'),
           240::bigint, 'no person is named twice');
 
 -- The same read by two roles of one session: two rows.
@@ -76,7 +76,7 @@ INSERT INTO crm.interactions (contact_id, kind, summary, occurred_at) SELECT :c1
 INSERT INTO crm.interactions (contact_id, kind, summary, occurred_at) SELECT :c1, 'call', 'fold', now();
 INSERT INTO crm.interactions (contact_id, kind, summary, occurred_at) SELECT :c1, 'call', 'fold', now();
 SELECT gdpr.flush_access_log() > 0 AS flushed \gset
-SELECT is((SELECT ARRAY[times, row_count, subjects, cardinality(subject_refs)] FROM mine WHERE application_name = 'tap_log_fold_same'),
+SELECT is((SELECT ARRAY[times, row_count, subjects, cardinality(subject_keys)] FROM mine WHERE application_name = 'tap_log_fold_same'),
           ARRAY[5, 5, 1, 1]::bigint[], 'five writes of one person: one row naming him once');
 
 -- Statements of 40 people each: a record holds 100 ids at most (the larger
@@ -91,7 +91,7 @@ RESET crm_gdpr.log_subjects_max;
 SELECT is((SELECT ARRAY[times, subjects] FROM journal WHERE application_name = 'tap_log_fold_ids'),
           ARRAY[2, 80]::bigint[], 'past its bound of ids, a record goes to the journal and another starts');
 SELECT gdpr.flush_access_log() > 0 AS flushed \gset
-SELECT is((SELECT ARRAY[times, row_count, subjects, cardinality(subject_refs)] FROM mine WHERE application_name = 'tap_log_fold_ids'),
+SELECT is((SELECT ARRAY[times, row_count, subjects, cardinality(subject_keys)] FROM mine WHERE application_name = 'tap_log_fold_ids'),
           ARRAY[3, 120, 120, 120]::bigint[], 'the log writer folds the journal rows again: one row, every person named');
 
 -- A savepoint's record is its own: the same statement in and out of it.

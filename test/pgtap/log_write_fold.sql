@@ -15,9 +15,9 @@ CREATE TEMP VIEW mine AS SELECT * FROM gdpr.access_log WHERE application_name LI
 CREATE TEMP VIEW journal AS SELECT * FROM gdpr.access_log_journal WHERE application_name LIKE 'tap_fold%';
 SELECT min(id) AS c1, min(id) + 1 AS c2, min(id) + 2 AS c3 FROM crm.contacts \gset
 SET tap.c1 = :c1;
-CREATE FUNCTION pg_temp.ref(id bigint) RETURNS text LANGUAGE sql AS $$SELECT gdpr._pseudonym(id::text, 'access-log')$$;
-CREATE FUNCTION pg_temp.refs(app text) RETURNS text[] LANGUAGE sql AS
-  $$SELECT array_agg(DISTINCT r ORDER BY r) FROM mine, unnest(subject_refs) r WHERE application_name = app$$;
+CREATE FUNCTION pg_temp.ref(id bigint) RETURNS bigint LANGUAGE sql AS $$SELECT gdpr._log_subject_key(id::text)$$;
+CREATE FUNCTION pg_temp.refs(app text) RETURNS bigint[] LANGUAGE sql AS
+  $$SELECT array_agg(DISTINCT r ORDER BY r) FROM mine, unnest(subject_keys) r WHERE application_name = app$$;
 
 ------------------------------------------- 250 statements in one transaction
 SET application_name = 'tap_fold_loop';
@@ -41,7 +41,7 @@ SELECT is((SELECT sum(row_count) FROM mine WHERE application_name = 'tap_fold_lo
 SELECT is(pg_temp.refs('tap_fold_loop'),
           (SELECT array_agg(pg_temp.ref(c) ORDER BY pg_temp.ref(c)) FROM generate_series(:c1::bigint, :c1 + 9) c),
           'the subjects are the ten contacts written, pseudonymised by the log writer');
-SELECT is((SELECT bool_and(cardinality(subject_refs) = 10 AND subjects = 10) FROM mine WHERE application_name = 'tap_fold_loop'),
+SELECT is((SELECT bool_and(cardinality(subject_keys) = 10 AND subjects = 10) FROM mine WHERE application_name = 'tap_fold_loop'),
           true, 'each folded row names its distinct subjects');
 
 --------------------------------------------------------------- savepoints

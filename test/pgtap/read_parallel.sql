@@ -67,7 +67,7 @@ SELECT doesnt_match(pg_temp.plan_of($$SELECT string_agg(email, ',') FROM crm.con
                     'a read of a registered table has no parallel workers');
 SELECT string_agg(email, ',') IS NOT NULL AS agg FROM ONLY crm.contacts \gset
 SELECT is((pg_temp.last_read()).row_count, :contacts::bigint, 'every row it read is counted');
-SELECT is(ARRAY[cardinality((pg_temp.last_read()).subject_refs)::text, (pg_temp.last_read()).detail::text],
+SELECT is(ARRAY[cardinality((pg_temp.last_read()).subject_keys)::text, (pg_temp.last_read()).detail::text],
           ARRAY[:contacts::text, NULL], 'and every subject named, none missing');
 SET crm_gdpr.max_rows_per_query = 100;
 SET ROLE crm_gdpr_t_parallel;
@@ -116,7 +116,7 @@ SELECT matches(pg_temp.plan_of('SELECT count(*) FROM public.crm_gdpr_t_copy WHER
 SELECT doesnt_match(pg_temp.plan_of('SELECT email FROM crm.contacts WHERE id = 1'), 'Gather',
                     'not a registered one');
 SELECT email FROM crm.contacts WHERE id = (SELECT min(id) FROM crm.contacts) \g /dev/null
-SELECT is((pg_temp.last_read()).subject_refs IS NOT NULL, true, 'which its backend reads and names');
+SELECT is((pg_temp.last_read()).subject_keys IS NOT NULL, true, 'which its backend reads and names');
 
 SELECT * FROM finish();
 ROLLBACK;

@@ -15,10 +15,10 @@ CREATE TEMP VIEW mine AS SELECT * FROM gdpr.access_log WHERE application_name = 
 -- The last read of crm.contacts, once the queue is written.
 CREATE FUNCTION pg_temp.last_read() RETURNS mine LANGUAGE sql AS
   $$SELECT gdpr.flush_access_log(); SELECT * FROM mine WHERE operation = 'SELECT' AND tbl = 'crm.contacts'::regclass ORDER BY id DESC LIMIT 1$$;
--- The references of ids first..last.
-CREATE FUNCTION pg_temp.refs(first bigint, last bigint) RETURNS text[] LANGUAGE sql AS
-  $$SELECT array_agg(r ORDER BY r) FROM generate_series(first, last) i, gdpr._pseudonym(i::text, 'access-log') r$$;
-CREATE FUNCTION pg_temp.sorted(a text[]) RETURNS text[] LANGUAGE sql AS
+-- The keys of ids first..last.
+CREATE FUNCTION pg_temp.refs(first bigint, last bigint) RETURNS bigint[] LANGUAGE sql AS
+  $$SELECT array_agg(r ORDER BY r) FROM generate_series(first, last) i, gdpr._log_subject_key(i::text) r$$;
+CREATE FUNCTION pg_temp.sorted(a bigint[]) RETURNS bigint[] LANGUAGE sql AS
   $$SELECT array_agg(x ORDER BY x) FROM unnest(a) x$$;
 CREATE FUNCTION pg_temp.plan_of(q text) RETURNS text LANGUAGE plpgsql AS
   $$DECLARE line text; whole text := ''; BEGIN FOR line IN EXECUTE 'EXPLAIN ' || q LOOP whole := whole || line || E'\n'; END LOOP; RETURN whole; END$$;
@@ -28,25 +28,25 @@ SET crm_gdpr.log_subjects_max = 100;
 
 ---------------------------------------------- whatever the WHERE looks like
 SELECT email FROM crm.contacts WHERE id + 0 = :c20 \g /dev/null
-SELECT is(pg_temp.sorted((pg_temp.last_read()).subject_refs), pg_temp.refs(:c20, :c20),
+SELECT is(pg_temp.sorted((pg_temp.last_read()).subject_keys), pg_temp.refs(:c20, :c20),
           'WHERE id + 0 = 20 names subject 20');
 SELECT email FROM crm.contacts WHERE id = (SELECT :c20) \g /dev/null
-SELECT is(pg_temp.sorted((pg_temp.last_read()).subject_refs), pg_temp.refs(:c20, :c20),
+SELECT is(pg_temp.sorted((pg_temp.last_read()).subject_keys), pg_temp.refs(:c20, :c20),
           'WHERE id = (SELECT 20) names subject 20');
 SELECT email FROM crm.contacts WHERE id::text = :'c20' \g /dev/null
-SELECT is(pg_temp.sorted((pg_temp.last_read()).subject_refs), pg_temp.refs(:c20, :c20),
+SELECT is(pg_temp.sorted((pg_temp.last_read()).subject_keys), pg_temp.refs(:c20, :c20),
           'WHERE id::text = ''20'' names subject 20');
 \o /dev/null
 SELECT format('SELECT email FROM crm.contacts WHERE id = ANY(%L)', (SELECT array_agg(i) FROM generate_series(:c1 + 20, :c1 + 28) i)) \gexec
 \o
-SELECT is(pg_temp.sorted((pg_temp.last_read()).subject_refs), pg_temp.refs(:c1 + 20, :c1 + 28),
+SELECT is(pg_temp.sorted((pg_temp.last_read()).subject_keys), pg_temp.refs(:c1 + 20, :c1 + 28),
           'WHERE id = ANY(nine values) names the nine');
 SELECT email FROM crm.contacts WHERE lower(email) = (SELECT lower(email) FROM crm.contacts WHERE id = :c20) \g /dev/null
-SELECT is(pg_temp.sorted((pg_temp.last_read()).subject_refs), pg_temp.refs(:c20, :c20),
+SELECT is(pg_temp.sorted((pg_temp.last_read()).subject_keys), pg_temp.refs(:c20, :c20),
           'a condition on another column names the rows it found');
 SELECT is((pg_temp.last_read()).detail, NULL, 'and no truncation');
 SELECT email FROM crm.contacts WHERE id = :c1 + 1999999 \g /dev/null
-SELECT is((pg_temp.last_read()).subject_refs, NULL, 'a read that finds nobody names nobody');
+SELECT is((pg_temp.last_read()).subject_keys, NULL, 'a read that finds nobody names nobody');
 
 -- An index-only scan: the key is read from the index.
 SET enable_seqscan = off;
@@ -55,7 +55,7 @@ SET enable_bitmapscan = off;
 SELECT ok(pg_temp.plan_of('SELECT count(*) FROM crm.contacts WHERE id = ' || :c20) LIKE '%Index Only Scan%',
           'the read is an index-only scan');
 SELECT count(*) FROM crm.contacts WHERE id = :c20 \g /dev/null
-SELECT is(pg_temp.sorted((pg_temp.last_read()).subject_refs), pg_temp.refs(:c20, :c20),
+SELECT is(pg_temp.sorted((pg_temp.last_read()).subject_keys), pg_temp.refs(:c20, :c20),
           'an index-only scan names its subject');
 
 ---------------------------------------------- more than log_subjects_max
@@ -67,7 +67,7 @@ RESET enable_seqscan;
 RESET enable_indexscan;
 RESET enable_bitmapscan;
 SELECT (pg_temp.last_read()).id AS bulk_id \gset
-SELECT is((SELECT ARRAY[row_count, cardinality(subject_refs)] FROM mine WHERE id = :bulk_id), ARRAY[150, 100]::bigint[],
+SELECT is((SELECT ARRAY[row_count, cardinality(subject_keys)] FROM mine WHERE id = :bulk_id), ARRAY[150, 100]::bigint[],
           '150 people read with log_subjects_max = 100: 100 named');
 SELECT is((SELECT detail FROM mine WHERE id = :bulk_id), '{"subjects_truncated": true}'::jsonb,
           'and the row says subjects_truncated');
@@ -83,9 +83,9 @@ SELECT ok(NOT EXISTS (SELECT FROM gdpr.access_history((:c1 + 139)::text) h
 -- A thousand people named: their record spans several slots of the queue.
 SET crm_gdpr.log_subjects_max = 1000;
 SELECT count(email) FROM crm.contacts WHERE id BETWEEN :c1 AND :c1 + 999 \g /dev/null
-SELECT is((SELECT ARRAY[row_count, cardinality(subject_refs), subjects, (detail IS NULL)::int] FROM pg_temp.last_read()),
+SELECT is((SELECT ARRAY[row_count, cardinality(subject_keys), subjects, (detail IS NULL)::int] FROM pg_temp.last_read()),
           ARRAY[1000, 1000, 1000, 1]::bigint[], 'with log_subjects_max = 1000, a read of 1000 people names them all');
-SELECT is((SELECT count(*) FROM (SELECT unnest(subject_refs) FROM pg_temp.last_read()
+SELECT is((SELECT count(*) FROM (SELECT unnest(subject_keys) FROM pg_temp.last_read()
                                  INTERSECT SELECT unnest(pg_temp.refs(:c1, :c1 + 999))) x),
           1000::bigint, 'each of them');
 SET crm_gdpr.log_subjects_max = 100;
@@ -99,7 +99,7 @@ SELECT is((SELECT ARRAY[count(*), count(*) FILTER (WHERE h.may_include_you)]
           ARRAY[150, 50]::bigint[], 'a write of 150 people: 100 named, the 50 others find it as "may include you"');
 -- UPDATE ... RETURNING is a read of the rows returned, key returned or not.
 UPDATE crm.contacts SET city = city WHERE id + 0 = :c20 RETURNING email \g /dev/null
-SELECT is(pg_temp.sorted((pg_temp.last_read()).subject_refs), pg_temp.refs(:c20, :c20),
+SELECT is(pg_temp.sorted((pg_temp.last_read()).subject_keys), pg_temp.refs(:c20, :c20),
           'UPDATE ... RETURNING names the subject of the rows returned');
 SET crm_gdpr.log_subjects_max = 0;
 SELECT email FROM crm.contacts WHERE id = :c20 \g /dev/null
@@ -117,7 +117,7 @@ SET min_parallel_table_scan_size = 0;
 SET max_parallel_workers_per_gather = 2;
 SELECT ok(pg_temp.plan_of('SELECT count(email) FROM crm.contacts') NOT LIKE '%Gather%', 'no parallel plan');
 SELECT count(email) FROM crm.contacts \g /dev/null
-SELECT is(ARRAY[cardinality((pg_temp.last_read()).subject_refs)::text, (pg_temp.last_read()).detail::text],
+SELECT is(ARRAY[cardinality((pg_temp.last_read()).subject_keys)::text, (pg_temp.last_read()).detail::text],
           ARRAY[(SELECT count(*) FROM crm.contacts)::text, NULL], 'a read under parallel settings names all its subjects');
 RESET parallel_setup_cost;
 RESET parallel_tuple_cost;
@@ -142,15 +142,15 @@ RESET client_min_messages;
 CREATE FUNCTION pg_temp.last_of(t regclass) RETURNS mine LANGUAGE sql AS
   $$SELECT gdpr.flush_access_log(); SELECT * FROM mine WHERE operation = 'SELECT' AND tbl = t ORDER BY id DESC LIMIT 1$$;
 SELECT body FROM crm.notes WHERE kind = 'contact' AND ref = :c20 \g /dev/null
-SELECT is(ARRAY[pg_temp.sorted((pg_temp.last_of('crm.notes')).subject_refs)::text, (pg_temp.last_of('crm.notes')).detail::text],
+SELECT is(ARRAY[pg_temp.sorted((pg_temp.last_of('crm.notes')).subject_keys)::text, (pg_temp.last_of('crm.notes')).detail::text],
           ARRAY[pg_temp.refs(:c20, :c20)::text, NULL],
           'a polymorphic row names its subject when its type is the subject table''s');
 SELECT body FROM crm.notes WHERE ref = :c20 \g /dev/null
-SELECT is(ARRAY[pg_temp.sorted((pg_temp.last_of('crm.notes')).subject_refs)::text, (pg_temp.last_of('crm.notes')).detail::text],
+SELECT is(ARRAY[pg_temp.sorted((pg_temp.last_of('crm.notes')).subject_keys)::text, (pg_temp.last_of('crm.notes')).detail::text],
           ARRAY[pg_temp.refs(:c20, :c20)::text, '{"subjects_truncated": true}'],
           'a row of another type does not name the contact of the same id, and makes the subjects incomplete');
 SELECT why FROM crm.pairs \g /dev/null
-SELECT is(pg_temp.sorted((pg_temp.last_of('crm.pairs')).subject_refs), pg_temp.refs(:c1 + 30, :c1 + 31),
+SELECT is(pg_temp.sorted((pg_temp.last_of('crm.pairs')).subject_keys), pg_temp.refs(:c1 + 30, :c1 + 31),
           'a junction row with two links names both');
 
 ---------------------------------------------- keys of every type

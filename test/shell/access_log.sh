@@ -24,7 +24,7 @@ wait_for 10 "SELECT count(*) = 2 FROM gdpr.access_log WHERE application_name IN 
   fail "read-only read: wrong columns"
 [ "$(q -d crm -c "SELECT role_name FROM gdpr.access_log WHERE application_name = 'aborted_reader'")" = postgres ] ||
   fail "a superuser's read in an aborted transaction is not logged"
-[ "$(q -d crm -c "SELECT subject_refs = ARRAY[gdpr._pseudonym('22', 'access-log')] FROM gdpr.access_log WHERE application_name = 'aborted_reader'")" = t ] ||
+[ "$(q -d crm -c "SELECT subject_keys = ARRAY[gdpr._log_subject_key('22')] FROM gdpr.access_log WHERE application_name = 'aborted_reader'")" = t ] ||
   fail "the aborted read does not name its subject"
 
 # Rows streamed to the client before the query fails are logged (issue 18.1).
@@ -42,9 +42,9 @@ PGAPPNAME=again_reader psql -X -q -d crm -c 'SELECT phone FROM crm.contacts WHER
   -c 'SELECT phone FROM crm.contacts WHERE id = 23' >/dev/null
 wait_for 10 "SELECT sum(times) = 2 FROM gdpr.access_log WHERE application_name = 'again_reader'" ||
   fail "the second reads were not written"
-[ "$(q -d crm -c "SELECT array_agg(r ORDER BY r) = (SELECT array_agg(p ORDER BY p) FROM unnest(ARRAY['22', '23']) i, gdpr._pseudonym(i, 'access-log') p)
-                    FROM gdpr.access_log l, unnest(l.subject_refs) r WHERE application_name = 'again_reader'")" = t ] ||
-  fail "a person read again is not named by his reference: $(q -d crm -c "SELECT subject_refs FROM gdpr.access_log WHERE application_name = 'again_reader'")"
+[ "$(q -d crm -c "SELECT array_agg(r ORDER BY r) = (SELECT array_agg(p ORDER BY p) FROM unnest(ARRAY['22', '23']) i, gdpr._log_subject_key(i) p)
+                    FROM gdpr.access_log l, unnest(l.subject_keys) r WHERE application_name = 'again_reader'")" = t ] ||
+  fail "a person read again is not named by his key: $(q -d crm -c "SELECT subject_keys FROM gdpr.access_log WHERE application_name = 'again_reader'")"
 
 # The writer seals them, and the chain verifies.
 wait_for 10 "SELECT sealed_upto > (SELECT max(at) FROM gdpr.access_log WHERE application_name = 'aborted_reader') FROM gdpr.access_log_status" ||

@@ -57,11 +57,11 @@ SELECT 'er', id, subject_ref, report, encode(report_sha256, 'hex') FROM gdpr.era
 SELECT 'su', ref, kind FROM gdpr.suppressions ORDER BY ref;
 SELECT 'pr', run_id, status, tbl, rows FROM gdpr.purge_history ORDER BY run_id, policy_id;
 SELECT 'vk', gdpr.decrypt(secret) FROM crm.vault;
-SELECT 'al', id, at, role_name, operation, table_name, columns, subject_refs, row_count, encode(mac, 'hex')
+SELECT 'al', id, at, role_name, operation, table_name, columns, subject_refs, subject_keys, row_count, encode(mac, 'hex')
   FROM gdpr.access_log ORDER BY id;
 SELECT 'se', * FROM gdpr.access_log_seals ORDER BY seal_id;
 SELECT 'lp', c.relname, c.reloptions, a.attstattarget, (SELECT count(*) FROM gdpr.access_log l WHERE l.tableoid = c.oid)
-  FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid JOIN pg_attribute a ON a.attrelid = c.oid AND a.attname = 'subject_refs'
+  FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid JOIN pg_attribute a ON a.attrelid = c.oid AND a.attname = 'subject_keys'
  WHERE i.inhparent = 'gdpr.access_log'::regclass ORDER BY c.relname;
 SELECT 'crm', count(*), sum(hashtext(c::text)) FROM crm.contacts c;
 SQL

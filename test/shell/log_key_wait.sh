@@ -61,11 +61,11 @@ wait_for 15 "SELECT journal_rows = 0 AND key_problem IS NULL FROM gdpr.access_lo
 wait_for 5 "SELECT EXISTS (SELECT FROM gdpr.access_log WHERE application_name = 'keyless' AND operation = 'SELECT')" ||
   fail "the read made without the key was not written"
 [ "$(logged keyless)" = 12 ] || fail "after the key came back: $(logged keyless) statements logged, not 12"
-want=$(q -d crm -c "SELECT array_agg(r ORDER BY r) FROM (SELECT gdpr._pseudonym(i::text, 'access-log') r
+want=$(q -d crm -c "SELECT array_agg(r ORDER BY r) FROM (SELECT gdpr._log_subject_key(i::text) r
                       FROM unnest(ARRAY[$c + 1, $c + 2, $c + 3, $c + 4, $c + 5, $c + 7]) i) x")
-have=$(q -d crm -c "SELECT array_agg(DISTINCT r ORDER BY r) FROM gdpr.access_log, unnest(subject_refs) r
+have=$(q -d crm -c "SELECT array_agg(DISTINCT r ORDER BY r) FROM gdpr.access_log, unnest(subject_keys) r
                       WHERE application_name = 'keyless' AND operation = 'UPDATE'")
-[ "$have" = "$want" ] || fail "the subjects written without the key: $have, want the keyed pseudonyms $want"
+[ "$have" = "$want" ] || fail "the subjects written without the key: $have, want the keys $want"
 grep -q 'the master key can be read again' "$top/server.log" || fail "the server log does not say the key is back"
 wait_for 10 "SELECT ok FROM gdpr.verify_access_log()" || fail "verify: $(q -d crm -c 'SELECT * FROM gdpr.verify_access_log()')"
 echo "log key wait ok"

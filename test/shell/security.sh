@@ -444,7 +444,7 @@ out=$(as adm sec "$seen_sql")
 [ "$(head -n 1 <<<"$out")" = 2 ] && ok "issue 23.4: adm (gdpr_admin) still reads them"   || bad "issue 23.4" "adm does not read the restricted subject's 2 rows: $(head -n 2 <<<"$out" | tr '\n' ' ')"
 as adm sec "SELECT gdpr.flush_access_log()" >/dev/null
 logged=$(q -d sec -c "SELECT string_agg(DISTINCT role_name, ',' ORDER BY role_name) FROM gdpr.restriction_violations
-                       WHERE subject_refs = ARRAY[gdpr._pseudonym('$id', 'access-log')] AND outcome = 'filtered'")
+                       WHERE subject_keys = ARRAY[gdpr._log_subject_key('$id')] AND outcome = 'filtered'")
 [ "$logged" = app,plain ] && ok "issue 23.4: the hidden reads of app and plain are logged as violations"   || bad "issue 23.4" "restriction_violations names '$logged', expected app,plain"
 refused "issue 23.4" "crm_owner drops the restriction policy" crm_owner sec "DROP POLICY gdpr_restriction ON crm.contacts"
 refused "issue 23.4" "crm_owner switches row-level security off" crm_owner sec "ALTER TABLE crm.interactions DISABLE ROW LEVEL SECURITY"

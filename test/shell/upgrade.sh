@@ -42,6 +42,7 @@ for from in $(ls releases | sed -n "s/^crm_gdpr--\([0-9.]*\)\.sql$/\1/p" | sort 
   [ "$from" = 0.1 ] || q -d upg_old -c "BEGIN" -c "UPDATE crm.contacts SET postcode = '54000' WHERE id = 8" \
     -c "UPDATE crm.contacts SET postcode = '54001' WHERE id = 9" -c "COMMIT" >/dev/null
   q -d upg_old -c 'ALTER EXTENSION crm_gdpr UPDATE' >/dev/null || fail "ALTER EXTENSION UPDATE from $from failed"
+  updated_at=$(q -d upg_old -c 'SELECT clock_timestamp()')
   [ "$(q -d upg_old -c "SELECT extversion FROM pg_extension WHERE extname = 'crm_gdpr'")" = \
     "$(sed -n "s/^default_version *= *'\(.*\)'/\1/p" crm_gdpr.control)" ] || fail "not at the current version"
   after=$(q -d upg_old -c "SELECT count(*) FROM gdpr.personal_data" -c "SELECT count(*) FROM gdpr.consent_ledger" \
@@ -55,9 +56,22 @@ for from in $(ls releases | sed -n "s/^crm_gdpr--\([0-9.]*\)\.sql$/\1/p" | sort 
   q -d upg_old -c "UPDATE crm.contacts SET city = 'Nancy' WHERE id = 9" -c "SELECT gdpr.flush_access_log()" >/dev/null
   [ "$(q -d upg_old -c "SELECT count(*) FROM gdpr.access_log WHERE operation = 'UPDATE' AND columns = '{city}'")" = 1 ] ||
     fail "writes are not logged after the update from $from"
-  [ "$from" = 0.1 ] || [ "$(q -d upg_old -c "SELECT sum(times) || ' ' || sum(cardinality(subject_refs)) FROM gdpr.access_log
+  [ "$from" = 0.1 ] || [ "$(q -d upg_old -c "SELECT sum(times) || ' ' || sum(cardinality(subject_keys)) FROM gdpr.access_log
                                            WHERE operation = 'UPDATE' AND columns = '{postcode}'")" = "2 2" ] ||
     fail "writes journaled before the update from $from are not logged after it"
+  # Issue 24.7: new rows name their subjects by keys (and verify: their MAC covers
+  # them), rows of $from by references, and access_history finds a person in
+  # either (the consent given by fill).  (Rows written here by $from's SQL have
+  # no MAC: this library MACs only the rows of 0.3's writers; test/pgtap/access_log.sql
+  # checks that a row without keys keeps the MAC form of 0.2.)
+  q -d upg_old -c "UPDATE crm.contacts SET city = 'Metz' WHERE id = 5" -c "SELECT gdpr.flush_access_log()" >/dev/null
+  [ "$(q -d upg_old -c "SELECT ok FROM gdpr.verify_access_log(since => '$updated_at')")" = t ] ||
+    fail "the new rows do not verify after the update from $from: $(q -d upg_old -c "SELECT * FROM gdpr.verify_access_log(since => '$updated_at')")"
+  found=$(q -d upg_old -c "SELECT count(*) FILTER (WHERE operation = 'UPDATE' AND subject_keys IS NOT NULL) > 0,
+                                  count(*) FILTER (WHERE subject_refs IS NOT NULL) > 0
+                             FROM gdpr.access_history('5') WHERE NOT may_include_you")
+  [ "$found" = "t|$([ "$from" = 0.1 ] && echo f || echo t)" ] ||
+    fail "access_history after the update from $from (a new row by its keys, an old one by its references): $found"
   psql -X -d upg_old -c "CREATE ROLE upg_app" -c "GRANT USAGE ON SCHEMA crm TO upg_app" \
     -c "GRANT UPDATE, SELECT ON crm.contacts TO upg_app" >/dev/null 2>&1
   err=$(psql -X -d upg_old -c 'SET ROLE upg_app' -c "UPDATE crm.contacts SET notes = 'x' WHERE id = 3" 2>&1) &&
