@@ -48,3 +48,22 @@ verdict() {  # verdict VALUE GOAL [le|ge]; a missing figure is never a success
     if (r !~ /^[0-9.]+$/) { print "MISSED: no figure"; exit }
     ok = (d == "le" ? r + 0 <= g + 0 : r + 0 >= g + 0); print (ok ? "met" : "MISSED") }'
 }
+# bench_crm_app DB...: the CRM's application role, neither superuser nor the
+# tables' owner (both bypass row-level security: the restriction's policy is
+# part of what a logged read costs), in each database; and the two pgbench
+# scripts on the sample CRM in $bench_top: select.sql (a contact by key) and
+# write.sql (update a contact, insert an interaction, one transaction).
+bench_crm_app() {
+  psql -X -q -d postgres -c 'DROP ROLE IF EXISTS bench_app' -c 'CREATE ROLE bench_app LOGIN' >/dev/null
+  for db in "$@"; do
+    psql -X -q -d "$db" -c 'GRANT USAGE ON SCHEMA crm TO bench_app' \
+      -c 'GRANT SELECT, INSERT, UPDATE ON ALL TABLES IN SCHEMA crm TO bench_app' \
+      -c 'GRANT USAGE ON ALL SEQUENCES IN SCHEMA crm TO bench_app' >/dev/null
+  done
+  printf '%s\n' '\set id random(1, :n)' \
+    'SELECT first_name, last_name, email, phone FROM crm.contacts WHERE id = :id;' > "$bench_top/select.sql"
+  printf '%s\n' '\set id random(1, :n)' 'BEGIN;' \
+    "UPDATE crm.contacts SET phone = '+33 6 ' || lpad((:id % 100000000)::text, 8, '0') WHERE id = :id;" \
+    "INSERT INTO crm.interactions (contact_id, kind, summary, occurred_at) VALUES (:id, 'call', 'bench', now());" \
+    'END;' > "$bench_top/write.sql"
+}

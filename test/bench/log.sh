@@ -28,19 +28,7 @@ n=$(psql -X -At -d plain -c "SELECT max(id) FROM crm.contacts")
 # the tables' owner: both bypass row-level security, and the restriction's
 # policy on every registered table (issue 23.4) is part of what a logged read
 # costs.  The same role in the three databases.
-psql -X -q -d postgres -c 'DROP ROLE IF EXISTS bench_app' -c 'CREATE ROLE bench_app LOGIN' >/dev/null
-for db in plain logged pgaudit; do
-  psql -X -q -d "$db" -c 'GRANT USAGE ON SCHEMA crm TO bench_app' \
-    -c 'GRANT SELECT, INSERT, UPDATE ON ALL TABLES IN SCHEMA crm TO bench_app' \
-    -c 'GRANT USAGE ON ALL SEQUENCES IN SCHEMA crm TO bench_app' >/dev/null
-done
-
-printf '%s\n' '\set id random(1, :n)' \
-  'SELECT first_name, last_name, email, phone FROM crm.contacts WHERE id = :id;' > "$bench_top/select.sql"
-printf '%s\n' '\set id random(1, :n)' 'BEGIN;' \
-  "UPDATE crm.contacts SET phone = '+33 6 ' || lpad((:id % 100000000)::text, 8, '0') WHERE id = :id;" \
-  "INSERT INTO crm.interactions (contact_id, kind, summary, occurred_at) VALUES (:id, 'call', 'bench', now());" \
-  'END;' > "$bench_top/write.sql"
+bench_crm_app plain logged pgaudit
 
 tps() {  # tps DB SCRIPT
   # Every run starts from a checkpoint: otherwise the run that follows one

@@ -20,16 +20,7 @@ bench_start "synchronous_commit = off" "crm_gdpr.database = 'logged'" "crm_gdpr.
 
 bench_load_crm logged "$SCALE" registry
 n=$(psql -X -At -d logged -c "SELECT max(id) FROM crm.contacts")
-psql -X -q -d postgres -c 'DROP ROLE IF EXISTS bench_app' -c 'CREATE ROLE bench_app LOGIN' >/dev/null
-psql -X -q -d logged -c 'GRANT USAGE ON SCHEMA crm TO bench_app' \
-  -c 'GRANT SELECT, INSERT, UPDATE ON ALL TABLES IN SCHEMA crm TO bench_app' \
-  -c 'GRANT USAGE ON ALL SEQUENCES IN SCHEMA crm TO bench_app' >/dev/null
-printf '%s\n' '\set id random(1, :n)' \
-  'SELECT first_name, last_name, email, phone FROM crm.contacts WHERE id = :id;' > "$bench_top/select.sql"
-printf '%s\n' '\set id random(1, :n)' 'BEGIN;' \
-  "UPDATE crm.contacts SET phone = '+33 6 ' || lpad((:id % 100000000)::text, 8, '0') WHERE id = :id;" \
-  "INSERT INTO crm.interactions (contact_id, kind, summary, occurred_at) VALUES (:id, 'call', 'bench', now());" \
-  'END;' > "$bench_top/write.sql"
+bench_crm_app logged
 
 # The log's partitions: heap (main fork and TOAST) and indexes, in bytes.
 sizes() {
