@@ -2,7 +2,7 @@
 -- Reads are queued in shared memory; gdpr.flush_access_log() writes them here
 -- (the log writer only serves crm_gdpr.database).
 BEGIN;
-SELECT plan(110);
+SELECT plan(111);
 
 \set QUIET on
 SET client_min_messages = warning;
@@ -81,6 +81,14 @@ SELECT is((pg_temp.last('UPDATE')).subject_keys,
 SELECT is(gdpr._log_subject_key('11'),
           ('x' || encode(substr(decode(translate(gdpr._pseudonym('11', 'access-log'), '-_', '+/') || '==', 'base64'), 1, 8), 'hex'))::bit(64)::bigint,
           'a subject''s key is the first 64 bits of his keyed pseudonym');
+-- A journal row of 0.2 (waiting at the update) holds references: moved, they become keys.
+INSERT INTO gdpr.access_log_journal_1 (at, role_name, session_user_name, application_name, operation, tbl, table_name,
+                                       columns, subject_refs, subjects, row_count)
+  VALUES (now(), 'postgres', 'postgres', 'tap_access_log', 'UPDATE', 'crm.contacts'::regclass, 'crm.contacts', 'notes',
+          gdpr._pseudonym('7', 'access-log') || chr(31) || gdpr._pseudonym('8', 'access-log'), 2, 2);
+SELECT is((SELECT subject_keys FROM pg_temp.last('UPDATE') WHERE columns = '{notes}'),
+          (SELECT array_agg(k ORDER BY k) FROM unnest(ARRAY[gdpr._log_subject_key('7'), gdpr._log_subject_key('8')]) k),
+          'the references of a journal row of 0.2 are moved as their keys');
 
 DELETE FROM crm.interactions WHERE contact_id = :c2 AND summary IS NULL;
 SELECT ok((pg_temp.last('DELETE')).columns @> ARRAY['id', 'contact_id', 'kind', 'summary', 'agent']::name[],
