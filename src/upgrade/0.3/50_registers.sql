@@ -1040,7 +1040,8 @@ BEGIN
     UNION ALL
     SELECT coalesce(l.application_name, l.role_name::text), NULL, 'export', l.purpose, 'access log', max(l.at)
       FROM gdpr.access_log l
-     WHERE l.operation = 'EXPORT' AND l.tbl = st AND l.subject_refs && gdpr._log_subject_refs(subject_recipients.subject_id)
+     WHERE l.operation = 'EXPORT' AND l.tbl = st AND (l.subject_keys && gdpr._log_subject_keys(subject_recipients.subject_id)
+                                                    OR l.subject_refs && gdpr._log_subject_refs(subject_recipients.subject_id))
      GROUP BY 1, 4
     ORDER BY 5 DESC, 1;
 END

@@ -2,7 +2,8 @@
 -- (subject_keys bigint[]: 64-bit keyed hashes, 8 bytes a subject instead of
 -- the 28 of a 22-character reference, log_refs.c); rows of 0.2 keep
 -- subject_refs and their MAC's form (log_mac.c), so that they keep
--- verifying.  Everything that looks a person up reads both.
+-- verifying.  Everything that looks a person up reads both
+-- (gdpr.subject_recipients: in 50_registers.sql, which holds 86_requests.sql word for word).
 ALTER TABLE gdpr.access_log ADD COLUMN subject_keys bigint[];
 ALTER TABLE gdpr.access_log ALTER COLUMN subject_keys SET STORAGE MAIN;
 ALTER TABLE gdpr.access_log ALTER COLUMN subject_keys SET STATISTICS 0;
@@ -221,39 +222,3 @@ CREATE OR REPLACE VIEW gdpr.restriction_violations AS
          CASE WHEN l.detail ? 'refused' THEN 'refused' ELSE 'filtered' END AS outcome, l.subject_keys
     FROM gdpr.access_log l
    WHERE l.operation = 'RESTRICTED';
-
-CREATE OR REPLACE FUNCTION gdpr.subject_recipients(subject_id text, subject_table regclass DEFAULT NULL)
-  RETURNS TABLE (recipient text, country text, role text, purpose text, source text, last_at timestamptz)
-  LANGUAGE plpgsql STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
-DECLARE
-  st regclass := gdpr._require_subject(subject_table, subject_id);
-  key text := gdpr._subject_key_literal(st, subject_id);
-  p record;
-  served text[] := '{}';
-  yes boolean;
-BEGIN
-  PERFORM gdpr._require_privilege(t.tbl, 'SELECT', 'gdpr.subject_recipients()') FROM gdpr._subject_tree(st) t;
-  FOR p IN SELECT pc.purpose, pc.tbl, string_agg(format('%I IS NOT NULL', pc.col), ' OR ') AS cond
-             FROM gdpr.personal_columns pc JOIN gdpr._subject_tree(st) t ON t.tbl = pc.tbl
-            GROUP BY 1, 2 ORDER BY 1, 2 LOOP
-    CONTINUE WHEN p.purpose = ANY (served);
-    yes := gdpr._owner_query(p.tbl, format('SELECT to_jsonb(EXISTS (SELECT FROM %s WHERE (%s) AND (%s)))',
-                                           p.tbl, gdpr._subject_rows_cond(p.tbl, key), p.cond))::boolean;
-    IF yes AND ((SELECT x.legal_basis FROM gdpr.purposes x WHERE x.code = p.purpose) <> 'consent'
-                OR EXISTS (SELECT FROM gdpr.consent_state s WHERE s.subject_table = st AND s.purpose = p.purpose
-                              AND s.subject_id = subject_recipients.subject_id AND s.granted_at IS NOT NULL)) THEN
-      served := served || p.purpose;
-    END IF;
-  END LOOP;
-  RETURN QUERY
-    SELECT x.name, x.country::text, x.role, x.purpose, 'registry'::text, NULL::timestamptz
-      FROM gdpr.recipients x WHERE x.purpose = ANY (served)
-    UNION ALL
-    SELECT coalesce(l.application_name, l.role_name::text), NULL, 'export', l.purpose, 'access log', max(l.at)
-      FROM gdpr.access_log l
-     WHERE l.operation = 'EXPORT' AND l.tbl = st AND (l.subject_keys && gdpr._log_subject_keys(subject_recipients.subject_id)
-                                                    OR l.subject_refs && gdpr._log_subject_refs(subject_recipients.subject_id))
-     GROUP BY 1, 4
-    ORDER BY 5 DESC, 1;
-END
-$$;
