@@ -144,7 +144,7 @@ SELECT throws_ok($$SELECT * FROM gdpr._journal_records((SELECT substring(records
                      WHERE records IS NOT NULL LIMIT 1), 1)$$, 'XX001', NULL, 'a record cut short is refused as damaged');
 SELECT is((SELECT count(*) FROM gdpr._journal_records('\x01'::bytea, 1)), 0::bigint, 'no record: no row');
 SELECT gdpr.flush_access_log() > 0 AS flushed \gset
-SELECT is((SELECT array_agg(operation || ' ' || times || ' ' || cardinality(subject_refs) ORDER BY operation)
+SELECT is((SELECT array_agg(operation || ' ' || times || ' ' || cardinality(subject_keys) ORDER BY operation)
              FROM mine WHERE application_name = 'tap_fold_pack'),
           ARRAY['INSERT 1 1', 'UPDATE 2 2'], 'the log writer moves the packed records as it moved rows');
 
