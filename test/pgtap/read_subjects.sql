@@ -166,10 +166,10 @@ INSERT INTO crm.k_text SELECT 'member ' || i, 'x' FROM generate_series(1, 6) i;
 INSERT INTO crm.k_uuid SELECT ('00000000-0000-0000-0000-00000000000' || i)::uuid, 'x' FROM generate_series(1, 6) i;
 SELECT gdpr.register_subject_table(t, 'k') FROM unnest('{crm.k_int4,crm.k_text,crm.k_uuid}'::regclass[]) t \g /dev/null
 RESET client_min_messages;
-CREATE FUNCTION pg_temp.named(t regclass) RETURNS text[] LANGUAGE sql AS
-  $$SELECT pg_temp.sorted((pg_temp.last_of(t)).subject_refs)$$;
-CREATE FUNCTION pg_temp.refs_of(VARIADIC ids text[]) RETURNS text[] LANGUAGE sql AS
-  $$SELECT pg_temp.sorted(array_agg(gdpr._pseudonym(i, 'access-log'))) FROM unnest(ids) i$$;
+CREATE FUNCTION pg_temp.named(t regclass) RETURNS bigint[] LANGUAGE sql AS
+  $$SELECT pg_temp.sorted((pg_temp.last_of(t)).subject_keys)$$;
+CREATE FUNCTION pg_temp.refs_of(VARIADIC ids text[]) RETURNS bigint[] LANGUAGE sql AS
+  $$SELECT pg_temp.sorted(array_agg(gdpr._log_subject_key(i))) FROM unnest(ids) i$$;
 SELECT v FROM crm.k_int4 WHERE k = -3 \g /dev/null
 SELECT is(pg_temp.named('crm.k_int4'), pg_temp.refs_of('-3'), 'an integer key names its subject');
 SELECT v FROM crm.k_int4 \g /dev/null
@@ -190,7 +190,7 @@ SELECT is(pg_temp.named('crm.k_uuid'),
 SET application_name = 'tap_read_subjects_3';
 SELECT v FROM crm.k_int4 UNION ALL SELECT v FROM crm.k_int4 WHERE k > 0 UNION ALL SELECT v FROM crm.k_int4 WHERE k < 0 \g /dev/null
 SELECT gdpr.flush_access_log() >= 0 AS flushed \gset
-SELECT is((SELECT ARRAY[sum(times), sum(row_count), sum(cardinality(subject_refs))] FROM gdpr.access_log
+SELECT is((SELECT ARRAY[sum(times), sum(row_count), sum(cardinality(subject_keys))] FROM gdpr.access_log
             WHERE application_name = 'tap_read_subjects_3' AND operation = 'SELECT'),
           ARRAY[3, 11, 11]::numeric[], 'three scans of one table in a query: 6 + 2 + 3 rows, each named');
 SET application_name = 'tap_read_subjects';
