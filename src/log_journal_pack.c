@@ -100,8 +100,6 @@ crm_gdpr_journal_pack(const JournalRecord *records, int n)
 	return packed;
 }
 
-static void damaged(const char *what) pg_attribute_noreturn();
-
 static void
 damaged(const char *what)
 {
