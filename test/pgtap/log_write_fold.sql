@@ -4,7 +4,7 @@
 -- subjects of the folded rows, and savepoints rolled back removing exactly
 -- their statements.
 BEGIN;
-SELECT plan(30);
+SELECT plan(33);
 
 \set QUIET on
 SET client_min_messages = warning;
@@ -147,6 +147,28 @@ SELECT gdpr.flush_access_log() > 0 AS flushed \gset
 SELECT is((SELECT array_agg(operation || ' ' || times || ' ' || cardinality(subject_keys) ORDER BY operation)
              FROM mine WHERE application_name = 'tap_fold_pack'),
           ARRAY['INSERT 1 1', 'UPDATE 2 2'], 'the log writer moves the packed records as it moved rows');
+
+------------------------------- a large packed row (stored out of line, compressed)
+SET application_name = 'tap_fold_big';
+SAVEPOINT big;
+UPDATE crm.contacts SET notes = 'big ' || id WHERE id BETWEEN :c1 + 100 AND :c1 + 299;
+UPDATE crm.contacts SET city = 'Big ' || id WHERE id BETWEEN :c1 + 100 AND :c1 + 299;
+UPDATE crm.contacts SET postcode = lpad(id::text, 5, '0') WHERE id BETWEEN :c1 + 100 AND :c1 + 299;
+UPDATE crm.contacts SET address = id || ' big street' WHERE id BETWEEN :c1 + 100 AND :c1 + 299;
+UPDATE crm.contacts SET birth_date = date '1970-01-01' + id::int WHERE id BETWEEN :c1 + 100 AND :c1 + 299;
+UPDATE crm.contacts SET last_contact_at = now() WHERE id BETWEEN :c1 + 100 AND :c1 + 299;
+UPDATE crm.contacts SET first_name = 'Big' || id WHERE id BETWEEN :c1 + 100 AND :c1 + 299;
+UPDATE crm.contacts SET last_name = 'Pack' || id WHERE id BETWEEN :c1 + 100 AND :c1 + 299;
+RELEASE SAVEPOINT big;
+SELECT cmp_ok((SELECT max(length(records)) FROM (SELECT records FROM gdpr.access_log_journal_1 WHERE backend_pid = pg_backend_pid()
+                 UNION ALL SELECT records FROM gdpr.access_log_journal_2 WHERE backend_pid = pg_backend_pid()) j), '>', 2000,
+              'eight statements of 200 rows: one packed row of more than 2 kB (stored out of line)');
+SELECT is((SELECT count(*) || ' ' || sum(row_count) || ' ' || bool_and(subjects IS NULL AND length(subject_refs) > 100)
+             FROM journal WHERE application_name = 'tap_fold_big'),
+          '8 1600 true', 'the view unpacks its eight records, rows counted, subjects past the bound marked as such');
+SELECT gdpr.flush_access_log() > 0 AS flushed \gset
+SELECT is((SELECT count(*) || ' ' || sum(row_count) || ' ' || min(cardinality(subject_keys)) FROM mine WHERE application_name = 'tap_fold_big'),
+          '8 1600 100', 'the log writer moves them: a row each, their rows, the first 100 subjects named');
 
 -------------------------------------------------------------- who reads it
 SELECT ok(NOT has_table_privilege('gdpr_auditor', 'gdpr.access_log_journal', 'SELECT')
