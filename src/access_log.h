@@ -222,7 +222,6 @@ extern void crm_gdpr_journal_reader(JournalReader *rd, bytea *packed);
 extern bool crm_gdpr_journal_next(JournalReader *rd, JournalRecord *r);
 extern void crm_gdpr_journal_ids(const JournalRecord *r, const char **ids);
 extern void crm_gdpr_journal_values(const JournalRecord *r, int32 pid, Datum *values, bool *nulls);
-extern JournalColumn crm_gdpr_journal_string_column(WriteString s);
 
 extern void crm_gdpr_write_fold_init(void);
 extern void crm_gdpr_write_fold_add(const WriteStatement *st);

@@ -52,12 +52,6 @@ static const JournalColumn string_column[WS_STRINGS] = {
 	[WS_COLUMNS] = J_COLUMNS, [WS_PURPOSE] = J_PURPOSE
 };
 
-JournalColumn
-crm_gdpr_journal_string_column(WriteString s)
-{
-	return string_column[s];
-}
-
 /* The records as one bytea, sized first then copied: the write path pays for one allocation. */
 bytea *
 crm_gdpr_journal_pack(const JournalRecord *records, int n)

@@ -135,13 +135,6 @@ open_journal(void)
 	return rel;
 }
 
-static Datum
-text_or_null(const char *value, bool *isnull)
-{
-	*isnull = (value == NULL || value[0] == '\0');
-	return *isnull ? (Datum) 0 : CStringGetTextDatum(value);
-}
-
 /*
  * The identity: what statements folded together share, as bytes (the
  * subtransaction, the table, the query id, then the strings with their
@@ -232,52 +225,20 @@ packed_tuple(TupleDesc desc, const LogFold *records, int n)
 	return heap_form_tuple(desc, values, nulls);
 }
 
-/* The ids, marked as ids (not references), joined: the journal of 0.2's subject_refs. */
-static char *
-marked_ids(const LogFold *f)
-{
-	StringInfoData ids;
-
-	initStringInfo(&ids);
-	appendStringInfoChar(&ids, LOG_IDS_MARK);
-	for (int k = 0; k < f->nsubjects; k++)
-	{
-		if (k > 0)
-			appendStringInfoChar(&ids, LOG_LIST_SEPARATOR);
-		appendStringInfoString(&ids, f->subject_bytes + f->subject_at[k]);
-	}
-	return ids.data;
-}
-
-/* A record as a row of the journal of 0.2 (one statement a row: nothing is folded with it). */
+/*
+ * A record as a row of the journal of 0.2 (one statement a row: nothing is
+ * folded with it): the columns a packed record is read back into
+ * (log_journal_pack.c), the fold's ids being laid out as a packed record's.
+ */
 static HeapTuple
 statement_tuple(TupleDesc desc, const LogFold *f)
 {
 	Datum		values[J_COUNT];
 	bool		nulls[J_COUNT];
 	JournalRecord r;
-	const char *s;
 
 	journal_record(f, &r);
-	memset(nulls, 0, sizeof(nulls));
-	s = r.strings;
-	for (int i = 0; i < WS_STRINGS; i++)
-	{
-		JournalColumn c = crm_gdpr_journal_string_column(i);
-
-		values[c] = text_or_null(s, &nulls[c]);
-		s += strlen(s) + 1;
-	}
-	values[J_AT] = TimestampTzGetDatum(r.first_at);
-	values[J_PID] = Int32GetDatum(MyProcPid);
-	values[J_TBL] = ObjectIdGetDatum(r.relid);
-	values[J_REFS] = text_or_null(f->nsubjects > 0 ? marked_ids(f) : NULL, &nulls[J_REFS]);
-	values[J_SUBJECTS] = Int64GetDatum(r.nsubjects);
-	nulls[J_SUBJECTS] = !r.counted;
-	values[J_ROWS] = Int64GetDatum(r.rows);
-	nulls[J_ROWS] = !r.rows_known;
-	values[J_QUERY_ID] = Int64GetDatum(r.query_id);
-	nulls[J_QUERY_ID] = r.query_id == 0;
+	crm_gdpr_journal_values(&r, MyProcPid, values, nulls);
 	return heap_form_tuple(desc, values, nulls);
 }
 
