@@ -19,8 +19,10 @@
 
 #include "access/heapam.h"
 #include "access/htup_details.h"
+#include "access/sysattr.h"
 #include "access/table.h"
 #include "catalog/namespace.h"
+#include "catalog/pg_class.h"
 #include "access/xact.h"
 #include "catalog/pg_type.h"
 #include "commands/trigger.h"
@@ -259,23 +261,79 @@ same_value(TupleTableSlot *a, TupleTableSlot *b, Form_pg_attribute att, int i)
 }
 
 /*
+ * The columns an UPDATE may have changed, as attribute numbers: those it
+ * sets (with the generated columns PostgreSQL recomputes from them), or
+ * NULL for any column: when a BEFORE ROW trigger may have changed others,
+ * on the table or on a child or partition reached through it.
+ */
+static Bitmapset *
+updatable_columns(TriggerData *td)
+{
+	Relation	rel = td->tg_relation;
+	Bitmapset  *columns = NULL;
+	int			m = -1;
+
+	if (td->tg_updatedcols == NULL || rel->rd_rel->relkind != RELKIND_RELATION || rel->rd_rel->relhassubclass ||
+		(rel->trigdesc != NULL && rel->trigdesc->trig_update_before_row))
+		return NULL;
+	while ((m = bms_next_member(td->tg_updatedcols, m)) >= 0)
+		if (m + FirstLowInvalidHeapAttributeNumber > 0)
+			columns = bms_add_member(columns, m + FirstLowInvalidHeapAttributeNumber);
+	return columns;
+}
+
+/*
+ * The columns a statement's rows are looked at for (0-based, in *cols, their
+ * count returned) and how many of a row's columns must be deformed for them
+ * and the subject (*deform).  A DELETE writes every column: none is looked
+ * at, they are all in sum already.  Deforming a row costs as much as the
+ * rest of reading it: an UPDATE of one column of a wide table deforms as
+ * far as that column, not the whole row.
+ */
+static int
+columns_to_read(TriggerData *td, LoggedTable *table, WriteSummary *sum, int *cols, int *deform)
+{
+	TupleDesc	desc = table->desc;
+	Bitmapset  *updatable = TRIGGER_FIRED_BY_UPDATE(td->tg_event) ? updatable_columns(td) : NULL;
+	int			n = 0;
+
+	*deform = Max(table->subject_attnum, 0);
+	for (int i = 0; i < desc->natts; i++)
+	{
+		if (TupleDescAttr(desc, i)->attisdropped)
+			continue;
+		if (TRIGGER_FIRED_BY_DELETE(td->tg_event))
+			sum->columns = bms_add_member(sum->columns, i + 1);
+		else if (updatable == NULL || bms_is_member(i + 1, updatable))
+		{
+			cols[n++] = i;
+			*deform = Max(*deform, i + 1);
+		}
+	}
+	bms_free(updatable);
+	return n;
+}
+
+/*
  * Read the transition tables of one statement into sum.  Each row is
- * deformed once; a column already known to be written is not looked at
- * again.
+ * deformed once, as far as needed; a column already known to be written is
+ * not looked at again.
  */
 static void
 summarise(TriggerData *td, LoggedTable *table, WriteSummary *sum)
 {
 	TupleDesc	desc = table->desc;
 	bool		is_update = TRIGGER_FIRED_BY_UPDATE(td->tg_event);
-	bool		is_delete = TRIGGER_FIRED_BY_DELETE(td->tg_event);
 	Tuplestorestate *main_store = td->tg_newtable ? td->tg_newtable : td->tg_oldtable;
 	TupleTableSlot *slot = table->slot;
 	TupleTableSlot *old_slot = table->old_slot;
-	bool	   *written = palloc0(sizeof(bool) * desc->natts);
+	int		   *cols = palloc(sizeof(int) * Max(desc->natts, 1));
+	int			ncols;
+	int			deform;
 	int			main_ptr;
 	int			old_ptr = 0;
 
+	ncols = columns_to_read(td, table, sum, cols, &deform);
 	/* Other triggers read the same tuplestores: use read pointers of our own. */
 	main_ptr = tuplestore_alloc_read_pointer(main_store, 0);
 	tuplestore_select_read_pointer(main_store, main_ptr);
@@ -291,20 +349,19 @@ summarise(TriggerData *td, LoggedTable *table, WriteSummary *sum)
 		if (is_update && !tuplestore_gettupleslot(td->tg_oldtable, true, false, old_slot))
 			elog(ERROR, "the transition tables of an UPDATE differ in length");
 		sum->rows++;
-		slot_getallattrs(slot);
-		if (is_update)
-			slot_getallattrs(old_slot);
-		for (int i = 0; i < desc->natts; i++)
+		if (deform > 0)
+			slot_getsomeattrs(slot, deform);
+		if (is_update && deform > 0)
+			slot_getsomeattrs(old_slot, deform);
+		for (int k = 0; k < ncols; k++)
 		{
-			Form_pg_attribute att = TupleDescAttr(desc, i);
+			int			i = cols[k];
 
-			if (written[i] || att->attisdropped)
+			if (is_update ? same_value(slot, old_slot, TupleDescAttr(desc, i), i) : slot->tts_isnull[i])
 				continue;
-			if (is_delete || (is_update ? !same_value(slot, old_slot, att, i) : !slot->tts_isnull[i]))
-			{
-				written[i] = true;
-				sum->columns = bms_add_member(sum->columns, att->attnum);
-			}
+			sum->columns = bms_add_member(sum->columns, i + 1);
+			/* Written: not looked at again. */
+			cols[k--] = cols[--ncols];
 		}
 		if (table->subject_attnum > 0)
 		{
@@ -318,7 +375,7 @@ summarise(TriggerData *td, LoggedTable *table, WriteSummary *sum)
 		tuplestore_select_read_pointer(td->tg_oldtable, 0);
 	ExecClearTuple(slot);
 	ExecClearTuple(old_slot);
-	pfree(written);
+	pfree(cols);
 }
 
 /* Subjects reached through several tables: the registry's SQL finds them. */

@@ -2,7 +2,7 @@
 -- Reads are queued in shared memory; gdpr.flush_access_log() writes them here
 -- (the log writer only serves crm_gdpr.database).
 BEGIN;
-SELECT plan(111);
+SELECT plan(113);
 
 \set QUIET on
 SET client_min_messages = warning;
@@ -68,8 +68,21 @@ SELECT is((pg_temp.last('UPDATE')).role_name, 'crm_gdpr_t_clerk'::name, 'UPDATE:
 SELECT is((pg_temp.last('UPDATE')).session_user_name, 'postgres'::name, 'UPDATE: the session user');
 UPDATE crm.contacts SET city = city WHERE id = :c1;
 SELECT is((pg_temp.last('UPDATE')).columns, NULL, 'an UPDATE that changes nothing names no column');
+-- Only the columns an UPDATE sets are compared, unless something else may change others:
+-- a generated column PostgreSQL recomputes, or a BEFORE ROW trigger of the table.
+ALTER TABLE crm.contacts ADD COLUMN city_upper text GENERATED ALWAYS AS (upper(city)) STORED;
+UPDATE crm.contacts SET city = 'Lille' WHERE id = :c1;
+SELECT is((pg_temp.last('UPDATE')).columns, ARRAY['city', 'city_upper']::name[],
+          'UPDATE: a generated column recomputed from a column set is written too');
+ALTER TABLE crm.contacts DROP COLUMN city_upper;
+CREATE FUNCTION pg_temp.touch() RETURNS trigger LANGUAGE plpgsql AS $$BEGIN NEW.notes := 'touched'; RETURN NEW; END$$;
+CREATE TRIGGER t_touch BEFORE UPDATE ON crm.contacts FOR EACH ROW EXECUTE FUNCTION pg_temp.touch();
+UPDATE crm.contacts SET city = 'Lyon' WHERE id = :c1;
+SELECT is((pg_temp.last('UPDATE')).columns, ARRAY['city', 'notes']::name[],
+          'UPDATE: a column a BEFORE ROW trigger changed is written too');
+DROP TRIGGER t_touch ON crm.contacts;
 UPDATE crm.contacts SET city = 'Nowhere' WHERE id = -1;
-SELECT is((SELECT count(*) FROM mine WHERE operation = 'UPDATE'), 2::bigint, 'a statement that touches no row is not logged');
+SELECT is((SELECT count(*) FROM mine WHERE operation = 'UPDATE'), 4::bigint, 'a statement that touches no row is not logged');
 -- Three identical statements on the same two people: one row, each person once.
 DO $$ BEGIN FOR i IN 1..3 LOOP UPDATE crm.contacts SET phone = phone || i WHERE id IN (11, 12); END LOOP; END $$;
 SELECT is((SELECT ARRAY[times, row_count, subjects, cardinality(subject_keys)] FROM pg_temp.last('UPDATE')),
