@@ -155,6 +155,21 @@ extern char *crm_gdpr_qualified_relname(Oid relid);
 extern void crm_gdpr_log_write_init(void);
 
 /*
+ * The statement whose AFTER triggers fire now, as the executor hook of
+ * read_hook.c sees it (ExecutorFinish): FINISHING_UNKNOWN outside that hook
+ * (COPY, the library loaded in the middle of a statement), FINISHING_ONE
+ * when the statement writes each table through one node at most,
+ * FINISHING_SHARED when its data-modifying WITH clauses may write one table
+ * twice: their rows then share one pair of transition tables and the
+ * trigger's updated columns are the last node's only (log_write.c).
+ */
+typedef enum FinishingShape
+{
+	FINISHING_UNKNOWN, FINISHING_ONE, FINISHING_SHARED
+} FinishingShape;
+extern FinishingShape crm_gdpr_finishing;
+
+/*
  * The columns of gdpr.access_log_journal (80_access_log.sql), in table
  * order: log_write_fold.c writes its rows, log_journal.c takes them.
  */

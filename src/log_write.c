@@ -169,7 +169,8 @@ logged_table(TriggerData *td)
 		getTypeOutputInfo(t->subject_type, &t->typoutput, &varlena);
 	}
 	old = MemoryContextSwitchTo(TopMemoryContext);
-	t->desc = CreateTupleDescCopy(RelationGetDescr(rel));
+	/* With the missing values of columns added since a row was written: a copy without them reads NULL. */
+	t->desc = CreateTupleDescCopyConstr(RelationGetDescr(rel));
 	t->slot = MakeSingleTupleTableSlot(t->desc, &TTSOpsMinimalTuple);
 	t->old_slot = MakeSingleTupleTableSlot(t->desc, &TTSOpsMinimalTuple);
 	t->columns = NULL;
@@ -264,7 +265,10 @@ same_value(TupleTableSlot *a, TupleTableSlot *b, Form_pg_attribute att, int i)
  * The columns an UPDATE may have changed, as attribute numbers: those it
  * sets (with the generated columns PostgreSQL recomputes from them), or
  * NULL for any column: when a BEFORE ROW trigger may have changed others,
- * on the table or on a child or partition reached through it.
+ * on the table or on a child or partition reached through it; and unless
+ * the statement is known to write the table through one node (two UPDATEs
+ * of it in WITH clauses share the transition tables, and tg_updatedcols
+ * holds the last one's columns only).
  */
 static Bitmapset *
 updatable_columns(TriggerData *td)
@@ -273,7 +277,8 @@ updatable_columns(TriggerData *td)
 	Bitmapset  *columns = NULL;
 	int			m = -1;
 
-	if (td->tg_updatedcols == NULL || rel->rd_rel->relkind != RELKIND_RELATION || rel->rd_rel->relhassubclass ||
+	if (crm_gdpr_finishing != FINISHING_ONE || td->tg_updatedcols == NULL ||
+		rel->rd_rel->relkind != RELKIND_RELATION || rel->rd_rel->relhassubclass ||
 		(rel->trigdesc != NULL && rel->trigdesc->trig_update_before_row))
 		return NULL;
 	while ((m = bms_next_member(td->tg_updatedcols, m)) >= 0)

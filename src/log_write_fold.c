@@ -217,6 +217,7 @@ sparse_tuple(TupleDesc desc, const int *atts, const Datum *values, int n)
 	char	   *data;
 	uint16		infomask = HEAP_HASNULL;
 
+	Assert(n < desc->natts);
 	for (int k = 0; k < n; k++)
 	{
 		Form_pg_attribute att = TupleDescAttr(desc, atts[k]);
@@ -242,7 +243,7 @@ sparse_tuple(TupleDesc desc, const int *atts, const Datum *values, int n)
 		Form_pg_attribute att = TupleDescAttr(desc, atts[k]);
 		Size		size;
 
-		Assert(!att->attisdropped && (atts[k] == 0 || atts[k] > atts[k - 1]));
+		Assert(!att->attisdropped && (k == 0 || atts[k] > atts[k - 1]));
 		td->t_bits[atts[k] >> 3] |= 1 << (atts[k] & 7);
 		len = att_align_datum(len, att->attalign, att->attlen, values[k]);
 		size = att_addlength_datum(0, att->attlen, values[k]);

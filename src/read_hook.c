@@ -67,6 +67,7 @@ static ProcessUtility_hook_type prev_ProcessUtility = NULL;
 static QueryReads *running = NULL;
 static bool in_copy = false;
 static int	exec_nesting = 0;		/* ExecutorRun and ExecutorFinish calls under way */
+FinishingShape crm_gdpr_finishing = FINISHING_UNKNOWN;
 static int64 pending_decrypts = 0;	/* gdpr.decrypt() calls of the running statement */
 static char decrypt_role[NAMEDATALEN];
 
@@ -288,7 +289,10 @@ crm_gdpr_ExecutorRun(EXECUTOR_RUN_PARAMS)
 static void
 crm_gdpr_ExecutorFinish(QueryDesc *query)
 {
+	FinishingShape outer = crm_gdpr_finishing;
+
 	exec_nesting++;
+	crm_gdpr_finishing = query->plannedstmt->hasModifyingCTE ? FINISHING_SHARED : FINISHING_ONE;
 	PG_TRY();
 	{
 		if (prev_ExecutorFinish)
@@ -299,6 +303,7 @@ crm_gdpr_ExecutorFinish(QueryDesc *query)
 	PG_FINALLY();
 	{
 		exec_nesting--;
+		crm_gdpr_finishing = outer;
 	}
 	PG_END_TRY();
 }
