@@ -135,6 +135,24 @@ purge_once(void)
 	crm_gdpr_end_step();
 }
 
+/*
+ * The restriction's read policies in the state of gdpr.restrictions
+ * (restriction_dormant.c): each round, after the purge.
+ */
+static void
+reconcile_restriction_policies(void)
+{
+	int64		changed;
+
+	crm_gdpr_begin_step("crm_gdpr: checking the restriction policies");
+	changed = crm_gdpr_run_int8("SELECT gdpr._restriction_policy_reconcile()::bigint", 0, NULL, NULL);
+	crm_gdpr_end_step();
+	if (changed > 0)
+		ereport(LOG,
+				(errmsg("crm_gdpr purge worker: %lld restriction policies brought to the state of gdpr.restrictions",
+						(long long) changed)));
+}
+
 static void
 mark_interrupted_runs(void)
 {
@@ -170,6 +188,7 @@ crm_gdpr_purge_worker_main(Datum arg)
 				started = true;
 			}
 			purge_once();
+			reconcile_restriction_policies();
 		}
 		(void) WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
 						 crm_gdpr_purge_naptime * 1000L, PG_WAIT_EXTENSION);

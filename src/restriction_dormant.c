@@ -37,7 +37,16 @@
  *   (55P03, naming the table): no restriction is recorded while a policy is
  *   dormant.  Disarming that times out (or loses a deadlock to a reader)
  *   leaves every policy armed (a NOTICE says so); the next change of
- *   gdpr.restrictions disarms them.
+ *   gdpr.restrictions disarms them, or the purge worker's next round.
+ *
+ * The purge worker brings the policies to the state of gdpr.restrictions
+ * every round (gdpr._restriction_policy_reconcile()): a disarm given up
+ * would otherwise cost every read of every registered table until the next
+ * restriction, and a restriction written without triggers firing
+ * (session_replication_role = replica, a logical subscription's apply)
+ * would leave the policies dormant, and every backend's cache of the
+ * restrictions as it was (the round invalidates them).  There a busy table
+ * gives up either way, with a WARNING: the next round tries again.
  */
 #include "postgres.h"
 
@@ -45,7 +54,10 @@
 #include "commands/trigger.h"
 #include "executor/spi.h"
 #include "fmgr.h"
+#include "catalog/namespace.h"
 #include "utils/builtins.h"
+#include "utils/inval.h"
+#include "utils/lsyscache.h"
 #include "utils/guc.h"
 #include "utils/memutils.h"
 #include "utils/resowner.h"
@@ -145,6 +157,11 @@ refuse_busy(const char *table)
  * that cannot take its locks is given up without failing the statement.
  * Runs as the extension's owner, with the lock timeout.
  */
+/* follow_state() for the purge worker: a busy table gives up an arm too. */
+static bool reconciling = false;
+/* The policies the last follow_state() changed. */
+static int	policies_changed = 0;
+
 static void
 follow_state(void)
 {
@@ -181,6 +198,7 @@ follow_state(void)
 		}
 		crm_gdpr_set_own_ddl(own_ddl);
 		crm_gdpr_spi_check(SPI_finish(), SPI_OK_FINISH, "finishing with SPI");
+		policies_changed = n;
 		ReleaseCurrentSubTransaction();
 		MemoryContextSwitchTo(cxt);
 		CurrentResourceOwner = owner;
@@ -196,6 +214,17 @@ follow_state(void)
 		MemoryContextSwitchTo(cxt);
 		CurrentResourceOwner = owner;
 		crm_gdpr_set_own_ddl(own_ddl);
+		policies_changed = 0;
+		if (reconciling && (edata->sqlerrcode == ERRCODE_LOCK_NOT_AVAILABLE ||
+							edata->sqlerrcode == ERRCODE_T_R_DEADLOCK_DETECTED))
+		{
+			ereport(WARNING,
+					(errmsg("crm_gdpr: the restriction policies could not be %s: %s is in use",
+							armed ? "armed" : "disarmed",
+							table ? table : "the lock serializing changes of gdpr.restrictions"),
+					 errdetail("The purge worker tries again at its next round.")));
+			return;
+		}
 		/* A disarm that waited too long, or was chosen as a deadlock's victim, is given up. */
 		if (armed && edata->sqlerrcode == ERRCODE_LOCK_NOT_AVAILABLE)
 			refuse_busy(table);
@@ -274,4 +303,41 @@ gdpr_restriction_policy_armed(PG_FUNCTION_ARGS)
 {
 	as_owner_with_timeout(fcinfo->flinfo->fn_oid, read_armed);
 	PG_RETURN_BOOL(armed_result);
+}
+
+/*
+ * Every backend's caches of restrictions (restriction.c, restriction_reads.c)
+ * read gdpr.restrictions again: they are invalidated by its triggers, which a
+ * write without triggers did not fire.
+ */
+static void
+forget_restrictions_everywhere(void)
+{
+	Oid			restrictions = get_relname_relid("restrictions", get_namespace_oid("gdpr", false));
+
+	if (OidIsValid(restrictions))
+		CacheInvalidateRelcacheByRelid(restrictions);
+}
+
+/*
+ * gdpr._restriction_policy_reconcile(): the policies brought to the state
+ * of gdpr.restrictions (the purge worker's round); how many were changed.
+ */
+PG_FUNCTION_INFO_V1(gdpr_restriction_policy_reconcile);
+Datum
+gdpr_restriction_policy_reconcile(PG_FUNCTION_ARGS)
+{
+	reconciling = true;
+	policies_changed = 0;
+	PG_TRY();
+	{
+		as_owner_with_timeout(fcinfo->flinfo->fn_oid, follow_state);
+	}
+	PG_FINALLY();
+	{
+		reconciling = false;
+	}
+	PG_END_TRY();
+	forget_restrictions_everywhere();
+	PG_RETURN_INT32(policies_changed);
 }

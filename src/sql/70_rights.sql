@@ -326,6 +326,11 @@ CREATE FUNCTION gdpr._restriction_policy_follow() RETURNS trigger
   LANGUAGE c AS 'MODULE_PATHNAME', 'gdpr_restriction_policy_follow';
 CREATE TRIGGER restrictions_policy AFTER INSERT OR UPDATE OR DELETE OR TRUNCATE ON gdpr.restrictions
   FOR EACH STATEMENT EXECUTE FUNCTION gdpr._restriction_policy_follow();
+-- The purge worker's round: the policies brought to the state of
+-- gdpr.restrictions (a disarm given up on a busy table, a restriction
+-- written without triggers); how many were changed (src/restriction_dormant.c).
+CREATE FUNCTION gdpr._restriction_policy_reconcile() RETURNS integer
+  LANGUAGE c VOLATILE AS 'MODULE_PATHNAME', 'gdpr_restriction_policy_reconcile';
 
 CREATE FUNCTION gdpr.is_restricted(subject_id text, subject_table regclass DEFAULT NULL) RETURNS boolean
   LANGUAGE sql STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp

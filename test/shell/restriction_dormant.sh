@@ -4,7 +4,8 @@
 # lift at the same time, in both orders and with a REPEATABLE READ lifter
 # whose snapshot predates the other's restriction, always end armed with the
 # restricted subject hidden; a restriction that cannot arm a busy table fails
-# whole (55P03), a lift that cannot disarm one leaves the policies armed.
+# whole (55P03), a lift that cannot disarm one leaves the policies armed, and
+# the purge worker's reconcile brings them back to the restrictions' state.
 source "$(dirname "$0")/lib.sh"
 db=dormant
 fresh_db $db 200
@@ -97,5 +98,53 @@ grep -q 'stay armed' <<<"$out" || fail "the lift does not say the policies stay 
 wait $r
 q -d $db -c "SELECT gdpr.restrict_subject('9', 'x')" -c "SELECT gdpr.lift_restriction('9')" >/dev/null
 [ "$(state)" = "0/$all" ] || fail "the next change did not disarm: $(state)"
+
+# 6. The purge worker's round (gdpr._restriction_policy_reconcile()) disarms
+#    what a lift behind a long reader left armed, without waiting for another
+#    change of gdpr.restrictions; while the reader still runs it gives up
+#    with a WARNING, and fails nothing.
+q -d $db -c "SELECT gdpr.restrict_subject('8', 'again')" >/dev/null
+q -d $db -c "BEGIN" -c "SELECT count(*) FROM crm.orders" -c "SELECT pg_sleep(13)" -c "COMMIT" >/dev/null &
+r=$!
+sleep 0.5
+q -d $db -c "SELECT gdpr.lift_restriction('8')" >/dev/null 2>&1
+[ "$(state)" = "$all/$all" ] || fail "the lift behind a long reader disarmed: $(state)"
+out=$(psql -X -At -d $db -c "SELECT gdpr._restriction_policy_reconcile()" 2>&1) || fail "reconcile failed on a busy table: $out"
+grep -q 'WARNING:.*could not be disarmed: crm.orders is in use' <<<"$out" || fail "no warning from a reconcile on a busy table: $out"
+[ "$(tail -1 <<<"$out")" = 0 ] || fail "a reconcile that gave up says it changed policies: $out"
+[ "$(state)" = "$all/$all" ] || fail "a reconcile that gave up left policies partly disarmed: $(state)"
+wait $r
+[ "$(q -d $db -c "SELECT gdpr._restriction_policy_reconcile()")" = "$all" ] || fail "the reconcile did not disarm every policy"
+[ "$(state)" = "0/$all" ] || fail "still armed after the reconcile: $(state)"
+[ "$(q -d $db -c "SELECT gdpr._restriction_policy_reconcile()")" = 0 ] || fail "a reconcile with nothing to do changed policies"
+
+# 7. A restriction written without triggers firing (session_replication_role =
+#    replica, as a logical subscription's apply does) leaves the policies
+#    dormant: the reconcile arms them and the subject is hidden.
+q -d $db -c "SET session_replication_role = replica" \
+  -c "INSERT INTO gdpr.restrictions (subject_table, subject_id, reason) VALUES ('crm.contacts', '7', 'replicated')" >/dev/null
+[ "$(state)" = "0/$all" ] || fail "a restriction without triggers armed the policies: $(state)"
+[ "$(q -d $db -c "SELECT gdpr._restriction_policy_reconcile()")" = "$all" ] || fail "the reconcile did not arm every policy"
+expect_armed_with "a replicated restriction, reconciled" 7
+reset
+# ... and a session that read while another subject was restricted (its cache
+# of the restrictions filled) no longer reads a subject restricted without
+# triggers after the reconcile, although no policy changed.
+q -d $db -c "SELECT gdpr.restrict_subject('6', 'known')" >/dev/null
+out_file=$(mktemp)
+psql -X -At -d $db -c "SET ROLE crm_gdpr_dormant_app" -c "SELECT count(*) FROM crm.contacts WHERE id IN (6, 7)" \
+  -c "SELECT pg_sleep(3)" -c "SELECT count(*) FROM crm.contacts WHERE id = 7" > "$out_file" 2>&1 &
+r=$!
+sleep 1
+q -d $db -c "SET session_replication_role = replica" \
+  -c "INSERT INTO gdpr.restrictions (subject_table, subject_id, reason) VALUES ('crm.contacts', '7', 'replicated')" >/dev/null
+[ "$(q -d $db -c "SELECT gdpr._restriction_policy_reconcile()")" = 0 ] || fail "armed already, yet the reconcile changed policies"
+wait $r
+[ "$(sed -n 2p "$out_file")" = 1 ] || fail "the session did not read subject 7 before: $(cat "$out_file")"
+[ "$(tail -1 "$out_file")" = 0 ] || fail "a session's cache still shows subject 7 after the reconcile: $(cat "$out_file")"
+rm -f "$out_file"
+reset
+[ "$(q -d $db -c "SELECT has_function_privilege('crm_gdpr_dormant_app', 'gdpr._restriction_policy_reconcile()', 'EXECUTE')")" = f ] \
+  || fail "gdpr_app may run the reconcile"
 cleanup
 echo "restriction dormant ok"

@@ -2,7 +2,8 @@
 # The purge worker purges on its own, skips a held subject, survives a reload,
 # comes back after SIGKILL; the launcher starts no worker where the extension
 # is not installed, and both at CREATE EXTENSION; the log writer vacuums the
-# journals it empties.
+# journals it empties; it arms the restriction's policies for a restriction
+# written without triggers.
 source "$(dirname "$0")/lib.sh"
 source test/cluster.sh
 top=$(mktemp -d /tmp/crm_gdpr_worker.XXXXXX)
@@ -41,6 +42,17 @@ wait_for 20 "SELECT count(*) = 0 FROM gdpr.access_log_journal" || fail "the log 
 wait_for 20 "SELECT sum(vacuum_count) > 0 FROM pg_stat_all_tables
               WHERE relid IN ('gdpr.access_log_journal_1'::regclass, 'gdpr.access_log_journal_2'::regclass)" \
   || fail "the log writer did not vacuum the journals"
+# Each round brings the restriction's read policies to the state of
+# gdpr.restrictions: a restriction written without triggers firing (as a
+# logical subscription's apply does) is armed by the worker, and said.
+q -d crm -c "SET session_replication_role = replica" \
+  -c "INSERT INTO gdpr.restrictions (subject_table, subject_id, reason) VALUES ('crm.contacts', '$held', 'replicated')" >/dev/null
+wait_for 20 "SELECT bool_and(pg_get_expr(p.polqual, p.polrelid) <> 'true') FROM pg_policy p
+              WHERE p.polname = 'gdpr_restriction' AND p.polrelid IN (SELECT gdpr._registered_relations())" \
+  || fail "the worker did not arm the policies for a restriction written without triggers"
+grep -q 'restriction policies brought to the state of gdpr.restrictions' "$top/server.log" \
+  || fail "the worker's arming is not in the server log"
+q -d crm -c "SELECT gdpr.lift_restriction('$held')" >/dev/null
 pid=$(worker_pid)
 cluster_as_owner "$CLUSTER_BIN/pg_ctl" -D "$CLUSTER_DATA" reload >/dev/null
 sleep 1.5
