@@ -145,7 +145,11 @@ reconcile_restriction_policies(void)
 	int64		changed;
 
 	crm_gdpr_begin_step("crm_gdpr: checking the restriction policies");
-	changed = crm_gdpr_run_int8("SELECT gdpr._restriction_policy_reconcile()::bigint", 0, NULL, NULL);
+	/* Not before ALTER EXTENSION crm_gdpr UPDATE: the SQL of 0.2 has no dormant policies. */
+	changed = crm_gdpr_run_int8("SELECT (to_regprocedure('gdpr._restriction_policy_reconcile()') IS NOT NULL)::int::int8",
+								0, NULL, NULL);
+	if (changed > 0)
+		changed = crm_gdpr_run_int8("SELECT gdpr._restriction_policy_reconcile()::bigint", 0, NULL, NULL);
 	crm_gdpr_end_step();
 	if (changed > 0)
 		ereport(LOG,
