@@ -262,29 +262,22 @@ same_value(TupleTableSlot *a, TupleTableSlot *b, Form_pg_attribute att, int i)
 }
 
 /*
- * The columns an UPDATE may have changed, as attribute numbers: those it
- * sets (with the generated columns PostgreSQL recomputes from them), or
- * NULL for any column: when a BEFORE ROW trigger may have changed others,
- * on the table or on a child or partition reached through it; and unless
- * the statement is known to write the table through one node (two UPDATEs
- * of it in WITH clauses share the transition tables, and tg_updatedcols
- * holds the last one's columns only).
+ * Whether an UPDATE can have changed only the columns it sets
+ * (tg_updatedcols, with the generated columns PostgreSQL recomputes from
+ * them).  Not when a BEFORE ROW trigger may have changed others, on the
+ * table or on a child or partition reached through it; nor unless the
+ * statement is known to write the table through one node (two UPDATEs of it
+ * in WITH clauses share the transition tables, and tg_updatedcols holds the
+ * last one's columns only).
  */
-static Bitmapset *
-updatable_columns(TriggerData *td)
+static bool
+only_updated_columns(TriggerData *td)
 {
 	Relation	rel = td->tg_relation;
-	Bitmapset  *columns = NULL;
-	int			m = -1;
 
-	if (crm_gdpr_finishing != FINISHING_ONE || td->tg_updatedcols == NULL ||
-		rel->rd_rel->relkind != RELKIND_RELATION || rel->rd_rel->relhassubclass ||
-		(rel->trigdesc != NULL && rel->trigdesc->trig_update_before_row))
-		return NULL;
-	while ((m = bms_next_member(td->tg_updatedcols, m)) >= 0)
-		if (m + FirstLowInvalidHeapAttributeNumber > 0)
-			columns = bms_add_member(columns, m + FirstLowInvalidHeapAttributeNumber);
-	return columns;
+	return crm_gdpr_finishing == FINISHING_ONE && td->tg_updatedcols != NULL &&
+		rel->rd_rel->relkind == RELKIND_RELATION && !rel->rd_rel->relhassubclass &&
+		(rel->trigdesc == NULL || !rel->trigdesc->trig_update_before_row);
 }
 
 /*
@@ -299,7 +292,7 @@ static int
 columns_to_read(TriggerData *td, LoggedTable *table, WriteSummary *sum, int *cols, int *deform)
 {
 	TupleDesc	desc = table->desc;
-	Bitmapset  *updatable = TRIGGER_FIRED_BY_UPDATE(td->tg_event) ? updatable_columns(td) : NULL;
+	const Bitmapset *updated = TRIGGER_FIRED_BY_UPDATE(td->tg_event) && only_updated_columns(td) ? td->tg_updatedcols : NULL;
 	int			n = 0;
 
 	*deform = Max(table->subject_attnum, 0);
@@ -309,13 +302,12 @@ columns_to_read(TriggerData *td, LoggedTable *table, WriteSummary *sum, int *col
 			continue;
 		if (TRIGGER_FIRED_BY_DELETE(td->tg_event))
 			sum->columns = bms_add_member(sum->columns, i + 1);
-		else if (updatable == NULL || bms_is_member(i + 1, updatable))
+		else if (updated == NULL || bms_is_member(i + 1 - FirstLowInvalidHeapAttributeNumber, updated))
 		{
 			cols[n++] = i;
 			*deform = Max(*deform, i + 1);
 		}
 	}
-	bms_free(updatable);
 	return n;
 }
 
