@@ -124,6 +124,13 @@ notes=$(q -d $db -c "SELECT string_agg(quote_literal(\"noteId\"), ',') FROM $W.\
 q -d $db -c "UPDATE $W.person SET \"emailsAdditionalEmails\" = '[\"Emma.Perso@Gmail.example\", \"0696944398\"]' WHERE id = '$E'" >/dev/null
 q -d $db -c "UPDATE $W.opportunity SET name = (SELECT \"nameLastName\" || ' renewal' FROM $W.person WHERE id = '$E')
               WHERE \"pointOfContactId\" = '$E'" >/dev/null
+# The access log names the columns an UPDATE changed: one of person's 52, and
+# the opportunity's name with the search vector generated from it.
+q -d $db -c "SELECT gdpr.flush_access_log()" >/dev/null
+check $db "Twenty: an UPDATE of one of person's columns is logged as that column" \
+  "SELECT columns = '{emailsAdditionalEmails}' FROM gdpr.access_log WHERE operation = 'UPDATE' AND tbl = '$W.person'::regclass ORDER BY id DESC LIMIT 1"
+check $db "Twenty: an UPDATE of an opportunity's name is logged with its generated search vector" \
+  "SELECT columns = '{name,searchVector}' FROM gdpr.access_log WHERE operation = 'UPDATE' AND tbl = '$W.opportunity'::regclass ORDER BY id DESC LIMIT 1"
 last=$(q -d $db -c "SELECT \"nameLastName\" FROM $W.person WHERE id = '$E'")
 mail=$(q -d $db -c "SELECT \"emailsPrimaryEmail\" FROM $W.person WHERE id = '$E'")
 check $db "Twenty: erasure of a point of contact whose opportunity is kept" \
@@ -317,6 +324,9 @@ email=$(q -d $db -c "SELECT email FROM res_partner WHERE id = $P")
 A=$(q -d $db -c "SELECT min(id) FROM res_partner WHERE NOT is_company AND active AND id <> $P")
 q -d $db -c "SELECT gdpr.grant_consent('$A', 'newsletter', 'api', '{\"client\": \"x\"}')" \
   -c "UPDATE res_partner SET active = false WHERE id = $A" >/dev/null
+q -d $db -c "SELECT gdpr.flush_access_log()" >/dev/null
+check $db "Odoo: archiving a partner is logged as a write of active alone" \
+  "SELECT columns = '{active}' FROM gdpr.access_log WHERE operation = 'UPDATE' AND tbl = 'res_partner'::regclass ORDER BY id DESC LIMIT 1"
 check $db "Odoo: an archived partner is never contactable, even with his consent" \
   "SELECT NOT '$A' IN (SELECT gdpr.contactable('newsletter')) AND '$P' IN (SELECT gdpr.contactable('newsletter'))
       AND NOT gdpr.may_process('$A', 'newsletter')"
