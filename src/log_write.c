@@ -11,8 +11,9 @@
  * crm_gdpr.log_subjects_max of them.  The transaction folds its statements'
  * records and writes them into the journal (log_write_fold.c).
  *
- * Trigger arguments: the subject column of the table ('' when the subject is
- * reached through several tables: the registry's SQL then finds it).  The
+ * Trigger argument, of the INSERT trigger only (the others find it there):
+ * the subject column of the table ('' when the subject is reached through
+ * several tables: the registry's SQL then finds it).  The
  * read hook (read_hook.c) recognises registered tables by these triggers.
  */
 #include "postgres.h"
@@ -141,8 +142,8 @@ static LoggedTable *
 logged_table(TriggerData *td)
 {
 	Relation	rel = td->tg_relation;
-	const char *subject_column = td->tg_trigger->tgnargs > 0 ? td->tg_trigger->tgargs[0] : "";
 	LoggedTable *t;
+	const char *subject_column;
 	bool		varlena;
 	MemoryContext old;
 
@@ -156,6 +157,8 @@ logged_table(TriggerData *td)
 	for (int i = 0; i < n_tables; i++)
 		if (tables[i].trigger == td->tg_trigger->tgoid)
 			return &tables[i];
+	/* The INSERT trigger's argument (the others' too, as 0.2 made them). */
+	subject_column = td->tg_trigger->tgnargs > 0 ? td->tg_trigger->tgargs[0] : crm_gdpr_log_trigger_subject_column(rel);
 	t = &tables[n_tables];
 	t->name = MemoryContextStrdup(TopMemoryContext, crm_gdpr_qualified_relname(RelationGetRelid(rel)));
 	t->subject_attnum = subject_column[0] ? SPI_fnumber(RelationGetDescr(rel), subject_column) : 0;
@@ -511,7 +514,7 @@ gdpr_log_write(PG_FUNCTION_ARGS)
 {
 	TriggerData *td = (TriggerData *) fcinfo->context;
 	LoggedTable *table;
-	WriteSummary sum = {0};
+	WriteSummary sum;
 	const char *operation;
 	bool		truncate;
 	const char *role;
@@ -522,6 +525,12 @@ gdpr_log_write(PG_FUNCTION_ARGS)
 		ereport(ERROR,
 				(errcode(ERRCODE_E_R_I_E_TRIGGER_PROTOCOL_VIOLATED),
 				 errmsg("gdpr._log_write() must be an AFTER statement trigger")));
+	/* Not "= {0}": the inline ids (half a kilobyte) are read only as far as ninline. */
+	sum.rows = 0;
+	sum.columns = NULL;
+	sum.ninline = 0;
+	sum.subjects = NULL;
+	sum.overflow = false;
 	table = logged_table(td);
 	truncate = TRIGGER_FIRED_BY_TRUNCATE(td->tg_event);
 	operation = TRIGGER_FIRED_BY_INSERT(td->tg_event) ? "INSERT" :

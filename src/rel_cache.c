@@ -30,6 +30,7 @@
 #include "utils/memutils.h"
 #include "utils/rel.h"
 
+#include "access_log.h"
 #include "read_hook.h"
 
 /* Whether relid is in the registry (gdpr.registered_tables, subject tables included). */
@@ -82,9 +83,15 @@ registered_ancestor(Oid relid, int depth)
 	return found;
 }
 
-/* The subject key column a registered table's log triggers were given ("" when unknown). */
-static const char *
-trigger_subject_column(Relation rel)
+/*
+ * The subject key column a registered table's log triggers were given (""
+ * when unknown): the INSERT trigger's argument.  Since 0.3 it is the only
+ * one that has it: PostgreSQL copies every trigger's arguments for every
+ * statement that writes the table (CopyTriggerDesc), so the other three
+ * find it here, once per backend (log_write.c).
+ */
+const char *
+crm_gdpr_log_trigger_subject_column(Relation rel)
 {
 	TriggerDesc *trigdesc = rel->trigdesc;
 
@@ -114,9 +121,9 @@ subject_column_of(Relation rel, Oid *registered_as)
 	if (!OidIsValid(ancestor))
 		return NULL;
 	if (ancestor == RelationGetRelid(rel))
-		return pstrdup(trigger_subject_column(rel));
+		return pstrdup(crm_gdpr_log_trigger_subject_column(rel));
 	arel = RelationIdGetRelation(ancestor);
-	column = pstrdup(RelationIsValid(arel) ? trigger_subject_column(arel) : "");
+	column = pstrdup(RelationIsValid(arel) ? crm_gdpr_log_trigger_subject_column(arel) : "");
 	if (RelationIsValid(arel))
 		RelationClose(arel);
 	return column;

@@ -148,6 +148,21 @@ CREATE FUNCTION gdpr._descendants(tbl regclass) RETURNS SETOF regclass
   SELECT rel::regclass FROM d
 $$;
 
+-- The UPDATE, DELETE and TRUNCATE log triggers of one table, without
+-- arguments (the INSERT trigger's is the subject column).
+CREATE FUNCTION gdpr._attach_argless_log_triggers(tbl regclass) RETURNS void
+  LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
+BEGIN
+  EXECUTE format('CREATE OR REPLACE TRIGGER gdpr_log_update AFTER UPDATE ON %s
+                    REFERENCING OLD TABLE AS gdpr_old NEW TABLE AS gdpr_new
+                    FOR EACH STATEMENT EXECUTE FUNCTION gdpr._log_write()', tbl);
+  EXECUTE format('CREATE OR REPLACE TRIGGER gdpr_log_delete AFTER DELETE ON %s REFERENCING OLD TABLE AS gdpr_old
+                    FOR EACH STATEMENT EXECUTE FUNCTION gdpr._log_write()', tbl);
+  EXECUTE format('CREATE OR REPLACE TRIGGER gdpr_log_truncate AFTER TRUNCATE ON %s
+                    FOR EACH STATEMENT EXECUTE FUNCTION gdpr._log_write()', tbl);
+END
+$$;
+
 -- The triggers on one table (a registered one, or a partition or child of
 -- it); col is the registered table's subject key column ('' when reached
 -- through other tables).
@@ -157,16 +172,13 @@ BEGIN
   PERFORM gdpr._own_ddl(true);
   -- The access log (80_access_log.sql, log_write.c): one row per statement.
   -- The UPDATE and DELETE triggers also refuse changes to a restricted
-  -- subject's rows (Art. 18, restriction.c).
+  -- subject's rows (Art. 18, restriction.c).  Only the INSERT trigger has
+  -- the subject column as its argument: PostgreSQL copies every trigger's
+  -- arguments at every statement that writes the table, the others read it
+  -- there (src/rel_cache.c).
   EXECUTE format('CREATE OR REPLACE TRIGGER gdpr_log_insert AFTER INSERT ON %s REFERENCING NEW TABLE AS gdpr_new
                     FOR EACH STATEMENT EXECUTE FUNCTION gdpr._log_write(%L)', tbl, col);
-  EXECUTE format('CREATE OR REPLACE TRIGGER gdpr_log_update AFTER UPDATE ON %s
-                    REFERENCING OLD TABLE AS gdpr_old NEW TABLE AS gdpr_new
-                    FOR EACH STATEMENT EXECUTE FUNCTION gdpr._log_write(%L)', tbl, col);
-  EXECUTE format('CREATE OR REPLACE TRIGGER gdpr_log_delete AFTER DELETE ON %s REFERENCING OLD TABLE AS gdpr_old
-                    FOR EACH STATEMENT EXECUTE FUNCTION gdpr._log_write(%L)', tbl, col);
-  EXECUTE format('CREATE OR REPLACE TRIGGER gdpr_log_truncate AFTER TRUNCATE ON %s
-                    FOR EACH STATEMENT EXECUTE FUNCTION gdpr._log_write(%L)', tbl, col);
+  PERFORM gdpr._attach_argless_log_triggers(tbl);
   -- Subjects who leave (76_departures.sql) and contact points that come back (77_suppression.sql).
   PERFORM gdpr._attach_subject_triggers(tbl);
   -- Restriction stops reads (Art. 18, restriction_reads.c).

@@ -2,7 +2,7 @@
 -- Reads are queued in shared memory; gdpr.flush_access_log() writes them here
 -- (the log writer only serves crm_gdpr.database).
 BEGIN;
-SELECT plan(113);
+SELECT plan(114);
 
 \set QUIET on
 SET client_min_messages = warning;
@@ -31,6 +31,9 @@ SELECT set_eq($$SELECT tgname::text FROM pg_trigger WHERE tgrelid = 'crm.interac
               'registering a table attaches the four log triggers');
 SELECT is((SELECT tgargs FROM pg_trigger WHERE tgrelid = 'crm.interactions'::regclass AND tgname = 'gdpr_log_insert'),
           '\x636f6e746163745f696400'::bytea, 'their argument is the subject key column (contact_id)');
+SELECT is((SELECT array_agg(tgname::text ORDER BY tgname) FROM pg_trigger
+            WHERE tgrelid = 'crm.interactions'::regclass AND tgname LIKE 'gdpr_log_%' AND tgnargs > 0),
+          ARRAY['gdpr_log_insert'], 'only the INSERT trigger has it: PostgreSQL copies every argument at every write');
 
 ------------------------------------------------------------------- writes
 SET crm_gdpr.purpose = 'customer_management';
