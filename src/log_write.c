@@ -107,6 +107,10 @@ typedef struct LoggedTable
 	/* The last statement's columns and their names, joined: most repeat. */
 	Bitmapset  *columns;
 	char	   *joined;
+	/* The columns not dropped: 0-based, and as attribute numbers. */
+	int		   *live;
+	int			nlive;
+	Bitmapset  *live_set;
 } LoggedTable;
 
 static LoggedTable tables[TABLE_CACHE_SIZE];
@@ -133,6 +137,8 @@ forget_table(LoggedTable *t)
 	bms_free(t->columns);
 	if (t->joined)
 		pfree(t->joined);
+	pfree(t->live);
+	bms_free(t->live_set);
 	ExecDropSingleTupleTableSlot(t->slot);
 	ExecDropSingleTupleTableSlot(t->old_slot);
 	FreeTupleDesc(t->desc);
@@ -178,6 +184,15 @@ logged_table(TriggerData *td)
 	t->old_slot = MakeSingleTupleTableSlot(t->desc, &TTSOpsMinimalTuple);
 	t->columns = NULL;
 	t->joined = NULL;
+	t->live = palloc(sizeof(int) * Max(t->desc->natts, 1));
+	t->nlive = 0;
+	t->live_set = NULL;
+	for (int i = 0; i < t->desc->natts; i++)
+		if (!TupleDescAttr(t->desc, i)->attisdropped)
+		{
+			t->live[t->nlive++] = i;
+			t->live_set = bms_add_member(t->live_set, i + 1);
+		}
 	MemoryContextSwitchTo(old);
 	t->trigger = td->tg_trigger->tgoid;
 	t->relid = RelationGetRelid(rel);
@@ -297,20 +312,29 @@ columns_to_read(TriggerData *td, LoggedTable *table, WriteSummary *sum, int *col
 	TupleDesc	desc = table->desc;
 	const Bitmapset *updated = TRIGGER_FIRED_BY_UPDATE(td->tg_event) && only_updated_columns(td) ? td->tg_updatedcols : NULL;
 	int			n = 0;
+	int			m = -1;
 
 	*deform = Max(table->subject_attnum, 0);
-	for (int i = 0; i < desc->natts; i++)
+	if (TRIGGER_FIRED_BY_DELETE(td->tg_event))
 	{
-		if (TupleDescAttr(desc, i)->attisdropped)
-			continue;
-		if (TRIGGER_FIRED_BY_DELETE(td->tg_event))
-			sum->columns = bms_add_member(sum->columns, i + 1);
-		else if (updated == NULL || bms_is_member(i + 1 - FirstLowInvalidHeapAttributeNumber, updated))
-		{
-			cols[n++] = i;
-			*deform = Max(*deform, i + 1);
-		}
+		sum->columns = bms_add_members(sum->columns, table->live_set);
+		return 0;
 	}
+	if (updated == NULL)
+	{
+		memcpy(cols, table->live, sizeof(int) * table->nlive);
+		n = table->nlive;
+	}
+	else
+		while ((m = bms_next_member(updated, m)) >= 0)
+		{
+			int			attnum = m + FirstLowInvalidHeapAttributeNumber;
+
+			if (attnum > 0 && attnum <= desc->natts && !TupleDescAttr(desc, attnum - 1)->attisdropped)
+				cols[n++] = attnum - 1;
+		}
+	if (n > 0)
+		*deform = Max(*deform, cols[n - 1] + 1);
 	return n;
 }
 
