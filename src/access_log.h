@@ -91,8 +91,8 @@ extern void crm_gdpr_log_queue_discard(Oid dboid);
 extern void crm_gdpr_fill_log_record(LogRecord *rec, const char *operation, Oid relid);
 /* rel_cache.c: the registered table a partition or inheritance child belongs to (or relid) */
 extern Oid	crm_gdpr_registered_as(Oid relid);
-/* rel_cache.c: the subject key column the log triggers of a table were given */
-extern const char *crm_gdpr_log_trigger_subject_column(Relation rel);
+/* rel_cache.c: whether rel is registered (itself or by a parent), its subject key column ("" when unknown) */
+extern const char *crm_gdpr_registered_subject_column(Relation rel);
 extern void crm_gdpr_fill_log_record_as(LogRecord *rec, const char *operation, Oid relid, const char *role,
 										const char *session_role);
 extern void crm_gdpr_send_log_record(const LogRecord *rec);

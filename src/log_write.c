@@ -83,8 +83,8 @@ typedef struct WriteSummary
 /*
  * What a log trigger needs of its table, statement after statement: the
  * table's quoted name, its subject column and that column's output function.
- * Per trigger (the subject column is its argument), forgotten at any change
- * of a table, as is the journal's oid.
+ * Per trigger (0.2's triggers each have the subject column as argument),
+ * forgotten at any change of a table, as is the journal's oid.
  */
 #define TABLE_CACHE_SIZE 32
 
@@ -163,8 +163,13 @@ logged_table(TriggerData *td)
 	for (int i = 0; i < n_tables; i++)
 		if (tables[i].trigger == td->tg_trigger->tgoid)
 			return &tables[i];
-	/* The INSERT trigger's argument (the others' too, as 0.2 made them). */
-	subject_column = td->tg_trigger->tgnargs > 0 ? td->tg_trigger->tgargs[0] : crm_gdpr_log_trigger_subject_column(rel);
+	/*
+	 * The INSERT trigger's argument (the others' too, as 0.2 made them), on
+	 * this table or on the registered table it belongs to.
+	 */
+	subject_column = td->tg_trigger->tgnargs > 0 ? td->tg_trigger->tgargs[0] : crm_gdpr_registered_subject_column(rel);
+	if (subject_column == NULL)
+		subject_column = "";
 	t = &tables[n_tables];
 	t->name = MemoryContextStrdup(TopMemoryContext, crm_gdpr_qualified_relname(RelationGetRelid(rel)));
 	t->subject_attnum = subject_column[0] ? SPI_fnumber(RelationGetDescr(rel), subject_column) : 0;

@@ -53,6 +53,7 @@
 #include "utils/rel.h"
 
 #include "crm_gdpr.h"
+#include "access_log.h"
 #include "read_hook.h"
 #include "settings.h"
 

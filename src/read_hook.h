@@ -134,7 +134,6 @@ typedef struct RelInfo
 
 extern const RelInfo *crm_gdpr_rel_info(Oid relid);
 extern void crm_gdpr_read_links(Relation rel, Oid registered_as, RelInfo *e);
-extern const char *crm_gdpr_registered_subject_column(Relation rel);
 extern void crm_gdpr_column_list(Relation rel, Bitmapset *selected, char *out);
 extern void crm_gdpr_cached_column_list(Oid relid, Bitmapset *selected, char *out);
 

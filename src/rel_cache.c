@@ -6,7 +6,7 @@
  * read opens nothing once a relation is known.  A relation is registered
  * when the registry (gdpr.registered_tables) holds it, or one of the tables
  * it is a partition or inheritance child of, present or future; its subject
- * key column is the argument of the registered table's log triggers
+ * key column is the argument of the registered table's INSERT log trigger
  * (register_table and unregister_table add and drop them, which
  * invalidates the relation).  A relcache invalidation of one relation (a
  * rename, a trigger added) forgets what is cached about that relation, or
@@ -84,14 +84,31 @@ registered_ancestor(Oid relid, int depth)
 }
 
 /*
+ * Whether a trigger calls the extension's gdpr._log_write(): anyone may name
+ * a trigger of his own gdpr_log_insert (the DDL guard refuses it on a
+ * registered table, 20_schema_sync.sql).
+ */
+static bool
+calls_log_write(Oid fn)
+{
+	char	   *name = get_func_name(fn);
+	bool		ours = name != NULL && strcmp(name, "_log_write") == 0 &&
+		get_func_namespace(fn) == get_namespace_oid("gdpr", true);
+
+	if (name)
+		pfree(name);
+	return ours;
+}
+
+/*
  * The subject key column a registered table's log triggers were given (""
  * when unknown): the INSERT trigger's argument.  Since 0.3 it is the only
  * one that has it: PostgreSQL copies every trigger's arguments for every
  * statement that writes the table (CopyTriggerDesc), so the other three
  * find it here, once per backend (log_write.c).
  */
-const char *
-crm_gdpr_log_trigger_subject_column(Relation rel)
+static const char *
+log_trigger_subject_column(Relation rel)
 {
 	TriggerDesc *trigdesc = rel->trigdesc;
 
@@ -99,7 +116,7 @@ crm_gdpr_log_trigger_subject_column(Relation rel)
 	{
 		Trigger    *t = &trigdesc->triggers[i];
 
-		if (strcmp(t->tgname, LOG_TRIGGER_PREFIX "insert") == 0)
+		if (strcmp(t->tgname, LOG_TRIGGER_PREFIX "insert") == 0 && calls_log_write(t->tgfoid))
 			return t->tgnargs > 0 ? t->tgargs[0] : "";
 	}
 	return "";
@@ -121,9 +138,9 @@ subject_column_of(Relation rel, Oid *registered_as)
 	if (!OidIsValid(ancestor))
 		return NULL;
 	if (ancestor == RelationGetRelid(rel))
-		return pstrdup(crm_gdpr_log_trigger_subject_column(rel));
+		return pstrdup(log_trigger_subject_column(rel));
 	arel = RelationIdGetRelation(ancestor);
-	column = pstrdup(RelationIsValid(arel) ? crm_gdpr_log_trigger_subject_column(arel) : "");
+	column = pstrdup(RelationIsValid(arel) ? log_trigger_subject_column(arel) : "");
 	if (RelationIsValid(arel))
 		RelationClose(arel);
 	return column;

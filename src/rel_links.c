@@ -3,7 +3,7 @@
  * for the read hook (issue 20: reads of linked tables).
  *
  * A table registered with one plain link to its subject's key has that
- * column as its log triggers' argument (rel_cache.c).  A table linked by
+ * column as its INSERT log trigger's argument (rel_cache.c).  A table linked by
  * gdpr.link_table() polymorphically (Odoo's mail_message: res_id when model
  * = 'res.partner') or by several links (a junction row such as Twenty's
  * "noteTarget", personId or companyId) has none: its links are read here

@@ -199,37 +199,40 @@ BEGIN
 END
 $$;
 
--- The access log's triggers on registered tables (and their partitions)
--- stay in place and enabled: DDL by anyone but the extension itself that
--- leaves one dropped, renamed or disabled (DISABLE TRIGGER, ENABLE REPLICA
--- TRIGGER, ALTER TRIGGER ... RENAME, DROP TRIGGER) is refused and rolled
+-- The access log's triggers on registered tables (and their partitions and
+-- children) stay in place and enabled: DDL by anyone but the extension
+-- itself that leaves one dropped, renamed, disabled or replaced (DISABLE
+-- TRIGGER, ENABLE REPLICA TRIGGER, ALTER TRIGGER ... RENAME, DROP TRIGGER,
+-- CREATE OR REPLACE TRIGGER with another function) is refused and rolled
 -- back.  The guard compares the tables whose triggers were all in place when
 -- the DDL started with the same tables at its end (so a restore, which
 -- creates triggers last, is never refused).  And DDL that makes code run on
 -- a registered table's rows (an index on an expression, a trigger, a rule, a
 -- policy) is recorded, naming the role.
 
--- The registered tables (partitions included) whose triggers are all there
--- and enabled.
--- The registered tables and their partitions (pg_partition_tree lists
--- nothing for a table that is not partitioned).
+-- The registered tables and their partitions and inheritance children, at
+-- any depth: each carries the triggers (25_triggers.sql).
 CREATE FUNCTION gdpr._registered_relations() RETURNS SETOF oid
   LANGUAGE plpgsql STABLE SET search_path = pg_catalog, pg_temp AS $$
 BEGIN
   RETURN QUERY SELECT r.tbl::oid FROM gdpr.registered_tables r
-               UNION SELECT p.relid::oid FROM gdpr.registered_tables r CROSS JOIN LATERAL pg_partition_tree(r.tbl) p;
+               UNION SELECT gdpr._descendants(r.tbl)::oid FROM gdpr.registered_tables r;
 END
 $$;
 
+-- The registered tables (partitions and children included) whose triggers
+-- are all there and enabled.
 CREATE FUNCTION gdpr._whole_tables() RETURNS oid[]
   LANGUAGE plpgsql STABLE SET search_path = pg_catalog, pg_temp AS $$
 BEGIN
-  -- The log's and the restriction's triggers, the restriction's policy
-  -- (25_triggers.sql), and on subject tables the departure and suppression
-  -- triggers (76_departures.sql).
+  -- The log's and the restriction's triggers (calling the extension's
+  -- function: the others read the subject column in the INSERT trigger's
+  -- argument), the restriction's policy (25_triggers.sql), and on subject
+  -- tables the departure and suppression triggers (76_departures.sql).
   RETURN ARRAY(SELECT t FROM gdpr._registered_relations() t
                 WHERE (SELECT count(*) FROM pg_trigger g
                         WHERE g.tgrelid = t AND g.tgname = ANY (gdpr._trigger_names())
+                          AND g.tgfoid = to_regprocedure('gdpr._log_write()')
                           AND g.tgenabled IN ('O', 'A')) = cardinality(gdpr._trigger_names())
                   AND gdpr._restriction_policy_whole(t)
                   AND (NOT EXISTS (SELECT FROM gdpr.subject_tables s WHERE s.tbl = t)
@@ -299,7 +302,7 @@ END
 $$;
 
 CREATE EVENT TRIGGER crm_gdpr_guard_start ON ddl_command_start
-  WHEN TAG IN ('ALTER TABLE', 'ALTER TRIGGER', 'DROP TRIGGER', 'ALTER POLICY', 'DROP POLICY')
+  WHEN TAG IN ('ALTER TABLE', 'ALTER TRIGGER', 'DROP TRIGGER', 'CREATE TRIGGER', 'ALTER POLICY', 'DROP POLICY')
   EXECUTE FUNCTION gdpr._guard_ddl_start();
 CREATE EVENT TRIGGER crm_gdpr_guard_end ON ddl_command_end
   WHEN TAG IN ('ALTER TABLE', 'ALTER TRIGGER', 'DROP TRIGGER', 'CREATE TRIGGER', 'CREATE INDEX', 'CREATE RULE',

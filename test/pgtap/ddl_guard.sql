@@ -3,7 +3,7 @@
 -- by anyone but the extension, and DDL that can make code run on a registered
 -- table's rows is recorded.  ALTER TABLE on other tables is untouched.
 BEGIN;
-SELECT plan(16);
+SELECT plan(20);
 
 \set QUIET on
 SET client_min_messages = warning;
@@ -31,6 +31,21 @@ SELECT is((SELECT count(*) FROM pg_trigger WHERE tgrelid = 'crm.contacts'::regcl
             AND tgname <> 'gdpr_subject_departed'
             AND tgenabled = 'O'), 4::bigint, 'the four triggers are all there and enabled');
 
+-- The UPDATE, DELETE and TRUNCATE triggers read the subject column in the
+-- INSERT trigger's argument: one of the owner's own under that name would
+-- steer what they log.
+CREATE FUNCTION crm.nothing() RETURNS trigger LANGUAGE plpgsql AS $$BEGIN RETURN NULL; END$$;
+SELECT throws_ok($$CREATE OR REPLACE TRIGGER gdpr_log_insert AFTER INSERT ON crm.contacts
+                    FOR EACH STATEMENT EXECUTE FUNCTION crm.nothing('email')$$, '42501', NULL,
+                 'nor replace one with a trigger of his own under its name');
+-- An inheritance child of a registered table carries the triggers too, guarded as the table's.
+CREATE TABLE crm.contacts_archive () INHERITS (crm.contacts);
+SELECT is((SELECT count(*) FROM pg_trigger WHERE tgrelid = 'crm.contacts_archive'::regclass AND tgname LIKE 'gdpr\_log\_%'),
+          4::bigint, 'a child table he makes gets the log triggers');
+SELECT throws_ok($$DROP TRIGGER gdpr_log_insert ON crm.contacts_archive$$, '42501', NULL,
+                 'nor drop those of an inheritance child');
+SELECT throws_ok($$ALTER TABLE crm.contacts_archive DISABLE TRIGGER gdpr_log_update$$, '42501', NULL,
+                 'nor disable them');
 SELECT lives_ok($$ALTER TABLE crm.companies DISABLE TRIGGER USER; ALTER TABLE crm.companies ENABLE TRIGGER USER$$,
                 'an unregistered table is none of the extension''s business');
 SELECT lives_ok($$CREATE INDEX contacts_lower_email ON crm.contacts (crm.lower_email(email))$$,

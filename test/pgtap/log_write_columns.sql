@@ -6,7 +6,7 @@
 -- node's columns only), MERGE, ON CONFLICT, views, and a column added with
 -- a default after the row was written (its value is the "missing" one).
 BEGIN;
-SELECT plan(6);
+SELECT plan(9);
 
 \set QUIET on
 SET client_min_messages = warning;
@@ -55,6 +55,20 @@ ALTER TABLE crm.contacts ADD COLUMN tier int DEFAULT 5;
 UPDATE crm.contacts SET tier = tier WHERE id = :c1;
 SELECT is((pg_temp.last('UPDATE')).columns, NULL, 'SET tier = tier on a row older than the column changes nothing');
 ALTER TABLE crm.contacts DROP COLUMN tier;
+
+-- Partitions' and children's UPDATE and DELETE triggers have no argument
+-- (only the INSERT trigger carries the subject column): they find it.
+CREATE TABLE crm.contacts_archive () INHERITS (crm.contacts);
+INSERT INTO crm.contacts_archive (id, last_name) VALUES (-7, 'archived');
+UPDATE crm.contacts_archive SET city = 'a' || random() WHERE id = -7;
+SELECT is((pg_temp.last('UPDATE')).subject_keys, ARRAY[gdpr._log_subject_key('-7')],
+          'an UPDATE of an inheritance child names its subject');
+UPDATE crm.contacts SET city = 'b' || random() WHERE id = -7;
+SELECT is((pg_temp.last('UPDATE')).subject_keys, ARRAY[gdpr._log_subject_key('-7')],
+          'through its parent too');
+DELETE FROM crm.contacts_archive WHERE id = -7;
+SELECT is((pg_temp.last('DELETE')).subject_keys, ARRAY[gdpr._log_subject_key('-7')],
+          'a DELETE of an inheritance child names its subject');
 
 SELECT * FROM finish();
 ROLLBACK;

@@ -193,12 +193,14 @@ $$;
 CREATE OR REPLACE FUNCTION gdpr._whole_tables() RETURNS oid[]
   LANGUAGE plpgsql STABLE SET search_path = pg_catalog, pg_temp AS $$
 BEGIN
-  -- The log's and the restriction's triggers, the restriction's policy
-  -- (25_triggers.sql), and on subject tables the departure and suppression
-  -- triggers (76_departures.sql).
+  -- The log's and the restriction's triggers (calling the extension's
+  -- function: the others read the subject column in the INSERT trigger's
+  -- argument), the restriction's policy (25_triggers.sql), and on subject
+  -- tables the departure and suppression triggers (76_departures.sql).
   RETURN ARRAY(SELECT t FROM gdpr._registered_relations() t
                 WHERE (SELECT count(*) FROM pg_trigger g
                         WHERE g.tgrelid = t AND g.tgname = ANY (gdpr._trigger_names())
+                          AND g.tgfoid = to_regprocedure('gdpr._log_write()')
                           AND g.tgenabled IN ('O', 'A')) = cardinality(gdpr._trigger_names())
                   AND gdpr._restriction_policy_whole(t)
                   AND (NOT EXISTS (SELECT FROM gdpr.subject_tables s WHERE s.tbl = t)
@@ -256,7 +258,7 @@ $$;
 DROP EVENT TRIGGER crm_gdpr_guard_start;
 DROP EVENT TRIGGER crm_gdpr_guard_end;
 CREATE EVENT TRIGGER crm_gdpr_guard_start ON ddl_command_start
-  WHEN TAG IN ('ALTER TABLE', 'ALTER TRIGGER', 'DROP TRIGGER', 'ALTER POLICY', 'DROP POLICY')
+  WHEN TAG IN ('ALTER TABLE', 'ALTER TRIGGER', 'DROP TRIGGER', 'CREATE TRIGGER', 'ALTER POLICY', 'DROP POLICY')
   EXECUTE FUNCTION gdpr._guard_ddl_start();
 CREATE EVENT TRIGGER crm_gdpr_guard_end ON ddl_command_end
   WHEN TAG IN ('ALTER TABLE', 'ALTER TRIGGER', 'DROP TRIGGER', 'CREATE TRIGGER', 'CREATE INDEX', 'CREATE RULE',
