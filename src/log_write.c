@@ -394,8 +394,11 @@ summarise(TriggerData *td, LoggedTable *table, WriteSummary *sum)
 		}
 		if (table->subject_attnum > 0)
 		{
+			int			s = table->subject_attnum - 1;
+
 			note_written_subject(sum, slot, table);
-			if (is_update)
+			/* The old row's subject, unless it is the new row's (most UPDATEs). */
+			if (is_update && !same_value(slot, old_slot, TupleDescAttr(desc, s), s))
 				note_written_subject(sum, old_slot, table);
 		}
 	}

@@ -367,6 +367,49 @@ fold_max(void)
 	return crm_gdpr_journal_columns() == J_COUNT ? LOG_FOLD_MAX : 1;
 }
 
+/*
+ * The hashes of the last identities folded.  A transaction's statements are
+ * mostly those of the transactions before it (the same prepared statements,
+ * role and application), so comparing the identity with a few recent ones
+ * finds the hash that hashing its hundred-odd bytes again would give (a
+ * mismatch differs in the first bytes: the table, the query id).
+ */
+#define HASH_MEMO 4
+
+typedef struct HashMemo
+{
+	char	   *identity;		/* in TopMemoryContext */
+	int			len;			/* 0: empty */
+	int			room;
+	uint32		hash;
+} HashMemo;
+
+static HashMemo hash_memo[HASH_MEMO];
+static int	hash_memo_next = 0;
+
+static uint32
+identity_hash(const char *identity, int len)
+{
+	HashMemo   *m;
+
+	for (int i = 0; i < HASH_MEMO; i++)
+		if (hash_memo[i].len == len && memcmp(hash_memo[i].identity, identity, len) == 0)
+			return hash_memo[i].hash;
+	m = &hash_memo[hash_memo_next];
+	hash_memo_next = (hash_memo_next + 1) % HASH_MEMO;
+	if (m->room < len)
+	{
+		if (m->identity)
+			pfree(m->identity);
+		m->identity = MemoryContextAlloc(TopMemoryContext, len);
+		m->room = len;
+	}
+	memcpy(m->identity, identity, len);
+	m->len = len;
+	m->hash = log_fold_hash(identity, len);
+	return m->hash;
+}
+
 void
 crm_gdpr_write_fold_add(const WriteStatement *st)
 {
@@ -385,7 +428,7 @@ crm_gdpr_write_fold_add(const WriteStatement *st)
 		pending = log_fold_table_create(fold_cxt, LOG_FOLD_MAX, 0);
 	pending->max_subjects = Max(crm_gdpr_log_subjects_max, LOG_FOLD_MAX);
 	statement_identity(st, subid, &scratch);
-	hash = log_fold_hash(scratch.data, scratch.len);
+	hash = identity_hash(scratch.data, scratch.len);
 	level = current_level(subid);
 	f = log_fold_find_hashed(pending, hash, scratch.data, scratch.len);
 	if (f != NULL && f->times > 0 && (f->times >= fold_max() || !log_fold_fits(pending, f, 1, st->nids)))

@@ -6,7 +6,7 @@
 -- node's columns only), MERGE, ON CONFLICT, views, and a column added with
 -- a default after the row was written (its value is the "missing" one).
 BEGIN;
-SELECT plan(9);
+SELECT plan(11);
 
 \set QUIET on
 SET client_min_messages = warning;
@@ -69,6 +69,17 @@ SELECT is((pg_temp.last('UPDATE')).subject_keys, ARRAY[gdpr._log_subject_key('-7
 DELETE FROM crm.contacts_archive WHERE id = -7;
 SELECT is((pg_temp.last('DELETE')).subject_keys, ARRAY[gdpr._log_subject_key('-7')],
           'a DELETE of an inheritance child names its subject');
+
+-- An UPDATE names the old row's subject only when it is not the new row's:
+-- a row moved from one subject to another names both.
+SELECT min(id) AS i1 FROM crm.interactions WHERE contact_id = :c1 \gset
+UPDATE crm.interactions SET contact_id = :c2 WHERE id = :i1;
+SELECT is((SELECT array_agg(k ORDER BY k) FROM unnest((pg_temp.last('UPDATE')).subject_keys) k),
+          (SELECT array_agg(k ORDER BY k) FROM unnest(ARRAY[gdpr._log_subject_key(:'c1'), gdpr._log_subject_key(:'c2')]) k),
+          'an UPDATE moving a row from one subject to another names both');
+UPDATE crm.interactions SET summary = 's' || random() WHERE id = :i1;
+SELECT is((pg_temp.last('UPDATE')).subject_keys, ARRAY[gdpr._log_subject_key(:'c2')],
+          'an UPDATE that keeps the subject names him once');
 
 SELECT * FROM finish();
 ROLLBACK;
