@@ -67,3 +67,13 @@ bench_crm_app() {
     "INSERT INTO crm.interactions (contact_id, kind, summary, occurred_at) VALUES (:id, 'call', 'bench', now());" \
     'END;' > "$bench_top/write.sql"
 }
+# median: the median of the numbers on stdin (separated by spaces or lines).
+median() { tr ' ' '\n' | grep -v '^$' | sort -n | awk '{ a[NR] = $1 } END { print a[int((NR + 1) / 2)] }'; }
+# bench_drained DB: wait (30 s at most) until DB's log writer has written what is
+# queued and journaled, so that it does not run during the next configuration.
+bench_drained() {
+  for _ in $(seq 1 300); do
+    [ "$(psql -X -At -d "$1" -c "SELECT queued = 0 AND journal_rows = 0 FROM gdpr.access_log_status")" = t ] && return
+    sleep 0.1
+  done
+}

@@ -41,13 +41,7 @@ tps() {  # tps DB SCRIPT
 }
 # After a logged run, wait until the log writer has written what is queued
 # and journaled, so that it does not run during the next configuration.
-drained() {
-  for _ in $(seq 1 300); do
-    [ "$(psql -X -At -d logged -c "SELECT queued = 0 AND journal_rows = 0 FROM gdpr.access_log_status")" = t ] && return
-    sleep 0.1
-  done
-}
-median() { tr ' ' '\n' | grep -v '^$' | sort -n | awk '{ a[NR] = $1 } END { print a[int((NR + 1) / 2)] }'; }
+drained() { bench_drained logged; }
 # The plain baseline alone moves by 5 to 10 % from one 10-second run to the
 # next on a small machine, most of it drift that the runs of one round share.
 # So each round's ratio is taken against the plain run of the same round, and

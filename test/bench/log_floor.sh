@@ -44,13 +44,7 @@ tps() {  # tps DB: the write workload, from a checkpoint (see log.sh)
   pgbench -n -M prepared -U bench_app -c "$CLIENTS" -j "$CLIENTS" -T "$T" -D n="$n" -f "$bench_top/write.sql" "$1" 2>&1 |
     sed -n 's/^tps = \([0-9.]*\) .*/\1/p'
 }
-drained() {
-  for _ in $(seq 1 300); do
-    [ "$(psql -X -At -d logged -c "SELECT queued = 0 AND journal_rows = 0 FROM gdpr.access_log_status")" = t ] && return
-    sleep 0.1
-  done
-}
-median() { tr ' ' '\n' | grep -v '^$' | sort -n | awk '{ a[NR] = $1 } END { print a[int((NR + 1) / 2)] }'; }
+drained() { bench_drained logged; }
 declare -A runs ratios
 for i in $(seq 1 "$ROUNDS"); do
   order="plain floor logged"

@@ -49,7 +49,6 @@ run() {
   psql -X -At -d "$1" -c '\timing on' -c "SELECT public.inserts($2, $3)" |
     awk '/^Time:/ { ms = $2 } /^[0-9]+$/ { mem = $1 } END { print ms, mem }'
 }
-median() { tr ' ' '\n' | grep -v '^$' | sort -n | awk '{ a[NR] = $1 } END { print a[int((NR + 1) / 2)] }'; }
 declare -A ms mem ratios
 for w in many savepoints; do
   n=$MANY; sp=false

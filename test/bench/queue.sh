@@ -64,7 +64,6 @@ drained() {
   done
 }
 logged() { psql -X -At -d victim -c "SELECT coalesce(sum(times), 0) FROM gdpr.access_log WHERE application_name = '$1'"; }
-median() { tr ' ' '\n' | grep -v '^$' | sort -n | awk '{ a[NR] = $1 } END { print a[int((NR + 1) / 2)] }'; }
 
 declare -A runs=() ratios=()
 lost=0 reads=0
