@@ -104,11 +104,56 @@ read_identity(const PackedRecord *r, StringInfo buf)
 	appendBinaryStringInfo(buf, r->strings, r->subjects_at);
 }
 
+/*
+ * Whether two records have the same identity (read_identity's bytes), read
+ * in place: the reads a take folds come from a few backends at a time, each
+ * repeating its statements, so most records are the twin of one a few
+ * records back, found without building and hashing their identity again.
+ */
+static bool
+same_identity(const PackedRecord *a, const PackedRecord *b)
+{
+	const LogRecord *x = PACKED_FIELDS(a);
+	const LogRecord *y = PACKED_FIELDS(b);
+
+	return x->dbid == y->dbid && x->relid == y->relid && x->pid == y->pid &&
+		x->query_id == y->query_id && a->subjects_at == b->subjects_at &&
+		memcmp(a->strings, b->strings, a->subjects_at) == 0;
+}
+
+/*
+ * The last identities folded (a record of each and the fold it went to,
+ * by index: the folds array may move), most recent first.
+ */
+#define FOLD_MEMO 4
+typedef struct FoldMemo
+{
+	const PackedRecord *r;
+	int			fold;
+} FoldMemo;
+
+/* The fold of r's identity among the memo's (moved first), or NULL. */
+static LogFold *
+memo_find(FoldMemo *memo, LogFoldTable *t, const PackedRecord *r)
+{
+	for (int m = 0; m < FOLD_MEMO && memo[m].r != NULL; m++)
+		if (same_identity(memo[m].r, r))
+		{
+			FoldMemo	hit = memo[m];
+
+			memmove(&memo[1], &memo[0], sizeof(FoldMemo) * m);
+			memo[0] = hit;
+			return &t->folds[hit.fold];
+		}
+	return NULL;
+}
+
 /* Fold the records (oldest first) into bufs.folds. */
 static void
 fold_records(const PackedRecord **taken, int n)
 {
 	LogFoldTable *t = bufs.folds;
+	FoldMemo	memo[FOLD_MEMO] = {{0}};
 
 	log_fold_truncate(t, 0);
 	for (int i = 0; i < n; i++)
@@ -116,15 +161,31 @@ fold_records(const PackedRecord **taken, int n)
 		const PackedRecord *r = taken[i];
 		const LogRecord *nums = PACKED_FIELDS(r);
 		const char *s = r->strings + r->subjects_at;
-		LogFold    *f;
-		uint32		hash;
+		LogFold    *f = memo_find(memo, t, r);	/* if found, memo[0] */
+		bool		known = f != NULL;
 
-		read_identity(r, &bufs.identity);
-		hash = log_fold_hash(bufs.identity.data, bufs.identity.len);
-		f = log_fold_find_hashed(t, hash, bufs.identity.data, bufs.identity.len);
+		if (!known)
+		{
+			read_identity(r, &bufs.identity);
+			f = log_fold_find_hashed(t, log_fold_hash(bufs.identity.data, bufs.identity.len),
+									 bufs.identity.data, bufs.identity.len);
+			/* A new identity for the memo: the oldest one goes. */
+			memmove(&memo[1], &memo[0], sizeof(FoldMemo) * (FOLD_MEMO - 1));
+			memo[0].r = r;
+		}
 		if (f == NULL || !log_fold_fits(t, f, 1, nums->nsubjects) ||
 			log_fold_index(t, f) < t->nfolds - FOLD_LOOKBACK)
-			f = log_fold_start_hashed(t, hash, bufs.identity.data, bufs.identity.len, r);
+		{
+			if (known)
+				read_identity(r, &bufs.identity);
+			f = log_fold_start_hashed(t, log_fold_hash(bufs.identity.data, bufs.identity.len),
+									  bufs.identity.data, bufs.identity.len, r);
+		}
+		/*
+		 * The memo names the open fold of each identity: the latest started
+		 * for it (starting one closes the one before, log_fold.c).
+		 */
+		memo[0].fold = log_fold_index(t, f);
 		log_fold_count(f, nums->at, nums->at, 1, nums->rows, true, true);
 		for (int k = 0; k < nums->nsubjects; k++)
 		{
