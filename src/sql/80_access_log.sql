@@ -626,14 +626,6 @@ BEGIN
     END;
   END LOOP;
 
-  -- Months that are over get their subject indexes (a month of 0.2 its index on the keys, once).
-  FOR p IN SELECT m.part FROM gdpr._log_months() m
-            WHERE m.month_end <= now()
-              AND NOT EXISTS (SELECT FROM pg_index x JOIN pg_class xc ON xc.oid = x.indexrelid
-                               WHERE x.indrelid = m.part AND xc.relname = m.relname || '_subject_keys') LOOP
-    PERFORM gdpr._log_index_month(p.part);
-  END LOOP;
-
   cutoff := date_trunc('month', (now() - gdpr.setting('access_log_keep')::interval) AT TIME ZONE 'UTC')
             AT TIME ZONE 'UTC';
   IF gdpr._log_keyed_hash('\x') IS NULL THEN
@@ -652,6 +644,47 @@ BEGIN
   END IF;
   PERFORM gdpr._allow_log_maintenance(false);   -- the door closes with the maintenance
   RETURN removed + n;
+END
+$$;
+
+-- The months over for a day that lack their subject indexes.  The log
+-- writer's maintenance asks, and starts a worker of its own to build them
+-- (log_indexer.c): a month's GIN index takes minutes to hours, during which
+-- the log writer, had it built it, wrote nothing and the queue of reads
+-- filled.  A day after the month: CREATE INDEX keeps rows out of the
+-- partition while it runs, and a month's last rows (a read at 23:59:59
+-- written a second later, a long transaction's statements) arrive after
+-- its end.
+CREATE FUNCTION gdpr._log_months_to_index() RETURNS SETOF regclass
+  LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp
+BEGIN ATOMIC
+  SELECT m.part FROM gdpr._log_months() m
+   WHERE m.month_end <= now() - interval '1 day'
+     AND NOT EXISTS (SELECT FROM pg_index x JOIN pg_class xc ON xc.oid = x.indexrelid
+                      WHERE x.indrelid = m.part AND xc.relname = m.relname || '_subject_keys')
+   ORDER BY m.month_end;
+END;
+
+-- Build them (a month of 0.2 its index on the keys, once), one month after
+-- the other; a month another session is indexing is left to it (its lock,
+-- which inserts into that month wait for as they would for the index).
+-- Returns how many months it indexed.
+CREATE FUNCTION gdpr._log_index_months() RETURNS integer
+  LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+  part regclass;
+  n integer := 0;
+BEGIN
+  FOR part IN SELECT gdpr._log_months_to_index() LOOP
+    BEGIN
+      EXECUTE format('LOCK TABLE %s IN SHARE ROW EXCLUSIVE MODE NOWAIT', part);
+      PERFORM gdpr._log_index_month(part);
+      n := n + 1;
+    EXCEPTION WHEN lock_not_available THEN
+      NULL;
+    END;
+  END LOOP;
+  RETURN n;
 END
 $$;
 
