@@ -9,9 +9,9 @@
  * writes the journal's writes and the queued reads (at once again while the
  * queue stays a quarter full); every crm_gdpr.log_seal_interval it seals the
  * settled rows into the next block; every hour it creates the coming month
- * partitions, applies the log's retention and starts the log indexer for
- * the months over that lack their index (log_indexer.c: a build takes too
- * long for the read queue to wait).  Each step is a transaction of
+ * partitions and starts the log maintenance worker for whole months to
+ * index or drop (log_months.c: both take too long for the read queue to
+ * wait).  Each step is a transaction of
  * its own.  Only this process seals, so the chain has one writer (the SQL
  * locks gdpr.access_log_seals as well, for manual calls).
  */
@@ -241,9 +241,10 @@ crm_gdpr_log_writer_main(Datum arg)
 			if (due(&last_maintain, MAINTAIN_INTERVAL_MS))
 			{
 				step("crm_gdpr: access log partitions and retention", "SELECT gdpr._log_maintain()");
-				/* A month's index is built by a worker of its own (log_indexer.c). */
-				crm_gdpr_log_start_indexer(step("crm_gdpr: looking for months to index",
-												"SELECT count(*) FROM gdpr._log_months_to_index()") > 0);
+				/* Whole months are indexed and dropped by a worker of their own (log_months.c). */
+				crm_gdpr_log_start_months_worker(step("crm_gdpr: looking for months to index or drop",
+													  "SELECT (SELECT count(*) FROM gdpr._log_months_to_index()) + "
+													  "(SELECT count(*) FROM gdpr._log_months_to_drop())") > 0);
 			}
 			if (due(&last_journal, crm_gdpr_log_flush_interval))
 			{

@@ -2,7 +2,8 @@
  * workers.h — the extension's background workers: the launcher
  * (launcher.c), which starts for each database where crm_gdpr is installed
  * its purge worker (purge_worker.c) and its log writer (log_writer.c), which
- * starts the log indexer when a month waits for its index (log_indexer.c); the
+ * starts the log maintenance worker when a month waits for its index or its
+ * removal (log_months.c); the
  * table of databases they serve (db_workers.c); what they share
  * (bgworker.c).
  */
@@ -47,13 +48,13 @@ extern bool crm_gdpr_extension_ready(void);
 extern void crm_gdpr_worker_stop_unless_installed(const char *who);
 extern const char *crm_gdpr_worker_database(void);
 
-/* log_indexer.c */
-extern void crm_gdpr_log_start_indexer(bool months_waiting);
+/* log_months.c */
+extern void crm_gdpr_log_start_months_worker(bool months_waiting);
 
-/* the entry points: the launcher registered by _PG_init, the others started by it (the indexer by the log writer) */
+/* the entry points: the launcher registered by _PG_init, the others started by it (the log maintenance worker by the log writer) */
 PGDLLEXPORT extern void crm_gdpr_launcher_main(Datum arg);
 PGDLLEXPORT extern void crm_gdpr_purge_worker_main(Datum arg);
 PGDLLEXPORT extern void crm_gdpr_log_writer_main(Datum arg);
-PGDLLEXPORT extern void crm_gdpr_log_indexer_main(Datum arg);
+PGDLLEXPORT extern void crm_gdpr_log_months_main(Datum arg);
 
 #endif							/* CRM_GDPR_WORKERS_H */

@@ -5,7 +5,7 @@
 # WRITES write transactions/s (update a contact, insert an interaction), for
 # T seconds, on the sample CRM of SCALE contacts with its tables registered
 # and the log writer running in it.  Then the log is flushed, the month's
-# subject index built (as _log_maintain builds it once the month is over),
+# subject index built (as the log maintenance worker builds it once the month is over),
 # and the log's partitions measured: heap (with its TOAST) and indexes (BRIN,
 # GIN), each divided by the reads logged (sum(times) of the SELECT rows).
 # Throttled: on a busy machine the load is the same, only the latency moves.

@@ -2,7 +2,7 @@
 -- Reads are queued in shared memory; gdpr.flush_access_log() writes them here
 -- (the log writer only serves crm_gdpr.database).
 BEGIN;
-SELECT plan(114);
+SELECT plan(120);
 
 \set QUIET on
 SET client_min_messages = warning;
@@ -419,10 +419,30 @@ SELECT format('CREATE TABLE gdpr.%I PARTITION OF gdpr.access_log FOR VALUES FROM
               gdpr._log_month_name(:'old_month'), :'old_month'::timestamp AT TIME ZONE 'UTC',
               (:'old_month'::timestamp + interval '1 month') AT TIME ZONE 'UTC') \gexec
 SELECT gdpr._log_maintain() \g /dev/null
+SELECT is((SELECT array_agg(p::text) FROM gdpr._log_months_to_index() p), ARRAY['gdpr.' || gdpr._log_month_name(:'old_month')],
+          'a month that is over waits for its subject indexes; the log writer''s maintenance does not build them');
+SELECT is(gdpr._log_index_months(), 1, 'the log maintenance worker''s function builds them');
 SELECT is((SELECT count(*) FROM pg_indexes WHERE schemaname = 'gdpr'
               AND indexname IN (gdpr._log_month_name(:'old_month') || '_subjects', gdpr._log_month_name(:'old_month') || '_subject_keys')
               AND indexdef ~ 'WHERE \(subject_(keys|refs) IS NOT NULL\)'),
           2::bigint, 'a month that is over gets its subject indexes: keys, and references of rows of 0.2');
+SELECT is((SELECT count(*) FROM gdpr._log_months_to_index()), 0::bigint, 'and waits no more');
+-- A month past the log's retention (5 years here): dropped by the log
+-- maintenance worker's function, not by the log writer's maintenance.
+SELECT date_trunc('month', now() AT TIME ZONE 'UTC') - interval '6 years' AS gone_month \gset
+SELECT format('CREATE TABLE gdpr.%I PARTITION OF gdpr.access_log FOR VALUES FROM (%L) TO (%L)',
+              gdpr._log_month_name(:'gone_month'), :'gone_month'::timestamp AT TIME ZONE 'UTC',
+              (:'gone_month'::timestamp + interval '1 month') AT TIME ZONE 'UTC') \gexec
+INSERT INTO gdpr.access_log (at, operation, application_name)
+  SELECT (:'gone_month'::timestamp + interval '2 days') AT TIME ZONE 'UTC', 'SELECT', 'tap_access_log' FROM generate_series(1, 2);
+SELECT gdpr._log_maintain() \g /dev/null
+SELECT is((SELECT array_agg(p::text) FROM gdpr._log_months_to_drop() p), ARRAY['gdpr.' || gdpr._log_month_name(:'gone_month')],
+          'a month past retention waits for its removal; the log writer''s maintenance does not drop it');
+SELECT is(gdpr._log_drop_months(), 2::bigint, 'the log maintenance worker''s function drops it, with its rows');
+SELECT ok(to_regclass('gdpr.' || gdpr._log_month_name(:'gone_month')) IS NULL
+          AND EXISTS (SELECT FROM gdpr.access_log_retention
+                       WHERE what = 'partition ' || gdpr._log_month_name(:'gone_month') || ' dropped' AND row_count = 2),
+          'the month is gone and its removal recorded with its rows');
 SELECT ok(NOT EXISTS (SELECT FROM pg_indexes WHERE schemaname = 'gdpr'
                    AND indexname = gdpr._log_month_name(date_trunc('month', now() AT TIME ZONE 'UTC')) || '_subjects'),
           'the current month has none (it is scanned)');

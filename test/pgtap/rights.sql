@@ -15,7 +15,9 @@ GRANT SELECT, UPDATE, DELETE ON ALL TABLES IN SCHEMA crm TO crm_gdpr_t_admin;
 
 -------------------------------------------------------------- requests
 SELECT ok(gdpr.open_request('7', 'access') > 0, 'open an access request');
-SELECT is((SELECT due_at - received_at FROM gdpr.requests WHERE subject_id = '7'), interval '1 month',
+-- A calendar month (received 1 December, due 1 January: 31 days), not 30 days.
+SELECT is((SELECT due_at FROM gdpr.requests WHERE subject_id = '7'),
+          (SELECT received_at + interval '1 month' FROM gdpr.requests WHERE subject_id = '7'),
           'due one month after receipt');
 SELECT is((SELECT subject_found FROM gdpr.requests WHERE subject_id = '7'), true, 'the subject is known');
 SELECT gdpr.open_request('999999', 'access') AS r_unknown \gset
