@@ -43,6 +43,8 @@ J_COLUMNS, J_QUERY_ID, J_PURPOSE};
  * Rows come to a DestReceiver and are folded as they come (log_fold.c): the
  * journal of a busy second is never held in memory, only one row per fold.
  */
+#define JOURNAL_MEMO 4
+
 typedef struct JournalReceiver
 {
 	DestReceiver pub;
@@ -52,6 +54,13 @@ typedef struct JournalReceiver
 	bool		keys;			/* subjects as keys (0.3), not references (0.2) */
 	MemoryContext cxt;			/* the caller's: SPI frees its own */
 	MemoryContext row_cxt;		/* a row's unpacking and pseudonyms, reset at each row */
+	/*
+	 * The folds of the last identities of packed records, most recent first
+	 * (fold_packed_records): a backend's next transaction writes the same
+	 * statements, found here without building and hashing their identity.
+	 */
+	int			memo[JOURNAL_MEMO];
+	int			nmemo;
 } JournalReceiver;
 
 static text *
@@ -200,6 +209,7 @@ fold_journal_slot(JournalReceiver *r, TupleTableSlot *slot)
 	LogFold    *f;
 	uint32		hash;
 
+	r->nmemo = 0;				/* a 0.2 row's fold is never a record's: forget nothing by mistake */
 	journal_identity(slot, &r->identity);
 	hash = log_fold_hash(r->identity.data, r->identity.len);
 	f = log_fold_find_hashed(r->folds, hash, r->identity.data, r->identity.len);
@@ -222,6 +232,52 @@ fold_journal_slot(JournalReceiver *r, TupleTableSlot *slot)
  * row takes its columns).  A record's identity never equals a 0.2 row's
  * (journal_identity: another layout), so the two never fold together.
  */
+/* Whether f's identity is the one fold_packed_records makes of rec written by pid. */
+static bool
+record_of_fold(const LogFold *f, const JournalRecord *rec, int32 pid)
+{
+	const char *id = f->identity;
+
+	return f->identity_len == sizeof(pid) + sizeof(rec->relid) + sizeof(rec->query_id) + rec->strings_len &&
+		memcmp(id, &pid, sizeof(pid)) == 0 &&
+		memcmp(id + sizeof(pid), &rec->relid, sizeof(rec->relid)) == 0 &&
+		memcmp(id + sizeof(pid) + sizeof(rec->relid), &rec->query_id, sizeof(rec->query_id)) == 0 &&
+		memcmp(id + sizeof(pid) + sizeof(rec->relid) + sizeof(rec->query_id), rec->strings, rec->strings_len) == 0;
+}
+
+/* The memo's fold of rec's identity (moved first), or NULL. */
+static LogFold *
+memo_fold(JournalReceiver *r, const JournalRecord *rec, int32 pid)
+{
+	for (int m = 0; m < r->nmemo; m++)
+	{
+		LogFold    *f = &r->folds->folds[r->memo[m]];
+
+		if (record_of_fold(f, rec, pid))
+		{
+			int			hit = r->memo[m];
+
+			memmove(&r->memo[1], &r->memo[0], sizeof(int) * m);
+			r->memo[0] = hit;
+			return f;
+		}
+	}
+	return NULL;
+}
+
+/* f first in the memo (the oldest goes when it is new). */
+static void
+memo_put(JournalReceiver *r, LogFold *f, bool known)
+{
+	if (!known)
+	{
+		memmove(&r->memo[1], &r->memo[0], sizeof(int) * Min(r->nmemo, JOURNAL_MEMO - 1));
+		r->nmemo = Min(r->nmemo + 1, JOURNAL_MEMO);
+	}
+	/* Starting a fold closes the one before of its identity (log_fold.c): the memo follows. */
+	r->memo[0] = log_fold_index(r->folds, f);
+}
+
 static void
 fold_packed_records(JournalReceiver *r, bytea *packed, int32 pid)
 {
@@ -231,28 +287,38 @@ fold_packed_records(JournalReceiver *r, bytea *packed, int32 pid)
 	crm_gdpr_journal_reader(&rd, packed);
 	while (crm_gdpr_journal_next(&rd, &rec))
 	{
-		LogFold    *f;
-		uint32		hash;
+		LogFold    *f = memo_fold(r, &rec, pid);
+		bool		known = f != NULL;
 
-		resetStringInfo(&r->identity);
-		appendBinaryStringInfo(&r->identity, (char *) &pid, sizeof(pid));
-		appendBinaryStringInfo(&r->identity, (char *) &rec.relid, sizeof(rec.relid));
-		appendBinaryStringInfo(&r->identity, (char *) &rec.query_id, sizeof(rec.query_id));
-		appendBinaryStringInfo(&r->identity, rec.strings, rec.strings_len);
-		hash = log_fold_hash(r->identity.data, r->identity.len);
-		f = log_fold_find_hashed(r->folds, hash, r->identity.data, r->identity.len);
+		if (!known)
+		{
+			resetStringInfo(&r->identity);
+			appendBinaryStringInfo(&r->identity, (char *) &pid, sizeof(pid));
+			appendBinaryStringInfo(&r->identity, (char *) &rec.relid, sizeof(rec.relid));
+			appendBinaryStringInfo(&r->identity, (char *) &rec.query_id, sizeof(rec.query_id));
+			appendBinaryStringInfo(&r->identity, rec.strings, rec.strings_len);
+			f = log_fold_find_hashed(r->folds, log_fold_hash(r->identity.data, r->identity.len),
+									 r->identity.data, r->identity.len);
+		}
 		if (f == NULL || !log_fold_fits(r->folds, f, rec.times, 0))
 		{
 			Datum		values[J_COUNT];
 			bool		nulls[J_COUNT];
 			MemoryContext old;
 
+			if (known)
+			{
+				resetStringInfo(&r->identity);
+				appendBinaryStringInfo(&r->identity, f->identity, f->identity_len);
+			}
 			crm_gdpr_journal_values(&rec, pid, values, nulls);
 			old = MemoryContextSwitchTo(r->cxt);
-			f = log_fold_start_hashed(r->folds, hash, r->identity.data, r->identity.len,
+			f = log_fold_start_hashed(r->folds, log_fold_hash(r->identity.data, r->identity.len),
+									  r->identity.data, r->identity.len,
 									  heap_form_tuple(r->desc, values, nulls));
 			MemoryContextSwitchTo(old);
 		}
+		memo_put(r, f, known);
 		log_fold_count(f, rec.first_at, rec.times == 1 ? rec.first_at : rec.last_at, rec.times,
 					   rec.rows, rec.rows_known, rec.counted);
 		if (rec.nsubjects > 0)

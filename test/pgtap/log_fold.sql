@@ -4,7 +4,7 @@
 -- and starts another record past its bound of ids, which the log writer
 -- folds again.
 BEGIN;
-SELECT plan(13);
+SELECT plan(14);
 
 \set QUIET on
 SET client_min_messages = warning;
@@ -131,6 +131,28 @@ SELECT is((SELECT ARRAY[times, subjects] FROM journal WHERE application_name = '
 SELECT gdpr.flush_access_log() > 0 AS flushed \gset
 SELECT is((SELECT ARRAY[times, row_count, subjects, cardinality(subject_keys)] FROM mine WHERE application_name = 'tap_log_fold_ids'),
           ARRAY[3, 120, 120, 120]::bigint[], 'the log writer folds the journal rows again: one row, every person named');
+
+-- 250 subtransactions, each an INSERT and an UPDATE: 500 records in the
+-- journal, which the log writer folds by statement, 100 a row, in turn (it
+-- remembers the last statements' folds, log_journal.c).  The first three
+-- UPDATEs change the city, the others nothing: a statement of its own.
+SET application_name = 'tap_log_fold_journal_turns';
+DO $$
+BEGIN
+  FOR i IN 1..250 LOOP
+    BEGIN
+      INSERT INTO crm.interactions (contact_id, kind, summary, occurred_at)
+        VALUES (current_setting('tap.c1')::bigint + i % 4, 'call', 'fold', now());
+      UPDATE crm.contacts SET city = 'fold' WHERE id = current_setting('tap.c1')::bigint + i % 3;
+    EXCEPTION WHEN others THEN RAISE;
+    END;
+  END LOOP;
+END $$;
+SELECT gdpr.flush_access_log() > 0 AS flushed \gset
+SELECT is((SELECT array_agg(operation || ':' || times || ':' || cardinality(subject_keys) ORDER BY at, id)
+             FROM mine WHERE application_name = 'tap_log_fold_journal_turns'),
+          ARRAY['INSERT:100:4', 'UPDATE:3:3', 'UPDATE:100:3', 'INSERT:100:4', 'UPDATE:100:3', 'INSERT:50:4', 'UPDATE:47:3'],
+          'two statements in turn through the journal: 100 a row each, in the order they came');
 
 -- A savepoint's record is its own: the same statement in and out of it.
 SET application_name = 'tap_log_fold_levels';
