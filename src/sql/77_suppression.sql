@@ -161,12 +161,18 @@ CREATE FUNCTION gdpr._phone_variants(norm text, raw text) RETURNS text[]
 -- predicate on alias t with $2 as the parameter, and that parameter; NULL
 -- when the search would read a big table without an index.  E-mail: lower
 -- case (served by an index on lower(col)); phone: its digits in a table
--- under 16 MB, else the usual ways of writing it through an index on col.
+-- under 4 MB, else the usual ways of writing it through an index on col.
+-- A scan runs within an erasure (< 10 ms): 4 MB is some 20,000 contacts, read
+-- in a few milliseconds.  Each phone is first matched by LIKE against the
+-- number's digits in order with anything between them ('%6%1%2%...'), which
+-- every way of writing the number passes: the regular expressions that
+-- normalise it (2 µs a row, 20 ms for 10,000 contacts) run on those only.
 CREATE FUNCTION gdpr._duplicate_search(st regclass, col name, v text, OUT pred text, OUT param text)
   LANGUAGE plpgsql STABLE SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
-  small boolean := pg_relation_size(st) < 16 * 1024 * 1024;
+  small boolean := pg_relation_size(st) < 4 * 1024 * 1024;
   attnum smallint := (gdpr._column(st, col)).attnum;
+  digits text;
 BEGIN
   IF gdpr._contact_kind(v) = 'email' THEN
     IF small OR EXISTS (SELECT FROM pg_index i WHERE i.indrelid = st
@@ -176,8 +182,12 @@ BEGIN
     END IF;
   ELSIF gdpr._contact_kind(v) = 'phone' THEN
     IF small THEN
-      pred := format('regexp_replace(regexp_replace(t.%I::text, ''[^0-9]'', '''', ''g''), ''^0'', ''33'') = $2', col);
       param := gdpr._normalise_contact(v);
+      -- A value matches when its digits are param, or 0 then what follows
+      -- param's 33: either way they end with these.
+      digits := CASE WHEN param LIKE '33%' THEN substr(param, 3) ELSE param END;
+      pred := format('CASE WHEN t.%1$I::text LIKE %2$L THEN regexp_replace(regexp_replace(t.%1$I::text, ''[^0-9]'', '''', ''g''), ''^0'', ''33'') = $2 ELSE false END',
+                     col, '%' || array_to_string(string_to_array(digits, NULL), '%') || '%');
     ELSIF EXISTS (SELECT FROM pg_index i WHERE i.indrelid = st AND i.indkey[0] = attnum) THEN
       pred := format('t.%I::text = ANY ($2::text[])', col);
       param := gdpr._phone_variants(gdpr._normalise_contact(v), v)::text;

@@ -3,7 +3,7 @@
 -- justification of each column, subjects left without a legal basis, the
 -- suppression list enforced where data enters.
 BEGIN;
-SELECT plan(55);
+SELECT plan(57);
 
 \set QUIET on
 SET client_min_messages = warning;
@@ -170,6 +170,20 @@ INSERT INTO crm.contacts (first_name, phone) VALUES ('DupPhone', '0' || substr(r
   RETURNING id AS p3dup \gset
 SELECT ok(:'p3dup' = ANY (ARRAY(SELECT duplicate_id FROM gdpr.find_duplicates(:'p3') WHERE matched = '{phone}')),
           'and by the digits of a phone written another way');
+-- Any way of writing it (the search first matches its digits in order by
+-- LIKE, then normalises): separators of every kind are found; the same
+-- digits with one more, or one less, are not.
+SELECT regexp_replace(:'p3_phone', '[^0-9]', '', 'g') AS p3_digits \gset
+INSERT INTO crm.contacts (first_name, phone)
+  VALUES ('DupOdd', format('(+%s) %s-%s.%s/%s', substr(:'p3_digits', 1, 2), substr(:'p3_digits', 3, 1), substr(:'p3_digits', 4, 2),
+                           substr(:'p3_digits', 6, 3), substr(:'p3_digits', 9))) RETURNING id AS p3odd \gset
+INSERT INTO crm.contacts (first_name, phone) VALUES ('NotDup', :'p3_phone' || '9') RETURNING id AS p3longer \gset
+INSERT INTO crm.contacts (first_name, phone) VALUES ('NotDup2', left(:'p3_phone', -1)) RETURNING id AS p3shorter \gset
+SELECT ok(:'p3odd' = ANY (ARRAY(SELECT duplicate_id FROM gdpr.find_duplicates(:'p3') WHERE matched = '{phone}')),
+          'a phone written with brackets, dashes, dots and slashes is his');
+SELECT is(ARRAY(SELECT duplicate_id FROM gdpr.find_duplicates(:'p3') WHERE duplicate_id IN (:'p3longer', :'p3shorter')),
+          '{}'::text[], 'a number with one digit more or less is not');
+DELETE FROM crm.contacts WHERE id IN (:p3odd, :p3longer, :p3shorter);
 SELECT gdpr.erase_subject(:'d3') AS rep3 \gset
 SELECT is(jsonb_array_length((:'rep3')::jsonb -> 'duplicates'), 2, 'the erasure report lists his duplicates');
 SELECT is((SELECT count(*) FROM crm.contacts WHERE id IN (:d3dup, :d3dup2)), 2::bigint, 'and leaves them by default');
