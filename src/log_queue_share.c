@@ -258,8 +258,12 @@ reserve(DbSlot *slot)
 	credits = n;
 	credit_share = share;
 	used_since_take += n;
-	/* A quarter of the share used: the log writer should not wait for its next round. */
-	if (before + n >= share / 4 && slot->writer_latch)
+	/*
+	 * A quarter of the share used: the log writer should not wait for its
+	 * next round.  Not when it is switched off: it would reset its latch and
+	 * sleep again, a system call and a wake-up at every claim.
+	 */
+	if (before + n >= share / 4 && slot->writer_latch && crm_gdpr_enable_log_writer)
 		SetLatch(slot->writer_latch);
 	return true;
 }
