@@ -203,10 +203,13 @@ CREATE FUNCTION gdpr._link_join(l gdpr.subject_links, p text, alias text) RETURN
 -- each prefixed with prefix ('t.'), as an SQL list (a, b for a composite
 -- key; compared with IN as a row: (a, b) IN (SELECT x, y ...)).
 CREATE FUNCTION gdpr._link_cols(l gdpr.subject_links, prefix text, parent boolean) RETURNS text
-  LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp
-  RETURN (SELECT string_agg(prefix || quote_ident(c), ', ' ORDER BY i)
-            FROM unnest(CASE WHEN parent THEN l.parent_column || l.extra_parent_columns
-                             ELSE l.link_column || l.extra_link_columns END) WITH ORDINALITY x(c, i));
+  LANGUAGE plpgsql STABLE SET search_path = pg_catalog, pg_temp AS $$
+BEGIN
+  RETURN (SELECT string_agg(_link_cols.prefix || quote_ident(x.c), ', ' ORDER BY x.i)
+            FROM unnest(CASE WHEN _link_cols.parent THEN _link_cols.l.parent_column || _link_cols.l.extra_parent_columns
+                             ELSE _link_cols.l.link_column || _link_cols.l.extra_link_columns END) WITH ORDINALITY x(c, i));
+END
+$$;
 
 CREATE FUNCTION gdpr.register_subject_table(tbl regclass, id_column name) RETURNS void
   LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$

@@ -3,9 +3,12 @@
 -- A table's schema-qualified name whatever the reader's search_path, so that
 -- the register reads the same for everyone.
 CREATE FUNCTION gdpr.qualified_name(tbl regclass) RETURNS text
-  LANGUAGE sql STABLE PARALLEL SAFE SET search_path = pg_catalog, pg_temp
+  LANGUAGE plpgsql STABLE PARALLEL SAFE SET search_path = pg_catalog, pg_temp AS $$
+BEGIN
   RETURN (SELECT format('%I.%I', n.nspname, c.relname)
-            FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace WHERE c.oid = tbl);
+            FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace WHERE c.oid = qualified_name.tbl);
+END
+$$;
 COMMENT ON FUNCTION gdpr.qualified_name(regclass) IS 'schema-qualified name of a table, whatever the search_path';
 
 CREATE VIEW gdpr.personal_data AS

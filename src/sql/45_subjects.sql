@@ -33,10 +33,13 @@ $$;
 
 -- The type of the subject table's id column, as SQL text.
 CREATE FUNCTION gdpr._subject_key_type(subject_table regclass) RETURNS text
-  LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp
+  LANGUAGE plpgsql STABLE SET search_path = pg_catalog, pg_temp AS $$
+BEGIN
   RETURN (SELECT format_type(a.atttypid, a.atttypmod)
             FROM gdpr.subject_tables s JOIN pg_attribute a ON a.attrelid = s.tbl AND a.attname = s.id_column
-           WHERE s.tbl = subject_table);
+           WHERE s.tbl = _subject_key_type.subject_table);
+END
+$$;
 
 -- The subject's key value as text cast to the key's type, for dynamic SQL
 -- that must use the key's index: format('... WHERE %I = %s', id_column, this).

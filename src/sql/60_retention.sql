@@ -160,11 +160,14 @@ CREATE FUNCTION gdpr._scope_cond(pol gdpr.retention_policies, alias text) RETURN
 
 -- The hold in force on a subject, if any.
 CREATE FUNCTION gdpr._active_hold(st regclass, subject_id text) RETURNS gdpr.holds
-  LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp
+  LANGUAGE plpgsql STABLE SET search_path = pg_catalog, pg_temp AS $$
+BEGIN
   RETURN (SELECT h FROM gdpr.holds h
-           WHERE h.subject_table = st AND h.subject_id = _active_hold.subject_id AND h.released_at IS NULL
+           WHERE h.subject_table = _active_hold.st AND h.subject_id = _active_hold.subject_id AND h.released_at IS NULL
              AND (h.until IS NULL OR h.until > now())
            ORDER BY h.id LIMIT 1);
+END
+$$;
 
 -- An SQL expression giving the subject id (text) of row alias of tbl, for a
 -- table whose rows have one subject each (_single_subject).

@@ -52,9 +52,12 @@ CREATE FUNCTION gdpr._contact_ref(value text) RETURNS text
 
 -- The contact columns of a subject table.
 CREATE FUNCTION gdpr._contact_columns(st regclass) RETURNS name[]
-  LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp
+  LANGUAGE plpgsql STABLE SET search_path = pg_catalog, pg_temp AS $$
+BEGIN
   RETURN ARRAY(SELECT DISTINCT pc.col FROM gdpr.personal_columns pc
-                WHERE pc.tbl = st AND pc.category = 'contact' ORDER BY pc.col);
+                WHERE pc.tbl = _contact_columns.st AND pc.category = 'contact' ORDER BY pc.col);
+END
+$$;
 
 -- Why a suppressed contact point must stay out, for the error's hint.
 CREATE FUNCTION gdpr._suppression_reason(s gdpr.suppressions) RETURNS text
