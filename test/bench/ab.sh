@@ -13,7 +13,7 @@ A=$(cd "$1" && pwd); B=$(cd "$2" && pwd); W=${3:-select}
 ROUNDS=${ROUNDS:-6}; T=${T:-10}; SCALE=${SCALE:-100000}; CLIENTS=${CLIENTS:-2}
 cd "$(dirname "$0")/../.."
 source test/cluster.sh
-work=$(mktemp -d /tmp/crm_gdpr_ab.XXXXXX)
+work=$(mktemp -d /tmp/crm_gdpr_ab.XXXXXX); chmod 755 "$work"   # the server's user goes through it
 declare -A host data bin
 stop_all() { for x in A B; do [ -n "${data[$x]:-}" ] && cluster_as_owner "${bin[$x]}/pg_ctl" -D "${data[$x]}" -m fast -w stop >/dev/null 2>&1; done; rm -rf "$work"; }
 trap stop_all EXIT
