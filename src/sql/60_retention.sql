@@ -311,7 +311,8 @@ CREATE FUNCTION gdpr._no_anchor_cond(pol gdpr.retention_policies) RETURNS text
 -- stays until they go; composite keys compared column by column); NULL when
 -- no such table refers to pol.tbl.
 CREATE FUNCTION gdpr._unreferenced_cond(pol gdpr.retention_policies) RETURNS text
-  LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp
+  LANGUAGE plpgsql STABLE SET search_path = pg_catalog, pg_temp AS $$
+BEGIN
   RETURN CASE WHEN pol.col IS NULL AND pol.action = 'delete' THEN
     (SELECT string_agg(format('NOT EXISTS (SELECT FROM %s c WHERE %s)', c.conrelid::regclass,
                               (SELECT string_agg(format('c.%I = t.%I', ca.attname, pa.attname), ' AND ' ORDER BY k.i)
@@ -322,14 +323,19 @@ CREATE FUNCTION gdpr._unreferenced_cond(pol gdpr.retention_policies) RETURNS tex
        FROM pg_constraint c
       WHERE c.confrelid = pol.tbl AND c.contype = 'f' AND c.confdeltype IN ('a', 'r'))
   END;
+END
+$$;
 
 -- The rows policy pol may act on now: past due and, for a delete, not
 -- referred to by kept rows.  Held and restricted subjects are left out by
 -- the statement's parameter $1 (_excluded_cond).
 CREATE FUNCTION gdpr._due_cond(pol gdpr.retention_policies) RETURNS text
-  LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp
+  LANGUAGE plpgsql STABLE SET search_path = pg_catalog, pg_temp AS $$
+BEGIN
   -- Issue 23.5: subjects without a legal basis are due too (50_consent.sql).
   RETURN concat_ws(' AND ', gdpr._no_basis_due(pol, gdpr._past_due_cond(pol)), gdpr._unreferenced_cond(pol));
+END
+$$;
 
 -- Whether row t belongs to one of the subject ids of parameter $n (text[]).
 -- With none (the usual case: no hold, no restriction) the statement, planned
@@ -344,18 +350,28 @@ CREATE FUNCTION gdpr._excluded_cond(tbl regclass, n int) RETURNS text
 
 -- The subjects of subject table st that no purge may touch: under a legal
 -- hold in force, or restricted (Art. 18: his data is only stored).
+-- (PL/pgSQL, as the other functions of a purge's every batch: an SQL
+-- function with SET is parsed and planned again at each call.)
 CREATE FUNCTION gdpr._held_ids(st regclass) RETURNS text[]
-  LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp
+  LANGUAGE plpgsql STABLE SET search_path = pg_catalog, pg_temp AS $$
+BEGIN
   RETURN ARRAY(SELECT h.subject_id FROM gdpr.holds h
-                WHERE h.subject_table = st AND h.released_at IS NULL AND (h.until IS NULL OR h.until > now()));
+                WHERE h.subject_table = _held_ids.st AND h.released_at IS NULL AND (h.until IS NULL OR h.until > now()));
+END
+$$;
 CREATE FUNCTION gdpr._restricted_ids(st regclass) RETURNS text[]
-  LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
-  SELECT ARRAY(SELECT r.subject_id FROM gdpr.restrictions r WHERE r.subject_table = st AND r.lifted_at IS NULL)
+  LANGUAGE plpgsql STABLE SET search_path = pg_catalog, pg_temp AS $$
+BEGIN
+  RETURN ARRAY(SELECT r.subject_id FROM gdpr.restrictions r WHERE r.subject_table = _restricted_ids.st AND r.lifted_at IS NULL);
+END
 $$;
 CREATE FUNCTION gdpr._purge_excluded(tbl regclass) RETURNS text
-  LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp
+  LANGUAGE plpgsql STABLE SET search_path = pg_catalog, pg_temp AS $$
+BEGIN
   RETURN (SELECT (gdpr._held_ids(r.subject_table) || gdpr._restricted_ids(r.subject_table))::text
             FROM gdpr.registered_tables r WHERE r.tbl = _purge_excluded.tbl);
+END
+$$;
 
 CREATE FUNCTION gdpr._is_date_column(tbl regclass, col name) RETURNS boolean
   LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp
@@ -406,10 +422,13 @@ CREATE FUNCTION gdpr._cascade_count_sql(tbl regclass, victims text) RETURNS text
 -- CASCADE from tbl (one level, as _cascade_count_sql): around one statement,
 -- what its cascade took.
 CREATE FUNCTION gdpr._cascade_deleted(tbl regclass) RETURNS bigint
-  LANGUAGE sql VOLATILE SET search_path = pg_catalog, pg_temp AS $$
-  SELECT coalesce(sum(pg_stat_get_xact_tuples_deleted(c.conrelid)), 0)::bigint
-    FROM pg_constraint c
-   WHERE c.confrelid = tbl AND c.contype = 'f' AND c.confdeltype = 'c' AND cardinality(c.conkey) = 1;
+  LANGUAGE plpgsql VOLATILE SET search_path = pg_catalog, pg_temp AS $$
+BEGIN
+  RETURN (SELECT coalesce(sum(pg_stat_get_xact_tuples_deleted(c.conrelid)), 0)::bigint
+            FROM pg_constraint c
+           WHERE c.confrelid = _cascade_deleted.tbl AND c.contype = 'f' AND c.confdeltype = 'c'
+             AND cardinality(c.conkey) = 1);
+END
 $$;
 
 -- What one batch of a policy does, as one statement run as the table's
@@ -550,8 +569,10 @@ CREATE FUNCTION gdpr._identified_cond(tbl regclass) RETURNS text
 BEGIN
   RETURN (SELECT '(' || string_agg(CASE x.action
                     WHEN 'nullify' THEN format('t.%I IS NOT NULL', x.col)
-                    WHEN 'pseudonymise' THEN format('(t.%I IS NOT NULL AND t.%I::text !~ %L)', x.col, x.col,
-                                                    '^[A-Za-z0-9_-]{22}$')
+                    -- (the length first: a regular expression a row and column was
+                    -- most of the purge's search for the rows to anonymise)
+                    WHEN 'pseudonymise' THEN format('(t.%I IS NOT NULL AND (octet_length(t.%I::text) <> 22 OR t.%I::text !~ %L))',
+                                                    x.col, x.col, x.col, '^[A-Za-z0-9_-]{22}$')
                     ELSE format('t.%I::text <> (%s)::text', x.col, gdpr._generalise_sql(tbl, x.col, format('t.%I', x.col)))
                   END, ' OR ') || ')'
             FROM gdpr._erasure_column_actions(tbl) x WHERE x.action IS NOT NULL);
@@ -567,25 +588,27 @@ CREATE FUNCTION gdpr._purge_anonymise(run_id bigint, pol gdpr.retention_policies
   LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
   unreferenced text := gdpr._unreferenced_cond(pol);
-  identified text := gdpr._identified_cond(pol.tbl);
+  identified text;
   cond text;
   excluded text[];
   n bigint;
 BEGIN
-  IF unreferenced IS NULL OR identified IS NULL THEN
+  IF unreferenced IS NULL THEN
+    RETURN 0;             -- no kept table refers to it (its identity was not even looked up)
+  END IF;
+  identified := gdpr._identified_cond(pol.tbl);
+  IF identified IS NULL THEN
     RETURN 0;
   END IF;
   cond := format('%s AND NOT %s AND NOT (%s) AND %s', gdpr._past_due_cond(pol), gdpr._excluded_cond(pol.tbl, 1),
                  unreferenced, identified);
   excluded := ARRAY[gdpr._purge_excluded(pol.tbl)];
-  n := gdpr._owner_query(pol.tbl, format('SELECT to_jsonb(count(*)) FROM %s t WHERE %s', pol.tbl, cond),
-                         VARIADIC excluded)::bigint;
+  -- Issue 23.2: their consent proofs go as they lose their identity (76_departures.sql).
+  PERFORM gdpr._retire_consent_of_rows(pol.tbl, cond, excluded);
+  n := (gdpr._anonymise_rows(pol.tbl, cond, excluded)).n;
   IF n = 0 THEN
     RETURN 0;
   END IF;
-  -- Issue 23.2: their consent proofs go as they lose their identity (76_departures.sql).
-  PERFORM gdpr._retire_consent_of_rows(pol.tbl, cond, excluded);
-  PERFORM gdpr._anonymise_rows(pol.tbl, cond, excluded);
   UPDATE gdpr.purge_results r SET anonymised = r.anonymised + n
    WHERE r.run_id = _purge_anonymise.run_id AND r.policy_id = pol.id;
   PERFORM gdpr._log_event('PURGE', pol.tbl, NULL, n,
@@ -627,7 +650,10 @@ $$;
 -- commits each): in a subtransaction, so that a broken policy is recorded as
 -- failed and the others run.  prepared: the policy's statement, built once
 -- for all its batches.  Returns rows done, 0 when the policy is finished, -1
--- when it failed.
+-- when it failed.  A batch short of batch_size rows is the last: its search
+-- found every row due (a batch more, finding none, was some 13 ms a policy
+-- of a purge of 20,000 contacts; a row that falls due meanwhile goes at the
+-- next run).
 CREATE FUNCTION gdpr._purge_batch(run_id bigint, policy_id int, batch_size int, dry_run boolean,
                                    prepared text DEFAULT NULL) RETURNS bigint
   LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
@@ -654,17 +680,19 @@ BEGIN
     RETURN -1;
   END;
   PERFORM gdpr._purge_record(run_id, pol, r.n, r.cascaded, 1, dry_run);
-  IF r.n = 0 AND NOT dry_run AND pol.action = 'delete' THEN
-    -- Deleting is done: what kept rows still refer to loses its identity.
+  IF r.n < batch_size AND NOT dry_run AND pol.action = 'delete' THEN
+    -- Deleting is done: what kept rows still refer to loses its identity
+    -- (all of them at once: the policy is then finished).
     BEGIN
-      RETURN gdpr._purge_anonymise(run_id, pol);
+      PERFORM gdpr._purge_anonymise(run_id, pol);
+      RETURN 0;
     EXCEPTION WHEN OTHERS THEN
       UPDATE gdpr.purge_results x SET error = SQLSTATE || ': ' || SQLERRM
        WHERE x.run_id = _purge_batch.run_id AND x.policy_id = _purge_batch.policy_id;
       RETURN -1;
     END;
   END IF;
-  RETURN CASE WHEN dry_run OR pol.action = 'keep' THEN 0 ELSE r.n END;
+  RETURN CASE WHEN dry_run OR pol.action = 'keep' OR r.n < batch_size THEN 0 ELSE r.n END;
 END
 $$;
 
@@ -705,7 +733,7 @@ BEGIN
       n := n + r.n;
       cascaded := cascaded + r.cascaded;
       batches := batches + 1;
-      EXIT WHEN r.n = 0 OR dry_run OR pol.action = 'keep';
+      EXIT WHEN r.n < batch_size OR dry_run OR pol.action = 'keep';   -- a short batch is the last
     END LOOP;
     IF NOT dry_run AND pol.action = 'delete' THEN
       PERFORM gdpr._purge_anonymise(run_id, pol);
