@@ -13,6 +13,11 @@
 #
 # Everything goes to stderr except the last line: the path of pg_config.
 set -euo pipefail
+# Called from `make test PG=...`, this script inherits make's MAKELEVEL: the
+# PostgreSQL build below would take itself for a sub-make and skip generating
+# its headers (utils/errcodes.h missing: seen on a machine without a cached
+# build).  Its makes are top-level ones.
+unset MAKELEVEL MAKEFLAGS MFLAGS MAKEOVERRIDES
 major=${1:?usage: pg_build.sh MAJOR}
 CACHE=${CRM_GDPR_CACHE:-$HOME/.cache/crm_gdpr}
 here=$(cd "$(dirname "$0")" && pwd)
@@ -64,11 +69,14 @@ keyring=/usr/share/keyrings/debian-archive-keyring.gpg
 # cache (one set per suite: apt would pick the highest version among suites,
 # and a listed version is not always served), its index fetched once a run.
 # A stable point release may be served from the security archive only, so
-# that one comes first for a stable suite.
+# that one comes first for a stable suite; with a second argument "main", the
+# suite's main archive alone, for a mirror that lists a security version it
+# does not serve (apt takes the highest version listed).  (On 2026-12-01 this
+# machine's mirror served postgresql-17's files from neither: 404.)
 use_suite() {
-  local s=$1 d=$apt_dir/$1
+  local s=$1 d=$apt_dir/$1${2:+-$2}
   mkdir -p "$d/lists/partial" "$d/cache/archives/partial"
-  { [ "$s" = sid ] || [ -z "$sec" ] || echo "deb-src [signed-by=$keyring] $sec $s-security main"
+  { [ "$s" = sid ] || [ -z "$sec" ] || [ -n "${2:-}" ] || echo "deb-src [signed-by=$keyring] $sec $s-security main"
     echo "deb-src [signed-by=$keyring] $uri $s main"; } > "$d/sources.list"
   apt_opts=(-o "Dir::Etc::SourceList=$d/sources.list" -o Dir::Etc::SourceParts=/dev/null
             -o "Dir::State::Lists=$d/lists" -o "Dir::Cache=$d/cache"
@@ -86,13 +94,16 @@ use_suite() {
 fetch() {
   local pkg=$1 dir=$CACHE/src/$1 s; shift
   for s in "$@"; do
-    rm -rf "$dir"; mkdir -p "$dir"
-    use_suite "$s" || continue
-    if (cd "$dir" && apt-get "${apt_opts[@]}" -qq --download-only source "$pkg" >&2 &&
-        dpkg-source --skip-patches -x ./*.dsc unpacked >/dev/null); then
-      echo "$dir/unpacked"; return 0
-    fi
-    log "$pkg: not served from $s"
+    for only in "" main; do
+      [ -z "$only" ] || [ "$s" != sid ] || continue   # sid has no security archive
+      rm -rf "$dir"; mkdir -p "$dir"
+      use_suite "$s" $only || continue
+      if (cd "$dir" && apt-get "${apt_opts[@]}" -qq --download-only source "$pkg" >&2 &&
+          dpkg-source --skip-patches -x ./*.dsc unpacked >/dev/null); then
+        echo "$dir/unpacked"; return 0
+      fi
+      log "$pkg: not served from $s${only:+ (its main archive alone)}"
+    done
   done
   return 1
 }
