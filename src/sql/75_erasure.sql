@@ -132,18 +132,22 @@ BEGIN
                         AND a.attnum = ANY (c.conkey))
        AND a.attgenerated = ''  -- a generated column follows the columns it is computed from
   UNION ALL
-  SELECT a.attname,
-         CASE WHEN NOT a.attnotnull THEN 'nullify'
-              WHEN a.atttypid IN ('text'::regtype, 'varchar'::regtype, 'bpchar'::regtype) THEN 'pseudonymise' END
-    FROM pg_attribute a
-   WHERE a.attrelid = _erasure_column_actions.tbl AND a.attnum > 0 AND NOT a.attisdropped AND a.attgenerated = ''
-     AND NOT EXISTS (SELECT FROM gdpr.personal_columns pc WHERE pc.tbl = _erasure_column_actions.tbl AND pc.col = a.attname)
-     -- (a nullable column of a unique constraint can be cleared: NULLs are distinct)
-     AND NOT EXISTS (SELECT FROM pg_constraint c WHERE c.conrelid = a.attrelid AND a.attnum = ANY (c.conkey)
-                      AND (c.contype IN ('p', 'f') OR c.contype = 'u' AND a.attnotnull))
-     AND NOT EXISTS (SELECT FROM gdpr.subject_links l WHERE l.tbl = _erasure_column_actions.tbl
-                      AND (a.attname IN (l.link_column, l.type_column) OR a.attname = ANY (l.extra_link_columns)))
-     AND (gdpr.personal_name_hint(a.attname)).kind IS NOT NULL
+  -- The name's hint last, on the columns left (OFFSET 0 keeps the planner
+  -- from testing it first on every column: 4,343 calls in 100 erasures).
+  SELECT u.attname,
+         CASE WHEN NOT u.attnotnull THEN 'nullify'
+              WHEN u.atttypid IN ('text'::regtype, 'varchar'::regtype, 'bpchar'::regtype) THEN 'pseudonymise' END
+    FROM (SELECT a.attname, a.attnotnull, a.atttypid
+            FROM pg_attribute a
+           WHERE a.attrelid = _erasure_column_actions.tbl AND a.attnum > 0 AND NOT a.attisdropped AND a.attgenerated = ''
+             AND NOT EXISTS (SELECT FROM gdpr.personal_columns pc WHERE pc.tbl = _erasure_column_actions.tbl AND pc.col = a.attname)
+             -- (a nullable column of a unique constraint can be cleared: NULLs are distinct)
+             AND NOT EXISTS (SELECT FROM pg_constraint c WHERE c.conrelid = a.attrelid AND a.attnum = ANY (c.conkey)
+                              AND (c.contype IN ('p', 'f') OR c.contype = 'u' AND a.attnotnull))
+             AND NOT EXISTS (SELECT FROM gdpr.subject_links l WHERE l.tbl = _erasure_column_actions.tbl
+                              AND (a.attname IN (l.link_column, l.type_column) OR a.attname = ANY (l.extra_link_columns)))
+          OFFSET 0) u
+   WHERE (gdpr.personal_name_hint(u.attname)).kind IS NOT NULL
    ORDER BY 1;
 END
 $$;

@@ -298,3 +298,84 @@ BEGIN
                       HAVING count(*) > 0), '{}');
 END
 $$;
+
+-- The erasure (and the purge's anonymisation): the hint of a column's name
+-- is asked last, of the columns nobody classified that no key or link holds
+-- (was of every column first: 4,343 calls in 100 erasures, 1,387 after), and
+-- answers by tests in PL/pgSQL instead of a query (31 -> 24 us a call).
+CREATE OR REPLACE FUNCTION gdpr._erasure_column_actions(tbl regclass) RETURNS TABLE (col name, action text)
+  LANGUAGE plpgsql STABLE SET search_path = pg_catalog, pg_temp AS $$
+BEGIN
+  RETURN QUERY
+  SELECT DISTINCT ON (pc.col) pc.col,
+           CASE WHEN p.action IN ('nullify', 'pseudonymise', 'generalise') THEN p.action
+                WHEN a.atttypid IN ('text'::regtype, 'varchar'::regtype, 'bpchar'::regtype) THEN 'pseudonymise'
+                WHEN NOT a.attnotnull THEN 'nullify' END
+      FROM gdpr.personal_columns pc
+      JOIN pg_attribute a ON a.attrelid = pc.tbl AND a.attname = pc.col
+      LEFT JOIN gdpr.retention_policies p ON p.tbl = pc.tbl AND p.col = pc.col
+     WHERE pc.tbl = _erasure_column_actions.tbl
+       AND (p.action IN ('nullify', 'pseudonymise', 'generalise')
+            OR pc.category IN ('identification', 'contact', 'free_text', 'sensitive', 'financial'))
+       AND NOT EXISTS (SELECT FROM pg_constraint c WHERE c.conrelid = pc.tbl AND c.contype IN ('p', 'f', 'u')
+                        AND a.attnum = ANY (c.conkey))
+       AND a.attgenerated = ''  -- a generated column follows the columns it is computed from
+  UNION ALL
+  -- The name's hint last, on the columns left (OFFSET 0 keeps the planner
+  -- from testing it first on every column: 4,343 calls in 100 erasures).
+  SELECT u.attname,
+         CASE WHEN NOT u.attnotnull THEN 'nullify'
+              WHEN u.atttypid IN ('text'::regtype, 'varchar'::regtype, 'bpchar'::regtype) THEN 'pseudonymise' END
+    FROM (SELECT a.attname, a.attnotnull, a.atttypid
+            FROM pg_attribute a
+           WHERE a.attrelid = _erasure_column_actions.tbl AND a.attnum > 0 AND NOT a.attisdropped AND a.attgenerated = ''
+             AND NOT EXISTS (SELECT FROM gdpr.personal_columns pc WHERE pc.tbl = _erasure_column_actions.tbl AND pc.col = a.attname)
+             -- (a nullable column of a unique constraint can be cleared: NULLs are distinct)
+             AND NOT EXISTS (SELECT FROM pg_constraint c WHERE c.conrelid = a.attrelid AND a.attnum = ANY (c.conkey)
+                              AND (c.contype IN ('p', 'f') OR c.contype = 'u' AND a.attnotnull))
+             AND NOT EXISTS (SELECT FROM gdpr.subject_links l WHERE l.tbl = _erasure_column_actions.tbl
+                              AND (a.attname IN (l.link_column, l.type_column) OR a.attname = ANY (l.extra_link_columns)))
+          OFFSET 0) u
+   WHERE (gdpr.personal_name_hint(u.attname)).kind IS NOT NULL
+   ORDER BY 1;
+END
+$$;
+
+CREATE OR REPLACE FUNCTION gdpr.personal_name_hint(col name, OUT kind text, OUT category text)
+  LANGUAGE plpgsql IMMUTABLE STRICT PARALLEL SAFE SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+  w text := translate(lower(regexp_replace(col, '([a-z0-9])([A-Z])', '\1_\2', 'g')),
+                      'àâäáãåçéèêëíìîïñóòôöõúùûüýÿ', 'aaaaaaceeeeiiiinooooouuuuyy');
+BEGIN
+  -- Flags and derived states are not the data itself (email_state, is_phone...).
+  IF w ~ '^(is|has)_' OR w ~ '_(state|status|count|quality|type|mode|id|ids)$' THEN
+    RETURN;
+  END IF;
+  w := '_' || regexp_replace(w, '[^a-z0-9]+', '_', 'g') || '_';
+  -- The first that matches, in this order (tests in PL/pgSQL, no query: an
+  -- erasure asks this of every column nobody classified).
+  IF w ~ '_(iban|bic|swift|rib|acc_number|acc_holder|account_number|bank_account|card_number|cc_number)_' THEN
+    kind := 'bank'; category := 'financial';
+  ELSIF w ~ '_(ssn|nir|insee|social_security|securite_sociale|passport|passeport|national_id|id_card|carte_identite|driver_license|permis_conduire)_' THEN
+    kind := 'national_id'; category := 'identification';
+  ELSIF w ~ '_(health|sante|medical|medicale|diagnosis|diagnostic|allergy|allergie|religion|ethnicity|ethnie|disability|handicap)_' THEN
+    kind := 'health'; category := 'sensitive';
+  ELSIF w ~ '_(e_?mails?|courriels?|mails?)_' THEN
+    kind := 'email'; category := 'contact';
+  ELSIF w ~ '_(phones?|tel|telephones?|mobiles?|portables?|gsm|fax|cell|cellphone)_' THEN
+    kind := 'phone'; category := 'contact';
+  ELSIF w ~ '_(birth[a-z]*|dob|naissance|date_de_naissance)_' THEN
+    kind := 'birth'; category := 'identification';
+  ELSIF w ~ '_(ip|ipv4|ipv6|ip_address|ip_addr|remote_addr)_' THEN
+    kind := 'ip'; category := 'identification';
+  ELSIF w ~ '_(address|addresses|adresses?|street[0-9]?|rue|zip|zipcode|postcode|postal|code_postal|city|ville)_' THEN
+    kind := 'address'; category := 'contact';
+  ELSIF w ~ '_(latitude|longitude|geolocation|gps)_' THEN
+    kind := 'location'; category := 'contact';
+  ELSIF w ~ '_(names?|noms?|prenoms?|surname|firstname|lastname|fullname|displayname|nickname|maiden|sexe?|gender)_' THEN
+    kind := 'name'; category := 'identification';
+  ELSIF w ~ '_(notes?|comments?|commentaires?|remarks?|remarques?|body|memo)_' THEN
+    kind := 'notes'; category := 'free_text';
+  END IF;
+END
+$$;
