@@ -44,8 +44,6 @@ extern void crm_gdpr_log_refs_forget(void);
  */
 #define LOG_RECORD_SUBJECT_LEN NAMEDATALEN
 #define LOG_RECORD_SUBJECT_BYTES (14 * 1024)
-/* What one queue slot holds of subjects (as many as fit in it, beyond: more slots). */
-#define LOG_SLOT_SUBJECT_BYTES 320
 /* Identical write statements folded into one log row at most (reads: log_queue_take.c). */
 #define LOG_FOLD_MAX 100
 /*
@@ -74,8 +72,11 @@ typedef struct LogRecord
 	const char *table_name;		/* relid's qualified name when taken already, or NULL */
 } LogRecord;
 
-/* The strings of one queue slot: a record with more subjects takes the next slots too. */
-#define LOG_RECORD_STRINGS (12 + 4 * NAMEDATALEN + 48 + 128 + LOG_RECORD_COLUMNS + LOG_SLOT_SUBJECT_BYTES)
+/*
+ * A record's strings at their longest (its subjects may pass
+ * LOG_RECORD_SUBJECT_BYTES by one: log_record.c stops after it, not before).
+ */
+#define LOG_RECORD_STRINGS (12 + 4 * NAMEDATALEN + 48 + 128 + LOG_RECORD_COLUMNS + LOG_RECORD_SUBJECT_BYTES + LOG_RECORD_SUBJECT_LEN)
 
 /* log_queue.c: the shared-memory queue of reads */
 extern void crm_gdpr_log_queue_init(bool preloading);

@@ -197,8 +197,8 @@ define_worker_settings(bool preloading)
 							"Databases the launcher serves at most (each with a purge worker and a log writer).",
 							"max_worker_processes must hold 1 + 2 per database.",
 							&crm_gdpr_max_databases, 8, 1, 1024, PGC_POSTMASTER, 0, NULL, NULL, NULL);
-	DefineCustomIntVariable("crm_gdpr.log_queue_size", "Reads the shared-memory queue holds before it drops them.",
-							"Each takes about 1 kB of shared memory.",
+	DefineCustomIntVariable("crm_gdpr.log_queue_size", "Slots of the shared-memory queue of reads (a read by key takes one).",
+							"Each is 256 bytes of shared memory; a read naming many people takes several.",
 							&crm_gdpr_log_queue_size, 16384, 16, 1024 * 1024, PGC_POSTMASTER, 0, NULL, NULL, NULL);
 }
 

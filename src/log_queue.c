@@ -66,7 +66,7 @@ records_offset(void)
 static Size
 share_offset(void)
 {
-	return add_size(add_size(records_offset(), mul_size(crm_gdpr_log_queue_size, sizeof(PackedRecord))), PG_CACHE_LINE_SIZE);
+	return add_size(add_size(records_offset(), mul_size(crm_gdpr_log_queue_size, QUEUE_SLOT_BYTES)), PG_CACHE_LINE_SIZE);
 }
 
 static Size
@@ -97,7 +97,7 @@ queue_shmem_startup(void)
 	{
 		memset(crm_gdpr_queue, 0, queue_bytes());
 		crm_gdpr_queue->states = (pg_atomic_uint32 *) CACHELINEALIGN((char *) crm_gdpr_queue + states_offset());
-		crm_gdpr_queue->records = (PackedRecord *) CACHELINEALIGN((char *) crm_gdpr_queue + records_offset());
+		crm_gdpr_queue->slots = (char *) CACHELINEALIGN((char *) crm_gdpr_queue + records_offset());
 		crm_gdpr_queue->lock = &(GetNamedLWLockTranche("crm_gdpr"))->lock;
 		crm_gdpr_queue->capacity = crm_gdpr_log_queue_size;
 		crm_gdpr_queue->chunk = Max(1, Min(CHUNK_SLOTS, crm_gdpr_log_queue_size / 2));
@@ -132,9 +132,8 @@ crm_gdpr_log_queue_ready(void)
 
 /*
  * s, cut to size - 1 bytes (on a character boundary), and its terminator.
- * Measured once, here (slots_needed() need not for a record of few
- * subjects); an empty string (no application name, purpose, detail...)
- * costs no call.
+ * Measured once, here; an empty string (no application name, purpose,
+ * detail...) costs no call.
  */
 static inline char *
 put_string(char *to, const char *s, int size)
@@ -160,44 +159,12 @@ next_string(const char *from)
 	return from + strlen(from) + 1;
 }
 
-/* The bytes s takes in a record, cut to size - 1 as put_string cuts it. */
-static int
-string_bytes(const char *s, int size)
-{
-	return strnlen(s, size - 1) + 1;
-}
-
-/*
- * The slots a record takes: one, or more for many subjects.  A slot holds
- * every string at its longest and LOG_SLOT_SUBJECT_BYTES of subjects: a
- * record with few subjects takes one without its strings being measured.
- */
-static int
-slots_needed(const LogRecord *rec)
-{
-	Size		length;
-
-	StaticAssertStmt(12 + 4 * NAMEDATALEN + 48 + 128 + LOG_RECORD_COLUMNS + LOG_SLOT_SUBJECT_BYTES <= LOG_RECORD_STRINGS,
-					 "a slot holds every string of pack_record() at its longest");
-	if (rec->nsubjects * LOG_RECORD_SUBJECT_LEN <= LOG_SLOT_SUBJECT_BYTES)
-		return 1;
-	length = string_bytes(rec->operation, 12) + string_bytes(rec->role, NAMEDATALEN) +
-		string_bytes(rec->session_role, NAMEDATALEN) + string_bytes(rec->appname, NAMEDATALEN) +
-		string_bytes(rec->client, 48) + string_bytes(rec->purpose, NAMEDATALEN) +
-		(strlen(rec->detail) < 128 ? strlen(rec->detail) + 1 : 1) +
-		string_bytes(rec->columns, LOG_RECORD_COLUMNS);
-
-	for (int i = 0; i < rec->nsubjects; i++)
-		length += string_bytes(rec->subjects[i], LOG_RECORD_SUBJECT_LEN);
-	length = MAXALIGN(offsetof(PackedRecord, strings) + length);
-	return (length + sizeof(PackedRecord) - 1) / sizeof(PackedRecord);
-}
-
-/* Into to, and on into the slots after it when slots_needed() said so. */
+/* Into to, which has room for PACKED_MAX_SIZE bytes. */
 static void
 pack_record(PackedRecord *to, const LogRecord *from)
 {
 	char	   *p = to->strings;
+	int			n;
 
 	memcpy(to->head, from, PACKED_HEAD);
 	p = put_string(p, from->operation, 12);
@@ -209,8 +176,10 @@ pack_record(PackedRecord *to, const LogRecord *from)
 	p = put_string(p, strnlen(from->detail, 128) < 128 ? from->detail : "", 128);	/* JSON: whole or not at all */
 	p = put_string(p, from->columns, LOG_RECORD_COLUMNS);
 	to->subjects_at = p - to->strings;
-	for (int i = 0; i < from->nsubjects; i++)
-		p = put_string(p, from->subjects[i], LOG_RECORD_SUBJECT_LEN);
+	/* The callers stop at LOG_RECORD_SUBJECT_BYTES; this bound keeps to's room whatever they pass. */
+	for (n = 0; n < from->nsubjects && p + LOG_RECORD_SUBJECT_LEN <= to->strings + LOG_RECORD_STRINGS; n++)
+		p = put_string(p, from->subjects[n], LOG_RECORD_SUBJECT_LEN);
+	((LogRecord *) to->head)->nsubjects = n;
 	to->length = p - to->strings;
 }
 
@@ -285,16 +254,52 @@ claim_slot(void)
 }
 
 /*
- * n consecutive free slots for a record with many subjects, marked as being
- * written, or -1.  Claimed apart from the backend's chunk, with one atomic
- * increment of head; a run that would go round the end of the ring, or
- * that meets a slot still taken, is given up (its slots count as abandoned)
- * and tried once more.  The slots past the first count as abandoned too: one
- * record is written for them.
+ * n consecutive free slots of the backend's chunk, marked as being written,
+ * or -1 (too few left in it, round the ring's end, or one still taken).  A
+ * read of a few people takes two or three slots: as a read by key, it
+ * should cost no atomic increment of head.
+ */
+static int
+claim_run_in_chunk(int n)
+{
+	int			k = chunk_next % crm_gdpr_queue->capacity;
+	int			got = 0;
+
+	if (chunk_end - chunk_next < n || k + n > crm_gdpr_queue->capacity)
+		return -1;
+	for (; got < n; got++)
+	{
+		uint32		expected = SLOT_FREE;
+
+		if (!pg_atomic_compare_exchange_u32(&crm_gdpr_queue->states[k + got], &expected, SLOT_WRITING))
+			break;
+	}
+	if (got < n)
+	{
+		for (int i = 0; i < got; i++)
+			pg_atomic_write_u32(&crm_gdpr_queue->states[k + i], SLOT_FREE);
+		return -1;
+	}
+	chunk_next += n;
+	pg_atomic_fetch_add_u64(&crm_gdpr_queue->abandoned, n - 1);
+	return k;
+}
+
+/*
+ * n consecutive free slots for a record longer than one, marked as being
+ * written, or -1.  From the backend's chunk when they are there; otherwise
+ * claimed apart from it, with one atomic increment of head: a run that would
+ * go round the end of the ring, or that meets a slot still taken, is given
+ * up (its slots count as abandoned) and tried once more.  The slots past the
+ * first count as abandoned too: one record is written for them.
  */
 static int
 claim_run(int n)
 {
+	int			k;
+
+	if ((k = claim_run_in_chunk(n)) >= 0)
+		return k;
 	for (int attempt = 0; attempt < 2; attempt++)
 	{
 		int			k = pg_atomic_fetch_add_u64(&crm_gdpr_queue->head, n) % crm_gdpr_queue->capacity;
@@ -335,13 +340,37 @@ take_room(int n)
 	return true;
 }
 
+/*
+ * Where a record is packed before it goes into the ring: its length says how
+ * many slots it takes, and measuring its strings first would cost more than
+ * copying a read by key's 150 bytes twice.  Static: a record may be queued
+ * while a failed query's memory is being freed.
+ */
+static union
+{
+	PackedRecord record;
+	char		bytes[PACKED_MAX_SIZE];
+	double		align;
+}			packing;
+
 void
 crm_gdpr_log_enqueue(const LogRecord *rec)
 {
-	int			n = slots_needed(rec);
+	PackedRecord *packed = &packing.record;
+	int			n;
 	int			k;
 
-	if (crm_gdpr_queue == NULL || n > MAX_RECORD_SLOTS || n > crm_gdpr_queue->capacity / 4 || !take_room(n))
+	if (crm_gdpr_queue == NULL)
+		return;
+	pack_record(packed, rec);
+	n = PACKED_SLOTS(packed);
+	Assert(n <= MAX_RECORD_SLOTS);
+	if (n > crm_gdpr_queue->capacity / 4)
+	{
+		crm_gdpr_log_share_too_long();
+		return;
+	}
+	if (!take_room(n))
 		return;
 	if ((k = (n == 1 ? claim_slot() : claim_run(n))) < 0)
 	{
@@ -349,7 +378,7 @@ crm_gdpr_log_enqueue(const LogRecord *rec)
 		crm_gdpr_log_share_lost();
 		return;
 	}
-	pack_record(&crm_gdpr_queue->records[k], rec);
+	memcpy(QUEUE_RECORD(k), packed, PACKED_SIZE(packed));
 	pg_write_barrier();
 	for (int i = 1; i < n; i++)
 		pg_atomic_write_u32(&crm_gdpr_queue->states[k + i], SLOT_PART);
@@ -360,7 +389,7 @@ crm_gdpr_log_enqueue(const LogRecord *rec)
 void
 crm_gdpr_log_queue_free(int k)
 {
-	int			n = PACKED_SLOTS(&crm_gdpr_queue->records[k]);
+	int			n = PACKED_SLOTS(QUEUE_RECORD(k));
 
 	for (int i = n - 1; i >= 0; i--)
 		pg_atomic_write_u32(&crm_gdpr_queue->states[k + i], SLOT_FREE);
@@ -402,7 +431,7 @@ crm_gdpr_log_queue_discard(Oid dboid)
 	LWLockAcquire(crm_gdpr_queue->lock, LW_EXCLUSIVE);
 	for (int k = 0; k < crm_gdpr_queue->capacity; k++)
 		if (pg_atomic_read_u32(&crm_gdpr_queue->states[k]) == SLOT_READY &&
-			PACKED_FIELDS(&crm_gdpr_queue->records[k])->dbid == dboid)
+			PACKED_FIELDS(QUEUE_RECORD(k))->dbid == dboid)
 		{
 			crm_gdpr_log_queue_free(k);
 			n++;

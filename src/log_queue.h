@@ -19,10 +19,8 @@
 
 /*
  * A record as it waits in the queue: its numbers, then its strings one after
- * the other.  A read by key fills 150 bytes of it, not the 1 kB its longest
- * strings may take: the cache lines that go from the reader's core to the
- * writer's are what a read costs the two of them.  The reader copies its
- * strings straight from where they are (LogRecord only points to them).  The
+ * the other, as long as they are.  A read by key takes some 150 bytes; its
+ * strings at their longest (many columns, many subjects) some 15 kB.  The
  * taker copies length bytes of strings and folds records as they are: what
  * folding compares is the numbers and the strings before subjects_at.
  */
@@ -32,17 +30,27 @@ typedef struct PackedRecord
 	char		head[MAXALIGN(PACKED_HEAD)];
 	uint16		subjects_at;	/* where in strings the subjects start */
 	uint16		length;			/* of strings, all of them */
-	char		strings[LOG_RECORD_STRINGS];
+	char		strings[FLEXIBLE_ARRAY_MEMBER];
 } PackedRecord;
 
 #define PACKED_SIZE(packed) MAXALIGN(offsetof(PackedRecord, strings) + (packed)->length)
+#define PACKED_MAX_SIZE MAXALIGN(offsetof(PackedRecord, strings) + LOG_RECORD_STRINGS)
 /*
- * A record whose subjects do not fit in one slot runs on into the next
- * slots of the ring (never round its end): its strings go on past the first
- * slot's, the other slots are marked SLOT_PART and freed with the first.
+ * The ring is made of slots of QUEUE_SLOT_BYTES; a record longer than one
+ * runs on into the next slots (never round the ring's end), which are marked
+ * SLOT_PART and freed with the first.  Small slots, not slots as long as the
+ * longest record: every server process maps the ring's pages as it first
+ * writes into them, and on a virtual machine a page fault costs tens of
+ * microseconds.  With slots of 1.1 kB, a read by key left 1.1 kB behind it
+ * (four reads a page), and new connections faulted in 18 MB in their first
+ * second: the benchmark's reads by key went from 0.905 to 0.939 x plain with
+ * slots of 256 bytes (doc/benchmarks.md, eleventh session).
+ * A slot of 256 bytes holds a read by key, or a read of a few people, and a
+ * backend's chunk of 16 slots is 4 kB.
  */
-#define PACKED_SLOTS(packed) ((int) ((PACKED_SIZE(packed) + sizeof(PackedRecord) - 1) / sizeof(PackedRecord)))
-#define MAX_RECORD_SLOTS 16
+#define QUEUE_SLOT_BYTES 256
+#define PACKED_SLOTS(packed) ((int) ((PACKED_SIZE(packed) + QUEUE_SLOT_BYTES - 1) / QUEUE_SLOT_BYTES))
+#define MAX_RECORD_SLOTS ((int) ((PACKED_MAX_SIZE + QUEUE_SLOT_BYTES - 1) / QUEUE_SLOT_BYTES))
 #define PACKED_FIELDS(packed) ((const LogRecord *) (packed)->head)
 
 typedef struct LogQueue
@@ -67,8 +75,11 @@ typedef struct LogQueue
 	 * states, not every record.
 	 */
 	pg_atomic_uint32 *states;
-	PackedRecord *records;
+	char	   *slots;			/* capacity * QUEUE_SLOT_BYTES: QUEUE_RECORD() */
 } LogQueue;
+
+/* The record that starts at slot k. */
+#define QUEUE_RECORD(k) ((PackedRecord *) (crm_gdpr_queue->slots + (Size) (k) * QUEUE_SLOT_BYTES))
 
 /* The queue, or NULL when the library was not preloaded. */
 extern LogQueue *crm_gdpr_queue;
@@ -82,6 +93,7 @@ extern void crm_gdpr_log_share_init(void *at, bool fresh);
 extern bool crm_gdpr_log_share_take(void);
 extern void crm_gdpr_log_share_untake(int n);
 extern void crm_gdpr_log_share_lost(void);
+extern void crm_gdpr_log_share_too_long(void);
 extern void crm_gdpr_log_share_taken(int n);
 extern void crm_gdpr_log_share_set_writer(Latch *latch);
 extern bool crm_gdpr_log_share_busy(void);

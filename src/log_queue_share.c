@@ -353,6 +353,16 @@ crm_gdpr_log_share_lost(void)
 	count_pressure(true);
 }
 
+/*
+ * A record longer than a quarter of the ring (a small crm_gdpr.log_queue_size
+ * and a read of hundreds of people): dropped, and counted as such.
+ */
+void
+crm_gdpr_log_share_too_long(void)
+{
+	count_pressure(true);
+}
+
 /* The log writer took n records of this database: their room is free again. */
 void
 crm_gdpr_log_share_taken(int n)

@@ -304,7 +304,7 @@ copy_ready(int *nslots)
 	/* From the oldest claimed slot round the ring (no division per slot). */
 	for (int i = 0, k = first; i < crm_gdpr_queue->capacity; i++, k = (k + 1 == crm_gdpr_queue->capacity) ? 0 : k + 1)
 	{
-		const PackedRecord *r = &crm_gdpr_queue->records[k];
+		const PackedRecord *r = QUEUE_RECORD(k);
 
 		if (pg_atomic_read_u32(&crm_gdpr_queue->states[k]) != SLOT_READY)
 			continue;
@@ -324,7 +324,7 @@ copy_ready(int *nslots)
 	*nslots = 0;
 	for (int i = 0; i < n; i++)
 	{
-		*nslots += PACKED_SLOTS(&crm_gdpr_queue->records[bufs.slots[i]]);
+		*nslots += PACKED_SLOTS(QUEUE_RECORD(bufs.slots[i]));
 		crm_gdpr_log_queue_free(bufs.slots[i]);
 	}
 	crm_gdpr_log_taken(n);		/* written when the taking transaction commits: log_losses.c */

@@ -74,6 +74,17 @@ q -d crm -c "ALTER SYSTEM RESET crm_gdpr.enable_log_writer" -c "SELECT pg_reload
   fail "the server log does not warn once: $(grep 'crm_gdpr: reads of role' "$top/server.log")"
 wait_for 10 "SELECT sum(times) = 16 FROM gdpr.access_log WHERE application_name = 'burst'" ||
   fail "the queue is not drained once the writer is back"
+# A read naming more people than a quarter of the queue holds (14 kB of keys,
+# 57 slots of 256 bytes; the queue has 32) cannot be queued: it is dropped
+# and counted, never lost unseen (before 0.3's small slots: not counted).
+q -d crm -c "SET client_min_messages = warning" -c "CREATE TABLE crm.long_keys (ref text PRIMARY KEY, note text)" \
+  -c "INSERT INTO crm.long_keys SELECT 'person-' || lpad(i::text, 56, '0'), 'x' FROM generate_series(1, 300) i" \
+  -c "SELECT gdpr.register_subject_table('crm.long_keys', 'ref')" \
+  -c "SELECT gdpr.classify('crm.long_keys', 'note', 'identification', 'customer_management', 'contract', 'a test')" >/dev/null
+before=$(q -d crm -c "SELECT dropped FROM gdpr.access_log_queue()")
+PGAPPNAME=too_long psql -X -q -d crm -c "SELECT ref, note FROM crm.long_keys" >/dev/null || fail "the long read failed"
+[ "$(q -d crm -c "SELECT dropped - $before FROM gdpr.access_log_queue()")" = 1 ] ||
+  fail "a read too long for the queue is not counted as dropped: $(q -d crm -c 'SELECT * FROM gdpr.access_log_queue()')"
 # DECRYPT: one row per top-level statement.  A failed statement's decrypts
 # do not go into the next statement's row (in a savepoint or not); what AFTER
 # triggers run is part of their statement, not statements of their own.
