@@ -254,6 +254,27 @@ claim_slot(void)
 }
 
 /*
+ * Slots k to k + n - 1 marked as being written, all of them, or none (false:
+ * one was taken; those marked before it are given back).
+ */
+static bool
+mark_writing(int k, int n)
+{
+	for (int got = 0; got < n; got++)
+	{
+		uint32		expected = SLOT_FREE;
+
+		if (!pg_atomic_compare_exchange_u32(&crm_gdpr_queue->states[k + got], &expected, SLOT_WRITING))
+		{
+			for (int i = 0; i < got; i++)
+				pg_atomic_write_u32(&crm_gdpr_queue->states[k + i], SLOT_FREE);
+			return false;
+		}
+	}
+	return true;
+}
+
+/*
  * n consecutive free slots of the backend's chunk, marked as being written,
  * or -1 (too few left in it, round the ring's end, or one still taken).  A
  * read of a few people takes two or three slots: as a read by key, it
@@ -263,23 +284,9 @@ static int
 claim_run_in_chunk(int n)
 {
 	int			k = chunk_next % crm_gdpr_queue->capacity;
-	int			got = 0;
 
-	if (chunk_end - chunk_next < n || k + n > crm_gdpr_queue->capacity)
+	if (chunk_end - chunk_next < n || k + n > crm_gdpr_queue->capacity || !mark_writing(k, n))
 		return -1;
-	for (; got < n; got++)
-	{
-		uint32		expected = SLOT_FREE;
-
-		if (!pg_atomic_compare_exchange_u32(&crm_gdpr_queue->states[k + got], &expected, SLOT_WRITING))
-			break;
-	}
-	if (got < n)
-	{
-		for (int i = 0; i < got; i++)
-			pg_atomic_write_u32(&crm_gdpr_queue->states[k + i], SLOT_FREE);
-		return -1;
-	}
 	chunk_next += n;
 	pg_atomic_fetch_add_u64(&crm_gdpr_queue->abandoned, n - 1);
 	return k;
@@ -302,25 +309,11 @@ claim_run(int n)
 		return k;
 	for (int attempt = 0; attempt < 2; attempt++)
 	{
-		int			k = pg_atomic_fetch_add_u64(&crm_gdpr_queue->head, n) % crm_gdpr_queue->capacity;
-		int			got = 0;
-
-		if (k + n <= crm_gdpr_queue->capacity)
+		k = pg_atomic_fetch_add_u64(&crm_gdpr_queue->head, n) % crm_gdpr_queue->capacity;
+		if (k + n <= crm_gdpr_queue->capacity && mark_writing(k, n))
 		{
-			for (; got < n; got++)
-			{
-				uint32		expected = SLOT_FREE;
-
-				if (!pg_atomic_compare_exchange_u32(&crm_gdpr_queue->states[k + got], &expected, SLOT_WRITING))
-					break;
-			}
-			if (got == n)
-			{
-				pg_atomic_fetch_add_u64(&crm_gdpr_queue->abandoned, n - 1);
-				return k;
-			}
-			for (int i = 0; i < got; i++)
-				pg_atomic_write_u32(&crm_gdpr_queue->states[k + i], SLOT_FREE);
+			pg_atomic_fetch_add_u64(&crm_gdpr_queue->abandoned, n - 1);
+			return k;
 		}
 		pg_atomic_fetch_add_u64(&crm_gdpr_queue->abandoned, n);
 	}
