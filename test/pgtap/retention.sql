@@ -1,6 +1,6 @@
 -- Retention: every action, holds, dry run, children first, bad input.
 BEGIN;
-SELECT plan(46);
+SELECT plan(49);
 
 \set QUIET on
 SET client_min_messages = warning;
@@ -136,6 +136,23 @@ UPDATE gdpr.purge_runs SET started_at = now() - interval '2 days' WHERE id = (SE
 SELECT count(*) AS runs_before FROM gdpr.purge_runs \gset
 CREATE TEMP TABLE result3 AS SELECT * FROM gdpr.purge();
 SELECT is((SELECT count(*) FROM gdpr.purge_runs), :runs_before::bigint, 'the history drops runs older than purge_history_keep');
+
+-- The due condition compares each row with a moment computed once (now() -
+-- keep per row was 6 % of a purge), the same moment whatever the session's
+-- DateStyle, and in its TimeZone (which counts months and years).
+SELECT ok((SELECT bool_and(gdpr._past_due_cond(p) !~* 'now\(') FROM gdpr.retention_policies p),
+          'no policy''s due condition computes now() - keep for every row');
+CREATE FUNCTION pg_temp.moment(lit text) RETURNS timestamptz LANGUAGE plpgsql AS $$
+DECLARE t timestamptz; BEGIN EXECUTE 'SELECT ' || lit INTO t; RETURN t; END $$;
+SET LOCAL datestyle = 'SQL, DMY';
+SET LOCAL timezone = 'Asia/Kolkata';
+SELECT is(pg_temp.moment(gdpr._due_before('3 years 2 months 5 days')), now() - interval '3 years 2 months 5 days',
+          'the moment reads back as now() - keep under DateStyle SQL, DMY and a half-hour time zone');
+SET LOCAL timezone = 'America/New_York';
+SELECT is(pg_temp.moment(gdpr._due_before('13 months')), now() - interval '13 months',
+          'and counts months in the session''s time zone');
+RESET datestyle;
+RESET timezone;
 
 -- Bad input.
 SELECT throws_ok($$SELECT gdpr.place_hold('999999', 'x')$$, 'P0002', NULL, 'a hold on an unknown subject');
