@@ -106,7 +106,6 @@ queue_shmem_startup(void)
 			pg_atomic_init_u32(&crm_gdpr_queue->states[i], SLOT_FREE);
 		pg_atomic_init_u64(&crm_gdpr_queue->written, 0);
 		pg_atomic_init_u64(&crm_gdpr_queue->dropped, 0);
-		pg_atomic_init_u64(&crm_gdpr_queue->abandoned, 0);
 		pg_atomic_init_u64(&crm_gdpr_queue->server_logged, 0);
 	}
 	crm_gdpr_log_share_init((char *) crm_gdpr_queue + share_offset(), !found);
@@ -205,35 +204,24 @@ crm_gdpr_unpack_record(LogRecord *to, const PackedRecord *from)
 static uint64 chunk_next = 0;
 static uint64 chunk_end = 0;
 
-static void
-abandon_chunk(int code, Datum arg)
-{
-	if (crm_gdpr_queue != NULL && chunk_next < chunk_end)
-		pg_atomic_fetch_add_u64(&crm_gdpr_queue->abandoned, chunk_end - chunk_next);
-	chunk_next = chunk_end = 0;
-}
-
-/* Claim the next chunk of slots (the log writer is woken by log_queue_share.c). */
+/*
+ * Claim the next chunk of slots (the log writer is woken by
+ * log_queue_share.c).  What is left of the last one stays free: slots
+ * claimed and never used need no count, the queue's figures are read from
+ * the slots' states.
+ */
 static void
 claim_chunk(void)
 {
-	static bool exit_registered = false;
-
-	if (!exit_registered)
-	{
-		before_shmem_exit(abandon_chunk, (Datum) 0);
-		exit_registered = true;
-	}
-	abandon_chunk(0, (Datum) 0);
 	chunk_next = pg_atomic_fetch_add_u64(&crm_gdpr_queue->head, crm_gdpr_queue->chunk);
 	chunk_end = chunk_next + crm_gdpr_queue->chunk;
 }
 
 /*
  * A free slot, marked as being written, or -1.  A slot still taken (by a
- * record of another database, or a stale chunk claimed long ago) is skipped
- * and counted as abandoned: the shares (log_queue_share.c) keep the ring from
- * filling, so a free slot is near; after a whole ring of taken ones, -1.
+ * record of another database, or a stale chunk claimed long ago) is
+ * skipped: the shares (log_queue_share.c) keep the ring from filling, so a
+ * free slot is near; after a whole ring of taken ones, -1.
  */
 static int
 claim_slot(void)
@@ -248,7 +236,6 @@ claim_slot(void)
 		k = (chunk_next++) % crm_gdpr_queue->capacity;
 		if (pg_atomic_compare_exchange_u32(&crm_gdpr_queue->states[k], &expected, SLOT_WRITING))
 			return k;
-		pg_atomic_fetch_add_u64(&crm_gdpr_queue->abandoned, 1);
 	}
 	return -1;
 }
@@ -288,7 +275,6 @@ claim_run_in_chunk(int n)
 	if (chunk_end - chunk_next < n || k + n > crm_gdpr_queue->capacity || !mark_writing(k, n))
 		return -1;
 	chunk_next += n;
-	pg_atomic_fetch_add_u64(&crm_gdpr_queue->abandoned, n - 1);
 	return k;
 }
 
@@ -297,8 +283,7 @@ claim_run_in_chunk(int n)
  * written, or -1.  From the backend's chunk when they are there; otherwise
  * claimed apart from it, with one atomic increment of head: a run that would
  * go round the end of the ring, or that meets a slot still taken, is given
- * up (its slots count as abandoned) and tried once more.  The slots past the
- * first count as abandoned too: one record is written for them.
+ * up (its slots stay free) and tried once more.
  */
 static int
 claim_run(int n)
@@ -311,11 +296,7 @@ claim_run(int n)
 	{
 		k = pg_atomic_fetch_add_u64(&crm_gdpr_queue->head, n) % crm_gdpr_queue->capacity;
 		if (k + n <= crm_gdpr_queue->capacity && mark_writing(k, n))
-		{
-			pg_atomic_fetch_add_u64(&crm_gdpr_queue->abandoned, n - 1);
 			return k;
-		}
-		pg_atomic_fetch_add_u64(&crm_gdpr_queue->abandoned, n);
 	}
 	return -1;
 }

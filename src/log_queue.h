@@ -59,16 +59,15 @@ typedef struct LogQueue
 	int			capacity;
 	int			chunk;			/* slots a reader claims at a time */
 	/*
-	 * Readers touch head once per chunk (and their slots): what waits is
-	 * about head - written - dropped - abandoned (claimed slots not yet used
-	 * are counted as waiting), so that a read costs no shared counter.
+	 * Readers touch head once per chunk (and their slots), so that a read
+	 * costs no shared counter; what waits is counted from the slots' states
+	 * when asked (gdpr.access_log_queue()).
 	 */
 	pg_atomic_uint64 head;		/* next slot to claim, modulo capacity */
 	char		pad[PG_CACHE_LINE_SIZE];
 	Latch	   *writer_latch;	/* the log writer's, when it runs */
 	pg_atomic_uint64 written;
 	pg_atomic_uint64 dropped;
-	pg_atomic_uint64 abandoned; /* claimed slots a reader gave up unused */
 	pg_atomic_uint64 server_logged;
 	/*
 	 * The slots' states apart from their records: a taker scans 64 kB of
