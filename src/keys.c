@@ -38,6 +38,9 @@ static LoadedKey keys[MAX_KEYS];
 static int	n_keys = 0;
 static bool keys_stale = true;
 static uint64 key_generation = 0;	/* bumped at each load: caches compare it */
+/* The fingerprint of the current key this process used last, once it used one. */
+static unsigned char last_current[KEY_FINGERPRINT_BYTES];
+static bool last_current_known = false;
 
 /* crm_gdpr.key_file or crm_gdpr.retired_key_files changed (guc.c). */
 void
@@ -191,26 +194,19 @@ key_files_unchanged(void)
  * the key files are looked at again; a changed file is read again, and if
  * the current key's fingerprint changed, the server log says so.
  */
+/*
+ * Keys loaded: when the current one is not the one this process used last,
+ * the server log says so.  Compared with the last key used, not with what
+ * was loaded just before: a file written over in place may be read while
+ * half written, refused, then read whole a moment later, and that change
+ * must be told too.
+ */
 static void
-check_key_files(void)
+note_current_key(void)
 {
-	static LocalTransactionId checked_lxid = InvalidLocalTransactionId;
-	static TimestampTz checked_at = 0;
-	unsigned char former[KEY_FINGERPRINT_BYTES];
-	bool		had_key = n_keys > 0;
-
-	if (MyProc == NULL || (checked_lxid == MY_LOCAL_XID && checked_at == GetCurrentStatementStartTimestamp()))
+	if (n_keys == 0)
 		return;
-	checked_lxid = MY_LOCAL_XID;
-	checked_at = GetCurrentStatementStartTimestamp();
-	if (key_files_unchanged())
-		return;
-	if (had_key)
-		memcpy(former, keys[0].fingerprint, KEY_FINGERPRINT_BYTES);
-	keys_stale = true;
-	load_keys();
-	keys_stale = false;
-	if (had_key && n_keys > 0 && memcmp(former, keys[0].fingerprint, KEY_FINGERPRINT_BYTES) != 0)
+	if (last_current_known && memcmp(last_current, keys[0].fingerprint, KEY_FINGERPRINT_BYTES) != 0)
 	{
 		char		hex[2 * KEY_FINGERPRINT_BYTES + 1];
 
@@ -219,6 +215,26 @@ check_key_files(void)
 				(errmsg("crm_gdpr: key file \"%s\" changed: the current master key is now %s", keys[0].path, hex),
 				 errhint("Keep the former key file and name it in crm_gdpr.retired_key_files, then reload: what it encrypted, MACed and sealed needs it.")));
 	}
+	memcpy(last_current, keys[0].fingerprint, KEY_FINGERPRINT_BYTES);
+	last_current_known = true;
+}
+
+static void
+check_key_files(void)
+{
+	static LocalTransactionId checked_lxid = InvalidLocalTransactionId;
+	static TimestampTz checked_at = 0;
+
+	if (MyProc == NULL || (checked_lxid == MY_LOCAL_XID && checked_at == GetCurrentStatementStartTimestamp()))
+		return;
+	checked_lxid = MY_LOCAL_XID;
+	checked_at = GetCurrentStatementStartTimestamp();
+	if (key_files_unchanged())
+		return;
+	keys_stale = true;
+	load_keys();
+	keys_stale = false;
+	note_current_key();
 }
 
 static void
@@ -229,6 +245,7 @@ ensure_keys(void)
 	{
 		load_keys();
 		keys_stale = false;
+		note_current_key();
 	}
 	else
 		check_key_files();

@@ -5,7 +5,11 @@
  * transaction, or on a standby, and a synchronous write per statement is what
  * makes pgaudit-like logging slow.  It claims slots sixteen at a time with one
  * atomic increment, copies its record into the next one and marks it ready:
- * no lock, so readers never wait for each other nor for the writer.  One
+ * no lock, so readers never wait for each other nor for the writer.  A read
+ * that repeats the backend's last one (another person by the same
+ * statement) is added to its record instead, while no taker has it: a
+ * compare-and-swap of the record's state, the reader's or the taker's,
+ * decides who has it.  One
  * taker at a time (a lightweight lock among takers) frees the ready slots of
  * its database.  The log writer
  * (log_writer.c), or gdpr.flush_access_log() in a database without it, takes
@@ -166,6 +170,8 @@ pack_record(PackedRecord *to, const LogRecord *from)
 	int			n;
 
 	memcpy(to->head, from, PACKED_HEAD);
+	to->last_at = from->at;
+	to->times = 1;
 	p = put_string(p, from->operation, 12);
 	p = put_string(p, from->role, NAMEDATALEN);
 	p = put_string(p, from->session_role, NAMEDATALEN);
@@ -327,6 +333,103 @@ static union
 	double		align;
 }			packing;
 
+/*
+ * This backend's last record, while a read may still be added to it: its
+ * slot and slots, and a copy of its identity (numbers and the strings
+ * before its subjects) to compare the next read with, in this backend's
+ * memory rather than in the ring's lines.
+ */
+static int	open_k = -1;
+static int	open_slots;
+static int	open_length;
+static int	open_times;
+static int	open_subjects;
+static union
+{
+	PackedRecord record;
+	char		bytes[PACKED_MAX_SIZE];
+	double		align;
+}			open_identity;
+
+/*
+ * Whether a and b are reads that only their subjects, rows and times tell
+ * apart (of one backend: the pid is theirs): what a log row of reads
+ * folds (log_queue_take.c), and what a backend adds to its last record.
+ */
+bool
+crm_gdpr_same_read(const PackedRecord *a, const PackedRecord *b)
+{
+	const LogRecord *x = PACKED_FIELDS(a);
+	const LogRecord *y = PACKED_FIELDS(b);
+
+	return x->dbid == y->dbid && x->relid == y->relid && x->pid == y->pid &&
+		x->query_id == y->query_id && a->subjects_at == b->subjects_at &&
+		memcmp(a->strings, b->strings, a->subjects_at) == 0;
+}
+
+/*
+ * Add the read packed to this backend's last record, when it is its twin,
+ * has room in its slots, and no taker has it yet.  A read by key that
+ * repeats a statement then writes a dozen bytes into a line it wrote
+ * already, not a new record of 150 bytes into lines another core read
+ * last, and its log writer takes one record for dozens of reads.
+ */
+static bool
+add_to_open(const PackedRecord *packed)
+{
+	PackedRecord *r;
+	LogRecord  *nums;
+	const LogRecord *add = PACKED_FIELDS(packed);
+	int			bytes = packed->length - packed->subjects_at;
+	uint32		expected = SLOT_READY;
+
+	if (open_k < 0 || !crm_gdpr_same_read(&open_identity.record, packed) ||
+		open_times >= READ_FOLD_TIMES || open_subjects + add->nsubjects > READ_FOLD_SUBJECTS)
+		return false;
+	r = QUEUE_RECORD(open_k);
+	/* Its size may grow to its slots' bytes, never past them: they are freed by its length. */
+	if (MAXALIGN(offsetof(PackedRecord, strings) + open_length + bytes) > (Size) open_slots * QUEUE_SLOT_BYTES ||
+		!pg_atomic_compare_exchange_u32(&crm_gdpr_queue->states[open_k], &expected, SLOT_WRITING))
+	{
+		open_k = -1;			/* taken (or full): the next read makes a new record */
+		return false;
+	}
+	nums = (LogRecord *) r->head;
+	/*
+	 * Taken and freed since, and claimed again for another backend's record
+	 * that is ready too: not ours, left as it was.  (A record of this
+	 * backend there would be its latest, open_k.)
+	 */
+	if (nums->pid != MyProcPid || r->times != open_times || r->length != open_length)
+	{
+		pg_atomic_write_u32(&crm_gdpr_queue->states[open_k], SLOT_READY);
+		open_k = -1;
+		return false;
+	}
+	memcpy(r->strings + r->length, packed->strings + packed->subjects_at, bytes);
+	r->length = open_length += bytes;
+	nums->nsubjects += add->nsubjects;
+	nums->rows += add->rows;
+	r->last_at = add->at;
+	r->times = ++open_times;
+	open_subjects += add->nsubjects;
+	pg_write_barrier();
+	pg_atomic_write_u32(&crm_gdpr_queue->states[open_k], SLOT_READY);
+	return true;
+}
+
+/* The record just queued at slot k (n slots) is this backend's open one. */
+static void
+open_record(const PackedRecord *packed, int k, int n)
+{
+	open_k = k;
+	open_slots = n;
+	open_length = packed->length;
+	open_times = 1;
+	open_subjects = PACKED_FIELDS(packed)->nsubjects;
+	memcpy(&open_identity.record, packed, offsetof(PackedRecord, strings) + packed->subjects_at);
+}
+
 void
 crm_gdpr_log_enqueue(const LogRecord *rec)
 {
@@ -337,6 +440,8 @@ crm_gdpr_log_enqueue(const LogRecord *rec)
 	if (crm_gdpr_queue == NULL)
 		return;
 	pack_record(packed, rec);
+	if (add_to_open(packed))
+		return;
 	n = PACKED_SLOTS(packed);
 	Assert(n <= MAX_RECORD_SLOTS);
 	if (n > crm_gdpr_queue->capacity / 4)
@@ -353,6 +458,7 @@ crm_gdpr_log_enqueue(const LogRecord *rec)
 		return;
 	}
 	memcpy(QUEUE_RECORD(k), packed, PACKED_SIZE(packed));
+	open_record(packed, k, n);
 	pg_write_barrier();
 	for (int i = 1; i < n; i++)
 		pg_atomic_write_u32(&crm_gdpr_queue->states[k + i], SLOT_PART);
@@ -369,7 +475,11 @@ crm_gdpr_log_queue_free(int k)
 		pg_atomic_write_u32(&crm_gdpr_queue->states[k + i], SLOT_FREE);
 }
 
-/* Records in the queue now: written or being written, not yet taken (a record's later slots aside). */
+/*
+ * Reads in the queue now: written or being written, not yet taken.  A
+ * record being written counts one (it may be a new one, not filled in yet);
+ * a ready one, its reads, read without a lock (a figure of the moment).
+ */
 static int
 queued_now(void)
 {
@@ -379,7 +489,13 @@ queued_now(void)
 	{
 		uint32		state = pg_atomic_read_u32(&crm_gdpr_queue->states[k]);
 
-		n += state != SLOT_FREE && state != SLOT_PART;
+		if (state == SLOT_READY || state == SLOT_TAKING)
+		{
+			pg_read_barrier();
+			n += Max(QUEUE_RECORD(k)->times, 1);
+		}
+		else
+			n += state == SLOT_WRITING;
 	}
 	return n;
 }
@@ -407,8 +523,8 @@ crm_gdpr_log_queue_discard(Oid dboid)
 		if (pg_atomic_read_u32(&crm_gdpr_queue->states[k]) == SLOT_READY &&
 			PACKED_FIELDS(QUEUE_RECORD(k))->dbid == dboid)
 		{
+			n += QUEUE_RECORD(k)->times;
 			crm_gdpr_log_queue_free(k);
-			n++;
 		}
 	pg_atomic_fetch_add_u64(&crm_gdpr_queue->dropped, n);
 	LWLockRelease(crm_gdpr_queue->lock);

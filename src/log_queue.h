@@ -16,6 +16,7 @@
 #define SLOT_WRITING 1
 #define SLOT_READY 2
 #define SLOT_PART 3				/* the second and later slots of a record that spans several */
+#define SLOT_TAKING 4			/* a taker copies it out: its reader may no longer add to it */
 
 /*
  * A record as it waits in the queue: its numbers, then its strings one after
@@ -23,15 +24,32 @@
  * strings at their longest (many columns, many subjects) some 15 kB.  The
  * taker copies length bytes of strings and folds records as they are: what
  * folding compares is the numbers and the strings before subjects_at.
+ *
+ * A record holds times reads of one backend, identical but for their
+ * subjects, rows and times (log_queue.c adds a read to its backend's last
+ * record while no taker has it): the head's at is the first one's time,
+ * its rows and nsubjects their sums (a subject named by two reads is there
+ * twice: the taker's fold keeps one).  At most READ_FOLD_TIMES reads and
+ * READ_FOLD_SUBJECTS subjects, the bounds of a log row of reads: a record
+ * always fits in a fold of its own.
  */
 #define PACKED_HEAD offsetof(LogRecord, operation)	/* LogRecord's numbers, as they are */
 typedef struct PackedRecord
 {
 	char		head[MAXALIGN(PACKED_HEAD)];
+	TimestampTz last_at;		/* of its last read */
+	int32		times;			/* reads in it */
 	uint16		subjects_at;	/* where in strings the subjects start */
 	uint16		length;			/* of strings, all of them */
 	char		strings[FLEXIBLE_ARRAY_MEMBER];
 } PackedRecord;
+
+/*
+ * A log row of reads folds 1,000 of them at most, naming 200 subjects at
+ * most (log_queue_take.c says why).
+ */
+#define READ_FOLD_TIMES 1000
+#define READ_FOLD_SUBJECTS 200
 
 #define PACKED_SIZE(packed) MAXALIGN(offsetof(PackedRecord, strings) + (packed)->length)
 #define PACKED_MAX_SIZE MAXALIGN(offsetof(PackedRecord, strings) + LOG_RECORD_STRINGS)
@@ -85,6 +103,7 @@ extern LogQueue *crm_gdpr_queue;
 
 extern void crm_gdpr_unpack_record(LogRecord *to, const PackedRecord *from);
 extern void crm_gdpr_log_queue_free(int k);
+extern bool crm_gdpr_same_read(const PackedRecord *a, const PackedRecord *b);
 
 /* log_queue_share.c: each database's share, the per-backend bound, the full-queue policy, drops */
 extern Size crm_gdpr_log_share_bytes(void);

@@ -64,8 +64,8 @@ subject_set(const LogFold *f, bool keys)
  * one of the FOLD_LOOKBACK latest folds only: that bounded the search before
  * the engine had a hash, and is kept so that the rows stay what they were.
  */
-#define FOLD_READS 1000
-#define FOLD_SUBJECTS 200
+#define FOLD_READS READ_FOLD_TIMES
+#define FOLD_SUBJECTS READ_FOLD_SUBJECTS
 #define FOLD_LOOKBACK 64
 
 /*
@@ -105,23 +105,6 @@ read_identity(const PackedRecord *r, StringInfo buf)
 }
 
 /*
- * Whether two records have the same identity (read_identity's bytes), read
- * in place: the reads a take folds come from a few backends at a time, each
- * repeating its statements, so most records are the twin of one a few
- * records back, found without building and hashing their identity again.
- */
-static bool
-same_identity(const PackedRecord *a, const PackedRecord *b)
-{
-	const LogRecord *x = PACKED_FIELDS(a);
-	const LogRecord *y = PACKED_FIELDS(b);
-
-	return x->dbid == y->dbid && x->relid == y->relid && x->pid == y->pid &&
-		x->query_id == y->query_id && a->subjects_at == b->subjects_at &&
-		memcmp(a->strings, b->strings, a->subjects_at) == 0;
-}
-
-/*
  * The last identities folded (a record of each and the fold it went to,
  * by index: the folds array may move), most recent first.
  */
@@ -137,7 +120,7 @@ static LogFold *
 memo_find(FoldMemo *memo, LogFoldTable *t, const PackedRecord *r)
 {
 	for (int m = 0; m < FOLD_MEMO && memo[m].r != NULL; m++)
-		if (same_identity(memo[m].r, r))
+		if (crm_gdpr_same_read(memo[m].r, r))
 		{
 			FoldMemo	hit = memo[m];
 
@@ -173,7 +156,7 @@ fold_records(const PackedRecord **taken, int n)
 			memmove(&memo[1], &memo[0], sizeof(FoldMemo) * (FOLD_MEMO - 1));
 			memo[0].r = r;
 		}
-		if (f == NULL || !log_fold_fits(t, f, 1, nums->nsubjects) ||
+		if (f == NULL || !log_fold_fits(t, f, r->times, nums->nsubjects) ||
 			log_fold_index(t, f) < t->nfolds - FOLD_LOOKBACK)
 		{
 			if (known)
@@ -186,7 +169,7 @@ fold_records(const PackedRecord **taken, int n)
 		 * for it (starting one closes the one before, log_fold.c).
 		 */
 		memo[0].fold = log_fold_index(t, f);
-		log_fold_count(f, nums->at, nums->at, 1, nums->rows, true, true);
+		log_fold_count(f, nums->at, r->last_at, r->times, nums->rows, true, true);
 		for (int k = 0; k < nums->nsubjects; k++)
 		{
 			size_t		len = strlen(s);
@@ -300,17 +283,26 @@ copy_ready(int *nslots)
 	Size		used = 0;
 	int			first = pg_atomic_read_u64(&crm_gdpr_queue->head) % crm_gdpr_queue->capacity;
 	int			n = 0;
+	int			reads = 0;
 
 	/* From the oldest claimed slot round the ring (no division per slot). */
 	for (int i = 0, k = first; i < crm_gdpr_queue->capacity; i++, k = (k + 1 == crm_gdpr_queue->capacity) ? 0 : k + 1)
 	{
 		const PackedRecord *r = QUEUE_RECORD(k);
+		uint32		expected = SLOT_READY;
 
 		if (pg_atomic_read_u32(&crm_gdpr_queue->states[k]) != SLOT_READY)
 			continue;
 		pg_read_barrier();
-		if (PACKED_FIELDS(r)->dbid != MyDatabaseId)
+		/*
+		 * Its database cannot change while it is ready (only a taker frees
+		 * it); its reader may be adding a read to it: then it is left for
+		 * the next take.  Once it is SLOT_TAKING, its reader leaves it be.
+		 */
+		if (PACKED_FIELDS(r)->dbid != MyDatabaseId ||
+			!pg_atomic_compare_exchange_u32(&crm_gdpr_queue->states[k], &expected, SLOT_TAKING))
 			continue;
+		reads += r->times;
 		reserve_records(n + 1);
 		reserve_bytes(used + PACKED_SIZE(r));
 		memcpy(bufs.copy + used, r, PACKED_SIZE(r));
@@ -327,7 +319,7 @@ copy_ready(int *nslots)
 		*nslots += PACKED_SLOTS(QUEUE_RECORD(bufs.slots[i]));
 		crm_gdpr_log_queue_free(bufs.slots[i]);
 	}
-	crm_gdpr_log_taken(n);		/* written when the taking transaction commits: log_losses.c */
+	crm_gdpr_log_taken(reads);	/* written when the taking transaction commits: log_losses.c */
 	for (int i = 0; i < n; i++)
 		bufs.taken[i] = (const PackedRecord *) (bufs.copy + (Size) bufs.taken[i]);
 	return n;

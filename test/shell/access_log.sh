@@ -51,15 +51,26 @@ wait_for 10 "SELECT sealed_upto > (SELECT max(at) FROM gdpr.access_log WHERE app
   fail "the log writer does not seal: $(q -d crm -c 'SELECT * FROM gdpr.access_log_status')"
 [ "$(q -d crm -c 'SELECT ok FROM gdpr.verify_access_log()')" = t ] || fail "verify: $(q -d crm -c 'SELECT * FROM gdpr.verify_access_log()')"
 
-# Writer stopped: the queue fills, then drops and counts; no reader fails.
-# One session holds at most half of its database's share (log_queue_share.c):
-# 16 of the 32 slots.
+# Writer stopped.  A read that repeats the session's last one (the same
+# statement, another person) is added to that read's record while no taker
+# has it (log_queue.c): 50 reads by key fit in a slot or two of a session's
+# 16, none is dropped, and the log names the 50 people once the writer is
+# back.  (Before, each read took a slot of its own: 34 of them were dropped.)
 q -d crm -c "ALTER SYSTEM SET crm_gdpr.enable_log_writer = off" -c "SELECT pg_reload_conf()" >/dev/null
 sleep 0.5
 before=$(q -d crm -c "SELECT dropped FROM gdpr.access_log_queue()")
 for i in $(seq 1 50); do echo "SELECT city FROM crm.contacts WHERE id = $i;"; done |
+  PGAPPNAME=twins psql -X -q -d crm -v ON_ERROR_STOP=1 >/dev/null || fail "a reader failed"
+[ "$(q -d crm -c "SELECT queued || ',' || (dropped - $before) FROM gdpr.access_log_queue()")" = 50,0 ] ||
+  fail "repeated reads are not added to one record: $(q -d crm -c 'SELECT * FROM gdpr.access_log_queue()')"
+# The queue still drops and counts when it is full, and no reader fails.
+# One session holds at most half of its database's share (log_queue_share.c):
+# 16 of the 32 slots.  Reads that are not alike (a purpose changed at every
+# read) take a slot each: the twins' record and 15 of them are queued.
+before=$(q -d crm -c "SELECT dropped FROM gdpr.access_log_queue()")
+for i in $(seq 1 50); do echo "SET crm_gdpr.purpose = 'burst $i'; SELECT city FROM crm.contacts WHERE id = $i;"; done |
   PGAPPNAME=burst psql -X -q -d crm -v ON_ERROR_STOP=1 >/dev/null || fail "a reader failed while the queue was full"
-[ "$(q -d crm -c "SELECT queued FROM gdpr.access_log_queue()")" = 16 ] || fail "the queue does not hold a session's bound"
+[ "$(q -d crm -c "SELECT queued FROM gdpr.access_log_queue()")" = 66 ] || fail "the queue does not hold a session's bound"
 [ "$(q -d crm -c "SELECT dropped - $before FROM gdpr.access_log_queue()")" = 34 ] ||
   fail "drops not counted: $(q -d crm -c 'SELECT * FROM gdpr.access_log_queue()')"
 q -d crm -c "ALTER SYSTEM RESET crm_gdpr.enable_log_writer" -c "SELECT pg_reload_conf()" >/dev/null
@@ -74,6 +85,11 @@ q -d crm -c "ALTER SYSTEM RESET crm_gdpr.enable_log_writer" -c "SELECT pg_reload
   fail "the server log does not warn once: $(grep 'crm_gdpr: reads of role' "$top/server.log")"
 wait_for 10 "SELECT sum(times) = 16 FROM gdpr.access_log WHERE application_name = 'burst'" ||
   fail "the queue is not drained once the writer is back"
+wait_for 10 "SELECT sum(times) = 50 FROM gdpr.access_log WHERE application_name = 'twins'" ||
+  fail "the repeated reads are not all written: $(q -d crm -c "SELECT times, last_at > at FROM gdpr.access_log WHERE application_name = 'twins'")"
+[ "$(q -d crm -c "SELECT count(DISTINCT k) = 50 AND bool_and(k IN (SELECT gdpr._log_subject_key(i::text) FROM generate_series(1, 50) i))
+                   FROM gdpr.access_log l, unnest(l.subject_keys) k WHERE application_name = 'twins'")" = t ] ||
+  fail "the repeated reads do not name their 50 people"
 # A read naming more people than a quarter of the queue holds (14 kB of keys,
 # 57 slots of 256 bytes; the queue has 32) cannot be queued: it is dropped
 # and counted, never lost unseen (before 0.3's small slots: not counted).

@@ -61,6 +61,23 @@ sleep 0.3
 [ "$(q -d crm -c "SELECT count(*) FROM gdpr.access_history('21') WHERE application_name = 'before'")" = 1 ] ||
   fail "the read under key A is not found with key A retired"
 
+# A key file written over in place can be read while half written: the
+# process refuses it, then reads it whole.  The server log still says that
+# its current key changed (before, a process that met the half-written file
+# loaded the new key as if for the first time and said nothing: this test's
+# check above failed now and then, when the log writer met it).  One session
+# under key B, the file emptied, then key A written back.
+keya_line="changed: the current master key is now $key_a"
+out=$(psql -X -d crm -c "SELECT gdpr.encrypt('x') IS NOT NULL AS under_b" \
+  -c "\\! sleep 0.1; : > '$keys/current.key'" -c "SELECT gdpr.encrypt('x') IS NULL AS refused" \
+  -c "\\! sleep 0.1; cat '$keys/test_old.key' > '$keys/current.key'" \
+  -c "SELECT pg_backend_pid() AS pid, gdpr.encrypt('x') IS NOT NULL AS under_a" -At 2>&1) || true
+grep -q "is refused: it does not hold exactly 64 hexadecimal characters" <<<"$out" || fail "the emptied key file is not refused: $out"
+pid=$(sed -n 's/^\([0-9]*\)|t$/\1/p' <<<"$out")
+[ -n "$pid" ] || fail "the key file written back is not read: $out"
+grep -q "\[$pid\] .*LOG:  crm_gdpr: key file \"$keys/current.key\" $keya_line" "$top/server.log" ||
+  fail "a process that met the half-written key file does not say that its key changed: $(grep "$pid" "$top/server.log")"
+
 # A typo in an interval setting is refused at once, not inside the log writer.
 err=$(psql -X -d crm -c "SET crm_gdpr.access_log_keep = '5 yaers'" 2>&1) && fail "a mistyped interval is accepted"
 grep -q 'invalid value for parameter "crm_gdpr.access_log_keep"' <<<"$err" || fail "unexpected error: $err"

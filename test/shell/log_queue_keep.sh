@@ -26,7 +26,10 @@ for i in $(seq 1 24); do
 done
 wait_for 20 "SELECT queued >= 24 FROM gdpr.access_log_queue()" ||
   fail "the idle sessions' reads are not queued: $(q -d crm -c 'SELECT * FROM gdpr.access_log_queue()')"
+# A purpose changed at every read, so that each takes room of its own (a read
+# that repeats the last one is added to its record, log_queue.c).
 PGAPPNAME=busy_reader q -d crm -c "DO \$\$ BEGIN FOR i IN 1..100 LOOP
+  PERFORM set_config('crm_gdpr.purpose', 'p' || i, false);
   PERFORM email FROM crm.contacts WHERE id = $min + i; END LOOP; END \$\$" ||
   fail "the busy reader failed"
 [ "$(q -d crm -c 'SELECT dropped FROM gdpr.access_log_queue()')" = 0 ] ||
