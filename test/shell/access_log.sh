@@ -4,10 +4,7 @@
 # The writer seals them; a full queue drops and counts, never blocks.
 source "$(dirname "$0")/lib.sh"
 source test/cluster.sh
-top=$(mktemp -d /tmp/crm_gdpr_alog.XXXXXX)
-CLUSTER_BIN=$TEST_TOP/install$(${PG_CONFIG:-pg_config} --bindir)
-trap 'cluster_stop; [ -n "${KEEP:-}" ] || rm -rf "$top"' EXIT
-cluster_start "$top" "crm_gdpr.database = 'crm'" "crm_gdpr.log_flush_interval = '200ms'" \
+own_cluster alog "crm_gdpr.database = 'crm'" "crm_gdpr.log_flush_interval = '200ms'" \
   "crm_gdpr.log_seal_interval = '1s'" "crm_gdpr.log_queue_size = 32" "crm_gdpr.enable_worker = off"
 createdb crm
 q -d crm -c 'SET client_min_messages = warning' -c 'CREATE EXTENSION crm_gdpr' -f test/fixtures/crm.sql \

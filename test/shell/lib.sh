@@ -15,3 +15,12 @@ fresh_db() {
   createdb "$db"
   q -d "$db" -c 'CREATE EXTENSION crm_gdpr' -f test/fixtures/crm.sql -c "SELECT crm.generate($n)" >/dev/null
 }
+# own_cluster NAME SETTING...: the test's own cluster, in a fresh directory
+# ($top), with these settings; stopped and removed when the test exits
+# (kept with KEEP=1).  The caller has sourced test/cluster.sh.
+own_cluster() {
+  top=$(mktemp -d "/tmp/crm_gdpr_$1.XXXXXX"); shift
+  CLUSTER_BIN=$TEST_TOP/install$(${PG_CONFIG:-pg_config} --bindir)
+  trap 'cluster_stop; [ -n "${KEEP:-}" ] || rm -rf "$top"' EXIT
+  cluster_start "$top" "$@"
+}

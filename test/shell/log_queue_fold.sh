@@ -8,10 +8,7 @@
 # read named, and the log verifies.
 source "$(dirname "$0")/lib.sh"
 source test/cluster.sh
-top=$(mktemp -d /tmp/crm_gdpr_qfold.XXXXXX)
-CLUSTER_BIN=$TEST_TOP/install$(${PG_CONFIG:-pg_config} --bindir)
-trap 'cluster_stop; [ -n "${KEEP:-}" ] || rm -rf "$top"' EXIT
-cluster_start "$top" "crm_gdpr.database = 'crm'" "crm_gdpr.log_flush_interval = '10ms'" "crm_gdpr.enable_worker = off"
+own_cluster qfold "crm_gdpr.database = 'crm'" "crm_gdpr.log_flush_interval = '10ms'" "crm_gdpr.enable_worker = off"
 createdb crm
 q -d crm -c 'SET client_min_messages = warning' -c 'CREATE EXTENSION crm_gdpr' -f test/fixtures/crm.sql \
   -c "SELECT crm.generate(300)" -f test/fixtures/registry.sql >/dev/null

@@ -8,10 +8,7 @@
 # switches over a session's 40,000 reads (some 1,000 claims past the quarter).
 source "$(dirname "$0")/lib.sh"
 source test/cluster.sh
-top=$(mktemp -d /tmp/crm_gdpr_wroff.XXXXXX)
-CLUSTER_BIN=$TEST_TOP/install$(${PG_CONFIG:-pg_config} --bindir)
-trap 'cluster_stop; [ -n "${KEEP:-}" ] || rm -rf "$top"' EXIT
-cluster_start "$top" "crm_gdpr.database = 'crm'" "crm_gdpr.log_queue_size = 65536" "crm_gdpr.enable_log_writer = off" \
+own_cluster wroff "crm_gdpr.database = 'crm'" "crm_gdpr.log_queue_size = 65536" "crm_gdpr.enable_log_writer = off" \
   "crm_gdpr.enable_worker = off"
 createdb crm
 q -d crm -c 'SET client_min_messages = warning' -c 'CREATE EXTENSION crm_gdpr' -f test/fixtures/crm.sql \

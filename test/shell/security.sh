@@ -13,10 +13,7 @@
 # the cluster grants (after a deliberate change of privileges; review the diff).
 source "$(dirname "$0")/lib.sh"
 source test/cluster.sh
-top=$(mktemp -d /tmp/crm_gdpr_security.XXXXXX)
-CLUSTER_BIN=$TEST_TOP/install$(pg_config --bindir)
-trap 'cluster_stop; [ -n "${KEEP:-}" ] || rm -rf "$top"' EXIT
-cluster_start "$top" "crm_gdpr.database = 'sec_worker'" "crm_gdpr.purge_naptime = '1s'"
+own_cluster security "crm_gdpr.database = 'sec_worker'" "crm_gdpr.purge_naptime = '1s'"
 
 failures=()
 ok() { echo "ok   $*"; }

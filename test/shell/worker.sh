@@ -6,10 +6,7 @@
 # written without triggers.
 source "$(dirname "$0")/lib.sh"
 source test/cluster.sh
-top=$(mktemp -d /tmp/crm_gdpr_worker.XXXXXX)
-CLUSTER_BIN=$TEST_TOP/install$(${PG_CONFIG:-pg_config} --bindir)
-trap 'cluster_stop; [ -n "${KEEP:-}" ] || rm -rf "$top"' EXIT
-cluster_start "$top" "crm_gdpr.database = 'crm'" "crm_gdpr.purge_naptime = '1s'" "crm_gdpr.purge_batch_size = 500"
+own_cluster worker "crm_gdpr.database = 'crm'" "crm_gdpr.purge_naptime = '1s'" "crm_gdpr.purge_batch_size = 500"
 worker_pid() { q -d postgres -c "SELECT pid FROM pg_stat_activity WHERE backend_type = 'crm_gdpr purge worker'"; }
 
 createdb crm
