@@ -131,6 +131,38 @@ memo_find(FoldMemo *memo, LogFoldTable *t, const PackedRecord *r)
 	return NULL;
 }
 
+/* Add n subjects, from s on, to f; returns where the next one starts. */
+static const char *
+add_subjects(LogFold *f, const char *s, int n)
+{
+	for (int k = 0; k < n; k++)
+	{
+		size_t		len = strlen(s);
+
+		log_fold_add_subject(bufs.folds, f, s, len);
+		s += len + 1;
+	}
+	return s;
+}
+
+/*
+ * A record's reads that fit in f, when it can be cut between two reads: a
+ * backend's repeated reads by key (each named one person and returned one
+ * row: nothing else tells its reads apart) complete f, so that a row
+ * still holds 1,000 reads or 200 people as when each read was a record.
+ * The first reads that fit are counted in f, over the record's whole time
+ * (their own times are not kept); 0 when it cannot be cut.
+ */
+static int
+reads_that_fit(const LogFoldTable *t, const LogFold *f, const PackedRecord *r)
+{
+	const LogRecord *nums = PACKED_FIELDS(r);
+
+	if (nums->nsubjects != r->times || nums->rows != r->times)
+		return 0;
+	return Max(0, Min(t->max_times - f->times, t->max_subjects - f->nsubjects));
+}
+
 /* Fold the records (oldest first) into bufs.folds. */
 static void
 fold_records(const PackedRecord **taken, int n)
@@ -146,6 +178,9 @@ fold_records(const PackedRecord **taken, int n)
 		const char *s = r->strings + r->subjects_at;
 		LogFold    *f = memo_find(memo, t, r);	/* if found, memo[0] */
 		bool		known = f != NULL;
+		int			times = r->times;
+		int64		rows = nums->rows;
+		int			nsubjects = nums->nsubjects;
 
 		if (!known)
 		{
@@ -156,8 +191,23 @@ fold_records(const PackedRecord **taken, int n)
 			memmove(&memo[1], &memo[0], sizeof(FoldMemo) * (FOLD_MEMO - 1));
 			memo[0].r = r;
 		}
-		if (f == NULL || !log_fold_fits(t, f, r->times, nums->nsubjects) ||
-			log_fold_index(t, f) < t->nfolds - FOLD_LOOKBACK)
+		if (f != NULL && log_fold_index(t, f) < t->nfolds - FOLD_LOOKBACK)
+			f = NULL;
+		if (f != NULL && !log_fold_fits(t, f, times, nsubjects))
+		{
+			int			k = reads_that_fit(t, f, r);
+
+			if (k > 0)
+			{
+				log_fold_count(f, nums->at, r->last_at, k, k, true, true);
+				s = add_subjects(f, s, k);
+				times -= k;
+				rows -= k;
+				nsubjects -= k;
+			}
+			f = NULL;
+		}
+		if (f == NULL)
 		{
 			if (known)
 				read_identity(r, &bufs.identity);
@@ -169,14 +219,8 @@ fold_records(const PackedRecord **taken, int n)
 		 * for it (starting one closes the one before, log_fold.c).
 		 */
 		memo[0].fold = log_fold_index(t, f);
-		log_fold_count(f, nums->at, r->last_at, r->times, nums->rows, true, true);
-		for (int k = 0; k < nums->nsubjects; k++)
-		{
-			size_t		len = strlen(s);
-
-			log_fold_add_subject(t, f, s, len);
-			s += len + 1;
-		}
+		log_fold_count(f, nums->at, r->last_at, times, rows, true, true);
+		add_subjects(f, s, nsubjects);
 	}
 }
 
