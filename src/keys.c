@@ -190,11 +190,6 @@ key_files_unchanged(void)
 }
 
 /*
- * Once per statement (a transaction's statement start, or a worker's step)
- * the key files are looked at again; a changed file is read again, and if
- * the current key's fingerprint changed, the server log says so.
- */
-/*
  * Keys loaded: when the current one is not the one this process used last,
  * the server log says so.  Compared with the last key used, not with what
  * was loaded just before: a file written over in place may be read while
@@ -219,6 +214,11 @@ note_current_key(void)
 	last_current_known = true;
 }
 
+/*
+ * Once per statement (a transaction's statement start, or a worker's step)
+ * the key files are looked at again; a changed file is read again, and if
+ * the current key's fingerprint changed, the server log says so.
+ */
 static void
 check_key_files(void)
 {

@@ -326,12 +326,14 @@ take_room(int n)
  * copying a read by key's 150 bytes twice.  Static: a record may be queued
  * while a failed query's memory is being freed.
  */
-static union
+typedef union PackedBuffer
 {
 	PackedRecord record;
 	char		bytes[PACKED_MAX_SIZE];
 	double		align;
-}			packing;
+} PackedBuffer;
+
+static PackedBuffer packing;
 
 /*
  * This backend's last record, while a read may still be added to it: its
@@ -344,12 +346,7 @@ static int	open_slots;
 static int	open_length;
 static int	open_times;
 static int	open_subjects;
-static union
-{
-	PackedRecord record;
-	char		bytes[PACKED_MAX_SIZE];
-	double		align;
-}			open_identity;
+static PackedBuffer open_identity;
 
 /*
  * Whether a and b are reads that only their subjects, rows and times tell

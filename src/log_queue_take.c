@@ -54,7 +54,7 @@ subject_set(const LogFold *f, bool keys)
 /*
  * Identical reads (same backend, roles, application, table, columns, query,
  * purpose) taken together are folded into one row (log_fold.c), up to
- * FOLD_READS of them and FOLD_SUBJECTS subjects, with the union of their
+ * READ_FOLD_TIMES of them and READ_FOLD_SUBJECTS subjects, with the union of their
  * subjects: at thousands of reads a second the log grows by a few rows per
  * writer round, and every person read is still named.  The bounds size the
  * row (issue 24.7): a row's own columns take some 400 bytes, shared by its
@@ -64,8 +64,6 @@ subject_set(const LogFold *f, bool keys)
  * one of the FOLD_LOOKBACK latest folds only: that bounded the search before
  * the engine had a hash, and is kept so that the rows stay what they were.
  */
-#define FOLD_READS READ_FOLD_TIMES
-#define FOLD_SUBJECTS READ_FOLD_SUBJECTS
 #define FOLD_LOOKBACK 64
 
 /*
@@ -391,7 +389,7 @@ gdpr_log_queue_take(PG_FUNCTION_ARGS)
 	{
 		MemoryContext old = MemoryContextSwitchTo(TopMemoryContext);
 
-		bufs.folds = log_fold_table_create(TopMemoryContext, FOLD_READS, FOLD_SUBJECTS);
+		bufs.folds = log_fold_table_create(TopMemoryContext, READ_FOLD_TIMES, READ_FOLD_SUBJECTS);
 		initStringInfo(&bufs.identity);
 		MemoryContextSwitchTo(old);
 	}
