@@ -9,6 +9,7 @@
 #define CRM_GDPR_ACCESS_LOG_H
 
 #include "datatype/timestamp.h"
+#include "lib/stringinfo.h"
 #include "utils/relcache.h"
 #include "utils/tuplestore.h"
 
@@ -233,11 +234,18 @@ typedef struct JournalReader
 {
 	const char *next;
 	const char *end;
-	bool		version_read;
+	int			version;		/* 0 until read */
+	bool		any;			/* a record was read */
+	TimestampTz prev_at;		/* the last record's first_at */
+	/* Version 2: the last two records' strings, whole, and where each of the last one's starts. */
+	StringInfoData strings[2];
+	int			current;
+	int			offsets[WS_STRINGS];
 } JournalReader;
 
 extern void crm_gdpr_journal_reader(JournalReader *rd, bytea *packed);
 extern bool crm_gdpr_journal_next(JournalReader *rd, JournalRecord *r);
+extern void crm_gdpr_journal_reader_end(JournalReader *rd);
 extern void crm_gdpr_journal_ids(const JournalRecord *r, const char **ids);
 extern void crm_gdpr_journal_values(const JournalRecord *r, int32 pid, Datum *values, bool *nulls);
 

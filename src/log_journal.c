@@ -329,6 +329,7 @@ fold_packed_records(JournalReceiver *r, bytea *packed, int32 pid)
 			add_journal_ids(r->folds, f, ids, rec.nsubjects, r->keys);
 		}
 	}
+	crm_gdpr_journal_reader_end(&rd);
 }
 
 static bool

@@ -4,7 +4,7 @@
 -- subjects of the folded rows, and savepoints rolled back removing exactly
 -- their statements.
 BEGIN;
-SELECT plan(33);
+SELECT plan(38);
 
 \set QUIET on
 SET client_min_messages = warning;
@@ -138,11 +138,65 @@ SELECT is((SELECT array_agg(operation || ' ' || times || ' ' || replace(subject_
              FROM journal WHERE application_name = 'tap_fold_pack'),
           ARRAY['INSERT 1 ' || chr(30) || :c2, 'UPDATE 2 ' || chr(30) || :c1 || ',' || :c3],
           'the view unpacks it: one row per record, with its count and its subjects'' ids');
-SELECT throws_ok($$SELECT * FROM gdpr._journal_records('\x02'::bytea, 1)$$, 'XX001', NULL,
+SELECT throws_ok($$SELECT * FROM gdpr._journal_records('\x03'::bytea, 1)$$, 'XX001', NULL,
                  'bytes of another format are refused as damaged');
 SELECT throws_ok($$SELECT * FROM gdpr._journal_records((SELECT substring(records FROM 1 FOR length(records) - 3) FROM packed
                      WHERE records IS NOT NULL LIMIT 1), 1)$$, 'XX001', NULL, 'a record cut short is refused as damaged');
 SELECT is((SELECT count(*) FROM gdpr._journal_records('\x01'::bytea, 1)), 0::bigint, 'no record: no row');
+SELECT is((SELECT count(*) FROM gdpr._journal_records('\x02'::bytea, 1)), 0::bigint, 'no record of version 2: no row');
+-- Version 2 (0.3's compact rows): a head of a few bytes a record, and the
+-- strings a record shares with the one before it (role, session role,
+-- application, client, purpose) written once.  The bound is that of the
+-- format: 30 bytes of head a record at most, each record's own strings and
+-- subjects, the shared strings once.  The 0.2 layout (a 56-byte head and
+-- every string of every record) is far over it.
+SELECT cmp_ok((SELECT max(length(records)) FROM packed WHERE position('tap_fold_pack'::bytea IN records) > 0),
+              '<=', (SELECT 1 + sum(30 + octet_length(operation) + 1 + octet_length(table_name) + 1
+                                    + coalesce(octet_length(columns), 0) + 1 + coalesce(octet_length(subject_refs), 0))
+                            + max(coalesce(octet_length(role_name), 0) + 1 + coalesce(octet_length(session_user_name), 0) + 1
+                                  + coalesce(octet_length(application_name), 0) + 1 + coalesce(octet_length(client_addr), 0) + 1
+                                  + coalesce(octet_length(purpose), 0) + 1)
+                       FROM journal WHERE application_name = 'tap_fold_pack')::int,
+              'a packed row holds short heads, and the strings its records share once');
+SELECT is((SELECT (length(e) - length(replace(e, 'tap_fold_pack', ''))) / length('tap_fold_pack')
+             FROM (SELECT encode(records, 'escape') AS e FROM packed WHERE position('tap_fold_pack'::bytea IN records) > 0) r), 1,
+          'the application''s name is written once for two records');
+-- Strings that change from a record to the next, a session role that is not the role.
+CREATE ROLE crm_gdpr_t_packer NOLOGIN;
+GRANT USAGE ON SCHEMA crm TO crm_gdpr_t_packer;
+GRANT SELECT, UPDATE ON crm.contacts TO crm_gdpr_t_packer;
+SET application_name = 'tap_fold_mixed';
+SAVEPOINT m;
+SET crm_gdpr.purpose = 'tap_a';
+UPDATE crm.contacts SET phone = '+33 1 00 00 00 07' WHERE id = :c1;
+SET ROLE crm_gdpr_t_packer;
+UPDATE crm.contacts SET phone = '+33 1 00 00 00 08' WHERE id = :c2;
+RESET ROLE;
+SET crm_gdpr.purpose = 'tap_b';
+UPDATE crm.contacts SET phone = '+33 1 00 00 00 09' WHERE id = :c3;
+RESET crm_gdpr.purpose;
+RELEASE SAVEPOINT m;
+SELECT is((SELECT array_agg(concat_ws('/', role_name, session_user_name, purpose, replace(subject_refs, chr(30), ''))
+                            ORDER BY at, subject_refs)
+             FROM journal WHERE application_name = 'tap_fold_mixed'),
+          ARRAY[concat_ws('/', current_user, session_user, 'tap_a', :c1), concat_ws('/', 'crm_gdpr_t_packer', session_user, 'tap_a', :c2),
+                concat_ws('/', current_user, session_user, 'tap_b', :c3)],
+          'three records of one row: each with its own role, session role, purpose and subject (the repeated ones read back)');
+-- A row in the layout of 0.2-0.3 builds before the compact one (version 1: a
+-- 56-byte head copied as a struct), as a journal may hold after a restart on
+-- a new build: still read.
+CREATE FUNCTION pg_temp.le(v bigint, n int) RETURNS bytea LANGUAGE sql AS
+  $$SELECT string_agg(decode(lpad(to_hex((v >> (8 * i)) & 255), 2, '0'), 'hex'), ''::bytea ORDER BY i) FROM generate_series(0, n - 1) i$$;
+SELECT decode('clerk\000\000app1\000\000UPDATE\000crm.contacts\000phone\000\000', 'escape') AS v1_strings \gset
+SELECT '\x01'::bytea || pg_temp.le(56 + length(:'v1_strings'::bytea) + 3, 4) || pg_temp.le(1, 4) || pg_temp.le(0, 8) || pg_temp.le(0, 8)
+       || pg_temp.le(1, 8) || pg_temp.le(0, 8) || pg_temp.le('crm.contacts'::regclass::oid::bigint, 4) || pg_temp.le(1, 4)
+       || pg_temp.le(length(:'v1_strings'::bytea), 4) || '\x03000000'::bytea || :'v1_strings'::bytea || decode('42\000', 'escape')
+       AS v1_row \gset
+SELECT is((SELECT concat_ws('|', role_name, coalesce(session_user_name, '-'), application_name, operation, table_name, columns,
+                            replace(subject_refs, chr(30), ''), subjects, row_count, times, at AT TIME ZONE 'UTC', tbl::regclass)
+             FROM gdpr._journal_records(:'v1_row'::bytea, 7)),
+          'clerk|-|app1|UPDATE|crm.contacts|phone|42|1|1|1|2000-01-01 00:00:00|crm.contacts',
+          'a row of version 1 is still read');
 SELECT gdpr.flush_access_log() > 0 AS flushed \gset
 SELECT is((SELECT array_agg(operation || ' ' || times || ' ' || cardinality(subject_keys) ORDER BY operation)
              FROM mine WHERE application_name = 'tap_fold_pack'),
