@@ -67,6 +67,9 @@ static const JournalColumn string_column[WS_STRINGS] = {
 	[WS_COLUMNS] = J_COLUMNS, [WS_PURPOSE] = J_PURPOSE
 };
 
+/* A record's repeated strings are bits of one byte. */
+StaticAssertDecl(WS_STRINGS <= 8, "a journal record's strings must fit the bits of one byte");
+
 #define VARINT_MAX 10			/* bytes of a uint64 */
 /* The longest head: flags, repeats, seven numbers (the first time's 8 bytes or a varint) and a query id. */
 #define HEAD_ROOM (2 + 7 * VARINT_MAX + sizeof(int64))
