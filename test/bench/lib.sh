@@ -43,10 +43,10 @@ bench_row() {
   [ -z "${BENCH_SUMMARY:-}" ] || printf '%-44s %14s %14s %9s  %s\n' "$1" "$2" "$3" "$4" "$5" >> "$BENCH_SUMMARY"
 }
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (a !~ /^[0-9.]+$/ || b !~ /^[0-9.]+$/ || b == 0) print "-"; else printf "%.2f", a / b }'; }
-verdict() {  # verdict VALUE GOAL [le|ge]; a missing figure is never a success
+verdict() {  # verdict VALUE GOAL [le|lt|ge]; a missing figure is never a success
   awk -v r="$1" -v g="$2" -v d="${3:-le}" 'BEGIN {
     if (r !~ /^[0-9.]+$/) { print "MISSED: no figure"; exit }
-    ok = (d == "le" ? r + 0 <= g + 0 : r + 0 >= g + 0); print (ok ? "met" : "MISSED") }'
+    ok = (d == "le" ? r + 0 <= g + 0 : d == "lt" ? r + 0 < g + 0 : r + 0 >= g + 0); print (ok ? "met" : "MISSED") }'
 }
 # bench_crm_app DB...: the CRM's application role, neither superuser nor the
 # tables' owner (both bypass row-level security: the restriction's policy is

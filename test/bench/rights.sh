@@ -23,7 +23,7 @@ latency() {
       CREATE INDEX ON bench_ids (k)" >/dev/null
   pgbench -n -c 1 -t "$N" -D n="$N" -f "$log.sql" -l --log-prefix="$log" "$db" >"$log.out" 2>&1 || { tail -3 "$log.out" >&2; }
   cat "$log".[0-9]* | awk '{ print $3 / 1000 }' | sort -n |
-    awk '{ a[NR] = $1 } END { printf "%.2f %.2f", a[int(NR * 0.5 + 0.5)], a[int(NR * 0.95 + 0.5)] }'
+    awk '{ a[NR] = $1 } END { printf "%.3f %.3f", a[int(NR * 0.5 + 0.5)], a[int(NR * 0.95 + 0.5)] }'
 }
 export_script='\set k random(1, :n)
 SELECT gdpr.export_subject((SELECT id FROM bench_ids WHERE k = :k)::text);'
@@ -43,9 +43,9 @@ interactions=$(psql -X -At -d big -c "SELECT count(*) FROM crm.interactions")
 
 echo "rights benchmark: $SCALE contacts / $interactions interactions vs $small contacts, $N subjects each, $(nproc) cores, $(date -u +%Y-%m-%d)"
 bench_header
-bench_row "export_subject p50 ($SCALE contacts)" "$e50_big ms" "-" "-" "< 5 ms ($(verdict "$e50_big" 5))"
+bench_row "export_subject p50 ($SCALE contacts)" "$e50_big ms" "-" "-" "< 5 ms ($(verdict "$e50_big" 5 lt))"
 bench_row "export_subject p95" "$e95_big ms" "-" "-" "-"
 bench_row "export p50: $SCALE vs $small contacts" "$e50_big ms" "$e50_small ms" "$(ratio "$e50_big" "$e50_small")" "<= 1.5 x ($(verdict "$(ratio "$e50_big" "$e50_small")" 1.5))"
-bench_row "erase_subject p50 ($SCALE contacts)" "$d50_big ms" "-" "-" "< 10 ms ($(verdict "$d50_big" 10))"
+bench_row "erase_subject p50 ($SCALE contacts)" "$d50_big ms" "-" "-" "< 10 ms ($(verdict "$d50_big" 10 lt))"
 bench_row "erase_subject p95" "$d95_big ms" "-" "-" "-"
 bench_row "erase p50: $SCALE vs $small contacts" "$d50_big ms" "$d50_small ms" "$(ratio "$d50_big" "$d50_small")" "<= 1.5 x ($(verdict "$(ratio "$d50_big" "$d50_small")" 1.5))"
