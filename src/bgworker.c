@@ -17,6 +17,7 @@
 #include "tcop/tcopprot.h"
 #include "storage/ipc.h"
 #include "utils/builtins.h"
+#include "utils/guc.h"
 #include "utils/lsyscache.h"
 #include "utils/memutils.h"
 #include "commands/dbcommands.h"
@@ -44,10 +45,39 @@ forget_pid(int code, Datum arg)
 }
 
 /*
+ * What a database's settings (ALTER DATABASE ... SET, which its owner may
+ * do without being a superuser) could make of the workers' own transactions:
+ * default_transaction_read_only = on made every flush of the log writer
+ * fail, and the access log silent, from its next start; a statement_timeout
+ * or a lock_timeout would cut purges and flushes short.  The workers run
+ * with the server's defaults for these whatever the database says.
+ */
+static const char *const pinned_settings[][2] = {
+	{"default_transaction_read_only", "off"},
+	{"default_transaction_isolation", "read committed"},
+	{"default_transaction_deferrable", "off"},
+	{"statement_timeout", "0"},
+	{"lock_timeout", "0"},
+	{"idle_in_transaction_session_timeout", "0"},
+	{"row_security", "on"},
+	{"search_path", "pg_catalog, pg_temp"},
+	{"default_tablespace", ""},
+	{"temp_tablespaces", ""},
+	{"default_table_access_method", "heap"},
+};
+
+void
+crm_gdpr_worker_pin_settings(void)
+{
+	for (int i = 0; i < lengthof(pinned_settings); i++)
+		SetConfigOption(pinned_settings[i][0], pinned_settings[i][1], PGC_SUSET, PGC_S_OVERRIDE);
+}
+
+/*
  * A worker's start: PostgreSQL's signal handlers (SIGTERM is die(), SIGHUP
  * sets ConfigReloadPending), connected to the database the launcher gave it
- * (arg), its pid in that database's slot, named in pg_stat_activity, its own
- * reads not logged.
+ * (arg) with the settings it needs whatever the database's are, its pid in
+ * that database's slot, named in pg_stat_activity, its own reads not logged.
  */
 void
 crm_gdpr_worker_connect(const char *name, Datum arg, bool writer)
@@ -56,6 +86,7 @@ crm_gdpr_worker_connect(const char *name, Datum arg, bool writer)
 	pqsignal(SIGTERM, die);
 	BackgroundWorkerUnblockSignals();
 	BackgroundWorkerInitializeConnectionByOid(DatumGetObjectId(arg), InvalidOid, 0);
+	crm_gdpr_worker_pin_settings();
 	crm_gdpr_in_own_worker = true;
 	pgstat_report_appname(name);
 	my_slot = crm_gdpr_db_slot(MyDatabaseId, false);

@@ -30,6 +30,7 @@ extern void crm_gdpr_enter_owner_context(Oid fn_oid, OwnerContext *ctx);
 extern void crm_gdpr_leave_owner_context(OwnerContext *ctx);
 extern void crm_gdpr_enter_table_owner_context(Oid relid, OwnerContext *ctx);
 extern void crm_gdpr_leave_table_owner_context(OwnerContext *ctx);
+extern void crm_gdpr_spi_read_as_table_owner(Oid relid, const char *sql, const char *what);
 /* > 0 while gdpr._owner_exec/_owner_query run a statement as a table's owner. */
 extern int	crm_gdpr_owner_exec_depth;
 

@@ -110,6 +110,7 @@ crm_gdpr_log_months_main(Datum arg)
 	pqsignal(SIGTERM, die);
 	BackgroundWorkerUnblockSignals();
 	BackgroundWorkerInitializeConnectionByOid(DatumGetObjectId(arg), InvalidOid, 0);
+	crm_gdpr_worker_pin_settings();
 	crm_gdpr_in_own_worker = true;
 	pgstat_report_appname(WORKER);
 	crm_gdpr_begin_step("crm_gdpr: dropping the access log's months past retention");

@@ -414,8 +414,9 @@ summarise(TriggerData *td, LoggedTable *table, WriteSummary *sum)
 static void
 summarise_far_subjects(TriggerData *td, WriteSummary *sum)
 {
+	Oid			registered = crm_gdpr_registered_as(RelationGetRelid(td->tg_relation));
 	Oid			argtypes[1] = {REGCLASSOID};
-	Datum		args[1] = {ObjectIdGetDatum(crm_gdpr_registered_as(RelationGetRelid(td->tg_relation)))};
+	Datum		args[1] = {ObjectIdGetDatum(registered)};
 	const char *source = td->tg_newtable ? "gdpr_new" : "gdpr_old";
 	char	   *ids_sql;
 
@@ -426,8 +427,9 @@ summarise_far_subjects(TriggerData *td, WriteSummary *sum)
 	ids_sql = SPI_processed == 1 ? SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1) : NULL;
 	if (ids_sql == NULL)
 		return;					/* the registry names no way to the subjects */
-	crm_gdpr_spi_check(SPI_execute(psprintf("%s LIMIT %d", ids_sql, crm_gdpr_log_subjects_max + 1), true, 0),
-					   SPI_OK_SELECT, "finding a write's subjects");
+	/* Built as the extension's owner, run as the table's (owner_context.c). */
+	crm_gdpr_spi_read_as_table_owner(registered, psprintf("%s LIMIT %d", ids_sql, crm_gdpr_log_subjects_max + 1),
+									 "finding a write's subjects");
 	for (uint64 i = 0; i < SPI_processed; i++)
 	{
 		char	   *id = SPI_getvalue(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, 1);

@@ -125,6 +125,32 @@ crm_gdpr_leave_table_owner_context(OwnerContext *ctx)
 }
 
 /*
+ * Run a read-only query on CRM rows as the owner of CRM table relid, in the
+ * caller's SPI connection, so that a trigger's transition tables are seen
+ * (log_write.c, restriction.c: the subjects of a statement's rows, through
+ * the registry's links).  Made as the extension's owner, that query would
+ * call with its rights whatever a cast in it leads to: the table owner's own
+ * cast of his own type to text (CREATE CAST) included.  Results in
+ * SPI_tuptable.
+ */
+void
+crm_gdpr_spi_read_as_table_owner(Oid relid, const char *sql, const char *what)
+{
+	OwnerContext ctx;
+
+	crm_gdpr_enter_table_owner_context(relid, &ctx);
+	PG_TRY();
+	{
+		crm_gdpr_spi_check(SPI_execute(sql, true, 0), SPI_OK_SELECT, what);
+	}
+	PG_FINALLY();
+	{
+		crm_gdpr_leave_table_owner_context(&ctx);
+	}
+	PG_END_TRY();
+}
+
+/*
  * Parameters: the caller passes text ($1, $2, ... as the elements of a
  * text[]), the statement says their types by how it uses them ($1::text[],
  * $2::tid[], decode($1, 'hex')), as PREPARE without types does.  Each value

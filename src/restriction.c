@@ -130,6 +130,10 @@ first_restricted_subject(TriggerData *td, const char *old_rows)
 	if (strcmp(SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1), "t") == 0)
 	{
 		char	   *ids_sql;
+		Oid			ids_types[2] = {REGCLASSOID, TEXTARRAYOID};
+		Datum		ids[2];
+		char		nulls[2] = {' ', ' '};
+		bool		isnull;
 
 		crm_gdpr_spi_check(SPI_execute_with_args(psprintf("SELECT gdpr._subject_ids_sql($1, %s)",
 														  quote_literal_cstr(old_rows)),
@@ -141,9 +145,15 @@ first_restricted_subject(TriggerData *td, const char *old_rows)
 					(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
 					 errmsg("the subjects of the rows changed in %s cannot be found", get_rel_name(RelationGetRelid(td->tg_relation))),
 					 errdetail("The registry names no way from this table to its subject table.")));
-		crm_gdpr_spi_check(SPI_execute_with_args(psprintf("SELECT gdpr._first_restricted(gdpr._restriction_active($1), "
-														  "(SELECT array_agg(id) FROM (%s) ids(id)))", ids_sql),
-												 1, argtypes, args, NULL, true, 1),
+		/* The ids as the table's owner (owner_context.c), the look-up as the extension's. */
+		crm_gdpr_spi_read_as_table_owner(DatumGetObjectId(args[0]),
+										 psprintf("SELECT array_agg(id) FROM (%s) ids(id)", ids_sql),
+										 "finding the changed rows' subjects");
+		ids[0] = args[0];
+		ids[1] = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull);
+		nulls[1] = isnull ? 'n' : ' ';
+		crm_gdpr_spi_check(SPI_execute_with_args("SELECT gdpr._first_restricted(gdpr._restriction_active($1), $2)",
+												 2, ids_types, ids, nulls, true, 1),
 						   SPI_OK_SELECT, "looking up the restricted subjects");
 		hit = SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1);
 		if (hit)

@@ -40,6 +40,7 @@ extern void crm_gdpr_wake_launcher(void);
 
 /* bgworker.c */
 extern void crm_gdpr_worker_connect(const char *name, Datum arg, bool writer);
+extern void crm_gdpr_worker_pin_settings(void);
 extern void crm_gdpr_register_launcher(void);
 extern int64 crm_gdpr_run_int8(const char *sql, int nargs, Oid *types, Datum *values);
 extern void crm_gdpr_begin_step(const char *activity);

@@ -19,6 +19,18 @@
 CREATE FUNCTION gdpr._caller() RETURNS name
   LANGUAGE c STABLE AS 'MODULE_PATHNAME', 'gdpr_caller';
 
+-- A CRM value as text (x::text) or a CRM row as jsonb (to_jsonb(r)) where the
+-- extension reads CRM rows as its own owner: the transition tables of its
+-- statement triggers, which only the trigger's own queries see.  A cast of
+-- the table owner's own type to text or json, made with CREATE CAST, would
+-- run there with the extension owner's rights: these call only the server's
+-- code (a cast function in C, else the type's output function), otherwise
+-- the same results (src/cast_free.c).
+CREATE FUNCTION gdpr._text(value anyelement) RETURNS text
+  LANGUAGE c STABLE STRICT PARALLEL SAFE AS 'MODULE_PATHNAME', 'gdpr_text';
+CREATE FUNCTION gdpr._row_jsonb(r record) RETURNS jsonb
+  LANGUAGE c STABLE STRICT PARALLEL SAFE AS 'MODULE_PATHNAME', 'gdpr_row_jsonb';
+
 -- Run one statement on CRM table tbl as its owner; $1, $2, ... are params
 -- (text: the statement casts them).  Rows processed / the one jsonb value
 -- of its one row.

@@ -77,7 +77,7 @@ BEGIN
   END IF;
   IF gdpr._has_key() THEN
     EXECUTE format('INSERT INTO gdpr.departed_subjects (subject_table, subject_ref)
-                      SELECT %L, gdpr._subject_ref(%L, g.%I::text) FROM gdpr_gone g
+                      SELECT %L, gdpr._subject_ref(%L, gdpr._text(g.%I)) FROM gdpr_gone g
                     ON CONFLICT ON CONSTRAINT departed_subjects_pkey DO NOTHING', st, st, id_col);
     objectors := gdpr._suppress_objectors_sql(st, id_col);
     IF objectors IS NOT NULL AND EXISTS (SELECT FROM gdpr.consent_state s WHERE s.subject_table = st) THEN
@@ -85,9 +85,9 @@ BEGIN
     END IF;
   END IF;
   IF EXISTS (SELECT FROM gdpr.consent_ledger l WHERE l.subject_table = st) THEN
-    EXECUTE format('SELECT array_agg(g.%1$I::text) FROM gdpr_gone g
+    EXECUTE format('SELECT array_agg(gdpr._text(g.%1$I)) FROM gdpr_gone g
                      WHERE EXISTS (SELECT FROM gdpr.consent_ledger l WHERE l.subject_table = %2$L::regclass
-                                      AND l.subject_id = g.%1$I::text)', id_col, st)
+                                      AND l.subject_id = gdpr._text(g.%1$I))', id_col, st)
       INTO ids;
     IF ids IS NOT NULL THEN
       PERFORM gdpr._retire_consent(st, ids);

@@ -79,16 +79,28 @@ CREATE FUNCTION gdpr._suppressions_changed() RETURNS trigger
 CREATE TRIGGER suppressions_changed AFTER INSERT OR UPDATE OR DELETE OR TRUNCATE ON gdpr.suppressions
   FOR EACH STATEMENT EXECUTE FUNCTION gdpr._suppressions_changed();
 
+-- The contact points a column's value holds: the value itself, or, in a
+-- jsonb or array column, every string in it (Atomic CRM's email_jsonb,
+-- '[{"email": ..., "type": "Work"}, ...]'; Twenty's additional e-mails), as
+-- the erasure puts them on the list (_suppress_contacts).
+CREATE FUNCTION gdpr._contact_points(value jsonb) RETURNS SETOF text
+  LANGUAGE sql IMMUTABLE PARALLEL SAFE SET search_path = pg_catalog, pg_temp AS $$
+  SELECT x #>> '{}' FROM jsonb_path_query(value, 'strict $.**') x
+   WHERE jsonb_typeof(x) = 'string' OR jsonb_typeof(x) = 'number' AND x = value
+$$;
+
 -- One row written to subject table tbl (old_row: before an UPDATE, else
 -- NULL).  A row that brings no new e-mail address or phone number costs
--- expressions only, no query; one that does costs a probe of the list.
--- Refuses the statement (crm_gdpr.suppression_mode = refuse), or flags the
--- row (flag).
+-- expressions only, no query; one that does costs a probe of the list.  In
+-- a jsonb or array column, each string is a contact point of its own, and
+-- only those the old row did not have are new.  Refuses the statement
+-- (crm_gdpr.suppression_mode = refuse), or flags the row (flag).
 CREATE FUNCTION gdpr._check_suppression(tbl regclass, new_row jsonb, old_row jsonb) RETURNS void
   LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
   cols name[] := gdpr._contact_columns(tbl);
-  brought text[] := '{}';       -- contact columns whose new value is an e-mail address or a phone
+  brought_cols name[] := '{}';  -- contact columns, and the new e-mail address or phone each brings
+  brought text[] := '{}';
   mode text := gdpr._suppression_mode();
   c name;
   v text;
@@ -98,17 +110,29 @@ BEGIN
     RETURN;
   END IF;
   FOREACH c IN ARRAY cols LOOP
-    v := new_row ->> c;
-    IF v IS DISTINCT FROM old_row ->> c AND (v LIKE '%@%' OR length(regexp_replace(v, '[^0-9]', '', 'g')) >= 6) THEN
-      brought := brought || c::text;
+    CONTINUE WHEN (new_row -> c) IS NOT DISTINCT FROM (old_row -> c) OR jsonb_typeof(new_row -> c) = 'null';
+    IF jsonb_typeof(new_row -> c) IN ('array', 'object') THEN
+      FOR v IN SELECT p FROM gdpr._contact_points(new_row -> c) p
+               EXCEPT SELECT p FROM gdpr._contact_points(old_row -> c) p LOOP
+        IF v LIKE '%@%' OR length(regexp_replace(v, '[^0-9]', '', 'g')) >= 6 THEN
+          brought_cols := brought_cols || c;
+          brought := brought || v;
+        END IF;
+      END LOOP;
+    ELSE
+      v := new_row ->> c;
+      IF v LIKE '%@%' OR length(regexp_replace(v, '[^0-9]', '', 'g')) >= 6 THEN
+        brought_cols := brought_cols || c;
+        brought := brought || v;
+      END IF;
     END IF;
   END LOOP;
   IF cardinality(brought) = 0 OR NOT gdpr._has_key() THEN
     RETURN;
   END IF;
-  FOREACH c IN ARRAY brought LOOP
-    v := new_row ->> c;
-    SELECT * INTO s FROM gdpr.suppressions x WHERE x.ref = gdpr._contact_ref(v);
+  FOR i IN 1 .. cardinality(brought) LOOP
+    c := brought_cols[i];
+    SELECT * INTO s FROM gdpr.suppressions x WHERE x.ref = gdpr._contact_ref(brought[i]);
     CONTINUE WHEN NOT FOUND;
     IF mode = 'refuse' THEN
       RAISE EXCEPTION '%.% is on the suppression list', gdpr.qualified_name(tbl), c
@@ -138,13 +162,13 @@ CREATE FUNCTION gdpr._suppress_objectors_sql(st regclass, id_col name) RETURNS t
            CROSS JOIN LATERAL (VALUES %2$s) v (x)
            JOIN LATERAL (SELECT coalesce(s.objected_at, s.withdrawn_at) AS at
                            FROM gdpr.consent_state s JOIN gdpr.purposes p ON p.code = s.purpose
-                          WHERE s.subject_table = %3$L::regclass AND s.subject_id = g.%4$I::text
+                          WHERE s.subject_table = %3$L::regclass AND s.subject_id = gdpr._text(g.%4$I)
                             AND (s.objected_at IS NOT NULL
                                  OR p.legal_basis = %5$L AND s.withdrawn_at IS NOT NULL)) o ON true
           WHERE gdpr._contact_kind(v.x) IS NOT NULL
           GROUP BY 1, 2
        ON CONFLICT ON CONSTRAINT suppressions_pkey DO NOTHING',
-      'objection', string_agg(format('(g.%I::text)', c), ', '), st, id_col, 'legitimate_interest')
+      'objection', string_agg(format('(gdpr._text(g.%I))', c), ', '), st, id_col, 'legitimate_interest')
             FROM unnest(gdpr._contact_columns(st)) c
           HAVING count(*) > 0);
 
@@ -159,6 +183,14 @@ CREATE FUNCTION gdpr._phone_variants(norm text, raw text) RETURNS text[]
     CASE WHEN norm ~ '^33[0-9]{9}$' THEN regexp_replace('0' || substr(norm, 3), '^(..)(..)(..)(..)(..)$', '\1 \2 \3 \4 \5') END,
     CASE WHEN norm ~ '^33[0-9]{9}$' THEN regexp_replace('0' || substr(norm, 3), '^(..)(..)(..)(..)(..)$', '\1.\2.\3.\4.\5') END]) v
     WHERE v IS NOT NULL);
+
+-- Whether a column holds several values: jsonb, json or an array, whose
+-- contact points are the strings in it (_contact_points).
+CREATE FUNCTION gdpr._holds_many(tbl regclass, col name) RETURNS boolean
+  LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp
+  RETURN coalesce((SELECT ty.typcategory = 'A' OR ty.oid IN ('json'::regtype, 'jsonb'::regtype)
+                     FROM pg_attribute a JOIN pg_type ty ON ty.oid = a.atttypid
+                    WHERE a.attrelid = tbl AND a.attname = col AND NOT a.attisdropped), false);
 
 -- How find_duplicates searches one contact column of st for value v: an SQL
 -- predicate on alias t with $2 as the parameter, and that parameter; NULL
@@ -175,12 +207,14 @@ CREATE FUNCTION gdpr._duplicate_search(st regclass, col name, v text, OUT pred t
 DECLARE
   small boolean := pg_relation_size(st) < 4 * 1024 * 1024;
   attnum smallint := (gdpr._column(st, col)).attnum;
+  many boolean := gdpr._holds_many(st, col);
+  val text := CASE WHEN many THEN 'x.p' ELSE format('t.%I::text', col) END;
   digits text;
 BEGIN
   IF gdpr._contact_kind(v) = 'email' THEN
-    IF small OR EXISTS (SELECT FROM pg_index i WHERE i.indrelid = st
+    IF small OR NOT many AND EXISTS (SELECT FROM pg_index i WHERE i.indrelid = st
                           AND pg_get_expr(i.indexprs, i.indrelid) ~ format('^lower\(\(?%s\M', quote_ident(col))) THEN
-      pred := format('lower(t.%I::text) = $2', col);
+      pred := format('lower(%s) = $2', val);
       param := gdpr._normalise_contact(v);
     END IF;
   ELSIF gdpr._contact_kind(v) = 'phone' THEN
@@ -189,12 +223,17 @@ BEGIN
       -- A value matches when its digits are param, or 0 then what follows
       -- param's 33: either way they end with these.
       digits := CASE WHEN param LIKE '33%' THEN substr(param, 3) ELSE param END;
-      pred := format('CASE WHEN t.%1$I::text LIKE %2$L THEN regexp_replace(regexp_replace(t.%1$I::text, ''[^0-9]'', '''', ''g''), ''^0'', ''33'') = $2 ELSE false END',
-                     col, '%' || array_to_string(string_to_array(digits, NULL), '%') || '%');
-    ELSIF EXISTS (SELECT FROM pg_index i WHERE i.indrelid = st AND i.indkey[0] = attnum) THEN
+      pred := format('CASE WHEN %1$s LIKE %2$L THEN regexp_replace(regexp_replace(%1$s, ''[^0-9]'', '''', ''g''), ''^0'', ''33'') = $2 ELSE false END',
+                     val, '%' || array_to_string(string_to_array(digits, NULL), '%') || '%');
+    ELSIF NOT many AND EXISTS (SELECT FROM pg_index i WHERE i.indrelid = st AND i.indkey[0] = attnum) THEN
       pred := format('t.%I::text = ANY ($2::text[])', col);
       param := gdpr._phone_variants(gdpr._normalise_contact(v), v)::text;
     END IF;
+  END IF;
+  -- In a jsonb or array column, any string in it (no index serves that).
+  IF many AND pred IS NOT NULL THEN
+    pred := format('EXISTS (SELECT FROM jsonb_path_query(to_jsonb(t.%I), ''strict $.**'') j, LATERAL (SELECT j #>> ''{}'') x(p)
+                             WHERE jsonb_typeof(j) = ''string'' AND %s)', col, pred);
   END IF;
 END
 $$;
@@ -214,28 +253,34 @@ DECLARE
   mine jsonb;
   found jsonb := '[]';            -- [id, column] pairs
   c name;
+  v text;
   q record;
 BEGIN
   IF cardinality(cols) = 0 THEN
     RETURN;
   END IF;
   PERFORM gdpr._require_privilege(st, 'SELECT', 'gdpr.find_duplicates()');
+  -- A jsonb, json or array column as jsonb (each string in it is a contact point), any other as text.
   mine := gdpr._owner_query(st, format('SELECT jsonb_build_object(%s) FROM %s WHERE %I = $1::%s',
-                                       (SELECT string_agg(format('%L, %I::text', x, x), ', ') FROM unnest(cols) x),
+                                       (SELECT string_agg(format(CASE WHEN gdpr._holds_many(st, x) THEN '%L, to_jsonb(%I)'
+                                                                      ELSE '%L, %I::text' END, x, x), ', ') FROM unnest(cols) x),
                                        st, id_col, gdpr._subject_key_type(st)), find_duplicates.subject_id);
   FOREACH c IN ARRAY cols LOOP
-    CONTINUE WHEN gdpr._contact_kind(mine ->> c) IS NULL;
-    q := gdpr._duplicate_search(st, c, mine ->> c);
-    IF q.pred IS NULL THEN
-      RAISE NOTICE 'duplicates: column "%" of % is not searched (a big table without an index on it)', c, st
-        USING HINT = format('CREATE INDEX ON %s (%s) lets it be searched.', st,
-                            CASE gdpr._contact_kind(mine ->> c) WHEN 'email' THEN format('lower(%I)', c) ELSE quote_ident(c) END);
-      CONTINUE;
-    END IF;
-    found := found || gdpr._owner_query(st, format(
-               'SELECT coalesce(jsonb_agg(jsonb_build_array(t.%1$I::text, %2$L)), ''[]'') FROM %3$s t
-                 WHERE t.%1$I <> $1::%4$s AND %5$s',
-               id_col, c, st, gdpr._subject_key_type(st), q.pred), find_duplicates.subject_id, q.param);
+    FOR v IN SELECT DISTINCT p FROM gdpr._contact_points(mine -> c) p LOOP
+      CONTINUE WHEN gdpr._contact_kind(v) IS NULL;
+      q := gdpr._duplicate_search(st, c, v);
+      IF q.pred IS NULL THEN
+        RAISE NOTICE 'duplicates: column "%" of % is not searched (a big table without an index on it)', c, st
+          USING HINT = CASE WHEN gdpr._holds_many(st, c) THEN 'No index serves a search inside a jsonb or array column.'
+                            ELSE format('CREATE INDEX ON %s (%s) lets it be searched.', st,
+                                        CASE gdpr._contact_kind(v) WHEN 'email' THEN format('lower(%I)', c) ELSE quote_ident(c) END) END;
+        EXIT;
+      END IF;
+      found := found || gdpr._owner_query(st, format(
+                 'SELECT coalesce(jsonb_agg(jsonb_build_array(t.%1$I::text, %2$L)), ''[]'') FROM %3$s t
+                   WHERE t.%1$I <> $1::%4$s AND %5$s',
+                 id_col, c, st, gdpr._subject_key_type(st), q.pred), find_duplicates.subject_id, q.param);
+    END LOOP;
   END LOOP;
   RETURN QUERY SELECT d ->> 0, array_agg(DISTINCT d ->> 1 ORDER BY d ->> 1)
                  FROM jsonb_array_elements(found) d GROUP BY d ->> 0 ORDER BY d ->> 0;

@@ -1172,7 +1172,7 @@ CREATE FUNCTION gdpr._country_column(tbl regclass, col name) RETURNS name
 CREATE FUNCTION gdpr._validate_contact() RETURNS trigger
   LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
-  row jsonb := to_jsonb(NEW);
+  row jsonb := gdpr._row_jsonb(NEW);
   value text := row ->> TG_ARGV[0];
   country text := CASE WHEN TG_ARGV[3] <> '' THEN row ->> TG_ARGV[3] END;
 BEGIN
