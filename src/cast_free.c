@@ -95,6 +95,7 @@ typedef struct TextWay
 {
 	Oid			type;
 	bool		by_cast;		/* the server's cast; else the output function */
+	int			nargs;			/* of the cast function: 1, or 3 (typmod, explicit) */
 	FmgrInfo	fn;
 } TextWay;
 
@@ -122,7 +123,10 @@ value_text(Datum value, Oid type, TextWay *way, MemoryContext cxt)
 		way->type = type;
 		way->by_cast = path == COERCION_PATH_FUNC && trusted_cast(type, TEXTOID);
 		if (way->by_cast)
+		{
 			fmgr_info_cxt(castfunc, &way->fn, cxt);
+			way->nargs = get_func_nargs(castfunc);
+		}
 		else
 		{
 			Oid			out;
@@ -132,6 +136,8 @@ value_text(Datum value, Oid type, TextWay *way, MemoryContext cxt)
 			fmgr_info_cxt(out, &way->fn, cxt);
 		}
 	}
+	if (way->by_cast && way->nargs == 3)
+		return DatumGetTextPP(FunctionCall3(&way->fn, value, Int32GetDatum(-1), BoolGetDatum(true)));
 	if (way->by_cast)
 		return DatumGetTextPP(FunctionCall1(&way->fn, value));
 	return cstring_to_text(OutputFunctionCall(&way->fn, value));
