@@ -159,10 +159,14 @@ unlink_reads(QueryReads *reads)
 /*
  * The executor's memory goes: after ExecutorEnd, or when the query failed.
  * Rows a failed query read may have left the server (streamed to the
- * client, or to a function that caught the error): its records go now,
- * during the abort, with the names taken at its start (no catalog can be
- * read here), and on a standby the table's name too: the record goes to
- * the server log as any other read there.
+ * client, or to a function that caught the error), and so may a row it
+ * never counted: an error raised by a condition on the row names its values
+ * ("invalid input syntax for type integer: \"<e-mail> <phone>\""), before
+ * the row passes the quals and is counted.  So a failed query's records go
+ * whatever it counted, 0 rows included, during the abort, with the names
+ * taken at its start (no catalog can be read here), and on a standby the
+ * table's name too: the record goes to the server log as any other read
+ * there.
  */
 static void
 query_memory_freed(void *arg)
@@ -170,14 +174,7 @@ query_memory_freed(void *arg)
 	QueryReads *reads = (QueryReads *) arg;
 
 	if (reads->linked && !reads->recorded)
-	{
-		for (int i = 0; i < reads->nrels; i++)
-			if (reads->rels[i].rows > 0)
-			{
-				crm_gdpr_record_query(reads, "{\"failed\": true}");
-				break;
-			}
-	}
+		crm_gdpr_record_query(reads, "{\"failed\": true}");
 	unlink_reads(reads);
 }
 
@@ -201,6 +198,18 @@ typedef struct RunningWrite
 	MemoryContext cxt;
 	struct RunningWrite *next;
 	MemoryContextCallback callback;
+	/*
+	 * A write of a registered table that fails is logged (its trigger never
+	 * fires): its condition may have read rows, and an error raised by it
+	 * names their values ("invalid input syntax for type integer: \"<e-mail>
+	 * <phone>\"").  What the record needs, taken at the start: no catalog
+	 * can be read while the statement's transaction aborts.
+	 */
+	Oid			relid;			/* the registered table written, or InvalidOid */
+	bool		ended;			/* ExecutorEnd came: the statement did not fail */
+	const char *operation;
+	NameData	role;
+	NameData	session_role;
 } RunningWrite;
 
 static RunningWrite *running_writes = NULL;
@@ -208,18 +217,25 @@ static RunningWrite *running_writes = NULL;
 static void
 write_memory_freed(void *arg)
 {
+	RunningWrite *w = (RunningWrite *) arg;
+
 	for (RunningWrite **p = &running_writes; *p; p = &(*p)->next)
-		if (*p == (RunningWrite *) arg)
+		if (*p == w)
 		{
 			*p = (*p)->next;
 			break;
 		}
+	if (OidIsValid(w->relid) && !w->ended)
+		crm_gdpr_record_read_as(NameStr(w->role), NameStr(w->session_role), w->operation, w->relid,
+								NULL, "", 0, 0, NULL, "{\"failed\": true}");
 }
 
 static void
 note_running_write(QueryDesc *query)
 {
 	RunningWrite *w;
+	List	   *results = query->plannedstmt->resultRelations;
+	const RelInfo *info;
 
 	if (query->operation != CMD_UPDATE && query->operation != CMD_DELETE && query->operation != CMD_MERGE)
 		return;
@@ -228,8 +244,28 @@ note_running_write(QueryDesc *query)
 	w->next = running_writes;
 	w->callback.func = write_memory_freed;
 	w->callback.arg = w;
+	w->relid = InvalidOid;
+	w->ended = false;
+	if (results != NIL && reads_are_logged() &&
+		(info = crm_gdpr_rel_info(exec_rt_fetch(linitial_int(results), query->estate)->relid)) != NULL &&
+		info->registered)
+	{
+		w->relid = info->relid;
+		w->operation = query->operation == CMD_UPDATE ? "UPDATE" : query->operation == CMD_DELETE ? "DELETE" : "MERGE";
+		memcpy(&w->role, crm_gdpr_role_name(GetUserId(), 0), NAMEDATALEN);
+		memcpy(&w->session_role, crm_gdpr_role_name(GetSessionUserId(), 1), NAMEDATALEN);
+	}
 	running_writes = w;
 	MemoryContextRegisterResetCallback(w->cxt, &w->callback);
+}
+
+/* The statement with this executor memory ended well: its write is logged by its trigger. */
+static void
+note_write_ended(MemoryContext es_query_cxt)
+{
+	for (RunningWrite *w = running_writes; w; w = w->next)
+		if (w->cxt == es_query_cxt)
+			w->ended = true;
 }
 
 bool
@@ -369,6 +405,7 @@ crm_gdpr_ExecutorEnd(QueryDesc *query)
 		crm_gdpr_record_query(reads, NULL);
 		unlink_reads(reads);
 	}
+	note_write_ended(query->estate->es_query_cxt);
 	if (prev_ExecutorEnd)
 		prev_ExecutorEnd(query);
 	else

@@ -44,7 +44,7 @@ CREATE FUNCTION gdpr._pseudonym(value text, domain text) RETURNS text
   LANGUAGE c STABLE STRICT PARALLEL SAFE AS 'MODULE_PATHNAME', 'gdpr_pseudonymise';
 
 -- Whether role holds every privilege of the list on tbl, and USAGE on its schema.
-CREATE FUNCTION gdpr._holds_privileges(role name, tbl regclass, privilege text) RETURNS boolean
+CREATE FUNCTION gdpr._holds_table_privileges(role name, tbl regclass, privilege text) RETURNS boolean
   LANGUAGE plpgsql STABLE SET search_path = pg_catalog, pg_temp AS $$
 BEGIN
   -- has_table_privilege(..., 'A, B') is true when ANY is held: each is asked.
@@ -54,6 +54,46 @@ BEGIN
          AND has_schema_privilege(role, (SELECT c.relnamespace FROM pg_class c WHERE c.oid = tbl), 'USAGE')
          AND NOT EXISTS (SELECT FROM unnest(string_to_array(replace(privilege, ' ', ''), ',')) p
                           WHERE NOT has_table_privilege(role, tbl, p));
+END
+$$;
+
+-- The same, and row-level security shows him every row (gdpr._rls_filters).
+CREATE FUNCTION gdpr._holds_privileges(role name, tbl regclass, privilege text) RETURNS boolean
+  LANGUAGE plpgsql STABLE SET search_path = pg_catalog, pg_temp AS $$
+BEGIN
+  RETURN gdpr._holds_table_privileges(role, tbl, privilege) AND NOT gdpr._rls_filters(role, tbl, privilege);
+END
+$$;
+
+-- Whether row-level security filters tbl's rows for role under one of the
+-- privileges of the list: it is on and applies to him (not its owner unless
+-- forced, neither superuser nor BYPASSRLS), and a restrictive policy of the
+-- table's own applies to him, or no permissive one that lets every row
+-- through (USING true) does.  The extension's own policies (gdpr_restriction,
+-- which hides nothing from gdpr_admin, and gdpr_restriction_open) do not
+-- count.  The extension reads CRM rows as their owner, whom the policies do
+-- not filter: it would show such a caller rows he cannot read himself.
+CREATE FUNCTION gdpr._rls_filters(role name, tbl regclass, privilege text) RETURNS boolean
+  LANGUAGE plpgsql STABLE SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+  cmds "char"[] := ARRAY['*', 'r']::"char"[]
+                   || CASE WHEN privilege ~* 'UPDATE' THEN ARRAY['w']::"char"[] ELSE '{}' END
+                   || CASE WHEN privilege ~* 'DELETE' THEN ARRAY['d']::"char"[] ELSE '{}' END;
+BEGIN
+  IF NOT EXISTS (SELECT FROM pg_class c JOIN pg_roles r ON r.rolname = role
+                  WHERE c.oid = tbl AND c.relrowsecurity AND NOT r.rolsuper AND NOT r.rolbypassrls
+                    AND (c.relforcerowsecurity OR NOT pg_has_role(role, c.relowner, 'USAGE'))
+                    AND current_setting('row_security') <> 'off') THEN
+    RETURN false;
+  END IF;
+  RETURN EXISTS (SELECT FROM pg_policy p
+                  WHERE p.polrelid = tbl AND p.polname NOT IN ('gdpr_restriction', 'gdpr_restriction_open')
+                    AND NOT p.polpermissive AND p.polcmd = ANY (cmds)
+                    AND (0::oid = ANY (p.polroles) OR EXISTS (SELECT FROM unnest(p.polroles) x WHERE x <> 0 AND pg_has_role(role, x, 'MEMBER'))))
+      OR NOT EXISTS (SELECT FROM pg_policy p
+                      WHERE p.polrelid = tbl AND p.polpermissive AND p.polcmd = ANY (cmds)
+                        AND pg_get_expr(p.polqual, p.polrelid) = 'true'
+                        AND (0::oid = ANY (p.polroles) OR EXISTS (SELECT FROM unnest(p.polroles) x WHERE x <> 0 AND pg_has_role(role, x, 'MEMBER'))));
 END
 $$;
 
@@ -69,13 +109,21 @@ BEGIN
   IF ns IS NULL THEN
     RAISE EXCEPTION 'relation with OID % does not exist', tbl::oid USING ERRCODE = 'undefined_table';
   END IF;
-  IF NOT coalesce(gdpr._holds_privileges(who, tbl, privilege), false) THEN
+  IF NOT coalesce(gdpr._holds_table_privileges(who, tbl, privilege), false) THEN
     RAISE EXCEPTION 'permission denied for table %', tbl
       USING ERRCODE = 'insufficient_privilege',
             DETAIL = format('%s needs %s on %s (and USAGE on its schema); role "%s" does not hold it.',
                             action, privilege, tbl, who),
             HINT = 'The extension never acts on a table with rights its caller does not have: '
                    'ask the table''s owner for the privilege.';
+  END IF;
+  IF who IS NOT NULL AND gdpr._rls_filters(who, tbl, privilege) THEN
+    RAISE EXCEPTION 'permission denied for table %', tbl
+      USING ERRCODE = 'insufficient_privilege',
+            DETAIL = format('%s reads the rows of %s as its owner; row-level security filters them for role "%s".',
+                            action, tbl, who),
+            HINT = 'The extension never shows a role rows it cannot read itself: ask the table''s owner for a policy '
+                   'that lets every row through (USING (true)), or act as a role that BYPASSRLS.';
   END IF;
 END
 $$;

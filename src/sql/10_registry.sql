@@ -724,7 +724,9 @@ $$;
 -- its values, if any, are values of its type (an enum's labels, numbers),
 -- returned in their canonical text form, sorted, so that the scope is the
 -- same whatever order or spelling ('01' for 1) they were given in.  No SQL
--- text is taken: the values are only ever quoted as literals.
+-- text is taken: the values are only ever parameters.  Converted as the
+-- table's owner: a domain's CHECK and a cast of the column's type are his
+-- code, which would run with the extension owner's rights here.
 CREATE FUNCTION gdpr._check_scope(tbl regclass, scope_column name, scope_values text[], scope_exclude boolean)
   RETURNS text[]
   LANGUAGE plpgsql STABLE SET search_path = pg_catalog, pg_temp AS $$
@@ -752,7 +754,7 @@ BEGIN
   END IF;
   FOREACH v IN ARRAY scope_values LOOP
     BEGIN
-      EXECUTE format('SELECT (%L::%s)::text', v, typ) INTO v;
+      v := gdpr._owner_query(tbl, format('SELECT to_jsonb(($1::text)::%s::text)', typ), v) #>> '{}';
     EXCEPTION WHEN data_exception THEN
       RAISE EXCEPTION 'value % is not a value of column "%" of % (type %)', quote_literal(v), scope_column, tbl, typ
         USING ERRCODE = 'invalid_parameter_value', DETAIL = SQLERRM;

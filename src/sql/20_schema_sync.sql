@@ -174,7 +174,12 @@ BEGIN
   DELETE FROM gdpr.out_of_scope_tables x
    WHERE x.tbl IN (SELECT o.objid FROM pg_event_trigger_dropped_objects() o
                     WHERE o.classid = 'pg_class'::regclass AND o.objsubid = 0);
-  FOR d IN SELECT o.objid, o.objsubid, o.object_identity FROM pg_event_trigger_dropped_objects() o
+  -- The dropped columns' names are read from the snapshot before any is
+  -- forgotten: the snapshot taken after the first one of a statement that
+  -- dropped several no longer has the others (ALTER TABLE ... DROP COLUMN a,
+  -- DROP COLUMN b failed).
+  FOR d IN SELECT o.objid, o.objsubid, o.object_identity, s.attname FROM pg_event_trigger_dropped_objects() o
+             LEFT JOIN gdpr.column_snapshot s ON s.tbl = o.objid AND s.attnum = o.objsubid
             WHERE o.classid = 'pg_class'::regclass AND o.object_type IN ('table', 'table column')
               AND EXISTS (SELECT FROM gdpr.registered_tables x WHERE x.tbl = o.objid)
             ORDER BY o.objsubid DESC LOOP
@@ -184,9 +189,7 @@ BEGIN
         PERFORM gdpr._forget_table(d.objid::regclass, d.object_identity, 'table dropped');
       END IF;
     ELSE
-      PERFORM gdpr._forget_column(d.objid::regclass,
-                                  (SELECT s.attname FROM gdpr.column_snapshot s
-                                    WHERE s.tbl = d.objid AND s.attnum = d.objsubid));
+      PERFORM gdpr._forget_column(d.objid::regclass, d.attname);
       PERFORM gdpr._snapshot_columns(d.objid::regclass);
     END IF;
     touched := true;

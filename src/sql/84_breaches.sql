@@ -189,12 +189,16 @@ END
 $$;
 
 -- Art. 34: the people to inform, with the contact data of their own row.
+-- Logged as an export of that data (one row per subject table, naming them,
+-- detail {"kind": "breach", "breach_id": ...}): it gives out personal data in
+-- bulk, which the reads the extension makes as the table's owner do not log.
 CREATE FUNCTION gdpr.breach_subjects(breach_id bigint)
   RETURNS TABLE (subject_table regclass, subject_id text, contact jsonb, linked_at timestamptz, informed_at timestamptz)
-  LANGUAGE plpgsql STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+  LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
   s record;
   contacts jsonb;
+  ids text[];
 BEGIN
   PERFORM gdpr._not_null(breach_id, 'breach_id');
   IF NOT EXISTS (SELECT FROM gdpr.breaches x WHERE x.id = breach_id) THEN
@@ -204,6 +208,8 @@ BEGIN
              JOIN gdpr.subject_tables st ON st.tbl = a.subject_table WHERE a.breach_id = breach_subjects.breach_id LOOP
     PERFORM gdpr._require_privilege(s.subject_table, 'SELECT', 'gdpr.breach_subjects()');
     -- Their contact columns, read as the table's owner: {id: {column: value}}.
+    ids := ARRAY(SELECT a.subject_id FROM gdpr.breach_affected a
+                  WHERE a.breach_id = breach_subjects.breach_id AND a.subject_table = s.subject_table);
     contacts := gdpr._owner_query(s.subject_table, format(
       'SELECT coalesce(jsonb_object_agg(t.%I::text, jsonb_strip_nulls(jsonb_build_object(%s))), ''{}'')
          FROM %s t WHERE t.%I = ANY ($1::%s[])',
@@ -211,8 +217,9 @@ BEGIN
       coalesce((SELECT string_agg(DISTINCT format('%L, t.%I', pc.col, pc.col), ', ')
                   FROM gdpr.personal_columns pc WHERE pc.tbl = s.subject_table AND pc.category = 'contact'), ''),
       s.subject_table, s.id_column, gdpr._subject_key_type(s.subject_table)),
-      (SELECT array_agg(a.subject_id) FROM gdpr.breach_affected a
-        WHERE a.breach_id = breach_subjects.breach_id AND a.subject_table = s.subject_table)::text);
+      ids::text);
+    PERFORM gdpr._log_event('EXPORT', s.subject_table, ids, cardinality(ids),
+                            jsonb_build_object('kind', 'breach', 'breach_id', breach_id));
     RETURN QUERY SELECT a.subject_table, a.subject_id, contacts -> a.subject_id, a.linked_at, a.informed_at
                    FROM gdpr.breach_affected a
                   WHERE a.breach_id = breach_subjects.breach_id AND a.subject_table = s.subject_table
