@@ -163,6 +163,7 @@ typedef struct RowWay
 {
 	Oid			type;
 	int32		typmod;
+	uint64		identifier;		/* of the row type's descriptor: changes with ALTER TABLE */
 	TupleDesc	desc;
 	bool	   *safe;			/* to_jsonb; else a string, its output */
 	FmgrInfo   *fn;
@@ -177,8 +178,9 @@ row_way(FunctionCallInfo fcinfo, HeapTupleHeader row)
 	MemoryContext cxt = fcinfo->flinfo->fn_mcxt;
 	MemoryContext old;
 	TupleDesc	desc;
+	uint64		identifier = assign_record_type_identifier(type, typmod);
 
-	if (way != NULL && way->type == type && way->typmod == typmod)
+	if (way != NULL && way->type == type && way->typmod == typmod && way->identifier == identifier)
 		return way;
 	way = MemoryContextAllocZero(cxt, sizeof(RowWay));
 	desc = lookup_rowtype_tupdesc(type, typmod);
@@ -189,6 +191,7 @@ row_way(FunctionCallInfo fcinfo, HeapTupleHeader row)
 	ReleaseTupleDesc(desc);
 	way->type = type;
 	way->typmod = typmod;
+	way->identifier = identifier;
 	way->safe = MemoryContextAllocZero(cxt, sizeof(bool) * Max(way->desc->natts, 1));
 	way->fn = MemoryContextAllocZero(cxt, sizeof(FmgrInfo) * Max(way->desc->natts, 1));
 	for (int i = 0; i < way->desc->natts; i++)

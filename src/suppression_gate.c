@@ -83,7 +83,8 @@ crm_gdpr_suppression_list_empty(Oid gate_fn)
  * (old_rows NULL for an INSERT), key_column the table's subject key.  Runs as
  * the extension's owner: the writer has no privilege in schema gdpr; the
  * rows become jsonb by gdpr._row_jsonb(), not to_jsonb(), which would call a
- * cast to json the table's owner made for his own type (cast_free.c).
+ * cast to json the table's owner made for his own type (cast_free.c).  The
+ * whole rows are n.* and o.*: a bare n or o would be a column so named.
  */
 void
 crm_gdpr_check_suppression(TriggerData *td, Oid fn_oid, const char *key_column)
@@ -95,11 +96,11 @@ crm_gdpr_check_suppression(TriggerData *td, Oid fn_oid, const char *key_column)
 	char	   *sql;
 
 	if (td->tg_oldtable != NULL)
-		sql = psprintf("SELECT gdpr._check_suppression($1, gdpr._row_jsonb(n), gdpr._row_jsonb(o)) "
+		sql = psprintf("SELECT gdpr._check_suppression($1, gdpr._row_jsonb(n.*), gdpr._row_jsonb(o.*)) "
 					   "FROM gdpr_new n LEFT JOIN gdpr_old o ON o.%s = n.%s "
 					   "WHERE EXISTS (SELECT FROM gdpr.subject_tables s WHERE s.tbl = $1)", key, key);
 	else
-		sql = "SELECT gdpr._check_suppression($1, gdpr._row_jsonb(n), NULL) FROM gdpr_new n "
+		sql = "SELECT gdpr._check_suppression($1, gdpr._row_jsonb(n.*), NULL) FROM gdpr_new n "
 			"WHERE EXISTS (SELECT FROM gdpr.subject_tables s WHERE s.tbl = $1)";
 	crm_gdpr_enter_owner_context(fn_oid, &ctx);
 	crm_gdpr_spi_check(SPI_connect(), SPI_OK_CONNECT, "connecting to SPI");

@@ -76,24 +76,32 @@ $$;
 CREATE FUNCTION gdpr._rls_filters(role name, tbl regclass, privilege text) RETURNS boolean
   LANGUAGE plpgsql STABLE SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
-  cmds "char"[] := ARRAY['*', 'r']::"char"[]
+  -- The commands whose policies apply: SELECT's always (a DELETE or an
+  -- UPDATE reads its rows), UPDATE's and DELETE's for those privileges.
+  cmds "char"[] := ARRAY['r']::"char"[]
                    || CASE WHEN privilege ~* 'UPDATE' THEN ARRAY['w']::"char"[] ELSE '{}' END
                    || CASE WHEN privilege ~* 'DELETE' THEN ARRAY['d']::"char"[] ELSE '{}' END;
 BEGIN
+  -- Whatever row_security says: set to off, it does not show a role the
+  -- rows, the server refuses his reads instead.
   IF NOT EXISTS (SELECT FROM pg_class c JOIN pg_roles r ON r.rolname = role
                   WHERE c.oid = tbl AND c.relrowsecurity AND NOT r.rolsuper AND NOT r.rolbypassrls
-                    AND (c.relforcerowsecurity OR NOT pg_has_role(role, c.relowner, 'USAGE'))
-                    AND current_setting('row_security') <> 'off') THEN
+                    AND (c.relforcerowsecurity OR NOT pg_has_role(role, c.relowner, 'USAGE'))) THEN
     RETURN false;
   END IF;
+  -- A policy applies to the roles whose privileges he has (USAGE: as the
+  -- server decides, NOINHERIT memberships do not count).
   RETURN EXISTS (SELECT FROM pg_policy p
                   WHERE p.polrelid = tbl AND p.polname NOT IN ('gdpr_restriction', 'gdpr_restriction_open')
-                    AND NOT p.polpermissive AND p.polcmd = ANY (cmds)
-                    AND (0::oid = ANY (p.polroles) OR EXISTS (SELECT FROM unnest(p.polroles) x WHERE x <> 0 AND pg_has_role(role, x, 'MEMBER'))))
-      OR NOT EXISTS (SELECT FROM pg_policy p
-                      WHERE p.polrelid = tbl AND p.polpermissive AND p.polcmd = ANY (cmds)
-                        AND pg_get_expr(p.polqual, p.polrelid) = 'true'
-                        AND (0::oid = ANY (p.polroles) OR EXISTS (SELECT FROM unnest(p.polroles) x WHERE x <> 0 AND pg_has_role(role, x, 'MEMBER'))));
+                    AND NOT p.polpermissive AND (p.polcmd = '*' OR p.polcmd = ANY (cmds))
+                    AND (0::oid = ANY (p.polroles) OR EXISTS (SELECT FROM unnest(p.polroles) x WHERE x <> 0 AND pg_has_role(role, x, 'USAGE'))))
+      -- each command needs a permissive policy that lets every row through
+      OR EXISTS (SELECT FROM unnest(cmds) cmd
+                  WHERE NOT EXISTS (SELECT FROM pg_policy p
+                                     WHERE p.polrelid = tbl AND p.polpermissive AND (p.polcmd = '*' OR p.polcmd = cmd)
+                                       AND pg_get_expr(p.polqual, p.polrelid) = 'true'
+                                       AND (0::oid = ANY (p.polroles)
+                                            OR EXISTS (SELECT FROM unnest(p.polroles) x WHERE x <> 0 AND pg_has_role(role, x, 'USAGE')))));
 END
 $$;
 

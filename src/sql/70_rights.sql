@@ -524,8 +524,9 @@ BEGIN
           OR EXISTS (SELECT FROM pg_constraint c
                       WHERE c.conrelid = _export_rows.tbl AND c.contype IN ('p', 'f') AND a.attnum = ANY (c.conkey)));
   -- Rows in the CRM's trash (gdpr.set_soft_delete) are marked "_deleted": true.
+  -- c.*, the whole row: a bare c would be a column named c.
   rows := gdpr._owner_query(tbl, format(
-    'SELECT coalesce(jsonb_agg((SELECT to_jsonb(c) FROM (SELECT %s) c)%s ORDER BY t.ctid), ''[]'') FROM %s t WHERE %s',
+    'SELECT coalesce(jsonb_agg((SELECT to_jsonb(c.*) FROM (SELECT %s) c)%s ORDER BY t.ctid), ''[]'') FROM %s t WHERE %s',
     (SELECT string_agg(format('t.%I', c), ', ') FROM unnest(cols) c),
     CASE WHEN trashed IS NOT NULL
          THEN format(' || CASE WHEN %s THEN ''{"_deleted": true}''::jsonb ELSE ''{}''::jsonb END', trashed) ELSE '' END,
