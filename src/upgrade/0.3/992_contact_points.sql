@@ -65,10 +65,14 @@ END
 $$;
 
 CREATE FUNCTION gdpr._holds_many(tbl regclass, col name) RETURNS boolean
-  LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp
+  LANGUAGE plpgsql STABLE SET search_path = pg_catalog, pg_temp AS $$
+BEGIN
+  -- PL/pgSQL: its plan is kept (a SQL function with SET is planned at every call).
   RETURN coalesce((SELECT ty.typcategory = 'A' OR ty.oid IN ('json'::regtype, 'jsonb'::regtype)
                      FROM pg_attribute a JOIN pg_type ty ON ty.oid = a.atttypid
                     WHERE a.attrelid = tbl AND a.attname = col AND NOT a.attisdropped), false);
+END
+$$;
 
 CREATE OR REPLACE FUNCTION gdpr._duplicate_search(st regclass, col name, v text, OUT pred text, OUT param text)
   LANGUAGE plpgsql STABLE SET search_path = pg_catalog, pg_temp AS $$
@@ -117,6 +121,7 @@ DECLARE
   found jsonb := '[]';            -- [id, column] pairs
   c name;
   v text;
+  points text[];
   q record;
 BEGIN
   IF cardinality(cols) = 0 THEN
@@ -129,7 +134,13 @@ BEGIN
                                                                       ELSE '%L, %I::text' END, x, x), ', ') FROM unnest(cols) x),
                                        st, id_col, gdpr._subject_key_type(st)), find_duplicates.subject_id);
   FOREACH c IN ARRAY cols LOOP
-    FOR v IN SELECT DISTINCT p FROM gdpr._contact_points(mine -> c) p LOOP
+    -- A plain column's value is its one contact point: no query for it.
+    IF jsonb_typeof(mine -> c) IN ('array', 'object') THEN
+      points := ARRAY(SELECT DISTINCT p FROM gdpr._contact_points(mine -> c) p);
+    ELSE
+      points := ARRAY[mine ->> c];
+    END IF;
+    FOREACH v IN ARRAY points LOOP
       CONTINUE WHEN gdpr._contact_kind(v) IS NULL;
       q := gdpr._duplicate_search(st, c, v);
       IF q.pred IS NULL THEN
