@@ -89,19 +89,20 @@ BEGIN
                     AND (c.relforcerowsecurity OR NOT pg_has_role(role, c.relowner, 'USAGE'))) THEN
     RETURN false;
   END IF;
-  -- A policy applies to the roles whose privileges he has (USAGE: as the
-  -- server decides, NOINHERIT memberships do not count).
-  RETURN EXISTS (SELECT FROM pg_policy p
-                  WHERE p.polrelid = tbl AND p.polname NOT IN ('gdpr_restriction', 'gdpr_restriction_open')
-                    AND NOT p.polpermissive AND (p.polcmd = '*' OR p.polcmd = ANY (cmds))
-                    AND (0::oid = ANY (p.polroles) OR EXISTS (SELECT FROM unnest(p.polroles) x WHERE x <> 0 AND pg_has_role(role, x, 'USAGE'))))
-      -- each command needs a permissive policy that lets every row through
-      OR EXISTS (SELECT FROM unnest(cmds) cmd
-                  WHERE NOT EXISTS (SELECT FROM pg_policy p
-                                     WHERE p.polrelid = tbl AND p.polpermissive AND (p.polcmd = '*' OR p.polcmd = cmd)
-                                       AND pg_get_expr(p.polqual, p.polrelid) = 'true'
-                                       AND (0::oid = ANY (p.polroles)
-                                            OR EXISTS (SELECT FROM unnest(p.polroles) x WHERE x <> 0 AND pg_has_role(role, x, 'USAGE')))));
+  -- The policies that apply to him: to the roles whose privileges he has
+  -- (USAGE: as the server decides, NOINHERIT memberships do not count), for
+  -- those commands; a restrictive one of the table's own filters, and so
+  -- does a command without a permissive one that lets every row through.
+  RETURN (WITH pol AS (SELECT p.polpermissive, p.polcmd, pg_get_expr(p.polqual, p.polrelid) = 'true' AS all_rows
+                         FROM pg_policy p
+                        WHERE p.polrelid = tbl AND p.polname <> 'gdpr_restriction'
+                          AND (p.polcmd = '*' OR p.polcmd = ANY (cmds))
+                          AND (0::oid = ANY (p.polroles)
+                               OR EXISTS (SELECT FROM unnest(p.polroles) x WHERE x <> 0 AND pg_has_role(role, x, 'USAGE'))))
+          SELECT EXISTS (SELECT FROM pol WHERE NOT pol.polpermissive)
+              OR EXISTS (SELECT FROM unnest(cmds) cmd
+                          WHERE NOT EXISTS (SELECT FROM pol WHERE pol.polpermissive AND pol.all_rows
+                                               AND (pol.polcmd = '*' OR pol.polcmd = cmd))));
 END
 $$;
 

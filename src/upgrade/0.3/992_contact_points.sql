@@ -19,6 +19,7 @@ DECLARE
   mode text := gdpr._suppression_mode();
   c name;
   v text;
+  points text[];
   s gdpr.suppressions;
 BEGIN
   IF mode = 'off' THEN
@@ -26,21 +27,19 @@ BEGIN
   END IF;
   FOREACH c IN ARRAY cols LOOP
     CONTINUE WHEN (new_row -> c) IS NOT DISTINCT FROM (old_row -> c) OR jsonb_typeof(new_row -> c) = 'null';
+    -- A plain column's value is its one contact point: no query for it.
     IF jsonb_typeof(new_row -> c) IN ('array', 'object') THEN
-      FOR v IN SELECT p FROM gdpr._contact_points(new_row -> c) p
-               EXCEPT SELECT p FROM gdpr._contact_points(old_row -> c) p LOOP
-        IF v LIKE '%@%' OR length(regexp_replace(v, '[^0-9]', '', 'g')) >= 6 THEN
-          brought_cols := brought_cols || c;
-          brought := brought || v;
-        END IF;
-      END LOOP;
+      points := ARRAY(SELECT p FROM gdpr._contact_points(new_row -> c) p
+                      EXCEPT SELECT p FROM gdpr._contact_points(old_row -> c) p);
     ELSE
-      v := new_row ->> c;
+      points := ARRAY[new_row ->> c];
+    END IF;
+    FOREACH v IN ARRAY points LOOP
       IF v LIKE '%@%' OR length(regexp_replace(v, '[^0-9]', '', 'g')) >= 6 THEN
         brought_cols := brought_cols || c;
         brought := brought || v;
       END IF;
-    END IF;
+    END LOOP;
   END LOOP;
   IF cardinality(brought) = 0 OR NOT gdpr._has_key() THEN
     RETURN;
