@@ -164,15 +164,18 @@ typedef struct VariableParams
 	int			ntypes;
 } VariableParams;
 
-/* The types of the parameters of query, as its text implies them. */
-static void
-infer_param_types(const char *query, VariableParams *vp)
+/* The types of the parameters of query, as its text implies them (text when it does not). */
+void
+crm_gdpr_infer_param_types(const char *query, Oid **types, int *ntypes)
 {
 	List	   *raw = raw_parser(query, RAW_PARSE_DEFAULT);
 
 	if (list_length(raw) != 1)
 		elog(ERROR, "crm_gdpr: a statement run as owner must be one statement");
-	(void) parse_analyze_varparams(linitial_node(RawStmt, raw), query, &vp->types, &vp->ntypes, NULL);
+	(void) parse_analyze_varparams(linitial_node(RawStmt, raw), query, types, ntypes, NULL);
+	for (int i = 0; i < *ntypes; i++)
+		if ((*types)[i] == InvalidOid || (*types)[i] == UNKNOWNOID)
+			(*types)[i] = TEXTOID;
 }
 
 /* The values of params, converted to the types the statement gives them. */
@@ -202,8 +205,6 @@ typed_params(ArrayType *params, VariableParams *vp, Datum **values, char **nulls
 		Oid			input;
 		Oid			ioparam;
 
-		if (vp->types[i] == InvalidOid || vp->types[i] == UNKNOWNOID)
-			vp->types[i] = TEXTOID;
 		(*nulls)[i] = isnull[i] ? 'n' : ' ';
 		if (!isnull[i])
 		{
@@ -215,10 +216,12 @@ typed_params(ArrayType *params, VariableParams *vp, Datum **values, char **nulls
 
 /*
  * Run sql as the owner of relid: the rows it processed, and in *result the
- * first column of its first row when want_result (copied out of SPI).
+ * first column of its first row when want_result (copied out of SPI).  With
+ * keep_plan, its plan is kept for the session (owner_plans.c).
  */
 static uint64
-run_as_owner(Oid relid, text *sql, ArrayType *params, bool want_result, Datum *result, bool *result_null)
+run_as_owner(Oid relid, text *sql, ArrayType *params, bool want_result, bool keep_plan,
+			 Datum *result, bool *result_null)
 {
 	Oid			owner = table_owner(relid);
 	VariableParams vp = {NULL, 0};
@@ -228,6 +231,8 @@ run_as_owner(Oid relid, text *sql, ArrayType *params, bool want_result, Datum *r
 	OwnerContext ctx;
 	volatile uint64 processed = 0;
 	int			rc;
+	bool		has_params = params != NULL && ArrayGetNItems(ARR_NDIM(params), ARR_DIMS(params)) > 0;
+	SPIPlanPtr	plan = NULL;
 
 	*result_null = true;
 	enter_user_context(owner, &ctx);
@@ -237,10 +242,15 @@ run_as_owner(Oid relid, text *sql, ArrayType *params, bool want_result, Datum *r
 		if (SPI_connect() != SPI_OK_CONNECT)
 			elog(ERROR, "crm_gdpr: SPI_connect failed");
 		/* Only a statement given parameters is parsed once more for their types. */
-		if (params != NULL && ArrayGetNItems(ARR_NDIM(params), ARR_DIMS(params)) > 0)
-			infer_param_types(query, &vp);
+		if (keep_plan)
+			plan = crm_gdpr_kept_owner_plan(relid, query, has_params, &vp.types, &vp.ntypes);
+		else if (has_params)
+			crm_gdpr_infer_param_types(query, &vp.types, &vp.ntypes);
 		typed_params(params, &vp, &values, &nulls);
-		rc = SPI_execute_with_args(query, vp.ntypes, vp.types, values, nulls, false, 0);
+		if (plan != NULL)
+			rc = SPI_execute_plan(plan, values, nulls, false, 0);
+		else
+			rc = SPI_execute_with_args(query, vp.ntypes, vp.types, values, nulls, false, 0);
 		if (rc < 0)
 			elog(ERROR, "crm_gdpr: statement on %u failed: %s", relid, SPI_result_code_string(rc));
 		processed = SPI_processed;
@@ -267,10 +277,8 @@ run_as_owner(Oid relid, text *sql, ArrayType *params, bool want_result, Datum *r
 	return processed;
 }
 
-/* gdpr._owner_exec(tbl regclass, sql text, VARIADIC params text[]): rows processed. */
-PG_FUNCTION_INFO_V1(gdpr_owner_exec);
-Datum
-gdpr_owner_exec(PG_FUNCTION_ARGS)
+static Datum
+owner_exec(FunctionCallInfo fcinfo, bool keep_plan)
 {
 	Datum		unused;
 	bool		isnull;
@@ -279,13 +287,11 @@ gdpr_owner_exec(PG_FUNCTION_ARGS)
 		ereport(ERROR, (errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED), errmsg("table and statement must not be NULL")));
 	PG_RETURN_INT64((int64) run_as_owner(PG_GETARG_OID(0), PG_GETARG_TEXT_PP(1),
 										 PG_ARGISNULL(2) ? NULL : PG_GETARG_ARRAYTYPE_P(2),
-										 false, &unused, &isnull));
+										 false, keep_plan, &unused, &isnull));
 }
 
-/* gdpr._owner_query(tbl regclass, sql text, VARIADIC params text[]): the jsonb it returns. */
-PG_FUNCTION_INFO_V1(gdpr_owner_query);
-Datum
-gdpr_owner_query(PG_FUNCTION_ARGS)
+static Datum
+owner_query(FunctionCallInfo fcinfo, bool keep_plan)
 {
 	Datum		result = (Datum) 0;
 	bool		isnull;
@@ -293,8 +299,43 @@ gdpr_owner_query(PG_FUNCTION_ARGS)
 	if (PG_ARGISNULL(0) || PG_ARGISNULL(1))
 		ereport(ERROR, (errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED), errmsg("table and statement must not be NULL")));
 	(void) run_as_owner(PG_GETARG_OID(0), PG_GETARG_TEXT_PP(1),
-						PG_ARGISNULL(2) ? NULL : PG_GETARG_ARRAYTYPE_P(2), true, &result, &isnull);
+						PG_ARGISNULL(2) ? NULL : PG_GETARG_ARRAYTYPE_P(2), true, keep_plan, &result, &isnull);
 	if (isnull)
 		PG_RETURN_NULL();
 	PG_RETURN_DATUM(result);
+}
+
+/* gdpr._owner_exec(tbl regclass, sql text, VARIADIC params text[]): rows processed. */
+PG_FUNCTION_INFO_V1(gdpr_owner_exec);
+Datum
+gdpr_owner_exec(PG_FUNCTION_ARGS)
+{
+	return owner_exec(fcinfo, false);
+}
+
+/* gdpr._owner_query(tbl regclass, sql text, VARIADIC params text[]): the jsonb it returns. */
+PG_FUNCTION_INFO_V1(gdpr_owner_query);
+Datum
+gdpr_owner_query(PG_FUNCTION_ARGS)
+{
+	return owner_query(fcinfo, false);
+}
+
+/*
+ * gdpr._owner_exec_kept / gdpr._owner_query_kept: the same, the statement's
+ * plan kept for the session (owner_plans.c): for a text that is the same
+ * whatever the subject, his values passed in params.
+ */
+PG_FUNCTION_INFO_V1(gdpr_owner_exec_kept);
+Datum
+gdpr_owner_exec_kept(PG_FUNCTION_ARGS)
+{
+	return owner_exec(fcinfo, true);
+}
+
+PG_FUNCTION_INFO_V1(gdpr_owner_query_kept);
+Datum
+gdpr_owner_query_kept(PG_FUNCTION_ARGS)
+{
+	return owner_query(fcinfo, true);
 }

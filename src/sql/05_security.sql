@@ -38,6 +38,12 @@ CREATE FUNCTION gdpr._owner_exec(tbl regclass, sql text, VARIADIC params text[] 
   LANGUAGE c VOLATILE AS 'MODULE_PATHNAME', 'gdpr_owner_exec';
 CREATE FUNCTION gdpr._owner_query(tbl regclass, sql text, VARIADIC params text[] DEFAULT '{}') RETURNS jsonb
   LANGUAGE c VOLATILE AS 'MODULE_PATHNAME', 'gdpr_owner_query';
+-- The same, their plans kept for the session (src/owner_plans.c): for a
+-- text that is the same whatever the subject, his values passed in params.
+CREATE FUNCTION gdpr._owner_exec_kept(tbl regclass, sql text, VARIADIC params text[] DEFAULT '{}') RETURNS bigint
+  LANGUAGE c VOLATILE AS 'MODULE_PATHNAME', 'gdpr_owner_exec_kept';
+CREATE FUNCTION gdpr._owner_query_kept(tbl regclass, sql text, VARIADIC params text[] DEFAULT '{}') RETURNS jsonb
+  LANGUAGE c VOLATILE AS 'MODULE_PATHNAME', 'gdpr_owner_query_kept';
 
 -- The extension's own pseudonyms (reserved domains included).
 CREATE FUNCTION gdpr._pseudonym(value text, domain text) RETURNS text

@@ -564,9 +564,10 @@ BEGIN
   IF cond IS NULL THEN
     RETURN false;
   END IF;
-  RETURN gdpr._owner_query(st, format('SELECT to_jsonb(EXISTS (SELECT FROM %s t WHERE t.%I = %s AND %s))',
-                                      st, (SELECT s.id_column FROM gdpr.subject_tables s WHERE s.tbl = st),
-                                      gdpr._subject_key_literal(st, subject_id), cond))::boolean;
+  PERFORM gdpr._not_null(subject_id, 'subject_id');
+  RETURN gdpr._owner_query_kept(st, format('SELECT to_jsonb(EXISTS (SELECT FROM %s t WHERE t.%I = $1::%s AND %s))',
+                                           st, (SELECT s.id_column FROM gdpr.subject_tables s WHERE s.tbl = st),
+                                           gdpr._subject_key_type(st), cond), subject_id)::boolean;
 END
 $$;
 

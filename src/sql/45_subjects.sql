@@ -57,13 +57,13 @@ $$;
 -- runs as the table's owner.
 CREATE FUNCTION gdpr._subject_exists(subject_table regclass, subject_id text) RETURNS boolean
   LANGUAGE plpgsql STABLE SET search_path = pg_catalog, pg_temp AS $$
-DECLARE
-  key text := gdpr._subject_key_literal(subject_table, subject_id);
 BEGIN
+  PERFORM gdpr._not_null(subject_id, 'subject_id');
   PERFORM gdpr._require_privilege(subject_table, 'SELECT', 'looking up a data subject');
-  RETURN gdpr._owner_query(subject_table, format('SELECT to_jsonb(EXISTS (SELECT FROM %s WHERE %I = %s))', subject_table,
-                                                 (SELECT s.id_column FROM gdpr.subject_tables s WHERE s.tbl = subject_table),
-                                                 key))::boolean;
+  -- The key as $1: the same text for every subject, its plan kept.
+  RETURN gdpr._owner_query_kept(subject_table, format('SELECT to_jsonb(EXISTS (SELECT FROM %s WHERE %I = $1::%s))', subject_table,
+                                                      (SELECT s.id_column FROM gdpr.subject_tables s WHERE s.tbl = subject_table),
+                                                      gdpr._subject_key_type(subject_table)), subject_id)::boolean;
 EXCEPTION
   WHEN invalid_text_representation OR numeric_value_out_of_range OR invalid_datetime_format THEN
     RAISE EXCEPTION 'invalid subject id "%" for %', subject_id, subject_table

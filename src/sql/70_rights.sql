@@ -503,8 +503,10 @@ $$;
 -- The subject's rows of one registered table, as a JSON array of objects
 -- (column name: value).  Read as the table's owner with to_jsonb (any width:
 -- no function-argument limit); bytea values come out as hex and are decrypted
--- here, outside the owner's statement.
-CREATE FUNCTION gdpr._export_rows(tbl regclass, st regclass, key_literal text, portability boolean) RETURNS jsonb
+-- here, outside the owner's statement.  The subject's key is the statement's
+-- $1, so that its text is the same for every subject and its plan is kept
+-- (gdpr._owner_query_kept).
+CREATE FUNCTION gdpr._export_rows(tbl regclass, st regclass, subject_id text, portability boolean) RETURNS jsonb
   LANGUAGE plpgsql STABLE SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
   cols name[];
@@ -525,12 +527,12 @@ BEGIN
                       WHERE c.conrelid = _export_rows.tbl AND c.contype IN ('p', 'f') AND a.attnum = ANY (c.conkey)));
   -- Rows in the CRM's trash (gdpr.set_soft_delete) are marked "_deleted": true.
   -- c.*, the whole row: a bare c would be a column named c.
-  rows := gdpr._owner_query(tbl, format(
+  rows := gdpr._owner_query_kept(tbl, format(
     'SELECT coalesce(jsonb_agg((SELECT to_jsonb(c.*) FROM (SELECT %s) c)%s ORDER BY t.ctid), ''[]'') FROM %s t WHERE %s',
     (SELECT string_agg(format('t.%I', c), ', ') FROM unnest(cols) c),
     CASE WHEN trashed IS NOT NULL
          THEN format(' || CASE WHEN %s THEN ''{"_deleted": true}''::jsonb ELSE ''{}''::jsonb END', trashed) ELSE '' END,
-    tbl, gdpr._subject_rows_cond(tbl, st, key_literal)));
+    tbl, gdpr._subject_rows_cond(tbl, st, '$1::' || gdpr._subject_key_type(st))), subject_id);
   IF cardinality(bin_cols) = 0 OR jsonb_array_length(rows) = 0 THEN
     RETURN rows;
   END IF;
@@ -550,8 +552,8 @@ CREATE FUNCTION gdpr._subject_data(st regclass, subject_id text, portability boo
 DECLARE
   t record;
   data jsonb := '{}';
-  key text := gdpr._subject_key_literal(st, subject_id);
 BEGIN
+  PERFORM gdpr._not_null(subject_id, 'subject_id');
   -- A partition registered beside its parent is read through the parent
   -- only; keys are "schema.table" as documented, never quoted identifiers.
   FOR t IN SELECT tree.tbl, format('%s.%s', n.nspname, c.relname) AS label
@@ -563,7 +565,7 @@ BEGIN
     -- Read-only: a table the caller may not read stops the export before
     -- anything is returned (all or nothing).
     PERFORM gdpr._require_privilege(t.tbl, 'SELECT', 'gdpr.export_subject()');
-    data := data || jsonb_build_object(t.label, gdpr._export_rows(t.tbl, st, key, portability));
+    data := data || jsonb_build_object(t.label, gdpr._export_rows(t.tbl, st, subject_id, portability));
   END LOOP;
   RETURN data;
 END

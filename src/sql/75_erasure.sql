@@ -161,13 +161,14 @@ $$;
 -- computed in one pass over the rows: the aggregates of one scan see the
 -- rows in the same order, so the arrays line up with the ctids (a pass per
 -- column was half of a purge's anonymisation, make bench-purge).
-CREATE FUNCTION gdpr._anonymise_rows(tbl regclass, cond text, params text[] DEFAULT '{}',
+CREATE FUNCTION gdpr._anonymise_rows(tbl regclass, cond text, params text[] DEFAULT '{}', keep_plans boolean DEFAULT false,
                                      OUT actions jsonb, OUT n bigint)
   LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
   sets text;
   pcols name[];
   rows jsonb;
+  sql text;
   arrays text[];
   k int := cardinality(params);
 BEGIN
@@ -180,15 +181,19 @@ BEGIN
     FROM gdpr._erasure_column_actions(tbl) x WHERE x.action IS NOT NULL;
   IF pcols IS NULL THEN
     IF sets IS NOT NULL THEN
-      n := gdpr._owner_exec(tbl, format('UPDATE %s t SET %s WHERE %s', tbl, sets, cond), VARIADIC params);
+      sql := format('UPDATE %s t SET %s WHERE %s', tbl, sets, cond);
+      n := CASE WHEN keep_plans THEN gdpr._owner_exec_kept(tbl, sql, VARIADIC params)
+                ELSE gdpr._owner_exec(tbl, sql, VARIADIC params) END;
     END IF;
     RETURN;
   END IF;
-  rows := gdpr._owner_query(tbl, format(
+  sql := format(
     'SELECT coalesce(jsonb_agg(x.r), ''[]'')
        FROM (SELECT jsonb_build_array(t.ctid::text, %s) AS r FROM %s t WHERE %s FOR UPDATE) x',
     (SELECT string_agg(format('t.%I::text', c), ', ' ORDER BY o) FROM unnest(pcols) WITH ORDINALITY u(c, o)),
-    tbl, cond), VARIADIC params);
+    tbl, cond);
+  rows := CASE WHEN keep_plans THEN gdpr._owner_query_kept(tbl, sql, VARIADIC params)
+               ELSE gdpr._owner_query(tbl, sql, VARIADIC params) END;
   n := jsonb_array_length(rows);
   IF n = 0 THEN
     RETURN;
@@ -197,7 +202,7 @@ BEGIN
                  (SELECT string_agg(format('array_agg(gdpr._pseudonym(x.r ->> %s, %L))::text', i, 'erasure'),
                                     ', ' ORDER BY i) FROM generate_subscripts(pcols, 1) i))
     INTO arrays USING rows;
-  PERFORM gdpr._owner_exec(tbl, format(
+  sql := format(
     -- (the ctids also filter the table's scan: a hash join otherwise hashes every row's)
     'UPDATE %s t SET %s FROM unnest($%3$s::tid[], %s) v(gdpr_ctid, %s) WHERE t.ctid = v.gdpr_ctid AND t.ctid = ANY ($%3$s::tid[])',
     tbl,
@@ -205,8 +210,9 @@ BEGIN
                                              ', ' ORDER BY i) FROM generate_subscripts(pcols, 1) i)),
     k + 1,
     (SELECT string_agg(format('$%s::text[]', k + 1 + i), ', ' ORDER BY i) FROM generate_subscripts(pcols, 1) i),
-    (SELECT string_agg(format('gdpr_p%s', i), ', ' ORDER BY i) FROM generate_subscripts(pcols, 1) i)),
-    VARIADIC params || arrays);
+    (SELECT string_agg(format('gdpr_p%s', i), ', ' ORDER BY i) FROM generate_subscripts(pcols, 1) i));
+  PERFORM CASE WHEN keep_plans THEN gdpr._owner_exec_kept(tbl, sql, VARIADIC params || arrays)
+               ELSE gdpr._owner_exec(tbl, sql, VARIADIC params || arrays) END;
 END
 $$;
 
@@ -263,11 +269,15 @@ $$;
 -- Rows are deleted, or unlinked where their foreign key says SET NULL / SET
 -- DEFAULT, or kept (legal retention, or referred to by kept rows); unlinked
 -- and kept rows have their personal columns anonymised.
-CREATE FUNCTION gdpr._erase_table(tbl regclass, st regclass, key_literal text) RETURNS jsonb
+CREATE FUNCTION gdpr._erase_table(tbl regclass, st regclass, subject_id text) RETURNS jsonb
   LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
-  cond text := gdpr._subject_rows_cond(tbl, st, key_literal);
-  pinned text := gdpr._pinned_cond(tbl, st, key_literal);
+  -- The subject's key is the statements' $1: their text is the same for
+  -- every subject, their plans kept (gdpr._owner_exec_kept).
+  key text := '$1::' || gdpr._subject_key_type(st);
+  cond text := gdpr._subject_rows_cond(tbl, st, key);
+  pinned text := gdpr._pinned_cond(tbl, st, key);
+  id text[] := ARRAY[subject_id];
   keep boolean := EXISTS (SELECT FROM gdpr.retention_policies p
                            WHERE p.tbl = _erase_table.tbl AND p.col IS NULL AND p.action = 'keep');
   unlink text := CASE WHEN NOT keep THEN gdpr._unlink_sets(tbl, st) END;
@@ -278,16 +288,16 @@ DECLARE
 BEGIN
   IF unlink IS NOT NULL THEN
     -- Anonymised while they are still his, then unlinked.
-    IF gdpr._owner_query(tbl, format('SELECT to_jsonb(EXISTS (SELECT FROM %s WHERE %s))', tbl, cond))::boolean THEN
-      actions := (gdpr._anonymise_rows(tbl, cond)).actions;
-      n_unlinked := gdpr._owner_exec(tbl, format('UPDATE %s SET %s WHERE %s', tbl, unlink, cond));
+    IF gdpr._owner_query_kept(tbl, format('SELECT to_jsonb(EXISTS (SELECT FROM %s WHERE %s))', tbl, cond), VARIADIC id)::boolean THEN
+      actions := (gdpr._anonymise_rows(tbl, cond, id, true)).actions;
+      n_unlinked := gdpr._owner_exec_kept(tbl, format('UPDATE %s SET %s WHERE %s', tbl, unlink, cond), VARIADIC id);
     END IF;
   ELSIF NOT keep THEN
-    n_deleted := gdpr._owner_exec(tbl, format('DELETE FROM %s WHERE (%s) AND NOT (%s)', tbl, cond, pinned));
+    n_deleted := gdpr._owner_exec_kept(tbl, format('DELETE FROM %s WHERE (%s) AND NOT (%s)', tbl, cond, pinned), VARIADIC id);
   END IF;
-  n_kept := gdpr._owner_query(tbl, format('SELECT to_jsonb(count(*)) FROM %s WHERE %s', tbl, cond))::bigint;
+  n_kept := gdpr._owner_query_kept(tbl, format('SELECT to_jsonb(count(*)) FROM %s WHERE %s', tbl, cond), VARIADIC id)::bigint;
   IF n_kept > 0 THEN
-    actions := (gdpr._anonymise_rows(tbl, cond)).actions;
+    actions := (gdpr._anonymise_rows(tbl, cond, id, true)).actions;
   END IF;
   RETURN jsonb_build_object('table', gdpr.qualified_name(tbl), 'deleted', n_deleted, 'kept', n_kept,
                             'kept_because', CASE WHEN n_kept = 0 THEN NULL WHEN keep THEN 'legal retention'
@@ -308,7 +318,7 @@ $$;
 -- (Twenty's "emailsAdditionalEmails"), when it looks like an e-mail or a
 -- phone (an address or a city does not); on his own row, any value with an
 -- @ or six digits, as before.
-CREATE FUNCTION gdpr._suppress_contacts(st regclass, key_literal text, erasure_id bigint) RETURNS int
+CREATE FUNCTION gdpr._suppress_contacts(st regclass, subject_id text, erasure_id bigint) RETURNS int
   LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
   c record;
@@ -322,9 +332,10 @@ BEGIN
   FOR c IN SELECT pc.tbl, array_agg(DISTINCT pc.col) AS cols FROM gdpr.personal_columns pc
             WHERE pc.category = 'contact' AND pc.tbl IN (SELECT tree.tbl FROM gdpr._subject_tree(st) tree)
             GROUP BY pc.tbl LOOP
-    vals := gdpr._owner_query(c.tbl, format('SELECT coalesce(jsonb_agg(jsonb_build_array(%s)), ''[]'') FROM %s t WHERE %s',
-                                            (SELECT string_agg(format('t.%I', x), ', ') FROM unnest(c.cols) x),
-                                            c.tbl, gdpr._subject_rows_cond(c.tbl, st, key_literal)));
+    vals := gdpr._owner_query_kept(c.tbl, format('SELECT coalesce(jsonb_agg(jsonb_build_array(%s)), ''[]'') FROM %s t WHERE %s',
+                                                 (SELECT string_agg(format('t.%I', x), ', ') FROM unnest(c.cols) x),
+                                                 c.tbl, gdpr._subject_rows_cond(c.tbl, st, '$1::' || gdpr._subject_key_type(st))),
+                                   subject_id);
     FOR v IN SELECT x #>> '{}' FROM jsonb_path_query(vals, 'strict $.**') x WHERE jsonb_typeof(x) = 'string' LOOP
       kind := gdpr.looks_like(v);
       IF kind IS NULL AND c.tbl = st AND (v LIKE '%@%' OR length(regexp_replace(v, '[^0-9]', '', 'g')) >= 6) THEN
@@ -346,7 +357,7 @@ $$;
 -- columns that look personal: PostgreSQL would only clear its link, and what
 -- it says about him would stay.  (Other foreign keys either stop the erasure
 -- themselves, NO ACTION / RESTRICT, or take the rows with his, CASCADE.)
-CREATE FUNCTION gdpr._refuse_unregistered_referrers(st regclass, key_literal text) RETURNS void
+CREATE FUNCTION gdpr._refuse_unregistered_referrers(st regclass, subject_id text) RETURNS void
   LANGUAGE plpgsql STABLE SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
   f record;
@@ -364,9 +375,10 @@ BEGIN
               AND NOT EXISTS (SELECT FROM gdpr.registered_tables r WHERE r.tbl = c.conrelid)
               AND NOT EXISTS (SELECT FROM gdpr.out_of_scope_tables o WHERE o.tbl = c.conrelid) LOOP
     CONTINUE WHEN f.looks IS NULL;
-    CONTINUE WHEN NOT gdpr._owner_query(f.child, format('SELECT to_jsonb(EXISTS (SELECT FROM %s WHERE %I IN (SELECT %I FROM %s WHERE %s)))',
-                                        f.child, f.fk_column, f.parent_column, f.parent,
-                                        gdpr._subject_rows_cond(f.parent, st, key_literal)))::boolean;
+    CONTINUE WHEN NOT gdpr._owner_query_kept(f.child, format('SELECT to_jsonb(EXISTS (SELECT FROM %s WHERE %I IN (SELECT %I FROM %s WHERE %s)))',
+                                             f.child, f.fk_column, f.parent_column, f.parent,
+                                             gdpr._subject_rows_cond(f.parent, st, '$1::' || gdpr._subject_key_type(st))),
+                                             subject_id)::boolean;
     RAISE EXCEPTION 'table % refers to the subject''s rows of % and is not registered', f.child, f.parent
       USING ERRCODE = 'object_not_in_prerequisite_state',
             DETAIL = format('Its foreign key on %I is ON DELETE SET NULL or SET DEFAULT: its rows would stay, with columns that look personal (%s).',
@@ -430,7 +442,6 @@ CREATE FUNCTION gdpr.erase_subject(subject_id text, request_id bigint DEFAULT NU
   LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
   st regclass := gdpr._subject_table(subject_table);
-  key text := gdpr._subject_key_literal(st, subject_id);
   ref text := gdpr._subject_ref(st, subject_id);
   done gdpr.erasures;
   t record;
@@ -452,8 +463,9 @@ BEGIN
     RAISE EXCEPTION 'subject "%" does not exist in %', subject_id, st USING ERRCODE = 'no_data_found';
   END IF;
   PERFORM gdpr._require_erasure_privileges(st);
-  PERFORM gdpr._refuse_unregistered_referrers(st, key);
-  PERFORM gdpr._owner_exec(st, format('SELECT 1 FROM %s WHERE %s FOR UPDATE', st, gdpr._subject_rows_cond(st, key)));
+  PERFORM gdpr._refuse_unregistered_referrers(st, subject_id);
+  PERFORM gdpr._owner_exec_kept(st, format('SELECT 1 FROM %s WHERE %s FOR UPDATE', st,
+                                           gdpr._subject_rows_cond(st, '$1::' || gdpr._subject_key_type(st))), subject_id);
   IF (gdpr._active_hold(st, subject_id)).id IS NOT NULL THEN
     RAISE EXCEPTION 'subject "%" is under a legal hold', subject_id
       USING ERRCODE = 'object_not_in_prerequisite_state',
@@ -472,7 +484,7 @@ BEGIN
 
   INSERT INTO gdpr.erasures (subject_table, subject_ref, request_id, report, report_sha256)
     VALUES (st, ref, request_id, '{}', '\x') RETURNING id INTO eid;
-  PERFORM gdpr._suppress_contacts(st, key, eid);
+  PERFORM gdpr._suppress_contacts(st, subject_id, eid);
   -- His consent events go (the ledger opens for this transaction only); the
   -- suppression list now says what they said: never contact him again.
   -- Issue 23.2: reduced to a pseudonym and dates for consent_proof_keep (50_consent.sql).
@@ -485,7 +497,7 @@ BEGIN
       VALUES (shredded, st, gdpr._subject_key_ref(st, subject_id));
   END IF;
   FOR t IN SELECT tree.tbl FROM gdpr._subject_tree(st) tree ORDER BY tree.depth DESC, tree.tbl::text LOOP
-    tables := tables || gdpr._erase_table(t.tbl, st, key);
+    tables := tables || gdpr._erase_table(t.tbl, st, subject_id);
   END LOOP;
 
   rep := jsonb_build_object('status', 'erased', 'erasure_id', eid, 'subject_table', gdpr.qualified_name(st),

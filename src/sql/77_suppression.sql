@@ -265,7 +265,7 @@ BEGIN
   END IF;
   PERFORM gdpr._require_privilege(st, 'SELECT', 'gdpr.find_duplicates()');
   -- A jsonb, json or array column as jsonb (each string in it is a contact point), any other as text.
-  mine := gdpr._owner_query(st, format('SELECT jsonb_build_object(%s) FROM %s WHERE %I = $1::%s',
+  mine := gdpr._owner_query_kept(st, format('SELECT jsonb_build_object(%s) FROM %s WHERE %I = $1::%s',
                                        (SELECT string_agg(format(CASE WHEN gdpr._holds_many(st, x) THEN '%L, to_jsonb(%I)'
                                                                       ELSE '%L, %I::text' END, x, x), ', ') FROM unnest(cols) x),
                                        st, id_col, gdpr._subject_key_type(st)), find_duplicates.subject_id);

@@ -1,6 +1,6 @@
 -- Data subject rights: requests and their clocks, restriction, export, breaches.
 BEGIN;
-SELECT plan(51);
+SELECT plan(59);
 
 \set QUIET on
 SET client_min_messages = warning;
@@ -108,6 +108,37 @@ SELECT throws_ok(format('SELECT gdpr.export_subject(%L, request_id => %s)', '20'
                  'a request of another subject');
 SELECT throws_ok(format('SELECT gdpr.export_subject(%L, request_id => %s)', '20', :r8), '22023', NULL,
                  'a request of another kind');
+
+-- The export's statements keep their plans for the session (src/owner_plans.c):
+-- the subject is a parameter, and what changes under a kept plan is seen.
+SELECT is(gdpr.export_subject('21') #>> '{data,crm.contacts,0,id}', '21', 'a second subject, same session: his own row');
+SELECT is(jsonb_array_length(gdpr.export_subject('21') #> '{data,crm.interactions}')::bigint,
+          (SELECT count(*) FROM crm.interactions WHERE contact_id = 21), 'and his own interactions');
+ALTER TABLE crm.interactions ADD COLUMN kept_plan_probe text DEFAULT 'seen';
+SELECT is(gdpr.export_subject('20') #>> '{data,crm.interactions,0,kept_plan_probe}', 'seen',
+          'a column added after the plan was kept is exported');
+ALTER TABLE crm.interactions DROP COLUMN kept_plan_probe;
+SELECT is(gdpr.export_subject('20') #> '{data,crm.interactions,0}' ? 'kept_plan_probe', false,
+          'a dropped one no longer is');
+-- The owner's own policy, forced on him, applies to the extension's reads as
+-- him: a kept plan made before the owner or the policy changed is planned again.
+SELECT min(contact_id) AS buyer FROM crm.orders \gset
+SELECT is(jsonb_array_length(gdpr.export_subject(:'buyer') #> '{data,crm.orders}')::bigint,
+          (SELECT count(*) FROM crm.orders WHERE contact_id = :buyer), 'a buyer''s orders');
+CREATE ROLE crm_gdpr_t_orders_owner NOLOGIN;
+GRANT USAGE ON SCHEMA crm TO crm_gdpr_t_orders_owner;
+GRANT SELECT ON crm.contacts TO crm_gdpr_t_orders_owner;
+ALTER TABLE crm.orders OWNER TO crm_gdpr_t_orders_owner;
+ALTER TABLE crm.orders FORCE ROW LEVEL SECURITY;
+CREATE POLICY kept_plan_probe ON crm.orders AS RESTRICTIVE USING (amount < 0);
+SELECT is(jsonb_array_length(gdpr.export_subject(:'buyer') #> '{data,crm.orders}'), 0,
+          'a new owner''s forced policy, added after the plan was kept, applies');
+DROP POLICY kept_plan_probe ON crm.orders;
+SELECT is(jsonb_array_length(gdpr.export_subject(:'buyer') #> '{data,crm.orders}')::bigint,
+          (SELECT count(*) FROM crm.orders WHERE contact_id = :buyer), 'and no longer once dropped');
+ALTER TABLE crm.orders NO FORCE ROW LEVEL SECURITY;
+ALTER TABLE crm.orders OWNER TO CURRENT_USER;
+SELECT throws_ok($$SELECT gdpr.export_subject('twenty')$$, '22P02', NULL, 'a subject id of the wrong type, as a parameter');
 
 -------------------------------------------------------------- breaches
 SELECT gdpr.report_breach('stolen laptop', now() - interval '80 hours', 1200) AS b1 \gset
