@@ -15,16 +15,31 @@
  * (from the scan tuple, before any projection: the key need not be in the
  * query's output) into the read's subject set (read_subject_set.c).
  *
+ * A condition is not always a mere filter: one that hands a row's values to
+ * a function that may pass them on (set_config, a NOTICE of the reader's own
+ * function, pg_notify) reads every row it examines, and those it rejects
+ * are never passed on, nor written by an UPDATE, DELETE or MERGE.  So when
+ * a scan's condition has such a function over the table's columns, the rows
+ * it rejects are counted too (its ExprState's evalfunc is wrapped; rows the
+ * gdpr_restriction policy hid are not); and a write's own scan, left to the
+ * write trigger otherwise, counts the rows it passes on when a condition
+ * above it (a join's, a MERGE action's) has one (round 19).
+ *
  * Every row is read here, in the backend that runs the query: a query that
  * touches a registered table is planned without parallel workers
  * (read_planner.c), whose copies of the plan nobody would wrap.
  */
 #include "postgres.h"
 
+#include "access/transam.h"
+#include "catalog/namespace.h"
+#include "catalog/pg_proc.h"
 #include "nodes/nodeFuncs.h"
 #include "nodes/plannodes.h"
+#include "optimizer/optimizer.h"
 #include "parser/parsetree.h"
 #include "executor/executor.h"
+#include "utils/lsyscache.h"
 #include "utils/rel.h"
 
 #include "read_hook.h"
@@ -133,7 +148,7 @@ counting_exec(PlanState *node)
 			if (c->node != node)
 				continue;
 			slot = c->real(node);
-			if (TupIsNull(slot))
+			if (TupIsNull(slot) || !c->count_passed)
 				return slot;
 			r = &reads->rels[c->rel];
 			if (++r->rows > reads->limit && reads->limit > 0 && !reads->recorded)
@@ -145,6 +160,141 @@ counting_exec(PlanState *node)
 	}
 	elog(ERROR, "crm_gdpr: a counted plan node of no running query");
 	return NULL;
+}
+
+/*
+ * Whether a function may pass the values it is given on: the leakproof ones
+ * do not, nor the server's immutable ones (they compute; an error they raise
+ * is a failed read, read_hook.c); the others may (set_config, pg_notify,
+ * query_to_xml, any function of a role's own), but the gdpr_restriction
+ * policy's.
+ */
+static bool
+may_pass_values_on(Oid func, void *context)
+{
+	char	   *name;
+	bool		policy;
+
+	if (get_func_leakproof(func))
+		return false;
+	if (func < FirstNormalObjectId)
+		return func_volatile(func) != PROVOLATILE_IMMUTABLE;
+	if (get_func_namespace(func) != get_namespace_oid("gdpr", true) || (name = get_func_name(func)) == NULL)
+		return true;
+	policy = strcmp(name, "restriction_visible") == 0;
+	pfree(name);
+	return !policy;
+}
+
+/*
+ * Whether an expression hands values of the rows it is evaluated on (Vars)
+ * to a function that may pass them on; a domain's CHECK (any function) or a
+ * subplan given such values counts as one.
+ */
+static bool
+passes_values_on(Node *node, void *context)
+{
+	if (node == NULL)
+		return false;
+	if (IsA(node, SubPlan))
+	{
+		SubPlan    *sp = (SubPlan *) node;
+
+		if (contain_var_clause((Node *) sp->args))
+			return true;
+		return passes_values_on(sp->testexpr, context);
+	}
+	if (IsA(node, CoerceToDomain) && contain_var_clause(node))
+		return true;
+	if (check_functions_in_node(node, may_pass_values_on, context) && contain_var_clause(node))
+		return true;
+	return expression_tree_walker(node, passes_values_on, context);
+}
+
+/* The conditions a plan node evaluates itself (not its children's). */
+static bool
+node_passes_values_on(Plan *plan)
+{
+	if (passes_values_on((Node *) plan->qual, NULL))
+		return true;
+	switch (nodeTag(plan))
+	{
+		case T_NestLoop:
+		case T_MergeJoin:
+		case T_HashJoin:
+			if (passes_values_on((Node *) ((Join *) plan)->joinqual, NULL))
+				return true;
+			if (IsA(plan, MergeJoin))
+				return passes_values_on((Node *) ((MergeJoin *) plan)->mergeclauses, NULL);
+			if (IsA(plan, HashJoin))
+				return passes_values_on((Node *) ((HashJoin *) plan)->hashclauses, NULL);
+			return false;
+		case T_Result:
+			return passes_values_on(((Result *) plan)->resconstantqual, NULL);
+		case T_ModifyTable:
+			{
+				ModifyTable *mt = (ModifyTable *) plan;
+				ListCell   *lc;
+
+				foreach(lc, mt->mergeActionLists)
+				{
+					ListCell   *a;
+
+					foreach(a, (List *) lfirst(lc))
+						if (passes_values_on(((MergeAction *) lfirst(a))->qual, NULL))
+							return true;
+				}
+				return passes_values_on(mt->onConflictWhere, NULL);
+			}
+		default:
+			return false;
+	}
+}
+
+/* The counted node whose condition is state. */
+static CountedNode *
+counted_qual(ExprState *state, QueryReads **of)
+{
+	for (QueryReads *reads = crm_gdpr_running_reads(); reads; reads = reads->next)
+		for (int i = 0; i < reads->ncounted; i++)
+			if (reads->counted[i].qual == state)
+			{
+				*of = reads;
+				return &reads->counted[i];
+			}
+	elog(ERROR, "crm_gdpr: a counted condition of no running query");
+	return NULL;
+}
+
+/*
+ * A scan's condition that passes values on: evaluated, then the row it
+ * rejected counted as read (one it accepts is counted when the node passes
+ * it on, or written).  The server's first call of an expression replaces its
+ * evalfunc (ExecInterpExprStillValid): it is wrapped again then.
+ */
+static Datum
+counting_qual(ExprState *state, ExprContext *econtext, bool *isnull)
+{
+	QueryReads *reads;
+	CountedNode *c = counted_qual(state, &reads);
+	Datum		result;
+	ReadRel    *r;
+
+	crm_gdpr_restriction_hid_row = false;
+	result = c->real_qual(state, econtext, isnull);
+	if (state->evalfunc != counting_qual)
+	{
+		c->real_qual = state->evalfunc;
+		state->evalfunc = counting_qual;
+	}
+	if ((!*isnull && DatumGetBool(result)) || crm_gdpr_restriction_hid_row)
+		return result;
+	r = &reads->rels[c->rel];
+	if (++r->rows > reads->limit && reads->limit > 0 && !reads->recorded)
+		refuse_past_row_limit(reads);
+	if (c->key != KEY_NONE && !r->subjects.truncated)
+		note_subject(r, c);
+	return result;
 }
 
 static void
@@ -171,6 +321,15 @@ count_node(QueryReads *reads, PlanState *node, int rel, KeySource key, AttrNumbe
 	c->key_attnum = key_attnum;
 	c->nlinks = 0;
 	c->links_indirect = info && info->links_indirect;
+	c->count_passed = !reads->rels[rel].write_scan || reads->passes_on_above;
+	c->qual = NULL;
+	c->real_qual = NULL;
+	if (node->qual && !IsA(node->plan, ModifyTable) && passes_values_on((Node *) node->plan->qual, NULL))
+	{
+		c->qual = node->qual;
+		c->real_qual = node->qual->evalfunc;
+		node->qual->evalfunc = counting_qual;
+	}
 	if (key == KEY_LINKS)
 	{
 		/* A copy: the cached entry may be forgotten while the query runs. */
@@ -201,16 +360,19 @@ scanned_read(QueryReads *reads, Scan *scan, EState *estate)
 	const RelInfo *info;
 	RangeTblEntry *rte;
 
+	bool		write;
+
 	for (int i = 0; i < reads->nrels; i++)
 		if (!reads->rels[i].returning && reads->rels[i].rti == scan->scanrelid)
 			return i;
-	if (list_member_int(estate->es_plannedstmt->resultRelations, scan->scanrelid))
-		return -1;				/* a write's own scan: the write trigger logs it */
+	/* A write's own scan: its rows are the write trigger's, but for its write_scan read. */
+	write = list_member_int(estate->es_plannedstmt->resultRelations, scan->scanrelid);
 	rte = exec_rt_fetch(scan->scanrelid, estate);
 	if (rte->rtekind != RTE_RELATION || (info = crm_gdpr_rel_info(rte->relid)) == NULL || !info->registered)
 		return -1;
 	for (int i = 0; i < reads->nrels; i++)
-		if (!reads->rels[i].returning && reads->rels[i].registered_as == info->registered_as)
+		if (!reads->rels[i].returning && reads->rels[i].write_scan == write &&
+			reads->rels[i].registered_as == info->registered_as)
 			return i;
 	return -1;
 }
@@ -277,14 +439,40 @@ find_counted_nodes(PlanState *node, void *context)
 		info = crm_gdpr_rel_info(exec_rt_fetch(((Scan *) plan)->scanrelid, node->state)->relid);
 		key = scan_key((Scan *) plan, info, &key_attnum);
 	}
+	/* A write's own scan whose rows meet no condition that passes values on: the write trigger's alone. */
+	if (rel >= 0 && reads->rels[rel].write_scan && !reads->passes_on_above &&
+		!(node->qual && passes_values_on((Node *) plan->qual, NULL)))
+		rel = -1;
 	if (rel >= 0)
 		count_node(reads, node, rel, key, key_attnum, info);
 	return planstate_tree_walker(node, find_counted_nodes, context);
 }
 
 /* Count the rows a running query reads from its registered tables. */
+/* Whether a node that is no scan of a write's own table has a condition that passes values on. */
+static bool
+find_passes_on_above(PlanState *node, void *context)
+{
+	QueryReads *reads = (QueryReads *) context;
+	Plan	   *plan;
+
+	if (node == NULL)
+		return false;
+	plan = node->plan;
+	if (!(is_relation_scan(plan) &&
+		  list_member_int(node->state->es_plannedstmt->resultRelations, ((Scan *) plan)->scanrelid)) &&
+		node_passes_values_on(plan))
+		return true;
+	return planstate_tree_walker(node, find_passes_on_above, reads);
+}
+
 void
 crm_gdpr_count_reads(QueryReads *reads, PlanState *planstate)
 {
+	bool		writes = false;
+
+	for (int i = 0; i < reads->nrels && !writes; i++)
+		writes = reads->rels[i].write_scan;
+	reads->passes_on_above = writes && find_passes_on_above(planstate, reads);
 	find_counted_nodes(planstate, reads);
 }

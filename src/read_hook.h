@@ -57,6 +57,7 @@ typedef struct ReadRel
 	Oid			registered_as;	/* RelInfo.registered_as */
 	Index		rti;			/* its range table index */
 	bool		returning;		/* read by UPDATE/DELETE ... RETURNING */
+	bool		write_scan;		/* a write's own table: only rows a condition examined are reads */
 	int64		rows;			/* rows read from it so far (read_count.c) */
 	char	   *table_name;		/* on a standby, its name taken at the start; NULL */
 	SubjectSet	subjects;
@@ -98,6 +99,9 @@ typedef struct CountedNode
 	int			nlinks;			/* KEY_LINKS: the table's links (a copy) */
 	SubjectLink *links;
 	bool		links_indirect; /* RelInfo.links_indirect */
+	bool		count_passed;	/* the rows the node passes on are reads (not a write's own scan) */
+	ExprState  *qual;			/* its condition, when that passes values on: the rows it rejects are reads too */
+	ExprStateEvalFunc real_qual;
 } CountedNode;
 
 /* What one running query reads; lives in its executor memory. */
@@ -108,6 +112,7 @@ typedef struct QueryReads
 	struct QueryReads *next;
 	bool		linked;
 	bool		recorded;		/* its records are sent */
+	bool		passes_on_above;	/* a write whose rows go through a condition that passes values on above its scan */
 	int64		limit;			/* crm_gdpr.max_rows_per_query for this reader, or 0 */
 	NameData	role;			/* who reads, taken at its start */
 	NameData	session_role;
@@ -148,6 +153,9 @@ extern int	crm_gdpr_subject_set_texts(SubjectSet *set, const char **out);
 
 /* read_count.c: rows read from registered tables, the row guard */
 extern void crm_gdpr_count_reads(QueryReads *reads, PlanState *planstate);
+
+/* restriction_reads.c: the gdpr_restriction policy hid the row it was last asked about */
+extern bool crm_gdpr_restriction_hid_row;
 
 /* read_hook.c: the queries running in this backend that read registered tables */
 extern QueryReads *crm_gdpr_running_reads(void);

@@ -103,14 +103,19 @@ registered_tables_read(QueryDesc *query)
 		ReadRel    *r;
 
 		Bitmapset  *returned = NULL;
+		bool		write_scan;
 
 		rti++;
 		if (rte->rtekind != RTE_RELATION || !(rte_required_perms(stmt, rte) & ACL_SELECT))
 			continue;
-		/* The write is logged by the write trigger; what it returns is a read. */
-		if (query->operation != CMD_SELECT && list_member_int(stmt->resultRelations, rti) &&
-			(returned = returned_columns(stmt, rti)) == NULL)
-			continue;
+		/*
+		 * The write is logged by the write trigger; what it returns is a
+		 * read, and so are the rows of its own scan that a condition passing
+		 * values on examined (read_count.c): a read kept apart, recorded only
+		 * when it has rows.
+		 */
+		write_scan = query->operation != CMD_SELECT && list_member_int(stmt->resultRelations, rti) &&
+			(returned = returned_columns(stmt, rti)) == NULL;
 		info = crm_gdpr_rel_info(rte->relid);
 		if (info == NULL || !info->registered)
 			continue;
@@ -122,6 +127,7 @@ registered_tables_read(QueryDesc *query)
 		r->rti = rti;
 		r->rows = 0;
 		r->returning = returned != NULL;
+		r->write_scan = write_scan;
 		/* A standby's record names the table (log_record.c): named now, a failed read's too. */
 		r->table_name = RecoveryInProgress() ?
 			MemoryContextStrdup(query->estate->es_query_cxt, crm_gdpr_qualified_relname(rte->relid)) : NULL;
@@ -144,10 +150,14 @@ crm_gdpr_record_query(QueryReads *reads, const char *detail)
 	{
 		ReadRel    *r = &reads->rels[i];
 		const char *few[8];
-		const char **subjects = r->subjects.count <= lengthof(few) ? few :
-			palloc(sizeof(char *) * r->subjects.count);
-		int			n = crm_gdpr_subject_set_texts(&r->subjects, subjects);
+		const char **subjects;
+		int			n;
 		char		with_truncated[160];
+
+		if (r->write_scan && r->rows == 0)
+			continue;			/* only written: the write trigger's record */
+		subjects = r->subjects.count <= lengthof(few) ? few : palloc(sizeof(char *) * r->subjects.count);
+		n = crm_gdpr_subject_set_texts(&r->subjects, subjects);
 
 		if (r->subjects.truncated)
 		{

@@ -422,6 +422,8 @@ restricted_subject(ReadFilter *f, FunctionCallInfo fcinfo)
  * the gdpr_restriction policy's expression.  Not STRICT: a NULL key is no
  * restricted subject's.
  */
+bool		crm_gdpr_restriction_hid_row = false;
+
 PG_FUNCTION_INFO_V1(gdpr_restriction_visible);
 Datum
 gdpr_restriction_visible(PG_FUNCTION_ARGS)
@@ -443,5 +445,7 @@ gdpr_restriction_visible(PG_FUNCTION_ARGS)
 	note_hidden(f, subject);
 	if (f->writing)
 		refuse_write(f, subject);
+	/* Not read: a condition that passes values on does not count it (read_count.c). */
+	crm_gdpr_restriction_hid_row = true;
 	PG_RETURN_BOOL(false);
 }
