@@ -164,10 +164,11 @@ counting_exec(PlanState *node)
 
 /*
  * Whether a function may pass the values it is given on: the leakproof ones
- * do not, nor the server's immutable ones (they compute; an error they raise
- * is a failed read, read_hook.c); the others may (set_config, pg_notify,
- * query_to_xml, any function of a role's own), but the gdpr_restriction
- * policy's.
+ * do not, nor the server's own that are not volatile (they compute, and by
+ * their contract change nothing: date_trunc, to_char, format; an error they
+ * raise is a failed read, read_hook.c); the server's volatile ones may
+ * (set_config, pg_notify, query_to_xml, lo_from_bytea, advisory locks), and
+ * so may any function of a role's own, but the gdpr_restriction policy's.
  */
 static bool
 may_pass_values_on(Oid func, void *context)
@@ -178,7 +179,7 @@ may_pass_values_on(Oid func, void *context)
 	if (get_func_leakproof(func))
 		return false;
 	if (func < FirstNormalObjectId)
-		return func_volatile(func) != PROVOLATILE_IMMUTABLE;
+		return func_volatile(func) == PROVOLATILE_VOLATILE;
 	if (get_func_namespace(func) != get_namespace_oid("gdpr", true) || (name = get_func_name(func)) == NULL)
 		return true;
 	policy = strcmp(name, "restriction_visible") == 0;
@@ -448,7 +449,6 @@ find_counted_nodes(PlanState *node, void *context)
 	return planstate_tree_walker(node, find_counted_nodes, context);
 }
 
-/* Count the rows a running query reads from its registered tables. */
 /* Whether a node that is no scan of a write's own table has a condition that passes values on. */
 static bool
 find_passes_on_above(PlanState *node, void *context)
@@ -466,6 +466,30 @@ find_passes_on_above(PlanState *node, void *context)
 	return planstate_tree_walker(node, find_passes_on_above, reads);
 }
 
+/* Whether any node of a plan has a condition that passes values on. */
+static bool
+find_passes_on(PlanState *node, void *context)
+{
+	if (node == NULL)
+		return false;
+	if (node_passes_values_on(node->plan))
+		return true;
+	return planstate_tree_walker(node, find_passes_on, context);
+}
+
+/*
+ * Whether a write's own scan may read rows at all: only a condition that
+ * passes values on makes its rows reads (the rest are the write trigger's).
+ * Asked before a write's table is given a read, so that the common UPDATE
+ * ... WHERE id = $1 costs a walk over its few nodes and nothing more.
+ */
+bool
+crm_gdpr_plan_passes_values_on(PlanState *planstate)
+{
+	return find_passes_on(planstate, NULL);
+}
+
+/* Count the rows a running query reads from its registered tables. */
 void
 crm_gdpr_count_reads(QueryReads *reads, PlanState *planstate)
 {

@@ -153,6 +153,8 @@ extern int	crm_gdpr_subject_set_texts(SubjectSet *set, const char **out);
 
 /* read_count.c: rows read from registered tables, the row guard */
 extern void crm_gdpr_count_reads(QueryReads *reads, PlanState *planstate);
+/* read_count.c: whether a condition of the plan passes the values of its rows on (a write's scan is then a read) */
+extern bool crm_gdpr_plan_passes_values_on(PlanState *planstate);
 
 /* restriction_reads.c: the gdpr_restriction policy hid the row it was last asked about */
 extern bool crm_gdpr_restriction_hid_row;

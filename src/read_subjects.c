@@ -94,6 +94,7 @@ registered_tables_read(QueryDesc *query)
 	PlannedStmt *stmt = query->plannedstmt;
 	QueryReads *reads = NULL;
 	int			rti = 0;
+	int			passes_on = -1; /* whether a condition passes values on: asked once, when needed */
 	ListCell   *lc;
 
 	foreach(lc, stmt->rtable)
@@ -118,6 +119,10 @@ registered_tables_read(QueryDesc *query)
 			(returned = returned_columns(stmt, rti)) == NULL;
 		info = crm_gdpr_rel_info(rte->relid);
 		if (info == NULL || !info->registered)
+			continue;
+		if (write_scan && passes_on < 0)
+			passes_on = crm_gdpr_plan_passes_values_on(query->planstate);
+		if (write_scan && !passes_on)
 			continue;
 		if (reads == NULL)
 			reads = new_reads(query->estate, list_length(stmt->rtable));
