@@ -24,3 +24,32 @@ own_cluster() {
   trap 'cluster_stop; [ -n "${KEEP:-}" ] || rm -rf "$top"' EXIT
   cluster_start "$top" "$@"
 }
+
+# hostile_suite: what the hostile suites (security*.sh) share.  A check
+# prints "ok ..." or, through bad, "FAIL: ID: what" (an attack that
+# succeeded); hostile_verdict NAME ends the suite, exit 1 if any failed.
+hostile_suite() {
+  failures=()
+  ok() { echo "ok   $*"; }
+  bad() { echo "FAIL: $1: $2"; failures+=("$1"); }
+  # as ROLE DB SQL...: run as ROLE (a new session each time); the last line is
+  # "SQLSTATE=xxxxx" of the last statement (00000 when it succeeded).
+  as() {
+    local role=$1 db=$2; shift 2
+    local args=() s
+    for s in "$@"; do args+=(-c "$s"); done
+    psql -X -q -At -U "$role" -d "$db" -v ON_ERROR_STOP=0 "${args[@]}" -c '\echo SQLSTATE=:SQLSTATE' 2>&1 || true
+  }
+  state_of() { sed -n 's/^SQLSTATE=//p' <<<"$1" | tail -n 1; }
+  su() { q -d "$1" -c 'SET client_min_messages = warning' -c "$2"; }   # as the superuser, stop on error
+  owner() { q -U crm_owner -d "$1" -c 'SET client_min_messages = warning' -c "$2"; }
+}
+hostile_verdict() {
+  echo
+  if [ ${#failures[@]} -gt 0 ]; then
+    echo "$1: ${#failures[@]} checks failed: $(printf '%s\n' "${failures[@]}" | sort | uniq -c |
+      awk '{ c = $1; $1 = ""; sub(/^ /, ""); printf "%s%s x%s", sep, $0, c; sep = ", " }')"
+    exit 1
+  fi
+  echo "$1 ok"
+}

@@ -15,19 +15,7 @@ source "$(dirname "$0")/lib.sh"
 source test/cluster.sh
 own_cluster security "crm_gdpr.database = 'sec_worker'" "crm_gdpr.purge_naptime = '1s'"
 
-failures=()
-ok() { echo "ok   $*"; }
-bad() { echo "FAIL: $1: $2"; failures+=("$1"); }
-
-# as ROLE DB SQL...: run as ROLE (a new session each time); the last line is
-# "SQLSTATE=xxxxx" of the last statement (00000 when it succeeded).
-as() {
-  local role=$1 db=$2; shift 2
-  local args=() s
-  for s in "$@"; do args+=(-c "$s"); done
-  psql -X -q -At -U "$role" -d "$db" -v ON_ERROR_STOP=0 "${args[@]}" -c '\echo SQLSTATE=:SQLSTATE' 2>&1 || true
-}
-state_of() { sed -n 's/^SQLSTATE=//p' <<<"$1" | tail -n 1; }
+hostile_suite
 # refused FINDING WHAT ROLE DB SQL: the call must fail with 42501.
 refused() {
   local finding=$1 what=$2 role=$3 db=$4 sql=$5 out st
@@ -506,9 +494,4 @@ plan=$(as app sec "SET parallel_setup_cost = 0; SET parallel_tuple_cost = 0; SET
 grep -q Gather <<<"$plan" && bad "finding 18.5" "a read of a registered table by gdpr_app gets parallel workers: $(tr '\n' ' ' <<<"$plan")" \
   || ok "finding 18.5: a read of a registered table by gdpr_app gets no parallel workers"
 
-echo
-if [ ${#failures[@]} -gt 0 ]; then
-  echo "security: ${#failures[@]} checks failed: $(printf '%s\n' "${failures[@]}" | sort | uniq -c | awk '{printf "%s%s %s x%s", sep, $2, $3, $1; sep=", "}')"
-  exit 1
-fi
-echo "security ok"
+hostile_verdict security

@@ -24,21 +24,7 @@ source "$(dirname "$0")/lib.sh"
 source test/cluster.sh
 own_cluster round17 "crm_gdpr.database = 'sec'" "crm_gdpr.log_flush_interval = '200ms'"
 
-failures=()
-ok() { echo "ok   $*"; }
-bad() { echo "FAIL: $1: $2"; failures+=("$1"); }
-
-# as ROLE DB SQL...: run as ROLE (a new session each time); the last line is
-# "SQLSTATE=xxxxx" of the last statement (00000 when it succeeded).
-as() {
-  local role=$1 db=$2; shift 2
-  local args=() s
-  for s in "$@"; do args+=(-c "$s"); done
-  psql -X -q -At -U "$role" -d "$db" -v ON_ERROR_STOP=0 "${args[@]}" -c '\echo SQLSTATE=:SQLSTATE' 2>&1 || true
-}
-state_of() { sed -n 's/^SQLSTATE=//p' <<<"$1" | tail -n 1; }
-su() { q -d "$1" -c 'SET client_min_messages = warning' -c "$2"; }   # as the superuser, stop on error
-owner() { q -U crm_owner -d "$1" -c 'SET client_min_messages = warning' -c "$2"; }
+hostile_suite
 
 # ---------------------------------------------------------------------------
 # Roles and a CRM owned by crm_owner, registered by the superuser (the DBA).
@@ -272,9 +258,4 @@ n1=$(q -d $db -c "SELECT coalesce(sum(row_count), 0) FROM gdpr.access_log WHERE 
 [ "$n" -ge 1 ] && [ "$n1" -ge 1 ] && ok "round17.6: direct INSERTs into a partition (created, attached) are logged" \
   || bad "round17.6" "direct INSERTs into partitions: attached $n, created $n1 rows in the log"
 
-echo
-if [ ${#failures[@]} -gt 0 ]; then
-  echo "security_round17: ${#failures[@]} checks failed: $(printf '%s\n' "${failures[@]}" | sort | uniq -c | awk '{printf "%s%s x%s", sep, $2, $1; sep=", "}')"
-  exit 1
-fi
-echo "security_round17 ok"
+hostile_verdict security_round17

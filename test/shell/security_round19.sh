@@ -28,21 +28,7 @@ source "$(dirname "$0")/lib.sh"
 source test/cluster.sh
 own_cluster round19 "crm_gdpr.database = 'sec'" "crm_gdpr.log_flush_interval = '200ms'"
 
-failures=()
-ok() { echo "ok   $*"; }
-bad() { echo "FAIL: $1: $2"; failures+=("$1"); }
-
-# as ROLE DB SQL...: run as ROLE (a new session each time); the last line is
-# "SQLSTATE=xxxxx" of the last statement (00000 when it succeeded).
-as() {
-  local role=$1 db=$2; shift 2
-  local args=() s
-  for s in "$@"; do args+=(-c "$s"); done
-  psql -X -q -At -U "$role" -d "$db" -v ON_ERROR_STOP=0 "${args[@]}" -c '\echo SQLSTATE=:SQLSTATE' 2>&1 || true
-}
-state_of() { sed -n 's/^SQLSTATE=//p' <<<"$1" | tail -n 1; }
-su() { q -d "$1" -c 'SET client_min_messages = warning' -c "$2"; }   # as the superuser, stop on error
-owner() { q -U crm_owner -d "$1" -c 'SET client_min_messages = warning' -c "$2"; }
+hostile_suite
 
 # ---------------------------------------------------------------------------
 # Roles and a CRM owned by crm_owner, registered by the superuser (the DBA).
@@ -250,9 +236,4 @@ set -- $(logged $since app)
 [ "$1" -ge 5 ] && [ "$2" -ge 5 ] && ok "round19.7: cursor WITH HOLD, PREPARE, COPY (query), temp view, SQL function: logged ($1 rows, $2 subjects)" \
   || bad "round19.7" "reads by cursor/prepare/copy/view/function of 5 contacts: the log counts $1 rows, $2 subjects"
 
-echo
-if [ ${#failures[@]} -gt 0 ]; then
-  echo "security_round19: ${#failures[@]} checks failed: $(printf '%s\n' "${failures[@]}" | sort | uniq -c | awk '{printf "%s%s x%s", sep, $2, $1; sep=", "}')"
-  exit 1
-fi
-echo "security_round19 ok"
+hostile_verdict security_round19
