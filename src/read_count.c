@@ -21,9 +21,18 @@
  * are never passed on, nor written by an UPDATE, DELETE or MERGE.  So when
  * a scan's condition has such a function over the table's columns, the rows
  * it rejects are counted too (its ExprState's evalfunc is wrapped; rows the
- * gdpr_restriction policy hid are not); and a write's own scan, left to the
- * write trigger otherwise, counts the rows it passes on when a condition
- * above it (a join's, a MERGE action's) has one (round 19).
+ * gdpr_restriction policy hid are not) (round 19).
+ *
+ * A write's own scan is left to the write trigger, but when a condition or
+ * an expression of the write (its WHERE, a join's condition, its SET, a
+ * MERGE action's condition or SET, ON CONFLICT's WHERE or SET) has such a
+ * function: the write trigger's record is in the writing transaction, and a
+ * ROLLBACK, a failed statement or a caught error takes it away while the
+ * values are gone already.  Then every row of the written table examined is
+ * a read of its own (queued, as any read): the rows the scan passes on, those
+ * its condition rejected, and the existing rows INSERT ... ON CONFLICT DO
+ * UPDATE examined without any scan (its WHERE's or SET's ExprState wrapped)
+ * (round 20).
  *
  * Every row is read here, in the backend that runs the query: a query that
  * touches a registered table is planned without parallel workers
@@ -32,7 +41,11 @@
 #include "postgres.h"
 
 #include "access/transam.h"
+#include "access/attmap.h"
+#include "access/table.h"
 #include "catalog/namespace.h"
+#include "catalog/pg_class.h"
+#include "catalog/pg_inherits.h"
 #include "catalog/pg_proc.h"
 #include "nodes/nodeFuncs.h"
 #include "nodes/plannodes.h"
@@ -212,11 +225,27 @@ passes_values_on(Node *node, void *context)
 	return expression_tree_walker(node, passes_values_on, context);
 }
 
-/* The conditions a plan node evaluates itself (not its children's). */
+/* Whether INSERT ... ON CONFLICT DO UPDATE hands the existing row's values on (WHERE or SET). */
+static bool
+on_conflict_passes_values_on(ModifyTable *mt)
+{
+	return mt->onConflictAction == ONCONFLICT_UPDATE &&
+		(passes_values_on(mt->onConflictWhere, NULL) || passes_values_on((Node *) mt->onConflictSet, NULL));
+}
+
+/*
+ * The conditions and expressions a plan node of a write evaluates itself
+ * (not its children's): its qual, its projection (an UPDATE's SET is its
+ * plan's), a join's conditions, a MERGE action's condition and SET, ON
+ * CONFLICT's WHERE and SET.
+ */
 static bool
 node_passes_values_on(Plan *plan)
 {
 	if (passes_values_on((Node *) plan->qual, NULL))
+		return true;
+	/* A ModifyTable's own target list is its RETURNING, a read of its own. */
+	if (!IsA(plan, ModifyTable) && passes_values_on((Node *) plan->targetlist, NULL))
 		return true;
 	switch (nodeTag(plan))
 	{
@@ -242,10 +271,14 @@ node_passes_values_on(Plan *plan)
 					ListCell   *a;
 
 					foreach(a, (List *) lfirst(lc))
-						if (passes_values_on(((MergeAction *) lfirst(a))->qual, NULL))
+					{
+						MergeAction *action = (MergeAction *) lfirst(a);
+
+						if (passes_values_on(action->qual, NULL) || passes_values_on((Node *) action->targetList, NULL))
 							return true;
+					}
 				}
-				return passes_values_on(mt->onConflictWhere, NULL);
+				return on_conflict_passes_values_on(mt);
 			}
 		default:
 			return false;
@@ -288,9 +321,26 @@ counting_qual(ExprState *state, ExprContext *econtext, bool *isnull)
 		c->real_qual = state->evalfunc;
 		state->evalfunc = counting_qual;
 	}
-	if ((!*isnull && DatumGetBool(result)) || crm_gdpr_restriction_hid_row)
+	if (!c->count_all && ((!*isnull && DatumGetBool(result)) || crm_gdpr_restriction_hid_row))
 		return result;
 	r = &reads->rels[c->rel];
+	if (c->count_all)
+	{
+		/* ON CONFLICT's existing row (a partition's, when the target is partitioned). */
+		const RelInfo *info;
+
+		if (++r->rows > reads->limit && reads->limit > 0 && !reads->recorded)
+			refuse_past_row_limit(reads);
+		if (r->subjects.truncated)
+			return result;
+		if (econtext->ecxt_scantuple == NULL || TupIsNull(econtext->ecxt_scantuple) ||
+			(info = crm_gdpr_rel_info(econtext->ecxt_scantuple->tts_tableOid)) == NULL ||
+			info->subject_attnum <= 0)
+			r->subjects.truncated = true;
+		else
+			crm_gdpr_subject_set_add(&r->subjects, econtext->ecxt_scantuple, info->subject_attnum);
+		return result;
+	}
 	if (++r->rows > reads->limit && reads->limit > 0 && !reads->recorded)
 		refuse_past_row_limit(reads);
 	if (c->key != KEY_NONE && !r->subjects.truncated)
@@ -322,7 +372,9 @@ count_node(QueryReads *reads, PlanState *node, int rel, KeySource key, AttrNumbe
 	c->key_attnum = key_attnum;
 	c->nlinks = 0;
 	c->links_indirect = info && info->links_indirect;
-	c->count_passed = !reads->rels[rel].write_scan || reads->passes_on_above;
+	/* A write's own table is read only when the write passes values on (read_subjects.c): every row of it. */
+	c->count_passed = true;
+	c->count_all = false;
 	c->qual = NULL;
 	c->real_qual = NULL;
 	if (node->qual && !IsA(node->plan, ModifyTable) && passes_values_on((Node *) node->plan->qual, NULL))
@@ -415,6 +467,81 @@ scan_key(Scan *scan, const RelInfo *info, AttrNumber *attnum)
 	return KEY_UNKNOWN;
 }
 
+/*
+ * INSERT ... ON CONFLICT DO UPDATE whose WHERE or SET hands the existing
+ * row's values on: no scan reads that row, the ExprState evaluated first on
+ * it (the WHERE, else the SET's projection) counts it, whatever it decides.
+ * A partition whose columns lie as its root's shares the root's ExprStates
+ * (ExecInitPartitionInfo); one laid out otherwise would get states of its
+ * own, never wrapped: refused.
+ */
+static void
+count_on_conflict(QueryReads *reads, ModifyTableState *mt)
+{
+	ModifyTable *plan = (ModifyTable *) mt->ps.plan;
+	ResultRelInfo *rri = mt->resultRelInfo;
+	Relation	target = rri->ri_RelationDesc;
+	OnConflictSetState *oc = rri->ri_onConflict;
+	Index		rti = linitial_int(plan->resultRelations);
+	ExprState  *state;
+	CountedNode *c;
+	int			rel = -1;
+
+	/* A write_scan read, or a plain one when the INSERT is in a WITH of a SELECT. */
+	for (int i = 0; i < reads->nrels && rel < 0; i++)
+		if (!reads->rels[i].returning && reads->rels[i].rti == rti)
+			rel = i;
+	if (rel < 0)
+		return;					/* not a registered table, or none of its columns read */
+	if (oc == NULL || (state = oc->oc_WhereClause ? oc->oc_WhereClause : &oc->oc_ProjInfo->pi_state) == NULL)
+		elog(ERROR, "crm_gdpr: INSERT ... ON CONFLICT DO UPDATE without its state");
+	if (target->rd_rel->relkind == RELKIND_PARTITIONED_TABLE)
+	{
+		List	   *parts = find_all_inheritors(RelationGetRelid(target), NoLock, NULL);
+		ListCell   *lc;
+
+		foreach(lc, parts)
+		{
+			Relation	part;
+			AttrMap    *map;
+
+			if (lfirst_oid(lc) == RelationGetRelid(target))
+				continue;
+			part = table_open(lfirst_oid(lc), AccessShareLock);
+			map = part->rd_rel->relkind == RELKIND_PARTITIONED_TABLE ? NULL :
+				build_attrmap_by_name_if_req(RelationGetDescr(part), RelationGetDescr(target));
+			table_close(part, AccessShareLock);
+			if (map != NULL)
+				ereport(ERROR,
+						(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
+						 errmsg("INSERT ... ON CONFLICT DO UPDATE that hands the existing row to a function is not supported on \"%s\"",
+								RelationGetRelationName(target)),
+						 errdetail("Partition \"%s\" of this table of personal data has its columns in another order: the rows it examines could not be logged as read.",
+								   get_rel_name(lfirst_oid(lc))),
+						 errhint("Use functions that are leakproof or the server's own non-volatile ones in ON CONFLICT's WHERE and SET.")));
+		}
+	}
+	if (reads->ncounted == 0)
+		reads->counted = reads->first;
+	else if (reads->ncounted >= lengthof(reads->first) && reads->ncounted % 8 == lengthof(reads->first) % 8)
+	{
+		CountedNode *more = MemoryContextAlloc(reads->estate->es_query_cxt,
+											   sizeof(CountedNode) * (reads->ncounted + 8));
+
+		memcpy(more, reads->counted, sizeof(CountedNode) * reads->ncounted);
+		reads->counted = more;
+	}
+	c = &reads->counted[reads->ncounted++];
+	memset(c, 0, sizeof(CountedNode));
+	c->node = NULL;				/* no node of its own: counting_exec never finds it */
+	c->rel = rel;
+	c->key = KEY_UNKNOWN;
+	c->count_all = true;
+	c->qual = state;
+	c->real_qual = state->evalfunc;
+	state->evalfunc = counting_qual;
+}
+
 static bool
 find_counted_nodes(PlanState *node, void *context)
 {
@@ -440,30 +567,11 @@ find_counted_nodes(PlanState *node, void *context)
 		info = crm_gdpr_rel_info(exec_rt_fetch(((Scan *) plan)->scanrelid, node->state)->relid);
 		key = scan_key((Scan *) plan, info, &key_attnum);
 	}
-	/* A write's own scan whose rows meet no condition that passes values on: the write trigger's alone. */
-	if (rel >= 0 && reads->rels[rel].write_scan && !reads->passes_on_above &&
-		!(node->qual && passes_values_on((Node *) plan->qual, NULL)))
-		rel = -1;
 	if (rel >= 0)
 		count_node(reads, node, rel, key, key_attnum, info);
+	if (IsA(plan, ModifyTable) && on_conflict_passes_values_on((ModifyTable *) plan))
+		count_on_conflict(reads, (ModifyTableState *) node);
 	return planstate_tree_walker(node, find_counted_nodes, context);
-}
-
-/* Whether a node that is no scan of a write's own table has a condition that passes values on. */
-static bool
-find_passes_on_above(PlanState *node, void *context)
-{
-	QueryReads *reads = (QueryReads *) context;
-	Plan	   *plan;
-
-	if (node == NULL)
-		return false;
-	plan = node->plan;
-	if (!(is_relation_scan(plan) &&
-		  list_member_int(node->state->es_plannedstmt->resultRelations, ((Scan *) plan)->scanrelid)) &&
-		node_passes_values_on(plan))
-		return true;
-	return planstate_tree_walker(node, find_passes_on_above, reads);
 }
 
 /* Whether any node of a plan has a condition that passes values on. */
@@ -493,10 +601,5 @@ crm_gdpr_plan_passes_values_on(PlanState *planstate)
 void
 crm_gdpr_count_reads(QueryReads *reads, PlanState *planstate)
 {
-	bool		writes = false;
-
-	for (int i = 0; i < reads->nrels && !writes; i++)
-		writes = reads->rels[i].write_scan;
-	reads->passes_on_above = writes && find_passes_on_above(planstate, reads);
 	find_counted_nodes(planstate, reads);
 }

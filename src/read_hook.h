@@ -99,7 +99,8 @@ typedef struct CountedNode
 	int			nlinks;			/* KEY_LINKS: the table's links (a copy) */
 	SubjectLink *links;
 	bool		links_indirect; /* RelInfo.links_indirect */
-	bool		count_passed;	/* the rows the node passes on are reads (not a write's own scan) */
+	bool		count_passed;	/* the rows the node passes on are reads */
+	bool		count_all;		/* qual is ON CONFLICT's (node NULL): every row it is evaluated on is a read */
 	ExprState  *qual;			/* its condition, when that passes values on: the rows it rejects are reads too */
 	ExprStateEvalFunc real_qual;
 } CountedNode;
@@ -112,7 +113,6 @@ typedef struct QueryReads
 	struct QueryReads *next;
 	bool		linked;
 	bool		recorded;		/* its records are sent */
-	bool		passes_on_above;	/* a write whose rows go through a condition that passes values on above its scan */
 	int64		limit;			/* crm_gdpr.max_rows_per_query for this reader, or 0 */
 	NameData	role;			/* who reads, taken at its start */
 	NameData	session_role;
