@@ -32,7 +32,7 @@
  * a read of its own (queued, as any read): the rows the scan passes on, those
  * its condition rejected, and the existing rows INSERT ... ON CONFLICT DO
  * UPDATE examined without any scan (its WHERE's or SET's ExprState wrapped)
- * (round 20).
+ * (round 20).  Which conditions pass values on: read_leaks.c.
  *
  * Every row is read here, in the backend that runs the query: a query that
  * touches a registered table is planned without parallel workers
@@ -40,16 +40,12 @@
  */
 #include "postgres.h"
 
-#include "access/transam.h"
 #include "access/attmap.h"
 #include "access/table.h"
-#include "catalog/namespace.h"
 #include "catalog/pg_class.h"
 #include "catalog/pg_inherits.h"
-#include "catalog/pg_proc.h"
 #include "nodes/nodeFuncs.h"
 #include "nodes/plannodes.h"
-#include "optimizer/optimizer.h"
 #include "parser/parsetree.h"
 #include "executor/executor.h"
 #include "utils/lsyscache.h"
@@ -175,116 +171,6 @@ counting_exec(PlanState *node)
 	return NULL;
 }
 
-/*
- * Whether a function may pass the values it is given on: the leakproof ones
- * do not, nor the server's own that are not volatile (they compute, and by
- * their contract change nothing: date_trunc, to_char, format; an error they
- * raise is a failed read, read_hook.c); the server's volatile ones may
- * (set_config, pg_notify, query_to_xml, lo_from_bytea, advisory locks), and
- * so may any function of a role's own, but the gdpr_restriction policy's.
- */
-static bool
-may_pass_values_on(Oid func, void *context)
-{
-	char	   *name;
-	bool		policy;
-
-	if (get_func_leakproof(func))
-		return false;
-	if (func < FirstNormalObjectId)
-		return func_volatile(func) == PROVOLATILE_VOLATILE;
-	if (get_func_namespace(func) != get_namespace_oid("gdpr", true) || (name = get_func_name(func)) == NULL)
-		return true;
-	policy = strcmp(name, "restriction_visible") == 0;
-	pfree(name);
-	return !policy;
-}
-
-/*
- * Whether an expression hands values of the rows it is evaluated on (Vars)
- * to a function that may pass them on; a domain's CHECK (any function) or a
- * subplan given such values counts as one.
- */
-static bool
-passes_values_on(Node *node, void *context)
-{
-	if (node == NULL)
-		return false;
-	if (IsA(node, SubPlan))
-	{
-		SubPlan    *sp = (SubPlan *) node;
-
-		if (contain_var_clause((Node *) sp->args))
-			return true;
-		return passes_values_on(sp->testexpr, context);
-	}
-	if (IsA(node, CoerceToDomain) && contain_var_clause(node))
-		return true;
-	if (check_functions_in_node(node, may_pass_values_on, context) && contain_var_clause(node))
-		return true;
-	return expression_tree_walker(node, passes_values_on, context);
-}
-
-/* Whether INSERT ... ON CONFLICT DO UPDATE hands the existing row's values on (WHERE or SET). */
-static bool
-on_conflict_passes_values_on(ModifyTable *mt)
-{
-	return mt->onConflictAction == ONCONFLICT_UPDATE &&
-		(passes_values_on(mt->onConflictWhere, NULL) || passes_values_on((Node *) mt->onConflictSet, NULL));
-}
-
-/*
- * The conditions and expressions a plan node of a write evaluates itself
- * (not its children's): its qual, its projection (an UPDATE's SET is its
- * plan's), a join's conditions, a MERGE action's condition and SET, ON
- * CONFLICT's WHERE and SET.
- */
-static bool
-node_passes_values_on(Plan *plan)
-{
-	if (passes_values_on((Node *) plan->qual, NULL))
-		return true;
-	/* A ModifyTable's own target list is its RETURNING, a read of its own. */
-	if (!IsA(plan, ModifyTable) && passes_values_on((Node *) plan->targetlist, NULL))
-		return true;
-	switch (nodeTag(plan))
-	{
-		case T_NestLoop:
-		case T_MergeJoin:
-		case T_HashJoin:
-			if (passes_values_on((Node *) ((Join *) plan)->joinqual, NULL))
-				return true;
-			if (IsA(plan, MergeJoin))
-				return passes_values_on((Node *) ((MergeJoin *) plan)->mergeclauses, NULL);
-			if (IsA(plan, HashJoin))
-				return passes_values_on((Node *) ((HashJoin *) plan)->hashclauses, NULL);
-			return false;
-		case T_Result:
-			return passes_values_on(((Result *) plan)->resconstantqual, NULL);
-		case T_ModifyTable:
-			{
-				ModifyTable *mt = (ModifyTable *) plan;
-				ListCell   *lc;
-
-				foreach(lc, mt->mergeActionLists)
-				{
-					ListCell   *a;
-
-					foreach(a, (List *) lfirst(lc))
-					{
-						MergeAction *action = (MergeAction *) lfirst(a);
-
-						if (passes_values_on(action->qual, NULL) || passes_values_on((Node *) action->targetList, NULL))
-							return true;
-					}
-				}
-				return on_conflict_passes_values_on(mt);
-			}
-		default:
-			return false;
-	}
-}
-
 /* The counted node whose condition is state. */
 static CountedNode *
 counted_qual(ExprState *state, QueryReads **of)
@@ -348,23 +234,29 @@ counting_qual(ExprState *state, ExprContext *econtext, bool *isnull)
 	return result;
 }
 
-static void
-count_node(QueryReads *reads, PlanState *node, int rel, KeySource key, AttrNumber key_attnum, const RelInfo *info)
+/* A new counted node of reads (the first few in QueryReads itself, then 8 more at a time). */
+static CountedNode *
+new_counted(QueryReads *reads)
 {
-	CountedNode *c;
-
 	if (reads->ncounted == 0)
 		reads->counted = reads->first;
 	else if (reads->ncounted >= lengthof(reads->first) && reads->ncounted % 8 == lengthof(reads->first) % 8)
 	{
-		/* Full (the first few in QueryReads itself, then 8 more at a time). */
 		CountedNode *more = MemoryContextAlloc(reads->estate->es_query_cxt,
 											   sizeof(CountedNode) * (reads->ncounted + 8));
 
 		memcpy(more, reads->counted, sizeof(CountedNode) * reads->ncounted);
 		reads->counted = more;
 	}
-	c = &reads->counted[reads->ncounted++];
+	return &reads->counted[reads->ncounted++];
+}
+
+static void
+count_node(QueryReads *reads, PlanState *node, int rel, KeySource key, AttrNumber key_attnum, const RelInfo *info)
+{
+	CountedNode *c;
+
+	c = new_counted(reads);
 	c->node = node;
 	c->real = node->ExecProcNodeReal;
 	c->rel = rel;
@@ -377,7 +269,7 @@ count_node(QueryReads *reads, PlanState *node, int rel, KeySource key, AttrNumbe
 	c->count_all = false;
 	c->qual = NULL;
 	c->real_qual = NULL;
-	if (node->qual && !IsA(node->plan, ModifyTable) && passes_values_on((Node *) node->plan->qual, NULL))
+	if (node->qual && !IsA(node->plan, ModifyTable) && crm_gdpr_expr_passes_values_on((Node *) node->plan->qual))
 	{
 		c->qual = node->qual;
 		c->real_qual = node->qual->evalfunc;
@@ -521,17 +413,7 @@ count_on_conflict(QueryReads *reads, ModifyTableState *mt)
 						 errhint("Use functions that are leakproof or the server's own non-volatile ones in ON CONFLICT's WHERE and SET.")));
 		}
 	}
-	if (reads->ncounted == 0)
-		reads->counted = reads->first;
-	else if (reads->ncounted >= lengthof(reads->first) && reads->ncounted % 8 == lengthof(reads->first) % 8)
-	{
-		CountedNode *more = MemoryContextAlloc(reads->estate->es_query_cxt,
-											   sizeof(CountedNode) * (reads->ncounted + 8));
-
-		memcpy(more, reads->counted, sizeof(CountedNode) * reads->ncounted);
-		reads->counted = more;
-	}
-	c = &reads->counted[reads->ncounted++];
+	c = new_counted(reads);
 	memset(c, 0, sizeof(CountedNode));
 	c->node = NULL;				/* no node of its own: counting_exec never finds it */
 	c->rel = rel;
@@ -569,32 +451,9 @@ find_counted_nodes(PlanState *node, void *context)
 	}
 	if (rel >= 0)
 		count_node(reads, node, rel, key, key_attnum, info);
-	if (IsA(plan, ModifyTable) && on_conflict_passes_values_on((ModifyTable *) plan))
+	if (IsA(plan, ModifyTable) && crm_gdpr_on_conflict_passes_values_on((ModifyTable *) plan))
 		count_on_conflict(reads, (ModifyTableState *) node);
 	return planstate_tree_walker(node, find_counted_nodes, context);
-}
-
-/* Whether any node of a plan has a condition that passes values on. */
-static bool
-find_passes_on(PlanState *node, void *context)
-{
-	if (node == NULL)
-		return false;
-	if (node_passes_values_on(node->plan))
-		return true;
-	return planstate_tree_walker(node, find_passes_on, context);
-}
-
-/*
- * Whether a write's own scan may read rows at all: only a condition that
- * passes values on makes its rows reads (the rest are the write trigger's).
- * Asked before a write's table is given a read, so that the common UPDATE
- * ... WHERE id = $1 costs a walk over its few nodes and nothing more.
- */
-bool
-crm_gdpr_plan_passes_values_on(PlanState *planstate)
-{
-	return find_passes_on(planstate, NULL);
 }
 
 /* Count the rows a running query reads from its registered tables. */

@@ -153,7 +153,10 @@ extern int	crm_gdpr_subject_set_texts(SubjectSet *set, const char **out);
 
 /* read_count.c: rows read from registered tables, the row guard */
 extern void crm_gdpr_count_reads(QueryReads *reads, PlanState *planstate);
-/* read_count.c: whether a condition of the plan passes the values of its rows on (a write's scan is then a read) */
+/* read_leaks.c: whether a condition or expression hands a row's values to a function that may pass them on */
+extern bool crm_gdpr_expr_passes_values_on(Node *node);
+extern bool crm_gdpr_on_conflict_passes_values_on(ModifyTable *mt);
+/* read_leaks.c: whether any node of the plan does (a write's own scan is then a read) */
 extern bool crm_gdpr_plan_passes_values_on(PlanState *planstate);
 
 /* restriction_reads.c: the gdpr_restriction policy hid the row it was last asked about */

@@ -32,34 +32,7 @@ hostile_suite
 
 # ---------------------------------------------------------------------------
 # Roles and a CRM owned by crm_owner, registered by the superuser (the DBA).
-q -d postgres -c 'SET client_min_messages = warning' -c "
-  CREATE ROLE crm_owner LOGIN; CREATE ROLE plain LOGIN; CREATE ROLE clerk LOGIN;
-  CREATE ROLE other LOGIN CREATEDB;" >/dev/null
-db=sec
-createdb $db
-q -d $db -c 'SET client_min_messages = warning' -c 'CREATE EXTENSION crm_gdpr' \
-  -c "GRANT CREATE ON DATABASE $db TO crm_owner" \
-  -c "CREATE ROLE adm LOGIN IN ROLE gdpr_admin; CREATE ROLE app LOGIN IN ROLE gdpr_app;
-      CREATE ROLE aud LOGIN IN ROLE gdpr_auditor;" >/dev/null
-q -U crm_owner -d $db -c 'SET client_min_messages = warning' -f test/fixtures/crm.sql \
-  -c 'SELECT crm.generate(200)' >/dev/null
-q -d $db -c 'SET client_min_messages = warning' -f test/fixtures/registry.sql >/dev/null
-# The retention policies of the fixture would let the purge remove rows under the checks.
-q -d $db -c 'SET client_min_messages = warning' -c "DELETE FROM gdpr.retention_policies" >/dev/null
-q -U crm_owner -d $db -c "GRANT USAGE ON SCHEMA crm TO adm, app, plain, clerk" \
-  -c "GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA crm TO adm" \
-  -c "GRANT SELECT ON crm.contacts TO app" \
-  -c "GRANT SELECT, UPDATE, DELETE ON crm.contacts TO clerk" >/dev/null
-
-log_flush() { for _ in 1 2 3; do as adm $db "SELECT gdpr.flush_access_log()" >/dev/null; sleep 0.5; done; }
-last_id() { q -d $db -c "SELECT coalesce(max(id), 0) FROM gdpr.access_log"; }
-# logged SINCE ROLE: rows of crm.contacts the log says ROLE read (SELECT)
-# since id SINCE, and the distinct subjects it names.
-logged() {
-  q -d $db -c "SELECT coalesce(sum(row_count), 0) || ' ' || (SELECT count(DISTINCT k) FROM gdpr.access_log l2, unnest(l2.subject_keys) k
-                WHERE l2.id > $1 AND l2.role_name = '$2' AND l2.operation = 'SELECT' AND l2.tbl = 'crm.contacts'::regclass)
-                 FROM gdpr.access_log WHERE id > $1 AND role_name = '$2' AND operation = 'SELECT' AND tbl = 'crm.contacts'::regclass"
-}
+hostile_crm sec
 total=$(q -d $db -c "SELECT count(*) FROM crm.contacts WHERE email IS NOT NULL")
 # A record names at most crm_gdpr.log_subjects_max subjects (then subjects_truncated).
 smax=$(q -d $db -c "SELECT gdpr.setting('log_subjects_max')")
