@@ -35,7 +35,7 @@ extern void crm_gdpr_spi_read_as_table_owner(Oid relid, const char *sql, const c
 extern void crm_gdpr_infer_param_types(const char *query, Oid **types, int *ntypes);
 /* owner_plans.c: the plan of a statement run as relid's owner, kept for the session (in SPI) */
 struct _SPI_plan;
-extern struct _SPI_plan *crm_gdpr_kept_owner_plan(Oid relid, const char *query, bool has_params,
+extern struct _SPI_plan *crm_gdpr_kept_owner_plan(Oid relid, const char *query, bool has_params, bool in_use,
 												  Oid **types, int *ntypes);
 /* > 0 while gdpr._owner_exec/_owner_query run a statement as a table's owner. */
 extern int	crm_gdpr_owner_exec_depth;

@@ -43,6 +43,8 @@
 
 /* > 0 while a statement of the extension runs as a table's owner. */
 int			crm_gdpr_owner_exec_depth = 0;
+/* Kept plans being run (owner_plans.c drops none while one runs). */
+static int	kept_plans_running = 0;
 
 static Oid
 function_owner(Oid fn_oid)
@@ -233,6 +235,7 @@ run_as_owner(Oid relid, text *sql, ArrayType *params, bool want_result, bool kee
 	int			rc;
 	bool		has_params = params != NULL && ArrayGetNItems(ARR_NDIM(params), ARR_DIMS(params)) > 0;
 	SPIPlanPtr	plan = NULL;
+	int			running = kept_plans_running;
 
 	*result_null = true;
 	enter_user_context(owner, &ctx);
@@ -243,12 +246,17 @@ run_as_owner(Oid relid, text *sql, ArrayType *params, bool want_result, bool kee
 			elog(ERROR, "crm_gdpr: SPI_connect failed");
 		/* Only a statement given parameters is parsed once more for their types. */
 		if (keep_plan)
-			plan = crm_gdpr_kept_owner_plan(relid, query, has_params, &vp.types, &vp.ntypes);
-		else if (has_params)
+			plan = crm_gdpr_kept_owner_plan(relid, query, has_params, kept_plans_running > 0,
+											&vp.types, &vp.ntypes);
+		if (plan == NULL && has_params)
 			crm_gdpr_infer_param_types(query, &vp.types, &vp.ntypes);
 		typed_params(params, &vp, &values, &nulls);
 		if (plan != NULL)
+		{
+			kept_plans_running++;
 			rc = SPI_execute_plan(plan, values, nulls, false, 0);
+			kept_plans_running--;
+		}
 		else
 			rc = SPI_execute_with_args(query, vp.ntypes, vp.types, values, nulls, false, 0);
 		if (rc < 0)
@@ -270,6 +278,7 @@ run_as_owner(Oid relid, text *sql, ArrayType *params, bool want_result, bool kee
 	PG_FINALLY();
 	{
 		crm_gdpr_owner_exec_depth--;
+		kept_plans_running = running;
 	}
 	PG_END_TRY();
 	crm_gdpr_leave_owner_context(&ctx);

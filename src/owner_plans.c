@@ -76,10 +76,13 @@ ensure_table(void)
 /*
  * The kept plan of query on relid, prepared in the caller's SPI connection
  * the first time (its parameters' types inferred from its text when
- * has_params); *types and *ntypes are the parameters' types.
+ * has_params); *types and *ntypes are the parameters' types.  NULL when it
+ * would have to drop plans while one of them runs (in_use: a kept plan's
+ * statement led to this one): the caller runs the statement unkept.
  */
 SPIPlanPtr
-crm_gdpr_kept_owner_plan(Oid relid, const char *query, bool has_params, Oid **types, int *ntypes)
+crm_gdpr_kept_owner_plan(Oid relid, const char *query, bool has_params, bool in_use,
+						 Oid **types, int *ntypes)
 {
 	KeptPlanKey key;
 	KeptPlan   *e;
@@ -100,6 +103,8 @@ crm_gdpr_kept_owner_plan(Oid relid, const char *query, bool has_params, Oid **ty
 		return e->plan;
 	}
 
+	if (in_use && (e != NULL || hash_get_num_entries(kept_plans) >= MAX_KEPT_PLANS))
+		return NULL;			/* a plan dropped now might be the one running */
 	/* Prepared before anything is entered: an error leaves the table as it was. */
 	if (has_params)
 		crm_gdpr_infer_param_types(query, &t, &n);

@@ -1,6 +1,6 @@
 -- Data subject rights: requests and their clocks, restriction, export, breaches.
 BEGIN;
-SELECT plan(59);
+SELECT plan(62);
 
 \set QUIET on
 SET client_min_messages = warning;
@@ -139,6 +139,17 @@ SELECT is(jsonb_array_length(gdpr.export_subject(:'buyer') #> '{data,crm.orders}
 ALTER TABLE crm.orders NO FORCE ROW LEVEL SECURITY;
 ALTER TABLE crm.orders OWNER TO CURRENT_USER;
 SELECT throws_ok($$SELECT gdpr.export_subject('twenty')$$, '22P02', NULL, 'a subject id of the wrong type, as a parameter');
+-- More statements than plans kept (256): the kept ones are dropped and the
+-- table filled again; none is dropped while a kept plan runs (a statement
+-- it runs that needs a place is run unkept).
+SELECT is((SELECT count(*) FROM generate_series(1, 300) i
+            WHERE gdpr._owner_query_kept('crm.contacts', format('SELECT to_jsonb(%s)', i)) = to_jsonb(i)), 300::bigint,
+          'more statements than kept plans: each answers its own');
+SELECT is(gdpr._owner_query_kept('crm.contacts',
+            $q$SELECT to_jsonb(count(*)) FROM generate_series(301, 600) i
+                WHERE gdpr._owner_query_kept('crm.contacts'::regclass, format('SELECT to_jsonb(%s)', i)) = to_jsonb(i)$q$),
+          '300', 'kept statements run by a kept statement while the table fills: none of the running ones dropped');
+SELECT is(gdpr.export_subject('20') #>> '{data,crm.contacts,0,id}', '20', 'the export after both');
 
 -------------------------------------------------------------- breaches
 SELECT gdpr.report_breach('stolen laptop', now() - interval '80 hours', 1200) AS b1 \gset
