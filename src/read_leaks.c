@@ -103,8 +103,11 @@ may_pass_values_on(Oid func, void *context)
 static bool
 passes_values_on(Node *node, void *context)
 {
-	if (node == NULL)
+	/* Leaves call nothing: answered here, without the two generic walks (a write asks at every statement). */
+	if (node == NULL || IsA(node, Var) || IsA(node, Const) || IsA(node, Param))
 		return false;
+	if (IsA(node, TargetEntry))
+		return passes_values_on((Node *) ((TargetEntry *) node)->expr, context);
 	if (IsA(node, SubPlan))
 	{
 		SubPlan    *sp = (SubPlan *) node;
