@@ -157,7 +157,7 @@ counting_exec(PlanState *node)
 			if (c->node != node)
 				continue;
 			slot = c->real(node);
-			if (TupIsNull(slot) || !c->count_passed)
+			if (TupIsNull(slot))
 				return slot;
 			r = &reads->rels[c->rel];
 			if (++r->rows > reads->limit && reads->limit > 0 && !reads->recorded)
@@ -265,7 +265,6 @@ count_node(QueryReads *reads, PlanState *node, int rel, KeySource key, AttrNumbe
 	c->nlinks = 0;
 	c->links_indirect = info && info->links_indirect;
 	/* A write's own table is read only when the write passes values on (read_subjects.c): every row of it. */
-	c->count_passed = true;
 	c->count_all = false;
 	c->qual = NULL;
 	c->real_qual = NULL;
@@ -310,7 +309,7 @@ scanned_read(QueryReads *reads, Scan *scan, EState *estate)
 	for (int i = 0; i < reads->nrels; i++)
 		if (!reads->rels[i].returning && reads->rels[i].rti == scan->scanrelid)
 			return i;
-	/* A write's own scan: its rows are the write trigger's, but for its write_scan read. */
+	/* A write's own scan: read only when the write passes values on (its write_scan read). */
 	write = list_member_int(estate->es_plannedstmt->resultRelations, scan->scanrelid);
 	rte = exec_rt_fetch(scan->scanrelid, estate);
 	if (rte->rtekind != RTE_RELATION || (info = crm_gdpr_rel_info(rte->relid)) == NULL || !info->registered)

@@ -57,7 +57,7 @@ typedef struct ReadRel
 	Oid			registered_as;	/* RelInfo.registered_as */
 	Index		rti;			/* its range table index */
 	bool		returning;		/* read by UPDATE/DELETE ... RETURNING */
-	bool		write_scan;		/* a write's own table: only rows a condition examined are reads */
+	bool		write_scan;		/* a write's own table, read because the write passes values on (read_leaks.c) */
 	int64		rows;			/* rows read from it so far (read_count.c) */
 	char	   *table_name;		/* on a standby, its name taken at the start; NULL */
 	SubjectSet	subjects;
@@ -99,7 +99,6 @@ typedef struct CountedNode
 	int			nlinks;			/* KEY_LINKS: the table's links (a copy) */
 	SubjectLink *links;
 	bool		links_indirect; /* RelInfo.links_indirect */
-	bool		count_passed;	/* the rows the node passes on are reads */
 	bool		count_all;		/* qual is ON CONFLICT's (node NULL): every row it is evaluated on is a read */
 	ExprState  *qual;			/* its condition, when that passes values on: the rows it rejects are reads too */
 	ExprStateEvalFunc real_qual;

@@ -51,6 +51,16 @@ BEGIN
 END
 $$;
 
+-- The same as the statement's parameter $1 cast to the key's type, for a
+-- statement whose text must not change with the subject (its plan kept:
+-- gdpr._owner_query_kept); the subject's id is passed as $1.
+CREATE FUNCTION gdpr._subject_key_param(subject_table regclass) RETURNS text
+  LANGUAGE plpgsql STABLE SET search_path = pg_catalog, pg_temp AS $$
+BEGIN
+  RETURN '$1::' || gdpr._subject_key_type(subject_table);
+END
+$$;
+
 -- Whether the subject exists; 22P02 with a clear message when subject_id is
 -- not a valid value of the key's type.  Asking is reading the subject table:
 -- the caller needs SELECT on it (else the answer is an oracle), and the look-up

@@ -532,7 +532,7 @@ BEGIN
     (SELECT string_agg(format('t.%I', c), ', ') FROM unnest(cols) c),
     CASE WHEN trashed IS NOT NULL
          THEN format(' || CASE WHEN %s THEN ''{"_deleted": true}''::jsonb ELSE ''{}''::jsonb END', trashed) ELSE '' END,
-    tbl, gdpr._subject_rows_cond(tbl, st, '$1::' || gdpr._subject_key_type(st))), subject_id);
+    tbl, gdpr._subject_rows_cond(tbl, st, gdpr._subject_key_param(st))), subject_id);
   IF cardinality(bin_cols) = 0 OR jsonb_array_length(rows) = 0 THEN
     RETURN rows;
   END IF;

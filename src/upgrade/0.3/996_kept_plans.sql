@@ -18,6 +18,13 @@ DROP FUNCTION gdpr._suppress_contacts(regclass, text, bigint);
 DROP FUNCTION gdpr._refuse_unregistered_referrers(regclass, text);
 DROP FUNCTION gdpr._anonymise_rows(regclass, text, text[]);
 
+CREATE FUNCTION gdpr._subject_key_param(subject_table regclass) RETURNS text
+  LANGUAGE plpgsql STABLE SET search_path = pg_catalog, pg_temp AS $$
+BEGIN
+  RETURN '$1::' || gdpr._subject_key_type(subject_table);
+END
+$$;
+
 CREATE FUNCTION gdpr._export_rows(tbl regclass, st regclass, subject_id text, portability boolean) RETURNS jsonb
   LANGUAGE plpgsql STABLE SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
@@ -44,7 +51,7 @@ BEGIN
     (SELECT string_agg(format('t.%I', c), ', ') FROM unnest(cols) c),
     CASE WHEN trashed IS NOT NULL
          THEN format(' || CASE WHEN %s THEN ''{"_deleted": true}''::jsonb ELSE ''{}''::jsonb END', trashed) ELSE '' END,
-    tbl, gdpr._subject_rows_cond(tbl, st, '$1::' || gdpr._subject_key_type(st))), subject_id);
+    tbl, gdpr._subject_rows_cond(tbl, st, gdpr._subject_key_param(st))), subject_id);
   IF cardinality(bin_cols) = 0 OR jsonb_array_length(rows) = 0 THEN
     RETURN rows;
   END IF;
@@ -172,7 +179,7 @@ CREATE FUNCTION gdpr._erase_table(tbl regclass, st regclass, subject_id text) RE
 DECLARE
   -- The subject's key is the statements' $1: their text is the same for
   -- every subject, their plans kept (gdpr._owner_exec_kept).
-  key text := '$1::' || gdpr._subject_key_type(st);
+  key text := gdpr._subject_key_param(st);
   cond text := gdpr._subject_rows_cond(tbl, st, key);
   pinned text := gdpr._pinned_cond(tbl, st, key);
   id text[] := ARRAY[subject_id];
@@ -226,7 +233,7 @@ BEGIN
             GROUP BY pc.tbl LOOP
     vals := gdpr._owner_query_kept(c.tbl, format('SELECT coalesce(jsonb_agg(jsonb_build_array(%s)), ''[]'') FROM %s t WHERE %s',
                                                  (SELECT string_agg(format('t.%I', x), ', ') FROM unnest(c.cols) x),
-                                                 c.tbl, gdpr._subject_rows_cond(c.tbl, st, '$1::' || gdpr._subject_key_type(st))),
+                                                 c.tbl, gdpr._subject_rows_cond(c.tbl, st, gdpr._subject_key_param(st))),
                                    subject_id);
     FOR v IN SELECT x #>> '{}' FROM jsonb_path_query(vals, 'strict $.**') x WHERE jsonb_typeof(x) = 'string' LOOP
       kind := gdpr.looks_like(v);
@@ -264,7 +271,7 @@ BEGIN
     CONTINUE WHEN f.looks IS NULL;
     CONTINUE WHEN NOT gdpr._owner_query_kept(f.child, format('SELECT to_jsonb(EXISTS (SELECT FROM %s WHERE %I IN (SELECT %I FROM %s WHERE %s)))',
                                              f.child, f.fk_column, f.parent_column, f.parent,
-                                             gdpr._subject_rows_cond(f.parent, st, '$1::' || gdpr._subject_key_type(st))),
+                                             gdpr._subject_rows_cond(f.parent, st, gdpr._subject_key_param(st))),
                                              subject_id)::boolean;
     RAISE EXCEPTION 'table % refers to the subject''s rows of % and is not registered', f.child, f.parent
       USING ERRCODE = 'object_not_in_prerequisite_state',
@@ -305,7 +312,7 @@ BEGIN
   PERFORM gdpr._require_erasure_privileges(st);
   PERFORM gdpr._refuse_unregistered_referrers(st, subject_id);
   PERFORM gdpr._owner_exec_kept(st, format('SELECT 1 FROM %s WHERE %s FOR UPDATE', st,
-                                           gdpr._subject_rows_cond(st, '$1::' || gdpr._subject_key_type(st))), subject_id);
+                                           gdpr._subject_rows_cond(st, gdpr._subject_key_param(st))), subject_id);
   IF (gdpr._active_hold(st, subject_id)).id IS NOT NULL THEN
     RAISE EXCEPTION 'subject "%" is under a legal hold', subject_id
       USING ERRCODE = 'object_not_in_prerequisite_state',
