@@ -126,6 +126,16 @@ q -d $db -c "SELECT gdpr.flush_access_log()" >/dev/null
 check $db "Atomic: an UPDATE of phone_jsonb is logged as that column alone (Atomic's triggers change nothing else)" \
   "SELECT columns = '{phone_jsonb}' AND role_name = 'authenticated'
      FROM gdpr.access_log WHERE operation = 'UPDATE' AND tbl = 'public.contacts'::regclass ORDER BY id DESC LIMIT 1"
+# A write whose SET hands every row's e-mails to set_config, rolled back:
+# the write's own record goes with it, the rows it examined are a read of
+# their own (hostile review round 20), under Atomic's own policies.
+since=$(q -d $db -c "SELECT coalesce(max(id), 0) FROM gdpr.access_log")
+app $db "BEGIN" "UPDATE contacts SET phone_jsonb = CASE WHEN set_config('x.leak', email_jsonb::text, true) IS NULL THEN NULL ELSE phone_jsonb END" \
+  "ROLLBACK" >/dev/null
+q -d $db -c "SELECT gdpr.flush_access_log()" >/dev/null
+check $db "Atomic: a rolled-back UPDATE whose SET passes e-mails on is logged as a read of every contact it examined" \
+  "SELECT coalesce(sum(row_count), 0) = (SELECT count(*) FROM contacts) FROM gdpr.access_log
+    WHERE id > $since AND operation = 'SELECT' AND tbl = 'public.contacts'::regclass AND role_name = 'authenticated'"
 app $db "INSERT INTO contact_notes (contact_id, text, date, sales_id) VALUES ($P, 'Called her: she moves to Lyon.', now(), 1)" >/dev/null
 q -d $db -c "SELECT gdpr.flush_access_log()" >/dev/null
 check $db "Atomic: a new note and the update of his last_seen by Atomic's trigger are in his access history" \
