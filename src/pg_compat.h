@@ -101,6 +101,17 @@ rte_selected_cols(PlannedStmt *stmt, RangeTblEntry *rte)
 #endif
 
 /*
+ * 16 gave build_attrmap_by_name_if_req() a missing_ok argument; false keeps
+ * 15's behaviour (a column of one descriptor missing from the other is an
+ * error, which cannot happen between a partition and its parent).
+ */
+#if PG_VERSION_NUM >= 160000
+#define attrmap_by_name_if_req(indesc, outdesc) build_attrmap_by_name_if_req((indesc), (outdesc), false)
+#else
+#define attrmap_by_name_if_req(indesc, outdesc) build_attrmap_by_name_if_req((indesc), (outdesc))
+#endif
+
+/*
  * Up to 15, ALTER TABLE turned ADD COLUMN / ADD CONSTRAINT that recurse to
  * children into subcommands of their own (16 dropped them).
  */

@@ -400,7 +400,7 @@ count_on_conflict(QueryReads *reads, ModifyTableState *mt)
 				continue;
 			part = table_open(lfirst_oid(lc), AccessShareLock);
 			map = part->rd_rel->relkind == RELKIND_PARTITIONED_TABLE ? NULL :
-				build_attrmap_by_name_if_req(RelationGetDescr(part), RelationGetDescr(target));
+				attrmap_by_name_if_req(RelationGetDescr(part), RelationGetDescr(target));
 			table_close(part, AccessShareLock);
 			if (map != NULL)
 				ereport(ERROR,
