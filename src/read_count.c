@@ -109,9 +109,9 @@ link_applies(TupleTableSlot *row, const SubjectLink *l)
 	return same;
 }
 
-/* The subject of the row a counted node just passed on. */
-static void
-note_subject(ReadRel *r, CountedNode *c)
+/* The subject of the row a counted node just passed on (or is examining), into set. */
+void
+crm_gdpr_note_subject(SubjectSet *set, const CountedNode *c)
 {
 	TupleTableSlot *row = NULL;
 	AttrNumber	attnum = c->key_attnum;
@@ -124,11 +124,11 @@ note_subject(ReadRel *r, CountedNode *c)
 		for (int i = 0; i < c->nlinks && !TupIsNull(row); i++)
 			if (link_applies(row, &c->links[i]))
 			{
-				crm_gdpr_subject_set_add(&r->subjects, row, c->links[i].key_attnum);
+				crm_gdpr_subject_set_add(set, row, c->links[i].key_attnum);
 				named = true;
 			}
 		if (!named && c->links_indirect)
-			r->subjects.truncated = true;	/* perhaps someone's through another table */
+			set->truncated = true;	/* perhaps someone's through another table */
 		return;
 	}
 	if (c->key == KEY_SCAN)
@@ -136,9 +136,9 @@ note_subject(ReadRel *r, CountedNode *c)
 	else if (c->key == KEY_RETURNING)
 		row = returned_row((ModifyTableState *) c->node, &attnum);
 	if (row == NULL || TupIsNull(row))
-		r->subjects.truncated = true;	/* a row of someone the log cannot name */
+		set->truncated = true;	/* a row of someone the log cannot name */
 	else
-		crm_gdpr_subject_set_add(&r->subjects, row, attnum);
+		crm_gdpr_subject_set_add(set, row, attnum);
 }
 
 static TupleTableSlot *
@@ -156,14 +156,16 @@ counting_exec(PlanState *node)
 
 			if (c->node != node)
 				continue;
+			c->running = true;
 			slot = c->real(node);
+			c->running = false;
 			if (TupIsNull(slot))
 				return slot;
 			r = &reads->rels[c->rel];
 			if (++r->rows > reads->limit && reads->limit > 0 && !reads->recorded)
 				refuse_past_row_limit(reads);
 			if (c->key != KEY_NONE && !r->subjects.truncated)
-				note_subject(r, c);
+				crm_gdpr_note_subject(&r->subjects, c);
 			return slot;
 		}
 	}
@@ -230,7 +232,7 @@ counting_qual(ExprState *state, ExprContext *econtext, bool *isnull)
 	if (++r->rows > reads->limit && reads->limit > 0 && !reads->recorded)
 		refuse_past_row_limit(reads);
 	if (c->key != KEY_NONE && !r->subjects.truncated)
-		note_subject(r, c);
+		crm_gdpr_note_subject(&r->subjects, c);
 	return result;
 }
 
@@ -268,6 +270,12 @@ count_node(QueryReads *reads, PlanState *node, int rel, KeySource key, AttrNumbe
 	c->count_all = false;
 	c->qual = NULL;
 	c->real_qual = NULL;
+	c->running = false;
+	/* Its key's type known now: a failing row's subject is taken while the error is reported. */
+	if (key == KEY_SCAN || (key == KEY_LINKS && info->nlinks > 0))
+		crm_gdpr_subject_set_prepare(&reads->rels[rel].subjects,
+									 ((ScanState *) node)->ss_ScanTupleSlot->tts_tupleDescriptor,
+									 key == KEY_SCAN ? key_attnum : info->links[0].key_attnum);
 	if (node->qual && !IsA(node->plan, ModifyTable) && crm_gdpr_expr_passes_values_on((Node *) node->plan->qual))
 	{
 		c->qual = node->qual;

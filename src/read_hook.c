@@ -159,11 +159,12 @@ unlink_reads(QueryReads *reads)
 /*
  * The executor's memory goes: after ExecutorEnd, or when the query failed.
  * Rows a failed query read may have left the server (streamed to the
- * client, or to a function that caught the error), and so may a row it
- * never counted: an error raised by a condition on the row names its values
+ * client, or to a function that caught the error), and so may the row it
+ * failed on: an error raised by a condition on the row names its values
  * ("invalid input syntax for type integer: \"<e-mail> <phone>\""), before
- * the row passes the quals and is counted.  So a failed query's records go
- * whatever it counted, 0 rows included, during the abort, with the names
+ * the row passes the quals and is counted (read_failing.c adds it).  So a
+ * failed query's records go whatever it counted, 0 rows included, during
+ * the abort, with the names
  * taken at its start (no catalog can be read here), and on a standby the
  * table's name too: the record goes to the server log as any other read
  * there.
@@ -174,7 +175,10 @@ query_memory_freed(void *arg)
 	QueryReads *reads = (QueryReads *) arg;
 
 	if (reads->linked && !reads->recorded)
+	{
+		crm_gdpr_add_failing_rows(reads);
 		crm_gdpr_record_query(reads, "{\"failed\": true}");
+	}
 	unlink_reads(reads);
 }
 
@@ -210,6 +214,7 @@ typedef struct RunningWrite
 	const char *operation;
 	NameData	role;
 	NameData	session_role;
+	FailingWrite failing;		/* the rows it failed on (read_failing.c), when relid is valid */
 } RunningWrite;
 
 static RunningWrite *running_writes = NULL;
@@ -226,8 +231,17 @@ write_memory_freed(void *arg)
 			break;
 		}
 	if (OidIsValid(w->relid) && !w->ended)
+	{
+		const char *few[4];
+		const char **subjects = w->failing.subjects.count <= lengthof(few) ? few :
+			palloc(sizeof(char *) * w->failing.subjects.count);
+		int			n = crm_gdpr_subject_set_texts(&w->failing.subjects, subjects);
+
 		crm_gdpr_record_read_as(NameStr(w->role), NameStr(w->session_role), w->operation, w->relid,
-								NULL, "", 0, 0, NULL, "{\"failed\": true}");
+								NULL, "", w->failing.rows, n, subjects,
+								w->failing.subjects.truncated ? "{\"failed\": true, \"subjects_truncated\": true}" :
+								"{\"failed\": true}");
+	}
 }
 
 static void
@@ -254,9 +268,20 @@ note_running_write(QueryDesc *query)
 		w->operation = query->operation == CMD_UPDATE ? "UPDATE" : query->operation == CMD_DELETE ? "DELETE" : "MERGE";
 		memcpy(&w->role, crm_gdpr_role_name(GetUserId(), 0), NAMEDATALEN);
 		memcpy(&w->session_role, crm_gdpr_role_name(GetSessionUserId(), 1), NAMEDATALEN);
+		crm_gdpr_failing_write_init(&w->failing, query, info);
 	}
 	running_writes = w;
 	MemoryContextRegisterResetCallback(w->cxt, &w->callback);
+}
+
+/* The running write of a registered table with this executor memory, or NULL. */
+static RunningWrite *
+running_write_of(MemoryContext es_query_cxt)
+{
+	for (RunningWrite *w = running_writes; w; w = w->next)
+		if (w->cxt == es_query_cxt)
+			return OidIsValid(w->relid) ? w : NULL;
+	return NULL;
 }
 
 /* The statement with this executor memory ended well: its write is logged by its trigger. */
@@ -305,7 +330,7 @@ crm_gdpr_ExecutorStart(QueryDesc *query, int eflags)
 }
 
 static void
-crm_gdpr_ExecutorRun(EXECUTOR_RUN_PARAMS)
+run_nested(EXECUTOR_RUN_PARAMS)
 {
 	exec_nesting++;
 	PG_TRY();
@@ -320,6 +345,37 @@ crm_gdpr_ExecutorRun(EXECUTOR_RUN_PARAMS)
 		exec_nesting--;
 	}
 	PG_END_TRY();
+}
+
+/*
+ * The rows under examination when an error comes are read (read_failing.c):
+ * its callback is on the stack while a read runs.  An error leaves it there;
+ * whoever catches the error restores the stack.
+ */
+static void
+crm_gdpr_ExecutorRun(EXECUTOR_RUN_PARAMS)
+{
+	QueryReads *reads = running ? reads_of(query) : NULL;
+	RunningWrite *w = running_write_of(query->estate->es_query_cxt);
+	ErrorContextCallback failing[2];
+	ErrorContextCallback *outer = error_context_stack;
+
+	if (reads)
+	{
+		failing[0].callback = crm_gdpr_note_failing_rows;
+		failing[0].arg = reads;
+		failing[0].previous = error_context_stack;
+		error_context_stack = &failing[0];
+	}
+	if (w)
+	{
+		failing[1].callback = crm_gdpr_note_failing_write;
+		failing[1].arg = &w->failing;
+		failing[1].previous = error_context_stack;
+		error_context_stack = &failing[1];
+	}
+	run_nested(EXECUTOR_RUN_ARGS);
+	error_context_stack = outer;
 }
 
 /* AFTER triggers fire here: what they run is nested, not top-level. */

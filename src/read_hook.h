@@ -59,6 +59,8 @@ typedef struct ReadRel
 	bool		returning;		/* read by UPDATE/DELETE ... RETURNING */
 	bool		write_scan;		/* a write's own table, read because the write passes values on (read_leaks.c) */
 	int64		rows;			/* rows read from it so far (read_count.c) */
+	int64		failing_rows;	/* rows under examination at the last error or message (read_failing.c) */
+	struct SubjectSet *failing; /* their subjects, or NULL */
 	char	   *table_name;		/* on a standby, its name taken at the start; NULL */
 	SubjectSet	subjects;
 	char		columns[LOG_RECORD_COLUMNS];
@@ -102,6 +104,7 @@ typedef struct CountedNode
 	bool		count_all;		/* qual is ON CONFLICT's (node NULL): every row it is evaluated on is a read */
 	ExprState  *qual;			/* its condition, when that passes values on: the rows it rejects are reads too */
 	ExprStateEvalFunc real_qual;
+	bool		running;		/* inside node's ExecProcNode: its scan tuple is not counted yet */
 } CountedNode;
 
 /* What one running query reads; lives in its executor memory. */
@@ -149,9 +152,28 @@ extern void crm_gdpr_record_query(QueryReads *reads, const char *detail);
 extern void crm_gdpr_subject_set_init(SubjectSet *set, MemoryContext cxt);
 extern void crm_gdpr_subject_set_add(SubjectSet *set, TupleTableSlot *slot, AttrNumber attnum);
 extern int	crm_gdpr_subject_set_texts(SubjectSet *set, const char **out);
+extern void crm_gdpr_subject_set_prepare(SubjectSet *set, TupleDesc desc, AttrNumber attnum);
+extern bool crm_gdpr_subject_set_prepared(const SubjectSet *set);
+extern void crm_gdpr_subject_set_init_like(SubjectSet *set, const SubjectSet *like, MemoryContext cxt);
+extern void crm_gdpr_subject_set_clear(SubjectSet *set);
+extern void crm_gdpr_subject_set_merge(SubjectSet *into, const SubjectSet *from);
 
 /* read_count.c: rows read from registered tables, the row guard */
 extern void crm_gdpr_count_reads(QueryReads *reads, PlanState *planstate);
+extern void crm_gdpr_note_subject(SubjectSet *set, const CountedNode *c);
+/* read_failing.c: the rows under examination when a read or a write fails */
+typedef struct FailingWrite
+{
+	PlanState  *planstate;		/* the write's plan */
+	Index		rti;			/* its registered table's range table index */
+	AttrNumber	key_attnum;		/* the table's subject key column, or 0 */
+	int64		rows;			/* rows under examination at the last message */
+	SubjectSet	subjects;		/* theirs */
+} FailingWrite;
+extern void crm_gdpr_note_failing_rows(void *arg);
+extern void crm_gdpr_add_failing_rows(QueryReads *reads);
+extern void crm_gdpr_failing_write_init(FailingWrite *f, QueryDesc *query, const RelInfo *info);
+extern void crm_gdpr_note_failing_write(void *arg);
 /* read_leaks.c: whether a condition or expression hands a row's values to a function that may pass them on */
 extern bool crm_gdpr_expr_passes_values_on(Node *node);
 extern bool crm_gdpr_on_conflict_passes_values_on(ModifyTable *mt);

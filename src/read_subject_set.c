@@ -182,23 +182,14 @@ keep_key(SubjectSet *set, SubjectKey *entry, Datum value, uint32 hash)
 	MemoryContextSwitchTo(old);
 }
 
-/* The subject key of the row in slot (column attnum), unless the set is truncated. */
-void
-crm_gdpr_subject_set_add(SubjectSet *set, TupleTableSlot *slot, AttrNumber attnum)
+/* A key of the set's type: kept unless the set has it, or is full (then truncated). */
+static void
+add_value(SubjectSet *set, Datum value)
 {
-	bool		isnull;
-	Datum		value;
 	struct varlena *detoasted = NULL;
 	uint32		hash;
 	uint32		i;
 
-	if (set->truncated)
-		return;
-	value = slot_getattr(slot, attnum, &isnull);
-	if (isnull || (set->count > 0 && set->typbyval && value == set->last))
-		return;					/* the same person as the last row: reads by key, sorted reads */
-	if (set->entries == NULL)
-		first_key(set, TupleDescAttr(slot->tts_tupleDescriptor, attnum - 1));
 	if (set->typlen == -1 && (VARATT_IS_EXTERNAL(DatumGetPointer(value)) ||
 							  VARATT_IS_COMPRESSED(DatumGetPointer(value))))
 		value = PointerGetDatum(detoasted = pg_detoast_datum_packed((struct varlena *) DatumGetPointer(value)));
@@ -221,6 +212,87 @@ crm_gdpr_subject_set_add(SubjectSet *set, TupleTableSlot *slot, AttrNumber attnu
 		set->last = value;
 	if (detoasted)
 		pfree(detoasted);
+}
+
+/* The subject key of the row in slot (column attnum), unless the set is truncated. */
+void
+crm_gdpr_subject_set_add(SubjectSet *set, TupleTableSlot *slot, AttrNumber attnum)
+{
+	bool		isnull;
+	Datum		value;
+
+	if (set->truncated)
+		return;
+	value = slot_getattr(slot, attnum, &isnull);
+	if (isnull || (set->count > 0 && set->typbyval && value == set->last))
+		return;					/* the same person as the last row: reads by key, sorted reads */
+	if (set->entries == NULL)
+		first_key(set, TupleDescAttr(slot->tts_tupleDescriptor, attnum - 1));
+	add_value(set, value);
+}
+
+/*
+ * The key's type known before any row: a set filled while an error is being
+ * reported (read_failing.c), or while a failed query's memory is freed,
+ * must not look the catalog up.
+ */
+void
+crm_gdpr_subject_set_prepare(SubjectSet *set, TupleDesc desc, AttrNumber attnum)
+{
+	if (set->entries == NULL && attnum > 0 && attnum <= desc->natts)
+		first_key(set, TupleDescAttr(desc, attnum - 1));
+}
+
+/* Whether the set's key type is known (crm_gdpr_subject_set_prepare). */
+bool
+crm_gdpr_subject_set_prepared(const SubjectSet *set)
+{
+	return set->entries != NULL;
+}
+
+/* An empty set with like's key type (which must be known). */
+void
+crm_gdpr_subject_set_init_like(SubjectSet *set, const SubjectSet *like, MemoryContext cxt)
+{
+	crm_gdpr_subject_set_init(set, cxt);
+	set->typid = like->typid;
+	set->typlen = like->typlen;
+	set->typbyval = like->typbyval;
+	set->output = like->output;
+	for (int i = 0; i < SUBJECT_SET_INLINE; i++)
+		set->first[i].used = false;
+	set->entries = set->first;
+	set->mask = SUBJECT_SET_INLINE - 1;
+}
+
+/* The set emptied, its keys' copies freed (its type kept). */
+void
+crm_gdpr_subject_set_clear(SubjectSet *set)
+{
+	for (uint32 i = 0; set->entries && i <= set->mask; i++)
+	{
+		SubjectKey *e = &set->entries[i];
+
+		if (!e->used)
+			continue;
+		if (!set->typbyval)
+			pfree(DatumGetPointer(e->value));
+		if (e->text != e->digits)
+			pfree(e->text);
+		e->used = false;
+	}
+	set->count = 0;
+	set->truncated = false;
+}
+
+/* from's keys added to into (same key type; into's known). */
+void
+crm_gdpr_subject_set_merge(SubjectSet *into, const SubjectSet *from)
+{
+	into->truncated |= from->truncated;
+	for (uint32 i = 0; from->entries && i <= from->mask && !into->truncated; i++)
+		if (from->entries[i].used)
+			add_value(into, from->entries[i].value);
 }
 
 /*

@@ -131,6 +131,8 @@ registered_tables_read(QueryDesc *query)
 		r->registered_as = info->registered_as;
 		r->rti = rti;
 		r->rows = 0;
+		r->failing_rows = 0;
+		r->failing = NULL;
 		r->returning = returned != NULL;
 		r->write_scan = write_scan;
 		/* A standby's record names the table (log_record.c): named now, a failed read's too. */

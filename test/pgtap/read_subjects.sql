@@ -3,7 +3,7 @@
 -- "subjects_truncated", and access_history's "may include you" rows), with a
 -- backend's memory that does not grow with the rows read (issue 24.2).
 BEGIN;
-SELECT plan(33);
+SELECT plan(50);
 
 \set QUIET on
 SET client_min_messages = warning;
@@ -194,6 +194,52 @@ SELECT is((SELECT ARRAY[sum(times), sum(row_count), sum(cardinality(subject_keys
             WHERE application_name = 'tap_read_subjects_3' AND operation = 'SELECT'),
           ARRAY[3, 11, 11]::numeric[], 'three scans of one table in a query: 6 + 2 + 3 rows, each named');
 SET application_name = 'tap_read_subjects';
+
+---------------------------------------------- a read that fails names the row it failed on
+-- An error raised while a scan examines a row can carry the row's values
+-- ("invalid input syntax for type integer: \"<e-mail> <phone>\""); the row
+-- is never passed on.  The failed read counts it and names its subject.
+SELECT throws_ok(format($$SELECT 1 FROM crm.contacts WHERE id = %s AND (email || ' ' || phone)::int > 0$$, :c20),
+                 '22P02', NULL, 'a condition that fails on a row''s values fails');
+SELECT is(ARRAY[(pg_temp.last_read()).detail ->> 'failed', (pg_temp.last_read()).row_count::text],
+          ARRAY['true', '1'], 'the failed read counts the row it failed on');
+SELECT is(pg_temp.sorted((pg_temp.last_read()).subject_keys), pg_temp.refs(:c20, :c20), 'and names its subject');
+SELECT throws_ok(format($$SELECT (email || ' ' || phone)::int FROM crm.contacts WHERE id = %s$$, :c20),
+                 '22P02', NULL, 'the same in the select list');
+SELECT is(pg_temp.sorted((pg_temp.last_read()).subject_keys), pg_temp.refs(:c20, :c20), 'names the subject too');
+-- Four rows passed on, the fifth fails: five read, five named.
+SELECT throws_ok(format($$SELECT id FROM crm.contacts WHERE id BETWEEN %s AND %s
+                            AND (CASE WHEN id = %s THEN email ELSE '1' END)::int > 0 ORDER BY id$$, :c1, :c1 + 9, :c1 + 4),
+                 '22P02', NULL, 'a read failing at its fifth row fails');
+SELECT is(ARRAY[(pg_temp.last_read()).row_count], ARRAY[5::bigint], 'it read five rows, the failing one included');
+SELECT is(pg_temp.sorted((pg_temp.last_read()).subject_keys), pg_temp.refs(:c1, :c1 + 4), 'and names the five');
+-- A uuid key, put out while the failed query's memory is freed.
+SELECT throws_ok($$SELECT (k::text || v)::int FROM crm.k_uuid WHERE k = '00000000-0000-0000-0000-000000000003'$$,
+                 '22P02', NULL, 'a read of a uuid-keyed table that fails');
+SELECT is(pg_temp.named('crm.k_uuid'), pg_temp.refs_of('00000000-0000-0000-0000-000000000003'),
+          'names the uuid of the row it failed on');
+-- A failed UPDATE or DELETE: its trigger never fires, its failed record
+-- names the row it failed on (its condition's, or the one being written).
+CREATE FUNCTION pg_temp.last_failed_write() RETURNS mine LANGUAGE sql AS
+  $$SELECT gdpr.flush_access_log(); SELECT * FROM mine WHERE operation IN ('UPDATE', 'DELETE') AND tbl = 'crm.contacts'::regclass
+        AND detail ->> 'failed' = 'true' ORDER BY id DESC LIMIT 1$$;
+SELECT throws_ok(format($$DELETE FROM crm.contacts WHERE id = %s AND (email || ' ' || phone)::int > 0$$, :c20),
+                 '22P02', NULL, 'a DELETE whose condition fails on a row''s values fails');
+SELECT is(ARRAY[(pg_temp.last_failed_write()).operation, (pg_temp.last_failed_write()).row_count::text],
+          ARRAY['DELETE', '1'], 'the failed DELETE counts the row it failed on');
+SELECT is(pg_temp.sorted((pg_temp.last_failed_write()).subject_keys), pg_temp.refs(:c20, :c20), 'and names its subject');
+SELECT throws_ok(format($$UPDATE crm.contacts SET city = (email || phone)::int::text WHERE id BETWEEN %s AND %s$$, :c1 + 2, :c1 + 2),
+                 '22P02', NULL, 'an UPDATE whose SET fails on the row''s values fails');
+SELECT is(pg_temp.sorted((pg_temp.last_failed_write()).subject_keys), pg_temp.refs(:c1 + 2, :c1 + 2),
+          'the failed UPDATE names the row being written');
+-- A message that is not an error ends no query: its rows are counted once.
+CREATE FUNCTION pg_temp.say(t text) RETURNS text LANGUAGE plpgsql AS $$BEGIN RAISE NOTICE 'row'; RETURN t; END$$;
+SET client_min_messages = notice;
+SELECT pg_temp.say(email) FROM crm.contacts WHERE id BETWEEN :c1 AND :c1 + 2 \g /dev/null
+SELECT is(ARRAY[(pg_temp.last_read()).row_count], ARRAY[3::bigint], 'a NOTICE at each of three rows: three rows read');
+SELECT email FROM crm.contacts WHERE id BETWEEN :c1 AND :c1 + 2 AND pg_temp.say(email) IS NULL \g /dev/null
+SELECT is(ARRAY[(pg_temp.last_read()).row_count], ARRAY[3::bigint], 'and in a condition rejecting them: three, not six');
+RESET client_min_messages;
 
 ---------------------------------------------- memory bounded (issue 24.2)
 -- Two million rows returned that name five people: the executor's memory

@@ -1,0 +1,163 @@
+/*
+ * read_failing.c — the rows under examination when a read fails.
+ *
+ * An error raised while a scan examines a row can carry that row's values
+ * to the reader: "invalid input syntax for type integer: \"<e-mail>
+ * <phone>\"" from (email || ' ' || phone)::int in a condition or the select
+ * list.  The row is never passed on, so read_count.c never counts it, and
+ * by the time the failed query's memory is freed (read_hook.c), its buffer
+ * may be gone.  So while a read runs, an error context callback is on the
+ * stack: at every message reported (the error among them), it takes the
+ * scan tuple of each counted node that is inside its ExecProcNode — the
+ * row not counted yet — as this query's failing rows, replacing those of
+ * the message before.  When the query fails, they are added to what it
+ * read; when it ends well, they are forgotten (a NOTICE does not end a
+ * query, and the rows it came with are counted as any other when passed
+ * on).  Nothing here reads the catalog: the key's type is known from the
+ * query's start (read_count.c prepares the sets).
+ *
+ * A failed UPDATE, DELETE or MERGE of a registered table is logged too
+ * (read_hook.c): its own table's scan is not counted (its trigger logs what
+ * it writes), so at each message the write's plan is searched for the scans
+ * of that table holding a row — the one its condition failed on, or the
+ * one being written when a constraint, a trigger or a cast failed ("Failing
+ * row contains (...)") — and the failed write names their subjects.
+ *
+ * Not covered: INSERT ... ON CONFLICT's existing row (no scan holds it);
+ * a write through a partitioned table or a parent (its partitions' columns
+ * may lie elsewhere; the rows are counted, not named).
+ */
+#include "postgres.h"
+
+#include "executor/executor.h"
+#include "nodes/nodeFuncs.h"
+#include "utils/rel.h"
+#include "utils/elog.h"
+
+#include "read_hook.h"
+
+/* The failing rows of rel forgotten (another message came). */
+static void
+forget_failing(ReadRel *r)
+{
+	r->failing_rows = 0;
+	if (r->failing)
+		crm_gdpr_subject_set_clear(r->failing);
+}
+
+/* One counted node's row under examination, as a failing row of its table. */
+static void
+note_failing_row(QueryReads *reads, CountedNode *c)
+{
+	ReadRel    *r = &reads->rels[c->rel];
+	TupleTableSlot *row;
+
+	if (c->node == NULL || c->key == KEY_RETURNING)
+		return;					/* ON CONFLICT's row; a write's (logged as a failed write) */
+	row = ((ScanState *) c->node)->ss_ScanTupleSlot;
+	if (row == NULL || TupIsNull(row))
+		return;
+	r->failing_rows++;
+	if (c->key == KEY_NONE)
+		return;
+	if (r->failing == NULL)
+	{
+		if (!crm_gdpr_subject_set_prepared(&r->subjects))
+		{
+			r->subjects.truncated = true;	/* its key cannot be read here */
+			return;
+		}
+		r->failing = MemoryContextAlloc(reads->estate->es_query_cxt, sizeof(SubjectSet));
+		crm_gdpr_subject_set_init_like(r->failing, &r->subjects, reads->estate->es_query_cxt);
+	}
+	crm_gdpr_note_subject(r->failing, c);
+}
+
+/*
+ * The error context callback of a running read (arg: its QueryReads):
+ * called for every message reported while the executor runs it.
+ */
+void
+crm_gdpr_note_failing_rows(void *arg)
+{
+	QueryReads *reads = (QueryReads *) arg;
+
+	if (!reads->linked || reads->recorded || geterrcode() == ERRCODE_OUT_OF_MEMORY)
+		return;
+	for (int i = 0; i < reads->nrels; i++)
+		forget_failing(&reads->rels[i]);
+	for (int i = 0; i < reads->ncounted; i++)
+		if (reads->counted[i].running)
+			note_failing_row(reads, &reads->counted[i]);
+}
+
+/* The query failed: its failing rows are rows it read. */
+void
+crm_gdpr_add_failing_rows(QueryReads *reads)
+{
+	for (int i = 0; i < reads->nrels; i++)
+	{
+		ReadRel    *r = &reads->rels[i];
+
+		r->rows += r->failing_rows;
+		if (r->failing)
+			crm_gdpr_subject_set_merge(&r->subjects, r->failing);
+		r->failing_rows = 0;
+	}
+}
+
+/*
+ * At a write's start (read_hook.c), for its registered table: the key's type
+ * known now, so that no catalog is read while an error is reported.
+ */
+void
+crm_gdpr_failing_write_init(FailingWrite *f, QueryDesc *query, const RelInfo *info)
+{
+	ResultRelInfo *rri;
+
+	f->planstate = query->planstate;
+	f->rti = linitial_int(query->plannedstmt->resultRelations);
+	f->rows = 0;
+	crm_gdpr_subject_set_init(&f->subjects, query->estate->es_query_cxt);
+	rri = query->estate->es_result_relations ? query->estate->es_result_relations[f->rti - 1] : NULL;
+	/* Named only when the statement writes the registered table itself (not a parent of it). */
+	f->key_attnum = rri && RelationGetRelid(rri->ri_RelationDesc) == info->relid ? info->subject_attnum : 0;
+	if (f->key_attnum > 0)
+		crm_gdpr_subject_set_prepare(&f->subjects, RelationGetDescr(rri->ri_RelationDesc), f->key_attnum);
+}
+
+/* A scan of the written table holding a row: that row is under examination. */
+static bool
+find_write_scans(PlanState *node, void *arg)
+{
+	FailingWrite *f = (FailingWrite *) arg;
+	TupleTableSlot *row;
+
+	if (node == NULL)
+		return false;
+	if (nodeTag(node->plan) >= T_SeqScan && nodeTag(node->plan) <= T_CustomScan &&
+		((Scan *) node->plan)->scanrelid == f->rti &&
+		(row = ((ScanState *) node)->ss_ScanTupleSlot) != NULL && !TupIsNull(row))
+	{
+		f->rows++;
+		if (f->key_attnum > 0 && crm_gdpr_subject_set_prepared(&f->subjects) &&
+			!IsA(node->plan, IndexOnlyScan) && !IsA(node->plan, ForeignScan) && !IsA(node->plan, CustomScan))
+			crm_gdpr_subject_set_add(&f->subjects, row, f->key_attnum);
+		else
+			f->subjects.truncated = true;
+	}
+	return planstate_tree_walker(node, find_write_scans, arg);
+}
+
+/* The error context callback of a running write (arg: its FailingWrite). */
+void
+crm_gdpr_note_failing_write(void *arg)
+{
+	FailingWrite *f = (FailingWrite *) arg;
+
+	if (geterrcode() == ERRCODE_OUT_OF_MEMORY)
+		return;
+	f->rows = 0;
+	crm_gdpr_subject_set_clear(&f->subjects);
+	find_write_scans(f->planstate, f);
+}
