@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
-# The read path by instruction counts: what a logged select by key costs the
-# backend over plain, measured with callgrind (deterministic, unlike TPS on a
-# shared machine: repeatable to a few instructions a statement).
+# The read and write paths by instruction counts: what a logged select by key
+# and a logged write transaction (`make bench-log`'s: update a contact,
+# insert an interaction) cost the backend over plain, measured with callgrind
+# (deterministic, unlike TPS on a shared machine: repeatable to a few
+# instructions a statement).
 #
 #   plain   - the sample CRM, no extension in the database
 #   logged  - the same with the extension and the registry (test/fixtures/registry.sql)
@@ -11,7 +13,11 @@
 # eighth of it used, as a log writer keeps it in a running server) runs, as the application role bench_app (neither superuser nor owner, so
 # that the restriction's policy applies), `make bench-log`'s select by key
 # N times as a prepared statement; the same script with no statement gives
-# the start-up, and (total - start-up) / N is a statement's cost.
+# the start-up, and (total - start-up) / N is a statement's cost.  Writes the
+# same way: N / 2 of `make bench-log`'s write transactions (prepared), less
+# N / 6 of them, over N / 3 (so that start-up and the journal's first pages
+# cancel); the journal is left to grow (no log writer), as between two of
+# the writer's moves.
 #   SCALE (contacts, 100000), N (statements, 5000); KEEP=1 keeps the
 #   callgrind files (callgrind_annotate --inclusive=yes FILE).
 source "$(dirname "$0")/lib.sh"
@@ -41,6 +47,15 @@ SET ROLE bench_app;'
 echo "$header" > "$bench_top/start.sql"
 { echo "$header"; awk -v n="$n" -v k="$N" 'BEGIN { srand(1); for (i = 0; i < k; i++) printf "EXECUTE s(%d);\n", 1 + int(rand() * n) }'; } \
   > "$bench_top/reads.sql"
+wheader='PREPARE u(int) AS UPDATE crm.contacts SET phone = '"'"'+33 6 '"'"' || lpad(($1 % 100000000)::text, 8, '"'"'0'"'"') WHERE id = $1;
+PREPARE i(int) AS INSERT INTO crm.interactions (contact_id, kind, summary, occurred_at) VALUES ($1, '"'"'call'"'"', '"'"'bench'"'"', now());
+SET ROLE bench_app;'
+writes() {  # writes K: the header and K write transactions
+  echo "$wheader"
+  awk -v n="$n" -v k="$1" 'BEGIN { srand(2); for (t = 0; t < k; t++) { id = 1 + int(rand() * n); printf "BEGIN;\nEXECUTE u(%d);\nEXECUTE i(%d);\nCOMMIT;\n", id, id } }'
+}
+writes $((N / 6)) > "$bench_top/writes_few.sql"
+writes $((N / 2)) > "$bench_top/writes.sql"
 [ "$(id -u)" -eq 0 ] && chown -R postgres: "$bench_top"
 
 # instructions DB SCRIPT: what callgrind counts for a single-user backend running SCRIPT in DB.
@@ -50,16 +65,21 @@ instructions() {
     "$CLUSTER_BIN/postgres" --single -D "$CLUSTER_DATA" "$1" < "$bench_top/$2.sql" > "$out.stdout" 2> "$out.stderr"
   sed -n 's/.*Collected : \([0-9]*\).*/\1/p' "$out.stderr" | tail -1
 }
-declare -A per
+declare -A per wper
 for db in plain logged; do
   start=$(instructions "$db" start)
   total=$(instructions "$db" reads)
   per[$db]=$(( (total - start) / N ))
+  few=$(instructions "$db" writes_few)
+  total=$(instructions "$db" writes)
+  wper[$db]=$(( (total - few) / (N / 2 - N / 6) ))
 done
 [ -z "${KEEP:-}" ] || { mkdir -p /tmp/crm_gdpr_read_instructions && cp "$bench_top"/callgrind.* /tmp/crm_gdpr_read_instructions/ &&
   echo "callgrind files in /tmp/crm_gdpr_read_instructions"; }
 
-echo "read path by instruction counts: $SCALE contacts, $N prepared selects by key as bench_app, callgrind, $(date -u +%Y-%m-%d)"
+echo "read and write paths by instruction counts: $SCALE contacts, $N prepared selects by key and $((N / 2 - N / 6)) write transactions as bench_app, callgrind, $(date -u +%Y-%m-%d)"
 bench_header
 bench_row "select by key: instructions a statement" "${per[logged]}" "${per[plain]}" "$(ratio "${per[logged]}" "${per[plain]}")" \
   "+$(( per[logged] - per[plain] )) over plain"
+bench_row "write transaction: instructions" "${wper[logged]}" "${wper[plain]}" "$(ratio "${wper[logged]}" "${wper[plain]}")" \
+  "+$(( wper[logged] - wper[plain] )) over plain"
