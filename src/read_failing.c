@@ -23,9 +23,10 @@
  * one being written when a constraint, a trigger or a cast failed ("Failing
  * row contains (...)") — and the failed write names their subjects.
  *
- * Not covered: INSERT ... ON CONFLICT's existing row (no scan holds it);
- * a write through a partitioned table or a parent (its partitions' columns
- * may lie elsewhere; the rows are counted, not named).
+ * A partitioned table's partitions are result relations of their own, each
+ * with its key column where it lies.
+ *
+ * Not covered: INSERT ... ON CONFLICT's existing row (no scan holds it).
  */
 #include "postgres.h"
 
@@ -107,23 +108,55 @@ crm_gdpr_add_failing_rows(QueryReads *reads)
 }
 
 /*
- * At a write's start (read_hook.c), for its registered table: the key's type
- * known now, so that no catalog is read while an error is reported.
+ * At a write's start (read_hook.c), for a registered table: each result
+ * relation's key column (a partition's may lie elsewhere than its root's),
+ * and the key's type known now, so that no catalog is read while an error is
+ * reported.
  */
 void
-crm_gdpr_failing_write_init(FailingWrite *f, QueryDesc *query, const RelInfo *info)
+crm_gdpr_failing_write_init(FailingWrite *f, QueryDesc *query)
 {
-	ResultRelInfo *rri;
+	List	   *results = query->plannedstmt->resultRelations;
+	EState	   *estate = query->estate;
+	ListCell   *lc;
 
 	f->planstate = query->planstate;
-	f->rti = linitial_int(query->plannedstmt->resultRelations);
 	f->rows = 0;
-	crm_gdpr_subject_set_init(&f->subjects, query->estate->es_query_cxt);
-	rri = query->estate->es_result_relations ? query->estate->es_result_relations[f->rti - 1] : NULL;
-	/* Named only when the statement writes the registered table itself (not a parent of it). */
-	f->key_attnum = rri && RelationGetRelid(rri->ri_RelationDesc) == info->relid ? info->subject_attnum : 0;
-	if (f->key_attnum > 0)
-		crm_gdpr_subject_set_prepare(&f->subjects, RelationGetDescr(rri->ri_RelationDesc), f->key_attnum);
+	f->nresults = 0;
+	crm_gdpr_subject_set_init(&f->subjects, estate->es_query_cxt);
+	if (list_length(results) <= FAILING_WRITE_INLINE)
+	{
+		f->rtis = f->first_rtis;
+		f->key_attnums = f->first_key_attnums;
+	}
+	else
+	{
+		f->rtis = MemoryContextAlloc(estate->es_query_cxt, sizeof(Index) * list_length(results));
+		f->key_attnums = MemoryContextAlloc(estate->es_query_cxt, sizeof(AttrNumber) * list_length(results));
+	}
+	foreach(lc, results)
+	{
+		Index		rti = lfirst_int(lc);
+		ResultRelInfo *rri = estate->es_result_relations ? estate->es_result_relations[rti - 1] : NULL;
+		const RelInfo *info = rri ? crm_gdpr_rel_info(RelationGetRelid(rri->ri_RelationDesc)) : NULL;
+
+		f->rtis[f->nresults] = rti;
+		f->key_attnums[f->nresults] = info && info->registered ? info->subject_attnum : 0;
+		if (f->key_attnums[f->nresults] > 0)
+			crm_gdpr_subject_set_prepare(&f->subjects, RelationGetDescr(rri->ri_RelationDesc),
+										 f->key_attnums[f->nresults]);
+		f->nresults++;
+	}
+}
+
+/* The subject key column of the written relation a scan reads; -1 when it reads none. */
+static AttrNumber
+written_key(const FailingWrite *f, Scan *scan)
+{
+	for (int i = 0; i < f->nresults; i++)
+		if (f->rtis[i] == scan->scanrelid)
+			return f->key_attnums[i];
+	return -1;
 }
 
 /* A scan of the written table holding a row: that row is under examination. */
@@ -132,17 +165,18 @@ find_write_scans(PlanState *node, void *arg)
 {
 	FailingWrite *f = (FailingWrite *) arg;
 	TupleTableSlot *row;
+	AttrNumber	key;
 
 	if (node == NULL)
 		return false;
 	if (nodeTag(node->plan) >= T_SeqScan && nodeTag(node->plan) <= T_CustomScan &&
-		((Scan *) node->plan)->scanrelid == f->rti &&
+		((Scan *) node->plan)->scanrelid > 0 && (key = written_key(f, (Scan *) node->plan)) >= 0 &&
 		(row = ((ScanState *) node)->ss_ScanTupleSlot) != NULL && !TupIsNull(row))
 	{
 		f->rows++;
-		if (f->key_attnum > 0 && crm_gdpr_subject_set_prepared(&f->subjects) &&
+		if (key > 0 && crm_gdpr_subject_set_prepared(&f->subjects) &&
 			!IsA(node->plan, IndexOnlyScan) && !IsA(node->plan, ForeignScan) && !IsA(node->plan, CustomScan))
-			crm_gdpr_subject_set_add(&f->subjects, row, f->key_attnum);
+			crm_gdpr_subject_set_add(&f->subjects, row, key);
 		else
 			f->subjects.truncated = true;
 	}

@@ -268,7 +268,7 @@ note_running_write(QueryDesc *query)
 		w->operation = query->operation == CMD_UPDATE ? "UPDATE" : query->operation == CMD_DELETE ? "DELETE" : "MERGE";
 		memcpy(&w->role, crm_gdpr_role_name(GetUserId(), 0), NAMEDATALEN);
 		memcpy(&w->session_role, crm_gdpr_role_name(GetSessionUserId(), 1), NAMEDATALEN);
-		crm_gdpr_failing_write_init(&w->failing, query, info);
+		crm_gdpr_failing_write_init(&w->failing, query);
 	}
 	running_writes = w;
 	MemoryContextRegisterResetCallback(w->cxt, &w->callback);

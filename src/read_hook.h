@@ -162,17 +162,21 @@ extern void crm_gdpr_subject_set_merge(SubjectSet *into, const SubjectSet *from)
 extern void crm_gdpr_count_reads(QueryReads *reads, PlanState *planstate);
 extern void crm_gdpr_note_subject(SubjectSet *set, const CountedNode *c);
 /* read_failing.c: the rows under examination when a read or a write fails */
+#define FAILING_WRITE_INLINE 2	/* result relations kept in FailingWrite itself */
 typedef struct FailingWrite
 {
 	PlanState  *planstate;		/* the write's plan */
-	Index		rti;			/* its registered table's range table index */
-	AttrNumber	key_attnum;		/* the table's subject key column, or 0 */
+	int			nresults;		/* its result relations (a partitioned table's partitions) */
+	Index	   *rtis;			/* their range table indexes */
+	AttrNumber *key_attnums;	/* and their subject key columns, 0 where unknown */
 	int64		rows;			/* rows under examination at the last message */
 	SubjectSet	subjects;		/* theirs */
+	Index		first_rtis[FAILING_WRITE_INLINE];
+	AttrNumber	first_key_attnums[FAILING_WRITE_INLINE];
 } FailingWrite;
 extern void crm_gdpr_note_failing_rows(void *arg);
 extern void crm_gdpr_add_failing_rows(QueryReads *reads);
-extern void crm_gdpr_failing_write_init(FailingWrite *f, QueryDesc *query, const RelInfo *info);
+extern void crm_gdpr_failing_write_init(FailingWrite *f, QueryDesc *query);
 extern void crm_gdpr_note_failing_write(void *arg);
 /* read_leaks.c: whether a condition or expression hands a row's values to a function that may pass them on */
 extern bool crm_gdpr_expr_passes_values_on(Node *node);

@@ -3,7 +3,7 @@
 -- "subjects_truncated", and access_history's "may include you" rows), with a
 -- backend's memory that does not grow with the rows read (issue 24.2).
 BEGIN;
-SELECT plan(50);
+SELECT plan(52);
 
 \set QUIET on
 SET client_min_messages = warning;
@@ -232,6 +232,23 @@ SELECT throws_ok(format($$UPDATE crm.contacts SET city = (email || phone)::int::
                  '22P02', NULL, 'an UPDATE whose SET fails on the row''s values fails');
 SELECT is(pg_temp.sorted((pg_temp.last_failed_write()).subject_keys), pg_temp.refs(:c1 + 2, :c1 + 2),
           'the failed UPDATE names the row being written');
+-- A partitioned table: the failing row's key is read where its partition
+-- has it (here a partition whose columns are in another order).
+SET client_min_messages = warning;
+CREATE TABLE crm.k_part (k integer PRIMARY KEY, v text) PARTITION BY RANGE (k);
+CREATE TABLE crm.k_part_1 PARTITION OF crm.k_part FOR VALUES FROM (0) TO (10);
+CREATE TABLE crm.k_part_2 (v text, k integer NOT NULL);
+ALTER TABLE crm.k_part ATTACH PARTITION crm.k_part_2 FOR VALUES FROM (10) TO (20);
+INSERT INTO crm.k_part SELECT i, 'x' FROM generate_series(0, 19) i;
+SELECT gdpr.register_subject_table('crm.k_part', 'k') \g /dev/null
+RESET client_min_messages;
+CREATE FUNCTION pg_temp.last_failed_part() RETURNS mine LANGUAGE sql AS
+  $$SELECT gdpr.flush_access_log(); SELECT * FROM mine WHERE operation = 'UPDATE' AND tbl::text LIKE 'crm.k_part%'
+        AND detail ->> 'failed' = 'true' ORDER BY id DESC LIMIT 1$$;
+SELECT throws_ok($$UPDATE crm.k_part SET v = (CASE WHEN k = 15 THEN v || k ELSE '1' END)::int::text$$,
+                 '22P02', NULL, 'an UPDATE of a partitioned table failing on a row of its second partition');
+SELECT is(pg_temp.sorted((pg_temp.last_failed_part()).subject_keys), pg_temp.refs_of('15'),
+          'names the row it failed on, from a partition whose columns lie elsewhere');
 -- A message that is not an error ends no query: its rows are counted once.
 CREATE FUNCTION pg_temp.say(t text) RETURNS text LANGUAGE plpgsql AS $$BEGIN RAISE NOTICE 'row'; RETURN t; END$$;
 SET client_min_messages = notice;
