@@ -16,7 +16,7 @@
  * on).  Nothing here reads the catalog: the key's type is known from the
  * query's start (read_count.c prepares the sets).
  *
- * A failed UPDATE, DELETE or MERGE of a registered table is logged too
+ * A failed UPDATE, DELETE, MERGE or upsert of a registered table is logged too
  * (read_hook.c): its own table's scan is not counted (its trigger logs what
  * it writes), so at each message the write's plan is searched for the scans
  * of that table holding a row — the one its condition failed on, or the
@@ -26,7 +26,9 @@
  * A partitioned table's partitions are result relations of their own, each
  * with its key column where it lies.
  *
- * Not covered: INSERT ... ON CONFLICT's existing row (no scan holds it).
+ * INSERT ... ON CONFLICT DO UPDATE is such a write too: its existing row,
+ * which no scan holds, is in its ON CONFLICT state.  Not covered: that of a
+ * partitioned target (in its partitions' states).
  */
 #include "postgres.h"
 
@@ -159,6 +161,29 @@ written_key(const FailingWrite *f, Scan *scan)
 	return -1;
 }
 
+/*
+ * INSERT ... ON CONFLICT DO UPDATE's existing row, while its WHERE or SET is
+ * evaluated or its update made (the server clears the slot after each); a
+ * partitioned target's rows are in its partitions' states, out of reach here.
+ */
+static void
+note_existing_row(FailingWrite *f, ModifyTableState *mt)
+{
+	ResultRelInfo *rri = mt->resultRelInfo;
+	TupleTableSlot *row;
+	AttrNumber	key;
+
+	if (((ModifyTable *) mt->ps.plan)->onConflictAction != ONCONFLICT_UPDATE || rri == NULL ||
+		rri->ri_onConflict == NULL || (row = rri->ri_onConflict->oc_Existing) == NULL || TupIsNull(row))
+		return;
+	f->rows++;
+	key = f->nresults > 0 && f->rtis[0] == rri->ri_RangeTableIndex ? f->key_attnums[0] : 0;
+	if (key > 0 && crm_gdpr_subject_set_prepared(&f->subjects))
+		crm_gdpr_subject_set_add(&f->subjects, row, key);
+	else
+		f->subjects.truncated = true;
+}
+
 /* A scan of the written table holding a row: that row is under examination. */
 static bool
 find_write_scans(PlanState *node, void *arg)
@@ -169,6 +194,8 @@ find_write_scans(PlanState *node, void *arg)
 
 	if (node == NULL)
 		return false;
+	if (IsA(node, ModifyTableState))
+		note_existing_row(f, (ModifyTableState *) node);
 	if (nodeTag(node->plan) >= T_SeqScan && nodeTag(node->plan) <= T_CustomScan &&
 		((Scan *) node->plan)->scanrelid > 0 && (key = written_key(f, (Scan *) node->plan)) >= 0 &&
 		(row = ((ScanState *) node)->ss_ScanTupleSlot) != NULL && !TupIsNull(row))

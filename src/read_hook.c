@@ -211,6 +211,7 @@ typedef struct RunningWrite
 	 */
 	Oid			relid;			/* the registered table written, or InvalidOid */
 	bool		ended;			/* ExecutorEnd came: the statement did not fail */
+	bool		upsert;			/* INSERT ... ON CONFLICT DO UPDATE: kept for its failure only */
 	const char *operation;
 	NameData	role;
 	NameData	session_role;
@@ -251,7 +252,10 @@ note_running_write(QueryDesc *query)
 	List	   *results = query->plannedstmt->resultRelations;
 	const RelInfo *info;
 
-	if (query->operation != CMD_UPDATE && query->operation != CMD_DELETE && query->operation != CMD_MERGE)
+	bool		upsert = query->operation == CMD_INSERT && IsA(query->planstate, ModifyTableState) &&
+		((ModifyTable *) query->planstate->plan)->onConflictAction == ONCONFLICT_UPDATE;
+
+	if (query->operation != CMD_UPDATE && query->operation != CMD_DELETE && query->operation != CMD_MERGE && !upsert)
 		return;
 	w = MemoryContextAlloc(query->estate->es_query_cxt, sizeof(RunningWrite));
 	w->cxt = query->estate->es_query_cxt;
@@ -260,12 +264,14 @@ note_running_write(QueryDesc *query)
 	w->callback.arg = w;
 	w->relid = InvalidOid;
 	w->ended = false;
+	w->upsert = upsert;
 	if (results != NIL && reads_are_logged() &&
 		(info = crm_gdpr_rel_info(exec_rt_fetch(linitial_int(results), query->estate)->relid)) != NULL &&
 		info->registered)
 	{
 		w->relid = info->relid;
-		w->operation = query->operation == CMD_UPDATE ? "UPDATE" : query->operation == CMD_DELETE ? "DELETE" : "MERGE";
+		w->operation = upsert ? "INSERT" : query->operation == CMD_UPDATE ? "UPDATE" :
+			query->operation == CMD_DELETE ? "DELETE" : "MERGE";
 		memcpy(&w->role, crm_gdpr_role_name(GetUserId(), 0), NAMEDATALEN);
 		memcpy(&w->session_role, crm_gdpr_role_name(GetSessionUserId(), 1), NAMEDATALEN);
 		crm_gdpr_failing_write_init(&w->failing, query);
@@ -298,7 +304,7 @@ crm_gdpr_query_writes(MemoryContext es_query_cxt)
 {
 	for (RunningWrite *w = running_writes; w; w = w->next)
 		if (w->cxt == es_query_cxt)
-			return true;
+			return !w->upsert;
 	return false;
 }
 

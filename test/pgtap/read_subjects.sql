@@ -3,7 +3,7 @@
 -- "subjects_truncated", and access_history's "may include you" rows), with a
 -- backend's memory that does not grow with the rows read (issue 24.2).
 BEGIN;
-SELECT plan(52);
+SELECT plan(55);
 
 \set QUIET on
 SET client_min_messages = warning;
@@ -232,6 +232,15 @@ SELECT throws_ok(format($$UPDATE crm.contacts SET city = (email || phone)::int::
                  '22P02', NULL, 'an UPDATE whose SET fails on the row''s values fails');
 SELECT is(pg_temp.sorted((pg_temp.last_failed_write()).subject_keys), pg_temp.refs(:c1 + 2, :c1 + 2),
           'the failed UPDATE names the row being written');
+-- An upsert: its existing row is held by no scan; an error of its SET names it.
+SELECT throws_ok(format($$INSERT INTO crm.contacts (id) VALUES (%s)
+                          ON CONFLICT (id) DO UPDATE SET phone = (crm.contacts.email || crm.contacts.phone)::int::text$$, :c1 + 3),
+                 '22P02', NULL, 'an upsert whose SET fails on the existing row''s values fails');
+SELECT gdpr.flush_access_log() >= 0 AS flushed \gset
+SELECT is((SELECT ARRAY[operation, row_count::text] FROM mine WHERE tbl = 'crm.contacts'::regclass AND detail ->> 'failed' = 'true'
+            ORDER BY id DESC LIMIT 1), ARRAY['INSERT', '1'], 'the failed upsert counts the existing row');
+SELECT is((SELECT pg_temp.sorted(subject_keys) FROM mine WHERE tbl = 'crm.contacts'::regclass AND detail ->> 'failed' = 'true'
+            ORDER BY id DESC LIMIT 1), pg_temp.refs(:c1 + 3, :c1 + 3), 'and names its subject');
 -- A partitioned table: the failing row's key is read where its partition
 -- has it (here a partition whose columns are in another order).
 SET client_min_messages = warning;
