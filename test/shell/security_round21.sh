@@ -1,0 +1,87 @@
+#!/usr/bin/env bash
+# Hostile review, round 21: attacks not covered by security.sh and
+# security_round16.sh to security_round20.sh.  Roles as there: crm_owner owns
+# the CRM's tables (not a superuser), adm is in gdpr_admin, app in gdpr_app,
+# aud in gdpr_auditor, plain may only log in; clerk is an ordinary CRM user
+# (SELECT, UPDATE, DELETE on crm.contacts, in no role of the extension).
+# Every check runs to the end and prints "ok" or "FAIL: round21.N: ..."; the
+# script fails when one check failed (a FAIL is an attack that succeeded).
+#
+# Themes:
+# - 21.1: a domain's CHECK is a function of the reader's own, but it is not
+#   always a CoerceToDomain node in the condition: the server's type input
+#   functions (record_in, array_in, range_in, domain_in) and
+#   jsonb_populate_record check the domains of the type they build, and they
+#   are the server's own, not volatile.  A condition that builds such a value
+#   from a column and rejects every row hands every e-mail to the reader's
+#   function, unlogged (a write rolled back likewise).
+# - 21.9: what resisted (logged or refused).
+#
+# A private cluster.
+source "$(dirname "$0")/lib.sh"
+source test/cluster.sh
+own_cluster round21 "crm_gdpr.database = 'sec'" "crm_gdpr.log_flush_interval = '200ms'" "max_prepared_transactions = 10"
+
+hostile_suite
+
+# ---------------------------------------------------------------------------
+# Roles and a CRM owned by crm_owner, registered by the superuser (the DBA).
+hostile_crm sec
+total=$(q -d $db -c "SELECT count(*) FROM crm.contacts WHERE email IS NOT NULL")
+# A record names at most crm_gdpr.log_subjects_max subjects (then subjects_truncated).
+smax=$(q -d $db -c "SELECT gdpr.setting('log_subjects_max')")
+# The e-mails a leak gave back.
+got_emails() { { grep -o '[a-z0-9._-]*@example\.[a-z]*' <<<"$1" || true; } | sort -u | wc -l; }
+
+# A function of the reader's own: each value it is given goes to the client;
+# a domain whose CHECK calls it; a composite type and a range over it.
+peek='CREATE FUNCTION pg_temp.peek(t text) RETURNS boolean LANGUAGE plpgsql IMMUTABLE AS $$BEGIN RAISE NOTICE $x$peek %$x$, t; RETURN true; END$$'
+dom='CREATE DOMAIN pg_temp.d AS text CHECK (pg_temp.peek(VALUE))'
+comp='CREATE TYPE pg_temp.c AS (a pg_temp.d)'
+range='CREATE TYPE pg_temp.r AS RANGE (subtype = pg_temp.d)'
+# check N ROLE LABEL SQL...: ROLE runs SQL; the e-mails it saw must be logged
+# as rows read (SELECT) with their subjects.
+check() {
+  local n=$1 role=$2 label=$3; shift 3
+  local since out read
+  since=$(last_id)
+  out=$(as $role $db "$peek" "$dom" "$comp" "$range" "$@")
+  log_flush
+  read=$(got_emails "$out"); set -- $(logged $since $role)
+  if [ "$read" -ge "$total" ] && { [ "$1" -lt "$read" ] || [ "$2" -lt "$(( read < smax ? read : smax ))" ]; }; then
+    bad "round21.$n" "$role saw $read e-mails with $label; the log counts $1 rows read, names $2 subjects"
+  elif [ "$read" -lt "$total" ]; then
+    bad "round21.$n" "setup: $label showed $read e-mails, not $total: $(grep -v peek <<<"$out" | head -c 300)"
+  else ok "round21.$n: $label: logged ($read read, $1 rows, $2 subjects)"; fi
+}
+
+# ---------------------------------------------------------------------------
+# Round21.1: a domain's CHECK reached through the server's type input.
+check 1 clerk "WHERE jsonb_populate_record(NULL::c, jsonb_build_object('a', email)) IS NULL (c has a column of domain d)" \
+  "SELECT count(*) FROM crm.contacts WHERE jsonb_populate_record(NULL::pg_temp.c, jsonb_build_object('a', email)) IS NULL"
+check 1 clerk "WHERE json_populate_record(NULL::c, json_build_object('a', email)) IS NULL" \
+  "SELECT count(*) FROM crm.contacts WHERE json_populate_record(NULL::pg_temp.c, json_build_object('a', email)) IS NULL"
+check 1 clerk "WHERE ('{\"' || email || '\"}')::d[] IS NULL (array_in)" \
+  "SELECT count(*) FROM crm.contacts WHERE ('{\"' || email || '\"}')::pg_temp.d[] IS NULL"
+check 1 clerk "WHERE ('(\"' || email || '\")')::c IS NULL (record_in)" \
+  "SELECT count(*) FROM crm.contacts WHERE ('(\"' || email || '\")')::pg_temp.c IS NULL"
+check 1 clerk "WHERE ('[\"' || email || '\",]')::r IS NULL (range_in)" \
+  "SELECT count(*) FROM crm.contacts WHERE ('[\"' || email || '\",]')::pg_temp.r IS NULL"
+check 1 clerk "WHERE domain_in(email::cstring, 'd'::regtype, -1) IS NULL" \
+  "SELECT count(*) FROM crm.contacts WHERE domain_in(email::cstring, 'pg_temp.d'::regtype, -1) IS NULL"
+check 1 clerk "UPDATE ... WHERE ('{\"' || email || '\"}')::d[] IS NULL, ROLLBACK" \
+  "BEGIN" "UPDATE crm.contacts SET phone = phone WHERE ('{\"' || email || '\"}')::pg_temp.d[] IS NULL" "ROLLBACK"
+
+# ---------------------------------------------------------------------------
+# Round21.9: what resisted.
+# The domain's CHECK as such (CoerceToDomain) is a function of the reader's.
+check 9 clerk "WHERE email::d IS NULL (CoerceToDomain)" "SELECT count(*) FROM crm.contacts WHERE email::pg_temp.d IS NULL"
+# An error caught inside the same statement, row by row: each failed query names its row.
+check 9 clerk "a DO block reading each row in a query that fails on it, catching each error" \
+  "DO \$\$BEGIN FOR i IN 1..200 LOOP BEGIN PERFORM (email || ' ' || phone)::int FROM crm.contacts WHERE id = i; EXCEPTION WHEN others THEN RAISE NOTICE '%', SQLERRM; END; END LOOP; END\$\$"
+# A cursor fetched, then its transaction prepared (the cursor is closed there) or left open at disconnection.
+check 9 clerk "a cursor fetched, then PREPARE TRANSACTION" "BEGIN" "DECLARE k CURSOR FOR SELECT email FROM crm.contacts" "FETCH ALL FROM k" "PREPARE TRANSACTION 'round21'"
+q -d $db -c "ROLLBACK PREPARED 'round21'" >/dev/null
+check 9 clerk "a cursor fetched, then the session ends in its transaction" "BEGIN" "DECLARE k CURSOR FOR SELECT email FROM crm.contacts" "FETCH ALL FROM k"
+
+hostile_verdict security_round21
