@@ -16,12 +16,16 @@
 #include "access/transam.h"
 #include "catalog/namespace.h"
 #include "catalog/pg_proc.h"
+#include "catalog/pg_type.h"
 #include "nodes/nodeFuncs.h"
 #include "nodes/plannodes.h"
 #include "optimizer/optimizer.h"
 #include "executor/executor.h"
+#include "utils/fmgroids.h"
 #include "utils/inval.h"
+#include "utils/lsyscache.h"
 #include "utils/syscache.h"
+#include "utils/typcache.h"
 
 #include "read_hook.h"
 
@@ -96,9 +100,88 @@ may_pass_values_on(Oid func, void *context)
 }
 
 /*
+ * Whether building a value of this type checks a domain's constraints: a
+ * domain, or one among its elements, its fields, its range's bounds.  The
+ * server's types (initdb's) hold no domain of anyone's.
+ */
+static bool
+type_checks_domains(Oid type, int depth)
+{
+	bool		checks = false;
+
+	if (type < FirstNormalObjectId)
+		return false;
+	if (depth > 8)
+		return true;			/* too deep to tell: assume so */
+	switch (get_typtype(type))
+	{
+		case TYPTYPE_DOMAIN:
+			return true;
+		case TYPTYPE_RANGE:
+			return type_checks_domains(get_range_subtype(type), depth + 1);
+		case TYPTYPE_MULTIRANGE:
+			return type_checks_domains(get_multirange_range(type), depth + 1);
+		case TYPTYPE_COMPOSITE:
+			{
+				TupleDesc	desc = lookup_rowtype_tupdesc_noerror(type, -1, true);
+
+				if (desc == NULL)
+					return true;
+				for (int i = 0; i < desc->natts && !checks; i++)
+					if (!TupleDescAttr(desc, i)->attisdropped)
+						checks = type_checks_domains(TupleDescAttr(desc, i)->atttypid, depth + 1);
+				ReleaseTupleDesc(desc);
+				return checks;
+			}
+		default:
+			return OidIsValid(get_element_type(type)) &&
+				type_checks_domains(get_element_type(type), depth + 1);
+	}
+}
+
+/*
+ * Whether a node builds a value whose domains' CHECKs run on it without a
+ * CoerceToDomain node in the plan (round 21): a cast through the type's input
+ * (record_in, array_in, range_in: text::composite, text::domain[]), a
+ * function of the server's that builds a value of a type given to it
+ * (jsonb_populate_record(NULL::composite, ...)), the type input functions
+ * called by name (domain_in(cstring, regtype, -1)), their type an argument.
+ * A CHECK may call any function: the reader's own, set_config.
+ */
+static bool
+builds_checked_domain(Node *node)
+{
+	if (IsA(node, CoerceViaIO))
+		return type_checks_domains(((CoerceViaIO *) node)->resulttype, 0);
+	if (IsA(node, FuncExpr))
+	{
+		FuncExpr   *f = (FuncExpr *) node;
+
+		switch (f->funcid)
+		{
+			case F_DOMAIN_IN:
+			case F_DOMAIN_RECV:
+			case F_RECORD_IN:
+			case F_RECORD_RECV:
+			case F_ARRAY_IN:
+			case F_ARRAY_RECV:
+			case F_RANGE_IN:
+			case F_RANGE_RECV:
+			case F_MULTIRANGE_IN:
+			case F_MULTIRANGE_RECV:
+				return true;
+			default:
+				return type_checks_domains(f->funcresulttype, 0);
+		}
+	}
+	return false;
+}
+
+/*
  * Whether an expression hands values of the rows it is evaluated on (Vars)
- * to a function that may pass them on; a domain's CHECK (any function) or a
- * subplan given such values counts as one.
+ * to a function that may pass them on; a domain's CHECK (any function),
+ * also when a type's input runs it, or a subplan given such values counts as
+ * one.
  */
 static bool
 passes_values_on(Node *node, void *context)
@@ -117,7 +200,8 @@ passes_values_on(Node *node, void *context)
 		return passes_values_on(sp->testexpr, context);
 	}
 	/* Only the row's values count: asked last, it is rare that a function may pass values on. */
-	if ((IsA(node, CoerceToDomain) || check_functions_in_node(node, may_pass_values_on, context)) &&
+	if ((IsA(node, CoerceToDomain) || check_functions_in_node(node, may_pass_values_on, context) ||
+		 builds_checked_domain(node)) &&
 		contain_var_clause(node))
 		return true;
 	return expression_tree_walker(node, passes_values_on, context);

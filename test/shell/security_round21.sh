@@ -84,4 +84,12 @@ check 9 clerk "a cursor fetched, then PREPARE TRANSACTION" "BEGIN" "DECLARE k CU
 q -d $db -c "ROLLBACK PREPARED 'round21'" >/dev/null
 check 9 clerk "a cursor fetched, then the session ends in its transaction" "BEGIN" "DECLARE k CURSOR FOR SELECT email FROM crm.contacts" "FETCH ALL FROM k"
 
+# No over-counting: a condition building a value of the server's types through their input logs no read.
+since=$(last_id)
+as clerk $db "SELECT count(*) FROM crm.contacts WHERE ('{' || id || '}')::int[] = '{0}' OR jsonb_populate_record(NULL::crm.contacts, jsonb_build_object('id', id)) IS NULL" >/dev/null
+log_flush
+set -- $(logged $since clerk)
+[ "$1" = 0 ] && ok "round21.9: a condition through the input of types without a domain logs no read" \
+  || bad "round21.9" "a condition through the input of types without a domain logged $1 rows read"
+
 hostile_verdict security_round21
