@@ -15,6 +15,9 @@
 #   are the server's own, not volatile.  A condition that builds such a value
 #   from a column and rejects every row hands every e-mail to the reader's
 #   function, unlogged (a write rolled back likewise).
+# - 21.2: the table's owner reads the planner's statistics of a registered
+#   table (pg_stats.histogram_bounds: every e-mail after SET STATISTICS and
+#   ANALYZE), unlogged.
 # - 21.9: what resisted (logged or refused).
 #
 # A private cluster.
@@ -71,6 +74,26 @@ check 1 clerk "WHERE domain_in(email::cstring, 'd'::regtype, -1) IS NULL" \
   "SELECT count(*) FROM crm.contacts WHERE domain_in(email::cstring, 'pg_temp.d'::regtype, -1) IS NULL"
 check 1 clerk "UPDATE ... WHERE ('{\"' || email || '\"}')::d[] IS NULL, ROLLBACK" \
   "BEGIN" "UPDATE crm.contacts SET phone = phone WHERE ('{\"' || email || '\"}')::pg_temp.d[] IS NULL" "ROLLBACK"
+
+# ---------------------------------------------------------------------------
+# Round21.2: the planner's statistics, by the table's owner.  Row-level
+# security hides a registered table's statistics in pg_stats from every
+# other role (round17.6), not from its owner (row_security_active() is false
+# for the owner without FORCE ROW LEVEL SECURITY): crm_owner raises the
+# columns' statistics target, runs ANALYZE and reads every e-mail, phone
+# number and subject key in histogram_bounds, with no record at all.
+since=$(last_id)
+out=$(as crm_owner $db "ALTER TABLE crm.contacts ALTER COLUMN email SET STATISTICS 10000" \
+  "ALTER TABLE crm.contacts ALTER COLUMN id SET STATISTICS 10000" "ANALYZE crm.contacts" \
+  "SELECT attname, histogram_bounds FROM pg_stats WHERE schemaname = 'crm' AND tablename = 'contacts' AND attname IN ('email', 'id')")
+log_flush
+read=$(got_emails "$out")
+n=$(q -d $db -c "SELECT coalesce(sum(row_count), 0) FROM gdpr.access_log WHERE id > $since AND role_name = 'crm_owner' AND tbl = 'crm.contacts'::regclass")
+if [ "$read" -gt 0 ] && [ "$n" -lt "$read" ]; then
+  bad "round21.2" "crm_owner read $read e-mails (and the subject keys) in pg_stats.histogram_bounds after ANALYZE; the log counts $n rows"
+elif [ "$read" = 0 ]; then ok "round21.2: pg_stats shows crm_owner no e-mail of a registered table ($(state_of "$out"))"
+else ok "round21.2: crm_owner's $read e-mails from pg_stats are logged ($n rows)"; fi
+su $db "ALTER TABLE crm.contacts ALTER COLUMN email SET STATISTICS -1; ALTER TABLE crm.contacts ALTER COLUMN id SET STATISTICS -1; ANALYZE crm.contacts" >/dev/null
 
 # ---------------------------------------------------------------------------
 # Round21.9: what resisted.
