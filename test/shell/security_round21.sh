@@ -93,6 +93,21 @@ if [ "$read" -gt 0 ] && [ "$n" -lt "$read" ]; then
   bad "round21.2" "crm_owner read $read e-mails (and the subject keys) in pg_stats.histogram_bounds after ANALYZE; the log counts $n rows"
 elif [ "$read" = 0 ]; then ok "round21.2: pg_stats shows crm_owner no e-mail of a registered table ($(state_of "$out"))"
 else ok "round21.2: crm_owner's $read e-mails from pg_stats are logged ($n rows)"; fi
+# The same through the planner, without a row read (EXPLAIN): the estimate
+# of an operator of the owner's own calls its function on every histogram
+# bound of the column, when the role may see the statistics.
+lt='CREATE FUNCTION pg_temp.lt(a text, b text) RETURNS boolean LANGUAGE plpgsql IMMUTABLE AS $$BEGIN RAISE NOTICE $x$peek %$x$, a; RETURN a < b; END$$'
+op='CREATE OPERATOR pg_temp.<<< (leftarg = text, rightarg = text, function = pg_temp.lt, restrict = scalarltsel)'
+for who in crm_owner clerk app adm; do
+  since=$(last_id)
+  out=$(as $who $db "$lt" "$op" "EXPLAIN SELECT * FROM crm.contacts WHERE email OPERATOR(pg_temp.<<<) 'm'")
+  log_flush
+  read=$(got_emails "$out")
+  n=$(q -d $db -c "SELECT coalesce(sum(row_count), 0) FROM gdpr.access_log WHERE id > $since AND role_name = '$who' AND tbl = 'crm.contacts'::regclass")
+  if [ "$read" -gt 0 ] && [ "$n" -lt "$read" ]; then
+    bad "round21.2" "$who's operator saw $read e-mails of the statistics while EXPLAIN planned a query; the log counts $n rows"
+  else ok "round21.2: $who's operator in EXPLAIN: $read e-mails of the statistics seen, $n rows logged"; fi
+done
 su $db "ALTER TABLE crm.contacts ALTER COLUMN email SET STATISTICS -1; ALTER TABLE crm.contacts ALTER COLUMN id SET STATISTICS -1; ANALYZE crm.contacts" >/dev/null
 
 # ---------------------------------------------------------------------------
