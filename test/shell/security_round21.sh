@@ -18,6 +18,9 @@
 # - 21.2: the table's owner reads the planner's statistics of a registered
 #   table (pg_stats.histogram_bounds: every e-mail after SET STATISTICS and
 #   ANALYZE), unlogged.
+# - 21.3: a trigger of the owner's, fired by the extension's own erasure
+#   (run as the owner, not logged as a read), reads the whole table
+#   unlogged: what the extension's statement runs nested was exempt too.
 # - 21.9: what resisted (logged or refused).
 #
 # A private cluster.
@@ -129,5 +132,28 @@ log_flush
 set -- $(logged $since clerk)
 [ "$1" = 0 ] && ok "round21.9: a condition through the input of types without a domain logs no read" \
   || bad "round21.9" "a condition through the input of types without a domain logged $1 rows read"
+
+# ---------------------------------------------------------------------------
+# Round21.3 (last: the erasure takes a contact away): the extension's own statements on a CRM table run as its owner
+# (gdpr._owner_exec) and are not logged as reads: they are logged as what
+# they do (ERASE, PURGE...).  But everything nested in them was left out
+# too: a trigger of the owner's on crm.contacts, fired by an erasure that a
+# gdpr_admin runs, copies every contact's e-mail and phone into a table of
+# the owner's, and no read is logged.
+owner $db "CREATE TABLE crm.stash (t text);
+  CREATE FUNCTION crm.spy() RETURNS trigger LANGUAGE plpgsql AS \$\$BEGIN
+    INSERT INTO crm.stash SELECT email || ' ' || phone FROM crm.contacts; RETURN NULL; END\$\$;
+  CREATE TRIGGER zz_spy AFTER UPDATE OR DELETE ON crm.contacts FOR EACH STATEMENT EXECUTE FUNCTION crm.spy();" >/dev/null
+since=$(last_id)
+out=$(as adm $db "SELECT gdpr.erase_subject('7') ->> 'status'")
+log_flush
+copied=$(q -d $db -c "SELECT count(*) FROM crm.stash")
+n=$(q -d $db -c "SELECT coalesce(sum(row_count), 0) FROM gdpr.access_log WHERE id > $since AND operation = 'SELECT' AND tbl = 'crm.contacts'::regclass")
+e=$(q -d $db -c "SELECT count(*) FROM gdpr.access_log WHERE id > $since AND role_name = 'adm' AND operation = 'ERASE'")
+if [ "$(head -n 1 <<<"$out")" != erased ] || [ "$e" -lt 1 ]; then bad "round21.3" "setup: the erasure did not run: $(head -c 300 <<<"$out")"
+elif [ "$copied" -gt 0 ] && [ "$n" -lt "$copied" ]; then
+  bad "round21.3" "crm_owner's trigger, fired by adm's erasure, copied $copied contacts into crm.stash; the log counts $n rows read"
+else ok "round21.3: crm_owner's trigger fired by an erasure: $copied contacts copied, $n rows logged"; fi
+owner $db "DROP TRIGGER zz_spy ON crm.contacts; DROP TABLE crm.stash; DROP FUNCTION crm.spy()" >/dev/null
 
 hostile_verdict security_round21
