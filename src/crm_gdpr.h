@@ -24,6 +24,7 @@ typedef struct OwnerContext
 	Oid			saved_userid;
 	int			saved_sec_context;
 	int			guc_nest_level;
+	int			saved_owner_exec_level;
 } OwnerContext;
 
 extern void crm_gdpr_enter_owner_context(Oid fn_oid, OwnerContext *ctx);
@@ -39,6 +40,13 @@ extern struct _SPI_plan *crm_gdpr_kept_owner_plan(Oid relid, const char *query, 
 												  Oid **types, int *ntypes);
 /* > 0 while gdpr._owner_exec/_owner_query run a statement as a table's owner. */
 extern int	crm_gdpr_owner_exec_depth;
+/*
+ * The executor nesting (read_hook.c) at which the innermost of them started:
+ * its own statements start there; what they run nested (the owner's
+ * triggers, functions) starts deeper and is logged as any read.
+ */
+extern int	crm_gdpr_owner_exec_level;
+extern int	crm_gdpr_exec_nesting(void);
 
 /* Raise an internal error naming the statement when SPI returns another result than expected. */
 extern void crm_gdpr_spi_check(int result, int expected, const char *what);

@@ -43,6 +43,7 @@
 
 /* > 0 while a statement of the extension runs as a table's owner. */
 int			crm_gdpr_owner_exec_depth = 0;
+int			crm_gdpr_owner_exec_level = 0;
 /* Kept plans being run (owner_plans.c drops none while one runs). */
 static int	kept_plans_running = 0;
 
@@ -116,6 +117,8 @@ void
 crm_gdpr_enter_table_owner_context(Oid relid, OwnerContext *ctx)
 {
 	enter_user_context(table_owner(relid), ctx);
+	ctx->saved_owner_exec_level = crm_gdpr_owner_exec_level;
+	crm_gdpr_owner_exec_level = crm_gdpr_exec_nesting();
 	crm_gdpr_owner_exec_depth++;
 }
 
@@ -123,6 +126,7 @@ void
 crm_gdpr_leave_table_owner_context(OwnerContext *ctx)
 {
 	crm_gdpr_owner_exec_depth--;
+	crm_gdpr_owner_exec_level = ctx->saved_owner_exec_level;
 	crm_gdpr_leave_owner_context(ctx);
 }
 
@@ -236,9 +240,11 @@ run_as_owner(Oid relid, text *sql, ArrayType *params, bool want_result, bool kee
 	bool		has_params = params != NULL && ArrayGetNItems(ARR_NDIM(params), ARR_DIMS(params)) > 0;
 	SPIPlanPtr	plan = NULL;
 	int			running = kept_plans_running;
+	int			level = crm_gdpr_owner_exec_level;
 
 	*result_null = true;
 	enter_user_context(owner, &ctx);
+	crm_gdpr_owner_exec_level = crm_gdpr_exec_nesting();
 	crm_gdpr_owner_exec_depth++;
 	PG_TRY();
 	{
@@ -278,6 +284,7 @@ run_as_owner(Oid relid, text *sql, ArrayType *params, bool want_result, bool kee
 	PG_FINALLY();
 	{
 		crm_gdpr_owner_exec_depth--;
+		crm_gdpr_owner_exec_level = level;
 		kept_plans_running = running;
 	}
 	PG_END_TRY();

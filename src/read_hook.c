@@ -72,6 +72,13 @@ FinishingShape crm_gdpr_finishing = FINISHING_UNKNOWN;
 static int64 pending_decrypts = 0;	/* gdpr.decrypt() calls of the running statement */
 static char decrypt_role[NAMEDATALEN];
 
+/* ExecutorRun and ExecutorFinish calls under way (owner_context.c). */
+int
+crm_gdpr_exec_nesting(void)
+{
+	return exec_nesting;
+}
+
 /* --- which queries ------------------------------------------------------ */
 
 static Oid
@@ -125,7 +132,13 @@ reads_are_logged(void)
 	 */
 	if (sec_context & SECURITY_NOFORCE_RLS)
 		return false;
-	if (crm_gdpr_owner_exec_depth > 0)
+	/*
+	 * Only the extension's statement itself: what it runs nested (a trigger,
+	 * a function, a default of the owner's, fired by an erasure or a purge)
+	 * reads as any query does (security review round 21: the owner's
+	 * trigger copied the whole table unlogged during an erasure).
+	 */
+	if (crm_gdpr_owner_exec_depth > 0 && exec_nesting <= crm_gdpr_owner_exec_level)
 		return false;
 	if ((sec_context & SECURITY_RESTRICTED_OPERATION) && userid == extension_owner())
 		return false;

@@ -154,6 +154,9 @@ if [ "$(head -n 1 <<<"$out")" != erased ] || [ "$e" -lt 1 ]; then bad "round21.3
 elif [ "$copied" -gt 0 ] && [ "$n" -lt "$copied" ]; then
   bad "round21.3" "crm_owner's trigger, fired by adm's erasure, copied $copied contacts into crm.stash; the log counts $n rows read"
 else ok "round21.3: crm_owner's trigger fired by an erasure: $copied contacts copied, $n rows logged"; fi
+# No more than that: the erasure's own statements are not reads of adm's.
+a=$(q -d $db -c "SELECT count(*) FROM gdpr.access_log WHERE id > $since AND role_name = 'adm' AND operation = 'SELECT'")
+[ "$a" = 0 ] && ok "round21.3: the erasure's own statements log no read" || bad "round21.3" "the erasure's own statements logged $a reads of adm's"
 owner $db "DROP TRIGGER zz_spy ON crm.contacts; DROP TABLE crm.stash; DROP FUNCTION crm.spy()" >/dev/null
 
 hostile_verdict security_round21
