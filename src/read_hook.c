@@ -22,7 +22,8 @@
  * reads and counts every row; what a function runs in a worker is logged
  * there), the extension's own queries (inside its SECURITY DEFINER
  * functions and triggers, which log EXPORT, ERASE... themselves) and its
- * workers, and range table entries that are not relations.
+ * workers, but not what those run nested (the owner's triggers, functions),
+ * and range table entries that are not relations.
  *
  * gdpr.decrypt() calls of one top-level statement become one DECRYPT record
  * at its end.  "Top-level" is counted across ExecutorRun and ExecutorFinish:
@@ -111,7 +112,15 @@ reads_are_logged(void)
 	Oid			userid;
 	int			sec_context;
 
-	if (!crm_gdpr_log_reads || !crm_gdpr_log_queue_ready() || crm_gdpr_in_own_worker || !IsTransactionState())
+	if (!crm_gdpr_log_reads || !crm_gdpr_log_queue_ready() || !IsTransactionState())
+		return false;
+	/*
+	 * The extension's workers' own reads are not logged; what the purge
+	 * worker's statements (run as a table's owner) fire is the owner's: a
+	 * trigger, a function (security review round 21).
+	 */
+	if (crm_gdpr_in_own_worker &&
+		!(crm_gdpr_owner_exec_depth > 0 && exec_nesting > crm_gdpr_owner_exec_level))
 		return false;
 	/*
 	 * A parallel worker's share of its leader's plan reads no registered
