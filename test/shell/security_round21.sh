@@ -173,29 +173,32 @@ a=$(q -d $db -c "SELECT count(*) FROM gdpr.access_log WHERE id > $since AND role
 # The worker's own statements are not logged as reads; neither was what they
 # fired.  A retention policy that clears old notes (UPDATE crm.contacts), a
 # contact with old notes, the worker's naptime at 1 s.
-owner $db "TRUNCATE crm.stash" >/dev/null
-su $db "UPDATE crm.contacts SET last_contact_at = now() - interval '5 years', notes = 'old' WHERE id = 12" >/dev/null
-owner $db "TRUNCATE crm.stash" >/dev/null
-since=$(last_id)
+# purge_fires LABEL ID: contact ID gets old notes; the worker clears them.
+purge_fires() {
+  local label=$1 id=$2 copied=0 since n p
+  su $db "UPDATE crm.contacts SET last_contact_at = now() - interval '5 years', notes = 'old' WHERE id = $id" >/dev/null
+  owner $db "TRUNCATE crm.stash" >/dev/null
+  since=$(last_id)
+  su postgres "ALTER SYSTEM SET crm_gdpr.purge_naptime = '1s'" >/dev/null
+  su postgres "SELECT pg_reload_conf()" >/dev/null
+  for _ in $(seq 1 120); do
+    copied=$(q -d $db -c "SELECT count(*) FROM crm.stash")
+    [ "$copied" -gt 0 ] && [ "$(q -d $db -c "SELECT notes IS NULL FROM crm.contacts WHERE id = $id")" = t ] && break
+    sleep 1
+  done
+  sleep 1; copied=$(q -d $db -c "SELECT count(*) FROM crm.stash")
+  log_flush
+  n=$(q -d $db -c "SELECT coalesce(sum(row_count), 0) FROM gdpr.access_log WHERE id > $since AND operation = 'SELECT' AND tbl = 'crm.contacts'::regclass")
+  p=$(q -d $db -c "SELECT count(*) FROM gdpr.access_log WHERE id > $since AND operation = 'PURGE'")
+  if [ "$p" -lt 1 ] || [ "$copied" = 0 ]; then bad "round21.4" "setup: the purge worker did not clear the notes ($label: $p PURGE records, $copied rows copied)"
+  elif [ "$n" -lt "$copied" ]; then
+    bad "round21.4" "crm_owner's $label, fired by the purge worker, copied $copied contacts into crm.stash; the log counts $n rows read"
+  else ok "round21.4: crm_owner's $label fired by the purge worker: $copied contacts copied, $n rows logged"; fi
+}
 as adm $db "SELECT gdpr.set_retention('crm.contacts', 'notes', '1 year', 'last_contact_at', 'nullify')" >/dev/null
-su postgres "ALTER SYSTEM SET crm_gdpr.purge_naptime = '1s'" >/dev/null
-su postgres "SELECT pg_reload_conf()" >/dev/null
-copied=0
-for _ in $(seq 1 120); do
-  copied=$(q -d $db -c "SELECT count(*) FROM crm.stash")
-  [ "$copied" -gt 0 ] && [ "$(q -d $db -c "SELECT notes IS NULL FROM crm.contacts WHERE id = 12")" = t ] && break
-  sleep 1
-done
-sleep 1; copied=$(q -d $db -c "SELECT count(*) FROM crm.stash")
+purge_fires "statement trigger" 12
 su postgres "ALTER SYSTEM RESET crm_gdpr.purge_naptime" >/dev/null
 su postgres "SELECT pg_reload_conf()" >/dev/null
-log_flush
-n=$(q -d $db -c "SELECT coalesce(sum(row_count), 0) FROM gdpr.access_log WHERE id > $since AND operation = 'SELECT' AND tbl = 'crm.contacts'::regclass")
-p=$(q -d $db -c "SELECT count(*) FROM gdpr.access_log WHERE id > $since AND operation = 'PURGE'")
-if [ "$p" -lt 1 ] || [ "$copied" = 0 ]; then bad "round21.4" "setup: the purge worker did not clear the notes ($p PURGE records, $copied rows copied)"
-elif [ "$n" -lt "$copied" ]; then
-  bad "round21.4" "crm_owner's trigger, fired by the purge worker, copied $copied contacts into crm.stash; the log counts $n rows read"
-else ok "round21.4: crm_owner's trigger fired by the purge worker: $copied contacts copied, $n rows logged"; fi
 owner $db "DROP TRIGGER zz_spy ON crm.contacts; DROP TABLE crm.stash; DROP FUNCTION crm.spy()" >/dev/null
 
 hostile_verdict security_round21
