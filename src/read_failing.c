@@ -65,15 +65,16 @@ note_failing_row(QueryReads *reads, CountedNode *c)
 		return;
 	if (r->failing == NULL)
 	{
-		if (!crm_gdpr_subject_set_prepared(&r->subjects))
-		{
-			r->subjects.truncated = true;	/* its key cannot be read here */
-			return;
-		}
 		r->failing = MemoryContextAlloc(reads->estate->es_query_cxt, sizeof(SubjectSet));
-		crm_gdpr_subject_set_init_like(r->failing, &r->subjects, reads->estate->es_query_cxt);
+		if (crm_gdpr_subject_set_prepared(&r->subjects))
+			crm_gdpr_subject_set_init_like(r->failing, &r->subjects, reads->estate->es_query_cxt);
+		else
+			crm_gdpr_subject_set_init(r->failing, reads->estate->es_query_cxt);
 	}
-	crm_gdpr_note_subject(r->failing, c);
+	if (crm_gdpr_subject_set_prepared(r->failing))
+		crm_gdpr_note_subject(r->failing, c);
+	else
+		r->failing->truncated = true;	/* its key's type unknown: not read while an error is reported */
 }
 
 /*
