@@ -106,8 +106,8 @@ extension_owner(void)
 	return owner;
 }
 
-static bool
-reads_are_logged(void)
+bool
+crm_gdpr_reads_are_logged(void)
 {
 	Oid			userid;
 	int			sec_context;
@@ -213,123 +213,6 @@ reads_of(QueryDesc *query)
 	return NULL;
 }
 
-/*
- * The executor memory of the UPDATE, DELETE and MERGE statements running in
- * this backend: the restriction's policy (restriction_reads.c) refuses a
- * restricted row in a write rather than hide it.  An entry goes with the
- * statement's memory.
- */
-typedef struct RunningWrite
-{
-	MemoryContext cxt;
-	struct RunningWrite *next;
-	MemoryContextCallback callback;
-	/*
-	 * A write of a registered table that fails is logged (its trigger never
-	 * fires): its condition may have read rows, and an error raised by it
-	 * names their values ("invalid input syntax for type integer: \"<e-mail>
-	 * <phone>\"").  What the record needs, taken at the start: no catalog
-	 * can be read while the statement's transaction aborts.
-	 */
-	Oid			relid;			/* the registered table written, or InvalidOid */
-	bool		ended;			/* ExecutorEnd came: the statement did not fail */
-	bool		upsert;			/* INSERT ... ON CONFLICT DO UPDATE: kept for its failure only */
-	const char *operation;
-	NameData	role;
-	NameData	session_role;
-	FailingWrite failing;		/* the rows it failed on (read_failing.c), when relid is valid */
-} RunningWrite;
-
-static RunningWrite *running_writes = NULL;
-
-static void
-write_memory_freed(void *arg)
-{
-	RunningWrite *w = (RunningWrite *) arg;
-
-	for (RunningWrite **p = &running_writes; *p; p = &(*p)->next)
-		if (*p == w)
-		{
-			*p = (*p)->next;
-			break;
-		}
-	if (OidIsValid(w->relid) && !w->ended)
-	{
-		const char *few[4];
-		const char **subjects = w->failing.subjects.count <= lengthof(few) ? few :
-			palloc(sizeof(char *) * w->failing.subjects.count);
-		int			n = crm_gdpr_subject_set_texts(&w->failing.subjects, subjects);
-
-		crm_gdpr_record_read_as(NameStr(w->role), NameStr(w->session_role), w->operation, w->relid,
-								NULL, "", w->failing.rows, n, subjects,
-								w->failing.subjects.truncated ? "{\"failed\": true, \"subjects_truncated\": true}" :
-								"{\"failed\": true}");
-	}
-}
-
-static void
-note_running_write(QueryDesc *query)
-{
-	RunningWrite *w;
-	List	   *results = query->plannedstmt->resultRelations;
-	const RelInfo *info;
-
-	bool		upsert = query->operation == CMD_INSERT && IsA(query->planstate, ModifyTableState) &&
-		((ModifyTable *) query->planstate->plan)->onConflictAction == ONCONFLICT_UPDATE;
-
-	if (query->operation != CMD_UPDATE && query->operation != CMD_DELETE && query->operation != CMD_MERGE && !upsert)
-		return;
-	w = MemoryContextAlloc(query->estate->es_query_cxt, sizeof(RunningWrite));
-	w->cxt = query->estate->es_query_cxt;
-	w->next = running_writes;
-	w->callback.func = write_memory_freed;
-	w->callback.arg = w;
-	w->relid = InvalidOid;
-	w->ended = false;
-	w->upsert = upsert;
-	if (results != NIL && reads_are_logged() &&
-		(info = crm_gdpr_rel_info(exec_rt_fetch(linitial_int(results), query->estate)->relid)) != NULL &&
-		info->registered)
-	{
-		w->relid = info->relid;
-		w->operation = upsert ? "INSERT" : query->operation == CMD_UPDATE ? "UPDATE" :
-			query->operation == CMD_DELETE ? "DELETE" : "MERGE";
-		memcpy(&w->role, crm_gdpr_role_name(GetUserId(), 0), NAMEDATALEN);
-		memcpy(&w->session_role, crm_gdpr_role_name(GetSessionUserId(), 1), NAMEDATALEN);
-		crm_gdpr_failing_write_init(&w->failing, query);
-	}
-	running_writes = w;
-	MemoryContextRegisterResetCallback(w->cxt, &w->callback);
-}
-
-/* The running write of a registered table with this executor memory, or NULL. */
-static RunningWrite *
-running_write_of(MemoryContext es_query_cxt)
-{
-	for (RunningWrite *w = running_writes; w; w = w->next)
-		if (w->cxt == es_query_cxt)
-			return OidIsValid(w->relid) ? w : NULL;
-	return NULL;
-}
-
-/* The statement with this executor memory ended well: its write is logged by its trigger. */
-static void
-note_write_ended(MemoryContext es_query_cxt)
-{
-	for (RunningWrite *w = running_writes; w; w = w->next)
-		if (w->cxt == es_query_cxt)
-			w->ended = true;
-}
-
-bool
-crm_gdpr_query_writes(MemoryContext es_query_cxt)
-{
-	for (RunningWrite *w = running_writes; w; w = w->next)
-		if (w->cxt == es_query_cxt)
-			return !w->upsert;
-	return false;
-}
-
 static void
 crm_gdpr_ExecutorStart(QueryDesc *query, int eflags)
 {
@@ -340,8 +223,8 @@ crm_gdpr_ExecutorStart(QueryDesc *query, int eflags)
 	else
 		standard_ExecutorStart(query, eflags);
 	if (!(eflags & EXEC_FLAG_EXPLAIN_ONLY))
-		note_running_write(query);
-	if ((eflags & EXEC_FLAG_EXPLAIN_ONLY) || in_copy || !reads_are_logged())
+		crm_gdpr_note_running_write(query);
+	if ((eflags & EXEC_FLAG_EXPLAIN_ONLY) || in_copy || !crm_gdpr_reads_are_logged())
 		return;
 	reads = crm_gdpr_find_reads(query);
 	if (reads == NULL)
@@ -384,7 +267,7 @@ static void
 crm_gdpr_ExecutorRun(EXECUTOR_RUN_PARAMS)
 {
 	QueryReads *reads = running ? reads_of(query) : NULL;
-	RunningWrite *w = running_write_of(query->estate->es_query_cxt);
+	FailingWrite *w = crm_gdpr_failing_write_of(query->estate->es_query_cxt);
 	ErrorContextCallback failing[2];
 	ErrorContextCallback *outer = error_context_stack;
 
@@ -398,7 +281,7 @@ crm_gdpr_ExecutorRun(EXECUTOR_RUN_PARAMS)
 	if (w)
 	{
 		failing[1].callback = crm_gdpr_note_failing_write;
-		failing[1].arg = &w->failing;
+		failing[1].arg = w;
 		failing[1].previous = error_context_stack;
 		error_context_stack = &failing[1];
 	}
@@ -489,7 +372,7 @@ crm_gdpr_ExecutorEnd(QueryDesc *query)
 		crm_gdpr_record_query(reads, NULL);
 		unlink_reads(reads);
 	}
-	note_write_ended(query->estate->es_query_cxt);
+	crm_gdpr_note_write_ended(query->estate->es_query_cxt);
 	if (prev_ExecutorEnd)
 		prev_ExecutorEnd(query);
 	else
@@ -567,7 +450,7 @@ crm_gdpr_ProcessUtility(PlannedStmt *pstmt, const char *queryString, bool readOn
 	Node	   *tree = pstmt->utilityStmt;
 
 	if (IsA(tree, CopyStmt) && !((CopyStmt *) tree)->is_from && ((CopyStmt *) tree)->relation &&
-		reads_are_logged())
+		crm_gdpr_reads_are_logged())
 	{
 		copy_to((CopyStmt *) tree, pstmt, queryString, readOnlyTree, context, params, queryEnv, dest, qc);
 		return;

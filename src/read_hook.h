@@ -189,7 +189,13 @@ extern bool crm_gdpr_restriction_hid_row;
 
 /* read_hook.c: the queries running in this backend that read registered tables */
 extern QueryReads *crm_gdpr_running_reads(void);
-/* read_hook.c: whether the statement with this executor memory is an UPDATE, DELETE or MERGE */
+/* read_hook.c: whether this backend's reads are logged now */
+extern bool crm_gdpr_reads_are_logged(void);
+/* running_writes.c: the writes running, a failed one's record */
+extern void crm_gdpr_note_running_write(QueryDesc *query);
+extern void crm_gdpr_note_write_ended(MemoryContext es_query_cxt);
+extern FailingWrite *crm_gdpr_failing_write_of(MemoryContext es_query_cxt);
+/* running_writes.c: whether the statement with this executor memory is an UPDATE, DELETE or MERGE */
 extern bool crm_gdpr_query_writes(MemoryContext es_query_cxt);
 
 /* log_record.c: one read's record, to the queue or (on a standby) the server log */

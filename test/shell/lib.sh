@@ -86,9 +86,49 @@ hostile_crm() {
     -c "GRANT SELECT, UPDATE, DELETE ON crm.contacts TO clerk" >/dev/null
   log_flush() { for _ in 1 2 3; do as adm $db "SELECT gdpr.flush_access_log()" >/dev/null; sleep 0.5; done; }
   last_id() { q -d $db -c "SELECT coalesce(max(id), 0) FROM gdpr.access_log"; }
+  # no_read ID ROLE WHAT SQL: ROLE runs SQL (a query that returns no row of
+  # crm.contacts), which must log no row read: not more than was read.
+  no_read() {
+    local since n
+    since=$(last_id)
+    as $2 $db "$4" >/dev/null
+    log_flush
+    n=$(logged $since $2 | cut -d' ' -f1)
+    [ "$n" = 0 ] && ok "$1: $3 logs the rows it returns (0), not the rows it examined" \
+      || bad "$1" "$3 logged $n rows read"
+  }
   logged() {
     q -d $db -c "SELECT coalesce(sum(row_count), 0) || ' ' || (SELECT count(DISTINCT k) FROM gdpr.access_log l2, unnest(l2.subject_keys) k
                   WHERE l2.id > $1 AND l2.role_name = '$2' AND l2.operation = 'SELECT' AND l2.tbl = 'crm.contacts'::regclass)
                    FROM gdpr.access_log WHERE id > $1 AND role_name = '$2' AND operation = 'SELECT' AND tbl = 'crm.contacts'::regclass"
+  }
+}
+
+# hostile_leaks ROUND: after hostile_crm, what the suites' leak checks share:
+# total (contacts with an e-mail), smax (crm_gdpr.log_subjects_max: a record
+# names at most that many), got_emails OUTPUT (the distinct e-mails a leak
+# gave back), peek (a function of the attacker's own: each value it is given
+# goes to the client), leak_setup (statements run before each check's: peek,
+# and what a suite adds), and check N ROLE LABEL SQL...: ROLE runs SQL; the
+# e-mails it saw must be logged as rows read (SELECT) with their subjects.
+hostile_leaks() {
+  leak_round=$1
+  total=$(q -d $db -c "SELECT count(*) FROM crm.contacts WHERE email IS NOT NULL")
+  smax=$(q -d $db -c "SELECT gdpr.setting('log_subjects_max')")
+  got_emails() { { grep -o '[a-z0-9._-]*@example\.[a-z]*' <<<"$1" || true; } | sort -u | wc -l; }
+  peek='CREATE FUNCTION pg_temp.peek(t text) RETURNS boolean LANGUAGE plpgsql IMMUTABLE AS $$BEGIN RAISE NOTICE $x$peek %$x$, t; RETURN true; END$$'
+  leak_setup=("$peek")
+  check() {
+    local n=$1 role=$2 label=$3; shift 3
+    local since out read
+    since=$(last_id)
+    out=$(as $role $db "${leak_setup[@]}" "$@")
+    log_flush
+    read=$(got_emails "$out"); set -- $(logged $since $role)
+    if [ "$read" -ge "$total" ] && { [ "$1" -lt "$read" ] || [ "$2" -lt "$(( read < smax ? read : smax ))" ]; }; then
+      bad "$leak_round.$n" "$role saw $read e-mails with $label; the log counts $1 rows read, names $2 subjects"
+    elif [ "$read" -lt "$total" ]; then
+      bad "$leak_round.$n" "setup: $label showed $read e-mails, not $total: $(grep -v peek <<<"$out" | head -c 300)"
+    else ok "$leak_round.$n: $label: logged ($read read, $1 rows, $2 subjects)"; fi
   }
 }

@@ -36,30 +36,9 @@ hostile_crm sec
 # clerk2 may insert and update, not delete (ON CONFLICT DO UPDATE).
 q -d postgres -c "CREATE ROLE clerk2 LOGIN" >/dev/null
 q -U crm_owner -d $db -c "GRANT USAGE ON SCHEMA crm TO clerk2" -c "GRANT SELECT, INSERT, UPDATE ON crm.contacts TO clerk2" >/dev/null
-total=$(q -d $db -c "SELECT count(*) FROM crm.contacts WHERE email IS NOT NULL")
-# A record names at most crm_gdpr.log_subjects_max subjects (then subjects_truncated).
-smax=$(q -d $db -c "SELECT gdpr.setting('log_subjects_max')")
-# The e-mails a leak gave back, as the last line of its output before SQLSTATE.
-got_emails() { { grep -o '[a-z0-9._-]*@example\.[a-z]*' <<<"$1" || true; } | sort -u | wc -l; }
-
-# A function of the writer's own: each value it is given goes to the client.
-peek='CREATE FUNCTION pg_temp.peek(t text) RETURNS boolean LANGUAGE plpgsql IMMUTABLE AS $$BEGIN RAISE NOTICE $x$peek %$x$, t; RETURN true; END$$'
-# check N ROLE LABEL SQL...: ROLE runs SQL; the e-mails it saw must be logged
-# as rows read (SELECT) with their subjects.
-check() {
-  local n=$1 role=$2 label=$3; shift 3
-  local since out read
-  since=$(last_id)
-  out=$(as $role $db "$peek" "$@")
-  log_flush
-  read=$(got_emails "$out"); set -- $(logged_by $since $role)
-  if [ "$read" -ge "$total" ] && { [ "$1" -lt "$read" ] || [ "$2" -lt "$(( read < smax ? read : smax ))" ]; }; then
-    bad "round20.$n" "$role saw $read e-mails with $label; the log counts $1 rows read, names $2 subjects"
-  elif [ "$read" -lt "$total" ]; then
-    bad "round20.$n" "setup: $label showed $read e-mails, not $total: $(grep -v peek <<<"$out" | head -c 300)"
-  else ok "round20.$n: $label: logged ($read read, $1 rows, $2 subjects)"; fi
-}
-logged_by() { logged "$@"; }
+# total, smax, got_emails, peek (clerk's function: each value it is given goes
+# to the client) and check N ROLE LABEL SQL... (lib.sh).
+hostile_leaks round20
 
 # ---------------------------------------------------------------------------
 # Round20.1: a write that shows every row, then rolled back.
