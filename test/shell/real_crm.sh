@@ -19,6 +19,13 @@ consent_and_log() {  # consent_and_log DB CRM ID READ: his consent makes him con
   check "$1" "$2: a read of his row is in his access history" \
     "SELECT EXISTS (SELECT FROM gdpr.access_history('$3') WHERE operation = 'SELECT' AND NOT may_include_you)"
 }
+failed_read_named() {  # failed_read_named DB CRM ID SQL: SQL fails on his row's values; the failed read names him
+  psql -X -q -d "$1" -c "$4" >/dev/null 2>&1 && fail "$2: the read meant to fail did not"
+  q -d "$1" -c "SELECT gdpr.flush_access_log()" >/dev/null
+  check "$1" "$2: a read failing on his row's values (its error shows them) counts and names him" \
+    "SELECT EXISTS (SELECT FROM gdpr.access_log WHERE operation = 'SELECT' AND detail ->> 'failed' = 'true'
+                     AND row_count >= 1 AND gdpr._log_subject_key('$3') = ANY (subject_keys))"
+}
 recipe() {  # recipe DB NAME: run the SQL blocks of doc/recipes.md's section "## NAME"
   awk -v s="## $2" '$0 == s { on = 1; next } /^## / { on = 0 } on' doc/recipes.md |
     awk '/^```sql$/ { on = 1; next } /^```$/ { on = 0 } on' |
@@ -62,6 +69,7 @@ check $db "Twenty: a partition registered beside its parent is exported once" \
 
 # Consent and the access log.
 consent_and_log $db Twenty "$P" "SELECT \"emailsPrimaryEmail\" FROM $W.person WHERE id = '$P'"
+failed_read_named $db Twenty "$P" "SELECT (coalesce(\"emailsPrimaryEmail\", '') || ' ' || coalesce(\"phonesPrimaryPhoneNumber\", ''))::int FROM $W.person WHERE id = '$P'"
 
 # The trash (20.6): a person with a "deletedAt" is never contactable, even
 # with his consent, and his row is marked in his export.
@@ -314,6 +322,7 @@ check $db "Odoo: his chatter, activities and attachments are exported, not the l
 others=$(q -d $db -c "SELECT count(*) FROM mail_activity WHERE res_id = $P AND res_model = 'crm.lead'")
 leads=$(q -d $db -c "SELECT string_agg(id::text, ',') FROM crm_lead WHERE partner_id = $P")
 consent_and_log $db Odoo "$P" "SELECT email FROM res_partner WHERE id = $P"
+failed_read_named $db Odoo "$P" "SELECT (coalesce(email, '') || ' ' || coalesce(phone, ''))::int FROM res_partner WHERE id = $P"
 # 20.2: a read of the chatter about him names him (model = 'res.partner', res_id).
 q -d $db -c "SELECT body FROM mail_message WHERE model = 'res.partner' AND res_id = $P" -c "SELECT gdpr.flush_access_log()" >/dev/null
 check $db "Odoo: a read of the chatter about him is in his access history, naming him" \
