@@ -7,6 +7,10 @@
 #
 #   plain   - the sample CRM, no extension in the database
 #   logged  - the same with the extension and the registry (test/fixtures/registry.sql)
+#   pgaudit - the sample CRM with pgaudit.log = 'read, write' (as in make bench-log):
+#             what pgaudit's backend does a statement, for the comparison of
+#             issue 24.8 without the noise of TPS (its log lines' write()
+#             calls are not counted, as the journal's page writes are not)
 #
 # A single-user backend (no log writer: the writer's side is not counted,
 # and the queue is made large enough to hold every read well under an
@@ -24,7 +28,7 @@ source "$(dirname "$0")/lib.sh"
 SCALE=${SCALE:-100000}
 N=${N:-5000}
 command -v valgrind >/dev/null || { echo "read_instructions: valgrind is not installed"; exit 1; }
-bench_start "crm_gdpr.enable_worker = off" "crm_gdpr.database = 'logged'" "crm_gdpr.log_queue_size = $((N * 16))"
+bench_start "shared_preload_libraries = 'crm_gdpr,pgaudit'" "crm_gdpr.enable_worker = off" "crm_gdpr.database = 'logged'" "crm_gdpr.log_queue_size = $((N * 16))"
 
 createdb crm_template
 psql -X -q -d crm_template -v ON_ERROR_STOP=1 -c 'SET client_min_messages = warning' -f test/fixtures/crm.sql \
@@ -33,10 +37,13 @@ createdb -T crm_template plain
 createdb -T crm_template logged
 psql -X -q -d logged -v ON_ERROR_STOP=1 -c 'SET client_min_messages = warning' -c 'CREATE EXTENSION crm_gdpr' \
   -f test/fixtures/registry.sql >/dev/null
+createdb -T crm_template pgaudit
+psql -X -q -d pgaudit -v ON_ERROR_STOP=1 -c 'CREATE EXTENSION pgaudit' >/dev/null
 psql -X -q -d postgres -c 'CREATE ROLE bench_app LOGIN' >/dev/null
-for db in plain logged; do
+for db in plain logged pgaudit; do
   psql -X -q -d "$db" -c 'GRANT USAGE ON SCHEMA crm TO bench_app' \
-    -c 'GRANT SELECT, INSERT, UPDATE ON ALL TABLES IN SCHEMA crm TO bench_app' -c 'VACUUM ANALYZE' >/dev/null
+    -c 'GRANT SELECT, INSERT, UPDATE ON ALL TABLES IN SCHEMA crm TO bench_app' \
+    -c 'GRANT USAGE ON ALL SEQUENCES IN SCHEMA crm TO bench_app' -c 'VACUUM ANALYZE' >/dev/null
 done
 n=$(psql -X -At -d plain -c "SELECT max(id) FROM crm.contacts")
 cluster_stop
@@ -59,19 +66,27 @@ writes $((N / 2)) > "$bench_top/writes.sql"
 [ "$(id -u)" -eq 0 ] && chown -R postgres: "$bench_top"
 
 # instructions DB SCRIPT: what callgrind counts for a single-user backend running SCRIPT in DB.
+# pgaudit's setting comes first in its scripts (a single-user backend does not
+# take the database's settings).  A statement that fails stops the benchmark:
+# a failed write costs less than one that commits, and would be measured.
 instructions() {
   local out="$bench_top/callgrind.$1.$2"
+  { [ "$1" != pgaudit ] || echo "SET pgaudit.log = 'read, write';"; cat "$bench_top/$2.sql"; } > "$out.sql"
+  [ "$(id -u)" -eq 0 ] && chown postgres: "$out.sql"
   cluster_as_owner valgrind --tool=callgrind --callgrind-out-file="$out" \
-    "$CLUSTER_BIN/postgres" --single -D "$CLUSTER_DATA" "$1" < "$bench_top/$2.sql" > "$out.stdout" 2> "$out.stderr"
+    "$CLUSTER_BIN/postgres" --single -D "$CLUSTER_DATA" "$1" < "$out.sql" > "$out.stdout" 2> "$out.stderr"
+  if grep -q 'ERROR:' "$out.stderr"; then
+    echo "read_instructions: $2 failed in $1:" >&2; grep -m 3 -A1 'ERROR:' "$out.stderr" >&2; exit 1
+  fi
   sed -n 's/.*Collected : \([0-9]*\).*/\1/p' "$out.stderr" | tail -1
 }
 declare -A per wper
-for db in plain logged; do
-  start=$(instructions "$db" start)
-  total=$(instructions "$db" reads)
+for db in plain logged pgaudit; do
+  start=$(instructions "$db" start) || exit 1
+  total=$(instructions "$db" reads) || exit 1
   per[$db]=$(( (total - start) / N ))
-  few=$(instructions "$db" writes_few)
-  total=$(instructions "$db" writes)
+  few=$(instructions "$db" writes_few) || exit 1
+  total=$(instructions "$db" writes) || exit 1
   wper[$db]=$(( (total - few) / (N / 2 - N / 6) ))
 done
 [ -z "${KEEP:-}" ] || { mkdir -p /tmp/crm_gdpr_read_instructions && cp "$bench_top"/callgrind.* /tmp/crm_gdpr_read_instructions/ &&
@@ -83,3 +98,11 @@ bench_row "select by key: instructions a statement" "${per[logged]}" "${per[plai
   "+$(( per[logged] - per[plain] )) over plain"
 bench_row "write transaction: instructions" "${wper[logged]}" "${wper[plain]}" "$(ratio "${wper[logged]}" "${wper[plain]}")" \
   "+$(( wper[logged] - wper[plain] )) over plain"
+bench_row "select by key: pgaudit, instructions" "${per[pgaudit]}" "${per[plain]}" "$(ratio "${per[pgaudit]}" "${per[plain]}")" \
+  "+$(( per[pgaudit] - per[plain] )) over plain; logged $(( per[logged] - per[pgaudit] )) vs pgaudit"
+bench_row "write transaction: pgaudit, instructions" "${wper[pgaudit]}" "${wper[plain]}" "$(ratio "${wper[pgaudit]}" "${wper[plain]}")" \
+  "+$(( wper[pgaudit] - wper[plain] )) over plain; logged $(( wper[logged] - wper[pgaudit] )) vs pgaudit"
+# pgaudit's lines were written: otherwise its column measures nothing.
+audit_lines=$(grep -c 'AUDIT: SESSION' "$bench_top/callgrind.pgaudit.writes.stderr" || true)
+echo "pgaudit wrote $audit_lines audit lines for $((N / 2)) write transactions"
+[ "$audit_lines" -ge "$N" ] || { echo "read_instructions: pgaudit logged fewer lines than statements" >&2; exit 1; }
