@@ -27,11 +27,12 @@
  * with its key column where it lies.
  *
  * INSERT ... ON CONFLICT DO UPDATE is such a write too: its existing row,
- * which no scan holds, is in its ON CONFLICT state.  Not covered: that of a
- * partitioned target (in its partitions' states).
+ * which no scan holds, is in its ON CONFLICT state (a partitioned target's,
+ * in that of the partition the row was routed to).
  */
 #include "postgres.h"
 
+#include "catalog/pg_class.h"
 #include "executor/executor.h"
 #include "nodes/nodeFuncs.h"
 #include "utils/rel.h"
@@ -162,10 +163,42 @@ written_key(const FailingWrite *f, Scan *scan)
 	return -1;
 }
 
+/* An existing row of an upsert, key at attnum key (0: none known), is under examination. */
+static void
+note_existing(FailingWrite *f, TupleTableSlot *row, AttrNumber key)
+{
+	f->rows++;
+	if (key > 0 && crm_gdpr_subject_set_prepared(&f->subjects))
+		crm_gdpr_subject_set_add(&f->subjects, row, key);
+	else
+		f->subjects.truncated = true;
+}
+
+/*
+ * The root's key column where a partition has it: by name, as PostgreSQL
+ * maps a routed row (the descriptors are in the relcache: no catalog read).
+ */
+static AttrNumber
+partition_key(ResultRelInfo *root, ResultRelInfo *part, AttrNumber key)
+{
+	TupleDesc	desc = RelationGetDescr(part->ri_RelationDesc);
+	const char *name;
+
+	if (key <= 0)
+		return 0;
+	name = NameStr(TupleDescAttr(RelationGetDescr(root->ri_RelationDesc), key - 1)->attname);
+	for (int i = 0; i < desc->natts; i++)
+		if (!TupleDescAttr(desc, i)->attisdropped && strcmp(NameStr(TupleDescAttr(desc, i)->attname), name) == 0)
+			return i + 1;
+	return 0;
+}
+
 /*
  * INSERT ... ON CONFLICT DO UPDATE's existing row, while its WHERE or SET is
- * evaluated or its update made (the server clears the slot after each); a
- * partitioned target's rows are in its partitions' states, out of reach here.
+ * evaluated or its update made (the server clears the slot after each).  A
+ * partitioned target's is in the ON CONFLICT state of the partition the row
+ * was routed to (the executor's routing result relations), in that
+ * partition's column order.
  */
 static void
 note_existing_row(FailingWrite *f, ModifyTableState *mt)
@@ -173,16 +206,25 @@ note_existing_row(FailingWrite *f, ModifyTableState *mt)
 	ResultRelInfo *rri = mt->resultRelInfo;
 	TupleTableSlot *row;
 	AttrNumber	key;
+	ListCell   *lc;
 
-	if (((ModifyTable *) mt->ps.plan)->onConflictAction != ONCONFLICT_UPDATE || rri == NULL ||
-		rri->ri_onConflict == NULL || (row = rri->ri_onConflict->oc_Existing) == NULL || TupIsNull(row))
+	if (((ModifyTable *) mt->ps.plan)->onConflictAction != ONCONFLICT_UPDATE || rri == NULL)
 		return;
-	f->rows++;
 	key = f->nresults > 0 && f->rtis[0] == rri->ri_RangeTableIndex ? f->key_attnums[0] : 0;
-	if (key > 0 && crm_gdpr_subject_set_prepared(&f->subjects))
-		crm_gdpr_subject_set_add(&f->subjects, row, key);
-	else
-		f->subjects.truncated = true;
+	if (rri->ri_RelationDesc->rd_rel->relkind == RELKIND_PARTITIONED_TABLE)
+	{
+		foreach(lc, mt->ps.state->es_tuple_routing_result_relations)
+		{
+			ResultRelInfo *part = (ResultRelInfo *) lfirst(lc);
+
+			if (part->ri_RootResultRelInfo == mt->rootResultRelInfo && part->ri_onConflict != NULL &&
+				(row = part->ri_onConflict->oc_Existing) != NULL && !TupIsNull(row))
+				note_existing(f, row, partition_key(rri, part, key));
+		}
+		return;
+	}
+	if (rri->ri_onConflict != NULL && (row = rri->ri_onConflict->oc_Existing) != NULL && !TupIsNull(row))
+		note_existing(f, row, key);
 }
 
 /* A scan of the written table holding a row: that row is under examination. */

@@ -3,7 +3,7 @@
 -- "subjects_truncated", and access_history's "may include you" rows), with a
 -- backend's memory that does not grow with the rows read (issue 24.2).
 BEGIN;
-SELECT plan(55);
+SELECT plan(60);
 
 \set QUIET on
 SET client_min_messages = warning;
@@ -258,6 +258,22 @@ SELECT throws_ok($$UPDATE crm.k_part SET v = (CASE WHEN k = 15 THEN v || k ELSE 
                  '22P02', NULL, 'an UPDATE of a partitioned table failing on a row of its second partition');
 SELECT is(pg_temp.sorted((pg_temp.last_failed_part()).subject_keys), pg_temp.refs_of('15'),
           'names the row it failed on, from a partition whose columns lie elsewhere');
+-- An upsert into the partitioned table: its existing row is in the
+-- partition's ON CONFLICT state, in the partition's column order.
+SELECT throws_ok($$INSERT INTO crm.k_part (k, v) VALUES (16, 'y')
+                   ON CONFLICT (k) DO UPDATE SET v = (crm.k_part.v || crm.k_part.k)::int::text$$,
+                 '22P02', NULL, 'an upsert into a partitioned table failing on the existing row of its second partition');
+SELECT gdpr.flush_access_log() >= 0 AS flushed \gset
+SELECT is((SELECT ARRAY[operation, row_count::text] FROM mine WHERE tbl::text LIKE 'crm.k_part%' AND detail ->> 'failed' = 'true'
+            ORDER BY id DESC LIMIT 1), ARRAY['INSERT', '1'], 'the failed upsert counts the partition''s existing row');
+SELECT is((SELECT pg_temp.sorted(subject_keys) FROM mine WHERE tbl::text LIKE 'crm.k_part%' AND detail ->> 'failed' = 'true'
+            ORDER BY id DESC LIMIT 1), pg_temp.refs_of('16'), 'and names its subject, from the partition''s key column');
+SELECT throws_ok($$INSERT INTO crm.k_part (k, v) VALUES (3, 'y')
+                   ON CONFLICT (k) DO UPDATE SET v = (crm.k_part.v || crm.k_part.k)::int::text$$,
+                 '22P02', NULL, 'and into its first partition');
+SELECT gdpr.flush_access_log() >= 0 AS flushed \gset
+SELECT is((SELECT pg_temp.sorted(subject_keys) FROM mine WHERE tbl::text LIKE 'crm.k_part%' AND detail ->> 'failed' = 'true'
+            ORDER BY id DESC LIMIT 1), pg_temp.refs_of('3'), 'names that partition''s row');
 -- A message that is not an error ends no query: its rows are counted once.
 CREATE FUNCTION pg_temp.say(t text) RETURNS text LANGUAGE plpgsql AS $$BEGIN RAISE NOTICE 'row'; RETURN t; END$$;
 SET client_min_messages = notice;
