@@ -67,4 +67,7 @@ extern void crm_gdpr_check_suppression(struct TriggerData *td, Oid fn_oid, const
 /* own_ddl.c: open or close the door of the extension's own DDL; its previous state */
 extern bool crm_gdpr_set_own_ddl(bool open);
 
+/* tree_guard.c: rows enter and leave a registered table's tree only through logged statements */
+extern void crm_gdpr_guard_tree(Node *tree);
+
 #endif							/* CRM_GDPR_H */

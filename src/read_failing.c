@@ -35,6 +35,7 @@
 #include "catalog/pg_class.h"
 #include "executor/executor.h"
 #include "nodes/nodeFuncs.h"
+#include "nodes/primnodes.h"
 #include "utils/rel.h"
 #include "utils/elog.h"
 
@@ -227,6 +228,80 @@ note_existing_row(FailingWrite *f, ModifyTableState *mt)
 		note_existing(f, row, key);
 }
 
+static bool
+is_scan_of(Plan *plan, Index rti)
+{
+	return plan != NULL && nodeTag(plan) >= T_SeqScan && nodeTag(plan) <= T_CustomScan &&
+		((Scan *) plan)->scanrelid == rti;
+}
+
+/*
+ * Where a plan node's output rows hold column attno of the written table
+ * rti (1-based, as its target list numbers them), or 0: through the nodes
+ * that pass rows on as they are (Hash, Sort, Material, a join's side) down
+ * to the table's scan.  Only the plan is read.
+ */
+static AttrNumber
+key_position(Plan *plan, Index rti, AttrNumber attno, int depth)
+{
+	ListCell   *lc;
+
+	if (plan == NULL || attno <= 0 || depth > 32)
+		return 0;
+	foreach(lc, plan->targetlist)
+	{
+		TargetEntry *te = lfirst_node(TargetEntry, lc);
+		Var		   *v = (Var *) te->expr;
+
+		if (v == NULL || !IsA(v, Var))
+			continue;
+		if ((v->varno == rti && v->varattno == attno && is_scan_of(plan, rti)) ||
+			(v->varno == OUTER_VAR && key_position(outerPlan(plan), rti, attno, depth + 1) == v->varattno) ||
+			(v->varno == INNER_VAR && key_position(innerPlan(plan), rti, attno, depth + 1) == v->varattno))
+			return te->resno;
+	}
+	return 0;
+}
+
+/*
+ * One side of a join whose row the join is evaluating (its condition, or
+ * the new values of an UPDATE or MERGE): a row of the written table when
+ * that side carries its key.  A Hash, Sort or Material under the join read
+ * the table's scan to its end before: no scan holds that row any more.  A
+ * side that is the scan itself is left to find_write_scans.
+ */
+static void
+note_join_side(FailingWrite *f, Plan *side, TupleTableSlot *row)
+{
+	if (side == NULL || row == NULL || TupIsNull(row))
+		return;
+	for (int i = 0; i < f->nresults; i++)
+	{
+		AttrNumber	pos;
+
+		if (is_scan_of(side, f->rtis[i]) || f->key_attnums[i] <= 0 ||
+			(pos = key_position(side, f->rtis[i], f->key_attnums[i], 0)) <= 0 ||
+			pos > row->tts_tupleDescriptor->natts)
+			continue;
+		f->rows++;
+		if (crm_gdpr_subject_set_prepared(&f->subjects))
+			crm_gdpr_subject_set_add(&f->subjects, row, pos);
+		else
+			f->subjects.truncated = true;
+	}
+}
+
+static void
+note_join_rows(FailingWrite *f, PlanState *node)
+{
+	ExprContext *econtext = node->ps_ExprContext;
+
+	if (econtext == NULL || !(IsA(node, NestLoopState) || IsA(node, MergeJoinState) || IsA(node, HashJoinState)))
+		return;
+	note_join_side(f, outerPlan(node->plan), econtext->ecxt_outertuple);
+	note_join_side(f, innerPlan(node->plan), econtext->ecxt_innertuple);
+}
+
 /* A scan of the written table holding a row: that row is under examination. */
 static bool
 find_write_scans(PlanState *node, void *arg)
@@ -239,6 +314,7 @@ find_write_scans(PlanState *node, void *arg)
 		return false;
 	if (IsA(node, ModifyTableState))
 		note_existing_row(f, (ModifyTableState *) node);
+	note_join_rows(f, node);
 	if (nodeTag(node->plan) >= T_SeqScan && nodeTag(node->plan) <= T_CustomScan &&
 		((Scan *) node->plan)->scanrelid > 0 && (key = written_key(f, (Scan *) node->plan)) >= 0 &&
 		(row = ((ScanState *) node)->ss_ScanTupleSlot) != NULL && !TupIsNull(row))

@@ -449,6 +449,7 @@ crm_gdpr_ProcessUtility(PlannedStmt *pstmt, const char *queryString, bool readOn
 {
 	Node	   *tree = pstmt->utilityStmt;
 
+	crm_gdpr_guard_tree(tree);
 	if (IsA(tree, CopyStmt) && !((CopyStmt *) tree)->is_from && ((CopyStmt *) tree)->relation &&
 		crm_gdpr_reads_are_logged())
 	{
