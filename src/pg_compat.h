@@ -86,10 +86,13 @@ rte_selected_cols(PlannedStmt *stmt, RangeTblEntry *rte)
 #if PG_VERSION_NUM >= 160000
 #include "catalog/pg_database.h"
 #include "utils/acl.h"
+#include "catalog/pg_class.h"
 #define database_ownercheck(dboid, roleid) object_ownercheck(DatabaseRelationId, (dboid), (roleid))
+#define relation_ownercheck(relid, roleid) object_ownercheck(RelationRelationId, (relid), (roleid))
 #else
 #include "utils/acl.h"
 #define database_ownercheck(dboid, roleid) pg_database_ownercheck((dboid), (roleid))
+#define relation_ownercheck(relid, roleid) pg_class_ownercheck((relid), (roleid))
 #endif
 
 /*

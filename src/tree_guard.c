@@ -26,12 +26,14 @@
 #include "catalog/pg_class.h"
 #include "catalog/pg_inherits.h"
 #include "executor/tuptable.h"
+#include "miscadmin.h"
 #include "nodes/parsenodes.h"
 #include "utils/lsyscache.h"
 #include "utils/rel.h"
 #include "utils/snapmgr.h"
 
 #include "crm_gdpr.h"
+#include "pg_compat.h"
 #include "read_hook.h"
 
 static bool
@@ -54,15 +56,22 @@ registered_through_ancestor(Oid relid)
 /*
  * Whether the table or any of its partitions and children holds a row (in
  * the latest snapshot).  A foreign table's rows cannot be looked at here:
- * taken as holding some.  Nothing is read out: only whether a row exists.
+ * taken as holding some.  Nothing is read out: only whether a row exists,
+ * and only for the table's owner (whom the statement needs anyway: another
+ * role learns nothing here, and PostgreSQL refuses him).
  */
 static bool
 holds_rows(Oid relid)
 {
-	List	   *rels = find_all_inheritors(relid, AccessShareLock, NULL);
-	Snapshot	snapshot = RegisterSnapshot(GetLatestSnapshot());
+	List	   *rels;
+	Snapshot	snapshot;
 	ListCell   *lc;
 	bool		found = false;
+
+	if (!relation_ownercheck(relid, GetUserId()))
+		return false;
+	rels = find_all_inheritors(relid, AccessShareLock, NULL);
+	snapshot = RegisterSnapshot(GetLatestSnapshot());
 
 	foreach(lc, rels)
 	{
