@@ -164,9 +164,9 @@ written_key(const FailingWrite *f, Scan *scan)
 	return -1;
 }
 
-/* An existing row of an upsert, key at attnum key (0: none known), is under examination. */
+/* A row of the written table under examination, its key at attnum key (0: none known). */
 static void
-note_existing(FailingWrite *f, TupleTableSlot *row, AttrNumber key)
+note_examined(FailingWrite *f, TupleTableSlot *row, AttrNumber key)
 {
 	f->rows++;
 	if (key > 0 && crm_gdpr_subject_set_prepared(&f->subjects))
@@ -220,12 +220,12 @@ note_existing_row(FailingWrite *f, ModifyTableState *mt)
 
 			if (part->ri_RootResultRelInfo == mt->rootResultRelInfo && part->ri_onConflict != NULL &&
 				(row = part->ri_onConflict->oc_Existing) != NULL && !TupIsNull(row))
-				note_existing(f, row, partition_key(rri, part, key));
+				note_examined(f, row, partition_key(rri, part, key));
 		}
 		return;
 	}
 	if (rri->ri_onConflict != NULL && (row = rri->ri_onConflict->oc_Existing) != NULL && !TupIsNull(row))
-		note_existing(f, row, key);
+		note_examined(f, row, key);
 }
 
 static bool
@@ -244,10 +244,15 @@ is_scan_of(Plan *plan, Index rti)
 static AttrNumber
 key_position(Plan *plan, Index rti, AttrNumber attno, int depth)
 {
+	AttrNumber	outer;
+	AttrNumber	inner;
 	ListCell   *lc;
 
 	if (plan == NULL || attno <= 0 || depth > 32)
 		return 0;
+	/* Each child's position once: asked per target entry, it was exponential in the plan's depth. */
+	outer = key_position(outerPlan(plan), rti, attno, depth + 1);
+	inner = key_position(innerPlan(plan), rti, attno, depth + 1);
 	foreach(lc, plan->targetlist)
 	{
 		TargetEntry *te = lfirst_node(TargetEntry, lc);
@@ -256,8 +261,8 @@ key_position(Plan *plan, Index rti, AttrNumber attno, int depth)
 		if (v == NULL || !IsA(v, Var))
 			continue;
 		if ((v->varno == rti && v->varattno == attno && is_scan_of(plan, rti)) ||
-			(v->varno == OUTER_VAR && key_position(outerPlan(plan), rti, attno, depth + 1) == v->varattno) ||
-			(v->varno == INNER_VAR && key_position(innerPlan(plan), rti, attno, depth + 1) == v->varattno))
+			(v->varno == OUTER_VAR && outer > 0 && v->varattno == outer) ||
+			(v->varno == INNER_VAR && inner > 0 && v->varattno == inner))
 			return te->resno;
 	}
 	return 0;
@@ -279,15 +284,10 @@ note_join_side(FailingWrite *f, Plan *side, TupleTableSlot *row)
 	{
 		AttrNumber	pos;
 
-		if (is_scan_of(side, f->rtis[i]) || f->key_attnums[i] <= 0 ||
-			(pos = key_position(side, f->rtis[i], f->key_attnums[i], 0)) <= 0 ||
-			pos > row->tts_tupleDescriptor->natts)
-			continue;
-		f->rows++;
-		if (crm_gdpr_subject_set_prepared(&f->subjects))
-			crm_gdpr_subject_set_add(&f->subjects, row, pos);
-		else
-			f->subjects.truncated = true;
+		if (!is_scan_of(side, f->rtis[i]) && f->key_attnums[i] > 0 &&
+			(pos = key_position(side, f->rtis[i], f->key_attnums[i], 0)) > 0 &&
+			pos <= row->tts_tupleDescriptor->natts)
+			note_examined(f, row, pos);
 	}
 }
 
@@ -318,14 +318,8 @@ find_write_scans(PlanState *node, void *arg)
 	if (nodeTag(node->plan) >= T_SeqScan && nodeTag(node->plan) <= T_CustomScan &&
 		((Scan *) node->plan)->scanrelid > 0 && (key = written_key(f, (Scan *) node->plan)) >= 0 &&
 		(row = ((ScanState *) node)->ss_ScanTupleSlot) != NULL && !TupIsNull(row))
-	{
-		f->rows++;
-		if (key > 0 && crm_gdpr_subject_set_prepared(&f->subjects) &&
-			!IsA(node->plan, IndexOnlyScan) && !IsA(node->plan, ForeignScan) && !IsA(node->plan, CustomScan))
-			crm_gdpr_subject_set_add(&f->subjects, row, key);
-		else
-			f->subjects.truncated = true;
-	}
+		note_examined(f, row, IsA(node->plan, IndexOnlyScan) || IsA(node->plan, ForeignScan) ||
+					  IsA(node->plan, CustomScan) ? 0 : key);
 	return planstate_tree_walker(node, find_write_scans, arg);
 }
 
