@@ -93,7 +93,7 @@ upgrade-draft: $(EXTENSION)--$(EXTVERSION).sql
 
 # A fresh master key: make keygen KEY_FILE=/etc/postgresql/15/main/crm_gdpr.key
 KEY_FILE ?= crm_gdpr.key
-.PHONY: test test-all package-test demo deps keygen upgrade-draft bench bench-crypto bench-purge bench-rights bench-log bench-log-many bench-log-floor bench-log-volume bench-queue crash-loop
+.PHONY: test test-all package-test demo deps keygen upgrade-draft bench bench-crypto bench-purge bench-rights bench-log bench-log-many bench-log-floor bench-log-cpu bench-log-volume bench-queue crash-loop
 # The crash test of make test (3 cycles), 20 times over.
 crash-loop: deps
 	@CYCLES=20 bash test/run.sh
@@ -111,6 +111,9 @@ bench-log-many: deps
 # Where a logged write's cost goes: PostgreSQL's statement triggers alone (a no-op function) vs the extension's own work.
 bench-log-floor: deps
 	@bash test/bench/log_floor.sh
+# Who spends a logged transaction's extra time: CPU a transaction of the backends, pgbench, the log writer (W=select|write).
+bench-log-cpu: deps
+	@bash test/bench/cpu_per_tx.sh
 # Bytes of the access log per logged read at 1,000 reads/s + 100 writes/s (throttled).
 bench-log-volume: deps
 	@bash test/bench/log_volume.sh
