@@ -164,6 +164,9 @@ purge_fires() {
   owner $db "TRUNCATE crm.stash" >/dev/null
   log_flush   # the superuser's UPDATE fired the trigger too: its read goes before since
   since=$(last_id)
+  # The policy only now: any wake-up of the worker before since (a reload,
+  # its start) would purge the row with its PURGE record before since.
+  as adm $db "SELECT gdpr.set_retention('crm.contacts', 'notes', '1 year', 'last_contact_at', 'nullify')" >/dev/null
   su postgres "ALTER SYSTEM SET crm_gdpr.purge_naptime = '1s'" >/dev/null
   su postgres "SELECT pg_reload_conf()" >/dev/null
   for _ in $(seq 1 120); do
@@ -180,7 +183,6 @@ purge_fires() {
     bad "round21.4" "crm_owner's $label, fired by the purge worker, copied $copied contacts into crm.stash; the log counts $n rows read"
   else ok "round21.4: crm_owner's $label fired by the purge worker: $copied contacts copied, $n rows logged"; fi
 }
-as adm $db "SELECT gdpr.set_retention('crm.contacts', 'notes', '1 year', 'last_contact_at', 'nullify')" >/dev/null
 purge_fires "statement trigger" 12
 su postgres "ALTER SYSTEM RESET crm_gdpr.purge_naptime" >/dev/null
 su postgres "SELECT pg_reload_conf()" >/dev/null
