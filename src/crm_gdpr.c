@@ -38,6 +38,7 @@ _PG_init(void)
 	crm_gdpr_log_queue_init(loaded_at_startup);
 	crm_gdpr_db_workers_init(loaded_at_startup);
 	crm_gdpr_read_hook_init(loaded_at_startup);
+	crm_gdpr_tree_guard_init(loaded_at_startup);
 	crm_gdpr_read_planner_init(loaded_at_startup);
 	crm_gdpr_log_write_init();
 	crm_gdpr_restriction_init();

@@ -1,7 +1,7 @@
 /*
  * tree_guard.c — rows enter and leave a registered table's tree of
  * partitions and inheritance children only through logged statements
- * (security review round 22).
+ * (security review rounds 22 and 23).
  *
  * A partition or child is registered through its ancestor: it carries the
  * extension's triggers and policy while it is in the tree, and loses them
@@ -9,32 +9,68 @@
  * tables only).  So, before PostgreSQL runs the statement (ProcessUtility,
  * where DETACH ... CONCURRENTLY is still one statement):
  *   - a registered table joins no parent that is not registered (ATTACH
- *     PARTITION, INHERIT): reads and writes through that parent reach its
- *     rows with no log, no restriction;
+ *     PARTITION, INHERIT, CREATE TABLE ... INHERITS with a registered and
+ *     an unregistered parent): reads and writes through that parent reach
+ *     its rows with no log, no restriction;
  *   - a table registered through an ancestor leaves the tree (DETACH
- *     PARTITION, NO INHERIT, DROP TABLE) only empty: its rows would leave
- *     the log's reach with no write recorded, or vanish;
+ *     PARTITION, NO INHERIT) only empty: its rows would leave the log's
+ *     reach with no write recorded; DETACH ... CONCURRENTLY, which lets
+ *     rows in while it waits, not at all;
  *   - a table joins a registered tree only empty, unless it is registered
- *     itself: its rows would enter a registered table with no write.
- * "Empty" is looked at in the table and its own partitions and children.
+ *     itself: its rows would enter a registered table with no write; nor
+ *     may it, or a table under it, keep a parent outside the tree; nor be
+ *     temporary (its rows vanish with the session) or foreign (its rows
+ *     are elsewhere).
+ * "Empty" is looked at in the table and its own partitions and children,
+ * under the lock the statement takes (or one that waits for the writes in
+ * progress): a row not yet committed is waited for, not missed.
+ *
+ * Drops are watched where PostgreSQL deletes (the object access hook), as a
+ * table registered through an ancestor goes with its schema (DROP SCHEMA
+ * ... CASCADE), its owner (DROP OWNED BY), an extension or a type as well
+ * as by DROP TABLE: whether it held rows is noted as it is dropped, and at
+ * the end of the statement a table that held rows while the registered
+ * table it belonged to is still there fails the statement.  Dropping the
+ * registered table itself, its tree with it, stays allowed (the DDL guard
+ * records it).
  */
 #include "postgres.h"
 
+#include "access/genam.h"
+#include "access/htup_details.h"
 #include "access/table.h"
 #include "access/tableam.h"
+#include "access/xact.h"
 #include "catalog/namespace.h"
+#include "catalog/objectaccess.h"
 #include "catalog/pg_class.h"
 #include "catalog/pg_inherits.h"
 #include "executor/tuptable.h"
 #include "miscadmin.h"
 #include "nodes/parsenodes.h"
+#include "storage/lmgr.h"
+#include "utils/fmgroids.h"
 #include "utils/lsyscache.h"
+#include "utils/memutils.h"
 #include "utils/rel.h"
 #include "utils/snapmgr.h"
+#include "utils/syscache.h"
 
 #include "crm_gdpr.h"
 #include "pg_compat.h"
 #include "read_hook.h"
+
+/* A member of a registered tree dropped by the statement running. */
+typedef struct DroppedMember
+{
+	Oid			relid;
+	Oid			registered_as;
+	char	   *name;
+	bool		not_owner;		/* not looked at: dropped by a role that does not own it */
+} DroppedMember;
+
+static object_access_hook_type prev_object_access = NULL;
+static List *dropped_members = NIL;	/* of DroppedMember, in TopTransactionContext */
 
 static bool
 is_registered(Oid relid)
@@ -53,15 +89,25 @@ registered_through_ancestor(Oid relid)
 	return info != NULL && info->registered && info->registered_as != relid;
 }
 
+/* What holds_rows() finds. */
+typedef enum RowsSeen
+{
+	ROWS_NONE,
+	ROWS_SOME,
+	ROWS_NOT_OWNER				/* not looked at: the caller does not own it */
+} RowsSeen;
+
 /*
- * Whether the table or any of its partitions and children holds a row (in
- * the latest snapshot).  A foreign table's rows cannot be looked at here:
- * taken as holding some.  Nothing is read out: only whether a row exists,
- * and only for the table's owner (whom the statement needs anyway: another
- * role learns nothing here, and PostgreSQL refuses him).
+ * Whether the table or any of its partitions and children holds a row, in
+ * the latest snapshot taken under lockmode on each of them (a lock that
+ * conflicts with writers waits for the writes in progress: an INSERT not
+ * yet committed is then seen).  A foreign table's rows cannot be looked at
+ * here: taken as holding some.  Nothing is read out: only whether a row
+ * exists, and only for the table's owner (another role learns nothing, and
+ * takes no lock).
  */
-static bool
-holds_rows(Oid relid)
+static RowsSeen
+holds_rows(Oid relid, LOCKMODE lockmode)
 {
 	List	   *rels;
 	Snapshot	snapshot;
@@ -69,8 +115,10 @@ holds_rows(Oid relid)
 	bool		found = false;
 
 	if (!relation_ownercheck(relid, GetUserId()))
-		return false;
-	rels = find_all_inheritors(relid, AccessShareLock, NULL);
+		return ROWS_NOT_OWNER;
+	if (lockmode != NoLock)
+		LockRelationOid(relid, lockmode);
+	rels = find_all_inheritors(relid, lockmode == NoLock ? AccessShareLock : lockmode, NULL);
 	snapshot = RegisterSnapshot(GetLatestSnapshot());
 
 	foreach(lc, rels)
@@ -94,24 +142,120 @@ holds_rows(Oid relid)
 			break;
 	}
 	UnregisterSnapshot(snapshot);
-	return found;
+	return found ? ROWS_SOME : ROWS_NONE;
 }
 
-/* parent gains child (ATTACH PARTITION, INHERIT). */
+/*
+ * The lock the statement takes on the parent, taken first as PostgreSQL
+ * does (locking the child first would deadlock with a write through the
+ * parent arriving meanwhile); only for its owner, whom the statement needs.
+ */
 static void
-check_join(Oid parent, Oid child)
+lock_parent(Oid parent, LOCKMODE lockmode)
+{
+	if (lockmode != NoLock && relation_ownercheck(parent, GetUserId()))
+		LockRelationOid(parent, lockmode);
+}
+
+static void
+refuse_unregistered_parent(Oid child, Oid parent)
+{
+	ereport(ERROR,
+			(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
+			 errmsg("registered table %s cannot become a partition or child of %s, which is not registered",
+					get_rel_name(child), get_rel_name(parent)),
+			 errdetail("Reads and writes through %s would reach its rows with no access log and no restriction of processing.",
+					   get_rel_name(parent)),
+			 errhint("Register %s with gdpr.register_table() first.", get_rel_name(parent))));
+}
+
+/* A table that can never hold its rows in a registered tree: temporary or foreign. */
+static void
+refuse_kind(const char *child, char persistence, char kind, Oid parent)
+{
+	if (persistence == RELPERSISTENCE_TEMP)
+		ereport(ERROR,
+				(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
+				 errmsg("temporary table %s cannot become a partition or child of registered table %s",
+						child, get_rel_name(parent)),
+				 errdetail("Its rows would vanish with the session, with no write logged.")));
+	if (kind == RELKIND_FOREIGN_TABLE)
+		ereport(ERROR,
+				(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
+				 errmsg("foreign table %s cannot become a partition or child of registered table %s",
+						child, get_rel_name(parent)),
+				 errdetail("Its rows live in another server: they would enter a registered table, and change, with no write logged.")));
+}
+
+/* The tables relid directly inherits from (or is a partition of). */
+static List *
+parents_of(Oid relid)
+{
+	Relation	inherits = table_open(InheritsRelationId, AccessShareLock);
+	ScanKeyData key;
+	SysScanDesc scan;
+	HeapTuple	tup;
+	List	   *parents = NIL;
+
+	ScanKeyInit(&key, Anum_pg_inherits_inhrelid, BTEqualStrategyNumber, F_OIDEQ, ObjectIdGetDatum(relid));
+	scan = systable_beginscan(inherits, InheritsRelidSeqnoIndexId, true, NULL, 1, &key);
+	while (HeapTupleIsValid(tup = systable_getnext(scan)))
+		parents = lappend_oid(parents, ((Form_pg_inherits) GETSTRUCT(tup))->inhparent);
+	systable_endscan(scan);
+	table_close(inherits, AccessShareLock);
+	return parents;
+}
+
+/*
+ * The tables under child (itself included) may have no parent outside the
+ * registered tree it joins: reads through that parent would not be logged.
+ */
+static void
+check_other_parents(Oid parent, Oid child)
+{
+	List	   *members = find_all_inheritors(child, NoLock, NULL);
+	ListCell   *lc;
+
+	foreach(lc, members)
+	{
+		Oid			member = lfirst_oid(lc);
+		List	   *parents = parents_of(member);
+		ListCell   *pc;
+
+		foreach(pc, parents)
+		{
+			Oid			other = lfirst_oid(pc);
+
+			if (other != parent && !list_member_oid(members, other) && !is_registered(other))
+				ereport(ERROR,
+						(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
+						 errmsg("table %s cannot join registered table %s while %s is a child of %s, which is not registered",
+								get_rel_name(child), get_rel_name(parent), get_rel_name(member), get_rel_name(other)),
+						 errdetail("Reads and writes through %s would reach rows of a registered table with no access log.",
+								   get_rel_name(other)),
+						 errhint("Take %s out of %s (ALTER TABLE ... NO INHERIT), or register %s.",
+								 get_rel_name(member), get_rel_name(other), get_rel_name(other))));
+		}
+	}
+}
+
+/*
+ * parent gains child (ATTACH PARTITION, INHERIT); parent_lock, child_lock:
+ * the locks taken before child's rows are looked at.
+ */
+static void
+check_join(Oid parent, Oid child, LOCKMODE parent_lock, LOCKMODE child_lock)
 {
 	if (!OidIsValid(parent) || !OidIsValid(child))
 		return;					/* PostgreSQL reports it */
 	if (is_registered(child) && !is_registered(parent))
-		ereport(ERROR,
-				(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
-				 errmsg("registered table %s cannot become a partition or child of %s, which is not registered",
-						get_rel_name(child), get_rel_name(parent)),
-				 errdetail("Reads and writes through %s would reach its rows with no access log and no restriction of processing.",
-						   get_rel_name(parent)),
-				 errhint("Register %s with gdpr.register_table() first.", get_rel_name(parent))));
-	if (is_registered(parent) && !is_registered(child) && holds_rows(child))
+		refuse_unregistered_parent(child, parent);
+	if (!is_registered(parent) || is_registered(child))
+		return;
+	refuse_kind(get_rel_name(child), get_rel_persistence(child), get_rel_relkind(child), parent);
+	check_other_parents(parent, child);
+	lock_parent(parent, parent_lock);
+	if (holds_rows(child, child_lock) == ROWS_SOME)
 		ereport(ERROR,
 				(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
 				 errmsg("table %s holds rows and cannot become a partition or child of registered table %s",
@@ -120,21 +264,38 @@ check_join(Oid parent, Oid child)
 				 errhint("Attach it empty and insert its rows through %s (logged).", get_rel_name(parent))));
 }
 
-/* child leaves parent's tree (DETACH PARTITION, NO INHERIT, DROP TABLE); parent InvalidOid for a drop. */
 static void
-check_leave(Oid parent, Oid child, const char *how)
+refuse_leave(Oid child, const char *how, RowsSeen seen)
 {
+	ereport(ERROR,
+			(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
+			 seen == ROWS_NOT_OWNER ?
+			 errmsg("%s of registered table %s can be %s only by its owner, once empty",
+					get_rel_name(child), get_rel_name(crm_gdpr_registered_as(child)), how) :
+			 errmsg("%s of registered table %s cannot be %s while it holds rows",
+					get_rel_name(child), get_rel_name(crm_gdpr_registered_as(child)), how),
+			 errdetail("Its rows would leave the access log's reach, or vanish, with no write logged."),
+			 errhint("Delete its rows first (the DELETE is logged), or unregister the table with gdpr.unregister_table().")));
+}
+
+/*
+ * child leaves parent's tree (DETACH PARTITION, NO INHERIT); parent_lock,
+ * child_lock: the locks the statement takes, taken before child's rows are
+ * looked at.
+ */
+static void
+check_leave(Oid parent, Oid child, const char *how, LOCKMODE parent_lock, LOCKMODE child_lock)
+{
+	RowsSeen	seen;
+
 	if (!OidIsValid(child) || !registered_through_ancestor(child))
 		return;
 	if (OidIsValid(parent) && !is_registered(parent))
 		return;					/* not the parent it is registered through */
-	if (holds_rows(child))
-		ereport(ERROR,
-				(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
-				 errmsg("%s of registered table %s cannot be %s while it holds rows",
-						get_rel_name(child), get_rel_name(crm_gdpr_rel_info(child)->registered_as), how),
-				 errdetail("Its rows would leave the access log's reach, or vanish, with no write logged."),
-				 errhint("Delete its rows first (the DELETE is logged), or unregister the table with gdpr.unregister_table().")));
+	lock_parent(parent, parent_lock);
+	seen = holds_rows(child, child_lock);
+	if (seen != ROWS_NONE)
+		refuse_leave(child, how, seen);
 }
 
 static Oid
@@ -143,13 +304,33 @@ relid_of(RangeVar *rv)
 	return rv ? RangeVarGetRelid(rv, NoLock, true) : InvalidOid;
 }
 
+/*
+ * DETACH ... CONCURRENTLY commits between its two steps: rows can enter the
+ * partition (through its name, logged) after it was seen empty and leave
+ * with it.  An empty partition detaches at once without it.
+ */
+static void
+check_detach(Oid parent, PartitionCmd *cmd)
+{
+	Oid			child = relid_of(cmd->name);
+
+	if (cmd->concurrent && OidIsValid(child) && registered_through_ancestor(child))
+		ereport(ERROR,
+				(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
+				 errmsg("partition %s of registered table %s cannot be detached concurrently",
+						get_rel_name(child), get_rel_name(crm_gdpr_registered_as(child))),
+				 errdetail("Rows could enter it while the detach waits, and leave the access log's reach with it."),
+				 errhint("Delete its rows (logged), then detach it without CONCURRENTLY: an empty partition detaches at once.")));
+	check_leave(parent, child, "detached", AccessExclusiveLock, AccessExclusiveLock);
+}
+
 static void
 check_alter_table(AlterTableStmt *stmt)
 {
 	Oid			relid;
 	ListCell   *lc;
 
-	if (stmt->objtype != OBJECT_TABLE)
+	if (stmt->objtype != OBJECT_TABLE && stmt->objtype != OBJECT_FOREIGN_TABLE)
 		return;
 	relid = relid_of(stmt->relation);
 	foreach(lc, stmt->cmds)
@@ -159,17 +340,20 @@ check_alter_table(AlterTableStmt *stmt)
 		switch (cmd->subtype)
 		{
 			case AT_AttachPartition:
-				check_join(relid, relid_of(((PartitionCmd *) cmd->def)->name));
+				check_join(relid, relid_of(((PartitionCmd *) cmd->def)->name), ShareUpdateExclusiveLock,
+						   AccessExclusiveLock);
 				break;
 			case AT_AddInherit:
-				check_join(relid_of((RangeVar *) cmd->def), relid);
+				/* INHERIT takes SHARE UPDATE EXCLUSIVE, which lets writers in: SHARE waits for them */
+				check_join(relid_of((RangeVar *) cmd->def), relid, NoLock, ShareLock);
 				break;
 			case AT_DetachPartition:
 			case AT_DetachPartitionFinalize:
-				check_leave(relid, relid_of(((PartitionCmd *) cmd->def)->name), "detached");
+				check_detach(relid, (PartitionCmd *) cmd->def);
 				break;
 			case AT_DropInherit:
-				check_leave(relid_of((RangeVar *) cmd->def), relid, "taken out of its tree");
+				check_leave(relid_of((RangeVar *) cmd->def), relid, "taken out of its tree", NoLock,
+							AccessExclusiveLock);
 				break;
 			default:
 				break;
@@ -177,15 +361,86 @@ check_alter_table(AlterTableStmt *stmt)
 	}
 }
 
+/*
+ * CREATE TABLE ... PARTITION OF / INHERITS: a new table is empty, but it
+ * may not be temporary or foreign under a registered parent, nor have a
+ * registered and an unregistered parent.
+ */
 static void
-check_drop(DropStmt *stmt)
+check_create(CreateStmt *stmt, char kind)
 {
+	Oid			registered = InvalidOid;
+	Oid			unregistered = InvalidOid;
 	ListCell   *lc;
 
-	if (stmt->removeType != OBJECT_TABLE)
+	foreach(lc, stmt->inhRelations)
+	{
+		Oid			parent = relid_of(lfirst_node(RangeVar, lc));
+
+		if (!OidIsValid(parent))
+			continue;			/* PostgreSQL reports it */
+		if (is_registered(parent))
+			registered = parent;
+		else
+			unregistered = parent;
+	}
+	if (!OidIsValid(registered))
 		return;
-	foreach(lc, stmt->objects)
-		check_leave(InvalidOid, relid_of(makeRangeVarFromNameList((List *) lfirst(lc))), "dropped");
+	refuse_kind(stmt->relation->relname, stmt->relation->relpersistence, kind, registered);
+	if (OidIsValid(unregistered))
+		ereport(ERROR,
+				(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
+				 errmsg("table %s cannot inherit from registered table %s and from %s, which is not registered",
+						stmt->relation->relname, get_rel_name(registered), get_rel_name(unregistered)),
+				 errdetail("Reads and writes through %s would reach rows of a registered table with no access log and no restriction of processing.",
+						   get_rel_name(unregistered)),
+				 errhint("Register %s with gdpr.register_table() first.", get_rel_name(unregistered))));
+}
+
+/*
+ * Called by the object access hook as PostgreSQL deletes an object: a table
+ * registered through an ancestor is noted with whether it holds rows (the
+ * statement holds its lock: the writes in progress are over).  Nothing is
+ * refused here: the registered table may be going too (checked at the end
+ * of the statement, guard_tree_after).
+ */
+static void
+note_drop(Oid relid)
+{
+	MemoryContext old;
+	DroppedMember *d;
+	RowsSeen	seen;
+
+	if (!registered_through_ancestor(relid) || (seen = holds_rows(relid, NoLock)) == ROWS_NONE)
+		return;
+	old = MemoryContextSwitchTo(TopTransactionContext);
+	d = palloc(sizeof(DroppedMember));
+	d->relid = relid;
+	d->registered_as = crm_gdpr_registered_as(relid);
+	d->name = get_rel_name(relid);
+	d->not_owner = seen == ROWS_NOT_OWNER;
+	dropped_members = lappend(dropped_members, d);
+	MemoryContextSwitchTo(old);
+}
+
+static void
+tree_guard_object_access(ObjectAccessType access, Oid classId, Oid objectId, int subId, void *arg)
+{
+	if (prev_object_access)
+		prev_object_access(access, classId, objectId, subId, arg);
+	if (access == OAT_DROP && classId == RelationRelationId && subId == 0 && IsTransactionState())
+	{
+		char		kind = get_rel_relkind(objectId);
+
+		if (kind == RELKIND_RELATION || kind == RELKIND_PARTITIONED_TABLE || kind == RELKIND_FOREIGN_TABLE)
+			note_drop(objectId);
+	}
+}
+
+static void
+forget_dropped(XactEvent event, void *arg)
+{
+	dropped_members = NIL;		/* its memory goes with the transaction */
 }
 
 /* Called by the ProcessUtility hook (read_hook.c) before any utility statement runs. */
@@ -194,6 +449,58 @@ crm_gdpr_guard_tree(Node *tree)
 {
 	if (IsA(tree, AlterTableStmt))
 		check_alter_table((AlterTableStmt *) tree);
-	else if (IsA(tree, DropStmt))
-		check_drop((DropStmt *) tree);
+	else if (IsA(tree, CreateForeignTableStmt))
+		check_create(&((CreateForeignTableStmt *) tree)->base, RELKIND_FOREIGN_TABLE);
+	else if (IsA(tree, CreateStmt))
+		check_create((CreateStmt *) tree, RELKIND_RELATION);
+	else if (IsA(tree, CreateSchemaStmt))
+	{
+		ListCell   *lc;
+
+		foreach(lc, ((CreateSchemaStmt *) tree)->schemaElts)
+			crm_gdpr_guard_tree(lfirst(lc));
+	}
+}
+
+/*
+ * Called by the ProcessUtility hook after the statement ran: a member of a
+ * registered tree dropped with rows while that registered table is still
+ * there fails the statement (DROP TABLE, DROP SCHEMA ... CASCADE, DROP
+ * OWNED BY, DROP EXTENSION, DROP TYPE ... CASCADE alike).
+ */
+void
+crm_gdpr_guard_tree_after(void)
+{
+	List	   *dropped = dropped_members;
+	ListCell   *lc;
+
+	dropped_members = NIL;
+	foreach(lc, dropped)
+	{
+		DroppedMember *d = lfirst(lc);
+
+		/* Still there: its drop was rolled back (a subtransaction that failed). */
+		if (SearchSysCacheExists1(RELOID, ObjectIdGetDatum(d->relid)))
+			continue;
+		if (SearchSysCacheExists1(RELOID, ObjectIdGetDatum(d->registered_as)))
+			ereport(ERROR,
+					(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
+					 d->not_owner ?
+					 errmsg("%s of registered table %s can be dropped only by its owner, once empty",
+							d->name, get_rel_name(d->registered_as)) :
+					 errmsg("%s of registered table %s cannot be dropped while it holds rows",
+							d->name, get_rel_name(d->registered_as)),
+					 errdetail("Its rows would vanish with no write logged (a table goes with its schema, its owner or an extension as well as by DROP TABLE)."),
+					 errhint("Delete its rows first (the DELETE is logged), or unregister the table with gdpr.unregister_table().")));
+	}
+}
+
+void
+crm_gdpr_tree_guard_init(bool preloading)
+{
+	if (!preloading)
+		return;
+	RegisterXactCallback(forget_dropped, NULL);
+	prev_object_access = object_access_hook;
+	object_access_hook = tree_guard_object_access;
 }

@@ -223,6 +223,22 @@ BEGIN
 END
 $$;
 
+-- Whether the extension's triggers of a table are whole: the log's four, or
+-- (names) the subject triggers, there, enabled, calling fn when given, and
+-- tied to no extension (ALTER TRIGGER ... DEPENDS ON EXTENSION would let
+-- that extension's DROP take them away: security review round 23.6).
+CREATE FUNCTION gdpr._triggers_whole(t oid, names name[], fn regprocedure) RETURNS boolean
+  LANGUAGE plpgsql STABLE SET search_path = pg_catalog, pg_temp AS $$
+BEGIN
+  RETURN (SELECT count(*) FROM pg_trigger g
+           WHERE g.tgrelid = t AND g.tgname = ANY (names) AND (fn IS NULL OR g.tgfoid = fn)
+             AND g.tgenabled IN ('O', 'A')
+             AND NOT EXISTS (SELECT FROM pg_depend d
+                              WHERE d.classid = 'pg_trigger'::regclass AND d.objid = g.oid AND d.deptype = 'x'))
+         = cardinality(names);
+END
+$$;
+
 -- The registered tables (partitions and children included) whose triggers
 -- are all there and enabled.
 CREATE FUNCTION gdpr._whole_tables() RETURNS oid[]
@@ -233,15 +249,10 @@ BEGIN
   -- argument), the restriction's policy (25_triggers.sql), and on subject
   -- tables the departure and suppression triggers (76_departures.sql).
   RETURN ARRAY(SELECT t FROM gdpr._registered_relations() t
-                WHERE (SELECT count(*) FROM pg_trigger g
-                        WHERE g.tgrelid = t AND g.tgname = ANY (gdpr._trigger_names())
-                          AND g.tgfoid = to_regprocedure('gdpr._log_write()')
-                          AND g.tgenabled IN ('O', 'A')) = cardinality(gdpr._trigger_names())
+                WHERE gdpr._triggers_whole(t, gdpr._trigger_names(), to_regprocedure('gdpr._log_write()'))
                   AND gdpr._restriction_policy_whole(t)
                   AND (NOT EXISTS (SELECT FROM gdpr.subject_tables s WHERE s.tbl = t)
-                       OR (SELECT count(*) FROM pg_trigger g
-                            WHERE g.tgrelid = t AND g.tgname = ANY (gdpr._subject_trigger_names())
-                              AND g.tgenabled IN ('O', 'A')) = cardinality(gdpr._subject_trigger_names())));
+                       OR gdpr._triggers_whole(t, gdpr._subject_trigger_names(), NULL)));
 END
 $$;
 
@@ -304,12 +315,14 @@ BEGIN
 END
 $$;
 
+-- DROP EXTENSION too: an extension's drop takes with it what depends on it.
 CREATE EVENT TRIGGER crm_gdpr_guard_start ON ddl_command_start
-  WHEN TAG IN ('ALTER TABLE', 'ALTER TRIGGER', 'DROP TRIGGER', 'CREATE TRIGGER', 'ALTER POLICY', 'DROP POLICY')
+  WHEN TAG IN ('ALTER TABLE', 'ALTER TRIGGER', 'DROP TRIGGER', 'CREATE TRIGGER', 'ALTER POLICY', 'DROP POLICY',
+               'DROP EXTENSION')
   EXECUTE FUNCTION gdpr._guard_ddl_start();
 CREATE EVENT TRIGGER crm_gdpr_guard_end ON ddl_command_end
   WHEN TAG IN ('ALTER TABLE', 'ALTER TRIGGER', 'DROP TRIGGER', 'CREATE TRIGGER', 'CREATE INDEX', 'CREATE RULE',
-               'CREATE POLICY', 'ALTER POLICY', 'DROP POLICY')
+               'CREATE POLICY', 'ALTER POLICY', 'DROP POLICY', 'DROP EXTENSION')
   EXECUTE FUNCTION gdpr._guard_ddl_end();
 
 CREATE EVENT TRIGGER crm_gdpr_ddl_end ON ddl_command_end

@@ -217,15 +217,23 @@ DECLARE
   reg regclass;
   rel regclass;
 BEGIN
+  -- The extension's own DDL (register_table, which attaches to every table
+  -- of the tree itself) is not a new child.
+  IF gdpr._own_ddl_active() THEN
+    RETURN;
+  END IF;
   FOR obj IN SELECT DISTINCT c.objid FROM pg_event_trigger_ddl_commands() c
               WHERE c.classid = 'pg_class'::regclass AND c.object_type = 'table'
                 AND EXISTS (SELECT FROM pg_inherits i WHERE i.inhparent = c.objid OR i.inhrelid = c.objid) LOOP
     -- The DDL names the child (CREATE TABLE ... PARTITION OF, INHERIT) or
-    -- the parent (ATTACH PARTITION): its tables without the triggers get them.
+    -- the parent (ATTACH PARTITION): its tables without the triggers and
+    -- the policy, whole, get them (a trigger of the owner's named like one
+    -- of them is replaced: security review round 23.2).
     FOR reg IN SELECT r.tbl FROM gdpr.registered_tables r
                 WHERE r.tbl::oid = obj OR obj IN (SELECT gdpr._descendants(r.tbl)) LOOP
       FOR rel IN SELECT d FROM (SELECT obj::regclass AS d UNION SELECT gdpr._descendants(obj::regclass)) x
-                  WHERE NOT EXISTS (SELECT FROM pg_trigger g WHERE g.tgrelid = x.d AND g.tgname = 'gdpr_log_insert') LOOP
+                  WHERE NOT (gdpr._triggers_whole(x.d, gdpr._trigger_names(), to_regprocedure('gdpr._log_write()'))
+                             AND gdpr._restriction_policy_whole(x.d)) LOOP
         PERFORM gdpr._attach_triggers_to(rel, gdpr._log_subject_column(reg));
       END LOOP;
     END LOOP;

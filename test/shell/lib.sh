@@ -109,8 +109,9 @@ hostile_crm() {
 # names at most that many), got_emails OUTPUT (the distinct e-mails a leak
 # gave back), peek (a function of the attacker's own: each value it is given
 # goes to the client), leak_setup (statements run before each check's: peek,
-# and what a suite adds), and check N ROLE LABEL SQL...: ROLE runs SQL; the
-# e-mails it saw must be logged as rows read (SELECT) with their subjects.
+# and what a suite adds), wlogged, wcheck and each_row (below), and check N
+# ROLE LABEL SQL...: ROLE runs SQL; the e-mails it saw must be logged as rows
+# read (SELECT) with their subjects.
 hostile_leaks() {
   leak_round=$1
   total=$(q -d $db -c "SELECT count(*) FROM crm.contacts WHERE email IS NOT NULL")
@@ -131,5 +132,23 @@ hostile_leaks() {
     elif [ "$read" -lt "$total" ]; then
       bad "$leak_round.$n" "setup: $label showed $read e-mails, not $total: $(grep -v peek <<<"$out" | head -c 300)"
     else ok "$leak_round.$n: $label: logged ($read read, $1 rows, $2 subjects)"; fi
+  }
+  # wlogged SINCE ROLE: rows of crm.contacts the log counts as shown to ROLE
+  # since id SINCE (reads, and failed writes, which count the rows they failed
+  # on), and the distinct subjects it names.
+  wlogged() {
+    q -d $db -c "SELECT coalesce(sum(row_count), 0) || ' ' || (SELECT count(DISTINCT k) FROM gdpr.access_log l2, unnest(l2.subject_keys) k
+                  WHERE l2.id > $1 AND l2.role_name = '$2' AND l2.tbl = 'crm.contacts'::regclass
+                    AND (l2.operation = 'SELECT' OR l2.detail ? 'failed'))
+                   FROM gdpr.access_log WHERE id > $1 AND role_name = '$2' AND tbl = 'crm.contacts'::regclass
+                    AND (operation = 'SELECT' OR detail ? 'failed')"
+  }
+  # wcheck N ROLE LABEL SQL...: check, counting failed writes too.
+  wcheck() { leak_count=wlogged check "$@"; }
+  # each_row STMT: a DO block running STMT (with %s for a contact's id) once
+  # per contact, each in its own subtransaction, the error's message sent on
+  # as a NOTICE.  EXECUTE: each statement planned for its own id.
+  each_row() {
+    echo "DO \$\$BEGIN FOR i IN 1..200 LOOP BEGIN EXECUTE format(\$q\$$1\$q\$, i, i); EXCEPTION WHEN others THEN RAISE NOTICE '%', SQLERRM; END; END LOOP; END\$\$"
   }
 }

@@ -46,24 +46,6 @@ hostile_suite
 # Roles and a CRM owned by crm_owner, registered by the superuser (the DBA).
 hostile_crm sec
 hostile_leaks round22
-# wlogged SINCE ROLE: rows of crm.contacts the log counts as shown to ROLE
-# since id SINCE (reads, and failed writes, which count the rows they failed
-# on), and the distinct subjects it names.
-wlogged() {
-  q -d $db -c "SELECT coalesce(sum(row_count), 0) || ' ' || (SELECT count(DISTINCT k) FROM gdpr.access_log l2, unnest(l2.subject_keys) k
-                WHERE l2.id > $1 AND l2.role_name = '$2' AND l2.tbl = 'crm.contacts'::regclass
-                  AND (l2.operation = 'SELECT' OR l2.detail ? 'failed'))
-                 FROM gdpr.access_log WHERE id > $1 AND role_name = '$2' AND tbl = 'crm.contacts'::regclass
-                  AND (operation = 'SELECT' OR detail ? 'failed')"
-}
-# wcheck N ROLE LABEL SQL...: check (lib.sh), counting failed writes too.
-wcheck() { leak_count=wlogged check "$@"; }
-# each_row STMT: a DO block running STMT (with %s for a contact's id) once per
-# contact, each in its own subtransaction, the error's message sent on as a
-# NOTICE.  EXECUTE: each statement planned for its own id.
-each_row() {
-  echo "DO \$\$BEGIN FOR i IN 1..200 LOOP BEGIN EXECUTE format(\$q\$$1\$q\$, i, i); EXCEPTION WHEN others THEN RAISE NOTICE '%', SQLERRM; END; END LOOP; END\$\$"
-}
 hash='SET enable_nestloop = off; SET enable_mergejoin = off'
 sort='SET enable_nestloop = off; SET enable_hashjoin = off; SET enable_indexscan = off; SET enable_bitmapscan = off'
 mat='SET enable_hashjoin = off; SET enable_mergejoin = off; SET enable_indexscan = off; SET enable_bitmapscan = off'
