@@ -69,7 +69,7 @@ extern bool crm_gdpr_set_own_ddl(bool open);
 
 /* tree_guard.c: rows enter and leave a registered table's tree only through logged statements */
 extern void crm_gdpr_guard_tree(Node *tree);
-extern void crm_gdpr_guard_tree_after(void);
+extern void crm_gdpr_guard_tree_after(Node *tree);
 extern void crm_gdpr_tree_guard_init(bool preloading);
 
 #endif							/* CRM_GDPR_H */

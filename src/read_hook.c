@@ -460,7 +460,7 @@ crm_gdpr_ProcessUtility(PlannedStmt *pstmt, const char *queryString, bool readOn
 		prev_ProcessUtility(pstmt, queryString, readOnlyTree, context, params, queryEnv, dest, qc);
 	else
 		standard_ProcessUtility(pstmt, queryString, readOnlyTree, context, params, queryEnv, dest, qc);
-	crm_gdpr_guard_tree_after();
+	crm_gdpr_guard_tree_after(tree);
 }
 
 void

@@ -463,18 +463,38 @@ crm_gdpr_guard_tree(Node *tree)
 }
 
 /*
+ * A table created temporary without saying so (in schema pg_temp, or with
+ * pg_temp first in search_path) is known as such only once created.
+ */
+static void
+check_created(CreateStmt *stmt)
+{
+	Oid			relid;
+
+	if (stmt->inhRelations == NIL)
+		return;
+	relid = relid_of(stmt->relation);
+	if (OidIsValid(relid) && registered_through_ancestor(relid))
+		refuse_kind(stmt->relation->relname, get_rel_persistence(relid), RELKIND_RELATION,
+					crm_gdpr_registered_as(relid));
+}
+
+/*
  * Called by the ProcessUtility hook after the statement ran: a member of a
  * registered tree dropped with rows while that registered table is still
  * there fails the statement (DROP TABLE, DROP SCHEMA ... CASCADE, DROP
- * OWNED BY, DROP EXTENSION, DROP TYPE ... CASCADE alike).
+ * OWNED BY, DROP EXTENSION, DROP TYPE ... CASCADE alike); so does a
+ * temporary table created under one.
  */
 void
-crm_gdpr_guard_tree_after(void)
+crm_gdpr_guard_tree_after(Node *tree)
 {
 	List	   *dropped = dropped_members;
 	ListCell   *lc;
 
 	dropped_members = NIL;
+	if (IsA(tree, CreateStmt))
+		check_created((CreateStmt *) tree);
 	foreach(lc, dropped)
 	{
 		DroppedMember *d = lfirst(lc);

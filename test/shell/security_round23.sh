@@ -209,6 +209,10 @@ refused() {
 }
 out=$(as crm_owner $db "CREATE TEMP TABLE notes_t () INHERITS (crm.notes_i)")
 refused round23.7 "a temporary child of a registered table (its rows would go with the session)" 42501 "$out"
+out=$(as crm_owner $db "CREATE TABLE pg_temp.notes_t () INHERITS (crm.notes_i)")
+refused round23.7 "a child of a registered table created in schema pg_temp" 42501 "$out"
+out=$(as crm_owner $db "SET search_path = pg_temp, crm" "CREATE TABLE notes_t () INHERITS (crm.notes_i)")
+refused round23.7 "a child of a registered table created with pg_temp first in search_path" 42501 "$out"
 owner $db "CREATE TABLE crm.u2 (id bigint, contact_id bigint, note text); CREATE TABLE crm.c2 () INHERITS (crm.u2)" >/dev/null
 out=$(as crm_owner $db "ALTER TABLE crm.c2 INHERIT crm.notes_i")
 refused round23.7 "ALTER TABLE ... INHERIT <registered> of an empty table that has an unregistered parent" 42501 "$out"
