@@ -25,14 +25,9 @@
  * under the lock the statement takes (or one that waits for the writes in
  * progress): a row not yet committed is waited for, not missed.
  *
- * Drops are watched where PostgreSQL deletes (the object access hook), as a
- * table registered through an ancestor goes with its schema (DROP SCHEMA
- * ... CASCADE), its owner (DROP OWNED BY), an extension or a type as well
- * as by DROP TABLE: whether it held rows is noted as it is dropped, and at
- * the end of the statement a table that held rows while the registered
- * table it belonged to is still there fails the statement.  Dropping the
- * registered table itself, its tree with it, stays allowed (the DDL guard
- * records it).
+ * What only the statement's outcome shows (which table a name stood for
+ * when PostgreSQL looked it up under its lock, what a drop took with it) is
+ * checked after it: tree_guard_after.c.
  */
 #include "postgres.h"
 
@@ -40,9 +35,7 @@
 #include "access/htup_details.h"
 #include "access/table.h"
 #include "access/tableam.h"
-#include "access/xact.h"
 #include "catalog/namespace.h"
-#include "catalog/objectaccess.h"
 #include "catalog/pg_class.h"
 #include "catalog/pg_inherits.h"
 #include "executor/tuptable.h"
@@ -51,29 +44,17 @@
 #include "storage/lmgr.h"
 #include "utils/fmgroids.h"
 #include "utils/lsyscache.h"
-#include "utils/memutils.h"
 #include "utils/rel.h"
 #include "utils/snapmgr.h"
-#include "utils/syscache.h"
 
 #include "crm_gdpr.h"
 #include "pg_compat.h"
 #include "read_hook.h"
+#include "tree_guard.h"
 
-/* A member of a registered tree dropped by the statement running. */
-typedef struct DroppedMember
-{
-	Oid			relid;
-	Oid			registered_as;
-	char	   *name;
-	bool		not_owner;		/* not looked at: dropped by a role that does not own it */
-} DroppedMember;
 
-static object_access_hook_type prev_object_access = NULL;
-static List *dropped_members = NIL;	/* of DroppedMember, in TopTransactionContext */
-
-static bool
-is_registered(Oid relid)
+bool
+tree_is_registered(Oid relid)
 {
 	const RelInfo *info = OidIsValid(relid) ? crm_gdpr_rel_info(relid) : NULL;
 
@@ -81,21 +62,14 @@ is_registered(Oid relid)
 }
 
 /* Registered only through an ancestor: it leaves the log's reach with the tree. */
-static bool
-registered_through_ancestor(Oid relid)
+bool
+tree_registered_through_ancestor(Oid relid)
 {
 	const RelInfo *info = OidIsValid(relid) ? crm_gdpr_rel_info(relid) : NULL;
 
 	return info != NULL && info->registered && info->registered_as != relid;
 }
 
-/* What holds_rows() finds. */
-typedef enum RowsSeen
-{
-	ROWS_NONE,
-	ROWS_SOME,
-	ROWS_NOT_OWNER				/* not looked at: the caller does not own it */
-} RowsSeen;
 
 /*
  * Whether the table or any of its partitions and children holds a row, in
@@ -106,16 +80,23 @@ typedef enum RowsSeen
  * exists, and only for the table's owner (another role learns nothing, and
  * takes no lock).
  */
-static RowsSeen
-holds_rows(Oid relid, LOCKMODE lockmode)
+RowsSeen
+tree_holds_rows(Oid relid, LOCKMODE lockmode)
+{
+	if (!relation_ownercheck(relid, GetUserId()))
+		return ROWS_NOT_OWNER;
+	return tree_scan_rows(relid, lockmode);
+}
+
+/* The same, whoever asks (the extension's own checks, after the statement). */
+RowsSeen
+tree_scan_rows(Oid relid, LOCKMODE lockmode)
 {
 	List	   *rels;
 	Snapshot	snapshot;
 	ListCell   *lc;
 	bool		found = false;
 
-	if (!relation_ownercheck(relid, GetUserId()))
-		return ROWS_NOT_OWNER;
 	if (lockmode != NoLock)
 		LockRelationOid(relid, lockmode);
 	rels = find_all_inheritors(relid, lockmode == NoLock ? AccessShareLock : lockmode, NULL);
@@ -157,8 +138,8 @@ lock_parent(Oid parent, LOCKMODE lockmode)
 		LockRelationOid(parent, lockmode);
 }
 
-static void
-refuse_unregistered_parent(Oid child, Oid parent)
+void
+tree_refuse_unregistered_parent(Oid child, Oid parent)
 {
 	ereport(ERROR,
 			(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
@@ -170,8 +151,8 @@ refuse_unregistered_parent(Oid child, Oid parent)
 }
 
 /* A table that can never hold its rows in a registered tree: temporary or foreign. */
-static void
-refuse_kind(const char *child, char persistence, char kind, Oid parent)
+void
+tree_refuse_kind(const char *child, char persistence, char kind, Oid parent)
 {
 	if (persistence == RELPERSISTENCE_TEMP)
 		ereport(ERROR,
@@ -188,8 +169,8 @@ refuse_kind(const char *child, char persistence, char kind, Oid parent)
 }
 
 /* The tables relid directly inherits from (or is a partition of). */
-static List *
-parents_of(Oid relid)
+List *
+tree_parents_of(Oid relid)
 {
 	Relation	inherits = table_open(InheritsRelationId, AccessShareLock);
 	ScanKeyData key;
@@ -207,11 +188,12 @@ parents_of(Oid relid)
 }
 
 /*
- * The tables under child (itself included) may have no parent outside the
- * registered tree it joins: reads through that parent would not be logged.
+ * The tables under child (itself included) may not be temporary or foreign,
+ * nor have a parent outside the registered tree it joins: reads through
+ * that parent would not be logged.
  */
 static void
-check_other_parents(Oid parent, Oid child)
+check_members(Oid parent, Oid child)
 {
 	List	   *members = find_all_inheritors(child, NoLock, NULL);
 	ListCell   *lc;
@@ -219,14 +201,14 @@ check_other_parents(Oid parent, Oid child)
 	foreach(lc, members)
 	{
 		Oid			member = lfirst_oid(lc);
-		List	   *parents = parents_of(member);
 		ListCell   *pc;
 
-		foreach(pc, parents)
+		tree_refuse_kind(get_rel_name(member), get_rel_persistence(member), get_rel_relkind(member), parent);
+		foreach(pc, tree_parents_of(member))
 		{
 			Oid			other = lfirst_oid(pc);
 
-			if (other != parent && !list_member_oid(members, other) && !is_registered(other))
+			if (other != parent && !list_member_oid(members, other) && !tree_is_registered(other))
 				ereport(ERROR,
 						(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
 						 errmsg("table %s cannot join registered table %s while %s is a child of %s, which is not registered",
@@ -248,14 +230,13 @@ check_join(Oid parent, Oid child, LOCKMODE parent_lock, LOCKMODE child_lock)
 {
 	if (!OidIsValid(parent) || !OidIsValid(child))
 		return;					/* PostgreSQL reports it */
-	if (is_registered(child) && !is_registered(parent))
-		refuse_unregistered_parent(child, parent);
-	if (!is_registered(parent) || is_registered(child))
+	if (tree_is_registered(child) && !tree_is_registered(parent))
+		tree_refuse_unregistered_parent(child, parent);
+	if (!tree_is_registered(parent) || tree_is_registered(child))
 		return;
-	refuse_kind(get_rel_name(child), get_rel_persistence(child), get_rel_relkind(child), parent);
-	check_other_parents(parent, child);
+	check_members(parent, child);
 	lock_parent(parent, parent_lock);
-	if (holds_rows(child, child_lock) == ROWS_SOME)
+	if (tree_holds_rows(child, child_lock) == ROWS_SOME)
 		ereport(ERROR,
 				(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
 				 errmsg("table %s holds rows and cannot become a partition or child of registered table %s",
@@ -288,12 +269,12 @@ check_leave(Oid parent, Oid child, const char *how, LOCKMODE parent_lock, LOCKMO
 {
 	RowsSeen	seen;
 
-	if (!OidIsValid(child) || !registered_through_ancestor(child))
+	if (!OidIsValid(child) || !tree_registered_through_ancestor(child))
 		return;
-	if (OidIsValid(parent) && !is_registered(parent))
+	if (OidIsValid(parent) && !tree_is_registered(parent))
 		return;					/* not the parent it is registered through */
 	lock_parent(parent, parent_lock);
-	seen = holds_rows(child, child_lock);
+	seen = tree_holds_rows(child, child_lock);
 	if (seen != ROWS_NONE)
 		refuse_leave(child, how, seen);
 }
@@ -314,7 +295,7 @@ check_detach(Oid parent, PartitionCmd *cmd)
 {
 	Oid			child = relid_of(cmd->name);
 
-	if (cmd->concurrent && OidIsValid(child) && registered_through_ancestor(child))
+	if (cmd->concurrent && OidIsValid(child) && tree_registered_through_ancestor(child))
 		ereport(ERROR,
 				(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
 				 errmsg("partition %s of registered table %s cannot be detached concurrently",
@@ -379,14 +360,14 @@ check_create(CreateStmt *stmt, char kind)
 
 		if (!OidIsValid(parent))
 			continue;			/* PostgreSQL reports it */
-		if (is_registered(parent))
+		if (tree_is_registered(parent))
 			registered = parent;
 		else
 			unregistered = parent;
 	}
 	if (!OidIsValid(registered))
 		return;
-	refuse_kind(stmt->relation->relname, stmt->relation->relpersistence, kind, registered);
+	tree_refuse_kind(stmt->relation->relname, stmt->relation->relpersistence, kind, registered);
 	if (OidIsValid(unregistered))
 		ereport(ERROR,
 				(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
@@ -395,52 +376,6 @@ check_create(CreateStmt *stmt, char kind)
 				 errdetail("Reads and writes through %s would reach rows of a registered table with no access log and no restriction of processing.",
 						   get_rel_name(unregistered)),
 				 errhint("Register %s with gdpr.register_table() first.", get_rel_name(unregistered))));
-}
-
-/*
- * Called by the object access hook as PostgreSQL deletes an object: a table
- * registered through an ancestor is noted with whether it holds rows (the
- * statement holds its lock: the writes in progress are over).  Nothing is
- * refused here: the registered table may be going too (checked at the end
- * of the statement, guard_tree_after).
- */
-static void
-note_drop(Oid relid)
-{
-	MemoryContext old;
-	DroppedMember *d;
-	RowsSeen	seen;
-
-	if (!registered_through_ancestor(relid) || (seen = holds_rows(relid, NoLock)) == ROWS_NONE)
-		return;
-	old = MemoryContextSwitchTo(TopTransactionContext);
-	d = palloc(sizeof(DroppedMember));
-	d->relid = relid;
-	d->registered_as = crm_gdpr_registered_as(relid);
-	d->name = get_rel_name(relid);
-	d->not_owner = seen == ROWS_NOT_OWNER;
-	dropped_members = lappend(dropped_members, d);
-	MemoryContextSwitchTo(old);
-}
-
-static void
-tree_guard_object_access(ObjectAccessType access, Oid classId, Oid objectId, int subId, void *arg)
-{
-	if (prev_object_access)
-		prev_object_access(access, classId, objectId, subId, arg);
-	if (access == OAT_DROP && classId == RelationRelationId && subId == 0 && IsTransactionState())
-	{
-		char		kind = get_rel_relkind(objectId);
-
-		if (kind == RELKIND_RELATION || kind == RELKIND_PARTITIONED_TABLE || kind == RELKIND_FOREIGN_TABLE)
-			note_drop(objectId);
-	}
-}
-
-static void
-forget_dropped(XactEvent event, void *arg)
-{
-	dropped_members = NIL;		/* its memory goes with the transaction */
 }
 
 /* Called by the ProcessUtility hook (read_hook.c) before any utility statement runs. */
@@ -462,65 +397,3 @@ crm_gdpr_guard_tree(Node *tree)
 	}
 }
 
-/*
- * A table created temporary without saying so (in schema pg_temp, or with
- * pg_temp first in search_path) is known as such only once created.
- */
-static void
-check_created(CreateStmt *stmt)
-{
-	Oid			relid;
-
-	if (stmt->inhRelations == NIL)
-		return;
-	relid = relid_of(stmt->relation);
-	if (OidIsValid(relid) && registered_through_ancestor(relid))
-		refuse_kind(stmt->relation->relname, get_rel_persistence(relid), RELKIND_RELATION,
-					crm_gdpr_registered_as(relid));
-}
-
-/*
- * Called by the ProcessUtility hook after the statement ran: a member of a
- * registered tree dropped with rows while that registered table is still
- * there fails the statement (DROP TABLE, DROP SCHEMA ... CASCADE, DROP
- * OWNED BY, DROP EXTENSION, DROP TYPE ... CASCADE alike); so does a
- * temporary table created under one.
- */
-void
-crm_gdpr_guard_tree_after(Node *tree)
-{
-	List	   *dropped = dropped_members;
-	ListCell   *lc;
-
-	dropped_members = NIL;
-	if (IsA(tree, CreateStmt))
-		check_created((CreateStmt *) tree);
-	foreach(lc, dropped)
-	{
-		DroppedMember *d = lfirst(lc);
-
-		/* Still there: its drop was rolled back (a subtransaction that failed). */
-		if (SearchSysCacheExists1(RELOID, ObjectIdGetDatum(d->relid)))
-			continue;
-		if (SearchSysCacheExists1(RELOID, ObjectIdGetDatum(d->registered_as)))
-			ereport(ERROR,
-					(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
-					 d->not_owner ?
-					 errmsg("%s of registered table %s can be dropped only by its owner, once empty",
-							d->name, get_rel_name(d->registered_as)) :
-					 errmsg("%s of registered table %s cannot be dropped while it holds rows",
-							d->name, get_rel_name(d->registered_as)),
-					 errdetail("Its rows would vanish with no write logged (a table goes with its schema, its owner or an extension as well as by DROP TABLE)."),
-					 errhint("Delete its rows first (the DELETE is logged), or unregister the table with gdpr.unregister_table().")));
-	}
-}
-
-void
-crm_gdpr_tree_guard_init(bool preloading)
-{
-	if (!preloading)
-		return;
-	RegisterXactCallback(forget_dropped, NULL);
-	prev_object_access = object_access_hook;
-	object_access_hook = tree_guard_object_access;
-}

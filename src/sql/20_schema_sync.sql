@@ -224,14 +224,14 @@ END
 $$;
 
 -- Whether the extension's triggers of a table are whole: the log's four, or
--- (names) the subject triggers, there, enabled, calling fn when given, and
+-- (names) the subject triggers, there, enabled, calling fn (round 24.5), and
 -- tied to no extension (ALTER TRIGGER ... DEPENDS ON EXTENSION would let
 -- that extension's DROP take them away: security review round 23.6).
 CREATE FUNCTION gdpr._triggers_whole(t oid, names name[], fn regprocedure) RETURNS boolean
   LANGUAGE plpgsql STABLE SET search_path = pg_catalog, pg_temp AS $$
 BEGIN
   RETURN (SELECT count(*) FROM pg_trigger g
-           WHERE g.tgrelid = t AND g.tgname = ANY (names) AND (fn IS NULL OR g.tgfoid = fn)
+           WHERE g.tgrelid = t AND g.tgname = ANY (names) AND g.tgfoid = fn
              AND g.tgenabled IN ('O', 'A')
              AND NOT EXISTS (SELECT FROM pg_depend d
                               WHERE d.classid = 'pg_trigger'::regclass AND d.objid = g.oid AND d.deptype = 'x'))
@@ -252,7 +252,8 @@ BEGIN
                 WHERE gdpr._triggers_whole(t, gdpr._trigger_names(), to_regprocedure('gdpr._log_write()'))
                   AND gdpr._restriction_policy_whole(t)
                   AND (NOT EXISTS (SELECT FROM gdpr.subject_tables s WHERE s.tbl = t)
-                       OR gdpr._triggers_whole(t, gdpr._subject_trigger_names(), NULL)));
+                       OR gdpr._triggers_whole(t, gdpr._subject_trigger_names(),
+                                               to_regprocedure('gdpr._subjects_departed()'))));
 END
 $$;
 

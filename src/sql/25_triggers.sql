@@ -115,8 +115,18 @@ BEGIN
 END
 $$;
 
+-- The tables tbl is a partition or inheritance child of, at any depth
+-- (pg_partition_ancestors sees partitions only).
+CREATE FUNCTION gdpr._ancestors(tbl oid) RETURNS SETOF oid
+  LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
+  WITH RECURSIVE a(rel) AS (SELECT i.inhparent FROM pg_inherits i WHERE i.inhrelid = tbl
+                            UNION SELECT i.inhparent FROM pg_inherits i JOIN a ON i.inhrelid = a.rel)
+  SELECT rel FROM a
+$$;
+
 -- Whether tbl's restriction policy is in place, switched on and unchanged
--- (tbl: a registered table or a partition of one): armed, or dormant while
+-- (tbl: a registered table or a partition or child of one: security review
+-- round 24.4): armed, or dormant while
 -- no restriction is active (an armed policy with nobody restricted is only
 -- a disarm that has not happened yet: src/restriction_dormant.c).
 CREATE FUNCTION gdpr._restriction_policy_whole(tbl oid) RETURNS boolean
@@ -124,7 +134,7 @@ CREATE FUNCTION gdpr._restriction_policy_whole(tbl oid) RETURNS boolean
 DECLARE
   reg regclass := coalesce((SELECT r.tbl FROM gdpr.registered_tables r WHERE r.tbl = _restriction_policy_whole.tbl),
                            (SELECT r.tbl FROM gdpr.registered_tables r
-                             WHERE r.tbl IN (SELECT a.relid FROM pg_partition_ancestors(_restriction_policy_whole.tbl) a)
+                             WHERE r.tbl IN (SELECT gdpr._ancestors(_restriction_policy_whole.tbl))
                              LIMIT 1));
 BEGIN
   RETURN reg IS NULL OR EXISTS (SELECT FROM gdpr.restriction_read_optouts o WHERE o.tbl = reg)
@@ -206,6 +216,12 @@ BEGIN
 END
 $$;
 
+-- The tree guard's checks of what a statement did (tree_guard_after.c).
+CREATE FUNCTION gdpr._check_new_member(rel regclass) RETURNS void
+  LANGUAGE c STRICT AS 'MODULE_PATHNAME', 'gdpr_check_new_member';
+CREATE FUNCTION gdpr._check_tree_edges(rel regclass) RETURNS void
+  LANGUAGE c STRICT AS 'MODULE_PATHNAME', 'gdpr_check_tree_edges';
+
 -- A partition or inheritance child that a registered table gains later
 -- (CREATE TABLE ... PARTITION OF / INHERITS, ALTER TABLE ... ATTACH
 -- PARTITION / INHERIT) gets the triggers at the end of that DDL.  Costs a
@@ -225,6 +241,11 @@ BEGIN
   FOR obj IN SELECT DISTINCT c.objid FROM pg_event_trigger_ddl_commands() c
               WHERE c.classid = 'pg_class'::regclass AND c.object_type = 'table'
                 AND EXISTS (SELECT FROM pg_inherits i WHERE i.inhparent = c.objid OR i.inhrelid = c.objid) LOOP
+    -- The table as PostgreSQL resolved its name (a rename committed while
+    -- the statement waited for its lock may have changed which one it is:
+    -- security review round 24): no registered table under a parent that
+    -- is not (tree_guard_after.c).
+    PERFORM gdpr._check_tree_edges(obj::regclass);
     -- The DDL names the child (CREATE TABLE ... PARTITION OF, INHERIT) or
     -- the parent (ATTACH PARTITION): its tables without the triggers and
     -- the policy, whole, get them (a trigger of the owner's named like one
@@ -234,6 +255,10 @@ BEGIN
       FOR rel IN SELECT d FROM (SELECT obj::regclass AS d UNION SELECT gdpr._descendants(obj::regclass)) x
                   WHERE NOT (gdpr._triggers_whole(x.d, gdpr._trigger_names(), to_regprocedure('gdpr._log_write()'))
                              AND gdpr._restriction_policy_whole(x.d)) LOOP
+        -- A table that joins: empty, not temporary nor foreign, no parent
+        -- outside the tree, looked at under a lock that waits for the
+        -- writes in progress.
+        PERFORM gdpr._check_new_member(rel);
         PERFORM gdpr._attach_triggers_to(rel, gdpr._log_subject_column(reg));
       END LOOP;
     END LOOP;
@@ -261,3 +286,36 @@ BEGIN
   PERFORM gdpr._own_ddl(false);
 END
 $$;
+
+-- A partition or child that leaves a registered tree (DETACH PARTITION, NO
+-- INHERIT: the statement holds it AccessExclusive, and it still carries the
+-- log's triggers) must be empty (tree_guard_after.c), then loses the
+-- extension's triggers and policy: its writes are no longer logged, nor
+-- refused as those of a table that is not registered.
+CREATE FUNCTION gdpr._check_left(rel regclass) RETURNS void
+  LANGUAGE c STRICT AS 'MODULE_PATHNAME', 'gdpr_check_left';
+CREATE FUNCTION gdpr._on_tree_left() RETURNS event_trigger
+  LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+  t regclass;
+BEGIN
+  IF gdpr._own_ddl_active() OR NOT EXISTS (
+       SELECT FROM pg_event_trigger_ddl_commands() c
+        WHERE c.classid = 'pg_class'::regclass
+          AND (c.objid IN (SELECT gdpr._registered_relations())
+               OR EXISTS (SELECT FROM pg_trigger g WHERE g.tgrelid = c.objid AND g.tgname = 'gdpr_log_insert'))) THEN
+    RETURN;
+  END IF;
+  FOR t IN SELECT DISTINCT g.tgrelid::regclass FROM pg_trigger g
+            WHERE g.tgfoid = 'gdpr._log_write()'::regprocedure
+              AND g.tgrelid NOT IN (SELECT gdpr._registered_relations())
+              AND g.tgrelid IN (SELECT l.relation FROM pg_locks l
+                                 WHERE l.pid = pg_backend_pid() AND l.locktype = 'relation'
+                                   AND l.mode = 'AccessExclusiveLock' AND l.granted) LOOP
+    PERFORM gdpr._check_left(t);
+    PERFORM gdpr._detach_triggers(t);
+  END LOOP;
+END
+$$;
+CREATE EVENT TRIGGER crm_gdpr_tree_left ON ddl_command_end
+  WHEN TAG IN ('ALTER TABLE') EXECUTE FUNCTION gdpr._on_tree_left();

@@ -1,12 +1,13 @@
--- Security review round 23 (tree_guard.c does the rest, in C).
--- 23.6: the extension's triggers tied to another extension (ALTER TRIGGER
--- ... DEPENDS ON EXTENSION) are not whole, so the DDL guard refuses the
--- ALTER TRIGGER; and it watches DROP EXTENSION.
+-- Security review rounds 23 and 24 (tree_guard.c and tree_guard_after.c do
+-- the rest, in C).
+-- 23.6, 24.5: the extension's triggers are whole only calling its functions
+-- and tied to no extension (ALTER TRIGGER ... DEPENDS ON EXTENSION), so the
+-- DDL guard refuses what changes that; and it watches DROP EXTENSION.
 CREATE FUNCTION gdpr._triggers_whole(t oid, names name[], fn regprocedure) RETURNS boolean
   LANGUAGE plpgsql STABLE SET search_path = pg_catalog, pg_temp AS $$
 BEGIN
   RETURN (SELECT count(*) FROM pg_trigger g
-           WHERE g.tgrelid = t AND g.tgname = ANY (names) AND (fn IS NULL OR g.tgfoid = fn)
+           WHERE g.tgrelid = t AND g.tgname = ANY (names) AND g.tgfoid = fn
              AND g.tgenabled IN ('O', 'A')
              AND NOT EXISTS (SELECT FROM pg_depend d
                               WHERE d.classid = 'pg_trigger'::regclass AND d.objid = g.oid AND d.deptype = 'x'))
@@ -25,7 +26,8 @@ BEGIN
                 WHERE gdpr._triggers_whole(t, gdpr._trigger_names(), to_regprocedure('gdpr._log_write()'))
                   AND gdpr._restriction_policy_whole(t)
                   AND (NOT EXISTS (SELECT FROM gdpr.subject_tables s WHERE s.tbl = t)
-                       OR gdpr._triggers_whole(t, gdpr._subject_trigger_names(), NULL)));
+                       OR gdpr._triggers_whole(t, gdpr._subject_trigger_names(),
+                                               to_regprocedure('gdpr._subjects_departed()'))));
 END
 $$;
 
@@ -40,9 +42,42 @@ CREATE EVENT TRIGGER crm_gdpr_guard_end ON ddl_command_end
                'CREATE POLICY', 'ALTER POLICY', 'DROP POLICY', 'DROP EXTENSION')
   EXECUTE FUNCTION gdpr._guard_ddl_end();
 
--- 23.2: a partition or child that joins a registered tree gets the triggers
--- and the policy unless they are whole (a trigger of the owner's named
--- gdpr_log_insert no longer stands for them).
+-- 24.4: an inheritance child's restriction policy is guarded like a
+-- partition's (its registered table is found through pg_inherits).
+CREATE FUNCTION gdpr._ancestors(tbl oid) RETURNS SETOF oid
+  LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
+  WITH RECURSIVE a(rel) AS (SELECT i.inhparent FROM pg_inherits i WHERE i.inhrelid = tbl
+                            UNION SELECT i.inhparent FROM pg_inherits i JOIN a ON i.inhrelid = a.rel)
+  SELECT rel FROM a
+$$;
+
+CREATE OR REPLACE FUNCTION gdpr._restriction_policy_whole(tbl oid) RETURNS boolean
+  LANGUAGE plpgsql STABLE SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+  reg regclass := coalesce((SELECT r.tbl FROM gdpr.registered_tables r WHERE r.tbl = _restriction_policy_whole.tbl),
+                           (SELECT r.tbl FROM gdpr.registered_tables r
+                             WHERE r.tbl IN (SELECT gdpr._ancestors(_restriction_policy_whole.tbl))
+                             LIMIT 1));
+BEGIN
+  RETURN reg IS NULL OR EXISTS (SELECT FROM gdpr.restriction_read_optouts o WHERE o.tbl = reg)
+      OR (SELECT c.relrowsecurity FROM pg_class c WHERE c.oid = tbl)
+         AND EXISTS (SELECT FROM pg_policy p
+                      WHERE p.polrelid = tbl AND p.polname = 'gdpr_restriction' AND NOT p.polpermissive
+                        AND p.polcmd = 'r' AND p.polroles = '{0}'
+                        AND pg_get_expr(p.polqual, p.polrelid)
+                            IN (gdpr._restriction_qual(gdpr._log_subject_column(reg)),
+                                gdpr._restriction_policy_qual('', gdpr._restrictions_active())));
+END
+$$;
+
+-- 23.2, 24.1-24.3: a partition or child that joins a registered tree gets
+-- the triggers and the policy unless they are whole, once checked as
+-- PostgreSQL resolved it.
+CREATE FUNCTION gdpr._check_new_member(rel regclass) RETURNS void
+  LANGUAGE c STRICT AS 'MODULE_PATHNAME', 'gdpr_check_new_member';
+CREATE FUNCTION gdpr._check_tree_edges(rel regclass) RETURNS void
+  LANGUAGE c STRICT AS 'MODULE_PATHNAME', 'gdpr_check_tree_edges';
+
 CREATE OR REPLACE FUNCTION gdpr._on_new_child() RETURNS event_trigger
   LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
@@ -58,6 +93,11 @@ BEGIN
   FOR obj IN SELECT DISTINCT c.objid FROM pg_event_trigger_ddl_commands() c
               WHERE c.classid = 'pg_class'::regclass AND c.object_type = 'table'
                 AND EXISTS (SELECT FROM pg_inherits i WHERE i.inhparent = c.objid OR i.inhrelid = c.objid) LOOP
+    -- The table as PostgreSQL resolved its name (a rename committed while
+    -- the statement waited for its lock may have changed which one it is:
+    -- security review round 24): no registered table under a parent that
+    -- is not (tree_guard_after.c).
+    PERFORM gdpr._check_tree_edges(obj::regclass);
     -- The DDL names the child (CREATE TABLE ... PARTITION OF, INHERIT) or
     -- the parent (ATTACH PARTITION): its tables without the triggers and
     -- the policy, whole, get them (a trigger of the owner's named like one
@@ -67,9 +107,44 @@ BEGIN
       FOR rel IN SELECT d FROM (SELECT obj::regclass AS d UNION SELECT gdpr._descendants(obj::regclass)) x
                   WHERE NOT (gdpr._triggers_whole(x.d, gdpr._trigger_names(), to_regprocedure('gdpr._log_write()'))
                              AND gdpr._restriction_policy_whole(x.d)) LOOP
+        -- A table that joins: empty, not temporary nor foreign, no parent
+        -- outside the tree, looked at under a lock that waits for the
+        -- writes in progress.
+        PERFORM gdpr._check_new_member(rel);
         PERFORM gdpr._attach_triggers_to(rel, gdpr._log_subject_column(reg));
       END LOOP;
     END LOOP;
   END LOOP;
 END
 $$;
+
+-- 24 (found with it): a partition or child that leaves a registered tree is
+-- checked empty as PostgreSQL resolved it, then loses the extension's
+-- triggers and policy.
+CREATE FUNCTION gdpr._check_left(rel regclass) RETURNS void
+  LANGUAGE c STRICT AS 'MODULE_PATHNAME', 'gdpr_check_left';
+CREATE FUNCTION gdpr._on_tree_left() RETURNS event_trigger
+  LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+  t regclass;
+BEGIN
+  IF gdpr._own_ddl_active() OR NOT EXISTS (
+       SELECT FROM pg_event_trigger_ddl_commands() c
+        WHERE c.classid = 'pg_class'::regclass
+          AND (c.objid IN (SELECT gdpr._registered_relations())
+               OR EXISTS (SELECT FROM pg_trigger g WHERE g.tgrelid = c.objid AND g.tgname = 'gdpr_log_insert'))) THEN
+    RETURN;
+  END IF;
+  FOR t IN SELECT DISTINCT g.tgrelid::regclass FROM pg_trigger g
+            WHERE g.tgfoid = 'gdpr._log_write()'::regprocedure
+              AND g.tgrelid NOT IN (SELECT gdpr._registered_relations())
+              AND g.tgrelid IN (SELECT l.relation FROM pg_locks l
+                                 WHERE l.pid = pg_backend_pid() AND l.locktype = 'relation'
+                                   AND l.mode = 'AccessExclusiveLock' AND l.granted) LOOP
+    PERFORM gdpr._check_left(t);
+    PERFORM gdpr._detach_triggers(t);
+  END LOOP;
+END
+$$;
+CREATE EVENT TRIGGER crm_gdpr_tree_left ON ddl_command_end
+  WHEN TAG IN ('ALTER TABLE') EXECUTE FUNCTION gdpr._on_tree_left();
