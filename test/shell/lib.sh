@@ -109,9 +109,9 @@ hostile_crm() {
 # names at most that many), got_emails OUTPUT (the distinct e-mails a leak
 # gave back), peek (a function of the attacker's own: each value it is given
 # goes to the client), leak_setup (statements run before each check's: peek,
-# and what a suite adds), wlogged, wcheck and each_row (below), and check N
-# ROLE LABEL SQL...: ROLE runs SQL; the e-mails it saw must be logged as rows
-# read (SELECT) with their subjects.
+# and what a suite adds), wlogged, wcheck, writes, wait_sleeper and each_row
+# (below), and check N ROLE LABEL SQL...: ROLE runs SQL; the e-mails it saw
+# must be logged as rows read (SELECT) with their subjects.
 hostile_leaks() {
   leak_round=$1
   total=$(q -d $db -c "SELECT count(*) FROM crm.contacts WHERE email IS NOT NULL")
@@ -145,6 +145,21 @@ hostile_leaks() {
   }
   # wcheck N ROLE LABEL SQL...: check, counting failed writes too.
   wcheck() { leak_count=wlogged check "$@"; }
+  # writes SINCE: the write records (INSERT, UPDATE, DELETE, TRUNCATE) of
+  # the notes tables (the trees of rounds 23 and 24) since id SINCE.
+  writes() {
+    q -d $db -c "SELECT count(*) FROM gdpr.access_log WHERE id > $1 AND operation IN ('INSERT', 'UPDATE', 'DELETE', 'TRUNCATE')
+                   AND (table_name LIKE '%notes%' OR tbl::text LIKE '%notes%')"
+  }
+  # wait_sleeper ROLE: until a session of ROLE sleeps in pg_sleep (its
+  # transaction open: a race's other side is in place).
+  wait_sleeper() {
+    for _ in $(seq 1 50); do
+      [ "$(q -d $db -c "SELECT count(*) FROM pg_stat_activity WHERE usename = '$1' AND query LIKE '%pg_sleep%' AND state = 'active'")" -gt 0 ] && return 0
+      sleep 0.1
+    done
+    return 1
+  }
   # each_row STMT: a DO block running STMT (with %s for a contact's id) once
   # per contact, each in its own subtransaction, the error's message sent on
   # as a NOTICE.  EXECUTE: each statement planned for its own id.

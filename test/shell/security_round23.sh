@@ -62,23 +62,10 @@ hostile_suite
 # Roles and a CRM owned by crm_owner, registered by the superuser (the DBA).
 hostile_crm sec
 hostile_leaks round23
-# writes SINCE: the write records (INSERT, UPDATE, DELETE, TRUNCATE) of the notes tables since id SINCE.
-writes() {
-  q -d $db -c "SELECT count(*) FROM gdpr.access_log WHERE id > $1 AND operation IN ('INSERT', 'UPDATE', 'DELETE', 'TRUNCATE')
-                 AND (table_name LIKE '%notes%' OR tbl::text LIKE '%notes%')"
-}
 # reads SINCE ROLE: the rows of the notes tables the log counts as read by ROLE since id SINCE.
 reads() {
   q -d $db -c "SELECT coalesce(sum(row_count), 0) FROM gdpr.access_log WHERE id > $1 AND role_name = '$2' AND operation = 'SELECT'
                  AND (table_name LIKE '%notes%' OR tbl::text LIKE '%notes%')"
-}
-# wait_sleeper ROLE: until a session of ROLE sleeps in pg_sleep (its transaction open).
-wait_sleeper() {
-  for _ in $(seq 1 50); do
-    [ "$(q -d $db -c "SELECT count(*) FROM pg_stat_activity WHERE usename = '$1' AND query LIKE '%pg_sleep%' AND state = 'active'")" -gt 0 ] && return 0
-    sleep 0.1
-  done
-  return 1
 }
 
 # The registered trees: crm.notes_i (inheritance), crm.notes_p (partitioned,

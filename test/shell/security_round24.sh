@@ -58,11 +58,6 @@ hostile_suite
 # Roles and a CRM owned by crm_owner, registered by the superuser (the DBA).
 hostile_crm sec
 hostile_leaks round24
-# writes SINCE: the write records (INSERT, UPDATE, DELETE, TRUNCATE) of the notes tables since id SINCE.
-writes() {
-  q -d $db -c "SELECT count(*) FROM gdpr.access_log WHERE id > $1 AND operation IN ('INSERT', 'UPDATE', 'DELETE', 'TRUNCATE')
-                 AND (table_name LIKE '%notes%' OR tbl::text LIKE '%notes%')"
-}
 # removals SINCE: the DELETE and TRUNCATE records of any table since id SINCE.
 removals() {
   q -d $db -c "SELECT count(*) FROM gdpr.access_log WHERE id > $1 AND operation IN ('DELETE', 'TRUNCATE')"
@@ -70,14 +65,6 @@ removals() {
 # reads SINCE ROLE: the rows the log counts as read by ROLE since id SINCE (any table).
 reads() {
   q -d $db -c "SELECT coalesce(sum(row_count), 0) FROM gdpr.access_log WHERE id > $1 AND role_name = '$2' AND operation = 'SELECT'"
-}
-# wait_sleeper ROLE: until a session of ROLE sleeps in pg_sleep (its transaction open).
-wait_sleeper() {
-  for _ in $(seq 1 50); do
-    [ "$(q -d $db -c "SELECT count(*) FROM pg_stat_activity WHERE usename = '$1' AND query LIKE '%pg_sleep%' AND state = 'active'")" -gt 0 ] && return 0
-    sleep 0.1
-  done
-  return 1
 }
 # refused ID WHAT SQLSTATE OUT: the statement was refused with SQLSTATE.
 refused() {
