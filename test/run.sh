@@ -47,6 +47,10 @@ make -s WERROR=1 2>&1 | grep -Ev '^(gcc|clang)' || true
 [ -f crm_gdpr.so ] || { echo "build failed"; echo "0 passed, 1 failed"; exit 1; }
 echo "== private install and cluster in $top"
 cluster_install "$top" || { echo "0 passed, 1 failed"; exit 1; }
+# The hostile suites' own trusted extension (test/fixtures/owner_ext): in the
+# private copy only, never in a real install.
+install -m 0644 test/fixtures/owner_ext/owner_ext* "$top/install$($PG_CONFIG --sharedir)/extension/" \
+  || { echo "0 passed, 1 failed"; exit 1; }
 cluster_start "$top" || { echo "0 passed, 1 failed"; exit 1; }
 # Clients of the server's own major (pg_dump refuses a newer server), from
 # the server's own bin directory, whose pg_config tells the tests where it is.

@@ -47,6 +47,13 @@ hostile_suite() {
   state_of() { sed -n 's/^SQLSTATE=//p' <<<"$1" | tail -n 1; }
   su() { q -d "$1" -c 'SET client_min_messages = warning' -c "$2"; }   # as the superuser, stop on error
   owner() { q -U crm_owner -d "$1" -c 'SET client_min_messages = warning' -c "$2"; }
+  # need_owner_ext DB ID: an attack through an extension of the owner's needs
+  # test/fixtures/owner_ext in the server; without it the attack cannot run
+  # and its check would pass for nothing: a failure of ID.
+  need_owner_ext() {
+    [ "$(q -d "$1" -c "SELECT count(*) FROM pg_available_extensions WHERE name = 'owner_ext'")" = 1 ] \
+      || bad "$2" "the fixture extension owner_ext is not installed in this server (test/run.sh installs it)"
+  }
 }
 hostile_verdict() {
   echo

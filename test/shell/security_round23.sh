@@ -264,7 +264,8 @@ w=$(writes $since)
 # place and enabled (the DDL guard sees nothing to refuse); DROP EXTENSION
 # drops them with it, and no event trigger of the guard fires on DROP
 # EXTENSION.  Then clerk's UPDATE of crm.contacts is not logged.
-out=$(as crm_owner $db "CREATE EXTENSION hstore SCHEMA crm"   "ALTER TRIGGER gdpr_log_update ON crm.contacts DEPENDS ON EXTENSION hstore"   "ALTER TRIGGER gdpr_log_delete ON crm.contacts DEPENDS ON EXTENSION hstore" "DROP EXTENSION hstore")
+need_owner_ext $db round23.6
+out=$(as crm_owner $db "CREATE EXTENSION owner_ext SCHEMA crm"   "ALTER TRIGGER gdpr_log_update ON crm.contacts DEPENDS ON EXTENSION owner_ext"   "ALTER TRIGGER gdpr_log_delete ON crm.contacts DEPENDS ON EXTENSION owner_ext" "DROP EXTENSION owner_ext")
 trg=$(q -d $db -c "SELECT string_agg(tgname, ' ' ORDER BY tgname) FROM pg_trigger WHERE tgrelid = 'crm.contacts'::regclass AND NOT tgisinternal")
 since=$(last_id)
 as clerk $db "UPDATE crm.contacts SET phone = 'round23' WHERE id <= 5" >/dev/null
@@ -272,7 +273,7 @@ log_flush
 c=$(q -d $db -c "SELECT count(*) FROM crm.contacts WHERE phone = 'round23'")
 w=$(q -d $db -c "SELECT count(*) FROM gdpr.access_log WHERE id > $since AND operation = 'UPDATE' AND tbl = 'crm.contacts'::regclass")
 if [ "$c" -gt 0 ] && [ "$w" = 0 ]; then
-  bad "round23.6" "crm_owner dropped the log's UPDATE and DELETE triggers of registered crm.contacts (ALTER TRIGGER ... DEPENDS ON EXTENSION hstore, DROP EXTENSION hstore; left: $trg); clerk's UPDATE of $c contacts: no record"
+  bad "round23.6" "crm_owner dropped the log's UPDATE and DELETE triggers of registered crm.contacts (ALTER TRIGGER ... DEPENDS ON EXTENSION owner_ext, DROP EXTENSION owner_ext; left: $trg); clerk's UPDATE of $c contacts: no record"
 else ok "round23.6: triggers tied to an extension of the owner's: $c rows updated by clerk, $w UPDATE records ($(state_of "$out"))"; fi
 
 hostile_verdict security_round23

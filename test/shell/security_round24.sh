@@ -236,9 +236,10 @@ dropref round24.7 "DROP TABLE in an SQL function" \
 out=$(as crm_owner $db "BEGIN" "SAVEPOINT a" "DROP TABLE crm.notes_m1" "RELEASE a" "COMMIT")
 kept && grep -q 'cannot be dropped' <<<"$out" && ok "round24.7: DROP TABLE in a subtransaction then RELEASE: refused, rows kept" \
   || bad "round24.7" "DROP TABLE in a subtransaction then RELEASE: $(count "SELECT count(*) FROM crm.notes_m1") rows left: $(head -c 300 <<<"$out")"
-dropref round24.7 "ALTER EXTENSION hstore ADD TABLE <partition>, DROP EXTENSION hstore" \
-  "$(as crm_owner $db "CREATE EXTENSION hstore SCHEMA crm" "ALTER EXTENSION hstore ADD TABLE crm.notes_m1" "DROP EXTENSION hstore")"
-as crm_owner $db "ALTER EXTENSION hstore DROP TABLE crm.notes_m1" >/dev/null
+need_owner_ext $db round24.7
+dropref round24.7 "ALTER EXTENSION owner_ext ADD TABLE <partition>, DROP EXTENSION owner_ext" \
+  "$(as crm_owner $db "CREATE EXTENSION owner_ext SCHEMA crm" "ALTER EXTENSION owner_ext ADD TABLE crm.notes_m1" "DROP EXTENSION owner_ext")"
+as crm_owner $db "ALTER EXTENSION owner_ext DROP TABLE crm.notes_m1" >/dev/null
 # A schema of plain's holding the owner's partition: plain drops it.
 su $db "CREATE SCHEMA plainsch AUTHORIZATION plain; GRANT CREATE, USAGE ON SCHEMA plainsch TO crm_owner" >/dev/null
 as crm_owner $db "ALTER TABLE crm.notes_m1 SET SCHEMA plainsch" >/dev/null
@@ -251,9 +252,9 @@ as crm_owner $db "ALTER TABLE plainsch.notes_m1 SET SCHEMA crm" >/dev/null
 owner $db "CREATE TABLE crm.u9 (id bigint, contact_id bigint, note text)" >/dev/null
 refused round24.7 "ALTER TABLE <child of a registered table> INHERIT <unregistered>" 42501 "$(as crm_owner $db "ALTER TABLE crm.notes_c INHERIT crm.u9")"
 # ALTER TRIGGER ... DEPENDS ON EXTENSION: a subject trigger, a partition's trigger.
-out=$(as crm_owner $db "ALTER TRIGGER gdpr_subject_departed ON crm.contacts DEPENDS ON EXTENSION hstore")
+out=$(as crm_owner $db "ALTER TRIGGER gdpr_subject_departed ON crm.contacts DEPENDS ON EXTENSION owner_ext")
 refused round24.7 "ALTER TRIGGER gdpr_subject_departed ON <subject table> DEPENDS ON EXTENSION" 42501 "$out"
-out=$(as crm_owner $db "ALTER TRIGGER gdpr_log_delete ON crm.notes_m1 DEPENDS ON EXTENSION hstore")
+out=$(as crm_owner $db "ALTER TRIGGER gdpr_log_delete ON crm.notes_m1 DEPENDS ON EXTENSION owner_ext")
 refused round24.7 "ALTER TRIGGER gdpr_log_delete ON <sub-partition> DEPENDS ON EXTENSION" 42501 "$out"
 # Triggers of the owner's named like the extension's on a table then attached.
 out=$(as crm_owner $db "CREATE TABLE crm.ct (LIKE crm.notes_p)" \
