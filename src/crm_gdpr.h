@@ -47,6 +47,15 @@ extern int	crm_gdpr_owner_exec_depth;
  */
 extern int	crm_gdpr_owner_exec_level;
 extern int	crm_gdpr_exec_nesting(void);
+/*
+ * Whether what runs now is the extension's statement itself (or its own
+ * triggers, at its end), not code of the owner's it runs nested (security
+ * review round 25.3).
+ */
+extern bool crm_gdpr_in_owner_statement(void);
+/* The planner's check that a statement run as owner is still the extension's own (no rule). */
+struct Query;
+extern void crm_gdpr_check_owner_query(struct Query *parse);
 
 /* Raise an internal error naming the statement when SPI returns another result than expected. */
 extern void crm_gdpr_spi_check(int result, int expected, const char *what);

@@ -537,7 +537,13 @@ writer_name(void)
 	int			sec_context;
 
 	GetUserIdAndSecContext(&userid, &sec_context);
-	if (sec_context & SECURITY_LOCAL_USERID_CHANGE)
+	/*
+	 * The role that called a SECURITY DEFINER function, or the extension's
+	 * statement run as the table's owner; but a statement the owner's code
+	 * makes during the latter is the owner's (security review round 25.3).
+	 */
+	if ((sec_context & SECURITY_LOCAL_USERID_CHANGE) &&
+		(crm_gdpr_owner_exec_depth == 0 || crm_gdpr_in_owner_statement()))
 		userid = GetOuterUserId();
 	return crm_gdpr_role_name(userid, 2);
 }
@@ -576,7 +582,7 @@ gdpr_log_write(PG_FUNCTION_ARGS)
 				 errmsg("gdpr._log_write() needs the transition tables of %s", operation)));
 
 	/* Restriction of processing (Art. 18, restriction.c) refuses first. */
-	if (!truncate && td->tg_oldtable != NULL)
+	if (truncate || td->tg_oldtable != NULL)
 		crm_gdpr_refuse_restricted_write(td, fcinfo->flinfo->fn_oid, "gdpr_old");
 	/* Then the suppression list, on subject tables (suppression_gate.c). */
 	if (!truncate && td->tg_newtable != NULL && table->subject_attnum > 0 &&

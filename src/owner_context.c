@@ -131,6 +131,43 @@ crm_gdpr_leave_table_owner_context(OwnerContext *ctx)
 }
 
 /*
+ * The extension's statement starts at crm_gdpr_owner_exec_level; its rows
+ * are read and written, and its AFTER triggers fire (those of a foreign
+ * key's cascade too: the cascade's query fires none itself), one level
+ * deeper.  Anything deeper is a statement that code of the owner's (a
+ * trigger, a function) made: the owner's own, which the exemptions granted
+ * to the extension's statement (restriction of processing, the writer
+ * named in the log) do not cover.
+ */
+bool
+crm_gdpr_in_owner_statement(void)
+{
+	return crm_gdpr_owner_exec_depth > 0 && crm_gdpr_exec_nesting() <= crm_gdpr_owner_exec_level + 1;
+}
+
+/*
+ * A rule of the owner's on a table the extension's statement writes would
+ * run at the statement's own level, with its exemptions: a DO ALSO rule's
+ * query (copying the table, the erased person's row included, where its
+ * owner reads it unlogged), a DO INSTEAD one's in its place (an erasure
+ * that erases nothing).  The DDL guard refuses CREATE RULE on registered
+ * tables; this is the backstop: the planner sees every query the rewriter
+ * made of the statement (security review round 25.2).
+ */
+void
+crm_gdpr_check_owner_query(Query *parse)
+{
+	if (crm_gdpr_owner_exec_depth == 0 || crm_gdpr_exec_nesting() != crm_gdpr_owner_exec_level ||
+		parse->querySource == QSRC_ORIGINAL)
+		return;
+	ereport(ERROR,
+			(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
+			 errmsg("a rule changes a statement that crm_gdpr runs as a table's owner"),
+			 errdetail("A rule on a table of personal data would run its own queries in place of, or with, the extension's purge, erasure or export."),
+			 errhint("Drop the rule (CREATE RULE is refused on registered tables).")));
+}
+
+/*
  * Run a read-only query on CRM rows as the owner of CRM table relid, in the
  * caller's SPI connection, so that a trigger's transition tables are seen
  * (log_write.c, restriction.c: the subjects of a statement's rows, through

@@ -69,6 +69,12 @@ static ProcessUtility_hook_type prev_ProcessUtility = NULL;
 static QueryReads *running = NULL;
 static bool in_copy = false;
 static int	exec_nesting = 0;		/* ExecutorRun and ExecutorFinish calls under way */
+/*
+ * Of those, the runs of a foreign key's own queries (under way in a context
+ * with SECURITY_NOFORCE_RLS): what they run in turn, a BEFORE row trigger of
+ * a cascade's table and the queries it makes, is not theirs.
+ */
+static int	fk_nesting = 0;
 FinishingShape crm_gdpr_finishing = FINISHING_UNKNOWN;
 static int64 pending_decrypts = 0;	/* gdpr.decrypt() calls of the running statement */
 static char decrypt_role[NAMEDATALEN];
@@ -131,15 +137,19 @@ crm_gdpr_reads_are_logged(void)
 		return false;
 	GetUserIdAndSecContext(&userid, &sec_context);
 	/*
-	 * A foreign key check (the only code that sets SECURITY_NOFORCE_RLS)
-	 * returns nothing to anyone: the write that made it is logged.  The
+	 * A foreign key's query (the only code that sets SECURITY_NOFORCE_RLS)
+	 * returns nothing to anyone: the write that made it is logged.  Only
+	 * that query: the context stays set for everything it runs, and a
+	 * cascade fires the BEFORE row triggers of its table, which anyone may
+	 * write for two temporary tables of his own (security review round
+	 * 25.1: such a trigger read crm.contacts unlogged).  The
 	 * extension's statements on CRM tables run as the tables' owners
 	 * (gdpr._owner_exec) and are logged as what they do (EXPORT, PURGE...);
 	 * its C triggers read as its owner in a security-restricted context.
 	 * Nothing else is skipped: a SECURITY DEFINER function of anyone,
 	 * superuser included, is logged.
 	 */
-	if (sec_context & SECURITY_NOFORCE_RLS)
+	if ((sec_context & SECURITY_NOFORCE_RLS) && fk_nesting == 0)
 		return false;
 	/*
 	 * Only the extension's statement itself: what it runs nested (a trigger,
@@ -240,10 +250,24 @@ crm_gdpr_ExecutorStart(QueryDesc *query, int eflags)
 	MemoryContextRegisterResetCallback(query->estate->es_query_cxt, &reads->freed);
 }
 
+/* Whether the query about to run is a foreign key's (see fk_nesting). */
+static int
+foreign_key_query(void)
+{
+	Oid			userid;
+	int			sec_context;
+
+	GetUserIdAndSecContext(&userid, &sec_context);
+	return (sec_context & SECURITY_NOFORCE_RLS) ? 1 : 0;
+}
+
 static void
 run_nested(EXECUTOR_RUN_PARAMS)
 {
+	int			fk = foreign_key_query();
+
 	exec_nesting++;
+	fk_nesting += fk;
 	PG_TRY();
 	{
 		if (prev_ExecutorRun)
@@ -254,6 +278,7 @@ run_nested(EXECUTOR_RUN_PARAMS)
 	PG_FINALLY();
 	{
 		exec_nesting--;
+		fk_nesting -= fk;
 	}
 	PG_END_TRY();
 }
@@ -294,8 +319,10 @@ static void
 crm_gdpr_ExecutorFinish(QueryDesc *query)
 {
 	FinishingShape outer = crm_gdpr_finishing;
+	int			fk = foreign_key_query();
 
 	exec_nesting++;
+	fk_nesting += fk;
 	crm_gdpr_finishing = query->plannedstmt->hasModifyingCTE ? FINISHING_SHARED : FINISHING_ONE;
 	PG_TRY();
 	{
@@ -307,6 +334,7 @@ crm_gdpr_ExecutorFinish(QueryDesc *query)
 	PG_FINALLY();
 	{
 		exec_nesting--;
+		fk_nesting -= fk;
 		crm_gdpr_finishing = outer;
 	}
 	PG_END_TRY();

@@ -1,6 +1,7 @@
 /*
  * read_planner.c — queries that read registered tables are planned without
- * parallel workers.
+ * parallel workers (and the extension's own statements are checked for
+ * rules: crm_gdpr_check_owner_query, owner_context.c).
  *
  * The read hook counts the rows a query reads, enforces
  * crm_gdpr.max_rows_per_query and collects the rows' subjects by wrapping
@@ -131,6 +132,7 @@ crm_gdpr_planner(Query *parse, const char *query_string, int cursorOptions, Para
 	Query	   *copy;
 	PlannedStmt *result;
 
+	crm_gdpr_check_owner_query(parse);
 	if (!may_go_parallel(parse, cursorOptions))
 		return plan(parse, query_string, cursorOptions, boundParams);
 	registered_in((Node *) parse, &touches);

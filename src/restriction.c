@@ -112,6 +112,18 @@ gdpr_restrictions_changed(PG_FUNCTION_ARGS)
 }
 
 
+/* Whether a subject of registered table tbl's subject table is restricted (in SPI). */
+static bool
+restriction_active(Datum tbl)
+{
+	Oid			argtypes[1] = {REGCLASSOID};
+
+	crm_gdpr_spi_check(SPI_execute_with_args("SELECT gdpr._restriction_active($1) IS NOT NULL",
+											 1, argtypes, &tbl, NULL, true, 1),
+					   SPI_OK_SELECT, "looking up restrictions");
+	return strcmp(SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1), "t") == 0;
+}
+
 /* The first restricted subject among the rows of transition table old_rows, or NULL. */
 static char *
 first_restricted_subject(TriggerData *td, const char *old_rows)
@@ -124,10 +136,7 @@ first_restricted_subject(TriggerData *td, const char *old_rows)
 
 	crm_gdpr_spi_check(SPI_connect(), SPI_OK_CONNECT, "connecting to SPI");
 	crm_gdpr_spi_check(SPI_register_trigger_data(td), SPI_OK_TD_REGISTER, "registering the transition table");
-	crm_gdpr_spi_check(SPI_execute_with_args("SELECT gdpr._restriction_active($1) IS NOT NULL",
-											 1, argtypes, args, NULL, true, 1),
-					   SPI_OK_SELECT, "looking up restrictions");
-	if (strcmp(SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1), "t") == 0)
+	if (restriction_active(args[0]))
 	{
 		char	   *ids_sql;
 		Oid			ids_types[2] = {REGCLASSOID, TEXTARRAYOID};
@@ -164,6 +173,33 @@ first_restricted_subject(TriggerData *td, const char *old_rows)
 }
 
 /*
+ * TRUNCATE has no rows to look at (its AFTER trigger comes when they are
+ * gone; its error takes them back): while a subject of the table's subject
+ * table is restricted, it is refused outright, and DELETE, which refuses
+ * only the restricted subjects' rows, is the way (security review round
+ * 25.4).
+ */
+static void
+restricted_truncate(TriggerData *td)
+{
+	bool		active;
+
+	if (!restrictions_in_force())
+		return;
+	crm_gdpr_spi_check(SPI_connect(), SPI_OK_CONNECT, "connecting to SPI");
+	active = restriction_active(ObjectIdGetDatum(crm_gdpr_registered_as(RelationGetRelid(td->tg_relation))));
+	crm_gdpr_spi_check(SPI_finish(), SPI_OK_FINISH, "finishing with SPI");
+	if (active)
+		ereport(ERROR,
+				(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
+				 errmsg("TRUNCATE of %s is refused while a subject of its subject table is restricted",
+						quote_qualified_identifier(get_namespace_name(RelationGetNamespace(td->tg_relation)),
+												   RelationGetRelationName(td->tg_relation))),
+				 errdetail("While restricted (Art. 18) a subject's rows may only be stored; TRUNCATE cannot tell his rows from the others."),
+				 errhint("DELETE the rows instead (only a restricted subject's are refused), or ask a gdpr_admin.")));
+}
+
+/*
  * Refuse an UPDATE or DELETE that changed a restricted subject's rows
  * (old_rows: the name of its transition table of old rows).  Called by the
  * access log's statement trigger (log_write.c), which sees every write of a
@@ -179,14 +215,21 @@ crm_gdpr_refuse_restricted_write(TriggerData *td, Oid fn_oid, const char *old_ro
 	/*
 	 * gdpr_admin may change restricted rows; so may the extension's own
 	 * statements run as the table's owner (key rotation: the purge and the
-	 * erasure leave restricted subjects alone before they get here).
+	 * erasure leave restricted subjects alone before they get here), but not
+	 * what the owner's code they fire writes (security review round 25.3).
 	 */
 	if ((restrictions_known && !any_restriction) || crm_gdpr_is_admin(GetUserId()) ||
-		crm_gdpr_owner_exec_depth > 0)
+		crm_gdpr_in_owner_statement())
 		return;
 
 	crm_gdpr_enter_owner_context(fn_oid, &ctx);
-	hit = restrictions_in_force() ? first_restricted_subject(td, old_rows) : NULL;
+	if (TRIGGER_FIRED_BY_TRUNCATE(td->tg_event))
+	{
+		restricted_truncate(td);
+		hit = NULL;
+	}
+	else
+		hit = restrictions_in_force() ? first_restricted_subject(td, old_rows) : NULL;
 	crm_gdpr_leave_owner_context(&ctx);
 
 	if (hit)

@@ -295,7 +295,7 @@ start_filter(FunctionCallInfo fcinfo, Oid relid, bool keyed)
 
 	f->relid = relid;
 	fcinfo->flinfo->fn_extra = f;
-	f->all_visible = crm_gdpr_restriction_reads == RESTRICTION_READS_OFF || crm_gdpr_owner_exec_depth > 0 ||
+	f->all_visible = crm_gdpr_restriction_reads == RESTRICTION_READS_OFF || crm_gdpr_in_owner_statement() ||
 		!crm_gdpr_restrictions_in_force(fn_oid) || crm_gdpr_is_admin(GetUserId());
 	if (f->all_visible)
 		return f;

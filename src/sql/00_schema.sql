@@ -112,6 +112,15 @@ BEGIN
       USING ERRCODE = 'wrong_object_type',
             DETAIL = 'System tables, temporary tables and the extension''s own tables are not CRM data.';
   END IF;
+  -- Rules would run their queries with the extension's own statements
+  -- (security review round 25.2); CREATE RULE is refused once registered.
+  IF EXISTS (SELECT FROM pg_rewrite w WHERE w.ev_class = tbl OR w.ev_class IN (SELECT gdpr._descendants(tbl))) THEN
+    RAISE EXCEPTION 'table % has rules', tbl
+      USING ERRCODE = 'object_not_in_prerequisite_state',
+            DETAIL = (SELECT string_agg(format('%I ON %s', w.rulename, w.ev_class::regclass), ', ' ORDER BY w.rulename)
+                        FROM pg_rewrite w WHERE w.ev_class = tbl OR w.ev_class IN (SELECT gdpr._descendants(tbl))),
+            HINT = 'A rule would run its queries with the extension''s purge and erasure: replace it by a trigger, then register the table.';
+  END IF;
   IF NOT EXISTS (SELECT FROM pg_constraint WHERE conrelid = tbl AND contype = 'p') THEN
     RAISE EXCEPTION 'table % has no primary key', tbl
       USING ERRCODE = 'invalid_table_definition',

@@ -294,6 +294,24 @@ BEGIN
               HINT = 'Unregister the table with gdpr.unregister_table() if it no longer holds personal data.';
     END IF;
   END IF;
+  -- A rule on a registered table would run its queries with every statement
+  -- on it, the extension's purge and erasure included, at their level and
+  -- with their exemptions (a DO ALSO copy of the table unlogged, a DO
+  -- INSTEAD NOTHING erasure that erases nothing: security review round
+  -- 25.2).  Only on a table whose triggers are all in place, as below: a
+  -- restore creates rules before triggers.
+  IF NOT gdpr._own_ddl_active() THEN
+    SELECT string_agg(DISTINCT w.ev_class::regclass::text, ', ') INTO broken
+      FROM pg_event_trigger_ddl_commands() x
+      JOIN pg_rewrite w ON x.classid = 'pg_rewrite'::regclass AND w.oid = x.objid
+     WHERE x.command_tag = 'CREATE RULE' AND w.ev_class = ANY (gdpr._whole_tables());
+    IF broken IS NOT NULL THEN
+      RAISE EXCEPTION 'rules cannot be created on registered tables'
+        USING ERRCODE = 'insufficient_privilege',
+              DETAIL = format('%s holds registered personal data: a rule would run its queries with every statement on it, the extension''s purge and erasure included.', broken),
+              HINT = 'Use a trigger, or unregister the table with gdpr.unregister_table() if it no longer holds personal data.';
+    END IF;
+  END IF;
   -- Code that will run on the rows: an index on an expression or with a
   -- predicate, a trigger (not the extension's), a rule, a policy.  Only on a
   -- table whose triggers are all in place: a restore, which creates indexes
@@ -356,6 +374,20 @@ BEGIN
              FROM pg_event_trigger_ddl_commands() x
             WHERE x.command_tag = 'ALTER TABLE' AND x.classid = 'pg_class'::regclass AND x.objsubid = 0 LOOP
     CONTINUE WHEN coalesce(cardinality(c.what), 0) = 0 OR NOT c.tbl = ANY (gdpr._whole_tables());
+    -- A new type or generation expression rewrites every row: while a
+    -- subject is restricted (Art. 18: his rows may only be stored), only a
+    -- gdpr_admin may (security review round 25.4).
+    IF c.what && ARRAY['ALTER COLUMN TYPE', 'ALTER COLUMN SET EXPRESSION']
+       AND gdpr._restriction_active((SELECT r.tbl FROM gdpr.registered_tables r
+                                      WHERE r.tbl = c.tbl OR r.tbl IN (SELECT gdpr._ancestors(c.tbl)) LIMIT 1)) IS NOT NULL
+       AND NOT (SELECT a.rolsuper FROM pg_roles a WHERE a.rolname = gdpr._caller())
+       AND NOT pg_has_role(gdpr._caller(), 'gdpr_admin', 'USAGE') THEN
+      RAISE EXCEPTION 'ALTER TABLE % would rewrite the rows of a restricted subject', c.tbl
+        USING ERRCODE = 'insufficient_privilege',
+              DETAIL = format('%s changes every row of %s, and a subject of its subject table is restricted (Art. 18): his rows may only be stored.',
+                              array_to_string(c.what, ', '), c.tbl),
+              HINT = 'Ask a gdpr_admin, or wait until the restriction is lifted.';
+    END IF;
     PERFORM gdpr._note_change('ddl on a registered table', c.tbl::text,
                               format('ALTER TABLE (%s) by %s', array_to_string(c.what, ', '), gdpr._caller()));
     PERFORM gdpr._log_event('DDL', c.tbl, NULL, 0, jsonb_build_object('command', 'ALTER TABLE', 'subcommands', to_jsonb(c.what)));
