@@ -100,6 +100,8 @@ extern void crm_gdpr_fill_log_record_as(LogRecord *rec, const char *operation, O
 extern void crm_gdpr_send_log_record(const LogRecord *rec);
 extern char *crm_gdpr_log_purpose(void);
 extern const char *crm_gdpr_role_name(Oid roleid, int slot);
+/* log_record.c: the role a write is logged for (the caller of a SECURITY DEFINER function or of the extension's statement) */
+extern const char *crm_gdpr_writer_name(void);
 extern bool crm_gdpr_is_admin(Oid roleid);
 
 /*

@@ -25,6 +25,7 @@
 #include "utils/syscache.h"
 #include "utils/timestamp.h"
 
+#include "crm_gdpr.h"
 #include "read_hook.h"
 #include "settings.h"
 
@@ -293,4 +294,35 @@ gdpr_log_enqueue(PG_FUNCTION_ARGS)
 		rec.detail = text_to_cstring(PG_GETARG_TEXT_PP(4));	/* left out by the queue if too long */
 	crm_gdpr_send_log_record(&rec);
 	PG_RETURN_VOID();
+}
+
+/*
+ * Who writes: the current user, or inside a SECURITY DEFINER function (the
+ * extension's erasure, an application's own) the role that called it; the
+ * session user is recorded as well.
+ */
+const char *
+crm_gdpr_writer_name(void)
+{
+	Oid			userid;
+	int			sec_context;
+
+	GetUserIdAndSecContext(&userid, &sec_context);
+	/*
+	 * The role that called a SECURITY DEFINER function, or the extension's
+	 * statement run as the table's owner; but a statement the owner's code
+	 * makes during the latter is the owner's (security review round 25.3).
+	 */
+	if ((sec_context & SECURITY_LOCAL_USERID_CHANGE) &&
+		(crm_gdpr_owner_exec_depth == 0 || crm_gdpr_in_owner_statement()))
+		userid = GetOuterUserId();
+	return crm_gdpr_role_name(userid, 2);
+}
+
+/* The role the extension's functions act for: see 80_access_log.sql. */
+PG_FUNCTION_INFO_V1(gdpr_caller);
+Datum
+gdpr_caller(PG_FUNCTION_ARGS)
+{
+	PG_RETURN_DATUM(DirectFunctionCall1(namein, CStringGetDatum(GetUserNameFromId(GetOuterUserId(), false))));
 }

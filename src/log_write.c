@@ -525,29 +525,6 @@ gdpr_log_journal_pending(PG_FUNCTION_ARGS)
 	PG_RETURN_VOID();
 }
 
-/*
- * Who writes: the current user, or inside a SECURITY DEFINER function (the
- * extension's erasure, an application's own) the role that called it; the
- * session user is recorded as well.
- */
-static const char *
-writer_name(void)
-{
-	Oid			userid;
-	int			sec_context;
-
-	GetUserIdAndSecContext(&userid, &sec_context);
-	/*
-	 * The role that called a SECURITY DEFINER function, or the extension's
-	 * statement run as the table's owner; but a statement the owner's code
-	 * makes during the latter is the owner's (security review round 25.3).
-	 */
-	if ((sec_context & SECURITY_LOCAL_USERID_CHANGE) &&
-		(crm_gdpr_owner_exec_depth == 0 || crm_gdpr_in_owner_statement()))
-		userid = GetOuterUserId();
-	return crm_gdpr_role_name(userid, 2);
-}
-
 PG_FUNCTION_INFO_V1(gdpr_log_write);
 Datum
 gdpr_log_write(PG_FUNCTION_ARGS)
@@ -596,7 +573,7 @@ gdpr_log_write(PG_FUNCTION_ARGS)
 			return PointerGetDatum(NULL);	/* nothing was written */
 	}
 
-	role = writer_name();
+	role = crm_gdpr_writer_name();
 	if (!truncate && table->subject_attnum == 0 && crm_gdpr_log_subjects_max > 0)
 	{
 		crm_gdpr_enter_owner_context(fcinfo->flinfo->fn_oid, &ctx);
@@ -607,12 +584,4 @@ gdpr_log_write(PG_FUNCTION_ARGS)
 	}
 	fold_statement(td->tg_relation, table, operation, &sum, role, truncate);
 	return PointerGetDatum(NULL);
-}
-
-/* The role the extension's functions act for: see 80_access_log.sql. */
-PG_FUNCTION_INFO_V1(gdpr_caller);
-Datum
-gdpr_caller(PG_FUNCTION_ARGS)
-{
-	PG_RETURN_DATUM(DirectFunctionCall1(namein, CStringGetDatum(GetUserNameFromId(GetOuterUserId(), false))));
 }
