@@ -25,6 +25,8 @@ typedef struct OwnerContext
 	int			saved_sec_context;
 	int			guc_nest_level;
 	int			saved_owner_exec_level;
+	int			saved_owner_utility_level;
+	Oid			saved_owner_relid;
 } OwnerContext;
 
 extern void crm_gdpr_enter_owner_context(Oid fn_oid, OwnerContext *ctx);
@@ -53,6 +55,14 @@ extern int	crm_gdpr_exec_nesting(void);
  * review round 25.3).
  */
 extern bool crm_gdpr_in_owner_statement(void);
+/* The table whose owner runs the extension's innermost statement (InvalidOid when none). */
+extern Oid	crm_gdpr_owner_statement_table(void);
+/* read_hook.c: utility statements under way, and the role that runs the innermost one. */
+extern int	crm_gdpr_utility_nesting(void);
+/* read_hook.c: a foreign key's query planned, started or run (returns what _end takes) */
+extern int	crm_gdpr_foreign_key_begin(void);
+extern void crm_gdpr_foreign_key_end(int fk);
+extern Oid	crm_gdpr_utility_runner(void);
 /* The planner's check that a statement run as owner is still the extension's own (no rule). */
 struct Query;
 extern void crm_gdpr_check_owner_query(struct Query *parse);

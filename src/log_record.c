@@ -326,3 +326,21 @@ gdpr_caller(PG_FUNCTION_ARGS)
 {
 	PG_RETURN_DATUM(DirectFunctionCall1(namein, CStringGetDatum(GetUserNameFromId(GetOuterUserId(), false))));
 }
+
+/*
+ * The role that runs the innermost utility statement (read_hook.c), NULL
+ * without the module preloaded: the DDL guard's event triggers are SECURITY
+ * DEFINER, and gdpr._caller() names the session's role, not the owner whose
+ * trigger ran the ALTER TABLE during another role's erasure (security
+ * review round 26.3).
+ */
+PG_FUNCTION_INFO_V1(gdpr_ddl_runner);
+Datum
+gdpr_ddl_runner(PG_FUNCTION_ARGS)
+{
+	Oid			runner = crm_gdpr_utility_runner();
+
+	if (!OidIsValid(runner))
+		PG_RETURN_NULL();
+	PG_RETURN_DATUM(DirectFunctionCall1(namein, CStringGetDatum(GetUserNameFromId(runner, false))));
+}

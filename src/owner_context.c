@@ -44,6 +44,9 @@
 /* > 0 while a statement of the extension runs as a table's owner. */
 int			crm_gdpr_owner_exec_depth = 0;
 int			crm_gdpr_owner_exec_level = 0;
+/* The utility statements under way when it started, and its table. */
+static int	owner_utility_level = 0;
+static Oid	owner_relid = InvalidOid;
 /* Kept plans being run (owner_plans.c drops none while one runs). */
 static int	kept_plans_running = 0;
 
@@ -113,20 +116,39 @@ crm_gdpr_leave_owner_context(OwnerContext *ctx)
  * statement (crm_gdpr_owner_exec_depth): for C code that reads a CRM table
  * itself (restriction_reads.c).  The caller leaves in PG_FINALLY.
  */
+/* Where the extension's statement on relid starts (saved in ctx, see crm_gdpr_in_owner_statement). */
+static void
+begin_owner_statement(Oid relid, OwnerContext *ctx)
+{
+	ctx->saved_owner_exec_level = crm_gdpr_owner_exec_level;
+	ctx->saved_owner_utility_level = owner_utility_level;
+	ctx->saved_owner_relid = owner_relid;
+	crm_gdpr_owner_exec_level = crm_gdpr_exec_nesting();
+	owner_utility_level = crm_gdpr_utility_nesting();
+	owner_relid = relid;
+	crm_gdpr_owner_exec_depth++;
+}
+
+static void
+end_owner_statement(OwnerContext *ctx)
+{
+	crm_gdpr_owner_exec_depth--;
+	crm_gdpr_owner_exec_level = ctx->saved_owner_exec_level;
+	owner_utility_level = ctx->saved_owner_utility_level;
+	owner_relid = ctx->saved_owner_relid;
+}
+
 void
 crm_gdpr_enter_table_owner_context(Oid relid, OwnerContext *ctx)
 {
 	enter_user_context(table_owner(relid), ctx);
-	ctx->saved_owner_exec_level = crm_gdpr_owner_exec_level;
-	crm_gdpr_owner_exec_level = crm_gdpr_exec_nesting();
-	crm_gdpr_owner_exec_depth++;
+	begin_owner_statement(relid, ctx);
 }
 
 void
 crm_gdpr_leave_table_owner_context(OwnerContext *ctx)
 {
-	crm_gdpr_owner_exec_depth--;
-	crm_gdpr_owner_exec_level = ctx->saved_owner_exec_level;
+	end_owner_statement(ctx);
 	crm_gdpr_leave_owner_context(ctx);
 }
 
@@ -142,7 +164,19 @@ crm_gdpr_leave_table_owner_context(OwnerContext *ctx)
 bool
 crm_gdpr_in_owner_statement(void)
 {
-	return crm_gdpr_owner_exec_depth > 0 && crm_gdpr_exec_nesting() <= crm_gdpr_owner_exec_level + 1;
+	/*
+	 * A utility statement runs no executor: the owner's trigger's TRUNCATE
+	 * or ALTER TABLE would seem to be the extension's statement by the
+	 * executor's nesting alone (security review round 26.2).
+	 */
+	return crm_gdpr_owner_exec_depth > 0 && crm_gdpr_exec_nesting() <= crm_gdpr_owner_exec_level + 1 &&
+		crm_gdpr_utility_nesting() == owner_utility_level;
+}
+
+Oid
+crm_gdpr_owner_statement_table(void)
+{
+	return crm_gdpr_owner_exec_depth > 0 ? owner_relid : InvalidOid;
 }
 
 /*
@@ -277,12 +311,10 @@ run_as_owner(Oid relid, text *sql, ArrayType *params, bool want_result, bool kee
 	bool		has_params = params != NULL && ArrayGetNItems(ARR_NDIM(params), ARR_DIMS(params)) > 0;
 	SPIPlanPtr	plan = NULL;
 	int			running = kept_plans_running;
-	int			level = crm_gdpr_owner_exec_level;
 
 	*result_null = true;
 	enter_user_context(owner, &ctx);
-	crm_gdpr_owner_exec_level = crm_gdpr_exec_nesting();
-	crm_gdpr_owner_exec_depth++;
+	begin_owner_statement(relid, &ctx);
 	PG_TRY();
 	{
 		if (SPI_connect() != SPI_OK_CONNECT)
@@ -320,8 +352,7 @@ run_as_owner(Oid relid, text *sql, ArrayType *params, bool want_result, bool kee
 	}
 	PG_FINALLY();
 	{
-		crm_gdpr_owner_exec_depth--;
-		crm_gdpr_owner_exec_level = level;
+		end_owner_statement(&ctx);
 		kept_plans_running = running;
 	}
 	PG_END_TRY();

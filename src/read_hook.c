@@ -75,6 +75,46 @@ static int	exec_nesting = 0;		/* ExecutorRun and ExecutorFinish calls under way 
  * a cascade's table and the queries it makes, is not theirs.
  */
 static int	fk_nesting = 0;
+/* Utility statements under way, and the role that runs the innermost. */
+static int	utility_nesting = 0;
+static Oid	utility_runner = InvalidOid;
+
+/*
+ * Whether the query about to be planned, started or run is a foreign key's
+ * (see fk_nesting).  From its planning on: the planner evaluates an
+ * IMMUTABLE default of a cascade's SET DEFAULT, and ExecutorStart may call
+ * functions too (security review round 26.1).
+ */
+int
+crm_gdpr_foreign_key_begin(void)
+{
+	Oid			userid;
+	int			sec_context;
+
+	GetUserIdAndSecContext(&userid, &sec_context);
+	if (!(sec_context & SECURITY_NOFORCE_RLS))
+		return 0;
+	fk_nesting++;
+	return 1;
+}
+
+void
+crm_gdpr_foreign_key_end(int fk)
+{
+	fk_nesting -= fk;
+}
+
+int
+crm_gdpr_utility_nesting(void)
+{
+	return utility_nesting;
+}
+
+Oid
+crm_gdpr_utility_runner(void)
+{
+	return utility_runner;
+}
 FinishingShape crm_gdpr_finishing = FINISHING_UNKNOWN;
 static int64 pending_decrypts = 0;	/* gdpr.decrypt() calls of the running statement */
 static char decrypt_role[NAMEDATALEN];
@@ -227,11 +267,20 @@ static void
 crm_gdpr_ExecutorStart(QueryDesc *query, int eflags)
 {
 	QueryReads *reads;
+	int			fk = crm_gdpr_foreign_key_begin();
 
-	if (prev_ExecutorStart)
-		prev_ExecutorStart(query, eflags);
-	else
-		standard_ExecutorStart(query, eflags);
+	PG_TRY();
+	{
+		if (prev_ExecutorStart)
+			prev_ExecutorStart(query, eflags);
+		else
+			standard_ExecutorStart(query, eflags);
+	}
+	PG_FINALLY();
+	{
+		crm_gdpr_foreign_key_end(fk);
+	}
+	PG_END_TRY();
 	if (!(eflags & EXEC_FLAG_EXPLAIN_ONLY))
 		crm_gdpr_note_running_write(query);
 	if ((eflags & EXEC_FLAG_EXPLAIN_ONLY) || in_copy || !crm_gdpr_reads_are_logged())
@@ -250,24 +299,12 @@ crm_gdpr_ExecutorStart(QueryDesc *query, int eflags)
 	MemoryContextRegisterResetCallback(query->estate->es_query_cxt, &reads->freed);
 }
 
-/* Whether the query about to run is a foreign key's (see fk_nesting). */
-static int
-foreign_key_query(void)
-{
-	Oid			userid;
-	int			sec_context;
-
-	GetUserIdAndSecContext(&userid, &sec_context);
-	return (sec_context & SECURITY_NOFORCE_RLS) ? 1 : 0;
-}
-
 static void
 run_nested(EXECUTOR_RUN_PARAMS)
 {
-	int			fk = foreign_key_query();
+	int			fk = crm_gdpr_foreign_key_begin();
 
 	exec_nesting++;
-	fk_nesting += fk;
 	PG_TRY();
 	{
 		if (prev_ExecutorRun)
@@ -278,7 +315,7 @@ run_nested(EXECUTOR_RUN_PARAMS)
 	PG_FINALLY();
 	{
 		exec_nesting--;
-		fk_nesting -= fk;
+		crm_gdpr_foreign_key_end(fk);
 	}
 	PG_END_TRY();
 }
@@ -319,10 +356,9 @@ static void
 crm_gdpr_ExecutorFinish(QueryDesc *query)
 {
 	FinishingShape outer = crm_gdpr_finishing;
-	int			fk = foreign_key_query();
+	int			fk = crm_gdpr_foreign_key_begin();
 
 	exec_nesting++;
-	fk_nesting += fk;
 	crm_gdpr_finishing = query->plannedstmt->hasModifyingCTE ? FINISHING_SHARED : FINISHING_ONE;
 	PG_TRY();
 	{
@@ -334,7 +370,7 @@ crm_gdpr_ExecutorFinish(QueryDesc *query)
 	PG_FINALLY();
 	{
 		exec_nesting--;
-		fk_nesting -= fk;
+		crm_gdpr_foreign_key_end(fk);
 		crm_gdpr_finishing = outer;
 	}
 	PG_END_TRY();
@@ -476,19 +512,32 @@ crm_gdpr_ProcessUtility(PlannedStmt *pstmt, const char *queryString, bool readOn
 						DestReceiver *dest, QueryCompletion *qc)
 {
 	Node	   *tree = pstmt->utilityStmt;
+	Oid			outer_runner = utility_runner;
 
-	crm_gdpr_guard_tree(tree);
-	if (IsA(tree, CopyStmt) && !((CopyStmt *) tree)->is_from && ((CopyStmt *) tree)->relation &&
-		crm_gdpr_reads_are_logged())
+	/* Who runs it, for the DDL guard's event triggers (SECURITY DEFINER: they see their owner). */
+	utility_runner = GetUserId();
+	utility_nesting++;
+	PG_TRY();
 	{
-		copy_to((CopyStmt *) tree, pstmt, queryString, readOnlyTree, context, params, queryEnv, dest, qc);
-		return;
+		crm_gdpr_guard_tree(tree);
+		if (IsA(tree, CopyStmt) && !((CopyStmt *) tree)->is_from && ((CopyStmt *) tree)->relation &&
+			crm_gdpr_reads_are_logged())
+			copy_to((CopyStmt *) tree, pstmt, queryString, readOnlyTree, context, params, queryEnv, dest, qc);
+		else
+		{
+			if (prev_ProcessUtility)
+				prev_ProcessUtility(pstmt, queryString, readOnlyTree, context, params, queryEnv, dest, qc);
+			else
+				standard_ProcessUtility(pstmt, queryString, readOnlyTree, context, params, queryEnv, dest, qc);
+			crm_gdpr_guard_tree_after(tree);
+		}
 	}
-	if (prev_ProcessUtility)
-		prev_ProcessUtility(pstmt, queryString, readOnlyTree, context, params, queryEnv, dest, qc);
-	else
-		standard_ProcessUtility(pstmt, queryString, readOnlyTree, context, params, queryEnv, dest, qc);
-	crm_gdpr_guard_tree_after(tree);
+	PG_FINALLY();
+	{
+		utility_nesting--;
+		utility_runner = outer_runner;
+	}
+	PG_END_TRY();
 }
 
 void

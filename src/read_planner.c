@@ -125,8 +125,30 @@ may_go_parallel(Query *parse, int cursorOptions)
 		max_parallel_workers_per_gather > 0 && !IsParallelWorker() && !crm_gdpr_in_own_worker;
 }
 
+static PlannedStmt *plan_serial_if_registered(Query *parse, const char *query_string, int cursorOptions,
+											  ParamListInfo boundParams);
+
+/* A foreign key's query counts as one from its planning on (read_hook.c, round 26.1). */
 static PlannedStmt *
 crm_gdpr_planner(Query *parse, const char *query_string, int cursorOptions, ParamListInfo boundParams)
+{
+	int			fk = crm_gdpr_foreign_key_begin();
+	PlannedStmt *volatile result = NULL;
+
+	PG_TRY();
+	{
+		result = plan_serial_if_registered(parse, query_string, cursorOptions, boundParams);
+	}
+	PG_FINALLY();
+	{
+		crm_gdpr_foreign_key_end(fk);
+	}
+	PG_END_TRY();
+	return result;
+}
+
+static PlannedStmt *
+plan_serial_if_registered(Query *parse, const char *query_string, int cursorOptions, ParamListInfo boundParams)
 {
 	Touches		touches = TOUCHES_NONE;
 	Query	   *copy;

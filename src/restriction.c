@@ -216,10 +216,15 @@ crm_gdpr_refuse_restricted_write(TriggerData *td, Oid fn_oid, const char *old_ro
 	 * gdpr_admin may change restricted rows; so may the extension's own
 	 * statements run as the table's owner (key rotation: the purge and the
 	 * erasure leave restricted subjects alone before they get here), but not
-	 * what the owner's code they fire writes (security review round 25.3).
+	 * what the owner's code they fire writes (security review round 25.3),
+	 * nor what a foreign key of the owner's cascades into another table
+	 * (round 26.4: a NOT VALID key tied a restricted subject's row to an
+	 * erased one's).
 	 */
 	if ((restrictions_known && !any_restriction) || crm_gdpr_is_admin(GetUserId()) ||
-		crm_gdpr_in_owner_statement())
+		(crm_gdpr_in_owner_statement() &&
+		 crm_gdpr_registered_as(RelationGetRelid(td->tg_relation)) ==
+		 crm_gdpr_registered_as(crm_gdpr_owner_statement_table())))
 		return;
 
 	crm_gdpr_enter_owner_context(fn_oid, &ctx);

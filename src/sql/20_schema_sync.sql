@@ -362,6 +362,11 @@ CREATE EVENT TRIGGER crm_gdpr_sql_drop ON sql_drop
 CREATE FUNCTION gdpr._alter_table_code(cmd pg_ddl_command) RETURNS text[]
   LANGUAGE c STRICT AS 'MODULE_PATHNAME', 'gdpr_alter_table_code';
 
+-- The role running the DDL (NULL without the module preloaded): these event
+-- triggers are SECURITY DEFINER, and gdpr._caller() is the session's role.
+CREATE FUNCTION gdpr._ddl_runner() RETURNS name
+  LANGUAGE c VOLATILE AS 'MODULE_PATHNAME', 'gdpr_ddl_runner';
+
 CREATE FUNCTION gdpr._record_alter_code() RETURNS event_trigger
   LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
@@ -376,12 +381,13 @@ BEGIN
     CONTINUE WHEN coalesce(cardinality(c.what), 0) = 0 OR NOT c.tbl = ANY (gdpr._whole_tables());
     -- A new type or generation expression rewrites every row: while a
     -- subject is restricted (Art. 18: his rows may only be stored), only a
-    -- gdpr_admin may (security review round 25.4).
+    -- gdpr_admin may (security review round 25.4): the role running it, not
+    -- the one whose erasure fired the owner's trigger that runs it (26.3).
     IF c.what && ARRAY['ALTER COLUMN TYPE', 'ALTER COLUMN SET EXPRESSION']
        AND gdpr._restriction_active((SELECT r.tbl FROM gdpr.registered_tables r
                                       WHERE r.tbl = c.tbl OR r.tbl IN (SELECT gdpr._ancestors(c.tbl)) LIMIT 1)) IS NOT NULL
-       AND NOT (SELECT a.rolsuper FROM pg_roles a WHERE a.rolname = gdpr._caller())
-       AND NOT pg_has_role(gdpr._caller(), 'gdpr_admin', 'USAGE') THEN
+       AND NOT (SELECT a.rolsuper FROM pg_roles a WHERE a.rolname = coalesce(gdpr._ddl_runner(), gdpr._caller()))
+       AND NOT pg_has_role(coalesce(gdpr._ddl_runner(), gdpr._caller()), 'gdpr_admin', 'USAGE') THEN
       RAISE EXCEPTION 'ALTER TABLE % would rewrite the rows of a restricted subject', c.tbl
         USING ERRCODE = 'insufficient_privilege',
               DETAIL = format('%s changes every row of %s, and a subject of its subject table is restricted (Art. 18): his rows may only be stored.',

@@ -47,6 +47,12 @@ hostile_suite() {
   state_of() { sed -n 's/^SQLSTATE=//p' <<<"$1" | tail -n 1; }
   su() { q -d "$1" -c 'SET client_min_messages = warning' -c "$2"; }   # as the superuser, stop on error
   owner() { q -U crm_owner -d "$1" -c 'SET client_min_messages = warning' -c "$2"; }
+  # refused ID WHAT SQLSTATE OUT: the statement was refused with SQLSTATE.
+  refused() {
+    [ "$(state_of "$4")" = "$3" ] && ok "$1: $2: refused ($3)" || bad "$1" "$2: not refused ($(state_of "$4"): $(head -c 300 <<<"$4"))"
+  }
+  # count SQL: a count (any one value), as the superuser, in database $db.
+  count() { q -d "$db" -c "$1"; }
   # need_owner_ext DB ID: an attack through an extension of the owner's needs
   # test/fixtures/owner_ext in the server; without it the attack cannot run
   # and its check would pass for nothing: a failure of ID.

@@ -191,9 +191,6 @@ else ok "round23.5: DETACH racing an uncommitted INSERT: $read e-mails read, $n 
 # ---------------------------------------------------------------------------
 # Round23.7: the same doors, other keys (what the fixes of 23.1 to 23.5 also
 # close).  refused ID WHAT SQLSTATE OUT: the statement was refused with SQLSTATE.
-refused() {
-  [ "$(state_of "$4")" = "$3" ] && ok "$1: $2: refused ($3)" || bad "$1" "$2: not refused ($(state_of "$4"): $(head -c 300 <<<"$4"))"
-}
 out=$(as crm_owner $db "CREATE TEMP TABLE notes_t () INHERITS (crm.notes_i)")
 refused round23.7 "a temporary child of a registered table (its rows would go with the session)" 42501 "$out"
 out=$(as crm_owner $db "CREATE TABLE pg_temp.notes_t () INHERITS (crm.notes_i)")

@@ -66,12 +66,6 @@ removals() {
 reads() {
   q -d $db -c "SELECT coalesce(sum(row_count), 0) FROM gdpr.access_log WHERE id > $1 AND role_name = '$2' AND operation = 'SELECT'"
 }
-# refused ID WHAT SQLSTATE OUT: the statement was refused with SQLSTATE.
-refused() {
-  [ "$(state_of "$4")" = "$3" ] && ok "$1: $2: refused ($3)" || bad "$1" "$2: not refused ($(state_of "$4"): $(head -c 300 <<<"$4"))"
-}
-# count SQL: a count, as the superuser.
-count() { q -d $db -c "$1"; }
 
 # The registered trees: crm.notes_i (inheritance, child crm.notes_c),
 # crm.notes_p (partitioned, crm.notes_p1 holding a note per contact,

@@ -99,12 +99,6 @@ hostile_suite
 # Roles and a CRM owned by crm_owner, registered by the superuser (the DBA).
 hostile_crm sec
 hostile_leaks round25
-# refused ID WHAT SQLSTATE OUT: the statement was refused with SQLSTATE.
-refused() {
-  [ "$(state_of "$4")" = "$3" ] && ok "$1: $2: refused ($3)" || bad "$1" "$2: not refused ($(state_of "$4"): $(head -c 300 <<<"$4"))"
-}
-# count SQL: a count, as the superuser.
-count() { q -d $db -c "$1"; }
 # contact_reads SINCE: the rows of crm.contacts the log counts as read (any role) since id SINCE.
 contact_reads() {
   count "SELECT coalesce(sum(row_count), 0) FROM gdpr.access_log WHERE id > $1 AND operation = 'SELECT' AND tbl = 'crm.contacts'::regclass"

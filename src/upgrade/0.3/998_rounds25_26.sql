@@ -1,4 +1,4 @@
--- Security review round 25 (read_hook.c, owner_context.c, restriction.c
+-- Security review rounds 25 and 26 (read_hook.c, owner_context.c, restriction.c
 -- and log_write.c do the rest, in C).
 -- 25.2: a rule on a registered table ran its queries with the extension's
 -- purge and erasure: a table with rules is not registered, CREATE RULE on a
@@ -105,8 +105,11 @@ BEGIN
   END LOOP;
 END
 $$;
--- 25.4: a type change rewrites every row: refused to all but gdpr_admin
--- while a subject of the table is restricted.
+-- 25.4, 26.3: a type change rewrites every row: refused to all but
+-- gdpr_admin while a subject of the table is restricted, by the role that
+-- runs it.
+CREATE FUNCTION gdpr._ddl_runner() RETURNS name
+  LANGUAGE c VOLATILE AS 'MODULE_PATHNAME', 'gdpr_ddl_runner';
 CREATE OR REPLACE FUNCTION gdpr._record_alter_code() RETURNS event_trigger
   LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
@@ -121,12 +124,13 @@ BEGIN
     CONTINUE WHEN coalesce(cardinality(c.what), 0) = 0 OR NOT c.tbl = ANY (gdpr._whole_tables());
     -- A new type or generation expression rewrites every row: while a
     -- subject is restricted (Art. 18: his rows may only be stored), only a
-    -- gdpr_admin may (security review round 25.4).
+    -- gdpr_admin may (security review round 25.4): the role running it, not
+    -- the one whose erasure fired the owner's trigger that runs it (26.3).
     IF c.what && ARRAY['ALTER COLUMN TYPE', 'ALTER COLUMN SET EXPRESSION']
        AND gdpr._restriction_active((SELECT r.tbl FROM gdpr.registered_tables r
                                       WHERE r.tbl = c.tbl OR r.tbl IN (SELECT gdpr._ancestors(c.tbl)) LIMIT 1)) IS NOT NULL
-       AND NOT (SELECT a.rolsuper FROM pg_roles a WHERE a.rolname = gdpr._caller())
-       AND NOT pg_has_role(gdpr._caller(), 'gdpr_admin', 'USAGE') THEN
+       AND NOT (SELECT a.rolsuper FROM pg_roles a WHERE a.rolname = coalesce(gdpr._ddl_runner(), gdpr._caller()))
+       AND NOT pg_has_role(coalesce(gdpr._ddl_runner(), gdpr._caller()), 'gdpr_admin', 'USAGE') THEN
       RAISE EXCEPTION 'ALTER TABLE % would rewrite the rows of a restricted subject', c.tbl
         USING ERRCODE = 'insufficient_privilege',
               DETAIL = format('%s changes every row of %s, and a subject of its subject table is restricted (Art. 18): his rows may only be stored.',
