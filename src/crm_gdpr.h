@@ -59,10 +59,10 @@ extern bool crm_gdpr_in_owner_statement(void);
 extern Oid	crm_gdpr_owner_statement_table(void);
 /* read_hook.c: utility statements under way, and the role that runs the innermost one. */
 extern int	crm_gdpr_utility_nesting(void);
+extern Oid	crm_gdpr_utility_runner(void);
 /* read_hook.c: a foreign key's query planned, started or run (returns what _end takes) */
 extern int	crm_gdpr_foreign_key_begin(void);
 extern void crm_gdpr_foreign_key_end(int fk);
-extern Oid	crm_gdpr_utility_runner(void);
 /* The planner's check that a statement run as owner is still the extension's own (no rule). */
 struct Query;
 extern void crm_gdpr_check_owner_query(struct Query *parse);

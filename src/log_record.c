@@ -319,12 +319,18 @@ crm_gdpr_writer_name(void)
 	return crm_gdpr_role_name(userid, 2);
 }
 
+static Datum
+role_name_datum(Oid roleid)
+{
+	return DirectFunctionCall1(namein, CStringGetDatum(GetUserNameFromId(roleid, false)));
+}
+
 /* The role the extension's functions act for: see 80_access_log.sql. */
 PG_FUNCTION_INFO_V1(gdpr_caller);
 Datum
 gdpr_caller(PG_FUNCTION_ARGS)
 {
-	PG_RETURN_DATUM(DirectFunctionCall1(namein, CStringGetDatum(GetUserNameFromId(GetOuterUserId(), false))));
+	PG_RETURN_DATUM(role_name_datum(GetOuterUserId()));
 }
 
 /*
@@ -342,5 +348,5 @@ gdpr_ddl_runner(PG_FUNCTION_ARGS)
 
 	if (!OidIsValid(runner))
 		PG_RETURN_NULL();
-	PG_RETURN_DATUM(DirectFunctionCall1(namein, CStringGetDatum(GetUserNameFromId(runner, false))));
+	PG_RETURN_DATUM(role_name_datum(runner));
 }
